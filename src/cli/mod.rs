@@ -1,0 +1,47 @@
+//! Command-line front end: headless subcommands that drive the same engine as the GUI.
+
+pub mod embed;
+pub mod index_cmd;
+pub mod ingest;
+pub mod search;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "pagesight", version, about = "Search the pages of your PDFs with ColQwen2.5")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Commands {
+    /// Turn every PDF page under a folder into vectors in the local index.
+    Ingest(ingest::IngestArgs),
+    /// Search an index.
+    Search(search::SearchArgs),
+    /// Embed images and queries with the model and write the vectors to a safetensors file.
+    Embed(embed::EmbedArgs),
+    /// Benchmarks (loader, embed, search, ingest).
+    Bench(crate::bench::BenchArgs),
+    /// Index maintenance: stats, verify, delete, compact.
+    Index(index_cmd::IndexArgs),
+    /// Open the desktop app (the default with no subcommand).
+    Gui,
+    /// Internal: a render worker process, driven over stdin/stdout by the loader.
+    #[command(name = "__render-worker", hide = true)]
+    RenderWorker,
+}
+
+/// Runs a parsed command line. `None` opens the GUI.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None | Some(Commands::Gui) => crate::ui::run_app(),
+        Some(Commands::Ingest(a)) => ingest::run(a),
+        Some(Commands::Search(a)) => search::run(a),
+        Some(Commands::Embed(a)) => embed::run(a),
+        Some(Commands::Bench(a)) => crate::bench::run(a),
+        Some(Commands::Index(a)) => index_cmd::run(a),
+        Some(Commands::RenderWorker) => crate::loader::worker::worker_main(),
+    }
+}

@@ -1,0 +1,85 @@
+//! Commands into the engine thread. The GUI, the CLI and the benchmarks only ever talk to the
+//! engine through these (and read `Event`s back); nothing else crosses the boundary.
+
+use super::settings::{IngestSettings, LiveSettings};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which scorer ranks pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// ColQwen2.5 multi-vector MaxSim.
+    #[default]
+    Visual,
+    /// BM25 over the page text layer.
+    Text,
+    /// Reciprocal-rank fusion of both.
+    Hybrid,
+}
+
+impl SearchMode {
+    pub const ALL: [SearchMode; 3] = [SearchMode::Visual, SearchMode::Text, SearchMode::Hybrid];
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchMode::Visual => "visual",
+            SearchMode::Text => "text",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        SearchMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| anyhow::anyhow!("unknown search mode '{s}': expected visual, text or hybrid"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// Echoed in `Event::SearchResults` so callers can match answers to questions.
+    pub id: u64,
+    pub index: PathBuf,
+    pub query: String,
+    pub top_k: usize,
+    pub mode: SearchMode,
+    /// Weight of the visual ranking in hybrid fusion (text gets 1 − w).
+    pub hybrid_visual_weight: f32,
+    /// Also compute per-patch similarity maps for the results (for heatmaps).
+    pub with_heatmaps: bool,
+}
+
+/// One side of an A/B comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbSide {
+    pub label: String,
+    pub settings: IngestSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Ingest every PDF under `folder` into the index at `index` (created if missing).
+    StartIngest { folder: PathBuf, index: PathBuf, settings: IngestSettings },
+    /// Stop taking new batches; what is in flight finishes.
+    Pause,
+    Resume,
+    /// Stop the run; everything committed stays committed.
+    Cancel,
+    /// Change batch size / transfer mode; applied between batches.
+    UpdateLive(LiveSettings),
+    /// Run the same pages under two settings; vectors are not written to any index.
+    AbCompare { folder: PathBuf, pages: usize, a: AbSide, b: AbSide },
+    Search(SearchRequest),
+    /// Render a page thumbnail (off the UI thread).
+    Thumbnail { id: u64, file: PathBuf, page: u32, max_side: u32 },
+    /// Read index statistics.
+    Stats { index: PathBuf },
+    /// Report the compute device, VRAM and driver.
+    DeviceInfo,
+    /// Finish and end the engine thread.
+    Shutdown,
+}

@@ -1,0 +1,214 @@
+//! Events out of the engine thread. `--json` prints each as one line wrapped in an `EventEnvelope`
+//! that carries `SCHEMA_VERSION`, so recorded runs can be read back by later versions.
+
+use super::settings::{IngestSettings, TransferMode};
+use super::stage::StageTimes;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Version of the JSON shape of events and benchmark results. Bump on incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FileStatus {
+    Queued,
+    InProgress { pages_done: u32, pages_total: u32 },
+    Done { pages: u32 },
+    /// `page` is 1-based when the failure belongs to one page.
+    Failed { page: Option<u32>, reason: String },
+    SkippedUnchanged { pages: u32 },
+    /// Removed from the index because it vanished from the folder (`--prune`).
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub pages_done: u64,
+    /// Known once every file's page count is known; until then an estimate.
+    pub pages_total: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub pages_per_sec: f64,
+    pub eta_secs: Option<f64>,
+}
+
+/// One GPU sample from NVML; absent when there is no GPU or no NVML.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuSample {
+    pub utilisation: f32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub pcie_tx_bytes_per_sec: Option<f64>,
+    pub pcie_rx_bytes_per_sec: Option<f64>,
+}
+
+/// Sent ~4× per second while pages flow. Definitions match the bench JSON:
+/// `gpu_busy` = fraction of wall time the compute stream had work queued (CUDA events);
+/// `copy_critical_secs` = time the compute stream waited for a copy; `stages` add up to wall time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Seconds since the run started.
+    pub t: f64,
+    pub pages_per_sec: f64,
+    pub h2d_bytes_per_sec: f64,
+    pub h2d_secs: f64,
+    pub copy_critical_secs: f64,
+    pub gpu_busy: Option<f64>,
+    pub transfer: TransferMode,
+    pub batch_size: usize,
+    /// Stage times over the interval since the previous metrics event.
+    pub stages: StageTimes,
+    pub gpu: Option<GpuSample>,
+    /// Why GPU numbers are missing, when they are.
+    pub gpu_unavailable: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub status: FileStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IngestSummary {
+    pub pages_ingested: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub files_skipped: u64,
+    pub files_removed: u64,
+    pub wall_secs: f64,
+    pub pages_per_sec: f64,
+    pub stages: StageTimes,
+    pub cancelled: bool,
+    /// Every file that failed, with its reason.
+    pub failures: Vec<FileReport>,
+}
+
+/// One ranked page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub rank: usize,
+    pub score: f32,
+    pub file: PathBuf,
+    /// 1-based page number.
+    pub page: u32,
+    pub title: Option<String>,
+    /// Per-merged-patch similarity, row-major `grid_h × grid_w` (when heatmaps were asked for).
+    pub heatmap: Option<Heatmap>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heatmap {
+    pub grid_h: u32,
+    pub grid_w: u32,
+    pub values: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexStats {
+    pub path: PathBuf,
+    pub files: u64,
+    pub pages: u64,
+    pub vectors: u64,
+    pub segments: u64,
+    pub bytes_on_disk: u64,
+    /// What made the vectors (model identity, quantisation, max visual tokens, query prompt).
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// e.g. "cpu" or "NVIDIA H100 80GB HBM3 (cuda:0)".
+    pub name: String,
+    pub cuda_built: bool,
+    pub cuda_available: bool,
+    pub vram_total_bytes: Option<u64>,
+    pub vram_used_bytes: Option<u64>,
+    pub driver: Option<String>,
+    /// Why GPU features are unavailable, when they are.
+    pub unavailable_reason: Option<String>,
+}
+
+/// Result of one side of an A/B comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AbSideResult {
+    pub label: String,
+    pub settings: IngestSettings,
+    pub pages: u64,
+    pub wall_secs: f64,
+    pub pages_per_sec: f64,
+    pub copy_critical_secs: f64,
+    pub gpu_busy: Option<f64>,
+    pub stages: StageTimes,
+    /// The metrics series, for overlaying the two runs.
+    pub series: Vec<Metrics>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    IngestStarted { folder: PathBuf, index: PathBuf, settings: IngestSettings, model_note: Option<String> },
+    /// Discovery finished: files found and how many are new, changed or unchanged.
+    Discovered { files: u64, new_or_changed: u64, unchanged: u64 },
+    FileStatus(FileReport),
+    Progress(Progress),
+    /// Per-batch wall time split into stages.
+    BatchTimings { batch: u64, pages: usize, wall_secs: f64, stages: StageTimes },
+    Metrics(Metrics),
+    /// The first GPU launch JIT-compiles kernels (~30 s cold); shown as its own stage.
+    PreparingGpuKernels { done: bool, secs: f64 },
+    Committed { pages_total: u64 },
+    Paused,
+    Resumed,
+    LiveSettingsApplied(super::settings::LiveSettings),
+    IngestFinished(IngestSummary),
+    AbSideFinished(AbSideResult),
+    AbFinished { a: AbSideResult, b: AbSideResult },
+    SearchResults { id: u64, query: String, hits: Vec<SearchHit>, elapsed_ms: f64, note: Option<String> },
+    Thumbnail { id: u64, file: PathBuf, page: u32, width: u32, height: u32, rgba: Arc<Vec<u8>> },
+    Stats(IndexStats),
+    Device(DeviceInfo),
+    /// Something the user should know that is not an error (e.g. random weights: rankings meaningless).
+    Notice { message: String },
+    /// `context` names what failed (a file, the index, the model); `message` says what to do.
+    Error { context: String, message: String, request_id: Option<u64> },
+}
+
+/// The JSON line form of an event.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub schema: u32,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl EventEnvelope {
+    pub fn json_line(event: &Event) -> String {
+        #[derive(Serialize)]
+        struct Ref<'a> {
+            schema: u32,
+            #[serde(flatten)]
+            event: &'a Event,
+        }
+        serde_json::to_string(&Ref { schema: SCHEMA_VERSION, event }).expect("events serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn envelope_roundtrip_carries_schema() {
+        let ev = Event::FileStatus(FileReport {
+            path: "a.pdf".into(),
+            status: FileStatus::Failed { page: Some(3), reason: "truncated".into() },
+        });
+        let line = EventEnvelope::json_line(&ev);
+        assert!(line.contains("\"schema\":1"), "{line}");
+        let back: EventEnvelope = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.schema, SCHEMA_VERSION);
+        assert_eq!(back.event, ev);
+    }
+}

@@ -1,0 +1,1 @@
+//! Weight quantisation: NF4 exactly as bitsandbytes, and candle k-quants.

@@ -1,0 +1,167 @@
+//! The one list of pipeline stages. Events, benchmarks and the GUI all use it, so a number called
+//! "h2d" means the same thing everywhere. For each batch the consumer's wall time is attributed to
+//! exactly one stage at a time, so the stage times of a batch add up to its wall time.
+
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Walking the folder and hashing files.
+    Discover,
+    /// Rendering in a worker process, resize included (seen by the consumer as waiting on it).
+    Render,
+    /// Waiting on the prefetch queue although pages were already rendered (channel hand-off).
+    QueueWait,
+    /// Packing / normalising pixels into the staging buffers.
+    Stage,
+    /// Host-to-device copy.
+    H2d,
+    /// Vision tower forward.
+    Vision,
+    /// Language model forward and projection head.
+    Lm,
+    /// Device-to-host copy of the embeddings.
+    D2h,
+    /// Writing vectors and text into the index (commits included).
+    Index,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 9] = [
+        Stage::Discover,
+        Stage::Render,
+        Stage::QueueWait,
+        Stage::Stage,
+        Stage::H2d,
+        Stage::Vision,
+        Stage::Lm,
+        Stage::D2h,
+        Stage::Index,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Discover => "discover",
+            Stage::Render => "render",
+            Stage::QueueWait => "queue_wait",
+            Stage::Stage => "stage",
+            Stage::H2d => "h2d",
+            Stage::Vision => "vision",
+            Stage::Lm => "lm",
+            Stage::D2h => "d2h",
+            Stage::Index => "index",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Seconds spent per stage. Serialised as a map `{stage name: seconds}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes(pub [f64; 9]);
+
+impl StageTimes {
+    pub fn get(&self, s: Stage) -> f64 {
+        self.0[s.index()]
+    }
+    pub fn add(&mut self, s: Stage, secs: f64) {
+        self.0[s.index()] += secs;
+    }
+    pub fn total(&self) -> f64 {
+        self.0.iter().sum()
+    }
+    pub fn accumulate(&mut self, other: &StageTimes) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+}
+
+impl Serialize for StageTimes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(9))?;
+        for st in Stage::ALL {
+            m.serialize_entry(st.name(), &self.get(st))?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StageTimes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = std::collections::BTreeMap::<String, f64>::deserialize(d)?;
+        let mut t = StageTimes::default();
+        for st in Stage::ALL {
+            if let Some(v) = m.get(st.name()) {
+                t.0[st.index()] = *v;
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// Attributes wall time to one stage at a time: `switch(stage)` closes the running stage and opens
+/// the next, so nothing is counted twice and nothing between two stages is lost.
+pub struct StageClock {
+    current: Stage,
+    since: Instant,
+    times: StageTimes,
+}
+
+impl StageClock {
+    pub fn start(stage: Stage) -> Self {
+        StageClock { current: stage, since: Instant::now(), times: StageTimes::default() }
+    }
+    /// Closes the running stage and starts `next`.
+    pub fn switch(&mut self, next: Stage) {
+        let now = Instant::now();
+        self.times.add(self.current, (now - self.since).as_secs_f64());
+        self.current = next;
+        self.since = now;
+    }
+    /// Closes the running stage and returns the times so far, restarting the clock in `next`.
+    pub fn take(&mut self, next: Stage) -> StageTimes {
+        self.switch(next);
+        std::mem::take(&mut self.times)
+    }
+    /// Moves `secs` already attributed to the running stage onto `to` (used when a device timer
+    /// measured the true split of a synchronous span, e.g. vision vs lm inside one forward).
+    pub fn reattribute(&mut self, from: Stage, to: Stage, secs: f64) {
+        let secs = secs.min(self.times.get(from)).max(0.0);
+        self.times.0[from.index()] -= secs;
+        self.times.add(to, secs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn stage_times_roundtrip_json() {
+        let mut t = StageTimes::default();
+        t.add(Stage::H2d, 0.25);
+        t.add(Stage::Lm, 1.0);
+        let j = serde_json::to_string(&t).unwrap();
+        assert!(j.contains("\"h2d\":0.25"));
+        let back: StageTimes = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, t);
+    }
+    #[test]
+    fn clock_adds_up_to_wall_time() {
+        let t0 = Instant::now();
+        let mut c = StageClock::start(Stage::Render);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        c.switch(Stage::Vision);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let times = c.take(Stage::Render);
+        let wall = t0.elapsed().as_secs_f64();
+        assert!(times.get(Stage::Render) >= 0.004 && times.get(Stage::Vision) >= 0.004);
+        assert!(times.total() <= wall + 1e-6);
+        assert!(times.total() > wall * 0.9);
+    }
+}

@@ -1,0 +1,1 @@
+//! The local index: multi-vector segments, manifest, tantivy text, search.

@@ -1,0 +1,3 @@
+//! The PDF loader: discovery, render worker processes, preprocessing, prefetching.
+
+pub mod worker;

@@ -1,0 +1,64 @@
+//! Where things live on disk: the index (one named index per corpus under the platform data
+//! dir), settings, and the PDFium library.
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("org", "pagesight", "pagesight")
+}
+
+/// Platform data dir (e.g. `~/.local/share/pagesight`), or `./.pagesight` when none is known.
+pub fn data_dir() -> PathBuf {
+    project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".pagesight"))
+}
+
+/// Platform config dir for settings.
+pub fn config_dir() -> PathBuf {
+    project_dirs().map(|d| d.config_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".pagesight"))
+}
+
+/// The default index for a corpus folder: `<data>/indexes/<folder name>-<hash of its path>`, so two
+/// corpora never share an index and the same folder always finds its own.
+pub fn default_index_for(folder: &Path) -> PathBuf {
+    let canon = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+    let name = canon.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+    let name: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let h = blake3::hash(canon.as_os_str().as_encoded_bytes()).to_hex();
+    data_dir().join("indexes").join(format!("{name}-{}", &h[..8]))
+}
+
+/// Candidate locations for libpdfium, in search order: `$PDFIUM_LIB` (file or dir), next to the
+/// executable, `vendor/pdfium/` of the source tree, `./vendor/pdfium/`.
+pub fn pdfium_candidates() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(p) = std::env::var_os("PDFIUM_LIB") {
+        let p = PathBuf::from(p);
+        v.push(if p.is_dir() { p.join("libpdfium.so") } else { p });
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            v.push(dir.join("libpdfium.so"));
+            // target/{debug,release}/pagesight and target/debug/deps/<test> → <repo>/vendor/pdfium
+            for up in dir.ancestors().take(4) {
+                v.push(up.join("vendor/pdfium/libpdfium.so"));
+            }
+        }
+    }
+    v.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vendor/pdfium/libpdfium.so"));
+    v.push(PathBuf::from("vendor/pdfium/libpdfium.so"));
+    v
+}
+
+/// The first libpdfium that exists, or an error that says how to get one.
+pub fn find_pdfium() -> Result<PathBuf> {
+    let c = pdfium_candidates();
+    if let Some(p) = c.iter().find(|p| p.is_file()) {
+        return Ok(p.clone());
+    }
+    bail!(
+        "libpdfium.so not found (looked in: {}). Run `make setup` (or scripts/setup.sh) in the \
+         pagesight source tree to fetch it, or set PDFIUM_LIB to the library's path",
+        c.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )
+}

@@ -1,0 +1,1 @@
+//! One integration-test binary (one link step on slow CI machines): each area is a module.
