@@ -1,14 +1,21 @@
 //! Command-line front end: headless subcommands that drive the same engine as the GUI.
 
+pub mod args;
+pub mod demo;
 pub mod embed;
 pub mod index_cmd;
 pub mod ingest;
+pub mod progress;
 pub mod search;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "pagesight", version, about = "Search the pages of your PDFs with ColQwen2.5")]
+#[command(
+    name = "pagesight",
+    version,
+    about = "Search the pages of your PDFs with ColQwen2.5"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,
@@ -26,6 +33,8 @@ pub enum Commands {
     Bench(crate::bench::BenchArgs),
     /// Index maintenance: stats, verify, delete, compact.
     Index(index_cmd::IndexArgs),
+    /// Ingest the sample PDFs and run example searches (the README's run command).
+    Demo(demo::DemoArgs),
     /// Open the desktop app (the default with no subcommand).
     Gui,
     /// Internal: a render worker process, driven over stdin/stdout by the loader.
@@ -37,6 +46,7 @@ pub enum Commands {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Commands::Gui) => crate::ui::run_app(),
+        Some(Commands::Demo(a)) => demo::run(a),
         Some(Commands::Ingest(a)) => ingest::run(a),
         Some(Commands::Search(a)) => search::run(a),
         Some(Commands::Embed(a)) => embed::run(a),
