@@ -1,6 +1,8 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
+pub mod loader;
+
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -10,8 +12,13 @@ pub struct BenchArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum BenchCmd {}
+pub enum BenchCmd {
+    /// PDF loader throughput: pages/s per worker count, render / resize / patchify split.
+    Loader(loader::LoaderBenchArgs),
+}
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.which {}
+    match args.which {
+        BenchCmd::Loader(a) => loader::run(a),
+    }
 }
