@@ -1,6 +1,6 @@
 //! The PDF loader: discovery, smart_resize and pixels against the reference processor, broken
 //! input, render worker crashes and timeouts, ordering, resume, cancel, staging.
-//! Fixtures: tests/fixtures/loader/ and assets/, made by tools/gen_loader_fixtures.py.
+//! Fixtures: tests/fixtures/loader/ and assets/samples/, made by tools/gen_loader_fixtures.py.
 
 use pagesight::engine::settings::LoaderSettings;
 use pagesight::loader::pdfium::PdfRenderer;
@@ -24,7 +24,7 @@ fn fixture(p: &str) -> PathBuf {
 }
 
 fn asset(name: &str) -> PathBuf {
-    repo().join("assets").join(name)
+    repo().join("assets/samples").join(name)
 }
 
 const SAMPLES: [(&str, u32); 4] = [

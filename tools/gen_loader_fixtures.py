@@ -34,7 +34,7 @@ import sys
 import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ASSETS = os.path.join(ROOT, "assets")
+ASSETS = os.path.join(ROOT, "assets", "samples")
 FIX = os.path.join(ROOT, "tests", "fixtures", "loader")
 BROKEN = os.path.join(FIX, "broken")
 
@@ -337,7 +337,7 @@ def make_pdfs():
     else:
         print("qpdf not found: keeping the committed encrypted.pdf", file=sys.stderr)
     for name in sorted(os.listdir(ASSETS)):
-        print(f"assets/{name}: {os.path.getsize(os.path.join(ASSETS, name))} bytes")
+        print(f"assets/samples/{name}: {os.path.getsize(os.path.join(ASSETS, name))} bytes")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,7 +474,7 @@ def gen_pages():
         stem = f"{os.path.splitext(name)[0]}-p{index + 1}"
         Image.fromarray(codes, mode="L").save(os.path.join(out, stem + ".codes.png"), optimize=True)
         entries.append({
-            "pdf": f"assets/{name}", "page": index + 1, "dpi": DPI,
+            "pdf": f"assets/samples/{name}", "page": index + 1, "dpi": DPI,
             "render_width": int(rgb.shape[1]), "render_height": int(rgb.shape[0]),
             "render_crc32": zlib.crc32(rgb.tobytes()),
             "grid_thw": grid, "patches": int(pv.shape[0]), "codes_png": f"pages/{stem}.codes.png",

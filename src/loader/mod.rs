@@ -8,6 +8,7 @@
 //!   and patchify.
 //! - `pipeline`: parallel rendering into a bounded, ordered event stream.
 //! - `staging`: packing pages into reusable staging buffers for the model.
+//! - `thumbnail`: small page images for the app (in-process PDFium, one caller thread).
 
 pub mod discover;
 pub mod pdfium;
@@ -17,6 +18,7 @@ pub mod preprocess;
 pub mod protocol;
 pub mod resize;
 pub mod staging;
+pub mod thumbnail;
 pub mod worker;
 
 pub use discover::{discover, Discovery, PdfFile};
@@ -24,3 +26,4 @@ pub use pipeline::{Loader, LoaderEvent, LoaderOptions, PageJobFile, RenderedPage
 pub use preprocess::{patchify_into, PreprocessConfig};
 pub use resize::smart_resize;
 pub use staging::{pack_batch, PixelBatch, StagingRing};
+pub use thumbnail::{thumbnail, Thumbnail};

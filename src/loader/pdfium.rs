@@ -82,6 +82,16 @@ impl PdfRenderer {
         Ok(self.document(path)?.pages().len().max(0) as u32)
     }
 
+    /// Size of page `index` (0-based) in points.
+    pub fn page_size_pt(&mut self, path: &Path, index: u32) -> Result<(f32, f32)> {
+        let doc = self.document(path)?;
+        let page = doc
+            .pages()
+            .get(index as PdfPageIndex)
+            .map_err(|e| anyhow!("page {} cannot be loaded: {e}", index + 1))?;
+        Ok((page.width().value, page.height().value))
+    }
+
     /// Renders page `index` (0-based) at `dpi`, capped at `max_pixels`, onto white; returns the
     /// pixels and the page's text layer.
     pub fn render(
