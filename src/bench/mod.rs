@@ -1,6 +1,8 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
+pub mod embed;
+
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -10,8 +12,13 @@ pub struct BenchArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum BenchCmd {}
+pub enum BenchCmd {
+    /// Model load time, time per page and peak memory.
+    Embed(embed::EmbedBenchArgs),
+}
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.which {}
+    match args.which {
+        BenchCmd::Embed(a) => embed::run(a),
+    }
 }
