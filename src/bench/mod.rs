@@ -2,6 +2,7 @@
 //! document carrying `SCHEMA_VERSION`.
 
 pub mod loader;
+pub mod embed;
 
 use clap::{Args, Subcommand};
 
@@ -15,10 +16,13 @@ pub struct BenchArgs {
 pub enum BenchCmd {
     /// PDF loader throughput: pages/s per worker count, render / resize / patchify split.
     Loader(loader::LoaderBenchArgs),
+    /// Model load time, time per page and peak memory.
+    Embed(embed::EmbedBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchCmd::Loader(a) => loader::run(a),
+        BenchCmd::Embed(a) => embed::run(a),
     }
 }
