@@ -1,6 +1,8 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
+pub mod search;
+
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -10,8 +12,13 @@ pub struct BenchArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum BenchCmd {}
+pub enum BenchCmd {
+    /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
+    Search(search::SearchBenchArgs),
+}
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.which {}
+    match args.which {
+        BenchCmd::Search(a) => search::run(a),
+    }
 }

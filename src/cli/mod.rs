@@ -8,7 +8,11 @@ pub mod search;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "pagesight", version, about = "Search the pages of your PDFs with ColQwen2.5")]
+#[command(
+    name = "pagesight",
+    version,
+    about = "Search the pages of your PDFs with ColQwen2.5"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,
@@ -31,6 +35,9 @@ pub enum Commands {
     /// Internal: a render worker process, driven over stdin/stdout by the loader.
     #[command(name = "__render-worker", hide = true)]
     RenderWorker,
+    /// Internal: a synthetic ingest that the index crash tests SIGKILL.
+    #[command(name = "__index-stress", hide = true)]
+    IndexStress(index_cmd::StressArgs),
 }
 
 /// Runs a parsed command line. `None` opens the GUI.
@@ -43,5 +50,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Bench(a)) => crate::bench::run(a),
         Some(Commands::Index(a)) => index_cmd::run(a),
         Some(Commands::RenderWorker) => crate::loader::worker::worker_main(),
+        Some(Commands::IndexStress(a)) => index_cmd::run_stress(a),
     }
 }

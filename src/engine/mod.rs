@@ -10,5 +10,7 @@ pub mod stage;
 
 pub use command::{Command, SearchMode, SearchRequest};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
-pub use settings::{DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode};
+pub use settings::{
+    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode,
+};
 pub use stage::{Stage, StageClock, StageTimes};
