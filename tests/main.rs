@@ -1,3 +1,4 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
 mod loader;
 mod model;
+mod index;

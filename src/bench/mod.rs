@@ -3,6 +3,7 @@
 
 pub mod loader;
 pub mod embed;
+pub mod search;
 
 use clap::{Args, Subcommand};
 
@@ -18,11 +19,14 @@ pub enum BenchCmd {
     Loader(loader::LoaderBenchArgs),
     /// Model load time, time per page and peak memory.
     Embed(embed::EmbedBenchArgs),
+    /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
+    Search(search::SearchBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchCmd::Loader(a) => loader::run(a),
         BenchCmd::Embed(a) => embed::run(a),
+        BenchCmd::Search(a) => search::run(a),
     }
 }

@@ -40,6 +40,9 @@ pub enum Commands {
     /// Internal: a render worker process, driven over stdin/stdout by the loader.
     #[command(name = "__render-worker", hide = true)]
     RenderWorker,
+    /// Internal: a synthetic ingest that the index crash tests SIGKILL.
+    #[command(name = "__index-stress", hide = true)]
+    IndexStress(index_cmd::StressArgs),
 }
 
 /// Runs a parsed command line. `None` opens the GUI.
@@ -53,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Bench(a)) => crate::bench::run(a),
         Some(Commands::Index(a)) => index_cmd::run(a),
         Some(Commands::RenderWorker) => crate::loader::worker::worker_main(),
+        Some(Commands::IndexStress(a)) => index_cmd::run_stress(a),
     }
 }
