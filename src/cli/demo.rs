@@ -45,16 +45,16 @@ pub fn assets_dir() -> Result<PathBuf> {
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let folder = assets_dir()?;
-    let model = match a.model {
-        Some(m) => m,
+    let (model, adapter) = match a.model {
+        Some(m) => (m, None),
         None => match crate::engine::colqwen::source::cached_real_model() {
-            Some(id) => id,
+            Some((m, a)) => (m, Some(PathBuf::from(a))),
             None => {
                 eprintln!(
                     "note: vidore/colqwen2.5-v0.2 is not in the Hugging Face cache; using random:tiny \
                      (random weights: rankings are meaningless; text search still works)"
                 );
-                "random:tiny".to_string()
+                ("random:tiny".to_string(), None)
             }
         },
     };
@@ -64,6 +64,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let mut settings = IngestSettings::with_defaults();
     settings.model = ModelSettings {
         model,
+        adapter,
         ..ModelSettings::default()
     };
     let engine = EngineHandle::spawn();

@@ -1,7 +1,6 @@
 //! `pagesight embed`: images and queries → vectors in a safetensors file (parity checks,
 //! debugging, scripting).
 
-use crate::engine::colqwen::image_input::stopgap_patchify;
 use crate::engine::colqwen::processor::QueryPrompt;
 use crate::engine::colqwen::{ColQwen, RANDOM_WARNING};
 use crate::engine::{DType, DeviceChoice, ModelSettings, Quant};
@@ -73,7 +72,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             let img = image::open(path)
                 .with_context(|| format!("reading image {}", path.display()))?
                 .to_rgb8();
-            let (pixels, grid) = stopgap_patchify(&img, model.preprocess_config())
+            let (pixels, grid) = crate::loader::preprocess_rgb(img.as_raw(), img.height(), img.width(), &model.preprocess_config())
                 .with_context(|| format!("preprocessing {}", path.display()))?;
             let n_patches = (grid[0] * grid[1] * grid[2]) as usize;
             let row_len = pixels.len() / n_patches.max(1);

@@ -95,22 +95,23 @@ pub fn search(req: &SearchRequest, models: &mut QueryModels) -> Result<Event> {
             .remove(0)
     };
     let q = crate::index::Query {
-        vectors: &vectors,
-        dim: prov.dim,
-        text: &req.query,
+        n_tokens: vectors.len() / prov.dim.max(1),
+        vectors,
+        text: req.query.clone(),
         mode: match req.mode {
-            SearchMode::Visual => crate::index::QueryMode::Visual,
-            SearchMode::Text => crate::index::QueryMode::Text,
-            SearchMode::Hybrid => crate::index::QueryMode::Hybrid,
+            SearchMode::Visual => crate::index::SearchMode::Visual,
+            SearchMode::Text => crate::index::SearchMode::Text,
+            SearchMode::Hybrid => crate::index::SearchMode::Hybrid,
         },
         top_k: req.top_k,
-        hybrid_visual_weight: req.hybrid_visual_weight,
+        visual_weight: req.hybrid_visual_weight,
+        scorer: crate::index::Scorer::Exact,
     };
     let hits = searcher.search(&q)?;
     let mut out = Vec::with_capacity(hits.len());
     for (rank, h) in hits.into_iter().enumerate() {
-        let heatmap = if req.with_heatmaps && !vectors.is_empty() {
-            let m = searcher.heatmap(h.page_id, &vectors, prov.dim)?;
+        let heatmap = if req.with_heatmaps && q.n_tokens > 0 {
+            let m = searcher.heatmap(h.page_id, &q.vectors, q.n_tokens)?;
             Some(Heatmap {
                 grid_h: m.grid_h,
                 grid_w: m.grid_w,
@@ -128,7 +129,7 @@ pub fn search(req: &SearchRequest, models: &mut QueryModels) -> Result<Event> {
             heatmap,
         });
     }
-    let note = prov.random_weights.then(|| {
+    let note = (prov.random_weights && req.mode != SearchMode::Text).then(|| {
         format!(
             "index made with random weights ('{}'): visual rankings are meaningless",
             prov.model
@@ -143,7 +144,7 @@ pub fn search(req: &SearchRequest, models: &mut QueryModels) -> Result<Event> {
     })
 }
 
-pub fn stats_event(path: &Path, s: crate::index::IndexStats) -> IndexStats {
+pub fn stats_event(path: &Path, s: crate::index::IndexStatsLike) -> IndexStats {
     IndexStats {
         path: path.to_path_buf(),
         files: s.files,

@@ -23,7 +23,7 @@ pub mod worker;
 
 pub use discover::{discover, Discovery, PdfFile};
 pub use pipeline::{Loader, LoaderEvent, LoaderOptions, PageJobFile, RenderedPage};
-pub use preprocess::{patchify_into, PreprocessConfig};
+pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
 pub use resize::smart_resize;
 pub use staging::{pack_batch, PixelBatch, StagingRing};
 pub use thumbnail::{thumbnail, Thumbnail};

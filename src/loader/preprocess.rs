@@ -1,7 +1,7 @@
 //! The reference processor's image path after the resize: rescale by 1/255, normalise with the
 //! CLIP mean/std, and patchify into rows of `3·2·14·14 = 1176` values in 2×2 merge-block order.
 
-use super::resize::smart_resize;
+use super::resize::{resize_bicubic_rgb, smart_resize};
 use anyhow::{bail, Result};
 
 /// CLIP normalisation constants (OPENAI_CLIP_MEAN / OPENAI_CLIP_STD).
@@ -106,6 +106,18 @@ pub fn patchify_into(
 ) -> Result<()> {
     let table = cfg.normalise_table();
     patchify_with_table(rgb, h, w, cfg, &table, out)
+}
+
+/// Any 8-bit RGB image (`h × w`) to model input: smart_resize, bicubic resize, normalise and
+/// patchify. Returns the patch rows and `grid_thw`. (Render workers do the resize themselves and
+/// the batcher patchifies; this serves single images, e.g. `pagesight embed --image`.)
+pub fn preprocess_rgb(rgb: &[u8], h: u32, w: u32, cfg: &PreprocessConfig) -> Result<(Vec<f32>, [u32; 3])> {
+    let (th, tw) = cfg.target_size(h, w)?;
+    let mut resized = Vec::new();
+    resize_bicubic_rgb(rgb, h as usize, w as usize, th as usize, tw as usize, &mut resized)?;
+    let mut out = vec![0f32; cfg.num_patches(th, tw) * cfg.patch_dim()];
+    patchify_into(&resized, th, tw, cfg, &mut out)?;
+    Ok((out, cfg.grid_thw(th, tw)))
 }
 
 /// [`patchify_into`] with a precomputed [`PreprocessConfig::normalise_table`] (batches reuse it).

@@ -1,7 +1,8 @@
 //! ColQwen2.5: vision tower + Qwen2.5 LM + `custom_text_proj`, producing one L2-normalised
 //! 128-dim vector per non-pad token of each page or query.
 
-use super::image_input::ImageInputConfig;
+use super::image_input::load_preprocess_config;
+use crate::loader::PreprocessConfig;
 use super::layers::l2_normalise_last;
 use super::lora::LoraAdapter;
 use super::processor::{Processor, QueryPrompt, TokenBatch};
@@ -53,7 +54,7 @@ pub struct ColQwen {
     text: TextModel,
     proj: QLinear,
     processor: Processor,
-    image_input: ImageInputConfig,
+    image_input: PreprocessConfig,
     identity: ModelIdentity,
     device: Device,
 }
@@ -156,7 +157,7 @@ impl ColQwen {
         let proj = weights.linear("custom_text_proj", cfg.text.hidden_size, dim, true)?;
         weights.check_adapter_fully_used()?;
         let image_input =
-            ImageInputConfig::load(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
+            load_preprocess_config(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
         let identity = ModelIdentity {
             name: r.name.clone(),
             checkpoint_hash,
@@ -203,8 +204,8 @@ impl ColQwen {
     }
 
     /// Image settings (smart_resize bounds, patch sizes, mean/std) for the preprocessor.
-    pub fn preprocess_config(&self) -> &ImageInputConfig {
-        &self.image_input
+    pub fn preprocess_config(&self) -> PreprocessConfig {
+        self.image_input.clone()
     }
 
     /// Changes how queries are written (prefix, augmentation tokens) for later calls.
@@ -244,21 +245,29 @@ impl ColQwen {
         self.vision.forward(pixel_values, grids)
     }
 
-    /// The LM and head over a batch of pages whose vision output is `vision_embeds`.
-    pub fn lm_forward(
-        &self,
-        vision_embeds: &Tensor,
-        grids: &[[u32; 3]],
-    ) -> Result<Vec<PageEmbedding>> {
+    /// The LM and head over a batch of pages whose vision output is `vision_embeds`, with the
+    /// vectors brought to the host.
+    pub fn lm_forward(&self, vision_embeds: &Tensor, grids: &[[u32; 3]]) -> Result<Vec<PageEmbedding>> {
+        let (projected, batch) = self.lm_project(vision_embeds, grids)?;
+        self.page_embeddings(&projected, &batch, grids)
+    }
+
+    /// The LM and head, leaving the normalised vectors [b, s, dim] (f32) on the device, so the
+    /// caller can time the copy back separately.
+    pub fn lm_project(&self, vision_embeds: &Tensor, grids: &[[u32; 3]]) -> Result<(Tensor, TokenBatch)> {
         let (hidden, batch) = self.image_last_hidden(vision_embeds, grids)?;
-        let vectors = self.project(&hidden)?;
+        Ok((self.project_device(&hidden)?, batch))
+    }
+
+    /// Copies projected page vectors to the host and keeps each page's non-pad rows.
+    pub fn page_embeddings(&self, projected: &Tensor, batch: &TokenBatch, grids: &[[u32; 3]]) -> Result<Vec<PageEmbedding>> {
+        let vectors = to_host_rows(projected)?;
         let before_image = self.processor.tokens_before_image();
+        let m = self.vision.config().spatial_merge_size as u32;
         let mut out = Vec::with_capacity(grids.len());
         for (row, grid) in grids.iter().enumerate() {
-            let n_image =
-                (grid[0] * grid[1] * grid[2]) as usize / self.vision.config().merge_unit();
-            let (v, n) = self.real_rows(&vectors, &batch, row)?;
-            let m = self.vision.config().spatial_merge_size as u32;
+            let n_image = (grid[0] * grid[1] * grid[2]) as usize / self.vision.config().merge_unit();
+            let (v, n) = self.real_rows(&vectors, batch, row)?;
             out.push(PageEmbedding {
                 vectors: v,
                 n_tokens: n,
@@ -316,7 +325,7 @@ impl ColQwen {
             return Ok(Vec::new());
         }
         let (hidden, batch) = self.query_last_hidden(queries)?;
-        let vectors = self.project(&hidden)?;
+        let vectors = to_host_rows(&self.project_device(&hidden)?)?;
         (0..queries.len())
             .map(|row| Ok(self.real_rows(&vectors, &batch, row)?.0))
             .collect()
@@ -345,15 +354,25 @@ impl ColQwen {
         )?)
     }
 
-    /// custom_text_proj → L2 normalise, as f32 on the host: [b][s·dim].
-    fn project(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
-        let p = self
-            .proj
-            .forward(hidden)?
-            .to_dtype(candle_core::DType::F32)?;
-        let p = l2_normalise_last(&p)?;
-        let (b, s, d) = p.dims3()?;
-        Ok(p.reshape((b, s * d))?.to_vec2::<f32>()?)
+    /// custom_text_proj → L2 normalise, f32, on the device: [b, s, dim].
+    fn project_device(&self, hidden: &Tensor) -> Result<Tensor> {
+        let p = self.proj.forward(hidden)?.to_dtype(candle_core::DType::F32)?;
+        Ok(l2_normalise_last(&p)?)
+    }
+
+    /// Runs one small page and one query so that first-use costs (CUDA's JIT compilation of
+    /// kernel modules, cuBLAS handles) are paid before timing starts.
+    pub fn warm_up(&self) -> Result<()> {
+        let c = &self.image_input;
+        let side = c.factor() * 2;
+        let rgb = vec![128u8; (side * side * 3) as usize];
+        let (rows, grid) = crate::loader::preprocess_rgb(&rgb, side, side, c)?;
+        let n = rows.len() / c.patch_dim();
+        let pixels = Tensor::from_vec(rows, (n, c.patch_dim()), &self.device)?;
+        self.embed_images(&pixels, &[grid])?;
+        self.embed_queries(&["warm up".to_string()])?;
+        self.device.synchronize()?;
+        Ok(())
     }
 
     /// The non-pad rows of batch row `row` (pads are on the left), and their count.
@@ -368,4 +387,10 @@ impl ColQwen {
         let n = batch.seq_len() - pad;
         Ok((vectors[row][pad * d..].to_vec(), n))
     }
+}
+
+/// [b, s, d] → per batch row, s·d host values.
+fn to_host_rows(p: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let (b, s, d) = p.dims3()?;
+    Ok(p.reshape((b, s * d))?.to_vec2::<f32>()?)
 }

@@ -105,6 +105,20 @@ fn from_dir(name: &str, dir: &Path) -> Result<ResolvedModel> {
     })
 }
 
+/// The published ColQwen2.5 (base weights + the v0.2 LoRA adapter) when both are complete in the
+/// local Hugging Face cache: `(model, adapter)` hub ids. Never downloads.
+pub fn cached_real_model() -> Option<(String, String)> {
+    const BASE: &str = "vidore/colqwen2.5-base";
+    const ADAPTER: &str = "vidore/colqwen2.5-v0.2";
+    let cache = hf_hub::Cache::from_env();
+    let base = cache.model(BASE.to_string()).get("config.json")?;
+    let base_dir = base.parent()?;
+    super::weights::weight_files(base_dir).ok()?;
+    base_dir.join("tokenizer.json").is_file().then_some(())?;
+    cache.model(ADAPTER.to_string()).get("adapter_model.safetensors")?;
+    Some((BASE.to_string(), ADAPTER.to_string()))
+}
+
 /// The snapshot dir of `repo` holding `required` files and the weights (when `with_weights`):
 /// from the local cache when complete, else downloaded (with progress bars).
 fn hub_snapshot(repo: &str, required: &[&str], with_weights: bool) -> Result<PathBuf> {

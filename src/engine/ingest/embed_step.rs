@@ -51,11 +51,11 @@ pub fn embed_pages(
     model.device().synchronize()?;
 
     clock.switch(Stage::Lm);
-    let out = model.lm_forward(&vision, &batch.grid_thw)?;
+    let (projected, tokens) = model.lm_project(&vision, &batch.grid_thw)?;
     model.device().synchronize()?;
 
     clock.switch(Stage::D2h);
-    let embs = model.to_page_embeddings(&out, &batch.grid_thw)?;
+    let embs = model.page_embeddings(&projected, &tokens, &batch.grid_thw)?;
     Ok((embs, timings))
 }
 

@@ -77,12 +77,16 @@ pub fn provenance(model: &ColQwen, settings: &ModelSettings) -> Provenance {
     Provenance {
         model: settings.model.clone(),
         adapter: settings.adapter.as_ref().map(|p| p.display().to_string()),
-        checkpoint_hash: id.checkpoint_hash,
+        // The adapter changes the vectors as much as the base weights do.
+        checkpoint_hash: match &id.adapter_hash {
+            Some(a) => format!("{}+adapter:{a}", id.checkpoint_hash),
+            None => id.checkpoint_hash,
+        },
         quant: settings.quant.name().into(),
         dtype: settings.dtype.name().into(),
         max_visual_tokens: settings.max_visual_tokens,
-        query_prompt: id.query_prompt,
-        dim: id.dim,
+        query_prompt: format!("{}{{query}}{}", id.query_prefix, id.query_augmentation),
+        dim: id.embedding_dim,
         random_weights: model.is_random(),
     }
 }

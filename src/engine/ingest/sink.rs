@@ -42,13 +42,13 @@ impl IndexSink {
 impl PageSink for IndexSink {
     fn begin_file(&mut self, hash: &[u8; 32], path: &Path, page_count: u32) -> Result<()> {
         self.dirty = true;
-        self.index.begin_file(hash, path, None, page_count)
+        Ok(self.index.begin_file(hash, path, None, page_count)?)
     }
 
     fn page(&mut self, hash: &[u8; 32], page: &RenderedPage, emb: &PageEmbedding) -> Result<()> {
         self.dirty = true;
         self.since_commit += 1;
-        self.index.add_page(PageRecord {
+        Ok(self.index.add_page(PageRecord {
             file_hash: *hash,
             page: page.page,
             text: &page.text,
@@ -56,12 +56,12 @@ impl PageSink for IndexSink {
             n_tokens: emb.n_tokens,
             image_rows: emb.image_rows.clone(),
             merged_grid: emb.merged_grid,
-        })
+        })?)
     }
 
     fn finish_file(&mut self, hash: &[u8; 32]) -> Result<()> {
         self.dirty = true;
-        self.index.finish_file(hash)
+        Ok(self.index.finish_file(hash)?)
     }
 
     fn maybe_commit(&mut self, force: bool) -> Result<Option<u64>> {
@@ -73,7 +73,7 @@ impl PageSink for IndexSink {
         self.since_commit = 0;
         self.last_commit = Instant::now();
         self.dirty = false;
-        Ok(Some(info.pages))
+        Ok(Some(info.pages_total))
     }
 }
 
