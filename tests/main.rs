@@ -3,3 +3,4 @@ mod loader;
 mod model;
 mod index;
 mod engine;
+mod fixture_meta;
