@@ -381,3 +381,46 @@ fn fixture_real_3b_config_is_the_flat_layout() {
     assert!(config["vision_config"].get("depth").is_none());
     assert_eq!(uint(&config["image_token_id"], "image_token_id"), 151655);
 }
+
+/// The fixture's tokenizer.json, read by the project's `tokenizers` build (fancy-regex
+/// backend), gives the reference processor's ids: image prompts with `<|image_pad|>`
+/// expanded to grid_h·grid_w/4, and the queries' prefixed, augmented prompts.
+#[test]
+fn fixture_tokenizer_json_reproduces_reference_ids() {
+    let path = fixture_dir().join("model/tokenizer.json");
+    let tokenizer = tokenizers::Tokenizer::from_file(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let meta = read_json("meta.json");
+    let bytes = read_bytes("expected.safetensors");
+    let st = SafeTensors::deserialize(&bytes).expect("expected.safetensors");
+    let encode = |text: &str| -> Vec<f64> {
+        let encoding = tokenizer.encode(text, false).expect("encode");
+        encoding.get_ids().iter().map(|&id| id as f64).collect()
+    };
+
+    let image_prompt = meta["processor"]["image_prompt"]
+        .as_str()
+        .expect("image_prompt");
+    for (i, _) in meta["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .enumerate()
+    {
+        let grid = tensor(&st, &format!("image_grid_thw.{i}")).values;
+        let n_image_tokens = (grid[0] * grid[1] * grid[2]) as usize / 4;
+        let prompt = image_prompt.replace("<|image_pad|>", &"<|image_pad|>".repeat(n_image_tokens));
+        let want = tensor(&st, &format!("image_input_ids.{i}")).values;
+        assert_eq!(encode(&prompt), want, "image prompt {i}");
+    }
+    for (i, query) in meta["queries"]
+        .as_array()
+        .expect("queries")
+        .iter()
+        .enumerate()
+    {
+        let prompt = query["prompt"].as_str().expect("prompt");
+        let want = tensor(&st, &format!("query_input_ids.{i}")).values;
+        assert_eq!(encode(prompt), want, "query prompt {i}: {prompt}");
+    }
+}

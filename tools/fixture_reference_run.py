@@ -14,6 +14,9 @@ class Run:
     proj: torch.Tensor  # [B, L, 128] the model output (pads zeroed)
     last_hidden: torch.Tensor  # [B, L, hidden] language model output after the final norm
     vision_out: torch.Tensor | None  # [sum of image tokens, hidden] merger output, image order
+    # [sum of patches, vision hidden] after patch_embed and after each block, in the
+    # processor's row order (the reference runs blocks in window order; undone here).
+    vision_stages: list[torch.Tensor] | None
     rope_position_ids: torch.Tensor | None  # [3, B, L] from get_rope_index
 
     def rows(self, i: int) -> torch.Tensor:
@@ -30,12 +33,18 @@ def colqwen_of(model):
 
 def run(model, batch) -> Run:
     inner = colqwen_of(model)
-    captured = {}
+    captured = {"blocks": []}
+    visual = inner.visual
     hooks = [
-        inner.visual.register_forward_hook(lambda m, a, out: captured.__setitem__("vision", out.pooler_output)),
+        visual.register_forward_hook(lambda m, a, out: captured.__setitem__("vision", out.pooler_output)),
+        visual.patch_embed.register_forward_hook(lambda m, a, out: captured.__setitem__("patch_embed", out)),
         inner.language_model.register_forward_hook(
             lambda m, a, out: captured.__setitem__("last_hidden", out.last_hidden_state)
         ),
+    ]
+    hooks += [
+        block.register_forward_hook(lambda m, a, out: captured["blocks"].append(out[0] if isinstance(out, tuple) else out))
+        for block in visual.blocks
     ]
     try:
         with torch.no_grad():
@@ -51,13 +60,41 @@ def run(model, batch) -> Run:
     finally:
         for h in hooks:
             h.remove()
+    stages = None
+    if "patch_embed" in captured:
+        order = window_order(batch["image_grid_thw"], visual.config)
+        merge_unit = visual.config.spatial_merge_size**2
+        stages = [captured["patch_embed"].detach().float()]
+        stages += [undo_window_order(b.detach().float(), order, merge_unit) for b in captured["blocks"]]
     return Run(
         batch=batch,
         proj=proj.detach().float(),
         last_hidden=captured["last_hidden"].detach().float(),
         vision_out=captured["vision"].detach().float() if "vision" in captured else None,
+        vision_stages=stages,
         rope_position_ids=rope,
     )
+
+
+def window_order(grids: torch.Tensor, vision_config) -> torch.Tensor:
+    from transformers.vision_utils import get_vision_window_index
+
+    window_index, _ = get_vision_window_index(
+        grids,
+        spatial_merge_size=vision_config.spatial_merge_size,
+        window_size=vision_config.window_size,
+        patch_size=vision_config.patch_size,
+    )
+    return window_index
+
+
+def undo_window_order(x: torch.Tensor, window_index: torch.Tensor, merge_unit: int) -> torch.Tensor:
+    """Rows in window order (groups of merge_unit patches permuted by window_index) back
+    to the processor's merge-block order."""
+    groups = x.reshape(-1, merge_unit, x.shape[-1])
+    restored = torch.empty_like(groups)
+    restored[window_index] = groups
+    return restored.reshape(x.shape)
 
 
 def image_tensors(r: Run, prefix: str, merge_unit: int) -> dict[str, torch.Tensor]:
@@ -66,6 +103,8 @@ def image_tensors(r: Run, prefix: str, merge_unit: int) -> dict[str, torch.Tenso
     grids = r.batch["image_grid_thw"]
     token_counts = (grids.prod(-1) // merge_unit).tolist()
     vision_parts = torch.split(r.vision_out, token_counts) if r.vision_out is not None else None
+    patch_counts = grids.prod(-1).tolist()
+    stage_parts = [torch.split(stage, patch_counts) for stage in r.vision_stages]
     for i in range(grids.shape[0]):
         keep = r.rows(i)
         n_patches = int(grids[i].prod())
@@ -76,6 +115,9 @@ def image_tensors(r: Run, prefix: str, merge_unit: int) -> dict[str, torch.Tenso
         out[f"image_pixel_values.{i}"] = r.batch["pixel_values"][i][:n_patches].float()
         out[f"image_grid_thw.{i}"] = grids[i]
         out[f"image_vision_out.{i}"] = vision_parts[i]
+        out[f"image_patch_embed.{i}"] = stage_parts[0][i]
+        for b, parts in enumerate(stage_parts[1:]):
+            out[f"image_vision_block.{b}.{i}"] = parts[i]
         out[f"image_last_hidden.{i}"] = r.last_hidden[i][keep]
     return out
 

@@ -443,6 +443,22 @@ def check_no_resize_pixels(processor, images, expected) -> float:
     return worst
 
 
+def check_vision_stages(model, expected, n_images: int, depth: int) -> None:
+    """The dumped vision intermediates are in processor row order: the patch embedding is a
+    plain linear map of the pixel rows, and the merger applied to the last block's restored
+    output gives image_vision_out (which the reference computes in window order)."""
+    visual = model.visual
+    weight = visual.patch_embed.proj.weight.detach().reshape(visual.patch_embed.proj.weight.shape[0], -1)
+    with torch.no_grad():
+        for i in range(n_images):
+            linear = expected[f"image_pixel_values.{i}"] @ weight.T
+            diff = float((linear - expected[f"image_patch_embed.{i}"]).abs().max())
+            assert diff < 1e-4, f"image {i}: patch_embed is not pixel_values·Wᵀ ({diff})"
+            merged = visual.merger(expected[f"image_vision_block.{depth - 1}.{i}"])
+            diff = float((merged - expected[f"image_vision_out.{i}"]).abs().max())
+            assert diff < 1e-5, f"image {i}: merger(last block) differs from vision_out by {diff}"
+
+
 def main() -> None:
     import copy
 
@@ -483,6 +499,7 @@ def main() -> None:
     expected = {}
     expected.update(image_tensors(adapted_images, "", merge_unit))
     pixel_check = check_no_resize_pixels(processor, images, expected)
+    check_vision_stages(loaded, expected, len(images), config.vision_config.depth)
     expected.update(query_tensors(adapted_queries, ""))
     expected.update(image_tensors(base_images, "noadapter.", merge_unit))
     expected.update(query_tensors(base_queries, "noadapter."))
