@@ -26,6 +26,11 @@ pub fn embed_pages(
     clock: &mut StageClock,
 ) -> Result<(Vec<PageEmbedding>, CopyTimings)> {
     clock.switch(Stage::Stage);
+    let need = crate::loader::staging::batch_floats(pages, pre);
+    if staging.len() < need {
+        // Grows to the largest batch seen, then is reused.
+        staging.resize(need, 0.0);
+    }
     let batch = crate::loader::pack_batch(pages, pre, staging)?;
     let rows = batch
         .grid_thw
