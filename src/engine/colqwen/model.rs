@@ -153,7 +153,15 @@ impl ColQwen {
             .stored_shape("custom_text_proj.weight")
             .map(|s| s[0])
             .unwrap_or(128);
-        let proj = weights.linear("custom_text_proj", cfg.text.hidden_size, dim, true)?;
+        // The head is tiny (dim × hidden) and sets the final precision: kept in f32.
+        let proj = QLinear::dense(
+            weights.get_as(
+                "custom_text_proj.weight",
+                &[dim, cfg.text.hidden_size],
+                candle_core::DType::F32,
+            )?,
+            Some(weights.get_as("custom_text_proj.bias", &[dim], candle_core::DType::F32)?),
+        );
         weights.check_adapter_fully_used()?;
         let image_input =
             ImageInputConfig::load(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
