@@ -335,3 +335,82 @@ fn random_tiny_is_deterministic() {
     let q = vec!["hello".to_string(), "a longer query text".to_string()];
     assert_eq!(a.embed_queries(&q).unwrap(), b.embed_queries(&q).unwrap());
 }
+
+/// The fixture checkpoint re-saved as two shards + index.json with transformers-5 key names
+/// (`model.language_model.*`, `model.visual.*`) and bf16 storage loads to the same vectors.
+#[test]
+fn sharded_renamed_bf16_checkpoint_loads() {
+    let src = fixture().join("model");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let rename = |k: &str| -> String {
+        if let Some(r) = k.strip_prefix("model.") {
+            format!("model.language_model.{r}")
+        } else if let Some(r) = k.strip_prefix("visual.") {
+            format!("model.visual.{r}")
+        } else {
+            k.to_string()
+        }
+    };
+    let mut weight_map = serde_json::Map::new();
+    let half = names.len() / 2;
+    for (shard, chunk) in [&names[..half], &names[half..]].iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let mut m = HashMap::new();
+        for k in chunk.iter() {
+            let t = tensors[*k].to_dtype(candle_core::DType::BF16).unwrap();
+            m.insert(rename(k), t);
+            weight_map.insert(rename(k), serde_json::Value::String(file.clone()));
+        }
+        candle_core::safetensors::save(&m, dir.path().join(&file)).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+
+    let mut s = settings(DType::F32, true);
+    s.model = dir.path().to_string_lossy().into_owned();
+    let model = ColQwen::load(&s).unwrap();
+    // bf16-stored weights computed in f32: the weight-rounding error only.
+    check_queries(&model, "", 1e-2);
+}
+
+#[test]
+fn f16_is_close_to_reference() {
+    let model = ColQwen::load(&settings(DType::F16, true)).unwrap();
+    check_queries(&model, "", 5e-3);
+    check_images(&model, "", 5e-3);
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let mut s = settings(DType::F32, true);
+    s.model = "/nonexistent/colqwen".into();
+    let e = format!("{:#}", ColQwen::load(&s).err().unwrap());
+    assert!(e.contains("/nonexistent/colqwen"), "{e}");
+    let mut s = settings(DType::F32, false);
+    s.adapter = Some(fixture().join("images"));
+    let e = format!("{:#}", ColQwen::load(&s).err().unwrap());
+    assert!(e.contains("adapter_config.json"), "{e}");
+    let s = ModelSettings {
+        model: "random:huge".into(),
+        device: DeviceChoice::Cpu,
+        ..ModelSettings::default()
+    };
+    let e = format!("{:#}", ColQwen::load(&s).err().unwrap());
+    assert!(e.contains("random:tiny"), "{e}");
+    // Pixel rows that do not match the grid.
+    let model = ColQwen::load(&settings(DType::F32, false)).unwrap();
+    let px = Tensor::zeros((10, 1176), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let e = format!("{:#}", model.embed_images(&px, &[[1, 4, 4]]).unwrap_err());
+    assert!(e.contains("pixel_values"), "{e}");
+}
