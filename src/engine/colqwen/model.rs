@@ -243,6 +243,9 @@ impl ColQwen {
         pixel_values: &Tensor,
         grids: &[[u32; 3]],
     ) -> Result<Vec<PageEmbedding>> {
+        if grids.is_empty() {
+            return Ok(Vec::new());
+        }
         let vision = self.vision_forward(pixel_values, grids)?;
         self.lm_forward(&vision, grids)
     }
