@@ -52,6 +52,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let model = ColQwen::load(&settings).context("loading the model")?;
     let load_s = t0.elapsed().as_secs_f64();
     let rss_after_load = peak_rss_bytes();
+    eprintln!("loaded {} in {load_s:.1} s", args.model);
     let grid = [1, args.grid_h, args.grid_w];
     let n = (args.grid_h * args.grid_w) as usize;
     let patch_dim = 3 * 2 * 14 * 14;
@@ -71,6 +72,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             .to_dtype(candle_core::DType::F32)?
             .to_scalar::<f32>()?;
         vision_s.push(t.elapsed().as_secs_f64());
+        eprintln!("vision tower: {:.1} s", t.elapsed().as_secs_f64());
         let t = Instant::now();
         let pages = model.lm_forward(&v, &[grid])?;
         lm_s.push(t.elapsed().as_secs_f64());

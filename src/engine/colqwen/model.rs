@@ -154,7 +154,15 @@ impl ColQwen {
             .stored_shape("custom_text_proj.weight")
             .map(|s| s[0])
             .unwrap_or(128);
-        let proj = weights.linear("custom_text_proj", cfg.text.hidden_size, dim, true)?;
+        // The head is tiny (dim × hidden) and sets the final precision: kept in f32.
+        let proj = QLinear::dense(
+            weights.get_as(
+                "custom_text_proj.weight",
+                &[dim, cfg.text.hidden_size],
+                candle_core::DType::F32,
+            )?,
+            Some(weights.get_as("custom_text_proj.bias", &[dim], candle_core::DType::F32)?),
+        );
         weights.check_adapter_fully_used()?;
         let image_input =
             load_preprocess_config(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
@@ -236,6 +244,9 @@ impl ColQwen {
         pixel_values: &Tensor,
         grids: &[[u32; 3]],
     ) -> Result<Vec<PageEmbedding>> {
+        if grids.is_empty() {
+            return Ok(Vec::new());
+        }
         let vision = self.vision_forward(pixel_values, grids)?;
         self.lm_forward(&vision, grids)
     }

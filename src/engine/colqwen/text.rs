@@ -43,9 +43,10 @@ impl SelfAttention {
         let q = split(self.q.forward(x)?, self.heads)?;
         let k = split(self.k.forward(x)?, self.kv_heads)?;
         let v = split(self.v.forward(x)?, self.kv_heads)?;
-        // The reference casts the M-RoPE tables to the activation dtype before rotating.
-        let q = apply_rope(&q, cos, sin, x.dtype())?;
-        let k = apply_rope(&k, cos, sin, x.dtype())?;
+        // Rotated in f32 (the reference rotates in the activation dtype; f32 is closer to the
+        // f32 reference for half-precision runs and costs little).
+        let q = apply_rope(&q, cos, sin, DType::F32)?;
+        let k = apply_rope(&k, cos, sin, DType::F32)?;
         let rep = self.heads / self.kv_heads;
         let k = repeat_kv(&k, rep)?;
         let v = repeat_kv(&v, rep)?;
@@ -100,7 +101,9 @@ impl TextModel {
                 )?,
             });
         }
-        let norm = RmsNorm::load(w, "model.norm", c.hidden_size, c.rms_norm_eps)?;
+        // The final hidden state feeds the small 128-wide head, which runs in f32.
+        let norm =
+            RmsNorm::load(w, "model.norm", c.hidden_size, c.rms_norm_eps)?.with_output(DType::F32);
         Ok(TextModel {
             embed_tokens,
             layers,
