@@ -4,3 +4,4 @@ mod model;
 mod index;
 mod engine;
 mod fixture_meta;
+mod nf4;
