@@ -57,6 +57,8 @@ pub struct ColQwen {
     image_input: PreprocessConfig,
     identity: ModelIdentity,
     device: Device,
+    /// What quantisation did to the linear layers (None when unquantised).
+    quant_summary: Option<crate::engine::quant::context::QuantSummary>,
 }
 
 /// Shown wherever random-weight output is produced.
@@ -64,12 +66,6 @@ pub const RANDOM_WARNING: &str = "random weights: vectors and rankings are meani
 
 impl ColQwen {
     pub fn load(settings: &ModelSettings) -> Result<ColQwen> {
-        if settings.quant != Quant::None {
-            bail!(
-                "quantisation {} is not available yet in this build (use --quant none)",
-                settings.quant
-            );
-        }
         let resolved = source::resolve(&settings.model)?;
         let device = settings.device.open()?;
         let adapter = match &settings.adapter {
@@ -134,7 +130,7 @@ impl ColQwen {
                     h.update(&len.to_le_bytes());
                 }
                 (
-                    Weights::from_files(files, adapter, dtype, device)?,
+                    Weights::from_files(files, adapter, dtype, device)?.with_quant(s.quant),
                     h.finalize().to_hex().to_string(),
                 )
             }
@@ -143,7 +139,7 @@ impl ColQwen {
                 h.update(&r.config_bytes);
                 h.update(&seed.to_le_bytes());
                 (
-                    Weights::random(*seed, dtype, device),
+                    Weights::random(*seed, dtype, device).with_quant(s.quant),
                     h.finalize().to_hex().to_string(),
                 )
             }
@@ -164,6 +160,7 @@ impl ColQwen {
             Some(weights.get_as("custom_text_proj.bias", &[dim], candle_core::DType::F32)?),
         );
         weights.check_adapter_fully_used()?;
+        let quant_summary = weights.quant_context().map(|c| c.summary());
         let image_input =
             load_preprocess_config(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
         let identity = ModelIdentity {
@@ -192,11 +189,17 @@ impl ColQwen {
             image_input,
             identity,
             device: device.clone(),
+            quant_summary,
         })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Layers quantised and bytes before/after, when loaded with `--quant`.
+    pub fn quant_summary(&self) -> Option<&crate::engine::quant::context::QuantSummary> {
+        self.quant_summary.as_ref()
     }
 
     pub fn identity(&self) -> ModelIdentity {

@@ -7,7 +7,8 @@
 //! `model.language_model.*`, `model.visual.*`), checks the shape, merges the LoRA delta and casts.
 
 use super::lora::LoraAdapter;
-use crate::engine::quant::QLinear;
+use crate::engine::quant::{QLinear, QuantContext};
+use crate::engine::Quant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -32,6 +33,9 @@ pub struct Weights {
     device: Device,
     /// Canonical names of LoRA deltas already merged (to find adapter entries that matched nothing).
     merged: Mutex<HashSet<String>>,
+    /// Quantisation applied to each linear layer as it is loaded (so the dense copy of one layer
+    /// at a time is all the extra memory quantising costs).
+    quant: Option<(Quant, QuantContext)>,
 }
 
 /// Every spelling of a canonical name that checkpoints use.
@@ -127,6 +131,7 @@ impl Weights {
             dtype,
             device: device.clone(),
             merged: Mutex::new(HashSet::new()),
+            quant: None,
         })
     }
 
@@ -137,7 +142,19 @@ impl Weights {
             dtype,
             device: device.clone(),
             merged: Mutex::new(HashSet::new()),
+            quant: None,
         }
+    }
+
+    /// Quantise linear layers to `quant` as they load (`Quant::None` keeps them dense).
+    pub fn with_quant(mut self, quant: Quant) -> Self {
+        self.quant = (quant != Quant::None).then(|| (quant, QuantContext::new(&self.device)));
+        self
+    }
+
+    /// The quantisation context, when quantising (for its per-layer records).
+    pub fn quant_context(&self) -> Option<&QuantContext> {
+        self.quant.as_ref().map(|(_, c)| c)
     }
 
     pub fn dtype(&self) -> DType {
@@ -238,7 +255,11 @@ impl Weights {
         } else {
             None
         };
-        Ok(QLinear::dense(w, b))
+        let layer = QLinear::dense(w, b);
+        match &self.quant {
+            Some((q, ctx)) => Ok(layer.quantize_named(prefix, *q, ctx)?),
+            None => Ok(layer),
+        }
     }
 
     /// An RMSNorm weight, kept in f32 (the norm is computed in f32).
