@@ -30,7 +30,9 @@ pub fn smart_resize(
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     let ratio = h.max(w) / h.min(w);
     if ratio > MAX_ASPECT_RATIO {
-        bail!("aspect ratio {ratio:.1} of a {height}×{width} image is above the model's limit of {MAX_ASPECT_RATIO}");
+        bail!(
+            "aspect ratio {ratio:.1} of the page image ({width} wide, {height} high) is above the model's limit of {MAX_ASPECT_RATIO}"
+        );
     }
     // No lower bound here (the reference has none): a side under factor/2 rounds to 0, which
     // sends the image through the min_pixels branch.
