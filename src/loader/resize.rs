@@ -30,7 +30,9 @@ pub fn smart_resize(
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     let ratio = h.max(w) / h.min(w);
     if ratio > MAX_ASPECT_RATIO {
-        bail!("aspect ratio {ratio:.1} of a {height}×{width} image is above the model's limit of {MAX_ASPECT_RATIO}");
+        bail!(
+            "aspect ratio {ratio:.1} of the page image ({width} wide, {height} high) is above the model's limit of {MAX_ASPECT_RATIO}"
+        );
     }
     // No lower bound here (the reference has none): a side under factor/2 rounds to 0, which
     // sends the image through the min_pixels branch.
@@ -147,11 +149,11 @@ fn resize_rows(src: &[u8], h: usize, src_w: usize, dst_w: usize, out: &mut [u8])
             let (s, n) = (t.start[x], t.len[x]);
             let ws = &t.weights[x * t.max_taps..x * t.max_taps + n];
             let (mut r, mut g, mut b) = (round, round, round);
-            for (k, &wk) in ws.iter().enumerate() {
-                let p = (s + k) * 3;
-                r += wk * in_row[p] as i32;
-                g += wk * in_row[p + 1] as i32;
-                b += wk * in_row[p + 2] as i32;
+            // Slices zipped with the weights: no per-tap bounds checks.
+            for (&wk, px) in ws.iter().zip(in_row[s * 3..(s + n) * 3].chunks_exact(3)) {
+                r += wk * px[0] as i32;
+                g += wk * px[1] as i32;
+                b += wk * px[2] as i32;
             }
             out_row[x * 3] = to_u8(r, t.precision);
             out_row[x * 3 + 1] = to_u8(g, t.precision);

@@ -11,8 +11,9 @@ use std::os::fd::FromRawFd;
 use std::time::Instant;
 
 /// Test-only fault injection: `abort:<text>` makes the worker abort, `hang:<text>` makes it
-/// sleep forever, when asked to render a page of a file whose name contains `<text>`. Set by the
-/// parent through `LoaderOptions::worker_env`; unset in normal runs.
+/// sleep forever (after creating `<pdf path>.hanging`, so a test knows it is mid-page), when
+/// asked to render a page of a file whose name contains `<text>`. Set by the parent through
+/// `LoaderOptions::worker_env`; unset in normal runs.
 pub const FAULT_ENV: &str = "PAGESIGHT_WORKER_FAULT";
 
 pub fn worker_main() -> Result<()> {
@@ -85,9 +86,14 @@ fn inject_fault(req: &RenderRequest, fault: Option<&str>) {
     }
     match kind {
         "abort" => std::process::abort(),
-        "hang" => loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        },
+        "hang" => {
+            let mut marker = req.path.clone().into_os_string();
+            marker.push(".hanging");
+            let _ = std::fs::write(marker, b"");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         _ => {}
     }
 }
