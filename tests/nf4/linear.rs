@@ -94,28 +94,33 @@ fn reference(w: &Tensor, b: &Tensor, x: &Tensor, ctx: &QuantContext) -> Tensor {
 fn nf4_forward_equals_dequantize_then_matmul() {
     let mut rng = StdRng::seed_from_u64(11);
     let ctx = QuantContext::new(&Device::Cpu);
-    // 200 inputs: blocks of 64 straddle weight rows.
-    let (layer, w, b) = dense(&mut rng, 96, 200, DType::F32);
-    let q = layer.quantize(Quant::Nf4, &ctx).unwrap();
-    assert_eq!(q.storage(), LayerStorage::Nf4);
-    for rows in [1, 3, DIRECT_ROWS_MAX, DIRECT_ROWS_MAX + 1, 40] {
-        let x =
-            Tensor::from_vec(random(&mut rng, rows * 200, 1.0), (rows, 200), &Device::Cpu).unwrap();
-        let err = rel_max_err(&q.forward(&x).unwrap(), &reference(&w, &b, &x, &ctx));
-        // Through the scratch it is the same matmul; from the codes the sums are reassociated.
-        let tol = if rows <= DIRECT_ROWS_MAX { 1e-5 } else { 1e-6 };
-        assert!(err <= tol, "rows {rows}: relative error {err} > {tol}");
+    // 200 inputs: blocks of 64 straddle weight rows; 75: rows also start on odd nibbles.
+    for (out, inp) in [(96, 200), (10, 75)] {
+        let (layer, w, b) = dense(&mut rng, out, inp, DType::F32);
+        let q = layer.quantize(Quant::Nf4, &ctx).unwrap();
+        assert_eq!(q.storage(), LayerStorage::Nf4);
+        for rows in [1, 3, DIRECT_ROWS_MAX, DIRECT_ROWS_MAX + 1, 40] {
+            let x = Tensor::from_vec(random(&mut rng, rows * inp, 1.0), (rows, inp), &Device::Cpu)
+                .unwrap();
+            let err = rel_max_err(&q.forward(&x).unwrap(), &reference(&w, &b, &x, &ctx));
+            // Through the scratch it is the same matmul; from the codes the sums are reassociated.
+            let tol = if rows <= DIRECT_ROWS_MAX { 1e-5 } else { 1e-6 };
+            assert!(
+                err <= tol,
+                "{out}x{inp}, rows {rows}: relative error {err} > {tol}"
+            );
+        }
+        // Leading batch dims are kept.
+        let x = Tensor::from_vec(
+            random(&mut rng, 2 * 7 * inp, 1.0),
+            (2, 7, inp),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y = q.forward(&x).unwrap();
+        assert_eq!(y.dims(), &[2, 7, out]);
+        assert!(rel_max_err(&y, &reference(&w, &b, &x, &ctx)) <= 1e-6);
     }
-    // Leading batch dims are kept.
-    let x = Tensor::from_vec(
-        random(&mut rng, 2 * 7 * 200, 1.0),
-        (2, 7, 200),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let y = q.forward(&x).unwrap();
-    assert_eq!(y.dims(), &[2, 7, 96]);
-    assert!(rel_max_err(&y, &reference(&w, &b, &x, &ctx)) <= 1e-6);
 }
 
 #[test]
@@ -262,6 +267,10 @@ fn layer_policy_keeps_projection_and_optionally_vision_dense() {
         Quant::Nf4
     );
     assert_eq!(all.quant_for("custom_text_proj", Quant::Nf4), Quant::None);
+    assert_eq!(
+        all.quant_for("visual.patch_embed.proj", Quant::Nf4),
+        Quant::None
+    );
     let s = ctx.summary();
     assert_eq!((s.layers, s.nf4_layers, s.dense_layers), (3, 1, 2));
     // A quantised layer cannot be quantised again.

@@ -103,9 +103,12 @@ impl QuantContext {
     }
 
     /// The quantisation a layer of this name gets under this context's scope: `None` for
-    /// `custom_text_proj`, and for the vision tower when only the language model is quantised.
+    /// `custom_text_proj` and the patch embedding (a Conv3d in the reference, which bitsandbytes
+    /// leaves alone), and for the vision tower when only the language model is quantised.
     pub fn quant_for(&self, name: &str, requested: Quant) -> Quant {
-        let is_projection = name.split('.').any(|part| part == "custom_text_proj");
+        let is_projection = name
+            .split('.')
+            .any(|part| part == "custom_text_proj" || part == "patch_embed");
         let is_vision = name.split('.').any(|part| part == "visual");
         if is_projection || (self.scope == QuantScope::LanguageModelOnly && is_vision) {
             Quant::None

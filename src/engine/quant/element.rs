@@ -27,11 +27,18 @@ impl QuantElement for bf16 {
     const DTYPE: DType = DType::BF16;
     #[inline(always)]
     fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
+        f32::from_bits((self.to_bits() as u32) << 16)
     }
+    /// Round to nearest even by integer arithmetic, as bitsandbytes' `float_to_bf16` (NaN kept
+    /// NaN); inlined because dequantisation writes tens of millions of these.
     #[inline(always)]
     fn from_f32(v: f32) -> Self {
-        bf16::from_f32(v)
+        if v.is_nan() {
+            return bf16::NAN;
+        }
+        let bits = v.to_bits();
+        let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
+        bf16::from_bits((rounded >> 16) as u16)
     }
 }
 

@@ -25,12 +25,7 @@ pub fn nf4_matmul_rows(weight: &Nf4Weight, absmax: &[f32], x: &[f32], rows: usiz
                 let block = flat / bs;
                 let end = in_features.min((block + 1) * bs - row_start);
                 let seg = &mut codes[..end - k];
-                for (j, c) in seg.iter_mut().enumerate() {
-                    let f = flat + j;
-                    let byte = weight.packed[f / 2];
-                    let nibble = if f % 2 == 0 { byte >> 4 } else { byte & 0x0f };
-                    *c = NF4_CODE[nibble as usize];
-                }
+                decode_codes(&weight.packed, flat, seg);
                 let scale = absmax[block];
                 for (r, a) in acc.iter_mut().enumerate() {
                     let xs = &x[r * in_features + k..r * in_features + end];
@@ -49,4 +44,25 @@ pub fn nf4_matmul_rows(weight: &Nf4Weight, absmax: &[f32], x: &[f32], rows: usiz
         }
     }
     y
+}
+
+/// The code values of elements `first .. first + out.len()` of the packed weight.
+#[inline]
+fn decode_codes(packed: &[u8], first: usize, out: &mut [f32]) {
+    let (head, rest) = if first % 2 == 1 {
+        let (h, r) = out.split_at_mut(1);
+        h[0] = NF4_CODE[(packed[first / 2] & 0x0f) as usize];
+        (first + 1, r)
+    } else {
+        (first, out)
+    };
+    let bytes = &packed[head / 2..(head + rest.len()).div_ceil(2)];
+    let mut pairs = rest.chunks_exact_mut(2);
+    for (pair, &b) in (&mut pairs).zip(bytes) {
+        pair[0] = NF4_CODE[(b >> 4) as usize];
+        pair[1] = NF4_CODE[(b & 0x0f) as usize];
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = NF4_CODE[(bytes[bytes.len() - 1] >> 4) as usize];
+    }
 }

@@ -1,5 +1,20 @@
 //! Weight quantisation: NF4 exactly as bitsandbytes, and candle k-quants. Every linear layer of
 //! the model is a `QLinear`, so the model code never knows how its weights are stored.
+//!
+//! How the model uses it, after loading the dense (bf16/f16/f32) weights:
+//!
+//! ```ignore
+//! let ctx = QuantContext::new(&device)                 // one per model: owns the NF4 scratch
+//!     .with_scope(QuantScope::AllLinear);             // or LanguageModelOnly
+//! // for every linear layer, with its checkpoint key minus ".weight":
+//! layer = layer.quantize_named("model.layers.0.self_attn.q_proj", settings.quant, &ctx)?;
+//! layer = layer.quantize_named("visual.merger.mlp.0", settings.quant, &ctx)?;
+//! layer = layer.quantize_named("custom_text_proj", settings.quant, &ctx)?; // stays dense
+//! let summary = ctx.summary();                        // layers per storage, bytes before/after
+//! ```
+//!
+//! Keep `ctx` (or at least `ctx.scratch()`) alive as long as the model: the NF4 layers hold an
+//! `Arc` to its one scratch buffer. The layer policy lives in [`QuantContext::quant_for`].
 
 pub mod blockwise8;
 pub mod context;
