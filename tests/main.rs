@@ -1,7 +1,7 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
-mod loader;
-mod model;
-mod index;
 mod engine;
 mod fixture_meta;
+mod index;
+mod loader;
+mod model;
 mod nf4;

@@ -219,16 +219,32 @@ fn fixture_without_adapter_matches_base_and_adapter_changes_output() {
 #[test]
 fn preprocessing_matches_reference_pixels() {
     use pagesight::engine::colqwen::image_input::load_preprocess_config;
-    let cfg = load_preprocess_config(Some(&fixture().join("model/preprocessor_config.json")), 64).unwrap();
+    let cfg = load_preprocess_config(Some(&fixture().join("model/preprocessor_config.json")), 64)
+        .unwrap();
     for (i, img) in meta()["images"].as_array().unwrap().iter().enumerate() {
-        let rgb = image::open(fixture().join(img["file"].as_str().unwrap())).unwrap().to_rgb8();
-        let (px, grid) = pagesight::loader::preprocess_rgb(rgb.as_raw(), rgb.height(), rgb.width(), &cfg).unwrap();
-        assert_eq!(grid.to_vec(), ids(&format!("image_grid_thw.{i}")), "image {i} grid");
+        let rgb = image::open(fixture().join(img["file"].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
+        let (px, grid) =
+            pagesight::loader::preprocess_rgb(rgb.as_raw(), rgb.height(), rgb.width(), &cfg)
+                .unwrap();
+        assert_eq!(
+            grid.to_vec(),
+            ids(&format!("image_grid_thw.{i}")),
+            "image {i} grid"
+        );
         let want = f32s(&format!("image_pixel_values.{i}"));
         if img["needs_resize"].as_bool().unwrap() {
             // Resampling may differ by a step of 1/255 (in normalised units, ≤ 1/(255·0.26)).
-            let max = px.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(max <= 2.0 / (255.0 * 0.26), "image {i} (resized): max pixel diff {max}");
+            let max = px
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                max <= 2.0 / (255.0 * 0.26),
+                "image {i} (resized): max pixel diff {max}"
+            );
         } else {
             let e = rel_err(&px, &want);
             assert!(e < 1e-6, "image {i} pixels rel err {e:.3e}");
@@ -432,16 +448,27 @@ fn nf4_model_matches_reference_nf4() {
     s.quant = Quant::Nf4;
     let nf4 = ColQwen::load(&s).unwrap();
     let sum = nf4.quant_summary().expect("quantised");
-    assert!(sum.nf4_layers > 0 && sum.bytes_after * 3 < sum.bytes_before, "{sum:?}");
-    let want = candle_core::safetensors::load(fixture().join("expected_nf4.safetensors"), &Device::Cpu).unwrap();
+    assert!(
+        sum.nf4_layers > 0 && sum.bytes_after * 3 < sum.bytes_before,
+        "{sum:?}"
+    );
+    let want =
+        candle_core::safetensors::load(fixture().join("expected_nf4.safetensors"), &Device::Cpu)
+            .unwrap();
     let get = |k: String| want[&k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let mut report = Vec::new();
     for (i, v) in nf4.embed_queries(&queries()).unwrap().iter().enumerate() {
-        report.push((format!("query.{i}"), rel_err(v, &get(format!("nf4.query.{i}")))));
+        report.push((
+            format!("query.{i}"),
+            rel_err(v, &get(format!("nf4.query.{i}"))),
+        ));
     }
     let (px, grids) = fixture_pixels();
     for (i, p) in nf4.embed_images(&px, &grids).unwrap().iter().enumerate() {
-        report.push((format!("image.{i}"), rel_err(&p.vectors, &get(format!("nf4.image.{i}")))));
+        report.push((
+            format!("image.{i}"),
+            rel_err(&p.vectors, &get(format!("nf4.image.{i}"))),
+        ));
     }
     eprintln!("nf4 vs reference nf4: {report:?}");
     assert!(report.iter().all(|(_, e)| *e < 1e-4), "{report:?}");

@@ -1,8 +1,8 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
-pub mod loader;
 pub mod embed;
+pub mod loader;
 pub mod search;
 
 use clap::{Args, Subcommand};

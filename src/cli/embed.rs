@@ -72,8 +72,13 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             let img = image::open(path)
                 .with_context(|| format!("reading image {}", path.display()))?
                 .to_rgb8();
-            let (pixels, grid) = crate::loader::preprocess_rgb(img.as_raw(), img.height(), img.width(), &model.preprocess_config())
-                .with_context(|| format!("preprocessing {}", path.display()))?;
+            let (pixels, grid) = crate::loader::preprocess_rgb(
+                img.as_raw(),
+                img.height(),
+                img.width(),
+                &model.preprocess_config(),
+            )
+            .with_context(|| format!("preprocessing {}", path.display()))?;
             let n_patches = (grid[0] * grid[1] * grid[2]) as usize;
             let row_len = pixels.len() / n_patches.max(1);
             let t = Tensor::from_vec(pixels, (n_patches, row_len), &Device::Cpu)?;

@@ -111,10 +111,22 @@ pub fn patchify_into(
 /// Any 8-bit RGB image (`h × w`) to model input: smart_resize, bicubic resize, normalise and
 /// patchify. Returns the patch rows and `grid_thw`. (Render workers do the resize themselves and
 /// the batcher patchifies; this serves single images, e.g. `pagesight embed --image`.)
-pub fn preprocess_rgb(rgb: &[u8], h: u32, w: u32, cfg: &PreprocessConfig) -> Result<(Vec<f32>, [u32; 3])> {
+pub fn preprocess_rgb(
+    rgb: &[u8],
+    h: u32,
+    w: u32,
+    cfg: &PreprocessConfig,
+) -> Result<(Vec<f32>, [u32; 3])> {
     let (th, tw) = cfg.target_size(h, w)?;
     let mut resized = Vec::new();
-    resize_bicubic_rgb(rgb, h as usize, w as usize, th as usize, tw as usize, &mut resized)?;
+    resize_bicubic_rgb(
+        rgb,
+        h as usize,
+        w as usize,
+        th as usize,
+        tw as usize,
+        &mut resized,
+    )?;
     let mut out = vec![0f32; cfg.num_patches(th, tw) * cfg.patch_dim()];
     patchify_into(&resized, th, tw, cfg, &mut out)?;
     Ok((out, cfg.grid_thw(th, tw)))

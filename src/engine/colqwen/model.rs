@@ -2,7 +2,6 @@
 //! 128-dim vector per non-pad token of each page or query.
 
 use super::image_input::load_preprocess_config;
-use crate::loader::PreprocessConfig;
 use super::layers::l2_normalise_last;
 use super::lora::LoraAdapter;
 use super::processor::{Processor, QueryPrompt, TokenBatch};
@@ -12,6 +11,7 @@ use super::vision::VisionTower;
 use super::weights::Weights;
 use crate::engine::quant::QLinear;
 use crate::engine::{DType, ModelSettings, Quant};
+use crate::loader::PreprocessConfig;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
@@ -261,26 +261,40 @@ impl ColQwen {
 
     /// The LM and head over a batch of pages whose vision output is `vision_embeds`, with the
     /// vectors brought to the host.
-    pub fn lm_forward(&self, vision_embeds: &Tensor, grids: &[[u32; 3]]) -> Result<Vec<PageEmbedding>> {
+    pub fn lm_forward(
+        &self,
+        vision_embeds: &Tensor,
+        grids: &[[u32; 3]],
+    ) -> Result<Vec<PageEmbedding>> {
         let (projected, batch) = self.lm_project(vision_embeds, grids)?;
         self.page_embeddings(&projected, &batch, grids)
     }
 
     /// The LM and head, leaving the normalised vectors [b, s, dim] (f32) on the device, so the
     /// caller can time the copy back separately.
-    pub fn lm_project(&self, vision_embeds: &Tensor, grids: &[[u32; 3]]) -> Result<(Tensor, TokenBatch)> {
+    pub fn lm_project(
+        &self,
+        vision_embeds: &Tensor,
+        grids: &[[u32; 3]],
+    ) -> Result<(Tensor, TokenBatch)> {
         let (hidden, batch) = self.image_last_hidden(vision_embeds, grids)?;
         Ok((self.project_device(&hidden)?, batch))
     }
 
     /// Copies projected page vectors to the host and keeps each page's non-pad rows.
-    pub fn page_embeddings(&self, projected: &Tensor, batch: &TokenBatch, grids: &[[u32; 3]]) -> Result<Vec<PageEmbedding>> {
+    pub fn page_embeddings(
+        &self,
+        projected: &Tensor,
+        batch: &TokenBatch,
+        grids: &[[u32; 3]],
+    ) -> Result<Vec<PageEmbedding>> {
         let vectors = to_host_rows(projected)?;
         let before_image = self.processor.tokens_before_image();
         let m = self.vision.config().spatial_merge_size as u32;
         let mut out = Vec::with_capacity(grids.len());
         for (row, grid) in grids.iter().enumerate() {
-            let n_image = (grid[0] * grid[1] * grid[2]) as usize / self.vision.config().merge_unit();
+            let n_image =
+                (grid[0] * grid[1] * grid[2]) as usize / self.vision.config().merge_unit();
             let (v, n) = self.real_rows(&vectors, batch, row)?;
             out.push(PageEmbedding {
                 vectors: v,
@@ -370,7 +384,10 @@ impl ColQwen {
 
     /// custom_text_proj → L2 normalise, f32, on the device: [b, s, dim].
     fn project_device(&self, hidden: &Tensor) -> Result<Tensor> {
-        let p = self.proj.forward(hidden)?.to_dtype(candle_core::DType::F32)?;
+        let p = self
+            .proj
+            .forward(hidden)?
+            .to_dtype(candle_core::DType::F32)?;
         Ok(l2_normalise_last(&p)?)
     }
 

@@ -115,7 +115,9 @@ pub fn cached_real_model() -> Option<(String, String)> {
     let base_dir = base.parent()?;
     super::weights::weight_files(base_dir).ok()?;
     base_dir.join("tokenizer.json").is_file().then_some(())?;
-    cache.model(ADAPTER.to_string()).get("adapter_model.safetensors")?;
+    cache
+        .model(ADAPTER.to_string())
+        .get("adapter_model.safetensors")?;
     Some((BASE.to_string(), ADAPTER.to_string()))
 }
 
