@@ -1,6 +1,10 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
+#[cfg(feature = "cuda")]
+pub mod gpu_nf4_check;
+pub mod gpu_selftest;
+
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -10,8 +14,14 @@ pub struct BenchArgs {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum BenchCmd {}
+pub enum BenchCmd {
+    /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
+    /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
+    GpuSelftest(gpu_selftest::GpuSelftestArgs),
+}
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.which {}
+    match args.which {
+        BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
+    }
 }

@@ -4,11 +4,14 @@
 pub mod colqwen;
 pub mod command;
 pub mod event;
+pub mod gpu;
 pub mod quant;
 pub mod settings;
 pub mod stage;
 
 pub use command::{Command, SearchMode, SearchRequest};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
-pub use settings::{DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode};
+pub use settings::{
+    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode,
+};
 pub use stage::{Stage, StageClock, StageTimes};
