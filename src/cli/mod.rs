@@ -8,11 +8,7 @@ pub mod search;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "pagesight",
-    version,
-    about = "Search the pages of your PDFs with ColQwen2.5"
-)]
+#[command(name = "pagesight", version, about = "Search the pages of your PDFs with ColQwen2.5")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,

@@ -2,16 +2,14 @@
 //! pipeline. Callers send `Command`s and read `Event`s over crossbeam channels.
 
 pub mod colqwen;
+pub mod gpu;
 pub mod command;
 pub mod event;
-pub mod gpu;
 pub mod quant;
 pub mod settings;
 pub mod stage;
 
 pub use command::{Command, SearchMode, SearchRequest};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
-pub use settings::{
-    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode,
-};
+pub use settings::{DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode};
 pub use stage::{Stage, StageClock, StageTimes};

@@ -23,12 +23,8 @@ pub enum TransferMode {
 }
 
 impl TransferMode {
-    pub const ALL: [TransferMode; 4] = [
-        TransferMode::Pageable,
-        TransferMode::Sync,
-        TransferMode::Async,
-        TransferMode::AsyncU8,
-    ];
+    pub const ALL: [TransferMode; 4] =
+        [TransferMode::Pageable, TransferMode::Sync, TransferMode::Async, TransferMode::AsyncU8];
     pub fn name(self) -> &'static str {
         match self {
             TransferMode::Pageable => "pageable",
@@ -138,12 +134,7 @@ macro_rules! parse_by_name {
                     }
                 }
                 let names: Vec<&str> = $all.iter().map(|v| v.name()).collect();
-                bail!(
-                    "unknown {} '{}': expected one of {}",
-                    $what,
-                    s,
-                    names.join(", ")
-                )
+                bail!("unknown {} '{}': expected one of {}", $what, s, names.join(", "))
             }
         }
         impl fmt::Display for $t {
@@ -230,9 +221,7 @@ pub struct LoaderSettings {
 impl Default for LoaderSettings {
     fn default() -> Self {
         LoaderSettings {
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             prefetch: 16,
             dpi: 144.0,
             page_timeout_secs: 60.0,
@@ -251,10 +240,7 @@ pub struct LiveSettings {
 
 impl Default for LiveSettings {
     fn default() -> Self {
-        LiveSettings {
-            batch_size: 4,
-            transfer: TransferMode::Sync,
-        }
+        LiveSettings { batch_size: 4, transfer: TransferMode::Sync }
     }
 }
 
@@ -275,11 +261,7 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     pub fn with_defaults() -> Self {
-        IngestSettings {
-            commit_every_pages: 64,
-            commit_every_secs: 10.0,
-            ..Default::default()
-        }
+        IngestSettings { commit_every_pages: 64, commit_every_secs: 10.0, ..Default::default() }
     }
 }
 
@@ -291,10 +273,7 @@ mod tests {
         for m in TransferMode::ALL {
             assert_eq!(m.to_string().parse::<TransferMode>().unwrap(), m);
         }
-        assert_eq!(
-            "cuda:1".parse::<DeviceChoice>().unwrap(),
-            DeviceChoice::Cuda(1)
-        );
+        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
         assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
         let e = "warp".parse::<TransferMode>().unwrap_err().to_string();
         assert!(e.contains("async-u8"), "{e}");

@@ -2,20 +2,9 @@
 
 /// Opens the desktop window (placeholder until the app issue lands).
 pub fn run_app() -> anyhow::Result<()> {
-    let options = eframe::NativeOptions {
-        renderer: eframe::Renderer::Glow,
-        ..Default::default()
-    };
-    eframe::run_native(
-        "Pagesight",
-        options,
-        Box::new(|_cc| Ok(Box::new(Placeholder))),
-    )
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "could not open the window: {e} (no display? use the headless subcommands, see --help)"
-        )
-    })
+    let options = eframe::NativeOptions { renderer: eframe::Renderer::Glow, ..Default::default() };
+    eframe::run_native("Pagesight", options, Box::new(|_cc| Ok(Box::new(Placeholder))))
+        .map_err(|e| anyhow::anyhow!("could not open the window: {e} (no display? use the headless subcommands, see --help)"))
 }
 
 struct Placeholder;
