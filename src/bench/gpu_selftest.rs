@@ -48,10 +48,12 @@ mod cuda {
     };
     use crate::engine::gpu::timings::{summarise, BatchGpuTimings, GpuRunSummary};
     use crate::engine::settings::TransferMode;
-    use crate::loader::{patchify_into, PreprocessConfig};
+    use crate::loader::{PreprocessConfig, RenderedPage};
     use anyhow::{anyhow, Result};
     use candle_core::{DType, Device, Tensor};
     use serde_json::json;
+
+    type Batch = LoaderBatch;
 
     /// Deterministic pseudo-random numbers (xorshift64*), so runs can be compared.
     pub struct Rng(u64);
@@ -70,57 +72,14 @@ mod cuda {
         }
     }
 
-    #[derive(Clone)]
-    struct Page {
-        h: u32,
-        w: u32,
-        rgb: Vec<u8>,
-    }
-
-    #[derive(Clone)]
-    struct Batch {
-        pages: Vec<Page>,
-        cfg: PreprocessConfig,
-    }
-
-    impl StagePages for Batch {
-        fn page_count(&self) -> usize {
-            self.pages.len()
-        }
-        fn page_dims(&self, i: usize) -> (u32, u32) {
-            (self.pages[i].h, self.pages[i].w)
-        }
-        fn page_rgb(&self, i: usize) -> &[u8] {
-            &self.pages[i].rgb
-        }
-        fn pack_f32(&self, out: &mut [f32]) -> Result<()> {
-            let mut at = 0;
-            for p in &self.pages {
-                let n = self.cfg.num_patches(p.h, p.w) * self.cfg.patch_dim();
-                patchify_into(&p.rgb, p.h, p.w, &self.cfg, &mut out[at..at + n])?;
-                at += n;
-            }
-            Ok(())
-        }
-    }
-
-    fn params(cfg: &PreprocessConfig) -> PatchifyParams {
-        PatchifyParams {
-            patch: cfg.patch_size,
-            merge: cfg.merge_size,
-            temporal: cfg.temporal_patch_size,
-            table: cfg.normalise_table(),
-        }
-    }
-
     /// Random pages at model resolution (sides multiples of 28, at most max_pixels).
     fn make_batches(n: usize, per: usize, cfg: &PreprocessConfig, seed: u64) -> Vec<Batch> {
         let mut rng = Rng::new(seed);
         let f = cfg.factor();
         (0..n)
-            .map(|_| Batch {
+            .map(|b| Batch {
                 pages: (0..per)
-                    .map(|_| {
+                    .map(|i| {
                         let gh = 8 + rng.below(25) as u32; // up to 32·28 = 896
                         let gw =
                             (8 + rng.below(17) as u32).min((cfg.max_pixels / (gh * f * f)).max(1));
@@ -128,7 +87,17 @@ mod cuda {
                         let rgb = (0..(h * w * 3) as usize)
                             .map(|_| rng.next() as u8)
                             .collect();
-                        Page { h, w, rgb }
+                        RenderedPage {
+                            file_index: b,
+                            page: i as u32 + 1,
+                            page_count: per as u32,
+                            width: w,
+                            height: h,
+                            rgb,
+                            text: String::new(),
+                            render_secs: 0.0,
+                            resize_secs: 0.0,
+                        }
                     })
                     .collect(),
                 cfg: cfg.clone(),
@@ -148,9 +117,12 @@ mod cuda {
         }
     }
 
-    /// A stand-in forward pass: a chain of bf16 matmuls long enough to hide a copy behind.
+    /// A stand-in forward pass: a chain of bf16 matmuls (1176 → 4096 → 1176) long enough
+    /// (≈ 20–30 ms a batch on an H100) that packing the next batch on the host hides behind it,
+    /// as it does behind the real model's forward pass.
     struct MatmulChain {
-        w: Tensor,
+        up: Tensor,
+        down: Tensor,
         steps: usize,
     }
     impl BatchModel for MatmulChain {
@@ -158,7 +130,7 @@ mod cuda {
         fn launch(&mut self, pixels: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
             let mut x = pixels.to_dtype(DType::BF16)?;
             for _ in 0..self.steps {
-                x = x.matmul(&self.w)?;
+                x = x.matmul(&self.up)?.matmul(&self.down)?;
             }
             Ok(x.narrow(1, 0, 16)?.to_dtype(DType::F32)?)
         }
@@ -244,7 +216,7 @@ mod cuda {
     pub fn run(args: GpuSelftestArgs) -> Result<()> {
         let device = Device::new_cuda(args.cuda)?;
         let cfg = PreprocessConfig::default();
-        let p = params(&cfg);
+        let p = PatchifyParams::from_config(&cfg);
         let mut exec = PipelinedExecutor::<Batch>::new(
             &device,
             p.clone(),
@@ -271,7 +243,11 @@ mod cuda {
         let reference: Vec<Vec<f32>> = batches
             .iter()
             .map(|b| {
-                let rows: usize = b.pages.iter().map(|p| cfg.num_patches(p.h, p.w)).sum();
+                let rows: usize = b
+                    .pages
+                    .iter()
+                    .map(|p| cfg.num_patches(p.height, p.width))
+                    .sum();
                 let mut v = vec![0f32; rows * cfg.patch_dim()];
                 b.pack_f32(&mut v).map(|_| v)
             })

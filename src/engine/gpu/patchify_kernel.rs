@@ -3,6 +3,7 @@
 //! values, bit for bit, as the loader's CPU patchify: both look every byte up in the same
 //! per-channel table (`PreprocessConfig::normalise_table`), so no arithmetic can differ.
 
+use super::batch::PatchifyParams;
 use super::nvrtc;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
@@ -47,30 +48,6 @@ extern "C" __global__ void patchify_u8(
     }
 }
 "#;
-
-/// Geometry and normalisation of the model's image processor.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PatchifyParams {
-    pub patch: u32,
-    pub merge: u32,
-    pub temporal: u32,
-    /// `PreprocessConfig::normalise_table()`: normalised f32 of every byte value per channel.
-    pub table: [[f32; 256]; 3],
-}
-
-impl PatchifyParams {
-    pub fn row_len(&self) -> usize {
-        (3 * self.temporal * self.patch * self.patch) as usize
-    }
-    /// Patch rows of one page at model resolution `h × w` (both multiples of patch·merge).
-    pub fn rows(&self, h: u32, w: u32) -> Result<usize> {
-        let f = self.patch * self.merge;
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
-            bail!("page of {h}×{w} is not at model resolution (sides must be positive multiples of {f})");
-        }
-        Ok(((h / self.patch) * (w / self.patch)) as usize)
-    }
-}
 
 pub struct PatchifyKernel {
     func: CudaFunction,

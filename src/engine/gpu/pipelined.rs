@@ -3,34 +3,13 @@
 //! `submit(batch)` hands back the previous batch's result (or this one's in the blocking
 //! modes), `flush()` the last one. The transfer mode may change between any two submits.
 
-use super::patchify_kernel::PatchifyParams;
+use super::batch::{BatchModel, PatchifyParams, StagePages};
 use super::staging::StagingRing;
 use super::timings::BatchGpuTimings;
 use super::transfer::{ComputeTicket, GpuTransfer, HostPixels};
 use crate::engine::settings::TransferMode;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-
-/// A batch of pages at model resolution, as the executor needs to see it.
-pub trait StagePages {
-    fn page_count(&self) -> usize;
-    /// `(height, width)` of page `i` at model resolution.
-    fn page_dims(&self, i: usize) -> (u32, u32);
-    /// Packed 8-bit RGB of page `i`, `height · width · 3` bytes.
-    fn page_rgb(&self, i: usize) -> &[u8];
-    /// Writes the f32 patch rows of all pages back to back into `out` (exactly rows · row_len
-    /// values): the loader's CPU rescale/normalise/patchify.
-    fn pack_f32(&self, out: &mut [f32]) -> Result<()>;
-}
-
-/// The model as the executor drives it.
-pub trait BatchModel {
-    type Output;
-    /// Queues the forward pass on the compute stream; must not wait for it.
-    fn launch(&mut self, pixels: &Tensor, grid_thw: &[[u32; 3]]) -> Result<Tensor>;
-    /// Brings the result back to the host (waits for the forward pass).
-    fn fetch(&mut self, out: &Tensor, grid_thw: &[[u32; 3]]) -> Result<Self::Output>;
-}
 
 pub struct Finished<B, R> {
     pub batch: B,

@@ -13,8 +13,9 @@
 //! point), and the compute stream waits on the event recorded after the copy before first use.
 //! The host refills a staging buffer only after the event recorded after its copy.
 
+use super::batch::PatchifyParams;
 use super::nvrtc;
-use super::patchify_kernel::{PatchifyKernel, PatchifyParams};
+use super::patchify_kernel::PatchifyKernel;
 use super::timings::BatchGpuTimings;
 use crate::engine::settings::TransferMode;
 use anyhow::{anyhow, bail, Context, Result};
