@@ -48,6 +48,7 @@ mod cuda {
     };
     use crate::engine::gpu::timings::{summarise, BatchGpuTimings, GpuRunSummary};
     use crate::engine::settings::TransferMode;
+    use crate::engine::stage::{Stage, StageClock};
     use crate::loader::{PreprocessConfig, RenderedPage};
     use anyhow::{anyhow, Result};
     use candle_core::{DType, Device, Tensor};
@@ -109,8 +110,11 @@ mod cuda {
     struct Probe;
     impl BatchModel for Probe {
         type Output = Vec<f32>;
-        fn launch(&mut self, pixels: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
+        fn vision(&mut self, pixels: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
             Ok(pixels.copy()?)
+        }
+        fn lm(&mut self, vision: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
+            Ok(vision.clone())
         }
         fn fetch(&mut self, out: &Tensor, _g: &[[u32; 3]]) -> Result<Vec<f32>> {
             Ok(out.flatten_all()?.to_vec1::<f32>()?)
@@ -127,9 +131,16 @@ mod cuda {
     }
     impl BatchModel for MatmulChain {
         type Output = Vec<f32>;
-        fn launch(&mut self, pixels: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
+        fn vision(&mut self, pixels: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
             let mut x = pixels.to_dtype(DType::BF16)?;
-            for _ in 0..self.steps {
+            for _ in 0..self.steps / 2 {
+                x = x.matmul(&self.up)?.matmul(&self.down)?;
+            }
+            Ok(x)
+        }
+        fn lm(&mut self, vision: &Tensor, _g: &[[u32; 3]]) -> Result<Tensor> {
+            let mut x = vision.clone();
+            for _ in self.steps / 2..self.steps {
                 x = x.matmul(&self.up)?.matmul(&self.down)?;
             }
             Ok(x.narrow(1, 0, 16)?.to_dtype(DType::F32)?)
@@ -150,6 +161,7 @@ mod cuda {
         batches: &[Batch],
         model: &mut M,
     ) -> Result<RunOut> {
+        let mut clock = StageClock::start(Stage::Render);
         let mut out = RunOut {
             outputs: Vec::new(),
             timings: Vec::new(),
@@ -166,7 +178,10 @@ mod cuda {
                 push(f);
             }
         }
-        if let Some(f) = exec.flush(model).map_err(|e| anyhow!("{e:?}"))? {
+        if let Some(f) = exec
+            .flush(model, &mut clock)
+            .map_err(|e| anyhow!("{e:?}"))?
+        {
             push(f);
         }
         if out.outputs.len() != batches.len() {

@@ -67,12 +67,22 @@ fn settings(a: &IngestBenchArgs, quant: Quant, transfer: TransferMode) -> Ingest
 
 /// Bytes over copy time across the whole series.
 fn h2d_bytes_per_sec(r: &AbSideResult) -> f64 {
-    let (bytes, secs) = r.series.iter().fold((0.0, 0.0), |(b, s), m| (b + m.h2d_bytes_per_sec * m.h2d_secs, s + m.h2d_secs));
-    if secs > 0.0 { bytes / secs } else { 0.0 }
+    let (bytes, secs) = r.series.iter().fold((0.0, 0.0), |(b, s), m| {
+        (b + m.h2d_bytes_per_sec * m.h2d_secs, s + m.h2d_secs)
+    });
+    if secs > 0.0 {
+        bytes / secs
+    } else {
+        0.0
+    }
 }
 
 fn vram_peak_gib(r: &AbSideResult) -> Option<f64> {
-    r.series.iter().filter_map(|m| m.gpu.as_ref()).map(|g| g.memory_used_bytes as f64 / (1u64 << 30) as f64).reduce(f64::max)
+    r.series
+        .iter()
+        .filter_map(|m| m.gpu.as_ref())
+        .map(|g| g.memory_used_bytes as f64 / (1u64 << 30) as f64)
+        .reduce(f64::max)
 }
 
 /// The three largest stages as "name share%".
@@ -80,7 +90,11 @@ fn top_stages(r: &AbSideResult) -> String {
     let total = r.stages.total().max(1e-12);
     let mut v: Vec<(Stage, f64)> = Stage::ALL.iter().map(|&s| (s, r.stages.get(s))).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
-    v.iter().take(3).map(|(s, t)| format!("{} {:.0}%", s.name(), 100.0 * t / total)).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .take(3)
+        .map(|(s, t)| format!("{} {:.0}%", s.name(), 100.0 * t / total))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn run(a: IngestBenchArgs) -> Result<()> {
@@ -95,8 +109,12 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
         for ev in rx {
             match ev {
                 Event::Notice { message } => eprintln!("note: {message}"),
-                Event::Error { context, message, .. } => eprintln!("error: {context}: {message}"),
-                Event::PreparingGpuKernels { done: true, secs } => eprintln!("GPU kernels ready in {secs:.1} s"),
+                Event::Error {
+                    context, message, ..
+                } => eprintln!("error: {context}: {message}"),
+                Event::PreparingGpuKernels { done: true, secs } => {
+                    eprintln!("GPU kernels ready in {secs:.1} s")
+                }
                 _ => {}
             }
         }
@@ -104,14 +122,23 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     let control = RunControl::new();
     let mut runs: Vec<AbSideResult> = Vec::new();
     for &quant in &a.quant {
-        let warm = AbSide { label: format!("warm-up {}", quant.name()), settings: settings(&a, quant, a.transfer[0]) };
+        let warm = AbSide {
+            label: format!("warm-up {}", quant.name()),
+            settings: settings(&a, quant, a.transfer[0]),
+        };
         crate::engine::ab::run_side(&a.folder, a.warmup_pages, &warm, &control, &tx)
             .with_context(|| format!("warm-up run ({})", quant.name()))?;
         for &transfer in &a.transfer {
-            let side = AbSide { label: format!("{} {}", quant.name(), transfer.name()), settings: settings(&a, quant, transfer) };
+            let side = AbSide {
+                label: format!("{} {}", quant.name(), transfer.name()),
+                settings: settings(&a, quant, transfer),
+            };
             let r = crate::engine::ab::run_side(&a.folder, a.pages, &side, &control, &tx)
                 .with_context(|| format!("run '{}'", side.label))?;
-            eprintln!("{}: {:.2} pages/s over {} pages", r.label, r.pages_per_sec, r.pages);
+            eprintln!(
+                "{}: {:.2} pages/s over {} pages",
+                r.label, r.pages_per_sec, r.pages
+            );
             runs.push(r);
         }
     }
@@ -126,10 +153,14 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             "| {} | {:.2} | {} | {:.1} | {:.3} | {} | {} |",
             r.label,
             r.pages_per_sec,
-            r.gpu_busy.map(|b| format!("{:.1}%", b * 100.0)).unwrap_or_else(|| "-".into()),
+            r.gpu_busy
+                .map(|b| format!("{:.1}%", b * 100.0))
+                .unwrap_or_else(|| "-".into()),
             h2d_bytes_per_sec(r) / 1e9,
             r.copy_critical_secs * 1e3 / batches,
-            vram_peak_gib(r).map(|g| format!("{g:.2}")).unwrap_or_else(|| "-".into()),
+            vram_peak_gib(r)
+                .map(|g| format!("{g:.2}"))
+                .unwrap_or_else(|| "-".into()),
             top_stages(r),
         );
     }
@@ -144,7 +175,8 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             "model": a.model,
             "runs": runs,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

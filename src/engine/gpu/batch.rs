@@ -21,8 +21,10 @@ pub trait StagePages {
 /// The model as the executor drives it.
 pub trait BatchModel {
     type Output;
-    /// Queues the forward pass on the compute stream; must not wait for it.
-    fn launch(&mut self, pixels: &Tensor, grid_thw: &[[u32; 3]]) -> Result<Tensor>;
+    /// Queues the vision tower on the compute stream; must not wait for it.
+    fn vision(&mut self, pixels: &Tensor, grid_thw: &[[u32; 3]]) -> Result<Tensor>;
+    /// Queues the language model and head on the vision output; must not wait for it.
+    fn lm(&mut self, vision: &Tensor, grid_thw: &[[u32; 3]]) -> Result<Tensor>;
     /// Brings the result back to the host (waits for the forward pass).
     fn fetch(&mut self, out: &Tensor, grid_thw: &[[u32; 3]]) -> Result<Self::Output>;
 }

@@ -18,7 +18,7 @@ pub fn load_module(ctx: &Arc<CudaContext>, name: &str, source: &str) -> Result<A
         CString::new(source).map_err(|_| anyhow!("kernel source {name} contains a NUL byte"))?;
     let cname =
         CString::new(name).map_err(|_| anyhow!("kernel name {name} contains a NUL byte"))?;
-    let prog = nv::create_program(&src, Some(&cname)).map_err(|e| {
+    let prog = nv::create_program(src.as_c_str(), Some(cname.as_c_str())).map_err(|e| {
         anyhow!(
             "NVRTC could not create program {name}: {e:?} (is libnvrtc.so.13 on the library path?)"
         )

@@ -8,6 +8,7 @@ use super::staging::StagingRing;
 use super::timings::BatchGpuTimings;
 use super::transfer::{ComputeTicket, GpuTransfer, HostPixels};
 use crate::engine::settings::TransferMode;
+use crate::engine::stage::{Stage, StageClock};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
@@ -67,7 +68,7 @@ pub struct PipelinedExecutor<B> {
 impl<B: StagePages> PipelinedExecutor<B> {
     pub fn new(device: &Device, params: PatchifyParams, config: PipelineConfig) -> Result<Self> {
         Ok(PipelinedExecutor {
-            transfer: GpuTransfer::new(device)?,
+            transfer: GpuTransfer::new(device, config.slots)?,
             params,
             config,
             pinned_f32: None,
@@ -110,7 +111,9 @@ impl<B: StagePages> PipelinedExecutor<B> {
         &mut self,
         mode: TransferMode,
         batch: &B,
+        clock: &mut StageClock,
     ) -> Result<(Vec<[u32; 3]>, super::transfer::IssuedCopy)> {
+        clock.switch(Stage::Stage);
         let (grid, dims, rows) = self.grid(batch)?;
         let row_len = self.params.row_len();
         // f32 rows: pixels · 3 channels · temporal frames values per page.
@@ -140,6 +143,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
                     buf[at..at + rgb.len()].copy_from_slice(rgb);
                     at += rgb.len();
                 }
+                clock.switch(Stage::H2d);
                 let (copy, host_free) = self.transfer.issue_copy(
                     mode,
                     HostPixels::U8 {
@@ -169,6 +173,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
                 let i = ring.acquire()?;
                 let buf = ring.buffer_mut(i, need)?;
                 batch.pack_f32(buf)?;
+                clock.switch(Stage::H2d);
                 let (copy, host_free) = self.transfer.issue_copy(
                     mode,
                     HostPixels::F32 {
@@ -188,9 +193,13 @@ impl<B: StagePages> PipelinedExecutor<B> {
         model: &mut M,
         grid: &[[u32; 3]],
         copy: super::transfer::IssuedCopy,
+        clock: &mut StageClock,
     ) -> Result<(Tensor, ComputeTicket)> {
+        clock.switch(Stage::Vision);
         let (pixels, mut ticket) = self.transfer.begin_compute(copy, &self.params)?;
-        let out = model.launch(&pixels, grid)?;
+        let vision = model.vision(&pixels, grid)?;
+        self.transfer.mark_vision_end(&mut ticket)?;
+        let out = model.lm(&vision, grid)?;
         self.transfer.end_compute(&mut ticket)?;
         Ok((out, ticket))
     }
@@ -199,13 +208,19 @@ impl<B: StagePages> PipelinedExecutor<B> {
         &mut self,
         model: &mut M,
         f: &InFlight<B>,
+        clock: &mut StageClock,
     ) -> Result<(M::Output, BatchGpuTimings)> {
+        // The host waits here for the GPU; the events split that wait into vision and LM.
+        clock.switch(Stage::Lm);
         let output = model.fetch(&f.out, &f.grid)?;
         let timings = self.transfer.timings(&f.ticket, f.batch.page_count())?;
+        clock.reattribute(Stage::Lm, Stage::Vision, timings.vision_ms / 1e3);
         Ok((output, timings))
     }
 
-    /// Submits a batch. In `async`/`async-u8` it is copied while the previous batch computes,
+    /// Submits a batch. Host time is attributed on `clock`: packing to `stage`, issuing (and in
+    /// the blocking modes waiting for) the copy to `h2d`, queueing kernels to `vision`, waiting
+    /// for results to `lm` less the event-measured vision share. In `async`/`async-u8` it is copied while the previous batch computes,
     /// and the previous batch's result is returned; in `pageable`/`sync` it runs to the end
     /// and its own result is returned (after any batch still in flight).
     #[allow(clippy::type_complexity)]
@@ -214,6 +229,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
         mode: TransferMode,
         batch: B,
         model: &mut M,
+        clock: &mut StageClock,
     ) -> Result<Vec<Finished<B, M::Output>>, SubmitError<B, M::Output>> {
         let pipelined = matches!(mode, TransferMode::Async | TransferMode::AsyncU8);
         let mut finished = Vec::new();
@@ -227,7 +243,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
         };
         if !pipelined {
             if let Some(f) = self.in_flight.take() {
-                match self.complete(model, &f) {
+                match self.complete(model, &f, clock) {
                     Ok((output, timings)) => finished.push(Finished {
                         batch: f.batch,
                         output,
@@ -237,7 +253,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
                 }
             }
         }
-        let (grid, copy) = match self.stage(mode, &batch) {
+        let (grid, copy) = match self.stage(mode, &batch, clock) {
             Ok(s) => s,
             Err(e) => {
                 let pending: Vec<B> = self.in_flight.take().map(|f| f.batch).into_iter().collect();
@@ -247,7 +263,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
         // The previous batch's result is fetched only now, after this batch's copy was issued,
         // so the copy overlaps the previous forward pass.
         if let Some(f) = self.in_flight.take() {
-            match self.complete(model, &f) {
+            match self.complete(model, &f, clock) {
                 Ok((output, timings)) => finished.push(Finished {
                     batch: f.batch,
                     output,
@@ -256,7 +272,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
                 Err(e) => return Err(fail(e, finished, vec![f.batch], Some(batch))),
             }
         }
-        let (out, ticket) = match self.launch(model, &grid, copy) {
+        let (out, ticket) = match self.launch(model, &grid, copy, clock) {
             Ok(x) => x,
             Err(e) => return Err(fail(e, finished, Vec::new(), Some(batch))),
         };
@@ -269,7 +285,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
         if pipelined {
             self.in_flight = Some(f);
         } else {
-            match self.complete(model, &f) {
+            match self.complete(model, &f, clock) {
                 Ok((output, timings)) => finished.push(Finished {
                     batch: f.batch,
                     output,
@@ -286,11 +302,12 @@ impl<B: StagePages> PipelinedExecutor<B> {
     pub fn flush<M: BatchModel>(
         &mut self,
         model: &mut M,
+        clock: &mut StageClock,
     ) -> Result<Option<Finished<B, M::Output>>, SubmitError<B, M::Output>> {
         let Some(f) = self.in_flight.take() else {
             return Ok(None);
         };
-        match self.complete(model, &f) {
+        match self.complete(model, &f, clock) {
             Ok((output, timings)) => Ok(Some(Finished {
                 batch: f.batch,
                 output,

@@ -20,6 +20,9 @@ pub struct BatchGpuTimings {
     pub copy_wait_ms: f64,
     /// GPU rescale/normalise/patchify time (async-u8 only, else 0).
     pub patchify_ms: f64,
+    /// Vision tower and language model shares of the compute stream's time (events between).
+    pub vision_ms: f64,
+    pub lm_ms: f64,
     /// Whether the copy ran on a stream other than the compute stream.
     pub copy_on_separate_stream: bool,
 }

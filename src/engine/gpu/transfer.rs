@@ -3,15 +3,20 @@
 //!
 //! - `pageable`: from a plain `Vec`, on the compute stream, the host waits for it.
 //! - `sync`: from pinned memory, otherwise as `pageable` (what the seed pipeline does).
-//! - `async`: from pinned memory on a dedicated copy stream; the host does not wait.
+//! - `async`: from pinned memory on a dedicated copy stream into one of K persistent device
+//!   slots; the host does not wait.
 //! - `async-u8`: as `async` with 8-bit RGB; patchify runs on the compute stream.
 //!
-//! Ordering (candle runs a kernel on the stream of its input buffer, see shared/gpu.md): every
-//! device buffer is allocated on the compute stream, so tensors wrapped from it run there. The
-//! copy stream waits on an event recorded on the compute stream after the allocation (the
-//! stream-ordered allocator may hand out memory the compute stream is still reading until that
-//! point), and the compute stream waits on the event recorded after the copy before first use.
-//! The host refills a staging buffer only after the event recorded after its copy.
+//! Ordering (candle runs a kernel on the stream of its input buffer, see shared/gpu.md): the
+//! tensors handed to the model are always allocated on the compute stream. In the async modes
+//! the copy lands in a device slot allocated once (and synchronised) at setup; the compute
+//! stream waits on the event after the copy, then moves the slot's contents into a fresh tensor
+//! (a device-to-device copy, or the patchify kernel for 8-bit) and records the slot's "free"
+//! event; the copy stream waits on that event before it writes the slot again. A fresh
+//! stream-ordered allocation would not do as the copy target: it becomes valid on the copy
+//! stream only once the compute stream reaches it, i.e. after the previous batch's forward
+//! pass, which would serialise copy and compute. The host refills a staging buffer only after
+//! the event recorded after its copy (`StagingRing`).
 
 use super::batch::PatchifyParams;
 use super::nvrtc;
@@ -21,8 +26,8 @@ use crate::engine::settings::TransferMode;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::backprop::BackpropOp;
 use candle_core::cuda_backend::cudarc::driver::{
-    result as cu, sys, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig,
-    PushKernelArg,
+    result as cu, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut,
+    DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{Device, Storage, Tensor};
@@ -50,16 +55,63 @@ impl HostPixels<'_> {
     }
 }
 
+/// A persistent device buffer the copy stream writes into.
+struct DeviceSlot<T> {
+    buf: CudaSlice<T>,
+    /// Recorded on the compute stream after the slot's contents were consumed.
+    free: Option<CudaEvent>,
+}
+
+/// K persistent device slots, used round-robin.
+struct SlotRing<T> {
+    slots: Vec<DeviceSlot<T>>,
+    next: usize,
+}
+
+impl<T: DeviceRepr + ValidAsZeroBits> SlotRing<T> {
+    fn empty() -> Self {
+        SlotRing {
+            slots: Vec::new(),
+            next: 0,
+        }
+    }
+    /// The next slot, (re)allocated with at least `len` elements. Growing waits for both streams.
+    fn take(&mut self, dev: &CudaDevice, copy: &CudaStream, k: usize, len: usize) -> Result<usize> {
+        if self.slots.len() != k || self.slots.iter().any(|s| s.buf.len() < len) {
+            copy.synchronize()?;
+            dev.cuda_stream().synchronize()?;
+            self.slots.clear();
+            for _ in 0..k {
+                // Zeroed on the compute stream, then synchronised: valid on every stream.
+                self.slots.push(DeviceSlot {
+                    buf: dev.alloc_zeros::<T>(len)?,
+                    free: None,
+                });
+            }
+            dev.cuda_stream().synchronize()?;
+            self.next = 0;
+        }
+        let i = self.next;
+        self.next = (self.next + 1) % k;
+        Ok(i)
+    }
+}
+
 enum DeviceBuf {
-    F32 {
+    /// Allocated on the compute stream and filled there (`pageable`, `sync`).
+    Fresh {
         slice: CudaSlice<f32>,
         rows: usize,
         row_len: usize,
     },
-    U8 {
-        slice: CudaSlice<u8>,
-        dims: Vec<(u32, u32)>,
+    /// In slot `slot` of the f32 ring (`async`).
+    SlotF32 {
+        slot: usize,
+        rows: usize,
+        row_len: usize,
     },
+    /// In slot `slot` of the u8 ring (`async-u8`).
+    SlotU8 { slot: usize, dims: Vec<(u32, u32)> },
 }
 
 /// A copy that has been issued; `begin_compute` turns it into a tensor on the compute stream.
@@ -82,6 +134,7 @@ pub struct ComputeTicket {
     wait_start: CudaEvent,
     wait_end: CudaEvent,
     patchify_end: Option<CudaEvent>,
+    vision_end: Option<CudaEvent>,
     compute_end: Option<CudaEvent>,
 }
 
@@ -93,6 +146,9 @@ pub struct GpuTransfer {
     spin: CudaFunction,
     epoch: CudaEvent,
     copy_delay_cycles: u64,
+    slots: usize,
+    ring_f32: SlotRing<f32>,
+    ring_u8: SlotRing<u8>,
 }
 
 fn timing_event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
@@ -105,8 +161,9 @@ fn timing_event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
 
 impl GpuTransfer {
     /// Sets up the copy stream and kernels for `device` (must be the model's CUDA device, used
-    /// from this thread: candle's stream is the per-thread default stream).
-    pub fn new(device: &Device) -> Result<Self> {
+    /// from this thread: candle's stream is the per-thread default stream). `slots` device
+    /// buffers per kind are used round-robin in the async modes.
+    pub fn new(device: &Device, slots: usize) -> Result<Self> {
         let dev = device
             .as_cuda_device()
             .map_err(|_| anyhow!("the GPU transfer modes need a CUDA device, got {device:?}"))?
@@ -130,6 +187,9 @@ impl GpuTransfer {
             spin,
             epoch,
             copy_delay_cycles: 0,
+            slots: slots.max(2),
+            ring_f32: SlotRing::empty(),
+            ring_u8: SlotRing::empty(),
         })
     }
 
@@ -139,7 +199,7 @@ impl GpuTransfer {
     pub fn copy_stream(&self) -> &Arc<CudaStream> {
         &self.copy
     }
-    pub fn context(&self) -> &Arc<candle_core::cuda_backend::cudarc::driver::CudaContext> {
+    pub fn context(&self) -> &Arc<CudaContext> {
         self.compute.context()
     }
 
@@ -149,86 +209,141 @@ impl GpuTransfer {
         self.copy_delay_cycles = cycles;
     }
 
+    fn delay_copy_stream(&self) -> Result<()> {
+        if self.copy_delay_cycles == 0 {
+            return Ok(());
+        }
+        let cycles = self.copy_delay_cycles as i64;
+        let cfg = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.copy.launch_builder(&self.spin);
+        b.arg(&cycles);
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+
     /// Issues the copy of one batch. Returns the copy and the event after which the host buffer
     /// may be refilled. `pageable`/`sync` block until the copy is done.
     pub fn issue_copy(
-        &self,
+        &mut self,
         mode: TransferMode,
         pixels: HostPixels<'_>,
     ) -> Result<(IssuedCopy, CudaEvent)> {
         let bytes = pixels.bytes();
         let separate = matches!(mode, TransferMode::Async | TransferMode::AsyncU8);
-        let stream = if separate { &self.copy } else { &self.compute };
-        let mut buf = match (&pixels, mode) {
-            (HostPixels::F32 { data, rows, row_len }, m) if m != TransferMode::AsyncU8 => {
+        let (buf, dst, stream) = match (&pixels, mode) {
+            (
+                HostPixels::F32 {
+                    data,
+                    rows,
+                    row_len,
+                },
+                m,
+            ) if m != TransferMode::AsyncU8 => {
                 if data.len() != rows * row_len {
                     bail!("batch of {rows} rows × {row_len} has {} values", data.len());
                 }
-                DeviceBuf::F32 { slice: unsafe { self.dev.alloc::<f32>(data.len()) }?, rows: *rows, row_len: *row_len }
+                if separate {
+                    let slot = self
+                        .ring_f32
+                        .take(&self.dev, &self.copy, self.slots, data.len())?;
+                    let s = &mut self.ring_f32.slots[slot];
+                    if let Some(free) = s.free.take() {
+                        self.copy.wait(&free)?;
+                    }
+                    let dst = s.buf.device_ptr_mut(&self.copy).0;
+                    (
+                        DeviceBuf::SlotF32 {
+                            slot,
+                            rows: *rows,
+                            row_len: *row_len,
+                        },
+                        dst,
+                        &self.copy,
+                    )
+                } else {
+                    let mut slice = unsafe { self.dev.alloc::<f32>(data.len()) }?;
+                    let dst = slice.device_ptr_mut(&self.compute).0;
+                    (
+                        DeviceBuf::Fresh {
+                            slice,
+                            rows: *rows,
+                            row_len: *row_len,
+                        },
+                        dst,
+                        &self.compute,
+                    )
+                }
             }
             (HostPixels::U8 { data, dims }, TransferMode::AsyncU8) => {
                 let need: u64 = dims.iter().map(|&(h, w)| h as u64 * w as u64 * 3).sum();
                 if need != data.len() as u64 {
-                    bail!("8-bit batch holds {} bytes, its pages need {need}", data.len());
+                    bail!(
+                        "8-bit batch holds {} bytes, its pages need {need}",
+                        data.len()
+                    );
                 }
-                DeviceBuf::U8 { slice: unsafe { self.dev.alloc::<u8>(data.len()) }?, dims: dims.to_vec() }
+                let slot = self
+                    .ring_u8
+                    .take(&self.dev, &self.copy, self.slots, data.len())?;
+                let s = &mut self.ring_u8.slots[slot];
+                if let Some(free) = s.free.take() {
+                    self.copy.wait(&free)?;
+                }
+                let dst = s.buf.device_ptr_mut(&self.copy).0;
+                (
+                    DeviceBuf::SlotU8 {
+                        slot,
+                        dims: dims.to_vec(),
+                    },
+                    dst,
+                    &self.copy,
+                )
             }
-            _ => bail!("transfer mode '{mode}' got the wrong kind of staged pixels (async-u8 takes 8-bit RGB, the others f32 rows)"),
+            _ => bail!(
+                "transfer mode '{mode}' got the wrong kind of staged pixels \
+                 (async-u8 takes 8-bit RGB, the others f32 rows)"
+            ),
         };
+        let stream = stream.clone();
         if separate {
-            let allocated = self.compute.record_event(None)?;
-            self.copy.wait(&allocated)?;
-            if self.copy_delay_cycles > 0 {
-                let cycles = self.copy_delay_cycles as i64;
-                let cfg = LaunchConfig {
-                    grid_dim: (1, 1, 1),
-                    block_dim: (1, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                let mut b = self.copy.launch_builder(&self.spin);
-                b.arg(&cycles);
-                unsafe { b.launch(cfg) }?;
-            }
+            self.delay_copy_stream()?;
         }
-        let copy_start = timing_event(stream)?;
-        {
-            let dst = match &mut buf {
-                DeviceBuf::F32 { slice, .. } => slice.device_ptr_mut(stream).0,
-                DeviceBuf::U8 { slice, .. } => slice.device_ptr_mut(stream).0,
-            };
-            let res = match &pixels {
-                HostPixels::F32 { data, .. } => unsafe {
-                    cu::memcpy_htod_async(dst, data, stream.cu_stream())
-                },
-                HostPixels::U8 { data, .. } => unsafe {
-                    cu::memcpy_htod_async(dst, data, stream.cu_stream())
-                },
-            };
-            res.map_err(|e| anyhow!("host-to-device copy of {bytes} bytes failed: {e}"))?;
-        }
-        let copy_end = timing_event(stream)?;
+        let copy_start = timing_event(&stream)?;
+        let res = match &pixels {
+            HostPixels::F32 { data, .. } => unsafe {
+                cu::memcpy_htod_async(dst, data, stream.cu_stream())
+            },
+            HostPixels::U8 { data, .. } => unsafe {
+                cu::memcpy_htod_async(dst, data, stream.cu_stream())
+            },
+        };
+        res.map_err(|e| anyhow!("host-to-device copy of {bytes} bytes failed: {e}"))?;
+        let copy_end = timing_event(&stream)?;
         let host_free = stream.record_event(None)?;
         if !separate {
             // The blocking copy of `pageable` and `sync`: the host goes on once it is done.
             copy_end.synchronize()?;
         }
-        Ok((
-            IssuedCopy {
-                mode,
-                buf,
-                bytes,
-                separate_stream: separate,
-                copy_start,
-                copy_end,
-            },
-            host_free,
-        ))
+        let copy = IssuedCopy {
+            mode,
+            buf,
+            bytes,
+            separate_stream: separate,
+            copy_start,
+            copy_end,
+        };
+        Ok((copy, host_free))
     }
 
-    /// Makes the compute stream wait for the copy, runs patchify for 8-bit batches, and wraps
-    /// the pixels as an f32 `[rows, row_len]` tensor that lives on the compute stream.
+    /// Makes the compute stream wait for the copy, moves the pixels into a fresh tensor on the
+    /// compute stream (patchify for 8-bit batches) and frees the slot for the next copy.
+    /// Returns an f32 `[rows, row_len]` tensor.
     pub fn begin_compute(
-        &self,
+        &mut self,
         copy: IssuedCopy,
         params: &PatchifyParams,
     ) -> Result<(Tensor, ComputeTicket)> {
@@ -238,21 +353,34 @@ impl GpuTransfer {
         }
         let wait_end = timing_event(&self.compute)?;
         let (slice, rows, row_len, patchify_end) = match copy.buf {
-            DeviceBuf::F32 {
+            DeviceBuf::Fresh {
                 slice,
                 rows,
                 row_len,
             } => (slice, rows, row_len, None),
-            DeviceBuf::U8 { slice, dims } => {
+            DeviceBuf::SlotF32 {
+                slot,
+                rows,
+                row_len,
+            } => {
+                let n = rows * row_len;
+                let mut out = unsafe { self.dev.alloc::<f32>(n) }?;
+                let s = &mut self.ring_f32.slots[slot];
+                self.compute.memcpy_dtod(&s.buf.slice(0..n), &mut out)?;
+                s.free = Some(self.compute.record_event(None)?);
+                (out, rows, row_len, None)
+            }
+            DeviceBuf::SlotU8 { slot, dims } => {
                 let mut rows = 0;
                 for &(h, w) in &dims {
                     rows += params.rows(h, w)?;
                 }
                 let row_len = params.row_len();
                 let mut out = unsafe { self.dev.alloc::<f32>(rows * row_len) }?;
+                let s = &mut self.ring_u8.slots[slot];
                 self.patchify
-                    .launch(&self.compute, &slice, &dims, params, &mut out)?;
-                // `slice` is freed here, stream-ordered after the kernel on the compute stream.
+                    .launch(&self.compute, &s.buf, &dims, params, &mut out)?;
+                s.free = Some(self.compute.record_event(None)?);
                 (out, rows, row_len, Some(timing_event(&self.compute)?))
             }
         };
@@ -272,9 +400,16 @@ impl GpuTransfer {
             wait_start,
             wait_end,
             patchify_end,
+            vision_end: None,
             compute_end: None,
         };
         Ok((tensor, ticket))
+    }
+
+    /// Marks the end of the vision tower's kernels on the compute stream.
+    pub fn mark_vision_end(&self, ticket: &mut ComputeTicket) -> Result<()> {
+        ticket.vision_end = Some(timing_event(&self.compute)?);
+        Ok(())
     }
 
     /// Marks the end of the batch's work on the compute stream (after the last kernel is queued).
@@ -310,8 +445,28 @@ impl GpuTransfer {
                 Some(p) => t.wait_end.elapsed_ms(p)? as f64,
                 None => 0.0,
             },
+            vision_ms: match &t.vision_end {
+                Some(v) => t
+                    .patchify_end
+                    .as_ref()
+                    .unwrap_or(&t.wait_end)
+                    .elapsed_ms(v)? as f64,
+                None => 0.0,
+            },
+            lm_ms: match &t.vision_end {
+                Some(v) => v.elapsed_ms(end)? as f64,
+                None => 0.0,
+            },
             copy_on_separate_stream: t.separate_stream
                 && self.copy.cu_stream() != self.compute.cu_stream(),
         })
+    }
+}
+
+impl Drop for GpuTransfer {
+    fn drop(&mut self) {
+        // The slots are freed on the compute stream: the copy stream must be done with them.
+        let _ = self.copy.synchronize();
+        let _ = self.compute.synchronize();
     }
 }
