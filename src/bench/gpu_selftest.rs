@@ -42,10 +42,8 @@ pub fn run(args: GpuSelftestArgs) -> anyhow::Result<()> {
 mod cuda {
     use super::GpuSelftestArgs;
     use crate::bench::gpu_nf4_check;
-    use crate::engine::gpu::patchify_kernel::PatchifyParams;
-    use crate::engine::gpu::pipelined::{
-        BatchModel, PipelineConfig, PipelinedExecutor, StagePages,
-    };
+    use crate::engine::gpu::batch::{BatchModel, LoaderBatch, PatchifyParams, StagePages};
+    use crate::engine::gpu::pipelined::{PipelineConfig, PipelinedExecutor};
     use crate::engine::gpu::timings::{summarise, BatchGpuTimings, GpuRunSummary};
     use crate::engine::settings::TransferMode;
     use crate::engine::stage::{Stage, StageClock};
@@ -172,7 +170,7 @@ mod cuda {
         };
         for b in batches {
             for f in exec
-                .submit(mode, b.clone(), model)
+                .submit(mode, b.clone(), model, &mut clock)
                 .map_err(|e| anyhow!("{e:?}"))?
             {
                 push(f);
@@ -294,14 +292,16 @@ mod cuda {
         exec.transfer_mut().set_copy_delay_cycles(0);
 
         // 2. Streams, overlap, identical results under delay, with a compute load.
-        let w = (Tensor::randn(
-            0f32,
-            1.0 / (cfg.patch_dim() as f32).sqrt(),
-            (cfg.patch_dim(), cfg.patch_dim()),
-            &device,
-        )?)
-        .to_dtype(DType::BF16)?;
-        let mut chain = MatmulChain { w, steps: 48 };
+        let dim = cfg.patch_dim();
+        let randn = |rows: usize, cols: usize| -> Result<Tensor> {
+            let t = Tensor::randn(0f32, 1.0 / (rows as f32).sqrt(), (rows, cols), &device)?;
+            Ok(t.to_dtype(DType::BF16)?)
+        };
+        let mut chain = MatmulChain {
+            up: randn(dim, 4096)?,
+            down: randn(4096, dim)?,
+            steps: 120,
+        };
         let mut runs = serde_json::Map::new();
         let baseline = run_batches(&mut exec, TransferMode::Sync, &batches, &mut chain)?;
         runs.insert("sync".into(), summary_json(&summarise(&baseline.timings)));
