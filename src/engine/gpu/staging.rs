@@ -181,6 +181,18 @@ impl<T: bytemuck::Pod> StagingRing<T> {
     }
 }
 
+/// Pinned memory must not be freed while a copy still reads it.
+#[cfg(feature = "cuda")]
+impl<T: bytemuck::Pod> Drop for StagingRing<T> {
+    fn drop(&mut self) {
+        for s in &mut self.slots {
+            if let Some(ev) = s.read_done.take() {
+                let _ = ev.synchronize();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

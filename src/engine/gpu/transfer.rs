@@ -24,12 +24,12 @@ use super::patchify_kernel::PatchifyKernel;
 use super::timings::BatchGpuTimings;
 use crate::engine::settings::TransferMode;
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::op::BackpropOp;
 use candle_core::cuda_backend::cudarc::driver::{
     result as cu, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut,
     DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
+use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
 use std::sync::Arc;
 
