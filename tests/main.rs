@@ -1,2 +1,3 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
 mod loader;
+mod nf4;
