@@ -227,3 +227,70 @@ impl Nf4Kernels {
         Ok(())
     }
 }
+
+/// An `engine::quant::Nf4Weight` resident on the device (uploaded once at load), with the code
+/// tables the kernel reads: `NF4_CODE` and bitsandbytes' signed dynamic map.
+pub struct Nf4DeviceBuffers {
+    packed: CudaSlice<u8>,
+    absmax_plain: Option<CudaSlice<f32>>,
+    double: Option<(CudaSlice<u8>, CudaSlice<f32>, f32)>,
+    code2: CudaSlice<f32>,
+    nf4: CudaSlice<f32>,
+    n: usize,
+}
+
+impl Nf4DeviceBuffers {
+    pub fn upload(stream: &Arc<CudaStream>, w: &crate::engine::quant::Nf4Weight) -> Result<Self> {
+        use crate::engine::quant::{blockwise8, AbsmaxState, NF4_CODE};
+        if w.blocksize != BLOCK {
+            bail!("the CUDA NF4 kernel handles blocksize {BLOCK} (bitsandbytes' default), this weight has {}", w.blocksize);
+        }
+        let (absmax_plain, double) = match &w.absmax {
+            AbsmaxState::Plain(a) => (Some(stream.clone_htod(a)?), None),
+            AbsmaxState::Double {
+                codes,
+                absmax2,
+                offset,
+            } => (
+                None,
+                Some((
+                    stream.clone_htod(codes)?,
+                    stream.clone_htod(absmax2)?,
+                    *offset,
+                )),
+            ),
+        };
+        Ok(Nf4DeviceBuffers {
+            packed: stream.clone_htod(&w.packed)?,
+            absmax_plain,
+            double,
+            code2: stream.clone_htod(&blockwise8::dynamic_map()[..])?,
+            nf4: stream.clone_htod(&NF4_CODE[..])?,
+            n: w.numel(),
+        })
+    }
+
+    pub fn numel(&self) -> usize {
+        self.n
+    }
+
+    /// The kernel's view of this weight.
+    pub fn view(&self) -> Nf4DeviceWeight<'_> {
+        let absmax = match (&self.absmax_plain, &self.double) {
+            (Some(a), _) => Nf4Absmax::Plain(a),
+            (None, Some((codes, absmax2, offset))) => Nf4Absmax::Double {
+                codes,
+                absmax2,
+                code2: &self.code2,
+                offset: *offset,
+            },
+            (None, None) => unreachable!("upload sets one of the two"),
+        };
+        Nf4DeviceWeight {
+            packed: &self.packed,
+            absmax,
+            nf4_code: &self.nf4,
+            n: self.n,
+        }
+    }
+}
