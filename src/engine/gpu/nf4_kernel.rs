@@ -163,10 +163,27 @@ impl Nf4Kernels {
         w: &Nf4DeviceWeight<'_>,
         out: &mut CudaSlice<T>,
     ) -> Result<()> {
+        let len = out.len();
+        let ptr = out.device_ptr_mut(stream).0;
+        self.dequantise_to_ptr::<T>(stream, w, ptr, len)
+    }
+
+    /// As `dequantise`, into raw device memory of `out_len` elements of `T` at `out_ptr`
+    /// (16-byte aligned: the kernel stores 16 bytes at a time).
+    pub fn dequantise_to_ptr<T: Nf4Output>(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &Nf4DeviceWeight<'_>,
+        out_ptr: u64,
+        out_len: usize,
+    ) -> Result<()> {
         let n = w.n;
         let blocks = n.div_ceil(BLOCK);
-        if w.packed.len() < n.div_ceil(2) || out.len() < n || w.nf4_code.len() < 16 {
+        if w.packed.len() < n.div_ceil(2) || out_len < n || w.nf4_code.len() < 16 {
             bail!("NF4 dequantise: buffers too small for {n} weights");
+        }
+        if out_ptr % 16 != 0 {
+            bail!("NF4 dequantise: the output must be 16-byte aligned (scratch view at a nonzero offset?)");
         }
         // A null absmax_f32 pointer selects the double-quantised path inside the kernel. Raw
         // device pointers (u64) go in as kernel parameters of pointer size.
@@ -204,7 +221,6 @@ impl Nf4Kernels {
             }
         };
         let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
-        let out_ptr = out.device_ptr_mut(stream).0;
         let threads = n.div_ceil(16);
         let block_dim = 256u32;
         let cfg = LaunchConfig {
@@ -291,6 +307,72 @@ impl Nf4DeviceBuffers {
             absmax,
             nf4_code: &self.nf4,
             n: self.n,
+        }
+    }
+}
+
+/// Dequantises a device-resident NF4 weight in place into a contiguous tensor view on the GPU
+/// (e.g. `engine::quant::Nf4Scratch`'s shared buffer): `view.inplace_op1(&Nf4DequantOp { .. })`.
+pub struct Nf4DequantOp<'a> {
+    pub kernels: &'a Nf4Kernels,
+    pub weight: &'a Nf4DeviceBuffers,
+}
+
+impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-dequantize-cuda"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        candle_core::bail!(
+            "nf4-dequantize-cuda runs on CUDA tensors; the CPU path dequantises on the host"
+        )
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &mut candle_core::cuda_backend::CudaStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::DType;
+        let n = self.weight.numel();
+        if !layout.is_contiguous() || layout.shape().elem_count() != n {
+            candle_core::bail!(
+                "nf4-dequantize-cuda: the view must be contiguous with {n} elements"
+            );
+        }
+        let start = layout.start_offset();
+        let stream = storage.device().cuda_stream();
+        let w = self.weight.view();
+        let run = |r: Result<()>| r.map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
+        match storage.dtype() {
+            DType::BF16 => {
+                let s = storage.as_cuda_slice_mut::<half::bf16>()?;
+                let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
+                run(self
+                    .kernels
+                    .dequantise_to_ptr::<half::bf16>(&stream, &w, ptr, n))
+            }
+            DType::F16 => {
+                let s = storage.as_cuda_slice_mut::<half::f16>()?;
+                let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
+                run(self
+                    .kernels
+                    .dequantise_to_ptr::<half::f16>(&stream, &w, ptr, n))
+            }
+            DType::F32 => {
+                let s = storage.as_cuda_slice_mut::<f32>()?;
+                let ptr = s.device_ptr_mut(&stream).0 + (start * 4) as u64;
+                run(self.kernels.dequantise_to_ptr::<f32>(&stream, &w, ptr, n))
+            }
+            other => {
+                candle_core::bail!("nf4-dequantize-cuda: cannot write {other:?} (f32, bf16, f16)")
+            }
         }
     }
 }
