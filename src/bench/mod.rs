@@ -2,6 +2,9 @@
 //! document carrying `SCHEMA_VERSION`.
 
 pub mod embed;
+#[cfg(feature = "cuda")]
+pub mod gpu_nf4_check;
+pub mod gpu_selftest;
 pub mod loader;
 pub mod search;
 
@@ -21,6 +24,9 @@ pub enum BenchCmd {
     Embed(embed::EmbedBenchArgs),
     /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
     Search(search::SearchBenchArgs),
+    /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
+    /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
+    GpuSelftest(gpu_selftest::GpuSelftestArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -28,5 +34,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Loader(a) => loader::run(a),
         BenchCmd::Embed(a) => embed::run(a),
         BenchCmd::Search(a) => search::run(a),
+        BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
     }
 }

@@ -2,6 +2,7 @@
 //! pipeline. Callers send `Command`s and read `Event`s over crossbeam channels.
 
 pub mod colqwen;
+pub mod gpu;
 pub mod command;
 pub mod event;
 pub mod quant;

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repository root, after `scripts/build-cuda.sh` here and a
+# device call that carries `.device` (and `.whl` for the seed pipeline). Logs and JSON go under
+# $OUT; a short table is printed last.
+#
+#   scripts/device-run.sh selftest                       # GPU proofs (PASS/FAIL lines)
+#   scripts/device-run.sh ingest DIR [PAGES]             # pagesight bench ingest on DIR's PDFs
+#   scripts/device-run.sh seed DIR [PAGES]               # bench/seed_pipeline.py on DIR's PDFs
+#   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+OUT=${OUT:-/tmp/pagesight-out}
+mkdir -p "$OUT"
+run_dir=/tmp/pagesight-device
+mkdir -p "$run_dir"
+summary="$OUT/summary.txt"
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+unpack() {
+  local src=$1 dst=$2
+  if command -v xz >/dev/null; then xz -dc "$src" > "$dst"
+  else python3 -c "import lzma,sys,shutil; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$src" "$dst"; fi
+}
+[ -f .device/pagesight.xz ] || { echo "no .device/pagesight.xz: run scripts/build-cuda.sh here and carry .device" >&2; exit 2; }
+unpack .device/pagesight.xz "$run_dir/pagesight" && chmod +x "$run_dir/pagesight"
+unpack .device/libpdfium.so.xz "$run_dir/libpdfium.so"
+export PDFIUM_LIB="$run_dir/libpdfium.so"
+
+# CUDA libraries: the driver's libcuda is on the loader path; cuBLAS, cuRAND, cudart and NVRTC
+# come from the Python venv's nvidia wheels (or a system toolkit).
+libdirs=$(python3 - <<'PY'
+import glob, os, site, sys
+roots = set(site.getsitepackages() + [site.getusersitepackages()] + [p for p in sys.path if p.endswith("site-packages")])
+dirs = []
+for r in roots:
+    dirs += glob.glob(os.path.join(r, "nvidia", "*", "lib"))
+dirs += glob.glob("/usr/local/cuda*/lib64") + glob.glob("/usr/local/cuda*/targets/x86_64-linux/lib")
+want = ("libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudart.so.13", "libnvrtc.so.13")
+keep = [d for d in dirs if any(os.path.exists(os.path.join(d, w)) for w in want)]
+print(":".join(dict.fromkeys(keep)))
+PY
+)
+export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export CUDA_CACHE_PATH=/tmp/pagesight-nvcache
+# At most 8 files come back from $OUT: summary, and a log + JSON per step.
+gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1)
+card=$(echo "$gpu" | cut -d, -f1 | tr ' ' '-')
+missing=$(ldd "$run_dir/pagesight" | grep "not found")
+if [ -n "$missing" ]; then echo "missing libraries:"; echo "$missing"; exit 3; fi
+note "gpu: $gpu; binary: commit $(cat .device/commit 2>/dev/null)"
+note "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+status=0
+while [ $# -gt 0 ]; do
+  step=$1; shift
+  case $step in
+    selftest)
+      "$run_dir/pagesight" bench gpu-selftest --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.log"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      grep -E "^(PASS|FAIL)" "$OUT/selftest.log" >> "$summary"
+      ;;
+    ingest)
+      dir=$1; shift; pages=${1:-}
+      if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
+      "$run_dir/pagesight" bench ingest "$dir" --model random:3b --transfer sync,async,async-u8 \
+        --quant nf4,none --batch-size 4 --pages "$pages" --json "$OUT/ingest-$card.json" 2>&1 | tee "$OUT/ingest.log"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      sed -n '/^| run/,$p' "$OUT/ingest.log" >> "$summary"
+      ;;
+    seed)
+      dir=$1; shift; pages=${1:-}
+      if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
+      if [ -d .whl ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || status=1
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+      fi
+      PYTHONUNBUFFERED=1 python3 bench/seed_pipeline.py "$dir" --pages "$pages" --json "$OUT/seed-$card.json" 2>&1 | tee "$OUT/seed.log"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      grep -E "^\| " "$OUT/seed.log" >> "$summary"
+      ;;
+    *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES])" >&2; exit 2 ;;
+  esac
+done
+echo
+echo "==== summary ($OUT/summary.txt) ===="
+cat "$summary"
+exit $status

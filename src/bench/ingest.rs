@@ -1,0 +1,183 @@
+//! `pagesight bench ingest <folder> --model random:3b --transfer sync,async,async-u8 --quant nf4,none`:
+//! every combination on the same first N pages, one process, a warm-up run first. Each run goes
+//! through the engine's own pump into a discard sink (`engine::ab::run_side`), so the numbers are
+//! the app's. Prints a table and writes JSON (`schema`, the card, per run the metrics series).
+//!
+//! NOTE for the merge: this file needs the engine branch (`engine::ab`, `engine::device_info`);
+//! declare it in `bench/mod.rs` (`pub mod ingest;`, variant `Ingest(ingest::IngestBenchArgs)`,
+//! arm `BenchCmd::Ingest(a) => ingest::run(a)`) once the engine compiles with the model.
+
+use crate::engine::command::AbSide;
+use crate::engine::control::RunControl;
+use crate::engine::event::{AbSideResult, Event};
+use crate::engine::settings::{DType, DeviceChoice, IngestSettings, Quant, TransferMode};
+use crate::engine::stage::Stage;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct IngestBenchArgs {
+    /// Folder of PDFs (the first --pages pages in discovery order are used).
+    pub folder: PathBuf,
+    #[arg(long, default_value = "random:3b")]
+    pub model: String,
+    /// Transfer modes to compare (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "sync,async,async-u8")]
+    pub transfer: Vec<TransferMode>,
+    /// Quantisations to compare (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "nf4,none")]
+    pub quant: Vec<Quant>,
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 200)]
+    pub pages: usize,
+    /// Pages of the warm-up run before each quantisation's timed runs.
+    #[arg(long, default_value_t = 16)]
+    pub warmup_pages: usize,
+    #[arg(long, default_value = "cuda")]
+    pub device: DeviceChoice,
+    #[arg(long, default_value = "bf16")]
+    pub dtype: DType,
+    /// Render workers (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Render resolution before the model's resize (the seed pipeline renders at 200).
+    #[arg(long, default_value_t = 200.0)]
+    pub dpi: f32,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn settings(a: &IngestBenchArgs, quant: Quant, transfer: TransferMode) -> IngestSettings {
+    let mut s = IngestSettings::with_defaults();
+    s.model.model = a.model.clone();
+    s.model.device = a.device;
+    s.model.dtype = a.dtype;
+    s.model.quant = quant;
+    s.live.batch_size = a.batch_size.max(1);
+    s.live.transfer = transfer;
+    s.loader.dpi = a.dpi;
+    if let Some(w) = a.workers {
+        s.loader.workers = w.max(1);
+    }
+    s
+}
+
+/// Bytes over copy time across the whole series.
+fn h2d_bytes_per_sec(r: &AbSideResult) -> f64 {
+    let (bytes, secs) = r.series.iter().fold((0.0, 0.0), |(b, s), m| {
+        (b + m.h2d_bytes_per_sec * m.h2d_secs, s + m.h2d_secs)
+    });
+    if secs > 0.0 {
+        bytes / secs
+    } else {
+        0.0
+    }
+}
+
+fn vram_peak_gib(r: &AbSideResult) -> Option<f64> {
+    r.series
+        .iter()
+        .filter_map(|m| m.gpu.as_ref())
+        .map(|g| g.memory_used_bytes as f64 / (1u64 << 30) as f64)
+        .reduce(f64::max)
+}
+
+/// The three largest stages as "name share%".
+fn top_stages(r: &AbSideResult) -> String {
+    let total = r.stages.total().max(1e-12);
+    let mut v: Vec<(Stage, f64)> = Stage::ALL.iter().map(|&s| (s, r.stages.get(s))).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.iter()
+        .take(3)
+        .map(|(s, t)| format!("{} {:.0}%", s.name(), 100.0 * t / total))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run(a: IngestBenchArgs) -> Result<()> {
+    if a.transfer.is_empty() || a.quant.is_empty() {
+        bail!("give at least one --transfer mode and one --quant");
+    }
+    let device = crate::engine::device_info::describe(a.device);
+    println!("device: {}", device.name);
+    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+    // Drain events as they come (notices and errors are shown; metrics are kept in the results).
+    let drain = std::thread::spawn(move || {
+        for ev in rx {
+            match ev {
+                Event::Notice { message } => eprintln!("note: {message}"),
+                Event::Error {
+                    context, message, ..
+                } => eprintln!("error: {context}: {message}"),
+                Event::PreparingGpuKernels { done: true, secs } => {
+                    eprintln!("GPU kernels ready in {secs:.1} s")
+                }
+                _ => {}
+            }
+        }
+    });
+    let control = RunControl::new();
+    let mut runs: Vec<AbSideResult> = Vec::new();
+    for &quant in &a.quant {
+        let warm = AbSide {
+            label: format!("warm-up {}", quant.name()),
+            settings: settings(&a, quant, a.transfer[0]),
+        };
+        crate::engine::ab::run_side(&a.folder, a.warmup_pages, &warm, &control, &tx)
+            .with_context(|| format!("warm-up run ({})", quant.name()))?;
+        for &transfer in &a.transfer {
+            let side = AbSide {
+                label: format!("{} {}", quant.name(), transfer.name()),
+                settings: settings(&a, quant, transfer),
+            };
+            let r = crate::engine::ab::run_side(&a.folder, a.pages, &side, &control, &tx)
+                .with_context(|| format!("run '{}'", side.label))?;
+            eprintln!(
+                "{}: {:.2} pages/s over {} pages",
+                r.label, r.pages_per_sec, r.pages
+            );
+            runs.push(r);
+        }
+    }
+    drop(tx);
+    let _ = drain.join();
+
+    println!("| run | pages/s | GPU-busy | H2D GB/s | copy critical ms/batch | VRAM peak GiB | largest stages |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &runs {
+        let batches = (r.pages as f64 / a.batch_size.max(1) as f64).max(1.0);
+        println!(
+            "| {} | {:.2} | {} | {:.1} | {:.3} | {} | {} |",
+            r.label,
+            r.pages_per_sec,
+            r.gpu_busy
+                .map(|b| format!("{:.1}%", b * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            h2d_bytes_per_sec(r) / 1e9,
+            r.copy_critical_secs * 1e3 / batches,
+            vram_peak_gib(r)
+                .map(|g| format!("{g:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            top_stages(r),
+        );
+    }
+    if let Some(path) = &a.json {
+        let doc = json!({
+            "schema": crate::engine::SCHEMA_VERSION,
+            "kind": "bench_ingest",
+            "device": device,
+            "folder": a.folder,
+            "pages": a.pages,
+            "batch_size": a.batch_size,
+            "model": a.model,
+            "runs": runs,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The GPU side of ingestion: pinned staging buffers, the four transfer modes, a pipelined
+//! executor that copies batch N+1 while batch N computes, and NVRTC kernels (8-bit patchify,
+//! NF4 dequantisation). Everything that touches CUDA is behind the `cuda` feature; a CPU build
+//! keeps the pageable staging ring; `TransferMode::check_supported` refuses the GPU modes there.
+
+pub mod batch;
+pub mod staging;
+pub mod timings;
+
+#[cfg(feature = "cuda")]
+pub mod nf4_kernel;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
+#[cfg(feature = "cuda")]
+pub mod patchify_kernel;
+#[cfg(feature = "cuda")]
+pub mod pipelined;
+#[cfg(feature = "cuda")]
+pub mod transfer;

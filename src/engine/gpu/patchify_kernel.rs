@@ -1,0 +1,118 @@
+//! `async-u8` on the device: 8-bit RGB at model resolution crosses the bus, and this kernel
+//! rescales, normalises and patchifies it into the f32 rows the vision tower reads — the same
+//! values, bit for bit, as the loader's CPU patchify: both look every byte up in the same
+//! per-channel table (`PreprocessConfig::normalise_table`), so no arithmetic can differ.
+
+use super::batch::PatchifyParams;
+use super::nvrtc;
+use anyhow::{bail, Result};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
+use std::sync::Arc;
+
+/// Row layout: for each merged block (row-major), its `merge × merge` patches; within a row
+/// `channel, frame, y, x` with the still image repeated over `temporal` frames.
+const SOURCE: &str = r#"
+extern "C" __global__ void patchify_u8(
+    const unsigned char* __restrict__ rgb,       // pages back to back, each h*w*3
+    const float* __restrict__ table,             // 3 x 256 normalised values
+    const unsigned long long* __restrict__ page_byte_offset,
+    const unsigned int* __restrict__ page_row_start,  // n_pages + 1 entries
+    const unsigned int* __restrict__ page_width,
+    int n_pages, int patch, int merge, int temporal,
+    float* __restrict__ out)                     // rows x (3*temporal*patch*patch)
+{
+    const unsigned int row = blockIdx.x;
+    int p = 0;
+    while (p + 1 < n_pages && row >= page_row_start[p + 1]) p++;
+    const unsigned int local = row - page_row_start[p];
+    const unsigned int w = page_width[p];
+    const unsigned int gw = w / patch;
+    const unsigned int per_block = merge * merge;
+    const unsigned int b = local / per_block, inner = local % per_block;
+    const unsigned int blocks_w = gw / merge;
+    const unsigned int py0 = ((b / blocks_w) * merge + inner / merge) * patch;
+    const unsigned int px0 = ((b % blocks_w) * merge + inner % merge) * patch;
+    const unsigned char* img = rgb + page_byte_offset[p];
+    const int frame = patch * patch;
+    const int per_channel = temporal * frame;
+    const int dim = 3 * per_channel;
+    float* dst = out + (unsigned long long)row * dim;
+    for (int e = threadIdx.x; e < dim; e += blockDim.x) {
+        const int c = e / per_channel;
+        const int pix = (e % per_channel) % frame;
+        const int y = pix / patch, x = pix % patch;
+        const unsigned char v = img[((unsigned long long)(py0 + y) * w + px0 + x) * 3 + c];
+        dst[e] = table[c * 256 + v];
+    }
+}
+"#;
+
+pub struct PatchifyKernel {
+    func: CudaFunction,
+}
+
+impl PatchifyKernel {
+    pub fn load(stream: &Arc<CudaStream>) -> Result<Self> {
+        let module = nvrtc::load_module(stream.context(), "pagesight_patchify", SOURCE)?;
+        Ok(PatchifyKernel {
+            func: nvrtc::function(&module, "patchify_u8")?,
+        })
+    }
+
+    /// Launches on `stream`: `rgb` holds the pages (`dims` = (h, w) each) back to back; writes
+    /// `out` (rows × row_len f32, allocated by the caller on the same stream).
+    pub fn launch(
+        &self,
+        stream: &Arc<CudaStream>,
+        rgb: &CudaSlice<u8>,
+        dims: &[(u32, u32)],
+        params: &PatchifyParams,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let mut offsets = Vec::with_capacity(dims.len());
+        let mut starts = vec![0u32];
+        let mut widths = Vec::with_capacity(dims.len());
+        let mut bytes = 0u64;
+        for &(h, w) in dims {
+            offsets.push(bytes);
+            bytes += h as u64 * w as u64 * 3;
+            starts.push(starts.last().copied().unwrap_or(0) + params.rows(h, w)? as u32);
+            widths.push(w);
+        }
+        let rows = *starts.last().unwrap_or(&0) as usize;
+        if dims.is_empty() || rows == 0 {
+            bail!("patchify: empty batch");
+        }
+        if (rgb.len() as u64) < bytes || out.len() < rows * params.row_len() {
+            bail!("patchify: buffers too small ({} bytes of RGB for {bytes}, {} floats for {rows} rows)", rgb.len(), out.len());
+        }
+        let flat: Vec<f32> = params.table.iter().flatten().copied().collect();
+        // Small tables: copied on the compute stream from pageable memory (staged by the driver).
+        let table = stream.clone_htod(&flat)?;
+        let offsets = stream.clone_htod(&offsets)?;
+        let starts_d = stream.clone_htod(&starts)?;
+        let widths = stream.clone_htod(&widths)?;
+        let (n, patch, merge, temporal) = (
+            dims.len() as i32,
+            params.patch as i32,
+            params.merge as i32,
+            params.temporal as i32,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = stream.launch_builder(&self.func);
+        b.arg(rgb)
+            .arg(&table)
+            .arg(&offsets)
+            .arg(&starts_d)
+            .arg(&widths);
+        b.arg(&n).arg(&patch).arg(&merge).arg(&temporal).arg(out);
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+}

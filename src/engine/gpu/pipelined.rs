@@ -1,0 +1,323 @@
+//! A double/triple-buffered batch executor: while batch N computes, batch N+1 is packed into a
+//! pinned staging buffer and copied on the copy stream. Drop-in for the pump's batch step:
+//! `submit(batch)` hands back the previous batch's result (or this one's in the blocking
+//! modes), `flush()` the last one. The transfer mode may change between any two submits.
+
+use super::batch::{BatchModel, PatchifyParams, StagePages};
+use super::staging::StagingRing;
+use super::timings::BatchGpuTimings;
+use super::transfer::{ComputeTicket, GpuTransfer, HostPixels};
+use crate::engine::settings::TransferMode;
+use crate::engine::stage::{Stage, StageClock};
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+
+pub struct Finished<B, R> {
+    pub batch: B,
+    pub output: R,
+    pub timings: BatchGpuTimings,
+}
+
+/// A submit or flush that failed. `finished` holds results completed before the failure;
+/// `unfinished` every batch whose result was not delivered (oldest first), so the caller can
+/// retry them, e.g. halved after out-of-memory. No page is lost or delivered twice.
+pub struct SubmitError<B, R> {
+    pub error: anyhow::Error,
+    pub finished: Vec<Finished<B, R>>,
+    pub unfinished: Vec<B>,
+}
+
+impl<B, R> std::fmt::Debug for SubmitError<B, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:#} ({} batches finished, {} unfinished)",
+            self.error,
+            self.finished.len(),
+            self.unfinished.len()
+        )
+    }
+}
+
+struct InFlight<B> {
+    batch: B,
+    grid: Vec<[u32; 3]>,
+    out: Tensor,
+    ticket: ComputeTicket,
+}
+
+pub struct PipelineConfig {
+    /// Staging buffers per kind (2 = double, 3 = triple buffering).
+    pub slots: usize,
+    /// Largest batch the staging buffers are sized for (grown on demand).
+    pub max_batch: usize,
+    /// Most pixels one page has at model resolution (`PreprocessConfig::max_pixels`).
+    pub max_pixels_per_page: usize,
+}
+
+pub struct PipelinedExecutor<B> {
+    transfer: GpuTransfer,
+    params: PatchifyParams,
+    config: PipelineConfig,
+    pinned_f32: Option<StagingRing<f32>>,
+    pageable_f32: Option<StagingRing<f32>>,
+    pinned_u8: Option<StagingRing<u8>>,
+    in_flight: Option<InFlight<B>>,
+}
+
+impl<B: StagePages> PipelinedExecutor<B> {
+    pub fn new(device: &Device, params: PatchifyParams, config: PipelineConfig) -> Result<Self> {
+        Ok(PipelinedExecutor {
+            transfer: GpuTransfer::new(device, config.slots)?,
+            params,
+            config,
+            pinned_f32: None,
+            pageable_f32: None,
+            pinned_u8: None,
+            in_flight: None,
+        })
+    }
+
+    pub fn transfer(&self) -> &GpuTransfer {
+        &self.transfer
+    }
+    pub fn transfer_mut(&mut self) -> &mut GpuTransfer {
+        &mut self.transfer
+    }
+
+    fn grid(&self, batch: &B) -> Result<(Vec<[u32; 3]>, Vec<(u32, u32)>, usize)> {
+        let n = batch.page_count();
+        if n == 0 {
+            bail!("empty batch");
+        }
+        let mut grid = Vec::with_capacity(n);
+        let mut dims = Vec::with_capacity(n);
+        let mut rows = 0;
+        for i in 0..n {
+            let (h, w) = batch.page_dims(i);
+            rows += self.params.rows(h, w)?;
+            grid.push([1, h / self.params.patch, w / self.params.patch]);
+            dims.push((h, w));
+        }
+        Ok((grid, dims, rows))
+    }
+
+    fn ring_capacity(&self, pages: usize, elems_per_pixel: usize) -> usize {
+        self.config.max_batch.max(pages) * self.config.max_pixels_per_page * elems_per_pixel
+    }
+
+    /// Packs and copies `batch`; returns what `begin_compute` needs.
+    fn stage(
+        &mut self,
+        mode: TransferMode,
+        batch: &B,
+        clock: &mut StageClock,
+    ) -> Result<(Vec<[u32; 3]>, super::transfer::IssuedCopy)> {
+        clock.switch(Stage::Stage);
+        let (grid, dims, rows) = self.grid(batch)?;
+        let row_len = self.params.row_len();
+        // f32 rows: pixels · 3 channels · temporal frames values per page.
+        let f32_per_pixel = 3 * self.params.temporal as usize;
+        let ctx = self.transfer.context().clone();
+        let slots = self.config.slots;
+        match mode {
+            TransferMode::AsyncU8 => {
+                let need = dims
+                    .iter()
+                    .map(|&(h, w)| h as usize * w as usize * 3)
+                    .sum::<usize>();
+                let cap = self.ring_capacity(batch.page_count(), 3);
+                if self.pinned_u8.as_ref().is_none_or(|r| r.capacity() < need) {
+                    self.pinned_u8 = Some(StagingRing::pinned(&ctx, slots, cap.max(need))?);
+                }
+                let ring = self.pinned_u8.as_mut().expect("allocated above");
+                let i = ring.acquire()?;
+                let buf = ring.buffer_mut(i, need)?;
+                let mut at = 0;
+                for p in 0..batch.page_count() {
+                    let rgb = batch.page_rgb(p);
+                    let (h, w) = dims[p];
+                    if rgb.len() != h as usize * w as usize * 3 {
+                        bail!("page {p} has {} RGB bytes for {h}×{w}", rgb.len());
+                    }
+                    buf[at..at + rgb.len()].copy_from_slice(rgb);
+                    at += rgb.len();
+                }
+                clock.switch(Stage::H2d);
+                let (copy, host_free) = self.transfer.issue_copy(
+                    mode,
+                    HostPixels::U8 {
+                        data: &buf[..need],
+                        dims: &dims,
+                    },
+                )?;
+                ring.set_read_done(i, host_free);
+                Ok((grid, copy))
+            }
+            _ => {
+                let need = rows * row_len;
+                let cap = self.ring_capacity(batch.page_count(), f32_per_pixel);
+                let slot = if mode == TransferMode::Pageable {
+                    &mut self.pageable_f32
+                } else {
+                    &mut self.pinned_f32
+                };
+                if slot.as_ref().is_none_or(|r| r.capacity() < need) {
+                    *slot = Some(if mode == TransferMode::Pageable {
+                        StagingRing::pageable(slots, cap.max(need))
+                    } else {
+                        StagingRing::pinned(&ctx, slots, cap.max(need))?
+                    });
+                }
+                let ring = slot.as_mut().expect("allocated above");
+                let i = ring.acquire()?;
+                let buf = ring.buffer_mut(i, need)?;
+                batch.pack_f32(buf)?;
+                clock.switch(Stage::H2d);
+                let (copy, host_free) = self.transfer.issue_copy(
+                    mode,
+                    HostPixels::F32 {
+                        data: buf,
+                        rows,
+                        row_len,
+                    },
+                )?;
+                ring.set_read_done(i, host_free);
+                Ok((grid, copy))
+            }
+        }
+    }
+
+    fn launch<M: BatchModel>(
+        &mut self,
+        model: &mut M,
+        grid: &[[u32; 3]],
+        copy: super::transfer::IssuedCopy,
+        clock: &mut StageClock,
+    ) -> Result<(Tensor, ComputeTicket)> {
+        clock.switch(Stage::Vision);
+        let (pixels, mut ticket) = self.transfer.begin_compute(copy, &self.params)?;
+        let vision = model.vision(&pixels, grid)?;
+        self.transfer.mark_vision_end(&mut ticket)?;
+        let out = model.lm(&vision, grid)?;
+        self.transfer.end_compute(&mut ticket)?;
+        Ok((out, ticket))
+    }
+
+    fn complete<M: BatchModel>(
+        &mut self,
+        model: &mut M,
+        f: &InFlight<B>,
+        clock: &mut StageClock,
+    ) -> Result<(M::Output, BatchGpuTimings)> {
+        // The host waits here for the GPU; the events split that wait into vision and LM.
+        clock.switch(Stage::Lm);
+        let output = model.fetch(&f.out, &f.grid)?;
+        let timings = self.transfer.timings(&f.ticket, f.batch.page_count())?;
+        clock.reattribute(Stage::Lm, Stage::Vision, timings.vision_ms / 1e3);
+        Ok((output, timings))
+    }
+
+    /// Submits a batch. Host time is attributed on `clock`: packing to `stage`, issuing (and in
+    /// the blocking modes waiting for) the copy to `h2d`, queueing kernels to `vision`, waiting
+    /// for results to `lm` less the event-measured vision share. In `async`/`async-u8` it is copied while the previous batch computes,
+    /// and the previous batch's result is returned; in `pageable`/`sync` it runs to the end
+    /// and its own result is returned (after any batch still in flight).
+    #[allow(clippy::type_complexity)]
+    pub fn submit<M: BatchModel>(
+        &mut self,
+        mode: TransferMode,
+        batch: B,
+        model: &mut M,
+        clock: &mut StageClock,
+    ) -> Result<Vec<Finished<B, M::Output>>, SubmitError<B, M::Output>> {
+        let pipelined = matches!(mode, TransferMode::Async | TransferMode::AsyncU8);
+        let mut finished = Vec::new();
+        let fail = |error: anyhow::Error, finished, mut unfinished: Vec<B>, this: Option<B>| {
+            unfinished.extend(this);
+            SubmitError {
+                error,
+                finished,
+                unfinished,
+            }
+        };
+        if !pipelined {
+            if let Some(f) = self.in_flight.take() {
+                match self.complete(model, &f, clock) {
+                    Ok((output, timings)) => finished.push(Finished {
+                        batch: f.batch,
+                        output,
+                        timings,
+                    }),
+                    Err(e) => return Err(fail(e, finished, vec![f.batch], Some(batch))),
+                }
+            }
+        }
+        let (grid, copy) = match self.stage(mode, &batch, clock) {
+            Ok(s) => s,
+            Err(e) => {
+                let pending: Vec<B> = self.in_flight.take().map(|f| f.batch).into_iter().collect();
+                return Err(fail(e, finished, pending, Some(batch)));
+            }
+        };
+        // The previous batch's result is fetched only now, after this batch's copy was issued,
+        // so the copy overlaps the previous forward pass.
+        if let Some(f) = self.in_flight.take() {
+            match self.complete(model, &f, clock) {
+                Ok((output, timings)) => finished.push(Finished {
+                    batch: f.batch,
+                    output,
+                    timings,
+                }),
+                Err(e) => return Err(fail(e, finished, vec![f.batch], Some(batch))),
+            }
+        }
+        let (out, ticket) = match self.launch(model, &grid, copy, clock) {
+            Ok(x) => x,
+            Err(e) => return Err(fail(e, finished, Vec::new(), Some(batch))),
+        };
+        let f = InFlight {
+            batch,
+            grid,
+            out,
+            ticket,
+        };
+        if pipelined {
+            self.in_flight = Some(f);
+        } else {
+            match self.complete(model, &f, clock) {
+                Ok((output, timings)) => finished.push(Finished {
+                    batch: f.batch,
+                    output,
+                    timings,
+                }),
+                Err(e) => return Err(fail(e, finished, Vec::new(), Some(f.batch))),
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Finishes the batch still in flight, if any.
+    #[allow(clippy::type_complexity)]
+    pub fn flush<M: BatchModel>(
+        &mut self,
+        model: &mut M,
+        clock: &mut StageClock,
+    ) -> Result<Option<Finished<B, M::Output>>, SubmitError<B, M::Output>> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        match self.complete(model, &f, clock) {
+            Ok((output, timings)) => Ok(Some(Finished {
+                batch: f.batch,
+                output,
+                timings,
+            })),
+            Err(error) => Err(SubmitError {
+                error,
+                finished: Vec::new(),
+                unfinished: vec![f.batch],
+            }),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Host-to-device transfer of one batch of pixels in one of the four `TransferMode`s, timed
+//! with CUDA events.
+//!
+//! - `pageable`: from a plain `Vec`, on the compute stream, the host waits for it.
+//! - `sync`: from pinned memory, otherwise as `pageable` (what the seed pipeline does).
+//! - `async`: from pinned memory on a dedicated copy stream into one of K persistent device
+//!   slots; the host does not wait.
+//! - `async-u8`: as `async` with 8-bit RGB; patchify runs on the compute stream.
+//!
+//! Ordering (candle runs a kernel on the stream of its input buffer, see shared/gpu.md): the
+//! tensors handed to the model are always allocated on the compute stream. In the async modes
+//! the copy lands in a device slot allocated once (and synchronised) at setup; the compute
+//! stream waits on the event after the copy, then moves the slot's contents into a fresh tensor
+//! (a device-to-device copy, or the patchify kernel for 8-bit) and records the slot's "free"
+//! event; the copy stream waits on that event before it writes the slot again. A fresh
+//! stream-ordered allocation would not do as the copy target: it becomes valid on the copy
+//! stream only once the compute stream reaches it, i.e. after the previous batch's forward
+//! pass, which would serialise copy and compute. The host refills a staging buffer only after
+//! the event recorded after its copy (`StagingRing`).
+
+use super::batch::PatchifyParams;
+use super::nvrtc;
+use super::patchify_kernel::PatchifyKernel;
+use super::timings::BatchGpuTimings;
+use crate::engine::settings::TransferMode;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::cuda_backend::cudarc::driver::{
+    result as cu, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut,
+    DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use candle_core::cuda_backend::{CudaDevice, CudaStorage};
+use candle_core::op::BackpropOp;
+use candle_core::{Device, Storage, Tensor};
+use std::sync::Arc;
+
+/// Pixels of one batch in host memory: f32 patch rows, or 8-bit RGB pages back to back.
+pub enum HostPixels<'a> {
+    F32 {
+        data: &'a [f32],
+        rows: usize,
+        row_len: usize,
+    },
+    U8 {
+        data: &'a [u8],
+        dims: &'a [(u32, u32)],
+    },
+}
+
+impl HostPixels<'_> {
+    pub fn bytes(&self) -> u64 {
+        match self {
+            HostPixels::F32 { data, .. } => std::mem::size_of_val(*data) as u64,
+            HostPixels::U8 { data, .. } => data.len() as u64,
+        }
+    }
+}
+
+/// A persistent device buffer the copy stream writes into.
+struct DeviceSlot<T> {
+    buf: CudaSlice<T>,
+    /// Recorded on the compute stream after the slot's contents were consumed.
+    free: Option<CudaEvent>,
+}
+
+/// K persistent device slots, used round-robin.
+struct SlotRing<T> {
+    slots: Vec<DeviceSlot<T>>,
+    next: usize,
+}
+
+impl<T: DeviceRepr + ValidAsZeroBits> SlotRing<T> {
+    fn empty() -> Self {
+        SlotRing {
+            slots: Vec::new(),
+            next: 0,
+        }
+    }
+    /// The next slot, (re)allocated with at least `len` elements. Growing waits for both streams.
+    fn take(&mut self, dev: &CudaDevice, copy: &CudaStream, k: usize, len: usize) -> Result<usize> {
+        if self.slots.len() != k || self.slots.iter().any(|s| s.buf.len() < len) {
+            copy.synchronize()?;
+            dev.cuda_stream().synchronize()?;
+            self.slots.clear();
+            for _ in 0..k {
+                // Zeroed on the compute stream, then synchronised: valid on every stream.
+                self.slots.push(DeviceSlot {
+                    buf: dev.alloc_zeros::<T>(len)?,
+                    free: None,
+                });
+            }
+            dev.cuda_stream().synchronize()?;
+            self.next = 0;
+        }
+        let i = self.next;
+        self.next = (self.next + 1) % k;
+        Ok(i)
+    }
+}
+
+enum DeviceBuf {
+    /// Allocated on the compute stream and filled there (`pageable`, `sync`).
+    Fresh {
+        slice: CudaSlice<f32>,
+        rows: usize,
+        row_len: usize,
+    },
+    /// In slot `slot` of the f32 ring (`async`).
+    SlotF32 {
+        slot: usize,
+        rows: usize,
+        row_len: usize,
+    },
+    /// In slot `slot` of the u8 ring (`async-u8`).
+    SlotU8 { slot: usize, dims: Vec<(u32, u32)> },
+}
+
+/// A copy that has been issued; `begin_compute` turns it into a tensor on the compute stream.
+pub struct IssuedCopy {
+    mode: TransferMode,
+    buf: DeviceBuf,
+    bytes: u64,
+    separate_stream: bool,
+    copy_start: CudaEvent,
+    copy_end: CudaEvent,
+}
+
+/// The compute stream's share of one batch; `end_compute` closes it.
+pub struct ComputeTicket {
+    mode: TransferMode,
+    bytes: u64,
+    separate_stream: bool,
+    copy_start: CudaEvent,
+    copy_end: CudaEvent,
+    wait_start: CudaEvent,
+    wait_end: CudaEvent,
+    patchify_end: Option<CudaEvent>,
+    vision_end: Option<CudaEvent>,
+    compute_end: Option<CudaEvent>,
+}
+
+pub struct GpuTransfer {
+    dev: CudaDevice,
+    compute: Arc<CudaStream>,
+    copy: Arc<CudaStream>,
+    patchify: PatchifyKernel,
+    spin: CudaFunction,
+    epoch: CudaEvent,
+    copy_delay_cycles: u64,
+    slots: usize,
+    ring_f32: SlotRing<f32>,
+    ring_u8: SlotRing<u8>,
+}
+
+fn timing_event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
+    let ev = stream
+        .context()
+        .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+    ev.record(stream)?;
+    Ok(ev)
+}
+
+impl GpuTransfer {
+    /// Sets up the copy stream and kernels for `device` (must be the model's CUDA device, used
+    /// from this thread: candle's stream is the per-thread default stream). `slots` device
+    /// buffers per kind are used round-robin in the async modes.
+    pub fn new(device: &Device, slots: usize) -> Result<Self> {
+        let dev = device
+            .as_cuda_device()
+            .map_err(|_| anyhow!("the GPU transfer modes need a CUDA device, got {device:?}"))?
+            .clone();
+        let compute = dev.cuda_stream();
+        let ctx = compute.context().clone();
+        // Ordering across our two streams is explicit (events above). cudarc's automatic
+        // per-buffer event tracking would otherwise switch on for every candle tensor once a
+        // second stream exists, recording events around every kernel launch of the model.
+        unsafe { dev.disable_event_tracking() };
+        let copy = ctx.new_stream().context("creating the copy stream")?;
+        let patchify = PatchifyKernel::load(&compute)?;
+        let spin_mod = nvrtc::load_module(&ctx, "pagesight_spin", nvrtc::SPIN_SOURCE)?;
+        let spin = nvrtc::function(&spin_mod, "spin_cycles")?;
+        let epoch = timing_event(&compute)?;
+        Ok(GpuTransfer {
+            dev,
+            compute,
+            copy,
+            patchify,
+            spin,
+            epoch,
+            copy_delay_cycles: 0,
+            slots: slots.max(2),
+            ring_f32: SlotRing::empty(),
+            ring_u8: SlotRing::empty(),
+        })
+    }
+
+    pub fn compute_stream(&self) -> &Arc<CudaStream> {
+        &self.compute
+    }
+    pub fn copy_stream(&self) -> &Arc<CudaStream> {
+        &self.copy
+    }
+    pub fn context(&self) -> &Arc<CudaContext> {
+        self.compute.context()
+    }
+
+    /// Test knob: before every async copy the copy stream spins this many clock cycles
+    /// (≈ 2·10⁶ per ms on an H100), so any read of a batch before its copy shows up.
+    pub fn set_copy_delay_cycles(&mut self, cycles: u64) {
+        self.copy_delay_cycles = cycles;
+    }
+
+    fn delay_copy_stream(&self) -> Result<()> {
+        if self.copy_delay_cycles == 0 {
+            return Ok(());
+        }
+        let cycles = self.copy_delay_cycles as i64;
+        let cfg = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.copy.launch_builder(&self.spin);
+        b.arg(&cycles);
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// Issues the copy of one batch. Returns the copy and the event after which the host buffer
+    /// may be refilled. `pageable`/`sync` block until the copy is done.
+    pub fn issue_copy(
+        &mut self,
+        mode: TransferMode,
+        pixels: HostPixels<'_>,
+    ) -> Result<(IssuedCopy, CudaEvent)> {
+        let bytes = pixels.bytes();
+        let separate = matches!(mode, TransferMode::Async | TransferMode::AsyncU8);
+        let (buf, dst, stream) = match (&pixels, mode) {
+            (
+                HostPixels::F32 {
+                    data,
+                    rows,
+                    row_len,
+                },
+                m,
+            ) if m != TransferMode::AsyncU8 => {
+                if data.len() != rows * row_len {
+                    bail!("batch of {rows} rows × {row_len} has {} values", data.len());
+                }
+                if separate {
+                    let slot = self
+                        .ring_f32
+                        .take(&self.dev, &self.copy, self.slots, data.len())?;
+                    let s = &mut self.ring_f32.slots[slot];
+                    if let Some(free) = s.free.take() {
+                        self.copy.wait(&free)?;
+                    }
+                    let dst = s.buf.device_ptr_mut(&self.copy).0;
+                    (
+                        DeviceBuf::SlotF32 {
+                            slot,
+                            rows: *rows,
+                            row_len: *row_len,
+                        },
+                        dst,
+                        &self.copy,
+                    )
+                } else {
+                    let mut slice = unsafe { self.dev.alloc::<f32>(data.len()) }?;
+                    let dst = slice.device_ptr_mut(&self.compute).0;
+                    (
+                        DeviceBuf::Fresh {
+                            slice,
+                            rows: *rows,
+                            row_len: *row_len,
+                        },
+                        dst,
+                        &self.compute,
+                    )
+                }
+            }
+            (HostPixels::U8 { data, dims }, TransferMode::AsyncU8) => {
+                let need: u64 = dims.iter().map(|&(h, w)| h as u64 * w as u64 * 3).sum();
+                if need != data.len() as u64 {
+                    bail!(
+                        "8-bit batch holds {} bytes, its pages need {need}",
+                        data.len()
+                    );
+                }
+                let slot = self
+                    .ring_u8
+                    .take(&self.dev, &self.copy, self.slots, data.len())?;
+                let s = &mut self.ring_u8.slots[slot];
+                if let Some(free) = s.free.take() {
+                    self.copy.wait(&free)?;
+                }
+                let dst = s.buf.device_ptr_mut(&self.copy).0;
+                (
+                    DeviceBuf::SlotU8 {
+                        slot,
+                        dims: dims.to_vec(),
+                    },
+                    dst,
+                    &self.copy,
+                )
+            }
+            _ => bail!(
+                "transfer mode '{mode}' got the wrong kind of staged pixels \
+                 (async-u8 takes 8-bit RGB, the others f32 rows)"
+            ),
+        };
+        let stream = stream.clone();
+        if separate {
+            self.delay_copy_stream()?;
+        }
+        let copy_start = timing_event(&stream)?;
+        let res = match &pixels {
+            HostPixels::F32 { data, .. } => unsafe {
+                cu::memcpy_htod_async(dst, data, stream.cu_stream())
+            },
+            HostPixels::U8 { data, .. } => unsafe {
+                cu::memcpy_htod_async(dst, data, stream.cu_stream())
+            },
+        };
+        res.map_err(|e| anyhow!("host-to-device copy of {bytes} bytes failed: {e}"))?;
+        let copy_end = timing_event(&stream)?;
+        let host_free = stream.record_event(None)?;
+        if !separate {
+            // The blocking copy of `pageable` and `sync`: the host goes on once it is done.
+            copy_end.synchronize()?;
+        }
+        let copy = IssuedCopy {
+            mode,
+            buf,
+            bytes,
+            separate_stream: separate,
+            copy_start,
+            copy_end,
+        };
+        Ok((copy, host_free))
+    }
+
+    /// Makes the compute stream wait for the copy, moves the pixels into a fresh tensor on the
+    /// compute stream (patchify for 8-bit batches) and frees the slot for the next copy.
+    /// Returns an f32 `[rows, row_len]` tensor.
+    pub fn begin_compute(
+        &mut self,
+        copy: IssuedCopy,
+        params: &PatchifyParams,
+    ) -> Result<(Tensor, ComputeTicket)> {
+        let wait_start = timing_event(&self.compute)?;
+        if copy.separate_stream {
+            self.compute.wait(&copy.copy_end)?;
+        }
+        let wait_end = timing_event(&self.compute)?;
+        let (slice, rows, row_len, patchify_end) = match copy.buf {
+            DeviceBuf::Fresh {
+                slice,
+                rows,
+                row_len,
+            } => (slice, rows, row_len, None),
+            DeviceBuf::SlotF32 {
+                slot,
+                rows,
+                row_len,
+            } => {
+                let n = rows * row_len;
+                let mut out = unsafe { self.dev.alloc::<f32>(n) }?;
+                let s = &mut self.ring_f32.slots[slot];
+                self.compute.memcpy_dtod(&s.buf.slice(0..n), &mut out)?;
+                s.free = Some(self.compute.record_event(None)?);
+                (out, rows, row_len, None)
+            }
+            DeviceBuf::SlotU8 { slot, dims } => {
+                let mut rows = 0;
+                for &(h, w) in &dims {
+                    rows += params.rows(h, w)?;
+                }
+                let row_len = params.row_len();
+                let mut out = unsafe { self.dev.alloc::<f32>(rows * row_len) }?;
+                let s = &mut self.ring_u8.slots[slot];
+                self.patchify
+                    .launch(&self.compute, &s.buf, &dims, params, &mut out)?;
+                s.free = Some(self.compute.record_event(None)?);
+                (out, rows, row_len, Some(timing_event(&self.compute)?))
+            }
+        };
+        let storage = CudaStorage::wrap_cuda_slice(slice, self.dev.clone());
+        let tensor = Tensor::from_storage(
+            Storage::Cuda(storage),
+            (rows, row_len),
+            BackpropOp::none(),
+            false,
+        );
+        let ticket = ComputeTicket {
+            mode: copy.mode,
+            bytes: copy.bytes,
+            separate_stream: copy.separate_stream,
+            copy_start: copy.copy_start,
+            copy_end: copy.copy_end,
+            wait_start,
+            wait_end,
+            patchify_end,
+            vision_end: None,
+            compute_end: None,
+        };
+        Ok((tensor, ticket))
+    }
+
+    /// Marks the end of the vision tower's kernels on the compute stream.
+    pub fn mark_vision_end(&self, ticket: &mut ComputeTicket) -> Result<()> {
+        ticket.vision_end = Some(timing_event(&self.compute)?);
+        Ok(())
+    }
+
+    /// Marks the end of the batch's work on the compute stream (after the last kernel is queued).
+    pub fn end_compute(&self, ticket: &mut ComputeTicket) -> Result<()> {
+        ticket.compute_end = Some(timing_event(&self.compute)?);
+        Ok(())
+    }
+
+    /// Reads the batch's events (waits for them). Times are relative to this transfer's epoch.
+    pub fn timings(&self, t: &ComputeTicket, pages: usize) -> Result<BatchGpuTimings> {
+        let end = t
+            .compute_end
+            .as_ref()
+            .ok_or_else(|| anyhow!("timings asked before end_compute"))?;
+        let at = |e: &CudaEvent| -> Result<f64> { Ok(self.epoch.elapsed_ms(e)? as f64) };
+        let copy_start_ms = at(&t.copy_start)?;
+        let copy_end_ms = at(&t.copy_end)?;
+        let copy_wait_ms = if t.separate_stream {
+            t.wait_start.elapsed_ms(&t.wait_end)? as f64
+        } else {
+            copy_end_ms - copy_start_ms
+        };
+        Ok(BatchGpuTimings {
+            mode: t.mode,
+            pages,
+            h2d_bytes: t.bytes,
+            copy_start_ms,
+            copy_end_ms,
+            compute_start_ms: at(&t.wait_end)?,
+            compute_end_ms: at(end)?,
+            copy_wait_ms: copy_wait_ms.max(0.0),
+            patchify_ms: match &t.patchify_end {
+                Some(p) => t.wait_end.elapsed_ms(p)? as f64,
+                None => 0.0,
+            },
+            vision_ms: match &t.vision_end {
+                Some(v) => t
+                    .patchify_end
+                    .as_ref()
+                    .unwrap_or(&t.wait_end)
+                    .elapsed_ms(v)? as f64,
+                None => 0.0,
+            },
+            lm_ms: match &t.vision_end {
+                Some(v) => v.elapsed_ms(end)? as f64,
+                None => 0.0,
+            },
+            copy_on_separate_stream: t.separate_stream
+                && self.copy.cu_stream() != self.compute.cu_stream(),
+        })
+    }
+}
+
+impl Drop for GpuTransfer {
+    fn drop(&mut self) {
+        // The slots are freed on the compute stream: the copy stream must be done with them.
+        let _ = self.copy.synchronize();
+        let _ = self.compute.synchronize();
+    }
+}
