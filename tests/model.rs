@@ -429,14 +429,6 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("pixel_values"), "{e}");
 }
 
-/// Cosine of two flattened embeddings.
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 /// NF4 against the reference's NF4: tools/gen_nf4_model_fixture.py runs the fixture model with
 /// every linear layer (but custom_text_proj and the patch-embed conv) through bitsandbytes'
 /// quantize_4bit → dequantize_4bit. On this tiny random model NF4 itself moves the vectors a lot

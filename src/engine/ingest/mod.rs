@@ -5,6 +5,7 @@
 pub mod embed_step;
 pub mod plan;
 pub mod pump;
+pub mod runner;
 pub mod sink;
 
 use super::colqwen::ColQwen;

@@ -2,7 +2,7 @@
 //! batches, embeds them, hands them to a sink, and reports progress, timings and metrics. Pause,
 //! cancel and live settings take effect between batches.
 
-use super::embed_step::embed_with_retry;
+use super::runner::{self, Done};
 use super::sink::PageSink;
 use crate::engine::colqwen::ColQwen;
 use crate::engine::control::RunControl;
@@ -94,7 +94,7 @@ impl Pump<'_> {
         let mut clock = StageClock::start(Stage::Render);
         let mut pending: Vec<RenderedPage> = Vec::new();
         let mut loader_done = false;
-        let mut staging: Vec<f32> = Vec::new();
+        let mut runner = runner::for_model(self.model, self.pre, self.live.batch_size)?;
         let mut batch_no = 0u64;
         loop {
             if self.control.is_cancelled() || self.max_pages.is_some_and(|m| out.pages >= m) {
@@ -102,6 +102,9 @@ impl Pump<'_> {
                 break;
             }
             if self.control.is_paused() {
+                // Finish what is in flight, so a pause leaves nothing half done.
+                let done = runner.flush(&mut clock)?;
+                self.finish(done, files, sink, recorder, &mut clock, &mut out, &mut batch_no)?;
                 // Paused time belongs to no stage: close the clock, wait, start afresh.
                 out.tail_stages.accumulate(&clock.take(Stage::Render));
                 if !self.control.wait_while_paused() {
@@ -164,72 +167,11 @@ impl Pump<'_> {
                 take = take.min((m - out.pages) as usize);
             }
             let batch: Vec<RenderedPage> = pending.drain(..take).collect();
-            let (embs, copy, split) =
-                embed_with_retry(self.model, &batch, self.pre, &mut staging, &mut clock)?;
-            if split && self.live.batch_size > 1 {
-                self.live.batch_size = (self.live.batch_size / 2).max(1);
-                self.emit(Event::Notice {
-                    message: format!(
-                        "GPU out of memory: batch size lowered to {}",
-                        self.live.batch_size
-                    ),
-                });
-                self.emit(Event::LiveSettingsApplied(self.live.clone()));
-            }
-            clock.switch(Stage::Index);
-            for (p, e) in batch.iter().zip(&embs) {
-                let f = &mut files[p.file_index];
-                sink.page(&f.hash, p, e)?;
-                f.sunk += 1;
-                out.pages += 1;
-            }
-            for i in batch
-                .iter()
-                .map(|p| p.file_index)
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                self.complete_if_ready(&mut files[i], sink, &mut out)?;
-                let f = &files[i];
-                if !f.completed && !f.failed {
-                    let total = f.page_count.unwrap_or(0);
-                    self.status(
-                        f,
-                        FileStatus::InProgress {
-                            pages_done: f.first_page - 1 + f.sunk,
-                            pages_total: total,
-                        },
-                    );
-                }
-            }
-            if let Some(n) = sink.maybe_commit(false)? {
-                self.emit(Event::Committed { pages_total: n });
-            }
-            let stages = clock.take(Stage::Render);
-            batch_no += 1;
-            let report = BatchReport {
-                pages: batch.len(),
-                stages,
-                h2d_bytes: copy.h2d_bytes,
-                h2d_secs: copy.h2d_secs,
-                copy_critical_secs: copy.copy_critical_secs,
-                gpu_busy_secs: None,
-            };
-            recorder.record(&report);
-            self.emit(Event::BatchTimings {
-                batch: batch_no,
-                pages: batch.len(),
-                wall_secs: stages.total(),
-                stages,
-            });
-            self.emit(Event::Progress(progress(
-                files,
-                out.pages,
-                recorder.elapsed(),
-            )));
-            if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, false) {
-                self.emit(Event::Metrics(m));
-            }
+            let done = runner.submit(self.live.transfer, batch, &mut clock)?;
+            self.finish(done, files, sink, recorder, &mut clock, &mut out, &mut batch_no)?;
         }
+        let done = runner.flush(&mut clock)?;
+        self.finish(done, files, sink, recorder, &mut clock, &mut out, &mut batch_no)?;
         clock.switch(Stage::Index);
         if let Some(n) = sink.maybe_commit(true)? {
             self.emit(Event::Committed { pages_total: n });
@@ -245,6 +187,66 @@ impl Pump<'_> {
             recorder.elapsed(),
         )));
         Ok(out)
+    }
+
+    /// Sinks finished batches, completes files, commits when due, and reports timings.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        done: Vec<Done>,
+        files: &mut [FileTrack],
+        sink: &mut dyn PageSink,
+        recorder: &mut MetricsRecorder,
+        clock: &mut StageClock,
+        out: &mut PumpOutcome,
+        batch_no: &mut u64,
+    ) -> Result<()> {
+        for d in done {
+            if d.split && self.live.batch_size > 1 {
+                self.live.batch_size = (self.live.batch_size / 2).max(1);
+                self.emit(Event::Notice {
+                    message: format!("GPU out of memory: batch size lowered to {}", self.live.batch_size),
+                });
+                self.emit(Event::LiveSettingsApplied(self.live.clone()));
+            }
+            clock.switch(Stage::Index);
+            for (p, e) in d.pages.iter().zip(&d.embeddings) {
+                let f = &mut files[p.file_index];
+                sink.page(&f.hash, p, e)?;
+                f.sunk += 1;
+                out.pages += 1;
+            }
+            for i in d.pages.iter().map(|p| p.file_index).collect::<std::collections::BTreeSet<_>>() {
+                self.complete_if_ready(&mut files[i], sink, out)?;
+                let f = &files[i];
+                if !f.completed && !f.failed {
+                    let total = f.page_count.unwrap_or(0);
+                    self.status(f, FileStatus::InProgress { pages_done: f.first_page - 1 + f.sunk, pages_total: total });
+                }
+            }
+            if let Some(n) = sink.maybe_commit(false)? {
+                self.emit(Event::Committed { pages_total: n });
+            }
+            // Everything since the last report belongs to this batch (a second batch finished in
+            // the same call reports no extra wall time).
+            let stages = clock.take(Stage::Render);
+            *batch_no += 1;
+            let report = BatchReport {
+                pages: d.pages.len(),
+                stages,
+                h2d_bytes: d.copy.h2d_bytes,
+                h2d_secs: d.copy.h2d_secs,
+                copy_critical_secs: d.copy.copy_critical_secs,
+                gpu_busy_secs: d.gpu_busy_secs,
+            };
+            recorder.record(&report);
+            self.emit(Event::BatchTimings { batch: *batch_no, pages: d.pages.len(), wall_secs: stages.total(), stages });
+            self.emit(Event::Progress(progress(files, out.pages, recorder.elapsed())));
+            if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, false) {
+                self.emit(Event::Metrics(m));
+            }
+        }
+        Ok(())
     }
 
     fn on_loader_event(
