@@ -16,7 +16,7 @@ os.environ.setdefault("COLPALI_SCORES_BACKEND", "torch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import colpali_engine  # noqa: E402
+from importlib.metadata import version  # noqa: E402
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor  # noqa: E402
 from colpali_engine.utils.maxsim import maxsim_inbatch  # noqa: E402
 
@@ -40,7 +40,7 @@ def main():
     fits = a.n * a.tokens * a.dim * 4 <= a.mem_gb * 1e9
     out = {
         "torch": torch.__version__,
-        "colpali_engine": colpali_engine.__version__,
+        "colpali_engine": version("colpali_engine"),
         "threads": torch.get_num_threads(),
         "backend": os.environ["COLPALI_SCORES_BACKEND"],
         "pages_in_memory_f32": fits,
