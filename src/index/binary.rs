@@ -45,21 +45,32 @@ fn hamming_generic(qw: &[u64], nq: usize, words: usize, dim: usize, codes: &[u8]
     let mut total = 0i64;
     if words == 2 {
         // The common 128-d case: all query tokens against one doc token at a time, so each
-        // doc token's 16 bytes are read once.
+        // doc token's 16 bytes are read once. Plain indexed loops: fast even at opt-level 1.
         let mut best = [dim as u32; 64];
-        for qchunk in qw.chunks(2 * 64).take(nq.div_ceil(64)) {
-            let nqc = qchunk.len() / 2;
-            best[..nqc].fill(dim as u32);
-            for d in codes[..n * 16].chunks_exact(16) {
-                let (d0, d1) = (word(&d[..8]), word(&d[8..]));
-                for (b, q) in best[..nqc].iter_mut().zip(qchunk.chunks_exact(2)) {
-                    *b = (*b).min((q[0] ^ d0).count_ones() + (q[1] ^ d1).count_ones());
+        let mut q0 = [0u64; 64];
+        let mut q1 = [0u64; 64];
+        let mut start = 0;
+        while start < nq {
+            let nqc = (nq - start).min(64);
+            for j in 0..nqc {
+                q0[j] = qw[2 * (start + j)];
+                q1[j] = qw[2 * (start + j) + 1];
+                best[j] = dim as u32;
+            }
+            for t in 0..n {
+                let d0 = word(&codes[16 * t..16 * t + 8]);
+                let d1 = word(&codes[16 * t + 8..16 * t + 16]);
+                for j in 0..nqc {
+                    let c = (q0[j] ^ d0).count_ones() + (q1[j] ^ d1).count_ones();
+                    if c < best[j] {
+                        best[j] = c;
+                    }
                 }
             }
-            total += best[..nqc]
-                .iter()
-                .map(|&b| dim as i64 - 2 * b as i64)
-                .sum::<i64>();
+            for &b in &best[..nqc] {
+                total += dim as i64 - 2 * b as i64;
+            }
+            start += nqc;
         }
     } else {
         let doc: Vec<u64> = codes[..n * words * 8].chunks_exact(8).map(word).collect();

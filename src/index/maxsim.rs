@@ -166,11 +166,13 @@ mod x86 {
 
     const B: usize = BLOCK_TOKENS;
 
-    /// Calls `$f::<N>` for the query-tile size `$n` (1..=$max).
-    macro_rules! tile_dispatch {
-        ($f:ident, $n:expr, $a:expr, $b:expr, $c:expr, $d:expr; $($N:literal)*) => {
-            match $n { $($N => $f::<$N>($a, $b, $c, $d),)* _ => unreachable!("tile size") }
-        };
+    /// The query is zero-padded to whole tiles: a zero query row scores 0 against every token,
+    /// so padding adds exactly 0 to the sum.
+    fn padded_query(q: &[f32], nq: usize, dim: usize, multiple: usize) -> (Vec<f32>, usize) {
+        let rows = nq.div_ceil(multiple) * multiple;
+        let mut out = vec![0f32; rows * dim];
+        out[..nq * dim].copy_from_slice(&q[..nq * dim]);
+        (out, rows)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -181,14 +183,25 @@ mod x86 {
         packed: &[u16],
         n_tokens: usize,
     ) -> f32 {
-        const QT: usize = 12;
+        let (qp, rows) = padded_query(q, nq, dim, 4);
         let mut total = 0.0;
         let mut i = 0;
-        while i < nq {
-            let t = (nq - i).min(QT);
-            let qp = q.as_ptr().add(i * dim);
+        while i < rows {
+            let left = rows - i;
+            let qi = qp.as_ptr().add(i * dim);
             let p = packed.as_ptr();
-            total += tile_dispatch!(tile512, t, qp, dim, p, n_tokens; 1 2 3 4 5 6 7 8 9 10 11 12);
+            let t = if left >= 12 {
+                12
+            } else if left >= 8 {
+                8
+            } else {
+                4
+            };
+            total += match t {
+                12 => tile512_12(qi, dim, p, n_tokens),
+                8 => tile512_8(qi, dim, p, n_tokens),
+                _ => tile512_4(qi, dim, p, n_tokens),
+            };
             i += t;
         }
         total
@@ -205,60 +218,61 @@ mod x86 {
         }
     }
 
-    /// `QT` query rows against the whole page, two blocks (32 tokens) per step:
-    /// 2·QT accumulators + 2 doc registers fit the 32 zmm registers for QT ≤ 12.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile512<const QT: usize>(
-        q: *const f32,
-        dim: usize,
-        packed: *const u16,
-        n_tokens: usize,
-    ) -> f32 {
-        let nb = n_blocks(n_tokens);
-        let mut runmax = [_mm512_set1_ps(f32::NEG_INFINITY); QT];
-        let mut b = 0;
-        while b + 2 <= nb {
-            let p0 = packed.add(b * dim * B);
-            let p1 = p0.add(dim * B);
-            let mut acc0 = [_mm512_setzero_ps(); QT];
-            let mut acc1 = [_mm512_setzero_ps(); QT];
-            for k in 0..dim {
-                let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(p0.add(k * B) as *const __m256i));
-                let d1 = _mm512_cvtph_ps(_mm256_loadu_si256(p1.add(k * B) as *const __m256i));
-                for i in 0..QT {
-                    let qv = _mm512_set1_ps(*q.add(i * dim + k));
-                    acc0[i] = _mm512_fmadd_ps(qv, d0, acc0[i]);
-                    acc1[i] = _mm512_fmadd_ps(qv, d1, acc1[i]);
+    /// A query tile of `$n` rows against the whole page, two blocks (32 tokens) per step:
+    /// 2·$n accumulators + 2 doc registers fit the 32 zmm registers for $n ≤ 12. Written out per
+    /// row by the macro (constant indices) so the accumulators live in registers even where the
+    /// optimiser does not unroll loops (our crate builds at opt-level 1 in dev).
+    macro_rules! tile512 {
+        ($name:ident, $n:literal; $($i:literal)+) => {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn $name(q: *const f32, dim: usize, packed: *const u16, n_tokens: usize) -> f32 {
+                let nb = n_blocks(n_tokens);
+                let mut runmax = [_mm512_set1_ps(f32::NEG_INFINITY); $n];
+                let mut b = 0;
+                while b + 2 <= nb {
+                    let p0 = packed.add(b * dim * B);
+                    let p1 = p0.add(dim * B);
+                    let mut a0 = [_mm512_setzero_ps(); $n];
+                    let mut a1 = [_mm512_setzero_ps(); $n];
+                    let mut k = 0;
+                    while k < dim {
+                        let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(p0.add(k * B) as *const __m256i));
+                        let d1 = _mm512_cvtph_ps(_mm256_loadu_si256(p1.add(k * B) as *const __m256i));
+                        $(
+                            let qv = _mm512_set1_ps(*q.add($i * dim + k));
+                            a0[$i] = _mm512_fmadd_ps(qv, d0, a0[$i]);
+                            a1[$i] = _mm512_fmadd_ps(qv, d1, a1[$i]);
+                        )+
+                        k += 1;
+                    }
+                    let (m0, m1) = (lane_mask(b, n_tokens), lane_mask(b + 1, n_tokens));
+                    $(
+                        runmax[$i] = _mm512_mask_max_ps(runmax[$i], m0, runmax[$i], a0[$i]);
+                        runmax[$i] = _mm512_mask_max_ps(runmax[$i], m1, runmax[$i], a1[$i]);
+                    )+
+                    b += 2;
                 }
-            }
-            let (m0, m1) = (lane_mask(b, n_tokens), lane_mask(b + 1, n_tokens));
-            for i in 0..QT {
-                runmax[i] = _mm512_mask_max_ps(runmax[i], m0, runmax[i], acc0[i]);
-                runmax[i] = _mm512_mask_max_ps(runmax[i], m1, runmax[i], acc1[i]);
-            }
-            b += 2;
-        }
-        if b < nb {
-            let p0 = packed.add(b * dim * B);
-            let mut acc0 = [_mm512_setzero_ps(); QT];
-            for k in 0..dim {
-                let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(p0.add(k * B) as *const __m256i));
-                for i in 0..QT {
-                    acc0[i] = _mm512_fmadd_ps(_mm512_set1_ps(*q.add(i * dim + k)), d0, acc0[i]);
+                if b < nb {
+                    let p0 = packed.add(b * dim * B);
+                    let mut a0 = [_mm512_setzero_ps(); $n];
+                    let mut k = 0;
+                    while k < dim {
+                        let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(p0.add(k * B) as *const __m256i));
+                        $( a0[$i] = _mm512_fmadd_ps(_mm512_set1_ps(*q.add($i * dim + k)), d0, a0[$i]); )+
+                        k += 1;
+                    }
+                    let m0 = lane_mask(b, n_tokens);
+                    $( runmax[$i] = _mm512_mask_max_ps(runmax[$i], m0, runmax[$i], a0[$i]); )+
                 }
+                let mut s = 0.0;
+                $( s += _mm512_reduce_max_ps(runmax[$i]); )+
+                s
             }
-            let m0 = lane_mask(b, n_tokens);
-            for i in 0..QT {
-                runmax[i] = _mm512_mask_max_ps(runmax[i], m0, runmax[i], acc0[i]);
-            }
-        }
-        let mut s = 0.0;
-        for r in runmax {
-            s += _mm512_reduce_max_ps(r);
-        }
-        s
+        };
     }
+    tile512!(tile512_12, 12; 0 1 2 3 4 5 6 7 8 9 10 11);
+    tile512!(tile512_8, 8; 0 1 2 3 4 5 6 7);
+    tile512!(tile512_4, 4; 0 1 2 3);
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn maxsim_avx2(
@@ -268,63 +282,79 @@ mod x86 {
         packed: &[u16],
         n_tokens: usize,
     ) -> f32 {
-        const QT: usize = 6;
+        let (qp, rows) = padded_query(q, nq, dim, 2);
         let mut total = 0.0;
         let mut i = 0;
-        while i < nq {
-            let t = (nq - i).min(QT);
-            let qp = q.as_ptr().add(i * dim);
+        while i < rows {
+            let left = rows - i;
+            let qi = qp.as_ptr().add(i * dim);
             let p = packed.as_ptr();
-            total += tile_dispatch!(tile256, t, qp, dim, p, n_tokens; 1 2 3 4 5 6);
+            let t = if left >= 6 {
+                6
+            } else if left >= 4 {
+                4
+            } else {
+                2
+            };
+            total += match t {
+                6 => tile256_6(qi, dim, p, n_tokens),
+                4 => tile256_4(qi, dim, p, n_tokens),
+                _ => tile256_2(qi, dim, p, n_tokens),
+            };
             i += t;
         }
         total
     }
 
-    /// `QT` query rows, one block (two 8-lane halves) per step: 2·QT accumulators ≤ 12 of 16 ymm.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile256<const QT: usize>(
-        q: *const f32,
-        dim: usize,
-        packed: *const u16,
-        n_tokens: usize,
-    ) -> f32 {
-        let nb = n_blocks(n_tokens);
-        let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-        let lane_lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let lane_hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
-        let mut runmax = [neg_inf; QT];
-        for b in 0..nb {
-            let p = packed.add(b * dim * B);
-            let mut lo = [_mm256_setzero_ps(); QT];
-            let mut hi = [_mm256_setzero_ps(); QT];
-            for k in 0..dim {
-                let d0 = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * B) as *const __m128i));
-                let d1 = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * B + 8) as *const __m128i));
-                for i in 0..QT {
-                    let qv = _mm256_set1_ps(*q.add(i * dim + k));
-                    lo[i] = _mm256_fmadd_ps(qv, d0, lo[i]);
-                    hi[i] = _mm256_fmadd_ps(qv, d1, hi[i]);
+    /// `$n` query rows, one block (two 8-lane halves) per step: 2·$n accumulators ≤ 12 of 16 ymm.
+    macro_rules! tile256 {
+        ($name:ident, $n:literal; $($i:literal)+) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn $name(q: *const f32, dim: usize, packed: *const u16, n_tokens: usize) -> f32 {
+                let nb = n_blocks(n_tokens);
+                let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+                let lane_lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let lane_hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+                let mut runmax = [neg_inf; $n];
+                let mut b = 0;
+                while b < nb {
+                    let p = packed.add(b * dim * B);
+                    let mut lo = [_mm256_setzero_ps(); $n];
+                    let mut hi = [_mm256_setzero_ps(); $n];
+                    let mut k = 0;
+                    while k < dim {
+                        let d0 = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * B) as *const __m128i));
+                        let d1 = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * B + 8) as *const __m128i));
+                        $(
+                            let qv = _mm256_set1_ps(*q.add($i * dim + k));
+                            lo[$i] = _mm256_fmadd_ps(qv, d0, lo[$i]);
+                            hi[$i] = _mm256_fmadd_ps(qv, d1, hi[$i]);
+                        )+
+                        k += 1;
+                    }
+                    let valid = _mm256_set1_epi32(valid_lanes(b, n_tokens) as i32);
+                    let ok_lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(valid, lane_lo));
+                    let ok_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(valid, lane_hi));
+                    $(
+                        let l = _mm256_blendv_ps(neg_inf, lo[$i], ok_lo);
+                        let h = _mm256_blendv_ps(neg_inf, hi[$i], ok_hi);
+                        runmax[$i] = _mm256_max_ps(runmax[$i], _mm256_max_ps(l, h));
+                    )+
+                    b += 1;
                 }
+                let mut s = 0.0;
+                $(
+                    let mut lanes = [0f32; 8];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), runmax[$i]);
+                    s += lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                )+
+                s
             }
-            let valid = _mm256_set1_epi32(valid_lanes(b, n_tokens) as i32);
-            let ok_lo = _mm256_castsi256_ps(_mm256_cmpgt_epi32(valid, lane_lo));
-            let ok_hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(valid, lane_hi));
-            for i in 0..QT {
-                let l = _mm256_blendv_ps(neg_inf, lo[i], ok_lo);
-                let h = _mm256_blendv_ps(neg_inf, hi[i], ok_hi);
-                runmax[i] = _mm256_max_ps(runmax[i], _mm256_max_ps(l, h));
-            }
-        }
-        let mut s = 0.0;
-        for r in runmax {
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), r);
-            s += lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        }
-        s
+        };
     }
+    tile256!(tile256_6, 6; 0 1 2 3 4 5);
+    tile256!(tile256_4, 4; 0 1 2 3);
+    tile256!(tile256_2, 2; 0 1);
 }
 
 #[cfg(test)]

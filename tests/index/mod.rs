@@ -557,6 +557,7 @@ fn sigkill_during_ingest_loses_nothing_committed_and_resumes() {
     let mut rng = Rng::new(99);
     let mut committed_floor = 0u64;
     let trials = 12;
+    let (mut mid_ingest, mut between_commits) = (0, 0);
     for _ in 0..trials {
         let mut child = stress(&dir).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(rng.below(full_ms.max(20))));
@@ -574,6 +575,8 @@ fn sigkill_during_ingest_loses_nothing_committed_and_resumes() {
         // Reopen read-only: everything reported committed is there, each page exactly once.
         let ix = Index::open(&dir).unwrap_or_else(|e| panic!("reopen after kill: {e}"));
         let s = ix.searcher().unwrap();
+        mid_ingest += usize::from(s.num_pages() < 30);
+        between_commits += usize::from(!ix.warnings().is_empty());
         assert!(
             s.num_pages() as u64 >= committed_floor,
             "lost pages: {} < {committed_floor}",
@@ -593,6 +596,7 @@ fn sigkill_during_ingest_loses_nothing_committed_and_resumes() {
         assert_eq!(t.len(), s.num_pages(), "text and vectors disagree");
         committed_floor = s.num_pages() as u64;
     }
+    println!("sigkill: {trials} kills over a {full_ms} ms ingest, {mid_ingest} left it unfinished, {between_commits} between the text and manifest commits");
     let out = stress(&dir).output().unwrap();
     assert!(
         out.status.success(),
