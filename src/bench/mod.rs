@@ -5,6 +5,7 @@ pub mod embed;
 #[cfg(feature = "cuda")]
 pub mod gpu_nf4_check;
 pub mod gpu_selftest;
+pub mod ingest;
 pub mod loader;
 pub mod search;
 
@@ -18,6 +19,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// The ingest pipeline under each transfer mode × quantisation, same pages, one process.
+    Ingest(ingest::IngestBenchArgs),
     /// PDF loader throughput: pages/s per worker count, render / resize / patchify split.
     Loader(loader::LoaderBenchArgs),
     /// Model load time, time per page and peak memory.
@@ -31,6 +34,7 @@ pub enum BenchCmd {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
+        BenchCmd::Ingest(a) => ingest::run(a),
         BenchCmd::Loader(a) => loader::run(a),
         BenchCmd::Embed(a) => embed::run(a),
         BenchCmd::Search(a) => search::run(a),

@@ -2,9 +2,9 @@
 //! pipeline. Callers send `Command`s and read `Event`s over crossbeam channels.
 
 pub mod colqwen;
-pub mod gpu;
 pub mod command;
 pub mod event;
+pub mod gpu;
 pub mod quant;
 pub mod settings;
 pub mod stage;

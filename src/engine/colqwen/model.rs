@@ -283,7 +283,11 @@ impl ColQwen {
 
     /// `page_embeddings` for a projection made by `lm_project` on these grids (the token batch is
     /// rebuilt from the grids: it is a pure function of them).
-    pub fn page_embeddings_for(&self, projected: &Tensor, grids: &[[u32; 3]]) -> Result<Vec<PageEmbedding>> {
+    pub fn page_embeddings_for(
+        &self,
+        projected: &Tensor,
+        grids: &[[u32; 3]],
+    ) -> Result<Vec<PageEmbedding>> {
         let seqs: Vec<Vec<u32>> = grids.iter().map(|&g| self.processor.image_ids(g)).collect();
         let batch = self.processor.batch(seqs, grids)?;
         self.page_embeddings(projected, &batch, grids)

@@ -104,7 +104,15 @@ impl Pump<'_> {
             if self.control.is_paused() {
                 // Finish what is in flight, so a pause leaves nothing half done.
                 let done = runner.flush(&mut clock)?;
-                self.finish(done, files, sink, recorder, &mut clock, &mut out, &mut batch_no)?;
+                self.finish(
+                    done,
+                    files,
+                    sink,
+                    recorder,
+                    &mut clock,
+                    &mut out,
+                    &mut batch_no,
+                )?;
                 // Paused time belongs to no stage: close the clock, wait, start afresh.
                 out.tail_stages.accumulate(&clock.take(Stage::Render));
                 if !self.control.wait_while_paused() {
@@ -168,10 +176,26 @@ impl Pump<'_> {
             }
             let batch: Vec<RenderedPage> = pending.drain(..take).collect();
             let done = runner.submit(self.live.transfer, batch, &mut clock)?;
-            self.finish(done, files, sink, recorder, &mut clock, &mut out, &mut batch_no)?;
+            self.finish(
+                done,
+                files,
+                sink,
+                recorder,
+                &mut clock,
+                &mut out,
+                &mut batch_no,
+            )?;
         }
         let done = runner.flush(&mut clock)?;
-        self.finish(done, files, sink, recorder, &mut clock, &mut out, &mut batch_no)?;
+        self.finish(
+            done,
+            files,
+            sink,
+            recorder,
+            &mut clock,
+            &mut out,
+            &mut batch_no,
+        )?;
         clock.switch(Stage::Index);
         if let Some(n) = sink.maybe_commit(true)? {
             self.emit(Event::Committed { pages_total: n });
@@ -205,7 +229,10 @@ impl Pump<'_> {
             if d.split && self.live.batch_size > 1 {
                 self.live.batch_size = (self.live.batch_size / 2).max(1);
                 self.emit(Event::Notice {
-                    message: format!("GPU out of memory: batch size lowered to {}", self.live.batch_size),
+                    message: format!(
+                        "GPU out of memory: batch size lowered to {}",
+                        self.live.batch_size
+                    ),
                 });
                 self.emit(Event::LiveSettingsApplied(self.live.clone()));
             }
@@ -216,12 +243,23 @@ impl Pump<'_> {
                 f.sunk += 1;
                 out.pages += 1;
             }
-            for i in d.pages.iter().map(|p| p.file_index).collect::<std::collections::BTreeSet<_>>() {
+            for i in d
+                .pages
+                .iter()
+                .map(|p| p.file_index)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
                 self.complete_if_ready(&mut files[i], sink, out)?;
                 let f = &files[i];
                 if !f.completed && !f.failed {
                     let total = f.page_count.unwrap_or(0);
-                    self.status(f, FileStatus::InProgress { pages_done: f.first_page - 1 + f.sunk, pages_total: total });
+                    self.status(
+                        f,
+                        FileStatus::InProgress {
+                            pages_done: f.first_page - 1 + f.sunk,
+                            pages_total: total,
+                        },
+                    );
                 }
             }
             if let Some(n) = sink.maybe_commit(false)? {
@@ -240,8 +278,17 @@ impl Pump<'_> {
                 gpu_busy_secs: d.gpu_busy_secs,
             };
             recorder.record(&report);
-            self.emit(Event::BatchTimings { batch: *batch_no, pages: d.pages.len(), wall_secs: stages.total(), stages });
-            self.emit(Event::Progress(progress(files, out.pages, recorder.elapsed())));
+            self.emit(Event::BatchTimings {
+                batch: *batch_no,
+                pages: d.pages.len(),
+                wall_secs: stages.total(),
+                stages,
+            });
+            self.emit(Event::Progress(progress(
+                files,
+                out.pages,
+                recorder.elapsed(),
+            )));
             if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, false) {
                 self.emit(Event::Metrics(m));
             }

@@ -22,7 +22,12 @@ pub struct Done {
 }
 
 pub trait BatchRunner {
-    fn submit(&mut self, mode: TransferMode, pages: Vec<RenderedPage>, clock: &mut StageClock) -> Result<Vec<Done>>;
+    fn submit(
+        &mut self,
+        mode: TransferMode,
+        pages: Vec<RenderedPage>,
+        clock: &mut StageClock,
+    ) -> Result<Vec<Done>>;
     /// Results of batches still in flight.
     fn flush(&mut self, clock: &mut StageClock) -> Result<Vec<Done>>;
 }
@@ -36,9 +41,21 @@ pub struct SyncRunner<'a> {
 }
 
 impl BatchRunner for SyncRunner<'_> {
-    fn submit(&mut self, _mode: TransferMode, pages: Vec<RenderedPage>, clock: &mut StageClock) -> Result<Vec<Done>> {
-        let (embeddings, copy, split) = embed_with_retry(self.model, &pages, self.pre, &mut self.staging, clock)?;
-        Ok(vec![Done { pages, embeddings, copy, gpu_busy_secs: None, split }])
+    fn submit(
+        &mut self,
+        _mode: TransferMode,
+        pages: Vec<RenderedPage>,
+        clock: &mut StageClock,
+    ) -> Result<Vec<Done>> {
+        let (embeddings, copy, split) =
+            embed_with_retry(self.model, &pages, self.pre, &mut self.staging, clock)?;
+        Ok(vec![Done {
+            pages,
+            embeddings,
+            copy,
+            gpu_busy_secs: None,
+            split,
+        }])
     }
     fn flush(&mut self, _clock: &mut StageClock) -> Result<Vec<Done>> {
         Ok(Vec::new())
@@ -46,13 +63,21 @@ impl BatchRunner for SyncRunner<'_> {
 }
 
 /// The runner for a model on `device`: the pipelined executor on CUDA, else synchronous.
-pub fn for_model<'a>(model: &'a ColQwen, pre: &'a PreprocessConfig, batch_size: usize) -> Result<Box<dyn BatchRunner + 'a>> {
+pub fn for_model<'a>(
+    model: &'a ColQwen,
+    pre: &'a PreprocessConfig,
+    batch_size: usize,
+) -> Result<Box<dyn BatchRunner + 'a>> {
     #[cfg(feature = "cuda")]
     if model.device().is_cuda() {
         return Ok(Box::new(gpu::GpuRunner::new(model, pre, batch_size)?));
     }
     let _ = batch_size;
-    Ok(Box::new(SyncRunner { model, pre, staging: Vec::new() }))
+    Ok(Box::new(SyncRunner {
+        model,
+        pre,
+        staging: Vec::new(),
+    }))
 }
 
 #[cfg(feature = "cuda")]
@@ -85,11 +110,19 @@ mod gpu {
     }
 
     impl<'a> GpuRunner<'a> {
-        pub fn new(model: &'a ColQwen, pre: &'a PreprocessConfig, batch_size: usize) -> Result<Self> {
+        pub fn new(
+            model: &'a ColQwen,
+            pre: &'a PreprocessConfig,
+            batch_size: usize,
+        ) -> Result<Self> {
             let exec = PipelinedExecutor::new(
                 model.device(),
                 PatchifyParams::from_config(pre),
-                PipelineConfig { slots: 3, max_batch: batch_size.max(1), max_pixels_per_page: pre.max_pixels as usize },
+                PipelineConfig {
+                    slots: 3,
+                    max_batch: batch_size.max(1),
+                    max_pixels_per_page: pre.max_pixels as usize,
+                },
             )?;
             Ok(GpuRunner { model, pre, exec })
         }
@@ -111,7 +144,12 @@ mod gpu {
 
         /// Out of memory: the unfinished batches are retried in halves, in order, blocking, so
         /// no page is lost or delivered twice.
-        fn recover(&mut self, mode: TransferMode, e: SubmitError<LoaderBatch, Vec<PageEmbedding>>, clock: &mut StageClock) -> Result<Vec<Done>> {
+        fn recover(
+            &mut self,
+            mode: TransferMode,
+            e: SubmitError<LoaderBatch, Vec<PageEmbedding>>,
+            clock: &mut StageClock,
+        ) -> Result<Vec<Done>> {
             let oom = super::super::embed_step::is_out_of_memory(&e.error);
             let mut out: Vec<Done> = e.finished.into_iter().map(Self::done).collect();
             if !oom {
@@ -119,7 +157,9 @@ mod gpu {
             }
             for b in e.unfinished {
                 if b.pages.len() <= 1 {
-                    return Err(e.error.context("the GPU ran out of memory on a single page; lower --max-visual-tokens"));
+                    return Err(e.error.context(
+                        "the GPU ran out of memory on a single page; lower --max-visual-tokens",
+                    ));
                 }
                 let mut pages = b.pages;
                 let second = pages.split_off(pages.len() / 2);
@@ -132,10 +172,25 @@ mod gpu {
             Ok(out)
         }
 
-        fn submit_blocking(&mut self, mode: TransferMode, pages: Vec<RenderedPage>, clock: &mut StageClock) -> Result<Vec<Done>> {
-            let blocking = if mode == TransferMode::Pageable { mode } else { TransferMode::Sync };
-            let batch = LoaderBatch { pages, cfg: self.pre.clone() };
-            match self.exec.submit(blocking, batch, &mut ColQwenBatch(self.model), clock) {
+        fn submit_blocking(
+            &mut self,
+            mode: TransferMode,
+            pages: Vec<RenderedPage>,
+            clock: &mut StageClock,
+        ) -> Result<Vec<Done>> {
+            let blocking = if mode == TransferMode::Pageable {
+                mode
+            } else {
+                TransferMode::Sync
+            };
+            let batch = LoaderBatch {
+                pages,
+                cfg: self.pre.clone(),
+            };
+            match self
+                .exec
+                .submit(blocking, batch, &mut ColQwenBatch(self.model), clock)
+            {
                 Ok(f) => Ok(f.into_iter().map(Self::done).collect()),
                 Err(e) => self.recover(blocking, e, clock),
             }
@@ -143,9 +198,20 @@ mod gpu {
     }
 
     impl BatchRunner for GpuRunner<'_> {
-        fn submit(&mut self, mode: TransferMode, pages: Vec<RenderedPage>, clock: &mut StageClock) -> Result<Vec<Done>> {
-            let batch = LoaderBatch { pages, cfg: self.pre.clone() };
-            match self.exec.submit(mode, batch, &mut ColQwenBatch(self.model), clock) {
+        fn submit(
+            &mut self,
+            mode: TransferMode,
+            pages: Vec<RenderedPage>,
+            clock: &mut StageClock,
+        ) -> Result<Vec<Done>> {
+            let batch = LoaderBatch {
+                pages,
+                cfg: self.pre.clone(),
+            };
+            match self
+                .exec
+                .submit(mode, batch, &mut ColQwenBatch(self.model), clock)
+            {
                 Ok(f) => Ok(f.into_iter().map(Self::done).collect()),
                 Err(e) => self.recover(mode, e, clock),
             }
