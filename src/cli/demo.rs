@@ -11,9 +11,10 @@ use std::path::PathBuf;
 
 /// Queries about the sample PDFs' content.
 const DEMO_QUERIES: &[&str] = &[
-    "bar chart of measurement results",
-    "how the experiment was set up",
-    "references and citations",
+    "coral bleaching and sea temperature",
+    "thermal conductivity of graphene",
+    "trade routes of the Hanseatic League",
+    "sparse attention in transformers",
 ];
 
 #[derive(Args, Debug)]
