@@ -24,16 +24,21 @@ pub struct Nf4Linear {
     weight: Arc<Nf4Weight>,
     bias: Option<Tensor>,
     scratch: Arc<Nf4Scratch>,
+    /// The codes and absmax state resident on the GPU (uploaded once), for the CUDA
+    /// dequantisation kernel; None on the CPU.
+    device_weight: Option<Arc<super::scratch::DeviceNf4>>,
 }
 
 impl Nf4Linear {
     /// `bias` stays in its dtype on the scratch's device.
     pub fn new(weight: Nf4Weight, bias: Option<Tensor>, scratch: Arc<Nf4Scratch>) -> Self {
         scratch.reserve(weight.numel());
+        let device_weight = scratch.upload(&weight);
         Nf4Linear {
             weight: Arc::new(weight),
             bias,
             scratch,
+            device_weight,
         }
     }
 
@@ -48,7 +53,7 @@ impl Nf4Linear {
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.weight.shape.1)?;
         let mut lease = self.scratch.lease();
-        let w = lease.dequantize(&self.weight, x.dtype(), x.device())?;
+        let w = lease.dequantize(&self.weight, self.device_weight.as_deref(), x.dtype(), x.device())?;
         let y = x2.matmul(&w.t()?)?;
         drop(lease);
         self.finish(y, lead)

@@ -12,10 +12,25 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 
 use super::nf4::Nf4Weight;
 
+/// An NF4 weight resident on the GPU (the CUDA build), or nothing (CPU build).
+#[cfg(feature = "cuda")]
+pub type DeviceNf4 = crate::engine::gpu::nf4_kernel::Nf4DeviceBuffers;
+#[cfg(not(feature = "cuda"))]
 #[derive(Debug)]
+pub enum DeviceNf4 {}
+
 pub struct Nf4Scratch {
     device: Device,
     state: Mutex<ScratchState>,
+    /// The CUDA dequantisation kernels, compiled on first use.
+    #[cfg(feature = "cuda")]
+    kernels: std::sync::OnceLock<Result<crate::engine::gpu::nf4_kernel::Nf4Kernels, String>>,
+}
+
+impl std::fmt::Debug for Nf4Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nf4Scratch").field("device", &self.device).finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +45,7 @@ struct ScratchState {
 /// Holds the scratch for one layer's dequantise-then-matmul.
 pub struct ScratchLease<'a> {
     state: MutexGuard<'a, ScratchState>,
+    scratch: &'a Nf4Scratch,
 }
 
 impl Nf4Scratch {
@@ -37,7 +53,32 @@ impl Nf4Scratch {
         Arc::new(Nf4Scratch {
             device: device.clone(),
             state: Mutex::new(ScratchState::default()),
+            #[cfg(feature = "cuda")]
+            kernels: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Copies a weight's codes and absmax state to the GPU once, so forward passes dequantise
+    /// there (None on the CPU, or when the upload fails: then the host path serves).
+    pub fn upload(&self, weight: &Nf4Weight) -> Option<Arc<DeviceNf4>> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = &self.device {
+            match DeviceNf4::upload(&d.cuda_stream(), weight) {
+                Ok(b) => return Some(Arc::new(b)),
+                Err(e) => tracing::warn!("NF4 weight stays on the host (dequantised there): {e:#}"),
+            }
+        }
+        let _ = weight;
+        None
+    }
+
+    #[cfg(feature = "cuda")]
+    fn kernels(&self) -> Result<&crate::engine::gpu::nf4_kernel::Nf4Kernels> {
+        let Device::Cuda(d) = &self.device else { anyhow::bail!("NF4 kernels need a CUDA device") };
+        self.kernels
+            .get_or_init(|| crate::engine::gpu::nf4_kernel::Nf4Kernels::load(&d.cuda_stream()).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow!("compiling the NF4 dequantisation kernel: {e}"))
     }
 
     pub fn device(&self) -> &Device {
@@ -72,6 +113,7 @@ impl Nf4Scratch {
     pub fn lease(&self) -> ScratchLease<'_> {
         ScratchLease {
             state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            scratch: self,
         }
     }
 }
@@ -82,6 +124,7 @@ impl ScratchLease<'_> {
     pub fn dequantize(
         &mut self,
         weight: &Nf4Weight,
+        device_weight: Option<&DeviceNf4>,
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
@@ -111,8 +154,14 @@ impl ScratchLease<'_> {
                 absmax: &absmax,
             })?;
         } else {
-            // Seam for the CUDA dequantisation kernel (a later issue): until then, dequantise on
-            // the host and copy into the shared buffer — correct, not fast.
+            #[cfg(feature = "cuda")]
+            if let Some(dw) = device_weight {
+                let op = crate::engine::gpu::nf4_kernel::Nf4DequantOp { kernels: self.scratch.kernels()?, weight: dw };
+                view.inplace_op1(&op)?;
+                return Ok(view.reshape(weight.shape)?);
+            }
+            let _ = (device_weight, &self.scratch);
+            // No device copy of the weight: dequantise on the host and copy (correct, slow).
             let host = host_dequantize(weight, dtype)?;
             buffer.slice_set(&host.to_device(device)?, 0, 0)?;
         }
