@@ -619,3 +619,105 @@ fn engine_gone_is_reported_not_hung() {
     h.run();
     assert!(matches!(h.state().ingest.state, RunState::Failed(_)));
 }
+
+/// UI-thread time per frame (inside `ui()`: event drain + layout, not tessellation or rasterising)
+/// while an ingest's event stream flows: 2000 files, per frame 8 file updates, a progress, a batch
+/// timing and a metrics sample (≈15× what the engine sends per frame at 60 fps). Prints p50/p99 per
+/// view; the bound is loose so a debug build on a busy machine passes, but catches work that grows
+/// with the run (an O(n) list layout, an unbounded series).
+#[test]
+fn frame_time_while_an_ingest_streams_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.folder = Some("/corpus".into());
+    let Wired { mut h, events, .. } = wired(opts);
+    events.send(Event::Device(cpu_device())).unwrap();
+    h.run();
+    h.get_by_label("Start ingest").click();
+    h.run();
+    let settings = IngestSettings::with_defaults();
+    events
+        .send(Event::IngestStarted {
+            folder: "/corpus".into(),
+            index: dir.path().join("index"),
+            settings,
+            model_note: None,
+        })
+        .unwrap();
+    let files = 2000u64;
+    let mut tick = 0u64;
+    let mut feed = |events: &Sender<Event>| {
+        tick += 1;
+        for k in 0..8 {
+            let f = (tick * 8 + k) % files;
+            let status = if k % 2 == 0 {
+                FileStatus::InProgress {
+                    pages_done: 1,
+                    pages_total: 4,
+                }
+            } else {
+                FileStatus::Done { pages: 4 }
+            };
+            events
+                .send(Event::FileStatus(FileReport {
+                    path: format!("/corpus/f{f:05}.pdf").into(),
+                    status,
+                }))
+                .unwrap();
+        }
+        events
+            .send(Event::Progress(Progress {
+                pages_done: tick * 16,
+                pages_total: files * 4,
+                files_done: tick * 4,
+                files_total: files,
+                pages_per_sec: 30.0,
+                eta_secs: Some(100.0),
+            }))
+            .unwrap();
+        events
+            .send(Event::BatchTimings {
+                batch: tick,
+                pages: 16,
+                wall_secs: 0.5,
+                stages: StageTimes::default(),
+            })
+            .unwrap();
+        events
+            .send(Event::Metrics(metrics(tick as f64 * 0.25, 30.0, 16)))
+            .unwrap();
+    };
+    let mut report = Vec::new();
+    for (tab, label) in [
+        (Tab::Ingest, "ingest view"),
+        (Tab::Performance, "performance view (live plots)"),
+    ] {
+        h.state_mut().tab = tab;
+        for _ in 0..50 {
+            feed(&events);
+            h.step(); // warm-up: fills the file list and the series
+        }
+        h.state_mut().frame_stats_mut().clear();
+        for _ in 0..400 {
+            feed(&events);
+            h.step();
+        }
+        let fs = h.state().frame_stats();
+        let (p50, p99) = (fs.quantile_ms(0.5).unwrap(), fs.quantile_ms(0.99).unwrap());
+        println!(
+            "UI frame time, {label}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms over {} frames",
+            fs.max_ms().unwrap(),
+            fs.len()
+        );
+        report.push((label, p50, p99));
+    }
+    assert_eq!(
+        h.state().ingest.files().len(),
+        files as usize,
+        "every file listed once"
+    );
+    assert!(events.is_empty(), "the drain kept up with the stream");
+    for (label, _, p99) in report {
+        assert!(p99 < 100.0, "{label}: p99 {p99:.1} ms");
+    }
+}
