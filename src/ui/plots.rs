@@ -46,6 +46,18 @@ pub fn stage_colour(s: Stage) -> Color32 {
 /// Pages/s, H2D GB/s, GPU utilisation and GPU memory over time, one line per run, in a 2×2 grid.
 /// A plot whose data cannot exist on this machine shows why instead of an empty frame.
 pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_reason: Option<&str>) {
+    if runs.iter().all(|r| r.series.is_empty()) {
+        let why = "no samples yet: start an ingest or an A/B run";
+        ui.columns(2, |cols| {
+            unavailable(&mut cols[0], "pages/s", why);
+            unavailable(&mut cols[1], "H2D GB/s", why);
+        });
+        ui.columns(2, |cols| {
+            unavailable(&mut cols[0], "GPU utilisation %", why);
+            unavailable(&mut cols[1], "GPU memory GiB", why);
+        });
+        return;
+    }
     let any_gpu = runs
         .iter()
         .any(|r| r.series.iter().any(|m| m.gpu.is_some()));
@@ -101,17 +113,17 @@ pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_rea
 }
 
 fn unavailable(ui: &mut egui::Ui, title: &str, why: &str) {
-    ui.label(egui::RichText::new(title).strong());
-    egui::Frame::group(ui.style()).show(ui, |ui| {
-        ui.set_min_height(PLOT_HEIGHT - 16.0);
-        ui.set_width(ui.available_width());
-        ui.centered_and_justified(|ui| {
-            ui.label(
-                egui::RichText::new(format!("not available: {why}"))
-                    .color(ui.visuals().weak_text_color()),
-            );
-        });
-    });
+    if !title.is_empty() {
+        ui.label(egui::RichText::new(title).strong());
+    }
+    let size = egui::vec2(ui.available_width(), PLOT_HEIGHT);
+    let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let stroke = ui.visuals().widgets.noninteractive.bg_stroke;
+    ui.painter()
+        .rect_stroke(rect, 4.0, stroke, egui::StrokeKind::Inside);
+    let text =
+        egui::RichText::new(format!("not available: {why}")).color(ui.visuals().weak_text_color());
+    ui.put(rect.shrink(12.0), egui::Label::new(text).wrap());
 }
 
 fn line_plot(
