@@ -10,22 +10,42 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 
 /// Platform data dir (e.g. `~/.local/share/pagesight`), or `./.pagesight` when none is known.
 pub fn data_dir() -> PathBuf {
-    project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".pagesight"))
+    project_dirs()
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".pagesight"))
 }
 
 /// Platform config dir for settings.
 pub fn config_dir() -> PathBuf {
-    project_dirs().map(|d| d.config_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".pagesight"))
+    project_dirs()
+        .map(|d| d.config_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".pagesight"))
 }
 
 /// The default index for a corpus folder: `<data>/indexes/<folder name>-<hash of its path>`, so two
 /// corpora never share an index and the same folder always finds its own.
 pub fn default_index_for(folder: &Path) -> PathBuf {
-    let canon = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
-    let name = canon.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
-    let name: String = name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let canon = folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf());
+    let name = canon
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let h = blake3::hash(canon.as_os_str().as_encoded_bytes()).to_hex();
-    data_dir().join("indexes").join(format!("{name}-{}", &h[..8]))
+    data_dir()
+        .join("indexes")
+        .join(format!("{name}-{}", &h[..8]))
 }
 
 /// Candidate locations for libpdfium, in search order: `$PDFIUM_LIB` (file or dir), next to the
@@ -34,7 +54,11 @@ pub fn pdfium_candidates() -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(p) = std::env::var_os("PDFIUM_LIB") {
         let p = PathBuf::from(p);
-        v.push(if p.is_dir() { p.join("libpdfium.so") } else { p });
+        v.push(if p.is_dir() {
+            p.join("libpdfium.so")
+        } else {
+            p
+        });
     }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
@@ -59,6 +83,9 @@ pub fn find_pdfium() -> Result<PathBuf> {
     bail!(
         "libpdfium.so not found (looked in: {}). Run `make setup` (or scripts/setup.sh) in the \
          pagesight source tree to fetch it, or set PDFIUM_LIB to the library's path",
-        c.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        c.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }

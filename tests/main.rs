@@ -1,2 +1,9 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
+mod loader;
+mod model;
+mod index;
+mod engine;
+mod fixture_meta;
+mod nf4;
 mod ui;
+mod ui_e2e;

@@ -542,7 +542,7 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
             .map(|d| d.count() == 2)
             .unwrap_or(false)
     });
-    assert!(done, "exports not written");
+    assert!(done, "exports not written; notices: {:?}", h.state().notices());
     for e in std::fs::read_dir(&exports).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();

@@ -1,13 +1,79 @@
-//! `pagesight ingest <folder>`.
+//! `pagesight ingest <folder>`: walks the folder and puts every PDF page into the index.
+
+use super::args::{ModelArgs, PipelineArgs};
+use super::progress::EventPrinter;
+use crate::engine::{Command, EngineHandle, Event};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
-    /// Folder to walk for PDFs.
+    /// Folder to walk for PDFs (recursively).
     pub folder: PathBuf,
+    /// Index folder (default: one per corpus under the platform data dir).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Remove files from the index that are no longer in the folder.
+    #[arg(long)]
+    pub prune: bool,
+    /// Commit every N pages.
+    #[arg(long, default_value_t = 64)]
+    pub commit_every: usize,
+    /// Stop after N pages.
+    #[arg(long)]
+    pub max_pages: Option<usize>,
+    /// Print one JSON event per line instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: IngestArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`pagesight ingest` is not implemented yet")
+pub fn run(a: IngestArgs) -> Result<()> {
+    if !a.folder.is_dir() {
+        bail!("{} is not a folder", a.folder.display());
+    }
+    let index = a
+        .index
+        .clone()
+        .unwrap_or_else(|| crate::paths::default_index_for(&a.folder));
+    let mut settings = a.pipeline.ingest_settings(&a.model);
+    settings.prune = a.prune;
+    settings.commit_every_pages = a.commit_every;
+    settings.max_pages = a.max_pages;
+    let engine = EngineHandle::spawn();
+    engine.send(Command::StartIngest {
+        folder: a.folder.clone(),
+        index,
+        settings,
+    });
+    let mut printer = EventPrinter::new(a.json);
+    for ev in engine.events.iter() {
+        printer.show(&ev);
+        match ev {
+            Event::IngestFinished(s) => {
+                return if s.files_failed > 0
+                    && s.pages_ingested == 0
+                    && s.files_done == 0
+                    && s.files_skipped == 0
+                {
+                    bail!("no file could be ingested")
+                } else {
+                    Ok(())
+                };
+            }
+            Event::Error {
+                context,
+                message,
+                request_id: None,
+            } if context.starts_with("ingest") => {
+                bail!("{message}")
+            }
+            _ => {}
+        }
+    }
+    bail!("the engine stopped unexpectedly")
 }

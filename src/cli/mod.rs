@@ -1,14 +1,21 @@
 //! Command-line front end: headless subcommands that drive the same engine as the GUI.
 
+pub mod args;
+pub mod demo;
 pub mod embed;
 pub mod index_cmd;
 pub mod ingest;
+pub mod progress;
 pub mod search;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "pagesight", version, about = "Search the pages of your PDFs with ColQwen2.5")]
+#[command(
+    name = "pagesight",
+    version,
+    about = "Search the pages of your PDFs with ColQwen2.5"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,
@@ -26,22 +33,29 @@ pub enum Commands {
     Bench(crate::bench::BenchArgs),
     /// Index maintenance: stats, verify, delete, compact.
     Index(index_cmd::IndexArgs),
+    /// Ingest the sample PDFs and run example searches (the README's run command).
+    Demo(demo::DemoArgs),
     /// Open the desktop app (the default with no subcommand).
     Gui,
     /// Internal: a render worker process, driven over stdin/stdout by the loader.
     #[command(name = "__render-worker", hide = true)]
     RenderWorker,
+    /// Internal: a synthetic ingest that the index crash tests SIGKILL.
+    #[command(name = "__index-stress", hide = true)]
+    IndexStress(index_cmd::StressArgs),
 }
 
 /// Runs a parsed command line. `None` opens the GUI.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Commands::Gui) => crate::ui::run_app(),
+        Some(Commands::Demo(a)) => demo::run(a),
         Some(Commands::Ingest(a)) => ingest::run(a),
         Some(Commands::Search(a)) => search::run(a),
         Some(Commands::Embed(a)) => embed::run(a),
         Some(Commands::Bench(a)) => crate::bench::run(a),
         Some(Commands::Index(a)) => index_cmd::run(a),
         Some(Commands::RenderWorker) => crate::loader::worker::worker_main(),
+        Some(Commands::IndexStress(a)) => index_cmd::run_stress(a),
     }
 }

@@ -1,9 +1,91 @@
-//! `pagesight search` (being written; see its issue).
+//! `pagesight search "<query>"`: loads the model that made the index by itself and ranks pages.
+
+use crate::engine::{Command, EngineHandle, Event, EventEnvelope, SearchMode, SearchRequest};
+use anyhow::{bail, Result};
 use clap::Args;
+use std::path::PathBuf;
 
 #[derive(Args, Debug)]
-pub struct SearchArgs {}
+pub struct SearchArgs {
+    /// What to look for, in natural language.
+    pub query: String,
+    /// Index folder.
+    #[arg(long, conflicts_with = "folder")]
+    pub index: Option<PathBuf>,
+    /// The corpus folder whose default index to search.
+    #[arg(long)]
+    pub folder: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// visual, text or hybrid.
+    #[arg(long, default_value = "visual")]
+    pub mode: SearchMode,
+    /// Weight of the visual ranking in hybrid mode (text gets 1 − w).
+    #[arg(long, default_value_t = 0.5)]
+    pub hybrid_weight: f32,
+    /// Print the per-patch heatmap of each hit (JSON output only).
+    #[arg(long)]
+    pub heatmap: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: SearchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`pagesight search` is not implemented yet")
+pub fn run(a: SearchArgs) -> Result<()> {
+    let index = match (&a.index, &a.folder) {
+        (Some(i), _) => i.clone(),
+        (None, Some(f)) => crate::paths::default_index_for(f),
+        (None, None) => bail!("say which index to search: --index DIR or --folder CORPUS"),
+    };
+    let engine = EngineHandle::spawn();
+    engine.send(Command::Search(SearchRequest {
+        id: 1,
+        index,
+        query: a.query.clone(),
+        top_k: a.top_k,
+        mode: a.mode,
+        hybrid_visual_weight: a.hybrid_weight,
+        with_heatmaps: a.heatmap,
+    }));
+    for ev in engine.events.iter() {
+        match &ev {
+            Event::SearchResults {
+                hits,
+                elapsed_ms,
+                note,
+                ..
+            } => {
+                if a.json {
+                    println!("{}", EventEnvelope::json_line(&ev));
+                } else {
+                    if let Some(n) = note {
+                        eprintln!("note: {n}");
+                    }
+                    println!(
+                        "{} results for \"{}\" ({:.1} ms)",
+                        hits.len(),
+                        a.query,
+                        elapsed_ms
+                    );
+                    for h in hits {
+                        println!(
+                            "{:>3}. {:>9.4}  {} — page {}",
+                            h.rank,
+                            h.score,
+                            h.file.display(),
+                            h.page
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            Event::Error {
+                message,
+                request_id: Some(1),
+                context,
+            } => bail!("{context}: {message}"),
+            Event::Notice { message } => eprintln!("note: {message}"),
+            _ => {}
+        }
+    }
+    bail!("the engine stopped unexpectedly")
 }

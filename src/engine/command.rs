@@ -35,7 +35,9 @@ impl std::str::FromStr for SearchMode {
         SearchMode::ALL
             .into_iter()
             .find(|m| m.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| anyhow::anyhow!("unknown search mode '{s}': expected visual, text or hybrid"))
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown search mode '{s}': expected visual, text or hybrid")
+            })
     }
 }
 
@@ -63,7 +65,11 @@ pub struct AbSide {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Ingest every PDF under `folder` into the index at `index` (created if missing).
-    StartIngest { folder: PathBuf, index: PathBuf, settings: IngestSettings },
+    StartIngest {
+        folder: PathBuf,
+        index: PathBuf,
+        settings: IngestSettings,
+    },
     /// Stop taking new batches; what is in flight finishes.
     Pause,
     Resume,
@@ -72,12 +78,24 @@ pub enum Command {
     /// Change batch size / transfer mode; applied between batches.
     UpdateLive(LiveSettings),
     /// Run the same pages under two settings; vectors are not written to any index.
-    AbCompare { folder: PathBuf, pages: usize, a: AbSide, b: AbSide },
+    AbCompare {
+        folder: PathBuf,
+        pages: usize,
+        a: AbSide,
+        b: AbSide,
+    },
     Search(SearchRequest),
     /// Render a page thumbnail (off the UI thread).
-    Thumbnail { id: u64, file: PathBuf, page: u32, max_side: u32 },
+    Thumbnail {
+        id: u64,
+        file: PathBuf,
+        page: u32,
+        max_side: u32,
+    },
     /// Read index statistics.
-    Stats { index: PathBuf },
+    Stats {
+        index: PathBuf,
+    },
     /// Report the compute device, VRAM and driver.
     DeviceInfo,
     /// Finish and end the engine thread.

@@ -14,11 +14,21 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FileStatus {
     Queued,
-    InProgress { pages_done: u32, pages_total: u32 },
-    Done { pages: u32 },
+    InProgress {
+        pages_done: u32,
+        pages_total: u32,
+    },
+    Done {
+        pages: u32,
+    },
     /// `page` is 1-based when the failure belongs to one page.
-    Failed { page: Option<u32>, reason: String },
-    SkippedUnchanged { pages: u32 },
+    Failed {
+        page: Option<u32>,
+        reason: String,
+    },
+    SkippedUnchanged {
+        pages: u32,
+    },
     /// Removed from the index because it vanished from the folder (`--prune`).
     Removed,
 }
@@ -149,31 +159,72 @@ pub struct AbSideResult {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    IngestStarted { folder: PathBuf, index: PathBuf, settings: IngestSettings, model_note: Option<String> },
+    IngestStarted {
+        folder: PathBuf,
+        index: PathBuf,
+        settings: IngestSettings,
+        model_note: Option<String>,
+    },
     /// Discovery finished: files found and how many are new, changed or unchanged.
-    Discovered { files: u64, new_or_changed: u64, unchanged: u64 },
+    Discovered {
+        files: u64,
+        new_or_changed: u64,
+        unchanged: u64,
+    },
     FileStatus(FileReport),
     Progress(Progress),
     /// Per-batch wall time split into stages.
-    BatchTimings { batch: u64, pages: usize, wall_secs: f64, stages: StageTimes },
+    BatchTimings {
+        batch: u64,
+        pages: usize,
+        wall_secs: f64,
+        stages: StageTimes,
+    },
     Metrics(Metrics),
     /// The first GPU launch JIT-compiles kernels (~30 s cold); shown as its own stage.
-    PreparingGpuKernels { done: bool, secs: f64 },
-    Committed { pages_total: u64 },
+    PreparingGpuKernels {
+        done: bool,
+        secs: f64,
+    },
+    Committed {
+        pages_total: u64,
+    },
     Paused,
     Resumed,
     LiveSettingsApplied(super::settings::LiveSettings),
     IngestFinished(IngestSummary),
     AbSideFinished(AbSideResult),
-    AbFinished { a: AbSideResult, b: AbSideResult },
-    SearchResults { id: u64, query: String, hits: Vec<SearchHit>, elapsed_ms: f64, note: Option<String> },
-    Thumbnail { id: u64, file: PathBuf, page: u32, width: u32, height: u32, rgba: Arc<Vec<u8>> },
+    AbFinished {
+        a: AbSideResult,
+        b: AbSideResult,
+    },
+    SearchResults {
+        id: u64,
+        query: String,
+        hits: Vec<SearchHit>,
+        elapsed_ms: f64,
+        note: Option<String>,
+    },
+    Thumbnail {
+        id: u64,
+        file: PathBuf,
+        page: u32,
+        width: u32,
+        height: u32,
+        rgba: Arc<Vec<u8>>,
+    },
     Stats(IndexStats),
     Device(DeviceInfo),
     /// Something the user should know that is not an error (e.g. random weights: rankings meaningless).
-    Notice { message: String },
+    Notice {
+        message: String,
+    },
     /// `context` names what failed (a file, the index, the model); `message` says what to do.
-    Error { context: String, message: String, request_id: Option<u64> },
+    Error {
+        context: String,
+        message: String,
+        request_id: Option<u64>,
+    },
 }
 
 /// The JSON line form of an event.
@@ -192,7 +243,11 @@ impl EventEnvelope {
             #[serde(flatten)]
             event: &'a Event,
         }
-        serde_json::to_string(&Ref { schema: SCHEMA_VERSION, event }).expect("events serialise")
+        serde_json::to_string(&Ref {
+            schema: SCHEMA_VERSION,
+            event,
+        })
+        .expect("events serialise")
     }
 }
 
@@ -203,7 +258,10 @@ mod tests {
     fn envelope_roundtrip_carries_schema() {
         let ev = Event::FileStatus(FileReport {
             path: "a.pdf".into(),
-            status: FileStatus::Failed { page: Some(3), reason: "truncated".into() },
+            status: FileStatus::Failed {
+                page: Some(3),
+                reason: "truncated".into(),
+            },
         });
         let line = EventEnvelope::json_line(&ev);
         assert!(line.contains("\"schema\":1"), "{line}");

@@ -10,5 +10,19 @@ pub mod stage;
 
 pub use command::{Command, SearchMode, SearchRequest};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
-pub use settings::{DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode};
+pub use settings::{
+    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode,
+};
 pub use stage::{Stage, StageClock, StageTimes};
+
+pub mod ab;
+pub mod control;
+pub mod device_info;
+pub mod gpu_monitor;
+pub mod handle;
+pub mod ingest;
+pub mod metrics;
+pub mod search;
+pub mod thumbnail;
+
+pub use handle::EngineHandle;

@@ -11,10 +11,10 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TransferMode {
-    /// Ordinary (pageable) memory, blocking copy.
+    /// Ordinary (pageable) memory, blocking copy. The only mode without CUDA.
+    #[default]
     Pageable,
     /// Pinned memory, blocking copy, then compute (what the seed pipeline does).
-    #[default]
     Sync,
     /// Pinned memory, non-blocking copy on a dedicated stream, overlapped with compute.
     Async,
@@ -23,8 +23,12 @@ pub enum TransferMode {
 }
 
 impl TransferMode {
-    pub const ALL: [TransferMode; 4] =
-        [TransferMode::Pageable, TransferMode::Sync, TransferMode::Async, TransferMode::AsyncU8];
+    pub const ALL: [TransferMode; 4] = [
+        TransferMode::Pageable,
+        TransferMode::Sync,
+        TransferMode::Async,
+        TransferMode::AsyncU8,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             TransferMode::Pageable => "pageable",
@@ -36,6 +40,25 @@ impl TransferMode {
     /// Modes other than `Pageable` need pinned host memory and CUDA streams.
     pub fn needs_cuda(self) -> bool {
         self != TransferMode::Pageable
+    }
+    /// The best mode for a device: overlapped copies on CUDA, plain copies elsewhere.
+    pub fn default_for(device: &candle_core::Device) -> TransferMode {
+        if device.is_cuda() {
+            TransferMode::Async
+        } else {
+            TransferMode::Pageable
+        }
+    }
+    /// Refuses a mode the device cannot do, with the reason, instead of silently doing another.
+    pub fn check_supported(self, device: &candle_core::Device) -> Result<()> {
+        if self.needs_cuda() && !device.is_cuda() {
+            bail!(
+                "transfer mode '{}' needs a CUDA device (pinned memory and copy streams), but the model runs                  on the CPU{}; use --transfer pageable",
+                self.name(),
+                if cfg!(feature = "cuda") { "" } else { " (this build has no CUDA support)" }
+            );
+        }
+        Ok(())
     }
 }
 
@@ -134,7 +157,12 @@ macro_rules! parse_by_name {
                     }
                 }
                 let names: Vec<&str> = $all.iter().map(|v| v.name()).collect();
-                bail!("unknown {} '{}': expected one of {}", $what, s, names.join(", "))
+                bail!(
+                    "unknown {} '{}': expected one of {}",
+                    $what,
+                    s,
+                    names.join(", ")
+                )
             }
         }
         impl fmt::Display for $t {
@@ -221,7 +249,9 @@ pub struct LoaderSettings {
 impl Default for LoaderSettings {
     fn default() -> Self {
         LoaderSettings {
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             prefetch: 16,
             dpi: 144.0,
             page_timeout_secs: 60.0,
@@ -240,7 +270,10 @@ pub struct LiveSettings {
 
 impl Default for LiveSettings {
     fn default() -> Self {
-        LiveSettings { batch_size: 4, transfer: TransferMode::Sync }
+        LiveSettings {
+            batch_size: 4,
+            transfer: TransferMode::Pageable,
+        }
     }
 }
 
@@ -261,7 +294,11 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     pub fn with_defaults() -> Self {
-        IngestSettings { commit_every_pages: 64, commit_every_secs: 10.0, ..Default::default() }
+        IngestSettings {
+            commit_every_pages: 64,
+            commit_every_secs: 10.0,
+            ..Default::default()
+        }
     }
 }
 
@@ -273,7 +310,10 @@ mod tests {
         for m in TransferMode::ALL {
             assert_eq!(m.to_string().parse::<TransferMode>().unwrap(), m);
         }
-        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!(
+            "cuda:1".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(1)
+        );
         assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
         let e = "warp".parse::<TransferMode>().unwrap_err().to_string();
         assert!(e.contains("async-u8"), "{e}");

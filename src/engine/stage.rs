@@ -115,12 +115,17 @@ pub struct StageClock {
 
 impl StageClock {
     pub fn start(stage: Stage) -> Self {
-        StageClock { current: stage, since: Instant::now(), times: StageTimes::default() }
+        StageClock {
+            current: stage,
+            since: Instant::now(),
+            times: StageTimes::default(),
+        }
     }
     /// Closes the running stage and starts `next`.
     pub fn switch(&mut self, next: Stage) {
         let now = Instant::now();
-        self.times.add(self.current, (now - self.since).as_secs_f64());
+        self.times
+            .add(self.current, (now - self.since).as_secs_f64());
         self.current = next;
         self.since = now;
     }

@@ -1,5 +1,129 @@
-//! Render worker process (`pagesight __render-worker`), driven over stdin/stdout.
+//! Render worker process (`pagesight __render-worker`), driven over stdin/stdout with the frames
+//! of `protocol.rs`. It renders a page, resizes it to model resolution (smart_resize + bicubic),
+//! and sends back 8-bit RGB plus the page's text. It exits when stdin closes.
 
-pub fn worker_main() -> anyhow::Result<()> {
-    anyhow::bail!("render worker not implemented yet")
+use super::pdfium::PdfRenderer;
+use super::protocol::{read_frame, write_frame, PageReply, RenderRequest, Reply, Request};
+use super::resize::{resize_bicubic_rgb, smart_resize};
+use anyhow::{Context, Result};
+use std::io::{BufReader, BufWriter};
+use std::os::fd::FromRawFd;
+use std::time::Instant;
+
+/// Test-only fault injection: `abort:<text>` makes the worker abort, `hang:<text>` makes it
+/// sleep forever, when asked to render a page of a file whose name contains `<text>`. Set by the
+/// parent through `LoaderOptions::worker_env`; unset in normal runs.
+pub const FAULT_ENV: &str = "PAGESIGHT_WORKER_FAULT";
+
+pub fn worker_main() -> Result<()> {
+    // The protocol owns the original stdout; fd 1 is pointed at stderr so that anything a library
+    // prints cannot corrupt the frames.
+    let proto = unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 {
+            anyhow::bail!("render worker: cannot duplicate stdout");
+        }
+        libc::dup2(2, 1);
+        // Die with the parent even while busy in PDFium (stdin EOF covers the idle case).
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        std::fs::File::from_raw_fd(fd)
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, proto);
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let fault = std::env::var(FAULT_ENV).ok();
+    let mut renderer: Option<PdfRenderer> = None;
+    let mut resized = Vec::new();
+    while let Some(frame) = read_frame(&mut input).context("render worker: reading request")? {
+        let reply = match Request::decode(&frame) {
+            Err(e) => Reply::Error {
+                message: format!("bad request: {e:#}"),
+            },
+            Ok(req) => match handle(req, &mut renderer, &mut resized, fault.as_deref()) {
+                Ok(r) => r,
+                Err(e) => Reply::Error {
+                    message: format!("{e:#}"),
+                },
+            },
+        };
+        write_frame(&mut out, &reply.encode()).context("render worker: writing reply")?;
+    }
+    Ok(())
+}
+
+fn handle(
+    req: Request,
+    renderer: &mut Option<PdfRenderer>,
+    resized: &mut Vec<u8>,
+    fault: Option<&str>,
+) -> Result<Reply> {
+    if renderer.is_none() {
+        *renderer = Some(PdfRenderer::new()?);
+    }
+    let r = renderer.as_mut().expect("renderer set above");
+    match req {
+        Request::Count { path } => Ok(Reply::Count {
+            pages: r.page_count(&path)?,
+        }),
+        Request::Render(req) => {
+            inject_fault(&req, fault);
+            render_page(r, &req, resized).map(Reply::Page)
+        }
+    }
+}
+
+fn inject_fault(req: &RenderRequest, fault: Option<&str>) {
+    let Some((kind, pattern)) = fault.and_then(|f| f.split_once(':')) else {
+        return;
+    };
+    let name = req
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if pattern.is_empty() || !name.contains(pattern) {
+        return;
+    }
+    match kind {
+        "abort" => std::process::abort(),
+        "hang" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+        _ => {}
+    }
+}
+
+/// Renders, then resizes to model resolution. Timings are per page, in seconds.
+fn render_page(
+    r: &mut PdfRenderer,
+    req: &RenderRequest,
+    resized: &mut Vec<u8>,
+) -> Result<PageReply> {
+    let t0 = Instant::now();
+    let (img, text) = r.render(&req.path, req.page, req.dpi, req.max_render_pixels)?;
+    let render_secs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let (h, w) = smart_resize(
+        img.height,
+        img.width,
+        req.factor,
+        req.min_pixels,
+        req.max_pixels,
+    )?;
+    resize_bicubic_rgb(
+        &img.rgb,
+        img.height as usize,
+        img.width as usize,
+        h as usize,
+        w as usize,
+        resized,
+    )?;
+    let resize_secs = t1.elapsed().as_secs_f64();
+    Ok(PageReply {
+        width: w,
+        height: h,
+        render_secs,
+        resize_secs,
+        text,
+        rgb: std::mem::take(resized),
+    })
 }

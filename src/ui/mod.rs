@@ -30,20 +30,15 @@ pub fn run_app() -> anyhow::Result<()> {
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    // TODO(engine merge): replace with `crate::engine::EngineHandle::spawn()` once the engine lands.
-    // Until then the command receiver is dropped, so every command reports "engine not running".
-    let (commands, _) = crossbeam_channel::unbounded();
-    let (_, events) = crossbeam_channel::unbounded();
+    let engine = crate::engine::EngineHandle::spawn();
+    let (commands, events) = (engine.commands.clone(), engine.events.clone());
     eframe::run_native(
         "Pagesight",
         options,
         Box::new(move |cc| {
-            Ok(Box::new(PagesightApp::new(
-                cc,
-                commands,
-                events,
-                AppOptions::default(),
-            )))
+            let app = PagesightApp::new(cc, commands, events, AppOptions::default());
+            // The window owns the engine: closing it drops the handle, which stops the engine.
+            Ok(Box::new(app.keep_alive(engine)))
         }),
     )
     .map_err(|e| {

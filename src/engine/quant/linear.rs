@@ -1,12 +1,25 @@
 //! A linear layer whose weight may be dense or quantised.
 
-use candle_core::{Module, Result, Tensor};
+use anyhow::{bail, Result};
+use candle_core::{Module, Tensor};
+
+use super::context::{LayerRecord, LayerStorage, QuantContext};
+use super::kquant::{kquant_format, KQuantLinear};
+use super::nf4::Nf4Weight;
+use super::nf4_linear::Nf4Linear;
+use crate::engine::Quant;
 
 /// `y = x · Wᵀ + b`. The model builds every linear layer as `QLinear::dense` and then asks for
 /// the quantisation it wants; forward is the same call whatever the storage.
 #[derive(Clone, Debug)]
 pub enum QLinear {
     Dense(candle_nn::Linear),
+    Nf4(Nf4Linear),
+    Q4k(KQuantLinear),
+}
+
+fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
 }
 
 impl QLinear {
@@ -15,23 +28,130 @@ impl QLinear {
         QLinear::Dense(candle_nn::Linear::new(weight, bias))
     }
 
-    pub fn in_features(&self) -> usize {
+    /// `(out_features, in_features)`.
+    pub fn shape(&self) -> (usize, usize) {
         match self {
-            QLinear::Dense(l) => l.weight().dim(1).unwrap_or(0),
+            QLinear::Dense(l) => l.weight().dims2().unwrap_or((0, 0)),
+            QLinear::Nf4(l) => l.weight().shape,
+            QLinear::Q4k(l) => l.shape(),
         }
     }
 
+    pub fn in_features(&self) -> usize {
+        self.shape().1
+    }
+
     pub fn out_features(&self) -> usize {
+        self.shape().0
+    }
+
+    fn bias(&self) -> Option<&Tensor> {
         match self {
-            QLinear::Dense(l) => l.weight().dim(0).unwrap_or(0),
+            QLinear::Dense(l) => l.bias(),
+            QLinear::Nf4(l) => l.bias(),
+            QLinear::Q4k(l) => l.bias(),
+        }
+    }
+
+    /// Bytes of weight storage, bias included (kept in its dtype).
+    pub fn weight_bytes(&self) -> usize {
+        let bias = self.bias().map(tensor_bytes).unwrap_or(0);
+        bias + match self {
+            QLinear::Dense(l) => tensor_bytes(l.weight()),
+            QLinear::Nf4(l) => l.weight().bytes(),
+            QLinear::Q4k(l) => l.quantized_bytes(),
+        }
+    }
+
+    pub fn storage(&self) -> LayerStorage {
+        match self {
+            QLinear::Dense(_) => LayerStorage::Dense,
+            QLinear::Nf4(_) => LayerStorage::Nf4,
+            QLinear::Q4k(l) => LayerStorage::Ggml(l.format()),
+        }
+    }
+
+    /// Converts a dense layer to `quant` (`Quant::None` keeps it). Unnamed: the context's layer
+    /// policy is not applied; use [`Self::quantize_named`] from the model.
+    pub fn quantize(self, quant: Quant, ctx: &QuantContext) -> Result<QLinear> {
+        self.convert("", quant, ctx)
+    }
+
+    /// Converts the layer called `name` (its checkpoint key without `.weight`, e.g.
+    /// `model.layers.3.mlp.down_proj` or `visual.merger.mlp.0`) to what `ctx` decides for
+    /// `requested`, and records the outcome in `ctx`.
+    pub fn quantize_named(
+        self,
+        name: &str,
+        requested: Quant,
+        ctx: &QuantContext,
+    ) -> Result<QLinear> {
+        let quant = ctx.quant_for(name, requested);
+        let mut note = (quant != requested).then(|| "kept dense by the layer policy".to_string());
+        let shape = self.shape();
+        let bytes_before = self.weight_bytes();
+        let layer = self.convert(name, quant, ctx)?;
+        if quant == Quant::Q4k
+            && layer.storage() != LayerStorage::Ggml(candle_core::quantized::GgmlDType::Q4K)
+        {
+            note = Some(format!(
+                "in_features {} is not a multiple of 256: stored {}",
+                shape.1,
+                layer.storage()
+            ));
+        }
+        ctx.record(LayerRecord {
+            name: name.to_string(),
+            shape,
+            requested,
+            storage: layer.storage(),
+            bytes_before,
+            bytes_after: layer.weight_bytes(),
+            note,
+        });
+        Ok(layer)
+    }
+
+    fn convert(self, name: &str, quant: Quant, ctx: &QuantContext) -> Result<QLinear> {
+        let QLinear::Dense(linear) = self else {
+            if quant == Quant::None {
+                return Ok(self);
+            }
+            bail!(
+                "layer {name:?} is already quantised ({}); quantise dense layers only",
+                self.storage()
+            );
+        };
+        let bias = linear.bias().cloned();
+        match quant {
+            Quant::None => Ok(QLinear::Dense(linear)),
+            Quant::Nf4 => {
+                let w = Nf4Weight::quantize_tensor(
+                    linear.weight(),
+                    ctx.nf4_blocksize,
+                    ctx.double_quant,
+                )
+                .map_err(|e| e.context(format!("quantising layer {name:?} to NF4")))?;
+                Ok(QLinear::Nf4(Nf4Linear::new(w, bias, ctx.scratch().clone())))
+            }
+            Quant::Q4k => match kquant_format(linear.weight().dim(1)?) {
+                Some(format) => Ok(QLinear::Q4k(
+                    KQuantLinear::new(linear.weight(), bias, format).map_err(|e| {
+                        e.context(format!("quantising layer {name:?} to {format:?}"))
+                    })?,
+                )),
+                None => Ok(QLinear::Dense(linear)),
+            },
         }
     }
 }
 
 impl Module for QLinear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             QLinear::Dense(l) => l.forward(x),
+            QLinear::Nf4(l) => l.forward(x),
+            QLinear::Q4k(l) => l.forward(x),
         }
     }
 }

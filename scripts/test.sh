@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command (README): sets up what the tests need, then runs every test on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+export PDFIUM_LIB="$PWD/vendor/pdfium/libpdfium.so"
+cargo test --locked "$@"

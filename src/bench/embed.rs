@@ -1,0 +1,141 @@
+//! `pagesight bench embed`: model load time, time per page (vision and LM separately), query
+//! time and peak resident memory.
+
+use crate::engine::colqwen::{ColQwen, RANDOM_WARNING};
+use crate::engine::{DType, DeviceChoice, ModelSettings, Quant, SCHEMA_VERSION};
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct EmbedBenchArgs {
+    #[arg(long, default_value = "random:3b")]
+    pub model: String,
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    #[arg(long, default_value = "bf16")]
+    pub dtype: DType,
+    /// Pages embedded (one at a time) after loading.
+    #[arg(long, default_value_t = 1)]
+    pub pages: usize,
+    /// Page size in patches (rows, cols); the default is an A4 page at 768 visual tokens.
+    #[arg(long, default_value_t = 64)]
+    pub grid_h: u32,
+    #[arg(long, default_value_t = 46)]
+    pub grid_w: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak resident set size of this process in bytes (VmHWM), where /proc exists.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn run(args: EmbedBenchArgs) -> Result<()> {
+    let settings = ModelSettings {
+        model: args.model.clone(),
+        adapter: args.adapter.clone(),
+        device: args.device,
+        dtype: args.dtype,
+        quant: Quant::None,
+        max_visual_tokens: 768,
+    };
+    let t0 = Instant::now();
+    let model = ColQwen::load(&settings).context("loading the model")?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let rss_after_load = peak_rss_bytes();
+    eprintln!("loaded {} in {load_s:.1} s", args.model);
+    let grid = [1, args.grid_h, args.grid_w];
+    let n = (args.grid_h * args.grid_w) as usize;
+    let patch_dim = 3 * 2 * 14 * 14;
+    // Deterministic synthetic pixels in the normalised range.
+    let pixels: Vec<f32> = (0..n * patch_dim)
+        .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let pixels = Tensor::from_vec(pixels, (n, patch_dim), &Device::Cpu)?;
+    let mut vision_s = Vec::new();
+    let mut lm_s = Vec::new();
+    for _ in 0..args.pages.max(1) {
+        let t = Instant::now();
+        let v = model.vision_forward(&pixels, &[grid])?;
+        // Reading a value back waits for the device to finish.
+        let _ = v
+            .sum_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
+        vision_s.push(t.elapsed().as_secs_f64());
+        eprintln!("vision tower: {:.1} s", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let pages = model.lm_forward(&v, &[grid])?;
+        lm_s.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            pages.len() == 1 && pages[0].n_tokens > 0,
+            "no vectors produced"
+        );
+    }
+    let t = Instant::now();
+    model.embed_queries(&["what is the revenue of the company in 2023?".to_string()])?;
+    let query_s = t.elapsed().as_secs_f64();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let peak = peak_rss_bytes();
+    let gib = |b: Option<u64>| {
+        b.map(|b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64))
+            .unwrap_or("n/a".into())
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "bench": "embed",
+            "model": model.identity(),
+            "device": format!("{:?}", model.device()),
+            "load_s": load_s,
+            "page_grid": grid,
+            "visual_tokens": n / 4,
+            "vision_s_per_page": mean(&vision_s),
+            "lm_s_per_page": mean(&lm_s),
+            "page_s": mean(&vision_s) + mean(&lm_s),
+            "query_s": query_s,
+            "peak_rss_after_load_bytes": rss_after_load,
+            "peak_rss_bytes": peak,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "model            {} ({} {})",
+            args.model,
+            args.dtype,
+            format!("{:?}", model.device()).to_lowercase()
+        );
+        println!("load             {load_s:.2} s");
+        println!(
+            "page             {}×{} patches, {} visual tokens",
+            grid[1],
+            grid[2],
+            n / 4
+        );
+        println!("vision / page    {:.2} s", mean(&vision_s));
+        println!("LM+head / page   {:.2} s", mean(&lm_s));
+        println!("total / page     {:.2} s", mean(&vision_s) + mean(&lm_s));
+        println!("query            {query_s:.2} s");
+        println!(
+            "peak RSS         {} after load, {} at end",
+            gib(rss_after_load),
+            gib(peak)
+        );
+    }
+    if model.is_random() {
+        eprintln!(
+            "note: {}: {RANDOM_WARNING} (timings are still real)",
+            args.model
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Flags shared by several subcommands, so `--model`, `--workers`, … mean the same everywhere.
+
+use crate::engine::settings::{
+    DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
+    TransferMode,
+};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Local snapshot dir, Hugging Face hub id (from the local cache), `random:tiny` or `random:3b`.
+    #[arg(long, default_value = "random:tiny")]
+    pub model: String,
+    /// PEFT LoRA adapter dir merged into the weights at load.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Compute dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: DType,
+    /// Weight quantisation: none, nf4 or q4k.
+    #[arg(long, default_value = "none")]
+    pub quant: Quant,
+    /// Upper bound on visual tokens per page.
+    #[arg(long, default_value_t = 768)]
+    pub max_visual_tokens: usize,
+}
+
+impl ModelArgs {
+    pub fn settings(&self) -> ModelSettings {
+        ModelSettings {
+            model: self.model.clone(),
+            adapter: self.adapter.clone(),
+            device: self.device,
+            dtype: self.dtype,
+            quant: self.quant,
+            max_visual_tokens: self.max_visual_tokens,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Render worker processes (default: number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Rendered pages buffered ahead of the model.
+    #[arg(long, default_value_t = 16)]
+    pub prefetch: usize,
+    /// Render resolution before the model's resize.
+    #[arg(long, default_value_t = 144.0)]
+    pub dpi: f32,
+    /// Pages per model batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Host→GPU transfer: pageable, sync, async or async-u8 (default: async on a GPU, else pageable).
+    #[arg(long)]
+    pub transfer: Option<TransferMode>,
+    /// Per-page render timeout in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub page_timeout: f32,
+}
+
+impl PipelineArgs {
+    pub fn loader(&self) -> LoaderSettings {
+        let d = LoaderSettings::default();
+        LoaderSettings {
+            workers: self.workers.unwrap_or(d.workers).max(1),
+            prefetch: self.prefetch.max(1),
+            dpi: self.dpi,
+            page_timeout_secs: self.page_timeout,
+            ..d
+        }
+    }
+
+    pub fn live(&self, device: DeviceChoice) -> LiveSettings {
+        LiveSettings {
+            batch_size: self.batch_size.max(1),
+            transfer: self.transfer.unwrap_or_else(|| auto_transfer(device)),
+        }
+    }
+
+    pub fn ingest_settings(&self, model: &ModelArgs) -> IngestSettings {
+        IngestSettings {
+            model: model.settings(),
+            loader: self.loader(),
+            live: self.live(model.device),
+            ..IngestSettings::with_defaults()
+        }
+    }
+}
+
+/// The transfer mode when none is asked for: async when a CUDA device will be used, else pageable.
+fn auto_transfer(device: DeviceChoice) -> TransferMode {
+    if device != DeviceChoice::Cpu
+        && cfg!(feature = "cuda")
+        && candle_core::utils::cuda_is_available()
+    {
+        TransferMode::Async
+    } else {
+        TransferMode::Pageable
+    }
+}

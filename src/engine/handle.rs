@@ -1,0 +1,211 @@
+//! The engine thread: receives `Command`s, runs jobs on threads it owns, and sends `Event`s.
+//! Long work (an ingest, an A/B run, a search, a thumbnail) never runs on the engine thread
+//! itself, so control commands (pause, cancel, a new transfer mode) are always answered at once.
+
+use super::command::Command;
+use super::control::RunControl;
+use super::event::Event;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// The caller's end: send commands, drain events (the GUI with `try_recv` each frame).
+pub struct EngineHandle {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    pub fn spawn() -> EngineHandle {
+        let (cmd_tx, cmd_rx) = unbounded();
+        let (ev_tx, ev_rx) = unbounded();
+        let thread = std::thread::Builder::new()
+            .name("pagesight-engine".into())
+            .spawn(move || Engine::new(ev_tx).run(cmd_rx))
+            .expect("spawn engine thread");
+        EngineHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn send(&self, c: Command) {
+        // The engine thread only ends on Shutdown or when this handle drops.
+        let _ = self.commands.send(c);
+    }
+
+    /// Cancels running work and waits for the engine thread to end.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A job running on its own thread, with the control block the engine uses to steer it.
+struct Job {
+    control: Arc<RunControl>,
+    thread: JoinHandle<()>,
+}
+
+impl Job {
+    fn spawn(
+        name: &str,
+        events: Sender<Event>,
+        f: impl FnOnce(Arc<RunControl>, Sender<Event>) + Send + 'static,
+    ) -> Job {
+        let control = Arc::new(RunControl::new());
+        let c = control.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || f(c, events))
+            .expect("spawn job");
+        Job { control, thread }
+    }
+    fn running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+}
+
+struct Engine {
+    events: Sender<Event>,
+    /// The one ingest or A/B run (they share the model and the device).
+    run: Option<Job>,
+    searcher: super::search::SearchService,
+    thumbnails: super::thumbnail::ThumbnailService,
+}
+
+impl Engine {
+    fn new(events: Sender<Event>) -> Engine {
+        Engine {
+            searcher: super::search::SearchService::spawn(events.clone()),
+            thumbnails: super::thumbnail::ThumbnailService::spawn(events.clone()),
+            events,
+            run: None,
+        }
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn busy_error(&self, what: &str) {
+        self.emit(Event::Error {
+            context: what.into(),
+            message:
+                "an ingest or comparison is already running; cancel it or wait for it to finish"
+                    .into(),
+            request_id: None,
+        });
+    }
+
+    fn run(mut self, commands: Receiver<Command>) {
+        while let Ok(cmd) = commands.recv() {
+            if let Some(j) = &self.run {
+                if !j.running() {
+                    let j = self.run.take().unwrap();
+                    let _ = j.thread.join();
+                }
+            }
+            match cmd {
+                Command::StartIngest {
+                    folder,
+                    index,
+                    settings,
+                } => {
+                    if self.run.is_some() {
+                        self.busy_error("ingest");
+                        continue;
+                    }
+                    self.run = Some(Job::spawn(
+                        "pagesight-ingest",
+                        self.events.clone(),
+                        move |control, events| {
+                            super::ingest::run_and_report(
+                                &folder, &index, &settings, &control, &events,
+                            )
+                        },
+                    ));
+                }
+                Command::AbCompare {
+                    folder,
+                    pages,
+                    a,
+                    b,
+                } => {
+                    if self.run.is_some() {
+                        self.busy_error("A/B comparison");
+                        continue;
+                    }
+                    self.run = Some(Job::spawn(
+                        "pagesight-ab",
+                        self.events.clone(),
+                        move |control, events| {
+                            super::ab::run_and_report(&folder, pages, &a, &b, &control, &events)
+                        },
+                    ));
+                }
+                Command::Pause => {
+                    if let Some(j) = &self.run {
+                        j.control.pause();
+                        self.emit(Event::Paused);
+                    }
+                }
+                Command::Resume => {
+                    if let Some(j) = &self.run {
+                        j.control.resume();
+                        self.emit(Event::Resumed);
+                    }
+                }
+                Command::Cancel => {
+                    if let Some(j) = &self.run {
+                        j.control.cancel();
+                    }
+                }
+                Command::UpdateLive(s) => {
+                    if let Some(j) = &self.run {
+                        j.control.set_live(s);
+                    }
+                }
+                Command::Search(req) => self.searcher.submit(req),
+                Command::Thumbnail {
+                    id,
+                    file,
+                    page,
+                    max_side,
+                } => self.thumbnails.submit(id, file, page, max_side),
+                Command::Stats { index } => {
+                    match crate::index::Index::open(&index).map(|i| i.stats()) {
+                        Ok(s) => self.emit(Event::Stats(super::search::stats_event(&index, s))),
+                        Err(e) => self.emit(Event::Error {
+                            context: format!("index {}", index.display()),
+                            message: format!("{e:#}"),
+                            request_id: None,
+                        }),
+                    }
+                }
+                Command::DeviceInfo => self.emit(Event::Device(super::device_info::describe(
+                    super::DeviceChoice::Auto,
+                ))),
+                Command::Shutdown => break,
+            }
+        }
+        if let Some(j) = self.run.take() {
+            j.control.cancel();
+            let _ = j.thread.join();
+        }
+    }
+}

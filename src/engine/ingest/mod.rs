@@ -1,0 +1,208 @@
+//! An ingest run: discover the folder, decide per file (skip / resume / ingest / remove), load
+//! the model, render pages in worker processes, embed them in batches and commit them to the
+//! index. Everything committed survives a cancel or a crash; a re-run picks up where it stopped.
+
+pub mod embed_step;
+pub mod plan;
+pub mod pump;
+pub mod sink;
+
+use super::colqwen::ColQwen;
+use super::control::RunControl;
+use super::event::{Event, FileReport, FileStatus, IngestSummary};
+use super::metrics::MetricsRecorder;
+use super::settings::{IngestSettings, ModelSettings};
+use super::stage::{Stage, StageClock};
+use crate::index::{Index, Provenance};
+use crate::loader::{discover, Loader, PageJobFile};
+use anyhow::{Context, Result};
+use crossbeam_channel::Sender;
+use plan::FilePlan;
+use pump::{FileTrack, Pump};
+use sink::{IndexSink, PageSink};
+use std::path::Path;
+use std::time::Instant;
+
+/// Runs an ingest and reports the end as `IngestFinished` or `Error`.
+pub fn run_and_report(
+    folder: &Path,
+    index: &Path,
+    settings: &IngestSettings,
+    control: &RunControl,
+    events: &Sender<Event>,
+) {
+    let e = match run(folder, index, settings, control, events) {
+        Ok(summary) => Event::IngestFinished(summary),
+        Err(e) => Event::Error {
+            context: format!("ingest of {}", folder.display()),
+            message: format!("{e:#}"),
+            request_id: None,
+        },
+    };
+    let _ = events.send(e);
+}
+
+/// Loads the model and says what the user must know about it (random weights, first-launch
+/// GPU kernel compilation).
+pub fn load_model(settings: &ModelSettings, events: &Sender<Event>) -> Result<ColQwen> {
+    let model =
+        ColQwen::load(settings).with_context(|| format!("loading model '{}'", settings.model))?;
+    if model.is_random() {
+        let _ = events.send(Event::Notice {
+            message: format!(
+                "model '{}' has random weights: vectors are deterministic but rankings are meaningless",
+                settings.model
+            ),
+        });
+    }
+    if !model.device().is_cpu() {
+        // The first launch of each CUDA kernel module JIT-compiles its PTX (~30 s cold).
+        let _ = events.send(Event::PreparingGpuKernels {
+            done: false,
+            secs: 0.0,
+        });
+        let t = Instant::now();
+        model.warm_up()?;
+        let _ = events.send(Event::PreparingGpuKernels {
+            done: true,
+            secs: t.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(model)
+}
+
+/// What the index records about the vectors' maker.
+pub fn provenance(model: &ColQwen, settings: &ModelSettings) -> Provenance {
+    let id = model.identity();
+    Provenance {
+        model: settings.model.clone(),
+        adapter: settings.adapter.as_ref().map(|p| p.display().to_string()),
+        // The adapter changes the vectors as much as the base weights do.
+        checkpoint_hash: match &id.adapter_hash {
+            Some(a) => format!("{}+adapter:{a}", id.checkpoint_hash),
+            None => id.checkpoint_hash,
+        },
+        quant: settings.quant.name().into(),
+        dtype: settings.dtype.name().into(),
+        max_visual_tokens: settings.max_visual_tokens,
+        query_prompt: format!("{}{{query}}{}", id.query_prefix, id.query_augmentation),
+        dim: id.embedding_dim,
+        random_weights: model.is_random(),
+    }
+}
+
+pub fn run(
+    folder: &Path,
+    index_dir: &Path,
+    settings: &IngestSettings,
+    control: &RunControl,
+    events: &Sender<Event>,
+) -> Result<IngestSummary> {
+    let emit = |e: Event| {
+        let _ = events.send(e);
+    };
+    let started = Instant::now();
+    let mut clock = StageClock::start(Stage::Discover);
+    emit(Event::IngestStarted {
+        folder: folder.to_path_buf(),
+        index: index_dir.to_path_buf(),
+        settings: settings.clone(),
+        model_note: None,
+    });
+    let discovery =
+        discover(folder).with_context(|| format!("cannot read folder {}", folder.display()))?;
+    let mut failures = Vec::new();
+    for (path, reason) in &discovery.errors {
+        let r = FileReport {
+            path: path.clone(),
+            status: FileStatus::Failed {
+                page: None,
+                reason: reason.clone(),
+            },
+        };
+        emit(Event::FileStatus(r.clone()));
+        failures.push(r);
+    }
+    let model = load_model(&settings.model, events)?;
+    let mut index = Index::open_or_create(index_dir, &provenance(&model, &settings.model))
+        .with_context(|| format!("opening index {}", index_dir.display()))?;
+    let plan = plan::plan(discovery.files, &index, settings.prune);
+    for (hash, path, why) in &plan.removals {
+        index.remove_file(hash)?;
+        tracing::info!("removing {} from the index: {why}", path.display());
+        emit(Event::FileStatus(FileReport {
+            path: path.clone(),
+            status: FileStatus::Removed,
+        }));
+    }
+    let files_removed = plan.removals.len() as u64;
+    let mut tracks = Vec::new();
+    let mut jobs = Vec::new();
+    let mut skipped = 0u64;
+    for (f, p) in plan.files {
+        match p {
+            FilePlan::Skip { pages } => {
+                skipped += 1;
+                emit(Event::FileStatus(FileReport {
+                    path: f.path.clone(),
+                    status: FileStatus::SkippedUnchanged { pages },
+                }));
+            }
+            FilePlan::Ingest { first_page } => {
+                jobs.push(PageJobFile {
+                    file_index: tracks.len(),
+                    path: f.path.clone(),
+                    first_page,
+                });
+                tracks.push(FileTrack::new(f.hash, f.path, first_page));
+            }
+        }
+    }
+    emit(Event::Discovered {
+        files: (tracks.len() as u64) + skipped,
+        new_or_changed: tracks.len() as u64,
+        unchanged: skipped,
+    });
+    let mut sink = IndexSink::new(
+        index,
+        settings.commit_every_pages,
+        settings.commit_every_secs,
+    );
+    if files_removed > 0 {
+        sink.index.commit()?;
+    }
+    let pre = model.preprocess_config();
+    let mut recorder = MetricsRecorder::new(super::gpu_monitor::GpuMonitor::open(0));
+    recorder.record_stages(&clock.take(Stage::Render));
+    let outcome = if jobs.is_empty() {
+        pump::PumpOutcome::default()
+    } else {
+        let loader = Loader::start(jobs, &settings.loader, &pre)?;
+        let mut pump = Pump {
+            model: &model,
+            pre: &pre,
+            control,
+            events,
+            live: settings.live.clone(),
+            max_pages: settings.max_pages.map(|n| n as u64),
+        };
+        let out = pump.run(&loader, &mut tracks, &mut sink, &mut recorder)?;
+        loader.cancel();
+        out
+    };
+    sink.maybe_commit(true)?;
+    failures.extend(outcome.failures);
+    let wall_secs = started.elapsed().as_secs_f64();
+    Ok(IngestSummary {
+        pages_ingested: outcome.pages,
+        files_done: outcome.files_done,
+        files_failed: failures.len() as u64,
+        files_skipped: skipped,
+        files_removed,
+        wall_secs,
+        pages_per_sec: outcome.pages as f64 / wall_secs.max(1e-9),
+        stages: recorder.total().stages,
+        cancelled: outcome.cancelled,
+        failures,
+    })
+}

@@ -1,0 +1,352 @@
+//! The batch loop shared by ingest and A/B runs: takes rendered pages from the loader, forms
+//! batches, embeds them, hands them to a sink, and reports progress, timings and metrics. Pause,
+//! cancel and live settings take effect between batches.
+
+use super::embed_step::embed_with_retry;
+use super::sink::PageSink;
+use crate::engine::colqwen::ColQwen;
+use crate::engine::control::RunControl;
+use crate::engine::event::{Event, FileReport, FileStatus, Progress};
+use crate::engine::metrics::{BatchReport, MetricsRecorder};
+use crate::engine::settings::LiveSettings;
+use crate::engine::stage::{Stage, StageClock, StageTimes};
+use crate::loader::{Loader, LoaderEvent, PreprocessConfig, RenderedPage};
+use anyhow::Result;
+use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the loop knows about one file being ingested.
+pub struct FileTrack {
+    pub hash: [u8; 32],
+    pub path: PathBuf,
+    /// First page this run renders (1-based); > 1 when resuming.
+    pub first_page: u32,
+    pub page_count: Option<u32>,
+    pub received: u32,
+    pub sunk: u32,
+    pub loader_finished: bool,
+    pub failed: bool,
+    pub completed: bool,
+}
+
+impl FileTrack {
+    pub fn new(hash: [u8; 32], path: PathBuf, first_page: u32) -> Self {
+        FileTrack {
+            hash,
+            path,
+            first_page,
+            page_count: None,
+            received: 0,
+            sunk: 0,
+            loader_finished: false,
+            failed: false,
+            completed: false,
+        }
+    }
+    fn pages_to_do(&self) -> Option<u32> {
+        self.page_count
+            .map(|n| n.saturating_sub(self.first_page - 1))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct PumpOutcome {
+    pub pages: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub failures: Vec<FileReport>,
+    pub cancelled: bool,
+    /// Time that belongs to no batch (the final commit, time paused excluded).
+    pub tail_stages: StageTimes,
+}
+
+pub struct Pump<'a> {
+    pub model: &'a ColQwen,
+    pub pre: &'a PreprocessConfig,
+    pub control: &'a RunControl,
+    pub events: &'a Sender<Event>,
+    pub live: LiveSettings,
+    pub max_pages: Option<u64>,
+}
+
+impl Pump<'_> {
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn status(&self, f: &FileTrack, status: FileStatus) {
+        self.emit(Event::FileStatus(FileReport {
+            path: f.path.clone(),
+            status,
+        }));
+    }
+
+    pub fn run(
+        &mut self,
+        loader: &Loader,
+        files: &mut [FileTrack],
+        sink: &mut dyn PageSink,
+        recorder: &mut MetricsRecorder,
+    ) -> Result<PumpOutcome> {
+        self.live.transfer.check_supported(self.model.device())?;
+        let mut out = PumpOutcome::default();
+        let mut clock = StageClock::start(Stage::Render);
+        let mut pending: Vec<RenderedPage> = Vec::new();
+        let mut loader_done = false;
+        let mut staging: Vec<f32> = Vec::new();
+        let mut batch_no = 0u64;
+        loop {
+            if self.control.is_cancelled() || self.max_pages.is_some_and(|m| out.pages >= m) {
+                out.cancelled = self.control.is_cancelled();
+                break;
+            }
+            if self.control.is_paused() {
+                // Paused time belongs to no stage: close the clock, wait, start afresh.
+                out.tail_stages.accumulate(&clock.take(Stage::Render));
+                if !self.control.wait_while_paused() {
+                    out.cancelled = true;
+                    break;
+                }
+                clock = StageClock::start(Stage::Render);
+            }
+            if let Some(l) = self.control.take_live() {
+                match l.transfer.check_supported(self.model.device()) {
+                    Ok(()) => {
+                        self.live = l.clone();
+                        self.emit(Event::LiveSettingsApplied(l));
+                    }
+                    Err(e) => self.emit(Event::Error {
+                        context: "transfer mode".into(),
+                        message: format!("{e:#}"),
+                        request_id: None,
+                    }),
+                }
+            }
+            let want = self.live.batch_size.max(1);
+            while !loader_done && pending.len() < want {
+                let ev = match loader.events().try_recv() {
+                    Ok(ev) => {
+                        clock.switch(Stage::QueueWait);
+                        ev
+                    }
+                    Err(TryRecvError::Empty) => {
+                        clock.switch(Stage::Render);
+                        match loader.events().recv_timeout(Duration::from_millis(100)) {
+                            Ok(ev) => ev,
+                            Err(RecvTimeoutError::Timeout) => {
+                                if self.control.is_cancelled() || self.control.is_paused() {
+                                    break;
+                                }
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => {
+                                loader_done = true;
+                                break;
+                            }
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        loader_done = true;
+                        break;
+                    }
+                };
+                self.on_loader_event(ev, files, sink, &mut pending, &mut out)?;
+            }
+            if pending.is_empty() {
+                if loader_done {
+                    break;
+                }
+                continue;
+            }
+            let mut take = pending.len().min(want);
+            if let Some(m) = self.max_pages {
+                take = take.min((m - out.pages) as usize);
+            }
+            let batch: Vec<RenderedPage> = pending.drain(..take).collect();
+            let (embs, copy, split) =
+                embed_with_retry(self.model, &batch, self.pre, &mut staging, &mut clock)?;
+            if split && self.live.batch_size > 1 {
+                self.live.batch_size = (self.live.batch_size / 2).max(1);
+                self.emit(Event::Notice {
+                    message: format!(
+                        "GPU out of memory: batch size lowered to {}",
+                        self.live.batch_size
+                    ),
+                });
+                self.emit(Event::LiveSettingsApplied(self.live.clone()));
+            }
+            clock.switch(Stage::Index);
+            for (p, e) in batch.iter().zip(&embs) {
+                let f = &mut files[p.file_index];
+                sink.page(&f.hash, p, e)?;
+                f.sunk += 1;
+                out.pages += 1;
+            }
+            for i in batch
+                .iter()
+                .map(|p| p.file_index)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                self.complete_if_ready(&mut files[i], sink, &mut out)?;
+                let f = &files[i];
+                if !f.completed && !f.failed {
+                    let total = f.page_count.unwrap_or(0);
+                    self.status(
+                        f,
+                        FileStatus::InProgress {
+                            pages_done: f.first_page - 1 + f.sunk,
+                            pages_total: total,
+                        },
+                    );
+                }
+            }
+            if let Some(n) = sink.maybe_commit(false)? {
+                self.emit(Event::Committed { pages_total: n });
+            }
+            let stages = clock.take(Stage::Render);
+            batch_no += 1;
+            let report = BatchReport {
+                pages: batch.len(),
+                stages,
+                h2d_bytes: copy.h2d_bytes,
+                h2d_secs: copy.h2d_secs,
+                copy_critical_secs: copy.copy_critical_secs,
+                gpu_busy_secs: None,
+            };
+            recorder.record(&report);
+            self.emit(Event::BatchTimings {
+                batch: batch_no,
+                pages: batch.len(),
+                wall_secs: stages.total(),
+                stages,
+            });
+            self.emit(Event::Progress(progress(
+                files,
+                out.pages,
+                recorder.elapsed(),
+            )));
+            if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, false) {
+                self.emit(Event::Metrics(m));
+            }
+        }
+        clock.switch(Stage::Index);
+        if let Some(n) = sink.maybe_commit(true)? {
+            self.emit(Event::Committed { pages_total: n });
+        }
+        out.tail_stages.accumulate(&clock.take(Stage::Index));
+        recorder.record_stages(&out.tail_stages);
+        if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, true) {
+            self.emit(Event::Metrics(m));
+        }
+        self.emit(Event::Progress(progress(
+            files,
+            out.pages,
+            recorder.elapsed(),
+        )));
+        Ok(out)
+    }
+
+    fn on_loader_event(
+        &self,
+        ev: LoaderEvent,
+        files: &mut [FileTrack],
+        sink: &mut dyn PageSink,
+        pending: &mut Vec<RenderedPage>,
+        out: &mut PumpOutcome,
+    ) -> Result<()> {
+        match ev {
+            LoaderEvent::FileOpened {
+                file_index,
+                page_count,
+            } => {
+                let f = &mut files[file_index];
+                f.page_count = Some(page_count);
+                sink.begin_file(&f.hash, &f.path, page_count)?;
+                self.status(
+                    f,
+                    FileStatus::InProgress {
+                        pages_done: f.first_page - 1,
+                        pages_total: page_count,
+                    },
+                );
+            }
+            LoaderEvent::Page(p) => {
+                files[p.file_index].received += 1;
+                pending.push(p);
+            }
+            LoaderEvent::FileFailed {
+                file_index,
+                page,
+                reason,
+            } => {
+                let f = &mut files[file_index];
+                if !f.failed {
+                    f.failed = true;
+                    out.files_failed += 1;
+                    let status = FileStatus::Failed { page, reason };
+                    out.failures.push(FileReport {
+                        path: f.path.clone(),
+                        status: status.clone(),
+                    });
+                    self.status(f, status);
+                }
+            }
+            LoaderEvent::FileFinished { file_index } => {
+                files[file_index].loader_finished = true;
+                self.complete_if_ready(&mut files[file_index], sink, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A file is complete once the loader finished it and every page it sent is in the sink.
+    fn complete_if_ready(
+        &self,
+        f: &mut FileTrack,
+        sink: &mut dyn PageSink,
+        out: &mut PumpOutcome,
+    ) -> Result<()> {
+        if f.completed || f.failed || !f.loader_finished || f.sunk < f.received {
+            return Ok(());
+        }
+        sink.finish_file(&f.hash)?;
+        f.completed = true;
+        out.files_done += 1;
+        self.status(
+            f,
+            FileStatus::Done {
+                pages: f.page_count.unwrap_or(f.sunk),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Pages done / total, with files whose page count is not known yet estimated at the mean of
+/// the known ones.
+fn progress(files: &[FileTrack], pages_done: u64, elapsed: f64) -> Progress {
+    let known: Vec<u32> = files.iter().filter_map(|f| f.pages_to_do()).collect();
+    let unknown = files.len() - known.len();
+    let known_sum: u64 = known.iter().map(|&n| n as u64).sum();
+    let mean = if known.is_empty() {
+        1.0
+    } else {
+        known_sum as f64 / known.len() as f64
+    };
+    let pages_total = (known_sum as f64 + unknown as f64 * mean).round() as u64;
+    let pages_per_sec = if elapsed > 0.0 {
+        pages_done as f64 / elapsed
+    } else {
+        0.0
+    };
+    let remaining = pages_total.saturating_sub(pages_done) as f64;
+    Progress {
+        pages_done,
+        pages_total: pages_total.max(pages_done),
+        files_done: files.iter().filter(|f| f.completed || f.failed).count() as u64,
+        files_total: files.len() as u64,
+        pages_per_sec,
+        eta_secs: (pages_per_sec > 0.0).then(|| remaining / pages_per_sec),
+    }
+}

@@ -1,0 +1,76 @@
+//! Linear layers in candle's GGML k-quants (`--quant q4k`).
+
+use anyhow::{Context, Result};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Tensor};
+
+/// `y = x · Wᵀ + b` with `W` in a GGML block format.
+#[derive(Clone, Debug)]
+pub struct KQuantLinear {
+    matmul: QMatMul,
+    bias: Option<Tensor>,
+    format: GgmlDType,
+    shape: (usize, usize),
+    weight_bytes: usize,
+}
+
+/// The GGML format for a layer of `in_features`: Q4K needs rows that are whole 256-value
+/// super-blocks; Q4_0 (32-value blocks, 4.5 bits) serves rows that are not; `None` keeps the
+/// layer dense (rows not a multiple of 32).
+pub fn kquant_format(in_features: usize) -> Option<GgmlDType> {
+    if in_features % GgmlDType::Q4K.block_size() == 0 {
+        Some(GgmlDType::Q4K)
+    } else if in_features % GgmlDType::Q4_0.block_size() == 0 {
+        Some(GgmlDType::Q4_0)
+    } else {
+        None
+    }
+}
+
+impl KQuantLinear {
+    /// Quantises `weight` `[out, in]` to `format`.
+    pub fn new(weight: &Tensor, bias: Option<Tensor>, format: GgmlDType) -> Result<Self> {
+        let shape = weight.dims2()?;
+        let q = QTensor::quantize(weight, format).with_context(|| {
+            format!("quantising a {}×{} weight to {format:?}", shape.0, shape.1)
+        })?;
+        let weight_bytes = q.storage_size_in_bytes();
+        let matmul = QMatMul::from_qtensor(q)?;
+        Ok(KQuantLinear {
+            matmul,
+            bias,
+            format,
+            shape,
+            weight_bytes,
+        })
+    }
+
+    pub fn format(&self) -> GgmlDType {
+        self.format
+    }
+    pub fn shape(&self) -> (usize, usize) {
+        self.shape
+    }
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+    /// Bytes of the quantised weight (bias excluded).
+    pub fn quantized_bytes(&self) -> usize {
+        self.weight_bytes
+    }
+}
+
+impl Module for KQuantLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // candle's quantised matmul takes f32 activations on every backend.
+        let dtype = x.dtype();
+        let y = self
+            .matmul
+            .forward(&x.to_dtype(DType::F32)?.contiguous()?)?
+            .to_dtype(dtype)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(dtype)?),
+            None => Ok(y),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! A linear layer whose weight is NF4.
+//!
+//! Forward picks by the number of input rows: a few rows (a query) multiply straight from the
+//! 4-bit codes ([`super::gemv`], CPU); more rows (a page batch) dequantise the weight into the
+//! model's one shared scratch buffer and run the ordinary GEMM on it.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use candle_core::{DType, Module, Tensor};
+
+use super::gemv::nf4_matmul_rows;
+use super::nf4::Nf4Weight;
+use super::scratch::Nf4Scratch;
+
+/// At or below this many rows the CPU multiplies from the codes directly (measured on the 2-core
+/// dev box: see the nf4 report; above it dequantise-then-GEMM wins).
+pub const DIRECT_ROWS_MAX: usize = 8;
+
+#[derive(Clone, Debug)]
+pub struct Nf4Linear {
+    weight: Arc<Nf4Weight>,
+    bias: Option<Tensor>,
+    scratch: Arc<Nf4Scratch>,
+}
+
+impl Nf4Linear {
+    /// `bias` stays in its dtype on the scratch's device.
+    pub fn new(weight: Nf4Weight, bias: Option<Tensor>, scratch: Arc<Nf4Scratch>) -> Self {
+        scratch.reserve(weight.numel());
+        Nf4Linear {
+            weight: Arc::new(weight),
+            bias,
+            scratch,
+        }
+    }
+
+    pub fn weight(&self) -> &Nf4Weight {
+        &self.weight
+    }
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The product through the shared scratch, whatever the row count.
+    pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
+        let (x2, lead) = flatten_rows(x, self.weight.shape.1)?;
+        let mut lease = self.scratch.lease();
+        let w = lease.dequantize(&self.weight, x.dtype(), x.device())?;
+        let y = x2.matmul(&w.t()?)?;
+        drop(lease);
+        self.finish(y, lead)
+    }
+
+    /// The product from the codes directly (CPU).
+    pub fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
+        let (x2, lead) = flatten_rows(x, self.weight.shape.1)?;
+        let rows = x2.dim(0)?;
+        let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let absmax = self.weight.absmax.decode();
+        let y = nf4_matmul_rows(&self.weight, &absmax, &xs, rows);
+        let y =
+            Tensor::from_vec(y, (rows, self.weight.shape.0), x.device())?.to_dtype(x.dtype())?;
+        self.finish(y, lead)
+    }
+
+    fn finish(&self, y: Tensor, mut lead: Vec<usize>) -> Result<Tensor> {
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+            None => y,
+        };
+        lead.push(self.weight.shape.0);
+        Ok(y.reshape(lead)?)
+    }
+}
+
+/// `[..., in] → ([rows, in], leading dims)`.
+fn flatten_rows(x: &Tensor, in_features: usize) -> Result<(Tensor, Vec<usize>)> {
+    let dims = x.dims();
+    let Some((&last, lead)) = dims.split_last() else {
+        anyhow::bail!("NF4 linear: input is a scalar, expected [..., {in_features}]");
+    };
+    anyhow::ensure!(
+        last == in_features,
+        "NF4 linear: input {:?} does not end in {in_features}",
+        dims
+    );
+    let rows = lead.iter().product::<usize>();
+    Ok((x.reshape((rows, in_features))?, lead.to_vec()))
+}
+
+impl Module for Nf4Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = x.elem_count() / self.weight.shape.1.max(1);
+        let r = if x.device().is_cpu() && rows <= DIRECT_ROWS_MAX {
+            self.forward_direct(x)
+        } else {
+            self.forward_dequantized(x)
+        };
+        r.map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+}

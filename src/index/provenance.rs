@@ -1,0 +1,68 @@
+//! What made an index's vectors. An index holds vectors of exactly one model configuration;
+//! `search` reloads that model for the query from `model` without being told.
+
+use super::format::{IndexError, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The `--model` string that reloads the query model (a path or a hub id).
+    pub model: String,
+    pub adapter: Option<String>,
+    /// Hash of the config and weight files: the checkpoint's identity, whatever its path.
+    pub checkpoint_hash: String,
+    pub quant: String,
+    pub dtype: String,
+    pub max_visual_tokens: usize,
+    pub query_prompt: String,
+    /// Vector width.
+    pub dim: usize,
+    /// Random-weight runs make meaningless rankings; never mixed with real vectors.
+    pub random_weights: bool,
+}
+
+impl Provenance {
+    /// One line naming everything that decides the vectors.
+    pub fn describe(&self) -> String {
+        format!(
+            "model {} (checkpoint {}{}), adapter {}, quant {}, dtype {}, max visual tokens {}, dim {}, query prompt {:?}{}",
+            self.model,
+            short(&self.checkpoint_hash),
+            if self.checkpoint_hash.len() > 12 { "…" } else { "" },
+            self.adapter.as_deref().unwrap_or("none"),
+            self.quant,
+            self.dtype,
+            self.max_visual_tokens,
+            self.dim,
+            self.query_prompt,
+            if self.random_weights { ", RANDOM WEIGHTS" } else { "" },
+        )
+    }
+
+    /// Vectors from `other` may go into an index made by `self` only if everything that shapes
+    /// them matches; the `model` string itself may differ (the same checkpoint at another path).
+    pub fn check_compatible(&self, other: &Provenance, index: &std::path::Path) -> Result<()> {
+        let same = self.checkpoint_hash == other.checkpoint_hash
+            && self.adapter == other.adapter
+            && self.quant == other.quant
+            && self.dtype == other.dtype
+            && self.max_visual_tokens == other.max_visual_tokens
+            && self.query_prompt == other.query_prompt
+            && self.dim == other.dim
+            && self.random_weights == other.random_weights;
+        if same {
+            return Ok(());
+        }
+        Err(IndexError::ModelMismatch(format!(
+            "the index at {} holds vectors from {}; this run would add vectors from {}. Vectors of \
+             different models cannot be mixed: use the index's model settings or another --index folder",
+            index.display(),
+            self.describe(),
+            other.describe()
+        )))
+    }
+}
+
+fn short(s: &str) -> &str {
+    s.get(..12).unwrap_or(s)
+}

@@ -1,0 +1,377 @@
+//! Searching one committed snapshot: exact or compressed MaxSim over every live page (all cores,
+//! bounded top-k), BM25 over text, RRF fusion, and heatmaps for result pages.
+
+use super::binary;
+use super::format::{IndexError, Result};
+use super::fusion;
+use super::manifest::FileEntry;
+use super::maxsim::{self, Isa};
+use super::provenance::Provenance;
+use super::segment::SegmentReader;
+use super::text::TextView;
+use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    Visual,
+    Text,
+    Hybrid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scorer {
+    /// f32 MaxSim over the stored f16 vectors.
+    Exact,
+    /// Hamming MaxSim over sign codes for every page, exact rerank of the best `candidates`.
+    Binary { candidates: usize },
+}
+
+impl Scorer {
+    /// The binary prefilter with the candidate count that met recall@10 ≥ 0.99 in the bench.
+    pub fn binary_default() -> Self {
+        Scorer::Binary { candidates: 200 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// `n_tokens × dim` row-major query vectors (may be empty for text mode).
+    pub vectors: Vec<f32>,
+    pub n_tokens: usize,
+    pub text: String,
+    pub mode: SearchMode,
+    pub top_k: usize,
+    /// Weight of the visual ranking in hybrid RRF, in [0, 1].
+    pub visual_weight: f32,
+    pub scorer: Scorer,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Hit {
+    pub page_id: u64,
+    /// MaxSim (visual), BM25 (text) or the RRF score (hybrid).
+    pub score: f32,
+    pub file_path: PathBuf,
+    pub file_hash: [u8; 32],
+    /// 1-based.
+    pub page: u32,
+    pub title: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PageHeatmap {
+    pub grid_h: u32,
+    pub grid_w: u32,
+    /// Per merged patch (row-major), the max similarity over query tokens.
+    pub values: Vec<f32>,
+    /// Per query token, per merged patch.
+    pub per_query_token: Vec<Vec<f32>>,
+}
+
+/// One page's stored vectors, as a scorer sees them.
+pub struct PageView<'a> {
+    pub page_id: u64,
+    pub packed: &'a [u16],
+    pub n_tokens: usize,
+}
+
+/// Seam for other scorers (a CUDA scorer keeping page tiles resident in VRAM): scores every
+/// page of a snapshot for one query. The CPU implementation is `CpuExact`.
+pub trait PageScorer: Send + Sync {
+    fn name(&self) -> String;
+    fn score_all(
+        &self,
+        q: &[f32],
+        nq: usize,
+        dim: usize,
+        pages: &[PageView<'_>],
+    ) -> Result<Vec<f32>>;
+}
+
+pub struct CpuExact(pub Isa);
+
+impl PageScorer for CpuExact {
+    fn name(&self) -> String {
+        format!("cpu-exact-{}", self.0.name())
+    }
+    fn score_all(
+        &self,
+        q: &[f32],
+        nq: usize,
+        dim: usize,
+        pages: &[PageView<'_>],
+    ) -> Result<Vec<f32>> {
+        Ok(pages
+            .par_iter()
+            .map(|p| maxsim::maxsim(self.0, q, nq, dim, p.packed, p.n_tokens))
+            .collect())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageRef {
+    pub seg: u32,
+    pub idx: u32,
+}
+
+/// Everything one commit made visible; immutable and shared.
+pub(crate) struct Snapshot {
+    pub provenance: Provenance,
+    pub generation: u64,
+    pub segments: Vec<Arc<SegmentReader>>,
+    pub pages: Vec<PageRef>,
+    pub by_id: HashMap<u64, usize>,
+    pub files: HashMap<[u8; 32], FileEntry>,
+    pub text: TextView,
+}
+
+/// A cheap, Send + Sync handle on the last commit; unaffected by later ingest.
+#[derive(Clone)]
+pub struct Searcher {
+    pub(crate) snap: Arc<Snapshot>,
+}
+
+/// Keeps the best `k` (score, id) pairs; ties broken by the smaller id so results are stable.
+fn top_k(scored: impl ParallelIterator<Item = (f32, u64)>, k: usize) -> Vec<(u64, f32)> {
+    type Heap = BinaryHeap<Reverse<(OrdF32, Reverse<u64>)>>;
+    let push = |mut h: Heap, (s, id): (f32, u64)| {
+        h.push(Reverse((OrdF32(s), Reverse(id))));
+        if h.len() > k {
+            h.pop();
+        }
+        h
+    };
+    let heap = scored.fold(Heap::new, push).reduce(Heap::new, |a, b| {
+        b.into_iter()
+            .map(|Reverse((s, Reverse(id)))| (s.0, id))
+            .fold(a, push)
+    });
+    let mut out: Vec<(u64, f32)> = heap
+        .into_iter()
+        .map(|Reverse((s, Reverse(id)))| (id, s.0))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for OrdF32 {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+impl Searcher {
+    pub fn provenance(&self) -> &Provenance {
+        &self.snap.provenance
+    }
+
+    /// Generation of the commit this searcher sees.
+    pub fn generation(&self) -> u64 {
+        self.snap.generation
+    }
+
+    pub fn num_pages(&self) -> usize {
+        self.snap.pages.len()
+    }
+
+    fn view(&self, i: usize) -> PageView<'_> {
+        let r = self.snap.pages[i];
+        let seg = &self.snap.segments[r.seg as usize];
+        let e = &seg.entries[r.idx as usize];
+        PageView {
+            page_id: e.page_id,
+            packed: seg.packed(r.idx as usize),
+            n_tokens: e.n_tokens as usize,
+        }
+    }
+
+    fn check_query(&self, q: &Query) -> Result<usize> {
+        let dim = self.snap.provenance.dim;
+        if q.mode != SearchMode::Text && (q.n_tokens == 0 || q.vectors.len() != q.n_tokens * dim) {
+            return Err(IndexError::Invalid(format!(
+                "query has {} values for {} tokens; this index needs {}-d vectors",
+                q.vectors.len(),
+                q.n_tokens,
+                dim
+            )));
+        }
+        if q.vectors.iter().any(|x| !x.is_finite()) {
+            return Err(IndexError::Invalid(
+                "query vectors contain NaN or infinity".into(),
+            ));
+        }
+        Ok(dim)
+    }
+
+    /// Visual ranking: (page id, MaxSim), best first, at most `k`.
+    pub fn visual(&self, q: &Query, k: usize) -> Result<Vec<(u64, f32)>> {
+        self.visual_with(q, k, &CpuExact(maxsim::detected_isa()))
+    }
+
+    /// Visual ranking with an explicit exact scorer (benchmarks, a GPU scorer).
+    pub fn visual_with(
+        &self,
+        q: &Query,
+        k: usize,
+        exact: &dyn PageScorer,
+    ) -> Result<Vec<(u64, f32)>> {
+        let dim = self.check_query(q)?;
+        let n = self.snap.pages.len();
+        match q.scorer {
+            Scorer::Exact => {
+                let views: Vec<PageView<'_>> = (0..n).map(|i| self.view(i)).collect();
+                let scores = exact.score_all(&q.vectors, q.n_tokens, dim, &views)?;
+                Ok(top_k(
+                    scores
+                        .into_par_iter()
+                        .zip(views.par_iter().map(|v| v.page_id)),
+                    k,
+                ))
+            }
+            Scorer::Binary { candidates } => {
+                let qw = binary::query_words(&q.vectors, q.n_tokens, dim);
+                let coarse = top_k(
+                    (0..n).into_par_iter().map(|i| {
+                        let r = self.snap.pages[i];
+                        let seg = &self.snap.segments[r.seg as usize];
+                        let e = &seg.entries[r.idx as usize];
+                        let s = binary::hamming_maxsim(
+                            &qw,
+                            q.n_tokens,
+                            dim,
+                            seg.codes(r.idx as usize),
+                            e.n_tokens as usize,
+                        );
+                        (s, i as u64)
+                    }),
+                    candidates.max(k),
+                );
+                let views: Vec<PageView<'_>> =
+                    coarse.iter().map(|&(i, _)| self.view(i as usize)).collect();
+                let scores = exact.score_all(&q.vectors, q.n_tokens, dim, &views)?;
+                Ok(top_k(
+                    scores
+                        .into_par_iter()
+                        .zip(views.par_iter().map(|v| v.page_id)),
+                    k,
+                ))
+            }
+        }
+    }
+
+    /// BM25 ranking over the live pages of this snapshot.
+    pub fn text(&self, query: &str, k: usize) -> Result<Vec<(u64, f32)>> {
+        // Over-fetch: the text index may still hold pages this snapshot has tombstoned.
+        let mut hits = self.snap.text.search(query, k + 64)?;
+        hits.retain(|(id, _)| self.snap.by_id.contains_key(id));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    pub fn search(&self, q: &Query) -> Result<Vec<Hit>> {
+        let k = q.top_k.max(1);
+        let ranked = match q.mode {
+            SearchMode::Visual => self.visual(q, k)?,
+            SearchMode::Text => self.text(&q.text, k)?,
+            SearchMode::Hybrid => {
+                let depth = k.max(100);
+                let v: Vec<u64> = self.visual(q, depth)?.into_iter().map(|x| x.0).collect();
+                let t: Vec<u64> = self
+                    .text(&q.text, depth)?
+                    .into_iter()
+                    .map(|x| x.0)
+                    .collect();
+                let mut f = fusion::rrf(&v, &t, q.visual_weight);
+                f.truncate(k);
+                f
+            }
+        };
+        ranked
+            .into_iter()
+            .map(|(id, score)| self.hit(id, score))
+            .collect()
+    }
+
+    fn entry(&self, page_id: u64) -> Result<(&SegmentReader, usize)> {
+        let i = *self.snap.by_id.get(&page_id).ok_or_else(|| {
+            IndexError::Invalid(format!("page id {page_id} is not in this index snapshot"))
+        })?;
+        let r = self.snap.pages[i];
+        Ok((&self.snap.segments[r.seg as usize], r.idx as usize))
+    }
+
+    fn hit(&self, page_id: u64, score: f32) -> Result<Hit> {
+        let (seg, i) = self.entry(page_id)?;
+        let e = &seg.entries[i];
+        let file = self.snap.files.get(&e.file_hash);
+        Ok(Hit {
+            page_id,
+            score,
+            file_path: file.map(|f| PathBuf::from(&f.path)).unwrap_or_default(),
+            file_hash: e.file_hash,
+            page: e.page_no,
+            title: file.and_then(|f| f.title.clone()),
+        })
+    }
+
+    /// The stored text of a page.
+    pub fn page_text(&self, page_id: u64) -> Result<String> {
+        let (seg, i) = self.entry(page_id)?;
+        Ok(seg.meta(i)?.text)
+    }
+
+    /// Per merged patch, the similarity of the vector that covers it (max over query tokens,
+    /// and per query token). Pooled vectors map back through their patch members.
+    pub fn heatmap(&self, page_id: u64, q: &[f32], nq: usize) -> Result<PageHeatmap> {
+        let dim = self.snap.provenance.dim;
+        if nq == 0 || q.len() != nq * dim {
+            return Err(IndexError::Invalid(format!(
+                "heatmap query needs {nq}×{dim} values, got {}",
+                q.len()
+            )));
+        }
+        let (seg, i) = self.entry(page_id)?;
+        let e = &seg.entries[i];
+        let meta = seg.meta(i)?;
+        let (gh, gw) = e.grid;
+        let n_patches = gh as usize * gw as usize;
+        let sims = maxsim::token_sims(q, nq, dim, seg.packed(i), e.n_tokens as usize);
+        let rows = e.image_rows.start as usize..e.image_rows.end as usize;
+        let mut per_q = vec![vec![f32::NAN; n_patches]; nq];
+        for (v, row) in rows.enumerate() {
+            let patches: Vec<u32> = if meta.members.is_empty() {
+                vec![v as u32]
+            } else {
+                meta.members.get(v).cloned().unwrap_or_default()
+            };
+            for p in patches.into_iter().filter(|&p| (p as usize) < n_patches) {
+                for (qi, out) in per_q.iter_mut().enumerate() {
+                    out[p as usize] = sims[qi * e.n_tokens as usize + row];
+                }
+            }
+        }
+        let values = (0..n_patches)
+            .map(|p| per_q.iter().map(|r| r[p]).fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        Ok(PageHeatmap {
+            grid_h: gh,
+            grid_w: gw,
+            values,
+            per_query_token: per_q,
+        })
+    }
+}

@@ -1,0 +1,746 @@
+//! `Index`: one folder, opened for reading or writing. Ingest buffers pages in memory; `commit`
+//! writes them as one new segment, commits tantivy with our next generation as its payload, then
+//! swaps the manifest. The manifest is the truth: a segment it does not list is an orphan
+//! (removed on the next writable open); a tantivy state it did not record is rebuilt.
+
+use super::format::{self, corrupt, hex, io_err, IndexError, Result, SEGMENTS_DIR, TEXT_DIR};
+use super::manifest::{segment_file_name, FileEntry, Manifest, SegmentEntry, TextCommit};
+use super::pooling;
+use super::provenance::Provenance;
+use super::search::{PageRef, Searcher, Snapshot};
+use super::segment::{write_segment, PageData, PageMeta, SegmentReader};
+use super::text::{disk_commit, TextDoc, TextStore};
+use super::vectors;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Ingest bookkeeping of one source file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileState {
+    pub path: PathBuf,
+    pub title: Option<String>,
+    pub page_count: u32,
+    /// Pages present (committed, or added through this handle and not yet committed).
+    pub pages_committed: u32,
+    /// The first page not yet present: where a resumed ingest starts.
+    pub first_missing_page: Option<u32>,
+    pub complete: bool,
+}
+
+/// One page to add. `vectors` is `n_tokens × dim` row-major; `image_rows` are the rows that are
+/// image-patch tokens, in the row-major order of the `merged_grid` (h, w).
+pub struct PageRecord<'a> {
+    pub file_hash: [u8; 32],
+    /// 1-based.
+    pub page: u32,
+    pub text: &'a str,
+    pub vectors: &'a [f32],
+    pub n_tokens: usize,
+    pub image_rows: Range<usize>,
+    pub merged_grid: (u32, u32),
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CommitInfo {
+    pub generation: u64,
+    pub pages_added: u64,
+    pub pages_total: u64,
+    pub segment: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Recompute every page checksum on open (all cores); off only for trusted, timed paths.
+    pub verify_data: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { verify_data: true }
+    }
+}
+
+pub struct Index {
+    pub(crate) dir: PathBuf,
+    /// Working state: the last commit plus this handle's uncommitted changes.
+    pub(crate) manifest: Manifest,
+    pub(crate) committed: Arc<Snapshot>,
+    pub(crate) text: Option<TextStore>,
+    read_only: bool,
+    pending: Vec<PageData>,
+    pool_factor: usize,
+    warnings: Vec<String>,
+}
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Index {
+    /// Opens for reading (search, stats). Never writes; a text index that does not match the
+    /// manifest is rebuilt in memory (see `warnings`).
+    pub fn open(dir: &Path) -> Result<Index> {
+        Self::open_with(dir, OpenOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, opts: OpenOptions) -> Result<Index> {
+        let manifest = load_manifest(dir)?;
+        let segments = open_segments(dir, &manifest, opts.verify_data)?;
+        let mut warnings = Vec::new();
+        let text_dir = dir.join(TEXT_DIR);
+        let matches = disk_commit(&text_dir)
+            == Some((
+                manifest.generation.to_string(),
+                manifest.text.meta_hash.clone(),
+            ));
+        let text = match matches.then(|| TextStore::open_dir(&text_dir, false)) {
+            Some(Ok(t)) => t,
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "it is not the state the last commit recorded (interrupted commit or damaged meta.json)".into(),
+                };
+                warnings.push(format!("text index rebuilt in memory: {why}"));
+                rebuild_text(TextStore::in_ram()?, &manifest, &segments)?
+            }
+        };
+        let committed = Arc::new(build_snapshot(&manifest, segments, &text, dir)?);
+        Ok(Index {
+            dir: dir.into(),
+            manifest,
+            committed,
+            text: Some(text),
+            read_only: true,
+            pending: Vec::new(),
+            pool_factor: 1,
+            warnings,
+        })
+    }
+
+    /// Opens for writing, creating the index when the folder is empty or absent. Refuses vectors
+    /// of another model. Cleans up after an interrupted commit.
+    pub fn open_or_create(dir: &Path, prov: &Provenance) -> Result<Index> {
+        if !dir.join(format::MANIFEST_FILE).exists() {
+            return Self::create(dir, prov);
+        }
+        let mut manifest = load_manifest(dir)?;
+        manifest.provenance.check_compatible(prov, dir)?;
+        let text_dir = dir.join(TEXT_DIR);
+        let mut warnings = Vec::new();
+        let on_disk = disk_commit(&text_dir);
+        let matches = on_disk
+            == Some((
+                manifest.generation.to_string(),
+                manifest.text.meta_hash.clone(),
+            ));
+        // Opening the text store for writing takes tantivy's writer lock: one writer per index.
+        // Only then is it safe to delete files no manifest lists.
+        let opened = TextStore::open_dir(&text_dir, true);
+        if let Err(IndexError::Text { message, .. }) = &opened {
+            if message.contains("LockBusy") || message.contains("lock") {
+                return Err(IndexError::Invalid(format!(
+                    "index {} is being written by another process ({message})",
+                    dir.display()
+                )));
+            }
+        }
+        remove_orphans(dir, &manifest)?;
+        let segments = open_segments(dir, &manifest, true)?;
+        let text = match opened {
+            Ok(t) if matches => t,
+            opened => {
+                let why = match &opened {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "it is not the state the last commit recorded".into(),
+                };
+                warnings.push(format!("text index rebuilt: {why}"));
+                let store = match opened {
+                    Ok(t) => t,
+                    Err(_) => {
+                        std::fs::remove_dir_all(&text_dir).map_err(io_err(&text_dir))?;
+                        TextStore::open_dir(&text_dir, true)?
+                    }
+                };
+                let mut store = rebuild_text(store, &manifest, &segments)?;
+                manifest.generation += 1;
+                manifest.text = text_commit(&mut store, manifest.generation, &text_dir, false)?;
+                manifest.store(dir)?;
+                store
+            }
+        };
+        let committed = Arc::new(build_snapshot(&manifest, segments, &text, dir)?);
+        Ok(Index {
+            dir: dir.into(),
+            manifest,
+            committed,
+            text: Some(text),
+            read_only: false,
+            pending: Vec::new(),
+            pool_factor: 1,
+            warnings,
+        })
+    }
+
+    fn create(dir: &Path, prov: &Provenance) -> Result<Index> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let ours = [SEGMENTS_DIR, TEXT_DIR, format::MANIFEST_TMP];
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let name = entry.map_err(io_err(dir))?.file_name();
+            if !ours.iter().any(|o| name == *o) {
+                return Err(IndexError::Foreign {
+                    path: dir.into(),
+                    what: format!("the folder holds {name:?} but no MANIFEST; use an empty folder for a new index"),
+                });
+            }
+        }
+        if prov.dim == 0 {
+            return Err(IndexError::Invalid("provenance dim must be > 0".into()));
+        }
+        // Leftovers of a creation that never committed.
+        for sub in [SEGMENTS_DIR, TEXT_DIR] {
+            let p = dir.join(sub);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
+            }
+        }
+        let segs = dir.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&segs).map_err(io_err(&segs))?;
+        let text = TextStore::open_dir(&dir.join(TEXT_DIR), true)?;
+        let manifest = Manifest::new(prov.clone());
+        let committed = Arc::new(build_snapshot(&manifest, Vec::new(), &text, dir)?);
+        let mut ix = Index {
+            dir: dir.into(),
+            manifest,
+            committed,
+            text: Some(text),
+            read_only: false,
+            pending: Vec::new(),
+            pool_factor: 1,
+            warnings: Vec::new(),
+        };
+        ix.commit()?;
+        Ok(ix)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.manifest.provenance
+    }
+
+    /// Things open repaired or worked around (e.g. a rebuilt text index).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Pool image vectors by this factor at ingest (1 = off).
+    pub fn set_pool_factor(&mut self, factor: usize) {
+        self.pool_factor = factor.max(1);
+    }
+
+    pub fn file_state(&self, hash: &[u8; 32]) -> Option<FileState> {
+        self.manifest.file(hash).map(to_state)
+    }
+
+    pub fn files(&self) -> Vec<([u8; 32], FileState)> {
+        self.manifest
+            .files
+            .iter()
+            .filter_map(|f| Some((format::parse_hash_hex(&f.hash)?, to_state(f))))
+            .collect()
+    }
+
+    fn writable(&mut self) -> Result<&mut TextStore> {
+        let dir = self.dir.clone();
+        match self.text.as_mut() {
+            Some(t) if !self.read_only => Ok(t),
+            _ => Err(IndexError::Invalid(format!(
+                "index {} was opened read-only",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Starts (or resumes) a file. The same hash keeps its committed pages.
+    pub fn begin_file(
+        &mut self,
+        hash: &[u8; 32],
+        path: &Path,
+        title: Option<&str>,
+        page_count: u32,
+    ) -> Result<()> {
+        self.writable()?;
+        let p = path.to_string_lossy().into_owned();
+        match self.manifest.file_mut(hash) {
+            Some(f) => {
+                if f.page_count != page_count {
+                    return Err(IndexError::Invalid(format!(
+                        "{}: {} pages now, {} when first ingested, yet the same content hash",
+                        path.display(),
+                        page_count,
+                        f.page_count
+                    )));
+                }
+                f.path = p;
+                f.title = title.map(str::to_string);
+            }
+            None => self.manifest.files.push(FileEntry {
+                hash: hex(hash),
+                path: p,
+                title: title.map(str::to_string),
+                page_count,
+                pages: Vec::new(),
+                complete: false,
+                ingested_at: now_secs(),
+            }),
+        }
+        Ok(())
+    }
+
+    pub fn add_page(&mut self, rec: PageRecord<'_>) -> Result<()> {
+        let dim = self.manifest.provenance.dim;
+        let pool = self.pool_factor;
+        let file = self
+            .manifest
+            .file(&rec.file_hash)
+            .ok_or_else(|| {
+                IndexError::Invalid(format!(
+                    "add_page for file {} before begin_file",
+                    hex(&rec.file_hash)
+                ))
+            })?
+            .clone();
+        let bad =
+            |what: String| IndexError::Invalid(format!("{} page {}: {what}", file.path, rec.page));
+        if rec.page == 0 || rec.page > file.page_count {
+            return Err(bad(format!("page number out of 1..={}", file.page_count)));
+        }
+        if file.pages.binary_search(&rec.page).is_ok() {
+            return Err(bad("already in the index".into()));
+        }
+        if rec.n_tokens == 0 || rec.vectors.len() != rec.n_tokens * dim {
+            return Err(bad(format!(
+                "{} values for {} tokens of dim {dim}",
+                rec.vectors.len(),
+                rec.n_tokens
+            )));
+        }
+        if rec.vectors.iter().any(|x| !x.is_finite()) {
+            return Err(bad("vectors contain NaN or infinity".into()));
+        }
+        let (gh, gw) = rec.merged_grid;
+        let n_img = rec.image_rows.len();
+        if rec.image_rows.start > rec.image_rows.end
+            || rec.image_rows.end > rec.n_tokens
+            || (n_img > 0 && n_img != gh as usize * gw as usize)
+        {
+            return Err(bad(format!(
+                "image rows {:?} do not fit {} tokens / a {gh}×{gw} grid",
+                rec.image_rows, rec.n_tokens
+            )));
+        }
+        let pooled = (pool > 1 && n_img > pool)
+            .then(|| pooling::pool_rows(rec.vectors, dim, rec.image_rows.clone(), pool));
+        let (vecs, n, image_rows, members) = match &pooled {
+            Some(p) => (
+                &p.vectors[..],
+                p.n_tokens,
+                p.image_rows.clone(),
+                p.members.clone(),
+            ),
+            None => (
+                rec.vectors,
+                rec.n_tokens,
+                rec.image_rows.clone(),
+                Vec::new(),
+            ),
+        };
+        let page_id = self.manifest.next_page_id;
+        let data = PageData {
+            page_id,
+            file_hash: rec.file_hash,
+            page_no: rec.page,
+            n_tokens: n as u32,
+            image_rows: image_rows.start as u32..image_rows.end as u32,
+            grid: rec.merged_grid,
+            packed: vectors::pack_blocks(vecs, n, dim),
+            codes: vectors::sign_codes(vecs, n, dim),
+            meta: PageMeta {
+                text: rec.text.to_string(),
+                members,
+            },
+        };
+        self.writable()?.add(&TextDoc {
+            page_id,
+            file_hash: &rec.file_hash,
+            path: &file.path,
+            title: file.title.as_deref(),
+            page: rec.page,
+            ingested_at: file.ingested_at,
+            text: rec.text,
+        })?;
+        self.manifest.next_page_id += 1;
+        if let Some(f) = self.manifest.file_mut(&rec.file_hash) {
+            let at = f.pages.partition_point(|&p| p < rec.page);
+            f.pages.insert(at, rec.page);
+        }
+        self.pending.push(data);
+        Ok(())
+    }
+
+    /// Marks a file done (whatever pages it has; failed pages are the engine's to report).
+    pub fn finish_file(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.writable()?;
+        let f = self.manifest.file_mut(hash).ok_or_else(|| {
+            IndexError::Invalid(format!("finish_file for unknown file {}", hex(hash)))
+        })?;
+        f.complete = true;
+        Ok(())
+    }
+
+    /// Removes a file's pages (tombstones; space comes back at `compact`).
+    pub fn remove_file(&mut self, hash: &[u8; 32]) -> Result<()> {
+        self.writable()?.delete_file(hash)?;
+        let ids: Vec<u64> = self
+            .committed
+            .segments
+            .iter()
+            .flat_map(|s| {
+                s.entries
+                    .iter()
+                    .filter(|e| &e.file_hash == hash)
+                    .map(|e| e.page_id)
+            })
+            .collect();
+        self.manifest.delete_pages(ids);
+        self.pending.retain(|p| &p.file_hash != hash);
+        let h = hex(hash);
+        self.manifest.files.retain(|f| f.hash != h);
+        Ok(())
+    }
+
+    /// Makes everything added so far durable and visible, atomically.
+    pub fn commit(&mut self) -> Result<CommitInfo> {
+        self.writable()?;
+        let mut next = self.manifest.clone();
+        let mut segments: Vec<Arc<SegmentReader>> = self.committed.segments.clone();
+        let mut seg_name = None;
+        let added = self.pending.len() as u64;
+        if !self.pending.is_empty() {
+            let id = next.next_segment_id;
+            next.next_segment_id += 1;
+            let name = segment_file_name(id);
+            let seg_dir = self.dir.join(SEGMENTS_DIR);
+            let path = seg_dir.join(&name);
+            let dim = next.provenance.dim;
+            let bytes = write_segment(
+                &path,
+                dim,
+                self.pending.len(),
+                self.pending.iter().cloned().map(Ok),
+            )?;
+            format::fsync_dir(&seg_dir)?;
+            next.segments.push(SegmentEntry {
+                id,
+                file: name.clone(),
+                pages: added,
+                bytes,
+            });
+            segments.push(Arc::new(SegmentReader::open(&path, dim, false)?));
+            seg_name = Some(name);
+        }
+        next.generation += 1;
+        let text_dir = self.dir.join(TEXT_DIR);
+        let text = self
+            .text
+            .as_mut()
+            .ok_or_else(|| IndexError::Invalid("read-only".into()))?;
+        next.text = text_commit(text, next.generation, &text_dir, false)?;
+        next.store(&self.dir)?;
+        self.manifest = next;
+        self.pending.clear();
+        let snap = build_snapshot(
+            &self.manifest,
+            segments,
+            self.text.as_ref().expect("writable"),
+            &self.dir,
+        )?;
+        self.committed = Arc::new(snap);
+        Ok(CommitInfo {
+            generation: self.manifest.generation,
+            pages_added: added,
+            pages_total: self.committed.pages.len() as u64,
+            segment: seg_name,
+        })
+    }
+
+    /// Snapshot of the last commit.
+    pub fn searcher(&self) -> Result<Searcher> {
+        Ok(Searcher {
+            snap: self.committed.clone(),
+        })
+    }
+
+    /// Pages added through this handle and not yet committed.
+    pub fn pending_pages(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Rewrites all live pages into one segment, dropping tombstoned ones, and merges the text
+    /// index. Commits first so nothing pending is lost.
+    pub fn compact(&mut self) -> Result<CommitInfo> {
+        self.commit()?;
+        let mut next = self.manifest.clone();
+        let old: Vec<SegmentEntry> = next.segments.clone();
+        let id = next.next_segment_id;
+        next.next_segment_id += 1;
+        let name = segment_file_name(id);
+        let seg_dir = self.dir.join(SEGMENTS_DIR);
+        let path = seg_dir.join(&name);
+        let dim = next.provenance.dim;
+        let snap = self.committed.clone();
+        let live = snap.pages.clone();
+        let iter = live
+            .iter()
+            .map(|r| snap.segments[r.seg as usize].page_data(r.idx as usize));
+        let bytes = write_segment(&path, dim, live.len(), iter)?;
+        format::fsync_dir(&seg_dir)?;
+        next.segments = vec![SegmentEntry {
+            id,
+            file: name.clone(),
+            pages: live.len() as u64,
+            bytes,
+        }];
+        next.deleted.clear();
+        next.generation += 1;
+        let text_dir = self.dir.join(TEXT_DIR);
+        let text = self.writable()?;
+        next.text = text_commit(text, next.generation, &text_dir, true)?;
+        next.store(&self.dir)?;
+        self.manifest = next;
+        let reader = Arc::new(SegmentReader::open(&path, dim, false)?);
+        let snap = build_snapshot(
+            &self.manifest,
+            vec![reader],
+            self.text.as_ref().expect("writable"),
+            &self.dir,
+        )?;
+        self.committed = Arc::new(snap);
+        for s in old {
+            let p = seg_dir.join(&s.file);
+            std::fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+        format::fsync_dir(&seg_dir)?;
+        Ok(CommitInfo {
+            generation: self.manifest.generation,
+            pages_added: 0,
+            pages_total: self.committed.pages.len() as u64,
+            segment: Some(name),
+        })
+    }
+}
+
+fn to_state(f: &FileEntry) -> FileState {
+    let first_missing = (1..=f.page_count)
+        .zip(f.pages.iter().copied().chain(std::iter::repeat(0)))
+        .find(|(want, have)| want != have)
+        .map(|(w, _)| w);
+    FileState {
+        path: PathBuf::from(&f.path),
+        title: f.title.clone(),
+        page_count: f.page_count,
+        pages_committed: f.pages.len() as u32,
+        first_missing_page: first_missing,
+        complete: f.complete,
+    }
+}
+
+pub(crate) fn load_manifest(dir: &Path) -> Result<Manifest> {
+    if !dir.join(format::MANIFEST_FILE).exists() {
+        return Err(IndexError::Invalid(format!(
+            "no pagesight index at {} (no MANIFEST); ingest into it first",
+            dir.display()
+        )));
+    }
+    Manifest::load(dir)
+}
+
+pub(crate) fn open_segments(
+    dir: &Path,
+    m: &Manifest,
+    verify_data: bool,
+) -> Result<Vec<Arc<SegmentReader>>> {
+    m.segments
+        .iter()
+        .map(|s| {
+            let path = dir.join(SEGMENTS_DIR).join(&s.file);
+            let r = SegmentReader::open(&path, m.provenance.dim, verify_data)?;
+            if r.entries.len() as u64 != s.pages || r.file_len() != s.bytes {
+                return Err(corrupt(
+                    &path,
+                    format!(
+                        "holds {} pages / {} bytes, the manifest says {} / {}",
+                        r.entries.len(),
+                        r.file_len(),
+                        s.pages,
+                        s.bytes
+                    ),
+                ));
+            }
+            Ok(Arc::new(r))
+        })
+        .collect()
+}
+
+/// Live pages of the manifest, cross-checked against its file table: every committed page of
+/// every file present exactly once, nothing else.
+pub(crate) fn build_snapshot(
+    m: &Manifest,
+    segments: Vec<Arc<SegmentReader>>,
+    text: &TextStore,
+    dir: &Path,
+) -> Result<Snapshot> {
+    let mpath = dir.join(format::MANIFEST_FILE);
+    let mut pages = Vec::new();
+    let mut by_id = HashMap::new();
+    let mut seen: HashSet<([u8; 32], u32)> = HashSet::new();
+    let files: HashMap<[u8; 32], FileEntry> = m
+        .files
+        .iter()
+        .filter_map(|f| Some((format::parse_hash_hex(&f.hash)?, f.clone())))
+        .collect();
+    for (si, seg) in segments.iter().enumerate() {
+        for (ei, e) in seg.entries.iter().enumerate() {
+            if m.is_deleted(e.page_id) {
+                continue;
+            }
+            if e.page_id >= m.next_page_id || by_id.insert(e.page_id, pages.len()).is_some() {
+                return Err(corrupt(
+                    &seg.path,
+                    format!(
+                        "page id {} is duplicated or beyond the manifest's",
+                        e.page_id
+                    ),
+                ));
+            }
+            if !seen.insert((e.file_hash, e.page_no)) {
+                return Err(corrupt(
+                    &seg.path,
+                    format!(
+                        "page {} of file {} is stored twice",
+                        e.page_no,
+                        hex(&e.file_hash)
+                    ),
+                ));
+            }
+            let listed = files
+                .get(&e.file_hash)
+                .is_some_and(|f| f.pages.binary_search(&e.page_no).is_ok());
+            if !listed {
+                return Err(corrupt(
+                    &mpath,
+                    format!(
+                        "page {} of file {} is in {} but not in the manifest",
+                        e.page_no,
+                        hex(&e.file_hash),
+                        seg.path.display()
+                    ),
+                ));
+            }
+            pages.push(PageRef {
+                seg: si as u32,
+                idx: ei as u32,
+            });
+        }
+    }
+    let listed: usize = m.files.iter().map(|f| f.pages.len()).sum();
+    if listed != pages.len() {
+        return Err(corrupt(
+            &mpath,
+            format!(
+                "lists {listed} committed pages, the segments hold {}",
+                pages.len()
+            ),
+        ));
+    }
+    Ok(Snapshot {
+        provenance: m.provenance.clone(),
+        generation: m.generation,
+        segments,
+        pages,
+        by_id,
+        files,
+        text: text.view(),
+    })
+}
+
+fn text_commit(
+    text: &mut TextStore,
+    generation: u64,
+    text_dir: &Path,
+    merge: bool,
+) -> Result<TextCommit> {
+    let opstamp = text.commit(generation, merge)?;
+    let (_, meta_hash) = disk_commit(text_dir)
+        .ok_or_else(|| corrupt(text_dir, "meta.json unreadable right after commit"))?;
+    Ok(TextCommit { opstamp, meta_hash })
+}
+
+/// Refills a text store from the segments' live pages.
+pub(crate) fn rebuild_text(
+    mut store: TextStore,
+    m: &Manifest,
+    segments: &[Arc<SegmentReader>],
+) -> Result<TextStore> {
+    store.delete_all()?;
+    let files: HashMap<&str, &FileEntry> = m.files.iter().map(|f| (f.hash.as_str(), f)).collect();
+    for seg in segments {
+        for (i, e) in seg.entries.iter().enumerate() {
+            if m.is_deleted(e.page_id) {
+                continue;
+            }
+            let h = hex(&e.file_hash);
+            let f = files
+                .get(h.as_str())
+                .ok_or_else(|| corrupt(&seg.path, format!("page of unknown file {h}")))?;
+            let meta = seg.meta(i)?;
+            store.add(&TextDoc {
+                page_id: e.page_id,
+                file_hash: &e.file_hash,
+                path: &f.path,
+                title: f.title.as_deref(),
+                page: e.page_no,
+                ingested_at: f.ingested_at,
+                text: &meta.text,
+            })?;
+        }
+    }
+    store.commit(m.generation, false)?;
+    Ok(store)
+}
+
+/// Deletes segment files no manifest refers to (written by a commit that never completed).
+fn remove_orphans(dir: &Path, m: &Manifest) -> Result<()> {
+    let seg_dir = dir.join(SEGMENTS_DIR);
+    let listed: HashSet<&str> = m.segments.iter().map(|s| s.file.as_str()).collect();
+    if let Ok(rd) = std::fs::read_dir(&seg_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !listed.contains(name.as_str()) {
+                std::fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+            }
+        }
+    }
+    let tmp = dir.join(format::MANIFEST_TMP);
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(io_err(&tmp))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Conversions between the engine's row-major f32 vectors and the stored forms: f16 packed in
+//! 16-token blocks (dimension-major inside a block) and 1-bit sign codes.
+
+use super::format::BLOCK_TOKENS;
+use super::segment::{code_bytes, n_blocks};
+use half::f16;
+
+/// Packs `n × dim` row-major f32 into f16 blocks; padding tokens are zero.
+pub fn pack_blocks(vectors: &[f32], n: usize, dim: usize) -> Vec<u16> {
+    let mut out = vec![0u16; n_blocks(n) * dim * BLOCK_TOKENS];
+    for (t, row) in vectors.chunks_exact(dim).take(n).enumerate() {
+        let base = (t / BLOCK_TOKENS) * dim * BLOCK_TOKENS + t % BLOCK_TOKENS;
+        for (d, &x) in row.iter().enumerate() {
+            out[base + d * BLOCK_TOKENS] = f16::from_f32(x).to_bits();
+        }
+    }
+    out
+}
+
+/// Token `t` of a packed page back as f32.
+pub fn unpack_token(packed: &[u16], dim: usize, t: usize) -> Vec<f32> {
+    let base = (t / BLOCK_TOKENS) * dim * BLOCK_TOKENS + t % BLOCK_TOKENS;
+    (0..dim)
+        .map(|d| f16::from_bits(packed[base + d * BLOCK_TOKENS]).to_f32())
+        .collect()
+}
+
+/// All tokens of a packed page as row-major f32.
+pub fn unpack_all(packed: &[u16], dim: usize, n: usize) -> Vec<f32> {
+    (0..n).flat_map(|t| unpack_token(packed, dim, t)).collect()
+}
+
+/// Sign bits of each row (bit set where the value is ≥ 0), `code_bytes(dim)` bytes per row.
+pub fn sign_codes(vectors: &[f32], n: usize, dim: usize) -> Vec<u8> {
+    let cb = code_bytes(dim);
+    let mut out = vec![0u8; n * cb];
+    for (t, row) in vectors.chunks_exact(dim).take(n).enumerate() {
+        for (d, &x) in row.iter().enumerate() {
+            if x >= 0.0 {
+                out[t * cb + d / 8] |= 1 << (d % 8);
+            }
+        }
+    }
+    out
+}
+
+/// Rounds every value through f16, as stored; references compare against this.
+pub fn round_f16(vectors: &[f32]) -> Vec<f32> {
+    vectors.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+}

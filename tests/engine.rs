@@ -1,0 +1,331 @@
+//! End-to-end through the engine: ingest the sample PDFs with the tiny model into a fresh index,
+//! search it, re-ingest incrementally, cancel and resume, compare two settings.
+
+use pagesight::engine::event::{FileStatus, IngestSummary};
+use pagesight::engine::stage::Stage;
+use pagesight::engine::{Command, EngineHandle, Event, IngestSettings, SearchMode, SearchRequest};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub fn samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/samples")
+}
+
+/// A copy of the sample PDFs in a temp dir the test may change.
+pub fn sample_corpus() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(samples_dir()).unwrap() {
+        let e = e.unwrap();
+        if e.path().extension().is_some_and(|x| x == "pdf") {
+            std::fs::copy(e.path(), d.path().join(e.file_name())).unwrap();
+        }
+    }
+    d
+}
+
+pub fn test_settings() -> IngestSettings {
+    let mut s = IngestSettings::with_defaults();
+    s.model.model = "random:tiny".into();
+    s.model.device = pagesight::engine::DeviceChoice::Cpu;
+    // Small pages keep the tiny model fast in debug builds.
+    s.model.max_visual_tokens = 64;
+    s.loader.workers = 2;
+    s.loader.dpi = 50.0;
+    s.loader.worker_exe = Some(env!("CARGO_BIN_EXE_pagesight").into());
+    s.live.batch_size = 2;
+    s.commit_every_pages = 2;
+    s
+}
+
+/// Sends an ingest and collects every event until it finishes.
+pub fn ingest(
+    engine: &EngineHandle,
+    folder: &Path,
+    index: &Path,
+    settings: IngestSettings,
+) -> (IngestSummary, Vec<Event>) {
+    engine.send(Command::StartIngest {
+        folder: folder.into(),
+        index: index.into(),
+        settings,
+    });
+    let mut seen = Vec::new();
+    loop {
+        let ev = engine
+            .events
+            .recv_timeout(Duration::from_secs(300))
+            .expect("ingest finishes");
+        match ev {
+            Event::IngestFinished(s) => return (s, seen),
+            Event::Error {
+                ref context,
+                ref message,
+                request_id: None,
+            } if context.starts_with("ingest") => {
+                panic!("ingest failed: {context}: {message}")
+            }
+            e => seen.push(e),
+        }
+    }
+}
+
+pub fn search(
+    engine: &EngineHandle,
+    index: &Path,
+    query: &str,
+    mode: SearchMode,
+    id: u64,
+) -> Event {
+    engine.send(Command::Search(SearchRequest {
+        id,
+        index: index.into(),
+        query: query.into(),
+        top_k: 5,
+        mode,
+        hybrid_visual_weight: 0.5,
+        with_heatmaps: true,
+    }));
+    loop {
+        match engine
+            .events
+            .recv_timeout(Duration::from_secs(120))
+            .expect("search answers")
+        {
+            e @ Event::SearchResults { id: i, .. } if i == id => return e,
+            Event::Error {
+                context,
+                message,
+                request_id: Some(i),
+            } if i == id => panic!("{context}: {message}"),
+            _ => {}
+        }
+    }
+}
+
+fn count_pages(events: &[Event]) -> u32 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::FileStatus(r) => match r.status {
+                FileStatus::Done { pages } => Some(pages),
+                _ => None,
+            },
+            _ => None,
+        })
+        .sum()
+}
+
+#[test]
+fn ingest_search_and_reingest_incrementally() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let (s, events) = ingest(&engine, corpus.path(), index.path(), test_settings());
+    let n_files = std::fs::read_dir(corpus.path()).unwrap().count() as u64;
+    assert_eq!(s.files_done, n_files, "{s:?}");
+    assert_eq!(s.files_failed, 0, "{s:?}");
+    assert!(s.pages_ingested >= n_files);
+    assert_eq!(count_pages(&events) as u64, s.pages_ingested);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Notice { message } if message.contains("meaningless"))));
+
+    // Every batch's stages add up to its wall time.
+    let mut batches = 0;
+    for e in &events {
+        if let Event::BatchTimings {
+            stages, wall_secs, ..
+        } = e
+        {
+            batches += 1;
+            assert!((stages.total() - wall_secs).abs() < 1e-9);
+            assert!(stages.get(Stage::Vision) > 0.0 && stages.get(Stage::Lm) > 0.0);
+        }
+    }
+    assert!(batches > 0);
+
+    // Visual search returns ranked pages with heatmaps on the merged-patch grid.
+    match search(
+        &engine,
+        index.path(),
+        "a chart of results",
+        SearchMode::Visual,
+        1,
+    ) {
+        Event::SearchResults { hits, note, .. } => {
+            assert_eq!(hits.len(), (s.pages_ingested as usize).min(5));
+            assert!(note.unwrap().contains("random"));
+            for w in hits.windows(2) {
+                assert!(w[0].score >= w[1].score);
+            }
+            let h = hits[0].heatmap.as_ref().expect("heatmap");
+            assert_eq!(h.values.len(), (h.grid_h * h.grid_w) as usize);
+            assert!(h.values.iter().all(|v| v.is_finite()));
+        }
+        _ => unreachable!(),
+    }
+
+    // Second run over the same folder: everything skipped as unchanged.
+    let (s2, _) = ingest(&engine, corpus.path(), index.path(), test_settings());
+    assert_eq!(s2.pages_ingested, 0);
+    assert_eq!(s2.files_skipped, n_files);
+
+    // A vanished file disappears with --prune; the rest stays.
+    let victim = std::fs::read_dir(corpus.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&victim).unwrap();
+    let mut prune = test_settings();
+    prune.prune = true;
+    let (s3, ev3) = ingest(&engine, corpus.path(), index.path(), prune);
+    assert_eq!(s3.files_removed, 1);
+    assert!(ev3.iter().any(
+        |e| matches!(e, Event::FileStatus(r) if r.path == victim && r.status == FileStatus::Removed)
+    ));
+    match search(&engine, index.path(), "results", SearchMode::Visual, 2) {
+        Event::SearchResults { hits, .. } => assert!(hits.iter().all(|h| h.file != victim)),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn broken_pdf_fails_with_reason_and_others_are_ingested() {
+    let corpus = sample_corpus();
+    std::fs::write(
+        corpus.path().join("not-a-pdf.pdf"),
+        b"<html>this is not a PDF</html>",
+    )
+    .unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let (s, _) = ingest(&engine, corpus.path(), index.path(), test_settings());
+    assert_eq!(s.files_failed, 1, "{s:?}");
+    let f = &s.failures[0];
+    assert!(f.path.ends_with("not-a-pdf.pdf"));
+    match &f.status {
+        FileStatus::Failed { reason, .. } => assert!(!reason.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.files_done >= 1);
+}
+
+#[test]
+fn gpu_transfer_modes_are_refused_on_cpu_with_the_reason() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let mut s = test_settings();
+    s.live.transfer = pagesight::engine::TransferMode::Async;
+    engine.send(Command::StartIngest {
+        folder: corpus.path().into(),
+        index: index.path().into(),
+        settings: s,
+    });
+    loop {
+        match engine
+            .events
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap()
+        {
+            Event::Error { message, .. } => {
+                assert!(message.contains("needs a CUDA device"), "{message}");
+                break;
+            }
+            Event::IngestFinished(s) => panic!("async on CPU must be refused, got {s:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn cancel_keeps_what_is_committed_and_a_rerun_completes() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let mut s = test_settings();
+    s.live.batch_size = 1;
+    s.commit_every_pages = 1;
+    engine.send(Command::StartIngest {
+        folder: corpus.path().into(),
+        index: index.path().into(),
+        settings: s,
+    });
+    // Cancel right after the first commit.
+    let summary = loop {
+        match engine
+            .events
+            .recv_timeout(Duration::from_secs(300))
+            .unwrap()
+        {
+            Event::Committed { .. } => engine.send(Command::Cancel),
+            Event::IngestFinished(s) => break s,
+            Event::Error {
+                context, message, ..
+            } => panic!("{context}: {message}"),
+            _ => {}
+        }
+    };
+    assert!(summary.cancelled);
+    let first = summary.pages_ingested;
+    assert!(first >= 1);
+    let (rest, _) = ingest(&engine, corpus.path(), index.path(), test_settings());
+    // Nothing is lost or ingested twice: a fresh full run has the same page count.
+    let fresh = tempfile::tempdir().unwrap();
+    let (full, _) = ingest(&engine, corpus.path(), fresh.path(), test_settings());
+    assert_eq!(first + rest.pages_ingested, full.pages_ingested);
+    engine.send(Command::Stats {
+        index: index.path().into(),
+    });
+    loop {
+        if let Event::Stats(st) = engine.events.recv_timeout(Duration::from_secs(60)).unwrap() {
+            assert_eq!(st.pages, full.pages_ingested);
+            break;
+        }
+    }
+}
+
+#[test]
+fn ab_compare_runs_both_sides_on_the_same_pages() {
+    let corpus = sample_corpus();
+    let engine = EngineHandle::spawn();
+    let a = pagesight::engine::command::AbSide {
+        label: "batch 1".into(),
+        settings: {
+            let mut s = test_settings();
+            s.live.batch_size = 1;
+            s
+        },
+    };
+    let b = pagesight::engine::command::AbSide {
+        label: "batch 2".into(),
+        settings: test_settings(),
+    };
+    engine.send(Command::AbCompare {
+        folder: corpus.path().into(),
+        pages: 3,
+        a,
+        b,
+    });
+    loop {
+        match engine
+            .events
+            .recv_timeout(Duration::from_secs(300))
+            .unwrap()
+        {
+            Event::AbFinished { a, b } => {
+                assert_eq!(a.pages, 3);
+                assert_eq!(b.pages, 3);
+                assert!(a.pages_per_sec > 0.0 && b.pages_per_sec > 0.0);
+                assert!(!a.series.is_empty() && !b.series.is_empty());
+                break;
+            }
+            Event::Error {
+                context, message, ..
+            } => panic!("{context}: {message}"),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Quantised linear layers against dense ones.
+
+use candle_core::{DType, Device, Module, Tensor};
+use pagesight::engine::quant::{
+    LayerStorage, Nf4Weight, QLinear, QuantContext, QuantScope, DIRECT_ROWS_MAX,
+};
+use pagesight::engine::Quant;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+fn dense(rng: &mut StdRng, out: usize, inp: usize, dtype: DType) -> (QLinear, Tensor, Tensor) {
+    let w = Tensor::from_vec(random(rng, out * inp, 0.05), (out, inp), &Device::Cpu).unwrap();
+    let b = Tensor::from_vec(random(rng, out, 0.1), out, &Device::Cpu).unwrap();
+    let (w, b) = (w.to_dtype(dtype).unwrap(), b.to_dtype(dtype).unwrap());
+    (QLinear::dense(w.clone(), Some(b.clone())), w, b)
+}
+
+/// max |a − b| / max |b|, in f32.
+fn rel_max_err(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = b
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// ‖a − b‖ / ‖b‖ (Frobenius), in f64.
+fn rel_fro_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = b
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let num: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// What an NF4 layer must compute: bitsandbytes' dequantised weight, then an ordinary matmul.
+fn reference(w: &Tensor, b: &Tensor, x: &Tensor, ctx: &QuantContext) -> Tensor {
+    let (out, inp) = w.dims2().unwrap();
+    let q = Nf4Weight::quantize_tensor(w, ctx.nf4_blocksize, ctx.double_quant).unwrap();
+    let wd = Tensor::from_vec(q.dequantize::<f32>().unwrap(), (out, inp), &Device::Cpu)
+        .unwrap()
+        .to_dtype(x.dtype())
+        .unwrap();
+    let rows = x.elem_count() / inp;
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().unwrap() = out;
+    x.reshape((rows, inp))
+        .unwrap()
+        .matmul(&wd.t().unwrap())
+        .unwrap()
+        .broadcast_add(b)
+        .unwrap()
+        .reshape(dims)
+        .unwrap()
+}
+
+#[test]
+fn nf4_forward_equals_dequantize_then_matmul() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let ctx = QuantContext::new(&Device::Cpu);
+    // 200 inputs: blocks of 64 straddle weight rows.
+    let (layer, w, b) = dense(&mut rng, 96, 200, DType::F32);
+    let q = layer.quantize(Quant::Nf4, &ctx).unwrap();
+    assert_eq!(q.storage(), LayerStorage::Nf4);
+    for rows in [1, 3, DIRECT_ROWS_MAX, DIRECT_ROWS_MAX + 1, 40] {
+        let x =
+            Tensor::from_vec(random(&mut rng, rows * 200, 1.0), (rows, 200), &Device::Cpu).unwrap();
+        let err = rel_max_err(&q.forward(&x).unwrap(), &reference(&w, &b, &x, &ctx));
+        // Through the scratch it is the same matmul; from the codes the sums are reassociated.
+        let tol = if rows <= DIRECT_ROWS_MAX { 1e-5 } else { 1e-6 };
+        assert!(err <= tol, "rows {rows}: relative error {err} > {tol}");
+    }
+    // Leading batch dims are kept.
+    let x = Tensor::from_vec(
+        random(&mut rng, 2 * 7 * 200, 1.0),
+        (2, 7, 200),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = q.forward(&x).unwrap();
+    assert_eq!(y.dims(), &[2, 7, 96]);
+    assert!(rel_max_err(&y, &reference(&w, &b, &x, &ctx)) <= 1e-6);
+}
+
+#[test]
+fn nf4_forward_in_bf16_is_bf16_dequantise_then_matmul() {
+    let mut rng = StdRng::seed_from_u64(12);
+    let ctx = QuantContext::new(&Device::Cpu).with_double_quant(false);
+    let (layer, w, b) = dense(&mut rng, 64, 256, DType::BF16);
+    let q = layer.quantize(Quant::Nf4, &ctx).unwrap();
+    let x = Tensor::from_vec(random(&mut rng, 32 * 256, 1.0), (32, 256), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap();
+    let y = q.forward(&x).unwrap();
+    assert_eq!(y.dtype(), DType::BF16);
+    assert_eq!(rel_max_err(&y, &reference(&w, &b, &x, &ctx)), 0.0);
+}
+
+#[test]
+fn one_scratch_serves_every_layer() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let ctx = QuantContext::new(&Device::Cpu);
+    let (small, ws, bs) = dense(&mut rng, 32, 128, DType::F32);
+    let (large, wl, bl) = dense(&mut rng, 80, 192, DType::F32);
+    let small = small.quantize(Quant::Nf4, &ctx).unwrap();
+    let large = large.quantize(Quant::Nf4, &ctx).unwrap();
+    assert_eq!(
+        ctx.scratch().capacity(),
+        80 * 192,
+        "sized for the largest layer"
+    );
+    let xs = Tensor::from_vec(random(&mut rng, 20 * 128, 1.0), (20, 128), &Device::Cpu).unwrap();
+    let xl = Tensor::from_vec(random(&mut rng, 20 * 192, 1.0), (20, 192), &Device::Cpu).unwrap();
+    // Interleave: each forward must see its own weight, not the previous layer's leftovers.
+    for _ in 0..2 {
+        assert!(
+            rel_max_err(
+                &large.forward(&xl).unwrap(),
+                &reference(&wl, &bl, &xl, &ctx)
+            ) <= 1e-6
+        );
+        assert!(
+            rel_max_err(
+                &small.forward(&xs).unwrap(),
+                &reference(&ws, &bs, &xs, &ctx)
+            ) <= 1e-6
+        );
+    }
+    assert_eq!(
+        ctx.scratch().allocated_bytes(),
+        80 * 192 * 4,
+        "one f32 buffer, not one per layer"
+    );
+}
+
+#[test]
+fn q4k_forward_is_close_to_dense() {
+    let mut rng = StdRng::seed_from_u64(14);
+    let ctx = QuantContext::new(&Device::Cpu);
+    let x = Tensor::from_vec(random(&mut rng, 6 * 512, 1.0), (6, 512), &Device::Cpu).unwrap();
+    let (layer, _, _) = dense(&mut rng, 64, 512, DType::F32);
+    let want = layer.forward(&x).unwrap();
+    let q = layer
+        .clone()
+        .quantize_named("model.layers.0.mlp.up_proj", Quant::Q4k, &ctx)
+        .unwrap();
+    assert_eq!(q.storage().to_string(), "Q4K");
+    // Loose tolerance (10 % relative Frobenius error): 4-bit weights, and candle's CPU kernel also
+    // quantises the activations to 8 bits (Q8K). Measured: Q4K 5.6 %, NF4 8.9 % on these
+    // uniform random weights (NF4's code book is made for normal ones).
+    let err = rel_fro_err(&q.forward(&x).unwrap(), &want);
+    let nf4 = layer.clone().quantize(Quant::Nf4, &ctx).unwrap();
+    let nf4_err = rel_fro_err(&nf4.forward(&x).unwrap(), &want);
+    eprintln!("relative Frobenius error vs dense: Q4K {err:.4}, NF4 {nf4_err:.4}");
+    assert!(err < 0.10, "Q4K relative error {err}");
+    assert!(err > 0.0, "Q4K cannot be lossless on random weights");
+
+    // Rows that are not whole 256-blocks: Q4_0 for multiples of 32, else dense; both recorded.
+    let (l96, _, _) = dense(&mut rng, 16, 96, DType::F32);
+    let q96 = l96
+        .quantize_named("visual.blocks.0.attn.proj", Quant::Q4k, &ctx)
+        .unwrap();
+    assert_eq!(q96.storage().to_string(), "Q4_0");
+    let (l50, _, _) = dense(&mut rng, 16, 50, DType::F32);
+    let q50 = l50.quantize_named("odd", Quant::Q4k, &ctx).unwrap();
+    assert_eq!(q50.storage(), LayerStorage::Dense);
+    let notes: Vec<_> = ctx.records().into_iter().filter_map(|r| r.note).collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+}
+
+#[test]
+fn weight_bytes_are_about_half_a_byte_per_parameter() {
+    let mut rng = StdRng::seed_from_u64(15);
+    let params = 256 * 1024;
+    let (layer, _, _) = dense(&mut rng, 256, 1024, DType::BF16);
+    let bias_bytes = 256 * 2;
+    assert_eq!(layer.weight_bytes(), params * 2 + bias_bytes);
+    let double = layer
+        .clone()
+        .quantize(Quant::Nf4, &QuantContext::new(&Device::Cpu))
+        .unwrap();
+    // 0.5 B codes + 1/64 B absmax codes + 4 B per 256·64 params + offset.
+    let want = params / 2 + params / 64 + 4 * params.div_ceil(64 * 256) + 4 + bias_bytes;
+    assert_eq!(double.weight_bytes(), want);
+    let per_param = (double.weight_bytes() - bias_bytes) as f64 / params as f64;
+    assert!((0.5..0.52).contains(&per_param), "{per_param} B/param");
+    let plain = layer
+        .quantize(
+            Quant::Nf4,
+            &QuantContext::new(&Device::Cpu).with_double_quant(false),
+        )
+        .unwrap();
+    assert_eq!(
+        plain.weight_bytes(),
+        params / 2 + params / 64 * 4 + bias_bytes
+    );
+}
+
+#[test]
+fn layer_policy_keeps_projection_and_optionally_vision_dense() {
+    let mut rng = StdRng::seed_from_u64(16);
+    let ctx = QuantContext::new(&Device::Cpu).with_scope(QuantScope::LanguageModelOnly);
+    let names = [
+        "model.layers.0.self_attn.q_proj",
+        "visual.merger.mlp.0",
+        "custom_text_proj",
+    ];
+    let stored: Vec<LayerStorage> = names
+        .iter()
+        .map(|n| {
+            dense(&mut rng, 8, 64, DType::F32)
+                .0
+                .quantize_named(n, Quant::Nf4, &ctx)
+                .unwrap()
+                .storage()
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [LayerStorage::Nf4, LayerStorage::Dense, LayerStorage::Dense]
+    );
+    let all = QuantContext::new(&Device::Cpu);
+    assert_eq!(
+        all.quant_for("visual.blocks.3.mlp.down_proj", Quant::Nf4),
+        Quant::Nf4
+    );
+    assert_eq!(all.quant_for("custom_text_proj", Quant::Nf4), Quant::None);
+    let s = ctx.summary();
+    assert_eq!((s.layers, s.nf4_layers, s.dense_layers), (3, 1, 2));
+    // A quantised layer cannot be quantised again.
+    let q = dense(&mut rng, 8, 64, DType::F32)
+        .0
+        .quantize(Quant::Nf4, &all)
+        .unwrap();
+    assert!(q.quantize(Quant::Q4k, &all).is_err());
+}
