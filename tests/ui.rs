@@ -535,6 +535,7 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     );
 
     h.get_by_label("Export CSV").click();
+    frames(&mut h, 3); // one click per frame, as a user makes them
     h.get_by_label("Export JSON").click();
     let exports = dir.path().join("exports");
     let done = frames_until(&mut h, Duration::from_secs(5), |_| {
