@@ -538,12 +538,16 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     frames(&mut h, 3); // one click per frame, as a user makes them
     h.get_by_label("Export JSON").click();
     let exports = dir.path().join("exports");
-    let done = frames_until(&mut h, Duration::from_secs(5), |_| {
+    let done = frames_until(&mut h, Duration::from_secs(20), |_| {
         std::fs::read_dir(&exports)
             .map(|d| d.count() == 2)
             .unwrap_or(false)
     });
-    assert!(done, "exports not written; notices: {:?}", h.state().notices());
+    assert!(
+        done,
+        "exports not written; notices: {:?}",
+        h.state().notices()
+    );
     for e in std::fs::read_dir(&exports).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
