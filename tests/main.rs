@@ -5,3 +5,5 @@ mod index;
 mod loader;
 mod model;
 mod nf4;
+mod ui;
+mod ui_e2e;

@@ -1,29 +1,49 @@
-//! The egui desktop app. Talks to the engine only through its channels.
+//! The egui desktop app. It talks to the engine only through its channels: it sends `Command`s
+//! and drains `Event`s each frame under a time budget, so the UI thread never waits on engine work.
 
-/// Opens the desktop window (placeholder until the app issue lands).
+mod app;
+mod background;
+mod format;
+mod frame_stats;
+mod heatmap;
+mod ingest;
+mod open_pdf;
+mod performance;
+mod plots;
+pub mod runs;
+mod search;
+pub mod settings;
+mod status_bar;
+mod thumbnails;
+
+pub use app::{AppOptions, PagesightApp, Tab};
+pub use frame_stats::FrameStats;
+pub use ingest::RunState;
+
+/// Opens the desktop window with a freshly spawned engine.
 pub fn run_app() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Pagesight")
+            .with_inner_size([1280.0, 800.0])
+            .with_drag_and_drop(true),
         ..Default::default()
     };
+    let engine = crate::engine::EngineHandle::spawn();
+    let (commands, events) = (engine.commands.clone(), engine.events.clone());
     eframe::run_native(
         "Pagesight",
         options,
-        Box::new(|_cc| Ok(Box::new(Placeholder))),
+        Box::new(move |cc| {
+            let app = PagesightApp::new(cc, commands, events, AppOptions::default());
+            // The window owns the engine: closing it drops the handle, which stops the engine.
+            Ok(Box::new(app.keep_alive(engine)))
+        }),
     )
     .map_err(|e| {
         anyhow::anyhow!(
             "could not open the window: {e} (no display? use the headless subcommands, see --help)"
         )
     })
-}
-
-struct Placeholder;
-
-impl eframe::App for Placeholder {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.heading("Pagesight");
-        });
-    }
 }

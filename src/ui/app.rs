@@ -1,0 +1,786 @@
+//! The app: state, the per-frame event drain (bounded by a time budget), routing of events to the
+//! views, and turning the views' actions into engine commands.
+
+use super::background::{Background, UiMsg};
+use super::frame_stats::FrameStats;
+use super::ingest::{IngestAction, IngestView, RunState};
+use super::performance::{AbState, PerfAction, PerformanceView};
+use super::runs::RecordedRuns;
+use super::search::{ResultSet, SearchAction, SearchView};
+use super::settings::UiSettings;
+use super::status_bar::StatusInfo;
+use super::thumbnails::{ThumbKey, Thumbnails};
+use crate::engine::command::AbSide;
+use crate::engine::event::Event;
+use crate::engine::{
+    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode,
+};
+use crossbeam_channel::{Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How the app is wired beyond the engine channels; tests and `--index` style callers fill it in.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Index to use instead of the per-folder default.
+    pub index: Option<PathBuf>,
+    /// Folder to start with (instead of the remembered one).
+    pub folder: Option<PathBuf>,
+    /// What every ingest and A/B starts from before the form's choices (model, device, quantisation,
+    /// batch size, workers, transfer mode) are applied: loader details such as the render DPI and
+    /// the render-worker executable (tests: the built `pagesight` binary).
+    pub base_settings: Option<IngestSettings>,
+    /// Model settings to start with (instead of the remembered ones).
+    pub model: Option<ModelSettings>,
+    /// Where exports go.
+    pub export_dir: Option<PathBuf>,
+    /// Longest time one frame spends draining engine events; the rest waits for the next frame.
+    pub drain_budget: Duration,
+    /// Thumbnail textures kept in memory.
+    pub thumbnail_cache: usize,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            index: None,
+            folder: None,
+            base_settings: None,
+            model: None,
+            export_dir: None,
+            drain_budget: Duration::from_millis(3),
+            thumbnail_cache: 256,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Ingest,
+    Search,
+    Performance,
+}
+
+struct Notice {
+    text: String,
+    error: bool,
+}
+
+pub struct PagesightApp {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    bg_rx: Receiver<UiMsg>,
+    bg: Background,
+    options: AppOptions,
+    pub settings: UiSettings,
+    pub tab: Tab,
+    pub ingest: IngestView,
+    pub search: SearchView,
+    pub perf: PerformanceView,
+    pub status: StatusInfo,
+    thumbs: Thumbnails,
+    notices: Vec<Notice>,
+    frames: FrameStats,
+    next_id: u64,
+    applied_theme: Option<super::settings::Theme>,
+    /// Whatever must live as long as the window (the `EngineHandle`: dropping it stops the engine).
+    keep_alive: Option<Box<dyn std::any::Any>>,
+}
+
+impl PagesightApp {
+    /// `commands` and `events` are the two ends of an engine (`EngineHandle`).
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        commands: Sender<Command>,
+        events: Receiver<Event>,
+        options: AppOptions,
+    ) -> Self {
+        let mut settings = UiSettings::load(cc.storage);
+        if let Some(f) = &options.folder {
+            settings.folder = f.display().to_string();
+        }
+        if let Some(m) = &options.model {
+            settings.model = m.clone();
+        }
+        let (bg_tx, bg_rx) = crossbeam_channel::unbounded();
+        let ctx = cc.egui_ctx.clone();
+        let mut app = PagesightApp {
+            commands,
+            events,
+            bg_rx,
+            bg: Background::new(bg_tx, ctx.clone()),
+            thumbs: Thumbnails::new(ctx, options.thumbnail_cache),
+            options,
+            settings,
+            tab: Tab::Ingest,
+            ingest: IngestView::default(),
+            search: SearchView::default(),
+            perf: PerformanceView::default(),
+            status: StatusInfo::default(),
+            notices: Vec::new(),
+            frames: FrameStats::default(),
+            next_id: 1,
+            applied_theme: None,
+            keep_alive: None,
+        };
+        app.send(Command::DeviceInfo);
+        if let Some(index) = app.index_path() {
+            if index.exists() {
+                app.send(Command::Stats { index });
+            }
+        }
+        app
+    }
+
+    /// Keeps `owner` (e.g. the `EngineHandle`) alive as long as the app.
+    pub fn keep_alive(mut self, owner: impl std::any::Any) -> Self {
+        self.keep_alive = Some(Box::new(owner));
+        self
+    }
+
+    pub fn frame_stats(&self) -> &FrameStats {
+        &self.frames
+    }
+
+    pub fn frame_stats_mut(&mut self) -> &mut FrameStats {
+        &mut self.frames
+    }
+
+    /// Messages shown to the user (errors and notices), oldest first.
+    pub fn notices(&self) -> Vec<String> {
+        self.notices.iter().map(|n| n.text.clone()).collect()
+    }
+
+    /// The index for the chosen folder: the override, else the per-folder default.
+    pub fn index_path(&self) -> Option<PathBuf> {
+        if let Some(i) = &self.options.index {
+            return Some(i.clone());
+        }
+        let folder = self.settings.folder.trim();
+        (!folder.is_empty()).then(|| crate::paths::default_index_for(Path::new(folder)))
+    }
+
+    /// Sets the corpus folder as if the user had picked it.
+    pub fn set_folder(&mut self, folder: &Path) {
+        self.settings.folder = folder.display().to_string();
+    }
+
+    fn send(&mut self, cmd: Command) -> bool {
+        match self.commands.send(cmd) {
+            Ok(()) => {
+                self.status.engine_down = false;
+                true
+            }
+            Err(_) => {
+                if !self.status.engine_down {
+                    self.notify_error("engine", "the engine is not running; restart pagesight");
+                }
+                self.status.engine_down = true;
+                false
+            }
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn notify(&mut self, text: impl Into<String>) {
+        self.push_notice(Notice {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    fn notify_error(&mut self, context: &str, message: &str) {
+        self.push_notice(Notice {
+            text: format!("{context}: {message}"),
+            error: true,
+        });
+    }
+
+    fn push_notice(&mut self, n: Notice) {
+        tracing::info!(error = n.error, "{}", n.text);
+        self.notices.push(n);
+        if self.notices.len() > 50 {
+            self.notices.remove(0);
+        }
+    }
+
+    fn ingest_settings(&self) -> IngestSettings {
+        let mut s = self
+            .options
+            .base_settings
+            .clone()
+            .unwrap_or_else(IngestSettings::with_defaults);
+        s.model = self.settings.model.clone();
+        s.loader.workers = self.settings.workers.max(1);
+        // A mode remembered from a GPU machine would be refused here: use the one every device has.
+        let transfer = if self.cuda_usable() {
+            self.settings.transfer
+        } else {
+            TransferMode::Pageable
+        };
+        s.live = LiveSettings {
+            batch_size: self.settings.batch_size.max(1),
+            transfer,
+        };
+        s
+    }
+
+    fn cuda_usable(&self) -> bool {
+        super::performance::transfer_unavailable(self.status.device.as_ref()).is_none()
+    }
+
+    /// Drains engine events until the channel is empty or the budget is spent; returns whether
+    /// events were left for the next frame.
+    fn drain_events(&mut self) -> bool {
+        let start = Instant::now();
+        loop {
+            if start.elapsed() >= self.options.drain_budget {
+                return !self.events.is_empty();
+            }
+            match self.events.try_recv() {
+                Ok(ev) => self.on_event(ev),
+                Err(crossbeam_channel::TryRecvError::Empty) => return false,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    if !self.status.engine_down {
+                        self.status.engine_down = true;
+                        self.notify_error("engine", "the engine stopped; restart pagesight");
+                        self.end_pending_work("the engine stopped");
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn end_pending_work(&mut self, why: &str) {
+        if self.ingest.state.is_active() {
+            self.ingest.state = RunState::Failed(why.into());
+        }
+        if matches!(self.perf.ab, AbState::Running { .. }) {
+            self.perf.ab = AbState::Failed(why.into());
+        }
+        self.search.pending = None;
+    }
+
+    pub fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::IngestStarted {
+                index,
+                settings,
+                model_note,
+                ..
+            } => {
+                self.ingest.state = RunState::Running;
+                self.ingest.index_in_use = Some(index);
+                self.ingest.model_note = model_note.clone();
+                self.status.model =
+                    Some(model_note.unwrap_or_else(|| settings.model.model.clone()));
+                self.perf.reset_live(format!(
+                    "ingest · batch {} · {}",
+                    settings.live.batch_size, settings.live.transfer
+                ));
+            }
+            Event::Discovered {
+                files,
+                new_or_changed,
+                unchanged,
+            } => {
+                self.ingest.discovered = Some((files, new_or_changed, unchanged));
+            }
+            Event::FileStatus(report) => self.ingest.on_file(report),
+            Event::Progress(p) => self.ingest.progress = Some(p),
+            Event::BatchTimings { .. } => {}
+            Event::Metrics(m) => {
+                if m.gpu.is_some() {
+                    self.status.gpu = m.gpu.clone();
+                }
+                self.perf.on_metrics(m);
+            }
+            Event::PreparingGpuKernels { done, secs } => {
+                self.ingest.kernels = Some(if done {
+                    format!("GPU kernels ready ({secs:.1} s)")
+                } else {
+                    format!(
+                        "Preparing GPU kernels… {secs:.0} s (first launch compiles them, ~30 s)"
+                    )
+                });
+            }
+            Event::Committed { pages_total } => {
+                self.ingest.committed_pages = Some(pages_total);
+                if let Some(index) = self.ingest.index_in_use.clone() {
+                    self.send(Command::Stats { index });
+                }
+            }
+            Event::Paused => self.ingest.state = RunState::Paused,
+            Event::Resumed => self.ingest.state = RunState::Running,
+            Event::LiveSettingsApplied(l) => self.perf.applied = Some(l),
+            Event::IngestFinished(summary) => {
+                let failed = summary.files_failed;
+                self.ingest.on_finished(summary);
+                if failed > 0 {
+                    self.notify(format!(
+                        "{failed} file(s) failed; see the file list for the reasons"
+                    ));
+                }
+                if let Some(index) = self.ingest.index_in_use.clone() {
+                    self.send(Command::Stats { index });
+                }
+            }
+            Event::AbSideFinished(_) => self.perf.on_ab_side(),
+            Event::AbFinished { a, b } => self.perf.on_ab_finished(a, b),
+            Event::SearchResults {
+                id,
+                query,
+                hits,
+                elapsed_ms,
+                note,
+            } => {
+                let keys: Vec<ThumbKey> = hits
+                    .iter()
+                    .map(|h| ThumbKey {
+                        file: h.file.clone(),
+                        page: h.page,
+                        max_side: super::search::GRID_THUMB_SIDE,
+                    })
+                    .collect();
+                let ours = self.search.pending == Some(id);
+                self.search.on_results(ResultSet {
+                    id,
+                    query,
+                    hits,
+                    elapsed_ms,
+                    note,
+                });
+                if ours {
+                    for k in keys {
+                        self.request_thumbnail(k);
+                    }
+                }
+            }
+            Event::Thumbnail {
+                id,
+                width,
+                height,
+                rgba,
+                ..
+            } => self.thumbs.on_rendered(id, width, height, rgba),
+            Event::Stats(s) => self.status.index = Some(s),
+            Event::Device(d) => self.status.device = Some(d),
+            Event::Notice { message } => self.notify(message),
+            Event::Error {
+                context,
+                message,
+                request_id,
+            } => self.on_error(context, message, request_id),
+        }
+    }
+
+    fn on_error(&mut self, context: String, message: String, request_id: Option<u64>) {
+        if let Some(id) = request_id {
+            if self.thumbs.on_error(id, &message) {
+                return; // shown on the card itself
+            }
+            if self.search.on_error(id, &message) {
+                return;
+            }
+        }
+        // Errors without a request belong to the run in progress; a run that never started ends here.
+        if self.ingest.state == RunState::Starting {
+            self.ingest.state = RunState::Failed(format!("{context}: {message}"));
+        } else if matches!(self.perf.ab, AbState::Running { sides_done: 0 })
+            && !self.ingest.state.is_active()
+        {
+            self.perf.ab = AbState::Failed(format!("{context}: {message}"));
+        }
+        self.notify_error(&context, &message);
+    }
+
+    fn request_thumbnail(&mut self, key: ThumbKey) {
+        let id = self.id();
+        self.thumbs.request(&key, id, &self.commands);
+    }
+
+    fn on_ui_msg(&mut self, msg: UiMsg) {
+        match msg {
+            UiMsg::FolderPicked(Some(f)) => self.set_folder(&f),
+            UiMsg::FolderPicked(None) => self.notify(
+                "no folder chosen (if no dialog appeared, install zenity or xdg-desktop-portal, or type the path)",
+            ),
+            UiMsg::RunFilePicked(Some(p)) => {
+                self.perf.run_file = p.display().to_string();
+                self.bg.load_runs(p);
+            }
+            UiMsg::RunFilePicked(None) => {}
+            UiMsg::RunsLoaded { path, result: Ok(runs) } => {
+                self.notify(format!("loaded {} run(s) from {}", runs.len(), path.display()));
+                self.perf.add_loaded(&path, runs);
+            }
+            UiMsg::RunsLoaded { path, result: Err(e) } => self.notify_error(&path.display().to_string(), &e),
+            UiMsg::Info(text) => self.notify(text),
+            UiMsg::Failed { context, message } => self.notify_error(&context, &message),
+        }
+    }
+
+    fn start_ingest(&mut self) {
+        let folder = PathBuf::from(self.settings.folder.trim());
+        let Some(index) = self.index_path() else {
+            return;
+        };
+        let settings = self.ingest_settings();
+        self.settings.remember_folder(&folder);
+        self.ingest.begin(index.clone());
+        self.perf.reset_live("ingest".into());
+        if !self.send(Command::StartIngest {
+            folder,
+            index,
+            settings,
+        }) {
+            self.ingest.state = RunState::Failed("the engine is not running".into());
+        }
+    }
+
+    fn run_ab(&mut self) {
+        let folder = PathBuf::from(self.settings.folder.trim());
+        let cuda = self.cuda_usable();
+        let side = |form: &super::settings::AbSideForm, base: &IngestSettings| {
+            let mut s = base.clone();
+            s.live.batch_size = form.batch_size.max(1);
+            s.loader.workers = form.workers.max(1);
+            s.model.quant = form.quant;
+            if cuda {
+                s.live.transfer = form.transfer;
+            }
+            AbSide {
+                label: form.label(cuda),
+                settings: s,
+            }
+        };
+        let base = self.ingest_settings();
+        let (mut a, mut b) = (
+            side(&self.settings.ab.a, &base),
+            side(&self.settings.ab.b, &base),
+        );
+        if a.label == b.label {
+            a.label = format!("A: {}", a.label);
+            b.label = format!("B: {}", b.label);
+        }
+        self.perf.ab_started();
+        let pages = self.settings.ab.pages.max(1);
+        if !self.send(Command::AbCompare {
+            folder,
+            pages,
+            a,
+            b,
+        }) {
+            self.perf.ab = AbState::Failed("the engine is not running".into());
+        }
+    }
+
+    fn search(&mut self, query: String) {
+        let Some(index) = self.index_path() else {
+            return;
+        };
+        let id = self.id();
+        self.search.pending = Some(id);
+        self.search.error = None;
+        let req = SearchRequest {
+            id,
+            index,
+            query,
+            top_k: self.settings.top_k.max(1),
+            mode: self.settings.search_mode,
+            hybrid_visual_weight: 0.5,
+            with_heatmaps: true,
+        };
+        if !self.send(Command::Search(req)) {
+            self.search.pending = None;
+            self.search.error = Some("the engine is not running".into());
+        }
+    }
+
+    fn export_dir(&self) -> PathBuf {
+        self.options
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| crate::paths::data_dir().join("exports"))
+    }
+
+    fn export_name(&self, ext: &str) -> PathBuf {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.export_dir().join(format!("runs-{secs}.{ext}"))
+    }
+
+    fn on_perf_action(&mut self, ctx: &egui::Context, action: PerfAction) {
+        match action {
+            PerfAction::UpdateLive(l) => {
+                self.send(Command::UpdateLive(l));
+            }
+            PerfAction::RunAb => self.run_ab(),
+            PerfAction::LoadRuns(p) => self.bg.load_runs(p),
+            PerfAction::BrowseRuns => self.bg.pick_run_file(),
+            PerfAction::ExportCsv(csv) => {
+                self.bg
+                    .write_file("CSV", self.export_name("csv"), csv.into_bytes())
+            }
+            PerfAction::ExportJson(runs) => {
+                match serde_json::to_vec_pretty(&RecordedRuns::new(runs)) {
+                    Ok(bytes) => self.bg.write_file("JSON", self.export_name("json"), bytes),
+                    Err(e) => {
+                        self.notify_error("export", &format!("could not encode the runs: {e}"))
+                    }
+                }
+            }
+            PerfAction::ExportPng(rect) => {
+                let path = self.export_name("png");
+                let bg = self.bg.clone();
+                let ppp = ctx.pixels_per_point();
+                ctx.request_screenshot(move |image| {
+                    bg.spawn("export-png", move || {
+                        match save_png_crop(&image, rect, ppp, &path) {
+                            Ok(()) => UiMsg::Info(format!("plot written to {}", path.display())),
+                            Err(e) => UiMsg::Failed {
+                                context: path.display().to_string(),
+                                message: e,
+                            },
+                        }
+                    })
+                });
+            }
+        }
+    }
+
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        for p in dropped {
+            if p.is_dir() {
+                self.set_folder(&p);
+                self.tab = Tab::Ingest;
+            } else if p
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("jsonl"))
+            {
+                self.perf.run_file = p.display().to_string();
+                self.tab = Tab::Performance;
+                self.bg.load_runs(p);
+            } else {
+                self.notify(format!(
+                    "dropped {}: drop a folder of PDFs, or a run JSON",
+                    p.display()
+                ));
+            }
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("Pagesight");
+            ui.separator();
+            ui.selectable_value(&mut self.tab, Tab::Ingest, "Corpus / Ingest");
+            ui.selectable_value(&mut self.tab, Tab::Search, "Search");
+            ui.selectable_value(&mut self.tab, Tab::Performance, "Performance");
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let (next, text) = match self.settings.theme {
+                    super::settings::Theme::Dark => (super::settings::Theme::Light, "Light theme"),
+                    super::settings::Theme::Light => (super::settings::Theme::Dark, "Dark theme"),
+                };
+                if ui.button(text).clicked() {
+                    self.settings.theme = next;
+                }
+            });
+        });
+    }
+
+    fn notices_panel(&mut self, ui: &mut egui::Ui) {
+        let mut clear = false;
+        ui.horizontal(|ui| {
+            let last = self.notices.last().expect("called with notices");
+            let colour = if last.error {
+                ui.visuals().error_fg_color
+            } else {
+                ui.visuals().text_color()
+            };
+            ui.label(egui::RichText::new(&last.text).color(colour));
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui.small_button("Dismiss").clicked() {
+                    clear = true;
+                }
+                if self.notices.len() > 1 {
+                    ui.menu_button(format!("{} more", self.notices.len() - 1), |ui| {
+                        for n in self.notices.iter().rev().skip(1) {
+                            ui.label(&n.text);
+                        }
+                    });
+                }
+            });
+        });
+        if clear {
+            self.notices.clear();
+        }
+    }
+
+    fn activity(&self) -> String {
+        let mut parts = Vec::new();
+        if self.ingest.state.is_active() {
+            parts.push(match &self.ingest.progress {
+                Some(p) => format!("ingesting {}/{}", p.pages_done, p.pages_total),
+                None => "ingest starting".into(),
+            });
+        }
+        if let AbState::Running { sides_done } = self.perf.ab {
+            parts.push(format!("A/B side {} of 2", (sides_done + 1).min(2)));
+        }
+        if self.search.pending.is_some() {
+            parts.push("searching".into());
+        }
+        parts.join(" · ")
+    }
+
+    fn index_ready(&self) -> Result<(), &'static str> {
+        if self.index_path().is_none() {
+            return Err("Choose a corpus folder (Corpus / Ingest) to search its index.");
+        }
+        Ok(())
+    }
+}
+
+/// Crops the screenshot to `rect` (points) and writes it as PNG.
+fn save_png_crop(
+    image: &egui::ColorImage,
+    rect: egui::Rect,
+    ppp: f32,
+    path: &Path,
+) -> Result<(), String> {
+    let [w, h] = image.size;
+    let x0 = ((rect.min.x * ppp).floor().max(0.0) as usize).min(w);
+    let y0 = ((rect.min.y * ppp).floor().max(0.0) as usize).min(h);
+    let x1 = ((rect.max.x * ppp).ceil().max(0.0) as usize).min(w);
+    let y1 = ((rect.max.y * ppp).ceil().max(0.0) as usize).min(h);
+    if x1 <= x0 || y1 <= y0 {
+        return Err("the plot is not on screen; scroll it into view and export again".into());
+    }
+    let mut out = image::RgbaImage::new((x1 - x0) as u32, (y1 - y0) as u32);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let c = image.pixels[y * w + x].to_srgba_unmultiplied();
+            out.put_pixel((x - x0) as u32, (y - y0) as u32, image::Rgba(c));
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+    }
+    out.save(path)
+        .map_err(|e| format!("could not write the PNG: {e}"))
+}
+
+impl eframe::App for PagesightApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let start = Instant::now();
+        let ctx = ui.ctx().clone();
+        if self.applied_theme != Some(self.settings.theme) {
+            ctx.set_theme(self.settings.theme.egui());
+            self.applied_theme = Some(self.settings.theme);
+        }
+        let more_events = self.drain_events();
+        for msg in self.bg_rx.try_iter().collect::<Vec<_>>() {
+            self.on_ui_msg(msg);
+        }
+        self.thumbs.poll();
+        self.handle_dropped_files(&ctx);
+        self.status.activity = self.activity();
+
+        egui::Panel::top("top-bar").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("status-bar").show(ui, |ui| self.status.show(ui));
+        if !self.notices.is_empty() {
+            egui::Panel::bottom("notices").show(ui, |ui| self.notices_panel(ui));
+        }
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Ingest => {
+                let hint = self
+                    .index_path()
+                    .map_or("(chosen from the folder)".into(), |p| {
+                        p.display().to_string()
+                    });
+                for a in self.ingest.show(ui, &mut self.settings, &hint) {
+                    match a {
+                        IngestAction::Start => self.start_ingest(),
+                        IngestAction::Pause => {
+                            self.send(Command::Pause);
+                        }
+                        IngestAction::Resume => {
+                            self.send(Command::Resume);
+                        }
+                        IngestAction::Cancel => {
+                            self.send(Command::Cancel);
+                        }
+                        IngestAction::Browse => self.bg.pick_folder(),
+                    }
+                }
+            }
+            Tab::Search => {
+                let ready = self.index_ready();
+                for a in self
+                    .search
+                    .show(ui, &mut self.settings, &mut self.thumbs, ready)
+                {
+                    match a {
+                        SearchAction::Search(q) => self.search(q),
+                        SearchAction::Thumbnail(k) => self.request_thumbnail(k),
+                        SearchAction::OpenPdf(file, page) => self.bg.spawn("open-pdf", move || {
+                            match super::open_pdf::open_at_page(&file, page) {
+                                Ok(m) => UiMsg::Info(m),
+                                Err(e) => UiMsg::Failed {
+                                    context: file.display().to_string(),
+                                    message: e,
+                                },
+                            }
+                        }),
+                    }
+                }
+            }
+            Tab::Performance => {
+                let running = self.ingest.state.is_active();
+                let device = self.status.device.clone();
+                for a in self.perf.show(
+                    ui,
+                    &mut self.settings,
+                    device.as_ref(),
+                    running,
+                    &self.frames,
+                ) {
+                    self.on_perf_action(&ctx, a);
+                }
+            }
+        });
+
+        // Events left over (budget spent) are drained next frame right away; while work runs the
+        // engine's events wake us through the poll below, so an idle window costs nothing.
+        if more_events {
+            ctx.request_repaint();
+        } else if self.ingest.state.is_active()
+            || matches!(self.perf.ab, AbState::Running { .. })
+            || self.search.pending.is_some()
+        {
+            ctx.request_repaint_after(Duration::from_millis(50));
+        } else {
+            ctx.request_repaint_after(Duration::from_millis(500));
+        }
+        self.frames.record(start.elapsed());
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.settings.store(storage);
+    }
+}

@@ -1,0 +1,347 @@
+//! The Corpus / Ingest view: folder, model and loader choices, start / pause / cancel, progress and
+//! the live list of files with their status.
+
+use super::format;
+use super::settings::UiSettings;
+use crate::engine::event::{FileReport, FileStatus, IngestSummary, Progress};
+use crate::engine::{DType, DeviceChoice, Quant};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunState {
+    Idle,
+    /// `StartIngest` sent, `IngestStarted` not seen yet.
+    Starting,
+    Running,
+    Paused,
+    Finished(IngestSummary),
+    /// The run could not start or stopped with an error.
+    Failed(String),
+}
+
+impl RunState {
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            RunState::Starting | RunState::Running | RunState::Paused
+        )
+    }
+}
+
+pub enum IngestAction {
+    Start,
+    Pause,
+    Resume,
+    Cancel,
+    Browse,
+}
+
+pub struct IngestView {
+    pub state: RunState,
+    pub progress: Option<Progress>,
+    pub discovered: Option<(u64, u64, u64)>,
+    files: Vec<FileReport>,
+    row_of: HashMap<PathBuf, usize>,
+    pub model_note: Option<String>,
+    pub kernels: Option<String>,
+    pub committed_pages: Option<u64>,
+    pub index_in_use: Option<PathBuf>,
+}
+
+impl Default for IngestView {
+    fn default() -> Self {
+        IngestView {
+            state: RunState::Idle,
+            progress: None,
+            discovered: None,
+            files: Vec::new(),
+            row_of: HashMap::new(),
+            model_note: None,
+            kernels: None,
+            committed_pages: None,
+            index_in_use: None,
+        }
+    }
+}
+
+impl IngestView {
+    /// Clears what the previous run showed; called when a new run is asked for.
+    pub fn begin(&mut self, index: PathBuf) {
+        *self = IngestView {
+            state: RunState::Starting,
+            index_in_use: Some(index),
+            ..Default::default()
+        };
+    }
+
+    pub fn on_file(&mut self, report: FileReport) {
+        match self.row_of.get(&report.path) {
+            Some(&i) => self.files[i] = report,
+            None => {
+                self.row_of.insert(report.path.clone(), self.files.len());
+                self.files.push(report);
+            }
+        }
+    }
+
+    pub fn files(&self) -> &[FileReport] {
+        &self.files
+    }
+
+    pub fn on_finished(&mut self, summary: IngestSummary) {
+        for f in &summary.failures {
+            self.on_file(f.clone());
+        }
+        self.state = RunState::Finished(summary);
+    }
+
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        settings: &mut UiSettings,
+        index_hint: &str,
+    ) -> Vec<IngestAction> {
+        let mut actions = Vec::new();
+        let active = self.state.is_active();
+        ui.heading("Corpus");
+        egui::Grid::new("ingest-form")
+            .num_columns(2)
+            .spacing([12.0, 6.0])
+            .show(ui, |ui| {
+                let label = ui.label("Folder");
+                ui.horizontal(|ui| {
+                    let edit = egui::TextEdit::singleline(&mut settings.folder)
+                        .hint_text("folder with your PDFs (or drop it on the window)")
+                        .desired_width(420.0);
+                    ui.add_enabled(!active, edit).labelled_by(label.id);
+                    if ui
+                        .add_enabled(!active, egui::Button::new("Browse…"))
+                        .clicked()
+                    {
+                        actions.push(IngestAction::Browse);
+                    }
+                    let recent = settings.recent_folders.clone();
+                    ui.add_enabled_ui(!active && !recent.is_empty(), |ui| {
+                        ui.menu_button("Recent", |ui| {
+                            for f in recent {
+                                if ui.button(f.display().to_string()).clicked() {
+                                    settings.folder = f.display().to_string();
+                                    ui.close();
+                                }
+                            }
+                        });
+                    });
+                });
+                ui.end_row();
+
+                ui.label("Index");
+                ui.label(egui::RichText::new(index_hint).monospace().small());
+                ui.end_row();
+
+                let label = ui.label("Model");
+                ui.add_enabled(
+                    !active,
+                    egui::TextEdit::singleline(&mut settings.model.model)
+                        .hint_text("snapshot dir, hub id, random:tiny or random:3b")
+                        .desired_width(420.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+
+                ui.label("Device");
+                ui.add_enabled_ui(!active, |ui| {
+                    ui.horizontal(|ui| {
+                        for d in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda(0)] {
+                            ui.selectable_value(&mut settings.model.device, d, d.to_string());
+                        }
+                    });
+                });
+                ui.end_row();
+
+                ui.label("Quantisation");
+                ui.add_enabled_ui(!active, |ui| {
+                    ui.horizontal(|ui| {
+                        for q in [Quant::None, Quant::Nf4, Quant::Q4k] {
+                            ui.selectable_value(&mut settings.model.quant, q, q.name());
+                        }
+                        ui.separator();
+                        for d in [DType::F32, DType::Bf16, DType::F16] {
+                            ui.selectable_value(&mut settings.model.dtype, d, d.name());
+                        }
+                    });
+                });
+                ui.end_row();
+
+                ui.label("Batch / workers");
+                ui.add_enabled_ui(!active, |ui| {
+                    ui.horizontal(|ui| {
+                        ui.add(
+                            egui::DragValue::new(&mut settings.batch_size)
+                                .range(1..=256)
+                                .prefix("batch "),
+                        );
+                        ui.add(
+                            egui::DragValue::new(&mut settings.workers)
+                                .range(1..=64)
+                                .prefix("workers "),
+                        );
+                        ui.add(
+                            egui::DragValue::new(&mut settings.model.max_visual_tokens)
+                                .range(64..=4096)
+                                .prefix("max visual tokens "),
+                        );
+                    });
+                });
+                ui.end_row();
+            });
+
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            let can_start = !active && !settings.folder.trim().is_empty();
+            if ui
+                .add_enabled(can_start, egui::Button::new("Start ingest"))
+                .clicked()
+            {
+                actions.push(IngestAction::Start);
+            }
+            match self.state {
+                RunState::Paused => {
+                    if ui.button("Resume").clicked() {
+                        actions.push(IngestAction::Resume);
+                    }
+                }
+                _ => {
+                    if ui
+                        .add_enabled(self.state == RunState::Running, egui::Button::new("Pause"))
+                        .clicked()
+                    {
+                        actions.push(IngestAction::Pause);
+                    }
+                }
+            }
+            if ui
+                .add_enabled(active, egui::Button::new("Cancel"))
+                .clicked()
+            {
+                actions.push(IngestAction::Cancel);
+            }
+            ui.label(self.state_text());
+        });
+        if let Some(note) = &self.model_note {
+            ui.label(egui::RichText::new(note).italics());
+        }
+        if let Some(k) = &self.kernels {
+            ui.label(k);
+        }
+        self.show_progress(ui);
+        ui.separator();
+        self.show_files(ui);
+        actions
+    }
+
+    fn state_text(&self) -> String {
+        match &self.state {
+            RunState::Idle => "Idle".into(),
+            RunState::Starting => "Starting…".into(),
+            RunState::Running => "Running".into(),
+            RunState::Paused => "Paused".into(),
+            RunState::Finished(s) if s.cancelled => {
+                format!("Cancelled after {} pages", s.pages_ingested)
+            }
+            RunState::Finished(s) => format!(
+                "Done: {} pages in {} ({:.2} pages/s); {} files done, {} failed, {} unchanged",
+                s.pages_ingested,
+                format::duration(s.wall_secs),
+                s.pages_per_sec,
+                s.files_done,
+                s.files_failed,
+                s.files_skipped
+            ),
+            RunState::Failed(why) => format!("Failed: {why}"),
+        }
+    }
+
+    fn show_progress(&self, ui: &mut egui::Ui) {
+        let Some(p) = &self.progress else {
+            if let Some((files, new, unchanged)) = self.discovered {
+                ui.label(format!(
+                    "Found {files} PDFs: {new} new or changed, {unchanged} unchanged"
+                ));
+            }
+            return;
+        };
+        let frac = if p.pages_total > 0 {
+            p.pages_done as f32 / p.pages_total as f32
+        } else {
+            0.0
+        };
+        let eta = p
+            .eta_secs
+            .map(format::duration)
+            .unwrap_or_else(|| "–".into());
+        let text = format!(
+            "{}/{} pages · {}/{} files · {:.2} pages/s · ETA {eta}",
+            p.pages_done, p.pages_total, p.files_done, p.files_total, p.pages_per_sec
+        );
+        ui.add(egui::ProgressBar::new(frac.clamp(0.0, 1.0)).text(text));
+        if let Some((files, new, unchanged)) = self.discovered {
+            ui.label(format!(
+                "Found {files} PDFs: {new} new or changed, {unchanged} unchanged"
+            ));
+        }
+    }
+
+    fn show_files(&self, ui: &mut egui::Ui) {
+        ui.label(egui::RichText::new(format!("Files ({})", self.files.len())).strong());
+        let row_h = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+        // Only the visible rows are laid out, so a corpus of thousands of files costs no frame time.
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show_rows(ui, row_h, self.files.len(), |ui, rows| {
+                for f in &self.files[rows] {
+                    let (text, colour) = status_text(&f.status, ui.visuals());
+                    ui.horizontal(|ui| {
+                        ui.add_sized(
+                            [280.0, row_h],
+                            egui::Label::new(format::file_name(&f.path)).truncate(),
+                        )
+                        .on_hover_text(f.path.display().to_string());
+                        ui.label(egui::RichText::new(text).color(colour));
+                    });
+                }
+            });
+    }
+}
+
+/// A file's status in words, and its colour.
+pub fn status_text(s: &FileStatus, v: &egui::Visuals) -> (String, egui::Color32) {
+    let ok = if v.dark_mode {
+        egui::Color32::LIGHT_GREEN
+    } else {
+        egui::Color32::DARK_GREEN
+    };
+    match s {
+        FileStatus::Queued => ("queued".into(), v.weak_text_color()),
+        FileStatus::InProgress {
+            pages_done,
+            pages_total,
+        } => (
+            format!("in progress {pages_done}/{pages_total}"),
+            v.text_color(),
+        ),
+        FileStatus::Done { pages } => (format!("done ({pages} pages)"), ok),
+        FileStatus::Failed {
+            page: Some(p),
+            reason,
+        } => (format!("failed at page {p}: {reason}"), v.error_fg_color),
+        FileStatus::Failed { page: None, reason } => {
+            (format!("failed: {reason}"), v.error_fg_color)
+        }
+        FileStatus::SkippedUnchanged { pages } => (
+            format!("unchanged ({pages} pages), skipped"),
+            v.weak_text_color(),
+        ),
+        FileStatus::Removed => ("removed from the index".into(), v.weak_text_color()),
+    }
+}

@@ -1,0 +1,252 @@
+//! Plots shared by the live view and the run comparison: the same function draws one live run or an
+//! overlay of several recorded ones, so the numbers mean the same thing in both places.
+
+use super::runs::SummaryRow;
+use crate::engine::event::Metrics;
+use crate::engine::Stage;
+use egui::Color32;
+use egui_plot::{Bar, BarChart, FilledArea, Legend, Line, Plot, PlotPoints, Points};
+
+const PLOT_HEIGHT: f32 = 150.0;
+
+/// One run's series as drawn.
+pub struct SeriesRef<'a> {
+    pub label: &'a str,
+    pub series: &'a [Metrics],
+    pub colour: Color32,
+}
+
+/// Distinct colours for runs, readable on dark and light backgrounds.
+pub fn run_colour(i: usize) -> Color32 {
+    const C: [Color32; 6] = [
+        Color32::from_rgb(66, 150, 250),
+        Color32::from_rgb(240, 120, 40),
+        Color32::from_rgb(60, 180, 90),
+        Color32::from_rgb(200, 70, 180),
+        Color32::from_rgb(200, 180, 40),
+        Color32::from_rgb(120, 120, 220),
+    ];
+    C[i % C.len()]
+}
+
+pub fn stage_colour(s: Stage) -> Color32 {
+    match s {
+        Stage::Discover => Color32::from_rgb(140, 140, 140),
+        Stage::Render => Color32::from_rgb(66, 150, 250),
+        Stage::QueueWait => Color32::from_rgb(170, 200, 240),
+        Stage::Stage => Color32::from_rgb(120, 200, 200),
+        Stage::H2d => Color32::from_rgb(240, 120, 40),
+        Stage::Vision => Color32::from_rgb(60, 180, 90),
+        Stage::Lm => Color32::from_rgb(150, 110, 210),
+        Stage::D2h => Color32::from_rgb(230, 190, 60),
+        Stage::Index => Color32::from_rgb(200, 70, 110),
+    }
+}
+
+/// Pages/s, H2D GB/s, GPU utilisation and GPU memory over time, one line per run, in a 2×2 grid.
+/// A plot whose data cannot exist on this machine shows why instead of an empty frame.
+pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_reason: Option<&str>) {
+    if runs.iter().all(|r| r.series.is_empty()) {
+        let why = "no samples yet: start an ingest or an A/B run";
+        ui.columns(2, |cols| {
+            unavailable(&mut cols[0], "pages/s", why);
+            unavailable(&mut cols[1], "H2D GB/s", why);
+        });
+        ui.columns(2, |cols| {
+            unavailable(&mut cols[0], "GPU utilisation %", why);
+            unavailable(&mut cols[1], "GPU memory GiB", why);
+        });
+        return;
+    }
+    let any_gpu = runs
+        .iter()
+        .any(|r| r.series.iter().any(|m| m.gpu.is_some()));
+    let any_h2d = runs
+        .iter()
+        .any(|r| r.series.iter().any(|m| m.h2d_bytes_per_sec > 0.0));
+    let reason = gpu_reason
+        .map(str::to_owned)
+        .or_else(|| {
+            runs.iter()
+                .flat_map(|r| r.series)
+                .find_map(|m| m.gpu_unavailable.clone())
+        })
+        .unwrap_or_else(|| "no GPU samples in this run".into());
+    let link = egui::Id::unique((id, "x-link"));
+    ui.columns(2, |cols| {
+        line_plot(&mut cols[0], id, "pages/s", "pages/s", link, runs, |m| {
+            Some(m.pages_per_sec)
+        });
+        if any_h2d {
+            line_plot(&mut cols[1], id, "H2D GB/s", "GB/s", link, runs, |m| {
+                Some(m.h2d_bytes_per_sec / 1e9)
+            });
+        } else {
+            unavailable(
+                &mut cols[1],
+                "H2D GB/s",
+                &format!("no host-to-device copies: {reason}"),
+            );
+        }
+    });
+    ui.columns(2, |cols| {
+        if any_gpu {
+            line_plot(
+                &mut cols[0],
+                id,
+                "GPU utilisation %",
+                "%",
+                link,
+                runs,
+                |m| m.gpu.as_ref().map(|g| g.utilisation as f64),
+            );
+            line_plot(&mut cols[1], id, "GPU memory GiB", "GiB", link, runs, |m| {
+                m.gpu
+                    .as_ref()
+                    .map(|g| g.memory_used_bytes as f64 / (1u64 << 30) as f64)
+            });
+        } else {
+            unavailable(&mut cols[0], "GPU utilisation %", &reason);
+            unavailable(&mut cols[1], "GPU memory", &reason);
+        }
+    });
+}
+
+fn unavailable(ui: &mut egui::Ui, title: &str, why: &str) {
+    if !title.is_empty() {
+        ui.label(egui::RichText::new(title).strong());
+    }
+    let size = egui::vec2(ui.available_width(), PLOT_HEIGHT);
+    let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let stroke = ui.visuals().widgets.noninteractive.bg_stroke;
+    ui.painter()
+        .rect_stroke(rect, 4.0, stroke, egui::StrokeKind::Inside);
+    let text =
+        egui::RichText::new(format!("not available: {why}")).color(ui.visuals().weak_text_color());
+    ui.put(rect.shrink(12.0), egui::Label::new(text).wrap());
+}
+
+fn line_plot(
+    ui: &mut egui::Ui,
+    id: &str,
+    title: &str,
+    unit: &str,
+    link: egui::Id,
+    runs: &[SeriesRef<'_>],
+    value: impl Fn(&Metrics) -> Option<f64>,
+) {
+    ui.label(egui::RichText::new(title).strong());
+    Plot::new((id, title))
+        .height(PLOT_HEIGHT)
+        .legend(Legend::default())
+        .link_axis(link, [true, false])
+        .include_y(0.0)
+        .x_axis_label("s")
+        .y_axis_label(unit)
+        .allow_scroll(false)
+        .show(ui, |p| {
+            for r in runs {
+                let pts: Vec<[f64; 2]> = r
+                    .series
+                    .iter()
+                    .filter_map(|m| value(m).map(|v| [m.t, v]))
+                    .collect();
+                if pts.len() < 3 {
+                    // A line needs two points; a short run still shows its samples.
+                    p.points(
+                        Points::new(r.label, PlotPoints::new(pts.clone()))
+                            .radius(3.0)
+                            .color(r.colour),
+                    );
+                }
+                p.line(
+                    Line::new(r.label, PlotPoints::new(pts))
+                        .color(r.colour)
+                        .width(1.5),
+                );
+            }
+        });
+}
+
+/// Share of wall time per stage over time, stacked (one live run).
+pub fn stage_area(ui: &mut egui::Ui, id: &str, series: &[Metrics]) {
+    ui.label(egui::RichText::new("Where the time goes (share of wall time per interval)").strong());
+    let samples: Vec<&Metrics> = series.iter().filter(|m| m.stages.total() > 0.0).collect();
+    if samples.is_empty() {
+        unavailable(
+            ui,
+            "",
+            "no stage timings yet: start an ingest or an A/B run",
+        );
+        return;
+    }
+    let xs: Vec<f64> = samples.iter().map(|m| m.t).collect();
+    let mut lower = vec![0.0; samples.len()];
+    Plot::new((id, "stage-area"))
+        .height(PLOT_HEIGHT + 30.0)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_y(100.0)
+        .x_axis_label("s")
+        .y_axis_label("% of wall")
+        .allow_scroll(false)
+        .show(ui, |p| {
+            for st in Stage::ALL {
+                let upper: Vec<f64> = samples
+                    .iter()
+                    .zip(&lower)
+                    .map(|(m, lo)| lo + 100.0 * m.stages.get(st) / m.stages.total())
+                    .collect();
+                if upper.iter().zip(&lower).any(|(u, l)| u > l) {
+                    p.add(
+                        FilledArea::new(st.name(), &xs, &lower, &upper)
+                            .fill_color(stage_colour(st).gamma_multiply(0.8)),
+                    );
+                }
+                lower = upper;
+            }
+        });
+}
+
+/// Milliseconds per page by stage, one stacked horizontal bar per run.
+pub fn stage_bars(ui: &mut egui::Ui, id: &str, rows: &[SummaryRow]) {
+    ui.label(egui::RichText::new("Time per page by stage (ms)").strong());
+    let mut charts: Vec<BarChart> = Vec::new();
+    for st in Stage::ALL {
+        let bars: Vec<Bar> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Bar::new(i as f64, r.stage_ms_per_page[st.index()]).name(&r.label))
+            .collect();
+        if bars.iter().all(|b| b.value <= 0.0) {
+            continue;
+        }
+        let refs: Vec<&BarChart> = charts.iter().collect();
+        let chart = BarChart::new(st.name(), bars)
+            .color(stage_colour(st))
+            .width(0.6)
+            .horizontal()
+            .stack_on(&refs);
+        charts.push(chart);
+    }
+    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    Plot::new((id, "stage-bars"))
+        .height(40.0 + 36.0 * rows.len() as f32)
+        .legend(Legend::default())
+        .include_x(0.0)
+        .y_axis_formatter(move |mark, _| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_axis_min_width(80.0)
+        .allow_scroll(false)
+        .show(ui, |p| {
+            for c in charts {
+                p.add(c);
+            }
+        });
+}

@@ -1,0 +1,207 @@
+//! What the app remembers between runs (eframe storage): theme, recent folders and the last
+//! settings the user chose. The window stays usable when the stored value is from an older version:
+//! unknown or missing fields fall back to defaults.
+
+use crate::engine::{ModelSettings, Quant, SearchMode, TransferMode};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Key under which the settings live in eframe's storage.
+pub const STORAGE_KEY: &str = "pagesight.ui.settings";
+const MAX_RECENT: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Theme {
+    #[default]
+    Dark,
+    Light,
+}
+
+impl Theme {
+    pub fn egui(self) -> egui::Theme {
+        match self {
+            Theme::Dark => egui::Theme::Dark,
+            Theme::Light => egui::Theme::Light,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UiSettings {
+    pub theme: Theme,
+    /// Most recent first.
+    pub recent_folders: Vec<PathBuf>,
+    pub folder: String,
+    pub model: ModelSettings,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub transfer: TransferMode,
+    pub search_mode: SearchMode,
+    pub top_k: usize,
+    pub heatmap_opacity: f32,
+    pub show_heatmap: bool,
+    pub ab: AbForm,
+}
+
+/// The A/B compare form: the same pages under two settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AbForm {
+    pub pages: usize,
+    pub a: AbSideForm,
+    pub b: AbSideForm,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AbSideForm {
+    pub batch_size: usize,
+    pub workers: usize,
+    pub quant: Quant,
+    pub transfer: TransferMode,
+}
+
+impl Default for AbSideForm {
+    fn default() -> Self {
+        AbSideForm {
+            batch_size: 4,
+            workers: 2,
+            quant: Quant::None,
+            transfer: TransferMode::default(),
+        }
+    }
+}
+
+impl AbSideForm {
+    /// A label that says what differs, e.g. "batch 2 · workers 2 · f32 · sync".
+    pub fn label(&self, cuda: bool) -> String {
+        let mut s = format!(
+            "batch {} · workers {} · {}",
+            self.batch_size,
+            self.workers,
+            self.quant.name()
+        );
+        if cuda {
+            s.push_str(&format!(" · {}", self.transfer.name()));
+        }
+        s
+    }
+}
+
+impl Default for AbForm {
+    fn default() -> Self {
+        AbForm {
+            pages: 8,
+            a: AbSideForm {
+                batch_size: 2,
+                ..Default::default()
+            },
+            b: AbSideForm {
+                batch_size: 8,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            theme: Theme::Dark,
+            recent_folders: Vec::new(),
+            folder: String::new(),
+            model: ModelSettings::default(),
+            batch_size: 4,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(8),
+            transfer: TransferMode::default(),
+            search_mode: SearchMode::Visual,
+            top_k: 12,
+            heatmap_opacity: 0.55,
+            show_heatmap: true,
+            ab: AbForm::default(),
+        }
+    }
+}
+
+impl UiSettings {
+    /// Reads the settings from eframe storage; defaults when absent or unreadable.
+    pub fn load(storage: Option<&dyn eframe::Storage>) -> Self {
+        storage
+            .and_then(|s| eframe::get_value::<UiSettings>(s, STORAGE_KEY))
+            .unwrap_or_default()
+    }
+
+    pub fn store(&self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, self);
+    }
+
+    /// Moves `folder` to the front of the recent list (deduplicated, bounded).
+    pub fn remember_folder(&mut self, folder: &Path) {
+        self.recent_folders.retain(|f| f != folder);
+        self.recent_folders.insert(0, folder.to_path_buf());
+        self.recent_folders.truncate(MAX_RECENT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct MemoryStorage(HashMap<String, String>);
+    impl eframe::Storage for MemoryStorage {
+        fn get_string(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+        fn set_string(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+        fn remove_string(&mut self, key: &str) {
+            self.0.remove(key);
+        }
+        fn flush(&mut self) {}
+    }
+
+    #[test]
+    fn settings_survive_a_restart() {
+        let mut s = UiSettings {
+            theme: Theme::Light,
+            batch_size: 16,
+            ..Default::default()
+        };
+        for i in 0..10 {
+            s.remember_folder(Path::new(&format!("/corpus/{i}")));
+        }
+        s.remember_folder(Path::new("/corpus/3"));
+        assert_eq!(s.recent_folders.len(), MAX_RECENT);
+        assert_eq!(s.recent_folders[0], Path::new("/corpus/3"));
+        assert_eq!(
+            s.recent_folders.iter().filter(|p| p.ends_with("3")).count(),
+            1
+        );
+        let mut storage = MemoryStorage::default();
+        s.store(&mut storage);
+        assert_eq!(UiSettings::load(Some(&storage)), s);
+    }
+
+    #[test]
+    fn old_or_broken_settings_fall_back_to_defaults() {
+        let mut storage = MemoryStorage::default();
+        eframe::Storage::set_string(
+            &mut storage,
+            STORAGE_KEY,
+            "(theme: Light, gone_field: 1)".into(),
+        );
+        let s = UiSettings::load(Some(&storage));
+        assert_eq!(s.theme, Theme::Light);
+        assert_eq!(s.top_k, UiSettings::default().top_k);
+        eframe::Storage::set_string(&mut storage, STORAGE_KEY, "not ron at all".into());
+        assert_eq!(UiSettings::load(Some(&storage)), UiSettings::default());
+        assert_eq!(UiSettings::load(None), UiSettings::default());
+    }
+}
