@@ -255,6 +255,12 @@ pub struct Nf4DeviceBuffers {
     n: usize,
 }
 
+impl std::fmt::Debug for Nf4DeviceBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nf4DeviceBuffers({} weights)", self.n)
+    }
+}
+
 impl Nf4DeviceBuffers {
     pub fn upload(stream: &Arc<CudaStream>, w: &crate::engine::quant::Nf4Weight) -> Result<Self> {
         use crate::engine::quant::{blockwise8, AbsmaxState, NF4_CODE};
