@@ -64,8 +64,8 @@ while [ $# -gt 0 ]; do
     ingest)
       dir=$1; shift; pages=${1:-}
       if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
-      "$run_dir/pagesight" bench ingest "$dir" --model random:3b --transfer sync,async,async-u8 \
-        --quant nf4,none --batch-size 4 --pages "$pages" --json "$OUT/ingest-$card.json" 2>&1 | tee "$OUT/ingest.log"
+      "$run_dir/pagesight" bench ingest "$dir" --model random:3b --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
+        --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$card.json" 2>&1 | tee "$OUT/ingest.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       sed -n '/^| run/,$p' "$OUT/ingest.log" >> "$summary"
       ;;
@@ -76,7 +76,7 @@ while [ $# -gt 0 ]; do
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || status=1
         export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
       fi
-      PYTHONUNBUFFERED=1 python3 bench/seed_pipeline.py "$dir" --pages "$pages" --json "$OUT/seed-$card.json" 2>&1 | tee "$OUT/seed.log"
+      PYTHONUNBUFFERED=1 python3 bench/seed_pipeline.py "$dir" --pages "$pages" --quant "${SEED_QUANT:-nf4,bf16}" --json "$OUT/seed-$card.json" 2>&1 | tee "$OUT/seed.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       grep -E "^\| " "$OUT/seed.log" >> "$summary"
       ;;
