@@ -53,7 +53,12 @@ impl Nf4Linear {
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.weight.shape.1)?;
         let mut lease = self.scratch.lease();
-        let w = lease.dequantize(&self.weight, self.device_weight.as_deref(), x.dtype(), x.device())?;
+        let w = lease.dequantize(
+            &self.weight,
+            self.device_weight.as_deref(),
+            x.dtype(),
+            x.device(),
+        )?;
         let y = x2.matmul(&w.t()?)?;
         drop(lease);
         self.finish(y, lead)

@@ -29,7 +29,9 @@ pub struct Nf4Scratch {
 
 impl std::fmt::Debug for Nf4Scratch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nf4Scratch").field("device", &self.device).finish()
+        f.debug_struct("Nf4Scratch")
+            .field("device", &self.device)
+            .finish()
     }
 }
 
@@ -74,9 +76,14 @@ impl Nf4Scratch {
 
     #[cfg(feature = "cuda")]
     fn kernels(&self) -> Result<&crate::engine::gpu::nf4_kernel::Nf4Kernels> {
-        let Device::Cuda(d) = &self.device else { anyhow::bail!("NF4 kernels need a CUDA device") };
+        let Device::Cuda(d) = &self.device else {
+            anyhow::bail!("NF4 kernels need a CUDA device")
+        };
         self.kernels
-            .get_or_init(|| crate::engine::gpu::nf4_kernel::Nf4Kernels::load(&d.cuda_stream()).map_err(|e| format!("{e:#}")))
+            .get_or_init(|| {
+                crate::engine::gpu::nf4_kernel::Nf4Kernels::load(&d.cuda_stream())
+                    .map_err(|e| format!("{e:#}"))
+            })
             .as_ref()
             .map_err(|e| anyhow!("compiling the NF4 dequantisation kernel: {e}"))
     }
@@ -156,7 +163,10 @@ impl ScratchLease<'_> {
         } else {
             #[cfg(feature = "cuda")]
             if let Some(dw) = device_weight {
-                let op = crate::engine::gpu::nf4_kernel::Nf4DequantOp { kernels: self.scratch.kernels()?, weight: dw };
+                let op = crate::engine::gpu::nf4_kernel::Nf4DequantOp {
+                    kernels: self.scratch.kernels()?,
+                    weight: dw,
+                };
                 view.inplace_op1(&op)?;
                 return Ok(view.reshape(weight.shape)?);
             }
