@@ -68,6 +68,11 @@ impl ColQwen {
     pub fn load(settings: &ModelSettings) -> Result<ColQwen> {
         let resolved = source::resolve(&settings.model)?;
         let device = settings.device.open()?;
+        if device.is_cuda() {
+            // The f32 parts (attention after the f32 RoPE, norms) run their matmuls on tensor
+            // cores as TF32 (H100: ~385 vs 51 TFLOP/s); bf16/NF4 weights are unaffected.
+            candle_core::cuda::set_gemm_reduced_precision_f32(true);
+        }
         let adapter = match &settings.adapter {
             Some(dir) => {
                 if resolved.is_random() {
