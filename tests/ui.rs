@@ -535,9 +535,22 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     );
 
     h.get_by_label("Export CSV").click();
-    frames(&mut h, 3); // one click per frame, as a user makes them
-    h.get_by_label("Export JSON").click();
     let exports = dir.path().join("exports");
+    // The CSV's "written" notice changes the layout: let it land before the next click, or the
+    // click can hit where the button was a frame earlier.
+    let csv_written = frames_until(&mut h, Duration::from_secs(20), |h| {
+        h.state()
+            .notices()
+            .iter()
+            .any(|n| n.contains("CSV written"))
+    });
+    assert!(
+        csv_written,
+        "CSV export not reported; notices: {:?}",
+        h.state().notices()
+    );
+    frames(&mut h, 3);
+    h.get_by_label("Export JSON").click();
     let done = frames_until(&mut h, Duration::from_secs(20), |_| {
         std::fs::read_dir(&exports)
             .map(|d| d.count() == 2)
