@@ -204,6 +204,29 @@ impl<B: StagePages> PipelinedExecutor<B> {
         Ok((out, ticket))
     }
 
+    /// Completes `f` and appends its result to `finished`; on failure hands the batch back
+    /// with the error, so the caller can report it as unfinished.
+    #[allow(clippy::type_complexity)]
+    fn complete_into<M: BatchModel>(
+        &mut self,
+        model: &mut M,
+        f: InFlight<B>,
+        clock: &mut StageClock,
+        finished: &mut Vec<Finished<B, M::Output>>,
+    ) -> std::result::Result<(), (anyhow::Error, B)> {
+        match self.complete(model, &f, clock) {
+            Ok((output, timings)) => {
+                finished.push(Finished {
+                    batch: f.batch,
+                    output,
+                    timings,
+                });
+                Ok(())
+            }
+            Err(e) => Err((e, f.batch)),
+        }
+    }
+
     fn complete<M: BatchModel>(
         &mut self,
         model: &mut M,
@@ -243,13 +266,8 @@ impl<B: StagePages> PipelinedExecutor<B> {
         };
         if !pipelined {
             if let Some(f) = self.in_flight.take() {
-                match self.complete(model, &f, clock) {
-                    Ok((output, timings)) => finished.push(Finished {
-                        batch: f.batch,
-                        output,
-                        timings,
-                    }),
-                    Err(e) => return Err(fail(e, finished, vec![f.batch], Some(batch))),
+                if let Err((e, b)) = self.complete_into(model, f, clock, &mut finished) {
+                    return Err(fail(e, finished, vec![b], Some(batch)));
                 }
             }
         }
@@ -263,13 +281,8 @@ impl<B: StagePages> PipelinedExecutor<B> {
         // The previous batch's result is fetched only now, after this batch's copy was issued,
         // so the copy overlaps the previous forward pass.
         if let Some(f) = self.in_flight.take() {
-            match self.complete(model, &f, clock) {
-                Ok((output, timings)) => finished.push(Finished {
-                    batch: f.batch,
-                    output,
-                    timings,
-                }),
-                Err(e) => return Err(fail(e, finished, vec![f.batch], Some(batch))),
+            if let Err((e, b)) = self.complete_into(model, f, clock, &mut finished) {
+                return Err(fail(e, finished, vec![b], Some(batch)));
             }
         }
         let (out, ticket) = match self.launch(model, &grid, copy, clock) {
@@ -284,15 +297,8 @@ impl<B: StagePages> PipelinedExecutor<B> {
         };
         if pipelined {
             self.in_flight = Some(f);
-        } else {
-            match self.complete(model, &f, clock) {
-                Ok((output, timings)) => finished.push(Finished {
-                    batch: f.batch,
-                    output,
-                    timings,
-                }),
-                Err(e) => return Err(fail(e, finished, Vec::new(), Some(f.batch))),
-            }
+        } else if let Err((e, b)) = self.complete_into(model, f, clock, &mut finished) {
+            return Err(fail(e, finished, vec![b], None));
         }
         Ok(finished)
     }
