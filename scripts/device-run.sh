@@ -6,6 +6,7 @@
 #   scripts/device-run.sh selftest                       # GPU proofs (PASS/FAIL lines)
 #   scripts/device-run.sh ingest DIR [PAGES]             # pagesight bench ingest on DIR's PDFs
 #   scripts/device-run.sh seed DIR [PAGES]               # bench/seed_pipeline.py on DIR's PDFs
+#   scripts/device-run.sh embed                          # bench embed, batch 4, plain and by section
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +54,8 @@ note "gpu: $gpu; binary: commit $(cat .device/commit 2>/dev/null)"
 note "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 status=0
+EMBED_QUANT=${EMBED_QUANT:-none,nf4}
+EMBED_FUSED=${EMBED_FUSED:-1}
 while [ $# -gt 0 ]; do
   step=$1; shift
   case $step in
@@ -80,7 +83,33 @@ while [ $# -gt 0 ]; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       grep -E "^\| " "$OUT/seed.log" >> "$summary"
       ;;
-    *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES])" >&2; exit 2 ;;
+    embed)
+      # bench embed at batch 4: plain timings, then by section (each section synchronised).
+      # EMBED_FUSED=1,0 compares the fused CUDA kernels with candle's own ops; EMBED_PROFILE=0 skips
+      # the by-section run.
+      for q in ${EMBED_QUANT//,/ }; do
+        for f in ${EMBED_FUSED//,/ }; do
+          for p in "" --profile; do
+            [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
+            note "-- bench embed --quant $q --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f)"
+            PAGESIGHT_FUSED_KERNELS=$f "$run_dir/pagesight" bench embed --model random:3b --device cuda --quant "$q" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
+        done
+      done
+      ;;
+    ncu-embed)
+      # Every kernel of a warm-up and a timed batch-4 forward, timed by Nsight Compute, summed by name.
+      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      for q in ${EMBED_QUANT//,/ }; do
+        "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --page raw \
+          --log-file "$OUT/ncu-$q.csv" "$run_dir/pagesight" bench embed --model random:3b --device cuda \
+          --quant "$q" --batch 4 --pages 1 > "$OUT/ncu-embed-$q.log" 2>&1 || status=1
+        note "-- ncu, quant $q (warm-up + 1 timed forward of 4 pages)"
+        python3 tools/profiling/ncu_by_kernel.py "$OUT/ncu-$q.csv" >> "$summary" 2>&1 || tail -5 "$OUT/ncu-embed-$q.log" >> "$summary"
+      done
+      ;;
+    *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES] | embed)" >&2; exit 2 ;;
   esac
 done
 echo

@@ -58,13 +58,7 @@ fn ids(name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// ‖a − b‖ / ‖b‖.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length differs");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
+use pagesight::bench::model_parity::rel_err;
 
 fn queries() -> Vec<String> {
     meta()["queries"]

@@ -19,9 +19,17 @@ pub struct EmbedBenchArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value = "bf16")]
     pub dtype: DType,
-    /// Pages embedded (one at a time) after loading.
+    #[arg(long, default_value = "none")]
+    pub quant: Quant,
+    /// Forward passes timed after loading (and, on a GPU, one untimed warm-up pass).
     #[arg(long, default_value_t = 1)]
     pub pages: usize,
+    /// Pages per forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Time the forward by section (synchronising the device after each) and print the table.
+    #[arg(long)]
+    pub profile: bool,
     /// Page size in patches (rows, cols); the default is an A4 page at 768 visual tokens.
     #[arg(long, default_value_t = 64)]
     pub grid_h: u32,
@@ -45,7 +53,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         adapter: args.adapter.clone(),
         device: args.device,
         dtype: args.dtype,
-        quant: Quant::None,
+        quant: args.quant,
         max_visual_tokens: 768,
     };
     let t0 = Instant::now();
@@ -60,27 +68,38 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let pixels: Vec<f32> = (0..n * patch_dim)
         .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
         .collect();
+    let batch = args.batch.max(1);
     let pixels = Tensor::from_vec(pixels, (n, patch_dim), &Device::Cpu)?;
+    let pixels = Tensor::cat(&vec![&pixels; batch], 0)?;
+    let grids = vec![grid; batch];
+    if model.device().is_cuda() {
+        // First use compiles kernels and makes cuBLAS handles: not part of a page's time.
+        let v = model.vision_forward(&pixels, &grids)?;
+        model.lm_forward(&v, &grids)?;
+    }
+    crate::engine::colqwen::profile::enable(args.profile);
     let mut vision_s = Vec::new();
     let mut lm_s = Vec::new();
     for _ in 0..args.pages.max(1) {
         let t = Instant::now();
-        let v = model.vision_forward(&pixels, &[grid])?;
+        let v = model.vision_forward(&pixels, &grids)?;
         // Reading a value back waits for the device to finish.
         let _ = v
             .sum_all()?
             .to_dtype(candle_core::DType::F32)?
             .to_scalar::<f32>()?;
-        vision_s.push(t.elapsed().as_secs_f64());
-        eprintln!("vision tower: {:.1} s", t.elapsed().as_secs_f64());
+        vision_s.push(t.elapsed().as_secs_f64() / batch as f64);
+        eprintln!("vision tower: {:.3} s", t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let pages = model.lm_forward(&v, &[grid])?;
-        lm_s.push(t.elapsed().as_secs_f64());
+        let pages = model.lm_forward(&v, &grids)?;
+        lm_s.push(t.elapsed().as_secs_f64() / batch as f64);
         anyhow::ensure!(
-            pages.len() == 1 && pages[0].n_tokens > 0,
+            pages.len() == batch && pages[0].n_tokens > 0,
             "no vectors produced"
         );
     }
+    let sections = crate::engine::colqwen::profile::take();
+    crate::engine::colqwen::profile::enable(false);
     let t = Instant::now();
     model.embed_queries(&["what is the revenue of the company in 2023?".to_string()])?;
     let query_s = t.elapsed().as_secs_f64();
@@ -98,6 +117,9 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             "device": format!("{:?}", model.device()),
             "load_s": load_s,
             "page_grid": grid,
+            "batch": batch,
+            "quant": args.quant,
+            "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
             "visual_tokens": n / 4,
             "vision_s_per_page": mean(&vision_s),
             "lm_s_per_page": mean(&lm_s),
@@ -125,6 +147,14 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         println!("LM+head / page   {:.2} s", mean(&lm_s));
         println!("total / page     {:.2} s", mean(&vision_s) + mean(&lm_s));
         println!("query            {query_s:.2} s");
+        let total: f64 = sections.iter().map(|s| s.1).sum();
+        for (label, s, calls) in &sections {
+            println!(
+                "  {label:<28} {:>9.2} ms/page {:>5.1} %  ({calls} calls)",
+                s * 1e3 / (batch * args.pages.max(1)) as f64,
+                100.0 * s / total
+            );
+        }
         println!(
             "peak RSS         {} after load, {} at end",
             gib(rss_after_load),

@@ -5,7 +5,9 @@
 //! - copy N+1 overlaps compute N in ≥ 95 % of batches (CUDA events);
 //! - a deliberately delayed copy stream leaves every result bit-identical (no early reads);
 //! - async-u8's GPU patchify equals the loader's CPU patchify exactly;
-//! - the NF4 kernel equals the CPU dequantisation bit-exactly, and its bandwidth.
+//! - the NF4 kernel equals the CPU dequantisation bit-exactly, and its bandwidth;
+//! - the model's embeddings on the GPU (bf16, fused kernels on and off) are within the bf16
+//!   tolerance of the f32 reference fixture, and fused equals unfused on 3B shapes.
 
 use clap::Args;
 use std::path::PathBuf;
@@ -376,6 +378,20 @@ mod cuda {
                 rep.json.insert("nf4".into(), checks.json);
             }
             Err(e) => rep.error("nf4_kernel", e),
+        }
+
+        // 4. The model on the GPU: reference fixture parity, fused kernels against candle's ops.
+        let fixture = std::path::Path::new("tests/fixtures/colqwen_tiny");
+        for quant in [crate::engine::Quant::None, crate::engine::Quant::Nf4] {
+            match crate::bench::gpu_model_check::run(fixture, quant) {
+                Ok((checks, doc)) => {
+                    for c in &checks {
+                        rep.check(&c.name, c.ok, c.detail.clone());
+                    }
+                    rep.json.insert(format!("model_{}", quant.name()), doc);
+                }
+                Err(e) => rep.error(&format!("model_parity_{}", quant.name()), e),
+            }
         }
 
         let failed = rep.lines.iter().filter(|l| !l.0).count();

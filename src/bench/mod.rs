@@ -3,10 +3,13 @@
 
 pub mod embed;
 #[cfg(feature = "cuda")]
+pub mod gpu_model_check;
+#[cfg(feature = "cuda")]
 pub mod gpu_nf4_check;
 pub mod gpu_selftest;
 pub mod ingest;
 pub mod loader;
+pub mod model_parity;
 pub mod search;
 
 use clap::{Args, Subcommand};

@@ -1,6 +1,7 @@
 //! Building blocks shared by the vision tower and the language model.
 
 use super::weights::Weights;
+use crate::engine::gpu::fused;
 use crate::engine::quant::QLinear;
 use candle_core::{DType, Module, Result, Tensor, D};
 
@@ -31,10 +32,13 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, &self.weight, self.eps)?
-            .to_dtype(self.out_dtype)
+        fused::rms_norm(x, &self.weight, self.eps, self.out_dtype)
     }
 }
+
+/// The MLP's hidden width is computed rounded up to a multiple of this (zero rows/columns), so
+/// the GEMMs' row lengths suit cuBLAS's fast kernels (see `QLinear::padded`).
+const MLP_HIDDEN_MULTIPLE: usize = 64;
 
 /// down(silu(gate(x)) · up(x)).
 #[derive(Clone, Debug)]
@@ -52,18 +56,27 @@ impl GatedMlp {
         hidden: usize,
         bias: bool,
     ) -> anyhow::Result<Self> {
+        let gate = w.linear(&format!("{prefix}.gate_proj"), dim, hidden, bias)?;
+        let up = w.linear(&format!("{prefix}.up_proj"), dim, hidden, bias)?;
+        let down = w.linear(&format!("{prefix}.down_proj"), hidden, dim, bias)?;
+        let padded = hidden.next_multiple_of(MLP_HIDDEN_MULTIPLE);
+        if padded == hidden || !(gate.can_pad() && up.can_pad() && down.can_pad()) {
+            return Ok(GatedMlp { gate, up, down });
+        }
+        // Zero gate/up rows give silu(0)·0 = 0 in the extra columns, which meet zero columns of
+        // down: the result is exactly that of the unpadded MLP.
         Ok(GatedMlp {
-            gate: w.linear(&format!("{prefix}.gate_proj"), dim, hidden, bias)?,
-            up: w.linear(&format!("{prefix}.up_proj"), dim, hidden, bias)?,
-            down: w.linear(&format!("{prefix}.down_proj"), hidden, dim, bias)?,
+            gate: gate.padded(padded, dim)?,
+            up: up.padded(padded, dim)?,
+            down: down.padded(dim, padded)?,
         })
     }
 }
 
 impl Module for GatedMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = candle_nn::ops::silu(&self.gate.forward(x)?)?;
-        self.down.forward(&(g * self.up.forward(x)?)?)
+        let h = fused::silu_mul(&self.gate.forward(x)?, &self.up.forward(x)?)?;
+        self.down.forward(&h)
     }
 }
 

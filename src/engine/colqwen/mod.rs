@@ -6,6 +6,7 @@ pub mod layers;
 pub mod lora;
 pub mod model;
 pub mod processor;
+pub mod profile;
 pub mod rotary;
 pub mod source;
 pub mod text;

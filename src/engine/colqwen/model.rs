@@ -306,6 +306,7 @@ impl ColQwen {
         grids: &[[u32; 3]],
     ) -> Result<Vec<PageEmbedding>> {
         let vectors = to_host_rows(projected)?;
+        super::profile::mark(&self.device, "lm.head+fetch")?;
         let before_image = self.processor.tokens_before_image();
         let m = self.vision.config().spatial_merge_size as u32;
         let mut out = Vec::with_capacity(grids.len());
@@ -358,6 +359,7 @@ impl ColQwen {
         let embeds = Tensor::cat(&[&embeds, &vision_embeds], 0)?
             .index_select(&index, 0)?
             .reshape((b, s, hidden))?;
+        super::profile::mark(&self.device, "lm.embed")?;
         let last = self
             .text
             .forward(&embeds, &batch.attention_mask, &batch.positions)?;

@@ -3,7 +3,9 @@
 
 use super::config::TextConfig;
 use super::layers::{apply_rope, attention, repeat_kv, GatedMlp, RmsNorm, MASKED};
+use super::profile::mark;
 use super::weights::Weights;
+use crate::engine::gpu::fused;
 use crate::engine::quant::QLinear;
 use anyhow::Result;
 use candle_core::{DType, Device, Module, Tensor};
@@ -33,16 +35,36 @@ impl SelfAttention {
         })
     }
 
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, t: &AttentionTables) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        mark(x.device(), "lm.qkv")?;
+        if let Some((cos_sin, key_start)) = &t.fused {
+            let shape = fused::CausalAttentionShape {
+                heads: self.heads,
+                kv_heads: self.kv_heads,
+                head_dim: self.head_dim,
+            };
+            // On the GPU: RoPE, GQA, the causal + padding mask and softmax attention in one kernel.
+            let qkv = Tensor::cat(&[&q, &k, &v], 2)?;
+            if let Some(out) = fused::causal_attention(&qkv, cos_sin, key_start, shape)? {
+                mark(x.device(), "lm.attn_fused")?;
+                let out = self.o.forward(&out)?;
+                mark(x.device(), "lm.o_proj")?;
+                return Ok(out);
+            }
+        }
+        let (cos, sin, mask) = (&t.cos, &t.sin, t.mask(x.device())?);
         let split = |t: Tensor, n: usize| {
             t.reshape((b, s, n, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.q.forward(x)?, self.heads)?;
-        let k = split(self.k.forward(x)?, self.kv_heads)?;
-        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        let (q, k, v) = (
+            split(q, self.heads)?,
+            split(k, self.kv_heads)?,
+            split(v, self.kv_heads)?,
+        );
         // Rotated in f32 (the reference rotates in the activation dtype; f32 is closer to the
         // f32 reference for half-precision runs and costs little).
         let q = apply_rope(&q, cos, sin, DType::F32)?;
@@ -50,11 +72,15 @@ impl SelfAttention {
         let rep = self.heads / self.kv_heads;
         let k = repeat_kv(&k, rep)?;
         let v = repeat_kv(&v, rep)?;
+        mark(x.device(), "lm.rope+repeat_kv")?;
         let out = attention(&q, &k, &v, Some(mask), 1.0 / (self.head_dim as f64).sqrt())?;
+        mark(x.device(), "lm.attn")?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;
-        Ok(self.o.forward(&out)?)
+        let out = self.o.forward(&out)?;
+        mark(x.device(), "lm.o_proj")?;
+        Ok(out)
     }
 }
 
@@ -140,20 +166,76 @@ impl TextModel {
             &c.mrope_section,
             device,
         )?;
-        let mask = causal_padding_mask(attention_mask, device)?;
+        let fused = match left_padding(attention_mask) {
+            Some(starts) if device.is_cuda() => Some((
+                Tensor::cat(&[&cos, &sin], 2)?,
+                Tensor::from_vec(starts, attention_mask.len(), device)?,
+            )),
+            _ => None,
+        };
+        let tables = AttentionTables {
+            cos,
+            sin,
+            mask: std::cell::OnceCell::new(),
+            attention_mask,
+            fused,
+        };
+        mark(device, "lm.rope_tables+mask")?;
         // The residual stream stays f32 whatever the weight dtype: half-precision runs then
         // round only inside the layers, which keeps bf16 within 1e-2 of the f32 reference.
         let mut x = embeds.to_dtype(DType::F32)?;
         for l in &self.layers {
-            let h = l
-                .attn
-                .forward(&l.input_norm.forward(&x)?, &cos, &sin, &mask)?;
-            x = (x + h.to_dtype(DType::F32)?)?;
-            let h = l.mlp.forward(&l.post_norm.forward(&x)?)?;
-            x = (x + h.to_dtype(DType::F32)?)?;
+            let normed = l.input_norm.forward(&x)?;
+            mark(device, "lm.norm")?;
+            let h = l.attn.forward(&normed, &tables)?;
+            x = fused::residual_add(&x, &h)?;
+            mark(device, "lm.residual")?;
+            let normed = l.post_norm.forward(&x)?;
+            mark(device, "lm.norm")?;
+            let h = l.mlp.forward(&normed)?;
+            mark(device, "lm.mlp")?;
+            x = fused::residual_add(&x, &h)?;
+            mark(device, "lm.residual")?;
         }
-        Ok(self.norm.forward(&x)?)
+        let out = self.norm.forward(&x)?;
+        mark(device, "lm.norm")?;
+        Ok(out)
     }
+}
+
+/// What every layer's attention reads: the M-RoPE tables, the additive mask, and for the fused
+/// GPU kernel the tables side by side with each row's first non-padding position.
+struct AttentionTables<'a> {
+    cos: Tensor,
+    sin: Tensor,
+    /// Built on first use: the fused kernel never needs it (b·s² floats made on the host).
+    mask: std::cell::OnceCell<Tensor>,
+    attention_mask: &'a [Vec<u32>],
+    fused: Option<(Tensor, Tensor)>,
+}
+
+impl AttentionTables<'_> {
+    fn mask(&self, device: &Device) -> Result<&Tensor> {
+        if self.mask.get().is_none() {
+            let m = causal_padding_mask(self.attention_mask, device)?;
+            let _ = self.mask.set(m);
+        }
+        self.mask
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("attention mask missing"))
+    }
+}
+
+/// Each row's first attended position, when every row is left-padded (zeros, then only ones);
+/// None for any other mask, which the fused kernel does not express.
+fn left_padding(attention_mask: &[Vec<u32>]) -> Option<Vec<u32>> {
+    attention_mask
+        .iter()
+        .map(|row| {
+            let start = row.iter().position(|&m| m != 0).unwrap_or(row.len());
+            row[start..].iter().all(|&m| m == 1).then_some(start as u32)
+        })
+        .collect()
 }
 
 /// Additive f32 mask [b, 1, s, s]: query i may see key j ≤ i whose attention_mask is 1.

@@ -4,8 +4,10 @@
 
 use super::config::VisionConfig;
 use super::layers::{apply_rope, attention, GatedMlp, RmsNorm};
+use super::profile::mark;
 use super::weights::Weights;
 use super::window::{plan_windows, WindowPlan};
+use crate::engine::gpu::fused;
 use crate::engine::quant::QLinear;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
@@ -94,9 +96,11 @@ impl VisionTower {
                 );
             }
         }
+        super::profile::start(&device)?;
         let x = pixel_values.to_device(&device)?.to_dtype(self.dtype)?;
         // f32 residual stream, as in the language model.
         let mut x = self.patch_embed.forward(&x)?.to_dtype(DType::F32)?;
+        mark(&device, "vision.patch_embed")?;
         let (cos, sin) = super::rotary::vision_rope(
             grids,
             c.head_dim(),
@@ -104,26 +108,38 @@ impl VisionTower {
             c.spatial_merge_size,
             &device,
         )?;
+        // cos and sin side by side, per patch: the fused window attention's table.
+        let cos_sin = Tensor::cat(&[&cos, &sin], 1)?;
+        let rope = (&cos, &sin, &cos_sin);
         let plan = plan_windows(grids, c.merged_window(), c.spatial_merge_size, &device)?;
+        mark(&device, "vision.rope_tables+plan")?;
         for (i, b) in self.blocks.iter().enumerate() {
             let full = c.fullatt_block_indexes.contains(&i);
-            let h = self.attention(b, &b.norm1.forward(&x)?, &cos, &sin, &plan, full)?;
-            x = (x + h.to_dtype(DType::F32)?)?;
-            let h = b.mlp.forward(&b.norm2.forward(&x)?)?;
-            x = (x + h.to_dtype(DType::F32)?)?;
+            let normed = b.norm1.forward(&x)?;
+            mark(&device, "vision.norm")?;
+            let h = self.attention(b, &normed, rope, &plan, full)?;
+            x = fused::residual_add(&x, &h)?;
+            mark(&device, "vision.residual")?;
+            let normed = b.norm2.forward(&x)?;
+            mark(&device, "vision.norm")?;
+            let h = b.mlp.forward(&normed)?;
+            mark(&device, "vision.mlp")?;
+            x = fused::residual_add(&x, &h)?;
+            mark(&device, "vision.residual")?;
         }
         let x = self.merger_norm.forward(&x)?;
         let x = x.reshape((n / c.merge_unit(), c.hidden_size * c.merge_unit()))?;
         let x = self.merger_fc1.forward(&x)?.gelu_erf()?;
-        Ok(self.merger_fc2.forward(&x)?)
+        let x = self.merger_fc2.forward(&x)?;
+        mark(&device, "vision.merger")?;
+        Ok(x)
     }
 
     fn attention(
         &self,
         b: &VisionBlock,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin, cos_sin): (&Tensor, &Tensor, &Tensor),
         plan: &WindowPlan,
         full: bool,
     ) -> Result<Tensor> {
@@ -131,7 +147,25 @@ impl VisionTower {
         let (n, hid) = x.dims2()?;
         let (heads, hd) = (c.num_heads, c.head_dim());
         // qkv rows are laid out [3][heads][head_dim].
-        let qkv = b.qkv.forward(x)?.reshape((n, 3, heads, hd))?;
+        let device = x.device();
+        let qkv = b.qkv.forward(x)?;
+        mark(device, "vision.qkv")?;
+        if !full {
+            let shape = fused::WindowAttentionShape {
+                n_windows: plan.n_windows,
+                window_len: plan.window_len,
+                heads,
+                head_dim: hd,
+            };
+            // On the GPU: RoPE, windowing, softmax attention and un-windowing in one kernel.
+            if let Some(out) = fused::window_attention(&qkv, cos_sin, &plan.gather, shape)? {
+                mark(device, "vision.attn_window_fused")?;
+                let out = b.proj.forward(&out)?;
+                mark(device, "vision.proj")?;
+                return Ok(out);
+            }
+        }
+        let qkv = qkv.reshape((n, 3, heads, hd))?;
         let part = |i: usize| -> Result<Tensor> {
             Ok(qkv
                 .narrow(1, i, 1)?
@@ -143,6 +177,7 @@ impl VisionTower {
         let q = apply_rope(&part(0)?, cos, sin, DType::F32)?.squeeze(0)?;
         let k = apply_rope(&part(1)?, cos, sin, DType::F32)?.squeeze(0)?;
         let v = part(2)?.squeeze(0)?.contiguous()?;
+        mark(device, "vision.rope")?;
         let scale = 1.0 / (hd as f64).sqrt();
         let out = if full {
             let mut parts = Vec::with_capacity(plan.frames.len());
@@ -157,7 +192,9 @@ impl VisionTower {
                     q0 += ql;
                 }
             }
-            Tensor::cat(&parts, 1)?
+            let out = Tensor::cat(&parts, 1)?;
+            mark(device, "vision.attn_full")?;
+            out
         } else {
             let (nw, wl) = (plan.n_windows, plan.window_len);
             let to_windows = |t: &Tensor| -> Result<Tensor> {
@@ -169,19 +206,21 @@ impl VisionTower {
                     .transpose(0, 1)?
                     .contiguous()?)
             };
-            let o = attention(
-                &to_windows(&q)?,
-                &to_windows(&k)?,
-                &to_windows(&v)?,
-                Some(&plan.key_mask),
-                scale,
-            )?;
-            o.transpose(0, 1)?
+            let (qw, kw, vw) = (to_windows(&q)?, to_windows(&k)?, to_windows(&v)?);
+            mark(device, "vision.window_gather")?;
+            let o = attention(&qw, &kw, &vw, Some(&plan.key_mask), scale)?;
+            mark(device, "vision.attn_window")?;
+            let o = o
+                .transpose(0, 1)?
                 .reshape((heads, nw * wl, hd))?
                 .contiguous()?
-                .index_select(&plan.scatter, 1)?
+                .index_select(&plan.scatter, 1)?;
+            mark(device, "vision.window_scatter")?;
+            o
         };
         let out = out.transpose(0, 1)?.reshape((n, hid))?;
-        Ok(b.proj.forward(&out)?)
+        let out = b.proj.forward(&out)?;
+        mark(device, "vision.proj")?;
+        Ok(out)
     }
 }

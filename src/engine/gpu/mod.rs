@@ -4,9 +4,12 @@
 //! keeps the pageable staging ring; `TransferMode::check_supported` refuses the GPU modes there.
 
 pub mod batch;
+pub mod fused;
 pub mod staging;
 pub mod timings;
 
+#[cfg(feature = "cuda")]
+pub mod fused_kernel;
 #[cfg(feature = "cuda")]
 pub mod nf4_kernel;
 #[cfg(feature = "cuda")]

@@ -27,6 +27,9 @@ pub struct Nf4Linear {
     /// The codes and absmax state resident on the GPU (uploaded once), for the CUDA
     /// dequantisation kernel; None on the CPU.
     device_weight: Option<Arc<super::scratch::DeviceNf4>>,
+    /// (out, in) of the product actually computed: the weight's shape, or larger with zero
+    /// rows/columns (see `QLinear::padded`).
+    gemm_shape: (usize, usize),
 }
 
 impl Nf4Linear {
@@ -34,11 +37,23 @@ impl Nf4Linear {
     pub fn new(weight: Nf4Weight, bias: Option<Tensor>, scratch: Arc<Nf4Scratch>) -> Self {
         scratch.reserve(weight.numel());
         let device_weight = scratch.upload(&weight);
+        let gemm_shape = weight.shape;
         Nf4Linear {
             weight: Arc::new(weight),
             bias,
             scratch,
             device_weight,
+            gemm_shape,
+        }
+    }
+
+    /// This layer computed as a `gemm_shape` product (≥ the weight's shape) with zero rows and
+    /// columns; `bias` must already have `gemm_shape.0` entries.
+    pub fn with_gemm_shape(self, gemm_shape: (usize, usize), bias: Option<Tensor>) -> Self {
+        Nf4Linear {
+            gemm_shape,
+            bias,
+            ..self
         }
     }
 
@@ -51,14 +66,21 @@ impl Nf4Linear {
 
     /// The product through the shared scratch, whatever the row count.
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
-        let (x2, lead) = flatten_rows(x, self.weight.shape.1)?;
+        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
         let mut lease = self.scratch.lease();
-        let w = lease.dequantize(
+        let mut w = lease.dequantize(
             &self.weight,
             self.device_weight.as_deref(),
             x.dtype(),
             x.device(),
         )?;
+        let (out, inp) = self.weight.shape;
+        if self.gemm_shape != (out, inp) {
+            // A padded copy of the dequantised weight: a few MB, against the GEMM it speeds up.
+            w = w
+                .pad_with_zeros(0, 0, self.gemm_shape.0 - out)?
+                .pad_with_zeros(1, 0, self.gemm_shape.1 - inp)?;
+        }
         let y = x2.matmul(&w.t()?)?;
         drop(lease);
         self.finish(y, lead)
@@ -66,22 +88,21 @@ impl Nf4Linear {
 
     /// The product from the codes directly (CPU).
     pub fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
-        let (x2, lead) = flatten_rows(x, self.weight.shape.1)?;
+        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        let x2 = x2.narrow(1, 0, self.weight.shape.1)?;
         let rows = x2.dim(0)?;
         let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let absmax = self.weight.absmax.decode();
         let y = nf4_matmul_rows(&self.weight, &absmax, &xs, rows);
-        let y =
-            Tensor::from_vec(y, (rows, self.weight.shape.0), x.device())?.to_dtype(x.dtype())?;
+        let y = Tensor::from_vec(y, (rows, self.weight.shape.0), x.device())?
+            .to_dtype(x.dtype())?
+            .pad_with_zeros(1, 0, self.gemm_shape.0 - self.weight.shape.0)?;
         self.finish(y, lead)
     }
 
     fn finish(&self, y: Tensor, mut lead: Vec<usize>) -> Result<Tensor> {
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
-            None => y,
-        };
-        lead.push(self.weight.shape.0);
+        let y = crate::engine::gpu::fused::add_bias(y, self.bias.as_ref())?;
+        lead.push(self.gemm_shape.0);
         Ok(y.reshape(lead)?)
     }
 }
@@ -103,7 +124,7 @@ fn flatten_rows(x: &Tensor, in_features: usize) -> Result<(Tensor, Vec<usize>)> 
 
 impl Module for Nf4Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let rows = x.elem_count() / self.weight.shape.1.max(1);
+        let rows = x.elem_count() / self.gemm_shape.1.max(1);
         let r = if x.device().is_cpu() && rows <= DIRECT_ROWS_MAX {
             self.forward_direct(x)
         } else {
