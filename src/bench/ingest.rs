@@ -145,12 +145,13 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     drop(tx);
     let _ = drain.join();
 
-    println!("| run | pages/s | GPU-busy | H2D GB/s | copy critical ms/batch | VRAM peak GiB | largest stages |");
-    println!("|---|---|---|---|---|---|---|");
+    // "stages/wall": how much of the wall time the stage breakdown accounts for.
+    println!("| run | pages/s | GPU-busy | H2D GB/s | copy critical ms/batch | VRAM peak GiB | stages/wall | largest stages |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let batches = (r.pages as f64 / a.batch_size.max(1) as f64).max(1.0);
         println!(
-            "| {} | {:.2} | {} | {:.1} | {:.3} | {} | {} |",
+            "| {} | {:.2} | {} | {:.1} | {:.3} | {} | {:.1}% | {} |",
             r.label,
             r.pages_per_sec,
             r.gpu_busy
@@ -161,6 +162,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             vram_peak_gib(r)
                 .map(|g| format!("{g:.2}"))
                 .unwrap_or_else(|| "-".into()),
+            100.0 * r.stages.total() / r.wall_secs.max(1e-9),
             top_stages(r),
         );
     }

@@ -11,6 +11,7 @@ use crate::engine::gpu::fused;
 use crate::engine::quant::QLinear;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
+use std::sync::{Arc, Mutex};
 
 /// Full-attention blocks attend in query chunks of this many rows so the score matrix of a big
 /// page stays bounded (heads × chunk × patches).
@@ -33,7 +34,22 @@ pub struct VisionTower {
     cfg: VisionConfig,
     dtype: DType,
     device: candle_core::Device,
+    /// RoPE tables and window plans of recent batch shapes: a corpus's pages mostly share one
+    /// size, and building them on the host held up the GPU ~1.5 ms per page.
+    tables: Mutex<Vec<(Vec<[u32; 3]>, Arc<BatchTables>)>>,
 }
+
+/// Everything the blocks read that depends only on the batch's grids.
+struct BatchTables {
+    cos: Tensor,
+    sin: Tensor,
+    /// cos and sin side by side, per patch: the fused window attention's table.
+    cos_sin: Tensor,
+    plan: WindowPlan,
+}
+
+/// Batch shapes whose tables are kept.
+const TABLE_CACHE_ENTRIES: usize = 4;
 
 impl VisionTower {
     pub fn load(w: &Weights, c: &VisionConfig) -> Result<Self> {
@@ -66,6 +82,7 @@ impl VisionTower {
             cfg: c.clone(),
             dtype: w.dtype(),
             device: w.device().clone(),
+            tables: Mutex::new(Vec::new()),
         })
     }
 
@@ -101,23 +118,15 @@ impl VisionTower {
         // f32 residual stream, as in the language model.
         let mut x = self.patch_embed.forward(&x)?.to_dtype(DType::F32)?;
         mark(&device, "vision.patch_embed")?;
-        let (cos, sin) = super::rotary::vision_rope(
-            grids,
-            c.head_dim(),
-            c.rope_theta(),
-            c.spatial_merge_size,
-            &device,
-        )?;
-        // cos and sin side by side, per patch: the fused window attention's table.
-        let cos_sin = Tensor::cat(&[&cos, &sin], 1)?;
-        let rope = (&cos, &sin, &cos_sin);
-        let plan = plan_windows(grids, c.merged_window(), c.spatial_merge_size, &device)?;
+        let tables = self.tables(grids)?;
+        let rope = (&tables.cos, &tables.sin, &tables.cos_sin);
+        let plan = &tables.plan;
         mark(&device, "vision.rope_tables+plan")?;
         for (i, b) in self.blocks.iter().enumerate() {
             let full = c.fullatt_block_indexes.contains(&i);
             let normed = b.norm1.forward(&x)?;
             mark(&device, "vision.norm")?;
-            let h = self.attention(b, &normed, rope, &plan, full)?;
+            let h = self.attention(b, &normed, rope, plan, full)?;
             x = fused::residual_add(&x, &h)?;
             mark(&device, "vision.residual")?;
             let normed = b.norm2.forward(&x)?;
@@ -133,6 +142,38 @@ impl VisionTower {
         let x = self.merger_fc2.forward(&x)?;
         mark(&device, "vision.merger")?;
         Ok(x)
+    }
+
+    /// The tables for `grids`, from the cache or built (and cached, oldest out).
+    fn tables(&self, grids: &[[u32; 3]]) -> Result<Arc<BatchTables>> {
+        let mut cache = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = cache.iter().position(|(g, _)| g.as_slice() == grids) {
+            let hit = cache.remove(i);
+            let t = hit.1.clone();
+            cache.push(hit);
+            return Ok(t);
+        }
+        let c = &self.cfg;
+        let (cos, sin) = super::rotary::vision_rope(
+            grids,
+            c.head_dim(),
+            c.rope_theta(),
+            c.spatial_merge_size,
+            &self.device,
+        )?;
+        let cos_sin = Tensor::cat(&[&cos, &sin], 1)?;
+        let plan = plan_windows(grids, c.merged_window(), c.spatial_merge_size, &self.device)?;
+        let t = Arc::new(BatchTables {
+            cos,
+            sin,
+            cos_sin,
+            plan,
+        });
+        if cache.len() >= TABLE_CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((grids.to_vec(), t.clone()));
+        Ok(t)
     }
 
     fn attention(
@@ -188,7 +229,16 @@ impl VisionTower {
                 while q0 < len {
                     let ql = FULL_ATTENTION_QUERY_CHUNK.min(len - q0);
                     let qf = q.narrow(1, start + q0, ql)?.unsqueeze(0)?.contiguous()?;
-                    parts.push(attention(&qf, &kf, &vf, None, scale)?.squeeze(0)?);
+                    let o = match fused::full_attention(
+                        &qf.squeeze(0)?,
+                        &kf.squeeze(0)?,
+                        &vf.squeeze(0)?,
+                        scale,
+                    )? {
+                        Some(o) => o,
+                        None => attention(&qf, &kf, &vf, None, scale)?.squeeze(0)?,
+                    };
+                    parts.push(o);
                     q0 += ql;
                 }
             }

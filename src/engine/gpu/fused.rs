@@ -122,6 +122,23 @@ pub fn causal_attention(
     Ok(None)
 }
 
+/// Unmasked attention for q [h, lq, d], k and v [h, l, d] (bf16, contiguous): scores on tensor
+/// cores straight to f32 (no casts of q and k), one pass of scaled softmax to bf16 probabilities,
+/// and a bf16 product with v — the arithmetic of the reference's own bf16 attention. None where
+/// the caller must run the unfused path.
+pub fn full_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if fused_for(q, DType::BF16) && fused_for(k, DType::BF16) && fused_for(v, DType::BF16) {
+        let scores = q.apply_op2_no_bwd(k, &cuda::ScoresF32)?;
+        let probs = scores.apply_op1_no_bwd(&cuda::SoftmaxRows {
+            scale: scale as f32,
+        })?;
+        return probs.matmul(v).map(Some);
+    }
+    let _ = (q, k, v, scale);
+    Ok(None)
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct CausalAttentionShape {
     pub heads: usize,
@@ -433,6 +450,117 @@ mod cuda {
                 CudaStorage::wrap_cuda_slice(out, dev),
                 Shape::from((b, seq, hid)),
             ))
+        }
+    }
+
+    /// q [h, lq, d] · k [h, l, d]ᵀ → f32 [h, lq, l] with cuBLAS (bf16 in, f32 out and accumulate).
+    pub struct ScoresF32;
+    impl candle_core::CustomOp2 for ScoresF32 {
+        fn name(&self) -> &'static str {
+            "fused-scores-f32"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            no_cpu(self.name())
+        }
+        fn cuda_fwd(
+            &self,
+            q: &CudaStorage,
+            ql: &Layout,
+            k: &CudaStorage,
+            kl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys};
+            use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
+            let dev = q.device().clone();
+            let stream = dev.cuda_stream();
+            let (h, lq, d) = ql.shape().dims3()?;
+            let (hk, l, dk) = kl.shape().dims3()?;
+            if h != hk || d != dk {
+                candle_core::bail!("scores: q {:?} and k {:?} differ", ql.dims(), kl.dims());
+            }
+            let (qv, kv) = (view::<bf16>(q, ql)?, view::<bf16>(k, kl)?);
+            let mut out = unsafe { dev.alloc::<f32>(h * lq * l)? };
+            let blas_handle = dev.cublas_handle();
+            let (alpha, beta) = (1.0f32, 0.0f32);
+            {
+                let (qp, _g1) = qv.device_ptr(&stream);
+                let (kp, _g2) = kv.device_ptr(&stream);
+                let (op, _g3) = out.device_ptr_mut(&stream);
+                // Column-major view: Cᵀ (l × lq) = K (l × d, stored transposed) · Qᵀ (d × lq).
+                unsafe {
+                    blas::gemm_strided_batched_ex(
+                        *blas_handle.handle(),
+                        sys::cublasOperation_t::CUBLAS_OP_T,
+                        sys::cublasOperation_t::CUBLAS_OP_N,
+                        l as i32,
+                        lq as i32,
+                        d as i32,
+                        (&alpha) as *const f32 as *const _,
+                        kp as *const _,
+                        sys::cudaDataType_t::CUDA_R_16BF,
+                        d as i32,
+                        (l * d) as i64,
+                        qp as *const _,
+                        sys::cudaDataType_t::CUDA_R_16BF,
+                        d as i32,
+                        (lq * d) as i64,
+                        (&beta) as *const f32 as *const _,
+                        op as *mut _,
+                        sys::cudaDataType_t::CUDA_R_32F,
+                        l as i32,
+                        (lq * l) as i64,
+                        h as i32,
+                        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                        sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+                    )
+                }
+                .map_err(|e| candle_core::Error::Msg(format!("cuBLAS scores: {e:?}")))?;
+            }
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev),
+                Shape::from((h, lq, l)),
+            ))
+        }
+    }
+
+    /// Row softmax of f32 scores times `scale`, to bf16.
+    pub struct SoftmaxRows {
+        pub scale: f32,
+    }
+    impl candle_core::CustomOp1 for SoftmaxRows {
+        fn name(&self) -> &'static str {
+            "fused-softmax-rows"
+        }
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+            no_cpu(self.name())
+        }
+        fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(x)?;
+            let dev = x.device().clone();
+            let stream = dev.cuda_stream();
+            let cols = *xl.dims().last().unwrap_or(&0);
+            let n = xl.shape().elem_count();
+            if cols == 0 {
+                candle_core::bail!("softmax: empty rows");
+            }
+            let xv = view::<f32>(x, xl)?;
+            let mut out = unsafe { dev.alloc::<bf16>(n)? };
+            let (c32, scale) = (cols as u32, self.scale);
+            let cfg = LaunchConfig {
+                grid_dim: ((n / cols) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut l = stream.launch_builder(&k.elementwise.softmax_rows_f32_bf16);
+            l.arg(&xv).arg(&mut out).arg(&c32).arg(&scale);
+            unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+            Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
     }
 }

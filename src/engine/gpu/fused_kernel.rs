@@ -54,6 +54,45 @@ extern "C" __global__ void silu_mul_bf16(const unsigned short* __restrict__ g,
     }
 }
 
+// Sum (or max) of v over the block; every thread gets the result. `red` holds 32 floats.
+__device__ float block_reduce(float v, bool take_max, float* red) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float other = __shfl_xor_sync(0xffffffffu, v, o);
+        v = take_max ? fmaxf(v, other) : v + other;
+    }
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    const int warps = blockDim.x >> 5;
+    v = (int)threadIdx.x < warps ? red[threadIdx.x] : (take_max ? -3.402823466e38f : 0.f);
+    if (threadIdx.x < 32) {
+        for (int o = 16; o > 0; o >>= 1) {
+            const float other = __shfl_xor_sync(0xffffffffu, v, o);
+            v = take_max ? fmaxf(v, other) : v + other;
+        }
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    return red[0];
+}
+
+// One block per row: out = bf16(softmax(scale * x)), x f32 attention scores.
+extern "C" __global__ void softmax_rows_f32_bf16(const float* __restrict__ x,
+    unsigned short* __restrict__ out, unsigned int cols, float scale) {
+    __shared__ float red[32];
+    const float* row = x + (unsigned long long)blockIdx.x * cols;
+    unsigned short* dst = out + (unsigned long long)blockIdx.x * cols;
+    float m = -3.402823466e38f;
+    for (unsigned int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, row[i]);
+    m = block_reduce(m, true, red);
+    float s = 0.f;
+    for (unsigned int i = threadIdx.x; i < cols; i += blockDim.x) s += expf((row[i] - m) * scale);
+    s = block_reduce(s, false, red);
+    const float inv = 1.f / s;
+    for (unsigned int i = threadIdx.x; i < cols; i += blockDim.x)
+        dst[i] = f2bf(expf((row[i] - m) * scale) * inv);
+}
+
 // One block per row: out = bf16(x * rsqrt(mean(x^2) + eps) * w), x f32, w f32.
 extern "C" __global__ void rms_norm_f32_bf16(const float* __restrict__ x,
     const float* __restrict__ w, unsigned short* __restrict__ out, unsigned int dim, float eps) {
@@ -88,7 +127,7 @@ extern "C" __global__ void window_attention_bf16(
     unsigned short* __restrict__ out,         // [n_patches, heads, HD]
     unsigned int n_patches, unsigned int heads, float scale)
 {
-    extern __shared__ float shared[];
+    extern __shared__ __align__(16) float shared[];
     const unsigned int wl = blockDim.x, h = blockIdx.y, t = threadIdx.x;
     float* ks = shared;
     float* vs = shared + wl * HD;
@@ -116,17 +155,26 @@ extern "C" __global__ void window_attention_bf16(
     #pragma unroll
     for (int d = 0; d < HD; d++) acc[d] = 0.f;
     for (int j = 0; j < n_keys; j++) {
-        const float* k = ks + j * HD;
+        const float4* k = (const float4*)(ks + j * HD);
         float sc = 0.f;
         #pragma unroll
-        for (int d = 0; d < HD; d++) sc += q[d] * k[d];
+        for (int i = 0; i < HD / 4; i++) {
+            const float4 kk = k[i];
+            sc += q[4 * i] * kk.x + q[4 * i + 1] * kk.y + q[4 * i + 2] * kk.z + q[4 * i + 3] * kk.w;
+        }
         sc *= scale;
         const float m_new = fmaxf(m, sc);
         const float corr = expf(m - m_new), w = expf(sc - m_new);
         l = l * corr + w;
-        const float* v = vs + j * HD;
+        const float4* v = (const float4*)(vs + j * HD);
         #pragma unroll
-        for (int d = 0; d < HD; d++) acc[d] = acc[d] * corr + w * v[d];
+        for (int i = 0; i < HD / 4; i++) {
+            const float4 vv = v[i];
+            acc[4 * i] = acc[4 * i] * corr + w * vv.x;
+            acc[4 * i + 1] = acc[4 * i + 1] * corr + w * vv.y;
+            acc[4 * i + 2] = acc[4 * i + 2] * corr + w * vv.z;
+            acc[4 * i + 3] = acc[4 * i + 3] * corr + w * vv.w;
+        }
         m = m_new;
     }
     unsigned short* dst = out + (unsigned long long)p * hid + h * HD;
@@ -138,13 +186,14 @@ extern "C" __global__ void window_attention_bf16(
 
 /// Causal self-attention of the language model over a left-padded batch, flash style: one block
 /// per (64-query tile, head, sequence), two threads per query (each holding half of the head
-/// dimensions), key/value tiles of 64 in shared memory (bf16), online softmax in f32 over chunks
+/// dimensions), key/value tiles of 32 in shared memory (f32, read 4 at a time), online softmax
+/// in f32 over chunks
 /// of 16 keys. q and k are rotated (M-RoPE tables) and rounded to bf16 as the unfused path does;
 /// grouped-query heads read their shared k/v head. Query rows before `key_start` (padding) are
 /// written as zeros; real rows see keys in [key_start, own position].
 const CAUSAL_ATTENTION: &str = r#"
 #define QT 64
-#define KT 64
+#define KT 32
 #define CH 16
 #define HALF (HD / 2)
 extern "C" __global__ void causal_attention_bf16(
@@ -154,8 +203,8 @@ extern "C" __global__ void causal_attention_bf16(
     unsigned short* __restrict__ out,              // [B, S, H * HD]
     unsigned int S, unsigned int H, unsigned int KVH, float scale)
 {
-    __shared__ unsigned short ks[KT * HD];
-    __shared__ unsigned short vs[KT * HD];
+    __shared__ __align__(16) float ks[KT * HD];
+    __shared__ __align__(16) float vs[KT * HD];
     const unsigned int b = blockIdx.z, h = blockIdx.y;
     const unsigned int kvh = h / (H / KVH);
     const unsigned int row_len = (H + 2 * KVH) * HD;
@@ -175,30 +224,27 @@ extern "C" __global__ void causal_attention_bf16(
         const unsigned short* row = seq + (unsigned long long)qi * row_len + h * HD;
         const float* c = tables + (unsigned long long)qi * HD;
         #pragma unroll
-        for (int i = 0; i < HALF; i++) {
-            const int f = i;                       // frequency index: dim d and d + HALF share it
+        for (int f = 0; f < HALF; f++) {   // dims f and f + HALF share frequency f
             const float x1 = bf2f(row[f]), x2 = bf2f(row[f + HALF]);
             const float r = part == 0 ? x1 * c[f] - x2 * c[HALF + f] : x2 * c[f] + x1 * c[HALF + f];
-            q[i] = bf2f(f2bf(r));
+            q[f] = bf2f(f2bf(r));
         }
     }
     float m = -3.402823466e38f, l = 0.f;
     const unsigned int last = min(S, q0 + QT) - 1;   // the block's last query sees keys up to it
-    const unsigned int first_tile = start / KT;
-    for (unsigned int t0 = first_tile * KT; t0 <= last; t0 += KT) {
+    for (unsigned int t0 = (start / KT) * KT; t0 <= last; t0 += KT) {
         __syncthreads();
         for (unsigned int e = threadIdx.x; e < KT * HD; e += blockDim.x) {
             const unsigned int j = t0 + e / HD, d = e % HD;
-            unsigned short kv = 0, vv = 0;
+            float kv = 0.f, vv = 0.f;
             if (j < S) {
                 const unsigned short* row = seq + (unsigned long long)j * row_len;
                 const unsigned short* kr = row + (H + kvh) * HD;
                 const float* c = tables + (unsigned long long)j * HD;
                 const unsigned int f = d < HALF ? d : d - HALF;
                 const float x1 = bf2f(kr[f]), x2 = bf2f(kr[f + HALF]);
-                const float r = d < HALF ? x1 * c[f] - x2 * c[HALF + f] : x2 * c[f] + x1 * c[HALF + f];
-                kv = f2bf(r);
-                vv = row[(H + KVH + kvh) * HD + d];
+                kv = bf2f(f2bf(d < HALF ? x1 * c[f] - x2 * c[HALF + f] : x2 * c[f] + x1 * c[HALF + f]));
+                vv = bf2f(row[(H + KVH + kvh) * HD + d]);
             }
             ks[e] = kv;
             vs[e] = vv;
@@ -210,10 +256,13 @@ extern "C" __global__ void causal_attention_bf16(
             #pragma unroll
             for (int u = 0; u < CH; u++) {
                 const unsigned int j = t0 + c0 + u;
-                const unsigned short* k = ks + (c0 + u) * HD + part * HALF;
+                const float4* k4 = (const float4*)(ks + (c0 + u) * HD + part * HALF);
                 float p = 0.f;
                 #pragma unroll
-                for (int i = 0; i < HALF; i++) p += q[i] * bf2f(k[i]);
+                for (int i = 0; i < HALF / 4; i++) {
+                    const float4 kk = k4[i];
+                    p += q[4 * i] * kk.x + q[4 * i + 1] * kk.y + q[4 * i + 2] * kk.z + q[4 * i + 3] * kk.w;
+                }
                 p += __shfl_xor_sync(0xffffffffu, p, 1);
                 const bool ok = j >= start && j <= qi;
                 sc[u] = ok ? p * scale : -3.402823466e38f;
@@ -229,9 +278,13 @@ extern "C" __global__ void causal_attention_bf16(
             for (int u = 0; u < CH; u++) {
                 const float w = sc[u] <= -3.0e38f ? 0.f : __expf(sc[u] - m_new);
                 l += w;
-                const unsigned short* v = vs + (c0 + u) * HD + part * HALF;
+                const float4* v4 = (const float4*)(vs + (c0 + u) * HD + part * HALF);
                 #pragma unroll
-                for (int i = 0; i < HALF; i++) acc[i] += w * bf2f(v[i]);
+                for (int i = 0; i < HALF / 4; i++) {
+                    const float4 vv = v4[i];
+                    acc[4 * i] += w * vv.x; acc[4 * i + 1] += w * vv.y;
+                    acc[4 * i + 2] += w * vv.z; acc[4 * i + 3] += w * vv.w;
+                }
             }
             m = m_new;
         }
@@ -249,6 +302,7 @@ pub struct ElementwiseKernels {
     pub residual_add_f32_bf16: CudaFunction,
     pub silu_mul_bf16: CudaFunction,
     pub rms_norm_f32_bf16: CudaFunction,
+    pub softmax_rows_f32_bf16: CudaFunction,
 }
 
 /// Kernels compiled once per CUDA context (the attention kernel once per head dimension).
@@ -287,6 +341,7 @@ impl FusedKernels {
                 residual_add_f32_bf16: nvrtc::function(&m, "residual_add_f32_bf16")?,
                 silu_mul_bf16: nvrtc::function(&m, "silu_mul_bf16")?,
                 rms_norm_f32_bf16: nvrtc::function(&m, "rms_norm_f32_bf16")?,
+                softmax_rows_f32_bf16: nvrtc::function(&m, "softmax_rows_f32_bf16")?,
             },
             window_attention: Mutex::new(HashMap::new()),
             causal_attention: Mutex::new(HashMap::new()),
@@ -376,14 +431,18 @@ impl FusedKernels {
         Ok(())
     }
 
-    /// Whether the causal kernel's static shared tiles (2 × 64 keys × head_dim bf16) fit 48 KiB.
+    /// Whether the causal kernel takes `head_dim`: its static shared tiles (2 × 32 keys ×
+    /// head_dim f32) fit 48 KiB, and each thread's half of a row is read as float4s.
     pub fn causal_fits(head_dim: usize) -> bool {
-        head_dim >= 2 && 2 * 64 * head_dim * 2 <= 48 * 1024
+        head_dim % 8 == 0 && head_dim > 0 && 2 * 32 * head_dim * 4 <= 48 * 1024
     }
 
     /// Largest window the attention kernel takes for `head_dim` (keys and values in 48 KiB of
     /// shared memory, one thread per slot).
     pub fn max_window_len(head_dim: usize) -> usize {
+        if head_dim % 4 != 0 || head_dim == 0 {
+            return 0; // keys and values are read as float4s
+        }
         (48 * 1024 / (2 * head_dim * 4)).min(1024)
     }
 
