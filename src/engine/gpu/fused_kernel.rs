@@ -115,11 +115,15 @@ extern "C" __global__ void rms_norm_f32_bf16(const float* __restrict__ x,
 }
 "#;
 
-/// Window attention, one block per (window, head), one thread per query slot. q and k are
+/// Window attention, one block per (window, head), four threads per query slot (each a quarter
+/// of the head dimensions, partial dot products combined by lane shuffles). q and k are
 /// rotated (2D RoPE, f32) and rounded to bf16 as the unfused path does, keys and values of the
-/// window sit in shared memory, softmax runs online in f32. Padding slots come last in each
+/// window sit in shared memory, softmax runs online in f32 over chunks of 8 keys. Padding slots come last in each
 /// window (`gather` = n_patches) and are neither queries nor keys.
 const WINDOW_ATTENTION: &str = r#"
+#define TPQ 4
+#define SUB (HD / TPQ)
+#define CH 8
 extern "C" __global__ void window_attention_bf16(
     const unsigned short* __restrict__ qkv,   // [n_patches, 3, heads, HD]
     const float* __restrict__ cos_sin,        // [n_patches, HD]: cos then sin, HD/2 each
@@ -128,65 +132,87 @@ extern "C" __global__ void window_attention_bf16(
     unsigned int n_patches, unsigned int heads, float scale)
 {
     extern __shared__ __align__(16) float shared[];
-    const unsigned int wl = blockDim.x, h = blockIdx.y, t = threadIdx.x;
+    // TPQ threads per slot, each holding SUB of the head dimensions.
+    const unsigned int wl = blockDim.x / TPQ, h = blockIdx.y;
+    const unsigned int slot = threadIdx.x / TPQ, part = threadIdx.x % TPQ;
+    const unsigned int lane = threadIdx.x & 31;
+    const unsigned int group = 0xfu << (lane & ~3u);   // the TPQ lanes of this slot
     float* ks = shared;
     float* vs = shared + wl * HD;
     const unsigned int hid = heads * HD, half = HD / 2;
-    const unsigned int p = gather[blockIdx.x * wl + t];
+    const unsigned int p = gather[blockIdx.x * wl + slot];
     const bool valid = p < n_patches;
-    float q[HD];
+    float q[SUB];
     if (valid) {
         const unsigned short* row = qkv + (unsigned long long)p * 3 * hid + h * HD;
         const float* c = cos_sin + (unsigned long long)p * HD;
         const float* s = c + half;
         #pragma unroll
-        for (int d = 0; d < HD; d++) {
+        for (int i = 0; i < SUB; i++) {
+            const int d = part * SUB + i;
             const int o = d < (int)half ? d + half : d - half;
             const float sign = d < (int)half ? -1.f : 1.f;
             const int f = d < (int)half ? d : d - half;
-            q[d] = bf2f(f2bf(bf2f(row[d]) * c[f] + sign * bf2f(row[o]) * s[f]));
-            ks[t * HD + d] = bf2f(f2bf(bf2f(row[hid + d]) * c[f] + sign * bf2f(row[hid + o]) * s[f]));
-            vs[t * HD + d] = bf2f(row[2 * hid + d]);
+            q[i] = bf2f(f2bf(bf2f(row[d]) * c[f] + sign * bf2f(row[o]) * s[f]));
+            ks[slot * HD + d] = bf2f(f2bf(bf2f(row[hid + d]) * c[f] + sign * bf2f(row[hid + o]) * s[f]));
+            vs[slot * HD + d] = bf2f(row[2 * hid + d]);
         }
     }
-    const int n_keys = __syncthreads_count(valid);
+    const int n_keys = __syncthreads_count(valid) / TPQ;
     if (!valid) return;
-    float m = -3.402823466e38f, l = 0.f, acc[HD];
+    float m = -3.402823466e38f, l = 0.f, acc[SUB];
     #pragma unroll
-    for (int d = 0; d < HD; d++) acc[d] = 0.f;
-    for (int j = 0; j < n_keys; j++) {
-        const float4* k = (const float4*)(ks + j * HD);
-        float sc = 0.f;
+    for (int i = 0; i < SUB; i++) acc[i] = 0.f;
+    for (int j0 = 0; j0 < n_keys; j0 += CH) {
+        float sc[CH];
+        float cmax = -3.402823466e38f;
         #pragma unroll
-        for (int i = 0; i < HD / 4; i++) {
-            const float4 kk = k[i];
-            sc += q[4 * i] * kk.x + q[4 * i + 1] * kk.y + q[4 * i + 2] * kk.z + q[4 * i + 3] * kk.w;
+        for (int u = 0; u < CH; u++) {
+            const int j = min(j0 + u, n_keys - 1);
+            const float4* k = (const float4*)(ks + j * HD + part * SUB);
+            float p0 = 0.f, p1 = 0.f, p2 = 0.f, p3 = 0.f;
+            #pragma unroll
+            for (int i = 0; i < SUB / 4; i++) {
+                const float4 kk = k[i];
+                p0 += q[4 * i] * kk.x; p1 += q[4 * i + 1] * kk.y;
+                p2 += q[4 * i + 2] * kk.z; p3 += q[4 * i + 3] * kk.w;
+            }
+            float pp = (p0 + p1) + (p2 + p3);
+            pp += __shfl_xor_sync(group, pp, 1);
+            pp += __shfl_xor_sync(group, pp, 2);
+            sc[u] = j0 + u < n_keys ? pp * scale : -3.402823466e38f;
+            cmax = fmaxf(cmax, sc[u]);
         }
-        sc *= scale;
-        const float m_new = fmaxf(m, sc);
-        const float corr = expf(m - m_new), w = expf(sc - m_new);
-        l = l * corr + w;
-        const float4* v = (const float4*)(vs + j * HD);
+        const float m_new = fmaxf(m, cmax);
+        const float corr = expf(m - m_new);
+        l *= corr;
         #pragma unroll
-        for (int i = 0; i < HD / 4; i++) {
-            const float4 vv = v[i];
-            acc[4 * i] = acc[4 * i] * corr + w * vv.x;
-            acc[4 * i + 1] = acc[4 * i + 1] * corr + w * vv.y;
-            acc[4 * i + 2] = acc[4 * i + 2] * corr + w * vv.z;
-            acc[4 * i + 3] = acc[4 * i + 3] * corr + w * vv.w;
+        for (int i = 0; i < SUB; i++) acc[i] *= corr;
+        #pragma unroll
+        for (int u = 0; u < CH; u++) {
+            if (j0 + u >= n_keys) break;
+            const float w = expf(sc[u] - m_new);
+            l += w;
+            const float4* v = (const float4*)(vs + (j0 + u) * HD + part * SUB);
+            #pragma unroll
+            for (int i = 0; i < SUB / 4; i++) {
+                const float4 vv = v[i];
+                acc[4 * i] += w * vv.x; acc[4 * i + 1] += w * vv.y;
+                acc[4 * i + 2] += w * vv.z; acc[4 * i + 3] += w * vv.w;
+            }
         }
         m = m_new;
     }
-    unsigned short* dst = out + (unsigned long long)p * hid + h * HD;
+    unsigned short* dst = out + (unsigned long long)p * hid + h * HD + part * SUB;
     const float inv = 1.f / l;
     #pragma unroll
-    for (int d = 0; d < HD; d++) dst[d] = f2bf(acc[d] * inv);
+    for (int i = 0; i < SUB; i++) dst[i] = f2bf(acc[i] * inv);
 }
 "#;
 
 /// Causal self-attention of the language model over a left-padded batch, flash style: one block
-/// per (64-query tile, head, sequence), two threads per query (each holding half of the head
-/// dimensions), key/value tiles of 32 in shared memory (f32, read 4 at a time), online softmax
+/// per (64-query tile, head, sequence), four threads per query (each holding a quarter of the
+/// head dimensions, partial dot products combined by lane shuffles), key/value tiles of 32 in shared memory (f32, read 4 at a time), online softmax
 /// in f32 over chunks
 /// of 16 keys. q and k are rotated (M-RoPE tables) and rounded to bf16 as the unfused path does;
 /// grouped-query heads read their shared k/v head. Query rows before `key_start` (padding) are
@@ -196,6 +222,8 @@ const CAUSAL_ATTENTION: &str = r#"
 #define KT 32
 #define CH 16
 #define HALF (HD / 2)
+#define TPQ 4
+#define SUB (HD / TPQ)
 extern "C" __global__ void causal_attention_bf16(
     const unsigned short* __restrict__ qkv,        // [B, S, (H + 2 KVH) * HD]: q heads, k heads, v heads
     const float* __restrict__ cos_sin,             // [B, S, HD]: cos then sin, HD/2 each
@@ -209,25 +237,25 @@ extern "C" __global__ void causal_attention_bf16(
     const unsigned int kvh = h / (H / KVH);
     const unsigned int row_len = (H + 2 * KVH) * HD;
     const unsigned int q0 = blockIdx.x * QT;
-    const unsigned int qi = q0 + threadIdx.x / 2;
-    const unsigned int part = threadIdx.x & 1;      // dims [part*HALF, part*HALF + HALF)
+    const unsigned int qi = q0 + threadIdx.x / TPQ;
+    const unsigned int part = threadIdx.x % TPQ;    // dims [part*SUB, part*SUB + SUB)
     const unsigned int start = key_start[b];
     const bool active = qi < S && qi >= start;
     const unsigned short* seq = qkv + (unsigned long long)b * S * row_len;
     const float* tables = cos_sin + (unsigned long long)b * S * HD;
-    // Every thread runs the key loop (the pair shuffle needs all 32 lanes); inactive ones (padding
+    // Every thread runs the key loop (the group shuffles name all 32 lanes); inactive ones (padding
     // rows, rows past the end) compute on zeros and write zeros.
-    float q[HALF], acc[HALF];
+    float q[SUB], acc[SUB];
     #pragma unroll
-    for (int i = 0; i < HALF; i++) { q[i] = 0.f; acc[i] = 0.f; }
+    for (int i = 0; i < SUB; i++) { q[i] = 0.f; acc[i] = 0.f; }
     if (active) {
         const unsigned short* row = seq + (unsigned long long)qi * row_len + h * HD;
         const float* c = tables + (unsigned long long)qi * HD;
         #pragma unroll
-        for (int f = 0; f < HALF; f++) {   // dims f and f + HALF share frequency f
+        for (int i = 0; i < SUB; i++) {    // dims f and f + HALF share frequency f
+            const unsigned int d = part * SUB + i, f = d < HALF ? d : d - HALF;
             const float x1 = bf2f(row[f]), x2 = bf2f(row[f + HALF]);
-            const float r = part == 0 ? x1 * c[f] - x2 * c[HALF + f] : x2 * c[f] + x1 * c[HALF + f];
-            q[f] = bf2f(f2bf(r));
+            q[i] = bf2f(f2bf(d < HALF ? x1 * c[f] - x2 * c[HALF + f] : x2 * c[f] + x1 * c[HALF + f]));
         }
     }
     float m = -3.402823466e38f, l = 0.f;
@@ -256,14 +284,17 @@ extern "C" __global__ void causal_attention_bf16(
             #pragma unroll
             for (int u = 0; u < CH; u++) {
                 const unsigned int j = t0 + c0 + u;
-                const float4* k4 = (const float4*)(ks + (c0 + u) * HD + part * HALF);
-                float p = 0.f;
+                const float4* k4 = (const float4*)(ks + (c0 + u) * HD + part * SUB);
+                float p0 = 0.f, p1 = 0.f, p2 = 0.f, p3 = 0.f;
                 #pragma unroll
-                for (int i = 0; i < HALF / 4; i++) {
+                for (int i = 0; i < SUB / 4; i++) {
                     const float4 kk = k4[i];
-                    p += q[4 * i] * kk.x + q[4 * i + 1] * kk.y + q[4 * i + 2] * kk.z + q[4 * i + 3] * kk.w;
+                    p0 += q[4 * i] * kk.x; p1 += q[4 * i + 1] * kk.y;
+                    p2 += q[4 * i + 2] * kk.z; p3 += q[4 * i + 3] * kk.w;
                 }
+                float p = (p0 + p1) + (p2 + p3);
                 p += __shfl_xor_sync(0xffffffffu, p, 1);
+                p += __shfl_xor_sync(0xffffffffu, p, 2);
                 const bool ok = j >= start && j <= qi;
                 sc[u] = ok ? p * scale : -3.402823466e38f;
                 cmax = fmaxf(cmax, sc[u]);
@@ -273,14 +304,14 @@ extern "C" __global__ void causal_attention_bf16(
             const float corr = __expf(m - m_new);
             l *= corr;
             #pragma unroll
-            for (int i = 0; i < HALF; i++) acc[i] *= corr;
+            for (int i = 0; i < SUB; i++) acc[i] *= corr;
             #pragma unroll
             for (int u = 0; u < CH; u++) {
                 const float w = sc[u] <= -3.0e38f ? 0.f : __expf(sc[u] - m_new);
                 l += w;
-                const float4* v4 = (const float4*)(vs + (c0 + u) * HD + part * HALF);
+                const float4* v4 = (const float4*)(vs + (c0 + u) * HD + part * SUB);
                 #pragma unroll
-                for (int i = 0; i < HALF / 4; i++) {
+                for (int i = 0; i < SUB / 4; i++) {
                     const float4 vv = v4[i];
                     acc[4 * i] += w * vv.x; acc[4 * i + 1] += w * vv.y;
                     acc[4 * i + 2] += w * vv.z; acc[4 * i + 3] += w * vv.w;
@@ -290,10 +321,10 @@ extern "C" __global__ void causal_attention_bf16(
         }
     }
     if (qi >= S) return;
-    unsigned short* dst = out + ((unsigned long long)b * S + qi) * H * HD + h * HD + part * HALF;
+    unsigned short* dst = out + ((unsigned long long)b * S + qi) * H * HD + h * HD + part * SUB;
     const float inv = active && l > 0.f ? 1.f / l : 0.f;
     #pragma unroll
-    for (int i = 0; i < HALF; i++) dst[i] = f2bf(active ? acc[i] * inv : 0.f);
+    for (int i = 0; i < SUB; i++) dst[i] = f2bf(active ? acc[i] * inv : 0.f);
 }
 "#;
 
@@ -415,7 +446,7 @@ impl FusedKernels {
         )?;
         let cfg = LaunchConfig {
             grid_dim: (seq.div_ceil(64) as u32, heads as u32, batch as u32),
-            block_dim: (128, 1, 1),
+            block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let (s, h, kvh, scale) = (
@@ -434,16 +465,16 @@ impl FusedKernels {
     /// Whether the causal kernel takes `head_dim`: its static shared tiles (2 × 32 keys ×
     /// head_dim f32) fit 48 KiB, and each thread's half of a row is read as float4s.
     pub fn causal_fits(head_dim: usize) -> bool {
-        head_dim % 8 == 0 && head_dim > 0 && 2 * 32 * head_dim * 4 <= 48 * 1024
+        head_dim % 16 == 0 && head_dim > 0 && 2 * 32 * head_dim * 4 <= 48 * 1024
     }
 
     /// Largest window the attention kernel takes for `head_dim` (keys and values in 48 KiB of
     /// shared memory, one thread per slot).
     pub fn max_window_len(head_dim: usize) -> usize {
-        if head_dim % 4 != 0 || head_dim == 0 {
-            return 0; // keys and values are read as float4s
+        if head_dim % 16 != 0 || head_dim == 0 {
+            return 0; // 4 threads per slot, each reading its quarter as float4s
         }
-        (48 * 1024 / (2 * head_dim * 4)).min(1024)
+        (48 * 1024 / (2 * head_dim * 4)).min(256)
     }
 
     /// `out` [n_patches, heads, head_dim] from `qkv` [n_patches, 3, heads, head_dim] (bf16 bits).
@@ -482,7 +513,7 @@ impl FusedKernels {
         )?;
         let cfg = LaunchConfig {
             grid_dim: (n_windows as u32, heads as u32, 1),
-            block_dim: (window_len as u32, 1, 1),
+            block_dim: (4 * window_len as u32, 1, 1),
             shared_mem_bytes: (2 * window_len * head_dim * 4) as u32,
         };
         let (n, h, scale) = (
