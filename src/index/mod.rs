@@ -31,6 +31,7 @@ pub mod pooling;
 pub mod provenance;
 pub mod search;
 pub mod segment;
+pub mod snapshot;
 pub mod store;
 pub mod synthetic;
 pub mod text;
