@@ -23,10 +23,14 @@
 //! A GPU scorer plugs in through `search::PageScorer` (`Searcher::visual_with`).
 
 pub mod binary;
+#[cfg(target_arch = "x86_64")]
+mod binary_avx512;
 pub mod format;
 pub mod fusion;
 pub mod manifest;
 pub mod maxsim;
+#[cfg(target_arch = "x86_64")]
+mod maxsim_avx512;
 pub mod pooling;
 pub mod provenance;
 pub mod search;
@@ -34,6 +38,7 @@ pub mod segment;
 pub mod snapshot;
 pub mod store;
 pub mod synthetic;
+pub mod tensor_scorer;
 pub mod text;
 pub mod vectors;
 pub mod verify;
