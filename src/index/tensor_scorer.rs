@@ -4,8 +4,8 @@
 //! Pages are grouped by length rounded up to `LEN_MULTIPLE` tokens and packed per group into
 //! tensors of at most `chunk_pages` pages, `[pages, len, dim]`. A page shorter than its group's
 //! length is padded with copies of its first token: a duplicate never changes a max, so no mask
-//! is needed. One query is then, per chunk, `[pages·len, dim] × [dim, nq]`, a max over each
-//! page's `len` rows and a sum over the query tokens. Storage is f16 (as on disk); the matmul
+//! is needed. One query is then, per chunk, `[nq, dim] × [dim, pages·len]`, a max over each
+//! page's `len` columns and a sum over the query tokens. Storage is f16 (as on disk); the matmul
 //! runs in `compute` — f32 keeps it exact (the CPU default), f16 halves the memory traffic on a
 //! GPU (cuBLAS accumulates in f32 but rounds each similarity to f16 before the max).
 
@@ -114,16 +114,17 @@ impl TensorScorer {
         self.rows.len()
     }
 
-    /// MaxSim of `qt` (`[dim, nq]`, compute dtype) against `pages` (`[p, len, dim]`): `[p]` f32.
-    fn chunk_scores(&self, pages: &Tensor, qt: &Tensor) -> candle_core::Result<Vec<f32>> {
+    /// MaxSim of `q` (`[nq, dim]`, compute dtype) against `pages` (`[p, len, dim]`): `[p]` f32.
+    /// The similarities come out as `[nq, p·len]` so the max runs over contiguous rows.
+    fn chunk_scores(&self, pages: &Tensor, q: &Tensor) -> candle_core::Result<Vec<f32>> {
         let (p, len, dim) = pages.dims3()?;
-        let nq = qt.dim(1)?;
+        let nq = q.dim(0)?;
         let flat = pages.reshape((p * len, dim))?.to_dtype(self.compute)?;
-        flat.matmul(qt)?
-            .reshape((p, len, nq))?
-            .max(1)?
+        q.matmul(&flat.t()?)?
+            .reshape((nq, p, len))?
+            .max(2)?
             .to_dtype(DType::F32)?
-            .sum(1)?
+            .sum(0)?
             .to_vec1::<f32>()
     }
 }
@@ -153,8 +154,6 @@ impl PageScorer for TensorScorer {
         }
         let qt = Tensor::from_slice(&q[..nq * dim], (nq, dim), &self.device)
             .and_then(|t| t.to_dtype(self.compute))
-            .and_then(|t| t.t())
-            .and_then(|t| t.contiguous())
             .map_err(tensor_err("uploading the query"))?;
         // Which rows of which chunk each requested page is.
         let mut wanted: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.chunks.len()];
