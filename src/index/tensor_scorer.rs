@@ -13,6 +13,7 @@ use super::format::{IndexError, Result};
 use super::search::{PageScorer, PageView, Searcher};
 use super::vectors;
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// Page lengths are rounded up to this many tokens to form groups.
@@ -76,17 +77,26 @@ impl TensorScorer {
         let mut resident_bytes = 0u64;
         for len in lens {
             for members in groups[&len].chunks(chunk_pages.max(1)) {
-                let mut host: Vec<half::f16> = Vec::with_capacity(members.len() * len * dim);
+                // Row-major f16 tokens of each page, padded with its first token (all cores).
+                let per_page: Vec<Vec<half::f16>> = members
+                    .par_iter()
+                    .map(|&i| {
+                        let v = &views[i];
+                        let tokens = vectors::unpack_all(v.packed, dim, v.n_tokens);
+                        let first = &tokens[..dim];
+                        tokens
+                            .iter()
+                            .chain((v.n_tokens..len).flat_map(|_| first))
+                            .map(|&x| half::f16::from_f32(x))
+                            .collect()
+                    })
+                    .collect();
+                let host: Vec<half::f16> = per_page.concat();
+                drop(per_page);
                 let mut ids = Vec::with_capacity(members.len());
                 for &i in members {
-                    let v = &views[i];
-                    let tokens = vectors::unpack_all(v.packed, dim, v.n_tokens);
-                    host.extend(tokens.iter().map(|&x| half::f16::from_f32(x)));
-                    for _ in v.n_tokens..len {
-                        host.extend(tokens[..dim].iter().map(|&x| half::f16::from_f32(x)));
-                    }
-                    rows.insert(v.page_id, (chunks.len(), ids.len()));
-                    ids.push(v.page_id);
+                    rows.insert(views[i].page_id, (chunks.len(), ids.len()));
+                    ids.push(views[i].page_id);
                 }
                 let pages = Tensor::from_vec(host, (members.len(), len, dim), &Device::Cpu)
                     .and_then(|t| t.to_device(device))
@@ -116,7 +126,7 @@ impl TensorScorer {
 
     /// MaxSim of `q` (`[nq, dim]`, compute dtype) against `pages` (`[p, len, dim]`): `[p]` f32.
     /// The similarities come out as `[nq, p·len]` so the max runs over contiguous rows.
-    fn chunk_scores(&self, pages: &Tensor, q: &Tensor) -> candle_core::Result<Vec<f32>> {
+    fn chunk_scores(&self, pages: &Tensor, q: &Tensor) -> candle_core::Result<Tensor> {
         let (p, len, dim) = pages.dims3()?;
         let nq = q.dim(0)?;
         let flat = pages.reshape((p * len, dim))?.to_dtype(self.compute)?;
@@ -124,8 +134,7 @@ impl TensorScorer {
             .reshape((nq, p, len))?
             .max(2)?
             .to_dtype(DType::F32)?
-            .sum(0)?
-            .to_vec1::<f32>()
+            .sum(0)
     }
 }
 
@@ -169,16 +178,26 @@ impl PageScorer for TensorScorer {
             })?;
             wanted[c].push((r, out));
         }
-        let mut scores = vec![0f32; pages.len()];
+        // Every chunk's scores stay on the device until one copy back (one synchronisation).
+        let mut parts = Vec::new();
+        let mut order = Vec::new();
         for (chunk, want) in self.chunks.iter().zip(&wanted) {
             if want.is_empty() {
                 continue;
             }
-            let got = if want.len() == chunk.ids.len() {
+            let part = if want.len() == chunk.ids.len() {
                 let s = self
                     .chunk_scores(&chunk.pages, &qt)
                     .map_err(tensor_err("scoring"))?;
-                want.iter().map(|&(r, _)| s[r]).collect::<Vec<_>>()
+                // Rows in page order; `want` may list them in another.
+                let pick: Vec<u32> = want.iter().map(|&(r, _)| r as u32).collect();
+                if pick.iter().enumerate().all(|(i, &r)| i as u32 == r) {
+                    s
+                } else {
+                    Tensor::new(pick.as_slice(), &self.device)
+                        .and_then(|idx| s.index_select(&idx, 0))
+                        .map_err(tensor_err("reordering scores"))?
+                }
             } else {
                 // A subset (a prefilter's candidates): gather just those pages.
                 let idx: Vec<u32> = want.iter().map(|&(r, _)| r as u32).collect();
@@ -190,9 +209,18 @@ impl PageScorer for TensorScorer {
                     .and_then(|sub| self.chunk_scores(&sub, &qt))
                     .map_err(tensor_err("scoring candidates"))?
             };
-            for (&(_, out), s) in want.iter().zip(got) {
-                scores[out] = s;
-            }
+            parts.push(part);
+            order.extend(want.iter().map(|&(_, out)| out));
+        }
+        let mut scores = vec![0f32; pages.len()];
+        if parts.is_empty() {
+            return Ok(scores);
+        }
+        let all = Tensor::cat(&parts, 0)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(tensor_err("copying scores back"))?;
+        for (out, s) in order.into_iter().zip(all) {
+            scores[out] = s;
         }
         Ok(scores)
     }
