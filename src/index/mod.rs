@@ -20,7 +20,9 @@
 //! let hm: PageHeatmap = s.heatmap(page_id, &q, nq)?;
 //! Index::open(dir)?;  Index::verify(dir)?;  ix.stats();  ix.compact()?;
 //! ```
-//! A GPU scorer plugs in through `search::PageScorer` (`Searcher::visual_with`).
+//! Other scorers plug in through `search::PageScorer` (`Searcher::visual_with`): the CPU kernels
+//! (`search::CpuExact`, `maxsim`) and `tensor_scorer::TensorScorer`, MaxSim as batched matmuls over
+//! page tiles resident on a candle device (VRAM on CUDA).
 
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
