@@ -57,7 +57,7 @@ pub fn hamming_maxsim_with(
         return 0.0;
     }
     #[cfg(target_arch = "x86_64")]
-    if simd && simd_available(dim) && qw.len() % (2 * PAD_ROWS) == 0 && qw.len() >= 2 * nq {
+    if simd && simd_available(dim) && qw.len().is_multiple_of(2 * PAD_ROWS) && qw.len() >= 2 * nq {
         assert!(
             codes.len() >= n_tokens * 16,
             "page codes shorter than its tokens"

@@ -43,7 +43,9 @@ pub const ROWS: usize = 8;
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
 pub unsafe fn min_distances(q_words: &[u64], codes: &[u8], n: usize, out: &mut [u64]) {
     let rows = q_words.len() / 2;
-    debug_assert!(rows % ROWS == 0 && out.len() >= rows && codes.len() >= n * 16 && n >= 1);
+    debug_assert!(
+        rows.is_multiple_of(ROWS) && out.len() >= rows && codes.len() >= n * 16 && n >= 1
+    );
     let full = n / 8;
     let rest = n % 8;
     // Lanes of the last, partial group of 8 tokens: 2 qwords per token, split over two loads.
