@@ -266,11 +266,14 @@ fn build(
         None
     };
     let chunk = 500;
+    let mut generate_secs = 0.0;
     for start in (0..n).step_by(chunk) {
+        let t = Instant::now();
         let pages: Vec<Vec<f32>> = (start..(start + chunk).min(n))
             .into_par_iter()
             .map(|p| corpus.page(p as u64, a.tokens))
             .collect();
+        generate_secs += t.elapsed().as_secs_f64();
         for (i, v) in pages.iter().enumerate() {
             let text = format!("synthetic page {}", start + i);
             ix.add_page(PageRecord {
@@ -293,7 +296,10 @@ fn build(
         ix.commit()?;
         eprint!("\r  built {} / {n} pages", (start + chunk).min(n));
     }
-    eprintln!();
+    eprintln!(
+        "\n  built in {:.0} s, of which generating the synthetic vectors {generate_secs:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
     ix.finish_file(&hash)?;
     ix.commit()?;
     if let Some(mut out) = raw_out {
