@@ -171,6 +171,8 @@ pub struct SearchBench {
     /// One core scoring one L2-resident page over and over: the kernel's own efficiency, apart
     /// from memory bandwidth and thread scheduling.
     pub kernel_single_core: Vec<KernelRun>,
+    /// The binary prefilter's kernel on one core, one L1-resident page: microseconds per page.
+    pub binary_kernel_us_per_page: f64,
     pub synthetic_data: String,
     pub tokens: usize,
     pub dim: usize,
@@ -215,6 +217,30 @@ fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
             (isa, flops / best / 1e9)
         })
         .collect()
+}
+
+fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
+    use crate::index::binary::{hamming_maxsim, query_words};
+    let page = corpus.page(1, a.tokens);
+    let codes = crate::index::vectors::sign_codes(&page, a.tokens, a.dim);
+    let q = corpus.query(1, a.query_tokens, 0);
+    let qw = query_words(&q, a.query_tokens, a.dim);
+    let reps = 50;
+    let mut best = f64::INFINITY;
+    for _ in 0..200 {
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(hamming_maxsim(
+                &qw,
+                a.query_tokens,
+                a.dim,
+                std::hint::black_box(&codes),
+                a.tokens,
+            ));
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best / reps as f64 * 1e6
 }
 
 fn bench_provenance(dim: usize) -> Provenance {
@@ -409,6 +435,11 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
     }
     let corpus = Corpus::new(42, a.dim, 1024);
     let kernel = kernel_single_core(&a, &corpus);
+    let binary_kernel_us_per_page = binary_kernel_single_core(&a, &corpus);
+    eprintln!(
+        "binary prefilter kernel, 1 core, one page: {binary_kernel_us_per_page:.2} µs per page ({})",
+        if crate::index::binary::simd_available(a.dim) { "avx512 vpopcntdq" } else { "portable" }
+    );
     let mut sizes = Vec::new();
     for &n in &a.pages {
         let dir = a.work_dir.join(format!("pages-{n}-v{CORPUS_VERSION}"));
@@ -584,6 +615,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             how: "peak = sum over cores of FMA instructions x lanes x 2 flop / elapsed, from a register-only loop of independent FMAs of that ISA run on every core at once (and on one core for the kernel line), measured before and after the scorers, higher value kept".into(),
         },
         kernel_single_core: kernel,
+        binary_kernel_us_per_page,
         synthetic_data: "index::synthetic::Corpus v2: Zipf-popular topics, per-page sub-centroids, 20-60 % shared background tokens, queries = 6 shared prompt tokens + tokens near the target page's sub-centroids".into(),
         tokens: a.tokens,
         dim: a.dim,
