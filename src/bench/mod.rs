@@ -1,6 +1,7 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
+pub mod cpu_peak;
 pub mod embed;
 #[cfg(feature = "cuda")]
 pub mod gpu_model_check;
@@ -11,6 +12,7 @@ pub mod ingest;
 pub mod loader;
 pub mod model_parity;
 pub mod search;
+pub mod search_reference;
 
 use clap::{Args, Subcommand};
 

@@ -4,18 +4,81 @@
 
 use super::segment::code_bytes;
 
-/// Sign codes of the query, as u64 words per token.
+/// Query rows the SIMD kernel takes per pass (the query's words are padded to a multiple).
+#[cfg(target_arch = "x86_64")]
+const PAD_ROWS: usize = super::binary_avx512::ROWS;
+#[cfg(not(target_arch = "x86_64"))]
+const PAD_ROWS: usize = 1;
+
+/// Sign codes of the query, as u64 words per token; zero rows pad it to whole kernel tiles
+/// (only the first `nq` rows are ever summed).
 pub fn query_words(q: &[f32], nq: usize, dim: usize) -> Vec<u64> {
     let bytes = super::vectors::sign_codes(q, nq, dim);
-    bytes
+    let mut words: Vec<u64> = bytes
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect()
+        .collect();
+    let per_row = code_bytes(dim) / 8;
+    words.resize(nq.div_ceil(PAD_ROWS) * PAD_ROWS * per_row, 0);
+    words
 }
 
-/// Hamming MaxSim of the query's words against a page's codes.
+/// Whether the AVX-512 VPOPCNTDQ kernel runs (128-d codes on a CPU that has it).
+pub fn simd_available(dim: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        code_bytes(dim) == 16
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = dim;
+        false
+    }
+}
+
+/// Hamming MaxSim of the query's words (from `query_words`) against a page's codes.
 pub fn hamming_maxsim(qw: &[u64], nq: usize, dim: usize, codes: &[u8], n_tokens: usize) -> f32 {
+    hamming_maxsim_with(simd_available(dim), qw, nq, dim, codes, n_tokens)
+}
+
+/// As `hamming_maxsim`, choosing the kernel: `simd` only takes effect where `simd_available`.
+pub fn hamming_maxsim_with(
+    simd: bool,
+    qw: &[u64],
+    nq: usize,
+    dim: usize,
+    codes: &[u8],
+    n_tokens: usize,
+) -> f32 {
     let words = code_bytes(dim) / 8;
+    if n_tokens == 0 || nq == 0 {
+        return 0.0;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd && simd_available(dim) && qw.len().is_multiple_of(2 * PAD_ROWS) && qw.len() >= 2 * nq {
+        assert!(
+            codes.len() >= n_tokens * 16,
+            "page codes shorter than its tokens"
+        );
+        let rows = qw.len() / 2;
+        let mut stack = [0u64; 64];
+        let mut heap = Vec::new();
+        let out: &mut [u64] = if rows <= stack.len() {
+            &mut stack[..rows]
+        } else {
+            heap.resize(rows, 0);
+            &mut heap
+        };
+        // SAFETY: AVX-512F + VPOPCNTDQ present (checked); lengths checked above.
+        unsafe { super::binary_avx512::min_distances(qw, codes, n_tokens, out) };
+        return out[..nq]
+            .iter()
+            .map(|&m| dim as i64 - 2 * m as i64)
+            .sum::<i64>() as f32;
+    }
+    let _ = simd;
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("popcnt") {

@@ -3,9 +3,11 @@
 //! Pages are stored as f16 in 16-token blocks, dimension-major inside a block, so a kernel loads
 //! 16 tokens' values of one dimension with one vector load, widens them to f32 (F16C /
 //! AVX-512F `vcvtph2ps`) and does one FMA per query token with that query value broadcast: a
-//! register-blocked GEMM micro-kernel (query tile × 32 tokens) with the max folded in per tile.
-//! The ISA is picked at run time (`detected_isa`); `Portable` runs anywhere. A GPU scorer plugs
-//! in at `search::PageScorer`.
+//! register-blocked GEMM micro-kernel with the max folded in per tile. Products and sums are
+//! f32 of the stored f16 values: this is the exact mode. The AVX-512 kernel
+//! (`maxsim_avx512`, inline assembly) widens each 64-token chunk once and runs 4-row query tiles
+//! over it; the AVX2 kernel (intrinsics) widens per tile. The ISA is picked at run time
+//! (`detected_isa`); `Portable` runs anywhere. A GPU scorer plugs in at `search::PageScorer`.
 
 use super::format::BLOCK_TOKENS;
 use super::segment::n_blocks;
@@ -75,26 +77,130 @@ pub fn detected_isa() -> Isa {
     })
 }
 
+/// Query rows per tile of the AVX-512 micro-kernel.
+pub const ROWS: usize = 4;
+
+/// One cache line of f32 lanes; keeps the kernel's scratch and running maxima 64-byte aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct Line(pub [f32; 16]);
+
+/// Per-thread working memory of the kernel, reused across pages (`rayon`'s `map_init`).
+#[derive(Default)]
+pub struct Scratch {
+    /// The widened chunk of page tokens, dimension-major.
+    pub(super) chunk: Vec<Line>,
+    /// One line per query row: running max per token lane.
+    pub(super) runmax: Vec<Line>,
+}
+
+/// The query laid out for the micro-kernel: per tile of `ROWS` rows, per dimension the rows'
+/// values side by side; rows past `nq` are zero (a zero row scores 0 and is left out of the sum).
+pub struct QueryTiles {
+    pub tiles: usize,
+    pub nq: usize,
+    pub dim: usize,
+    data: Vec<f32>,
+}
+
+impl QueryTiles {
+    pub fn new(q: &[f32], nq: usize, dim: usize) -> Self {
+        let tiles = nq.div_ceil(ROWS);
+        let mut data = vec![0f32; tiles * dim * ROWS];
+        for i in 0..nq {
+            for k in 0..dim {
+                data[(i / ROWS) * dim * ROWS + k * ROWS + i % ROWS] = q[i * dim + k];
+            }
+        }
+        QueryTiles {
+            tiles,
+            nq,
+            dim,
+            data,
+        }
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// A query ready to score many pages with one ISA: laid out once, not per page.
+pub struct PreparedQuery<'a> {
+    isa: Isa,
+    q: &'a [f32],
+    nq: usize,
+    dim: usize,
+    tiles: Option<QueryTiles>,
+}
+
+impl<'a> PreparedQuery<'a> {
+    /// `q` is `nq × dim` row-major f32. `isa` falls back to `Portable` where the CPU lacks it.
+    pub fn new(isa: Isa, q: &'a [f32], nq: usize, dim: usize) -> Self {
+        assert!(q.len() >= nq * dim, "query shorter than nq × dim");
+        let isa = if isa.available() { isa } else { Isa::Portable };
+        let tiles = (isa == Isa::Avx512).then(|| QueryTiles::new(q, nq, dim));
+        PreparedQuery {
+            isa,
+            q,
+            nq,
+            dim,
+            tiles,
+        }
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// MaxSim against a packed page of `n_tokens` tokens.
+    pub fn score(&self, scratch: &mut Scratch, packed: &[u16], n_tokens: usize) -> f32 {
+        let (q, nq, dim) = (self.q, self.nq, self.dim);
+        assert!(packed.len() >= n_blocks(n_tokens) * dim * BLOCK_TOKENS);
+        if n_tokens == 0 || nq == 0 {
+            return 0.0;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(t) = &self.tiles {
+                // SAFETY: `tiles` exists only where AVX-512F was detected (`new`), and the page
+                // slice is long enough (asserted).
+                return unsafe { super::maxsim_avx512::maxsim(t, scratch, packed, n_tokens) };
+            }
+            if self.isa == Isa::Avx2F16c {
+                // SAFETY: as above, for AVX2+FMA+F16C.
+                return unsafe { x86::maxsim_avx2(q, nq, dim, packed, n_tokens) };
+            }
+        }
+        let _ = scratch;
+        maxsim_portable(q, nq, dim, packed, n_tokens)
+    }
+}
+
 /// MaxSim of `q` (`nq × dim` row-major f32) against a packed page of `n_tokens` tokens.
-/// `isa` falls back to `Portable` where the CPU lacks it.
+/// `isa` falls back to `Portable` where the CPU lacks it. For many pages use `PreparedQuery`.
 pub fn maxsim(isa: Isa, q: &[f32], nq: usize, dim: usize, packed: &[u16], n_tokens: usize) -> f32 {
-    assert!(q.len() >= nq * dim && packed.len() >= n_blocks(n_tokens) * dim * BLOCK_TOKENS);
-    if n_tokens == 0 || nq == 0 {
-        return 0.0;
+    PreparedQuery::new(isa, q, nq, dim).score(&mut Scratch::default(), packed, n_tokens)
+}
+
+/// Measured FMA throughput of one core for `isa` (FLOP/s): a register-only loop of independent
+/// FMAs, `iters` × (FMAs per iteration) × lanes × 2 flop / elapsed. `None` where the ISA has
+/// no such loop here or the CPU lacks it.
+pub fn fma_peak_one_core(isa: Isa, iters: u64) -> Option<f64> {
+    if !isa.available() {
+        return None;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if isa == Isa::Avx512 && isa.available() {
-            // SAFETY: the CPU has AVX-512F (checked) and the slices are long enough (asserted).
-            return unsafe { x86::maxsim_avx512(q, nq, dim, packed, n_tokens) };
-        }
-        if isa == Isa::Avx2F16c && isa.available() {
-            // SAFETY: as above, for AVX2+FMA+F16C.
-            return unsafe { x86::maxsim_avx2(q, nq, dim, packed, n_tokens) };
+        // SAFETY: the CPU has the ISA (checked above).
+        match isa {
+            Isa::Avx512 => return Some(unsafe { super::maxsim_avx512::fma_peak(iters) }),
+            Isa::Avx2F16c => return Some(unsafe { super::maxsim_avx512::fma_peak_avx2(iters) }),
+            Isa::Portable => {}
         }
     }
-    let _ = isa;
-    maxsim_portable(q, nq, dim, packed, n_tokens)
+    let _ = iters;
+    None
 }
 
 /// Straightforward reference: per query token, the max over tokens of the dot product (f64).
@@ -174,105 +280,6 @@ mod x86 {
         out[..nq * dim].copy_from_slice(&q[..nq * dim]);
         (out, rows)
     }
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn maxsim_avx512(
-        q: &[f32],
-        nq: usize,
-        dim: usize,
-        packed: &[u16],
-        n_tokens: usize,
-    ) -> f32 {
-        let (qp, rows) = padded_query(q, nq, dim, 4);
-        let mut total = 0.0;
-        let mut i = 0;
-        while i < rows {
-            let left = rows - i;
-            let qi = qp.as_ptr().add(i * dim);
-            let p = packed.as_ptr();
-            let t = if left >= 12 {
-                12
-            } else if left >= 8 {
-                8
-            } else {
-                4
-            };
-            total += match t {
-                12 => tile512_12(qi, dim, p, n_tokens),
-                8 => tile512_8(qi, dim, p, n_tokens),
-                _ => tile512_4(qi, dim, p, n_tokens),
-            };
-            i += t;
-        }
-        total
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn lane_mask(block: usize, n_tokens: usize) -> __mmask16 {
-        let v = valid_lanes(block, n_tokens);
-        if v >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << v) - 1) as __mmask16
-        }
-    }
-
-    /// A query tile of `$n` rows against the whole page, two blocks (32 tokens) per step:
-    /// 2·$n accumulators + 2 doc registers fit the 32 zmm registers for $n ≤ 12. Written out per
-    /// row by the macro (constant indices) so the accumulators live in registers even where the
-    /// optimiser does not unroll loops (our crate builds at opt-level 1 in dev).
-    macro_rules! tile512 {
-        ($name:ident, $n:literal; $($i:literal)+) => {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn $name(q: *const f32, dim: usize, packed: *const u16, n_tokens: usize) -> f32 {
-                let nb = n_blocks(n_tokens);
-                let mut runmax = [_mm512_set1_ps(f32::NEG_INFINITY); $n];
-                let mut b = 0;
-                while b + 2 <= nb {
-                    let p0 = packed.add(b * dim * B);
-                    let p1 = p0.add(dim * B);
-                    let mut a0 = [_mm512_setzero_ps(); $n];
-                    let mut a1 = [_mm512_setzero_ps(); $n];
-                    let mut k = 0;
-                    while k < dim {
-                        let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(p0.add(k * B) as *const __m256i));
-                        let d1 = _mm512_cvtph_ps(_mm256_loadu_si256(p1.add(k * B) as *const __m256i));
-                        $(
-                            let qv = _mm512_set1_ps(*q.add($i * dim + k));
-                            a0[$i] = _mm512_fmadd_ps(qv, d0, a0[$i]);
-                            a1[$i] = _mm512_fmadd_ps(qv, d1, a1[$i]);
-                        )+
-                        k += 1;
-                    }
-                    let (m0, m1) = (lane_mask(b, n_tokens), lane_mask(b + 1, n_tokens));
-                    $(
-                        runmax[$i] = _mm512_mask_max_ps(runmax[$i], m0, runmax[$i], a0[$i]);
-                        runmax[$i] = _mm512_mask_max_ps(runmax[$i], m1, runmax[$i], a1[$i]);
-                    )+
-                    b += 2;
-                }
-                if b < nb {
-                    let p0 = packed.add(b * dim * B);
-                    let mut a0 = [_mm512_setzero_ps(); $n];
-                    let mut k = 0;
-                    while k < dim {
-                        let d0 = _mm512_cvtph_ps(_mm256_loadu_si256(p0.add(k * B) as *const __m256i));
-                        $( a0[$i] = _mm512_fmadd_ps(_mm512_set1_ps(*q.add($i * dim + k)), d0, a0[$i]); )+
-                        k += 1;
-                    }
-                    let m0 = lane_mask(b, n_tokens);
-                    $( runmax[$i] = _mm512_mask_max_ps(runmax[$i], m0, runmax[$i], a0[$i]); )+
-                }
-                let mut s = 0.0;
-                $( s += _mm512_reduce_max_ps(runmax[$i]); )+
-                s
-            }
-        };
-    }
-    tile512!(tile512_12, 12; 0 1 2 3 4 5 6 7 8 9 10 11);
-    tile512!(tile512_8, 8; 0 1 2 3 4 5 6 7);
-    tile512!(tile512_4, 4; 0 1 2 3);
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn maxsim_avx2(
@@ -355,42 +362,4 @@ mod x86 {
     tile256!(tile256_6, 6; 0 1 2 3 4 5);
     tile256!(tile256_4, 4; 0 1 2 3);
     tile256!(tile256_2, 2; 0 1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::index::vectors::{pack_blocks, round_f16};
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    #[test]
-    fn every_isa_matches_naive() {
-        let mut seed = 7;
-        for &(nq, n, dim) in &[
-            (1, 1, 16),
-            (3, 17, 32),
-            (13, 33, 128),
-            (20, 750, 128),
-            (25, 47, 64),
-            (7, 16, 8),
-        ] {
-            let q: Vec<f32> = (0..nq * dim).map(|_| lcg(&mut seed)).collect();
-            let doc: Vec<f32> = (0..n * dim).map(|_| lcg(&mut seed)).collect();
-            let packed = pack_blocks(&doc, n, dim);
-            let want = maxsim_naive(&q, nq, dim, &round_f16(&doc), n);
-            for isa in Isa::all() {
-                let got = maxsim(isa, &q, nq, dim, &packed, n);
-                assert!(
-                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                    "{isa:?} nq{nq} n{n} dim{dim}: {got} vs {want}"
-                );
-            }
-        }
-    }
 }

@@ -20,19 +20,27 @@
 //! let hm: PageHeatmap = s.heatmap(page_id, &q, nq)?;
 //! Index::open(dir)?;  Index::verify(dir)?;  ix.stats();  ix.compact()?;
 //! ```
-//! A GPU scorer plugs in through `search::PageScorer` (`Searcher::visual_with`).
+//! Other scorers plug in through `search::PageScorer` (`Searcher::visual_with`): the CPU kernels
+//! (`search::CpuExact`, `maxsim`) and `tensor_scorer::TensorScorer`, MaxSim as batched matmuls over
+//! page tiles resident on a candle device (VRAM on CUDA).
 
 pub mod binary;
+#[cfg(target_arch = "x86_64")]
+mod binary_avx512;
 pub mod format;
 pub mod fusion;
 pub mod manifest;
 pub mod maxsim;
+#[cfg(target_arch = "x86_64")]
+mod maxsim_avx512;
 pub mod pooling;
 pub mod provenance;
 pub mod search;
 pub mod segment;
+pub mod snapshot;
 pub mod store;
 pub mod synthetic;
+pub mod tensor_scorer;
 pub mod text;
 pub mod vectors;
 pub mod verify;

@@ -3,15 +3,17 @@
 //! swaps the manifest. The manifest is the truth: a segment it does not list is an orphan
 //! (removed on the next writable open); a tantivy state it did not record is rebuilt.
 
-use super::format::{self, corrupt, hex, io_err, IndexError, Result, SEGMENTS_DIR, TEXT_DIR};
-use super::manifest::{segment_file_name, FileEntry, Manifest, SegmentEntry, TextCommit};
+use super::format::{self, hex, io_err, IndexError, Result, SEGMENTS_DIR, TEXT_DIR};
+use super::manifest::{segment_file_name, FileEntry, Manifest, SegmentEntry};
 use super::pooling;
 use super::provenance::Provenance;
-use super::search::{PageRef, Searcher, Snapshot};
+use super::search::{Searcher, Snapshot};
 use super::segment::{write_segment, PageData, PageMeta, SegmentReader};
+use super::snapshot::{
+    build_snapshot, load_manifest, open_segments, rebuild_text, remove_orphans, text_commit,
+};
 use super::text::{disk_commit, TextDoc, TextStore};
 use super::vectors;
-use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -560,187 +562,4 @@ fn to_state(f: &FileEntry) -> FileState {
         first_missing_page: first_missing,
         complete: f.complete,
     }
-}
-
-pub(crate) fn load_manifest(dir: &Path) -> Result<Manifest> {
-    if !dir.join(format::MANIFEST_FILE).exists() {
-        return Err(IndexError::Invalid(format!(
-            "no pagesight index at {} (no MANIFEST); ingest into it first",
-            dir.display()
-        )));
-    }
-    Manifest::load(dir)
-}
-
-pub(crate) fn open_segments(
-    dir: &Path,
-    m: &Manifest,
-    verify_data: bool,
-) -> Result<Vec<Arc<SegmentReader>>> {
-    m.segments
-        .iter()
-        .map(|s| {
-            let path = dir.join(SEGMENTS_DIR).join(&s.file);
-            let r = SegmentReader::open(&path, m.provenance.dim, verify_data)?;
-            if r.entries.len() as u64 != s.pages || r.file_len() != s.bytes {
-                return Err(corrupt(
-                    &path,
-                    format!(
-                        "holds {} pages / {} bytes, the manifest says {} / {}",
-                        r.entries.len(),
-                        r.file_len(),
-                        s.pages,
-                        s.bytes
-                    ),
-                ));
-            }
-            Ok(Arc::new(r))
-        })
-        .collect()
-}
-
-/// Live pages of the manifest, cross-checked against its file table: every committed page of
-/// every file present exactly once, nothing else.
-pub(crate) fn build_snapshot(
-    m: &Manifest,
-    segments: Vec<Arc<SegmentReader>>,
-    text: &TextStore,
-    dir: &Path,
-) -> Result<Snapshot> {
-    let mpath = dir.join(format::MANIFEST_FILE);
-    let mut pages = Vec::new();
-    let mut by_id = HashMap::new();
-    let mut seen: HashSet<([u8; 32], u32)> = HashSet::new();
-    let files: HashMap<[u8; 32], FileEntry> = m
-        .files
-        .iter()
-        .filter_map(|f| Some((format::parse_hash_hex(&f.hash)?, f.clone())))
-        .collect();
-    for (si, seg) in segments.iter().enumerate() {
-        for (ei, e) in seg.entries.iter().enumerate() {
-            if m.is_deleted(e.page_id) {
-                continue;
-            }
-            if e.page_id >= m.next_page_id || by_id.insert(e.page_id, pages.len()).is_some() {
-                return Err(corrupt(
-                    &seg.path,
-                    format!(
-                        "page id {} is duplicated or beyond the manifest's",
-                        e.page_id
-                    ),
-                ));
-            }
-            if !seen.insert((e.file_hash, e.page_no)) {
-                return Err(corrupt(
-                    &seg.path,
-                    format!(
-                        "page {} of file {} is stored twice",
-                        e.page_no,
-                        hex(&e.file_hash)
-                    ),
-                ));
-            }
-            let listed = files
-                .get(&e.file_hash)
-                .is_some_and(|f| f.pages.binary_search(&e.page_no).is_ok());
-            if !listed {
-                return Err(corrupt(
-                    &mpath,
-                    format!(
-                        "page {} of file {} is in {} but not in the manifest",
-                        e.page_no,
-                        hex(&e.file_hash),
-                        seg.path.display()
-                    ),
-                ));
-            }
-            pages.push(PageRef {
-                seg: si as u32,
-                idx: ei as u32,
-            });
-        }
-    }
-    let listed: usize = m.files.iter().map(|f| f.pages.len()).sum();
-    if listed != pages.len() {
-        return Err(corrupt(
-            &mpath,
-            format!(
-                "lists {listed} committed pages, the segments hold {}",
-                pages.len()
-            ),
-        ));
-    }
-    Ok(Snapshot {
-        provenance: m.provenance.clone(),
-        generation: m.generation,
-        segments,
-        pages,
-        by_id,
-        files,
-        text: text.view(),
-    })
-}
-
-fn text_commit(
-    text: &mut TextStore,
-    generation: u64,
-    text_dir: &Path,
-    merge: bool,
-) -> Result<TextCommit> {
-    let opstamp = text.commit(generation, merge)?;
-    let (_, meta_hash) = disk_commit(text_dir)
-        .ok_or_else(|| corrupt(text_dir, "meta.json unreadable right after commit"))?;
-    Ok(TextCommit { opstamp, meta_hash })
-}
-
-/// Refills a text store from the segments' live pages.
-pub(crate) fn rebuild_text(
-    mut store: TextStore,
-    m: &Manifest,
-    segments: &[Arc<SegmentReader>],
-) -> Result<TextStore> {
-    store.delete_all()?;
-    let files: HashMap<&str, &FileEntry> = m.files.iter().map(|f| (f.hash.as_str(), f)).collect();
-    for seg in segments {
-        for (i, e) in seg.entries.iter().enumerate() {
-            if m.is_deleted(e.page_id) {
-                continue;
-            }
-            let h = hex(&e.file_hash);
-            let f = files
-                .get(h.as_str())
-                .ok_or_else(|| corrupt(&seg.path, format!("page of unknown file {h}")))?;
-            let meta = seg.meta(i)?;
-            store.add(&TextDoc {
-                page_id: e.page_id,
-                file_hash: &e.file_hash,
-                path: &f.path,
-                title: f.title.as_deref(),
-                page: e.page_no,
-                ingested_at: f.ingested_at,
-                text: &meta.text,
-            })?;
-        }
-    }
-    store.commit(m.generation, false)?;
-    Ok(store)
-}
-
-/// Deletes segment files no manifest refers to (written by a commit that never completed).
-fn remove_orphans(dir: &Path, m: &Manifest) -> Result<()> {
-    let seg_dir = dir.join(SEGMENTS_DIR);
-    let listed: HashSet<&str> = m.segments.iter().map(|s| s.file.as_str()).collect();
-    if let Ok(rd) = std::fs::read_dir(&seg_dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !listed.contains(name.as_str()) {
-                std::fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
-            }
-        }
-    }
-    let tmp = dir.join(format::MANIFEST_TMP);
-    if tmp.exists() {
-        std::fs::remove_file(&tmp).map_err(io_err(&tmp))?;
-    }
-    Ok(())
 }

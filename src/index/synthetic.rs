@@ -1,7 +1,15 @@
 //! Deterministic synthetic ColQwen-shaped data for tests, the crash harness and benchmarks:
-//! unit-norm token vectors drawn around a few "topics" per page (so rankings have structure and
-//! compressed-mode recall means something), and queries drawn from a target page's topics.
-
+//! unit-norm token vectors with the structure that makes ranking (and compressed-mode recall)
+//! non-trivial, modelled on what ColQwen page and query embeddings look like:
+//! - topics of Zipf-like popularity, so many pages share the popular ones (hard negatives);
+//! - per page, 3–8 topics, each as a page-specific sub-centroid (the topic moved by a random
+//!   offset of norm 0.8), its content tokens drawn around those (noise of norm 0.6);
+//! - a page-dependent share (20–60 %) of background tokens near a few directions common to every
+//!   page (margins, blank space: noise of norm 0.3);
+//! - queries: 6 prompt tokens shared by every query (the query prompt and special tokens), the
+//!   rest drawn around the target page's sub-centroids (noise of norm 0.7).
+//!
+//! Noise is isotropic Gaussian scaled by 1/√dim, so the norms above hold at any dimension.
 /// splitmix64: tiny, seedable, good enough for test data.
 #[derive(Clone)]
 pub struct Rng(u64);
@@ -42,56 +50,110 @@ pub struct Corpus {
     pub seed: u64,
     topics: Vec<f32>,
     n_topics: usize,
+    background: Vec<f32>,
+    prompt: Vec<f32>,
 }
 
-const TOPICS_PER_PAGE: u64 = 4;
+const BACKGROUND_DIRECTIONS: usize = 4;
+const PROMPT_TOKENS: usize = 6;
+const SUB_CENTROID_OFFSET: f32 = 0.8;
+const CONTENT_NOISE: f32 = 0.6;
+const BACKGROUND_NOISE: f32 = 0.3;
+const QUERY_NOISE: f32 = 0.7;
+const PROMPT_NOISE: f32 = 0.1;
 
 impl Corpus {
     pub fn new(seed: u64, dim: usize, n_topics: usize) -> Self {
         let mut rng = Rng::new(seed);
-        let mut topics: Vec<f32> = (0..n_topics * dim).map(|_| rng.normal()).collect();
-        topics.chunks_exact_mut(dim).for_each(normalise);
+        let mut unit_rows = |n: usize| {
+            let mut v: Vec<f32> = (0..n * dim).map(|_| rng.normal()).collect();
+            v.chunks_exact_mut(dim).for_each(normalise);
+            v
+        };
+        let n_topics = n_topics.max(1);
+        let topics = unit_rows(n_topics);
+        let background = unit_rows(BACKGROUND_DIRECTIONS);
+        let prompt = unit_rows(PROMPT_TOKENS);
         Self {
             dim,
             seed,
             topics,
             n_topics,
+            background,
+            prompt,
         }
     }
 
-    fn page_topics(&self, page: u64) -> Vec<usize> {
+    /// `v` plus isotropic noise of expected norm `norm`, normalised.
+    fn around(&self, v: &[f32], norm: f32, rng: &mut Rng) -> Vec<f32> {
+        let s = norm / (self.dim as f32).sqrt();
+        let mut out: Vec<f32> = v.iter().map(|&x| x + s * rng.normal()).collect();
+        normalise(&mut out);
+        out
+    }
+
+    /// The page's sub-centroids (one per topic it covers, flattened) and its background share.
+    fn page_layout(&self, page: u64) -> (Vec<f32>, f32) {
         let mut rng = Rng::new(self.seed ^ page.wrapping_mul(0xA24B_AED4_963E_E407));
-        (0..TOPICS_PER_PAGE)
-            .map(|_| rng.below(self.n_topics as u64) as usize)
-            .collect()
+        let k = 3 + rng.below(6) as usize;
+        let mut subs = Vec::with_capacity(k * self.dim);
+        for _ in 0..k {
+            // u² skews the choice towards low topic indices: a few topics are on many pages.
+            let u = rng.uniform();
+            let t = ((u * u) * self.n_topics as f32) as usize % self.n_topics;
+            let c = &self.topics[t * self.dim..(t + 1) * self.dim];
+            subs.extend(self.around(c, SUB_CENTROID_OFFSET, &mut rng));
+        }
+        let background_share = 0.2 + 0.4 * rng.uniform();
+        (subs, background_share)
     }
 
     /// `n_tokens × dim` unit vectors of page `page`.
     pub fn page(&self, page: u64, n_tokens: usize) -> Vec<f32> {
-        let topics = self.page_topics(page);
+        let (subs, bg_share) = self.page_layout(page);
+        let k = subs.len() / self.dim;
         let mut rng =
             Rng::new(self.seed.wrapping_add(1) ^ page.wrapping_mul(0x9FB2_1C65_1E98_DF25));
-        self.draw(&topics, n_tokens, 0.12, &mut rng)
+        let mut out = Vec::with_capacity(n_tokens * self.dim);
+        for _ in 0..n_tokens {
+            let row = if rng.uniform() < bg_share {
+                let b = rng.below(BACKGROUND_DIRECTIONS as u64) as usize;
+                let c = &self.background[b * self.dim..(b + 1) * self.dim];
+                self.around(c, BACKGROUND_NOISE, &mut rng)
+            } else {
+                let j = rng.below(k as u64) as usize;
+                self.around(
+                    &subs[j * self.dim..(j + 1) * self.dim],
+                    CONTENT_NOISE,
+                    &mut rng,
+                )
+            };
+            out.extend(row);
+        }
+        out
     }
 
-    /// `nq × dim` unit query vectors aimed at page `target`'s topics.
+    /// `nq × dim` unit query vectors aimed at page `target`: the shared prompt tokens first,
+    /// then tokens around the target's sub-centroids.
     pub fn query(&self, target: u64, nq: usize, salt: u64) -> Vec<f32> {
-        let topics = self.page_topics(target);
+        let (subs, _) = self.page_layout(target);
+        let k = subs.len() / self.dim;
         let mut rng =
             Rng::new(self.seed.wrapping_add(2) ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-        self.draw(&topics, nq, 0.15, &mut rng)
-    }
-
-    fn draw(&self, topics: &[usize], n: usize, noise: f32, rng: &mut Rng) -> Vec<f32> {
-        let dim = self.dim;
-        let mut out = vec![0f32; n * dim];
-        for row in out.chunks_exact_mut(dim) {
-            let t = topics[rng.below(topics.len() as u64) as usize];
-            let c = &self.topics[t * dim..(t + 1) * dim];
-            for (o, &x) in row.iter_mut().zip(c) {
-                *o = x + noise * rng.normal();
-            }
-            normalise(row);
+        let mut out = Vec::with_capacity(nq * self.dim);
+        for i in 0..nq {
+            let row = if i < PROMPT_TOKENS.min(nq.saturating_sub(1)) {
+                let c = &self.prompt[i * self.dim..(i + 1) * self.dim];
+                self.around(c, PROMPT_NOISE, &mut rng)
+            } else {
+                let j = rng.below(k as u64) as usize;
+                self.around(
+                    &subs[j * self.dim..(j + 1) * self.dim],
+                    QUERY_NOISE,
+                    &mut rng,
+                )
+            };
+            out.extend(row);
         }
         out
     }

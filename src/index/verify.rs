@@ -4,7 +4,7 @@
 use super::format::{self, Result, SEGMENTS_DIR, TEXT_DIR};
 use super::manifest::Manifest;
 use super::segment::SegmentReader;
-use super::store::build_snapshot;
+use super::snapshot::build_snapshot;
 use super::text::{disk_commit, TextStore};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         path: dir.into(),
         ..Default::default()
     };
-    let manifest = match super::store::load_manifest(dir) {
+    let manifest = match super::snapshot::load_manifest(dir) {
         Ok(m) => m,
         Err(e) => {
             r.problems.push(e.to_string());

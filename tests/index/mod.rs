@@ -1,6 +1,9 @@
 //! Index store and search: commit/reopen, SIGKILL during ingest, corruption, exactness, recall,
 //! refusals, concurrency, heatmaps, hybrid.
 
+mod kernels;
+mod tensor;
+
 use pagesight::cli::index_cmd::{stress_file_hash, stress_page_text, stress_provenance};
 use pagesight::index::maxsim::maxsim_naive;
 use pagesight::index::synthetic::{Corpus, Rng};
@@ -9,7 +12,7 @@ use pagesight::index::{Index, IndexError, PageRecord, Provenance, Query, Scorer,
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn prov(dim: usize) -> Provenance {
+pub(crate) fn prov(dim: usize) -> Provenance {
     Provenance {
         model: "test-model".into(),
         adapter: None,
@@ -23,7 +26,7 @@ fn prov(dim: usize) -> Provenance {
     }
 }
 
-fn hash(i: u64) -> [u8; 32] {
+pub(crate) fn hash(i: u64) -> [u8; 32] {
     *blake3::hash(&i.to_le_bytes()).as_bytes()
 }
 
@@ -54,7 +57,7 @@ fn add_file(ix: &mut Index, corpus: &Corpus, i: u64, pages: u32, tokens: usize) 
     ix.finish_file(&h).unwrap();
 }
 
-fn query(v: Vec<f32>, nq: usize, text: &str, mode: SearchMode, scorer: Scorer) -> Query {
+pub(crate) fn query(v: Vec<f32>, nq: usize, text: &str, mode: SearchMode, scorer: Scorer) -> Query {
     Query {
         vectors: v,
         n_tokens: nq,

@@ -1,0 +1,69 @@
+//! The machine's FP32 FMA peak per instruction set, measured in the same run as the scorers:
+//! a register-only loop of independent FMAs (`maxsim::fma_peak_one_core`), on one core and on
+//! every core of the pool at once. Formula: peak = Σ over cores of FMA instructions × lanes × 2
+//! flop / elapsed, best of 200 trials of ~1 ms per core. On a shared machine this is what the cores gave us at that moment (turbo,
+//! AVX-512 frequency licence and other tenants included), so the scorer is measured against the
+//! same conditions; the bench measures it before and after and keeps the higher value.
+
+use crate::index::maxsim::{fma_peak_one_core, Isa};
+use serde::Serialize;
+
+#[derive(Serialize, Debug, Clone)]
+pub struct IsaPeak {
+    pub isa: Isa,
+    pub one_core_gflops: f64,
+    pub all_cores_gflops: f64,
+    /// cores × /proc/cpuinfo MHz × 2 FMA ports × lanes × 2 flop, for comparison.
+    pub nominal_gflops: Option<f64>,
+}
+
+/// ~1 ms per trial (12 FMAs per iteration at 2 per cycle, ~2.5 GHz): short enough that the
+/// best of many trials on a shared machine is one the scheduler did not interrupt.
+const ITERS: u64 = 400_000;
+const TRIALS: usize = 200;
+
+fn best_of_trials(isa: Isa) -> Option<f64> {
+    (0..TRIALS)
+        .filter_map(|_| fma_peak_one_core(isa, ITERS))
+        .reduce(f64::max)
+}
+
+pub fn cpuinfo(key: &str) -> Option<String> {
+    let s = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|v| v.trim().to_string())
+}
+
+/// The peak of `isa`, or `None` where this build has no FMA loop for it or the CPU lacks it.
+pub fn measure(isa: Isa) -> Option<IsaPeak> {
+    let one = best_of_trials(isa)?;
+    let all: f64 = rayon::broadcast(|_| best_of_trials(isa).unwrap_or(0.0))
+        .into_iter()
+        .sum();
+    let cores = rayon::current_num_threads() as f64;
+    let lanes = isa.f32_lanes() as f64;
+    let mhz: Option<f64> = cpuinfo("cpu MHz").and_then(|s| s.parse().ok());
+    Some(IsaPeak {
+        isa,
+        one_core_gflops: one / 1e9,
+        all_cores_gflops: all / 1e9,
+        nominal_gflops: mhz.map(|m| cores * m / 1e3 * 2.0 * lanes * 2.0),
+    })
+}
+
+/// Keeps, per ISA, the higher of two measurements (the fraction of peak is never flattered by
+/// one slow measurement on a busy machine).
+pub fn merge_max(a: &mut [IsaPeak], b: &[IsaPeak]) {
+    for p in a.iter_mut() {
+        if let Some(q) = b.iter().find(|q| q.isa == p.isa) {
+            p.one_core_gflops = p.one_core_gflops.max(q.one_core_gflops);
+            p.all_cores_gflops = p.all_cores_gflops.max(q.all_cores_gflops);
+        }
+    }
+}
+
+pub fn measure_all(isas: &[Isa]) -> Vec<IsaPeak> {
+    isas.iter().filter_map(|&i| measure(i)).collect()
+}

@@ -1,0 +1,105 @@
+//! Scoring kernels against naive references: exact MaxSim on every ISA this CPU has (page
+//! lengths around the kernels' chunk edges, query lengths around their tile edges).
+
+use pagesight::index::maxsim::{maxsim, maxsim_naive, Isa, PreparedQuery, Scratch};
+use pagesight::index::synthetic::Rng;
+use pagesight::index::vectors::{pack_blocks, round_f16};
+
+fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+}
+
+#[test]
+fn exact_maxsim_equals_naive_on_every_isa() {
+    let mut rng = Rng::new(7);
+    let shapes = [
+        (1, 1, 16),
+        (3, 17, 32),
+        (13, 33, 128),
+        (20, 750, 128),
+        (25, 47, 64),
+        (7, 16, 8),
+        (4, 64, 128),
+        (5, 65, 128),
+        (8, 128, 128),
+        (21, 129, 128),
+        (2, 63, 3),
+        (30, 200, 96),
+    ];
+    for &(nq, n, dim) in &shapes {
+        let q = values(&mut rng, nq * dim);
+        // All-negative pages too: padding lanes must never win a max.
+        for shift in [0.0f32, -1.5] {
+            let doc: Vec<f32> = values(&mut rng, n * dim)
+                .into_iter()
+                .map(|x| x * 0.5 + shift)
+                .collect();
+            let packed = pack_blocks(&doc, n, dim);
+            let want = maxsim_naive(&q, nq, dim, &round_f16(&doc), n);
+            for isa in Isa::all().into_iter().filter(|i| i.available()) {
+                let got = maxsim(isa, &q, nq, dim, &packed, n);
+                assert!(
+                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{isa:?} nq{nq} n{n} dim{dim} shift{shift}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_scratch_serves_pages_of_every_length() {
+    let mut rng = Rng::new(9);
+    let (nq, dim) = (11, 128);
+    let q = values(&mut rng, nq * dim);
+    for isa in Isa::all().into_iter().filter(|i| i.available()) {
+        let prepared = PreparedQuery::new(isa, &q, nq, dim);
+        let mut scratch = Scratch::default();
+        for n in [700usize, 3, 64, 1, 130, 750] {
+            let doc = values(&mut rng, n * dim);
+            let got = prepared.score(&mut scratch, &pack_blocks(&doc, n, dim), n);
+            let want = maxsim_naive(&q, nq, dim, &round_f16(&doc), n);
+            assert!(
+                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{isa:?} n{n}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn simd_hamming_maxsim_equals_the_portable_one() {
+    use pagesight::index::binary::{hamming_maxsim_with, query_words, simd_available};
+    use pagesight::index::vectors::sign_codes;
+    let dim = 128;
+    if !simd_available(dim) {
+        println!("no AVX-512 VPOPCNTDQ here: only the portable kernel runs");
+    }
+    let mut rng = Rng::new(3);
+    for &(nq, n) in &[
+        (1, 1),
+        (3, 7),
+        (8, 8),
+        (9, 9),
+        (20, 750),
+        (17, 12),
+        (64, 33),
+        (70, 5),
+    ] {
+        let q = values(&mut rng, nq * dim);
+        let doc = values(&mut rng, n * dim);
+        let qw = query_words(&q, nq, dim);
+        let codes = sign_codes(&doc, n, dim);
+        let want = hamming_maxsim_with(false, &qw, nq, dim, &codes, n);
+        // Naive: ±1 dot products, max per query row.
+        let sign = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| if x >= 0.0 { 1.0 } else { -1.0 })
+                .collect()
+        };
+        let naive = maxsim_naive(&sign(&q), nq, dim, &sign(&doc), n);
+        assert_eq!(want, naive, "portable nq{nq} n{n}");
+        let got = hamming_maxsim_with(true, &qw, nq, dim, &codes, n);
+        assert_eq!(got, want, "simd nq{nq} n{n}");
+    }
+}
