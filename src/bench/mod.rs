@@ -5,6 +5,7 @@ pub mod embed;
 #[cfg(feature = "cuda")]
 pub mod gpu_nf4_check;
 pub mod gpu_selftest;
+pub mod hostile;
 pub mod ingest;
 pub mod loader;
 pub mod search;
@@ -27,6 +28,9 @@ pub enum BenchCmd {
     Embed(embed::EmbedBenchArgs),
     /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
     Search(search::SearchBenchArgs),
+    /// Hostile PDFs: generates a seeded corpus of broken, encrypted, huge and odd files, ingests
+    /// it and prints files tried / done / failed by reason / crashes / hangs / slowest file.
+    Hostile(hostile::HostileBenchArgs),
     /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
     /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
@@ -39,5 +43,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Embed(a) => embed::run(a),
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
+        BenchCmd::Hostile(a) => hostile::run(a),
     }
 }

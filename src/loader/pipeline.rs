@@ -46,6 +46,8 @@ pub struct RenderedPage {
     pub rgb: Vec<u8>,
     /// The page's text layer.
     pub text: String,
+    /// What the user should know about this page's rendering (e.g. capped resolution).
+    pub note: Option<String>,
     /// Time in the worker: rendering (text extraction included), and resizing.
     pub render_secs: f64,
     pub resize_secs: f64,
@@ -576,6 +578,7 @@ impl Coordinator {
                             height: p.height,
                             rgb: p.rgb,
                             text: p.text,
+                            note: p.note,
                             render_secs: p.render_secs,
                             resize_secs: p.resize_secs,
                         },

@@ -12,8 +12,9 @@ use std::time::Instant;
 
 /// Test-only fault injection: `abort:<text>` makes the worker abort, `hang:<text>` makes it
 /// sleep forever (after creating `<pdf path>.hanging`, so a test knows it is mid-page), when
-/// asked to render a page of a file whose name contains `<text>`. Set by the parent through
-/// `LoaderOptions::worker_env`; unset in normal runs.
+/// asked to render a page of a file whose name contains `<text>`; several such rules may be
+/// given, separated by commas. Set by the parent through `LoaderOptions::worker_env` (or
+/// inherited from its environment); unset in normal runs.
 pub const FAULT_ENV: &str = "PAGESIGHT_WORKER_FAULT";
 
 pub fn worker_main() -> Result<()> {
@@ -73,28 +74,30 @@ fn handle(
 }
 
 fn inject_fault(req: &RenderRequest, fault: Option<&str>) {
-    let Some((kind, pattern)) = fault.and_then(|f| f.split_once(':')) else {
-        return;
-    };
     let name = req
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if pattern.is_empty() || !name.contains(pattern) {
-        return;
-    }
-    match kind {
-        "abort" => std::process::abort(),
-        "hang" => {
-            let mut marker = req.path.clone().into_os_string();
-            marker.push(".hanging");
-            let _ = std::fs::write(marker, b"");
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
+    for rule in fault.unwrap_or_default().split(',') {
+        let Some((kind, pattern)) = rule.split_once(':') else {
+            continue;
+        };
+        if pattern.is_empty() || !name.contains(pattern) {
+            continue;
         }
-        _ => {}
+        match kind {
+            "abort" => std::process::abort(),
+            "hang" => {
+                let mut marker = req.path.clone().into_os_string();
+                marker.push(".hanging");
+                let _ = std::fs::write(marker, b"");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -105,7 +108,8 @@ fn render_page(
     resized: &mut Vec<u8>,
 ) -> Result<PageReply> {
     let t0 = Instant::now();
-    let (img, text) = r.render(&req.path, req.page, req.dpi, req.max_render_pixels)?;
+    let page = r.render(&req.path, req.page, req.dpi, req.max_render_pixels)?;
+    let img = page.image;
     let render_secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let (h, w) = smart_resize(
@@ -129,7 +133,8 @@ fn render_page(
         height: h,
         render_secs,
         resize_secs,
-        text,
+        text: page.text,
+        note: page.note,
         rgb: std::mem::take(resized),
     })
 }
