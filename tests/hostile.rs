@@ -31,7 +31,12 @@ fn hostile_corpus_is_ingested_without_crash_hang_or_vague_reason() {
         workers: 2,
         // Long enough for a 40-megapixel page on a busy 2-core machine; the injected hang
         // costs this once.
-        page_timeout_secs: 20.0,
+        page_timeout_secs: 10.0,
+        // CI speed: smaller renders and fewer visual tokens; the huge page boxes still go
+        // far over the cap.
+        dpi: 72.0,
+        max_render_megapixels: 4.0,
+        max_visual_tokens: 64,
         guard_secs: 240.0,
     };
     let run = run_ingest(&corpus, &index, &opts).unwrap();

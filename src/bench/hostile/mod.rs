@@ -31,6 +31,15 @@ pub struct HostileBenchArgs {
     /// Per-page render timeout (the injected hang costs this long).
     #[arg(long, default_value_t = 10.0)]
     pub page_timeout: f32,
+    /// Render resolution.
+    #[arg(long, default_value_t = 144.0)]
+    pub dpi: f32,
+    /// Cap on rendered pixels per page.
+    #[arg(long, default_value_t = 40.0)]
+    pub max_render_megapixels: f64,
+    /// The model's visual tokens per page.
+    #[arg(long, default_value_t = 768)]
+    pub max_visual_tokens: usize,
     /// Kill the ingest (and count a hang) after this many seconds.
     #[arg(long, default_value_t = 600.0)]
     pub guard: f64,
@@ -215,6 +224,9 @@ pub fn run(a: HostileBenchArgs) -> Result<()> {
         exe: std::env::current_exe().context("cannot find the pagesight executable")?,
         workers: a.workers.max(1),
         page_timeout_secs: a.page_timeout,
+        dpi: a.dpi,
+        max_render_megapixels: a.max_render_megapixels,
+        max_visual_tokens: a.max_visual_tokens,
         guard_secs: a.guard,
     };
     println!(

@@ -18,6 +18,11 @@ pub struct RunOptions {
     pub exe: PathBuf,
     pub workers: usize,
     pub page_timeout_secs: f32,
+    /// Render resolution and the per-page pixel cap (lower: faster, for CI).
+    pub dpi: f32,
+    pub max_render_megapixels: f64,
+    /// The model's visual tokens per page (fewer: faster embedding).
+    pub max_visual_tokens: usize,
     /// The whole ingest is killed (and counted as a hang) after this long.
     pub guard_secs: f64,
 }
@@ -62,6 +67,12 @@ pub fn run_ingest(corpus: &Corpus, index: &Path, opts: &RunOptions) -> Result<In
         .args(["--model", "random:tiny", "--device", "cpu", "--json"])
         .args(["--workers", &opts.workers.to_string()])
         .args(["--page-timeout", &opts.page_timeout_secs.to_string()])
+        .args(["--dpi", &opts.dpi.to_string()])
+        .args(["--max-visual-tokens", &opts.max_visual_tokens.to_string()])
+        .args([
+            "--max-render-megapixels",
+            &opts.max_render_megapixels.to_string(),
+        ])
         .envs(corpus.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
