@@ -37,6 +37,8 @@ fn hostile_corpus_is_ingested_without_crash_hang_or_vague_reason() {
         dpi: 72.0,
         max_render_megapixels: 4.0,
         max_visual_tokens: 64,
+        // Below what the decompression bomb needs (~540 MB), far above a 4 MP page.
+        worker_memory_mb: Some(400),
         guard_secs: 240.0,
     };
     let run = run_ingest(&corpus, &index, &opts).unwrap();
@@ -66,7 +68,12 @@ fn hostile_corpus_is_ingested_without_crash_hang_or_vague_reason() {
         f.done
     );
     assert_eq!(f.process_crashes + f.process_hangs, 0);
-    assert_eq!(f.worker_crashes_handled, 1, "only the injected crash");
+    // The injected crash, and the decompression bomb hitting the worker memory cap.
+    assert_eq!(f.worker_crashes_handled, 2, "{:#?}", run.results);
+    match &run.results[&PathBuf::from("structure/flate-bomb-content.pdf")][..] {
+        [FileResult::Failed { reason, .. }] => assert!(reason.contains("400 MB"), "{reason}"),
+        other => panic!("the bomb was not stopped by the memory cap: {other:?}"),
+    }
     assert_eq!(f.page_timeouts_handled, 1, "only the injected hang");
     assert!(f.pages_capped >= 3, "huge page boxes are rendered capped");
     verify_index(&opts.exe, &index).unwrap();

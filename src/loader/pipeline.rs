@@ -539,7 +539,15 @@ impl Coordinator {
                     pids[slot] = 0;
                 }
                 if let Some((task, _)) = task {
-                    let how = format!(" (worker {why}: {})", describe_exit(status));
+                    // The usual causes, so the user knows what to try: a PDF that crashes PDFium,
+                    // or one that needs more than the worker's memory cap.
+                    let cap_mb =
+                        super::worker::memory_cap_bytes(self.request.max_render_pixels) >> 20;
+                    let how = format!(
+                        " (worker {why}: {}); the page is damaged in a way that crashes PDFium, \
+                         or needs more than the {cap_mb} MB of memory a render worker may use",
+                        describe_exit(status)
+                    );
                     self.fail_task(task, "render worker crashed", &how);
                 }
             }

@@ -297,13 +297,14 @@ fn page_boxes(g: &mut Gen) -> Result<()> {
 }
 
 /// A one-page document whose page dictionary carries `extra` and whose content stream is
-/// `content`; `objects` are added first (numbers from 5 on).
-fn page_with(extra: &str, content: Vec<u8>, objects: &[String]) -> Vec<u8> {
+/// `content` (with the stream dictionary entries `content_dict`, e.g. a /Filter); `objects` are
+/// added first (numbers from 5 on).
+fn page_with(extra: &str, content_dict: &str, content: Vec<u8>, objects: &[String]) -> Vec<u8> {
     let mut w = PdfWriter::default();
     let catalog = w.reserve(); // 1
     let tree = w.reserve(); // 2
     let font = w.add("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"); // 3
-    let c = w.add_stream("", content); // 4
+    let c = w.add_stream(content_dict, content); // 4
     for o in objects {
         w.add(o.clone());
     }
@@ -376,7 +377,7 @@ fn structure(g: &mut Gen) -> Result<()> {
     let arrays = format!("/Deep {}{}", "[".repeat(depth), "]".repeat(depth));
     g.write(
         "structure/nested-arrays.pdf",
-        &page_with(&arrays, hello(), &[]),
+        &page_with(&arrays, "", hello(), &[]),
         "deep-nesting",
         Expect::Either,
     )?;
@@ -387,7 +388,7 @@ fn structure(g: &mut Gen) -> Result<()> {
     );
     g.write(
         "structure/nested-dicts.pdf",
-        &page_with(&dicts, hello(), &[]),
+        &page_with(&dicts, "", hello(), &[]),
         "deep-nesting",
         Expect::Either,
     )?;
@@ -401,7 +402,7 @@ fn structure(g: &mut Gen) -> Result<()> {
     content.extend(hello());
     g.write(
         "structure/nested-graphics-states.pdf",
-        &page_with("", content, &[]),
+        &page_with("", "", content, &[]),
         "deep-nesting",
         Expect::Either,
     )?;
@@ -418,19 +419,27 @@ fn structure(g: &mut Gen) -> Result<()> {
         .collect();
     g.write(
         "structure/reference-chain.pdf",
-        &page_with(&format!("/Rotate {first} 0 R"), hello(), &chain),
+        &page_with(&format!("/Rotate {first} 0 R"), "", hello(), &chain),
         "deep-nesting",
         Expect::Either,
     )?;
     // An object that refers to itself.
     g.write(
         "structure/self-reference.pdf",
-        &page_with("/Rotate 5 0 R", hello(), &["5 0 R".to_string()]),
+        &page_with("/Rotate 5 0 R", "", hello(), &["5 0 R".to_string()]),
         "self-reference",
         Expect::Either,
     )?;
+    // A decompression bomb: 256 MB of content stream (NUL is whitespace) in a few hundred kB.
+    let bomb = miniz_oxide::deflate::compress_to_vec_zlib(&vec![0u8; 256 << 20], 1);
+    g.write(
+        "structure/flate-bomb-content.pdf",
+        &page_with("", "/Filter /FlateDecode", bomb, &[]),
+        "decompression-bomb",
+        Expect::Either,
+    )?;
     // A stream claiming to be 2 GB long.
-    let b = with_first_length(&page_with("", hello(), &[]), 2_147_483_647);
+    let b = with_first_length(&page_with("", "", hello(), &[]), 2_147_483_647);
     g.write(
         "structure/huge-stream-length.pdf",
         &b,

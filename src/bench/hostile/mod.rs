@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod pdf;
+pub mod render_pass;
 pub mod run;
 
 use anyhow::{Context, Result};
@@ -40,6 +41,9 @@ pub struct HostileBenchArgs {
     /// The model's visual tokens per page.
     #[arg(long, default_value_t = 768)]
     pub max_visual_tokens: usize,
+    /// Cap on each render worker's memory in MB (default: 1 GiB + 16 bytes per capped pixel).
+    #[arg(long)]
+    pub worker_memory_mb: Option<u64>,
     /// Kill the ingest (and count a hang) after this many seconds.
     #[arg(long, default_value_t = 600.0)]
     pub guard: f64,
@@ -48,6 +52,9 @@ pub struct HostileBenchArgs {
 /// The reason classes a researcher sees, by the text that identifies them. A failure whose
 /// reason matches none is a vague message and counts as a problem.
 pub const REASON_CLASSES: &[(&str, &str)] = &[
+    // First match wins: the process-level causes first (their text may mention damage).
+    ("render worker crashed", "render worker crashed"),
+    ("render timed out", "timed out"),
     ("encrypted: needs a password", "encrypted"),
     ("damaged page", "cannot be loaded"),
     ("truncated/damaged PDF", "damaged"),
@@ -59,8 +66,6 @@ pub const REASON_CLASSES: &[(&str, &str)] = &[
     ("rendering failed", "rendering failed"),
     ("unreadable file", "cannot read"),
     ("not a regular file", "not a regular file"),
-    ("render worker crashed", "render worker crashed"),
-    ("render timed out", "timed out"),
 ];
 
 /// The class of a failure reason, or `None` for an unspecific one.
@@ -150,6 +155,8 @@ pub struct Figures {
     pub files_tried: usize,
     pub done: usize,
     pub failed: usize,
+    /// Same content as another file: indexed once.
+    pub duplicates: usize,
     pub failed_by_reason: BTreeMap<String, usize>,
     /// The ingest process itself ended by a signal or a panic.
     pub process_crashes: usize,
@@ -160,7 +167,11 @@ pub struct Figures {
     /// Pages over the per-page timeout: worker killed and replaced, file failed.
     pub page_timeouts_handled: usize,
     pub pages_capped: usize,
+    /// Longest time from a file's first event to its result in the ingest (includes waiting
+    /// for its batch).
     pub slowest_file: Option<(String, f64)>,
+    /// The slowest files to render (worker time over their pages), from a loader-only pass.
+    pub slowest_renders: Vec<(String, f64)>,
     pub wall_secs: f64,
     pub problems: Vec<String>,
 }
@@ -187,6 +198,10 @@ pub fn figures(corpus: &Corpus, run: &IngestRun) -> Figures {
             .filter(|r| matches!(r, FileResult::Done { .. }))
             .count(),
         failed: reasons.len(),
+        duplicates: finals
+            .iter()
+            .filter(|r| matches!(r, FileResult::Duplicate { .. }))
+            .count(),
         process_crashes: usize::from(!run.hung && !run.exited_normally()),
         worker_crashes_handled: reasons
             .iter()
@@ -205,6 +220,7 @@ pub fn figures(corpus: &Corpus, run: &IngestRun) -> Figures {
             .iter()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(p, s)| (p.display().to_string(), *s)),
+        slowest_renders: Vec::new(),
         wall_secs: run.wall_secs,
         problems: problems(corpus, run),
     }
@@ -227,6 +243,7 @@ pub fn run(a: HostileBenchArgs) -> Result<()> {
         dpi: a.dpi,
         max_render_megapixels: a.max_render_megapixels,
         max_visual_tokens: a.max_visual_tokens,
+        worker_memory_mb: a.worker_memory_mb,
         guard_secs: a.guard,
     };
     println!(
@@ -236,6 +253,24 @@ pub fn run(a: HostileBenchArgs) -> Result<()> {
     );
     let ingest = run::run_ingest(&corpus, &index, &opts)?;
     let mut f = figures(&corpus, &ingest);
+    let loader = crate::engine::settings::LoaderSettings {
+        workers: opts.workers,
+        dpi: opts.dpi,
+        page_timeout_secs: opts.page_timeout_secs,
+        max_render_pixels: (opts.max_render_megapixels * 1e6) as u64,
+        worker_exe: Some(opts.exe.clone()),
+        ..Default::default()
+    };
+    let renders = render_pass::render_times(
+        &corpus.root,
+        &loader,
+        std::time::Duration::from_secs_f64(a.guard),
+    )?;
+    f.slowest_renders = renders
+        .into_iter()
+        .take(3)
+        .map(|(p, s)| (p.display().to_string(), s))
+        .collect();
     if let Err(e) = run::verify_index(&opts.exe, &index) {
         f.problems.push(format!("{e:#}"));
     }
@@ -253,6 +288,7 @@ pub fn run(a: HostileBenchArgs) -> Result<()> {
 fn print_figures(f: &Figures) {
     println!("files tried        {}", f.files_tried);
     println!("done               {}", f.done);
+    println!("duplicates         {} (indexed once)", f.duplicates);
     println!("failed             {}", f.failed);
     for (class, n) in &f.failed_by_reason {
         println!("  {n:>4}  {class}");
@@ -268,8 +304,11 @@ fn print_figures(f: &Figures) {
         f.page_timeouts_handled
     );
     println!("pages capped       {}", f.pages_capped);
+    for (p, s) in &f.slowest_renders {
+        println!("slow to render     {p} ({s:.2} s in the worker)");
+    }
     if let Some((p, s)) = &f.slowest_file {
-        println!("slowest file       {p} ({s:.1} s)");
+        println!("longest wait       {p} ({s:.1} s from opened to result, batching included)");
     }
     println!("wall time          {:.1} s", f.wall_secs);
     for p in &f.problems {

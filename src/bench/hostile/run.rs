@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub max_render_megapixels: f64,
     /// The model's visual tokens per page (fewer: faster embedding).
     pub max_visual_tokens: usize,
+    /// Overrides each render worker's memory cap (`PAGESIGHT_WORKER_MEMORY_MB`).
+    pub worker_memory_mb: Option<u64>,
     /// The whole ingest is killed (and counted as a hang) after this long.
     pub guard_secs: f64,
 }
@@ -74,6 +76,10 @@ pub fn run_ingest(corpus: &Corpus, index: &Path, opts: &RunOptions) -> Result<In
             &opts.max_render_megapixels.to_string(),
         ])
         .envs(corpus.env.iter().map(|(k, v)| (k, v)))
+        .envs(
+            opts.worker_memory_mb
+                .map(|mb| (crate::loader::worker::MEMORY_ENV, mb.to_string())),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
