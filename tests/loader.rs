@@ -44,15 +44,7 @@ fn settings(workers: usize) -> LoaderSettings {
 }
 
 fn jobs(paths: &[PathBuf]) -> Vec<PageJobFile> {
-    paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| PageJobFile {
-            file_index: i,
-            path: p.clone(),
-            first_page: 1,
-        })
-        .collect()
+    PageJobFile::whole_files(paths.iter().map(PathBuf::as_path))
 }
 
 /// What happened to each file, by file index.

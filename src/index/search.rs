@@ -231,11 +231,6 @@ impl Searcher {
     ) -> Result<Vec<(u64, f32)>> {
         let dim = self.check_query(q)?;
         let n = self.snap.pages.len();
-        // Every page is read below (vectors or codes): a damaged one is an error, not a score.
-        (0..n).into_par_iter().try_for_each(|i| {
-            let r = self.snap.pages[i];
-            self.snap.segments[r.seg as usize].check_span(r.idx as usize)
-        })?;
         match q.scorer {
             Scorer::Exact => {
                 let views: Vec<PageView<'_>> = (0..n).map(|i| self.view(i)).collect();
@@ -351,7 +346,7 @@ impl Searcher {
         }
         let (seg, i) = self.entry(page_id)?;
         let e = &seg.entries[i];
-        let meta = seg.meta(i)?; // checks the span, so `packed` below reads verified bytes
+        let meta = seg.meta(i)?;
         let (gh, gw) = e.grid;
         let n_patches = gh as usize * gw as usize;
         let sims = maxsim::token_sims(q, nq, dim, seg.packed(i), e.n_tokens as usize);

@@ -16,7 +16,6 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
 
 const MAGIC: &[u8; 8] = b"PSGTSEG\0";
 const HEADER_LEN: usize = 128;
@@ -197,23 +196,12 @@ pub fn write_segment(
 }
 
 /// A memory-mapped, structurally validated segment.
-///
-/// The header and page table are checked at open; a page's span (vectors, codes, metadata) is
-/// checked against its CRC the first time it is read ([`SegmentReader::check_span`]), so a
-/// flipped bit in the vectors gives an error, never a different score, and the check costs one
-/// pass per page per open reader (far less than scoring the same bytes).
 pub struct SegmentReader {
     pub path: PathBuf,
     pub dim: usize,
     pub entries: Vec<PageEntry>,
     mmap: Mmap,
-    /// Per entry: [`SPAN_UNCHECKED`], [`SPAN_GOOD`] or [`SPAN_BAD`].
-    span_state: Vec<AtomicU8>,
 }
-
-const SPAN_UNCHECKED: u8 = 0;
-const SPAN_GOOD: u8 = 1;
-const SPAN_BAD: u8 = 2;
 
 impl std::fmt::Debug for SegmentReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -320,16 +308,11 @@ impl SegmentReader {
                 format!("file is {len} bytes, its pages end at {expect_offset}"),
             ));
         }
-        let span_state = entries
-            .iter()
-            .map(|_| AtomicU8::new(SPAN_UNCHECKED))
-            .collect();
         let reader = Self {
             path: path.into(),
             dim,
             entries,
             mmap,
-            span_state,
         };
         if verify_data {
             reader.verify_spans()?;
@@ -339,41 +322,19 @@ impl SegmentReader {
 
     /// Recomputes every page span's checksum.
     pub fn verify_spans(&self) -> Result<()> {
-        for s in &self.span_state {
-            s.store(SPAN_UNCHECKED, Ordering::Relaxed);
-        }
-        (0..self.entries.len())
-            .into_par_iter()
-            .try_for_each(|i| self.check_span(i))
-    }
-
-    /// Checks page `i`'s span against its CRC (once per reader; later calls are an atomic
-    /// load). Readers of [`SegmentReader::packed`] and [`SegmentReader::codes`] call this first.
-    pub fn check_span(&self, i: usize) -> Result<()> {
-        let state = &self.span_state[i];
-        let s = match state.load(Ordering::Acquire) {
-            SPAN_UNCHECKED => {
-                let e = &self.entries[i];
-                let s = if crc32(self.span(e)) == e.crc {
-                    SPAN_GOOD
-                } else {
-                    SPAN_BAD
-                };
-                state.store(s, Ordering::Release);
-                s
-            }
-            s => s,
-        };
-        if s == SPAN_GOOD {
-            Ok(())
-        } else {
-            Err(corrupt(
+        let bad = self
+            .entries
+            .par_iter()
+            .position_first(|e| crc32(self.span(e)) != e.crc);
+        match bad {
+            Some(i) => Err(corrupt(
                 &self.path,
                 format!(
-                    "page entry {i} (page id {}) checksum mismatch; run `pagesight index verify`",
+                    "page entry {i} (page id {}) checksum mismatch",
                     self.entries[i].page_id
                 ),
-            ))
+            )),
+            None => Ok(()),
         }
     }
 
@@ -381,7 +342,7 @@ impl SegmentReader {
         &self.mmap[e.span_offset as usize..(e.span_offset + e.span_len) as usize]
     }
 
-    /// f16 bits of page `i`, `n_blocks × dim × 16`. Unchecked: call `check_span(i)` first.
+    /// f16 bits of page `i`, `n_blocks × dim × 16`.
     pub fn packed(&self, i: usize) -> &[u16] {
         let e = &self.entries[i];
         let n = n_blocks(e.n_tokens as usize) * self.dim * BLOCK_TOKENS;
@@ -396,7 +357,6 @@ impl SegmentReader {
     }
 
     pub fn meta(&self, i: usize) -> Result<PageMeta> {
-        self.check_span(i)?;
         let e = &self.entries[i];
         let start = n_blocks(e.n_tokens as usize) * self.dim * BLOCK_TOKENS * 2
             + e.n_tokens as usize * code_bytes(self.dim);
@@ -468,7 +428,6 @@ fn parse_entry(e: &[u8]) -> Option<PageEntry> {
 impl SegmentReader {
     /// Page `i` as writable data (for compaction).
     pub fn page_data(&self, i: usize) -> Result<PageData> {
-        self.check_span(i)?;
         let e = &self.entries[i];
         Ok(PageData {
             page_id: e.page_id,

@@ -32,6 +32,21 @@ pub struct PageJobFile {
     pub first_page: u32,
 }
 
+impl PageJobFile {
+    /// Every page of each file, numbered in order.
+    pub fn whole_files<'a>(paths: impl IntoIterator<Item = &'a std::path::Path>) -> Vec<Self> {
+        paths
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| PageJobFile {
+                file_index: i,
+                path: p.to_path_buf(),
+                first_page: 1,
+            })
+            .collect()
+    }
+}
+
 /// A page at model resolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderedPage {

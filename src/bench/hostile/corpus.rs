@@ -153,27 +153,21 @@ pub fn generate(root: &Path, count: usize, seed: u64) -> Result<Corpus> {
     )?;
     // Valid files that the documented fault hooks break: a read error, a worker crash, a hang
     // (each with its own content, so none is a duplicate of another).
-    let note = &document(&[text_page(10)], None);
-    g.write(
-        "unreadable-injected.pdf",
-        note,
-        "read-error",
-        Expect::Fails("cannot read"),
-    )?;
-    let note = &document(&[text_page(11)], None);
-    g.write(
-        "worker-crash-injected.pdf",
-        note,
-        "worker-crash",
-        Expect::Fails("render worker crashed"),
-    )?;
-    let note = &document(&[text_page(12)], None);
-    g.write(
-        "worker-hang-injected.pdf",
-        note,
-        "worker-hang",
-        Expect::Fails("timed out"),
-    )?;
+    for (n, (name, kind, why)) in [
+        ("unreadable-injected.pdf", "read-error", "cannot read"),
+        (
+            "worker-crash-injected.pdf",
+            "worker-crash",
+            "render worker crashed",
+        ),
+        ("worker-hang-injected.pdf", "worker-hang", "timed out"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let doc = document(&[text_page(10 + n as u32)], None);
+        g.write(name, &doc, kind, Expect::Fails(why))?;
+    }
     let env = vec![
         (READ_FAULT_ENV.into(), "unreadable-injected".into()),
         (

@@ -16,15 +16,7 @@ pub fn render_times(
     guard: Duration,
 ) -> Result<Vec<(PathBuf, f64)>> {
     let files = discover(root)?.files;
-    let jobs: Vec<PageJobFile> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| PageJobFile {
-            file_index: i,
-            path: f.path.clone(),
-            first_page: 1,
-        })
-        .collect();
+    let jobs = PageJobFile::whole_files(files.iter().map(|f| f.path.as_path()));
     let mut secs = vec![0.0f64; files.len()];
     let loader = Loader::start(jobs, settings, &PreprocessConfig::default())?;
     let deadline = std::time::Instant::now() + guard;
