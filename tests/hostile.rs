@@ -8,7 +8,7 @@ use pagesight::bench::hostile::corpus::{self, Expect};
 use pagesight::bench::hostile::run::{run_ingest, verify_index, FileResult, IngestRun, RunOptions};
 use pagesight::bench::hostile::{figures, problems};
 use pagesight::engine::event::IngestSummary;
-use pagesight::index::Index;
+use pagesight::index::{Index, Query, Scorer, SearchMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -78,8 +78,29 @@ fn hostile_corpus_is_ingested_without_crash_hang_or_vague_reason() {
     assert!(f.pages_capped >= 3, "huge page boxes are rendered capped");
     verify_index(&opts.exe, &index).unwrap();
     // The index holds exactly the files reported done, complete.
-    let stats = Index::open(&index).unwrap().stats();
+    let ix = Index::open(&index).unwrap();
+    let stats = ix.stats();
     assert_eq!(stats.files_complete as usize, f.done, "{stats:?}");
+    // The file encrypted with only an owner password was decrypted: its text is found.
+    let hits = ix
+        .searcher()
+        .unwrap()
+        .search(&Query {
+            vectors: Vec::new(),
+            n_tokens: 0,
+            text: "Generated page 7 of the hostile corpus".into(),
+            mode: SearchMode::Text,
+            top_k: 1,
+            visual_weight: 0.5,
+            scorer: Scorer::Exact,
+        })
+        .unwrap();
+    assert!(
+        hits[0]
+            .file_path
+            .ends_with("encrypted/owner-password-only.pdf"),
+        "{hits:?}"
+    );
 }
 
 /// The checker itself catches a wrong run: a missing result, a duplicate, a vague reason, a
