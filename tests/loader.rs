@@ -44,15 +44,7 @@ fn settings(workers: usize) -> LoaderSettings {
 }
 
 fn jobs(paths: &[PathBuf]) -> Vec<PageJobFile> {
-    paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| PageJobFile {
-            file_index: i,
-            path: p.clone(),
-            first_page: 1,
-        })
-        .collect()
+    PageJobFile::whole_files(paths.iter().map(PathBuf::as_path))
 }
 
 /// What happened to each file, by file index.
@@ -357,9 +349,10 @@ fn rendered_pages_match_reference_processor() {
     // In-process: our render against the one the reference processed, then our resize + patchify.
     let mut renderer = PdfRenderer::new().unwrap();
     for r in &refs {
-        let (img, text) = renderer
+        let rendered = renderer
             .render(&r.pdf, r.page - 1, 144.0, 40_000_000)
             .unwrap();
+        let (img, text) = (rendered.image, rendered.text);
         assert_eq!(
             (img.width, img.height),
             (r.render_w, r.render_h),

@@ -1,6 +1,7 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
 mod engine;
 mod fixture_meta;
+mod hostile;
 mod index;
 mod loader;
 mod model;

@@ -96,6 +96,7 @@ mod cuda {
                             height: h,
                             rgb,
                             text: String::new(),
+                            note: None,
                             render_secs: 0.0,
                             resize_secs: 0.0,
                         }

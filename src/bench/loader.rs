@@ -103,16 +103,7 @@ pub fn run(args: LoaderBenchArgs) -> Result<()> {
         })
         .collect();
     let pre = PreprocessConfig::default().with_max_visual_tokens(args.max_visual_tokens);
-    let jobs: Vec<PageJobFile> = found
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| PageJobFile {
-            file_index: i,
-            path: f.path.clone(),
-            first_page: 1,
-        })
-        .collect();
+    let jobs = PageJobFile::whole_files(found.files.iter().map(|f| f.path.as_path()));
     if !args.json {
         println!(
             "{} PDFs ({:.1} MB) under {}, discovered and hashed in {:.2} s; {} dpi, ≤{} visual tokens, {} cores",

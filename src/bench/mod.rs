@@ -8,6 +8,7 @@ pub mod gpu_model_check;
 #[cfg(feature = "cuda")]
 pub mod gpu_nf4_check;
 pub mod gpu_selftest;
+pub mod hostile;
 pub mod ingest;
 pub mod loader;
 pub mod model_parity;
@@ -32,6 +33,9 @@ pub enum BenchCmd {
     Embed(embed::EmbedBenchArgs),
     /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
     Search(search::SearchBenchArgs),
+    /// Hostile PDFs: generates a seeded corpus of broken, encrypted, huge and odd files, ingests
+    /// it and prints files tried / done / failed by reason / crashes / hangs / slowest file.
+    Hostile(hostile::HostileBenchArgs),
     /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
     /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
@@ -44,5 +48,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Embed(a) => embed::run(a),
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
+        BenchCmd::Hostile(a) => hostile::run(a),
     }
 }

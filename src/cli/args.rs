@@ -62,6 +62,10 @@ pub struct PipelineArgs {
     /// Per-page render timeout in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub page_timeout: f32,
+    /// Cap on rendered pixels per page, in megapixels: bigger page boxes render at reduced
+    /// resolution (bounds each render worker's memory).
+    #[arg(long, default_value_t = 40.0)]
+    pub max_render_megapixels: f64,
 }
 
 impl PipelineArgs {
@@ -72,6 +76,7 @@ impl PipelineArgs {
             prefetch: self.prefetch.max(1),
             dpi: self.dpi,
             page_timeout_secs: self.page_timeout,
+            max_render_pixels: (self.max_render_megapixels.max(0.01) * 1e6) as u64,
             ..d
         }
     }

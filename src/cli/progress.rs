@@ -71,6 +71,11 @@ impl EventPrinter {
                     let at = page.map(|p| format!(" (page {p})")).unwrap_or_default();
                     self.line(format!("FAILED {}{at}: {reason}", r.path.display()))
                 }
+                FileStatus::Duplicate { of } => self.line(format!(
+                    "duplicate {}: same content as {}, indexed once",
+                    r.path.display(),
+                    of.display()
+                )),
                 FileStatus::Removed => {
                     self.line(format!("removed from index: {}", r.path.display()))
                 }
@@ -99,7 +104,7 @@ impl EventPrinter {
 
 pub fn print_summary(s: &IngestSummary) {
     println!(
-        "{} {} pages in {:.1} s ({:.2} pages/s): {} files done, {} skipped unchanged, {} removed, {} failed",
+        "{} {} pages in {:.1} s ({:.2} pages/s): {} files done, {} skipped (unchanged or duplicate), {} removed, {} failed",
         if s.cancelled { "cancelled after" } else { "ingested" },
         s.pages_ingested,
         s.wall_secs,

@@ -29,6 +29,10 @@ pub enum FileStatus {
     SkippedUnchanged {
         pages: u32,
     },
+    /// Same content as another file of this run: its pages are indexed once, under `of`.
+    Duplicate {
+        of: PathBuf,
+    },
     /// Removed from the index because it vanished from the folder (`--prune`).
     Removed,
 }

@@ -373,6 +373,37 @@ impl SegmentReader {
     }
 }
 
+/// Fuzzing only: rewrites every checksum of a (mutated) segment so the fuzzer gets past them to
+/// the parsing behind: span CRCs in the table entries, the table CRC, the header CRC.
+#[cfg(fuzzing)]
+pub fn fix_checksums(bytes: &mut [u8]) {
+    let u64_at = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .map(|x| u64::from_le_bytes(x.try_into().unwrap_or_default()))
+    };
+    if bytes.len() < HEADER_LEN {
+        return;
+    }
+    let n_pages = u32::from_le_bytes(bytes[20..24].try_into().unwrap_or_default()) as usize;
+    let table_end = (HEADER_LEN + n_pages.saturating_mul(ENTRY_LEN)).min(bytes.len());
+    let n = (table_end - HEADER_LEN) / ENTRY_LEN;
+    for i in 0..n {
+        let e = HEADER_LEN + i * ENTRY_LEN;
+        let (Some(off), Some(len)) = (u64_at(bytes, e + 64), u64_at(bytes, e + 72)) else {
+            continue;
+        };
+        let span = (off as usize)..(off as usize).saturating_add(len as usize);
+        if span.end <= bytes.len() {
+            let c = crc32(&bytes[span]);
+            bytes[e + 84..e + 88].copy_from_slice(&c.to_le_bytes());
+        }
+    }
+    let tc = crc32(&bytes[HEADER_LEN..HEADER_LEN + n * ENTRY_LEN]);
+    bytes[24..28].copy_from_slice(&tc.to_le_bytes());
+    let hc = crc32(&bytes[..HEADER_LEN - 4]);
+    bytes[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&hc.to_le_bytes());
+}
+
 fn parse_entry(e: &[u8]) -> Option<PageEntry> {
     let mut r = LeReader::new(e);
     let page_id = r.u64()?;

@@ -49,6 +49,9 @@ pub fn hash_file(path: &Path) -> Result<([u8; 32], u64)> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
+        if let Some(e) = super::fault::injected_read_error(path) {
+            return Err(e).with_context(|| format!("cannot read {}", path.display()));
+        }
         let n = match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -101,6 +104,35 @@ pub fn discover(root: &Path) -> Result<Discovery> {
     Ok(out)
 }
 
+/// Why a path cannot be reached, in words: symlink loops and broken links by name.
+fn describe_unreachable(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => {
+            "cannot read: symbolic link loop (too many levels of symbolic links)".into()
+        }
+        Some(libc::ENOENT) => {
+            "cannot read: broken symbolic link (No such file or directory)".into()
+        }
+        _ => format!("cannot read: {e}"),
+    }
+}
+
+/// "a named pipe", "a character device", …
+fn describe_file_type(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
 /// Depth-first walk. `visited` holds the canonical path of every folder entered, so a symlink
 /// pointing back up the tree (or two links to one folder) is entered once only.
 fn walk(
@@ -131,7 +163,7 @@ fn walk(
             Ok(m) => m,
             Err(e) => {
                 if is_pdf_name(&path) || path.is_symlink() {
-                    errors.push((path, format!("cannot read: {e}")));
+                    errors.push((path, describe_unreachable(&e)));
                 }
                 continue;
             }
@@ -145,8 +177,15 @@ fn walk(
                 }
                 Err(e) => errors.push((path, format!("cannot resolve folder: {e}"))),
             }
-        } else if meta.is_file() && is_pdf_name(&path) {
-            found.push(path);
+        } else if is_pdf_name(&path) {
+            if meta.is_file() {
+                found.push(path);
+            } else {
+                // Opening a named pipe would block forever and a device never ends: say what
+                // it is instead of reading it.
+                let what = describe_file_type(&meta.file_type());
+                errors.push((path, format!("not a regular file ({what}); skipped")));
+            }
         }
     }
 }

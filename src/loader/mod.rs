@@ -1,6 +1,7 @@
 //! The PDF loader: folder → model-ready pages.
 //!
 //! - `discover`: walk a folder for PDFs, identify each by its BLAKE3 content hash.
+//! - `fault`: the documented read-error hook for tests.
 //! - `pdfium`: render a page and read its text (in worker processes only: PDFium is not
 //!   thread-safe).
 //! - `worker`, `protocol`, `pool`: the render worker processes and how they are driven.
@@ -11,6 +12,7 @@
 //! - `thumbnail`: small page images for the app (in-process PDFium, one caller thread).
 
 pub mod discover;
+pub mod fault;
 pub mod pdfium;
 pub mod pipeline;
 pub mod pool;

@@ -30,9 +30,36 @@ pub struct RgbImage {
     pub rgb: Vec<u8>,
 }
 
+/// The pixel size a page renders at.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RenderSize {
+    pub width: u32,
+    pub height: u32,
+    /// Pixels the page would have had at the asked resolution, when that was over the cap.
+    pub capped_from: Option<f64>,
+}
+
+impl RenderSize {
+    /// What the user should know about a capped page: "page too large (…): rendered at …".
+    pub fn note(&self, w_pt: f32, h_pt: f32, dpi: f32) -> Option<String> {
+        let full = self.capped_from?;
+        let mm = |pt: f32| pt as f64 / 72.0 * 25.4;
+        Some(format!(
+            "page too large ({:.0} × {:.0} mm = {:.0} megapixels at {dpi} dpi): capped to {:.1} \
+             megapixels ({} × {} pixels)",
+            mm(w_pt),
+            mm(h_pt),
+            full / 1e6,
+            self.width as f64 * self.height as f64 / 1e6,
+            self.width,
+            self.height
+        ))
+    }
+}
+
 /// Pixel size of a page box of `w_pt × h_pt` points at `dpi`, scaled down (aspect kept) so that
 /// it holds at most `max_pixels` pixels; at least 1×1.
-pub fn render_size(w_pt: f32, h_pt: f32, dpi: f32, max_pixels: u64) -> Result<(u32, u32)> {
+pub fn render_size(w_pt: f32, h_pt: f32, dpi: f32, max_pixels: u64) -> Result<RenderSize> {
     if !(w_pt.is_finite() && h_pt.is_finite()) || w_pt <= 0.0 || h_pt <= 0.0 {
         bail!("page has an empty or invalid size ({w_pt}×{h_pt} pt)");
     }
@@ -51,7 +78,19 @@ pub fn render_size(w_pt: f32, h_pt: f32, dpi: f32, max_pixels: u64) -> Result<(u
         let x = v * scale;
         (if capped { x.floor() } else { x.round() }).clamp(1.0, i32::MAX as f64) as u32
     };
-    Ok((px(w), px(h)))
+    Ok(RenderSize {
+        width: px(w),
+        height: px(h),
+        capped_from: capped.then_some(area),
+    })
+}
+
+/// A rendered page: pixels, text layer, and a note when it was rendered below the asked
+/// resolution.
+pub struct RenderedImage {
+    pub image: RgbImage,
+    pub text: String,
+    pub note: Option<String>,
 }
 
 /// One open document at a time (a worker renders the pages of one file before the next).
@@ -88,19 +127,19 @@ impl PdfRenderer {
         let page = doc
             .pages()
             .get(index as PdfPageIndex)
-            .map_err(|e| anyhow!("page {} cannot be loaded: {e}", index + 1))?;
+            .map_err(|e| anyhow!("damaged PDF: {}", describe_page_error(index, &e)))?;
         Ok((page.width().value, page.height().value))
     }
 
     /// Renders page `index` (0-based) at `dpi`, capped at `max_pixels`, onto white; returns the
-    /// pixels and the page's text layer.
+    /// pixels, the page's text layer and a note when the cap applied.
     pub fn render(
         &mut self,
         path: &Path,
         index: u32,
         dpi: f32,
         max_pixels: u64,
-    ) -> Result<(RgbImage, String)> {
+    ) -> Result<RenderedImage> {
         let doc = self.document(path)?;
         let count = doc.pages().len().max(0) as u32;
         if index >= count {
@@ -109,17 +148,18 @@ impl PdfRenderer {
         let page = doc
             .pages()
             .get(index as PdfPageIndex)
-            .map_err(|e| anyhow!("cannot load the page: {e}"))?;
-        let (w, h) = render_size(page.width().value, page.height().value, dpi, max_pixels)?;
+            .map_err(|e| anyhow!("damaged PDF: {}", describe_page_error(index, &e)))?;
+        let (w_pt, h_pt) = (page.width().value, page.height().value);
+        let size = render_size(w_pt, h_pt, dpi, max_pixels)?;
         let config = PdfRenderConfig::new()
-            .set_fixed_size(w as Pixels, h as Pixels)
+            .set_fixed_size(size.width as Pixels, size.height as Pixels)
             .set_format(PdfBitmapFormat::BGRA)
             .set_reverse_byte_order(false)
             .set_clear_color(PdfColor::WHITE)
             .clear_before_rendering(true);
         let bitmap = page
             .render_with_config(&config)
-            .map_err(|e| anyhow!("rendering failed: {e}"))?;
+            .map_err(|e| anyhow!("rendering failed: {}", short_error(&e)))?;
         let raw = bitmap.as_raw_bytes();
         let (bw, bh) = (
             bitmap.width().max(0) as usize,
@@ -137,39 +177,93 @@ impl PdfRenderer {
             }
         }
         let text = page.text().map(|t| t.all()).unwrap_or_default();
-        Ok((
-            RgbImage {
+        Ok(RenderedImage {
+            image: RgbImage {
                 width: bw as u32,
                 height: bh as u32,
                 rgb,
             },
             text,
-        ))
+            note: size.note(w_pt, h_pt, dpi),
+        })
     }
 }
 
 fn open_document(pdfium: &'static Pdfium, path: &Path) -> Result<PdfDocument<'static>> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.len() == 0 {
+    let head = read_head(path)?;
+    if head.is_empty() {
         bail!("the file is empty");
     }
-    if !starts_like_pdf(path)? {
-        bail!("not a PDF (the file does not start with %PDF-)");
+    if !head.windows(5).any(|w| w == b"%PDF-") {
+        bail!("{}", describe_non_pdf(&head));
     }
     pdfium
         .load_pdf_from_file(path, None)
         .map_err(|e| anyhow!(describe_open_error(&e)))
 }
 
-/// PDF readers accept the `%PDF-` header anywhere in the first kilobyte.
-fn starts_like_pdf(path: &Path) -> Result<bool> {
+/// The first kilobyte: PDF readers accept the `%PDF-` header anywhere in it.
+fn read_head(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
+    if let Some(e) = super::fault::injected_read_error(path) {
+        return Err(e).with_context(|| format!("cannot read {}", path.display()));
+    }
     let mut head = Vec::with_capacity(1024);
     std::fs::File::open(path)
         .and_then(|f| f.take(1024).read_to_end(&mut head))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(head.windows(5).any(|w| w == b"%PDF-"))
+    Ok(head)
+}
+
+/// "not a PDF (looks like HTML …)": what a file without a PDF header seems to be, from its first
+/// bytes, so the user knows which download or export went wrong.
+pub fn describe_non_pdf(head: &[u8]) -> String {
+    let trimmed = head.trim_ascii_start();
+    let lower: Vec<u8> = trimmed
+        .iter()
+        .take(64)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    let what = if trimmed.is_empty() {
+        return "the file is empty (only whitespace)".into();
+    } else if lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html") {
+        "looks like HTML: probably a web page saved instead of the PDF"
+    } else if lower.starts_with(b"<?xml") || lower.starts_with(b"<") {
+        "looks like XML or HTML"
+    } else if head.starts_with(b"\x89PNG") {
+        "looks like a PNG image"
+    } else if head.starts_with(b"\xFF\xD8\xFF") {
+        "looks like a JPEG image"
+    } else if head.starts_with(b"PK\x03\x04") {
+        "looks like a ZIP archive (e.g. a Word or OpenDocument file)"
+    } else if head.starts_with(b"%!PS") {
+        "looks like PostScript"
+    } else if std::str::from_utf8(head).is_ok_and(|t| !t.contains('\0')) {
+        "looks like plain text"
+    } else {
+        "unknown binary content"
+    };
+    format!("not a PDF ({what}; the file does not start with %PDF-)")
+}
+
+/// "page 3 cannot be loaded (…)": the page object is missing or broken (e.g. a page tree that
+/// loops back on itself).
+fn describe_page_error(index: u32, e: &PdfiumError) -> String {
+    format!("page {} cannot be loaded ({})", index + 1, short_error(e))
+}
+
+/// PDFium's error on one line, without Rust's debug layout.
+fn short_error(e: &PdfiumError) -> String {
+    match e {
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::Unknown) => {
+            "PDFium reports an unspecified error".into()
+        }
+        PdfiumError::PdfiumLibraryInternalError(i) => format!("PDFium: {i:?}"),
+        other => format!("{other:?}")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 /// Says what a load failure means for the user.
@@ -189,7 +283,7 @@ fn describe_open_error(e: &PdfiumError) -> String {
             "cannot read the file".into()
         }
         PdfiumError::IoError(io) => format!("cannot read the file: {io}"),
-        other => format!("cannot open the PDF: {other:?}"),
+        other => format!("damaged PDF: cannot open it ({})", short_error(other)),
     }
 }
 
@@ -198,13 +292,27 @@ mod tests {
     use super::*;
     #[test]
     fn render_size_caps_pixels() {
-        assert_eq!(
-            render_size(595.0, 842.0, 144.0, 40_000_000).unwrap(),
-            (1190, 1684)
-        );
-        let (w, h) = render_size(14400.0, 14400.0, 144.0, 1_000_000).unwrap();
+        let a4 = render_size(595.0, 842.0, 144.0, 40_000_000).unwrap();
+        assert_eq!((a4.width, a4.height, a4.capped_from), (1190, 1684, None));
+        assert!(a4.note(595.0, 842.0, 144.0).is_none());
+        let big = render_size(14400.0, 14400.0, 144.0, 1_000_000).unwrap();
+        let (w, h) = (big.width, big.height);
         assert!((w as u64 * h as u64) <= 1_000_000 && w == h, "{w}×{h}");
+        let note = big.note(14400.0, 14400.0, 144.0).unwrap();
+        assert!(
+            note.contains("page too large (5080 × 5080 mm = 829 megapixels"),
+            "{note}"
+        );
         assert!(render_size(0.0, 10.0, 144.0, 100).is_err());
         assert!(render_size(f32::NAN, 10.0, 144.0, 100).is_err());
+    }
+
+    #[test]
+    fn non_pdfs_are_named() {
+        assert!(describe_non_pdf(b"\n <!DOCTYPE html><html>").contains("HTML"));
+        assert!(describe_non_pdf(b"\x89PNG\r\n").contains("PNG"));
+        assert!(describe_non_pdf(b"PK\x03\x04").contains("ZIP"));
+        assert!(describe_non_pdf(b" \n").contains("empty"));
+        assert!(describe_non_pdf(&[0, 159, 146, 150]).contains("binary"));
     }
 }

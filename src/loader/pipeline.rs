@@ -32,6 +32,21 @@ pub struct PageJobFile {
     pub first_page: u32,
 }
 
+impl PageJobFile {
+    /// Every page of each file, numbered in order.
+    pub fn whole_files<'a>(paths: impl IntoIterator<Item = &'a std::path::Path>) -> Vec<Self> {
+        paths
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| PageJobFile {
+                file_index: i,
+                path: p.to_path_buf(),
+                first_page: 1,
+            })
+            .collect()
+    }
+}
+
 /// A page at model resolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderedPage {
@@ -46,6 +61,8 @@ pub struct RenderedPage {
     pub rgb: Vec<u8>,
     /// The page's text layer.
     pub text: String,
+    /// What the user should know about this page's rendering (e.g. capped resolution).
+    pub note: Option<String>,
     /// Time in the worker: rendering (text extraction included), and resizing.
     pub render_secs: f64,
     pub resize_secs: f64,
@@ -537,7 +554,15 @@ impl Coordinator {
                     pids[slot] = 0;
                 }
                 if let Some((task, _)) = task {
-                    let how = format!(" (worker {why}: {})", describe_exit(status));
+                    // The usual causes, so the user knows what to try: a PDF that crashes PDFium,
+                    // or one that needs more than the worker's memory cap.
+                    let cap_mb =
+                        super::worker::memory_cap_bytes(self.request.max_render_pixels) >> 20;
+                    let how = format!(
+                        " (worker {why}: {}); the page is damaged in a way that crashes PDFium, \
+                         or needs more than the {cap_mb} MB of memory a render worker may use",
+                        describe_exit(status)
+                    );
                     self.fail_task(task, "render worker crashed", &how);
                 }
             }
@@ -576,6 +601,7 @@ impl Coordinator {
                             height: p.height,
                             rgb: p.rgb,
                             text: p.text,
+                            note: p.note,
                             render_secs: p.render_secs,
                             resize_secs: p.resize_secs,
                         },

@@ -39,6 +39,8 @@ pub struct PageReply {
     pub render_secs: f64,
     pub resize_secs: f64,
     pub text: String,
+    /// Set when the page was rendered below the asked resolution (the pixel cap).
+    pub note: Option<String>,
     pub rgb: Vec<u8>,
 }
 
@@ -184,6 +186,7 @@ impl Reply {
                 e.f64(p.render_secs);
                 e.f64(p.resize_secs);
                 e.bytes(p.text.as_bytes());
+                e.bytes(p.note.as_deref().unwrap_or_default().as_bytes());
                 e.bytes(&p.rgb);
                 e.0
             }
@@ -203,6 +206,7 @@ impl Reply {
                 let (width, height) = (d.u32()?, d.u32()?);
                 let (render_secs, resize_secs) = (d.f64()?, d.f64()?);
                 let text = d.string()?;
+                let note = Some(d.string()?).filter(|n| !n.is_empty());
                 let rgb = d.bytes()?.to_vec();
                 if rgb.len() != width as usize * height as usize * 3 {
                     bail!(
@@ -216,6 +220,7 @@ impl Reply {
                     render_secs,
                     resize_secs,
                     text,
+                    note,
                     rgb,
                 }))
             }
@@ -286,6 +291,7 @@ mod tests {
                 render_secs: 0.5,
                 resize_secs: 0.25,
                 text: "héllo".into(),
+                note: Some("capped".into()),
                 rgb: vec![1, 2, 3, 4, 5, 6],
             }),
             Reply::Error {

@@ -22,7 +22,7 @@ pub fn thumbnail(path: &Path, page: u32, max_side: u32) -> Result<Thumbnail> {
     let (w_pt, h_pt) = r.page_size_pt(path, page - 1)?;
     let dpi = 72.0 * max_side.max(16) as f32 / w_pt.max(h_pt).max(1.0);
     let cap = (max_side.max(16) as u64).pow(2);
-    let (img, _text) = r.render(path, page - 1, dpi, cap)?;
+    let img = r.render(path, page - 1, dpi, cap)?.image;
     let mut rgba = Vec::with_capacity(img.rgb.len() / 3 * 4);
     for px in img.rgb.chunks_exact(3) {
         rgba.extend_from_slice(&[px[0], px[1], px[2], 255]);

@@ -12,9 +12,39 @@ use std::time::Instant;
 
 /// Test-only fault injection: `abort:<text>` makes the worker abort, `hang:<text>` makes it
 /// sleep forever (after creating `<pdf path>.hanging`, so a test knows it is mid-page), when
-/// asked to render a page of a file whose name contains `<text>`. Set by the parent through
-/// `LoaderOptions::worker_env`; unset in normal runs.
+/// asked to render a page of a file whose name contains `<text>`; several such rules may be
+/// given, separated by commas. Set by the parent through `LoaderOptions::worker_env` (or
+/// inherited from its environment); unset in normal runs.
 pub const FAULT_ENV: &str = "PAGESIGHT_WORKER_FAULT";
+
+/// Overrides the render worker's memory cap (in MB); see [`memory_cap_bytes`].
+pub const MEMORY_ENV: &str = "PAGESIGHT_WORKER_MEMORY_MB";
+
+/// The cap on a worker's data memory (heap and private mappings, RLIMIT_DATA): room for a page
+/// at the pixel cap in its three forms (PDFium's BGRA, our RGB, the resize's buffers) plus 1 GiB
+/// for PDFium's parsing and decoding. A file needing more (a decompression bomb, an image of
+/// gigapixels) makes an allocation fail: the worker dies, is replaced, and the file fails,
+/// instead of the machine swapping.
+pub fn memory_cap_bytes(max_render_pixels: u64) -> u64 {
+    if let Some(mb) = std::env::var(MEMORY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return mb << 20;
+    }
+    (1u64 << 30).saturating_add(max_render_pixels.saturating_mul(16))
+}
+
+/// Lowers the soft RLIMIT_DATA (the hard limit stays, so a later request may raise it again).
+fn cap_memory(bytes: u64) {
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_DATA, &mut lim) == 0 {
+            lim.rlim_cur = (bytes as libc::rlim_t).min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_DATA, &lim);
+        }
+    }
+}
 
 pub fn worker_main() -> Result<()> {
     // The protocol owns the original stdout; fd 1 is pointed at stderr so that anything a library
@@ -34,12 +64,22 @@ pub fn worker_main() -> Result<()> {
     let fault = std::env::var(FAULT_ENV).ok();
     let mut renderer: Option<PdfRenderer> = None;
     let mut resized = Vec::new();
+    let mut capped_at = None;
     while let Some(frame) = read_frame(&mut input).context("render worker: reading request")? {
         let reply = match Request::decode(&frame) {
             Err(e) => Reply::Error {
                 message: format!("bad request: {e:#}"),
             },
-            Ok(req) => match handle(req, &mut renderer, &mut resized, fault.as_deref()) {
+            Ok(req) => match {
+                if let Request::Render(r) = &req {
+                    let cap = memory_cap_bytes(r.max_render_pixels);
+                    if capped_at != Some(cap) {
+                        cap_memory(cap);
+                        capped_at = Some(cap);
+                    }
+                }
+                handle(req, &mut renderer, &mut resized, fault.as_deref())
+            } {
                 Ok(r) => r,
                 Err(e) => Reply::Error {
                     message: format!("{e:#}"),
@@ -73,28 +113,30 @@ fn handle(
 }
 
 fn inject_fault(req: &RenderRequest, fault: Option<&str>) {
-    let Some((kind, pattern)) = fault.and_then(|f| f.split_once(':')) else {
-        return;
-    };
     let name = req
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if pattern.is_empty() || !name.contains(pattern) {
-        return;
-    }
-    match kind {
-        "abort" => std::process::abort(),
-        "hang" => {
-            let mut marker = req.path.clone().into_os_string();
-            marker.push(".hanging");
-            let _ = std::fs::write(marker, b"");
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
+    for rule in fault.unwrap_or_default().split(',') {
+        let Some((kind, pattern)) = rule.split_once(':') else {
+            continue;
+        };
+        if pattern.is_empty() || !name.contains(pattern) {
+            continue;
         }
-        _ => {}
+        match kind {
+            "abort" => std::process::abort(),
+            "hang" => {
+                let mut marker = req.path.clone().into_os_string();
+                marker.push(".hanging");
+                let _ = std::fs::write(marker, b"");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -105,7 +147,8 @@ fn render_page(
     resized: &mut Vec<u8>,
 ) -> Result<PageReply> {
     let t0 = Instant::now();
-    let (img, text) = r.render(&req.path, req.page, req.dpi, req.max_render_pixels)?;
+    let page = r.render(&req.path, req.page, req.dpi, req.max_render_pixels)?;
+    let img = page.image;
     let render_secs = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let (h, w) = smart_resize(
@@ -129,7 +172,8 @@ fn render_page(
         height: h,
         render_secs,
         resize_secs,
-        text,
+        text: page.text,
+        note: page.note,
         rgb: std::mem::take(resized),
     })
 }

@@ -342,6 +342,13 @@ pub fn status_text(s: &FileStatus, v: &egui::Visuals) -> (String, egui::Color32)
             format!("unchanged ({pages} pages), skipped"),
             v.weak_text_color(),
         ),
+        FileStatus::Duplicate { of } => (
+            format!(
+                "same content as {}: indexed once, under that file",
+                of.display()
+            ),
+            v.weak_text_color(),
+        ),
         FileStatus::Removed => ("removed from the index".into(), v.weak_text_color()),
     }
 }

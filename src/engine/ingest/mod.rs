@@ -149,6 +149,13 @@ pub fn run(
                     status: FileStatus::SkippedUnchanged { pages },
                 }));
             }
+            FilePlan::Duplicate { of } => {
+                skipped += 1;
+                emit(Event::FileStatus(FileReport {
+                    path: f.path.clone(),
+                    status: FileStatus::Duplicate { of },
+                }));
+            }
             FilePlan::Ingest { first_page } => {
                 jobs.push(PageJobFile {
                     file_index: tracks.len(),

@@ -13,6 +13,8 @@ pub enum FilePlan {
     Skip { pages: u32 },
     /// Render from `first_page` (1-based); > 1 when resuming a half-done file.
     Ingest { first_page: u32 },
+    /// Same content as `of`, found earlier in this run: the index holds one copy per content.
+    Duplicate { of: PathBuf },
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +53,14 @@ pub fn plan(files: Vec<PdfFile>, index: &Index, prune: bool) -> IngestPlan {
                 .push((hash, state.path.clone(), "no longer in the folder"));
         }
     }
+    let mut first_with_hash: HashMap<[u8; 32], PathBuf> = HashMap::new();
     for f in files {
+        if let Some(of) = first_with_hash.get(&f.hash) {
+            let of = of.clone();
+            out.files.push((f, FilePlan::Duplicate { of }));
+            continue;
+        }
+        first_with_hash.insert(f.hash, f.path.clone());
         let p = match index.file_state(&f.hash) {
             Some(s) if s.complete => FilePlan::Skip {
                 pages: s.page_count,

@@ -28,6 +28,8 @@ pub struct FileTrack {
     pub loader_finished: bool,
     pub failed: bool,
     pub completed: bool,
+    /// A page's rendering note (e.g. capped resolution) was reported; one per file is enough.
+    pub noted: bool,
 }
 
 impl FileTrack {
@@ -42,6 +44,7 @@ impl FileTrack {
             loader_finished: false,
             failed: false,
             completed: false,
+            noted: false,
         }
     }
     fn pages_to_do(&self) -> Option<u32> {
@@ -321,7 +324,14 @@ impl Pump<'_> {
                 );
             }
             LoaderEvent::Page(p) => {
-                files[p.file_index].received += 1;
+                let f = &mut files[p.file_index];
+                f.received += 1;
+                if let (Some(note), false) = (&p.note, f.noted) {
+                    f.noted = true;
+                    self.emit(Event::Notice {
+                        message: format!("{} page {}: {note}", f.path.display(), p.page),
+                    });
+                }
                 pending.push(p);
             }
             LoaderEvent::FileFailed {
