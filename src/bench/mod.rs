@@ -1,6 +1,7 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`.
 
+pub mod crash;
 pub mod embed;
 #[cfg(feature = "cuda")]
 pub mod gpu_nf4_check;
@@ -27,6 +28,9 @@ pub enum BenchCmd {
     Embed(embed::EmbedBenchArgs),
     /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
     Search(search::SearchBenchArgs),
+    /// Crash consistency of a real ingest: SIGKILL trials, render workers killed, disk full,
+    /// searches during ingest.
+    Crash(crash::CrashBenchArgs),
     /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
     /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
@@ -39,5 +43,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Embed(a) => embed::run(a),
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
+        BenchCmd::Crash(a) => crash::run(a),
     }
 }

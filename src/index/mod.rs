@@ -25,6 +25,7 @@
 pub mod binary;
 pub mod format;
 pub mod fusion;
+pub mod hooks;
 pub mod manifest;
 pub mod maxsim;
 pub mod pooling;

@@ -4,6 +4,7 @@
 //! (removed on the next writable open); a tantivy state it did not record is rebuilt.
 
 use super::format::{self, corrupt, hex, io_err, IndexError, Result, SEGMENTS_DIR, TEXT_DIR};
+use super::hooks;
 use super::manifest::{segment_file_name, FileEntry, Manifest, SegmentEntry, TextCommit};
 use super::pooling;
 use super::provenance::Provenance;
@@ -168,8 +169,10 @@ impl Index {
                 };
                 let mut store = rebuild_text(store, &manifest, &segments)?;
                 manifest.generation += 1;
+                hooks::commit_begin(manifest.generation, live_pages(&manifest));
                 manifest.text = text_commit(&mut store, manifest.generation, &text_dir, false)?;
                 manifest.store(dir)?;
+                hooks::commit_end(manifest.generation, live_pages(&manifest));
                 store
             }
         };
@@ -433,6 +436,8 @@ impl Index {
         let mut segments: Vec<Arc<SegmentReader>> = self.committed.segments.clone();
         let mut seg_name = None;
         let added = self.pending.len() as u64;
+        next.generation += 1;
+        hooks::commit_begin(next.generation, live_pages(&next));
         if !self.pending.is_empty() {
             let id = next.next_segment_id;
             next.next_segment_id += 1;
@@ -440,12 +445,14 @@ impl Index {
             let seg_dir = self.dir.join(SEGMENTS_DIR);
             let path = seg_dir.join(&name);
             let dim = next.provenance.dim;
+            hooks::step("write segment");
             let bytes = write_segment(
                 &path,
                 dim,
                 self.pending.len(),
                 self.pending.iter().cloned().map(Ok),
             )?;
+            hooks::step("fsync segments dir");
             format::fsync_dir(&seg_dir)?;
             next.segments.push(SegmentEntry {
                 id,
@@ -456,7 +463,6 @@ impl Index {
             segments.push(Arc::new(SegmentReader::open(&path, dim, false)?));
             seg_name = Some(name);
         }
-        next.generation += 1;
         let text_dir = self.dir.join(TEXT_DIR);
         let text = self
             .text
@@ -473,6 +479,7 @@ impl Index {
             &self.dir,
         )?;
         self.committed = Arc::new(snap);
+        hooks::commit_end(self.manifest.generation, self.committed.pages.len() as u64);
         Ok(CommitInfo {
             generation: self.manifest.generation,
             pages_added: added,
@@ -681,12 +688,18 @@ pub(crate) fn build_snapshot(
     })
 }
 
+/// Live pages of a manifest (its file table lists exactly those; `build_snapshot` checks it).
+fn live_pages(m: &Manifest) -> u64 {
+    m.files.iter().map(|f| f.pages.len() as u64).sum()
+}
+
 fn text_commit(
     text: &mut TextStore,
     generation: u64,
     text_dir: &Path,
     merge: bool,
 ) -> Result<TextCommit> {
+    hooks::step("commit text (tantivy; fsyncs inside)");
     let opstamp = text.commit(generation, merge)?;
     let (_, meta_hash) = disk_commit(text_dir)
         .ok_or_else(|| corrupt(text_dir, "meta.json unreadable right after commit"))?;

@@ -1,0 +1,160 @@
+//! SIGKILL trials: `pagesight ingest` killed at moments drawn uniformly over an uninterrupted
+//! ingest, each from an empty index; after each kill the index is checked against the commit
+//! trace, then resumed to completion and compared with the uninterrupted run.
+
+use super::check::{compare_with_reference, differing_pages, inspect, Inspection};
+use super::child::{IngestSpec, KillPoint, RunOpts, State};
+use crate::index::synthetic::Rng;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The uninterrupted run every trial is compared with.
+pub struct Reference {
+    pub dir: PathBuf,
+    pub inspection: Inspection,
+    pub wall: Duration,
+    pub commits: usize,
+}
+
+impl Reference {
+    pub fn build(spec: &IngestSpec, work: &Path) -> Result<Reference> {
+        let dir = work.join("reference");
+        let _ = std::fs::remove_dir_all(&dir);
+        let ended = spec.run(&dir, work, "reference", &RunOpts::default())?;
+        if !ended.status.success() {
+            anyhow::bail!("the uninterrupted ingest failed: {}", ended.stderr.trim());
+        }
+        let inspection = inspect(&dir)?;
+        if !inspection.problems.is_empty() {
+            anyhow::bail!(
+                "the uninterrupted index is not clean: {:?}",
+                inspection.problems
+            );
+        }
+        Ok(Reference {
+            dir,
+            inspection,
+            wall: ended.wall,
+            commits: ended.trace.commits_ended(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KillFigures {
+    pub trials: usize,
+    pub uninterrupted_secs: f64,
+    pub commits_in_uninterrupted_run: usize,
+    pub pages: usize,
+    /// Killed before any commit started (model load, discovery, first pages).
+    pub before_first_commit: usize,
+    pub between_commits: usize,
+    /// Killed between `commit-begin` and `commit-end`.
+    pub inside_commit: usize,
+    /// Of those, inside an fsync (ours, or tantivy's commit).
+    pub inside_fsync: usize,
+    /// The process had already finished when the kill came.
+    pub finished_before_kill: usize,
+    /// Kills per commit step they landed in.
+    pub by_step: BTreeMap<String, usize>,
+    /// Reopens that had to rebuild the text index (killed between the tantivy and manifest commits).
+    pub text_rebuilt_on_open: usize,
+    /// Pages committed before the kill and missing after it, summed over trials.
+    pub pages_lost: u64,
+    pub duplicates: u64,
+    /// Resumed runs that ended equal to the uninterrupted one (pages, vectors, search results).
+    pub resumed_equal: usize,
+    pub problems: Vec<String>,
+}
+
+/// Runs `trials` kill trials (seeded).
+pub fn kill_trials(
+    spec: &IngestSpec,
+    work: &Path,
+    reference: &Reference,
+    trials: usize,
+    seed: u64,
+) -> Result<KillFigures> {
+    let mut f = KillFigures {
+        trials,
+        uninterrupted_secs: reference.wall.as_secs_f64(),
+        commits_in_uninterrupted_run: reference.commits,
+        pages: reference.inspection.pages.len(),
+        ..Default::default()
+    };
+    let mut rng = Rng::new(seed);
+    let dir = work.join("killed");
+    for trial in 0..trials {
+        let _ = std::fs::remove_dir_all(&dir);
+        let at = reference.wall.mul_f64(rng.uniform() as f64);
+        let run = spec.spawn(&dir, work, "kill", &RunOpts::default())?;
+        std::thread::sleep(at.saturating_sub(run.started.elapsed()));
+        let ended = run.kill()?;
+        let tag = format!("trial {trial} (kill at {} ms)", at.as_millis());
+        let finished = ended.status.code().is_some();
+        if finished && !ended.status.success() {
+            f.problems.push(format!(
+                "{tag}: ingest failed on its own: {}",
+                ended.stderr.trim()
+            ));
+        }
+        let point = ended.trace.kill_point();
+        let allowed: Vec<Option<State>> = if finished {
+            f.finished_before_kill += 1;
+            vec![ended.trace.last_end()]
+        } else {
+            classify(&mut f, &point);
+            ended.trace.allowed_after_kill()
+        };
+        let got = inspect(&dir)?;
+        f.text_rebuilt_on_open += usize::from(!got.warnings.is_empty());
+        f.problems
+            .extend(got.problems.iter().map(|p| format!("{tag}: {p}")));
+        if !allowed.contains(&got.state) {
+            f.problems.push(format!(
+                "{tag}: index holds (generation, pages) {:?}, the trace allows {allowed:?} ({point:?})",
+                got.state
+            ));
+        }
+        let committed_before = ended.trace.last_end().map_or(0, |s| s.1);
+        let present = got.pages.len() as u64;
+        f.pages_lost += committed_before.saturating_sub(present);
+        f.duplicates += got.duplicates;
+        f.problems.extend(
+            differing_pages(&got, &reference.inspection)
+                .into_iter()
+                .map(|p| format!("{tag}: {p}")),
+        );
+        let resumed = spec.run(&dir, work, "resume", &RunOpts::default())?;
+        if !resumed.status.success() {
+            f.problems
+                .push(format!("{tag}: resume failed: {}", resumed.stderr.trim()));
+            continue;
+        }
+        let diff = compare_with_reference(&dir, &reference.dir, &reference.inspection)?;
+        if diff.is_empty() {
+            f.resumed_equal += 1;
+        }
+        f.problems
+            .extend(diff.into_iter().map(|p| format!("{tag}, resumed: {p}")));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(f)
+}
+
+fn classify(f: &mut KillFigures, point: &KillPoint) {
+    match point {
+        KillPoint::BeforeFirstCommit => f.before_first_commit += 1,
+        KillPoint::BetweenCommits => f.between_commits += 1,
+        KillPoint::InCommit { step, .. } => {
+            f.inside_commit += 1;
+            f.inside_fsync += usize::from(point.in_fsync());
+            let s = step
+                .clone()
+                .unwrap_or_else(|| "(before the first step)".into());
+            *f.by_step.entry(s).or_default() += 1;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Render workers SIGKILLed during a real ingest: the ingest must finish, the file whose page
+//! was rendering is reported failed with the reason (the loader replaces the worker but does not
+//! retry the page), nothing else is lost, and the next ingest picks that file up again.
+
+use super::check::{compare_with_reference, inspect};
+use super::child::{sigkill, IngestSpec, RunOpts};
+use super::kill::Reference;
+use crate::engine::event::{Event, EventEnvelope, FileStatus};
+use crate::index::synthetic::Rng;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RenderKillFigures {
+    pub trials: usize,
+    /// The killed worker was rendering: its file was reported failed.
+    pub mid_render: usize,
+    /// The killed worker was idle: it was replaced and nothing failed.
+    pub idle: usize,
+    /// Ingests that still finished (exit 0, summary printed).
+    pub ingests_finished: usize,
+    /// Pages of files other than the reported one that were missing.
+    pub other_pages_lost: u64,
+    /// Re-runs that picked the failed file up and ended equal to the uninterrupted run.
+    pub reruns_equal: usize,
+    /// The reasons reported, one per mid-render kill.
+    pub reasons: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// The state letter of /proc/<pid>/stat ('R' running, 'S' sleeping, …).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+pub fn render_kill_trials(
+    spec: &IngestSpec,
+    work: &Path,
+    reference: &Reference,
+    trials: usize,
+    seed: u64,
+) -> Result<RenderKillFigures> {
+    let mut f = RenderKillFigures {
+        trials,
+        ..Default::default()
+    };
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let dir = work.join("render-killed");
+    let json = RunOpts {
+        json: true,
+        ..Default::default()
+    };
+    for trial in 0..trials {
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut run = spec.spawn(&dir, work, "render-kill", &json)?;
+        // Workers start once the model is loaded; then pick a moment within the rendering.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut workers = Vec::new();
+        while workers.is_empty() && !run.exited() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            workers = run.render_workers();
+        }
+        let at = reference.wall.mul_f64(0.6 * rng.uniform() as f64);
+        std::thread::sleep(at);
+        let workers = run.render_workers();
+        // A worker on the CPU is the likeliest to be mid-page; else any.
+        let victim = workers
+            .iter()
+            .copied()
+            .find(|&p| proc_state(p) == Some('R'))
+            .or_else(|| {
+                workers
+                    .get(rng.below(workers.len().max(1) as u64) as usize)
+                    .copied()
+            });
+        let tag = format!("render trial {trial}");
+        let Some(victim) = victim.filter(|&p| sigkill(p)) else {
+            f.problems.push(format!(
+                "{tag}: no render worker to kill (ingest already done?)"
+            ));
+            let _ = run.kill();
+            continue;
+        };
+        let ended = run.wait()?;
+        let summary = ended.stdout.lines().find_map(|l| {
+            match serde_json::from_str::<EventEnvelope>(l).ok()?.event {
+                Event::IngestFinished(s) => Some(s),
+                _ => None,
+            }
+        });
+        let Some(summary) = summary.filter(|_| ended.status.success()) else {
+            f.problems.push(format!(
+                "{tag}: the ingest did not finish after worker {victim} was killed: {}",
+                ended.stderr.trim()
+            ));
+            continue;
+        };
+        f.ingests_finished += 1;
+        let failed: Vec<PathBuf> = summary.failures.iter().map(|r| r.path.clone()).collect();
+        for r in &summary.failures {
+            match &r.status {
+                FileStatus::Failed { reason, .. } if reason.contains("render worker crashed") => {
+                    f.reasons.push(reason.clone())
+                }
+                other => f.problems.push(format!(
+                    "{tag}: {} failed unexpectedly: {other:?}",
+                    r.path.display()
+                )),
+            }
+        }
+        if failed.len() > 1 {
+            f.problems.push(format!(
+                "{tag}: one worker killed, {} files failed",
+                failed.len()
+            ));
+        }
+        if failed.is_empty() {
+            f.idle += 1;
+        } else {
+            f.mid_render += 1;
+        }
+        let got = inspect(&dir)?;
+        f.problems
+            .extend(got.problems.iter().map(|p| format!("{tag}: {p}")));
+        // Every page of every file not reported failed is there.
+        let failed_hashes: Vec<[u8; 32]> = crate::index::Index::open(&reference.dir)?
+            .files()
+            .into_iter()
+            .filter(|(_, s)| failed.contains(&s.path))
+            .map(|(h, _)| h)
+            .collect();
+        f.other_pages_lost += reference
+            .inspection
+            .pages
+            .keys()
+            .filter(|k| !failed_hashes.contains(&k.0) && !got.pages.contains_key(k))
+            .count() as u64;
+        let rerun = spec.run(&dir, work, "render-rerun", &RunOpts::default())?;
+        if !rerun.status.success() {
+            f.problems
+                .push(format!("{tag}: re-run failed: {}", rerun.stderr.trim()));
+            continue;
+        }
+        let diff = compare_with_reference(&dir, &reference.dir, &reference.inspection)?;
+        if diff.is_empty() {
+            f.reruns_equal += 1;
+        }
+        f.problems
+            .extend(diff.into_iter().map(|p| format!("{tag}, re-run: {p}")));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(f)
+}

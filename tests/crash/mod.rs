@@ -1,0 +1,106 @@
+//! Crash consistency of the real `pagesight ingest` (issue 8), through `bench::crash`: the same
+//! harness `pagesight bench crash` runs for the README figures. Every figure is printed.
+//! `PAGESIGHT_CRASH_TRIALS` overrides the number of SIGKILL trials (default 50).
+
+use pagesight::bench::crash::{
+    concurrent, default_samples, disk_full, fast_spec, kill, make_corpus, render_kill, render_spec,
+    CrashReport,
+};
+use std::path::Path;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_pagesight"))
+}
+
+/// A corpus of `copies` × the 4 sample PDFs (8 pages per copy) in `work`.
+fn corpus(work: &Path, copies: usize) -> std::path::PathBuf {
+    let c = work.join("corpus");
+    make_corpus(&default_samples(), copies, &c).unwrap();
+    c
+}
+
+fn show(r: &CrashReport) {
+    println!("{}", r.summary());
+    let p = r.problems();
+    assert!(p.is_empty(), "{} problems:\n{}", p.len(), p.join("\n"));
+}
+
+#[test]
+fn sigkill_anywhere_in_a_real_ingest_loses_nothing_and_resumes_equal() {
+    let trials: usize = std::env::var("PAGESIGHT_CRASH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = fast_spec(exe(), &corpus(tmp.path(), 4), 2);
+    let reference = kill::Reference::build(&spec, tmp.path()).unwrap();
+    assert!(reference.commits >= 10, "{} commits", reference.commits);
+    let k = kill::kill_trials(&spec, tmp.path(), &reference, trials, 1).unwrap();
+    let r = CrashReport {
+        kills: Some(k.clone()),
+        ..Default::default()
+    };
+    show(&r);
+    assert_eq!((k.pages_lost, k.duplicates), (0, 0));
+    assert_eq!(k.resumed_equal, trials);
+    // The harness must really have landed kills inside commits for the figures to mean much.
+    assert!(
+        k.inside_commit > 0 && k.between_commits + k.before_first_commit > 0,
+        "{k:?}"
+    );
+}
+
+#[test]
+fn render_worker_killed_mid_render_fails_only_its_file_and_a_rerun_recovers_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = render_spec(exe(), &corpus(tmp.path(), 2), 2);
+    let reference = kill::Reference::build(&spec, tmp.path()).unwrap();
+    let f = render_kill::render_kill_trials(&spec, tmp.path(), &reference, 6, 1).unwrap();
+    show(&CrashReport {
+        render_kills: Some(f.clone()),
+        ..Default::default()
+    });
+    assert_eq!(f.ingests_finished, 6);
+    assert_eq!(f.reruns_equal, 6);
+    assert_eq!(f.other_pages_lost, 0);
+    assert!(f.mid_render > 0, "no kill landed mid-render: {f:?}");
+    assert!(
+        f.reasons
+            .iter()
+            .all(|r| r.contains("SIGKILL") && r.contains("page")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn disk_full_during_commit_is_a_clean_error_and_keeps_the_last_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = fast_spec(exe(), &corpus(tmp.path(), 2), 2);
+    let reference = kill::Reference::build(&spec, tmp.path()).unwrap();
+    let d = disk_full::disk_full_cases(&spec, tmp.path(), &reference, 4).unwrap();
+    show(&CrashReport {
+        disk_full: Some(d.clone()),
+        ..Default::default()
+    });
+    assert_eq!(
+        (d.clean_errors, d.previous_commit_intact, d.recovered),
+        (d.cases, d.cases, d.cases)
+    );
+    assert!(d.example_message.contains("disk is full"), "{d:?}");
+}
+
+#[test]
+fn searches_during_a_real_ingest_see_whole_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = fast_spec(exe(), &corpus(tmp.path(), 4), 2);
+    let c = concurrent::concurrent_searches(&spec, tmp.path()).unwrap();
+    show(&CrashReport {
+        concurrency: Some(c.clone()),
+        ..Default::default()
+    });
+    assert!(c.cli_searches + c.opens > 10, "{c:?}");
+    assert!(
+        c.states_seen > 2,
+        "searches saw too few commits to mean much: {c:?}"
+    );
+}
