@@ -45,6 +45,10 @@ impl Reference {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct KillFigures {
     pub trials: usize,
+    /// Kills in all (trials whose recovering run was killed too count twice).
+    pub kills: usize,
+    /// Trials whose first resume was killed as well before the final resume.
+    pub recoveries_killed: usize,
     pub uninterrupted_secs: f64,
     pub commits_in_uninterrupted_run: usize,
     pub pages: usize,
@@ -89,44 +93,16 @@ pub fn kill_trials(
     for trial in 0..trials {
         let _ = std::fs::remove_dir_all(&dir);
         let at = reference.wall.mul_f64(rng.uniform() as f64);
-        let run = spec.spawn(&dir, work, "kill", &RunOpts::default())?;
-        std::thread::sleep(at.saturating_sub(run.started.elapsed()));
-        let ended = run.kill()?;
         let tag = format!("trial {trial} (kill at {} ms)", at.as_millis());
-        let finished = ended.status.code().is_some();
-        if finished && !ended.status.success() {
-            f.problems.push(format!(
-                "{tag}: ingest failed on its own: {}",
-                ended.stderr.trim()
-            ));
+        kill_and_check(&mut f, spec, work, reference, &dir, at, &tag)?;
+        // Every 4th trial kills the recovering run too: a kill while open cleans up or rebuilds
+        // after the first one.
+        if trial % 4 == 3 {
+            let again = reference.wall.mul_f64(rng.uniform() as f64);
+            let tag = format!("{tag}, recovery killed at {} ms", again.as_millis());
+            kill_and_check(&mut f, spec, work, reference, &dir, again, &tag)?;
+            f.recoveries_killed += 1;
         }
-        let point = ended.trace.kill_point();
-        let allowed: Vec<Option<State>> = if finished {
-            f.finished_before_kill += 1;
-            vec![ended.trace.last_end()]
-        } else {
-            classify(&mut f, &point);
-            ended.trace.allowed_after_kill()
-        };
-        let got = inspect(&dir)?;
-        f.text_rebuilt_on_open += usize::from(!got.warnings.is_empty());
-        f.problems
-            .extend(got.problems.iter().map(|p| format!("{tag}: {p}")));
-        if !allowed.contains(&got.state) {
-            f.problems.push(format!(
-                "{tag}: index holds (generation, pages) {:?}, the trace allows {allowed:?} ({point:?})",
-                got.state
-            ));
-        }
-        let committed_before = ended.trace.last_end().map_or(0, |s| s.1);
-        let present = got.pages.len() as u64;
-        f.pages_lost += committed_before.saturating_sub(present);
-        f.duplicates += got.duplicates;
-        f.problems.extend(
-            differing_pages(&got, &reference.inspection)
-                .into_iter()
-                .map(|p| format!("{tag}: {p}")),
-        );
         let resumed = spec.run(&dir, work, "resume", &RunOpts::default())?;
         if !resumed.status.success() {
             f.problems
@@ -142,6 +118,66 @@ pub fn kill_trials(
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(f)
+}
+
+/// One ingest into `dir` (empty or left by an earlier kill), SIGKILLed `at` after its start;
+/// the index it leaves must hold exactly a state its commit trace allows.
+fn kill_and_check(
+    f: &mut KillFigures,
+    spec: &IngestSpec,
+    work: &Path,
+    reference: &Reference,
+    dir: &Path,
+    at: Duration,
+    tag: &str,
+) -> Result<()> {
+    let before = inspect(dir)?.state;
+    let run = spec.spawn(dir, work, "kill", &RunOpts::default())?;
+    std::thread::sleep(at.saturating_sub(run.started.elapsed()));
+    let ended = run.kill()?;
+    f.kills += 1;
+    let finished = ended.status.code().is_some();
+    if finished && !ended.status.success() {
+        f.problems.push(format!(
+            "{tag}: ingest failed on its own: {}",
+            ended.stderr.trim()
+        ));
+    }
+    let point = ended.trace.kill_point();
+    // Before this run's first commit the index holds what the last run left.
+    let or_before = |s: Option<State>| s.or(before);
+    let allowed: Vec<Option<State>> = if finished {
+        f.finished_before_kill += 1;
+        vec![or_before(ended.trace.last_end())]
+    } else {
+        classify(f, &point);
+        ended
+            .trace
+            .allowed_after_kill()
+            .into_iter()
+            .map(or_before)
+            .collect()
+    };
+    let got = inspect(dir)?;
+    f.text_rebuilt_on_open += usize::from(!got.warnings.is_empty());
+    f.problems
+        .extend(got.problems.iter().map(|p| format!("{tag}: {p}")));
+    if !allowed.contains(&got.state) {
+        f.problems.push(format!(
+            "{tag}: index holds (generation, pages) {:?}, the trace allows {allowed:?} ({point:?})",
+            got.state
+        ));
+    }
+    let committed_before = or_before(ended.trace.last_end()).map_or(0, |s| s.1);
+    let present = got.pages.len() as u64;
+    f.pages_lost += committed_before.saturating_sub(present);
+    f.duplicates += got.duplicates;
+    f.problems.extend(
+        differing_pages(&got, &reference.inspection)
+            .into_iter()
+            .map(|p| format!("{tag}: {p}")),
+    );
+    Ok(())
 }
 
 fn classify(f: &mut KillFigures, point: &KillPoint) {

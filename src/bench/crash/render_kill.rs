@@ -65,11 +65,14 @@ pub fn render_kill_trials(
         let at = reference.wall.mul_f64(0.6 * rng.uniform() as f64);
         std::thread::sleep(at);
         let workers = run.render_workers();
-        // A worker on the CPU is the likeliest to be mid-page; else any.
+        // Even trials prefer a worker on the CPU (likeliest mid-page), odd ones a sleeping one
+        // (likeliest idle, waiting for a request); else any. Which it was is judged from what
+        // the ingest reports, not from this guess.
+        let want_running = trial % 2 == 0;
         let victim = workers
             .iter()
             .copied()
-            .find(|&p| proc_state(p) == Some('R'))
+            .find(|&p| (proc_state(p) == Some('R')) == want_running)
             .or_else(|| {
                 workers
                     .get(rng.below(workers.len().max(1) as u64) as usize)
