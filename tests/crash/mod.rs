@@ -3,8 +3,8 @@
 //! `PAGESIGHT_CRASH_TRIALS` overrides the number of SIGKILL trials (default 50).
 
 use pagesight::bench::crash::{
-    concurrent, default_samples, disk_full, fast_spec, kill, make_corpus, render_kill, render_spec,
-    CrashReport,
+    concurrent, default_samples, disk_full, fast_spec, kill, make_corpus, render_kill,
+    render_setups, CrashReport,
 };
 use std::path::Path;
 
@@ -54,18 +54,17 @@ fn sigkill_anywhere_in_a_real_ingest_loses_nothing_and_resumes_equal() {
 #[test]
 fn render_worker_killed_mid_render_fails_only_its_file_and_a_rerun_recovers_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = render_spec(exe(), &corpus(tmp.path(), 2), 2);
-    let reference = kill::Reference::build(&spec, tmp.path()).unwrap();
-    let f = render_kill::render_kill_trials(&spec, tmp.path(), &reference, 6, 1).unwrap();
+    let setups = render_setups(exe(), &corpus(tmp.path(), 2), 2, tmp.path()).unwrap();
+    let f = render_kill::render_kill_trials(&setups, tmp.path(), 8, 1).unwrap();
     show(&CrashReport {
         render_kills: Some(f.clone()),
         ..Default::default()
     });
-    assert_eq!(f.ingests_finished, 6);
-    assert_eq!(f.reruns_equal, 6);
+    assert_eq!(f.ingests_finished, 8);
+    assert_eq!(f.reruns_equal, 8);
     assert_eq!(f.other_pages_lost, 0);
     assert!(f.mid_render > 0, "no kill landed mid-render: {f:?}");
-    assert_eq!(f.mid_render + f.idle, 6);
+    assert_eq!(f.mid_render + f.idle, 8);
     assert!(
         f.reasons
             .iter()

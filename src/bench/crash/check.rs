@@ -27,6 +27,8 @@ pub struct Inspection {
     pub problems: Vec<String>,
     /// What open repaired or worked around (a text index rebuilt in memory after a kill).
     pub warnings: Vec<String>,
+    /// Leftovers `verify` noted (an interrupted commit's files), cleaned by the next ingest.
+    pub leftovers: Vec<String>,
     /// Files complete in the manifest, by path.
     pub complete_files: Vec<PathBuf>,
     /// Files started but not complete, by path.
@@ -42,6 +44,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
     out.duplicates = count_duplicates(dir, &mut out.problems);
     let report = Index::verify(dir).with_context(|| format!("verify {}", dir.display()))?;
     out.problems.extend(report.problems);
+    out.leftovers = report.notes;
     let ix = match Index::open(dir) {
         Ok(ix) => ix,
         Err(e) => {
@@ -204,6 +207,11 @@ pub fn compare_with_reference(
     }
     if got.duplicates > 0 {
         out.push(format!("{} duplicate pages", got.duplicates));
+    }
+    // A finished ingest has cleaned up after every earlier interruption.
+    out.extend(got.leftovers.iter().map(|n| format!("left behind: {n}")));
+    if !got.warnings.is_empty() {
+        out.push(format!("open had to repair: {:?}", got.warnings));
     }
     if !got.partial_files.is_empty() {
         out.push(format!("files left incomplete: {:?}", got.partial_files));

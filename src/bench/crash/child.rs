@@ -18,6 +18,8 @@ pub struct IngestSpec {
     pub dpi: f32,
     pub max_visual_tokens: usize,
     pub batch_size: usize,
+    /// Rendered pages buffered ahead of the model (small: workers wait on backpressure).
+    pub prefetch: usize,
 }
 
 /// One spawned process and the files it writes its output, errors and commit trace to.
@@ -70,6 +72,8 @@ impl IngestSpec {
             self.max_visual_tokens.to_string(),
             "--batch-size".into(),
             self.batch_size.to_string(),
+            "--prefetch".into(),
+            self.prefetch.to_string(),
         ];
         if json {
             a.push("--json".into());

@@ -88,6 +88,7 @@ pub fn fast_spec(exe: &Path, corpus: &Path, commit_every: usize) -> IngestSpec {
         dpi: 50.0,
         max_visual_tokens: 64,
         batch_size: 2,
+        prefetch: 16,
     }
 }
 
@@ -97,6 +98,31 @@ pub fn render_spec(exe: &Path, corpus: &Path, commit_every: usize) -> IngestSpec
         dpi: 200.0,
         ..fast_spec(exe, corpus, commit_every)
     }
+}
+
+/// The render-kill setups with their uninterrupted runs: render-heavy, then light.
+pub fn render_setups(
+    exe: &Path,
+    corpus: &Path,
+    commit_every: usize,
+    work: &Path,
+) -> Result<Vec<(IngestSpec, kill::Reference)>> {
+    [
+        render_spec(exe, corpus, commit_every),
+        // Light pages and a prefetch of 2: the workers spend most of the ingest idle, waiting
+        // for the model to take pages, and live until its end.
+        IngestSpec {
+            prefetch: 2,
+            ..fast_spec(exe, corpus, commit_every)
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, spec)| {
+        let r = kill::Reference::build(&spec, &work.join(format!("setup-{i}")))?;
+        Ok((spec, r))
+    })
+    .collect()
 }
 
 pub fn run(a: CrashBenchArgs) -> Result<()> {
@@ -123,12 +149,11 @@ pub fn run(a: CrashBenchArgs) -> Result<()> {
         let rcorpus = work.join("render-corpus");
         let _ = std::fs::remove_dir_all(&rcorpus);
         make_corpus(&samples, a.copies.div_ceil(2), &rcorpus)?;
-        let rspec = render_spec(&exe, &rcorpus, a.commit_every);
-        let rref = kill::Reference::build(&rspec, &work.join("render"))?;
+        let rwork = work.join("render");
+        let setups = render_setups(&exe, &rcorpus, a.commit_every, &rwork)?;
         report.render_kills = Some(render_kill::render_kill_trials(
-            &rspec,
-            &work.join("render"),
-            &rref,
+            &setups,
+            &rwork,
             a.render_trials,
             a.seed,
         )?);

@@ -35,10 +35,11 @@ fn proc_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// Trial `i` runs with `setups[i % setups.len()]`: a render-heavy setup (workers nearly always
+/// mid-page) and a light one (workers often idle, waiting on backpressure) cover both cases.
 pub fn render_kill_trials(
-    spec: &IngestSpec,
+    setups: &[(IngestSpec, Reference)],
     work: &Path,
-    reference: &Reference,
     trials: usize,
     seed: u64,
 ) -> Result<RenderKillFigures> {
@@ -53,6 +54,7 @@ pub fn render_kill_trials(
         ..Default::default()
     };
     for trial in 0..trials {
+        let (spec, reference) = &setups[trial % setups.len().max(1)];
         let _ = std::fs::remove_dir_all(&dir);
         let mut run = spec.spawn(&dir, work, "render-kill", &json)?;
         // Workers start once the model is loaded; then pick a moment within the rendering.
@@ -65,10 +67,10 @@ pub fn render_kill_trials(
         let at = reference.wall.mul_f64(0.6 * rng.uniform() as f64);
         std::thread::sleep(at);
         let workers = run.render_workers();
-        // Even trials prefer a worker on the CPU (likeliest mid-page), odd ones a sleeping one
-        // (likeliest idle, waiting for a request); else any. Which it was is judged from what
-        // the ingest reports, not from this guess.
-        let want_running = trial % 2 == 0;
+        // Every other pair of trials prefers a worker on the CPU (likeliest mid-page), the
+        // others a sleeping one (likeliest idle); else any. Which it was is judged from what the
+        // ingest reports, not from this guess.
+        let want_running = trial % 4 < 2;
         let victim = workers
             .iter()
             .copied()
@@ -78,7 +80,7 @@ pub fn render_kill_trials(
                     .get(rng.below(workers.len().max(1) as u64) as usize)
                     .copied()
             });
-        let tag = format!("render trial {trial}");
+        let tag = format!("render trial {trial} (dpi {})", spec.dpi);
         let Some(victim) = victim.filter(|&p| sigkill(p)) else {
             f.problems.push(format!(
                 "{tag}: no render worker to kill (ingest already done?)"
