@@ -219,8 +219,8 @@ impl CrashReport {
         }
         if let Some(r) = &self.render_kills {
             s += &format!(
-                "render workers killed: {} trials, {} mid-render (file reported failed, not retried), {} idle (replaced, nothing failed); ingests finished {}/{}, other pages lost {}, re-runs picked the file up and matched {}/{}\n",
-                r.trials, r.mid_render, r.idle, r.ingests_finished, r.trials, r.other_pages_lost, r.reruns_equal, r.trials
+                "render workers killed: {} trials, {} mid-render (file reported failed, not retried), {} idle (replaced, nothing failed), {} moments redrawn (workers already done); ingests finished {}/{}, other pages lost {}, re-runs picked the file up and matched {}/{}\n",
+                r.trials, r.mid_render, r.idle, r.redrawn, r.ingests_finished, r.trials, r.other_pages_lost, r.reruns_equal, r.trials
             );
             if let Some(reason) = r.reasons.first() {
                 s += &format!("  reported: {reason}\n");

@@ -18,6 +18,8 @@ pub struct RenderKillFigures {
     pub mid_render: usize,
     /// The killed worker was idle: it was replaced and nothing failed.
     pub idle: usize,
+    /// Kill moments drawn after the workers had finished, drawn again earlier.
+    pub redrawn: usize,
     /// Ingests that still finished (exit 0, summary printed).
     pub ingests_finished: usize,
     /// Pages of files other than the reported one that were missing.
@@ -37,6 +39,22 @@ fn proc_state(pid: u32) -> Option<char> {
 
 /// Trial `i` runs with `setups[i % setups.len()]`: a render-heavy setup (workers nearly always
 /// mid-page) and a light one (workers often idle, waiting on backpressure) cover both cases.
+/// Every other pair of trials prefers a worker on the CPU (likeliest mid-page), the others a
+/// sleeping one (likeliest idle); else any. Which it was is judged from what the ingest
+/// reports, not from this guess.
+fn pick_victim(workers: &[u32], trial: usize, rng: &mut Rng) -> Option<u32> {
+    let want_running = trial % 4 < 2;
+    workers
+        .iter()
+        .copied()
+        .find(|&p| (proc_state(p) == Some('R')) == want_running)
+        .or_else(|| {
+            workers
+                .get(rng.below(workers.len().max(1) as u64) as usize)
+                .copied()
+        })
+}
+
 pub fn render_kill_trials(
     setups: &[(IngestSpec, Reference)],
     work: &Path,
@@ -55,37 +73,35 @@ pub fn render_kill_trials(
     };
     for trial in 0..trials {
         let (spec, reference) = &setups[trial % setups.len().max(1)];
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut run = spec.spawn(&dir, work, "render-kill", &json)?;
-        // Workers start once the model is loaded; then pick a moment within the rendering.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut workers = Vec::new();
-        while workers.is_empty() && !run.exited() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-            workers = run.render_workers();
-        }
-        let at = reference.wall.mul_f64(0.6 * rng.uniform() as f64);
-        std::thread::sleep(at);
-        let workers = run.render_workers();
-        // Every other pair of trials prefers a worker on the CPU (likeliest mid-page), the
-        // others a sleeping one (likeliest idle); else any. Which it was is judged from what the
-        // ingest reports, not from this guess.
-        let want_running = trial % 4 < 2;
-        let victim = workers
-            .iter()
-            .copied()
-            .find(|&p| (proc_state(p) == Some('R')) == want_running)
-            .or_else(|| {
-                workers
-                    .get(rng.below(workers.len().max(1) as u64) as usize)
-                    .copied()
-            });
         let tag = format!("render trial {trial} (dpi {})", spec.dpi);
-        let Some(victim) = victim.filter(|&p| sigkill(p)) else {
-            f.problems.push(format!(
-                "{tag}: no render worker to kill (ingest already done?)"
-            ));
-            let _ = run.kill();
+        // The workers live from model load until the last page is rendered, which under load
+        // can end well before the ingest does: a moment drawn past it is drawn again, earlier.
+        let mut killed = None;
+        for attempt in 0..4 {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut run = spec.spawn(&dir, work, "render-kill", &json)?;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while run.render_workers().is_empty() && !run.exited() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let at = reference
+                .wall
+                .mul_f64(0.6 * rng.uniform() as f64 / f64::from(1 << attempt));
+            std::thread::sleep(at);
+            match pick_victim(&run.render_workers(), trial, &mut rng) {
+                Some(victim) if sigkill(victim) => {
+                    killed = Some((run, victim));
+                    break;
+                }
+                _ => {
+                    f.redrawn += 1;
+                    let _ = run.kill();
+                }
+            }
+        }
+        let Some((run, victim)) = killed else {
+            f.problems
+                .push(format!("{tag}: no render worker alive at any drawn moment"));
             continue;
         };
         let ended = run.wait()?;
