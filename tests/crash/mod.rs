@@ -105,3 +105,65 @@ fn searches_during_a_real_ingest_see_whole_commits() {
         "searches saw too few commits to mean much: {c:?}"
     );
 }
+
+#[test]
+fn commit_trace_tells_where_a_kill_landed_and_what_may_be_committed() {
+    use pagesight::bench::crash::child::{KillPoint, Trace};
+    let full = "commit-begin 1 0\nstep commit text (tantivy; fsyncs inside)\nstep write MANIFEST.tmp\nstep fsync MANIFEST.tmp\nstep rename MANIFEST\nstep fsync index dir\ncommit-end 1 0\ncommit-begin 2 2\nstep write segment\nstep fsync segment\nstep fsync segments dir\nstep commit text (tantivy; fsyncs inside)\nstep write MANIFEST.tmp\nstep fsync MANIFEST.tmp\nstep rename MANIFEST\nstep fsync index dir\ncommit-end 2 2\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let at = |n: usize| {
+        let p = tmp.path().join(format!("t{n}"));
+        let text: String = full.lines().take(n).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        Trace::read(&p).unwrap()
+    };
+    assert_eq!(at(0).kill_point(), KillPoint::BeforeFirstCommit);
+    assert_eq!(at(0).allowed_after_kill(), vec![None]);
+    // Killed in the first commit before its manifest rename: no index yet.
+    assert_eq!(at(3).allowed_after_kill(), vec![None]);
+    assert!(at(2).kill_point().in_fsync());
+    assert_eq!(at(7).kill_point(), KillPoint::BetweenCommits);
+    assert_eq!(at(7).allowed_after_kill(), vec![Some((1, 0))]);
+    let in_segment_fsync = at(10);
+    assert!(in_segment_fsync.kill_point().in_fsync());
+    assert_eq!(in_segment_fsync.allowed_after_kill(), vec![Some((1, 0))]);
+    assert!(!at(9).kill_point().in_fsync(), "writing, not syncing");
+    // During the rename either state; once it is done only the new one.
+    assert_eq!(
+        at(15).allowed_after_kill(),
+        vec![Some((1, 0)), Some((2, 2))]
+    );
+    assert_eq!(at(16).allowed_after_kill(), vec![Some((2, 2))]);
+    assert_eq!(at(17).last_end(), Some((2, 2)));
+    assert_eq!(at(17).commits_ended(), 2);
+    std::fs::write(tmp.path().join("bad"), "commit-begin x\n").unwrap();
+    assert!(Trace::read(&tmp.path().join("bad")).is_err());
+}
+
+#[test]
+fn disk_full_errnos_read_as_disk_full_naming_the_file() {
+    use pagesight::index::format::{disk_full_in_message, io_err};
+    use pagesight::index::IndexError;
+    let p = Path::new("/ix/segments/seg-0000000003.psv");
+    for errno in [libc::ENOSPC, libc::EFBIG, libc::EDQUOT] {
+        let e = io_err(p)(std::io::Error::from_raw_os_error(errno));
+        assert!(matches!(e, IndexError::DiskFull { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("disk is full")
+                && msg.contains("free some disk space")
+                && msg.contains(p.to_str().unwrap()),
+            "{msg}"
+        );
+        assert!(!msg.contains("os error"), "{msg}");
+    }
+    let other = io_err(p)(std::io::Error::from_raw_os_error(libc::EIO));
+    assert!(matches!(other, IndexError::Io { .. }));
+    // tantivy reports I/O errors as text.
+    let tantivy_like = format!(
+        "An IO error occurred: '{}'",
+        std::io::Error::from_raw_os_error(libc::ENOSPC)
+    );
+    assert!(disk_full_in_message(&tantivy_like).is_some());
+    assert!(disk_full_in_message("Lock busy").is_none());
+}

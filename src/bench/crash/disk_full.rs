@@ -4,7 +4,7 @@
 //! full", names the index and what to do, exits non-zero, and leaves the previous commit intact;
 //! the next ingest with space back completes.
 
-use super::check::{compare_with_reference, inspect};
+use super::check::inspect;
 use super::child::{IngestSpec, RunOpts};
 use super::kill::Reference;
 use crate::index::format::{MANIFEST_FILE, SEGMENTS_DIR};
@@ -150,20 +150,9 @@ pub fn disk_full_cases(
                 got.state, got.problems
             ));
         }
-        let again = df.run(&dir, work, "df-recover", &RunOpts::default())?;
-        if !again.status.success() {
-            f.problems.push(format!(
-                "{tag}: ingest with space back failed: {}",
-                again.stderr.trim()
-            ));
-            continue;
-        }
-        let diff = compare_with_reference(&dir, &reference.dir, &reference.inspection)?;
-        if diff.is_empty() {
-            f.recovered += 1;
-        }
-        f.problems
-            .extend(diff.into_iter().map(|p| format!("{tag}, recovered: {p}")));
+        let diff = reference.finish_and_compare(&df, &dir, work, "with space back", &tag)?;
+        f.recovered += usize::from(diff.is_empty());
+        f.problems.extend(diff);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(f)

@@ -42,6 +42,32 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// Runs the ingest into `dir` (left by a kill or a failure) to its end and compares the
+    /// index with this uninterrupted run. The problems found, each tagged `tag, what`; empty
+    /// when it ended equal.
+    pub fn finish_and_compare(
+        &self,
+        spec: &IngestSpec,
+        dir: &Path,
+        work: &Path,
+        what: &str,
+        tag: &str,
+    ) -> Result<Vec<String>> {
+        let ended = spec.run(dir, work, "finish", &RunOpts::default())?;
+        if !ended.status.success() {
+            return Ok(vec![format!(
+                "{tag}, {what}: failed: {}",
+                ended.stderr.trim()
+            )]);
+        }
+        Ok(compare_with_reference(dir, &self.dir, &self.inspection)?
+            .into_iter()
+            .map(|p| format!("{tag}, {what}: {p}"))
+            .collect())
+    }
+}
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct KillFigures {
     pub trials: usize,
@@ -103,18 +129,9 @@ pub fn kill_trials(
             kill_and_check(&mut f, spec, work, reference, &dir, again, &tag)?;
             f.recoveries_killed += 1;
         }
-        let resumed = spec.run(&dir, work, "resume", &RunOpts::default())?;
-        if !resumed.status.success() {
-            f.problems
-                .push(format!("{tag}: resume failed: {}", resumed.stderr.trim()));
-            continue;
-        }
-        let diff = compare_with_reference(&dir, &reference.dir, &reference.inspection)?;
-        if diff.is_empty() {
-            f.resumed_equal += 1;
-        }
-        f.problems
-            .extend(diff.into_iter().map(|p| format!("{tag}, resumed: {p}")));
+        let diff = reference.finish_and_compare(spec, &dir, work, "resumed", &tag)?;
+        f.resumed_equal += usize::from(diff.is_empty());
+        f.problems.extend(diff);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(f)

@@ -179,20 +179,17 @@ pub fn run(a: CrashBenchArgs) -> Result<()> {
 impl CrashReport {
     /// Every invariant violation of every part.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if let Some(k) = &self.kills {
-            p.extend(k.problems.iter().cloned());
-        }
-        if let Some(r) = &self.render_kills {
-            p.extend(r.problems.iter().cloned());
-        }
-        if let Some(d) = &self.disk_full {
-            p.extend(d.problems.iter().cloned());
-        }
-        if let Some(c) = &self.concurrency {
-            p.extend(c.problems.iter().cloned());
-        }
-        p
+        [
+            self.kills.as_ref().map(|k| &k.problems),
+            self.render_kills.as_ref().map(|r| &r.problems),
+            self.disk_full.as_ref().map(|d| &d.problems),
+            self.concurrency.as_ref().map(|c| &c.problems),
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     /// The figures as the README shows them.

@@ -2,7 +2,7 @@
 //! was rendering is reported failed with the reason (the loader replaces the worker but does not
 //! retry the page), nothing else is lost, and the next ingest picks that file up again.
 
-use super::check::{compare_with_reference, inspect};
+use super::check::inspect;
 use super::child::{sigkill, IngestSpec, RunOpts};
 use super::kill::Reference;
 use crate::engine::event::{Event, EventEnvelope, FileStatus};
@@ -158,18 +158,9 @@ pub fn render_kill_trials(
             .keys()
             .filter(|k| !failed_hashes.contains(&k.0) && !got.pages.contains_key(k))
             .count() as u64;
-        let rerun = spec.run(&dir, work, "render-rerun", &RunOpts::default())?;
-        if !rerun.status.success() {
-            f.problems
-                .push(format!("{tag}: re-run failed: {}", rerun.stderr.trim()));
-            continue;
-        }
-        let diff = compare_with_reference(&dir, &reference.dir, &reference.inspection)?;
-        if diff.is_empty() {
-            f.reruns_equal += 1;
-        }
-        f.problems
-            .extend(diff.into_iter().map(|p| format!("{tag}, re-run: {p}")));
+        let diff = reference.finish_and_compare(spec, &dir, work, "re-run", &tag)?;
+        f.reruns_equal += usize::from(diff.is_empty());
+        f.problems.extend(diff);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(f)
