@@ -197,7 +197,7 @@ impl CrashReport {
         let mut s = String::new();
         if let Some(k) = &self.kills {
             s += &format!(
-                "SIGKILL: {} trials ({} kills, {} of them of a recovering run) over a {:.2} s ingest of {} pages ({} commits); kills landed: {} before the run's first commit, {} between commits, {} inside a commit ({} of them inside an fsync), {} after it finished\n",
+                "SIGKILL: {} trials ({} kills, {} of them of a recovering run) over a {:.2} s ingest of {} pages ({} commits); kills landed: {} before the run's first commit, {} between commits, {} inside a commit ({} of them inside an fsync); {} moments fell after the run had finished and were drawn again\n",
                 k.trials, k.kills, k.recoveries_killed, k.uninterrupted_secs, k.pages, k.commits_in_uninterrupted_run,
                 k.before_first_commit, k.between_commits, k.inside_commit, k.inside_fsync, k.finished_before_kill
             );
