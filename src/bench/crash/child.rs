@@ -38,6 +38,8 @@ pub struct Ended {
     pub stderr: String,
     pub trace: Trace,
     pub wall: Duration,
+    /// Processes of the run still alive 2 s after it ended (then killed).
+    pub survivors: Vec<u32>,
 }
 
 /// Extra conditions for one run.
@@ -155,7 +157,12 @@ impl Running {
         let status = self.child.wait().context("waiting for a child pagesight")?;
         let wall = self.started.elapsed();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let survivors = survivors(&self.trace, Duration::from_secs(2));
+        for &pid in &survivors {
+            sigkill(pid);
+        }
         Ok(Ended {
+            survivors,
             status,
             stdout: read(&self.stdout),
             stderr: read(&self.stderr),
@@ -203,6 +210,35 @@ pub fn child_processes(parent: u32, arg: &str) -> Vec<u32> {
     }
     out.sort_unstable();
     out
+}
+
+/// Processes still alive that a run started (its render workers, …), found by the commit-trace
+/// path every process of the run inherits in its environment. After the run is killed they
+/// must go too; waits up to `grace` for them to exit.
+pub fn survivors(trace: &Path, grace: Duration) -> Vec<u32> {
+    let needle = format!("{COMMIT_TRACE_ENV}={}", trace.display());
+    let deadline = Instant::now() + grace;
+    loop {
+        let alive: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // A zombie has exited; only its parent's reaping is left.
+                let zombie = stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+                !zombie && env.split(|&b| b == 0).any(|v| v == needle.as_bytes())
+            })
+            .collect();
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Sends SIGKILL to a process this harness's child started.

@@ -166,6 +166,12 @@ fn kill_and_check(
     let ended = run.kill()?;
     let finished = ended.status.code().is_some();
     f.kills += usize::from(!finished);
+    if !ended.survivors.is_empty() {
+        f.problems.push(format!(
+            "{tag}: processes {:?} of the killed ingest outlived it",
+            ended.survivors
+        ));
+    }
     if finished && !ended.status.success() {
         f.problems.push(format!(
             "{tag}: ingest failed on its own: {}",
