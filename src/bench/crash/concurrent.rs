@@ -21,6 +21,8 @@ pub struct ConcurrencyFigures {
     pub opens: usize,
     /// Answers before the first commit ("no index yet"): allowed.
     pub no_index_yet: usize,
+    /// Opens that found tantivy mid-commit and rebuilt the text index in memory (correct, slower).
+    pub opens_rebuilt_text: usize,
     /// Distinct committed states the answers saw.
     pub states_seen: usize,
     pub commits: usize,
@@ -31,7 +33,7 @@ pub struct ConcurrencyFigures {
 enum Seen {
     NoIndexYet,
     Pages(u64),
-    State(State),
+    State(State, bool),
     Error(String),
 }
 
@@ -92,7 +94,10 @@ fn open_and_check(index: &Path) -> Seen {
         if keys.len() != s.num_pages() {
             return Ok(Seen::Error("a page is live twice".into()));
         }
-        Ok(Seen::State((ix.stats().generation, s.num_pages() as u64)))
+        Ok(Seen::State(
+            (ix.stats().generation, s.num_pages() as u64),
+            !ix.warnings().is_empty(),
+        ))
     };
     check().unwrap_or_else(|e| Seen::Error(e.to_string()))
 }
@@ -147,18 +152,19 @@ pub fn concurrent_searches(spec: &IngestSpec, work: &Path) -> Result<Concurrency
             Seen::Pages(n) => f.problems.push(format!(
                 "a search saw {n} pages, no commit made that many visible ({page_totals:?})"
             )),
-            Seen::State(_) => {}
+            Seen::State(..) => {}
             Seen::Error(e) => f.problems.push(format!("search failed: {e}")),
         }
     }
     for s in &opens {
         match s {
             Seen::NoIndexYet => f.no_index_yet += 1,
-            Seen::State(st) if states.contains(st) => {
+            Seen::State(st, rebuilt) if states.contains(st) => {
                 f.opens += 1;
+                f.opens_rebuilt_text += usize::from(*rebuilt);
                 distinct.insert(st.1);
             }
-            Seen::State(st) => f.problems.push(format!(
+            Seen::State(st, _) => f.problems.push(format!(
                 "an open saw (generation, pages) {st:?}, not a committed state"
             )),
             Seen::Pages(_) => {}

@@ -231,8 +231,8 @@ impl CrashReport {
         }
         if let Some(c) = &self.concurrency {
             s += &format!(
-                "searches during ingest: {} CLI searches and {} opens saw {} of {} committed states, {} before the first commit, {} inconsistent\n",
-                c.cli_searches, c.opens, c.states_seen, c.commits, c.no_index_yet, c.problems.len()
+                "searches during ingest: {} CLI searches and {} opens ({} rebuilt the text index, found mid-commit) saw {} of {} committed states, {} before the first commit, {} inconsistent\n",
+                c.cli_searches, c.opens, c.opens_rebuilt_text, c.states_seen, c.commits, c.no_index_yet, c.problems.len()
             );
         }
         s
