@@ -392,7 +392,7 @@ impl Trace {
                     })
                     .collect();
                 let renaming = step.as_deref() == Some("rename MANIFEST");
-                let renamed = steps.iter().any(|s| *s == "fsync index dir");
+                let renamed = steps.contains(&"fsync index dir");
                 if renamed {
                     vec![Some(to)]
                 } else if renaming {
