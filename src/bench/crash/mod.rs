@@ -219,7 +219,10 @@ impl CrashReport {
                 "render workers killed: {} trials, {} mid-render (file reported failed, not retried), {} idle (replaced, nothing failed), {} moments redrawn (workers already done); ingests finished {}/{}, other pages lost {}, re-runs picked the file up and matched {}/{}\n",
                 r.trials, r.mid_render, r.idle, r.redrawn, r.ingests_finished, r.trials, r.other_pages_lost, r.reruns_equal, r.trials
             );
-            if let Some(reason) = r.reasons.first() {
+            let mut reasons: Vec<&String> = r.reasons.iter().collect();
+            reasons.sort();
+            reasons.dedup();
+            for reason in reasons {
                 s += &format!("  reported: {reason}\n");
             }
         }
