@@ -75,6 +75,9 @@ pub struct Index {
     warnings: Vec<String>,
 }
 
+/// How long a reader waits for a writer's manifest swap when tantivy is already a commit ahead.
+const WRITER_SWAP_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -90,16 +93,36 @@ impl Index {
     }
 
     pub fn open_with(dir: &Path, opts: OpenOptions) -> Result<Index> {
-        let manifest = load_manifest(dir)?;
-        let segments = open_segments(dir, &manifest, opts.verify_data)?;
-        let mut warnings = Vec::new();
         let text_dir = dir.join(TEXT_DIR);
-        let matches = disk_commit(&text_dir)
-            == Some((
+        let deadline = std::time::Instant::now() + WRITER_SWAP_WAIT;
+        let (manifest, opened) = loop {
+            let manifest = load_manifest(dir)?;
+            let on_disk = disk_commit(&text_dir);
+            let recorded = (
                 manifest.generation.to_string(),
                 manifest.text.meta_hash.clone(),
-            ));
-        let text = match matches.then(|| TextStore::open_dir(&text_dir, false)) {
+            );
+            let opened = (on_disk.as_ref() == Some(&recorded))
+                .then(|| TextStore::open_dir(&text_dir, false));
+            // A writer between its tantivy commit and its manifest swap leaves tantivy a commit
+            // ahead (or, its old files collected, unopenable) for a moment: wait for the swap
+            // rather than rebuild the text index in memory. After a crash the wait runs out.
+            let ahead = on_disk
+                .and_then(|(payload, _)| payload.parse::<u64>().ok())
+                .is_some_and(|g| g > manifest.generation);
+            let wait = match &opened {
+                Some(Ok(_)) => false,
+                Some(Err(_)) => true,
+                None => ahead,
+            };
+            if !wait || std::time::Instant::now() >= deadline {
+                break (manifest, opened);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let segments = open_segments(dir, &manifest, opts.verify_data)?;
+        let mut warnings = Vec::new();
+        let text = match opened {
             Some(Ok(t)) => t,
             other => {
                 let why = match other {
