@@ -1,4 +1,5 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
+mod crash;
 mod engine;
 mod fixture_meta;
 mod hostile;

@@ -2,6 +2,7 @@
 //! document carrying `SCHEMA_VERSION`.
 
 pub mod cpu_peak;
+pub mod crash;
 pub mod embed;
 #[cfg(feature = "cuda")]
 pub mod gpu_model_check;
@@ -36,6 +37,9 @@ pub enum BenchCmd {
     /// Hostile PDFs: generates a seeded corpus of broken, encrypted, huge and odd files, ingests
     /// it and prints files tried / done / failed by reason / crashes / hangs / slowest file.
     Hostile(hostile::HostileBenchArgs),
+    /// Crash consistency of a real ingest: SIGKILL trials, render workers killed, disk full,
+    /// searches during ingest.
+    Crash(crash::CrashBenchArgs),
     /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
     /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
@@ -49,5 +53,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         BenchCmd::Hostile(a) => hostile::run(a),
+        BenchCmd::Crash(a) => crash::run(a),
     }
 }

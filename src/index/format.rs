@@ -1,6 +1,7 @@
 //! On-disk format constants, the error type, checksums and the atomic-write helpers that every
 //! index file goes through.
 
+use super::hooks;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,13 @@ pub enum IndexError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// ENOSPC, EFBIG or EDQUOT while writing: the user must free space, nothing is damaged.
+    #[error("{path}: the disk is full ({}). The index keeps its last commit intact; free some disk space (or raise the quota / file-size limit), then run the same command again to continue", os_words(cause))]
+    DiskFull {
+        path: PathBuf,
+        /// Not `source`: the message already says it, and error chains would repeat it.
+        cause: std::io::Error,
+    },
     #[error("{path} is corrupted: {what}. Run `pagesight index verify` for a full report; re-ingest into a fresh --index folder if it persists")]
     Corrupt { path: PathBuf, what: String },
     #[error("{path} was written by index format version {found}, newer than this pagesight understands ({FORMAT_VERSION}); upgrade pagesight to use it")]
@@ -42,10 +50,40 @@ pub enum IndexError {
 pub type Result<T> = std::result::Result<T, IndexError>;
 
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
-    move |source| IndexError::Io {
-        path: path.to_path_buf(),
-        source,
+    move |source| {
+        let path = path.to_path_buf();
+        if is_disk_full(&source) {
+            IndexError::DiskFull {
+                path,
+                cause: source,
+            }
+        } else {
+            IndexError::Io { path, source }
+        }
     }
+}
+
+/// The errno values that mean "no room to write": disk full, file-size limit, quota.
+const DISK_FULL_ERRNOS: [i32; 3] = [libc::ENOSPC, libc::EFBIG, libc::EDQUOT];
+
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|c| DISK_FULL_ERRNOS.contains(&c))
+}
+
+/// "No space left on device" without " (os error 28)".
+fn os_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
+/// The disk-full error named in a message of a library that only gives text (tantivy wraps
+/// I/O errors in its own types), recognised by the OS's own wording of those errnos.
+pub fn disk_full_in_message(message: &str) -> Option<std::io::Error> {
+    DISK_FULL_ERRNOS
+        .iter()
+        .map(|&c| std::io::Error::from_raw_os_error(c))
+        .find(|e| message.contains(&os_words(e)))
 }
 
 pub fn corrupt(path: &Path, what: impl Into<String>) -> IndexError {
@@ -86,12 +124,17 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 pub fn atomic_write(dir: &Path, name: &str, tmp_name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(tmp_name);
     {
+        hooks::step(&format!("write {tmp_name}"));
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        hooks::before_write().map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
+        hooks::step(&format!("fsync {tmp_name}"));
         f.sync_all().map_err(io_err(&tmp))?;
     }
     let dst = dir.join(name);
+    hooks::step(&format!("rename {name}"));
     fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+    hooks::step("fsync index dir");
     fsync_dir(dir)
 }
 

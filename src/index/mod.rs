@@ -29,6 +29,7 @@ pub mod binary;
 mod binary_avx512;
 pub mod format;
 pub mod fusion;
+pub mod hooks;
 pub mod manifest;
 pub mod maxsim;
 #[cfg(target_arch = "x86_64")]

@@ -193,6 +193,30 @@ impl Searcher {
         self.snap.pages.len()
     }
 
+    /// (page id, file hash, page number) of every live page, in storage order.
+    pub fn live_pages(&self) -> Vec<(u64, [u8; 32], u32)> {
+        self.snap
+            .pages
+            .iter()
+            .map(|r| {
+                let e = &self.snap.segments[r.seg as usize].entries[r.idx as usize];
+                (e.page_id, e.file_hash, e.page_no)
+            })
+            .collect()
+    }
+
+    /// The stored f16 vector bits of a live page (block-packed, as searched).
+    pub fn page_vector_bits(&self, page_id: u64) -> Option<&[u16]> {
+        let &i = self.snap.by_id.get(&page_id)?;
+        let r = self.snap.pages[i];
+        Some(self.snap.segments[r.seg as usize].packed(r.idx as usize))
+    }
+
+    /// Page ids the text (tantivy) side of this snapshot holds, pages tombstoned since included.
+    pub fn text_page_ids(&self) -> Result<Vec<u64>> {
+        self.snap.text.all_page_ids()
+    }
+
     /// The `i`-th live page of this snapshot (`i < num_pages()`).
     pub fn page_view(&self, i: usize) -> PageView<'_> {
         let r = self.snap.pages[i];

@@ -10,6 +10,7 @@
 use super::format::{
     corrupt, crc32, io_err, IndexError, LeReader, Result, BLOCK_TOKENS, FORMAT_VERSION,
 };
+use super::hooks;
 use memmap2::Mmap;
 use rayon::prelude::*;
 use std::fs::File;
@@ -118,6 +119,7 @@ pub fn write_segment(
     let mut offset = align_up(table_end);
     let file = File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
+    hooks::before_write().map_err(io_err(path))?;
     w.write_all(&vec![0u8; offset]).map_err(io_err(path))?;
     let mut table = Vec::with_capacity(n_pages * ENTRY_LEN);
     let mut body = Vec::new();
@@ -142,6 +144,7 @@ pub fn write_segment(
         body.extend_from_slice(&p.codes);
         body.extend_from_slice(&meta);
         body.resize(align_up(body.len()), 0);
+        hooks::before_write().map_err(io_err(path))?;
         w.write_all(&body).map_err(io_err(path))?;
 
         let start = table.len();
@@ -184,13 +187,12 @@ pub fn write_segment(
     header.resize(HEADER_LEN - 4, 0);
     let hcrc = crc32(&header);
     header.extend_from_slice(&hcrc.to_le_bytes());
-    let mut file = w.into_inner().map_err(|e| IndexError::Io {
-        path: path.into(),
-        source: e.into_error(),
-    })?;
+    let mut file = w.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
     file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    hooks::before_write().map_err(io_err(path))?;
     file.write_all(&header).map_err(io_err(path))?;
     file.write_all(&table).map_err(io_err(path))?;
+    hooks::step("fsync segment");
     file.sync_all().map_err(io_err(path))?;
     Ok(offset as u64)
 }

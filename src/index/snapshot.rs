@@ -136,6 +136,7 @@ pub(crate) fn text_commit(
     text_dir: &Path,
     merge: bool,
 ) -> Result<TextCommit> {
+    super::hooks::step("commit text (tantivy; fsyncs inside)");
     let opstamp = text.commit(generation, merge)?;
     let (_, meta_hash) = disk_commit(text_dir)
         .ok_or_else(|| corrupt(text_dir, "meta.json unreadable right after commit"))?;

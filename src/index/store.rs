@@ -4,6 +4,7 @@
 //! (removed on the next writable open); a tantivy state it did not record is rebuilt.
 
 use super::format::{self, hex, io_err, IndexError, Result, SEGMENTS_DIR, TEXT_DIR};
+use super::hooks;
 use super::manifest::{segment_file_name, FileEntry, Manifest, SegmentEntry};
 use super::pooling;
 use super::provenance::Provenance;
@@ -76,6 +77,14 @@ pub struct Index {
     warnings: Vec<String>,
 }
 
+/// How long a reader waits for a writer's manifest swap when tantivy is already a commit ahead.
+const WRITER_SWAP_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Live pages of a manifest (its file table lists exactly those; `build_snapshot` checks it).
+fn live_pages(m: &Manifest) -> u64 {
+    m.files.iter().map(|f| f.pages.len() as u64).sum()
+}
+
 pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -91,16 +100,36 @@ impl Index {
     }
 
     pub fn open_with(dir: &Path, opts: OpenOptions) -> Result<Index> {
-        let manifest = load_manifest(dir)?;
-        let segments = open_segments(dir, &manifest, opts.verify_data)?;
-        let mut warnings = Vec::new();
         let text_dir = dir.join(TEXT_DIR);
-        let matches = disk_commit(&text_dir)
-            == Some((
+        let deadline = std::time::Instant::now() + WRITER_SWAP_WAIT;
+        let (manifest, opened) = loop {
+            let manifest = load_manifest(dir)?;
+            let on_disk = disk_commit(&text_dir);
+            let recorded = (
                 manifest.generation.to_string(),
                 manifest.text.meta_hash.clone(),
-            ));
-        let text = match matches.then(|| TextStore::open_dir(&text_dir, false)) {
+            );
+            let opened = (on_disk.as_ref() == Some(&recorded))
+                .then(|| TextStore::open_dir(&text_dir, false));
+            // A writer between its tantivy commit and its manifest swap leaves tantivy a commit
+            // ahead (or, its old files collected, unopenable) for a moment: wait for the swap
+            // rather than rebuild the text index in memory. After a crash the wait runs out.
+            let ahead = on_disk
+                .and_then(|(payload, _)| payload.parse::<u64>().ok())
+                .is_some_and(|g| g > manifest.generation);
+            let wait = match &opened {
+                Some(Ok(_)) => false,
+                Some(Err(_)) => true,
+                None => ahead,
+            };
+            if !wait || std::time::Instant::now() >= deadline {
+                break (manifest, opened);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let segments = open_segments(dir, &manifest, opts.verify_data)?;
+        let mut warnings = Vec::new();
+        let text = match opened {
             Some(Ok(t)) => t,
             other => {
                 let why = match other {
@@ -170,8 +199,10 @@ impl Index {
                 };
                 let mut store = rebuild_text(store, &manifest, &segments)?;
                 manifest.generation += 1;
+                hooks::commit_begin(manifest.generation, live_pages(&manifest));
                 manifest.text = text_commit(&mut store, manifest.generation, &text_dir, false)?;
                 manifest.store(dir)?;
+                hooks::commit_end(manifest.generation, live_pages(&manifest));
                 store
             }
         };
@@ -435,6 +466,8 @@ impl Index {
         let mut segments: Vec<Arc<SegmentReader>> = self.committed.segments.clone();
         let mut seg_name = None;
         let added = self.pending.len() as u64;
+        next.generation += 1;
+        hooks::commit_begin(next.generation, live_pages(&next));
         if !self.pending.is_empty() {
             let id = next.next_segment_id;
             next.next_segment_id += 1;
@@ -442,12 +475,14 @@ impl Index {
             let seg_dir = self.dir.join(SEGMENTS_DIR);
             let path = seg_dir.join(&name);
             let dim = next.provenance.dim;
+            hooks::step("write segment");
             let bytes = write_segment(
                 &path,
                 dim,
                 self.pending.len(),
                 self.pending.iter().cloned().map(Ok),
             )?;
+            hooks::step("fsync segments dir");
             format::fsync_dir(&seg_dir)?;
             next.segments.push(SegmentEntry {
                 id,
@@ -458,7 +493,6 @@ impl Index {
             segments.push(Arc::new(SegmentReader::open(&path, dim, false)?));
             seg_name = Some(name);
         }
-        next.generation += 1;
         let text_dir = self.dir.join(TEXT_DIR);
         let text = self
             .text
@@ -475,6 +509,7 @@ impl Index {
             &self.dir,
         )?;
         self.committed = Arc::new(snap);
+        hooks::commit_end(self.manifest.generation, self.committed.pages.len() as u64);
         Ok(CommitInfo {
             generation: self.manifest.generation,
             pages_added: added,

@@ -2,7 +2,7 @@
 //! hold every page's text too, so whenever tantivy's state is not exactly the one the manifest
 //! recorded (a crash between the two commits, a damaged file) it is rebuilt from the segments.
 
-use super::format::{hex, IndexError, Result};
+use super::format::{disk_full_in_message, hex, IndexError, Result};
 use std::path::{Path, PathBuf};
 use tantivy::collector::TopDocs;
 use tantivy::indexer::NoMergePolicy;
@@ -57,9 +57,16 @@ pub struct TextStore {
 }
 
 fn text_err(dir: &Path, e: impl std::fmt::Display) -> IndexError {
-    IndexError::Text {
-        path: dir.into(),
-        message: e.to_string(),
+    let message = e.to_string();
+    match disk_full_in_message(&message) {
+        Some(cause) => IndexError::DiskFull {
+            path: dir.into(),
+            cause,
+        },
+        None => IndexError::Text {
+            path: dir.into(),
+            message,
+        },
     }
 }
 
@@ -221,23 +228,26 @@ impl TextStore {
 
     /// Every page id in the committed text index (for cross-checks).
     pub fn all_page_ids(&self) -> Result<Vec<u64>> {
-        let p = self.path();
-        let s = self.reader.searcher();
-        let mut ids = Vec::new();
-        for seg in s.segment_readers() {
-            let col = seg
-                .fast_fields()
-                .u64("page_id")
-                .map_err(|e| text_err(&p, e))?;
-            for doc in seg.doc_ids_alive() {
-                ids.push(
-                    col.first(doc)
-                        .ok_or_else(|| text_err(&p, "document without page id"))?,
-                );
-            }
-        }
-        Ok(ids)
+        page_ids(&self.reader.searcher(), &self.path())
     }
+}
+
+/// Page ids of every live document a tantivy searcher sees.
+fn page_ids(s: &tantivy::Searcher, p: &Path) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for seg in s.segment_readers() {
+        let col = seg
+            .fast_fields()
+            .u64("page_id")
+            .map_err(|e| text_err(p, e))?;
+        for doc in seg.doc_ids_alive() {
+            ids.push(
+                col.first(doc)
+                    .ok_or_else(|| text_err(p, "document without page id"))?,
+            );
+        }
+    }
+    Ok(ids)
 }
 
 /// A committed text-index state: cheap to clone, Send + Sync.
@@ -250,6 +260,11 @@ pub struct TextView {
 }
 
 impl TextView {
+    /// Every page id this view holds (for cross-checks against the vectors).
+    pub fn all_page_ids(&self) -> Result<Vec<u64>> {
+        page_ids(&self.searcher, &self.path)
+    }
+
     /// BM25 over page text and titles: (page id, score), best first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<(u64, f32)>> {
         let p = self.path.clone();

@@ -4,7 +4,7 @@
 use crate::engine::colqwen::PageEmbedding;
 use crate::index::{Index, PageRecord};
 use crate::loader::RenderedPage;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,11 @@ impl PageSink for IndexSink {
         if !self.dirty || !(force || due) {
             return Ok(None);
         }
-        let info = self.index.commit()?;
+        let dir = self.index.dir().to_path_buf();
+        let info = self
+            .index
+            .commit()
+            .with_context(|| format!("committing to index {}", dir.display()))?;
         self.since_commit = 0;
         self.last_commit = Instant::now();
         self.dirty = false;
