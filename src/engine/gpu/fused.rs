@@ -180,6 +180,78 @@ mod cuda {
         candle_core::bail!("{name} is a CUDA kernel; the CPU runs the candle op chain")
     }
 
+    /// Implements candle's `CustomOp{N}` for a CUDA-only op whose inherent `cuda` method does the
+    /// work: the CPU never gets here (the wrappers above run candle's op chain there).
+    macro_rules! cuda_op {
+        (1, $ty:ty, $name:literal) => {
+            impl candle_core::CustomOp1 for $ty {
+                fn name(&self) -> &'static str {
+                    $name
+                }
+                fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+                    no_cpu($name)
+                }
+                fn cuda_fwd(&self, a: &CudaStorage, al: &Layout) -> Result<(CudaStorage, Shape)> {
+                    self.cuda(a, al)
+                }
+            }
+        };
+        (2, $ty:ty, $name:literal) => {
+            impl candle_core::CustomOp2 for $ty {
+                fn name(&self) -> &'static str {
+                    $name
+                }
+                fn cpu_fwd(
+                    &self,
+                    _: &CpuStorage,
+                    _: &Layout,
+                    _: &CpuStorage,
+                    _: &Layout,
+                ) -> Result<(CpuStorage, Shape)> {
+                    no_cpu($name)
+                }
+                fn cuda_fwd(
+                    &self,
+                    a: &CudaStorage,
+                    al: &Layout,
+                    b: &CudaStorage,
+                    bl: &Layout,
+                ) -> Result<(CudaStorage, Shape)> {
+                    self.cuda(a, al, b, bl)
+                }
+            }
+        };
+        (3, $ty:ty, $name:literal) => {
+            impl candle_core::CustomOp3 for $ty {
+                fn name(&self) -> &'static str {
+                    $name
+                }
+                fn cpu_fwd(
+                    &self,
+                    _: &CpuStorage,
+                    _: &Layout,
+                    _: &CpuStorage,
+                    _: &Layout,
+                    _: &CpuStorage,
+                    _: &Layout,
+                ) -> Result<(CpuStorage, Shape)> {
+                    no_cpu($name)
+                }
+                fn cuda_fwd(
+                    &self,
+                    a: &CudaStorage,
+                    al: &Layout,
+                    b: &CudaStorage,
+                    bl: &Layout,
+                    c: &CudaStorage,
+                    cl: &Layout,
+                ) -> Result<(CudaStorage, Shape)> {
+                    self.cuda(a, al, b, bl, c, cl)
+                }
+            }
+        };
+    }
+
     pub struct BiasAdd;
     impl candle_core::InplaceOp2 for BiasAdd {
         fn name(&self) -> &'static str {
@@ -224,20 +296,9 @@ mod cuda {
 
     /// out (f32) from x (f32) and h (bf16) of the same shape.
     pub struct ResidualAdd;
-    impl candle_core::CustomOp2 for ResidualAdd {
-        fn name(&self) -> &'static str {
-            "fused-residual-add"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(2, ResidualAdd, "fused-residual-add");
+    impl ResidualAdd {
+        fn cuda(
             &self,
             x: &CudaStorage,
             xl: &Layout,
@@ -259,20 +320,9 @@ mod cuda {
     }
 
     pub struct SiluMul;
-    impl candle_core::CustomOp2 for SiluMul {
-        fn name(&self) -> &'static str {
-            "fused-silu-mul"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(2, SiluMul, "fused-silu-mul");
+    impl SiluMul {
+        fn cuda(
             &self,
             g: &CudaStorage,
             gl: &Layout,
@@ -296,20 +346,9 @@ mod cuda {
     pub struct RmsNorm {
         pub eps: f32,
     }
-    impl candle_core::CustomOp2 for RmsNorm {
-        fn name(&self) -> &'static str {
-            "fused-rms-norm"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(2, RmsNorm, "fused-rms-norm");
+    impl RmsNorm {
+        fn cuda(
             &self,
             x: &CudaStorage,
             xl: &Layout,
@@ -340,22 +379,9 @@ mod cuda {
     }
 
     pub struct WindowAttention(pub WindowAttentionShape);
-    impl candle_core::CustomOp3 for WindowAttention {
-        fn name(&self) -> &'static str {
-            "fused-window-attention"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(3, WindowAttention, "fused-window-attention");
+    impl WindowAttention {
+        fn cuda(
             &self,
             qkv: &CudaStorage,
             ql: &Layout,
@@ -397,22 +423,9 @@ mod cuda {
     }
 
     pub struct CausalAttention(pub CausalAttentionShape);
-    impl candle_core::CustomOp3 for CausalAttention {
-        fn name(&self) -> &'static str {
-            "fused-causal-attention"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(3, CausalAttention, "fused-causal-attention");
+    impl CausalAttention {
+        fn cuda(
             &self,
             qkv: &CudaStorage,
             ql: &Layout,
@@ -455,20 +468,9 @@ mod cuda {
 
     /// q [h, lq, d] · k [h, l, d]ᵀ → f32 [h, lq, l] with cuBLAS (bf16 in, f32 out and accumulate).
     pub struct ScoresF32;
-    impl candle_core::CustomOp2 for ScoresF32 {
-        fn name(&self) -> &'static str {
-            "fused-scores-f32"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(2, ScoresF32, "fused-scores-f32");
+    impl ScoresF32 {
+        fn cuda(
             &self,
             q: &CudaStorage,
             ql: &Layout,
@@ -533,14 +535,9 @@ mod cuda {
     pub struct SoftmaxRows {
         pub scale: f32,
     }
-    impl candle_core::CustomOp1 for SoftmaxRows {
-        fn name(&self) -> &'static str {
-            "fused-softmax-rows"
-        }
-        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(&self, x: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
+    cuda_op!(1, SoftmaxRows, "fused-softmax-rows");
+    impl SoftmaxRows {
+        fn cuda(&self, x: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
             let k = kernels(x)?;
             let dev = x.device().clone();
             let stream = dev.cuda_stream();
