@@ -109,6 +109,14 @@ while [ $# -gt 0 ]; do
         python3 tools/profiling/ncu_by_kernel.py "$OUT/ncu-$q.csv" >> "$summary" 2>&1 || tail -5 "$OUT/ncu-embed-$q.log" >> "$summary"
       done
       ;;
+    search)
+      # GPU MaxSim (tensor scorer) against CPU exact on synthetic pages; no Python reference.
+      pages=${1:-10000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000
+      "$run_dir/pagesight" bench search --pages "$pages" --device cuda --python '' --only-best-isa \
+        --queries 10 --work-dir /tmp/pagesight-bench-search 2>&1 | tee "$OUT/search.log"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      tail -40 "$OUT/search.log" >> "$summary"
+      ;;
     *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES] | embed)" >&2; exit 2 ;;
   esac
 done
