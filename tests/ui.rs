@@ -739,3 +739,34 @@ fn frame_time_while_an_ingest_streams_events() {
         assert!(p99 < 100.0, "{label}: p99 {p99:.1} ms");
     }
 }
+
+/// The Performance view's recorded runs include real benchmark output: the H200 `bench ingest` JSON
+/// committed under bench/results loads with every run, its numbers and its metrics series.
+#[test]
+fn committed_gpu_bench_json_loads_as_recorded_runs() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("bench/results/2026-11-26-H200-ingest-nf4-bf16-final.json");
+    let runs = pagesight::ui::runs::load_runs(&path).unwrap();
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "nf4 sync",
+            "nf4 async",
+            "nf4 async-u8",
+            "none sync",
+            "none async",
+            "none async-u8"
+        ]
+    );
+    let u8 = &runs[2];
+    assert!(
+        (u8.pages_per_sec - 23.10).abs() < 0.01,
+        "{}",
+        u8.pages_per_sec
+    );
+    assert!(u8.gpu_busy.is_some_and(|b| b > 0.9));
+    assert!(u8.series.len() > 10, "metrics series for the plots");
+    // Async's copy on the critical path is a small fraction of sync's, as the README says.
+    assert!(runs[1].copy_critical_secs < 0.1 * runs[0].copy_critical_secs);
+}
