@@ -770,3 +770,25 @@ fn committed_gpu_bench_json_loads_as_recorded_runs() {
     // Async's copy on the critical path is a small fraction of sync's, as the README says.
     assert!(runs[1].copy_critical_secs < 0.1 * runs[0].copy_critical_secs);
 }
+
+/// `pagesight gui --runs FILE` opens the Performance view with the file's runs loaded.
+#[test]
+fn runs_file_option_opens_the_recorded_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.runs_file = Some(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("bench/results/2026-11-26-H200-ingest-nf4-bf16-final.json"),
+    );
+    let Wired { mut h, .. } = wired(opts);
+    assert!(frames_until(&mut h, Duration::from_secs(5), |h| h
+        .state()
+        .perf
+        .runs
+        .len()
+        == 6));
+    h.run();
+    assert_eq!(h.state().tab, pagesight::ui::Tab::Performance);
+    // The run shows (in the legend, the table and the selectors).
+    assert!(h.query_all_by_label_contains("nf4 async-u8").count() >= 1);
+}

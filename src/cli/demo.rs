@@ -146,7 +146,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let display =
         std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
     if display && !a.no_gui {
-        return crate::ui::run_app();
+        return crate::ui::run_app(crate::ui::AppOptions::default());
     }
     if !display {
         println!("\n(no display: not opening the app; run `pagesight` on a desktop to open it)");

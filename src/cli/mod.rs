@@ -36,7 +36,7 @@ pub enum Commands {
     /// Ingest the sample PDFs and run example searches (the README's run command).
     Demo(demo::DemoArgs),
     /// Open the desktop app (the default with no subcommand).
-    Gui,
+    Gui(GuiArgs),
     /// Internal: a render worker process, driven over stdin/stdout by the loader.
     #[command(name = "__render-worker", hide = true)]
     RenderWorker,
@@ -45,10 +45,26 @@ pub enum Commands {
     IndexStress(index_cmd::StressArgs),
 }
 
+#[derive(clap::Args, Debug)]
+pub struct GuiArgs {
+    /// The PDF folder to start with (instead of the remembered one).
+    #[arg(long)]
+    pub folder: Option<std::path::PathBuf>,
+    /// Open a recorded run file (`bench ingest --json` output, an A/B export) in the Performance
+    /// view, e.g. the figures of a GPU machine on a laptop without one.
+    #[arg(long)]
+    pub runs: Option<std::path::PathBuf>,
+}
+
 /// Runs a parsed command line. `None` opens the GUI.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None | Some(Commands::Gui) => crate::ui::run_app(),
+        None => crate::ui::run_app(crate::ui::AppOptions::default()),
+        Some(Commands::Gui(a)) => crate::ui::run_app(crate::ui::AppOptions {
+            folder: a.folder,
+            runs_file: a.runs,
+            ..Default::default()
+        }),
         Some(Commands::Demo(a)) => demo::run(a),
         Some(Commands::Ingest(a)) => ingest::run(a),
         Some(Commands::Search(a)) => search::run(a),

@@ -38,6 +38,8 @@ pub struct AppOptions {
     pub drain_budget: Duration,
     /// Thumbnail textures kept in memory.
     pub thumbnail_cache: usize,
+    /// A recorded-run file (benchmark JSON) to open in the Performance view at start.
+    pub runs_file: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -50,6 +52,7 @@ impl Default for AppOptions {
             export_dir: None,
             drain_budget: Duration::from_millis(3),
             thumbnail_cache: 256,
+            runs_file: None,
         }
     }
 }
@@ -124,6 +127,12 @@ impl PagesightApp {
             keep_alive: None,
         };
         app.send(Command::DeviceInfo);
+        if let Some(runs) = app.options.runs_file.clone() {
+            app.perf.run_file = runs.display().to_string();
+            app.perf.section = super::performance::Section::Compare;
+            app.tab = Tab::Performance;
+            app.bg.load_runs(runs);
+        }
         if let Some(index) = app.index_path() {
             if index.exists() {
                 app.send(Command::Stats { index });

@@ -21,7 +21,7 @@ pub use frame_stats::FrameStats;
 pub use ingest::RunState;
 
 /// Opens the desktop window with a freshly spawned engine.
-pub fn run_app() -> anyhow::Result<()> {
+pub fn run_app(app_options: AppOptions) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
         viewport: egui::ViewportBuilder::default()
@@ -36,7 +36,7 @@ pub fn run_app() -> anyhow::Result<()> {
         "Pagesight",
         options,
         Box::new(move |cc| {
-            let app = PagesightApp::new(cc, commands, events, AppOptions::default());
+            let app = PagesightApp::new(cc, commands, events, app_options);
             // The window owns the engine: closing it drops the handle, which stops the engine.
             Ok(Box::new(app.keep_alive(engine)))
         }),
