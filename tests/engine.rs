@@ -329,3 +329,54 @@ fn ab_compare_runs_both_sides_on_the_same_pages() {
         }
     }
 }
+
+/// A page that hangs (until its timeout) must not hold back pages of other files that are already
+/// rendered: the pump sends a partial batch once the loader goes quiet, so every other file is
+/// done before the hanging one is reported failed.
+#[test]
+fn a_hanging_page_does_not_hold_back_other_files() {
+    let corpus = sample_corpus();
+    let first = std::fs::read_dir(corpus.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .unwrap();
+    // A comment after the end makes it a different file (identical files are indexed once).
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes.extend_from_slice(b"\n% another file\n");
+    std::fs::write(corpus.path().join("zz-hangs-partial-batch.pdf"), bytes).unwrap();
+    // Workers inherit the fault rule; only this test's file name matches it.
+    std::env::set_var(
+        pagesight::loader::worker::FAULT_ENV,
+        "hang:zz-hangs-partial-batch",
+    );
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let mut settings = test_settings();
+    // A batch larger than the whole corpus: without the partial flush nothing would run until
+    // the hanging page times out.
+    settings.live.batch_size = 64;
+    settings.loader.page_timeout_secs = 15.0;
+    let (s, events) = ingest(&engine, corpus.path(), index.path(), settings);
+    let order: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::FileStatus(r) => match &r.status {
+                FileStatus::Done { .. } => Some((r.path.display().to_string(), true)),
+                FileStatus::Failed { .. } => Some((r.path.display().to_string(), false)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let failed_at = order
+        .iter()
+        .position(|(p, done)| !done && p.contains("zz-hangs"))
+        .unwrap_or_else(|| panic!("the hanging file is reported failed: {order:?}"));
+    let done_before = order[..failed_at].iter().filter(|(_, d)| *d).count();
+    assert_eq!(s.files_failed, 1, "{s:?}");
+    assert_eq!(
+        done_before, s.files_done as usize,
+        "every other file is done before the hang times out: {order:?}"
+    );
+}

@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the loop knows about one file being ingested.
+/// How long a partial batch waits for more pages when the loader has gone quiet.
+const PARTIAL_BATCH_WAIT: Duration = Duration::from_secs(1);
+
 pub struct FileTrack {
     pub hash: [u8; 32],
     pub path: PathBuf,
@@ -138,6 +141,9 @@ impl Pump<'_> {
                 }
             }
             let want = self.live.batch_size.max(1);
+            // When pages already wait and nothing more comes for a while (e.g. another file's page
+            // hangs until its timeout), the partial batch goes ahead rather than waiting with them.
+            let mut partial_since: Option<std::time::Instant> = None;
             while !loader_done && pending.len() < want {
                 let ev = match loader.events().try_recv() {
                     Ok(ev) => {
@@ -151,6 +157,13 @@ impl Pump<'_> {
                             Err(RecvTimeoutError::Timeout) => {
                                 if self.control.is_cancelled() || self.control.is_paused() {
                                     break;
+                                }
+                                if !pending.is_empty() {
+                                    let since =
+                                        *partial_since.get_or_insert_with(std::time::Instant::now);
+                                    if since.elapsed() >= PARTIAL_BATCH_WAIT {
+                                        break;
+                                    }
                                 }
                                 continue;
                             }
