@@ -9,3 +9,4 @@ mod model;
 mod nf4;
 mod ui;
 mod ui_e2e;
+mod ui_runs;

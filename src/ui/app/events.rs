@@ -1,0 +1,139 @@
+//! How the app reacts to engine events: one match over the `Event` enum, drained each frame by
+//! `PagesightApp::drain_events`.
+
+use super::*;
+
+impl PagesightApp {
+    pub fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::IngestStarted {
+                index,
+                settings,
+                model_note,
+                ..
+            } => {
+                self.ingest.state = RunState::Running;
+                self.ingest.index_in_use = Some(index);
+                self.ingest.model_note = model_note.clone();
+                self.status.model =
+                    Some(model_note.unwrap_or_else(|| settings.model.model.clone()));
+                self.perf.reset_live(format!(
+                    "ingest · batch {} · {}",
+                    settings.live.batch_size, settings.live.transfer
+                ));
+            }
+            Event::Discovered {
+                files,
+                new_or_changed,
+                unchanged,
+            } => {
+                self.ingest.discovered = Some((files, new_or_changed, unchanged));
+            }
+            Event::FileStatus(report) => self.ingest.on_file(report),
+            Event::Progress(p) => self.ingest.progress = Some(p),
+            Event::BatchTimings { .. } => {}
+            Event::Metrics(m) => {
+                if m.gpu.is_some() {
+                    self.status.gpu = m.gpu.clone();
+                }
+                self.perf.on_metrics(m);
+            }
+            Event::PreparingGpuKernels { done, secs } => {
+                self.ingest.kernels = Some(if done {
+                    format!("GPU kernels ready ({secs:.1} s)")
+                } else {
+                    format!(
+                        "Preparing GPU kernels… {secs:.0} s (first launch compiles them, ~30 s)"
+                    )
+                });
+            }
+            Event::Committed { pages_total } => {
+                self.ingest.committed_pages = Some(pages_total);
+                if let Some(index) = self.ingest.index_in_use.clone() {
+                    self.send(Command::Stats { index });
+                }
+            }
+            Event::Paused => self.ingest.state = RunState::Paused,
+            Event::Resumed => self.ingest.state = RunState::Running,
+            Event::LiveSettingsApplied(l) => self.perf.applied = Some(l),
+            Event::IngestFinished(summary) => {
+                let failed = summary.files_failed;
+                self.ingest.on_finished(summary);
+                if failed > 0 {
+                    self.notify(format!(
+                        "{failed} file(s) failed; see the file list for the reasons"
+                    ));
+                }
+                if let Some(index) = self.ingest.index_in_use.clone() {
+                    self.send(Command::Stats { index });
+                }
+            }
+            Event::AbSideFinished(_) => self.perf.on_ab_side(),
+            Event::AbFinished { a, b } => self.perf.on_ab_finished(a, b),
+            Event::SearchResults {
+                id,
+                query,
+                hits,
+                elapsed_ms,
+                note,
+            } => {
+                let keys: Vec<ThumbKey> = hits
+                    .iter()
+                    .map(|h| ThumbKey {
+                        file: h.file.clone(),
+                        page: h.page,
+                        max_side: crate::ui::search::GRID_THUMB_SIDE,
+                    })
+                    .collect();
+                let ours = self.search.pending == Some(id);
+                self.search.on_results(ResultSet {
+                    id,
+                    query,
+                    hits,
+                    elapsed_ms,
+                    note,
+                });
+                if ours {
+                    for k in keys {
+                        self.request_thumbnail(k);
+                    }
+                }
+            }
+            Event::Thumbnail {
+                id,
+                width,
+                height,
+                rgba,
+                ..
+            } => self.thumbs.on_rendered(id, width, height, rgba),
+            Event::Stats(s) => self.status.index = Some(s),
+            Event::Device(d) => self.status.device = Some(d),
+            Event::Notice { message } => self.notify(message),
+            Event::Error {
+                context,
+                message,
+                request_id,
+            } => self.on_error(context, message, request_id),
+        }
+    }
+
+    fn on_error(&mut self, context: String, message: String, request_id: Option<u64>) {
+        if let Some(id) = request_id {
+            if self.thumbs.on_error(id, &message) {
+                return; // shown on the card itself
+            }
+            if self.search.on_error(id, &message) {
+                return;
+            }
+        }
+        // Errors without a request belong to the run in progress; a run that never started ends here.
+        if self.ingest.state == RunState::Starting {
+            self.ingest.state = RunState::Failed(format!("{context}: {message}"));
+        } else if matches!(self.perf.ab, AbState::Running { sides_done: 0 })
+            && !self.ingest.state.is_active()
+        {
+            self.perf.ab = AbState::Failed(format!("{context}: {message}"));
+        }
+        self.notify_error(&context, &message);
+    }
+}
