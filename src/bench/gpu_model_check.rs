@@ -9,7 +9,6 @@ use crate::engine::colqwen::ColQwen;
 use crate::engine::gpu::fused;
 use crate::engine::{DType, DeviceChoice, ModelSettings, Quant};
 use anyhow::Result;
-use candle_core::{Device, Tensor};
 use serde_json::json;
 use std::path::Path;
 
@@ -64,15 +63,8 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             max_visual_tokens: 768,
         })?;
         candle_core::cuda::set_gemm_reduced_precision_f32(dtype != DType::F32);
-        let (h, w) = (64u32, 46u32);
-        let n = (h * w) as usize;
-        let patch_dim = 3 * 2 * 14 * 14;
-        let pixels: Vec<f32> = (0..n * patch_dim)
-            .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        let page = Tensor::from_vec(pixels, (n, patch_dim), &Device::Cpu)?;
-        let pixels = Tensor::cat(&[&page, &page], 0)?;
-        let pages = model.embed_images(&pixels, &[[1, h, w], [1, h, w]])?;
+        let (pixels, grids) = super::embed::synthetic_pages(2, 64, 46)?;
+        let pages = model.embed_images(&pixels, &grids)?;
         let mut v: Vec<f32> = pages.into_iter().flat_map(|p| p.vectors).collect();
         v.extend(
             model

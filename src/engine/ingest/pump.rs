@@ -16,10 +16,10 @@ use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What the loop knows about one file being ingested.
 /// How long a partial batch waits for more pages when the loader has gone quiet.
 const PARTIAL_BATCH_WAIT: Duration = Duration::from_secs(1);
 
+/// What the loop knows about one file being ingested.
 pub struct FileTrack {
     pub hash: [u8; 32],
     pub path: PathBuf,
