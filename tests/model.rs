@@ -2,6 +2,7 @@
 //! tools/gen_fixtures.py with colpali-engine + transformers), plus config and random-model checks.
 
 use candle_core::{Device, Tensor};
+use pagesight::bench::model_parity::{rel_err, ParityFixture};
 use pagesight::engine::colqwen::config::ColQwenConfig;
 use pagesight::engine::colqwen::ColQwen;
 use pagesight::engine::{DType, DeviceChoice, ModelSettings, Quant};
@@ -13,12 +14,10 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/colqwen_tiny")
 }
 
-fn expected() -> &'static HashMap<String, Tensor> {
-    static E: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    E.get_or_init(|| {
-        candle_core::safetensors::load(fixture().join("expected.safetensors"), &Device::Cpu)
-            .unwrap()
-    })
+/// The committed reference fixture, read once (the same reader the GPU selftest uses).
+fn parity() -> &'static ParityFixture {
+    static P: OnceLock<ParityFixture> = OnceLock::new();
+    P.get_or_init(|| ParityFixture::load(&fixture()).unwrap())
 }
 
 fn meta() -> serde_json::Value {
@@ -26,29 +25,21 @@ fn meta() -> serde_json::Value {
 }
 
 fn settings(dtype: DType, adapter: bool) -> ModelSettings {
-    ModelSettings {
-        model: fixture().join("model").to_string_lossy().into_owned(),
-        adapter: adapter.then(|| fixture().join("adapter")),
-        device: DeviceChoice::Cpu,
-        dtype,
-        quant: Quant::None,
-        // What the fixture's processor was built with (max_pixels 50176 = 64·28·28).
-        max_visual_tokens: 64,
+    let mut s = parity().settings(DeviceChoice::Cpu, dtype, Quant::None);
+    if !adapter {
+        s.adapter = None;
     }
+    s
 }
 
 fn f32s(name: &str) -> Vec<f32> {
-    expected()[name]
-        .flatten_all()
-        .unwrap()
-        .to_dtype(candle_core::DType::F32)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
+    parity().f32s(name).unwrap()
 }
 
 fn ids(name: &str) -> Vec<u32> {
-    expected()[name]
+    parity()
+        .tensor(name)
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1::<i64>()
@@ -58,27 +49,12 @@ fn ids(name: &str) -> Vec<u32> {
         .collect()
 }
 
-use pagesight::bench::model_parity::rel_err;
-
 fn queries() -> Vec<String> {
-    meta()["queries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["text"].as_str().unwrap().to_string())
-        .collect()
+    parity().queries().to_vec()
 }
 
 fn fixture_pixels() -> (Tensor, Vec<[u32; 3]>) {
-    let n = meta()["images"].as_array().unwrap().len();
-    let mut rows = Vec::new();
-    let mut grids = Vec::new();
-    for i in 0..n {
-        rows.push(expected()[&format!("image_pixel_values.{i}")].clone());
-        let g = ids(&format!("image_grid_thw.{i}"));
-        grids.push([g[0], g[1], g[2]]);
-    }
-    (Tensor::cat(&rows, 0).unwrap(), grids)
+    parity().pixels().unwrap()
 }
 
 fn check_queries(model: &ColQwen, prefix: &str, tol: f64) {
@@ -159,7 +135,9 @@ fn fixture_f32_intermediates_match_reference() {
     }
     let (hidden, batch) = model.image_last_hidden(&vision, &grids).unwrap();
     // Positions of the real tokens as the reference's get_rope_index gives them.
-    let ref_pos = expected()["image_rope_position_ids"]
+    let ref_pos = parity()
+        .tensor("image_rope_position_ids")
+        .unwrap()
         .to_vec3::<i64>()
         .unwrap();
     for row in 0..batch.len() {
