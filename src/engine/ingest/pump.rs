@@ -67,6 +67,13 @@ pub struct PumpOutcome {
     pub tail_stages: StageTimes,
 }
 
+/// The batch loop's running state, handed to `finish` as one piece.
+struct LoopState {
+    clock: StageClock,
+    out: PumpOutcome,
+    batch_no: u64,
+}
+
 pub struct Pump<'a> {
     pub model: &'a ColQwen,
     pub pre: &'a PreprocessConfig,
@@ -96,36 +103,30 @@ impl Pump<'_> {
         recorder: &mut MetricsRecorder,
     ) -> Result<PumpOutcome> {
         self.live.transfer.check_supported(self.model.device())?;
-        let mut out = PumpOutcome::default();
-        let mut clock = StageClock::start(Stage::Render);
+        let mut st = LoopState {
+            clock: StageClock::start(Stage::Render),
+            out: PumpOutcome::default(),
+            batch_no: 0,
+        };
         let mut pending: Vec<RenderedPage> = Vec::new();
         let mut loader_done = false;
         let mut runner = runner::for_model(self.model, self.pre, self.live.batch_size)?;
-        let mut batch_no = 0u64;
         loop {
-            if self.control.is_cancelled() || self.max_pages.is_some_and(|m| out.pages >= m) {
-                out.cancelled = self.control.is_cancelled();
+            if self.control.is_cancelled() || self.max_pages.is_some_and(|m| st.out.pages >= m) {
+                st.out.cancelled = self.control.is_cancelled();
                 break;
             }
             if self.control.is_paused() {
                 // Finish what is in flight, so a pause leaves nothing half done.
-                let done = runner.flush(&mut clock)?;
-                self.finish(
-                    done,
-                    files,
-                    sink,
-                    recorder,
-                    &mut clock,
-                    &mut out,
-                    &mut batch_no,
-                )?;
+                let done = runner.flush(&mut st.clock)?;
+                self.finish(done, files, sink, recorder, &mut st)?;
                 // Paused time belongs to no stage: close the clock, wait, start afresh.
-                out.tail_stages.accumulate(&clock.take(Stage::Render));
+                st.out.tail_stages.accumulate(&st.clock.take(Stage::Render));
                 if !self.control.wait_while_paused() {
-                    out.cancelled = true;
+                    st.out.cancelled = true;
                     break;
                 }
-                clock = StageClock::start(Stage::Render);
+                st.clock = StageClock::start(Stage::Render);
             }
             if let Some(l) = self.control.take_live() {
                 match l.transfer.check_supported(self.model.device()) {
@@ -147,11 +148,11 @@ impl Pump<'_> {
             while !loader_done && pending.len() < want {
                 let ev = match loader.events().try_recv() {
                     Ok(ev) => {
-                        clock.switch(Stage::QueueWait);
+                        st.clock.switch(Stage::QueueWait);
                         ev
                     }
                     Err(TryRecvError::Empty) => {
-                        clock.switch(Stage::Render);
+                        st.clock.switch(Stage::Render);
                         match loader.events().recv_timeout(Duration::from_millis(100)) {
                             Ok(ev) => ev,
                             Err(RecvTimeoutError::Timeout) => {
@@ -178,7 +179,7 @@ impl Pump<'_> {
                         break;
                     }
                 };
-                self.on_loader_event(ev, files, sink, &mut pending, &mut out)?;
+                self.on_loader_event(ev, files, sink, &mut pending, &mut st.out)?;
             }
             if pending.is_empty() {
                 if loader_done {
@@ -188,59 +189,45 @@ impl Pump<'_> {
             }
             let mut take = pending.len().min(want);
             if let Some(m) = self.max_pages {
-                take = take.min((m - out.pages) as usize);
+                take = take.min((m - st.out.pages) as usize);
             }
             let batch: Vec<RenderedPage> = pending.drain(..take).collect();
-            let done = runner.submit(self.live.transfer, batch, &mut clock)?;
-            self.finish(
-                done,
-                files,
-                sink,
-                recorder,
-                &mut clock,
-                &mut out,
-                &mut batch_no,
-            )?;
+            let done = runner.submit(self.live.transfer, batch, &mut st.clock)?;
+            self.finish(done, files, sink, recorder, &mut st)?;
         }
-        let done = runner.flush(&mut clock)?;
-        self.finish(
-            done,
-            files,
-            sink,
-            recorder,
-            &mut clock,
-            &mut out,
-            &mut batch_no,
-        )?;
-        clock.switch(Stage::Index);
+        let done = runner.flush(&mut st.clock)?;
+        self.finish(done, files, sink, recorder, &mut st)?;
+        st.clock.switch(Stage::Index);
         if let Some(n) = sink.maybe_commit(true)? {
             self.emit(Event::Committed { pages_total: n });
         }
-        out.tail_stages.accumulate(&clock.take(Stage::Index));
-        recorder.record_stages(&out.tail_stages);
+        st.out.tail_stages.accumulate(&st.clock.take(Stage::Index));
+        recorder.record_stages(&st.out.tail_stages);
         if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, true) {
             self.emit(Event::Metrics(m));
         }
         self.emit(Event::Progress(progress(
             files,
-            out.pages,
+            st.out.pages,
             recorder.elapsed(),
         )));
-        Ok(out)
+        Ok(st.out)
     }
 
     /// Sinks finished batches, completes files, commits when due, and reports timings.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
         done: Vec<Done>,
         files: &mut [FileTrack],
         sink: &mut dyn PageSink,
         recorder: &mut MetricsRecorder,
-        clock: &mut StageClock,
-        out: &mut PumpOutcome,
-        batch_no: &mut u64,
+        st: &mut LoopState,
     ) -> Result<()> {
+        let LoopState {
+            clock,
+            out,
+            batch_no,
+        } = st;
         for d in done {
             if d.split && self.live.batch_size > 1 {
                 self.live.batch_size = (self.live.batch_size / 2).max(1);
