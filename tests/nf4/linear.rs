@@ -1,6 +1,7 @@
 //! Quantised linear layers against dense ones.
 
 use candle_core::{DType, Device, Module, Tensor};
+use pagesight::bench::model_parity::rel_err;
 use pagesight::engine::quant::{
     LayerStorage, Nf4Weight, QLinear, QuantContext, QuantScope, DIRECT_ROWS_MAX,
 };
@@ -20,22 +21,19 @@ fn dense(rng: &mut StdRng, out: usize, inp: usize, dtype: DType) -> (QLinear, Te
     (QLinear::dense(w.clone(), Some(b.clone())), w, b)
 }
 
+/// A tensor's values as f32 on the host.
+fn host(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
 /// max |a − b| / max |b|, in f32.
 fn rel_max_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = b
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let (a, b) = (host(a), host(b));
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
     a.iter()
@@ -46,27 +44,9 @@ fn rel_max_err(a: &Tensor, b: &Tensor) -> f32 {
 
 /// ‖a − b‖ / ‖b‖ (Frobenius), in f64.
 fn rel_fro_err(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = b
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let num: f64 = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| ((x - y) as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
+    let (a, b) = (host(a), host(b));
+    assert_eq!(a.len(), b.len());
+    rel_err(&a, &b)
 }
 
 /// What an NF4 layer must compute: bitsandbytes' dequantised weight, then an ordinary matmul.
