@@ -381,7 +381,17 @@ mod cuda {
             Err(e) => rep.error("nf4_kernel", e),
         }
 
-        // 4. The model on the GPU: reference fixture parity, fused kernels against candle's ops.
+        // 4. The tiled attention kernel against a host softmax attention.
+        match crate::bench::gpu_attention_check::run(&device) {
+            Ok(checks) => {
+                for c in &checks {
+                    rep.check(&c.name, c.ok, c.detail.clone());
+                }
+            }
+            Err(e) => rep.error("attention_kernel", e),
+        }
+
+        // 5. The model on the GPU: reference fixture parity, fused kernels against candle's ops.
         let fixture = std::path::Path::new("tests/fixtures/colqwen_tiny");
         for quant in [crate::engine::Quant::None, crate::engine::Quant::Nf4] {
             match crate::bench::gpu_model_check::run(fixture, quant) {

@@ -5,6 +5,8 @@ pub mod cpu_peak;
 pub mod crash;
 pub mod embed;
 #[cfg(feature = "cuda")]
+pub mod gpu_attention_check;
+#[cfg(feature = "cuda")]
 pub mod gpu_model_check;
 #[cfg(feature = "cuda")]
 pub mod gpu_nf4_check;

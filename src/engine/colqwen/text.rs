@@ -5,6 +5,7 @@ use super::config::TextConfig;
 use super::layers::{apply_rope, attention, repeat_kv, GatedMlp, RmsNorm, MASKED};
 use super::profile::mark;
 use super::weights::Weights;
+use crate::engine::gpu::attention_tiles::push_segment_tiles;
 use crate::engine::gpu::fused;
 use crate::engine::quant::QLinear;
 use anyhow::Result;
@@ -39,17 +40,19 @@ impl SelfAttention {
         let (b, s, _) = x.dims3()?;
         let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
         mark(x.device(), "lm.qkv")?;
-        if let Some((cos_sin, key_start)) = &t.fused {
-            let shape = fused::CausalAttentionShape {
+        if let Some((cos_sin, tiles)) = &t.fused {
+            let shape = fused::TiledAttentionShape {
                 heads: self.heads,
                 kv_heads: self.kv_heads,
                 head_dim: self.head_dim,
+                causal: true,
             };
-            // On the GPU: RoPE, GQA, the causal + padding mask and softmax attention in one kernel.
-            let qkv = Tensor::cat(&[&q, &k, &v], 2)?;
-            if let Some(out) = fused::causal_attention(&qkv, cos_sin, key_start, shape)? {
+            // On the GPU: RoPE in place, then GQA causal attention on tensor cores, each row
+            // seeing keys from its first non-padding position (`AttentionTables::fused`).
+            let qkv = Tensor::cat(&[&q, &k, &v], 2)?.reshape((b * s, ()))?;
+            if let Some(out) = fused::tiled_attention(qkv, cos_sin, tiles, None, shape)? {
                 mark(x.device(), "lm.attn_fused")?;
-                let out = self.o.forward(&out)?;
+                let out = self.o.forward(&out.reshape((b, s, ()))?)?;
                 mark(x.device(), "lm.o_proj")?;
                 return Ok(out);
             }
@@ -167,10 +170,18 @@ impl TextModel {
             device,
         )?;
         let fused = match left_padding(attention_mask) {
-            Some(starts) if device.is_cuda() => Some((
-                Tensor::cat(&[&cos, &sin], 2)?,
-                Tensor::from_vec(starts, attention_mask.len(), device)?,
-            )),
+            Some(starts) if device.is_cuda() => {
+                let (b, seq) = (attention_mask.len(), attention_mask[0].len());
+                let mut tiles = Vec::new();
+                for (row, start) in starts.iter().enumerate() {
+                    let begin = row * seq;
+                    push_segment_tiles(&mut tiles, begin, begin + seq, begin + *start as usize);
+                }
+                Some((
+                    Tensor::cat(&[&cos, &sin], 2)?.reshape((b * seq, c.head_dim()))?,
+                    Tensor::from_vec(tiles.clone(), (tiles.len() / 4, 4), device)?,
+                ))
+            }
             _ => None,
         };
         let tables = AttentionTables {
@@ -203,8 +214,9 @@ impl TextModel {
     }
 }
 
-/// What every layer's attention reads: the M-RoPE tables, the additive mask, and for the fused
-/// GPU kernel the tables side by side with each row's first non-padding position.
+/// What every layer's attention reads: the M-RoPE tables, the additive mask, and for the tiled
+/// GPU kernel the tables side by side ([b·s, hd]) with its tile table: one segment per sequence,
+/// keys from the row's first non-padding position.
 struct AttentionTables<'a> {
     cos: Tensor,
     sin: Tensor,

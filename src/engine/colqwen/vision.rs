@@ -7,6 +7,7 @@ use super::layers::{apply_rope, attention, GatedMlp, RmsNorm};
 use super::profile::mark;
 use super::weights::Weights;
 use super::window::{plan_windows, WindowPlan};
+use crate::engine::gpu::attention_tiles::push_segment_tiles;
 use crate::engine::gpu::fused;
 use crate::engine::quant::QLinear;
 use anyhow::{bail, Result};
@@ -46,6 +47,10 @@ struct BatchTables {
     /// cos and sin side by side, per patch: the fused window attention's table.
     cos_sin: Tensor,
     plan: WindowPlan,
+    /// The tiled attention's tables (`attention_tiles`): windows (slots through `plan.gather`)
+    /// and whole images (slots are patch rows).
+    window_tiles: Tensor,
+    full_tiles: Tensor,
 }
 
 /// Batch shapes whose tables are kept.
@@ -119,14 +124,12 @@ impl VisionTower {
         let mut x = self.patch_embed.forward(&x)?.to_dtype(DType::F32)?;
         mark(&device, "vision.patch_embed")?;
         let tables = self.tables(grids)?;
-        let rope = (&tables.cos, &tables.sin, &tables.cos_sin);
-        let plan = &tables.plan;
         mark(&device, "vision.rope_tables+plan")?;
         for (i, b) in self.blocks.iter().enumerate() {
             let full = c.fullatt_block_indexes.contains(&i);
             let normed = b.norm1.forward(&x)?;
             mark(&device, "vision.norm")?;
-            let h = self.attention(b, &normed, rope, plan, full)?;
+            let h = self.attention(b, &normed, &tables, full)?;
             x = fused::residual_add(&x, &h)?;
             mark(&device, "vision.residual")?;
             let normed = b.norm2.forward(&x)?;
@@ -163,11 +166,22 @@ impl VisionTower {
         )?;
         let cos_sin = Tensor::cat(&[&cos, &sin], 1)?;
         let plan = plan_windows(grids, c.merged_window(), c.spatial_merge_size, &self.device)?;
+        let (mut window_tiles, mut full_tiles) = (Vec::new(), Vec::new());
+        let wl = plan.window_len;
+        for w in 0..plan.n_windows {
+            push_segment_tiles(&mut window_tiles, w * wl, (w + 1) * wl, w * wl);
+        }
+        for &(start, len) in &plan.frames {
+            push_segment_tiles(&mut full_tiles, start, start + len, start);
+        }
+        let upload = |t: Vec<u32>| Tensor::from_vec(t.clone(), (t.len() / 4, 4), &self.device);
         let t = Arc::new(BatchTables {
             cos,
             sin,
             cos_sin,
             plan,
+            window_tiles: upload(window_tiles)?,
+            full_tiles: upload(full_tiles)?,
         });
         if cache.len() >= TABLE_CACHE_ENTRIES {
             cache.remove(0);
@@ -180,31 +194,42 @@ impl VisionTower {
         &self,
         b: &VisionBlock,
         x: &Tensor,
-        (cos, sin, cos_sin): (&Tensor, &Tensor, &Tensor),
-        plan: &WindowPlan,
+        tables: &BatchTables,
         full: bool,
     ) -> Result<Tensor> {
         let c = &self.cfg;
         let (n, hid) = x.dims2()?;
         let (heads, hd) = (c.num_heads, c.head_dim());
+        let (cos, sin, plan) = (&tables.cos, &tables.sin, &tables.plan);
         // qkv rows are laid out [3][heads][head_dim].
         let device = x.device();
         let qkv = b.qkv.forward(x)?;
         mark(device, "vision.qkv")?;
-        if !full {
-            let shape = fused::WindowAttentionShape {
-                n_windows: plan.n_windows,
-                window_len: plan.window_len,
-                heads,
-                head_dim: hd,
-            };
-            // On the GPU: RoPE, windowing, softmax attention and un-windowing in one kernel.
-            if let Some(out) = fused::window_attention(&qkv, cos_sin, &plan.gather, shape)? {
-                mark(device, "vision.attn_window_fused")?;
-                let out = b.proj.forward(&out)?;
-                mark(device, "vision.proj")?;
-                return Ok(out);
-            }
+        // On the GPU: RoPE in place, then windowed or whole-image attention on tensor cores.
+        let shape = fused::TiledAttentionShape {
+            heads,
+            kv_heads: heads,
+            head_dim: hd,
+            causal: false,
+        };
+        let (tiles, gather) = match full {
+            true => (&tables.full_tiles, None),
+            false => (&tables.window_tiles, Some(&plan.gather)),
+        };
+        if let Some(out) =
+            fused::tiled_attention(qkv.clone(), &tables.cos_sin, tiles, gather, shape)?
+        {
+            mark(
+                device,
+                if full {
+                    "vision.attn_full"
+                } else {
+                    "vision.attn_window"
+                },
+            )?;
+            let out = b.proj.forward(&out)?;
+            mark(device, "vision.proj")?;
+            return Ok(out);
         }
         let qkv = qkv.reshape((n, 3, heads, hd))?;
         let part = |i: usize| -> Result<Tensor> {
@@ -229,15 +254,7 @@ impl VisionTower {
                 while q0 < len {
                     let ql = FULL_ATTENTION_QUERY_CHUNK.min(len - q0);
                     let qf = q.narrow(1, start + q0, ql)?.unsqueeze(0)?.contiguous()?;
-                    let o = match fused::full_attention(
-                        &qf.squeeze(0)?,
-                        &kf.squeeze(0)?,
-                        &vf.squeeze(0)?,
-                        scale,
-                    )? {
-                        Some(o) => o,
-                        None => attention(&qf, &kf, &vf, None, scale)?.squeeze(0)?,
-                    };
+                    let o = attention(&qf, &kf, &vf, None, scale)?.squeeze(0)?;
                     parts.push(o);
                     q0 += ql;
                 }

@@ -73,91 +73,53 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, out_dtype: DType) -> Resu
     candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, weight, eps)?.to_dtype(out_dtype)
 }
 
-/// The window attention of a vision block in one kernel, when it applies: `qkv` [n, 3·heads·hd]
-/// bf16 (the qkv projection's output, bias added), `cos_sin` [n, hd] f32 (cos then sin),
-/// `gather` [n_windows · window_len] u32 (padding slots last, = n). Returns [n, heads·hd] bf16,
-/// or None where the caller must run the unfused path.
-pub fn window_attention(
-    qkv: &Tensor,
+/// Attention on tensor cores (`flash_kernel`) for every attention of the model, when it applies:
+/// `qkv` [n, (heads + 2·kv_heads)·hd] bf16, a fresh projection output (biases added) that is
+/// rotated in place — its q and k heads by `cos_sin` [n, hd] f32 (cos then sin); `tiles`
+/// [n_tiles, 4] u32 `{q_begin, q_end, k_begin, k_end}` in slots (see
+/// `attention_tiles::push_segment_tiles`); `gather` [slots] u32 maps slots to rows (a slot
+/// mapping to `n` is padding), or None when slots are rows. Returns [n, heads·hd] bf16; rows no
+/// tile covers, or with no visible key, are zeros. None where the caller must run the unfused
+/// path.
+pub fn tiled_attention(
+    qkv: Tensor,
     cos_sin: &Tensor,
-    gather: &Tensor,
-    shape: WindowAttentionShape,
+    tiles: &Tensor,
+    gather: Option<&Tensor>,
+    shape: TiledAttentionShape,
 ) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
-    if fused_for(qkv, DType::BF16)
+    if fused_for(&qkv, DType::BF16)
         && fused_for(cos_sin, DType::F32)
-        && fused_for(gather, DType::U32)
-        && shape.window_len <= super::fused_kernel::FusedKernels::max_window_len(shape.head_dim)
+        && fused_for(tiles, DType::U32)
+        && gather.is_none_or(|g| fused_for(g, DType::U32))
+        && super::attention_tiles::fits(shape.head_dim)
     {
-        return qkv
-            .apply_op3_no_bwd(cos_sin, gather, &cuda::WindowAttention(shape))
-            .map(Some);
+        qkv.inplace_op2(cos_sin, &cuda::RopeQk(shape))?;
+        let out = match gather {
+            Some(g) => qkv.apply_op3_no_bwd(tiles, g, &cuda::FlashAttention(shape))?,
+            None => qkv.apply_op2_no_bwd(tiles, &cuda::FlashAttention(shape))?,
+        };
+        return Ok(Some(out));
     }
-    let _ = (qkv, cos_sin, gather, shape);
-    Ok(None)
-}
-
-/// The language model's causal self-attention in one kernel, when it applies: `qkv`
-/// [b, s, (heads + 2·kv_heads)·hd] bf16 (q, k, v projections side by side, biases added),
-/// `cos_sin` [b, s, hd] f32 (M-RoPE cos then sin), `key_start` [b] u32 (the left padding of
-/// each row: keys before it are never attended, rows before it come out as zeros). Returns
-/// [b, s, heads·hd] bf16, or None where the caller must run the unfused path.
-pub fn causal_attention(
-    qkv: &Tensor,
-    cos_sin: &Tensor,
-    key_start: &Tensor,
-    shape: CausalAttentionShape,
-) -> Result<Option<Tensor>> {
-    #[cfg(feature = "cuda")]
-    if fused_for(qkv, DType::BF16)
-        && fused_for(cos_sin, DType::F32)
-        && fused_for(key_start, DType::U32)
-        && super::fused_kernel::FusedKernels::causal_fits(shape.head_dim)
-    {
-        return qkv
-            .apply_op3_no_bwd(cos_sin, key_start, &cuda::CausalAttention(shape))
-            .map(Some);
-    }
-    let _ = (qkv, cos_sin, key_start, shape);
-    Ok(None)
-}
-
-/// Unmasked attention for q [h, lq, d], k and v [h, l, d] (bf16, contiguous): scores on tensor
-/// cores straight to f32 (no casts of q and k), one pass of scaled softmax to bf16 probabilities,
-/// and a bf16 product with v — the arithmetic of the reference's own bf16 attention. None where
-/// the caller must run the unfused path.
-pub fn full_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Option<Tensor>> {
-    #[cfg(feature = "cuda")]
-    if fused_for(q, DType::BF16) && fused_for(k, DType::BF16) && fused_for(v, DType::BF16) {
-        let scores = q.apply_op2_no_bwd(k, &cuda::ScoresF32)?;
-        let probs = scores.apply_op1_no_bwd(&cuda::SoftmaxRows {
-            scale: scale as f32,
-        })?;
-        return probs.matmul(v).map(Some);
-    }
-    let _ = (q, k, v, scale);
+    let _ = (qkv, cos_sin, tiles, gather, shape);
     Ok(None)
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct CausalAttentionShape {
+pub struct TiledAttentionShape {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct WindowAttentionShape {
-    pub n_windows: usize,
-    pub window_len: usize,
-    pub heads: usize,
-    pub head_dim: usize,
+    /// Slot j is visible to slot i only when j ≤ i.
+    pub causal: bool,
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::super::fused_kernel::{elementwise_config, CausalShape, FusedKernels, WindowShape};
-    use super::{CausalAttentionShape, WindowAttentionShape};
+    use super::super::flash_kernel::FlashShape;
+    use super::super::fused_kernel::{elementwise_config, FusedKernels};
+    use super::TiledAttentionShape;
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaStorage};
@@ -378,40 +340,144 @@ mod cuda {
         }
     }
 
-    pub struct WindowAttention(pub WindowAttentionShape);
-    cuda_op!(3, WindowAttention, "fused-window-attention");
-    impl WindowAttention {
+    /// Rotates the q and k heads of `qkv` in place (the tiled attention's input).
+    pub struct RopeQk(pub TiledAttentionShape);
+    impl candle_core::InplaceOp2 for RopeQk {
+        fn name(&self) -> &'static str {
+            "fused-rope-qk"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &mut CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<()> {
+            no_cpu(self.name())
+        }
+        fn cuda_fwd(
+            &self,
+            x: &mut CudaStorage,
+            xl: &Layout,
+            cs: &CudaStorage,
+            cl: &Layout,
+        ) -> Result<()> {
+            let k = kernels(x)?;
+            let stream = x.device().cuda_stream();
+            let s = self.0;
+            let (n, row) = xl.shape().dims2()?;
+            if row != (s.heads + 2 * s.kv_heads) * s.head_dim
+                || cl.shape().dims2()? != (n, s.head_dim)
+            {
+                candle_core::bail!(
+                    "rope: qkv {:?} and table {:?} for {s:?}",
+                    xl.dims(),
+                    cl.dims()
+                );
+            }
+            let (start, _) = xl
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("rope: qkv not contiguous".into()))?;
+            let cv = view::<f32>(cs, cl)?;
+            let xs = x.as_cuda_slice_mut::<bf16>()?;
+            let mut xv = xs.slice_mut(start..start + n * row);
+            let heads_qk = (s.heads + s.kv_heads) as u32;
+            let pairs = n * heads_qk as usize * (s.head_dim / 2);
+            let (p64, r32, hd32) = (pairs as u64, row as u32, s.head_dim as u32);
+            let mut l = stream.launch_builder(&k.elementwise.rope_qk_bf16);
+            l.arg(&mut xv)
+                .arg(&cv)
+                .arg(&p64)
+                .arg(&heads_qk)
+                .arg(&r32)
+                .arg(&hd32);
+            unsafe { l.launch(elementwise_config(pairs)) }.map_err(candle_core::Error::wrap)?;
+            Ok(())
+        }
+    }
+
+    /// The tiled attention over rotated `qkv`, with or without a gather table.
+    pub struct FlashAttention(pub TiledAttentionShape);
+    cuda_op!(2, FlashAttention, "fused-flash-attention");
+    impl candle_core::CustomOp3 for FlashAttention {
+        fn name(&self) -> &'static str {
+            "fused-flash-attention-gathered"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            no_cpu(candle_core::CustomOp3::name(self))
+        }
+        fn cuda_fwd(
+            &self,
+            qkv: &CudaStorage,
+            ql: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+            g: &CudaStorage,
+            gl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            self.run(qkv, ql, t, tl, Some((g, gl)))
+        }
+    }
+    impl FlashAttention {
         fn cuda(
             &self,
             qkv: &CudaStorage,
             ql: &Layout,
-            cs: &CudaStorage,
-            cl: &Layout,
-            g: &CudaStorage,
-            gl: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            self.run(qkv, ql, t, tl, None)
+        }
+
+        fn run(
+            &self,
+            qkv: &CudaStorage,
+            ql: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+            gather: Option<(&CudaStorage, &Layout)>,
         ) -> Result<(CudaStorage, Shape)> {
             let k = kernels(qkv)?;
             let dev = qkv.device().clone();
             let stream = dev.cuda_stream();
             let s = self.0;
-            let hid = s.heads * s.head_dim;
             let (n, row) = ql.shape().dims2()?;
-            if row != 3 * hid {
-                candle_core::bail!("window attention: qkv rows of {row}, expected {}", 3 * hid);
+            if row != (s.heads + 2 * s.kv_heads) * s.head_dim {
+                candle_core::bail!("attention: qkv rows of {row} for {s:?}");
             }
+            // The kernel reads rows as 16-byte vectors.
+            if ql.start_offset() * 2 % 16 != 0 {
+                candle_core::bail!(
+                    "attention: qkv starts mid-vector (offset {})",
+                    ql.start_offset()
+                );
+            }
+            let hid = s.heads * s.head_dim;
             let mut out = unsafe { dev.alloc::<bf16>(n * hid)? };
-            k.window_attention(
+            let gv = match gather {
+                Some((g, gl)) => Some(view::<u32>(g, gl)?),
+                None => None,
+            };
+            k.flash_attention(
                 &stream,
                 &view::<bf16>(qkv, ql)?,
-                &view::<f32>(cs, cl)?,
-                &view::<u32>(g, gl)?,
+                &view::<u32>(t, tl)?,
+                gv.as_ref(),
                 &mut out,
-                WindowShape {
-                    n_patches: n,
-                    n_windows: s.n_windows,
-                    window_len: s.window_len,
+                FlashShape {
+                    n_rows: n,
                     heads: s.heads,
+                    kv_heads: s.kv_heads,
                     head_dim: s.head_dim,
+                    causal: s.causal,
                 },
             )
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
@@ -419,145 +485,6 @@ mod cuda {
                 CudaStorage::wrap_cuda_slice(out, dev),
                 Shape::from((n, hid)),
             ))
-        }
-    }
-
-    pub struct CausalAttention(pub CausalAttentionShape);
-    cuda_op!(3, CausalAttention, "fused-causal-attention");
-    impl CausalAttention {
-        fn cuda(
-            &self,
-            qkv: &CudaStorage,
-            ql: &Layout,
-            cs: &CudaStorage,
-            cl: &Layout,
-            ks: &CudaStorage,
-            kl: &Layout,
-        ) -> Result<(CudaStorage, Shape)> {
-            let k = kernels(qkv)?;
-            let dev = qkv.device().clone();
-            let stream = dev.cuda_stream();
-            let s = self.0;
-            let (b, seq, row) = ql.shape().dims3()?;
-            if row != (s.heads + 2 * s.kv_heads) * s.head_dim {
-                candle_core::bail!("causal attention: qkv rows of {row} for {s:?}");
-            }
-            let hid = s.heads * s.head_dim;
-            let mut out = unsafe { dev.alloc::<bf16>(b * seq * hid)? };
-            k.causal_attention(
-                &stream,
-                &view::<bf16>(qkv, ql)?,
-                &view::<f32>(cs, cl)?,
-                &view::<u32>(ks, kl)?,
-                &mut out,
-                CausalShape {
-                    batch: b,
-                    seq,
-                    heads: s.heads,
-                    kv_heads: s.kv_heads,
-                    head_dim: s.head_dim,
-                },
-            )
-            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
-            Ok((
-                CudaStorage::wrap_cuda_slice(out, dev),
-                Shape::from((b, seq, hid)),
-            ))
-        }
-    }
-
-    /// q [h, lq, d] · k [h, l, d]ᵀ → f32 [h, lq, l] with cuBLAS (bf16 in, f32 out and accumulate).
-    pub struct ScoresF32;
-    cuda_op!(2, ScoresF32, "fused-scores-f32");
-    impl ScoresF32 {
-        fn cuda(
-            &self,
-            q: &CudaStorage,
-            ql: &Layout,
-            k: &CudaStorage,
-            kl: &Layout,
-        ) -> Result<(CudaStorage, Shape)> {
-            use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys};
-            use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
-            let dev = q.device().clone();
-            let stream = dev.cuda_stream();
-            let (h, lq, d) = ql.shape().dims3()?;
-            let (hk, l, dk) = kl.shape().dims3()?;
-            if h != hk || d != dk {
-                candle_core::bail!("scores: q {:?} and k {:?} differ", ql.dims(), kl.dims());
-            }
-            let (qv, kv) = (view::<bf16>(q, ql)?, view::<bf16>(k, kl)?);
-            let mut out = unsafe { dev.alloc::<f32>(h * lq * l)? };
-            let blas_handle = dev.cublas_handle();
-            let (alpha, beta) = (1.0f32, 0.0f32);
-            {
-                let (qp, _g1) = qv.device_ptr(&stream);
-                let (kp, _g2) = kv.device_ptr(&stream);
-                let (op, _g3) = out.device_ptr_mut(&stream);
-                // Column-major view: Cᵀ (l × lq) = K (l × d, stored transposed) · Qᵀ (d × lq).
-                unsafe {
-                    blas::gemm_strided_batched_ex(
-                        *blas_handle.handle(),
-                        sys::cublasOperation_t::CUBLAS_OP_T,
-                        sys::cublasOperation_t::CUBLAS_OP_N,
-                        l as i32,
-                        lq as i32,
-                        d as i32,
-                        (&alpha) as *const f32 as *const _,
-                        kp as *const _,
-                        sys::cudaDataType_t::CUDA_R_16BF,
-                        d as i32,
-                        (l * d) as i64,
-                        qp as *const _,
-                        sys::cudaDataType_t::CUDA_R_16BF,
-                        d as i32,
-                        (lq * d) as i64,
-                        (&beta) as *const f32 as *const _,
-                        op as *mut _,
-                        sys::cudaDataType_t::CUDA_R_32F,
-                        l as i32,
-                        (lq * l) as i64,
-                        h as i32,
-                        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                        sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
-                    )
-                }
-                .map_err(|e| candle_core::Error::Msg(format!("cuBLAS scores: {e:?}")))?;
-            }
-            Ok((
-                CudaStorage::wrap_cuda_slice(out, dev),
-                Shape::from((h, lq, l)),
-            ))
-        }
-    }
-
-    /// Row softmax of f32 scores times `scale`, to bf16.
-    pub struct SoftmaxRows {
-        pub scale: f32,
-    }
-    cuda_op!(1, SoftmaxRows, "fused-softmax-rows");
-    impl SoftmaxRows {
-        fn cuda(&self, x: &CudaStorage, xl: &Layout) -> Result<(CudaStorage, Shape)> {
-            let k = kernels(x)?;
-            let dev = x.device().clone();
-            let stream = dev.cuda_stream();
-            let cols = *xl.dims().last().unwrap_or(&0);
-            let n = xl.shape().elem_count();
-            if cols == 0 {
-                candle_core::bail!("softmax: empty rows");
-            }
-            let xv = view::<f32>(x, xl)?;
-            let mut out = unsafe { dev.alloc::<bf16>(n)? };
-            let (c32, scale) = (cols as u32, self.scale);
-            let cfg = LaunchConfig {
-                grid_dim: ((n / cols) as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let mut l = stream.launch_builder(&k.elementwise.softmax_rows_f32_bf16);
-            l.arg(&xv).arg(&mut out).arg(&c32).arg(&scale);
-            unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
-            Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
     }
 }

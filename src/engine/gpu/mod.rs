@@ -3,11 +3,14 @@
 //! NF4 dequantisation). Everything that touches CUDA is behind the `cuda` feature; a CPU build
 //! keeps the pageable staging ring; `TransferMode::check_supported` refuses the GPU modes there.
 
+pub mod attention_tiles;
 pub mod batch;
 pub mod fused;
 pub mod staging;
 pub mod timings;
 
+#[cfg(feature = "cuda")]
+pub mod flash_kernel;
 #[cfg(feature = "cuda")]
 pub mod fused_kernel;
 #[cfg(feature = "cuda")]
