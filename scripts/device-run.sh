@@ -7,6 +7,7 @@
 #   scripts/device-run.sh ingest DIR [PAGES]             # pagesight bench ingest on DIR's PDFs
 #   scripts/device-run.sh seed DIR [PAGES]               # bench/seed_pipeline.py on DIR's PDFs
 #   scripts/device-run.sh embed                          # bench embed, batch 4, plain and by section
+#                                                        # (EMBED_BINS="pagesight pagesight-prev")
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +28,11 @@ unpack() {
 [ -f .device/pagesight.xz ] || { echo "no .device/pagesight.xz: run scripts/build-cuda.sh here and carry .device" >&2; exit 2; }
 unpack .device/pagesight.xz "$run_dir/pagesight" && chmod +x "$run_dir/pagesight"
 unpack .device/libpdfium.so.xz "$run_dir/libpdfium.so"
+# An earlier build carried beside it (.device/pagesight-prev.xz) lets `embed` compare the two in
+# one call (EMBED_BINS=pagesight,pagesight-prev).
+if [ -f .device/pagesight-prev.xz ]; then
+  unpack .device/pagesight-prev.xz "$run_dir/pagesight-prev" && chmod +x "$run_dir/pagesight-prev"
+fi
 export PDFIUM_LIB="$run_dir/libpdfium.so"
 
 # CUDA libraries: the driver's libcuda is on the loader path; cuBLAS, cuRAND, cudart and NVRTC
@@ -87,15 +93,17 @@ while [ $# -gt 0 ]; do
       # bench embed at batch 4: plain timings, then by section (each section synchronised).
       # EMBED_FUSED=1,0 compares the fused CUDA kernels with candle's own ops; EMBED_PROFILE=0 skips
       # the by-section run.
+      for bin in ${EMBED_BINS:-pagesight}; do
       for q in ${EMBED_QUANT//,/ }; do
         for f in ${EMBED_FUSED//,/ }; do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
-            note "-- bench embed --quant $q --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f)"
-            PAGESIGHT_FUSED_KERNELS=$f "$run_dir/pagesight" bench embed --model random:3b --device cuda --quant "$q" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            note "-- $bin: bench embed --quant $q --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f)"
+            PAGESIGHT_FUSED_KERNELS=$f "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
           done
         done
+      done
       done
       ;;
     ncu-embed)

@@ -152,9 +152,12 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             grid[2],
             n / 4
         );
-        println!("vision / page    {:.2} s", mean(&vision_s));
-        println!("LM+head / page   {:.2} s", mean(&lm_s));
-        println!("total / page     {:.2} s", mean(&vision_s) + mean(&lm_s));
+        println!("vision / page    {:.1} ms", mean(&vision_s) * 1e3);
+        println!("LM+head / page   {:.1} ms", mean(&lm_s) * 1e3);
+        println!(
+            "total / page     {:.1} ms",
+            (mean(&vision_s) + mean(&lm_s)) * 1e3
+        );
         println!("query            {query_s:.2} s");
         let total: f64 = sections.iter().map(|s| s.1).sum();
         for (label, s, calls) in &sections {

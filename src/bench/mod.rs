@@ -4,6 +4,7 @@
 pub mod cpu_peak;
 pub mod crash;
 pub mod embed;
+pub mod gemm;
 #[cfg(feature = "cuda")]
 pub mod gpu_attention_check;
 #[cfg(feature = "cuda")]
@@ -42,6 +43,9 @@ pub enum BenchCmd {
     /// Crash consistency of a real ingest: SIGKILL trials, render workers killed, disk full,
     /// searches during ingest.
     Crash(crash::CrashBenchArgs),
+    /// The model's linear layers on the GPU: cuBLASLt with the bias in its epilogue against
+    /// candle's matmul and a bias pass (TFLOP/s per shape); needs a `cuda` build.
+    Gemm(gemm::GemmBenchArgs),
     /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs
     /// a `cuda` build and an NVIDIA GPU. Prints PASS/FAIL lines.
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
@@ -52,6 +56,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Ingest(a) => ingest::run(a),
         BenchCmd::Loader(a) => loader::run(a),
         BenchCmd::Embed(a) => embed::run(a),
+        BenchCmd::Gemm(a) => gemm::run(a),
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         BenchCmd::Hostile(a) => hostile::run(a),

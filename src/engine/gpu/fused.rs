@@ -28,6 +28,58 @@ pub fn set_enabled(on: bool) {
     FUSED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
 }
 
+/// 0 = not read yet, 1 = on, 2 = off.
+static CUBLASLT: AtomicU8 = AtomicU8::new(0);
+
+/// Whether linear layers on CUDA run on cuBLASLt with the bias in the GEMM's epilogue (default
+/// on; `PAGESIGHT_CUBLASLT=0` runs candle's matmul and a separate bias pass).
+pub fn cublaslt_enabled() -> bool {
+    match CUBLASLT.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var("PAGESIGHT_CUBLASLT").map_or(true, |v| v != "0");
+            CUBLASLT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// Overrides `PAGESIGHT_CUBLASLT` for the whole process (benchmarks).
+pub fn set_cublaslt(on: bool) {
+    CUBLASLT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in
+/// its epilogue), elsewhere candle's matmul and `add_bias`.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if cublaslt_enabled()
+        && [x, w]
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == DType::BF16 && t.is_contiguous())
+        && w.rank() == 2
+    {
+        let (out, inp) = w.dims2()?;
+        let mut dims = x.dims().to_vec();
+        if dims.last() == Some(&inp) {
+            let rows = x.elem_count() / inp.max(1);
+            let x2 = x.reshape((rows, inp))?;
+            let y = match bias {
+                Some(b) => {
+                    let b = b.to_dtype(DType::BF16)?.contiguous()?;
+                    x2.apply_op3_no_bwd(w, &b, &super::lt_gemm::LtLinear)?
+                }
+                None => x2.apply_op2_no_bwd(w, &super::lt_gemm::LtLinear)?,
+            };
+            *dims.last_mut().unwrap_or(&mut 0) = out;
+            return y.reshape(dims);
+        }
+    }
+    use candle_core::Module;
+    add_bias(candle_nn::Linear::new(w.clone(), None).forward(x)?, bias)
+}
+
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn fused_for(t: &Tensor, dtype: DType) -> bool {
     t.device().is_cuda() && t.dtype() == dtype && t.is_contiguous() && enabled()

@@ -14,6 +14,8 @@ pub mod flash_kernel;
 #[cfg(feature = "cuda")]
 pub mod fused_kernel;
 #[cfg(feature = "cuda")]
+pub mod lt_gemm;
+#[cfg(feature = "cuda")]
 pub mod nf4_kernel;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;

@@ -191,12 +191,9 @@ impl QLinear {
 impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            // The bias goes on in a separate (fused on the GPU) pass: candle's broadcast add
-            // was the largest single kernel of the forward pass on the H100.
-            QLinear::Dense(l) => crate::engine::gpu::fused::add_bias(
-                candle_nn::Linear::new(l.weight().clone(), None).forward(x)?,
-                l.bias(),
-            ),
+            // On the GPU the bias goes on inside the GEMM (cuBLASLt) or in one fused pass:
+            // candle's broadcast add was the largest single kernel of the forward on the H100.
+            QLinear::Dense(l) => crate::engine::gpu::fused::linear(x, l.weight(), l.bias()),
             QLinear::Nf4(l) => l.forward(x),
             QLinear::Q4k(l) => l.forward(x),
         }

@@ -81,9 +81,9 @@ impl Nf4Linear {
                 .pad_with_zeros(0, 0, self.gemm_shape.0 - out)?
                 .pad_with_zeros(1, 0, self.gemm_shape.1 - inp)?;
         }
-        let y = x2.matmul(&w.t()?)?;
+        let y = crate::engine::gpu::fused::linear(&x2, &w, self.bias.as_ref())?;
         drop(lease);
-        self.finish(y, lead)
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
     /// The product from the codes directly (CPU).
@@ -100,11 +100,16 @@ impl Nf4Linear {
         self.finish(y, lead)
     }
 
-    fn finish(&self, y: Tensor, mut lead: Vec<usize>) -> Result<Tensor> {
+    fn finish(&self, y: Tensor, lead: Vec<usize>) -> Result<Tensor> {
         let y = crate::engine::gpu::fused::add_bias(y, self.bias.as_ref())?;
-        lead.push(self.gemm_shape.0);
-        Ok(y.reshape(lead)?)
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
+}
+
+/// [rows, out] → [...lead, out].
+fn reshape_rows(y: Tensor, mut lead: Vec<usize>, out: usize) -> candle_core::Result<Tensor> {
+    lead.push(out);
+    y.reshape(lead)
 }
 
 /// `[..., in] → ([rows, in], leading dims)`.
