@@ -6,6 +6,7 @@
 #   scripts/device-run.sh selftest                       # GPU proofs (PASS/FAIL lines)
 #   scripts/device-run.sh ingest DIR [PAGES]             # pagesight bench ingest on DIR's PDFs
 #   scripts/device-run.sh seed DIR [PAGES]               # bench/seed_pipeline.py on DIR's PDFs
+#   scripts/device-run.sh gemm                           # bench gemm: cuBLASLt vs candle per layer shape
 #   scripts/device-run.sh embed                          # bench embed, batch 4, plain and by section
 #                                                        # (EMBED_BINS="pagesight pagesight-prev")
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
@@ -62,6 +63,7 @@ note "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 status=0
 EMBED_QUANT=${EMBED_QUANT:-none,nf4}
 EMBED_FUSED=${EMBED_FUSED:-1}
+EMBED_LT=${EMBED_LT:-1}
 while [ $# -gt 0 ]; do
   step=$1; shift
   case $step in
@@ -96,15 +98,22 @@ while [ $# -gt 0 ]; do
       for bin in ${EMBED_BINS:-pagesight}; do
       for q in ${EMBED_QUANT//,/ }; do
         for f in ${EMBED_FUSED//,/ }; do
+          for lt in ${EMBED_LT//,/ }; do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
-            note "-- $bin: bench embed --quant $q --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f)"
-            PAGESIGHT_FUSED_KERNELS=$f "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            note "-- $bin: bench embed --quant $q --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f PAGESIGHT_CUBLASLT=$lt)"
+            PAGESIGHT_CUBLASLT=$lt PAGESIGHT_FUSED_KERNELS=$f "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
           done
         done
       done
       done
+      ;;
+    gemm)
+      # The model's linear layers: cuBLASLt + bias epilogue against candle's matmul + bias pass.
+      "$run_dir/pagesight" bench gemm 2>&1 | tee "$OUT/gemm.log" >> "$summary"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     ncu-embed)
       # Every kernel of a warm-up and a timed batch-4 forward, timed by Nsight Compute, summed by name.

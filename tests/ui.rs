@@ -125,6 +125,7 @@ pub fn side(label: &str, batch: usize, pps: f64) -> AbSideResult {
         pages_per_sec: pps,
         copy_critical_secs: 0.0,
         gpu_busy: None,
+        gpu_idle_between_batches: None,
         stages,
         series,
     }

@@ -39,6 +39,35 @@ pub struct EmbedBenchArgs {
     pub json: bool,
 }
 
+/// The GPU memory pool's usage where the model runs on CUDA (a `cuda` build), else None.
+fn vram_pool(model: &ColQwen) -> Result<Option<PoolUsage>> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::DeviceLocation::Cuda { gpu_id } = model.device().location() {
+        return crate::engine::gpu::vram::pool_usage(gpu_id).map(Some);
+    }
+    let _ = model;
+    Ok(None)
+}
+
+fn reset_vram_high(model: &ColQwen) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::DeviceLocation::Cuda { gpu_id } = model.device().location() {
+        return crate::engine::gpu::vram::reset_pool_high(gpu_id);
+    }
+    let _ = model;
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+use crate::engine::gpu::vram::PoolUsage;
+/// Where there is no GPU pool to read.
+#[cfg(not(feature = "cuda"))]
+#[derive(Clone, Copy)]
+struct PoolUsage {
+    used_bytes: u64,
+    used_high_bytes: u64,
+}
+
 /// Peak resident set size of this process in bytes (VmHWM), where /proc exists.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -81,10 +110,12 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let n = (args.grid_h * args.grid_w) as usize;
     let batch = args.batch.max(1);
     let (pixels, grids) = synthetic_pages(batch, args.grid_h, args.grid_w)?;
+    let weights_vram = vram_pool(&model)?;
     if model.device().is_cuda() {
         // First use compiles kernels and makes cuBLAS handles: not part of a page's time.
         let v = model.vision_forward(&pixels, &grids)?;
         model.lm_forward(&v, &grids)?;
+        reset_vram_high(&model)?;
     }
     crate::engine::colqwen::profile::enable(args.profile);
     let mut vision_s = Vec::new();
@@ -107,6 +138,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             "no vectors produced"
         );
     }
+    let peak_vram = vram_pool(&model)?;
     let sections = crate::engine::colqwen::profile::take();
     crate::engine::colqwen::profile::enable(false);
     let t = Instant::now();
@@ -136,6 +168,8 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             "query_s": query_s,
             "peak_rss_after_load_bytes": rss_after_load,
             "peak_rss_bytes": peak,
+            "vram_weights_bytes": weights_vram.map(|p| p.used_bytes),
+            "vram_peak_bytes": peak_vram.map(|p| p.used_high_bytes),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -172,6 +206,14 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             gib(rss_after_load),
             gib(peak)
         );
+        if let (Some(w), Some(p)) = (weights_vram, peak_vram) {
+            // Our allocations only (the memory pool), as PyTorch's max_memory_allocated.
+            println!(
+                "VRAM allocated   {} after load (weights), peak {} at batch {batch}",
+                gib(Some(w.used_bytes)),
+                gib(Some(p.used_high_bytes))
+            );
+        }
     }
     if model.is_random() {
         eprintln!(

@@ -146,16 +146,19 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     let _ = drain.join();
 
     // "stages/wall": how much of the wall time the stage breakdown accounts for.
-    println!("| run | pages/s | GPU-busy | H2D GB/s | copy critical ms/batch | VRAM peak GiB | stages/wall | largest stages |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| run | pages/s | GPU-busy | GPU idle between batches | H2D GB/s | copy critical ms/batch | VRAM peak GiB | stages/wall | largest stages |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let batches = (r.pages as f64 / a.batch_size.max(1) as f64).max(1.0);
         println!(
-            "| {} | {:.2} | {} | {:.1} | {:.3} | {} | {:.1}% | {} |",
+            "| {} | {:.2} | {} | {} | {:.1} | {:.3} | {} | {:.1}% | {} |",
             r.label,
             r.pages_per_sec,
             r.gpu_busy
                 .map(|b| format!("{:.1}%", b * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            r.gpu_idle_between_batches
+                .map(|b| format!("{:.2}%", b * 100.0))
                 .unwrap_or_else(|| "-".into()),
             h2d_bytes_per_sec(r) / 1e9,
             r.copy_critical_secs * 1e3 / batches,

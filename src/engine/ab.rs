@@ -91,6 +91,7 @@ pub fn run_side(
         pages_per_sec: out.pages as f64 / wall_secs.max(1e-9),
         copy_critical_secs: total.copy_critical_secs,
         gpu_busy: total.gpu_busy_secs.map(|b| b / wall_secs.max(1e-9)),
+        gpu_idle_between_batches: recorder.gpu_idle_between_batches(),
         stages: total.stages,
         series: recorder.series().to_vec(),
     })

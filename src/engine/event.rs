@@ -155,6 +155,9 @@ pub struct AbSideResult {
     pub pages_per_sec: f64,
     pub copy_critical_secs: f64,
     pub gpu_busy: Option<f64>,
+    /// Compute-stream idle between consecutive batches / span of the batches (device events).
+    #[serde(default)]
+    pub gpu_idle_between_batches: Option<f64>,
     pub stages: StageTimes,
     /// The metrics series, for overlaying the two runs.
     pub series: Vec<Metrics>,

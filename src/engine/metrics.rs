@@ -19,6 +19,32 @@ pub struct BatchReport {
     pub copy_critical_secs: f64,
     /// Time the compute stream had work queued, when measured with device events.
     pub gpu_busy_secs: Option<f64>,
+    /// The compute stream's start and end for this batch (device events, ms on one epoch).
+    pub gpu_span_ms: Option<(f64, f64)>,
+}
+
+/// Gaps between consecutive batches on the compute stream (device events): the GPU idle that
+/// the pipeline could have filled, excluding the wait for the first batch and after the last.
+#[derive(Clone, Copy, Debug, Default)]
+struct GpuGaps {
+    first_start_ms: Option<f64>,
+    last_end_ms: f64,
+    idle_ms: f64,
+}
+
+impl GpuGaps {
+    fn add(&mut self, (start, end): (f64, f64)) {
+        match self.first_start_ms {
+            None => self.first_start_ms = Some(start),
+            Some(_) => self.idle_ms += (start - self.last_end_ms).max(0.0),
+        }
+        self.last_end_ms = self.last_end_ms.max(end);
+    }
+
+    fn idle_fraction(&self) -> Option<f64> {
+        let span = self.last_end_ms - self.first_start_ms?;
+        (span > 0.0).then(|| self.idle_ms / span)
+    }
 }
 
 pub struct MetricsRecorder {
@@ -29,6 +55,7 @@ pub struct MetricsRecorder {
     window_gpu_busy: f64,
     window_has_gpu_busy: bool,
     total: BatchReport,
+    gaps: GpuGaps,
     monitor: Result<GpuMonitor, String>,
     series: Vec<Metrics>,
 }
@@ -44,6 +71,7 @@ impl MetricsRecorder {
             window_gpu_busy: 0.0,
             window_has_gpu_busy: false,
             total: BatchReport::default(),
+            gaps: GpuGaps::default(),
             monitor,
             series: Vec::new(),
         }
@@ -55,6 +83,12 @@ impl MetricsRecorder {
 
     pub fn total(&self) -> &BatchReport {
         &self.total
+    }
+
+    /// Idle time of the compute stream between consecutive batches over the span from the first
+    /// batch's start to the last one's end (None without device timings).
+    pub fn gpu_idle_between_batches(&self) -> Option<f64> {
+        self.gaps.idle_fraction()
     }
 
     pub fn series(&self) -> &[Metrics] {
@@ -73,6 +107,9 @@ impl MetricsRecorder {
             self.window_gpu_busy += busy;
             self.window_has_gpu_busy = true;
             *self.total.gpu_busy_secs.get_or_insert(0.0) += busy;
+        }
+        if let Some(span) = b.gpu_span_ms {
+            self.gaps.add(span);
         }
     }
 
@@ -136,6 +173,27 @@ impl MetricsRecorder {
 mod tests {
     use super::*;
     use crate::engine::Stage;
+
+    #[test]
+    fn idle_between_batches_counts_only_gaps_inside_the_span() {
+        let mut r = MetricsRecorder::new(Err("no gpu".into()));
+        assert_eq!(r.gpu_idle_between_batches(), None);
+        // Batches at [100, 110], [110.5, 120], [122, 130]: 2.5 ms idle over 30 ms; the 100 ms
+        // before the first batch is not "between batches".
+        for span in [(100.0, 110.0), (110.5, 120.0), (122.0, 130.0)] {
+            r.record(&BatchReport {
+                pages: 4,
+                gpu_span_ms: Some(span),
+                ..Default::default()
+            });
+        }
+        r.record(&BatchReport {
+            pages: 4,
+            ..Default::default()
+        });
+        let idle = r.gpu_idle_between_batches().unwrap();
+        assert!((idle - 2.5 / 30.0).abs() < 1e-12, "{idle}");
+    }
     #[test]
     fn window_and_totals_accumulate() {
         let mut r = MetricsRecorder::new(Err("no gpu".into()));

@@ -260,6 +260,7 @@ mod tests {
             pages_per_sec: pages as f64 / wall,
             copy_critical_secs: 0.5,
             gpu_busy: Some(0.9),
+            gpu_idle_between_batches: None,
             stages,
             series: vec![Metrics {
                 t: 0.25,

@@ -25,3 +25,5 @@ pub mod patchify_kernel;
 pub mod pipelined;
 #[cfg(feature = "cuda")]
 pub mod transfer;
+#[cfg(feature = "cuda")]
+pub mod vram;

@@ -279,6 +279,7 @@ impl Pump<'_> {
                 h2d_secs: d.copy.h2d_secs,
                 copy_critical_secs: d.copy.copy_critical_secs,
                 gpu_busy_secs: d.gpu_busy_secs,
+                gpu_span_ms: d.gpu_span_ms,
             };
             recorder.record(&report);
             self.emit(Event::BatchTimings {

@@ -17,6 +17,8 @@ pub struct Done {
     pub copy: CopyTimings,
     /// Compute-stream busy time, when measured with device events.
     pub gpu_busy_secs: Option<f64>,
+    /// The compute stream's start and end for this batch (ms since the executor's epoch event).
+    pub gpu_span_ms: Option<(f64, f64)>,
     /// The batch had to be split after running out of device memory.
     pub split: bool,
 }
@@ -54,6 +56,7 @@ impl BatchRunner for SyncRunner<'_> {
             embeddings,
             copy,
             gpu_busy_secs: None,
+            gpu_span_ms: None,
             split,
         }])
     }
@@ -136,6 +139,7 @@ mod gpu {
                     copy_critical_secs: t.copy_wait_ms / 1e3,
                 },
                 gpu_busy_secs: Some(t.compute_ms() / 1e3),
+                gpu_span_ms: Some((t.compute_start_ms, t.compute_end_ms)),
                 pages: f.batch.pages,
                 embeddings: f.output,
                 split: false,
