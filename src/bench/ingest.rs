@@ -85,6 +85,22 @@ fn vram_peak_gib(r: &AbSideResult) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// The card's pinned host-to-device peak when the runs used a GPU (a `cuda` build), else None.
+fn pinned_h2d_peak(runs: &[AbSideResult]) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    if runs.iter().any(|r| r.gpu_busy.is_some()) {
+        let measured = candle_core::Device::new_cuda(0)
+            .map_err(anyhow::Error::from)
+            .and_then(|d| crate::engine::gpu::transfer::measure_pinned_h2d_peak(&d, 64 << 20, 20));
+        match measured {
+            Ok(b) => return Some(b),
+            Err(e) => eprintln!("could not measure the pinned H2D peak: {e:#}"),
+        }
+    }
+    let _ = runs;
+    None
+}
+
 /// The three largest stages as "name share%".
 fn top_stages(r: &AbSideResult) -> String {
     let total = r.stages.total().max(1e-12);
@@ -169,8 +185,22 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             top_stages(r),
         );
     }
+    let h2d_peak = pinned_h2d_peak(&runs);
+    if let Some(peak) = h2d_peak {
+        let pct = runs
+            .iter()
+            .filter(|r| h2d_bytes_per_sec(r) > 0.0)
+            .map(|r| format!("{} {:.0} %", r.label, 100.0 * h2d_bytes_per_sec(r) / peak))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "pinned H2D peak of this card: {:.1} GB/s (64 MiB × 20 copies); the runs' H2D: {pct}",
+            peak / 1e9
+        );
+    }
     if let Some(path) = &a.json {
         let doc = json!({
+            "pinned_h2d_peak_bytes_per_sec": h2d_peak,
             "schema": crate::engine::SCHEMA_VERSION,
             "kind": "bench_ingest",
             "device": device,

@@ -151,6 +151,34 @@ pub struct GpuTransfer {
     ring_u8: SlotRing<u8>,
 }
 
+/// The card's pinned host-to-device bandwidth in bytes/s: one pinned buffer of `bytes` copied
+/// `reps` times on a stream of its own, timed with events — the peak that the ingest's copies
+/// are compared with ("H2D % of peak").
+pub fn measure_pinned_h2d_peak(device: &Device, bytes: usize, reps: usize) -> Result<f64> {
+    let dev = device
+        .as_cuda_device()
+        .map_err(|_| anyhow!("measuring H2D bandwidth needs a CUDA device, got {device:?}"))?;
+    let ctx = dev.cuda_stream().context().clone();
+    let stream = ctx
+        .new_stream()
+        .context("creating a stream for the H2D probe")?;
+    let host = super::staging::PinnedBuffer::<u8>::new(&ctx, bytes)?;
+    let mut dst = unsafe { stream.alloc::<u8>(bytes) }?;
+    let ptr = dst.device_ptr_mut(&stream).0;
+    let copy = || unsafe { cu::memcpy_htod_async(ptr, host.as_slice(), stream.cu_stream()) };
+    copy().map_err(|e| anyhow!("H2D probe copy: {e}"))?; // warm-up
+    let start = timing_event(&stream)?;
+    for _ in 0..reps.max(1) {
+        copy().map_err(|e| anyhow!("H2D probe copy: {e}"))?;
+    }
+    let end = timing_event(&stream)?;
+    end.synchronize()?;
+    let ms = start.elapsed_ms(&end)? as f64;
+    drop(dst);
+    stream.synchronize()?;
+    Ok(bytes as f64 * reps.max(1) as f64 / (ms / 1e3))
+}
+
 fn timing_event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
     let ev = stream
         .context()
