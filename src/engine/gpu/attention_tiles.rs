@@ -5,12 +5,10 @@
 /// Query slots per tile (the kernel's block: 4 warps × 16 query rows; keys go 64 at a time).
 pub const TILE: usize = 64;
 
-/// Whether the kernel takes `head_dim`: whole mma k-steps, and its static shared tiles (K
-/// 64 × (hd + 8) and Vᵀ hd × 72, bf16) within 47 KiB.
+/// Whether the kernel takes `head_dim`: whole mma k-steps, and its static shared tiles (K and
+/// V, 64 × (hd + 8) bf16 each) within 47 KiB.
 pub fn fits(head_dim: usize) -> bool {
-    head_dim % 16 == 0
-        && head_dim > 0
-        && 2 * (TILE * (head_dim + 8) + head_dim * (TILE + 8)) <= 47 * 1024
+    head_dim % 16 == 0 && head_dim > 0 && 2 * 2 * TILE * (head_dim + 8) <= 47 * 1024
 }
 
 /// Appends tiles of up to `TILE` query slots over `[begin, end)`, each seeing the keys

@@ -28,8 +28,7 @@ use std::sync::Arc;
 pub const SOURCE: &str = r#"
 #define QT 64
 #define KT 64
-#define LDS (HD + 8)      // row stride (bf16) of the Q/K tile in shared memory: conflict-free fragments
-#define LDV (KT + 8)      // row stride of the transposed V tile
+#define LDS (HD + 8)      // row stride (bf16) of the Q/K/V tiles in shared memory: conflict-free
 #define NK (HD / 16)      // k-steps of Q·Kᵀ
 #define NO (HD / 8)       // n-tiles of the output rows
 typedef unsigned short bf;
@@ -43,12 +42,59 @@ __device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Two bf16 in one register, the lower index in the low half (the mma operand layout).
-__device__ __forceinline__ unsigned pack2(unsigned short lo, unsigned short hi) {
-    return (unsigned)lo | ((unsigned)hi << 16);
+// Four 8×8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix
+// l / 8 and receives, of each matrix, row lane / 4, columns 2 (lane % 4) and + 1 (transposed
+// with .trans).
+__device__ __forceinline__ void ldsm_x4(unsigned* r, const bf* p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x2(unsigned* r, const bf* p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const bf* p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+
+// Two floats to bf16 (round to nearest even) in one register, `lo` in the low half.
+__device__ __forceinline__ unsigned cvt_bf16x2(float lo, float hi) {
+    unsigned d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
+    return d;
+}
+// The two bf16 of a packed register as floats, summed.
+__device__ __forceinline__ float sum_bf16x2(unsigned v) {
+    return __uint_as_float(v << 16) + __uint_as_float(v & 0xffff0000u);
+}
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 
 __device__ __forceinline__ unsigned ld32(const bf* p) { return *(const unsigned*)p; }
+
+// Rows [first, first + KT) of one head's slice into a row-major shared tile (16-byte chunks);
+// slots past `end` or mapping to no row are zeros (and -inf in `bias` when given).
+__device__ __forceinline__ void load_tile(bf* dst, const bf* __restrict__ qkv, unsigned long long row_len,
+    unsigned col, unsigned first, unsigned end, const unsigned* __restrict__ gather, unsigned n_rows,
+    float* bias) {
+    uint4 zero;
+    zero.x = 0u; zero.y = 0u; zero.z = 0u; zero.w = 0u;
+    for (unsigned e = threadIdx.x; e < KT * (HD / 8); e += blockDim.x) {
+        const unsigned r = e / (HD / 8), c = e % (HD / 8), slot = first + r;
+        unsigned row = n_rows;
+        if (slot < end) row = gather ? gather[slot] : slot;
+        *(uint4*)(dst + r * LDS + c * 8) =
+            row < n_rows ? *(const uint4*)(qkv + row * row_len + col + c * 8) : zero;
+        if (bias && c == 0) bias[r] = row < n_rows ? 0.f : NEG_INF;
+    }
+}
 
 extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     const bf* __restrict__ qkv,            // [n_rows, (H + 2 KVH) * HD]
@@ -58,24 +104,16 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     unsigned n_rows, unsigned H, unsigned KVH, float scale_log2, int causal)
 {
     __shared__ __align__(16) bf ks[KT * LDS];   // the Q tile first, then each K tile
-    __shared__ __align__(16) bf vt[HD * LDV];   // V tile transposed: [dim][key]
+    __shared__ __align__(16) bf vs[KT * LDS];   // each V tile, row-major (read transposed)
     __shared__ float key_bias[KT];              // 0 for a key, -inf for padding
     const uint4 t = tiles[blockIdx.x];
     const unsigned h = blockIdx.y, kvh = h / (H / KVH);
     const unsigned long long row_len = (unsigned long long)(H + 2 * KVH) * HD;
     const unsigned warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const unsigned g = lane >> 2, tq = lane & 3;
-    uint4 zero;
-    zero.x = 0u; zero.y = 0u; zero.z = 0u; zero.w = 0u;
 
-    // Q tile → shared (row-major, 16-byte chunks) → this warp's A fragments in registers.
-    for (unsigned e = threadIdx.x; e < QT * (HD / 8); e += blockDim.x) {
-        const unsigned r = e / (HD / 8), c = e % (HD / 8), slot = t.x + r;
-        unsigned row = n_rows;
-        if (slot < t.y) row = gather ? gather[slot] : slot;
-        *(uint4*)(ks + r * LDS + c * 8) =
-            row < n_rows ? *(const uint4*)(qkv + row * row_len + h * HD + c * 8) : zero;
-    }
+    // Q tile → shared → this warp's A fragments in registers.
+    load_tile(ks, qkv, row_len, h * HD, t.x, t.y, gather, n_rows, 0);
     __syncthreads();
     unsigned qa[NK][4];
     const unsigned r0 = warp * 16 + g;
@@ -87,6 +125,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
         qa[kk][3] = ld32(ks + (r0 + 8) * LDS + kk * 16 + 8 + 2 * tq);
     }
     const unsigned qslot0 = t.x + r0, qslot1 = qslot0 + 8;
+    const unsigned warp_first_q = t.x + warp * 16;
 
     float o[NO][4];
     #pragma unroll
@@ -95,60 +134,51 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     // With the causal mask no key after the tile's last query is visible.
     const unsigned k_end = causal ? min(t.w, min(t.y, t.x + QT)) : t.w;
     const unsigned k_off = (H + kvh) * HD, v_off = (H + KVH + kvh) * HD;
+    // ldmatrix row addresses: lane → (row within 8, which of the four matrices).
+    const unsigned lr = lane & 7, lm = lane >> 3;
 
     for (unsigned kb = t.z; kb < k_end; kb += KT) {
         __syncthreads();   // the previous tile (or the Q fragments) fully read
-        for (unsigned e = threadIdx.x; e < KT * (HD / 8); e += blockDim.x) {
-            const unsigned r = e / (HD / 8), c = e % (HD / 8), slot = kb + r;
-            unsigned row = n_rows;
-            if (slot < k_end) row = gather ? gather[slot] : slot;
-            *(uint4*)(ks + r * LDS + c * 8) =
-                row < n_rows ? *(const uint4*)(qkv + row * row_len + k_off + c * 8) : zero;
-            if (c == 0) key_bias[r] = row < n_rows ? 0.f : NEG_INF;
-        }
-        // V: consecutive threads take consecutive keys (conflict-free transposed stores), each
-        // reading 32 contiguous bytes of its row.
-        for (unsigned e = threadIdx.x; e < KT * (HD / 16); e += blockDim.x) {
-            const unsigned r = e % KT, c = e / KT, slot = kb + r;
-            unsigned row = n_rows;
-            if (slot < k_end) row = gather ? gather[slot] : slot;
-            uint4 a = zero, b = zero;
-            if (row < n_rows) {
-                const uint4* src = (const uint4*)(qkv + row * row_len + v_off + c * 16);
-                a = src[0];
-                b = src[1];
-            }
-            const bf* pa = (const bf*)&a;
-            const bf* pb = (const bf*)&b;
-            #pragma unroll
-            for (int i = 0; i < 8; i++) {
-                vt[(c * 16 + i) * LDV + r] = pa[i];
-                vt[(c * 16 + 8 + i) * LDV + r] = pb[i];
-            }
-        }
+        load_tile(ks, qkv, row_len, k_off, kb, k_end, gather, n_rows, key_bias);
+        load_tile(vs, qkv, row_len, v_off, kb, k_end, gather, n_rows, 0);
         __syncthreads();
 
-        // S = Q·Kᵀ for this warp's 16 rows × 64 keys.
+        // S = Q·Kᵀ for this warp's 16 rows × 64 keys. B fragments by ldmatrix: matrices
+        // (keys n·8.., dims kk·16 + {0, 8, 16, 24}) give b0, b1 of k-steps kk and kk + 1.
         float s[KT / 8][4];
         #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
             s[n][0] = 0.f; s[n][1] = 0.f; s[n][2] = 0.f; s[n][3] = 0.f;
-            const bf* krow = ks + (n * 8 + g) * LDS + 2 * tq;
+            const bf* krow = ks + (n * 8 + lr) * LDS;
             #pragma unroll
-            for (int kk = 0; kk < NK; kk++)
-                mma16816(s[n], qa[kk], ld32(krow + kk * 16), ld32(krow + kk * 16 + 8));
+            for (int kk = 0; kk + 1 < NK; kk += 2) {
+                unsigned b[4];
+                ldsm_x4(b, krow + kk * 16 + lm * 8);
+                mma16816(s[n], qa[kk], b[0], b[1]);
+                mma16816(s[n], qa[kk + 1], b[2], b[3]);
+            }
+            if (NK % 2) {
+                unsigned b[2];
+                ldsm_x2(b, krow + (NK - 1) * 16 + (lm & 1) * 8);
+                mma16816(s[n], qa[NK - 1], b[0], b[1]);
+            }
         }
-        // Scale (log2 domain), mask, and the tile's row maxima (rows g and g+8 of the warp).
+        // Scale (log2 domain); mask only where some key of the tile may be invisible to this
+        // warp (padding slots, the segment's end, the causal diagonal).
+        const bool mask = gather != 0 || kb + KT > k_end || (causal && kb + KT - 1 > warp_first_q);
         float tmax0 = NEG_INF, tmax1 = NEG_INF;
         #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
             #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const unsigned kc = n * 8 + 2 * tq + (e & 1);
-                const unsigned key = kb + kc;
-                const unsigned q = e < 2 ? qslot0 : qslot1;
-                float v = s[n][e] * scale_log2 + key_bias[kc];
-                if (key >= k_end || (causal && key > q)) v = NEG_INF;
+                float v = s[n][e] * scale_log2;
+                if (mask) {
+                    const unsigned kc = n * 8 + 2 * tq + (e & 1);
+                    const unsigned key = kb + kc;
+                    const unsigned q = e < 2 ? qslot0 : qslot1;
+                    v += key_bias[kc];
+                    if (key >= k_end || (causal && key > q)) v = NEG_INF;
+                }
                 s[n][e] = v;
             }
             tmax0 = fmaxf(tmax0, fmaxf(s[n][0], s[n][1]));
@@ -161,32 +191,36 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
         const float mn0 = fmaxf(m0, tmax0), mn1 = fmaxf(m1, tmax1);
         // A row with no visible key yet keeps zeros (exp2(-inf) = 0 everywhere).
         const float base0 = mn0 == NEG_INF ? 0.f : mn0, base1 = mn1 == NEG_INF ? 0.f : mn1;
-        const float corr0 = exp2f(m0 - base0), corr1 = exp2f(m1 - base1);
+        const float corr0 = fast_exp2(m0 - base0), corr1 = fast_exp2(m1 - base1);
         m0 = mn0; m1 = mn1;
         l0 *= corr0; l1 *= corr1;
         #pragma unroll
         for (int n = 0; n < NO; n++) {
             o[n][0] *= corr0; o[n][1] *= corr0; o[n][2] *= corr1; o[n][3] *= corr1;
         }
-        // P (bf16) as A fragments, straight from the accumulator layout; O += P·V.
+        // P (bf16) as A fragments, straight from the accumulator layout; the row sums add the
+        // rounded weights. O += P·V with V's B fragments by transposed ldmatrix: matrices
+        // (keys kk·16 + {0, 8}, dims n·8 and (n + 1)·8).
         #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
-            unsigned short p[8];
+            unsigned pa[4];
             #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const float* sn = s[2 * kk + half];
-                const unsigned short a = f2bf(exp2f(sn[0] - base0)), b = f2bf(exp2f(sn[1] - base0));
-                const unsigned short c = f2bf(exp2f(sn[2] - base1)), d = f2bf(exp2f(sn[3] - base1));
-                l0 += bf2f(a) + bf2f(b);
-                l1 += bf2f(c) + bf2f(d);
-                p[4 * half] = a; p[4 * half + 1] = b; p[4 * half + 2] = c; p[4 * half + 3] = d;
+                pa[2 * half] = cvt_bf16x2(fast_exp2(sn[0] - base0), fast_exp2(sn[1] - base0));
+                pa[2 * half + 1] = cvt_bf16x2(fast_exp2(sn[2] - base1), fast_exp2(sn[3] - base1));
+                l0 += sum_bf16x2(pa[2 * half]);
+                l1 += sum_bf16x2(pa[2 * half + 1]);
             }
-            const unsigned pa[4] = {pack2(p[0], p[1]), pack2(p[2], p[3]), pack2(p[4], p[5]),
-                                    pack2(p[6], p[7])};
+            // pa = {row g keys 0-7, row g+8 keys 0-7, row g keys 8-15, row g+8 keys 8-15}.
+            const unsigned a[4] = {pa[0], pa[1], pa[2], pa[3]};
+            const bf* vrow = vs + (kk * 16 + (lm & 1) * 8 + lr) * LDS + (lm >> 1) * 8;
             #pragma unroll
-            for (int n = 0; n < NO; n++) {
-                const bf* vrow = vt + (n * 8 + g) * LDV + kk * 16 + 2 * tq;
-                mma16816(o[n], pa, ld32(vrow), ld32(vrow + 8));
+            for (int n = 0; n < NO; n += 2) {
+                unsigned b[4];
+                ldsm_x4_trans(b, vrow + n * 8);
+                mma16816(o[n], a, b[0], b[1]);
+                mma16816(o[n + 1], a, b[2], b[3]);
             }
         }
     }
@@ -206,8 +240,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
         bf* dst = out + (unsigned long long)row * H * HD + h * HD + 2 * tq;
         #pragma unroll
         for (int n = 0; n < NO; n++)
-            *(unsigned*)(dst + n * 8) =
-                pack2(f2bf(o[n][2 * half] * inv), f2bf(o[n][2 * half + 1] * inv));
+            *(unsigned*)(dst + n * 8) = cvt_bf16x2(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
     }
 }
 "#;
