@@ -91,7 +91,7 @@ fn pinned_h2d_peak(runs: &[AbSideResult]) -> Option<f64> {
     if runs.iter().any(|r| r.gpu_busy.is_some()) {
         let measured = candle_core::Device::new_cuda(0)
             .map_err(anyhow::Error::from)
-            .and_then(|d| crate::engine::gpu::transfer::measure_pinned_h2d_peak(&d, 64 << 20, 20));
+            .and_then(|d| crate::engine::gpu::transfer::measure_pinned_h2d_peak(&d, 64 << 20, 8));
         match measured {
             Ok(b) => return Some(b),
             Err(e) => eprintln!("could not measure the pinned H2D peak: {e:#}"),
@@ -194,7 +194,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "pinned H2D peak of this card: {:.1} GB/s (64 MiB × 20 copies); the runs' H2D: {pct}",
+            "pinned H2D peak of this card: {:.1} GB/s (best of 8 rounds of 10 × 64 MiB); the runs' H2D: {pct}",
             peak / 1e9
         );
     }
