@@ -7,6 +7,7 @@ mod index;
 mod loader;
 mod model;
 mod nf4;
+mod quant_cache;
 mod ui;
 mod ui_e2e;
 mod ui_runs;
