@@ -282,6 +282,10 @@ fn single_layers_round_trip_bit_exactly() {
         scope: "AllLinear".into(),
         pagesight_version: "test".into(),
     };
+    // What a killed writer left: removed by the next write.
+    let abandoned = dir.path().join(".writing-999999999-0");
+    std::fs::create_dir(&abandoned).unwrap();
+    std::fs::write(abandoned.join("half-written"), b"x").unwrap();
     for (quant, storage) in [
         (
             Quant::Q4k,
@@ -301,6 +305,7 @@ fn single_layers_round_trip_bit_exactly() {
         session.keep("l", &layer, true);
         let written = session.finish();
         assert!(written.bytes_written.is_some(), "{written:?}");
+        assert!(!abandoned.exists());
 
         let session = QuantCacheSession::open(dir.path(), key(quant), "src".into());
         // A wrong shape or bias expectation is refused, not misread.

@@ -238,8 +238,8 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         match &cache {
             Some((cold_s, cold, warm_s, warm)) => {
                 println!(
-                    "load (cold)      {cold_s:.2} s  quantise, then write the cache ({:.2} GiB in {:.2} s)",
-                    cold.bytes_written.unwrap_or(0) as f64 / (1u64 << 30) as f64,
+                    "load (cold)      {cold_s:.2} s  quantise, then write the cache ({} in {:.2} s)",
+                    crate::engine::quant::cache::size_text(cold.bytes_written.unwrap_or(0)),
                     cold.write_s
                 );
                 println!(

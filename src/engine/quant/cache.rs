@@ -59,9 +59,9 @@ impl QuantCacheReport {
         };
         if let Some(b) = self.bytes_written {
             s += &format!(
-                "; cache written to {} ({:.2} GiB, {:.2} s)",
+                "; cache written to {} ({}, {:.2} s)",
                 self.file.display(),
-                b as f64 / (1u64 << 30) as f64,
+                size_text(b),
                 self.write_s
             );
         }
@@ -69,6 +69,16 @@ impl QuantCacheReport {
             s += &format!("; {e}");
         }
         s
+    }
+}
+
+/// `1.23 GiB`, or `4.5 MiB` below a tenth of a GiB.
+pub fn size_text(bytes: u64) -> String {
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    if gib >= 0.1 {
+        format!("{gib:.2} GiB")
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
     }
 }
 

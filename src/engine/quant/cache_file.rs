@@ -9,7 +9,7 @@
 //! of each layer's bytes. A file whose format, key or fingerprint differs is never used; a layer
 //! whose checksum or shape differs is never used either.
 //!
-//! Files are written to a temp file, fsynced and renamed over the old one, so a reader (which
+//! Files are written in a work folder, fsynced and renamed over the old one, so a reader (which
 //! memory-maps the file) only ever sees a complete file, and never one truncated under it.
 
 use std::borrow::Cow;
@@ -209,8 +209,8 @@ impl CachedLayer {
     }
 }
 
-/// Writes `layers` to `path` atomically (temp file in the same folder, fsync, rename, fsync the
-/// folder). Returns the file's size in bytes.
+/// Writes `layers` to `path` atomically (written in a work folder next to it, fsync, rename,
+/// fsync the folder). Returns the file's size in bytes.
 pub fn write(path: &Path, key: &CacheKey, source: &str, layers: &[CachedLayer]) -> Result<u64> {
     let dir = path
         .parent()
@@ -251,8 +251,15 @@ pub fn write(path: &Path, key: &CacheKey, source: &str, layers: &[CachedLayer]) 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    remove_abandoned_writes(dir);
+    // A private folder, so that whatever a killed writer leaves (safetensors' own temp file
+    // included) is found and removed by the next writer.
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let work = dir.join(format!("{WRITING_PREFIX}{}-{n}", std::process::id()));
+    let tmp = work.join(&file_name);
     let written = (|| -> Result<u64> {
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         safetensors::serialize_to_file(views, Some(metadata), &tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
         let f = File::open(&tmp).with_context(|| format!("reopening {}", tmp.display()))?;
@@ -264,10 +271,46 @@ pub fn write(path: &Path, key: &CacheKey, source: &str, layers: &[CachedLayer]) 
         crate::index::format::fsync_dir(dir)?;
         Ok(len)
     })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = std::fs::remove_dir_all(&work);
     written
+}
+
+/// The folder a write works in: this prefix, the writer's process id, `-` and a count.
+pub const WRITING_PREFIX: &str = ".writing-";
+
+/// Removes what killed writers left behind (gigabytes each): the work folders of processes that
+/// no longer run. A live writer's folder is left alone.
+fn remove_abandoned_writes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(WRITING_PREFIX)
+            .and_then(|p| p.split('-').next()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_runs(pid) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn process_runs(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn process_runs(_pid: u32) -> bool {
+    true // no cheap check: leave the file
 }
 
 /// A cache file opened and checked against the key and fingerprint the model expects.
