@@ -3,6 +3,7 @@ mod crash;
 mod engine;
 mod fixture_meta;
 mod hostile;
+mod hub_download;
 mod index;
 mod loader;
 mod model;
