@@ -335,3 +335,21 @@ fn single_layers_round_trip_bit_exactly() {
         assert!(other.finish().warnings[0].contains("checkpoint files changed"));
     }
 }
+
+/// Settings saved before the cache existed (GUI storage, recorded runs) still load, with the
+/// cache on in its default folder.
+#[test]
+fn settings_without_the_cache_field_load_with_the_default() {
+    let mut v = serde_json::to_value(ModelSettings::default()).unwrap();
+    v.as_object_mut().unwrap().remove("quant_cache");
+    let s: ModelSettings = serde_json::from_value(v).unwrap();
+    assert_eq!(s.quant_cache, QuantCacheSetting::Default);
+    let dir: ModelSettings = serde_json::from_value(serde_json::json!({
+        "model": "random:tiny", "adapter": null, "device": "cpu", "dtype": "f32",
+        "quant": "nf4", "max_visual_tokens": 768, "quant_cache": {"dir": "/x"}
+    }))
+    .unwrap();
+    assert_eq!(dir.quant_cache, QuantCacheSetting::Dir("/x".into()));
+    assert_eq!(dir.quant_cache.dir(), Some(PathBuf::from("/x")));
+    assert_eq!(QuantCacheSetting::Off.dir(), None);
+}
