@@ -238,12 +238,12 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         match &cache {
             Some((cold_s, cold, warm_s, warm)) => {
                 println!(
-                    "load (cold)      {cold_s:.2} s  quantise, then write the cache ({} in {:.2} s)",
+                    "load (cold)   {cold_s:>7.2} s  quantise, then write the cache ({} in {:.2} s)",
                     crate::engine::quant::cache::size_text(cold.bytes_written.unwrap_or(0)),
                     cold.write_s
                 );
                 println!(
-                    "load (warm)      {warm_s:.2} s  read the cache ({:.2} s with checksums): {:.1}× faster",
+                    "load (warm)   {warm_s:>7.2} s  read the cache ({:.2} s with checksums): {:.1}× faster",
                     warm.read_s,
                     cold_s / warm_s.max(1e-9)
                 );
