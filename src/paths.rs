@@ -48,6 +48,18 @@ pub fn default_index_for(folder: &Path) -> PathBuf {
         .join(format!("{name}-{}", &h[..8]))
 }
 
+/// Where quantised weights are cached between runs: `<data>/quant-cache`, next to the default
+/// indexes (one folder for every index: a cache file is keyed by the model, not the corpus).
+/// `PAGESIGHT_QUANT_CACHE=off` (or `0`, or empty) turns caching off, `PAGESIGHT_QUANT_CACHE=DIR` moves it; this is
+/// the only switch for commands without model flags (`search` reloads the index's model).
+pub fn quant_cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("PAGESIGHT_QUANT_CACHE") {
+        Some(v) if v.is_empty() || v == "off" || v == "0" => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => Some(data_dir().join("quant-cache")),
+    }
+}
+
 /// Candidate locations for libpdfium, in search order: `$PDFIUM_LIB` (file or dir), next to the
 /// executable, `vendor/pdfium/` of the source tree, `./vendor/pdfium/`.
 pub fn pdfium_candidates() -> Vec<PathBuf> {

@@ -2,7 +2,8 @@
 //! time and peak resident memory.
 
 use crate::engine::colqwen::{ColQwen, RANDOM_WARNING};
-use crate::engine::{DType, DeviceChoice, ModelSettings, Quant, SCHEMA_VERSION};
+use crate::engine::quant::QuantCacheReport;
+use crate::engine::{DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, SCHEMA_VERSION};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
@@ -37,6 +38,88 @@ pub struct EmbedBenchArgs {
     pub grid_w: u32,
     #[arg(long)]
     pub json: bool,
+    /// With --quant: the folder in which to measure the quantised-weight cache (a temporary
+    /// subfolder, removed afterwards): one cold load (quantise, write the cache), then one warm
+    /// load (read it). Default: the cache folder pagesight uses (`quant-cache` in the data dir).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_quant_cache")]
+    pub quant_cache: Option<PathBuf>,
+    /// With --quant: one load that quantises, without the cache.
+    #[arg(long)]
+    pub no_quant_cache: bool,
+}
+
+/// The model loaded for the benchmark, and how long loading took.
+struct Loaded {
+    model: ColQwen,
+    load_s: f64,
+    /// With the cache measured: (cold load s, its report, warm load s, its report).
+    cache: Option<(f64, QuantCacheReport, f64, QuantCacheReport)>,
+}
+
+fn load_timed(settings: &ModelSettings) -> Result<(ColQwen, f64)> {
+    let t0 = Instant::now();
+    let model = ColQwen::load(settings).context("loading the model")?;
+    Ok((model, t0.elapsed().as_secs_f64()))
+}
+
+/// Loads once, or with --quant and the cache: cold (quantise + write) then warm (read), checking
+/// that both give the same query vectors bit for bit.
+fn load(args: &EmbedBenchArgs, settings: ModelSettings) -> Result<Loaded> {
+    if args.quant == Quant::None || args.no_quant_cache {
+        let (model, load_s) = load_timed(&ModelSettings {
+            quant_cache: QuantCacheSetting::Off,
+            ..settings
+        })?;
+        return Ok(Loaded {
+            model,
+            load_s,
+            cache: None,
+        });
+    }
+    let base = match &args.quant_cache {
+        Some(d) => d.clone(),
+        None => crate::paths::quant_cache_dir()
+            .context("PAGESIGHT_QUANT_CACHE is off: give --quant-cache DIR or --no-quant-cache")?,
+    };
+    let scratch = base.join(format!(".bench-{}", std::process::id()));
+    let settings = ModelSettings {
+        quant_cache: QuantCacheSetting::Dir(scratch.clone()),
+        ..settings
+    };
+    let measured = (|| {
+        let query = ["what is the revenue of the company in 2023?".to_string()];
+        let (cold, cold_s) = load_timed(&settings)?;
+        let cold_report = cold.quant_cache_report().cloned().unwrap_or_default();
+        eprintln!("cold load {cold_s:.1} s: {}", cold_report.describe());
+        let cold_query = cold.embed_queries(&query)?;
+        drop(cold);
+        let (warm, warm_s) = load_timed(&settings)?;
+        let warm_report = warm.quant_cache_report().cloned().unwrap_or_default();
+        eprintln!("warm load {warm_s:.1} s: {}", warm_report.describe());
+        anyhow::ensure!(
+            warm_report.used(),
+            "the warm load did not read the cache {}: {}",
+            warm_report.file.display(),
+            cold_report
+                .write_error
+                .iter()
+                .chain(&warm_report.warnings)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        anyhow::ensure!(
+            warm.embed_queries(&query)? == cold_query,
+            "query vectors differ between the quantising load and the cached one"
+        );
+        Ok(Loaded {
+            model: warm,
+            load_s: warm_s,
+            cache: Some((cold_s, cold_report, warm_s, warm_report)),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    measured
 }
 
 /// The GPU memory pool's usage where the model runs on CUDA (a `cuda` build), else None.
@@ -100,10 +183,13 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         dtype: args.dtype,
         quant: args.quant,
         max_visual_tokens: 768,
+        quant_cache: QuantCacheSetting::Off,
     };
-    let t0 = Instant::now();
-    let model = ColQwen::load(&settings).context("loading the model")?;
-    let load_s = t0.elapsed().as_secs_f64();
+    let Loaded {
+        model,
+        load_s,
+        cache,
+    } = load(&args, settings)?;
     let rss_after_load = peak_rss_bytes();
     eprintln!("loaded {} in {load_s:.1} s", args.model);
     let grid = [1, args.grid_h, args.grid_w];
@@ -157,6 +243,10 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             "model": model.identity(),
             "device": format!("{:?}", model.device()),
             "load_s": load_s,
+            "quant_cache": cache.as_ref().map(|(cold_s, cold, warm_s, warm)| serde_json::json!({
+                "cold_load_s": cold_s, "cold_write_s": cold.write_s,
+                "bytes": cold.bytes_written, "warm_load_s": warm_s, "warm_read_s": warm.read_s,
+            })),
             "page_grid": grid,
             "batch": batch,
             "quant": args.quant,
@@ -179,7 +269,21 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             args.dtype,
             format!("{:?}", model.device()).to_lowercase()
         );
-        println!("load             {load_s:.2} s");
+        match &cache {
+            Some((cold_s, cold, warm_s, warm)) => {
+                println!(
+                    "load (cold)   {cold_s:>7.2} s  quantise, then write the cache ({} in {:.2} s)",
+                    crate::engine::quant::cache::size_text(cold.bytes_written.unwrap_or(0)),
+                    cold.write_s
+                );
+                println!(
+                    "load (warm)   {warm_s:>7.2} s  read the cache ({:.2} s with checksums): {:.1}× faster",
+                    warm.read_s,
+                    cold_s / warm_s.max(1e-9)
+                );
+            }
+            None => println!("load             {load_s:.2} s"),
+        }
         println!(
             "page             {}×{} patches, {} visual tokens",
             grid[1],

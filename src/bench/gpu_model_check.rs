@@ -61,6 +61,8 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             dtype,
             quant,
             max_visual_tokens: 768,
+            // The check measures quantisation itself.
+            quant_cache: crate::engine::QuantCacheSetting::Off,
         })?;
         candle_core::cuda::set_gemm_reduced_precision_f32(dtype != DType::F32);
         let (pixels, grids) = super::embed::synthetic_pages(2, 64, 46)?;

@@ -66,6 +66,8 @@ impl ParityFixture {
             quant,
             // What the fixture's processor was built with (max_pixels 50176 = 64·28·28).
             max_visual_tokens: 64,
+            // Parity checks quantise afresh (and never write into the user's data dir).
+            quant_cache: crate::engine::QuantCacheSetting::Off,
         }
     }
 

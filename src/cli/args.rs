@@ -2,7 +2,7 @@
 
 use crate::engine::settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
-    TransferMode,
+    QuantCacheSetting, TransferMode,
 };
 use clap::Args;
 use std::path::PathBuf;
@@ -27,6 +27,30 @@ pub struct ModelArgs {
     /// Upper bound on visual tokens per page.
     #[arg(long, default_value_t = 768)]
     pub max_visual_tokens: usize,
+    #[command(flatten)]
+    pub quant_cache: QuantCacheArgs,
+}
+
+/// Where `--quant` keeps quantised weights between runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct QuantCacheArgs {
+    /// Folder of the quantised-weight cache (default: `quant-cache` in the data dir, next to the
+    /// indexes; `PAGESIGHT_QUANT_CACHE` overrides it).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_quant_cache")]
+    pub quant_cache: Option<PathBuf>,
+    /// Quantise at every load instead of reading (and writing) the quantised-weight cache.
+    #[arg(long)]
+    pub no_quant_cache: bool,
+}
+
+impl QuantCacheArgs {
+    pub fn setting(&self) -> QuantCacheSetting {
+        match (&self.quant_cache, self.no_quant_cache) {
+            (_, true) => QuantCacheSetting::Off,
+            (Some(dir), false) => QuantCacheSetting::Dir(dir.clone()),
+            (None, false) => QuantCacheSetting::Default,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -38,6 +62,7 @@ impl ModelArgs {
             dtype: self.dtype,
             quant: self.quant,
             max_visual_tokens: self.max_visual_tokens,
+            quant_cache: self.quant_cache.setting(),
         }
     }
 }

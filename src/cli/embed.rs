@@ -53,6 +53,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         dtype: args.dtype,
         quant: Quant::None,
         max_visual_tokens: args.max_visual_tokens,
+        ..ModelSettings::default()
     };
     let mut model = ColQwen::load(&settings)?;
     model.set_query_prompt(QueryPrompt {

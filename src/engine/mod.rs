@@ -12,7 +12,8 @@ pub mod stage;
 pub use command::{Command, SearchMode, SearchRequest};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
-    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, TransferMode,
+    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,
+    TransferMode,
 };
 pub use stage::{Stage, StageClock, StageTimes};
 

@@ -77,6 +77,7 @@ pub fn model_settings_for(prov: &Provenance) -> Result<ModelSettings> {
         dtype: prov.dtype.parse()?,
         quant: prov.quant.parse()?,
         max_visual_tokens: prov.max_visual_tokens,
+        quant_cache: super::settings::QuantCacheSetting::Default,
     })
 }
 

@@ -213,6 +213,35 @@ pub struct ModelSettings {
     pub quant: Quant,
     /// Upper bound on visual tokens per page (max_pixels = this · 28 · 28).
     pub max_visual_tokens: usize,
+    /// Where `quant` keeps the quantised weights between runs (absent in older saved settings).
+    #[serde(default)]
+    pub quant_cache: QuantCacheSetting,
+}
+
+/// Where quantised weights (`--quant nf4|q4k`) are cached, so that a later load of the same
+/// model with the same settings reads them instead of quantising again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantCacheSetting {
+    /// `paths::quant_cache_dir()`: next to the default indexes, unless `PAGESIGHT_QUANT_CACHE`
+    /// says `off` or names another folder.
+    #[default]
+    Default,
+    /// Quantise at every load (`--no-quant-cache`).
+    Off,
+    /// This folder (`--quant-cache DIR`).
+    Dir(PathBuf),
+}
+
+impl QuantCacheSetting {
+    /// The folder to use, or None when caching is off.
+    pub fn dir(&self) -> Option<PathBuf> {
+        match self {
+            QuantCacheSetting::Default => crate::paths::quant_cache_dir(),
+            QuantCacheSetting::Off => None,
+            QuantCacheSetting::Dir(d) => Some(d.clone()),
+        }
+    }
 }
 
 impl Default for ModelSettings {
@@ -224,6 +253,7 @@ impl Default for ModelSettings {
             dtype: DType::F32,
             quant: Quant::None,
             max_visual_tokens: 768,
+            quant_cache: QuantCacheSetting::Default,
         }
     }
 }

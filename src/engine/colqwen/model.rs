@@ -59,6 +59,8 @@ pub struct ColQwen {
     device: Device,
     /// What quantisation did to the linear layers (None when unquantised).
     quant_summary: Option<crate::engine::quant::context::QuantSummary>,
+    /// What the quantised-weight cache did at load (None when unquantised or not caching).
+    quant_cache: Option<crate::engine::quant::QuantCacheReport>,
 }
 
 /// Shown wherever random-weight output is produced.
@@ -119,7 +121,7 @@ impl ColQwen {
         }
         let adapter_hash = adapter.as_ref().map(|a| a.hash.clone());
         let dtype = s.dtype.candle();
-        let (weights, checkpoint_hash) = match &r.weights {
+        let (weights, checkpoint_hash, source) = match &r.weights {
             WeightSource::Files(files) => {
                 let mut h = blake3::Hasher::new();
                 h.update(&r.config_bytes);
@@ -137,6 +139,7 @@ impl ColQwen {
                 (
                     Weights::from_files(files, adapter, dtype, device)?.with_quant(s.quant),
                     h.finalize().to_hex().to_string(),
+                    crate::engine::quant::cache::source_fingerprint(files),
                 )
             }
             WeightSource::Random { seed } => {
@@ -146,8 +149,15 @@ impl ColQwen {
                 (
                     Weights::random(*seed, dtype, device).with_quant(s.quant),
                     h.finalize().to_hex().to_string(),
+                    format!("random weights, seed {seed}"),
                 )
             }
+        };
+        let mut weights = match s.quant_cache.dir() {
+            Some(dir) => {
+                weights.with_quant_cache(&dir, &checkpoint_hash, adapter_hash.as_deref(), source)
+            }
+            None => weights,
         };
         let vision = VisionTower::load(&weights, &cfg.vision)?;
         let text = TextModel::load(&weights, &cfg.text)?;
@@ -165,6 +175,13 @@ impl ColQwen {
             Some(weights.get_as("custom_text_proj.bias", &[dim], candle_core::DType::F32)?),
         );
         weights.check_adapter_fully_used()?;
+        let quant_cache = weights.finish_quant_cache();
+        if let Some(report) = &quant_cache {
+            for w in &report.warnings {
+                tracing::warn!("{w}");
+            }
+            tracing::info!("{}", report.describe());
+        }
         let quant_summary = weights.quant_context().map(|c| c.summary());
         let image_input =
             load_preprocess_config(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
@@ -195,6 +212,7 @@ impl ColQwen {
             identity,
             device: device.clone(),
             quant_summary,
+            quant_cache,
         })
     }
 
@@ -205,6 +223,12 @@ impl ColQwen {
     /// Layers quantised and bytes before/after, when loaded with `--quant`.
     pub fn quant_summary(&self) -> Option<&crate::engine::quant::context::QuantSummary> {
         self.quant_summary.as_ref()
+    }
+
+    /// Whether the quantised weights came from the cache, were quantised (and cached), and
+    /// why a cache file could not be used (None when unquantised or not caching).
+    pub fn quant_cache_report(&self) -> Option<&crate::engine::quant::QuantCacheReport> {
+        self.quant_cache.as_ref()
     }
 
     pub fn identity(&self) -> ModelIdentity {

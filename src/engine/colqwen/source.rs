@@ -140,9 +140,9 @@ fn hub_snapshot(repo: &str, required: &[&str], with_weights: bool) -> Result<Pat
         .context("starting the Hugging Face hub client")?;
     let remote = api.model(repo.to_string());
     let fetch = |f: &str| {
-        remote.get(f).with_context(|| {
-            format!("{repo} is not in the local Hugging Face cache and downloading {f} failed (offline?)")
-        })
+        remote
+            .get(f)
+            .map_err(|e| download_error(repo, f, &remote.url(f), &cache, e))
     };
     let first = fetch(required[0])?;
     for f in &required[1..] {
@@ -177,6 +177,40 @@ fn hub_snapshot(repo: &str, required: &[&str], with_weights: bool) -> Result<Pat
         }
     }
     Ok(first.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// Why fetching `file` of `repo` (from `url`) failed, in words that say what to do.
+fn download_error(
+    repo: &str,
+    file: &str,
+    url: &str,
+    cache: &hf_hub::Cache,
+    e: hf_hub::api::sync::ApiError,
+) -> anyhow::Error {
+    let status = match &e {
+        hf_hub::api::sync::ApiError::RequestError(r) => match r.as_ref() {
+            ureq::Error::Status(code, _) => Some(*code),
+            ureq::Error::Transport(_) => None,
+        },
+        _ => None,
+    };
+    let message = match status {
+        Some(404) => format!(
+            "the hub has no file {file} in {repo} (HTTP 404 for {url}): check the repo id, and \
+             that it holds a ColQwen2.5 snapshot (config.json, tokenizer.json, safetensors weights)"
+        ),
+        Some(code @ (401 | 403)) => format!(
+            "the hub refused {file} of {repo} (HTTP {code} for {url}): the repo does not exist, \
+             or it is private or gated (set HF_TOKEN to an account with access)"
+        ),
+        Some(code) => format!("downloading {file} of {repo} failed: HTTP {code} for {url}"),
+        None => format!(
+            "{repo} is not complete in the local Hugging Face cache ({}) and downloading {file} \
+             from {url} failed (offline?): connect, or give --model a local snapshot directory",
+            cache.path().display()
+        ),
+    };
+    anyhow::Error::new(e).context(message)
 }
 
 /// The tokenizer shipped in `assets/tokenizer/` (a reduced real Qwen2 vocabulary): found via

@@ -7,7 +7,11 @@
 //! `model.language_model.*`, `model.visual.*`), checks the shape, merges the LoRA delta and casts.
 
 use super::lora::LoraAdapter;
-use crate::engine::quant::{QLinear, QuantContext};
+use crate::engine::quant::cache::dense_bytes;
+use crate::engine::quant::linear::planned_storage;
+use crate::engine::quant::{
+    CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
+};
 use crate::engine::Quant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -36,6 +40,8 @@ pub struct Weights {
     /// Quantisation applied to each linear layer as it is loaded (so the dense copy of one layer
     /// at a time is all the extra memory quantising costs).
     quant: Option<(Quant, QuantContext)>,
+    /// Where quantised layers are read from instead of quantised, when caching.
+    cache: Option<QuantCacheSession>,
 }
 
 /// Every spelling of a canonical name that checkpoints use.
@@ -132,6 +138,7 @@ impl Weights {
             device: device.clone(),
             merged: Mutex::new(HashSet::new()),
             quant: None,
+            cache: None,
         })
     }
 
@@ -143,6 +150,7 @@ impl Weights {
             device: device.clone(),
             merged: Mutex::new(HashSet::new()),
             quant: None,
+            cache: None,
         }
     }
 
@@ -150,6 +158,38 @@ impl Weights {
     pub fn with_quant(mut self, quant: Quant) -> Self {
         self.quant = (quant != Quant::None).then(|| (quant, QuantContext::new(&self.device)));
         self
+    }
+
+    /// Reads quantised layers from (and at [`Self::finish_quant_cache`] writes them to) the cache
+    /// file in `dir` for this checkpoint (`checkpoint_hash`, LoRA `adapter_hash`, `source`: a
+    /// fingerprint of the weight files) and these quantisation settings. No effect unquantised.
+    pub fn with_quant_cache(
+        mut self,
+        dir: &Path,
+        checkpoint_hash: &str,
+        adapter_hash: Option<&str>,
+        source: String,
+    ) -> Self {
+        if let Some((quant, ctx)) = &self.quant {
+            let key = CacheKey {
+                checkpoint_hash: checkpoint_hash.to_string(),
+                adapter_hash: adapter_hash.map(String::from),
+                dtype: self.dtype.as_str().to_string(),
+                quant: *quant,
+                nf4_blocksize: ctx.nf4_blocksize,
+                double_quant: ctx.double_quant,
+                scope: format!("{:?}", ctx.scope),
+                pagesight_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            self.cache = Some(QuantCacheSession::open(dir, key, source));
+        }
+        self
+    }
+
+    /// Writes the cache file if this load had to quantise, and says what the cache did (None
+    /// when not caching).
+    pub fn finish_quant_cache(&mut self) -> Option<QuantCacheReport> {
+        self.cache.take().map(QuantCacheSession::finish)
     }
 
     /// The quantisation context, when quantising (for its per-layer records).
@@ -241,8 +281,38 @@ impl Weights {
         Ok(merged.to_dtype(dtype)?.to_device(&self.device)?)
     }
 
-    /// A linear layer `prefix.weight` [out, in] (+ `prefix.bias` [out]).
+    /// A linear layer `prefix.weight` [out, in] (+ `prefix.bias` [out]), quantised as asked,
+    /// or read already quantised from the cache.
     pub fn linear(
+        &self,
+        prefix: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<QLinear> {
+        let Some((q, ctx)) = &self.quant else {
+            return self.dense_linear(prefix, in_dim, out_dim, bias);
+        };
+        let storage = planned_storage(ctx.quant_for(prefix, *q), in_dim);
+        if let (Some(cache), true) = (&self.cache, storage != LayerStorage::Dense) {
+            let shape = (out_dim, in_dim);
+            if let Some(layer) = cache.read(prefix, storage, shape, bias, ctx, &self.device) {
+                layer.record_in(ctx, prefix, *q, dense_bytes(shape, bias, self.dtype));
+                self.note_merged_in_cache(prefix)?;
+                cache.keep(prefix, &layer, false);
+                return Ok(layer);
+            }
+        }
+        let layer = self
+            .dense_linear(prefix, in_dim, out_dim, bias)?
+            .quantize_named(prefix, *q, ctx)?;
+        if let Some(cache) = &self.cache {
+            cache.keep(prefix, &layer, true);
+        }
+        Ok(layer)
+    }
+
+    fn dense_linear(
         &self,
         prefix: &str,
         in_dim: usize,
@@ -255,11 +325,25 @@ impl Weights {
         } else {
             None
         };
-        let layer = QLinear::dense(w, b);
-        match &self.quant {
-            Some((q, ctx)) => Ok(layer.quantize_named(prefix, *q, ctx)?),
-            None => Ok(layer),
+        Ok(QLinear::dense(w, b))
+    }
+
+    /// A layer read from the cache carries the LoRA deltas merged when it was written (the
+    /// cache key holds the adapter's hash): count them as merged.
+    fn note_merged_in_cache(&self, prefix: &str) -> Result<()> {
+        let Some(l) = &self.lora else { return Ok(()) };
+        let mut merged = self
+            .merged
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+        for t in l.targets() {
+            if t.strip_prefix(prefix)
+                .is_some_and(|rest| rest == ".weight" || rest == ".bias")
+            {
+                merged.insert(t.clone());
+            }
         }
+        Ok(())
     }
 
     /// An RMSNorm weight, kept in f32 (the norm is computed in f32).

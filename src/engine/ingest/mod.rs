@@ -48,6 +48,13 @@ pub fn run_and_report(
 pub fn load_model(settings: &ModelSettings, events: &Sender<Event>) -> Result<ColQwen> {
     let model =
         ColQwen::load(settings).with_context(|| format!("loading model '{}'", settings.model))?;
+    if let Some(report) = model.quant_cache_report() {
+        for message in report.warnings.iter().chain(&report.write_error) {
+            let _ = events.send(Event::Notice {
+                message: message.clone(),
+            });
+        }
+    }
     if model.is_random() {
         let _ = events.send(Event::Notice {
             message: format!(

@@ -1,6 +1,8 @@
 //! Linear layers in candle's GGML k-quants (`--quant q4k`).
 
-use anyhow::{Context, Result};
+use std::sync::Arc;
+
+use anyhow::{ensure, Context, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 
@@ -8,6 +10,8 @@ use candle_core::{DType, Module, Tensor};
 #[derive(Clone, Debug)]
 pub struct KQuantLinear {
     matmul: QMatMul,
+    /// The quantised weight itself (shared with `matmul`), for the quantised-weight cache.
+    weight: Arc<QTensor>,
     bias: Option<Tensor>,
     format: GgmlDType,
     shape: (usize, usize),
@@ -34,15 +38,32 @@ impl KQuantLinear {
         let q = QTensor::quantize(weight, format).with_context(|| {
             format!("quantising a {}×{} weight to {format:?}", shape.0, shape.1)
         })?;
-        let weight_bytes = q.storage_size_in_bytes();
-        let matmul = QMatMul::from_qtensor(q)?;
+        Self::from_quantized(Arc::new(q), bias)
+    }
+
+    /// A layer over an already quantised `[out, in]` weight (read back from the cache).
+    pub fn from_quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        let shape = weight.shape().dims2()?;
+        let format = weight.dtype();
+        ensure!(
+            kquant_format(shape.1) == Some(format),
+            "a {}×{} weight is not stored as {format:?}",
+            shape.0,
+            shape.1
+        );
         Ok(KQuantLinear {
-            matmul,
+            matmul: QMatMul::from_arc(weight.clone())?,
+            weight_bytes: weight.storage_size_in_bytes(),
+            weight,
             bias,
             format,
             shape,
-            weight_bytes,
         })
+    }
+
+    /// The quantised weight.
+    pub fn quantized(&self) -> &Arc<QTensor> {
+        &self.weight
     }
 
     pub fn format(&self) -> GgmlDType {

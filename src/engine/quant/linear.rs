@@ -87,29 +87,41 @@ impl QLinear {
         ctx: &QuantContext,
     ) -> Result<QLinear> {
         let quant = ctx.quant_for(name, requested);
-        let mut note = (quant != requested).then(|| "kept dense by the layer policy".to_string());
-        let shape = self.shape();
         let bytes_before = self.weight_bytes();
         let layer = self.convert(name, quant, ctx)?;
-        if quant == Quant::Q4k
-            && layer.storage() != LayerStorage::Ggml(candle_core::quantized::GgmlDType::Q4K)
-        {
-            note = Some(format!(
-                "in_features {} is not a multiple of 256: stored {}",
-                shape.1,
-                layer.storage()
-            ));
-        }
+        layer.record_in(ctx, name, requested, bytes_before);
+        Ok(layer)
+    }
+
+    /// Records in `ctx` that the layer `name`, asked to be `requested` and `bytes_before` bytes
+    /// when dense, is now `self` (quantised here or read back from the quantised-weight cache).
+    pub fn record_in(&self, ctx: &QuantContext, name: &str, requested: Quant, bytes_before: usize) {
+        let shape = self.shape();
+        let storage = self.storage();
+        let wanted = match requested {
+            Quant::None => LayerStorage::Dense,
+            Quant::Nf4 => LayerStorage::Nf4,
+            Quant::Q4k => LayerStorage::Ggml(candle_core::quantized::GgmlDType::Q4K),
+        };
+        let note = if storage == wanted {
+            None
+        } else if ctx.quant_for(name, requested) != requested {
+            Some("kept dense by the layer policy".to_string())
+        } else {
+            Some(format!(
+                "in_features {} is not a multiple of 256: stored {storage}",
+                shape.1
+            ))
+        };
         ctx.record(LayerRecord {
             name: name.to_string(),
             shape,
             requested,
-            storage: layer.storage(),
+            storage,
             bytes_before,
-            bytes_after: layer.weight_bytes(),
+            bytes_after: self.weight_bytes(),
             note,
         });
-        Ok(layer)
     }
 
     fn convert(self, name: &str, quant: Quant, ctx: &QuantContext) -> Result<QLinear> {
@@ -123,9 +135,9 @@ impl QLinear {
             );
         };
         let bias = linear.bias().cloned();
-        match quant {
-            Quant::None => Ok(QLinear::Dense(linear)),
-            Quant::Nf4 => {
+        match planned_storage(quant, linear.weight().dim(1)?) {
+            LayerStorage::Dense => Ok(QLinear::Dense(linear)),
+            LayerStorage::Nf4 => {
                 let w = Nf4Weight::quantize_tensor(
                     linear.weight(),
                     ctx.nf4_blocksize,
@@ -134,15 +146,24 @@ impl QLinear {
                 .map_err(|e| e.context(format!("quantising layer {name:?} to NF4")))?;
                 Ok(QLinear::Nf4(Nf4Linear::new(w, bias, ctx.scratch().clone())))
             }
-            Quant::Q4k => match kquant_format(linear.weight().dim(1)?) {
-                Some(format) => Ok(QLinear::Q4k(
-                    KQuantLinear::new(linear.weight(), bias, format).map_err(|e| {
-                        e.context(format!("quantising layer {name:?} to {format:?}"))
-                    })?,
-                )),
-                None => Ok(QLinear::Dense(linear)),
-            },
+            LayerStorage::Ggml(format) => Ok(QLinear::Q4k(
+                KQuantLinear::new(linear.weight(), bias, format)
+                    .map_err(|e| e.context(format!("quantising layer {name:?} to {format:?}")))?,
+            )),
         }
+    }
+}
+
+/// How a layer of `in_features` inputs is stored under `quant` (after the context's layer
+/// policy, see [`QuantContext::quant_for`]): the one decision both quantising and the
+/// quantised-weight cache follow.
+pub fn planned_storage(quant: Quant, in_features: usize) -> LayerStorage {
+    match quant {
+        Quant::None => LayerStorage::Dense,
+        Quant::Nf4 => LayerStorage::Nf4,
+        Quant::Q4k => kquant_format(in_features)
+            .map(LayerStorage::Ggml)
+            .unwrap_or(LayerStorage::Dense),
     }
 }
 

@@ -17,6 +17,8 @@
 //! `Arc` to its one scratch buffer. The layer policy lives in [`QuantContext::quant_for`].
 
 pub mod blockwise8;
+pub mod cache;
+pub mod cache_file;
 pub mod context;
 pub mod element;
 pub mod gemv;
@@ -26,6 +28,8 @@ pub mod nf4;
 pub mod nf4_linear;
 pub mod scratch;
 
+pub use cache::{QuantCacheReport, QuantCacheSession};
+pub use cache_file::CacheKey;
 pub use context::{LayerRecord, LayerStorage, QuantContext, QuantScope, QuantSummary};
 pub use element::QuantElement;
 pub use kquant::{kquant_format, KQuantLinear};

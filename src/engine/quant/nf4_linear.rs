@@ -35,11 +35,20 @@ pub struct Nf4Linear {
 impl Nf4Linear {
     /// `bias` stays in its dtype on the scratch's device.
     pub fn new(weight: Nf4Weight, bias: Option<Tensor>, scratch: Arc<Nf4Scratch>) -> Self {
+        Self::from_shared(Arc::new(weight), bias, scratch)
+    }
+
+    /// As [`Self::new`] with a weight another owner (the quantised-weight cache) also holds.
+    pub fn from_shared(
+        weight: Arc<Nf4Weight>,
+        bias: Option<Tensor>,
+        scratch: Arc<Nf4Scratch>,
+    ) -> Self {
         scratch.reserve(weight.numel());
         let device_weight = scratch.upload(&weight);
         let gemm_shape = weight.shape;
         Nf4Linear {
-            weight: Arc::new(weight),
+            weight,
             bias,
             scratch,
             device_weight,
@@ -58,6 +67,10 @@ impl Nf4Linear {
     }
 
     pub fn weight(&self) -> &Nf4Weight {
+        &self.weight
+    }
+    /// The weight, shared (for the quantised-weight cache, without copying it).
+    pub fn shared_weight(&self) -> &Arc<Nf4Weight> {
         &self.weight
     }
     pub fn bias(&self) -> Option<&Tensor> {
