@@ -123,7 +123,9 @@ pub fn elementwise_config(n: usize) -> LaunchConfig {
 impl FusedKernels {
     /// The kernels for `stream`'s context, compiled on first use.
     pub fn for_stream(stream: &Arc<CudaStream>) -> Result<Arc<FusedKernels>> {
-        let key = Arc::as_ptr(stream.context()) as usize;
+        // By the driver's context: candle makes a new `CudaContext` value for each device it
+        // creates, all on the same primary context.
+        let key = stream.context().cu_ctx() as usize;
         let mut all = KERNELS.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, k)) = all.iter().find(|(k, _)| *k == key) {
             return Ok(k.clone());

@@ -11,11 +11,20 @@ use candle_core::{CpuStorage, Layout, Result, Shape};
 use half::bf16;
 use std::sync::{Arc, Mutex};
 
-/// One cuBLASLt handle (and workspace) per stream, made on first use.
-static HANDLES: Mutex<Vec<(usize, Arc<CudaBlasLT>)>> = Mutex::new(Vec::new());
+/// cuBLASLt handles (each with its 32 MiB workspace) by context, stream and thread: candle's
+/// devices share the per-thread default stream, so a handle serves every device made on one
+/// thread, and a workspace is never used by two threads at once. The oldest is dropped beyond
+/// `MAX_HANDLES` (a process that makes threads freely stays bounded).
+type HandleKey = (usize, usize, std::thread::ThreadId);
+static HANDLES: Mutex<Vec<(HandleKey, Arc<CudaBlasLT>)>> = Mutex::new(Vec::new());
+const MAX_HANDLES: usize = 8;
 
 fn handle(stream: &Arc<CudaStream>) -> Result<Arc<CudaBlasLT>> {
-    let key = Arc::as_ptr(stream) as usize;
+    let key = (
+        stream.context().cu_ctx() as usize,
+        stream.cu_stream() as usize,
+        std::thread::current().id(),
+    );
     let mut all = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, h)) = all.iter().find(|(k, _)| *k == key) {
         return Ok(h.clone());
@@ -24,6 +33,9 @@ fn handle(stream: &Arc<CudaStream>) -> Result<Arc<CudaBlasLT>> {
         CudaBlasLT::new(stream.clone())
             .map_err(|e| candle_core::Error::Msg(format!("creating a cuBLASLt handle: {e:?}")))?,
     );
+    if all.len() >= MAX_HANDLES {
+        all.remove(0);
+    }
     all.push((key, h.clone()));
     Ok(h)
 }
