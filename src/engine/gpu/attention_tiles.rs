@@ -5,10 +5,16 @@
 /// Query slots per tile (the kernel's block: 4 warps × 16 query rows; keys go 64 at a time).
 pub const TILE: usize = 64;
 
-/// Whether the kernel takes `head_dim`: whole mma k-steps, and its static shared tiles (K and
-/// V, 64 × (hd + 8) bf16 each) within 47 KiB.
+/// Whether the kernel takes `head_dim`: whole mma k-steps, and at most 128 (its output rows
+/// live in registers, 4 × hd / 8 floats per thread).
 pub fn fits(head_dim: usize) -> bool {
-    head_dim % 16 == 0 && head_dim > 0 && 2 * 2 * TILE * (head_dim + 8) <= 47 * 1024
+    head_dim % 16 == 0 && head_dim > 0 && head_dim <= 128
+}
+
+/// Dynamic shared memory of one block: two stages of K and V tiles (64 × (hd + 8) bf16 each)
+/// and their key masks (64 f32 each) — 68.5 KiB at hd 128, within every sm_80+ GPU's 99 KiB.
+pub fn shared_bytes(head_dim: usize) -> usize {
+    2 * 2 * TILE * (head_dim + 8) * 2 + 2 * TILE * 4
 }
 
 /// Appends tiles of up to `TILE` query slots over `[begin, end)`, each seeing the keys
@@ -43,5 +49,7 @@ mod tests {
     fn head_dims_of_the_model_fit() {
         assert!(fits(80) && fits(128) && fits(16));
         assert!(!fits(72) && !fits(0) && !fits(256));
+        assert_eq!(shared_bytes(128), 70_144);
+        assert!(shared_bytes(128) <= 99 * 1024);
     }
 }

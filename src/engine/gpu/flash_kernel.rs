@@ -17,11 +17,11 @@
 //! key). With `causal`, slot j is visible to slot i only when j ≤ i. Rows with no visible key
 //! come out as zeros (left padding).
 
-use super::attention_tiles::fits;
+use super::attention_tiles::{fits, shared_bytes};
 use super::fused_kernel::FusedKernels;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg,
+    sys, CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg,
 };
 use std::sync::Arc;
 
@@ -79,21 +79,27 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 __device__ __forceinline__ unsigned ld32(const bf* p) { return *(const unsigned*)p; }
 
-// Rows [first, first + KT) of one head's slice into a row-major shared tile (16-byte chunks);
-// slots past `end` or mapping to no row are zeros (and -inf in `bias` when given).
-__device__ __forceinline__ void load_tile(bf* dst, const bf* __restrict__ qkv, unsigned long long row_len,
-    unsigned col, unsigned first, unsigned end, const unsigned* __restrict__ gather, unsigned n_rows,
-    float* bias) {
-    uint4 zero;
-    zero.x = 0u; zero.y = 0u; zero.z = 0u; zero.w = 0u;
+// Rows [first, first + KT) of one head's slice into a row-major shared tile, as 16-byte
+// asynchronous copies (cp.async; the caller commits and waits); slots past `end` or mapping to
+// no row are filled with zeros (and -inf in `bias` when given).
+__device__ __forceinline__ void load_tile_async(bf* dst, const bf* __restrict__ qkv,
+    unsigned long long row_len, unsigned col, unsigned first, unsigned end,
+    const unsigned* __restrict__ gather, unsigned n_rows, float* bias) {
     for (unsigned e = threadIdx.x; e < KT * (HD / 8); e += blockDim.x) {
         const unsigned r = e / (HD / 8), c = e % (HD / 8), slot = first + r;
         unsigned row = n_rows;
         if (slot < end) row = gather ? gather[slot] : slot;
-        *(uint4*)(dst + r * LDS + c * 8) =
-            row < n_rows ? *(const uint4*)(qkv + row * row_len + col + c * 8) : zero;
-        if (bias && c == 0) bias[r] = row < n_rows ? 0.f : NEG_INF;
+        const bool valid = row < n_rows;
+        const bf* src = valid ? qkv + row * row_len + col + c * 8 : qkv;
+        const unsigned d = (unsigned)__cvta_generic_to_shared(dst + r * LDS + c * 8);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                     :: "r"(d), "l"(src), "r"(valid ? 16 : 0));
+        if (bias && c == 0) bias[r] = valid ? 0.f : NEG_INF;
     }
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" :: "n"(N));
 }
 
 extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
@@ -103,9 +109,15 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     bf* __restrict__ out,                  // [n_rows, H * HD]
     unsigned n_rows, unsigned H, unsigned KVH, float scale_log2, int causal)
 {
-    __shared__ __align__(16) bf ks[KT * LDS];   // the Q tile first, then each K tile
-    __shared__ __align__(16) bf vs[KT * LDS];   // each V tile, row-major (read transposed)
-    __shared__ float key_bias[KT];              // 0 for a key, -inf for padding
+    // Two stages of K and V tiles (row-major; V read transposed) and their key masks (0 for a
+    // key, -inf for padding): tile i + 1 is copied in while tile i is computed. The Q tile goes
+    // through stage 1's K buffer first.
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf* const tiles_base = (bf*)smem;
+    float* const bias_base = (float*)(tiles_base + 4 * KT * LDS);
+#define K_STAGE(s) (tiles_base + (s) * 2 * KT * LDS)
+#define V_STAGE(s) (tiles_base + (s) * 2 * KT * LDS + KT * LDS)
+#define BIAS_STAGE(s) (bias_base + (s) * KT)
     const uint4 t = tiles[blockIdx.x];
     const unsigned h = blockIdx.y, kvh = h / (H / KVH);
     const unsigned long long row_len = (unsigned long long)(H + 2 * KVH) * HD;
@@ -113,7 +125,18 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     const unsigned g = lane >> 2, tq = lane & 3;
 
     // Q tile → shared → this warp's A fragments in registers.
-    load_tile(ks, qkv, row_len, h * HD, t.x, t.y, gather, n_rows, 0);
+    const unsigned k_end = causal ? min(t.w, min(t.y, t.x + QT)) : t.w;
+    const unsigned k_off = (H + kvh) * HD, v_off = (H + KVH + kvh) * HD;
+    bf* const ks = K_STAGE(1);
+    load_tile_async(ks, qkv, row_len, h * HD, t.x, t.y, gather, n_rows, 0);
+    cp_async_commit();
+    // The first K/V tile is on its way while the Q fragments are read.
+    if (t.z < k_end) {
+        load_tile_async(K_STAGE(0), qkv, row_len, k_off, t.z, k_end, gather, n_rows, BIAS_STAGE(0));
+        load_tile_async(V_STAGE(0), qkv, row_len, v_off, t.z, k_end, gather, n_rows, 0);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
     unsigned qa[NK][4];
     const unsigned r0 = warp * 16 + g;
@@ -131,17 +154,26 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     #pragma unroll
     for (int n = 0; n < NO; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
-    // With the causal mask no key after the tile's last query is visible.
-    const unsigned k_end = causal ? min(t.w, min(t.y, t.x + QT)) : t.w;
-    const unsigned k_off = (H + kvh) * HD, v_off = (H + KVH + kvh) * HD;
+    // (k_end: with the causal mask no key after the tile's last query is visible.)
     // ldmatrix row addresses: lane → (row within 8, which of the four matrices).
     const unsigned lr = lane & 7, lm = lane >> 3;
 
-    for (unsigned kb = t.z; kb < k_end; kb += KT) {
-        __syncthreads();   // the previous tile (or the Q fragments) fully read
-        load_tile(ks, qkv, row_len, k_off, kb, k_end, gather, n_rows, key_bias);
-        load_tile(vs, qkv, row_len, v_off, kb, k_end, gather, n_rows, 0);
+    unsigned stage = 0;
+    for (unsigned kb = t.z; kb < k_end; kb += KT, stage ^= 1) {
+        // Everyone is done with the other stage (the previous tile, or the Q tile): refill it
+        // with the next tile, then wait for this one.
         __syncthreads();
+        if (kb + KT < k_end) {
+            load_tile_async(K_STAGE(stage ^ 1), qkv, row_len, k_off, kb + KT, k_end, gather, n_rows,
+                            BIAS_STAGE(stage ^ 1));
+            load_tile_async(V_STAGE(stage ^ 1), qkv, row_len, v_off, kb + KT, k_end, gather, n_rows, 0);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf* ks = K_STAGE(stage);
+        const bf* vs = V_STAGE(stage);
+        const float* key_bias = BIAS_STAGE(stage);
 
         // S = Q·Kᵀ for this warp's 16 rows × 64 keys. B fragments by ldmatrix: matrices
         // (keys n·8.., dims kk·16 + {0, 8, 16, 24}) give b0, b1 of k-steps kk and kk + 1.
@@ -293,10 +325,16 @@ impl FusedKernels {
             "flash_attention_bf16",
             head_dim,
         )?;
+        let smem = shared_bytes(head_dim);
+        // Above 48 KiB of dynamic shared memory a kernel must opt in.
+        f.set_attribute(
+            sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )?;
         let cfg = LaunchConfig {
             grid_dim: (n_tiles as u32, heads as u32, 1),
             block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: smem as u32,
         };
         let (n, h, kvh) = (n_rows as u32, heads as u32, kv_heads as u32);
         let scale_log2 = std::f32::consts::LOG2_E / (head_dim as f32).sqrt();
