@@ -4,9 +4,10 @@
 //! modes), `flush()` the last one. The transfer mode may change between any two submits.
 
 use super::batch::{BatchModel, PatchifyParams, StagePages};
+use super::staging::PinnedBuffer;
 use super::staging::StagingRing;
 use super::timings::BatchGpuTimings;
-use super::transfer::{ComputeTicket, GpuTransfer, HostPixels};
+use super::transfer::{ComputeTicket, GpuTransfer, HostPixels, PendingFetch};
 use crate::engine::settings::TransferMode;
 use crate::engine::stage::{Stage, StageClock};
 use anyhow::{bail, Result};
@@ -42,8 +43,12 @@ impl<B, R> std::fmt::Debug for SubmitError<B, R> {
 struct InFlight<B> {
     batch: B,
     grid: Vec<[u32; 3]>,
+    /// Kept alive until its result has reached the host.
     out: Tensor,
     ticket: ComputeTicket,
+    /// The result's copy to `results[result_slot]`, when it went that way.
+    fetch: Option<PendingFetch>,
+    result_slot: usize,
 }
 
 pub struct PipelineConfig {
@@ -63,6 +68,10 @@ pub struct PipelinedExecutor<B> {
     pageable_f32: Option<StagingRing<f32>>,
     pinned_u8: Option<StagingRing<u8>>,
     in_flight: Option<InFlight<B>>,
+    /// Pinned host buffers for batch results, alternating: the next batch's result may be on its
+    /// way while the previous one is read.
+    results: [Option<PinnedBuffer<f32>>; 2],
+    next_result_slot: usize,
 }
 
 impl<B: StagePages> PipelinedExecutor<B> {
@@ -75,6 +84,8 @@ impl<B: StagePages> PipelinedExecutor<B> {
             pageable_f32: None,
             pinned_u8: None,
             in_flight: None,
+            results: [None, None],
+            next_result_slot: 0,
         })
     }
 
@@ -204,6 +215,27 @@ impl<B: StagePages> PipelinedExecutor<B> {
         Ok((out, ticket))
     }
 
+    /// Starts the copy of `out` to a pinned result buffer (see `GpuTransfer::fetch_async`).
+    fn start_fetch(
+        &mut self,
+        out: &Tensor,
+        ticket: &ComputeTicket,
+    ) -> Result<(Option<PendingFetch>, usize)> {
+        let slot = self.next_result_slot;
+        self.next_result_slot ^= 1;
+        let n = out.elem_count();
+        // The buffer's previous batch was completed before this one launched.
+        if self.results[slot]
+            .as_ref()
+            .is_none_or(|b| b.as_slice().len() < n)
+        {
+            let ctx = self.transfer.context().clone();
+            self.results[slot] = Some(PinnedBuffer::new(&ctx, n.max(1 << 20))?);
+        }
+        let host = self.results[slot].as_mut().expect("allocated above");
+        Ok((self.transfer.fetch_async(out, ticket, host)?, slot))
+    }
+
     /// Completes `f` and appends its result to `finished`; on failure hands the batch back
     /// with the error, so the caller can report it as unfinished.
     #[allow(clippy::type_complexity)]
@@ -235,7 +267,10 @@ impl<B: StagePages> PipelinedExecutor<B> {
     ) -> Result<(M::Output, BatchGpuTimings)> {
         // The host waits here for the GPU; the events split that wait into vision and LM.
         clock.switch(Stage::Lm);
-        let output = model.fetch(&f.out, &f.grid)?;
+        let output = match (&f.fetch, &self.results[f.result_slot]) {
+            (Some(pending), Some(host)) => model.fetch(&pending.wait(host)?, &f.grid)?,
+            _ => model.fetch(&f.out, &f.grid)?,
+        };
         let timings = self.transfer.timings(&f.ticket, f.batch.page_count())?;
         clock.reattribute(Stage::Lm, Stage::Vision, timings.vision_ms / 1e3);
         Ok((output, timings))
@@ -278,27 +313,55 @@ impl<B: StagePages> PipelinedExecutor<B> {
                 return Err(fail(e, finished, pending, Some(batch)));
             }
         };
-        // The previous batch's result is fetched only now, after this batch's copy was issued,
-        // so the copy overlaps the previous forward pass.
+        if !pipelined {
+            let (out, ticket) = match self.launch(model, &grid, copy, clock) {
+                Ok(x) => x,
+                Err(e) => return Err(fail(e, finished, Vec::new(), Some(batch))),
+            };
+            let f = InFlight {
+                batch,
+                grid,
+                out,
+                ticket,
+                fetch: None,
+                result_slot: 0,
+            };
+            if let Err((e, b)) = self.complete_into(model, f, clock, &mut finished) {
+                return Err(fail(e, finished, vec![b], None));
+            }
+            return Ok(finished);
+        }
+        // Pipelined: this batch's kernels are queued behind the previous batch's before the host
+        // waits for that one, so the GPU goes from one batch to the next without waiting for the
+        // host (collecting results, building the next batch's tables) — and the previous
+        // result comes back on the copy stream, not behind this batch's forward pass.
+        let launched = match self.launch(model, &grid, copy, clock) {
+            Ok((out, ticket)) => match self.start_fetch(&out, &ticket) {
+                Ok((fetch, result_slot)) => Ok(InFlight {
+                    batch,
+                    grid,
+                    out,
+                    ticket,
+                    fetch,
+                    result_slot,
+                }),
+                Err(e) => Err((e, batch)),
+            },
+            Err(e) => Err((e, batch)),
+        };
         if let Some(f) = self.in_flight.take() {
             if let Err((e, b)) = self.complete_into(model, f, clock, &mut finished) {
-                return Err(fail(e, finished, vec![b], Some(batch)));
+                // Whatever this batch did, its result comes after the failed one's: retry both.
+                let this = match launched {
+                    Ok(f) => f.batch,
+                    Err((_, b)) => b,
+                };
+                return Err(fail(e, finished, vec![b, this], None));
             }
         }
-        let (out, ticket) = match self.launch(model, &grid, copy, clock) {
-            Ok(x) => x,
-            Err(e) => return Err(fail(e, finished, Vec::new(), Some(batch))),
-        };
-        let f = InFlight {
-            batch,
-            grid,
-            out,
-            ticket,
-        };
-        if pipelined {
-            self.in_flight = Some(f);
-        } else if let Err((e, b)) = self.complete_into(model, f, clock, &mut finished) {
-            return Err(fail(e, finished, vec![b], None));
+        match launched {
+            Ok(f) => self.in_flight = Some(f),
+            Err((e, b)) => return Err(fail(e, finished, Vec::new(), Some(b))),
         }
         Ok(finished)
     }

@@ -25,8 +25,8 @@ use super::timings::BatchGpuTimings;
 use crate::engine::settings::TransferMode;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::cuda_backend::cudarc::driver::{
-    result as cu, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut,
-    DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    result as cu, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr,
+    DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
@@ -124,6 +124,25 @@ pub struct IssuedCopy {
     copy_end: CudaEvent,
 }
 
+/// A batch result on its way to a pinned host buffer (`GpuTransfer::fetch_async`).
+pub struct PendingFetch {
+    done: CudaEvent,
+    len: usize,
+    shape: candle_core::Shape,
+}
+
+impl PendingFetch {
+    /// Waits for the copy and returns the result as a CPU tensor.
+    pub fn wait(&self, host: &super::staging::PinnedBuffer<f32>) -> Result<Tensor> {
+        self.done.synchronize()?;
+        Ok(Tensor::from_slice(
+            &host.as_slice()[..self.len],
+            self.shape.clone(),
+            &Device::Cpu,
+        )?)
+    }
+}
+
 /// The compute stream's share of one batch; `end_compute` closes it.
 pub struct ComputeTicket {
     mode: TransferMode,
@@ -142,6 +161,9 @@ pub struct GpuTransfer {
     dev: CudaDevice,
     compute: Arc<CudaStream>,
     copy: Arc<CudaStream>,
+    /// Results back to the host: a stream of its own, since a result waits for its batch's
+    /// forward pass and the next host-to-device copy must not queue behind that.
+    fetch: Arc<CudaStream>,
     patchify: PatchifyKernel,
     spin: CudaFunction,
     epoch: CudaEvent,
@@ -215,6 +237,7 @@ impl GpuTransfer {
         // second stream exists, recording events around every kernel launch of the model.
         unsafe { dev.disable_event_tracking() };
         let copy = ctx.new_stream().context("creating the copy stream")?;
+        let fetch = ctx.new_stream().context("creating the result stream")?;
         let patchify = PatchifyKernel::load(&compute)?;
         let spin_mod = nvrtc::load_module(&ctx, "pagesight_spin", nvrtc::SPIN_SOURCE)?;
         let spin = nvrtc::function(&spin_mod, "spin_cycles")?;
@@ -223,6 +246,7 @@ impl GpuTransfer {
             dev,
             compute,
             copy,
+            fetch,
             patchify,
             spin,
             epoch,
@@ -456,6 +480,49 @@ impl GpuTransfer {
     pub fn end_compute(&self, ticket: &mut ComputeTicket) -> Result<()> {
         ticket.compute_end = Some(timing_event(&self.compute)?);
         Ok(())
+    }
+
+    /// Starts copying a batch's f32 result to the host on the fetch stream, once the compute
+    /// stream has finished the batch (its `end_compute` event), so the host can collect it while
+    /// the next batch already computes. None for results this path does not take (other dtypes);
+    /// the caller then reads them on the compute stream.
+    pub fn fetch_async(
+        &self,
+        out: &Tensor,
+        ticket: &ComputeTicket,
+        host: &mut super::staging::PinnedBuffer<f32>,
+    ) -> Result<Option<PendingFetch>> {
+        let end = ticket
+            .compute_end
+            .as_ref()
+            .ok_or_else(|| anyhow!("fetch asked before end_compute"))?;
+        if out.dtype() != candle_core::DType::F32 || !out.is_contiguous() {
+            return Ok(None);
+        }
+        let n = out.elem_count();
+        if host.as_slice().len() < n {
+            bail!("result buffer of {} floats for {n}", host.as_slice().len());
+        }
+        let (storage, layout) = out.storage_and_layout();
+        let Storage::Cuda(cuda) = &*storage else {
+            return Ok(None);
+        };
+        let (start, stop) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| anyhow!("result not contiguous"))?;
+        let slice = cuda.as_cuda_slice::<f32>()?.slice(start..stop);
+        self.fetch.wait(end)?;
+        let (src, _guard) = slice.device_ptr(&self.fetch);
+        unsafe {
+            cu::memcpy_dtoh_async(&mut host.as_mut_slice()[..n], src, self.fetch.cu_stream())
+        }
+        .map_err(|e| anyhow!("device-to-host copy of the batch result failed: {e}"))?;
+        let done = self.fetch.record_event(None)?;
+        Ok(Some(PendingFetch {
+            done,
+            len: n,
+            shape: out.shape().clone(),
+        }))
     }
 
     /// Reads the batch's events (waits for them). Times are relative to this transfer's epoch.
