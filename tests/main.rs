@@ -9,4 +9,5 @@ mod model;
 mod nf4;
 mod ui;
 mod ui_e2e;
+mod ui_errors;
 mod ui_runs;
