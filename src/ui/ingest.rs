@@ -307,6 +307,9 @@ impl IngestView {
 
     fn show_files(&self, ui: &mut egui::Ui) {
         ui.label(egui::RichText::new(format!("Files ({})", self.files.len())).strong());
+        if self.files.is_empty() && !self.state.is_active() {
+            ui.weak("Each PDF of the folder appears here with its status once an ingest runs.");
+        }
         let row_h = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
         // Only the visible rows are laid out, so a corpus of thousands of files costs no frame time.
         egui::ScrollArea::vertical()

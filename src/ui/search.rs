@@ -117,6 +117,9 @@ impl SearchView {
             );
         }
         let Some(results) = &self.results else {
+            if index_ready.is_ok() && self.pending.is_none() && self.error.is_none() {
+                ui.weak("Type what you are looking for and press Enter: the best-matching pages appear here.");
+            }
             return actions;
         };
         ui.label(format!(
