@@ -39,11 +39,14 @@ sleep 6
 shot ingest
 click 248 12; sleep 1; shot search
 click 328 12; sleep 1.5; shot performance-live
-click 160 98; sleep 1.5; shot performance-compare
+click 160 103; sleep 1.5; shot performance-compare
 click 1228 12; sleep 1.5; shot performance-compare-light
 kill $APP
 app recorded gui --runs bench/results/2026-11-26-H200-ingest-nf4-bf16-final.json
 sleep 8; shot performance-h200-recorded
+xdotool mousemove 900 400
+for _ in $(seq 15); do xdotool click 5; done # scroll down to the plots
+sleep 1.5; shot performance-h200-plots
 kill $APP
 
 # A real ingest: the PDFs plus a damaged file sorted first, so the list shows its failure while
