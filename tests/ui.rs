@@ -29,6 +29,14 @@ pub fn options(dir: &Path) -> AppOptions {
     }
 }
 
+/// `options` with the corpus folder `/corpus` chosen.
+pub fn corpus_options(dir: &Path) -> AppOptions {
+    AppOptions {
+        folder: Some("/corpus".into()),
+        ..options(dir)
+    }
+}
+
 /// The app on channels the test holds both ends of.
 pub fn wired(opts: AppOptions) -> Wired<'static> {
     let (cmd_tx, commands) = crossbeam_channel::unbounded();
@@ -349,8 +357,7 @@ fn transfer_toggle_is_disabled_with_the_reason_without_cuda() {
 #[test]
 fn search_keyboard_thumbnails_and_heatmap_view() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let Wired {
         mut h,
         events,
@@ -467,8 +474,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
 #[test]
 fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let Wired {
         mut h,
         events,
@@ -570,8 +576,7 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
 #[test]
 fn frame_time_while_an_ingest_streams_events() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let Wired { mut h, events, .. } = wired(opts);
     events.send(Event::Device(cpu_device())).unwrap();
     h.run();

@@ -1,29 +1,29 @@
 //! Errors from the engine end the run they belong to, and only that: before a run starts any
 //! error ends it, after it started only the one that says it stopped; a dead engine is reported.
 
-use super::ui::{drain, options, wired, Wired};
+use super::ui::{corpus_options, drain, wired, Wired};
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use pagesight::engine::{Command, Event};
 use pagesight::ui::{PagesightApp, RunState};
 
+/// The app with `/corpus` chosen after *Start ingest* was clicked, and the command it sent.
+fn started(dir: &std::path::Path) -> (Wired<'static>, Command) {
+    let mut w = wired(corpus_options(dir));
+    w.h.run();
+    w.h.get_by_label("Start ingest").click();
+    w.h.run();
+    let sent = drain(&w.commands).into_iter().next();
+    match sent {
+        Some(start @ Command::StartIngest { .. }) => (w, start),
+        other => panic!("Start ingest sent {other:?}"),
+    }
+}
+
 #[test]
 fn an_error_before_the_run_starts_ends_it_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
-    let Wired {
-        mut h,
-        events,
-        commands,
-    } = wired(opts);
-    h.run();
-    h.get_by_label("Start ingest").click();
-    h.run();
-    assert!(matches!(
-        drain(&commands).first(),
-        Some(Command::StartIngest { .. })
-    ));
+    let (Wired { mut h, events, .. }, _) = started(dir.path());
     events
         .send(Event::Error {
             context: "model".into(),
@@ -48,23 +48,14 @@ fn an_error_before_the_run_starts_ends_it_with_the_reason() {
 #[test]
 fn a_started_run_ends_on_its_failure_but_not_on_other_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
-    let Wired {
-        mut h,
-        events,
-        commands,
-    } = wired(opts);
-    h.run();
-    h.get_by_label("Start ingest").click();
-    h.run();
-    let Some(Command::StartIngest {
+    let (Wired { mut h, events, .. }, start) = started(dir.path());
+    let Command::StartIngest {
         folder,
         index,
         settings,
-    }) = drain(&commands).into_iter().next()
+    } = start
     else {
-        panic!("no StartIngest")
+        unreachable!("started returns the StartIngest")
     };
     let send = |e: Event| events.send(e).unwrap();
     send(Event::IngestStarted {
@@ -106,8 +97,7 @@ fn engine_gone_is_reported_not_hung() {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<Event>();
     drop(ev_tx);
     drop(cmd_rx);
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let mut h =
         Harness::builder().build_eframe(move |cc| PagesightApp::new(cc, cmd_tx, ev_rx, opts));
     h.run();
