@@ -11,4 +11,5 @@ mod nf4;
 mod quant_cache;
 mod ui;
 mod ui_e2e;
+mod ui_errors;
 mod ui_runs;

@@ -29,6 +29,14 @@ pub fn options(dir: &Path) -> AppOptions {
     }
 }
 
+/// `options` with the corpus folder `/corpus` chosen.
+pub fn corpus_options(dir: &Path) -> AppOptions {
+    AppOptions {
+        folder: Some("/corpus".into()),
+        ..options(dir)
+    }
+}
+
 /// The app on channels the test holds both ends of.
 pub fn wired(opts: AppOptions) -> Wired<'static> {
     let (cmd_tx, commands) = crossbeam_channel::unbounded();
@@ -68,7 +76,7 @@ pub fn frames_until(
 }
 
 /// Commands sent so far, skipping `DeviceInfo`/`Stats` housekeeping.
-fn drain(commands: &Receiver<Command>) -> Vec<Command> {
+pub fn drain(commands: &Receiver<Command>) -> Vec<Command> {
     commands
         .try_iter()
         .filter(|c| !matches!(c, Command::DeviceInfo | Command::Stats { .. }))
@@ -196,9 +204,20 @@ fn ingest_start_progress_and_failed_file_reason() {
         pages_per_sec: 2.0,
         eta_secs: Some(1.0),
     }));
+    send(Event::FileStatus(FileReport {
+        path: "/corpus/thesis/a-much-longer-file-name.pdf".into(),
+        status: FileStatus::Queued,
+    }));
     h.run();
     assert!(h.query_by_label_contains("1/3 pages").is_some());
+    assert!(h.query_by_label_contains("ETA 1 s").is_some());
     assert!(h.query_by_label("in progress 1/3").is_some());
+    // File names form a left-aligned column: each label hugs its text from the same left edge
+    // (a label centred in a fixed-width cell would span the whole cell).
+    let short = h.get_by_label("a.pdf").rect();
+    let long = h.get_by_label("a-much-longer-file-name.pdf").rect();
+    assert_eq!(short.left(), long.left());
+    assert!(short.width() < long.width(), "{short:?} vs {long:?}");
 
     let failed = FileReport {
         path: "/corpus/thesis/broken.pdf".into(),
@@ -239,10 +258,15 @@ fn ingest_start_progress_and_failed_file_reason() {
         .query_by_label("failed: not a PDF (no %PDF header)")
         .is_some());
     assert!(h.query_by_label_contains("Done: 3 pages").is_some());
+    assert!(
+        h.query_by_label_contains("3/3 pages").is_some()
+            && h.query_by_label_contains("ETA").is_none(),
+        "a finished run forecasts nothing"
+    );
     assert!(h.query_by_label_contains("1 file(s) failed").is_some());
     assert_eq!(
         h.state().ingest.files().len(),
-        2,
+        3,
         "the failed file is listed once"
     );
     assert_eq!(
@@ -253,44 +277,6 @@ fn ingest_start_progress_and_failed_file_reason() {
             .map(PathBuf::as_path),
         Some(Path::new("/corpus/thesis"))
     );
-}
-
-#[test]
-fn an_error_before_the_run_starts_ends_it_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
-    let Wired {
-        mut h,
-        events,
-        commands,
-    } = wired(opts);
-    h.run();
-    h.get_by_label("Start ingest").click();
-    h.run();
-    assert!(matches!(
-        drain(&commands).first(),
-        Some(Command::StartIngest { .. })
-    ));
-    events
-        .send(Event::Error {
-            context: "model".into(),
-            message: "no snapshot at /x: download it first".into(),
-            request_id: None,
-        })
-        .unwrap();
-    h.run();
-    assert_eq!(
-        h.state().ingest.state,
-        RunState::Failed("model: no snapshot at /x: download it first".into())
-    );
-    assert!(h
-        .query_by_label_contains("Failed: model: no snapshot")
-        .is_some());
-    assert!(!h
-        .get_by_label("Start ingest")
-        .accesskit_node()
-        .is_disabled());
 }
 
 #[derive(Debug)]
@@ -372,8 +358,7 @@ fn transfer_toggle_is_disabled_with_the_reason_without_cuda() {
 #[test]
 fn search_keyboard_thumbnails_and_heatmap_view() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let Wired {
         mut h,
         events,
@@ -464,6 +449,17 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
         .query_by_label_contains("Heatmap: per-patch similarity")
         .is_some());
     assert!(h.query_by_label("Open PDF at this page").is_some());
+    // The page sits centred under the row of controls, which is wider than a portrait page.
+    let page = h.get_by_label("ch2.pdf page 6").rect();
+    let controls = h
+        .get_by_label("Previous")
+        .rect()
+        .union(h.get_by_label("Close").rect());
+    assert!(page.width() < controls.width(), "{page:?} vs {controls:?}");
+    assert!(
+        (page.center().x - controls.center().x).abs() < 2.0,
+        "page {page:?} not centred under the controls {controls:?}"
+    );
     // The large view asks for a bigger render.
     assert!(drain(&commands)
         .iter()
@@ -479,8 +475,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
 #[test]
 fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let Wired {
         mut h,
         events,
@@ -574,24 +569,6 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     }
 }
 
-#[test]
-fn engine_gone_is_reported_not_hung() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<Event>();
-    drop(ev_tx);
-    drop(cmd_rx);
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
-    let mut h =
-        Harness::builder().build_eframe(move |cc| PagesightApp::new(cc, cmd_tx, ev_rx, opts));
-    h.run();
-    assert!(h.query_by_label("engine not running").is_some());
-    h.get_by_label("Start ingest").click();
-    h.run();
-    assert!(matches!(h.state().ingest.state, RunState::Failed(_)));
-}
-
 /// UI-thread time per frame (inside `ui()`: event drain + layout, not tessellation or rasterising)
 /// while an ingest's event stream flows: 2000 files, per frame 8 file updates, a progress, a batch
 /// timing and a metrics sample (≈15× what the engine sends per frame at 60 fps). Prints p50/p99 per
@@ -600,8 +577,7 @@ fn engine_gone_is_reported_not_hung() {
 #[test]
 fn frame_time_while_an_ingest_streams_events() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path());
-    opts.folder = Some("/corpus".into());
+    let opts = corpus_options(dir.path());
     let Wired { mut h, events, .. } = wired(opts);
     events.send(Event::Device(cpu_device())).unwrap();
     h.run();

@@ -103,4 +103,18 @@ fn runs_file_option_opens_the_recorded_runs() {
     assert_eq!(h.state().tab, pagesight::ui::Tab::Performance);
     // The run shows (in the legend, the table and the selectors).
     assert!(h.query_all_by_label_contains("nf4 async-u8").count() >= 1);
+    // Each run is named in the summary table and in the one legend above the plots.
+    for run in [
+        "nf4 sync",
+        "nf4 async",
+        "nf4 async-u8",
+        "none sync",
+        "none async",
+    ] {
+        let named = h.query_all_by_label(run).count();
+        assert_eq!(
+            named, 2,
+            "{run}: {named} labels, want the table's and the legend's"
+        );
+    }
 }

@@ -14,6 +14,9 @@ use crossbeam_channel::Sender;
 use std::path::Path;
 use std::time::Instant;
 
+/// The `context` of the `Error` that ends a failed comparison (the app ends its run by it).
+pub const FAILURE_CONTEXT: &str = "A/B comparison";
+
 pub fn run_and_report(
     folder: &Path,
     pages: usize,
@@ -35,7 +38,7 @@ pub fn run_and_report(
     })();
     if let Err(e) = result {
         let _ = events.send(Event::Error {
-            context: "A/B comparison".into(),
+            context: FAILURE_CONTEXT.into(),
             message: format!("{e:#}"),
             request_id: None,
         });

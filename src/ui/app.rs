@@ -310,7 +310,7 @@ impl PagesightApp {
         };
         let settings = self.ingest_settings();
         self.settings.remember_folder(&folder);
-        self.ingest.begin(index.clone());
+        self.ingest.begin(folder.clone(), index.clone());
         self.perf.reset_live("ingest".into());
         if !self.send(Command::StartIngest {
             folder,
@@ -482,15 +482,17 @@ impl PagesightApp {
 
     fn notices_panel(&mut self, ui: &mut egui::Ui) {
         let mut clear = false;
-        ui.horizontal(|ui| {
-            let last = self.notices.last().expect("called with notices");
-            let colour = if last.error {
-                ui.visuals().error_fg_color
-            } else {
-                ui.visuals().text_color()
-            };
-            ui.label(egui::RichText::new(&last.text).color(colour));
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+        let last = self.notices.last().expect("called with notices");
+        let colour = if last.error {
+            ui.visuals().error_fg_color
+        } else {
+            ui.visuals().text_color()
+        };
+        // The buttons keep their place on the right; a long message (a path, what to do) wraps.
+        egui::Sides::new().shrink_left().wrap().show(
+            ui,
+            |ui| ui.label(egui::RichText::new(&last.text).color(colour)),
+            |ui| {
                 if ui.small_button("Dismiss").clicked() {
                     clear = true;
                 }
@@ -501,8 +503,8 @@ impl PagesightApp {
                         }
                     });
                 }
-            });
-        });
+            },
+        );
         if clear {
             self.notices.clear();
         }

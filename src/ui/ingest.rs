@@ -29,6 +29,9 @@ impl RunState {
     }
 }
 
+/// Width of the file-name column of the file list.
+const FILE_NAME_WIDTH: f32 = 300.0;
+
 pub enum IngestAction {
     Start,
     Pause,
@@ -47,6 +50,8 @@ pub struct IngestView {
     pub kernels: Option<String>,
     pub committed_pages: Option<u64>,
     pub index_in_use: Option<PathBuf>,
+    /// The folder of the run asked for last.
+    pub folder_in_use: Option<PathBuf>,
 }
 
 impl Default for IngestView {
@@ -61,16 +66,18 @@ impl Default for IngestView {
             kernels: None,
             committed_pages: None,
             index_in_use: None,
+            folder_in_use: None,
         }
     }
 }
 
 impl IngestView {
     /// Clears what the previous run showed; called when a new run is asked for.
-    pub fn begin(&mut self, index: PathBuf) {
+    pub fn begin(&mut self, folder: PathBuf, index: PathBuf) {
         *self = IngestView {
             state: RunState::Starting,
             index_in_use: Some(index),
+            folder_in_use: Some(folder),
             ..Default::default()
         };
     }
@@ -136,7 +143,7 @@ impl IngestView {
                 ui.end_row();
 
                 ui.label("Index");
-                ui.label(egui::RichText::new(index_hint).monospace().small());
+                ui.label(egui::RichText::new(index_hint).weak());
                 ui.end_row();
 
                 let label = ui.label("Model");
@@ -226,7 +233,12 @@ impl IngestView {
             {
                 actions.push(IngestAction::Cancel);
             }
-            ui.label(self.state_text());
+            // A failure's reason can be long (paths it looked in, what to do): wrap it.
+            let colour = match self.state {
+                RunState::Failed(_) => ui.visuals().error_fg_color,
+                _ => ui.visuals().text_color(),
+            };
+            ui.add(egui::Label::new(egui::RichText::new(self.state_text()).color(colour)).wrap());
         });
         if let Some(note) = &self.model_note {
             ui.label(egui::RichText::new(note).italics());
@@ -276,14 +288,15 @@ impl IngestView {
         } else {
             0.0
         };
-        let eta = p
-            .eta_secs
-            .map(format::duration)
-            .unwrap_or_else(|| "–".into());
-        let text = format!(
-            "{}/{} pages · {}/{} files · {:.2} pages/s · ETA {eta}",
+        let mut text = format!(
+            "{}/{} pages · {}/{} files · {:.2} pages/s",
             p.pages_done, p.pages_total, p.files_done, p.files_total, p.pages_per_sec
         );
+        // A finished run's last estimate is history, not a forecast.
+        if self.state.is_active() {
+            let eta = p.eta_secs.map(format::duration);
+            text += &format!(" · ETA {}", eta.as_deref().unwrap_or("–"));
+        }
         ui.add(egui::ProgressBar::new(frac.clamp(0.0, 1.0)).text(text));
         if let Some((files, new, unchanged)) = self.discovered {
             ui.label(format!(
@@ -294,6 +307,9 @@ impl IngestView {
 
     fn show_files(&self, ui: &mut egui::Ui) {
         ui.label(egui::RichText::new(format!("Files ({})", self.files.len())).strong());
+        if self.files.is_empty() && !self.state.is_active() {
+            ui.weak("Each PDF of the folder appears here with its status once an ingest runs.");
+        }
         let row_h = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
         // Only the visible rows are laid out, so a corpus of thousands of files costs no frame time.
         egui::ScrollArea::vertical()
@@ -302,11 +318,16 @@ impl IngestView {
                 for f in &self.files[rows] {
                     let (text, colour) = status_text(&f.status, ui.visuals());
                     ui.horizontal(|ui| {
-                        ui.add_sized(
-                            [280.0, row_h],
-                            egui::Label::new(format::file_name(&f.path)).truncate(),
-                        )
-                        .on_hover_text(f.path.display().to_string());
+                        // A fixed-width, left-aligned name column (add_sized would centre it).
+                        ui.allocate_ui_with_layout(
+                            egui::vec2(FILE_NAME_WIDTH, row_h),
+                            egui::Layout::left_to_right(egui::Align::Center),
+                            |ui| {
+                                ui.set_min_width(FILE_NAME_WIDTH);
+                                ui.add(egui::Label::new(format::file_name(&f.path)).truncate())
+                                    .on_hover_text(f.path.display().to_string());
+                            },
+                        );
                         ui.label(egui::RichText::new(text).color(colour));
                     });
                 }
@@ -328,7 +349,7 @@ pub fn status_text(s: &FileStatus, v: &egui::Visuals) -> (String, egui::Color32)
             pages_total,
         } => (
             format!("in progress {pages_done}/{pages_total}"),
-            v.text_color(),
+            v.strong_text_color(),
         ),
         FileStatus::Done { pages } => (format!("done ({pages} pages)"), ok),
         FileStatus::Failed {

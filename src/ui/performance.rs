@@ -268,7 +268,6 @@ impl PerformanceView {
                     "UI frame time p50 {p50:.2} ms · p99 {p99:.2} ms ({} frames)",
                     frames.len()
                 ))
-                .small()
                 .color(ui.visuals().weak_text_color()),
             );
         }
@@ -314,7 +313,7 @@ impl PerformanceView {
         if !cuda {
             ui.label(
                 egui::RichText::new("Transfer modes are compared on a CUDA machine; here: batch size, workers, quantisation.")
-                    .small(),
+                    .color(ui.visuals().weak_text_color()),
             );
         }
         ui.horizontal(|ui| {

@@ -73,6 +73,7 @@ pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_rea
         })
         .unwrap_or_else(|| "no GPU samples in this run".into());
     let link = egui::Id::unique((id, "x-link"));
+    run_legend(ui, runs);
     ui.columns(2, |cols| {
         line_plot(&mut cols[0], id, "pages/s", "pages/s", link, runs, |m| {
             Some(m.pages_per_sec)
@@ -98,7 +99,8 @@ pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_rea
                 "%",
                 link,
                 runs,
-                |m| m.gpu.as_ref().map(|g| g.utilisation as f64),
+                // NVML's share of busy time, 0..1, drawn as a percentage like the title says.
+                |m| m.gpu.as_ref().map(|g| g.utilisation as f64 * 100.0),
             );
             line_plot(&mut cols[1], id, "GPU memory GiB", "GiB", link, runs, |m| {
                 m.gpu
@@ -108,6 +110,23 @@ pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_rea
         } else {
             unavailable(&mut cols[0], "GPU utilisation %", &reason);
             unavailable(&mut cols[1], "GPU memory", &reason);
+        }
+    });
+}
+
+/// One legend for the four plots: a legend inside each small plot covered its lines.
+fn run_legend(ui: &mut egui::Ui, runs: &[SeriesRef<'_>]) {
+    ui.horizontal_wrapped(|ui| {
+        for r in runs {
+            // A short stroke in the run's colour, like its line (painted: no font glyph needed).
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 12.0), egui::Sense::hover());
+            ui.painter().hline(
+                rect.x_range(),
+                rect.center().y,
+                egui::Stroke::new(3.0, r.colour),
+            );
+            ui.label(r.label);
+            ui.add_space(8.0);
         }
     });
 }
@@ -138,7 +157,6 @@ fn line_plot(
     ui.label(egui::RichText::new(title).strong());
     Plot::new((id, title))
         .height(PLOT_HEIGHT)
-        .legend(Legend::default())
         .link_axis(link, [true, false])
         .include_y(0.0)
         .x_axis_label("s")

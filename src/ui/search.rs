@@ -117,6 +117,9 @@ impl SearchView {
             );
         }
         let Some(results) = &self.results else {
+            if index_ready.is_ok() && self.pending.is_none() && self.error.is_none() {
+                ui.weak("Type what you are looking for and press Enter: the best-matching pages appear here.");
+            }
             return actions;
         };
         ui.label(format!(
@@ -297,19 +300,29 @@ impl SearchView {
                     _ => None,
                 },
             };
-            match texture {
-                Some(t) => {
-                    let size = t.size_vec2();
-                    let scale = (max_h / size.y).min(screen.width() * 0.8 / size.x);
-                    let resp = ui.add(egui::Image::new(&t).fit_to_exact_size(size * scale));
-                    if let (true, Some(Ok(ov))) = (settings.show_heatmap, &overlay) {
-                        heatmap::paint(ui.painter(), resp.rect, ov, settings.heatmap_opacity);
+            let size = texture
+                .as_ref()
+                .map_or(egui::vec2(0.7, 1.0), |t| t.size_vec2());
+            let shown = size * (max_h / size.y).min(screen.width() * 0.8 / size.x);
+            // Centred under the row of controls, which is usually wider than a portrait page
+            // (a centred layout would stretch the window to its maximum width instead).
+            let indent = ((ui.min_rect().width() - shown.x) / 2.0).max(0.0);
+            ui.horizontal(|ui| {
+                ui.add_space(indent);
+                match &texture {
+                    Some(t) => {
+                        let page = format!("{} page {}", format::file_name(&hit.file), hit.page);
+                        let resp =
+                            ui.add(egui::Image::new(t).fit_to_exact_size(shown).alt_text(page));
+                        if let (true, Some(Ok(ov))) = (settings.show_heatmap, &overlay) {
+                            heatmap::paint(ui.painter(), resp.rect, ov, settings.heatmap_opacity);
+                        }
+                    }
+                    None => {
+                        ui.add_sized(shown, egui::Spinner::new());
                     }
                 }
-                None => {
-                    ui.add_sized([max_h * 0.7, max_h], egui::Spinner::new());
-                }
-            }
+            });
             if !ui.ctx().memory(|m| m.focused().is_some()) {
                 ui.input(|i| {
                     if i.key_pressed(egui::Key::ArrowRight) || i.key_pressed(egui::Key::ArrowDown) {

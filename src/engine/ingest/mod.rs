@@ -24,6 +24,12 @@ use sink::{IndexSink, PageSink};
 use std::path::Path;
 use std::time::Instant;
 
+/// The `context` of the `Error` that ends a failed ingest of `folder`: the app recognises the end
+/// of its run by it (other errors during a run, e.g. a refused transfer mode, do not end it).
+pub fn failure_context(folder: &Path) -> String {
+    format!("ingest of {}", folder.display())
+}
+
 /// Runs an ingest and reports the end as `IngestFinished` or `Error`.
 pub fn run_and_report(
     folder: &Path,
@@ -35,7 +41,7 @@ pub fn run_and_report(
     let e = match run(folder, index, settings, control, events) {
         Ok(summary) => Event::IngestFinished(summary),
         Err(e) => Event::Error {
-            context: format!("ingest of {}", folder.display()),
+            context: failure_context(folder),
             message: format!("{e:#}"),
             request_id: None,
         },

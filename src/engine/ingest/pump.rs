@@ -51,6 +51,10 @@ impl FileTrack {
         }
     }
     fn pages_to_do(&self) -> Option<u32> {
+        if self.failed {
+            // Only the pages it delivered before failing will be done (none if it never opened).
+            return Some(self.received);
+        }
         self.page_count
             .map(|n| n.saturating_sub(self.first_page - 1))
     }
@@ -384,15 +388,20 @@ impl Pump<'_> {
 }
 
 /// Pages done / total, with files whose page count is not known yet estimated at the mean of
-/// the known ones.
+/// the readable ones.
 fn progress(files: &[FileTrack], pages_done: u64, elapsed: f64) -> Progress {
     let known: Vec<u32> = files.iter().filter_map(|f| f.pages_to_do()).collect();
     let unknown = files.len() - known.len();
     let known_sum: u64 = known.iter().map(|&n| n as u64).sum();
-    let mean = if known.is_empty() {
+    let readable: Vec<u32> = files
+        .iter()
+        .filter(|f| !f.failed)
+        .filter_map(|f| f.pages_to_do())
+        .collect();
+    let mean = if readable.is_empty() {
         1.0
     } else {
-        known_sum as f64 / known.len() as f64
+        readable.iter().map(|&n| n as f64).sum::<f64>() / readable.len() as f64
     };
     let pages_total = (known_sum as f64 + unknown as f64 * mean).round() as u64;
     let pages_per_sec = if elapsed > 0.0 {
@@ -408,5 +417,28 @@ fn progress(files: &[FileTrack], pages_done: u64, elapsed: f64) -> Progress {
         files_total: files.len() as u64,
         pages_per_sec,
         eta_secs: (pages_per_sec > 0.0).then(|| remaining / pages_per_sec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_file_adds_only_its_delivered_pages_to_the_total() {
+        let mut read = FileTrack::new([1; 32], "a.pdf".into(), 1);
+        read.page_count = Some(5);
+        read.received = 5;
+        let mut unopened = FileTrack::new([2; 32], "broken.pdf".into(), 1);
+        unopened.failed = true;
+        let mut cut_short = FileTrack::new([3; 32], "cut.pdf".into(), 1);
+        cut_short.page_count = Some(9);
+        cut_short.received = 2;
+        cut_short.failed = true;
+        let waiting = FileTrack::new([4; 32], "later.pdf".into(), 1);
+        let p = progress(&[read, unopened, cut_short, waiting], 7, 1.0);
+        // 5 + 0 + 2 known, and the file not opened yet estimated like the readable one.
+        assert_eq!(p.pages_total, 12);
+        assert_eq!(p.files_done, 2);
     }
 }

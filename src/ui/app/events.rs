@@ -2,6 +2,7 @@
 //! `PagesightApp::drain_events`.
 
 use super::*;
+use crate::engine::{ab, ingest};
 
 impl PagesightApp {
     pub fn on_event(&mut self, ev: Event) {
@@ -126,12 +127,27 @@ impl PagesightApp {
                 return;
             }
         }
-        // Errors without a request belong to the run in progress; a run that never started ends here.
-        if self.ingest.state == RunState::Starting {
+        // Errors without a request belong to the run in progress. A run that never started ends
+        // with any of them; a started one only with the error that says it stopped (others, such
+        // as a refused transfer mode, leave it running).
+        let ends_ingest = self.ingest.state == RunState::Starting
+            || (self.ingest.state.is_active()
+                && self
+                    .ingest
+                    .folder_in_use
+                    .as_deref()
+                    .map(ingest::failure_context)
+                    == Some(context.clone()));
+        let ends_ab = match self.perf.ab {
+            AbState::Running { sides_done } => {
+                (sides_done == 0 && !self.ingest.state.is_active())
+                    || context == ab::FAILURE_CONTEXT
+            }
+            _ => false,
+        };
+        if ends_ingest {
             self.ingest.state = RunState::Failed(format!("{context}: {message}"));
-        } else if matches!(self.perf.ab, AbState::Running { sides_done: 0 })
-            && !self.ingest.state.is_active()
-        {
+        } else if ends_ab {
             self.perf.ab = AbState::Failed(format!("{context}: {message}"));
         }
         self.notify_error(&context, &message);
