@@ -33,7 +33,7 @@ app() {
 shot() { import -window root "$OUT/$1.png"; }
 click() { xdotool mousemove "$1" "$2" click 1; }
 
-# The idle views, and the GPU figures recorded on the H200 opened on this machine.
+# The idle views, and the GPU figures recorded on the H100 opened on this machine.
 app idle
 sleep 6
 shot ingest
@@ -42,11 +42,11 @@ click 328 12; sleep 1.5; shot performance-live
 click 160 103; sleep 1.5; shot performance-compare
 click 1228 12; sleep 1.5; shot performance-compare-light
 kill $APP
-app recorded gui --runs bench/results/2026-11-26-H200-ingest-nf4-bf16-final.json
-sleep 8; shot performance-h200-recorded
+app recorded gui --runs bench/results/2026-11-26-H100-ingest-nf4-final.json
+sleep 8; shot performance-h100-recorded
 xdotool mousemove 900 400
 for _ in $(seq 15); do xdotool click 5; done # scroll down to the plots
-sleep 1.5; shot performance-h200-plots
+sleep 1.5; shot performance-h100-plots
 kill $APP
 
 # A real ingest: the PDFs plus a damaged file sorted first, so the list shows its failure while

@@ -134,6 +134,15 @@ impl StageClock {
         self.switch(next);
         std::mem::take(&mut self.times)
     }
+    /// Re-divides the time attributed so far to `a` and `b` as `share_a` : 1 − `share_a` (used when
+    /// the host's waits for the device cannot say which part of the device's work they covered,
+    /// but device events measured the split).
+    pub fn split(&mut self, a: Stage, b: Stage, share_a: f64) {
+        let total = self.times.get(a) + self.times.get(b);
+        let share_a = share_a.clamp(0.0, 1.0);
+        self.times.0[a.index()] = total * share_a;
+        self.times.0[b.index()] = total * (1.0 - share_a);
+    }
     /// Moves `secs` already attributed to the running stage onto `to` (used when a device timer
     /// measured the true split of a synchronous span, e.g. vision vs lm inside one forward).
     pub fn reattribute(&mut self, from: Stage, to: Stage, secs: f64) {
@@ -155,6 +164,15 @@ mod tests {
         assert!(j.contains("\"h2d\":0.25"));
         let back: StageTimes = serde_json::from_str(&j).unwrap();
         assert_eq!(back, t);
+    }
+    #[test]
+    fn split_keeps_the_sum_and_sets_the_ratio() {
+        let mut c = StageClock::start(Stage::Vision);
+        c.times.add(Stage::Vision, 0.9);
+        c.times.add(Stage::Lm, 0.1);
+        c.split(Stage::Vision, Stage::Lm, 0.25);
+        assert!((c.times.get(Stage::Vision) - 0.25).abs() < 1e-12);
+        assert!((c.times.get(Stage::Lm) - 0.75).abs() < 1e-12);
     }
     #[test]
     fn clock_adds_up_to_wall_time() {

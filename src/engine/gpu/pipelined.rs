@@ -272,15 +272,22 @@ impl<B: StagePages> PipelinedExecutor<B> {
             _ => model.fetch(&f.out, &f.grid)?,
         };
         let timings = self.transfer.timings(&f.ticket, f.batch.page_count())?;
-        clock.reattribute(Stage::Lm, Stage::Vision, timings.vision_ms / 1e3);
+        // The host waited for the device inside this batch's launch (candle's uploads wait for
+        // the stream) and here; the events say how the device's time divided.
+        clock.switch(Stage::Lm);
+        let gpu = timings.vision_ms + timings.lm_ms;
+        if gpu > 0.0 {
+            clock.split(Stage::Vision, Stage::Lm, timings.vision_ms / gpu);
+        }
         Ok((output, timings))
     }
 
     /// Submits a batch. Host time is attributed on `clock`: packing to `stage`, issuing (and in
-    /// the blocking modes waiting for) the copy to `h2d`, queueing kernels to `vision`, waiting
-    /// for results to `lm` less the event-measured vision share. In `async`/`async-u8` it is copied while the previous batch computes,
-    /// and the previous batch's result is returned; in `pageable`/`sync` it runs to the end
-    /// and its own result is returned (after any batch still in flight).
+    /// the blocking modes waiting for) the copy to `h2d`; queueing kernels and waiting for the
+    /// device to `vision` and `lm`, divided as the device's events divided the batch. In
+    /// `async`/`async-u8` it is copied while the previous batch computes, its forward is queued
+    /// behind that one, and the previous batch's result is returned; in `pageable`/`sync` it runs
+    /// to the end and its own result is returned (after any batch still in flight).
     #[allow(clippy::type_complexity)]
     pub fn submit<M: BatchModel>(
         &mut self,
