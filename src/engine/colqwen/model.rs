@@ -9,6 +9,7 @@ use super::source::{self, ResolvedModel, WeightSource};
 use super::text::TextModel;
 use super::vision::VisionTower;
 use super::weights::Weights;
+use crate::engine::gpu::upload::upload;
 use crate::engine::quant::QLinear;
 use crate::engine::{DType, ModelSettings, Quant};
 use crate::loader::PreprocessConfig;
@@ -378,7 +379,7 @@ impl ColQwen {
                 "the prompts hold {next_vision} image tokens but the vision tower gave {n_vision}"
             );
         }
-        let index = Tensor::from_vec(index, b * s, &self.device)?;
+        let index = upload(index, b * s, &self.device)?;
         let vision_embeds = vision_embeds.to_dtype(embeds.dtype())?;
         let embeds = Tensor::cat(&[&embeds, &vision_embeds], 0)?
             .index_select(&index, 0)?
@@ -418,11 +419,7 @@ impl ColQwen {
 
     fn ids_tensor(&self, batch: &TokenBatch) -> Result<Tensor> {
         let flat: Vec<u32> = batch.input_ids.iter().flatten().copied().collect();
-        Ok(Tensor::from_vec(
-            flat,
-            (batch.len(), batch.seq_len()),
-            &self.device,
-        )?)
+        Ok(upload(flat, (batch.len(), batch.seq_len()), &self.device)?)
     }
 
     /// custom_text_proj → L2 normalise, f32, on the device: [b, s, dim].

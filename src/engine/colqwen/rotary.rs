@@ -4,6 +4,7 @@
 //! Both use the non-interleaved layout (`rotate_half`), so a table holds the half-dimension
 //! (`cos`/`sin` of [.., head_dim/2]) and `candle_nn::rotary_emb::rope` applies it.
 
+use crate::engine::gpu::upload::upload;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
@@ -63,8 +64,8 @@ pub fn vision_rope(
     }
     let n = cos.len() / half;
     Ok((
-        Tensor::from_vec(cos, (n, half), device)?,
-        Tensor::from_vec(sin, (n, half), device)?,
+        upload(cos, (n, half), device)?,
+        upload(sin, (n, half), device)?,
     ))
 }
 
@@ -105,8 +106,8 @@ pub fn mrope(
         }
     }
     Ok((
-        Tensor::from_vec(cos, (b, seq, half), device)?,
-        Tensor::from_vec(sin, (b, seq, half), device)?,
+        upload(cos, (b, seq, half), device)?,
+        upload(sin, (b, seq, half), device)?,
     ))
 }
 

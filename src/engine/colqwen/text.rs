@@ -7,6 +7,7 @@ use super::profile::mark;
 use super::weights::Weights;
 use crate::engine::gpu::attention_tiles::push_segment_tiles;
 use crate::engine::gpu::fused;
+use crate::engine::gpu::upload::upload;
 use crate::engine::quant::QLinear;
 use anyhow::Result;
 use candle_core::{DType, Device, Module, Tensor};
@@ -179,7 +180,7 @@ impl TextModel {
                 }
                 Some((
                     Tensor::cat(&[&cos, &sin], 2)?.reshape((b * seq, c.head_dim()))?,
-                    Tensor::from_vec(tiles.clone(), (tiles.len() / 4, 4), device)?,
+                    upload(tiles.clone(), (tiles.len() / 4, 4), device)?,
                 ))
             }
             _ => None,

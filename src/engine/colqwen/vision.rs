@@ -9,6 +9,7 @@ use super::weights::Weights;
 use super::window::{plan_windows, WindowPlan};
 use crate::engine::gpu::attention_tiles::push_segment_tiles;
 use crate::engine::gpu::fused;
+use crate::engine::gpu::upload::upload;
 use crate::engine::quant::QLinear;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
@@ -174,14 +175,14 @@ impl VisionTower {
         for &(start, len) in &plan.frames {
             push_segment_tiles(&mut full_tiles, start, start + len, start);
         }
-        let upload = |t: Vec<u32>| Tensor::from_vec(t.clone(), (t.len() / 4, 4), &self.device);
+        let upload_tiles = |t: Vec<u32>| upload(t.clone(), (t.len() / 4, 4), &self.device);
         let t = Arc::new(BatchTables {
             cos,
             sin,
             cos_sin,
             plan,
-            window_tiles: upload(window_tiles)?,
-            full_tiles: upload(full_tiles)?,
+            window_tiles: upload_tiles(window_tiles)?,
+            full_tiles: upload_tiles(full_tiles)?,
         });
         if cache.len() >= TABLE_CACHE_ENTRIES {
             cache.remove(0);

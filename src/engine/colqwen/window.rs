@@ -7,6 +7,7 @@
 //! gather each window into a padded batch `[n_windows, window_len, …]` for windowed blocks
 //! (mask on padded keys), and scatter back. Full-attention blocks attend over each frame.
 
+use crate::engine::gpu::upload::upload;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
@@ -76,9 +77,9 @@ pub fn plan_windows(
     Ok(WindowPlan {
         n_windows,
         window_len,
-        gather: Tensor::from_vec(gather, n_windows * window_len, device)?,
-        scatter: Tensor::from_vec(scatter, n_patches, device)?,
-        key_mask: Tensor::from_vec(key_mask, (n_windows, 1, 1, window_len), device)?,
+        gather: upload(gather, n_windows * window_len, device)?,
+        scatter: upload(scatter, n_patches, device)?,
+        key_mask: upload(key_mask, (n_windows, 1, 1, window_len), device)?,
         frames,
         n_patches,
     })

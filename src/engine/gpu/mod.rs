@@ -8,6 +8,7 @@ pub mod batch;
 pub mod fused;
 pub mod staging;
 pub mod timings;
+pub mod upload;
 
 #[cfg(feature = "cuda")]
 pub mod flash_kernel;
