@@ -22,7 +22,8 @@
 //! ```
 //! Other scorers plug in through `search::PageScorer` (`Searcher::visual_with`): the CPU kernels
 //! (`search::CpuExact`, `maxsim`) and `tensor_scorer::TensorScorer`, MaxSim as batched matmuls over
-//! page tiles resident on a candle device (VRAM on CUDA).
+//! page tiles resident on a candle device (VRAM on CUDA), by default through the fused CUDA kernel
+//! `maxsim_kernel` (host side: `page_table`).
 
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
@@ -34,6 +35,11 @@ pub mod manifest;
 pub mod maxsim;
 #[cfg(target_arch = "x86_64")]
 mod maxsim_avx512;
+#[cfg(feature = "cuda")]
+pub mod maxsim_kernel;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
+pub mod page_table;
 pub mod pooling;
 pub mod provenance;
 pub mod search;

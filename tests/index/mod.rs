@@ -2,6 +2,7 @@
 //! refusals, concurrency, heatmaps, hybrid.
 
 mod kernels;
+mod page_table;
 mod tensor;
 
 use pagesight::cli::index_cmd::{stress_file_hash, stress_page_text, stress_provenance};

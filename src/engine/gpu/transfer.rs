@@ -160,7 +160,9 @@ pub fn measure_pinned_h2d_peak(device: &Device, bytes: usize, rounds: usize) -> 
         .as_cuda_device()
         .map_err(|_| anyhow!("measuring H2D bandwidth needs a CUDA device, got {device:?}"))?;
     let ctx = dev.cuda_stream().context().clone();
-    let stream = ctx.new_stream().context("creating a stream for the H2D probe")?;
+    let stream = ctx
+        .new_stream()
+        .context("creating a stream for the H2D probe")?;
     let host = super::staging::PinnedBuffer::<u8>::new(&ctx, bytes)?;
     let mut dst = unsafe { stream.alloc::<u8>(bytes) }?;
     let ptr = dst.device_ptr_mut(&stream).0;
