@@ -1,6 +1,7 @@
 //! Index store and search: commit/reopen, SIGKILL during ingest, corruption, exactness, recall,
 //! refusals, concurrency, heatmaps, hybrid.
 
+mod batch_add;
 mod kernels;
 mod page_table;
 mod tensor;
