@@ -294,14 +294,21 @@ fn build(
     let generate_secs = std::thread::scope(|scope| -> anyhow::Result<f64> {
         // Bounded: at most two batches wait, so memory stays ~2 × 512 pages of f32.
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Vec<f32>>)>(2);
+        // Its own thread pool: on the global one, `add_pages`' parallel work would queue behind
+        // a whole generated batch instead of sharing the cores with it.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .build()?;
         let generator = scope.spawn(move || {
             let mut secs = 0.0;
             for start in (0..n).step_by(GENERATE_BATCH) {
                 let t = Instant::now();
-                let pages: Vec<Vec<f32>> = (start..(start + GENERATE_BATCH).min(n))
-                    .into_par_iter()
-                    .map(|p| corpus.page(p as u64, tokens))
-                    .collect();
+                let pages: Vec<Vec<f32>> = pool.install(|| {
+                    (start..(start + GENERATE_BATCH).min(n))
+                        .into_par_iter()
+                        .map(|p| corpus.page(p as u64, tokens))
+                        .collect()
+                });
                 secs += t.elapsed().as_secs_f64();
                 if tx.send((start, pages)).is_err() {
                     break; // the index side failed; its error is reported

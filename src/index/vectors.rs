@@ -5,13 +5,22 @@ use super::format::BLOCK_TOKENS;
 use super::segment::{code_bytes, n_blocks};
 use half::f16;
 
-/// Packs `n × dim` row-major f32 into f16 blocks; padding tokens are zero.
+/// Packs `n × dim` row-major f32 into f16 blocks; padding tokens are zero. Each block's rows
+/// are converted together (F16C, 8 lanes at a time where present) and then transposed, so the
+/// stores run along the output; one value at a time this was most of the cost of ingest.
 pub fn pack_blocks(vectors: &[f32], n: usize, dim: usize) -> Vec<u16> {
+    use half::slice::HalfFloatSliceExt;
     let mut out = vec![0u16; n_blocks(n) * dim * BLOCK_TOKENS];
-    for (t, row) in vectors.chunks_exact(dim).take(n).enumerate() {
-        let base = (t / BLOCK_TOKENS) * dim * BLOCK_TOKENS + t % BLOCK_TOKENS;
-        for (d, &x) in row.iter().enumerate() {
-            out[base + d * BLOCK_TOKENS] = f16::from_f32(x).to_bits();
+    let mut rows = vec![f16::ZERO; BLOCK_TOKENS * dim];
+    let rows_in = &vectors[..n * dim];
+    for (b, src) in rows_in.chunks(BLOCK_TOKENS * dim).enumerate() {
+        let tokens = src.len() / dim;
+        rows[..src.len()].convert_from_f32_slice(src);
+        let block = &mut out[b * dim * BLOCK_TOKENS..(b + 1) * dim * BLOCK_TOKENS];
+        for (d, lanes) in block.chunks_exact_mut(BLOCK_TOKENS).enumerate() {
+            for (t, slot) in lanes[..tokens].iter_mut().enumerate() {
+                *slot = rows[t * dim + d].to_bits();
+            }
         }
     }
     out

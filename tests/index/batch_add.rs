@@ -60,3 +60,31 @@ fn add_pages_matches_add_page_and_refuses_a_bad_batch_whole() {
     }
     assert_eq!(sb.num_pages(), 6);
 }
+
+#[test]
+fn pack_blocks_lays_tokens_out_dimension_major_per_block() {
+    use pagesight::index::vectors::{pack_blocks, unpack_token};
+    let dim = 48;
+    let corpus = Corpus::new(4, dim, 4);
+    for n in [1, 15, 16, 17, 40] {
+        let v = corpus.page(n as u64, n);
+        let packed = pack_blocks(&v, n, dim);
+        assert_eq!(packed.len(), n.div_ceil(16) * 16 * dim);
+        for t in 0..n.div_ceil(16) * 16 {
+            for d in 0..dim {
+                let want = if t < n {
+                    half::f16::from_f32(v[t * dim + d]).to_bits()
+                } else {
+                    0
+                };
+                assert_eq!(
+                    packed[(t / 16) * dim * 16 + d * 16 + t % 16],
+                    want,
+                    "n {n} t {t} d {d}"
+                );
+            }
+        }
+        let back = unpack_token(&packed, dim, n - 1);
+        assert_eq!(back[0], half::f16::from_f32(v[(n - 1) * dim]).to_f32());
+    }
+}
