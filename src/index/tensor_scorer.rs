@@ -105,22 +105,20 @@ impl TensorScorer {
         let mut resident_bytes = 0u64;
         for len in lens {
             for members in groups[&len].chunks(chunk_pages.max(1)) {
-                // Row-major f16 tokens of each page, padded with its first token (all cores).
-                let per_page: Vec<Vec<half::f16>> = members
-                    .par_iter()
-                    .map(|&i| {
+                // Row-major f16 tokens of each page, padded with its first token (all cores,
+                // straight into the chunk's host buffer).
+                let mut host = vec![0u16; members.len() * len * dim];
+                host.par_chunks_mut(len * dim)
+                    .zip(members.par_iter())
+                    .for_each(|(page, &i)| {
                         let v = &views[i];
-                        let tokens = vectors::unpack_all(v.packed, dim, v.n_tokens);
-                        let first = &tokens[..dim];
-                        tokens
-                            .iter()
-                            .chain((v.n_tokens..len).flat_map(|_| first))
-                            .map(|&x| half::f16::from_f32(x))
-                            .collect()
-                    })
-                    .collect();
-                let host: Vec<half::f16> = per_page.concat();
-                drop(per_page);
+                        let (tokens, pad) = page.split_at_mut(v.n_tokens * dim);
+                        vectors::unpack_rows_bits(v.packed, dim, v.n_tokens, tokens);
+                        for row in pad.chunks_exact_mut(dim) {
+                            row.copy_from_slice(&tokens[..dim]);
+                        }
+                    });
+                let host: Vec<half::f16> = bytemuck::cast_vec(host);
                 let mut ids = Vec::with_capacity(members.len());
                 for &i in members {
                     rows.insert(views[i].page_id, (chunks.len(), ids.len()));

@@ -36,7 +36,23 @@ pub fn unpack_token(packed: &[u16], dim: usize, t: usize) -> Vec<f32> {
 
 /// All tokens of a packed page as row-major f32.
 pub fn unpack_all(packed: &[u16], dim: usize, n: usize) -> Vec<f32> {
-    (0..n).flat_map(|t| unpack_token(packed, dim, t)).collect()
+    let mut rows = vec![0u16; n * dim];
+    unpack_rows_bits(packed, dim, n, &mut rows);
+    rows.into_iter()
+        .map(|b| f16::from_bits(b).to_f32())
+        .collect()
+}
+
+/// The first `n` tokens of a packed page as row-major f16 bits into `out` (`n × dim` long).
+pub fn unpack_rows_bits(packed: &[u16], dim: usize, n: usize, out: &mut [u16]) {
+    for (b, rows) in out[..n * dim].chunks_mut(BLOCK_TOKENS * dim).enumerate() {
+        let block = &packed[b * dim * BLOCK_TOKENS..(b + 1) * dim * BLOCK_TOKENS];
+        for (d, lanes) in block.chunks_exact(BLOCK_TOKENS).enumerate() {
+            for (t, &bits) in lanes[..rows.len() / dim].iter().enumerate() {
+                rows[t * dim + d] = bits;
+            }
+        }
+    }
 }
 
 /// Sign bits of each row (bit set where the value is ≥ 0), `code_bytes(dim)` bytes per row.

@@ -63,7 +63,7 @@ fn add_pages_matches_add_page_and_refuses_a_bad_batch_whole() {
 
 #[test]
 fn pack_blocks_lays_tokens_out_dimension_major_per_block() {
-    use pagesight::index::vectors::{pack_blocks, unpack_token};
+    use pagesight::index::vectors::{pack_blocks, round_f16, unpack_all, unpack_token};
     let dim = 48;
     let corpus = Corpus::new(4, dim, 4);
     for n in [1, 15, 16, 17, 40] {
@@ -86,5 +86,6 @@ fn pack_blocks_lays_tokens_out_dimension_major_per_block() {
         }
         let back = unpack_token(&packed, dim, n - 1);
         assert_eq!(back[0], half::f16::from_f32(v[(n - 1) * dim]).to_f32());
+        assert_eq!(unpack_all(&packed, dim, n), round_f16(&v), "n {n}");
     }
 }
