@@ -12,6 +12,7 @@
 //! if let Some(st) = ix.file_state(&hash) { /* skip if st.complete; else resume at st.first_missing_page */ }
 //! ix.begin_file(&hash, path, title, page_count)?;
 //! ix.add_page(PageRecord { file_hash, page, text, vectors, n_tokens, image_rows, merged_grid })?;
+//! ix.add_pages(&records)?;                                   // a batch: packing on all cores
 //! ix.finish_file(&hash)?;
 //! ix.remove_file(&hash)?;                                     // tombstones (changed / vanished files)
 //! let info: CommitInfo = ix.commit()?;                        // atomic, survives SIGKILL anywhere
