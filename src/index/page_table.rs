@@ -31,7 +31,7 @@ pub struct TableEntry {
 /// Whether the kernel is built for `dim`-dimensional vectors: each lane loads 16-byte chunks of
 /// 8 dims, four lanes per token; past 128 the query fragments no longer fit in registers.
 pub fn kernel_supports(dim: usize) -> bool {
-    dim > 0 && dim % TOKEN_MULTIPLE == 0 && dim <= 128
+    dim > 0 && dim.is_multiple_of(TOKEN_MULTIPLE) && dim <= 128
 }
 
 fn invalid(msg: String) -> IndexError {
@@ -54,13 +54,13 @@ pub fn encode(entries: &[TableEntry], chunks: &[ChunkAddr], dim: usize) -> Resul
                 e.row, c.pages
             )));
         }
-        if c.len == 0 || c.len % TOKEN_MULTIPLE != 0 || c.len > u32::MAX as usize {
+        if c.len == 0 || !c.len.is_multiple_of(TOKEN_MULTIPLE) || c.len > u32::MAX as usize {
             return Err(invalid(format!(
                 "page length {} is not a positive multiple of {TOKEN_MULTIPLE}",
                 c.len
             )));
         }
-        if c.base % 16 != 0 {
+        if !c.base.is_multiple_of(16) {
             return Err(invalid(format!(
                 "chunk base {:#x} is not 16-byte aligned",
                 c.base

@@ -94,6 +94,15 @@ pub(crate) fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A page's vectors as stored (after pooling), computed in parallel before the serial bookkeeping.
+struct PreparedVectors {
+    packed: Vec<u16>,
+    codes: Vec<u8>,
+    n_tokens: u32,
+    image_rows: std::ops::Range<u32>,
+    members: Vec<Vec<u32>>,
+}
+
 /// What a page's text document needs of its file.
 struct PageFile {
     path: String,
@@ -360,7 +369,7 @@ impl Index {
         for rec in recs {
             files.push(self.check_page(rec, dim, &mut batch)?);
         }
-        let prepared: Vec<(Vec<u16>, Vec<u8>, u32, std::ops::Range<u32>, Vec<Vec<u32>>)> = recs
+        let prepared: Vec<PreparedVectors> = recs
             .par_iter()
             .map(|rec| {
                 let pooled = (pool > 1 && rec.image_rows.len() > pool)
@@ -379,18 +388,16 @@ impl Index {
                         Vec::new(),
                     ),
                 };
-                (
-                    vectors::pack_blocks(v, n, dim),
-                    vectors::sign_codes(v, n, dim),
-                    n as u32,
-                    rows.start as u32..rows.end as u32,
+                PreparedVectors {
+                    packed: vectors::pack_blocks(v, n, dim),
+                    codes: vectors::sign_codes(v, n, dim),
+                    n_tokens: n as u32,
+                    image_rows: rows.start as u32..rows.end as u32,
                     members,
-                )
+                }
             })
             .collect();
-        for ((rec, file), (packed, codes, n_tokens, image_rows, members)) in
-            recs.iter().zip(files).zip(prepared)
-        {
+        for ((rec, file), prep) in recs.iter().zip(files).zip(prepared) {
             let page_id = self.manifest.next_page_id;
             self.writable()?.add(&TextDoc {
                 page_id,
@@ -410,14 +417,14 @@ impl Index {
                 page_id,
                 file_hash: rec.file_hash,
                 page_no: rec.page,
-                n_tokens,
-                image_rows,
+                n_tokens: prep.n_tokens,
+                image_rows: prep.image_rows,
                 grid: rec.merged_grid,
-                packed,
-                codes,
+                packed: prep.packed,
+                codes: prep.codes,
                 meta: PageMeta {
                     text: rec.text.to_string(),
-                    members,
+                    members: prep.members,
                 },
             });
         }
