@@ -59,11 +59,17 @@ pub fn unpack_rows_bits(packed: &[u16], dim: usize, n: usize, out: &mut [u16]) {
 pub fn sign_codes(vectors: &[f32], n: usize, dim: usize) -> Vec<u8> {
     let cb = code_bytes(dim);
     let mut out = vec![0u8; n * cb];
-    for (t, row) in vectors.chunks_exact(dim).take(n).enumerate() {
-        for (d, &x) in row.iter().enumerate() {
-            if x >= 0.0 {
-                out[t * cb + d / 8] |= 1 << (d % 8);
-            }
+    for (row, code) in vectors
+        .chunks_exact(dim)
+        .take(n)
+        .zip(out.chunks_exact_mut(cb))
+    {
+        // Eight values → one byte, bit i for value i: a branch-free loop the compiler vectorises.
+        for (byte, vals) in code.iter_mut().zip(row.chunks(8)) {
+            *byte = vals
+                .iter()
+                .enumerate()
+                .fold(0u8, |b, (i, &x)| b | (((x >= 0.0) as u8) << i));
         }
     }
     out

@@ -89,3 +89,27 @@ fn pack_blocks_lays_tokens_out_dimension_major_per_block() {
         assert_eq!(unpack_all(&packed, dim, n), round_f16(&v), "n {n}");
     }
 }
+
+#[test]
+fn sign_codes_set_bit_d_for_each_non_negative_value() {
+    use pagesight::index::vectors::sign_codes;
+    for dim in [48, 128] {
+        let corpus = Corpus::new(5, dim, 4);
+        let n = 21;
+        let mut v = corpus.page(3, n);
+        v[1] = -0.0;
+        let codes = sign_codes(&v, n, dim);
+        let cb = dim.div_ceil(64) * 8;
+        assert_eq!(codes.len(), n * cb);
+        for t in 0..n {
+            for d in 0..cb * 8 {
+                let bit = codes[t * cb + d / 8] >> (d % 8) & 1 == 1;
+                assert_eq!(
+                    bit,
+                    d < dim && v[t * dim + d] >= 0.0,
+                    "dim {dim} t {t} d {d}"
+                );
+            }
+        }
+    }
+}
