@@ -22,8 +22,9 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
-/// Page lengths are rounded up to this many tokens to form groups.
-pub const LEN_MULTIPLE: usize = 32;
+/// Page lengths are rounded up to this many tokens to form groups: the fused kernel consumes
+/// pages in steps of this many tokens.
+pub const LEN_MULTIPLE: usize = super::page_table::TOKEN_MULTIPLE;
 
 struct Chunk {
     /// `[pages, len, dim]` in the storage dtype.
