@@ -18,6 +18,7 @@ pub mod loader;
 pub mod model_parity;
 pub mod search;
 pub mod search_reference;
+pub mod search_tensor;
 
 use clap::{Args, Subcommand};
 

@@ -2,16 +2,17 @@
 //! clustered as `index::synthetic` describes) through the real index. Per corpus size: exact
 //! MaxSim per ISA (p50/p99, GFLOP/s and fraction of the FMA peak measured in the same run), the
 //! binary prefilter + exact rerank at several candidate counts (recall@10 vs exact, speed-up),
-//! optionally the tensor scorer on a candle device (`--device cuda` in a CUDA build), and the
+//! optionally the tensor scorer on a candle device (`--device cuda` in a CUDA build: the fused
+//! MaxSim kernel and the cuBLAS path, `search_tensor`), and the
 //! reference scorer (colpali-engine's `score_multi_vector`, torch f32 einsum) on the same vectors.
 
 use super::cpu_peak::{self, IsaPeak};
 use super::search_reference::reference;
+use super::search_tensor::{tensor_runs, TensorResults};
 use crate::engine::settings::DeviceChoice;
 use crate::index::maxsim::{detected_isa, Isa, PreparedQuery, Scratch};
 use crate::index::search::{CpuExact, PageScorer, Query, Scorer, SearchMode};
 use crate::index::synthetic::{Corpus, Rng};
-use crate::index::tensor_scorer::TensorScorer;
 use crate::index::{Index, PageRecord, Provenance, Searcher};
 use anyhow::Context;
 use clap::Args;
@@ -79,7 +80,7 @@ pub struct Latency {
     pub min_ms: f64,
 }
 
-fn latency(mut ms: Vec<f64>) -> Latency {
+pub(super) fn latency(mut ms: Vec<f64>) -> Latency {
     ms.sort_by(f64::total_cmp);
     let pick = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
     Latency {
@@ -120,17 +121,6 @@ pub struct CompressedRun {
 }
 
 #[derive(Serialize, Debug)]
-pub struct TensorRun {
-    pub scorer: String,
-    pub upload_secs: f64,
-    pub resident_bytes: u64,
-    pub latency: Latency,
-    /// Resident bytes / p50: the rate the scorer streamed the page tiles.
-    pub resident_gb_per_s: f64,
-    pub top10_agreement_with_cpu_exact: f64,
-}
-
-#[derive(Serialize, Debug)]
 pub struct SizeResult {
     pub pages: usize,
     pub bytes_per_page: f64,
@@ -139,7 +129,7 @@ pub struct SizeResult {
     pub flops_per_query: f64,
     pub exact: Vec<ExactRun>,
     pub compressed: Vec<CompressedRun>,
-    pub tensor: Option<TensorRun>,
+    pub tensor: Option<TensorResults>,
     pub reference: Option<serde_json::Value>,
     pub reference_p50_ms: Option<f64>,
     pub reference_einsum_p50_ms: Option<f64>,
@@ -257,8 +247,16 @@ fn bench_provenance(dim: usize) -> Provenance {
     }
 }
 
+/// Pages generated per batch (all cores) while the previous batch is added and committed.
+const GENERATE_BATCH: usize = 512;
+/// Pages per commit (one segment each): ~0.8 GB of pending f16 vectors at 750 × 128, so 100k
+/// pages are 25 segments and commits, not 200.
+const COMMIT_PAGES: usize = 4096;
+
 /// Builds (or reuses) the index of `n` pages, and the raw f16 page file for the reference when
-/// `raw` — page vectors are generated and committed 500 at a time, so memory stays bounded.
+/// `raw`. A generator thread draws the synthetic vectors (all cores) one batch ahead of this
+/// thread, which adds them to the index and commits every `COMMIT_PAGES` pages, so memory stays
+/// bounded and generation overlaps the serial index work.
 fn build(
     a: &SearchBenchArgs,
     corpus: &Corpus,
@@ -291,46 +289,92 @@ fn build(
     } else {
         None
     };
-    let chunk = 500;
-    let mut generate_secs = 0.0;
-    for start in (0..n).step_by(chunk) {
-        let t = Instant::now();
-        let pages: Vec<Vec<f32>> = (start..(start + chunk).min(n))
-            .into_par_iter()
-            .map(|p| corpus.page(p as u64, a.tokens))
-            .collect();
-        generate_secs += t.elapsed().as_secs_f64();
-        for (i, v) in pages.iter().enumerate() {
-            let text = format!("synthetic page {}", start + i);
-            ix.add_page(PageRecord {
-                file_hash: hash,
-                page: (start + i + 1) as u32,
-                text: &text,
-                vectors: v,
-                n_tokens: a.tokens,
-                image_rows: 0..0,
-                merged_grid: (0, 0),
-            })?;
-            if let Some(out) = raw_out.as_mut() {
-                let bits: Vec<u16> = v
-                    .iter()
-                    .map(|&x| half::f16::from_f32(x).to_bits())
-                    .collect();
-                out.write_all(bytemuck::cast_slice(&bits))?;
+    let (mut add_secs, mut commit_secs, mut wait_secs) = (0.0, 0.0, 0.0);
+    let tokens = a.tokens;
+    let generate_secs = std::thread::scope(|scope| -> anyhow::Result<f64> {
+        // Bounded: at most two batches wait, so memory stays ~2 × 512 pages of f32.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Vec<f32>>)>(2);
+        // Its own thread pool: on the global one, `add_pages`' parallel work would queue behind
+        // a whole generated batch instead of sharing the cores with it.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .build()?;
+        let generator = scope.spawn(move || {
+            let mut secs = 0.0;
+            for start in (0..n).step_by(GENERATE_BATCH) {
+                let t = Instant::now();
+                let pages: Vec<Vec<f32>> = pool.install(|| {
+                    (start..(start + GENERATE_BATCH).min(n))
+                        .into_par_iter()
+                        .map(|p| corpus.page(p as u64, tokens))
+                        .collect()
+                });
+                secs += t.elapsed().as_secs_f64();
+                if tx.send((start, pages)).is_err() {
+                    break; // the index side failed; its error is reported
+                }
             }
+            secs
+        });
+        let mut since_commit = 0;
+        loop {
+            let t = Instant::now();
+            let Ok((start, pages)) = rx.recv() else { break };
+            wait_secs += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let texts: Vec<String> = (start..start + pages.len())
+                .map(|p| format!("synthetic page {p}"))
+                .collect();
+            let records: Vec<PageRecord<'_>> = pages
+                .iter()
+                .zip(&texts)
+                .enumerate()
+                .map(|(i, (v, text))| PageRecord {
+                    file_hash: hash,
+                    page: (start + i + 1) as u32,
+                    text,
+                    vectors: v,
+                    n_tokens: tokens,
+                    image_rows: 0..0,
+                    merged_grid: (0, 0),
+                })
+                .collect();
+            ix.add_pages(&records)?;
+            if let Some(out) = raw_out.as_mut() {
+                for v in &pages {
+                    let bits: Vec<u16> = v
+                        .iter()
+                        .map(|&x| half::f16::from_f32(x).to_bits())
+                        .collect();
+                    out.write_all(bytemuck::cast_slice(&bits))?;
+                }
+            }
+            add_secs += t.elapsed().as_secs_f64();
+            since_commit += pages.len();
+            let done = start + pages.len();
+            if since_commit >= COMMIT_PAGES || done == n {
+                let t = Instant::now();
+                ix.commit()?;
+                commit_secs += t.elapsed().as_secs_f64();
+                since_commit = 0;
+            }
+            eprint!("\r  built {done} / {n} pages");
         }
-        ix.commit()?;
-        eprint!("\r  built {} / {n} pages", (start + chunk).min(n));
-    }
-    eprintln!(
-        "\n  built in {:.0} s, of which generating the synthetic vectors {generate_secs:.0} s",
-        t0.elapsed().as_secs_f64()
-    );
+        generator
+            .join()
+            .map_err(|_| anyhow::anyhow!("the synthetic page generator panicked"))
+    })?;
     ix.finish_file(&hash)?;
+    let t = Instant::now();
     ix.commit()?;
+    commit_secs += t.elapsed().as_secs_f64();
     if let Some(mut out) = raw_out {
         out.flush()?;
     }
+    eprintln!(
+        "\n  built in {:.0} s: generating the synthetic vectors {generate_secs:.0} s (all cores, overlapped), adding pages (all cores) {add_secs:.0} s, commits {commit_secs:.0} s, waiting for vectors {wait_secs:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(Some(t0.elapsed().as_secs_f64()))
 }
 
@@ -348,7 +392,7 @@ fn process_cpu_seconds() -> f64 {
 /// Runs every query once untimed (warms caches and the thread pool), then times each. Also
 /// returns the CPU seconds the timed queries were given (on a shared machine, wall time also
 /// counts other tenants' turns; CPU time does not).
-fn time_queries(
+pub(super) fn time_queries(
     queries: &[Query],
     mut f: impl FnMut(&Query) -> anyhow::Result<Vec<u64>>,
 ) -> anyhow::Result<(Latency, Vec<Vec<u64>>, f64)> {
@@ -365,7 +409,7 @@ fn time_queries(
     Ok((latency(ms), tops, process_cpu_seconds() - cpu0))
 }
 
-fn overlap_at_10(want: &[Vec<u64>], got: &[Vec<u64>]) -> f64 {
+pub(super) fn overlap_at_10(want: &[Vec<u64>], got: &[Vec<u64>]) -> f64 {
     let found: usize = want
         .iter()
         .zip(got)
@@ -374,50 +418,11 @@ fn overlap_at_10(want: &[Vec<u64>], got: &[Vec<u64>]) -> f64 {
     found as f64 / (10 * want.len().max(1)) as f64
 }
 
-fn top10(s: &Searcher, q: &Query, scorer: &dyn PageScorer) -> anyhow::Result<Vec<u64>> {
+pub(super) fn top10(s: &Searcher, q: &Query, scorer: &dyn PageScorer) -> anyhow::Result<Vec<u64>> {
     Ok(s.visual_with(q, 10, scorer)?
         .into_iter()
         .map(|x| x.0)
         .collect())
-}
-
-fn tensor_run(
-    a: &SearchBenchArgs,
-    s: &Searcher,
-    queries: &[Query],
-    exact_tops: &[Vec<u64>],
-) -> anyhow::Result<Option<TensorRun>> {
-    let Some(choice) = a.device else {
-        return Ok(None);
-    };
-    let device = choice.open()?;
-    let compute = match a.tensor_compute.as_deref() {
-        Some("f32") => candle_core::DType::F32,
-        Some("f16") => candle_core::DType::F16,
-        Some(other) => anyhow::bail!("--tensor-compute {other}: use f32 or f16"),
-        None if device.is_cpu() => candle_core::DType::F32,
-        None => candle_core::DType::F16,
-    };
-    let t = Instant::now();
-    let chunk_pages = a
-        .tensor_chunk_pages
-        .unwrap_or(if device.is_cpu() { 512 } else { 4096 });
-    let scorer = TensorScorer::new(s, &device, compute, chunk_pages)?;
-    let upload_secs = t.elapsed().as_secs_f64();
-    let (lat, tops, _) = time_queries(queries, |q| top10(s, q, &scorer))?;
-    let run = TensorRun {
-        scorer: scorer.name(),
-        upload_secs,
-        resident_bytes: scorer.resident_bytes(),
-        resident_gb_per_s: scorer.resident_bytes() as f64 / (lat.p50_ms / 1e3) / 1e9,
-        latency: lat,
-        top10_agreement_with_cpu_exact: overlap_at_10(exact_tops, &tops),
-    };
-    eprintln!(
-        "  {}: upload {:.1} s, p50 {:.2} ms p99 {:.2} ms, {:.1} GB/s of resident tiles, top-10 agreement with CPU exact {:.3}",
-        run.scorer, run.upload_secs, run.latency.p50_ms, run.latency.p99_ms, run.resident_gb_per_s, run.top10_agreement_with_cpu_exact
-    );
-    Ok(Some(run))
 }
 
 pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
@@ -540,7 +545,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 recall_at_10: recall,
             });
         }
-        let tensor = tensor_run(&a, &s, &queries, &exact_tops)?;
+        let tensor = tensor_runs(&a, &s, &queries, &exact_tops)?;
         let mut r = SizeResult {
             pages: n,
             bytes_per_page: stats.bytes_per_page,

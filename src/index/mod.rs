@@ -12,6 +12,7 @@
 //! if let Some(st) = ix.file_state(&hash) { /* skip if st.complete; else resume at st.first_missing_page */ }
 //! ix.begin_file(&hash, path, title, page_count)?;
 //! ix.add_page(PageRecord { file_hash, page, text, vectors, n_tokens, image_rows, merged_grid })?;
+//! ix.add_pages(&records)?;                                   // a batch: packing on all cores
 //! ix.finish_file(&hash)?;
 //! ix.remove_file(&hash)?;                                     // tombstones (changed / vanished files)
 //! let info: CommitInfo = ix.commit()?;                        // atomic, survives SIGKILL anywhere
@@ -22,7 +23,8 @@
 //! ```
 //! Other scorers plug in through `search::PageScorer` (`Searcher::visual_with`): the CPU kernels
 //! (`search::CpuExact`, `maxsim`) and `tensor_scorer::TensorScorer`, MaxSim as batched matmuls over
-//! page tiles resident on a candle device (VRAM on CUDA).
+//! page tiles resident on a candle device (VRAM on CUDA), by default through the fused CUDA kernel
+//! `maxsim_kernel` (host side: `page_table`).
 
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
@@ -34,6 +36,11 @@ pub mod manifest;
 pub mod maxsim;
 #[cfg(target_arch = "x86_64")]
 mod maxsim_avx512;
+#[cfg(feature = "cuda")]
+pub mod maxsim_kernel;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
+pub mod page_table;
 pub mod pooling;
 pub mod provenance;
 pub mod search;

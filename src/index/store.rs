@@ -15,6 +15,8 @@ use super::snapshot::{
 };
 use super::text::{disk_commit, TextDoc, TextStore};
 use super::vectors;
+use rayon::prelude::*;
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +92,22 @@ pub(crate) fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A page's vectors as stored (after pooling), computed in parallel before the serial bookkeeping.
+struct PreparedVectors {
+    packed: Vec<u16>,
+    codes: Vec<u8>,
+    n_tokens: u32,
+    image_rows: std::ops::Range<u32>,
+    members: Vec<Vec<u32>>,
+}
+
+/// What a page's text document needs of its file.
+struct PageFile {
+    path: String,
+    title: Option<String>,
+    ingested_at: u64,
 }
 
 impl Index {
@@ -338,24 +356,101 @@ impl Index {
     }
 
     pub fn add_page(&mut self, rec: PageRecord<'_>) -> Result<()> {
+        self.add_pages(std::slice::from_ref(&rec))
+    }
+
+    /// `add_page` for each record in order, the vector work (pooling, f16 packing, sign codes)
+    /// on all cores. Every record is checked first: a refused one leaves none of them added.
+    pub fn add_pages(&mut self, recs: &[PageRecord<'_>]) -> Result<()> {
         let dim = self.manifest.provenance.dim;
         let pool = self.pool_factor;
-        let file = self
-            .manifest
-            .file(&rec.file_hash)
-            .ok_or_else(|| {
-                IndexError::Invalid(format!(
-                    "add_page for file {} before begin_file",
-                    hex(&rec.file_hash)
-                ))
-            })?
-            .clone();
+        let mut batch: HashSet<([u8; 32], u32)> = HashSet::new();
+        let mut files = Vec::with_capacity(recs.len());
+        for rec in recs {
+            files.push(self.check_page(rec, dim, &mut batch)?);
+        }
+        let prepared: Vec<PreparedVectors> = recs
+            .par_iter()
+            .map(|rec| {
+                let pooled = (pool > 1 && rec.image_rows.len() > pool)
+                    .then(|| pooling::pool_rows(rec.vectors, dim, rec.image_rows.clone(), pool));
+                let (v, n, rows, members) = match &pooled {
+                    Some(p) => (
+                        &p.vectors[..],
+                        p.n_tokens,
+                        p.image_rows.clone(),
+                        p.members.clone(),
+                    ),
+                    None => (
+                        rec.vectors,
+                        rec.n_tokens,
+                        rec.image_rows.clone(),
+                        Vec::new(),
+                    ),
+                };
+                PreparedVectors {
+                    packed: vectors::pack_blocks(v, n, dim),
+                    codes: vectors::sign_codes(v, n, dim),
+                    n_tokens: n as u32,
+                    image_rows: rows.start as u32..rows.end as u32,
+                    members,
+                }
+            })
+            .collect();
+        for ((rec, file), prep) in recs.iter().zip(files).zip(prepared) {
+            let page_id = self.manifest.next_page_id;
+            self.writable()?.add(&TextDoc {
+                page_id,
+                file_hash: &rec.file_hash,
+                path: &file.path,
+                title: file.title.as_deref(),
+                page: rec.page,
+                ingested_at: file.ingested_at,
+                text: rec.text,
+            })?;
+            self.manifest.next_page_id += 1;
+            if let Some(f) = self.manifest.file_mut(&rec.file_hash) {
+                let at = f.pages.partition_point(|&p| p < rec.page);
+                f.pages.insert(at, rec.page);
+            }
+            self.pending.push(PageData {
+                page_id,
+                file_hash: rec.file_hash,
+                page_no: rec.page,
+                n_tokens: prep.n_tokens,
+                image_rows: prep.image_rows,
+                grid: rec.merged_grid,
+                packed: prep.packed,
+                codes: prep.codes,
+                meta: PageMeta {
+                    text: rec.text.to_string(),
+                    members: prep.members,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a page that does not fit its file (begun, page number in range, not yet added —
+    /// in the index or earlier in `batch`) or whose vectors or image rows are malformed.
+    fn check_page(
+        &self,
+        rec: &PageRecord<'_>,
+        dim: usize,
+        batch: &mut HashSet<([u8; 32], u32)>,
+    ) -> Result<PageFile> {
+        let file = self.manifest.file(&rec.file_hash).ok_or_else(|| {
+            IndexError::Invalid(format!(
+                "add_page for file {} before begin_file",
+                hex(&rec.file_hash)
+            ))
+        })?;
         let bad =
             |what: String| IndexError::Invalid(format!("{} page {}: {what}", file.path, rec.page));
         if rec.page == 0 || rec.page > file.page_count {
             return Err(bad(format!("page number out of 1..={}", file.page_count)));
         }
-        if file.pages.binary_search(&rec.page).is_ok() {
+        if file.pages.binary_search(&rec.page).is_ok() || !batch.insert((rec.file_hash, rec.page)) {
             return Err(bad("already in the index".into()));
         }
         if rec.n_tokens == 0 || rec.vectors.len() != rec.n_tokens * dim {
@@ -379,53 +474,13 @@ impl Index {
                 rec.image_rows, rec.n_tokens
             )));
         }
-        let pooled = (pool > 1 && n_img > pool)
-            .then(|| pooling::pool_rows(rec.vectors, dim, rec.image_rows.clone(), pool));
-        let (vecs, n, image_rows, members) = match &pooled {
-            Some(p) => (
-                &p.vectors[..],
-                p.n_tokens,
-                p.image_rows.clone(),
-                p.members.clone(),
-            ),
-            None => (
-                rec.vectors,
-                rec.n_tokens,
-                rec.image_rows.clone(),
-                Vec::new(),
-            ),
-        };
-        let page_id = self.manifest.next_page_id;
-        let data = PageData {
-            page_id,
-            file_hash: rec.file_hash,
-            page_no: rec.page,
-            n_tokens: n as u32,
-            image_rows: image_rows.start as u32..image_rows.end as u32,
-            grid: rec.merged_grid,
-            packed: vectors::pack_blocks(vecs, n, dim),
-            codes: vectors::sign_codes(vecs, n, dim),
-            meta: PageMeta {
-                text: rec.text.to_string(),
-                members,
-            },
-        };
-        self.writable()?.add(&TextDoc {
-            page_id,
-            file_hash: &rec.file_hash,
-            path: &file.path,
-            title: file.title.as_deref(),
-            page: rec.page,
+        // Only what the page needs: the entry's page list grows with the file (cloning it per
+        // page made adding a 100k-page file quadratic).
+        Ok(PageFile {
+            path: file.path.clone(),
+            title: file.title.clone(),
             ingested_at: file.ingested_at,
-            text: rec.text,
-        })?;
-        self.manifest.next_page_id += 1;
-        if let Some(f) = self.manifest.file_mut(&rec.file_hash) {
-            let at = f.pages.partition_point(|&p| p < rec.page);
-            f.pages.insert(at, rec.page);
-        }
-        self.pending.push(data);
-        Ok(())
+        })
     }
 
     /// Marks a file done (whatever pages it has; failed pages are the engine's to report).

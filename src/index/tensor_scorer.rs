@@ -8,22 +8,45 @@
 //! page's `len` columns and a sum over the query tokens. Storage is f16 (as on disk); the matmul
 //! runs in `compute` — f32 keeps it exact (the CPU default), f16 halves the memory traffic on a
 //! GPU (cuBLAS accumulates in f32 but rounds each similarity to f16 before the max).
+//!
+//! On CUDA with f16 the default kernel is instead `maxsim_kernel`'s fused one (`TensorKernel::
+//! Fused`): it reads the same resident chunks once per query through a page table and writes one
+//! score per page, never materialising the similarity matrix (f32 max and sum). The matmul path
+//! stays as the fallback (the fused kernel failed to compile, an unsupported dim, f32 compute).
 
 use super::format::{IndexError, Result};
+use super::page_table::TableEntry;
 use super::search::{PageScorer, PageView, Searcher};
 use super::vectors;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
-/// Page lengths are rounded up to this many tokens to form groups.
-pub const LEN_MULTIPLE: usize = 32;
+/// Page lengths are rounded up to this many tokens to form groups: the fused kernel consumes
+/// pages in steps of this many tokens.
+pub const LEN_MULTIPLE: usize = super::page_table::TOKEN_MULTIPLE;
 
 struct Chunk {
     /// `[pages, len, dim]` in the storage dtype.
     pages: Tensor,
     ids: Vec<u64>,
 }
+
+/// How a `TensorScorer` computes MaxSim over its resident chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKernel {
+    /// Per chunk `[nq, dim] × [dim, pages·len]`, max over each page's columns, sum (candle ops;
+    /// cuBLAS on CUDA).
+    Matmul,
+    /// One fused CUDA kernel over every page (f16 storage and compute on CUDA).
+    Fused,
+}
+
+#[cfg(feature = "cuda")]
+type FusedSlot = std::result::Result<super::maxsim_kernel::FusedMaxSim, String>;
+/// Without CUDA the fused kernel never exists; the slot only carries why.
+#[cfg(not(feature = "cuda"))]
+type FusedSlot = std::result::Result<std::convert::Infallible, String>;
 
 pub struct TensorScorer {
     device: Device,
@@ -33,6 +56,12 @@ pub struct TensorScorer {
     /// page id → (chunk, row in it).
     rows: HashMap<u64, (usize, usize)>,
     resident_bytes: u64,
+    /// Page ids in the order the scorer was built with: a query over exactly these pages (the
+    /// common full scan) uses the fused kernel's prebuilt table.
+    order: Vec<u64>,
+    /// Holds raw device addresses into `chunks`, which live (unchanged) as long as it does.
+    fused: FusedSlot,
+    kernel: TensorKernel,
 }
 
 fn tensor_err(what: &str) -> impl FnOnce(candle_core::Error) -> IndexError + '_ {
@@ -77,22 +106,20 @@ impl TensorScorer {
         let mut resident_bytes = 0u64;
         for len in lens {
             for members in groups[&len].chunks(chunk_pages.max(1)) {
-                // Row-major f16 tokens of each page, padded with its first token (all cores).
-                let per_page: Vec<Vec<half::f16>> = members
-                    .par_iter()
-                    .map(|&i| {
+                // Row-major f16 tokens of each page, padded with its first token (all cores,
+                // straight into the chunk's host buffer).
+                let mut host = vec![0u16; members.len() * len * dim];
+                host.par_chunks_mut(len * dim)
+                    .zip(members.par_iter())
+                    .for_each(|(page, &i)| {
                         let v = &views[i];
-                        let tokens = vectors::unpack_all(v.packed, dim, v.n_tokens);
-                        let first = &tokens[..dim];
-                        tokens
-                            .iter()
-                            .chain((v.n_tokens..len).flat_map(|_| first))
-                            .map(|&x| half::f16::from_f32(x))
-                            .collect()
-                    })
-                    .collect();
-                let host: Vec<half::f16> = per_page.concat();
-                drop(per_page);
+                        let (tokens, pad) = page.split_at_mut(v.n_tokens * dim);
+                        vectors::unpack_rows_bits(v.packed, dim, v.n_tokens, tokens);
+                        for row in pad.chunks_exact_mut(dim) {
+                            row.copy_from_slice(&tokens[..dim]);
+                        }
+                    });
+                let host: Vec<half::f16> = bytemuck::cast_vec(host);
                 let mut ids = Vec::with_capacity(members.len());
                 for &i in members {
                     rows.insert(views[i].page_id, (chunks.len(), ids.len()));
@@ -105,6 +132,21 @@ impl TensorScorer {
                 chunks.push(Chunk { pages, ids });
             }
         }
+        let order: Vec<u64> = views.iter().map(|v| v.page_id).collect();
+        let full: Vec<TableEntry> = views
+            .iter()
+            .enumerate()
+            .filter_map(|(out, v)| {
+                let &(chunk, row) = rows.get(&v.page_id)?;
+                Some(TableEntry { chunk, row, out })
+            })
+            .collect();
+        let fused = build_fused(device, compute, dim, &chunks, &full);
+        let kernel = if fused.is_ok() {
+            TensorKernel::Fused
+        } else {
+            TensorKernel::Matmul
+        };
         Ok(TensorScorer {
             device: device.clone(),
             compute,
@@ -112,7 +154,31 @@ impl TensorScorer {
             chunks,
             rows,
             resident_bytes,
+            order,
+            fused,
+            kernel,
         })
+    }
+
+    /// The kernel `score_all` runs (the fused one by default where it is available).
+    pub fn kernel(&self) -> TensorKernel {
+        self.kernel
+    }
+
+    /// Why the fused kernel is not available here, if it is not.
+    pub fn fused_unavailable(&self) -> Option<&str> {
+        self.fused.as_ref().err().map(String::as_str)
+    }
+
+    /// Switches kernels over the same resident tiles (benchmarks compare both).
+    pub fn set_kernel(&mut self, kernel: TensorKernel) -> Result<()> {
+        if let (TensorKernel::Fused, Err(why)) = (kernel, &self.fused) {
+            return Err(IndexError::Invalid(format!(
+                "the fused MaxSim kernel is not available: {why}"
+            )));
+        }
+        self.kernel = kernel;
+        Ok(())
     }
 
     /// Bytes of page tiles held on the device (padding included).
@@ -122,6 +188,70 @@ impl TensorScorer {
 
     pub fn resident_pages(&self) -> usize {
         self.rows.len()
+    }
+
+    /// Where page `v` is resident: None for an empty page (it scores 0, as on the CPU).
+    fn locate(&self, v: &PageView<'_>) -> Result<Option<(usize, usize)>> {
+        if v.n_tokens == 0 {
+            return Ok(None);
+        }
+        self.rows.get(&v.page_id).copied().map(Some).ok_or_else(|| {
+            IndexError::Invalid(format!(
+                "page {} is not resident in the tensor scorer; build it again for this snapshot",
+                v.page_id
+            ))
+        })
+    }
+
+    /// The fused kernel: the prebuilt table when `pages` is the build order, else a table of
+    /// just `pages` (a prefilter's candidates).
+    fn score_fused(&self, q: &[f32], nq: usize, pages: &[PageView<'_>]) -> Result<Vec<f32>> {
+        let fused = match &self.fused {
+            Ok(f) => f,
+            Err(why) => {
+                return Err(IndexError::Invalid(format!(
+                    "the fused MaxSim kernel is not available: {why}"
+                )))
+            }
+        };
+        let full = pages.len() == self.order.len()
+            && pages
+                .iter()
+                .zip(&self.order)
+                .all(|(v, &id)| v.page_id == id);
+        #[cfg(feature = "cuda")]
+        {
+            if full {
+                return fused.score_full(q, nq, pages.len());
+            }
+            let mut entries = Vec::new();
+            for (out, v) in pages.iter().enumerate() {
+                if let Some((chunk, row)) = self.locate(v)? {
+                    entries.push(TableEntry { chunk, row, out });
+                }
+            }
+            fused.score_entries(&entries, q, nq, pages.len())
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (full, q, nq);
+            match *fused {}
+        }
+    }
+
+    /// Milliseconds the fused kernel alone takes for one query over every resident page (CUDA
+    /// events), or None where the fused kernel is not available.
+    pub fn fused_kernel_ms(&self, q: &[f32], nq: usize) -> Option<Result<f64>> {
+        #[cfg(feature = "cuda")]
+        {
+            let f = self.fused.as_ref().ok()?;
+            Some(f.time_full_kernel(q, nq, self.order.len()))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (q, nq);
+            None
+        }
     }
 
     /// MaxSim of `q` (`[nq, dim]`, compute dtype) against `pages` (`[p, len, dim]`): `[p]` f32.
@@ -144,7 +274,11 @@ impl PageScorer for TensorScorer {
             Device::Cpu => "cpu".to_string(),
             d => format!("{d:?}").to_lowercase(),
         };
-        format!("tensor-{}-{:?}", dev, self.compute).to_lowercase()
+        let kernel = match self.kernel {
+            TensorKernel::Matmul => "matmul",
+            TensorKernel::Fused => "fused",
+        };
+        format!("tensor-{}-{:?}-{kernel}", dev, self.compute).to_lowercase()
     }
 
     fn score_all(
@@ -161,22 +295,18 @@ impl PageScorer for TensorScorer {
                 q.len()
             )));
         }
+        if self.kernel == TensorKernel::Fused {
+            return self.score_fused(q, nq, pages);
+        }
         let qt = Tensor::from_slice(&q[..nq * dim], (nq, dim), &self.device)
             .and_then(|t| t.to_dtype(self.compute))
             .map_err(tensor_err("uploading the query"))?;
         // Which rows of which chunk each requested page is.
         let mut wanted: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.chunks.len()];
         for (out, v) in pages.iter().enumerate() {
-            if v.n_tokens == 0 {
-                continue; // an empty page scores 0, as on the CPU
+            if let Some((c, r)) = self.locate(v)? {
+                wanted[c].push((r, out));
             }
-            let &(c, r) = self.rows.get(&v.page_id).ok_or_else(|| {
-                IndexError::Invalid(format!(
-                    "page {} is not resident in the tensor scorer; build it again for this snapshot",
-                    v.page_id
-                ))
-            })?;
-            wanted[c].push((r, out));
         }
         // Every chunk's scores stay on the device until one copy back (one synchronisation).
         let mut parts = Vec::new();
@@ -223,5 +353,39 @@ impl PageScorer for TensorScorer {
             scores[out] = s;
         }
         Ok(scores)
+    }
+}
+
+/// The fused kernel over `chunks` where it applies: CUDA, f16 compute, a supported dim.
+fn build_fused(
+    device: &Device,
+    compute: DType,
+    dim: usize,
+    chunks: &[Chunk],
+    full: &[TableEntry],
+) -> FusedSlot {
+    if !device.is_cuda() {
+        return Err("it runs on CUDA devices only".into());
+    }
+    if compute != DType::F16 {
+        return Err(format!(
+            "it computes in f16 (this scorer computes in {compute:?})"
+        ));
+    }
+    if !super::page_table::kernel_supports(dim) {
+        return Err(format!(
+            "{dim}-d vectors (it needs a multiple of 32, at most 128)"
+        ));
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let tensors: Vec<&Tensor> = chunks.iter().map(|c| &c.pages).collect();
+        super::maxsim_kernel::FusedMaxSim::new(device, &tensors, dim, full)
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (chunks, full);
+        Err("this build has no CUDA support".into())
     }
 }

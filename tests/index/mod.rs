@@ -1,7 +1,9 @@
 //! Index store and search: commit/reopen, SIGKILL during ingest, corruption, exactness, recall,
 //! refusals, concurrency, heatmaps, hybrid.
 
+mod batch_add;
 mod kernels;
+mod page_table;
 mod tensor;
 
 use pagesight::cli::index_cmd::{stress_file_hash, stress_page_text, stress_provenance};

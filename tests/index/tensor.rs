@@ -3,7 +3,7 @@
 use super::{hash, prov, query};
 use pagesight::index::search::CpuExact;
 use pagesight::index::synthetic::{Corpus, Rng};
-use pagesight::index::tensor_scorer::TensorScorer;
+use pagesight::index::tensor_scorer::{TensorKernel, TensorScorer};
 use pagesight::index::{maxsim, Index, PageRecord, PageScorer, Scorer, SearchMode};
 use std::path::Path;
 
@@ -43,8 +43,14 @@ fn tensor_scorer_on_cpu_equals_exact_maxsim() {
         .unwrap();
     let device = candle_core::Device::Cpu;
     // Small chunks: several chunks per length group.
-    let exact = TensorScorer::new(&s, &device, candle_core::DType::F32, 7).unwrap();
+    let mut exact = TensorScorer::new(&s, &device, candle_core::DType::F32, 7).unwrap();
     assert_eq!(exact.resident_pages(), n_pages as usize);
+    // The fused kernel is CUDA-only: the CPU runs the matmul path and refuses to switch.
+    assert_eq!(exact.kernel(), TensorKernel::Matmul);
+    assert!(exact.fused_unavailable().unwrap().contains("CUDA"));
+    assert!(exact.set_kernel(TensorKernel::Fused).is_err());
+    exact.set_kernel(TensorKernel::Matmul).unwrap();
+    assert!(exact.name().ends_with("-matmul"), "{}", exact.name());
     let got = exact.score_all(&q, nq, dim, &views).unwrap();
     for (g, w) in got.iter().zip(&cpu) {
         assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "f32: {g} vs {w}");

@@ -18,8 +18,10 @@ pub mod fused_kernel;
 pub mod lt_gemm;
 #[cfg(feature = "cuda")]
 pub mod nf4_kernel;
+// The NVRTC helper lives in the index (its fused MaxSim kernel needs it; index must not import
+// engine): one helper for both.
 #[cfg(feature = "cuda")]
-pub mod nvrtc;
+pub use crate::index::nvrtc;
 #[cfg(feature = "cuda")]
 pub mod patchify_kernel;
 #[cfg(feature = "cuda")]

@@ -1,6 +1,7 @@
 //! Compiles our CUDA C kernels at load time with NVRTC, straight to a CUBIN for the device's
 //! compute capability. A CUBIN (unlike PTX) loads on any driver of the same CUDA major version,
-//! so a newer NVRTC on the machine cannot produce code the driver refuses to JIT.
+//! so a newer NVRTC on the machine cannot produce code the driver refuses to JIT. Shared by the
+//! index (fused MaxSim) and the engine (`engine::gpu` re-exports it): the index is the lower layer.
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::cuda_backend::cudarc::driver::{CudaContext, CudaFunction, CudaModule};

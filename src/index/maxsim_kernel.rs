@@ -1,0 +1,387 @@
+//! Fused exact MaxSim on tensor cores (CUDA builds): one kernel reads every resident page token
+//! once and writes one f32 score per page, instead of cuBLAS writing the `[nq, pages·len]`
+//! similarity matrix to VRAM for a max and a sum to read back.
+//!
+//! Each warp scores whole pages (grid-stride over the page table, see `page_table`). The query
+//! (f16, 16 or 32 rows, zero-padded) sits in registers as `mma.sync.m16n8k16` A fragments for
+//! the whole launch; page tokens stream from global memory straight into B fragments with
+//! 16-byte loads, 16 tokens (4 KiB) in flight per warp while the previous 16 are multiplied.
+//! Products are f16 × f16 with f32 accumulation; the running max per (query row, token column)
+//! and the final sum stay in f32.
+//!
+//! No shared memory and no ldmatrix: a dot product may sum its k dimension in any order as long
+//! as A and B use the same one. Lane (g = lane / 4, t = lane % 4) loads, of token g of an 8-token
+//! tile, the 16-byte chunks c = 4i + t (dims 8c .. 8c + 7); its registers (x, y) serve k-step
+//! 2i as b0, b1 and (z, w) k-step 2i + 1. Under that mapping, logical k (2t, 2t + 1) of step
+//! 2i + j is dims 8c + 4j + (0, 1) and (2t + 8, 2t + 9) is 8c + 4j + (2, 3): the A fragments load
+//! the query's dims in the same order. Four lanes read a token's 64 contiguous bytes per load,
+//! so every 32-byte sector fetched is used whole.
+
+use super::format::{IndexError, Result};
+use super::nvrtc;
+use super::page_table::{self, ChunkAddr, TableEntry};
+use candle_core::cuda_backend::cudarc::driver::{
+    sys, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use candle_core::{Device, Storage, Tensor};
+use std::sync::{Arc, Mutex};
+
+pub const SOURCE: &str = r#"
+#define NC (DIM / 32)      // 16-byte chunks of one token per lane
+typedef unsigned short h16;
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+__device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 16 bytes read once per query: not kept in L1.
+__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// Tokens u·8 + g (u < UNR) from `tok`: this lane's chunks 4i + t.
+template <int UNR>
+__device__ __forceinline__ void load_tiles(uint4 (*b)[NC], const uint4* tok, unsigned g, unsigned t) {
+    #pragma unroll
+    for (int u = 0; u < UNR; u++)
+        #pragma unroll
+        for (int i = 0; i < NC; i++)
+            b[u][i] = ld_stream(tok + (u * 8 + g) * (DIM / 8) + 4 * i + t);
+}
+
+// Similarities of the query rows with UNR 8-token tiles, folded into the running maxima:
+// mx[m][0] covers row 16m + g, mx[m][1] row 16m + g + 8 (tokens 2t, 2t + 1 of each tile).
+template <int MT, int UNR>
+__device__ __forceinline__ void score_tiles(float (*mx)[2], const unsigned (*qa)[2 * NC][4],
+                                            const uint4 (*b)[NC]) {
+    #pragma unroll
+    for (int u = 0; u < UNR; u++) {
+        float c[MT][4];
+        #pragma unroll
+        for (int m = 0; m < MT; m++) { c[m][0] = 0.f; c[m][1] = 0.f; c[m][2] = 0.f; c[m][3] = 0.f; }
+        #pragma unroll
+        for (int i = 0; i < NC; i++) {
+            #pragma unroll
+            for (int m = 0; m < MT; m++) {
+                mma16816(c[m], qa[m][2 * i], b[u][i].x, b[u][i].y);
+                mma16816(c[m], qa[m][2 * i + 1], b[u][i].z, b[u][i].w);
+            }
+        }
+        #pragma unroll
+        for (int m = 0; m < MT; m++) {
+            mx[m][0] = fmaxf(mx[m][0], fmaxf(c[m][0], c[m][1]));
+            mx[m][1] = fmaxf(mx[m][1], fmaxf(c[m][2], c[m][3]));
+        }
+    }
+}
+
+// table: per page {address of its first token, len | out << 32}; len a multiple of 32.
+// q: [gridDim.y groups][MT·16 rows][DIM] f16. out: [gridDim.y][n_out] f32.
+template <int MT>
+__device__ __forceinline__ void maxsim_pages(const unsigned long long* __restrict__ table,
+    unsigned n, const h16* __restrict__ q, float* __restrict__ out, unsigned n_out) {
+    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const unsigned warps = gridDim.x * (blockDim.x >> 5);
+    const h16* qg = q + (unsigned long long)blockIdx.y * MT * 16 * DIM;
+    unsigned qa[MT][2 * NC][4];
+    #pragma unroll
+    for (int m = 0; m < MT; m++)
+        #pragma unroll
+        for (int i = 0; i < NC; i++)
+            #pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const h16* r0 = qg + (m * 16 + g) * DIM + (4 * i + t) * 8 + 4 * j;
+                const h16* r1 = r0 + 8 * DIM;
+                qa[m][2 * i + j][0] = *(const unsigned*)r0;
+                qa[m][2 * i + j][1] = *(const unsigned*)r1;
+                qa[m][2 * i + j][2] = *(const unsigned*)(r0 + 2);
+                qa[m][2 * i + j][3] = *(const unsigned*)(r1 + 2);
+            }
+    for (unsigned e = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); e < n; e += warps) {
+        const uint4* tok = (const uint4*)table[2 * e];
+        const unsigned long long meta = table[2 * e + 1];
+        const unsigned len = (unsigned)meta, slot = (unsigned)(meta >> 32);
+        float mx[MT][2];
+        #pragma unroll
+        for (int m = 0; m < MT; m++) { mx[m][0] = NEG_INF; mx[m][1] = NEG_INF; }
+        // Two register buffers of 16 tokens: one loads while the other is multiplied.
+        uint4 b0[2][NC], b1[2][NC];
+        load_tiles<2>(b0, tok, g, t);
+        for (unsigned k = 0; k < len; k += 32) {
+            load_tiles<2>(b1, tok + (k + 16) * (DIM / 8), g, t);
+            score_tiles<MT, 2>(mx, qa, b0);
+            if (k + 32 < len) load_tiles<2>(b0, tok + (k + 32) * (DIM / 8), g, t);
+            score_tiles<MT, 2>(mx, qa, b1);
+        }
+        // Max over the quad's token columns, then the sum over rows: the quad's own rows, then
+        // across the eight row groups. Zero-padded query rows add max(0, …) = 0.
+        float s = 0.f;
+        #pragma unroll
+        for (int m = 0; m < MT; m++)
+            #pragma unroll
+            for (int h = 0; h < 2; h++) {
+                float v = mx[m][h];
+                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+                s += v;
+            }
+        s += __shfl_xor_sync(0xffffffffu, s, 4);
+        s += __shfl_xor_sync(0xffffffffu, s, 8);
+        s += __shfl_xor_sync(0xffffffffu, s, 16);
+        if (lane == 0) out[(unsigned long long)blockIdx.y * n_out + slot] = s;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q16(
+    const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
+    float* __restrict__ out, unsigned n_out) {
+    maxsim_pages<1>(table, n, q, out, n_out);
+}
+extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q32(
+    const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
+    float* __restrict__ out, unsigned n_out) {
+    maxsim_pages<2>(table, n, q, out, n_out);
+}
+"#;
+
+/// Warps per block; the kernel is bound to 4 blocks per SM (128 registers a thread).
+const WARPS_PER_BLOCK: u32 = 4;
+const BLOCKS_PER_SM: u32 = 4;
+
+fn err(what: &str) -> impl FnOnce(String) -> IndexError + '_ {
+    move |e| IndexError::Invalid(format!("fused MaxSim kernel: {what}: {e}"))
+}
+
+struct Functions {
+    q16: CudaFunction,
+    q32: CudaFunction,
+}
+
+/// Compiled modules per (CUDA context, dim): compiling takes NVRTC a fraction of a second.
+static COMPILED: Mutex<Vec<(usize, usize, Arc<Functions>)>> = Mutex::new(Vec::new());
+
+fn functions(stream: &Arc<CudaStream>, dim: usize) -> Result<Arc<Functions>> {
+    let key = Arc::as_ptr(stream.context()) as usize;
+    let mut all = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, f)) = all.iter().find(|(k, d, _)| *k == key && *d == dim) {
+        return Ok(f.clone());
+    }
+    let src = format!("#define DIM {dim}\n{SOURCE}");
+    let compiled = (|| {
+        let m = nvrtc::load_module(stream.context(), &format!("pagesight_maxsim_{dim}"), &src)?;
+        anyhow::Ok(Functions {
+            q16: nvrtc::function(&m, "maxsim_f16_q16")?,
+            q32: nvrtc::function(&m, "maxsim_f16_q32")?,
+        })
+    })()
+    .map_err(|e| err("compiling")(format!("{e:#}")))?;
+    let f = Arc::new(compiled);
+    all.push((key, dim, f.clone()));
+    Ok(f)
+}
+
+/// The fused kernel over a `TensorScorer`'s resident chunks. Holds raw device addresses of the
+/// chunk tensors: its owner keeps those tensors alive and unchanged for as long as it lives.
+pub struct FusedMaxSim {
+    stream: Arc<CudaStream>,
+    functions: Arc<Functions>,
+    max_blocks: u32,
+    dim: usize,
+    chunks: Vec<ChunkAddr>,
+    /// The table of every resident page, output slots as the owner numbered them.
+    full_table: CudaSlice<u64>,
+    full_pages: usize,
+}
+
+fn chunk_addr(stream: &CudaStream, t: &Tensor) -> Result<ChunkAddr> {
+    let (pages, len, _) = t.dims3().map_err(|e| err("chunk shape")(e.to_string()))?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cuda(cs) = &*storage else {
+        return Err(err("chunk")("not on a CUDA device".into()));
+    };
+    let slice = cs
+        .as_cuda_slice::<half::f16>()
+        .map_err(|e| err("chunk")(e.to_string()))?;
+    let base = slice.device_ptr(stream).0 + (layout.start_offset() * 2) as u64;
+    Ok(ChunkAddr { base, pages, len })
+}
+
+impl FusedMaxSim {
+    /// Compiles (once per context and dim) and records where `chunks` (`[pages, len, dim]` f16,
+    /// contiguous) live; `full` lists every page for `score_full`.
+    pub fn new(
+        device: &Device,
+        chunks: &[&Tensor],
+        dim: usize,
+        full: &[TableEntry],
+    ) -> Result<Self> {
+        let Device::Cuda(dev) = device else {
+            return Err(err("device")("the fused kernel runs on CUDA only".into()));
+        };
+        if !page_table::kernel_supports(dim) {
+            return Err(err("shape")(format!(
+                "{dim}-d vectors (needs a multiple of 32, ≤ 128)"
+            )));
+        }
+        let stream = dev.cuda_stream();
+        let functions = functions(&stream, dim)?;
+        let sms = stream
+            .context()
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| err("reading the SM count")(format!("{e:?}")))?;
+        let chunks = chunks
+            .iter()
+            .map(|t| {
+                if !t.is_contiguous() {
+                    return Err(err("chunk")("not contiguous".into()));
+                }
+                chunk_addr(&stream, t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let table = page_table::encode(full, &chunks, dim)?;
+        let full_table = upload(&stream, &table)?;
+        Ok(FusedMaxSim {
+            stream,
+            functions,
+            max_blocks: (sms.max(1) as u32) * BLOCKS_PER_SM,
+            dim,
+            chunks,
+            full_table,
+            full_pages: full.len(),
+        })
+    }
+
+    /// Scores of every page of the full table, `n_out` slots (slots of no page stay 0).
+    pub fn score_full(&self, q: &[f32], nq: usize, n_out: usize) -> Result<Vec<f32>> {
+        self.score(&self.full_table, self.full_pages, q, nq, n_out)
+    }
+
+    /// Scores of `entries` (a subset, e.g. a prefilter's candidates) into `n_out` slots.
+    pub fn score_entries(
+        &self,
+        entries: &[TableEntry],
+        q: &[f32],
+        nq: usize,
+        n_out: usize,
+    ) -> Result<Vec<f32>> {
+        let table = page_table::encode(entries, &self.chunks, self.dim)?;
+        if table.is_empty() {
+            return Ok(vec![0.0; n_out]);
+        }
+        let table = upload(&self.stream, &table)?;
+        self.score(&table, entries.len(), q, nq, n_out)
+    }
+
+    /// Milliseconds the kernel alone takes over the full table (CUDA events; excludes the
+    /// query upload, the copy back and the host's top-k).
+    pub fn time_full_kernel(&self, q: &[f32], nq: usize, n_out: usize) -> Result<f64> {
+        let ctx = self.stream.context();
+        let ev = || {
+            ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| err("creating a timing event")(format!("{e:?}")))
+        };
+        let (start, end) = (ev()?, ev()?);
+        let padded = page_table::pad_query(q, nq, self.dim);
+        let qd = upload(&self.stream, &padded.values)?;
+        let mut out = self.alloc_out(padded.groups * n_out)?;
+        let rec = |e: &candle_core::cuda_backend::cudarc::driver::CudaEvent| {
+            e.record(&self.stream)
+                .map_err(|x| err("recording a timing event")(format!("{x:?}")))
+        };
+        rec(&start)?;
+        self.launch(
+            &self.full_table,
+            self.full_pages,
+            &qd,
+            &padded,
+            &mut out,
+            n_out,
+        )?;
+        rec(&end)?;
+        let ms = start
+            .elapsed_ms(&end)
+            .map_err(|e| err("reading the timing events")(format!("{e:?}")))?;
+        Ok(ms as f64)
+    }
+
+    fn alloc_out(&self, n: usize) -> Result<CudaSlice<f32>> {
+        self.stream
+            .alloc_zeros::<f32>(n.max(1))
+            .map_err(|e| err("allocating the scores")(format!("{e:?}")))
+    }
+
+    fn score(
+        &self,
+        table: &CudaSlice<u64>,
+        n: usize,
+        q: &[f32],
+        nq: usize,
+        n_out: usize,
+    ) -> Result<Vec<f32>> {
+        if nq == 0 || q.len() < nq * self.dim {
+            return Err(err("query")(format!(
+                "{} values for {nq} tokens of {}",
+                q.len(),
+                self.dim
+            )));
+        }
+        let padded = page_table::pad_query(q, nq, self.dim);
+        let qd = upload(&self.stream, &padded.values)?;
+        let mut out = self.alloc_out(padded.groups * n_out)?;
+        self.launch(table, n, &qd, &padded, &mut out, n_out)?;
+        let partial = self
+            .stream
+            .clone_dtoh(&out)
+            .map_err(|e| err("copying scores back")(format!("{e:?}")))?;
+        Ok(page_table::sum_groups(&partial, padded.groups, n_out))
+    }
+
+    fn launch(
+        &self,
+        table: &CudaSlice<u64>,
+        n: usize,
+        qd: &CudaSlice<half::f16>,
+        padded: &page_table::PaddedQuery,
+        out: &mut CudaSlice<f32>,
+        n_out: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (n32, n_out32) = match (u32::try_from(n), u32::try_from(n_out)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return Err(err("launch")(format!("{n} pages / {n_out} slots"))),
+        };
+        let f = if padded.rows == 16 {
+            &self.functions.q16
+        } else {
+            &self.functions.q32
+        };
+        let blocks = n32.div_ceil(WARPS_PER_BLOCK).min(self.max_blocks);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, padded.groups as u32, 1),
+            block_dim: (32 * WARPS_PER_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream.launch_builder(f);
+        b.arg(table).arg(&n32).arg(qd).arg(out).arg(&n_out32);
+        unsafe { b.launch(cfg) }.map_err(|e| err("launching")(format!("{e:?}")))?;
+        Ok(())
+    }
+}
+
+fn upload<T: candle_core::cuda_backend::cudarc::driver::DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    host: &[T],
+) -> Result<CudaSlice<T>> {
+    stream
+        .clone_htod(host)
+        .map_err(|e| err("uploading")(format!("{e:?}")))
+}
