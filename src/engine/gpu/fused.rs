@@ -169,13 +169,14 @@ pub struct TiledAttentionShape {
 
 #[cfg(feature = "cuda")]
 mod cuda {
+    use super::super::custom_op::cuda_op;
     use super::super::flash_kernel::FlashShape;
     use super::super::fused_kernel::{elementwise_config, FusedKernels};
     use super::TiledAttentionShape;
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, CudaStorage};
-    use candle_core::{CpuStorage, Layout, Result, Shape};
+    use candle_core::{Layout, Result, Shape};
     use half::bf16;
 
     fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
@@ -190,97 +191,10 @@ mod cuda {
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
     }
 
-    fn no_cpu<T>(name: &str) -> Result<T> {
-        candle_core::bail!("{name} is a CUDA kernel; the CPU runs the candle op chain")
-    }
-
-    /// Implements candle's `CustomOp{N}` for a CUDA-only op whose inherent `cuda` method does the
-    /// work: the CPU never gets here (the wrappers above run candle's op chain there).
-    macro_rules! cuda_op {
-        (1, $ty:ty, $name:literal) => {
-            impl candle_core::CustomOp1 for $ty {
-                fn name(&self) -> &'static str {
-                    $name
-                }
-                fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-                    no_cpu($name)
-                }
-                fn cuda_fwd(&self, a: &CudaStorage, al: &Layout) -> Result<(CudaStorage, Shape)> {
-                    self.cuda(a, al)
-                }
-            }
-        };
-        (2, $ty:ty, $name:literal) => {
-            impl candle_core::CustomOp2 for $ty {
-                fn name(&self) -> &'static str {
-                    $name
-                }
-                fn cpu_fwd(
-                    &self,
-                    _: &CpuStorage,
-                    _: &Layout,
-                    _: &CpuStorage,
-                    _: &Layout,
-                ) -> Result<(CpuStorage, Shape)> {
-                    no_cpu($name)
-                }
-                fn cuda_fwd(
-                    &self,
-                    a: &CudaStorage,
-                    al: &Layout,
-                    b: &CudaStorage,
-                    bl: &Layout,
-                ) -> Result<(CudaStorage, Shape)> {
-                    self.cuda(a, al, b, bl)
-                }
-            }
-        };
-        (3, $ty:ty, $name:literal) => {
-            impl candle_core::CustomOp3 for $ty {
-                fn name(&self) -> &'static str {
-                    $name
-                }
-                fn cpu_fwd(
-                    &self,
-                    _: &CpuStorage,
-                    _: &Layout,
-                    _: &CpuStorage,
-                    _: &Layout,
-                    _: &CpuStorage,
-                    _: &Layout,
-                ) -> Result<(CpuStorage, Shape)> {
-                    no_cpu($name)
-                }
-                fn cuda_fwd(
-                    &self,
-                    a: &CudaStorage,
-                    al: &Layout,
-                    b: &CudaStorage,
-                    bl: &Layout,
-                    c: &CudaStorage,
-                    cl: &Layout,
-                ) -> Result<(CudaStorage, Shape)> {
-                    self.cuda(a, al, b, bl, c, cl)
-                }
-            }
-        };
-    }
-
     pub struct BiasAdd;
-    impl candle_core::InplaceOp2 for BiasAdd {
-        fn name(&self) -> &'static str {
-            "fused-bias-add"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &mut CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<()> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(inplace 2, BiasAdd, "fused-bias-add", cuda);
+    impl BiasAdd {
+        fn cuda(
             &self,
             y: &mut CudaStorage,
             yl: &Layout,
@@ -310,7 +224,7 @@ mod cuda {
 
     /// out (f32) from x (f32) and h (bf16) of the same shape.
     pub struct ResidualAdd;
-    cuda_op!(2, ResidualAdd, "fused-residual-add");
+    cuda_op!(2, ResidualAdd, "fused-residual-add", cuda);
     impl ResidualAdd {
         fn cuda(
             &self,
@@ -334,7 +248,7 @@ mod cuda {
     }
 
     pub struct SiluMul;
-    cuda_op!(2, SiluMul, "fused-silu-mul");
+    cuda_op!(2, SiluMul, "fused-silu-mul", cuda);
     impl SiluMul {
         fn cuda(
             &self,
@@ -360,7 +274,7 @@ mod cuda {
     pub struct RmsNorm {
         pub eps: f32,
     }
-    cuda_op!(2, RmsNorm, "fused-rms-norm");
+    cuda_op!(2, RmsNorm, "fused-rms-norm", cuda);
     impl RmsNorm {
         fn cuda(
             &self,
@@ -394,20 +308,9 @@ mod cuda {
 
     /// Rotates the q and k heads of `qkv` in place (the tiled attention's input).
     pub struct RopeQk(pub TiledAttentionShape);
-    impl candle_core::InplaceOp2 for RopeQk {
-        fn name(&self) -> &'static str {
-            "fused-rope-qk"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &mut CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<()> {
-            no_cpu(self.name())
-        }
-        fn cuda_fwd(
+    cuda_op!(inplace 2, RopeQk, "fused-rope-qk", cuda);
+    impl RopeQk {
+        fn cuda(
             &self,
             x: &mut CudaStorage,
             xl: &Layout,
@@ -450,34 +353,13 @@ mod cuda {
 
     /// The tiled attention over rotated `qkv`, with or without a gather table.
     pub struct FlashAttention(pub TiledAttentionShape);
-    cuda_op!(2, FlashAttention, "fused-flash-attention");
-    impl candle_core::CustomOp3 for FlashAttention {
-        fn name(&self) -> &'static str {
-            "fused-flash-attention-gathered"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            no_cpu(candle_core::CustomOp3::name(self))
-        }
-        fn cuda_fwd(
-            &self,
-            qkv: &CudaStorage,
-            ql: &Layout,
-            t: &CudaStorage,
-            tl: &Layout,
-            g: &CudaStorage,
-            gl: &Layout,
-        ) -> Result<(CudaStorage, Shape)> {
-            self.run(qkv, ql, t, tl, Some((g, gl)))
-        }
-    }
+    cuda_op!(2, FlashAttention, "fused-flash-attention", cuda);
+    cuda_op!(
+        3,
+        FlashAttention,
+        "fused-flash-attention-gathered",
+        cuda_gathered
+    );
     impl FlashAttention {
         fn cuda(
             &self,
@@ -487,6 +369,18 @@ mod cuda {
             tl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
             self.run(qkv, ql, t, tl, None)
+        }
+
+        fn cuda_gathered(
+            &self,
+            qkv: &CudaStorage,
+            ql: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+            g: &CudaStorage,
+            gl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            self.run(qkv, ql, t, tl, Some((g, gl)))
         }
 
         fn run(

@@ -7,7 +7,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
 use candle_core::cuda_backend::cudarc::driver::{CudaStream, CudaView};
 use candle_core::cuda_backend::CudaStorage;
-use candle_core::{CpuStorage, Layout, Result, Shape};
+use candle_core::{Layout, Result, Shape};
 use half::bf16;
 use std::sync::{Arc, Mutex};
 
@@ -107,24 +107,11 @@ fn slice<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, bf16>> {
     Ok(s.as_cuda_slice::<bf16>()?.slice(a..b))
 }
 
-fn no_cpu<T>() -> Result<T> {
-    candle_core::bail!("the cuBLASLt linear is CUDA-only; the CPU runs candle's matmul")
-}
+super::custom_op::cuda_op!(2, LtLinear, "cublaslt-linear", cuda);
+super::custom_op::cuda_op!(3, LtLinear, "cublaslt-linear-bias", cuda_bias);
 
-impl candle_core::CustomOp2 for LtLinear {
-    fn name(&self) -> &'static str {
-        "cublaslt-linear"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        no_cpu()
-    }
-    fn cuda_fwd(
+impl LtLinear {
+    fn cuda(
         &self,
         x: &CudaStorage,
         xl: &Layout,
@@ -133,26 +120,9 @@ impl candle_core::CustomOp2 for LtLinear {
     ) -> Result<(CudaStorage, Shape)> {
         self.run(x, xl, w, wl, None)
     }
-}
 
-impl candle_core::CustomOp3 for LtLinear {
-    fn name(&self) -> &'static str {
-        "cublaslt-linear-bias"
-    }
     #[allow(clippy::too_many_arguments)]
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        no_cpu()
-    }
-    #[allow(clippy::too_many_arguments)]
-    fn cuda_fwd(
+    fn cuda_bias(
         &self,
         x: &CudaStorage,
         xl: &Layout,

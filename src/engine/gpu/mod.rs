@@ -11,6 +11,8 @@ pub mod timings;
 pub mod upload;
 
 #[cfg(feature = "cuda")]
+pub mod custom_op;
+#[cfg(feature = "cuda")]
 pub mod flash_kernel;
 #[cfg(feature = "cuda")]
 pub mod fused_kernel;
