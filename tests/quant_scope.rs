@@ -261,3 +261,30 @@ fn bench_embed_reports_each_quant_scope() {
     assert!(layers(&lm, "bytes_after") > layers(&all, "bytes_after"));
     assert_eq!(layers(&lm, "bytes_before"), layers(&all, "bytes_before"));
 }
+
+/// The ingest form's scope toggle: disabled unquantised, and what is chosen reaches the engine.
+#[test]
+fn gui_scope_choice_reaches_the_ingest_command() {
+    use egui_kittest::kittest::{NodeT, Queryable};
+    let dir = tempfile::tempdir().unwrap();
+    let crate::ui::Wired {
+        mut h, commands, ..
+    } = crate::ui::wired(crate::ui::corpus_options(dir.path()));
+    h.run();
+    assert!(h.get_by_label("LM only").accesskit_node().is_disabled());
+    h.get_by_label("nf4").click();
+    h.run();
+    assert!(!h.get_by_label("LM only").accesskit_node().is_disabled());
+    h.get_by_label("LM only").click();
+    h.run();
+    h.get_by_label("Start ingest").click();
+    h.run();
+    let cmds = crate::ui::drain(&commands);
+    let Some(pagesight::engine::Command::StartIngest { settings, .. }) = cmds.first() else {
+        panic!("no StartIngest: {cmds:?}")
+    };
+    assert_eq!(
+        (settings.model.quant, settings.model.quant_scope),
+        (Quant::Nf4, QuantScope::LanguageModelOnly)
+    );
+}
