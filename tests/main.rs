@@ -9,6 +9,7 @@ mod loader;
 mod model;
 mod nf4;
 mod quant_cache;
+mod quant_scope;
 mod ui;
 mod ui_e2e;
 mod ui_errors;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-fn fixture() -> PathBuf {
+pub(crate) fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/colqwen_tiny")
 }
 
@@ -24,7 +24,7 @@ fn meta() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixture().join("meta.json")).unwrap()).unwrap()
 }
 
-fn settings(dtype: DType, adapter: bool) -> ModelSettings {
+pub(crate) fn settings(dtype: DType, adapter: bool) -> ModelSettings {
     let mut s = parity().settings(DeviceChoice::Cpu, dtype, Quant::None);
     if !adapter {
         s.adapter = None;
@@ -49,11 +49,11 @@ fn ids(name: &str) -> Vec<u32> {
         .collect()
 }
 
-fn queries() -> Vec<String> {
+pub(crate) fn queries() -> Vec<String> {
     parity().queries().to_vec()
 }
 
-fn fixture_pixels() -> (Tensor, Vec<[u32; 3]>) {
+pub(crate) fn fixture_pixels() -> (Tensor, Vec<[u32; 3]>) {
     parity().pixels().unwrap()
 }
 

@@ -163,13 +163,17 @@ fn other_quant_settings_never_reuse_a_cache() {
     for other in [
         tiny(Quant::Q4k, DType::F32, dir.path()),
         tiny(Quant::Nf4, DType::Bf16, dir.path()),
+        ModelSettings {
+            quant_scope: pagesight::engine::QuantScope::LanguageModelOnly,
+            ..tiny(Quant::Nf4, DType::F32, dir.path())
+        },
     ] {
         let (_, r) = load(&other);
         assert_ne!(r.file, a.file);
         assert_eq!(r.layers_read, 0, "{r:?}");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
-    assert_eq!(cache_files(dir.path()).len(), 3);
+    assert_eq!(cache_files(dir.path()).len(), 4);
     // A file renamed into another setting's place is refused by the key it carries.
     let q4k = tiny(Quant::Q4k, DType::F32, dir.path());
     let (_, q) = load(&q4k);

@@ -3,7 +3,9 @@
 
 use crate::engine::colqwen::{ColQwen, RANDOM_WARNING};
 use crate::engine::quant::QuantCacheReport;
-use crate::engine::{DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, SCHEMA_VERSION};
+use crate::engine::{
+    DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope, SCHEMA_VERSION,
+};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
@@ -22,6 +24,9 @@ pub struct EmbedBenchArgs {
     pub dtype: DType,
     #[arg(long, default_value = "none")]
     pub quant: Quant,
+    /// Which linear layers --quant applies to: all, or lm (the language model only).
+    #[arg(long, default_value = "all")]
+    pub quant_scope: QuantScope,
     /// Forward passes timed after loading (and, on a GPU, one untimed warm-up pass).
     #[arg(long, default_value_t = 1)]
     pub pages: usize,
@@ -182,6 +187,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         device: args.device,
         dtype: args.dtype,
         quant: args.quant,
+        quant_scope: args.quant_scope,
         max_visual_tokens: 768,
         quant_cache: QuantCacheSetting::Off,
     };
@@ -250,6 +256,11 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             "page_grid": grid,
             "batch": batch,
             "quant": args.quant,
+            "quant_scope": model.identity().quant_scope,
+            "quant_layers": model.quant_summary().map(|s| serde_json::json!({
+                "nf4": s.nf4_layers, "ggml": s.ggml_layers, "dense": s.dense_layers,
+                "bytes_before": s.bytes_before, "bytes_after": s.bytes_after,
+            })),
             "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
             "visual_tokens": n / 4,
             "vision_s_per_page": mean(&vision_s),
@@ -269,6 +280,18 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             args.dtype,
             format!("{:?}", model.device()).to_lowercase()
         );
+        if let Some(s) = model.quant_summary() {
+            println!(
+                "quant            {}, scope {}: {} nf4, {} ggml, {} dense layers; linear weights {} → {}",
+                args.quant,
+                model.identity().quant_scope,
+                s.nf4_layers,
+                s.ggml_layers,
+                s.dense_layers,
+                gib(Some(s.bytes_before as u64)),
+                gib(Some(s.bytes_after as u64))
+            );
+        }
         match &cache {
             Some((cold_s, cold, warm_s, warm)) => {
                 println!(

@@ -60,6 +60,7 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             device: DeviceChoice::Cuda(0),
             dtype,
             quant,
+            quant_scope: crate::engine::QuantScope::AllLinear,
             max_visual_tokens: 768,
             // The check measures quantisation itself.
             quant_cache: crate::engine::QuantCacheSetting::Off,

@@ -64,6 +64,8 @@ impl ParityFixture {
             device,
             dtype,
             quant,
+            // Callers that compare scopes set it on the result.
+            quant_scope: crate::engine::QuantScope::AllLinear,
             // What the fixture's processor was built with (max_pixels 50176 = 64·28·28).
             max_visual_tokens: 64,
             // Parity checks quantise afresh (and never write into the user's data dir).

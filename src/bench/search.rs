@@ -239,6 +239,7 @@ fn bench_provenance(dim: usize) -> Provenance {
         adapter: None,
         checkpoint_hash: "synthetic".into(),
         quant: "none".into(),
+        quant_scope: "all".into(),
         dtype: "f16".into(),
         max_visual_tokens: 768,
         query_prompt: String::new(),

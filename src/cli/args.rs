@@ -2,7 +2,7 @@
 
 use crate::engine::settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
-    QuantCacheSetting, TransferMode,
+    QuantCacheSetting, QuantScope, TransferMode,
 };
 use clap::Args;
 use std::path::PathBuf;
@@ -24,6 +24,10 @@ pub struct ModelArgs {
     /// Weight quantisation: none, nf4 or q4k.
     #[arg(long, default_value = "none")]
     pub quant: Quant,
+    /// Which linear layers --quant applies to: all (language model and vision tower, as
+    /// bitsandbytes does) or lm (the language model only; the vision tower stays dense).
+    #[arg(long, default_value = "all")]
+    pub quant_scope: QuantScope,
     /// Upper bound on visual tokens per page.
     #[arg(long, default_value_t = 768)]
     pub max_visual_tokens: usize,
@@ -61,6 +65,7 @@ impl ModelArgs {
             device: self.device,
             dtype: self.dtype,
             quant: self.quant,
+            quant_scope: self.quant_scope,
             max_visual_tokens: self.max_visual_tokens,
             quant_cache: self.quant_cache.setting(),
         }

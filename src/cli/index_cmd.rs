@@ -185,6 +185,7 @@ pub fn stress_provenance(dim: usize) -> crate::index::Provenance {
         adapter: None,
         checkpoint_hash: "synthetic-stress".into(),
         quant: "none".into(),
+        quant_scope: "all".into(),
         dtype: "f32".into(),
         max_visual_tokens: 0,
         query_prompt: String::new(),

@@ -13,7 +13,7 @@ pub use command::{Command, SearchMode, SearchRequest};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,
-    TransferMode,
+    QuantScope, TransferMode,
 };
 pub use stage::{Stage, StageClock, StageTimes};
 

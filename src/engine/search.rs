@@ -76,6 +76,7 @@ pub fn model_settings_for(prov: &Provenance) -> Result<ModelSettings> {
         device: DeviceChoice::Auto,
         dtype: prov.dtype.parse()?,
         quant: prov.quant.parse()?,
+        quant_scope: prov.quant_scope.parse()?,
         max_visual_tokens: prov.max_visual_tokens,
         quant_cache: super::settings::QuantCacheSetting::Default,
     })

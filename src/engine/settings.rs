@@ -82,6 +82,29 @@ impl Quant {
     }
 }
 
+/// Which linear layers `quant` applies to (`--quant-scope`). No effect unquantised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum QuantScope {
+    /// Every linear layer of the language model and the vision tower (merger included), as
+    /// transformers' bitsandbytes loading does; `custom_text_proj` stays dense.
+    #[default]
+    #[serde(rename = "all")]
+    AllLinear,
+    /// Only the language model; the vision tower (`visual.*`) stays dense.
+    #[serde(rename = "lm")]
+    LanguageModelOnly,
+}
+
+impl QuantScope {
+    pub const ALL: [QuantScope; 2] = [QuantScope::AllLinear, QuantScope::LanguageModelOnly];
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantScope::AllLinear => "all",
+            QuantScope::LanguageModelOnly => "lm",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
@@ -174,6 +197,7 @@ macro_rules! parse_by_name {
 }
 parse_by_name!(TransferMode, TransferMode::ALL, "transfer mode");
 parse_by_name!(Quant, [Quant::None, Quant::Nf4, Quant::Q4k], "quantisation");
+parse_by_name!(QuantScope, QuantScope::ALL, "quantisation scope");
 parse_by_name!(DType, [DType::F32, DType::Bf16, DType::F16], "dtype");
 
 impl FromStr for DeviceChoice {
@@ -211,11 +235,26 @@ pub struct ModelSettings {
     pub device: DeviceChoice,
     pub dtype: DType,
     pub quant: Quant,
+    /// Which layers `quant` applies to (absent in older saved settings: all).
+    #[serde(default)]
+    pub quant_scope: QuantScope,
     /// Upper bound on visual tokens per page (max_pixels = this · 28 · 28).
     pub max_visual_tokens: usize,
     /// Where `quant` keeps the quantised weights between runs (absent in older saved settings).
     #[serde(default)]
     pub quant_cache: QuantCacheSetting,
+}
+
+impl ModelSettings {
+    /// The scope that shapes the vectors: unquantised, every scope gives the same model, so
+    /// it is recorded as the default and indexes made with either accept each other's vectors.
+    pub fn effective_quant_scope(&self) -> QuantScope {
+        if self.quant == Quant::None {
+            QuantScope::default()
+        } else {
+            self.quant_scope
+        }
+    }
 }
 
 /// Where quantised weights (`--quant nf4|q4k`) are cached, so that a later load of the same
@@ -252,6 +291,7 @@ impl Default for ModelSettings {
             device: DeviceChoice::Auto,
             dtype: DType::F32,
             quant: Quant::None,
+            quant_scope: QuantScope::AllLinear,
             max_visual_tokens: 768,
             quant_cache: QuantCacheSetting::Default,
         }
@@ -348,6 +388,31 @@ mod tests {
         let e = "warp".parse::<TransferMode>().unwrap_err().to_string();
         assert!(e.contains("async-u8"), "{e}");
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
+        for q in QuantScope::ALL {
+            assert_eq!(q.to_string().parse::<QuantScope>().unwrap(), q);
+        }
+        let e = "vision".parse::<QuantScope>().unwrap_err().to_string();
+        assert!(e.contains("all, lm"), "{e}");
+    }
+    #[test]
+    fn model_settings_saved_before_quant_scope_load_as_all() {
+        let mut v = serde_json::to_value(ModelSettings {
+            quant: Quant::Nf4,
+            quant_scope: QuantScope::LanguageModelOnly,
+            ..ModelSettings::default()
+        })
+        .unwrap();
+        assert_eq!(v["quant_scope"], "lm");
+        let back: ModelSettings = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back.effective_quant_scope(), QuantScope::LanguageModelOnly);
+        v.as_object_mut().unwrap().remove("quant_scope");
+        let old: ModelSettings = serde_json::from_value(v).unwrap();
+        assert_eq!(old.quant_scope, QuantScope::AllLinear);
+        let unquantised = ModelSettings {
+            quant_scope: QuantScope::LanguageModelOnly,
+            ..ModelSettings::default()
+        };
+        assert_eq!(unquantised.effective_quant_scope(), QuantScope::AllLinear);
     }
     #[test]
     fn cuda_without_feature_is_refused_with_reason() {

@@ -12,6 +12,10 @@ pub struct Provenance {
     /// Hash of the config and weight files: the checkpoint's identity, whatever its path.
     pub checkpoint_hash: String,
     pub quant: String,
+    /// Which layers `quant` applied to: `all`, or `lm` (the language model only). Indexes made
+    /// before the option existed were quantised everywhere, hence the default.
+    #[serde(default = "all_layers")]
+    pub quant_scope: String,
     pub dtype: String,
     pub max_visual_tokens: usize,
     pub query_prompt: String,
@@ -25,12 +29,17 @@ impl Provenance {
     /// One line naming everything that decides the vectors.
     pub fn describe(&self) -> String {
         format!(
-            "model {} (checkpoint {}{}), adapter {}, quant {}, dtype {}, max visual tokens {}, dim {}, query prompt {:?}{}",
+            "model {} (checkpoint {}{}), adapter {}, quant {}{}, dtype {}, max visual tokens {}, dim {}, query prompt {:?}{}",
             self.model,
             short(&self.checkpoint_hash),
             if self.checkpoint_hash.len() > 12 { "…" } else { "" },
             self.adapter.as_deref().unwrap_or("none"),
             self.quant,
+            if self.quant_scope == ALL_LAYERS {
+                String::new()
+            } else {
+                format!(" (scope {})", self.quant_scope)
+            },
             self.dtype,
             self.max_visual_tokens,
             self.dim,
@@ -45,6 +54,7 @@ impl Provenance {
         let same = self.checkpoint_hash == other.checkpoint_hash
             && self.adapter == other.adapter
             && self.quant == other.quant
+            && self.quant_scope == other.quant_scope
             && self.dtype == other.dtype
             && self.max_visual_tokens == other.max_visual_tokens
             && self.query_prompt == other.query_prompt
@@ -61,6 +71,13 @@ impl Provenance {
             other.describe()
         )))
     }
+}
+
+/// The quantisation scope recorded when none is: every linear layer.
+pub const ALL_LAYERS: &str = "all";
+
+fn all_layers() -> String {
+    ALL_LAYERS.into()
 }
 
 fn short(s: &str) -> &str {

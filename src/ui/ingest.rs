@@ -4,7 +4,7 @@
 use super::format;
 use super::settings::UiSettings;
 use crate::engine::event::{FileReport, FileStatus, IngestSummary, Progress};
-use crate::engine::{DType, DeviceChoice, Quant};
+use crate::engine::{DType, DeviceChoice, Quant, QuantScope};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -172,6 +172,26 @@ impl IngestView {
                         for q in [Quant::None, Quant::Nf4, Quant::Q4k] {
                             ui.selectable_value(&mut settings.model.quant, q, q.name());
                         }
+                        ui.separator();
+                        // The scope means something only when quantising.
+                        let quantised = settings.model.quant != Quant::None;
+                        ui.add_enabled_ui(quantised, |ui| {
+                            for (s, label, hint) in [
+                                (
+                                    QuantScope::AllLinear,
+                                    "all layers",
+                                    "language model and vision tower",
+                                ),
+                                (
+                                    QuantScope::LanguageModelOnly,
+                                    "LM only",
+                                    "the vision tower stays dense",
+                                ),
+                            ] {
+                                ui.selectable_value(&mut settings.model.quant_scope, s, label)
+                                    .on_hover_text(hint);
+                            }
+                        });
                         ui.separator();
                         for d in [DType::F32, DType::Bf16, DType::F16] {
                             ui.selectable_value(&mut settings.model.dtype, d, d.name());

@@ -20,6 +20,7 @@ pub(crate) fn prov(dim: usize) -> Provenance {
         adapter: None,
         checkpoint_hash: "abc123".into(),
         quant: "none".into(),
+        quant_scope: "all".into(),
         dtype: "f32".into(),
         max_visual_tokens: 768,
         query_prompt: "Query: ".into(),

@@ -11,7 +11,7 @@ use super::vision::VisionTower;
 use super::weights::Weights;
 use crate::engine::gpu::upload::upload;
 use crate::engine::quant::QLinear;
-use crate::engine::{DType, ModelSettings, Quant};
+use crate::engine::{DType, ModelSettings, Quant, QuantScope};
 use crate::loader::PreprocessConfig;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor};
@@ -42,6 +42,9 @@ pub struct ModelIdentity {
     pub adapter_hash: Option<String>,
     pub dtype: DType,
     pub quant: Quant,
+    /// Which layers `quant` applied to (`all` when unquantised: the scope changes nothing then).
+    #[serde(default)]
+    pub quant_scope: QuantScope,
     pub max_visual_tokens: usize,
     pub query_prefix: String,
     pub query_augmentation: String,
@@ -60,6 +63,8 @@ pub struct ColQwen {
     device: Device,
     /// What quantisation did to the linear layers (None when unquantised).
     quant_summary: Option<crate::engine::quant::context::QuantSummary>,
+    /// What each linear layer became, in load order (empty when unquantised).
+    quant_layers: Vec<crate::engine::quant::LayerRecord>,
     /// What the quantised-weight cache did at load (None when unquantised or not caching).
     quant_cache: Option<crate::engine::quant::QuantCacheReport>,
 }
@@ -138,7 +143,8 @@ impl ColQwen {
                     h.update(&len.to_le_bytes());
                 }
                 (
-                    Weights::from_files(files, adapter, dtype, device)?.with_quant(s.quant),
+                    Weights::from_files(files, adapter, dtype, device)?
+                        .with_quant(s.quant, s.quant_scope),
                     h.finalize().to_hex().to_string(),
                     crate::engine::quant::cache::source_fingerprint(files),
                 )
@@ -148,7 +154,7 @@ impl ColQwen {
                 h.update(&r.config_bytes);
                 h.update(&seed.to_le_bytes());
                 (
-                    Weights::random(*seed, dtype, device).with_quant(s.quant),
+                    Weights::random(*seed, dtype, device).with_quant(s.quant, s.quant_scope),
                     h.finalize().to_hex().to_string(),
                     format!("random weights, seed {seed}"),
                 )
@@ -184,6 +190,10 @@ impl ColQwen {
             tracing::info!("{}", report.describe());
         }
         let quant_summary = weights.quant_context().map(|c| c.summary());
+        let quant_layers = weights
+            .quant_context()
+            .map(|c| c.records())
+            .unwrap_or_default();
         let image_input =
             load_preprocess_config(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
         let identity = ModelIdentity {
@@ -192,6 +202,7 @@ impl ColQwen {
             adapter_hash,
             dtype: s.dtype,
             quant: s.quant,
+            quant_scope: s.effective_quant_scope(),
             max_visual_tokens: s.max_visual_tokens,
             query_prefix: processor.query.prefix.clone(),
             query_augmentation: processor
@@ -213,6 +224,7 @@ impl ColQwen {
             identity,
             device: device.clone(),
             quant_summary,
+            quant_layers,
             quant_cache,
         })
     }
@@ -224,6 +236,12 @@ impl ColQwen {
     /// Layers quantised and bytes before/after, when loaded with `--quant`.
     pub fn quant_summary(&self) -> Option<&crate::engine::quant::context::QuantSummary> {
         self.quant_summary.as_ref()
+    }
+
+    /// How each linear layer is stored, by name (empty when unquantised): which layers the
+    /// quantisation scope reached.
+    pub fn quant_layers(&self) -> &[crate::engine::quant::LayerRecord] {
+        &self.quant_layers
     }
 
     /// Whether the quantised weights came from the cache, were quantised (and cached), and

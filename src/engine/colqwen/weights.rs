@@ -10,7 +10,7 @@ use super::lora::LoraAdapter;
 use crate::engine::quant::cache::dense_bytes;
 use crate::engine::quant::linear::planned_storage;
 use crate::engine::quant::{
-    CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
+    CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext, QuantScope,
 };
 use crate::engine::Quant;
 use anyhow::{bail, Context, Result};
@@ -154,9 +154,11 @@ impl Weights {
         }
     }
 
-    /// Quantise linear layers to `quant` as they load (`Quant::None` keeps them dense).
-    pub fn with_quant(mut self, quant: Quant) -> Self {
-        self.quant = (quant != Quant::None).then(|| (quant, QuantContext::new(&self.device)));
+    /// Quantise the linear layers within `scope` to `quant` as they load (`Quant::None` keeps
+    /// them all dense).
+    pub fn with_quant(mut self, quant: Quant, scope: QuantScope) -> Self {
+        self.quant = (quant != Quant::None)
+            .then(|| (quant, QuantContext::new(&self.device).with_scope(scope)));
         self
     }
 

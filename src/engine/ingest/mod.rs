@@ -97,6 +97,7 @@ pub fn provenance(model: &ColQwen, settings: &ModelSettings) -> Provenance {
             None => id.checkpoint_hash,
         },
         quant: settings.quant.name().into(),
+        quant_scope: settings.effective_quant_scope().name().into(),
         dtype: settings.dtype.name().into(),
         max_visual_tokens: settings.max_visual_tokens,
         query_prompt: format!("{}{{query}}{}", id.query_prefix, id.query_augmentation),

@@ -10,16 +10,8 @@ use super::nf4::NF4_BLOCKSIZE;
 use super::scratch::Nf4Scratch;
 use crate::engine::Quant;
 
-/// Which linear layers a quantisation applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum QuantScope {
-    /// Every linear layer of the language model and the vision tower (merger included), as
-    /// transformers' bitsandbytes loading does; `custom_text_proj` stays dense.
-    #[default]
-    AllLinear,
-    /// Only the language model; the vision tower (`visual.*`) stays dense.
-    LanguageModelOnly,
-}
+/// Which linear layers a quantisation applies to (a user setting, `--quant-scope`).
+pub use crate::engine::settings::QuantScope;
 
 /// How a layer ended up stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
