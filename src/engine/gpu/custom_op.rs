@@ -2,7 +2,17 @@
 //! does the work on the GPU, and `cuda_op!` writes the trait impl around it (the CPU entry point
 //! refuses: the callers run candle's own op chain there).
 
-use candle_core::Result;
+use candle_core::cuda_backend::cudarc::driver::CudaView;
+use candle_core::cuda_backend::{CudaDType, CudaStorage};
+use candle_core::{Layout, Result};
+
+/// The elements of a contiguous input, as the kernels read them.
+pub fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("CUDA kernel: input not contiguous".into()))?;
+    Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+}
 
 pub fn no_cpu<T>(name: &str) -> Result<T> {
     candle_core::bail!("{name} is a CUDA kernel; the CPU runs candle's own ops")

@@ -169,22 +169,15 @@ pub struct TiledAttentionShape {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::super::custom_op::cuda_op;
+    use super::super::custom_op::{cuda_op, view};
     use super::super::flash_kernel::FlashShape;
     use super::super::fused_kernel::{elementwise_config, FusedKernels};
     use super::TiledAttentionShape;
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::{CudaDType, CudaStorage};
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::CudaStorage;
     use candle_core::{Layout, Result, Shape};
     use half::bf16;
-
-    fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("fused kernel: input not contiguous".into()))?;
-        Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-    }
 
     fn kernels(s: &CudaStorage) -> Result<std::sync::Arc<FusedKernels>> {
         FusedKernels::for_stream(&s.device().cuda_stream())

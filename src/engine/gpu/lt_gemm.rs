@@ -3,9 +3,10 @@
 //! instead of a second pass over the output, with the 32 MiB workspace NVIDIA recommends for
 //! Hopper and the library's heuristic choosing the kernel per shape.
 
+use super::custom_op::view;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
-use candle_core::cuda_backend::cudarc::driver::{CudaStream, CudaView};
+use candle_core::cuda_backend::cudarc::driver::CudaStream;
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{Layout, Result, Shape};
 use half::bf16;
@@ -59,13 +60,13 @@ impl LtLinear {
         if inp != w_in {
             candle_core::bail!("linear: input {:?} for weight {:?}", xl.dims(), wl.dims());
         }
-        let (xv, wv) = (slice(x, xl)?, slice(w, wl)?);
+        let (xv, wv) = (view::<bf16>(x, xl)?, view::<bf16>(w, wl)?);
         let bv = match bias {
             Some((b, bl)) => {
                 if bl.shape().elem_count() != out {
                     candle_core::bail!("linear: bias {:?} for {out} outputs", bl.dims());
                 }
-                Some(slice(b, bl)?)
+                Some(view::<bf16>(b, bl)?)
             }
             None => None,
         };
@@ -98,13 +99,6 @@ impl LtLinear {
             Shape::from((rows, out)),
         ))
     }
-}
-
-fn slice<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, bf16>> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("linear: input not contiguous".into()))?;
-    Ok(s.as_cuda_slice::<bf16>()?.slice(a..b))
 }
 
 super::custom_op::cuda_op!(2, LtLinear, "cublaslt-linear", cuda);

@@ -507,10 +507,7 @@ impl GpuTransfer {
         let Storage::Cuda(cuda) = &*storage else {
             return Ok(None);
         };
-        let (start, stop) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| anyhow!("result not contiguous"))?;
-        let slice = cuda.as_cuda_slice::<f32>()?.slice(start..stop);
+        let slice = super::custom_op::view::<f32>(cuda, layout)?;
         self.fetch.wait(end)?;
         let (src, _guard) = slice.device_ptr(&self.fetch);
         unsafe {
