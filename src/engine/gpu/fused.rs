@@ -174,14 +174,36 @@ mod cuda {
     use super::super::fused_kernel::{elementwise_config, FusedKernels};
     use super::TiledAttentionShape;
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::CudaStorage;
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaDType, CudaStorage};
     use candle_core::{Layout, Result, Shape};
     use half::bf16;
 
     fn kernels(s: &CudaStorage) -> Result<std::sync::Arc<FusedKernels>> {
         FusedKernels::for_stream(&s.device().cuda_stream())
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+
+    /// `f(a, b, out, n)`, a grid-stride kernel over two inputs of one shape, into a fresh `O`.
+    fn binary_elementwise<A: CudaDType, B: CudaDType, O: CudaDType + DeviceRepr>(
+        f: &CudaFunction,
+        a: &CudaStorage,
+        al: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = a.device().clone();
+        let stream = dev.cuda_stream();
+        let n = al.shape().elem_count();
+        let (av, bv) = (view::<A>(a, al)?, view::<B>(b, bl)?);
+        let mut out = unsafe { dev.alloc::<O>(n)? };
+        let n64 = n as u64;
+        let mut l = stream.launch_builder(f);
+        l.arg(&av).arg(&bv).arg(&mut out).arg(&n64);
+        unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), al.shape().clone()))
     }
 
     pub struct BiasAdd;
@@ -227,16 +249,7 @@ mod cuda {
             hl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
             let k = kernels(x)?;
-            let dev = x.device().clone();
-            let stream = dev.cuda_stream();
-            let n = xl.shape().elem_count();
-            let (xv, hv) = (view::<f32>(x, xl)?, view::<bf16>(h, hl)?);
-            let mut out = unsafe { dev.alloc::<f32>(n)? };
-            let n64 = n as u64;
-            let mut l = stream.launch_builder(&k.elementwise.residual_add_f32_bf16);
-            l.arg(&xv).arg(&hv).arg(&mut out).arg(&n64);
-            unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
-            Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
+            binary_elementwise::<f32, bf16, f32>(&k.elementwise.residual_add_f32_bf16, x, xl, h, hl)
         }
     }
 
@@ -251,16 +264,7 @@ mod cuda {
             ul: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
             let k = kernels(g)?;
-            let dev = g.device().clone();
-            let stream = dev.cuda_stream();
-            let n = gl.shape().elem_count();
-            let (gv, uv) = (view::<bf16>(g, gl)?, view::<bf16>(u, ul)?);
-            let mut out = unsafe { dev.alloc::<bf16>(n)? };
-            let n64 = n as u64;
-            let mut l = stream.launch_builder(&k.elementwise.silu_mul_bf16);
-            l.arg(&gv).arg(&uv).arg(&mut out).arg(&n64);
-            unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
-            Ok((CudaStorage::wrap_cuda_slice(out, dev), gl.shape().clone()))
+            binary_elementwise::<bf16, bf16, bf16>(&k.elementwise.silu_mul_bf16, g, gl, u, ul)
         }
     }
 
