@@ -6,7 +6,7 @@
 //! table is the identity here (cos 1, sin 0): the rotation is checked by the model parity runs.
 
 use super::gpu_nf4_check::Nf4Check as Check;
-use crate::engine::gpu::attention_tiles::{push_segment_tiles, TILE};
+use crate::engine::gpu::attention_tiles::{push_segment_tiles, tiles_tensor, TILE};
 use crate::engine::gpu::fused::{self, TiledAttentionShape};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -158,7 +158,7 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
             ],
             1,
         )?;
-        let tiles = Tensor::from_vec(c.tiles.clone(), (c.tiles.len() / 4, 4), device)?;
+        let tiles = tiles_tensor(c.tiles.clone(), device)?;
         let gather = match &c.gather {
             Some(g) => Some(Tensor::from_vec(g.clone(), g.len(), device)?),
             None => None,

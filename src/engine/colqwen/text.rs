@@ -5,9 +5,8 @@ use super::config::TextConfig;
 use super::layers::{apply_rope, attention, repeat_kv, GatedMlp, RmsNorm, MASKED};
 use super::profile::mark;
 use super::weights::Weights;
-use crate::engine::gpu::attention_tiles::push_segment_tiles;
+use crate::engine::gpu::attention_tiles::{push_segment_tiles, tiles_tensor};
 use crate::engine::gpu::fused;
-use crate::engine::gpu::upload::upload;
 use crate::engine::quant::QLinear;
 use anyhow::Result;
 use candle_core::{DType, Device, Module, Tensor};
@@ -180,7 +179,7 @@ impl TextModel {
                 }
                 Some((
                     Tensor::cat(&[&cos, &sin], 2)?.reshape((b * seq, c.head_dim()))?,
-                    upload(tiles.clone(), (tiles.len() / 4, 4), device)?,
+                    tiles_tensor(tiles, device)?,
                 ))
             }
             _ => None,

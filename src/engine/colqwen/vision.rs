@@ -7,9 +7,8 @@ use super::layers::{apply_rope, attention, GatedMlp, RmsNorm};
 use super::profile::mark;
 use super::weights::Weights;
 use super::window::{plan_windows, WindowPlan};
-use crate::engine::gpu::attention_tiles::push_segment_tiles;
+use crate::engine::gpu::attention_tiles::{push_segment_tiles, tiles_tensor};
 use crate::engine::gpu::fused;
-use crate::engine::gpu::upload::upload;
 use crate::engine::quant::QLinear;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor};
@@ -175,14 +174,13 @@ impl VisionTower {
         for &(start, len) in &plan.frames {
             push_segment_tiles(&mut full_tiles, start, start + len, start);
         }
-        let upload_tiles = |t: Vec<u32>| upload(t.clone(), (t.len() / 4, 4), &self.device);
         let t = Arc::new(BatchTables {
             cos,
             sin,
             cos_sin,
             plan,
-            window_tiles: upload_tiles(window_tiles)?,
-            full_tiles: upload_tiles(full_tiles)?,
+            window_tiles: tiles_tensor(window_tiles, &self.device)?,
+            full_tiles: tiles_tensor(full_tiles, &self.device)?,
         });
         if cache.len() >= TABLE_CACHE_ENTRIES {
             cache.remove(0);

@@ -2,6 +2,8 @@
 //! and the tile tables that say, per block, which query slots it owns and which keys they see.
 //! Plain integers, so the vision tower and the language model build them on any device.
 
+use candle_core::{Device, Tensor};
+
 /// Query slots per tile (the kernel's block: 4 warps × 16 query rows; keys go 64 at a time).
 pub const TILE: usize = 64;
 
@@ -26,6 +28,12 @@ pub fn push_segment_tiles(tiles: &mut Vec<u32>, begin: usize, end: usize, k_begi
         tiles.extend_from_slice(&[q as u32, q_end as u32, k_begin as u32, end as u32]);
         q = q_end;
     }
+}
+
+/// A tile table as the kernel reads it: `[n_tiles, 4]` u32 on `device`.
+pub fn tiles_tensor(tiles: Vec<u32>, device: &Device) -> candle_core::Result<Tensor> {
+    let n = tiles.len() / 4;
+    super::upload::upload(tiles, (n, 4), device)
 }
 
 #[cfg(test)]
