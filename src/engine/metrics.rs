@@ -2,6 +2,7 @@
 //! whole series for summaries, A/B comparisons and the bench JSON.
 
 use super::event::{GpuSample, Metrics};
+use super::gpu::timings::GpuGaps;
 use super::gpu_monitor::GpuMonitor;
 use super::settings::TransferMode;
 use super::stage::StageTimes;
@@ -21,30 +22,6 @@ pub struct BatchReport {
     pub gpu_busy_secs: Option<f64>,
     /// The compute stream's start and end for this batch (device events, ms on one epoch).
     pub gpu_span_ms: Option<(f64, f64)>,
-}
-
-/// Gaps between consecutive batches on the compute stream (device events): the GPU idle that
-/// the pipeline could have filled, excluding the wait for the first batch and after the last.
-#[derive(Clone, Copy, Debug, Default)]
-struct GpuGaps {
-    first_start_ms: Option<f64>,
-    last_end_ms: f64,
-    idle_ms: f64,
-}
-
-impl GpuGaps {
-    fn add(&mut self, (start, end): (f64, f64)) {
-        match self.first_start_ms {
-            None => self.first_start_ms = Some(start),
-            Some(_) => self.idle_ms += (start - self.last_end_ms).max(0.0),
-        }
-        self.last_end_ms = self.last_end_ms.max(end);
-    }
-
-    fn idle_fraction(&self) -> Option<f64> {
-        let span = self.last_end_ms - self.first_start_ms?;
-        (span > 0.0).then(|| self.idle_ms / span)
-    }
 }
 
 pub struct MetricsRecorder {

@@ -66,6 +66,30 @@ pub struct GpuRunSummary {
     pub h2d_bytes_per_sec: f64,
 }
 
+/// Gaps between consecutive batches on the compute stream (device events): the GPU idle that
+/// the pipeline could have filled, excluding the wait for the first batch and after the last.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuGaps {
+    first_start_ms: Option<f64>,
+    last_end_ms: f64,
+    idle_ms: f64,
+}
+
+impl GpuGaps {
+    pub fn add(&mut self, (start, end): (f64, f64)) {
+        match self.first_start_ms {
+            None => self.first_start_ms = Some(start),
+            Some(_) => self.idle_ms += (start - self.last_end_ms).max(0.0),
+        }
+        self.last_end_ms = self.last_end_ms.max(end);
+    }
+
+    pub fn idle_fraction(&self) -> Option<f64> {
+        let span = self.last_end_ms - self.first_start_ms?;
+        (span > 0.0).then(|| self.idle_ms / span)
+    }
+}
+
 pub fn summarise(batches: &[BatchGpuTimings]) -> GpuRunSummary {
     let pairs = batches.len().saturating_sub(1);
     let overlapped = batches
@@ -79,15 +103,15 @@ pub fn summarise(batches: &[BatchGpuTimings]) -> GpuRunSummary {
         (Some(f), Some(l)) => l.compute_end_ms - f.compute_start_ms,
         _ => 0.0,
     };
-    let idle: f64 = batches
-        .windows(2)
-        .map(|w| (w[1].compute_start_ms - w[0].compute_end_ms).max(0.0))
-        .sum();
+    let mut gaps = GpuGaps::default();
+    for b in batches {
+        gaps.add((b.compute_start_ms, b.compute_end_ms));
+    }
     GpuRunSummary {
         batches: batches.len(),
         overlap_fraction: (pairs > 0).then(|| overlapped as f64 / pairs as f64),
         gpu_busy_fraction: (span > 0.0).then(|| (compute_ms_total / span).min(1.0)),
-        gpu_idle_between_batches_fraction: (span > 0.0).then(|| idle / span),
+        gpu_idle_between_batches_fraction: gaps.idle_fraction(),
         copy_ms_total,
         copy_wait_ms_total: batches.iter().map(|b| b.copy_wait_ms).sum(),
         compute_ms_total,
