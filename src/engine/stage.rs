@@ -143,13 +143,6 @@ impl StageClock {
         self.times.0[a.index()] = total * share_a;
         self.times.0[b.index()] = total * (1.0 - share_a);
     }
-    /// Moves `secs` already attributed to the running stage onto `to` (used when a device timer
-    /// measured the true split of a synchronous span, e.g. vision vs lm inside one forward).
-    pub fn reattribute(&mut self, from: Stage, to: Stage, secs: f64) {
-        let secs = secs.min(self.times.get(from)).max(0.0);
-        self.times.0[from.index()] -= secs;
-        self.times.add(to, secs);
-    }
 }
 
 #[cfg(test)]
