@@ -272,8 +272,8 @@ impl<B: StagePages> PipelinedExecutor<B> {
             _ => model.fetch(&f.out, &f.grid)?,
         };
         let timings = self.transfer.timings(&f.ticket, f.batch.page_count())?;
-        // The host waited for the device inside this batch's launch (candle's uploads wait for
-        // the stream) and here; the events say how the device's time divided.
+        // The host's waits for the device (while queueing this batch and here) cannot say which
+        // part of the device's work they covered; the events say how the device's time divided.
         clock.switch(Stage::Lm);
         let gpu = timings.vision_ms + timings.lm_ms;
         if gpu > 0.0 {
