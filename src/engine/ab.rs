@@ -17,15 +17,17 @@ use std::time::Instant;
 /// The `context` of the `Error` that ends a failed comparison (the app ends its run by it).
 pub const FAILURE_CONTEXT: &str = "A/B comparison";
 
-pub fn run_and_report(
+/// Runs both sides; returns the event that reports the end (`AbFinished` or `Error`), which the
+/// engine sends once the run no longer holds the engine's run slot.
+pub fn run_to_end(
     folder: &Path,
     pages: usize,
     a: &AbSide,
     b: &AbSide,
     control: &RunControl,
     events: &Sender<Event>,
-) {
-    let result = (|| -> Result<()> {
+) -> Event {
+    let result = (|| -> Result<(AbSideResult, AbSideResult)> {
         let ra = run_side(folder, pages, a, control, events)?;
         let _ = events.send(Event::AbSideFinished(ra.clone()));
         if control.is_cancelled() {
@@ -33,15 +35,15 @@ pub fn run_and_report(
         }
         let rb = run_side(folder, pages, b, control, events)?;
         let _ = events.send(Event::AbSideFinished(rb.clone()));
-        let _ = events.send(Event::AbFinished { a: ra, b: rb });
-        Ok(())
+        Ok((ra, rb))
     })();
-    if let Err(e) = result {
-        let _ = events.send(Event::Error {
+    match result {
+        Ok((a, b)) => Event::AbFinished { a, b },
+        Err(e) => Event::Error {
             context: FAILURE_CONTEXT.into(),
             message: format!("{e:#}"),
             request_id: None,
-        });
+        },
     }
 }
 

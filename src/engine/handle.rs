@@ -6,6 +6,7 @@ use super::command::Command;
 use super::control::RunControl;
 use super::event::Event;
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -58,25 +59,39 @@ impl Drop for EngineHandle {
 /// A job running on its own thread, with the control block the engine uses to steer it.
 struct Job {
     control: Arc<RunControl>,
+    /// Set before the final event is sent.
+    ended: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
 impl Job {
+    /// Runs `f` on its own thread; `f` returns the event that reports the run's end, which is
+    /// sent only after the job has marked itself ended: a client that sees that event and starts
+    /// the next run at once finds the run slot free.
     fn spawn(
         name: &str,
         events: Sender<Event>,
-        f: impl FnOnce(Arc<RunControl>, Sender<Event>) + Send + 'static,
+        f: impl FnOnce(Arc<RunControl>, Sender<Event>) -> Event + Send + 'static,
     ) -> Job {
         let control = Arc::new(RunControl::new());
-        let c = control.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let (c, e) = (control.clone(), ended.clone());
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || f(c, events))
+            .spawn(move || {
+                let last = f(c, events.clone());
+                e.store(true, Ordering::SeqCst);
+                let _ = events.send(last);
+            })
             .expect("spawn job");
-        Job { control, thread }
+        Job {
+            control,
+            ended,
+            thread,
+        }
     }
     fn running(&self) -> bool {
-        !self.thread.is_finished()
+        !self.ended.load(Ordering::SeqCst) && !self.thread.is_finished()
     }
 }
 
@@ -134,9 +149,7 @@ impl Engine {
                         "pagesight-ingest",
                         self.events.clone(),
                         move |control, events| {
-                            super::ingest::run_and_report(
-                                &folder, &index, &settings, &control, &events,
-                            )
+                            super::ingest::run_to_end(&folder, &index, &settings, &control, &events)
                         },
                     ));
                 }
@@ -154,7 +167,7 @@ impl Engine {
                         "pagesight-ab",
                         self.events.clone(),
                         move |control, events| {
-                            super::ab::run_and_report(&folder, pages, &a, &b, &control, &events)
+                            super::ab::run_to_end(&folder, pages, &a, &b, &control, &events)
                         },
                     ));
                 }

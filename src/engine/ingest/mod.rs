@@ -30,23 +30,23 @@ pub fn failure_context(folder: &Path) -> String {
     format!("ingest of {}", folder.display())
 }
 
-/// Runs an ingest and reports the end as `IngestFinished` or `Error`.
-pub fn run_and_report(
+/// Runs an ingest; returns the event that reports its end (`IngestFinished` or `Error`), which
+/// the engine sends once the run no longer holds the engine's run slot.
+pub fn run_to_end(
     folder: &Path,
     index: &Path,
     settings: &IngestSettings,
     control: &RunControl,
     events: &Sender<Event>,
-) {
-    let e = match run(folder, index, settings, control, events) {
+) -> Event {
+    match run(folder, index, settings, control, events) {
         Ok(summary) => Event::IngestFinished(summary),
         Err(e) => Event::Error {
             context: failure_context(folder),
             message: format!("{e:#}"),
             request_id: None,
         },
-    };
-    let _ = events.send(e);
+    }
 }
 
 /// Loads the model and says what the user must know about it (random weights, first-launch
