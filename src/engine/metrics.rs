@@ -3,7 +3,7 @@
 
 use super::event::{GpuSample, Metrics};
 use super::gpu::timings::GpuGaps;
-use super::gpu_monitor::GpuMonitor;
+use super::gpu_monitor::{GpuMonitor, GpuSampler};
 use super::settings::TransferMode;
 use super::stage::StageTimes;
 use std::time::{Duration, Instant};
@@ -33,23 +33,24 @@ pub struct MetricsRecorder {
     window_has_gpu_busy: bool,
     total: BatchReport,
     gaps: GpuGaps,
-    monitor: Result<GpuMonitor, String>,
+    gpu: GpuSampler,
     series: Vec<Metrics>,
 }
 
 impl MetricsRecorder {
     pub fn new(monitor: Result<GpuMonitor, String>) -> Self {
         let now = Instant::now();
+        let interval = Duration::from_millis(250);
         MetricsRecorder {
             started: now,
-            interval: Duration::from_millis(250),
+            interval,
             last_emit: now,
             window: BatchReport::default(),
             window_gpu_busy: 0.0,
             window_has_gpu_busy: false,
             total: BatchReport::default(),
             gaps: GpuGaps::default(),
-            monitor,
+            gpu: GpuSampler::start(monitor, interval),
             series: Vec::new(),
         }
     }
@@ -111,13 +112,7 @@ impl MetricsRecorder {
         if dt <= 0.0 {
             return None;
         }
-        let (gpu, gpu_unavailable): (Option<GpuSample>, Option<String>) = match &self.monitor {
-            Ok(m) => match m.sample() {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e)),
-            },
-            Err(e) => (None, Some(e.clone())),
-        };
+        let (gpu, gpu_unavailable): (Option<GpuSample>, Option<String>) = self.gpu.latest();
         let w = std::mem::take(&mut self.window);
         let m = Metrics {
             t: self.elapsed(),
