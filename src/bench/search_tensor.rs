@@ -130,12 +130,10 @@ pub fn tensor_runs(
     let mut scorer = TensorScorer::new(s, &device, compute, chunk_pages)?;
     let upload_secs = t.elapsed().as_secs_f64();
     let fused_unavailable = scorer.fused_unavailable().map(str::to_string);
-    match (&fused_unavailable, device.is_cuda()) {
-        (Some(why), true) => eprintln!("  fused MaxSim kernel not used: {why}"),
-        // The scorer defaults to the matmul path; the bench runs the fused kernel first, then
-        // the matmul path over the same tiles, and compares them.
-        (None, _) => scorer.set_kernel(TensorKernel::Fused)?,
-        _ => {}
+    // The scorer starts on the fused kernel where it exists; the bench runs it first, then the
+    // matmul path over the same tiles, and compares them.
+    if let (Some(why), true) = (&fused_unavailable, device.is_cuda()) {
+        eprintln!("  fused MaxSim kernel not used: {why}");
     }
     let (first, first_tops) = run_one(&scorer, upload_secs, s, queries, exact_tops)?;
     let mut runs = vec![first];
