@@ -3,7 +3,9 @@
 
 use pagesight::engine::event::{FileStatus, IngestSummary};
 use pagesight::engine::stage::Stage;
-use pagesight::engine::{Command, EngineHandle, Event, IngestSettings, SearchMode, SearchRequest};
+use pagesight::engine::{
+    Command, DeviceChoice, EngineHandle, Event, IngestSettings, SearchMode, SearchRequest,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -84,6 +86,7 @@ pub fn search(
         mode,
         hybrid_visual_weight: 0.5,
         with_heatmaps: true,
+        device: DeviceChoice::Auto,
     }));
     loop {
         match engine
@@ -152,9 +155,13 @@ fn ingest_search_and_reingest_incrementally() {
         SearchMode::Visual,
         1,
     ) {
-        Event::SearchResults { hits, note, .. } => {
+        Event::SearchResults {
+            hits, note, scorer, ..
+        } => {
             assert_eq!(hits.len(), (s.pages_ingested as usize).min(5));
             assert!(note.unwrap().contains("random"));
+            // No GPU in this build: the CPU kernels rank, and the answer says so.
+            assert!(scorer.starts_with("CPU exact MaxSim ("), "{scorer}");
             for w in hits.windows(2) {
                 assert!(w[0].score >= w[1].score);
             }

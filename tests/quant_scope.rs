@@ -172,7 +172,9 @@ fn nf4_language_model_only_is_closer_to_dense_than_all_linear() {
         (prov.quant.as_str(), prov.quant_scope.as_str()),
         ("nf4", "lm")
     );
-    let back = pagesight::engine::search::model_settings_for(&prov).unwrap();
+    let back =
+        pagesight::engine::search::model_settings_for(&prov, pagesight::engine::DeviceChoice::Auto)
+            .unwrap();
     assert_eq!(
         (back.quant, back.quant_scope),
         (Quant::Nf4, QuantScope::LanguageModelOnly)

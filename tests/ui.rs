@@ -401,6 +401,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
             hits,
             elapsed_ms: 12.0,
             note: None,
+            scorer: "CPU exact MaxSim (avx2, 2 threads)".into(),
         })
         .unwrap();
     frames(&mut h, 3);

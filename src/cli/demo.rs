@@ -103,6 +103,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 mode,
                 hybrid_visual_weight: 0.5,
                 with_heatmaps: false,
+                device: Default::default(),
             }));
             loop {
                 match engine

@@ -28,6 +28,9 @@ pub struct SearchArgs {
     pub heatmap: bool,
     #[arg(long)]
     pub json: bool,
+    /// Where the query model and MaxSim run: auto (the GPU when there is one), cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: crate::engine::DeviceChoice,
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
@@ -45,6 +48,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         mode: a.mode,
         hybrid_visual_weight: a.hybrid_weight,
         with_heatmaps: a.heatmap,
+        device: a.device,
     }));
     for ev in engine.events.iter() {
         match &ev {
@@ -52,6 +56,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 hits,
                 elapsed_ms,
                 note,
+                scorer,
                 ..
             } => {
                 if a.json {
@@ -61,7 +66,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
                         eprintln!("note: {n}");
                     }
                     println!(
-                        "{} results for \"{}\" ({:.1} ms)",
+                        "{} results for \"{}\" ({:.1} ms; {scorer})",
                         hits.len(),
                         a.query,
                         elapsed_ms

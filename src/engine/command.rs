@@ -53,6 +53,9 @@ pub struct SearchRequest {
     pub hybrid_visual_weight: f32,
     /// Also compute per-patch similarity maps for the results (for heatmaps).
     pub with_heatmaps: bool,
+    /// Where the query model (and with it MaxSim) runs: `auto` is the GPU when there is one.
+    #[serde(default)]
+    pub device: super::settings::DeviceChoice,
 }
 
 /// One side of an A/B comparison.

@@ -211,6 +211,9 @@ pub enum Event {
         hits: Vec<SearchHit>,
         elapsed_ms: f64,
         note: Option<String>,
+        /// What computed the ranking (e.g. "GPU, fused MaxSim kernel (…)", "CPU exact MaxSim (…)").
+        #[serde(default)]
+        scorer: String,
     },
     Thumbnail {
         id: u64,

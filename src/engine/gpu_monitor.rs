@@ -3,11 +3,11 @@
 
 use super::event::GpuSample;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
+use nvml_wrapper::enum_wrappers::device::PcieUtilCounter;
+use nvml_wrapper::Nvml;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use nvml_wrapper::enum_wrappers::device::PcieUtilCounter;
-use nvml_wrapper::Nvml;
 
 pub struct GpuMonitor {
     nvml: Nvml,
@@ -172,7 +172,10 @@ mod tests {
 
     #[test]
     fn no_monitor_gives_its_reason() {
-        let s = GpuSampler::start(Err("no NVIDIA driver library".into()), Duration::from_secs(1));
+        let s = GpuSampler::start(
+            Err("no NVIDIA driver library".into()),
+            Duration::from_secs(1),
+        );
         assert_eq!(s.latest(), (None, Some("no NVIDIA driver library".into())));
     }
 }

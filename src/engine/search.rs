@@ -1,14 +1,21 @@
 //! Searches run on their own thread: open the index's last commit, embed the query with the
 //! model that made the index (loaded once and kept), score, and answer with the request's id.
+//!
+//! When that model runs on a GPU, MaxSim runs there too: the snapshot's page tiles are uploaded
+//! once (`index::tensor_scorer`, the fused kernel) and kept until the index's next commit; an
+//! index too big for the free VRAM, or a failed upload, is scored on the CPU and the answer says
+//! why. Each answer names the scorer that ran.
 
 use super::colqwen::ColQwen;
 use super::command::{SearchMode, SearchRequest};
 use super::event::{Event, Heatmap, IndexStats, SearchHit};
 use super::settings::{DeviceChoice, ModelSettings};
+use crate::index::search::{CpuExact, PageScorer, Searcher};
+use crate::index::tensor_scorer::TensorScorer;
 use crate::index::{Index, Provenance};
 use anyhow::{Context, Result};
 use crossbeam_channel::{unbounded, Sender};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub struct SearchService {
@@ -21,9 +28,9 @@ impl SearchService {
         std::thread::Builder::new()
             .name("pagesight-search".into())
             .spawn(move || {
-                let mut models = QueryModels::default();
+                let mut state = SearchState::default();
                 while let Ok(req) = rx.recv() {
-                    let e = match search(&req, &mut models) {
+                    let e = match search(&req, &mut state) {
                         Ok(e) => e,
                         Err(e) => Event::Error {
                             context: format!("search in {}", req.index.display()),
@@ -52,8 +59,8 @@ pub struct QueryModels {
 }
 
 impl QueryModels {
-    pub fn for_index(&mut self, prov: &Provenance) -> Result<&ColQwen> {
-        let want = model_settings_for(prov)?;
+    pub fn for_index(&mut self, prov: &Provenance, device: DeviceChoice) -> Result<&ColQwen> {
+        let want = model_settings_for(prov, device)?;
         if self
             .loaded
             .as_ref()
@@ -68,12 +75,145 @@ impl QueryModels {
     }
 }
 
+/// What the search thread keeps between queries.
+#[derive(Default)]
+pub struct SearchState {
+    pub models: QueryModels,
+    resident: Option<ResidentPages>,
+}
+
+/// One snapshot's page tiles on the query model's GPU.
+struct ResidentPages {
+    index: PathBuf,
+    generation: u64,
+    scorer: TensorScorer,
+    label: String,
+}
+
+/// Page tiles may take at most this share of the GPU's free memory: an ingest may be sharing it.
+const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
+
+/// Pages per uploaded tile tensor.
+const RESIDENT_CHUNK_PAGES: usize = 4096;
+
+impl SearchState {
+    /// The scorer for `searcher`'s snapshot of `index`: its tiles on the GPU when the query model
+    /// is there and they fit, else the CPU kernels. The string says which ran; the note, why not
+    /// the GPU when it was expected.
+    fn scorer<'a>(
+        &'a mut self,
+        index: &Path,
+        searcher: &Searcher,
+        device: &candle_core::Device,
+    ) -> (ChosenScorer<'a>, String, Option<String>) {
+        let cpu = || {
+            let isa = crate::index::maxsim::detected_isa();
+            (
+                CpuExact(isa),
+                format!(
+                    "CPU exact MaxSim ({}, {} threads)",
+                    isa.name(),
+                    rayon::current_num_threads()
+                ),
+            )
+        };
+        if !device.is_cuda() {
+            let (s, label) = cpu();
+            return (ChosenScorer::Cpu(s), label, None);
+        }
+        let current = self
+            .resident
+            .as_ref()
+            .is_some_and(|r| r.index == index && r.generation == searcher.generation());
+        if !current {
+            // The old snapshot's tiles go first: two copies may not fit.
+            self.resident = None;
+            match upload_pages(searcher, device) {
+                Ok((scorer, label)) => {
+                    self.resident = Some(ResidentPages {
+                        index: index.to_path_buf(),
+                        generation: searcher.generation(),
+                        scorer,
+                        label,
+                    })
+                }
+                Err(why) => {
+                    let (s, label) = cpu();
+                    return (ChosenScorer::Cpu(s), label, Some(why));
+                }
+            }
+        }
+        let r = self.resident.as_ref().expect("set above");
+        (ChosenScorer::Resident(&r.scorer), r.label.clone(), None)
+    }
+}
+
+/// The CPU kernels, or the tiles resident on the GPU (kept in `SearchState`).
+enum ChosenScorer<'a> {
+    Cpu(CpuExact),
+    Resident(&'a TensorScorer),
+}
+
+impl ChosenScorer<'_> {
+    fn get(&self) -> &dyn PageScorer {
+        match self {
+            ChosenScorer::Cpu(s) => s,
+            ChosenScorer::Resident(s) => *s,
+        }
+    }
+}
+
+/// Uploads `searcher`'s pages to `device` if they fit its free memory; the error is a sentence.
+fn upload_pages(
+    searcher: &Searcher,
+    device: &candle_core::Device,
+) -> Result<(TensorScorer, String), String> {
+    let need = TensorScorer::resident_bytes_for(searcher);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let ordinal = match device.location() {
+        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
+        _ => 0,
+    };
+    if let Ok(sample) = super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.sample()) {
+        let free = sample
+            .memory_total_bytes
+            .saturating_sub(sample.memory_used_bytes);
+        if need as f64 > RESIDENT_SHARE_OF_FREE_VRAM * free as f64 {
+            return Err(format!(
+                "the index's vectors need {:.2} GiB of GPU memory and {:.2} GiB is free \
+                 (at most half of it is used for search): scored on the CPU",
+                gib(need),
+                gib(free)
+            ));
+        }
+    }
+    let scorer = TensorScorer::new(
+        searcher,
+        device,
+        candle_core::DType::F16,
+        RESIDENT_CHUNK_PAGES,
+    )
+    .map_err(|e| {
+        format!("could not keep the index's vectors on the GPU ({e}): scored on the CPU")
+    })?;
+    let how = match scorer.kernel() {
+        crate::index::tensor_scorer::TensorKernel::Fused => "fused MaxSim kernel",
+        crate::index::tensor_scorer::TensorKernel::Matmul => "MaxSim as matmuls",
+    };
+    let label = format!(
+        "GPU, {how} ({} pages, {:.2} GiB resident)",
+        scorer.resident_pages(),
+        gib(scorer.resident_bytes())
+    );
+    Ok((scorer, label))
+}
+
 /// The settings that reproduce the model recorded in the index.
-pub fn model_settings_for(prov: &Provenance) -> Result<ModelSettings> {
+pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<ModelSettings> {
     Ok(ModelSettings {
         model: prov.model.clone(),
         adapter: prov.adapter.as_ref().map(Into::into),
-        device: DeviceChoice::Auto,
+        device,
         dtype: prov.dtype.parse()?,
         quant: prov.quant.parse()?,
         quant_scope: prov.quant_scope.parse()?,
@@ -82,19 +222,20 @@ pub fn model_settings_for(prov: &Provenance) -> Result<ModelSettings> {
     })
 }
 
-pub fn search(req: &SearchRequest, models: &mut QueryModels) -> Result<Event> {
+pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     let t0 = Instant::now();
     let index = Index::open(&req.index)
         .with_context(|| format!("opening index {}", req.index.display()))?;
     let prov = index.provenance().clone();
     let searcher = index.searcher()?;
-    let vectors = if req.mode == SearchMode::Text {
-        Vec::new()
+    let (vectors, device) = if req.mode == SearchMode::Text {
+        (Vec::new(), candle_core::Device::Cpu)
     } else {
-        let model = models.for_index(&prov)?;
-        model
+        let model = state.models.for_index(&prov, req.device)?;
+        let v = model
             .embed_queries(std::slice::from_ref(&req.query))?
-            .remove(0)
+            .remove(0);
+        (v, model.device().clone())
     };
     let q = crate::index::Query {
         n_tokens: vectors.len() / prov.dim.max(1),
@@ -109,7 +250,17 @@ pub fn search(req: &SearchRequest, models: &mut QueryModels) -> Result<Event> {
         visual_weight: req.hybrid_visual_weight,
         scorer: crate::index::Scorer::Exact,
     };
-    let hits = searcher.search(&q)?;
+    let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
+        let (s, l, n) = state.scorer(&req.index, &searcher, &candle_core::Device::Cpu);
+        (
+            s,
+            format!("BM25 text search (visual scorer unused: {l})"),
+            n,
+        )
+    } else {
+        state.scorer(&req.index, &searcher, &device)
+    };
+    let hits = searcher.search_with(&q, scorer.get())?;
     let mut out = Vec::with_capacity(hits.len());
     for (rank, h) in hits.into_iter().enumerate() {
         let heatmap = if req.with_heatmaps && q.n_tokens > 0 {
@@ -131,18 +282,21 @@ pub fn search(req: &SearchRequest, models: &mut QueryModels) -> Result<Event> {
             heatmap,
         });
     }
-    let note = (prov.random_weights && req.mode != SearchMode::Text).then(|| {
+    let random = (prov.random_weights && req.mode != SearchMode::Text).then(|| {
         format!(
             "index made with random weights ('{}'): visual rankings are meaningless",
             prov.model
         )
     });
+    let notes: Vec<String> = random.into_iter().chain(scorer_note).collect();
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Event::SearchResults {
         id: req.id,
         query: req.query.clone(),
         hits: out,
         elapsed_ms: t0.elapsed().as_secs_f64() * 1e3,
         note,
+        scorer: scorer_label,
     })
 }
 

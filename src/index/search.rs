@@ -315,13 +315,22 @@ impl Searcher {
     }
 
     pub fn search(&self, q: &Query) -> Result<Vec<Hit>> {
+        self.search_with(q, &CpuExact(maxsim::detected_isa()))
+    }
+
+    /// As `search`, with `exact` computing MaxSim (e.g. a `TensorScorer` resident in VRAM).
+    pub fn search_with(&self, q: &Query, exact: &dyn PageScorer) -> Result<Vec<Hit>> {
         let k = q.top_k.max(1);
         let ranked = match q.mode {
-            SearchMode::Visual => self.visual(q, k)?,
+            SearchMode::Visual => self.visual_with(q, k, exact)?,
             SearchMode::Text => self.text(&q.text, k)?,
             SearchMode::Hybrid => {
                 let depth = k.max(100);
-                let v: Vec<u64> = self.visual(q, depth)?.into_iter().map(|x| x.0).collect();
+                let v: Vec<u64> = self
+                    .visual_with(q, depth, exact)?
+                    .into_iter()
+                    .map(|x| x.0)
+                    .collect();
                 let t: Vec<u64> = self
                     .text(&q.text, depth)?
                     .into_iter()

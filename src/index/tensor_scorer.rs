@@ -83,6 +83,17 @@ impl TensorScorer {
         Self::from_views(&views, dim, device, compute, chunk_pages)
     }
 
+    /// Device bytes `new` would hold for `searcher`'s pages (tiles padded to whole groups).
+    pub fn resident_bytes_for(searcher: &Searcher) -> u64 {
+        let dim = searcher.provenance().dim;
+        (0..searcher.num_pages())
+            .map(|i| {
+                let n = searcher.page_view(i).n_tokens;
+                (n.div_ceil(LEN_MULTIPLE) * LEN_MULTIPLE * dim * 2) as u64
+            })
+            .sum()
+    }
+
     pub fn from_views(
         views: &[PageView<'_>],
         dim: usize,

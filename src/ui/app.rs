@@ -373,6 +373,8 @@ impl PagesightApp {
             mode: self.settings.search_mode,
             hybrid_visual_weight: 0.5,
             with_heatmaps: true,
+            // Queries run where the user chose to run the model.
+            device: self.settings.model.device,
         };
         if !self.send(Command::Search(req)) {
             self.search.pending = None;

@@ -20,6 +20,8 @@ pub struct ResultSet {
     pub hits: Vec<SearchHit>,
     pub elapsed_ms: f64,
     pub note: Option<String>,
+    /// What ranked the pages (GPU or CPU, which kernel).
+    pub scorer: String,
 }
 
 pub enum SearchAction {
@@ -128,6 +130,9 @@ impl SearchView {
             results.query,
             results.elapsed_ms
         ));
+        if !results.scorer.is_empty() {
+            ui.weak(format!("ranked by: {}", results.scorer));
+        }
         if let Some(note) = &results.note {
             ui.label(
                 egui::RichText::new(note)

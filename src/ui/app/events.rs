@@ -77,6 +77,7 @@ impl PagesightApp {
                 hits,
                 elapsed_ms,
                 note,
+                scorer,
             } => {
                 let keys: Vec<ThumbKey> = hits
                     .iter()
@@ -93,6 +94,7 @@ impl PagesightApp {
                     hits,
                     elapsed_ms,
                     note,
+                    scorer,
                 });
                 if ours {
                     for k in keys {
