@@ -134,6 +134,20 @@ while [ $# -gt 0 ]; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       tail -40 "$OUT/search.log" >> "$summary"
       ;;
+    engine-search)
+      # The app's search path with the query model on the GPU (page tiles resident, fused MaxSim)
+      # against the same search on the CPU: a random:tiny index of DIR's PDFs, three queries.
+      dir=$1; shift
+      ix=/tmp/pagesight-engine-search-index
+      rm -rf "$ix"
+      "$run_dir/pagesight" ingest "$dir" --index "$ix" --model random:tiny --device cuda > "$OUT/engine-search.log" 2>&1 || status=1
+      for q in "a table of results" "installation instructions" "font encoding"; do
+        for d in cuda cpu; do
+          "$run_dir/pagesight" search "$q" --index "$ix" --device $d --top-k 10 --json 2>>"$OUT/engine-search.log" | tail -1 > "$run_dir/search-$d.json" || status=1
+        done
+        python3 tools/compare_search.py "$run_dir/search-cuda.json" "$run_dir/search-cpu.json" 2>&1 | tee -a "$summary" || status=1
+      done
+      ;;
     *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES] | embed)" >&2; exit 2 ;;
   esac
 done
