@@ -109,6 +109,11 @@ pub struct ExactRun {
     pub peak_gflops: f64,
     pub fraction_of_peak: f64,
     pub fraction_of_peak_at_min: f64,
+    /// Stored page bytes read per query / p50.
+    pub page_gb_per_s: f64,
+    /// The roofline for this arithmetic intensity: min(FMA peak, read bandwidth × flop per byte).
+    pub roofline_gflops: f64,
+    pub fraction_of_roofline: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -151,6 +156,8 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub peaks: Vec<IsaPeak>,
+    /// All-core read bandwidth (`cpu_peak::read_bandwidth_gb_per_s`).
+    pub read_gb_per_s: f64,
     pub how: String,
 }
 
@@ -503,6 +510,10 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 peak_gflops: 0.0,
                 fraction_of_peak: 0.0,
                 fraction_of_peak_at_min: 0.0,
+                // f16 storage: 2 bytes per value, each used by 2 · query tokens flops.
+                page_gb_per_s: gflops / a.query_tokens as f64,
+                roofline_gflops: 0.0,
+                fraction_of_roofline: 0.0,
             });
         }
         let best_exact = exact
@@ -573,6 +584,17 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
     // Peak again after the runs; keep the higher value per ISA (never flatters the fraction).
     cpu_peak::merge_max(&mut peaks, &cpu_peak::measure_all(&isas()));
     let peak_of = |isa: Isa| peaks.iter().find(|p| p.isa == isa);
+    let read_gb_per_s = cpu_peak::read_bandwidth_gb_per_s();
+    eprintln!(
+        "all-core read bandwidth: {read_gb_per_s:.1} GB/s (best of 5, {cores} threads){}",
+        if cfg!(debug_assertions) {
+            "; a debug build's read loop is not optimised and understates it: use a release build for the roofline"
+        } else {
+            ""
+        }
+    );
+    // flop per stored byte of an exact MaxSim: 2 · query tokens per f16 value of 2 bytes.
+    let intensity = a.query_tokens as f64;
     for size in &mut sizes {
         for e in &mut size.exact {
             e.peak_gflops = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
@@ -580,6 +602,8 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             e.fraction_of_peak_at_min = e.gflops_at_min / e.peak_gflops;
             e.one_core_peak_gflops = peak_of(e.isa).map_or(f64::NAN, |p| p.one_core_gflops);
             e.fraction_of_peak_per_cpu_second = e.gflops_per_cpu_second / e.one_core_peak_gflops;
+            e.roofline_gflops = e.peak_gflops.min(read_gb_per_s * intensity);
+            e.fraction_of_roofline = e.gflops / e.roofline_gflops;
             eprintln!(
                 "{} pages, exact {}: p50 {:.1} GFLOP/s = {:.1} %, fastest query {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {:.0}; per CPU second given {:.1} GFLOP/s = {:.1} % of the 1-core peak {:.0}",
                 size.pages,
@@ -592,6 +616,16 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 e.gflops_per_cpu_second,
                 100.0 * e.fraction_of_peak_per_cpu_second,
                 e.one_core_peak_gflops
+            );
+            eprintln!(
+                "{} pages, exact {}: reads {:.1} GB/s of page data = {:.1} % of the read bandwidth; roofline at {intensity:.0} flop/byte = {:.0} GFLOP/s ({}), p50 at {:.1} % of it",
+                size.pages,
+                e.isa.name(),
+                e.page_gb_per_s,
+                100.0 * e.page_gb_per_s / read_gb_per_s,
+                e.roofline_gflops,
+                if e.roofline_gflops < e.peak_gflops { "memory-bound" } else { "compute-bound" },
+                100.0 * e.fraction_of_roofline
             );
         }
     }
@@ -618,6 +652,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             cpu,
             cores,
             peaks,
+            read_gb_per_s,
             how: "peak = sum over cores of FMA instructions x lanes x 2 flop / elapsed, from a register-only loop of independent FMAs of that ISA run on every core at once (and on one core for the kernel line), measured before and after the scorers, higher value kept".into(),
         },
         kernel_single_core: kernel,

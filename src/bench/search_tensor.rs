@@ -23,6 +23,39 @@ pub struct TensorRun {
     pub kernel_only_p50_ms: Option<f64>,
     pub kernel_only_gb_per_s: Option<f64>,
     pub top10_agreement_with_cpu_exact: f64,
+    /// One query end to end taken apart, p50 of 7 (ms): listing the snapshot's pages, the
+    /// scorer's `score_all`, and the rest (query checks, top-k).
+    pub steps_ms: StepsMs,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct StepsMs {
+    pub list_pages: f64,
+    pub score_all: f64,
+    pub rest: f64,
+}
+
+/// Where one query's time goes outside the kernel (p50 of 7 of each step).
+fn steps(s: &Searcher, q: &Query, scorer: &TensorScorer, dim: usize) -> anyhow::Result<StepsMs> {
+    let (mut list, mut score, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let t = Instant::now();
+        let views: Vec<PageView<'_>> = (0..s.num_pages()).map(|i| s.page_view(i)).collect();
+        list.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        scorer.score_all(&q.vectors, q.n_tokens, dim, &views)?;
+        score.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        top10(s, q, scorer)?;
+        total.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let p50 = |v: Vec<f64>| latency(v).p50_ms;
+    let (list, score, total) = (p50(list), p50(score), p50(total));
+    Ok(StepsMs {
+        list_pages: list,
+        score_all: score,
+        rest: (total - list - score).max(0.0),
+    })
 }
 
 #[derive(Serialize, Debug)]
@@ -65,7 +98,9 @@ fn run_one(
     } else {
         None
     };
+    let steps_ms = steps(s, &queries[0], scorer, s.provenance().dim)?;
     let run = TensorRun {
+        steps_ms,
         scorer: scorer.name(),
         upload_secs,
         resident_bytes: scorer.resident_bytes(),
@@ -82,6 +117,10 @@ fn run_one(
     eprintln!(
         "  {}: upload {:.1} s, p50 {:.2} ms p99 {:.2} ms, {:.1} GB/s of resident tiles{kernel_only}, top-10 agreement with CPU exact {:.3}",
         run.scorer, run.upload_secs, run.latency.p50_ms, run.latency.p99_ms, run.resident_gb_per_s, run.top10_agreement_with_cpu_exact
+    );
+    eprintln!(
+        "    one query: listing pages {:.2} ms, score_all {:.2} ms, checks + top-k {:.2} ms",
+        run.steps_ms.list_pages, run.steps_ms.score_all, run.steps_ms.rest
     );
     Ok((run, tops))
 }
