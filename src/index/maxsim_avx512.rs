@@ -18,6 +18,20 @@ use super::maxsim::{Line, QueryTiles, Scratch, ROWS};
 
 /// 16-token blocks per chunk (4 zmm of tokens per dimension).
 pub const CHUNK_BLOCKS: usize = 4;
+
+/// How many chunks ahead `widen_full` prefetches (`PAGESIGHT_MAXSIM_PREFETCH`, default 1; read
+/// once). A knob for measuring: how far ahead pays depends on the machine's memory latency and
+/// on how many cores share its bandwidth.
+fn prefetch_chunks() -> usize {
+    static AHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *AHEAD.get_or_init(|| {
+        std::env::var("PAGESIGHT_MAXSIM_PREFETCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| (1..=16).contains(&n))
+            .unwrap_or(1)
+    })
+}
 const CHUNK_TOKENS: usize = CHUNK_BLOCKS * BLOCK_TOKENS;
 
 /// MaxSim of the prepared query against one packed page.
@@ -37,13 +51,14 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
     s.runmax
         .resize(qt.tiles * ROWS, Line([f32::NEG_INFINITY; 16]));
     let block_stride = dim * BLOCK_TOKENS * 2; // bytes between blocks
+    let ahead = prefetch_chunks() * CHUNK_BLOCKS * block_stride;
     let mut c = 0;
     while c < nb {
         let src = packed.as_ptr().add(c * dim * BLOCK_TOKENS) as *const u8;
         let dst = s.chunk.as_mut_ptr() as *mut u8;
         let tokens_left = n_tokens - c * BLOCK_TOKENS;
         if tokens_left >= CHUNK_TOKENS {
-            widen_full(src, block_stride, dst, dim);
+            widen_full(src, block_stride, dst, dim, ahead);
         } else {
             let mut masks = [0u16; CHUNK_BLOCKS];
             for (j, m) in masks.iter_mut().enumerate() {
@@ -72,17 +87,18 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
 
 /// Widens `CHUNK_BLOCKS` whole blocks: for each dimension, 4 × (16 f16 → 16 f32). Each block
 /// is its own 4 KiB run (at 128-d), which the hardware prefetchers do not follow across page
-/// boundaries, so the next chunk's blocks are prefetched into L2 meanwhile (prefetches never
-/// fault, also past the page's data).
+/// boundaries, so the blocks of the chunk `ahead` bytes on are prefetched into L2 meanwhile
+/// (prefetches never fault, also past the page's data).
 #[target_feature(enable = "avx512f")]
-unsafe fn widen_full(src: *const u8, stride: usize, dst: *mut u8, dim: usize) {
+unsafe fn widen_full(src: *const u8, stride: usize, dst: *mut u8, dim: usize, ahead: usize) {
     asm!(
         "2:",
         "prefetcht1 byte ptr [{n}]",
         "prefetcht1 byte ptr [{n} + {st}]",
         "prefetcht1 byte ptr [{n} + 2*{st}]",
-        "prefetcht1 byte ptr [{s3} + 4*{st}]",
+        "prefetcht1 byte ptr [{n3}]",
         "add {n}, 32",
+        "add {n3}, 32",
         "vcvtph2ps zmm0, ymmword ptr [{s}]",
         "vcvtph2ps zmm1, ymmword ptr [{s} + {st}]",
         "vcvtph2ps zmm2, ymmword ptr [{s} + 2*{st}]",
@@ -98,7 +114,8 @@ unsafe fn widen_full(src: *const u8, stride: usize, dst: *mut u8, dim: usize) {
         "jnz 2b",
         s = inout(reg) src => _,
         s3 = inout(reg) src.wrapping_add(3 * stride) => _,
-        n = inout(reg) src.wrapping_add(4 * stride) => _,
+        n = inout(reg) src.wrapping_add(ahead) => _,
+        n3 = inout(reg) src.wrapping_add(ahead + 3 * stride) => _,
         st = in(reg) stride,
         d = inout(reg) dst => _,
         k = inout(reg) dim => _,
