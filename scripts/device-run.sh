@@ -134,6 +134,18 @@ while [ $# -gt 0 ]; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       tail -40 "$OUT/search.log" >> "$summary"
       ;;
+    search-cpu)
+      # CPU MaxSim only (no GPU scorer), once per prefetch distance in SEARCH_PREFETCH (chunks
+      # ahead, e.g. 1,2,4), binary candidates from SEARCH_CANDIDATES.
+      pages=${1:-100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=100000
+      for ahead in ${SEARCH_PREFETCH//,/ }; do
+        note "-- bench search (CPU), PAGESIGHT_MAXSIM_PREFETCH=$ahead"
+        PAGESIGHT_MAXSIM_PREFETCH=$ahead "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
+          --queries 10 --candidates "${SEARCH_CANDIDATES:-100,200,400}" --work-dir /tmp/pagesight-bench-search 2>&1 \
+          | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth" >> "$summary"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
+      ;;
     engine-search)
       # The app's search path with the query model on the GPU (page tiles resident, fused MaxSim)
       # against the same search on the CPU: a random:tiny index of DIR's PDFs, three queries.

@@ -5,6 +5,7 @@ use pagesight::engine::event::{FileStatus, IngestSummary};
 use pagesight::engine::stage::Stage;
 use pagesight::engine::{
     Command, DeviceChoice, EngineHandle, Event, IngestSettings, SearchMode, SearchRequest,
+    VisualScorer,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,6 +79,17 @@ pub fn search(
     mode: SearchMode,
     id: u64,
 ) -> Event {
+    search_scored(engine, index, query, mode, id, VisualScorer::Exact)
+}
+
+pub fn search_scored(
+    engine: &EngineHandle,
+    index: &Path,
+    query: &str,
+    mode: SearchMode,
+    id: u64,
+    visual_scorer: VisualScorer,
+) -> Event {
     engine.send(Command::Search(SearchRequest {
         id,
         index: index.into(),
@@ -87,6 +99,7 @@ pub fn search(
         hybrid_visual_weight: 0.5,
         with_heatmaps: true,
         device: DeviceChoice::Auto,
+        visual_scorer,
     }));
     loop {
         match engine
@@ -148,6 +161,44 @@ fn ingest_search_and_reingest_incrementally() {
     assert!(batches > 0);
 
     // Visual search returns ranked pages with heatmaps on the merged-patch grid.
+    let exact = search(
+        &engine,
+        index.path(),
+        "a chart of results",
+        SearchMode::Visual,
+        2,
+    );
+    // The binary prefilter keeps at least 400 candidates: on this small index it rescores every
+    // page, so its ranking is exact's.
+    match (
+        &exact,
+        search_scored(
+            &engine,
+            index.path(),
+            "a chart of results",
+            SearchMode::Visual,
+            3,
+            VisualScorer::Binary { candidates: 0 },
+        ),
+    ) {
+        (
+            Event::SearchResults { hits: a, .. },
+            Event::SearchResults {
+                hits: b, scorer, ..
+            },
+        ) => {
+            assert!(
+                scorer.starts_with("sign-bit prefilter (CPU), best 400 rescored by CPU exact"),
+                "{scorer}"
+            );
+            let key = |h: &pagesight::engine::event::SearchHit| (h.file.clone(), h.page, h.score);
+            assert_eq!(
+                a.iter().map(key).collect::<Vec<_>>(),
+                b.iter().map(key).collect::<Vec<_>>()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     match search(
         &engine,
         index.path(),

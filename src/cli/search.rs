@@ -31,6 +31,10 @@ pub struct SearchArgs {
     /// Where the query model and MaxSim run: auto (the GPU when there is one), cpu, cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: crate::engine::DeviceChoice,
+    /// Visual MaxSim: exact over every page, or binary (sign-bit prefilter, the best candidates
+    /// rescored exactly; binary:N for N candidates).
+    #[arg(long, default_value = "exact")]
+    pub scorer: crate::engine::VisualScorer,
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
@@ -49,6 +53,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         hybrid_visual_weight: a.hybrid_weight,
         with_heatmaps: a.heatmap,
         device: a.device,
+        visual_scorer: a.scorer,
     }));
     for ev in engine.events.iter() {
         match &ev {

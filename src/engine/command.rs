@@ -41,6 +41,40 @@ impl std::str::FromStr for SearchMode {
     }
 }
 
+/// How visual MaxSim is computed: exactly over every page, or a sign-bit (Hamming) prefilter
+/// whose best `candidates` pages are rescored exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VisualScorer {
+    #[default]
+    Exact,
+    Binary {
+        candidates: usize,
+    },
+}
+
+impl std::str::FromStr for VisualScorer {
+    type Err = anyhow::Error;
+    /// `exact`, `binary` (the index's default candidate count) or `binary:N`.
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        let bad = || {
+            anyhow::anyhow!(
+                "unknown scorer '{s}': expected exact, binary or binary:N (N candidates rescored exactly)"
+            )
+        };
+        match s.split_once(':') {
+            None if s == "exact" => Ok(VisualScorer::Exact),
+            None if s == "binary" => Ok(VisualScorer::Binary { candidates: 0 }),
+            Some(("binary", n)) => match n.parse::<usize>() {
+                Ok(c) if c > 0 => Ok(VisualScorer::Binary { candidates: c }),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
     /// Echoed in `Event::SearchResults` so callers can match answers to questions.
@@ -56,6 +90,9 @@ pub struct SearchRequest {
     /// Where the query model (and with it MaxSim) runs: `auto` is the GPU when there is one.
     #[serde(default)]
     pub device: super::settings::DeviceChoice,
+    /// Exact MaxSim, or the binary prefilter + exact rerank (`candidates` 0: the default count).
+    #[serde(default)]
+    pub visual_scorer: VisualScorer,
 }
 
 /// One side of an A/B comparison.

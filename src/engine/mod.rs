@@ -9,7 +9,7 @@ pub mod quant;
 pub mod settings;
 pub mod stage;
 
-pub use command::{Command, SearchMode, SearchRequest};
+pub use command::{Command, SearchMode, SearchRequest, VisualScorer};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,

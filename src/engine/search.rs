@@ -7,7 +7,7 @@
 //! why. Each answer names the scorer that ran.
 
 use super::colqwen::ColQwen;
-use super::command::{SearchMode, SearchRequest};
+use super::command::{SearchMode, SearchRequest, VisualScorer};
 use super::event::{Event, Heatmap, IndexStats, SearchHit};
 use super::settings::{DeviceChoice, ModelSettings};
 use crate::index::search::{CpuExact, PageScorer, Searcher};
@@ -248,7 +248,13 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         },
         top_k: req.top_k,
         visual_weight: req.hybrid_visual_weight,
-        scorer: crate::index::Scorer::Exact,
+        scorer: match req.visual_scorer {
+            VisualScorer::Exact => crate::index::Scorer::Exact,
+            VisualScorer::Binary { candidates: 0 } => {
+                crate::index::Scorer::binary_for_pages(searcher.num_pages())
+            }
+            VisualScorer::Binary { candidates } => crate::index::Scorer::Binary { candidates },
+        },
     };
     let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
         let (s, l, n) = state.scorer(&req.index, &searcher, &candle_core::Device::Cpu);
@@ -258,7 +264,14 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
             n,
         )
     } else {
-        state.scorer(&req.index, &searcher, &device)
+        let (s, l, n) = state.scorer(&req.index, &searcher, &device);
+        let l = match q.scorer {
+            crate::index::Scorer::Exact => l,
+            crate::index::Scorer::Binary { candidates } => {
+                format!("sign-bit prefilter (CPU), best {candidates} rescored by {l}")
+            }
+        };
+        (s, l, n)
     };
     let hits = searcher.search_with(&q, scorer.get())?;
     let mut out = Vec::with_capacity(hits.len());

@@ -375,6 +375,7 @@ impl PagesightApp {
             with_heatmaps: true,
             // Queries run where the user chose to run the model.
             device: self.settings.model.device,
+            visual_scorer: Default::default(),
         };
         if !self.send(Command::Search(req)) {
             self.search.pending = None;
