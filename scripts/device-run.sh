@@ -60,6 +60,15 @@ if [ -n "$missing" ]; then echo "missing libraries:"; echo "$missing"; exit 3; f
 note "gpu: $gpu; binary: commit $(cat .device/commit 2>/dev/null)"
 note "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
+# The seed pipeline's and the search reference's Python packages (colpali-engine, bitsandbytes,
+# pypdfium2), carried as wheels in .whl.
+install_wheels() {
+  if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || status=1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+}
+
 status=0
 EMBED_QUANT=${EMBED_QUANT:-none,nf4}
 EMBED_FUSED=${EMBED_FUSED:-1}
@@ -83,10 +92,7 @@ while [ $# -gt 0 ]; do
     seed)
       dir=$1; shift; pages=${1:-}
       if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
-      if [ -d .whl ]; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || status=1
-        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-      fi
+      install_wheels
       PYTHONUNBUFFERED=1 python3 bench/seed_pipeline.py "$dir" --pages "$pages" --quant "${SEED_QUANT:-nf4,bf16}" --json "$OUT/seed-$card.json" 2>&1 | tee "$OUT/seed.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       grep -E "^\| " "$OUT/seed.log" >> "$summary"
@@ -99,11 +105,13 @@ while [ $# -gt 0 ]; do
       for q in ${EMBED_QUANT//,/ }; do
         for f in ${EMBED_FUSED//,/ }; do
           for lt in ${EMBED_LT//,/ }; do
+          for scope in $(echo "${EMBED_SCOPE:-all}" | tr , " "); do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
-            note "-- $bin: bench embed --quant $q --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f PAGESIGHT_CUBLASLT=$lt)"
-            PAGESIGHT_CUBLASLT=$lt PAGESIGHT_FUSED_KERNELS=$f "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            note "-- $bin: bench embed --quant $q --quant-scope $scope --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f PAGESIGHT_CUBLASLT=$lt)"
+            PAGESIGHT_CUBLASLT=$lt PAGESIGHT_FUSED_KERNELS=$f "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
           done
           done
         done
@@ -133,6 +141,16 @@ while [ $# -gt 0 ]; do
         --queries 10 --work-dir /tmp/pagesight-bench-search 2>&1 | tee "$OUT/search.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       tail -40 "$OUT/search.log" >> "$summary"
+      ;;
+    search-ref)
+      # CPU exact MaxSim against colpali-engine's scorer (torch f32 einsum) on the same vectors and
+      # cores (carry .whl for colpali-engine).
+      pages=${1:-10000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000
+      install_wheels
+      "$run_dir/pagesight" bench search --pages "$pages" --python python3 --only-best-isa --queries 10 \
+        --work-dir /tmp/pagesight-bench-search 2>&1 | tee "$OUT/search-ref.log" \
+        | grep -E "exact  |reference|torch|roofline|read bandwidth|× " >> "$summary"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     search-cpu)
       # CPU MaxSim only (no GPU scorer), once per prefetch distance in SEARCH_PREFETCH (chunks
