@@ -9,7 +9,9 @@ use pagesight::engine::event::{
     AbSideResult, DeviceInfo, FileReport, FileStatus, Heatmap, IngestSummary, Metrics, Progress,
     SearchHit,
 };
-use pagesight::engine::{Command, Event, IngestSettings, Stage, StageTimes, TransferMode};
+use pagesight::engine::{
+    Command, Event, IngestSettings, Stage, StageTimes, TransferMode, VisualScorer,
+};
 use pagesight::ui::{AppOptions, PagesightApp, RunState, Tab};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -356,6 +358,29 @@ fn transfer_toggle_is_disabled_with_the_reason_without_cuda() {
 }
 
 #[test]
+fn the_fast_box_asks_for_the_binary_prefilter() {
+    let dir = tempfile::tempdir().unwrap();
+    let Wired {
+        mut h, commands, ..
+    } = wired(corpus_options(dir.path()));
+    h.run();
+    h.get_by_label("Search").click();
+    h.run();
+    h.get_by_label("fast").click();
+    h.run();
+    h.get_by_label("Query").focus();
+    h.get_by_label("Query").type_text("attention heads");
+    h.run();
+    h.key_press(egui::Key::Enter);
+    frames(&mut h, 2);
+    let cmds = drain(&commands);
+    let Some(Command::Search(req)) = cmds.first() else {
+        panic!("Enter did not search: {cmds:?}")
+    };
+    assert_eq!(req.visual_scorer, VisualScorer::Binary { candidates: 0 });
+}
+
+#[test]
 fn search_keyboard_thumbnails_and_heatmap_view() {
     let dir = tempfile::tempdir().unwrap();
     let opts = corpus_options(dir.path());
@@ -379,6 +404,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
     assert_eq!(req.query, "attention heads");
     assert!(req.with_heatmaps);
     assert_eq!(req.index, dir.path().join("index"));
+    assert_eq!(req.visual_scorer, VisualScorer::Exact);
 
     let hits: Vec<SearchHit> = (1..=3)
         .map(|r| SearchHit {

@@ -15,7 +15,7 @@ use super::thumbnails::{ThumbKey, Thumbnails};
 use crate::engine::command::AbSide;
 use crate::engine::event::Event;
 use crate::engine::{
-    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode,
+    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode, VisualScorer,
 };
 use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
@@ -375,7 +375,11 @@ impl PagesightApp {
             with_heatmaps: true,
             // Queries run where the user chose to run the model.
             device: self.settings.model.device,
-            visual_scorer: Default::default(),
+            visual_scorer: if self.settings.fast_search {
+                VisualScorer::Binary { candidates: 0 }
+            } else {
+                VisualScorer::Exact
+            },
         };
         if !self.send(Command::Search(req)) {
             self.search.pending = None;

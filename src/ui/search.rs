@@ -97,6 +97,12 @@ impl SearchView {
             for m in SearchMode::ALL {
                 ui.selectable_value(&mut settings.search_mode, m, m.name());
             }
+            ui.checkbox(&mut settings.fast_search, "fast")
+                .on_hover_text(
+                    "Visual ranking through a sign-bit prefilter over every page, then exact MaxSim on \
+                     the best candidates (max(400, 1 % of the pages)): several times faster on big \
+                     indexes, recall@10 1.000 in our benchmarks at 10k and 100k pages",
+                );
             ui.add(
                 egui::DragValue::new(&mut settings.top_k)
                     .range(1..=100)

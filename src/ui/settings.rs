@@ -38,6 +38,8 @@ pub struct UiSettings {
     pub workers: usize,
     pub transfer: TransferMode,
     pub search_mode: SearchMode,
+    /// Visual ranking through the sign-bit prefilter + exact rerank instead of exact MaxSim.
+    pub fast_search: bool,
     pub top_k: usize,
     pub heatmap_opacity: f32,
     pub show_heatmap: bool,
@@ -119,6 +121,7 @@ impl Default for UiSettings {
                 .min(8),
             transfer: TransferMode::default(),
             search_mode: SearchMode::Visual,
+            fast_search: false,
             top_k: 12,
             heatmap_opacity: 0.55,
             show_heatmap: true,
