@@ -363,21 +363,35 @@ fn the_fast_box_asks_for_the_binary_prefilter() {
     let Wired {
         mut h, commands, ..
     } = wired(corpus_options(dir.path()));
+    let req = search_by_keyboard(&mut h, &commands, "attention heads", &["fast"]);
+    assert_eq!(req.visual_scorer, VisualScorer::Binary { candidates: 0 });
+}
+
+/// Opens the search view, clicks each of `click` (e.g. option boxes), types `query`, presses
+/// Enter and returns the search request the app sent.
+fn search_by_keyboard(
+    h: &mut Harness<'_, PagesightApp>,
+    commands: &Receiver<Command>,
+    query: &str,
+    click: &[&str],
+) -> pagesight::engine::SearchRequest {
     h.run();
     h.get_by_label("Search").click();
     h.run();
-    h.get_by_label("fast").click();
-    h.run();
+    for label in click {
+        h.get_by_label(label).click();
+        h.run();
+    }
     h.get_by_label("Query").focus();
-    h.get_by_label("Query").type_text("attention heads");
+    h.get_by_label("Query").type_text(query);
     h.run();
     h.key_press(egui::Key::Enter);
-    frames(&mut h, 2);
-    let cmds = drain(&commands);
-    let Some(Command::Search(req)) = cmds.first() else {
-        panic!("Enter did not search: {cmds:?}")
-    };
-    assert_eq!(req.visual_scorer, VisualScorer::Binary { candidates: 0 });
+    frames(h, 2); // a spinner shows while the search runs
+    let cmds = drain(commands);
+    match cmds.into_iter().next() {
+        Some(Command::Search(req)) => req,
+        other => panic!("Enter did not search: {other:?}"),
+    }
 }
 
 #[test]
@@ -389,18 +403,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
         events,
         commands,
     } = wired(opts);
-    h.run();
-    h.get_by_label("Search").click();
-    h.run();
-    h.get_by_label("Query").focus();
-    h.get_by_label("Query").type_text("attention heads");
-    h.run();
-    h.key_press(egui::Key::Enter);
-    frames(&mut h, 2); // a spinner shows while the search runs
-    let cmds = drain(&commands);
-    let Some(Command::Search(req)) = cmds.first() else {
-        panic!("Enter did not search: {cmds:?}")
-    };
+    let req = search_by_keyboard(&mut h, &commands, "attention heads", &[]);
     assert_eq!(req.query, "attention heads");
     assert!(req.with_heatmaps);
     assert_eq!(req.index, dir.path().join("index"));
