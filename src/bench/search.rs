@@ -141,6 +141,8 @@ pub struct SizeResult {
     pub speedup_vs_reference: Option<f64>,
     pub reference_top10_agreement: Option<f64>,
     pub reference_max_abs_score_diff: Option<f64>,
+    /// All-core read bandwidth over this index's mmapped segment files (a plain sum).
+    pub mapped_read_gb_per_s: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -558,7 +560,9 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             });
         }
         let tensor = tensor_runs(&a, &s, &queries, &exact_tops)?;
+        let mapped_read_gb_per_s = cpu_peak::mapped_read_gb_per_s(&dir.join("segments"));
         let mut r = SizeResult {
+            mapped_read_gb_per_s,
             pages: n,
             bytes_per_page: stats.bytes_per_page,
             build_secs,
@@ -617,6 +621,15 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 100.0 * e.fraction_of_peak_per_cpu_second,
                 e.one_core_peak_gflops
             );
+            if let Some(m) = size.mapped_read_gb_per_s {
+                eprintln!(
+                    "{} pages: a plain all-core sum over the index's mmapped segment files reads {m:.1} GB/s; exact {} reads {:.1} GB/s = {:.1} % of that",
+                    size.pages,
+                    e.isa.name(),
+                    e.page_gb_per_s,
+                    100.0 * e.page_gb_per_s / m
+                );
+            }
             eprintln!(
                 "{} pages, exact {}: reads {:.1} GB/s of page data = {:.1} % of the read bandwidth; roofline at {intensity:.0} flop/byte = {:.0} GFLOP/s ({}), p50 at {:.1} % of it",
                 size.pages,
