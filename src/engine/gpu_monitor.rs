@@ -37,6 +37,16 @@ impl GpuMonitor {
         self.nvml.sys_driver_version().ok()
     }
 
+    /// Bytes used and total on the GPU (all processes), without the slow PCIe counters.
+    pub fn memory(&self) -> Result<(u64, u64), String> {
+        let d = self
+            .nvml
+            .device_by_index(self.index)
+            .map_err(|e| e.to_string())?;
+        let mem = d.memory_info().map_err(|e| e.to_string())?;
+        Ok((mem.used, mem.total))
+    }
+
     pub fn sample(&self) -> Result<GpuSample, String> {
         let d = self
             .nvml

@@ -80,6 +80,9 @@ impl QueryModels {
 pub struct SearchState {
     pub models: QueryModels,
     resident: Option<ResidentPages>,
+    /// The snapshot whose tiles did not go to the GPU, and why: not tried again before the
+    /// index's next commit.
+    declined: Option<(PathBuf, u64, String)>,
 }
 
 /// One snapshot's page tiles on the query model's GPU.
@@ -121,23 +124,34 @@ impl SearchState {
             let (s, label) = cpu();
             return (ChosenScorer::Cpu(s), label, None);
         }
+        let generation = searcher.generation();
+        if let Some((_, _, why)) = self
+            .declined
+            .as_ref()
+            .filter(|(i, g, _)| i == index && *g == generation)
+        {
+            let (s, label) = cpu();
+            return (ChosenScorer::Cpu(s), label, Some(why.clone()));
+        }
         let current = self
             .resident
             .as_ref()
-            .is_some_and(|r| r.index == index && r.generation == searcher.generation());
+            .is_some_and(|r| r.index == index && r.generation == generation);
         if !current {
             // The old snapshot's tiles go first: two copies may not fit.
             self.resident = None;
             match upload_pages(searcher, device) {
                 Ok((scorer, label)) => {
+                    self.declined = None;
                     self.resident = Some(ResidentPages {
                         index: index.to_path_buf(),
-                        generation: searcher.generation(),
+                        generation,
                         scorer,
                         label,
                     })
                 }
                 Err(why) => {
+                    self.declined = Some((index.to_path_buf(), generation, why.clone()));
                     let (s, label) = cpu();
                     return (ChosenScorer::Cpu(s), label, Some(why));
                 }
@@ -174,10 +188,11 @@ fn upload_pages(
         candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
         _ => 0,
     };
-    if let Ok(sample) = super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.sample()) {
-        let free = sample
-            .memory_total_bytes
-            .saturating_sub(sample.memory_used_bytes);
+    // Memory only: the PCIe counters of a full sample block ~40 ms.
+    if let Ok((used, total)) =
+        super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.memory())
+    {
+        let free = total.saturating_sub(used);
         if need as f64 > RESIDENT_SHARE_OF_FREE_VRAM * free as f64 {
             return Err(format!(
                 "the index's vectors need {:.2} GiB of GPU memory and {:.2} GiB is free \
