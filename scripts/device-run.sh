@@ -154,14 +154,17 @@ while [ $# -gt 0 ]; do
       ;;
     search-cpu)
       # CPU MaxSim only (no GPU scorer), once per prefetch distance in SEARCH_PREFETCH (chunks
-      # ahead, e.g. 1,2,4), binary candidates from SEARCH_CANDIDATES.
+      # ahead, e.g. 1,2,4) and thread count in SEARCH_THREADS (space-separated; default all),
+      # binary candidates from SEARCH_CANDIDATES.
       pages=${1:-100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=100000
       for ahead in ${SEARCH_PREFETCH//,/ }; do
-        note "-- bench search (CPU), PAGESIGHT_MAXSIM_PREFETCH=$ahead"
-        PAGESIGHT_MAXSIM_PREFETCH=$ahead "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
+      for threads in ${SEARCH_THREADS:-$(nproc)}; do
+        note "-- bench search (CPU), PAGESIGHT_MAXSIM_PREFETCH=$ahead RAYON_NUM_THREADS=${threads//,/ }"
+        RAYON_NUM_THREADS=$threads PAGESIGHT_MAXSIM_PREFETCH=$ahead "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
           --queries 10 --candidates "${SEARCH_CANDIDATES:-100,200,400}" --work-dir /tmp/pagesight-bench-search 2>&1 \
-          | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth" >> "$summary"
+          | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth|mmapped|per CPU second" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
       done
       ;;
     engine-search)
