@@ -51,14 +51,32 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
     s.runmax
         .resize(qt.tiles * ROWS, Line([f32::NEG_INFINITY; 16]));
     let block_stride = dim * BLOCK_TOKENS * 2; // bytes between blocks
-    let ahead = prefetch_chunks() * CHUNK_BLOCKS * block_stride;
+    let chunk_bytes = CHUNK_BLOCKS * block_stride;
+    let ahead = prefetch_chunks() * chunk_bytes;
+    // The chunk `ahead` is prefetched a little at every step of every tile, so that the requests
+    // go out evenly while the FMAs run (a burst of 256 prefetches at once stalls the core).
+    let pf_step = chunk_bytes.div_ceil(qt.tiles * dim);
+    let tile_pf = dim * pf_step;
     let mut c = 0;
     while c < nb {
         let src = packed.as_ptr().add(c * dim * BLOCK_TOKENS) as *const u8;
         let dst = s.chunk.as_mut_ptr() as *mut u8;
+        let pf = src.wrapping_add(ahead);
         let tokens_left = n_tokens - c * BLOCK_TOKENS;
+        let mut first = 0;
         if tokens_left >= CHUNK_TOKENS {
-            widen_full(src, block_stride, dst, dim, ahead);
+            // The first tile widens the chunk as it goes, the others read the widened copy.
+            tile_widening(
+                qt.data().as_ptr(),
+                src,
+                block_stride,
+                dst,
+                dim,
+                s.runmax.as_mut_ptr() as *mut u8,
+                pf,
+                pf_step,
+            );
+            first = 1;
         } else {
             let mut masks = [0u16; CHUNK_BLOCKS];
             for (j, m) in masks.iter_mut().enumerate() {
@@ -69,12 +87,14 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
             }
             widen_partial(src, block_stride, dst, dim, &masks);
         }
-        for t in 0..qt.tiles {
+        for t in first..qt.tiles {
             tile(
                 qt.data().as_ptr().add(t * dim * ROWS),
                 s.chunk.as_ptr() as *const u8,
                 dim,
                 s.runmax.as_mut_ptr().add(t * ROWS) as *mut u8,
+                pf.wrapping_add(t * tile_pf),
+                pf_step,
             );
         }
         c += CHUNK_BLOCKS;
@@ -83,45 +103,6 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
         .iter()
         .map(|l| l.0.iter().copied().fold(f32::NEG_INFINITY, f32::max))
         .sum()
-}
-
-/// Widens `CHUNK_BLOCKS` whole blocks: for each dimension, 4 × (16 f16 → 16 f32). Each block
-/// is its own 4 KiB run (at 128-d), which the hardware prefetchers do not follow across page
-/// boundaries, so the blocks of the chunk `ahead` bytes on are prefetched into L2 meanwhile
-/// (prefetches never fault, also past the page's data).
-#[target_feature(enable = "avx512f")]
-unsafe fn widen_full(src: *const u8, stride: usize, dst: *mut u8, dim: usize, ahead: usize) {
-    asm!(
-        "2:",
-        "prefetcht1 byte ptr [{n}]",
-        "prefetcht1 byte ptr [{n} + {st}]",
-        "prefetcht1 byte ptr [{n} + 2*{st}]",
-        "prefetcht1 byte ptr [{n3}]",
-        "add {n}, 32",
-        "add {n3}, 32",
-        "vcvtph2ps zmm0, ymmword ptr [{s}]",
-        "vcvtph2ps zmm1, ymmword ptr [{s} + {st}]",
-        "vcvtph2ps zmm2, ymmword ptr [{s} + 2*{st}]",
-        "vcvtph2ps zmm3, ymmword ptr [{s3}]",
-        "vmovaps zmmword ptr [{d}], zmm0",
-        "vmovaps zmmword ptr [{d} + 64], zmm1",
-        "vmovaps zmmword ptr [{d} + 128], zmm2",
-        "vmovaps zmmword ptr [{d} + 192], zmm3",
-        "add {s}, 32",
-        "add {s3}, 32",
-        "add {d}, 256",
-        "dec {k}",
-        "jnz 2b",
-        s = inout(reg) src => _,
-        s3 = inout(reg) src.wrapping_add(3 * stride) => _,
-        n = inout(reg) src.wrapping_add(ahead) => _,
-        n3 = inout(reg) src.wrapping_add(ahead + 3 * stride) => _,
-        st = in(reg) stride,
-        d = inout(reg) dst => _,
-        k = inout(reg) dim => _,
-        out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
-        options(nostack),
-    );
 }
 
 /// Widens the page's last, partial chunk: lanes outside `masks` (padding tokens, blocks past the
@@ -246,7 +227,14 @@ macro_rules! fold_row {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile(q: *const f32, chunk: *const u8, dim: usize, runmax: *mut u8) {
+unsafe fn tile(
+    q: *const f32,
+    chunk: *const u8,
+    dim: usize,
+    runmax: *mut u8,
+    pf: *const u8,
+    pf_step: usize,
+) {
     asm!(
         "vpxord zmm0, zmm0, zmm0",
         "vpxord zmm1, zmm1, zmm1",
@@ -269,6 +257,8 @@ unsafe fn tile(q: *const f32, chunk: *const u8, dim: usize, runmax: *mut u8) {
         "vmovaps zmm17, zmmword ptr [{c} + 64]",
         "vmovaps zmm18, zmmword ptr [{c} + 128]",
         "vmovaps zmm19, zmmword ptr [{c} + 192]",
+        "prefetcht1 byte ptr [{pf}]",
+        "add {pf}, {ps}",
         fma_row!("20", "0", "0", "1", "2", "3"),
         fma_row!("21", "4", "4", "5", "6", "7"),
         fma_row!("22", "8", "8", "9", "10", "11"),
@@ -285,6 +275,85 @@ unsafe fn tile(q: *const f32, chunk: *const u8, dim: usize, runmax: *mut u8) {
         c = inout(reg) chunk => _,
         k = inout(reg) dim => _,
         m = in(reg) runmax,
+        pf = inout(reg) pf => _,
+        ps = in(reg) pf_step,
+        out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+        out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+        out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+        out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+        out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+        out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+        options(nostack),
+    );
+}
+
+/// The chunk's first 4-row query tile, straight from the stored f16 blocks: each dimension's 4 × 16
+/// token values are widened (f16 → f32), stored into `chunk` for the other tiles and multiplied
+/// at once, so the widening costs no pass of its own. Folds the chunk's max into `runmax` as
+/// `tile` does; prefetches one line of the chunk ahead per step (`pf`, `pf_step`).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_widening(
+    q: *const f32,
+    src: *const u8,
+    stride: usize,
+    chunk: *mut u8,
+    dim: usize,
+    runmax: *mut u8,
+    pf: *const u8,
+    pf_step: usize,
+) {
+    asm!(
+        "vpxord zmm0, zmm0, zmm0",
+        "vpxord zmm1, zmm1, zmm1",
+        "vpxord zmm2, zmm2, zmm2",
+        "vpxord zmm3, zmm3, zmm3",
+        "vpxord zmm4, zmm4, zmm4",
+        "vpxord zmm5, zmm5, zmm5",
+        "vpxord zmm6, zmm6, zmm6",
+        "vpxord zmm7, zmm7, zmm7",
+        "vpxord zmm8, zmm8, zmm8",
+        "vpxord zmm9, zmm9, zmm9",
+        "vpxord zmm10, zmm10, zmm10",
+        "vpxord zmm11, zmm11, zmm11",
+        "vpxord zmm12, zmm12, zmm12",
+        "vpxord zmm13, zmm13, zmm13",
+        "vpxord zmm14, zmm14, zmm14",
+        "vpxord zmm15, zmm15, zmm15",
+        "2:",
+        "vcvtph2ps zmm16, ymmword ptr [{s}]",
+        "vcvtph2ps zmm17, ymmword ptr [{s} + {st}]",
+        "vcvtph2ps zmm18, ymmword ptr [{s} + 2*{st}]",
+        "vcvtph2ps zmm19, ymmword ptr [{s3}]",
+        "vmovaps zmmword ptr [{c}], zmm16",
+        "vmovaps zmmword ptr [{c} + 64], zmm17",
+        "vmovaps zmmword ptr [{c} + 128], zmm18",
+        "vmovaps zmmword ptr [{c} + 192], zmm19",
+        "prefetcht1 byte ptr [{pf}]",
+        "add {pf}, {ps}",
+        fma_row!("20", "0", "0", "1", "2", "3"),
+        fma_row!("21", "4", "4", "5", "6", "7"),
+        fma_row!("22", "8", "8", "9", "10", "11"),
+        fma_row!("23", "12", "12", "13", "14", "15"),
+        "add {s}, 32",
+        "add {s3}, 32",
+        "add {c}, 256",
+        "add {q}, 16",
+        "dec {k}",
+        "jnz 2b",
+        fold_row!("0", "0", "1", "2", "3"),
+        fold_row!("64", "4", "5", "6", "7"),
+        fold_row!("128", "8", "9", "10", "11"),
+        fold_row!("192", "12", "13", "14", "15"),
+        q = inout(reg) q => _,
+        s = inout(reg) src => _,
+        s3 = inout(reg) src.wrapping_add(3 * stride) => _,
+        st = in(reg) stride,
+        c = inout(reg) chunk => _,
+        k = inout(reg) dim => _,
+        m = in(reg) runmax,
+        pf = inout(reg) pf => _,
+        ps = in(reg) pf_step,
         out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
         out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
