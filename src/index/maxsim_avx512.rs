@@ -3,12 +3,16 @@
 //! which puts checks around every intrinsic load).
 //!
 //! Per page, chunks of `CHUNK_BLOCKS` 16-token blocks (64 tokens) are widened f16 → f32 once into
-//! an L1-resident scratch (`k`-major: for each dimension the chunk's 64 values, 4 zmm), then every
-//! 4-row query tile runs a register-blocked micro-kernel over it: 4 rows × 4 zmm of tokens = 16
-//! accumulators, per dimension 4 loads + 4 broadcasts for 16 FMAs, and the max over the chunk's
-//! tokens folded into a per-row running max when the tile ends. Token lanes past the page's end
-//! are filled with a copy of the chunk's first token: a duplicate never changes a max, so the
-//! micro-kernel needs no masks. Query rows past `nq` are zero and are left out of the sum.
+//! an L1-resident scratch (`k`-major: for each dimension the chunk's 64 values, 4 zmm) by the
+//! chunk's first query tile as it multiplies (`tile_widening`; a separate widening pass cost a
+//! quarter of the kernel's time), then every other 4-row query tile runs a register-blocked
+//! micro-kernel over the scratch: 4 rows × 4 zmm of tokens = 16 accumulators, per dimension 4
+//! loads + 4 broadcasts for 16 FMAs, and the max over the chunk's tokens folded into a per-row
+//! running max when the tile ends. Every tile step also prefetches one line of the next chunk, so
+//! the page streams in evenly while the FMAs run. Token lanes past the page's end are filled with
+//! a copy of the chunk's first token (the last, partial chunk is widened by `widen_partial`): a
+//! duplicate never changes a max, so the micro-kernel needs no masks. Query rows past `nq` are
+//! zero and are left out of the sum.
 
 use super::format::BLOCK_TOKENS;
 use super::segment::n_blocks;
