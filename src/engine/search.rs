@@ -120,7 +120,8 @@ impl SearchState {
                 ),
             )
         };
-        if !device.is_cuda() {
+        // Nothing to keep on the GPU for an empty index.
+        if !device.is_cuda() || searcher.num_pages() == 0 {
             let (s, label) = cpu();
             return (ChosenScorer::Cpu(s), label, None);
         }
