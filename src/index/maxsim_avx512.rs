@@ -230,6 +230,55 @@ macro_rules! fold_row {
     };
 }
 
+/// Zeroes the 16 accumulators (4 rows × 4 token vectors) of a tile.
+macro_rules! zero_accumulators {
+    () => {
+        concat!(
+            "vpxord zmm0, zmm0, zmm0\n",
+            "vpxord zmm1, zmm1, zmm1\n",
+            "vpxord zmm2, zmm2, zmm2\n",
+            "vpxord zmm3, zmm3, zmm3\n",
+            "vpxord zmm4, zmm4, zmm4\n",
+            "vpxord zmm5, zmm5, zmm5\n",
+            "vpxord zmm6, zmm6, zmm6\n",
+            "vpxord zmm7, zmm7, zmm7\n",
+            "vpxord zmm8, zmm8, zmm8\n",
+            "vpxord zmm9, zmm9, zmm9\n",
+            "vpxord zmm10, zmm10, zmm10\n",
+            "vpxord zmm11, zmm11, zmm11\n",
+            "vpxord zmm12, zmm12, zmm12\n",
+            "vpxord zmm13, zmm13, zmm13\n",
+            "vpxord zmm14, zmm14, zmm14\n",
+            "vpxord zmm15, zmm15, zmm15\n",
+        )
+    };
+}
+
+/// One dimension's 16 FMAs: the 4 query rows (broadcast into zmm20–23) times the 4 token
+/// vectors in zmm16–19.
+macro_rules! fma_tile {
+    () => {
+        concat!(
+            fma_row!("20", "0", "0", "1", "2", "3"),
+            fma_row!("21", "4", "4", "5", "6", "7"),
+            fma_row!("22", "8", "8", "9", "10", "11"),
+            fma_row!("23", "12", "12", "13", "14", "15"),
+        )
+    };
+}
+
+/// Folds the tile's 4 rows into their running maxima at `{m}`.
+macro_rules! fold_tile {
+    () => {
+        concat!(
+            fold_row!("0", "0", "1", "2", "3"),
+            fold_row!("64", "4", "5", "6", "7"),
+            fold_row!("128", "8", "9", "10", "11"),
+            fold_row!("192", "12", "13", "14", "15"),
+        )
+    };
+}
+
 #[target_feature(enable = "avx512f")]
 unsafe fn tile(
     q: *const f32,
@@ -240,22 +289,7 @@ unsafe fn tile(
     pf_step: usize,
 ) {
     asm!(
-        "vpxord zmm0, zmm0, zmm0",
-        "vpxord zmm1, zmm1, zmm1",
-        "vpxord zmm2, zmm2, zmm2",
-        "vpxord zmm3, zmm3, zmm3",
-        "vpxord zmm4, zmm4, zmm4",
-        "vpxord zmm5, zmm5, zmm5",
-        "vpxord zmm6, zmm6, zmm6",
-        "vpxord zmm7, zmm7, zmm7",
-        "vpxord zmm8, zmm8, zmm8",
-        "vpxord zmm9, zmm9, zmm9",
-        "vpxord zmm10, zmm10, zmm10",
-        "vpxord zmm11, zmm11, zmm11",
-        "vpxord zmm12, zmm12, zmm12",
-        "vpxord zmm13, zmm13, zmm13",
-        "vpxord zmm14, zmm14, zmm14",
-        "vpxord zmm15, zmm15, zmm15",
+        zero_accumulators!(),
         "2:",
         "vmovaps zmm16, zmmword ptr [{c}]",
         "vmovaps zmm17, zmmword ptr [{c} + 64]",
@@ -263,18 +297,12 @@ unsafe fn tile(
         "vmovaps zmm19, zmmword ptr [{c} + 192]",
         "prefetcht1 byte ptr [{pf}]",
         "add {pf}, {ps}",
-        fma_row!("20", "0", "0", "1", "2", "3"),
-        fma_row!("21", "4", "4", "5", "6", "7"),
-        fma_row!("22", "8", "8", "9", "10", "11"),
-        fma_row!("23", "12", "12", "13", "14", "15"),
+        fma_tile!(),
         "add {c}, 256",
         "add {q}, 16",
         "dec {k}",
         "jnz 2b",
-        fold_row!("0", "0", "1", "2", "3"),
-        fold_row!("64", "4", "5", "6", "7"),
-        fold_row!("128", "8", "9", "10", "11"),
-        fold_row!("192", "12", "13", "14", "15"),
+        fold_tile!(),
         q = inout(reg) q => _,
         c = inout(reg) chunk => _,
         k = inout(reg) dim => _,
@@ -308,22 +336,7 @@ unsafe fn tile_widening(
     pf_step: usize,
 ) {
     asm!(
-        "vpxord zmm0, zmm0, zmm0",
-        "vpxord zmm1, zmm1, zmm1",
-        "vpxord zmm2, zmm2, zmm2",
-        "vpxord zmm3, zmm3, zmm3",
-        "vpxord zmm4, zmm4, zmm4",
-        "vpxord zmm5, zmm5, zmm5",
-        "vpxord zmm6, zmm6, zmm6",
-        "vpxord zmm7, zmm7, zmm7",
-        "vpxord zmm8, zmm8, zmm8",
-        "vpxord zmm9, zmm9, zmm9",
-        "vpxord zmm10, zmm10, zmm10",
-        "vpxord zmm11, zmm11, zmm11",
-        "vpxord zmm12, zmm12, zmm12",
-        "vpxord zmm13, zmm13, zmm13",
-        "vpxord zmm14, zmm14, zmm14",
-        "vpxord zmm15, zmm15, zmm15",
+        zero_accumulators!(),
         "2:",
         "vcvtph2ps zmm16, ymmword ptr [{s}]",
         "vcvtph2ps zmm17, ymmword ptr [{s} + {st}]",
@@ -335,20 +348,14 @@ unsafe fn tile_widening(
         "vmovaps zmmword ptr [{c} + 192], zmm19",
         "prefetcht1 byte ptr [{pf}]",
         "add {pf}, {ps}",
-        fma_row!("20", "0", "0", "1", "2", "3"),
-        fma_row!("21", "4", "4", "5", "6", "7"),
-        fma_row!("22", "8", "8", "9", "10", "11"),
-        fma_row!("23", "12", "12", "13", "14", "15"),
+        fma_tile!(),
         "add {s}, 32",
         "add {s3}, 32",
         "add {c}, 256",
         "add {q}, 16",
         "dec {k}",
         "jnz 2b",
-        fold_row!("0", "0", "1", "2", "3"),
-        fold_row!("64", "4", "5", "6", "7"),
-        fold_row!("128", "8", "9", "10", "11"),
-        fold_row!("192", "12", "13", "14", "15"),
+        fold_tile!(),
         q = inout(reg) q => _,
         s = inout(reg) src => _,
         s3 = inout(reg) src.wrapping_add(3 * stride) => _,
