@@ -430,6 +430,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn binary_candidates_grow_with_the_corpus() {
+        let c = |pages| match Scorer::binary_for_pages(pages) {
+            Scorer::Binary { candidates } => candidates,
+            Scorer::Exact => unreachable!(),
+        };
+        assert_eq!(c(0), 400);
+        assert_eq!(c(10_000), 400);
+        assert_eq!(c(100_000), 1000);
+        assert_eq!(c(1_000_000), 10_000);
+    }
+
+    #[test]
     fn top_k_equals_a_full_sort_ties_to_the_smaller_id() {
         // Scores from a small set so that many tie; ids shuffled by a multiplicative hash.
         let scored: Vec<(f32, u64)> = (0..5000u64)
