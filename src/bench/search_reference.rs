@@ -60,3 +60,52 @@ pub fn reference(
         .fold(0.0, f64::max);
     Ok((v, diff))
 }
+
+/// Runs the reference on `queries` and records its timings and agreement with ours in `r`
+/// (a skipped reference is reported, not an error).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn add_reference(
+    a: &SearchBenchArgs,
+    dir: &Path,
+    n: usize,
+    queries: &[Query],
+    s: &crate::index::Searcher,
+    exact_tops: &[Vec<u64>],
+    best_exact: f64,
+    r: &mut super::search::SizeResult,
+) {
+    match reference(a, dir, n, queries, s) {
+        Ok((v, diff)) => {
+            let p50 = |k: &str| {
+                v.get(k).and_then(|x| x.as_array()).map(|a| {
+                    super::search::latency(a.iter().filter_map(|x| x.as_f64()).collect()).p50_ms
+                })
+            };
+            r.reference_p50_ms = p50("score_multi_vector_ms");
+            r.reference_einsum_p50_ms = p50("einsum_ms");
+            let fastest_ref = r
+                .reference_p50_ms
+                .into_iter()
+                .chain(r.reference_einsum_p50_ms)
+                .fold(f64::INFINITY, f64::min);
+            r.speedup_vs_reference = Some(fastest_ref / best_exact);
+            let tops: Vec<Vec<u64>> =
+                serde_json::from_value(v["top10"].clone()).unwrap_or_default();
+            // Reference indices are page positions; page ids equal positions in this single-file corpus.
+            r.reference_top10_agreement = Some(super::search::overlap_at_10(exact_tops, &tops));
+            r.reference_max_abs_score_diff = Some(diff);
+            eprintln!(
+                "  reference (colpali score_multi_vector, torch f32): p50 {:.2} ms, einsum alone p50 {:.2} ms → exact is {:.2}× the faster of them; top-10 agreement {:.3}, max |score diff| {:.2e}",
+                r.reference_p50_ms.unwrap_or(f64::NAN),
+                r.reference_einsum_p50_ms.unwrap_or(f64::NAN),
+                fastest_ref / best_exact,
+                r.reference_top10_agreement.unwrap_or(0.0),
+                diff
+            );
+            r.reference = Some(
+                serde_json::json!({"torch": v["torch"], "colpali_engine": v["colpali_engine"], "threads": v["threads"], "pages_in_memory_f32": v["pages_in_memory_f32"]}),
+            );
+        }
+        Err(e) => eprintln!("  reference scorer skipped: {e:#}"),
+    }
+}
