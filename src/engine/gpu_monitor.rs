@@ -30,28 +30,27 @@ impl GpuMonitor {
     }
 
     pub fn name(&self) -> Option<String> {
-        self.nvml.device_by_index(self.index).ok()?.name().ok()
+        self.device().ok()?.name().ok()
     }
 
     pub fn driver(&self) -> Option<String> {
         self.nvml.sys_driver_version().ok()
     }
 
+    fn device(&self) -> Result<nvml_wrapper::Device<'_>, String> {
+        self.nvml
+            .device_by_index(self.index)
+            .map_err(|e| e.to_string())
+    }
+
     /// Bytes used and total on the GPU (all processes), without the slow PCIe counters.
     pub fn memory(&self) -> Result<(u64, u64), String> {
-        let d = self
-            .nvml
-            .device_by_index(self.index)
-            .map_err(|e| e.to_string())?;
-        let mem = d.memory_info().map_err(|e| e.to_string())?;
+        let mem = self.device()?.memory_info().map_err(|e| e.to_string())?;
         Ok((mem.used, mem.total))
     }
 
     pub fn sample(&self) -> Result<GpuSample, String> {
-        let d = self
-            .nvml
-            .device_by_index(self.index)
-            .map_err(|e| e.to_string())?;
+        let d = self.device()?;
         let util = d.utilization_rates().map_err(|e| e.to_string())?;
         let mem = d.memory_info().map_err(|e| e.to_string())?;
         // NVML reports PCIe throughput in KB/s over a ~20 ms window.
