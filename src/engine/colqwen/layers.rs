@@ -6,8 +6,8 @@ use crate::engine::quant::QLinear;
 use candle_core::{DType, Module, Result, Tensor, D};
 
 /// Qwen2 RMSNorm, computed in f32 whatever the model dtype (the reference upcasts too). Its
-/// output is in the model dtype, ready for the linear layers that follow; the residual stream
-/// it reads may be f32 (see `TextModel::forward`).
+/// output is in the activation dtype (`Weights::activation_dtype`), ready for the linear layers
+/// that follow; the residual stream it reads may be f32 (see `TextModel::forward`).
 #[derive(Clone, Debug)]
 pub struct RmsNorm {
     weight: Tensor,
@@ -20,7 +20,7 @@ impl RmsNorm {
         Ok(RmsNorm {
             weight: w.norm(prefix, dim)?,
             eps: eps as f32,
-            out_dtype: w.dtype(),
+            out_dtype: w.activation_dtype(),
         })
     }
 

@@ -380,6 +380,13 @@ impl ColQwen {
         let ids = self.ids_tensor(&batch)?;
         let hidden = self.text.config().hidden_size;
         let embeds = self.text.embed(&ids)?.reshape((b * s, hidden))?;
+        // On the CPU activations are f32 (`Weights::activation_dtype`): the image rows keep the
+        // vision tower's f32 output instead of rounding it to the embedding table's dtype.
+        let embeds = if self.device.is_cpu() {
+            embeds.to_dtype(candle_core::DType::F32)?
+        } else {
+            embeds
+        };
         // One gather: image-token rows read from the vision output appended after the text rows.
         let n_vision = vision_embeds.dim(0)?;
         let mut index = Vec::with_capacity(b * s);

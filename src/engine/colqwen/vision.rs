@@ -33,7 +33,7 @@ pub struct VisionTower {
     merger_fc1: QLinear,
     merger_fc2: QLinear,
     cfg: VisionConfig,
-    dtype: DType,
+    activation_dtype: DType,
     device: candle_core::Device,
     /// RoPE tables and window plans of recent batch shapes: a corpus's pages mostly share one
     /// size, and building them on the host held up the GPU ~1.5 ms per page.
@@ -85,7 +85,7 @@ impl VisionTower {
             merger_fc1: w.linear("visual.merger.mlp.0", merged, merged, true)?,
             merger_fc2: w.linear("visual.merger.mlp.2", merged, c.out_hidden_size, true)?,
             cfg: c.clone(),
-            dtype: w.dtype(),
+            activation_dtype: w.activation_dtype(),
             device: w.device().clone(),
             tables: Mutex::new(Vec::new()),
         })
@@ -119,7 +119,9 @@ impl VisionTower {
             }
         }
         super::profile::start(&device)?;
-        let x = pixel_values.to_device(&device)?.to_dtype(self.dtype)?;
+        let x = pixel_values
+            .to_device(&device)?
+            .to_dtype(self.activation_dtype)?;
         // f32 residual stream, as in the language model.
         let mut x = self.patch_embed.forward(&x)?.to_dtype(DType::F32)?;
         mark(&device, "vision.patch_embed")?;

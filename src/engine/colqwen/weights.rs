@@ -203,6 +203,19 @@ impl Weights {
         self.dtype
     }
 
+    /// The dtype activations flow in between layers. On a GPU, the weights' (bf16 tensor-core
+    /// GEMMs); on the CPU always f32: half-precision arithmetic is no faster there, and rounding
+    /// every layer's inputs and outputs to bf16 is what held bf16 runs above 1e-2 of the f32
+    /// reference — bf16/f16 then only stores the weights (half the memory), each GEMM reading
+    /// them widened.
+    pub fn activation_dtype(&self) -> DType {
+        if self.device.is_cpu() {
+            DType::F32
+        } else {
+            self.dtype
+        }
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -77,7 +77,13 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         }
     }
     use candle_core::Module;
-    add_bias(candle_nn::Linear::new(w.clone(), None).forward(x)?, bias)
+    // Half-precision weights under f32 activations (the CPU path) multiply widened.
+    let w = if w.dtype() == x.dtype() {
+        w.clone()
+    } else {
+        w.to_dtype(x.dtype())?
+    };
+    add_bias(candle_nn::Linear::new(w, None).forward(x)?, bias)
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
