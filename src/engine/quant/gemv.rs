@@ -37,6 +37,11 @@ pub fn nf4_matmul_rows(weight: &Nf4Weight, absmax: &[f32], x: &[f32], rows: usiz
             acc
         })
         .collect();
+    rows_from_columns(&columns, rows, out_features)
+}
+
+/// `[out][rows]` per-output columns → `rows × out` row-major.
+fn rows_from_columns(columns: &[Vec<f32>], rows: usize, out_features: usize) -> Vec<f32> {
     let mut y = vec![0f32; rows * out_features];
     for (o, col) in columns.iter().enumerate() {
         for (r, v) in col.iter().enumerate() {
@@ -44,6 +49,55 @@ pub fn nf4_matmul_rows(weight: &Nf4Weight, absmax: &[f32], x: &[f32], rows: usiz
         }
     }
     y
+}
+
+/// `y = x · wᵀ` for f32 `x` of `rows × in` and a half-precision weight `w` of `out × in`
+/// (row-major, `widen` turning one element into f32), in f32, on all cores: each weight row is
+/// widened once into a small buffer and multiplied by every input row, so a few rows (a query)
+/// read the weight once instead of widening all of it first.
+pub fn half_matmul_rows<T: Copy + Sync>(
+    w: &[T],
+    out_features: usize,
+    in_features: usize,
+    widen: impl Fn(T) -> f32 + Sync,
+    x: &[f32],
+    rows: usize,
+) -> Vec<f32> {
+    debug_assert_eq!(w.len(), out_features * in_features);
+    debug_assert_eq!(x.len(), rows * in_features);
+    let columns: Vec<Vec<f32>> = w
+        .par_chunks(in_features.max(1))
+        .map_init(
+            || vec![0f32; in_features],
+            |wide, row| {
+                for (d, &v) in wide.iter_mut().zip(row) {
+                    *d = widen(v);
+                }
+                x.chunks_exact(in_features.max(1))
+                    .map(|xr| dot(xr, wide))
+                    .collect()
+            },
+        )
+        .collect();
+    rows_from_columns(&columns, rows, out_features)
+}
+
+/// Dot product with 16 independent partial sums (so it vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..16 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// The code values of elements `first .. first + out.len()` of the packed weight.
