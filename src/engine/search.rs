@@ -109,21 +109,19 @@ impl SearchState {
         searcher: &Searcher,
         device: &candle_core::Device,
     ) -> (ChosenScorer<'a>, String, Option<String>) {
-        let cpu = || {
+        // The CPU kernels, with the note saying why not the GPU where it was expected.
+        let cpu = |note: Option<String>| {
             let isa = crate::index::maxsim::detected_isa();
-            (
-                CpuExact(isa),
-                format!(
-                    "CPU exact MaxSim ({}, {} threads)",
-                    isa.name(),
-                    rayon::current_num_threads()
-                ),
-            )
+            let label = format!(
+                "CPU exact MaxSim ({}, {} threads)",
+                isa.name(),
+                rayon::current_num_threads()
+            );
+            (ChosenScorer::Cpu(CpuExact(isa)), label, note)
         };
         // Nothing to keep on the GPU for an empty index.
         if !device.is_cuda() || searcher.num_pages() == 0 {
-            let (s, label) = cpu();
-            return (ChosenScorer::Cpu(s), label, None);
+            return cpu(None);
         }
         let generation = searcher.generation();
         if let Some((_, _, why)) = self
@@ -131,8 +129,7 @@ impl SearchState {
             .as_ref()
             .filter(|(i, g, _)| i == index && *g == generation)
         {
-            let (s, label) = cpu();
-            return (ChosenScorer::Cpu(s), label, Some(why.clone()));
+            return cpu(Some(why.clone()));
         }
         let current = self
             .resident
@@ -153,8 +150,7 @@ impl SearchState {
                 }
                 Err(why) => {
                     self.declined = Some((index.to_path_buf(), generation, why.clone()));
-                    let (s, label) = cpu();
-                    return (ChosenScorer::Cpu(s), label, Some(why));
+                    return cpu(Some(why));
                 }
             }
         }

@@ -26,6 +26,11 @@ use std::collections::HashMap;
 /// pages in steps of this many tokens.
 pub const LEN_MULTIPLE: usize = super::page_table::TOKEN_MULTIPLE;
 
+/// The tile length a page of `n_tokens` is padded to (its group).
+fn group_len(n_tokens: usize) -> usize {
+    n_tokens.div_ceil(LEN_MULTIPLE) * LEN_MULTIPLE
+}
+
 struct Chunk {
     /// `[pages, len, dim]` in the storage dtype.
     pages: Tensor,
@@ -89,7 +94,7 @@ impl TensorScorer {
         (0..searcher.num_pages())
             .map(|i| {
                 let n = searcher.page_view(i).n_tokens;
-                (n.div_ceil(LEN_MULTIPLE) * LEN_MULTIPLE * dim * 2) as u64
+                (group_len(n) * dim * 2) as u64
             })
             .sum()
     }
@@ -104,10 +109,7 @@ impl TensorScorer {
         let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, v) in views.iter().enumerate() {
             if v.n_tokens > 0 {
-                groups
-                    .entry(v.n_tokens.div_ceil(LEN_MULTIPLE) * LEN_MULTIPLE)
-                    .or_default()
-                    .push(i);
+                groups.entry(group_len(v.n_tokens)).or_default().push(i);
             }
         }
         let mut lens: Vec<usize> = groups.keys().copied().collect();
