@@ -19,6 +19,7 @@ pub mod model_parity;
 pub mod search;
 pub mod search_reference;
 pub mod search_tensor;
+pub mod search_variants;
 
 use clap::{Args, Subcommand};
 

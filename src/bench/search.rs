@@ -67,6 +67,10 @@ pub struct SearchBenchArgs {
     /// Time exact MaxSim only with the best ISA (skips the AVX2 comparison; for 100k pages).
     #[arg(long)]
     pub only_best_isa: bool,
+    /// Also time exact MaxSim (best ISA) with the segments in huge-page memory and/or the
+    /// threads pinned: huge-pages, pinned, huge-pages-pinned.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub exact_variants: Vec<super::search_variants::ExactVariant>,
     #[arg(long)]
     pub json: bool,
 }
@@ -78,6 +82,14 @@ pub struct Latency {
     pub mean_ms: f64,
     /// The fastest query: on a shared machine, the closest to an uncontended run.
     pub min_ms: f64,
+}
+
+/// "p50 … ms  p99 … ms  min … ms", aligned for the bench's tables.
+pub(super) fn latency_line(l: &Latency) -> String {
+    format!(
+        "p50 {:8.2} ms  p99 {:8.2} ms  min {:8.2} ms",
+        l.p50_ms, l.p99_ms, l.min_ms
+    )
 }
 
 pub(super) fn latency(mut ms: Vec<f64>) -> Latency {
@@ -143,6 +155,8 @@ pub struct SizeResult {
     pub reference_max_abs_score_diff: Option<f64>,
     /// All-core read bandwidth over this index's mmapped segment files (a plain sum).
     pub mapped_read_gb_per_s: Option<f64>,
+    /// Exact MaxSim under other memory / thread placements (`--exact-variants`).
+    pub exact_variants: Vec<super::search_variants::VariantRun>,
 }
 
 #[derive(Serialize, Debug)]
@@ -493,11 +507,9 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             let gflops = flops / (lat.p50_ms / 1e3) / 1e9;
             let gflops_at_min = flops / (lat.min_ms / 1e3) / 1e9;
             eprintln!(
-                "  exact {:>14}: p50 {:8.2} ms  p99 {:8.2} ms  min {:8.2} ms  {:6.1} GFLOP/s (at min {:6.1})",
+                "  exact {:>14}: {}  {:6.1} GFLOP/s (at min {:6.1})",
                 isa.name(),
-                lat.p50_ms,
-                lat.p99_ms,
-                lat.min_ms,
+                latency_line(&lat),
                 gflops,
                 gflops_at_min,
             );
@@ -529,6 +541,15 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 .map(|e| e.isa)
                 .unwrap_or(Isa::Portable),
         );
+        let exact_variants = super::search_variants::run(
+            &a.exact_variants,
+            &s,
+            best_isa.0,
+            &queries,
+            flops,
+            &exact_tops,
+            peaks.iter().find(|p| p.isa == best_isa.0),
+        )?;
         let mut compressed = Vec::new();
         for &c in &a.candidates {
             let bq: Vec<Query> = queries
@@ -563,6 +584,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         let mapped_read_gb_per_s = cpu_peak::mapped_read_gb_per_s(&dir.join("segments"));
         let mut r = SizeResult {
             mapped_read_gb_per_s,
+            exact_variants,
             pages: n,
             bytes_per_page: stats.bytes_per_page,
             build_secs,

@@ -23,20 +23,36 @@ use super::maxsim::{Line, QueryTiles, Scratch, ROWS};
 /// 16-token blocks per chunk (4 zmm of tokens per dimension).
 pub const CHUNK_BLOCKS: usize = 4;
 
-/// How many chunks ahead `widen_full` prefetches (`PAGESIGHT_MAXSIM_PREFETCH`, default 1; read
-/// once). A knob for measuring: how far ahead pays depends on the machine's memory latency and
-/// on how many cores share its bandwidth.
+/// How many chunks ahead the tiles prefetch (`PAGESIGHT_MAXSIM_PREFETCH`, default 1; 0 points
+/// the prefetches at the chunk being read, leaving the look-ahead to the hardware prefetchers;
+/// read once). A knob for measuring: how far ahead pays depends on the machine's memory latency
+/// and on how many cores share its bandwidth.
 fn prefetch_chunks() -> usize {
     static AHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *AHEAD.get_or_init(|| {
         std::env::var("PAGESIGHT_MAXSIM_PREFETCH")
             .ok()
             .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| (1..=16).contains(&n))
+            .filter(|&n: &usize| n <= 16)
             .unwrap_or(1)
     })
 }
 const CHUNK_TOKENS: usize = CHUNK_BLOCKS * BLOCK_TOKENS;
+
+/// Which cache level the look-ahead prefetches target: 0, 1 or 2 for `prefetcht0/1/2`
+/// (`PAGESIGHT_MAXSIM_PREFETCH_HINT`, default 1 = L2; read once). A knob for measuring, like
+/// the distance: a prefetch to L1 holds one of the core's few line-fill buffers until its line
+/// arrives, which is what limits one core's misses in flight.
+fn prefetch_hint() -> u32 {
+    static HINT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *HINT.get_or_init(|| {
+        std::env::var("PAGESIGHT_MAXSIM_PREFETCH_HINT")
+            .ok()
+            .and_then(|v| v.trim_start_matches('t').parse().ok())
+            .filter(|&h: &u32| h <= 2)
+            .unwrap_or(1)
+    })
+}
 
 /// MaxSim of the prepared query against one packed page.
 ///
@@ -44,6 +60,21 @@ const CHUNK_TOKENS: usize = CHUNK_BLOCKS * BLOCK_TOKENS;
 /// The CPU must have AVX-512F, and `packed` must hold `n_blocks(n_tokens) × dim × 16` values.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens: usize) -> f32 {
+    match prefetch_hint() {
+        0 => maxsim_hinted::<0>(qt, s, packed, n_tokens),
+        2 => maxsim_hinted::<2>(qt, s, packed, n_tokens),
+        _ => maxsim_hinted::<1>(qt, s, packed, n_tokens),
+    }
+}
+
+/// `maxsim` with the tiles' prefetches to cache level `H` (`prefetch_hint`).
+#[target_feature(enable = "avx512f")]
+unsafe fn maxsim_hinted<const H: u32>(
+    qt: &QueryTiles,
+    s: &mut Scratch,
+    packed: &[u16],
+    n_tokens: usize,
+) -> f32 {
     let dim = qt.dim;
     let nb = n_blocks(n_tokens);
     debug_assert!(packed.len() >= nb * dim * BLOCK_TOKENS);
@@ -70,7 +101,7 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
         let mut first = 0;
         if tokens_left >= CHUNK_TOKENS {
             // The first tile widens the chunk as it goes, the others read the widened copy.
-            tile_widening(
+            tile_widening::<H>(
                 qt.data().as_ptr(),
                 src,
                 block_stride,
@@ -92,7 +123,7 @@ pub unsafe fn maxsim(qt: &QueryTiles, s: &mut Scratch, packed: &[u16], n_tokens:
             widen_partial(src, block_stride, dst, dim, &masks);
         }
         for t in first..qt.tiles {
-            tile(
+            tile::<H>(
                 qt.data().as_ptr().add(t * dim * ROWS),
                 s.chunk.as_ptr() as *const u8,
                 dim,
@@ -280,7 +311,7 @@ macro_rules! fold_tile {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile(
+unsafe fn tile<const H: u32>(
     q: *const f32,
     chunk: *const u8,
     dim: usize,
@@ -295,7 +326,7 @@ unsafe fn tile(
         "vmovaps zmm17, zmmword ptr [{c} + 64]",
         "vmovaps zmm18, zmmword ptr [{c} + 128]",
         "vmovaps zmm19, zmmword ptr [{c} + 192]",
-        "prefetcht1 byte ptr [{pf}]",
+        "prefetcht{h} byte ptr [{pf}]",
         "add {pf}, {ps}",
         fma_tile!(),
         "add {c}, 256",
@@ -309,6 +340,7 @@ unsafe fn tile(
         m = in(reg) runmax,
         pf = inout(reg) pf => _,
         ps = in(reg) pf_step,
+        h = const H,
         out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
         out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
@@ -325,7 +357,7 @@ unsafe fn tile(
 /// `tile` does; prefetches one line of the chunk ahead per step (`pf`, `pf_step`).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_widening(
+unsafe fn tile_widening<const H: u32>(
     q: *const f32,
     src: *const u8,
     stride: usize,
@@ -346,7 +378,7 @@ unsafe fn tile_widening(
         "vmovaps zmmword ptr [{c} + 64], zmm17",
         "vmovaps zmmword ptr [{c} + 128], zmm18",
         "vmovaps zmmword ptr [{c} + 192], zmm19",
-        "prefetcht1 byte ptr [{pf}]",
+        "prefetcht{h} byte ptr [{pf}]",
         "add {pf}, {ps}",
         fma_tile!(),
         "add {s}, 32",
@@ -365,6 +397,7 @@ unsafe fn tile_widening(
         m = in(reg) runmax,
         pf = inout(reg) pf => _,
         ps = in(reg) pf_step,
+        h = const H,
         out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
         out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,

@@ -190,6 +190,28 @@ impl Searcher {
         &self.snap.provenance
     }
 
+    /// The same snapshot with every segment copied into huge-page memory
+    /// (`SegmentReader::resident_copy`); the text side is shared.
+    pub fn resident(&self) -> Result<Searcher> {
+        let s = &self.snap;
+        let segments = s
+            .segments
+            .iter()
+            .map(|seg| seg.resident_copy().map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Searcher {
+            snap: Arc::new(Snapshot {
+                provenance: s.provenance.clone(),
+                generation: s.generation,
+                segments,
+                pages: s.pages.clone(),
+                by_id: s.by_id.clone(),
+                files: s.files.clone(),
+                text: s.text.clone(),
+            }),
+        })
+    }
+
     /// Generation of the commit this searcher sees.
     pub fn generation(&self) -> u64 {
         self.snap.generation
