@@ -4,8 +4,8 @@
 
 use super::cpu_peak::IsaPeak;
 use super::search::{latency_line, overlap_at_10, time_queries, top10, Latency};
-use crate::index::maxsim::Isa;
 use crate::index::search::{CpuExact, Query};
+use crate::index::maxsim::Isa;
 use crate::index::Searcher;
 use anyhow::Context;
 use serde::Serialize;
@@ -48,10 +48,7 @@ pub fn run(
     }
     let needs_copy = variants.iter().any(|v| *v != ExactVariant::Pinned);
     let resident = if needs_copy {
-        Some(
-            s.resident()
-                .context("copying the segments into huge-page memory")?,
-        )
+        Some(s.resident().context("copying the segments into huge-page memory")?)
     } else {
         None
     };
@@ -73,11 +70,7 @@ pub fn run(
         let run = VariantRun {
             variant: v,
             top10_agreement: overlap_at_10(exact_tops, &tops),
-            anon_huge_pages_bytes: if v == ExactVariant::Pinned {
-                None
-            } else {
-                huge
-            },
+            anon_huge_pages_bytes: if v == ExactVariant::Pinned { None } else { huge },
             latency: lat,
             gflops,
             fraction_of_peak,

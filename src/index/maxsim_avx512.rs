@@ -54,30 +54,6 @@ fn prefetch_hint() -> u32 {
     })
 }
 
-/// Prefetch one line in this many of the chunk ahead (`PAGESIGHT_MAXSIM_PREFETCH_SPARSE`, a
-/// power of two ≤ 16, default 1; read once). A knob for measuring: with fewer software
-/// prefetches each holding a line-fill buffer, the L2 hardware streamer — triggered by the
-/// ones that remain, and not bound by those buffers — may fetch the lines between.
-fn prefetch_sparse() -> usize {
-    static EVERY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *EVERY.get_or_init(|| {
-        std::env::var("PAGESIGHT_MAXSIM_PREFETCH_SPARSE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n.is_power_of_two() && n <= 16)
-            .unwrap_or(1)
-    })
-}
-
-/// Where a tile's prefetches go: every step prefetches the line at `at & mask` and advances
-/// `at` by `step` (the mask drops all but one line in `sparse`, see `prefetch_sparse`).
-#[derive(Clone, Copy)]
-struct Prefetch {
-    at: *const u8,
-    step: usize,
-    mask: usize,
-}
-
 /// MaxSim of the prepared query against one packed page.
 ///
 /// # Safety
@@ -116,17 +92,11 @@ unsafe fn maxsim_hinted<const H: u32>(
     // go out evenly while the FMAs run (a burst of 256 prefetches at once stalls the core).
     let pf_step = chunk_bytes.div_ceil(qt.tiles * dim);
     let tile_pf = dim * pf_step;
-    let pf_mask = !(64 * prefetch_sparse() - 1);
     let mut c = 0;
     while c < nb {
         let src = packed.as_ptr().add(c * dim * BLOCK_TOKENS) as *const u8;
         let dst = s.chunk.as_mut_ptr() as *mut u8;
-        let pf = |at: *const u8| Prefetch {
-            at,
-            step: pf_step,
-            mask: pf_mask,
-        };
-        let ahead_of_chunk = src.wrapping_add(ahead);
+        let pf = src.wrapping_add(ahead);
         let tokens_left = n_tokens - c * BLOCK_TOKENS;
         let mut first = 0;
         if tokens_left >= CHUNK_TOKENS {
@@ -138,7 +108,8 @@ unsafe fn maxsim_hinted<const H: u32>(
                 dst,
                 dim,
                 s.runmax.as_mut_ptr() as *mut u8,
-                pf(ahead_of_chunk),
+                pf,
+                pf_step,
             );
             first = 1;
         } else {
@@ -157,7 +128,8 @@ unsafe fn maxsim_hinted<const H: u32>(
                 s.chunk.as_ptr() as *const u8,
                 dim,
                 s.runmax.as_mut_ptr().add(t * ROWS) as *mut u8,
-                pf(ahead_of_chunk.wrapping_add(t * tile_pf)),
+                pf.wrapping_add(t * tile_pf),
+                pf_step,
             );
         }
         c += CHUNK_BLOCKS;
@@ -344,7 +316,8 @@ unsafe fn tile<const H: u32>(
     chunk: *const u8,
     dim: usize,
     runmax: *mut u8,
-    pf: Prefetch,
+    pf: *const u8,
+    pf_step: usize,
 ) {
     asm!(
         zero_accumulators!(),
@@ -353,9 +326,7 @@ unsafe fn tile<const H: u32>(
         "vmovaps zmm17, zmmword ptr [{c} + 64]",
         "vmovaps zmm18, zmmword ptr [{c} + 128]",
         "vmovaps zmm19, zmmword ptr [{c} + 192]",
-        "mov {pt}, {pf}",
-        "and {pt}, {pm}",
-        "prefetcht{h} byte ptr [{pt}]",
+        "prefetcht{h} byte ptr [{pf}]",
         "add {pf}, {ps}",
         fma_tile!(),
         "add {c}, 256",
@@ -367,10 +338,8 @@ unsafe fn tile<const H: u32>(
         c = inout(reg) chunk => _,
         k = inout(reg) dim => _,
         m = in(reg) runmax,
-        pf = inout(reg) pf.at => _,
-        ps = in(reg) pf.step,
-        pm = in(reg) pf.mask,
-        pt = out(reg) _,
+        pf = inout(reg) pf => _,
+        ps = in(reg) pf_step,
         h = const H,
         out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
@@ -385,8 +354,9 @@ unsafe fn tile<const H: u32>(
 /// The chunk's first 4-row query tile, straight from the stored f16 blocks: each dimension's 4 × 16
 /// token values are widened (f16 → f32), stored into `chunk` for the other tiles and multiplied
 /// at once, so the widening costs no pass of its own. Folds the chunk's max into `runmax` as
-/// `tile` does; prefetches one line of the chunk ahead per step (`pf`).
+/// `tile` does; prefetches one line of the chunk ahead per step (`pf`, `pf_step`).
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_widening<const H: u32>(
     q: *const f32,
     src: *const u8,
@@ -394,7 +364,8 @@ unsafe fn tile_widening<const H: u32>(
     chunk: *mut u8,
     dim: usize,
     runmax: *mut u8,
-    pf: Prefetch,
+    pf: *const u8,
+    pf_step: usize,
 ) {
     asm!(
         zero_accumulators!(),
@@ -407,9 +378,7 @@ unsafe fn tile_widening<const H: u32>(
         "vmovaps zmmword ptr [{c} + 64], zmm17",
         "vmovaps zmmword ptr [{c} + 128], zmm18",
         "vmovaps zmmword ptr [{c} + 192], zmm19",
-        "mov {pt}, {pf}",
-        "and {pt}, {pm}",
-        "prefetcht{h} byte ptr [{pt}]",
+        "prefetcht{h} byte ptr [{pf}]",
         "add {pf}, {ps}",
         fma_tile!(),
         "add {s}, 32",
@@ -426,10 +395,8 @@ unsafe fn tile_widening<const H: u32>(
         c = inout(reg) chunk => _,
         k = inout(reg) dim => _,
         m = in(reg) runmax,
-        pf = inout(reg) pf.at => _,
-        ps = in(reg) pf.step,
-        pm = in(reg) pf.mask,
-        pt = out(reg) _,
+        pf = inout(reg) pf => _,
+        ps = in(reg) pf_step,
         h = const H,
         out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
