@@ -548,7 +548,6 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             &queries,
             flops,
             &exact_tops,
-            peaks.iter().find(|p| p.isa == best_isa.0),
         )?;
         let mut compressed = Vec::new();
         for &c in &a.candidates {
@@ -661,6 +660,20 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 e.roofline_gflops,
                 if e.roofline_gflops < e.peak_gflops { "memory-bound" } else { "compute-bound" },
                 100.0 * e.fraction_of_roofline
+            );
+        }
+    }
+    for size in &mut sizes {
+        for v in &mut size.exact_variants {
+            let peak = peak_of(v.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
+            v.fraction_of_peak = v.gflops / peak;
+            eprintln!(
+                "{} pages, exact {} ({}): p50 {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {peak:.0}",
+                size.pages,
+                v.isa.name(),
+                v.variant.name(),
+                v.gflops,
+                100.0 * v.fraction_of_peak
             );
         }
     }

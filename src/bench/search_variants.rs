@@ -2,10 +2,9 @@
 //! what holds the all-core kernel below its one-core efficiency: the segments copied into
 //! huge-page memory (`Searcher::resident`), and the pool's threads pinned one per CPU.
 
-use super::cpu_peak::IsaPeak;
 use super::search::{latency_line, overlap_at_10, time_queries, top10, Latency};
-use crate::index::search::{CpuExact, Query};
 use crate::index::maxsim::Isa;
+use crate::index::search::{CpuExact, Query};
 use crate::index::Searcher;
 use anyhow::Context;
 use serde::Serialize;
@@ -24,13 +23,25 @@ pub enum ExactVariant {
 #[derive(Serialize, Debug)]
 pub struct VariantRun {
     pub variant: ExactVariant,
+    pub isa: Isa,
     pub latency: Latency,
     pub gflops: f64,
+    /// Of the all-core peak measured before and after all runs (set with the summary).
     pub fraction_of_peak: f64,
     /// Same top-10 as the plain run (must be 1.0: only placement changed).
     pub top10_agreement: f64,
     /// This process's anonymous memory in transparent huge pages after the copy (Linux).
     pub anon_huge_pages_bytes: Option<u64>,
+}
+
+impl ExactVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExactVariant::HugePages => "huge pages",
+            ExactVariant::Pinned => "pinned",
+            ExactVariant::HugePagesPinned => "huge pages, pinned",
+        }
+    }
 }
 
 /// Runs each variant once over `queries`; the copies are made once and dropped at the end.
@@ -41,14 +52,16 @@ pub fn run(
     queries: &[Query],
     flops: f64,
     exact_tops: &[Vec<u64>],
-    peak: Option<&IsaPeak>,
 ) -> anyhow::Result<Vec<VariantRun>> {
     if variants.is_empty() {
         return Ok(Vec::new());
     }
     let needs_copy = variants.iter().any(|v| *v != ExactVariant::Pinned);
     let resident = if needs_copy {
-        Some(s.resident().context("copying the segments into huge-page memory")?)
+        Some(
+            s.resident()
+                .context("copying the segments into huge-page memory")?,
+        )
     } else {
         None
     };
@@ -66,22 +79,25 @@ pub fn run(
             _ => pinned.install(timed)?,
         };
         let gflops = flops / (lat.p50_ms / 1e3) / 1e9;
-        let fraction_of_peak = peak.map_or(f64::NAN, |p| gflops / p.all_cores_gflops);
         let run = VariantRun {
             variant: v,
+            isa,
             top10_agreement: overlap_at_10(exact_tops, &tops),
-            anon_huge_pages_bytes: if v == ExactVariant::Pinned { None } else { huge },
+            anon_huge_pages_bytes: if v == ExactVariant::Pinned {
+                None
+            } else {
+                huge
+            },
             latency: lat,
             gflops,
-            fraction_of_peak,
+            fraction_of_peak: f64::NAN,
         };
         eprintln!(
-            "  exact {:>14} {:<17}: {}  {:6.1} GFLOP/s = {:.1} % of the all-core peak; top-10 as plain {:.3}{}",
+            "  exact {:>14} {:<19}: {}  {:6.1} GFLOP/s; top-10 as plain {:.3}{}",
             isa.name(),
-            format!("({v:?})"),
+            format!("({})", v.name()),
             latency_line(&run.latency),
             gflops,
-            fraction_of_peak * 100.0,
             run.top10_agreement,
             run.anon_huge_pages_bytes
                 .map(|b| format!("; {:.1} GiB in huge pages", b as f64 / (1u64 << 30) as f64))

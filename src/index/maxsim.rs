@@ -155,6 +155,18 @@ impl<'a> PreparedQuery<'a> {
 
     /// MaxSim against a packed page of `n_tokens` tokens.
     pub fn score(&self, scratch: &mut Scratch, packed: &[u16], n_tokens: usize) -> f32 {
+        self.score_then(scratch, packed, n_tokens, None)
+    }
+
+    /// `score`, told which page this thread scores next (its packed data): the AVX-512 kernel
+    /// prefetches on into it (`maxsim_avx512::maxsim`).
+    pub fn score_then(
+        &self,
+        scratch: &mut Scratch,
+        packed: &[u16],
+        n_tokens: usize,
+        next: Option<&[u16]>,
+    ) -> f32 {
         let (q, nq, dim) = (self.q, self.nq, self.dim);
         assert!(packed.len() >= n_blocks(n_tokens) * dim * BLOCK_TOKENS);
         if n_tokens == 0 || nq == 0 {
@@ -165,14 +177,14 @@ impl<'a> PreparedQuery<'a> {
             if let Some(t) = &self.tiles {
                 // SAFETY: `tiles` exists only where AVX-512F was detected (`new`), and the page
                 // slice is long enough (asserted).
-                return unsafe { super::maxsim_avx512::maxsim(t, scratch, packed, n_tokens) };
+                return unsafe { super::maxsim_avx512::maxsim(t, scratch, packed, n_tokens, next) };
             }
             if self.isa == Isa::Avx2F16c {
                 // SAFETY: as above, for AVX2+FMA+F16C.
                 return unsafe { x86::maxsim_avx2(q, nq, dim, packed, n_tokens) };
             }
         }
-        let _ = scratch;
+        let _ = (scratch, next);
         maxsim_portable(q, nq, dim, packed, n_tokens)
     }
 }

@@ -112,10 +112,14 @@ impl PageScorer for CpuExact {
         pages: &[PageView<'_>],
     ) -> Result<Vec<f32>> {
         let prepared = maxsim::PreparedQuery::new(self.0, q, nq, dim);
-        Ok(pages
-            .par_iter()
-            .map_init(maxsim::Scratch::default, |scratch, p| {
-                prepared.score(scratch, p.packed, p.n_tokens)
+        // Each thread takes contiguous runs of pages, so page i + 1 is mostly the one it scores
+        // next: the kernel prefetches into it while finishing page i.
+        Ok((0..pages.len())
+            .into_par_iter()
+            .map_init(maxsim::Scratch::default, |scratch, i| {
+                let p = &pages[i];
+                let next = pages.get(i + 1).map(|n| n.packed);
+                prepared.score_then(scratch, p.packed, p.n_tokens, next)
             })
             .collect())
     }
