@@ -15,6 +15,9 @@ pub struct IsaPeak {
     pub all_cores_gflops: f64,
     /// cores × /proc/cpuinfo MHz × 2 FMA ports × lanes × 2 flop, for comparison.
     pub nominal_gflops: Option<f64>,
+    /// The same loop on every core at once, each core's median trial instead of its best: what
+    /// the cores keep giving under sustained all-core load on this (possibly shared) host.
+    pub all_cores_sustained_gflops: f64,
 }
 
 /// ~1 ms per trial (12 FMAs per iteration at 2 per cycle, ~2.5 GHz): short enough that the
@@ -22,10 +25,13 @@ pub struct IsaPeak {
 const ITERS: u64 = 400_000;
 const TRIALS: usize = 200;
 
-fn best_of_trials(isa: Isa) -> Option<f64> {
-    (0..TRIALS)
+/// (best, median) of `TRIALS` trials on this core.
+fn best_and_median_of_trials(isa: Isa) -> Option<(f64, f64)> {
+    let mut t: Vec<f64> = (0..TRIALS)
         .filter_map(|_| fma_peak_one_core(isa, ITERS))
-        .reduce(f64::max)
+        .collect();
+    t.sort_by(f64::total_cmp);
+    Some((*t.last()?, t[t.len() / 2]))
 }
 
 pub fn cpuinfo(key: &str) -> Option<String> {
@@ -38,10 +44,10 @@ pub fn cpuinfo(key: &str) -> Option<String> {
 
 /// The peak of `isa`, or `None` where this build has no FMA loop for it or the CPU lacks it.
 pub fn measure(isa: Isa) -> Option<IsaPeak> {
-    let one = best_of_trials(isa)?;
-    let all: f64 = rayon::broadcast(|_| best_of_trials(isa).unwrap_or(0.0))
-        .into_iter()
-        .sum();
+    let (one, _) = best_and_median_of_trials(isa)?;
+    let per_core = rayon::broadcast(|_| best_and_median_of_trials(isa).unwrap_or((0.0, 0.0)));
+    let all: f64 = per_core.iter().map(|t| t.0).sum();
+    let sustained: f64 = per_core.iter().map(|t| t.1).sum();
     let cores = rayon::current_num_threads() as f64;
     let lanes = isa.f32_lanes() as f64;
     let mhz: Option<f64> = cpuinfo("cpu MHz").and_then(|s| s.parse().ok());
@@ -50,6 +56,7 @@ pub fn measure(isa: Isa) -> Option<IsaPeak> {
         one_core_gflops: one / 1e9,
         all_cores_gflops: all / 1e9,
         nominal_gflops: mhz.map(|m| cores * m / 1e3 * 2.0 * lanes * 2.0),
+        all_cores_sustained_gflops: sustained / 1e9,
     })
 }
 
@@ -60,6 +67,9 @@ pub fn merge_max(a: &mut [IsaPeak], b: &[IsaPeak]) {
         if let Some(q) = b.iter().find(|q| q.isa == p.isa) {
             p.one_core_gflops = p.one_core_gflops.max(q.one_core_gflops);
             p.all_cores_gflops = p.all_cores_gflops.max(q.all_cores_gflops);
+            p.all_cores_sustained_gflops = p
+                .all_cores_sustained_gflops
+                .max(q.all_cores_sustained_gflops);
         }
     }
 }
@@ -127,4 +137,25 @@ pub fn mapped_read_gb_per_s(dir: &std::path::Path) -> Option<f64> {
         best = best.min(t.elapsed().as_secs_f64());
     }
     Some(bytes as f64 / best / 1e9)
+}
+
+/// (steal, total) clock ticks of all CPUs from `/proc/stat`: steal is time the hypervisor ran
+/// something else while this guest's virtual CPUs wanted to run.
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    Some((*fields.get(7)?, fields.iter().take(8).sum()))
+}
+
+/// Share of all CPUs' time stolen by the hypervisor between two `cpu_ticks` readings.
+pub fn steal_fraction(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((s0, t0), (s1, t1)) = (before?, after?);
+    (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0) as f64)
 }

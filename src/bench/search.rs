@@ -106,6 +106,8 @@ pub(super) fn latency(mut ms: Vec<f64>) -> Latency {
 #[derive(Serialize, Debug)]
 pub struct ExactRun {
     pub isa: Isa,
+    /// Share of the CPUs' time the hypervisor gave to others during these queries.
+    pub steal_fraction: Option<f64>,
     pub latency: Latency,
     /// Useful flops (2 · query tokens · page tokens · dim) / p50.
     pub gflops: f64,
@@ -455,10 +457,11 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
     let mut peaks = cpu_peak::measure_all(&isas());
     for p in &peaks {
         eprintln!(
-            "{cpu} × {cores} threads; FMA peak {}: 1 core {:.0} GFLOP/s, all {:.0} (nominal {:.0})",
+            "{cpu} × {cores} threads; FMA peak {}: 1 core {:.0} GFLOP/s, all {:.0} (sustained {:.0}, nominal {:.0})",
             p.isa.name(),
             p.one_core_gflops,
             p.all_cores_gflops,
+            p.all_cores_sustained_gflops,
             p.nominal_gflops.unwrap_or(f64::NAN)
         );
     }
@@ -499,7 +502,9 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         let exact_isas = isas();
         let take = if a.only_best_isa { 1 } else { exact_isas.len() };
         for &isa in exact_isas.iter().take(take) {
+            let ticks = cpu_peak::cpu_ticks();
             let (lat, tops, cpu_secs) = time_queries(&queries, |q| top10(&s, q, &CpuExact(isa)))?;
+            let steal_fraction = cpu_peak::steal_fraction(ticks, cpu_peak::cpu_ticks());
             let gflops_per_cpu_second = flops * queries.len() as f64 / cpu_secs / 1e9;
             if exact_tops.is_empty() {
                 exact_tops = tops;
@@ -515,6 +520,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             );
             exact.push(ExactRun {
                 isa,
+                steal_fraction,
                 latency: lat,
                 gflops,
                 gflops_at_min,
@@ -629,6 +635,15 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             e.fraction_of_peak_per_cpu_second = e.gflops_per_cpu_second / e.one_core_peak_gflops;
             e.roofline_gflops = e.peak_gflops.min(read_gb_per_s * intensity);
             e.fraction_of_roofline = e.gflops / e.roofline_gflops;
+            let sustained = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_sustained_gflops);
+            eprintln!(
+                "{} pages, exact {}: p50 = {:.1} % of the all-core FMA loop's median trial ({sustained:.0} GFLOP/s); steal during the queries {}",
+                size.pages,
+                e.isa.name(),
+                100.0 * e.gflops / sustained,
+                e.steal_fraction
+                    .map_or("unknown".to_string(), |f| format!("{:.1} %", 100.0 * f))
+            );
             eprintln!(
                 "{} pages, exact {}: p50 {:.1} GFLOP/s = {:.1} %, fastest query {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {:.0}; per CPU second given {:.1} GFLOP/s = {:.1} % of the 1-core peak {:.0}",
                 size.pages,
