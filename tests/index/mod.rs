@@ -149,6 +149,7 @@ fn commit_reopen_delete_compact() {
     assert!(r.ok && r.notes.is_empty(), "{r:?}");
 }
 
+/// Exact search equals naive MaxSim, also over a `resident` copy of the segments.
 #[test]
 fn search_scores_equal_naive_maxsim() {
     let tmp = tempfile::tempdir().unwrap();
@@ -185,11 +186,16 @@ fn search_scores_equal_naive_maxsim() {
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut qq = query(q, nq, "", SearchMode::Visual, Scorer::Exact);
     qq.top_k = n_pages as usize;
-    let got = ix.searcher().unwrap().search(&qq).unwrap();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.page, w.0);
-        assert!((g.score - w.1).abs() < 1e-3, "{} vs {}", g.score, w.1);
+    // The mapped segments, and the same snapshot copied into huge-page memory.
+    let mapped = ix.searcher().unwrap();
+    let resident = mapped.resident().unwrap();
+    for searcher in [&mapped, &resident] {
+        let got = searcher.search(&qq).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.page, w.0);
+            assert!((g.score - w.1).abs() < 1e-3, "{} vs {}", g.score, w.1);
+        }
     }
 }
 
