@@ -153,17 +153,18 @@ while [ $# -gt 0 ]; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     search-cpu)
-      # CPU MaxSim only (no GPU scorer), once per prefetch distance in SEARCH_PREFETCH (chunks
-      # ahead, e.g. 0,1,4) and thread count in SEARCH_THREADS (space-separated; default all),
-      # binary candidates from SEARCH_CANDIDATES.
-      # SEARCH_VARIANTS (e.g. huge-pages,pinned) times exact again with the segments in huge-page
-      # memory and/or pinned threads (`bench search --exact-variants`).
+      # CPU MaxSim only (no GPU scorer), once per configuration in SEARCH_CONFIGS (space-separated;
+      # each a comma-separated list of environment settings, e.g.
+      # "PAGESIGHT_MAXSIM_KERNEL=tiles PAGESIGHT_MAXSIM_KERNEL=rows,PAGESIGHT_MAXSIM_ROWS_PREFETCH=1024";
+      # default: as built) and thread count in SEARCH_THREADS (space-separated; default all),
+      # binary candidates from SEARCH_CANDIDATES. SEARCH_VARIANTS (e.g. huge-pages,pinned) times
+      # exact again with the segments in huge-page memory and/or pinned threads.
       pages=${1:-100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=100000
       { lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA|L[23])"; echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled)"; } >> "$summary" 2>&1
-      for ahead in $(echo "${SEARCH_PREFETCH:-1}" | tr , ' '); do
+      for config in ${SEARCH_CONFIGS:-PAGESIGHT_MAXSIM_DEFAULTS=1}; do
       for threads in ${SEARCH_THREADS:-$(nproc)}; do
-        note "-- bench search (CPU), PAGESIGHT_MAXSIM_PREFETCH=$ahead RAYON_NUM_THREADS=$threads"
-        RAYON_NUM_THREADS=$threads PAGESIGHT_MAXSIM_PREFETCH=$ahead "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
+        note "-- bench search (CPU), ${config//,/ } RAYON_NUM_THREADS=$threads"
+        env ${config//,/ } RAYON_NUM_THREADS=$threads "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
           --queries 10 --candidates "${SEARCH_CANDIDATES:-100,200,400}" ${SEARCH_VARIANTS:+--exact-variants "$SEARCH_VARIANTS"} --work-dir /tmp/pagesight-bench-search 2>&1 \
           | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth|mmapped|per CPU second|all-core FMA peak|median trial|FMA peak avx512f" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
