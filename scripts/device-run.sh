@@ -155,7 +155,7 @@ while [ $# -gt 0 ]; do
     search-cpu)
       # CPU MaxSim only (no GPU scorer), once per configuration in SEARCH_CONFIGS (space-separated;
       # each a comma-separated list of environment settings, e.g.
-      # "PAGESIGHT_MAXSIM_KERNEL=tiles PAGESIGHT_MAXSIM_KERNEL=rows,PAGESIGHT_MAXSIM_ROWS_PREFETCH=1024";
+      # "PAGESIGHT_MAXSIM_PREFETCH=1 PAGESIGHT_MAXSIM_PREFETCH=4,RAYON_NUM_THREADS=8";
       # default: as built) and thread count in SEARCH_THREADS (space-separated; default all),
       # binary candidates from SEARCH_CANDIDATES. SEARCH_VARIANTS (e.g. huge-pages,pinned) times
       # exact again with the segments in huge-page memory and/or pinned threads.

@@ -125,28 +125,6 @@ impl QueryTiles {
     }
 }
 
-/// The two AVX-512 kernels: 4-row query tiles over a 64-token chunk widened into L1
-/// (`maxsim_avx512`), or every query row at once against one 16-token block, the page read in
-/// one sequential pass (`maxsim_rows`, for queries of 9+ tokens).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Avx512Kernel {
-    Tiles,
-    Rows,
-}
-
-impl Avx512Kernel {
-    /// `PAGESIGHT_MAXSIM_KERNEL=tiles|rows` (read once), else `Rows`.
-    pub fn configured() -> Self {
-        static K: OnceLock<Avx512Kernel> = OnceLock::new();
-        *K.get_or_init(
-            || match std::env::var("PAGESIGHT_MAXSIM_KERNEL").as_deref() {
-                Ok("tiles") => Avx512Kernel::Tiles,
-                _ => Avx512Kernel::Rows,
-            },
-        )
-    }
-}
-
 /// A query ready to score many pages with one ISA: laid out once, not per page.
 pub struct PreparedQuery<'a> {
     isa: Isa,
@@ -154,38 +132,20 @@ pub struct PreparedQuery<'a> {
     nq: usize,
     dim: usize,
     tiles: Option<QueryTiles>,
-    rows: Option<super::maxsim_rows::QueryRows>,
 }
 
 impl<'a> PreparedQuery<'a> {
     /// `q` is `nq × dim` row-major f32. `isa` falls back to `Portable` where the CPU lacks it.
     pub fn new(isa: Isa, q: &'a [f32], nq: usize, dim: usize) -> Self {
-        Self::with_kernel(isa, Avx512Kernel::configured(), q, nq, dim)
-    }
-
-    /// `new` with the AVX-512 kernel named (`Rows` applies from `maxsim_rows::MIN_ROWS` query
-    /// tokens; shorter queries take the tiles).
-    pub fn with_kernel(
-        isa: Isa,
-        kernel: Avx512Kernel,
-        q: &'a [f32],
-        nq: usize,
-        dim: usize,
-    ) -> Self {
         assert!(q.len() >= nq * dim, "query shorter than nq × dim");
         let isa = if isa.available() { isa } else { Isa::Portable };
-        let use_rows = isa == Isa::Avx512
-            && kernel == Avx512Kernel::Rows
-            && nq >= super::maxsim_rows::MIN_ROWS;
-        let rows = use_rows.then(|| super::maxsim_rows::QueryRows::new(q, nq, dim));
-        let tiles = (isa == Isa::Avx512 && !use_rows).then(|| QueryTiles::new(q, nq, dim));
+        let tiles = (isa == Isa::Avx512).then(|| QueryTiles::new(q, nq, dim));
         PreparedQuery {
             isa,
             q,
             nq,
             dim,
             tiles,
-            rows,
         }
     }
 
@@ -214,11 +174,6 @@ impl<'a> PreparedQuery<'a> {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(r) = &self.rows {
-                // SAFETY: `rows` exists only where AVX-512F was detected (`with_kernel`), and the
-                // page slice is long enough (asserted).
-                return unsafe { super::maxsim_rows::maxsim(r, scratch, packed, n_tokens) };
-            }
             if let Some(t) = &self.tiles {
                 // SAFETY: `tiles` exists only where AVX-512F was detected (`new`), and the page
                 // slice is long enough (asserted).

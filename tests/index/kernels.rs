@@ -1,7 +1,7 @@
 //! Scoring kernels against naive references: exact MaxSim on every ISA this CPU has (page
 //! lengths around the kernels' chunk edges, query lengths around their tile edges).
 
-use pagesight::index::maxsim::{maxsim, maxsim_naive, Avx512Kernel, Isa, PreparedQuery, Scratch};
+use pagesight::index::maxsim::{maxsim, maxsim_naive, Isa, PreparedQuery, Scratch};
 use pagesight::index::synthetic::Rng;
 use pagesight::index::vectors::{pack_blocks, round_f16};
 
@@ -41,48 +41,6 @@ fn exact_maxsim_equals_naive_on_every_isa() {
                 assert!(
                     (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
                     "{isa:?} nq{nq} n{n} dim{dim} shift{shift}: {got} vs {want}"
-                );
-            }
-        }
-    }
-}
-
-/// Both AVX-512 kernels, named, against naive MaxSim: query lengths around the row kernel's
-/// register groups (9 its least, 28 one pass, 29+ two or more), pages around block edges, and
-/// all-negative pages (the last block's padding lanes must never win a max).
-#[test]
-fn both_avx512_kernels_equal_naive() {
-    if !Isa::Avx512.available() {
-        eprintln!("no AVX-512 on this CPU: the portable and AVX2 kernels are tested elsewhere");
-        return;
-    }
-    let mut rng = Rng::new(17);
-    for &(nq, n, dim) in &[
-        (9, 750, 128),
-        (12, 17, 128),
-        (13, 1, 64),
-        (20, 750, 128),
-        (23, 33, 96),
-        (28, 64, 128),
-        (29, 65, 128),
-        (31, 200, 128),
-        (57, 129, 32),
-        (4, 40, 128),
-    ] {
-        let q = values(&mut rng, nq * dim);
-        for shift in [0.0f32, -1.5] {
-            let doc: Vec<f32> = values(&mut rng, n * dim)
-                .into_iter()
-                .map(|x| x * 0.5 + shift)
-                .collect();
-            let packed = pack_blocks(&doc, n, dim);
-            let want = maxsim_naive(&q, nq, dim, &round_f16(&doc), n);
-            for kernel in [Avx512Kernel::Tiles, Avx512Kernel::Rows] {
-                let prepared = PreparedQuery::with_kernel(Isa::Avx512, kernel, &q, nq, dim);
-                let got = prepared.score(&mut Scratch::default(), &packed, n);
-                assert!(
-                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                    "{kernel:?} nq{nq} n{n} dim{dim} shift{shift}: {got} vs {want}"
                 );
             }
         }
