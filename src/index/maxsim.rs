@@ -4,9 +4,11 @@
 //! 16 tokens' values of one dimension with one vector load, widens them to f32 (F16C /
 //! AVX-512F `vcvtph2ps`) and does one FMA per query token with that query value broadcast: a
 //! register-blocked GEMM micro-kernel with the max folded in per tile. Products and sums are
-//! f32 of the stored f16 values: this is the exact mode. The AVX-512 kernel
-//! (`maxsim_avx512`, inline assembly) widens each 64-token chunk once and runs 4-row query tiles
-//! over it; the AVX2 kernel (intrinsics) widens per tile. The ISA is picked at run time
+//! f32 of the stored f16 values: this is the exact mode. Two AVX-512 kernels in inline assembly:
+//! for queries of 9+ tokens (every ColQwen query) `maxsim_rows` runs all query rows at once
+//! against one 16-token block, reading the page in one sequential pass; shorter queries take
+//! `maxsim_avx512`, which widens each 64-token chunk once and runs 4-row query tiles over it
+//! (`Avx512Kernel`). The AVX2 kernel (intrinsics) widens per tile. The ISA is picked at run time
 //! (`detected_isa`); `Portable` runs anywhere. A GPU scorer plugs in at `search::PageScorer`.
 
 use super::format::BLOCK_TOKENS;
@@ -64,6 +66,23 @@ impl Isa {
     pub fn all() -> [Isa; 3] {
         [Isa::Avx512, Isa::Avx2F16c, Isa::Portable]
     }
+}
+
+/// A numeric setting from the environment variable `var`, read once into `cell`: `default` when
+/// unset, unparsable or above `max`. The kernels' measuring knobs.
+pub(super) fn env_knob(
+    cell: &'static OnceLock<usize>,
+    var: &str,
+    default: usize,
+    max: usize,
+) -> usize {
+    *cell.get_or_init(|| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n <= max)
+            .unwrap_or(default)
+    })
 }
 
 /// The best ISA this CPU runs, detected once.
@@ -125,6 +144,28 @@ impl QueryTiles {
     }
 }
 
+/// The two AVX-512 kernels: 4-row query tiles over a 64-token chunk widened into L1
+/// (`maxsim_avx512`), or every query row at once against one 16-token block, the page read in
+/// one sequential pass (`maxsim_rows`, for queries of 9+ tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Avx512Kernel {
+    Tiles,
+    Rows,
+}
+
+impl Avx512Kernel {
+    /// `PAGESIGHT_MAXSIM_KERNEL=tiles|rows` (read once), else `Rows`.
+    pub fn configured() -> Self {
+        static K: OnceLock<Avx512Kernel> = OnceLock::new();
+        *K.get_or_init(
+            || match std::env::var("PAGESIGHT_MAXSIM_KERNEL").as_deref() {
+                Ok("tiles") => Avx512Kernel::Tiles,
+                _ => Avx512Kernel::Rows,
+            },
+        )
+    }
+}
+
 /// A query ready to score many pages with one ISA: laid out once, not per page.
 pub struct PreparedQuery<'a> {
     isa: Isa,
@@ -132,20 +173,38 @@ pub struct PreparedQuery<'a> {
     nq: usize,
     dim: usize,
     tiles: Option<QueryTiles>,
+    rows: Option<super::maxsim_rows::QueryRows>,
 }
 
 impl<'a> PreparedQuery<'a> {
     /// `q` is `nq × dim` row-major f32. `isa` falls back to `Portable` where the CPU lacks it.
     pub fn new(isa: Isa, q: &'a [f32], nq: usize, dim: usize) -> Self {
+        Self::with_kernel(isa, Avx512Kernel::configured(), q, nq, dim)
+    }
+
+    /// `new` with the AVX-512 kernel named (`Rows` applies from `maxsim_rows::MIN_ROWS` query
+    /// tokens; shorter queries take the tiles).
+    pub fn with_kernel(
+        isa: Isa,
+        kernel: Avx512Kernel,
+        q: &'a [f32],
+        nq: usize,
+        dim: usize,
+    ) -> Self {
         assert!(q.len() >= nq * dim, "query shorter than nq × dim");
         let isa = if isa.available() { isa } else { Isa::Portable };
-        let tiles = (isa == Isa::Avx512).then(|| QueryTiles::new(q, nq, dim));
+        let use_rows = isa == Isa::Avx512
+            && kernel == Avx512Kernel::Rows
+            && nq >= super::maxsim_rows::MIN_ROWS;
+        let rows = use_rows.then(|| super::maxsim_rows::QueryRows::new(q, nq, dim));
+        let tiles = (isa == Isa::Avx512 && !use_rows).then(|| QueryTiles::new(q, nq, dim));
         PreparedQuery {
             isa,
             q,
             nq,
             dim,
             tiles,
+            rows,
         }
     }
 
@@ -174,6 +233,11 @@ impl<'a> PreparedQuery<'a> {
         }
         #[cfg(target_arch = "x86_64")]
         {
+            if let Some(r) = &self.rows {
+                // SAFETY: `rows` exists only where AVX-512F was detected (`with_kernel`), and the
+                // page slice is long enough (asserted).
+                return unsafe { super::maxsim_rows::maxsim(r, scratch, packed, n_tokens, next) };
+            }
             if let Some(t) = &self.tiles {
                 // SAFETY: `tiles` exists only where AVX-512F was detected (`new`), and the page
                 // slice is long enough (asserted).

@@ -29,13 +29,7 @@ pub const CHUNK_BLOCKS: usize = 4;
 /// and on how many cores share its bandwidth.
 fn prefetch_chunks() -> usize {
     static AHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *AHEAD.get_or_init(|| {
-        std::env::var("PAGESIGHT_MAXSIM_PREFETCH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n <= 16)
-            .unwrap_or(1)
-    })
+    super::maxsim::env_knob(&AHEAD, "PAGESIGHT_MAXSIM_PREFETCH", 1, 16)
 }
 const CHUNK_TOKENS: usize = CHUNK_BLOCKS * BLOCK_TOKENS;
 

@@ -38,6 +38,7 @@ pub mod maxsim;
 mod maxsim_avx512;
 #[cfg(feature = "cuda")]
 pub mod maxsim_kernel;
+mod maxsim_rows;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 pub mod page_table;

@@ -1,7 +1,7 @@
 //! Scoring kernels against naive references: exact MaxSim on every ISA this CPU has (page
 //! lengths around the kernels' chunk edges, query lengths around their tile edges).
 
-use pagesight::index::maxsim::{maxsim, maxsim_naive, Isa, PreparedQuery, Scratch};
+use pagesight::index::maxsim::{maxsim, maxsim_naive, Avx512Kernel, Isa, PreparedQuery, Scratch};
 use pagesight::index::synthetic::Rng;
 use pagesight::index::vectors::{pack_blocks, round_f16};
 
@@ -47,6 +47,48 @@ fn exact_maxsim_equals_naive_on_every_isa() {
     }
 }
 
+/// Both AVX-512 kernels, named, against naive MaxSim: query lengths around the row kernel's
+/// register groups (9 its least, 28 one pass, 29+ two or more), pages around block edges, and
+/// all-negative pages (the last block's padding lanes must never win a max).
+#[test]
+fn both_avx512_kernels_equal_naive() {
+    if !Isa::Avx512.available() {
+        eprintln!("no AVX-512 on this CPU: the portable and AVX2 kernels are tested elsewhere");
+        return;
+    }
+    let mut rng = Rng::new(17);
+    for &(nq, n, dim) in &[
+        (9, 750, 128),
+        (12, 17, 128),
+        (13, 1, 64),
+        (20, 750, 128),
+        (23, 33, 96),
+        (28, 64, 128),
+        (29, 65, 128),
+        (31, 200, 128),
+        (57, 129, 32),
+        (4, 40, 128),
+    ] {
+        let q = values(&mut rng, nq * dim);
+        for shift in [0.0f32, -1.5] {
+            let doc: Vec<f32> = values(&mut rng, n * dim)
+                .into_iter()
+                .map(|x| x * 0.5 + shift)
+                .collect();
+            let packed = pack_blocks(&doc, n, dim);
+            let want = maxsim_naive(&q, nq, dim, &round_f16(&doc), n);
+            for kernel in [Avx512Kernel::Tiles, Avx512Kernel::Rows] {
+                let prepared = PreparedQuery::with_kernel(Isa::Avx512, kernel, &q, nq, dim);
+                let got = prepared.score(&mut Scratch::default(), &packed, n);
+                assert!(
+                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{kernel:?} nq{nq} n{n} dim{dim} shift{shift}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
 /// One scratch across pages of every length, each page told the next one (the kernel prefetches
 /// into it): scores are the naive ones whatever comes next, a short page or none.
 #[test]
@@ -59,8 +101,13 @@ fn one_scratch_serves_pages_of_every_length() {
         .map(|n| (n, values(&mut rng, n * dim)))
         .collect();
     let packed: Vec<Vec<u16>> = docs.iter().map(|(n, d)| pack_blocks(d, *n, dim)).collect();
-    for isa in Isa::all().into_iter().filter(|i| i.available()) {
-        let prepared = PreparedQuery::new(isa, &q, nq, dim);
+    let kernels = [Avx512Kernel::Tiles, Avx512Kernel::Rows];
+    let runs = Isa::all()
+        .into_iter()
+        .filter(|i| i.available())
+        .flat_map(|isa| kernels.map(|k| (isa, k)));
+    for (isa, kernel) in runs {
+        let prepared = PreparedQuery::with_kernel(isa, kernel, &q, nq, dim);
         let mut scratch = Scratch::default();
         for (i, (n, doc)) in docs.iter().enumerate() {
             let next = packed.get(i + 1).map(|p| p.as_slice());
@@ -68,7 +115,7 @@ fn one_scratch_serves_pages_of_every_length() {
             let want = maxsim_naive(&q, nq, dim, &round_f16(doc), *n);
             assert!(
                 (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                "{isa:?} n{n}: {got} vs {want}"
+                "{isa:?} {kernel:?} n{n}: {got} vs {want}"
             );
         }
     }

@@ -1,0 +1,235 @@
+//! The AVX-512 exact MaxSim kernel for queries of `MIN_ROWS`+ tokens (ColQwen queries, with their
+//! prompt and padding, are ~15–30): every query row at once against one 16-token block, the page
+//! read front to back in one pass.
+//!
+//! The tile kernel (`maxsim_avx512`) widens a 64-token chunk into L1 and runs 4-row query tiles
+//! over it: it reads main memory through software prefetches of every line of the next chunk, and
+//! each prefetch holds one of the core's few line-fill buffers until its line arrives — with 16
+//! cores loading the memory system that caps the lines a core keeps in flight. Here each dimension
+//! step converts one block's 16 values (f16 → f32, `vcvtph2ps`) and does one FMA per query row with
+//! that row's value broadcast from memory (`{1to16}`): up to 28 accumulators, one per row, each
+//! holding 16 token lanes; the conversion costs one uop per 12–28 FMAs. The page is read
+//! sequentially, 32 bytes per step, which the L2 hardware streamer follows by itself (its requests
+//! need no fill buffer) — except that it stops at every 4 KiB boundary and needs misses to start
+//! again, so each block prefetches the first two lines of the 4 KiB page `trigger_bytes` ahead,
+//! and each step one line `prefetch_bytes` ahead. On the 16-core H100 host this read 10–30 % more
+//! GB/s than the tile kernel (`bench/gpu-notes.md`). After a block, each row's 16 lanes are
+//! folded into its running max under the block's valid-token mask, so padding tokens never win a
+//! max. Queries longer than `MAX_ROWS` run in groups of rows, each a pass over the page (the
+//! second from cache).
+
+use super::format::BLOCK_TOKENS;
+use super::maxsim::{env_knob, Line, Scratch};
+use super::segment::n_blocks;
+use std::arch::asm;
+use std::sync::OnceLock;
+
+/// Most query rows one pass holds (28 accumulators, the token vector, one register to fold).
+pub const MAX_ROWS: usize = 28;
+/// Fewest query rows this kernel is used for: with fewer accumulators the FMAs' latency, not
+/// their throughput, would set the pace.
+pub const MIN_ROWS: usize = 9;
+
+/// Up to `MAX_ROWS` query rows laid out for the kernel: for each dimension the rows' values side
+/// by side (`padded` of them, a multiple of 4; rows past the query are zero and left out of the sum).
+struct RowGroup {
+    rows: usize,
+    padded: usize,
+    data: Vec<f32>,
+}
+
+/// A query prepared for this kernel (`q` is `nq × dim` row-major f32, `nq ≥ MIN_ROWS`).
+pub struct QueryRows {
+    dim: usize,
+    groups: Vec<RowGroup>,
+}
+
+impl QueryRows {
+    pub fn new(q: &[f32], nq: usize, dim: usize) -> Self {
+        assert!(
+            nq >= MIN_ROWS,
+            "the row kernel needs at least {MIN_ROWS} query rows"
+        );
+        let n_groups = nq.div_ceil(MAX_ROWS);
+        let per_group = nq.div_ceil(n_groups);
+        let groups = (0..nq)
+            .step_by(per_group)
+            .map(|first| {
+                let rows = per_group.min(nq - first);
+                let padded = rows.div_ceil(4).max(3) * 4;
+                let mut data = vec![0f32; dim * padded];
+                for r in 0..rows {
+                    for k in 0..dim {
+                        data[k * padded + r] = q[(first + r) * dim + k];
+                    }
+                }
+                RowGroup { rows, padded, data }
+            })
+            .collect();
+        QueryRows { dim, groups }
+    }
+}
+
+/// How far ahead of the block being read each dimension step prefetches one line, in bytes
+/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH`, default 2048; read once).
+fn prefetch_bytes() -> usize {
+    static AHEAD: OnceLock<usize> = OnceLock::new();
+    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", 2048, 1 << 16)
+}
+
+/// How far ahead of the block being read, in bytes, the 4 KiB page whose first two lines each
+/// block prefetches as it starts (`PAGESIGHT_MAXSIM_ROWS_TRIGGER`, default 8192; read once).
+fn trigger_bytes() -> usize {
+    static AHEAD: OnceLock<usize> = OnceLock::new();
+    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_TRIGGER", 8192, 1 << 16)
+}
+
+/// MaxSim of the prepared query against one packed page; `next` is the page this thread scores
+/// after it, if known: look-ahead past this page's end goes there instead of into its sign codes.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and `packed` must hold `n_blocks(n_tokens) × dim × 16` values.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn maxsim(
+    qr: &QueryRows,
+    s: &mut Scratch,
+    packed: &[u16],
+    n_tokens: usize,
+    next: Option<&[u16]>,
+) -> f32 {
+    let dim = qr.dim;
+    let nb = n_blocks(n_tokens);
+    debug_assert!(packed.len() >= nb * dim * BLOCK_TOKENS);
+    if n_tokens == 0 || dim == 0 {
+        return 0.0;
+    }
+    let block_bytes = dim * BLOCK_TOKENS * 2;
+    let page_bytes = nb * block_bytes;
+    let base = packed.as_ptr() as *const u8;
+    // The byte `offset` from this page's start, continuing into the next page past the end.
+    let ahead_at = |offset: usize| match next {
+        Some(n) if offset >= page_bytes => {
+            (n.as_ptr() as *const u8).wrapping_add(offset - page_bytes)
+        }
+        _ => base.wrapping_add(offset),
+    };
+    let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
+    let mut total = 0.0;
+    for g in &qr.groups {
+        s.runmax.clear();
+        s.runmax.resize(g.padded, Line([f32::NEG_INFINITY; 16]));
+        let runmax = s.runmax.as_mut_ptr() as *mut u8;
+        for b in 0..nb {
+            let valid = (n_tokens - b * BLOCK_TOKENS).min(BLOCK_TOKENS);
+            let block = BlockArgs {
+                q: g.data.as_ptr(),
+                q_stride: g.padded * 4,
+                src: base.add(b * block_bytes),
+                dim,
+                runmax,
+                mask: ((1u32 << valid) - 1) as u16,
+                // Per step the prefetch is `src + offset`, wherever the look-ahead points.
+                pf_offset: (ahead_at(b * block_bytes + ahead) as usize)
+                    .wrapping_sub(base.add(b * block_bytes) as usize),
+                trigger_page: ahead_at(b * block_bytes + trigger) as usize & !4095,
+            };
+            match g.padded {
+                12 => rows12(block),
+                16 => rows16(block),
+                20 => rows20(block),
+                24 => rows24(block),
+                _ => rows28(block),
+            }
+        }
+        total += s.runmax[..g.rows]
+            .iter()
+            .map(|l| l.0.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .sum::<f32>();
+    }
+    total
+}
+
+/// One block's call: the query group (`q`, `q_stride` bytes between dimensions), the block, the
+/// rows' running maxima, the block's valid-token mask, and where its prefetches go.
+struct BlockArgs {
+    q: *const f32,
+    q_stride: usize,
+    src: *const u8,
+    dim: usize,
+    runmax: *mut u8,
+    mask: u16,
+    pf_offset: usize,
+    trigger_page: usize,
+}
+
+/// One block against `$n` query rows: accumulators zmm0..zmm{n-1}, the block's values for one
+/// dimension in zmm28, zmm29 to fold.
+macro_rules! rows_kernel {
+    ($name:ident, $n:literal, [$($r:literal),*]) => {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $name(a: BlockArgs) {
+            asm!(
+                "kmovw k1, {mask:e}",
+                $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
+                "prefetcht1 byte ptr [{tr}]",
+                "prefetcht1 byte ptr [{tr} + 64]",
+                "2:",
+                "prefetcht1 byte ptr [{s} + {pd}]",
+                "vcvtph2ps zmm28, ymmword ptr [{s}]",
+                $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
+                "add {s}, 32",
+                "add {q}, {qs}",
+                "dec {k}",
+                "jnz 2b",
+                $(
+                    concat!("vmovaps zmm29, zmmword ptr [{m} + 64*", $r, "]"),
+                    concat!("vmaxps zmm29 {{k1}}, zmm29, zmm", $r),
+                    concat!("vmovaps zmmword ptr [{m} + 64*", $r, "], zmm29"),
+                )*
+                mask = in(reg) a.mask as u32,
+                q = inout(reg) a.q => _,
+                qs = in(reg) a.q_stride,
+                s = inout(reg) a.src => _,
+                k = inout(reg) a.dim => _,
+                m = in(reg) a.runmax,
+                pd = in(reg) a.pf_offset,
+                tr = in(reg) a.trigger_page,
+                out("k1") _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+                out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+                out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+                out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+                out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+                out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
+                out("zmm28") _, out("zmm29") _,
+                options(nostack),
+            );
+        }
+    };
+}
+
+rows_kernel!(rows12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+rows_kernel!(
+    rows16,
+    16,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+);
+rows_kernel!(
+    rows20,
+    20,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+);
+rows_kernel!(
+    rows24,
+    24,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
+);
+rows_kernel!(
+    rows28,
+    28,
+    [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27
+    ]
+);
