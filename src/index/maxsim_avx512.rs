@@ -243,6 +243,28 @@ macro_rules! fold_row {
     };
 }
 
+/// `asm!` for the register-blocked kernel loops (here and `maxsim_rows`): the template and
+/// operands given, then every register those loops may use — zmm0–29 and k1 — as clobbered, one
+/// list for all of them. The operands must end with a comma.
+macro_rules! asm_kernel {
+    ($($body:tt)*) => {
+        std::arch::asm!(
+            $($body)*
+            out("k1") _,
+            out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+            out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+            out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+            out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+            out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+            out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+            out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
+            out("zmm28") _, out("zmm29") _,
+            options(nostack),
+        )
+    };
+}
+pub(super) use asm_kernel;
+
 /// Zeroes the 16 accumulators (4 rows × 4 token vectors) of a tile.
 macro_rules! zero_accumulators {
     () => {
@@ -301,7 +323,7 @@ unsafe fn tile(
     pf: *const u8,
     pf_step: usize,
 ) {
-    asm!(
+    asm_kernel!(
         zero_accumulators!(),
         "2:",
         "vmovaps zmm16, zmmword ptr [{c}]",
@@ -322,13 +344,6 @@ unsafe fn tile(
         m = in(reg) runmax,
         pf = inout(reg) pf => _,
         ps = in(reg) pf_step,
-        out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
-        out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
-        out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
-        out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
-        out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
-        out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
-        options(nostack),
     );
 }
 
@@ -348,7 +363,7 @@ unsafe fn tile_widening(
     pf: *const u8,
     pf_step: usize,
 ) {
-    asm!(
+    asm_kernel!(
         zero_accumulators!(),
         "2:",
         "vcvtph2ps zmm16, ymmword ptr [{s}]",
@@ -378,13 +393,6 @@ unsafe fn tile_widening(
         m = in(reg) runmax,
         pf = inout(reg) pf => _,
         ps = in(reg) pf_step,
-        out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
-        out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
-        out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
-        out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
-        out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
-        out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
-        options(nostack),
     );
 }
 

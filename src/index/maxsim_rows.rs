@@ -20,8 +20,8 @@
 
 use super::format::BLOCK_TOKENS;
 use super::maxsim::{env_knob, Line, Scratch};
+use super::maxsim_avx512::asm_kernel;
 use super::segment::n_blocks;
-use std::arch::asm;
 use std::sync::OnceLock;
 
 /// Most query rows one pass holds (28 accumulators, the token vector, one register to fold).
@@ -168,7 +168,7 @@ macro_rules! rows_kernel {
     ($name:ident, $n:literal, [$($r:literal),*]) => {
         #[target_feature(enable = "avx512f")]
         unsafe fn $name(a: BlockArgs) {
-            asm!(
+            asm_kernel!(
                 "kmovw k1, {mask:e}",
                 $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
                 "prefetcht1 byte ptr [{tr}]",
@@ -194,16 +194,6 @@ macro_rules! rows_kernel {
                 m = in(reg) a.runmax,
                 pd = in(reg) a.pf_offset,
                 tr = in(reg) a.trigger_page,
-                out("k1") _,
-                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
-                out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
-                out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
-                out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
-                out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
-                out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
-                out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
-                out("zmm28") _, out("zmm29") _,
-                options(nostack),
             );
         }
     };
