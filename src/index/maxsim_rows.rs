@@ -162,47 +162,25 @@ struct BlockArgs {
     trigger_page: usize,
 }
 
-/// One block against `$n` query rows: accumulators zmm0..zmm{n-1}; the block's values for two
-/// dimensions in zmm28 and zmm29 (`pairs` steps of two dimensions — one prefetch per line, half
-/// the loop overhead), then `singles` steps of one; zmm29 also folds.
+/// One block against `$n` query rows: accumulators zmm0..zmm{n-1}, the block's values for one
+/// dimension in zmm28, zmm29 to fold.
 macro_rules! rows_kernel {
     ($name:ident, $n:literal, [$($r:literal),*]) => {
         #[target_feature(enable = "avx512f")]
         unsafe fn $name(a: BlockArgs) {
-            let pairs = a.dim / 2 * (rows_unroll() == 2) as usize;
             asm_kernel!(
                 "kmovw k1, {mask:e}",
                 $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
                 "prefetcht1 byte ptr [{tr}]",
                 "prefetcht1 byte ptr [{tr} + 64]",
-                "lea {q2}, [{q} + {qs}]",
-                "add {qs}, {qs}",
-                "test {p}, {p}",
-                "jz 3f",
                 "2:",
-                "prefetcht1 byte ptr [{s} + {pd}]",
-                "vcvtph2ps zmm28, ymmword ptr [{s}]",
-                "vcvtph2ps zmm29, ymmword ptr [{s} + 32]",
-                $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
-                $(concat!("vfmadd231ps zmm", $r, ", zmm29, dword ptr [{q2} + 4*", $r, "]{{1to16}}"),)*
-                "add {s}, 64",
-                "add {q}, {qs}",
-                "add {q2}, {qs}",
-                "dec {p}",
-                "jnz 2b",
-                "3:",
-                "shr {qs}, 1",
-                "test {k}, {k}",
-                "jz 5f",
-                "4:",
                 "prefetcht1 byte ptr [{s} + {pd}]",
                 "vcvtph2ps zmm28, ymmword ptr [{s}]",
                 $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
                 "add {s}, 32",
                 "add {q}, {qs}",
                 "dec {k}",
-                "jnz 4b",
-                "5:",
+                "jnz 2b",
                 $(
                     concat!("vmovaps zmm29, zmmword ptr [{m} + 64*", $r, "]"),
                     concat!("vmaxps zmm29 {{k1}}, zmm29, zmm", $r),
@@ -210,24 +188,15 @@ macro_rules! rows_kernel {
                 )*
                 mask = in(reg) a.mask as u32,
                 q = inout(reg) a.q => _,
-                q2 = out(reg) _,
-                qs = inout(reg) a.q_stride => _,
+                qs = in(reg) a.q_stride,
                 s = inout(reg) a.src => _,
-                p = inout(reg) pairs => _,
-                k = inout(reg) a.dim - 2 * pairs => _,
+                k = inout(reg) a.dim => _,
                 m = in(reg) a.runmax,
                 pd = in(reg) a.pf_offset,
                 tr = in(reg) a.trigger_page,
             );
         }
     };
-}
-
-/// Dimensions per loop step of the row kernel, 1 or 2 (`PAGESIGHT_MAXSIM_ROWS_UNROLL`, default
-/// 2; read once). A knob for measuring.
-fn rows_unroll() -> usize {
-    static UNROLL: OnceLock<usize> = OnceLock::new();
-    env_knob(&UNROLL, "PAGESIGHT_MAXSIM_ROWS_UNROLL", 2, 2)
 }
 
 rows_kernel!(rows12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);

@@ -25,9 +25,8 @@ fn kernel_runs() -> Vec<(Isa, Avx512Kernel)> {
 }
 
 /// Query lengths around the tile kernel's 4-row tiles and the row kernel's register groups (9 its
-/// least, 28 one pass, 29+ two or more), odd dimensions (the row kernel steps two at a time),
-/// pages around chunk and block edges, and all-negative pages (padding lanes must never win a
-/// max).
+/// least, 28 one pass, 29+ two or more), odd dimensions, pages around chunk and block edges, and
+/// all-negative pages (padding lanes must never win a max).
 #[test]
 fn exact_maxsim_equals_naive_on_every_isa_and_kernel() {
     let mut rng = Rng::new(7);
