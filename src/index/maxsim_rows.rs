@@ -12,7 +12,7 @@
 //! sequentially, 32 bytes per step, which the L2 hardware streamer follows by itself (its requests
 //! need no fill buffer) — except that it stops at every 4 KiB boundary and needs misses to start
 //! again, so each block prefetches the first two lines of the 4 KiB page `trigger_bytes` ahead,
-//! and each step one line `prefetch_bytes` ahead. On the 16-core H100 host this read a median 17 % more
+//! and each step one line `prefetch_bytes` ahead. On the 16-core H100 host this read a median 14 % more
 //! GB/s than the tile kernel (`bench/gpu-notes.md`). After a block, each row's 16 lanes are
 //! folded into its running max under the block's valid-token mask, so padding tokens never win a
 //! max. Queries longer than `MAX_ROWS` run in groups of rows, each a pass over the page (the
