@@ -18,6 +18,7 @@ pub mod loader;
 pub mod model_parity;
 pub mod search;
 pub mod search_reference;
+mod search_report;
 pub mod search_tensor;
 pub mod search_variants;
 

@@ -624,74 +624,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    // flop per stored byte of an exact MaxSim: 2 · query tokens per f16 value of 2 bytes.
-    let intensity = a.query_tokens as f64;
-    for size in &mut sizes {
-        for e in &mut size.exact {
-            e.peak_gflops = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
-            e.fraction_of_peak = e.gflops / e.peak_gflops;
-            e.fraction_of_peak_at_min = e.gflops_at_min / e.peak_gflops;
-            e.one_core_peak_gflops = peak_of(e.isa).map_or(f64::NAN, |p| p.one_core_gflops);
-            e.fraction_of_peak_per_cpu_second = e.gflops_per_cpu_second / e.one_core_peak_gflops;
-            e.roofline_gflops = e.peak_gflops.min(read_gb_per_s * intensity);
-            e.fraction_of_roofline = e.gflops / e.roofline_gflops;
-            let sustained = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_sustained_gflops);
-            eprintln!(
-                "{} pages, exact {}: p50 = {:.1} % of the all-core FMA loop's median trial ({sustained:.0} GFLOP/s); steal during the queries {}",
-                size.pages,
-                e.isa.name(),
-                100.0 * e.gflops / sustained,
-                e.steal_fraction
-                    .map_or("unknown".to_string(), |f| format!("{:.1} %", 100.0 * f))
-            );
-            eprintln!(
-                "{} pages, exact {}: p50 {:.1} GFLOP/s = {:.1} %, fastest query {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {:.0}; per CPU second given {:.1} GFLOP/s = {:.1} % of the 1-core peak {:.0}",
-                size.pages,
-                e.isa.name(),
-                e.gflops,
-                100.0 * e.fraction_of_peak,
-                e.gflops_at_min,
-                100.0 * e.fraction_of_peak_at_min,
-                e.peak_gflops,
-                e.gflops_per_cpu_second,
-                100.0 * e.fraction_of_peak_per_cpu_second,
-                e.one_core_peak_gflops
-            );
-            if let Some(m) = size.mapped_read_gb_per_s {
-                eprintln!(
-                    "{} pages: a plain all-core sum over the index's mmapped segment files reads {m:.1} GB/s; exact {} reads {:.1} GB/s = {:.1} % of that",
-                    size.pages,
-                    e.isa.name(),
-                    e.page_gb_per_s,
-                    100.0 * e.page_gb_per_s / m
-                );
-            }
-            eprintln!(
-                "{} pages, exact {}: reads {:.1} GB/s of page data = {:.1} % of the read bandwidth; roofline at {intensity:.0} flop/byte = {:.0} GFLOP/s ({}), p50 at {:.1} % of it",
-                size.pages,
-                e.isa.name(),
-                e.page_gb_per_s,
-                100.0 * e.page_gb_per_s / read_gb_per_s,
-                e.roofline_gflops,
-                if e.roofline_gflops < e.peak_gflops { "memory-bound" } else { "compute-bound" },
-                100.0 * e.fraction_of_roofline
-            );
-        }
-    }
-    for size in &mut sizes {
-        for v in &mut size.exact_variants {
-            let peak = peak_of(v.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
-            v.fraction_of_peak = v.gflops / peak;
-            eprintln!(
-                "{} pages, exact {} ({}): p50 {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {peak:.0}",
-                size.pages,
-                v.isa.name(),
-                v.variant.name(),
-                v.gflops,
-                100.0 * v.fraction_of_peak
-            );
-        }
-    }
+    super::search_report::fractions(&mut sizes, &peaks, read_gb_per_s, a.query_tokens);
     let kernel: Vec<KernelRun> = kernel
         .into_iter()
         .map(|(isa, gflops)| {
