@@ -217,8 +217,8 @@ impl<'a> PreparedQuery<'a> {
         self.score_then(scratch, packed, n_tokens, None)
     }
 
-    /// `score`, told which page this thread scores next (its packed data): the AVX-512 kernel
-    /// prefetches on into it (`maxsim_avx512::maxsim`).
+    /// `score`, told which page this thread scores next (its packed data): the AVX-512 kernels'
+    /// look-ahead prefetches run on into it instead of into this page's sign codes.
     pub fn score_then(
         &self,
         scratch: &mut Scratch,

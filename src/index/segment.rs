@@ -374,7 +374,9 @@ impl SegmentReader {
     /// (`MADV_HUGEPAGE`): the same bytes and entries, no longer read through the page cache's
     /// 4 KiB mappings. An exact query streams every page once, and with 4 KiB pages each 192 KiB
     /// page costs ~48 TLB misses (two-level page walks in a virtual machine). Costs the file's
-    /// size in RAM on top of the page cache; the kernel may still hand out small pages.
+    /// size in RAM on top of the page cache; the kernel may still hand out small pages. For
+    /// measuring (`bench search --exact-variants huge-pages`): on the H100 hosts it made no
+    /// difference to exact search, so the app keeps its segments mapped.
     pub fn resident_copy(&self) -> Result<SegmentReader> {
         let mut anon = memmap2::MmapMut::map_anon(self.mmap.len()).map_err(io_err(&self.path))?;
         #[cfg(target_os = "linux")]
