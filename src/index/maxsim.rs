@@ -85,6 +85,23 @@ pub(super) fn env_knob(
     })
 }
 
+/// Where a kernel's look-ahead `offset` bytes from the start of a page of `page_bytes` lands: in
+/// the page, or past its end in `next`, the page the thread scores after it (without one, past
+/// the end: the page's own sign codes and metadata, harmless to prefetch).
+pub(super) fn look_ahead(
+    page: *const u8,
+    page_bytes: usize,
+    next: Option<&[u16]>,
+    offset: usize,
+) -> *const u8 {
+    match next {
+        Some(n) if offset >= page_bytes => {
+            (n.as_ptr() as *const u8).wrapping_add(offset - page_bytes)
+        }
+        _ => page.wrapping_add(offset),
+    }
+}
+
 /// The best ISA this CPU runs, detected once.
 pub fn detected_isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();

@@ -19,7 +19,7 @@
 //! second from cache).
 
 use super::format::BLOCK_TOKENS;
-use super::maxsim::{env_knob, Line, Scratch};
+use super::maxsim::{env_knob, look_ahead, Line, Scratch};
 use super::maxsim_avx512::asm_kernel;
 use super::segment::n_blocks;
 use std::sync::OnceLock;
@@ -106,13 +106,7 @@ pub unsafe fn maxsim(
     let block_bytes = dim * BLOCK_TOKENS * 2;
     let page_bytes = nb * block_bytes;
     let base = packed.as_ptr() as *const u8;
-    // The byte `offset` from this page's start, continuing into the next page past the end.
-    let ahead_at = |offset: usize| match next {
-        Some(n) if offset >= page_bytes => {
-            (n.as_ptr() as *const u8).wrapping_add(offset - page_bytes)
-        }
-        _ => base.wrapping_add(offset),
-    };
+    let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset);
     let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
     let mut total = 0.0;
     for g in &qr.groups {
