@@ -106,6 +106,8 @@ pub(super) fn latency(mut ms: Vec<f64>) -> Latency {
 #[derive(Serialize, Debug)]
 pub struct ExactRun {
     pub isa: Isa,
+    /// The kernel that ran (`PreparedQuery::kernel_name`: on AVX-512, rows or tiles).
+    pub kernel: String,
     /// Share of the CPUs' time the hypervisor gave to others during these queries.
     pub steal_fraction: Option<f64>,
     pub latency: Latency,
@@ -511,15 +513,23 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             }
             let gflops = flops / (lat.p50_ms / 1e3) / 1e9;
             let gflops_at_min = flops / (lat.min_ms / 1e3) / 1e9;
+            let kernel = crate::index::maxsim::PreparedQuery::new(
+                isa,
+                &queries[0].vectors,
+                a.query_tokens,
+                a.dim,
+            )
+            .kernel_name();
             eprintln!(
                 "  exact {:>14}: {}  {:6.1} GFLOP/s (at min {:6.1})",
-                isa.name(),
+                kernel,
                 latency_line(&lat),
                 gflops,
                 gflops_at_min,
             );
             exact.push(ExactRun {
                 isa,
+                kernel: kernel.to_string(),
                 steal_fraction,
                 latency: lat,
                 gflops,

@@ -29,7 +29,7 @@ pub(super) fn fractions(
             eprintln!(
                 "{} pages, exact {}: p50 = {:.1} % of the all-core FMA loop's median trial ({sustained:.0} GFLOP/s); steal during the queries {}",
                 size.pages,
-                e.isa.name(),
+                e.kernel,
                 100.0 * e.gflops / sustained,
                 e.steal_fraction
                     .map_or("unknown".to_string(), |f| format!("{:.1} %", 100.0 * f))
@@ -37,7 +37,7 @@ pub(super) fn fractions(
             eprintln!(
                 "{} pages, exact {}: p50 {:.1} GFLOP/s = {:.1} %, fastest query {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {:.0}; per CPU second given {:.1} GFLOP/s = {:.1} % of the 1-core peak {:.0}",
                 size.pages,
-                e.isa.name(),
+                e.kernel,
                 e.gflops,
                 100.0 * e.fraction_of_peak,
                 e.gflops_at_min,
@@ -51,7 +51,7 @@ pub(super) fn fractions(
                 eprintln!(
                     "{} pages: a plain all-core sum over the index's mmapped segment files reads {m:.1} GB/s; exact {} reads {:.1} GB/s = {:.1} % of that",
                     size.pages,
-                    e.isa.name(),
+                    e.kernel,
                     e.page_gb_per_s,
                     100.0 * e.page_gb_per_s / m
                 );
@@ -59,7 +59,7 @@ pub(super) fn fractions(
             eprintln!(
                 "{} pages, exact {}: reads {:.1} GB/s of page data = {:.1} % of the read bandwidth; roofline at {intensity:.0} flop/byte = {:.0} GFLOP/s ({}), p50 at {:.1} % of it",
                 size.pages,
-                e.isa.name(),
+                e.kernel,
                 e.page_gb_per_s,
                 100.0 * e.page_gb_per_s / read_gb_per_s,
                 e.roofline_gflops,

@@ -229,6 +229,15 @@ impl<'a> PreparedQuery<'a> {
         self.isa
     }
 
+    /// Which kernel scores this query: the ISA, and on AVX-512 which of its two kernels.
+    pub fn kernel_name(&self) -> &'static str {
+        match (self.isa, self.rows.is_some()) {
+            (Isa::Avx512, true) => "avx512f rows",
+            (Isa::Avx512, false) => "avx512f tiles",
+            (isa, _) => isa.name(),
+        }
+    }
+
     /// MaxSim against a packed page of `n_tokens` tokens.
     pub fn score(&self, scratch: &mut Scratch, packed: &[u16], n_tokens: usize) -> f32 {
         self.score_then(scratch, packed, n_tokens, None)
