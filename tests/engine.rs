@@ -213,6 +213,9 @@ fn ingest_search_and_reingest_incrementally() {
             assert!(note.unwrap().contains("random"));
             // No GPU in this build: the CPU kernels rank, and the answer says so.
             assert!(scorer.starts_with("CPU exact MaxSim ("), "{scorer}");
+            // …naming the kernel that ran: this CPU's best ISA (on AVX-512, rows or tiles).
+            let isa = pagesight::index::maxsim::detected_isa();
+            assert!(scorer.contains(isa.name()), "{scorer} should name {isa:?}");
             for w in hits.windows(2) {
                 assert!(w[0].score >= w[1].score);
             }

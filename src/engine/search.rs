@@ -108,13 +108,14 @@ impl SearchState {
         index: &Path,
         searcher: &Searcher,
         device: &candle_core::Device,
+        query_tokens: usize,
     ) -> (ChosenScorer<'a>, String, Option<String>) {
         // The CPU kernels, with the note saying why not the GPU where it was expected.
         let cpu = |note: Option<String>| {
             let isa = crate::index::maxsim::detected_isa();
             let label = format!(
                 "CPU exact MaxSim ({}, {} threads)",
-                isa.name(),
+                crate::index::maxsim::kernel_for(isa, query_tokens),
                 rayon::current_num_threads()
             );
             (ChosenScorer::Cpu(CpuExact(isa)), label, note)
@@ -269,14 +270,14 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         },
     };
     let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
-        let (s, l, n) = state.scorer(&req.index, &searcher, &candle_core::Device::Cpu);
+        let (s, l, n) = state.scorer(&req.index, &searcher, &candle_core::Device::Cpu, 0);
         (
             s,
             format!("BM25 text search (visual scorer unused: {l})"),
             n,
         )
     } else {
-        let (s, l, n) = state.scorer(&req.index, &searcher, &device);
+        let (s, l, n) = state.scorer(&req.index, &searcher, &device, q.n_tokens);
         let l = match q.scorer {
             crate::index::Scorer::Exact => l,
             crate::index::Scorer::Binary { candidates } => {

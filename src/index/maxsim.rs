@@ -183,6 +183,26 @@ impl Avx512Kernel {
     }
 }
 
+/// Whether a query of `nq` tokens takes the row kernel on `isa` (available) with `kernel` asked.
+fn uses_rows(isa: Isa, kernel: Avx512Kernel, nq: usize) -> bool {
+    isa == Isa::Avx512 && kernel == Avx512Kernel::Rows && nq >= super::maxsim_rows::MIN_ROWS
+}
+
+fn kernel_name(isa: Isa, rows: bool) -> &'static str {
+    match (isa, rows) {
+        (Isa::Avx512, true) => "avx512f rows",
+        (Isa::Avx512, false) => "avx512f tiles",
+        (isa, _) => isa.name(),
+    }
+}
+
+/// The kernel that scores a query of `nq` tokens on `isa` as configured: the ISA, and on AVX-512
+/// which of its two kernels (for labels, before a query is prepared).
+pub fn kernel_for(isa: Isa, nq: usize) -> &'static str {
+    let isa = if isa.available() { isa } else { Isa::Portable };
+    kernel_name(isa, uses_rows(isa, Avx512Kernel::configured(), nq))
+}
+
 /// A query ready to score many pages with one ISA: laid out once, not per page.
 pub struct PreparedQuery<'a> {
     isa: Isa,
@@ -210,9 +230,7 @@ impl<'a> PreparedQuery<'a> {
     ) -> Self {
         assert!(q.len() >= nq * dim, "query shorter than nq × dim");
         let isa = if isa.available() { isa } else { Isa::Portable };
-        let use_rows = isa == Isa::Avx512
-            && kernel == Avx512Kernel::Rows
-            && nq >= super::maxsim_rows::MIN_ROWS;
+        let use_rows = uses_rows(isa, kernel, nq);
         let rows = use_rows.then(|| super::maxsim_rows::QueryRows::new(q, nq, dim));
         let tiles = (isa == Isa::Avx512 && !use_rows).then(|| QueryTiles::new(q, nq, dim));
         PreparedQuery {
@@ -229,13 +247,9 @@ impl<'a> PreparedQuery<'a> {
         self.isa
     }
 
-    /// Which kernel scores this query: the ISA, and on AVX-512 which of its two kernels.
+    /// Which kernel scores this query (`kernel_name`).
     pub fn kernel_name(&self) -> &'static str {
-        match (self.isa, self.rows.is_some()) {
-            (Isa::Avx512, true) => "avx512f rows",
-            (Isa::Avx512, false) => "avx512f tiles",
-            (isa, _) => isa.name(),
-        }
+        kernel_name(self.isa, self.rows.is_some())
     }
 
     /// MaxSim against a packed page of `n_tokens` tokens.
