@@ -513,13 +513,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             }
             let gflops = flops / (lat.p50_ms / 1e3) / 1e9;
             let gflops_at_min = flops / (lat.min_ms / 1e3) / 1e9;
-            let kernel = crate::index::maxsim::PreparedQuery::new(
-                isa,
-                &queries[0].vectors,
-                a.query_tokens,
-                a.dim,
-            )
-            .kernel_name();
+            let kernel = crate::index::maxsim::kernel_for(isa, a.query_tokens);
             eprintln!(
                 "  exact {:>14}: {}  {:6.1} GFLOP/s (at min {:6.1})",
                 kernel,

@@ -67,15 +67,13 @@ pub(super) fn fractions(
                 100.0 * e.fraction_of_roofline
             );
         }
-    }
-    for size in sizes.iter_mut() {
         for v in &mut size.exact_variants {
             let peak = peak_of(v.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
             v.fraction_of_peak = v.gflops / peak;
             eprintln!(
                 "{} pages, exact {} ({}): p50 {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {peak:.0}",
                 size.pages,
-                v.isa.name(),
+                v.kernel,
                 v.variant.name(),
                 v.gflops,
                 100.0 * v.fraction_of_peak

@@ -24,6 +24,8 @@ pub enum ExactVariant {
 pub struct VariantRun {
     pub variant: ExactVariant,
     pub isa: Isa,
+    /// The kernel that ran (`maxsim::kernel_for`).
+    pub kernel: &'static str,
     pub latency: Latency,
     pub gflops: f64,
     /// Of the all-core peak measured before and after all runs (set with the summary).
@@ -82,6 +84,7 @@ pub fn run(
         let run = VariantRun {
             variant: v,
             isa,
+            kernel: crate::index::maxsim::kernel_for(isa, queries[0].n_tokens),
             top10_agreement: overlap_at_10(exact_tops, &tops),
             anon_huge_pages_bytes: if v == ExactVariant::Pinned {
                 None
@@ -94,7 +97,7 @@ pub fn run(
         };
         eprintln!(
             "  exact {:>14} {:<19}: {}  {:6.1} GFLOP/s; top-10 as plain {:.3}{}",
-            isa.name(),
+            run.kernel,
             format!("({})", v.name()),
             latency_line(&run.latency),
             gflops,

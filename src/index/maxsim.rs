@@ -188,19 +188,15 @@ fn uses_rows(isa: Isa, kernel: Avx512Kernel, nq: usize) -> bool {
     isa == Isa::Avx512 && kernel == Avx512Kernel::Rows && nq >= super::maxsim_rows::MIN_ROWS
 }
 
-fn kernel_name(isa: Isa, rows: bool) -> &'static str {
-    match (isa, rows) {
-        (Isa::Avx512, true) => "avx512f rows",
-        (Isa::Avx512, false) => "avx512f tiles",
-        (isa, _) => isa.name(),
-    }
-}
-
 /// The kernel that scores a query of `nq` tokens on `isa` as configured: the ISA, and on AVX-512
 /// which of its two kernels (for labels, before a query is prepared).
 pub fn kernel_for(isa: Isa, nq: usize) -> &'static str {
     let isa = if isa.available() { isa } else { Isa::Portable };
-    kernel_name(isa, uses_rows(isa, Avx512Kernel::configured(), nq))
+    match (isa, uses_rows(isa, Avx512Kernel::configured(), nq)) {
+        (Isa::Avx512, true) => "avx512f rows",
+        (Isa::Avx512, false) => "avx512f tiles",
+        (isa, _) => isa.name(),
+    }
 }
 
 /// A query ready to score many pages with one ISA: laid out once, not per page.
@@ -245,11 +241,6 @@ impl<'a> PreparedQuery<'a> {
 
     pub fn isa(&self) -> Isa {
         self.isa
-    }
-
-    /// Which kernel scores this query (`kernel_name`).
-    pub fn kernel_name(&self) -> &'static str {
-        kernel_name(self.isa, self.rows.is_some())
     }
 
     /// MaxSim against a packed page of `n_tokens` tokens.
