@@ -158,14 +158,15 @@ while [ $# -gt 0 ]; do
       # "PAGESIGHT_MAXSIM_PREFETCH=1 PAGESIGHT_MAXSIM_PREFETCH=4,RAYON_NUM_THREADS=8";
       # default: as built) and thread count in SEARCH_THREADS (space-separated; default all),
       # binary candidates from SEARCH_CANDIDATES. SEARCH_VARIANTS (e.g. huge-pages,pinned) times
-      # exact again with the segments in huge-page memory and/or pinned threads.
+      # exact again with the segments in huge-page memory and/or pinned threads; SEARCH_QUERIES
+      # queries per run (default 10).
       pages=${1:-100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=100000
       { lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA|L[23])"; echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled)"; } >> "$summary" 2>&1
       for config in ${SEARCH_CONFIGS:-PAGESIGHT_MAXSIM_DEFAULTS=1}; do
       for threads in ${SEARCH_THREADS:-$(nproc)}; do
         note "-- bench search (CPU), ${config//,/ } RAYON_NUM_THREADS=$threads"
         env ${config//,/ } RAYON_NUM_THREADS=$threads "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
-          --queries 10 --candidates "${SEARCH_CANDIDATES:-100,200,400}" ${SEARCH_VARIANTS:+--exact-variants "$SEARCH_VARIANTS"} --work-dir /tmp/pagesight-bench-search 2>&1 \
+          --queries "${SEARCH_QUERIES:-10}" --candidates "${SEARCH_CANDIDATES:-100,200,400}" ${SEARCH_VARIANTS:+--exact-variants "$SEARCH_VARIANTS"} --work-dir /tmp/pagesight-bench-search 2>&1 \
           | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth|mmapped|per CPU second|all-core FMA peak|median trial|FMA peak avx512f" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       done

@@ -459,10 +459,11 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
     let mut peaks = cpu_peak::measure_all(&isas());
     for p in &peaks {
         eprintln!(
-            "{cpu} × {cores} threads; FMA peak {}: 1 core {:.0} GFLOP/s, all {:.0} (sustained {:.0}, nominal {:.0})",
+            "{cpu} × {cores} threads; FMA peak {}: 1 core {:.0} GFLOP/s, all {:.0} (all cores together {:.0}, sustained {:.0}, nominal {:.0})",
             p.isa.name(),
             p.one_core_gflops,
             p.all_cores_gflops,
+            p.all_cores_together_gflops,
             p.all_cores_sustained_gflops,
             p.nominal_gflops.unwrap_or(f64::NAN)
         );

@@ -290,24 +290,33 @@ pub fn maxsim(isa: Isa, q: &[f32], nq: usize, dim: usize, packed: &[u16], n_toke
     PreparedQuery::new(isa, q, nq, dim).score(&mut Scratch::default(), packed, n_tokens)
 }
 
-/// Measured FMA throughput of one core for `isa` (FLOP/s): a register-only loop of independent
-/// FMAs, `iters` × (FMAs per iteration) × lanes × 2 flop / elapsed. `None` where the ISA has
-/// no such loop here or the CPU lacks it.
-pub fn fma_peak_one_core(isa: Isa, iters: u64) -> Option<f64> {
+/// Runs the register-only FMA loop of `isa` for `iters` iterations on this core: (flop done,
+/// seconds taken). `None` where the ISA has no such loop here or the CPU lacks it.
+pub fn fma_loop(isa: Isa, iters: u64) -> Option<(f64, f64)> {
     if !isa.available() {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     {
+        let t = std::time::Instant::now();
         // SAFETY: the CPU has the ISA (checked above).
-        match isa {
-            Isa::Avx512 => return Some(unsafe { super::maxsim_avx512::fma_peak(iters) }),
-            Isa::Avx2F16c => return Some(unsafe { super::maxsim_avx512::fma_peak_avx2(iters) }),
-            Isa::Portable => {}
-        }
+        let flop = match isa {
+            Isa::Avx512 => unsafe { super::maxsim_avx512::fma_loop(iters) },
+            Isa::Avx2F16c => unsafe { super::maxsim_avx512::fma_loop_avx2(iters) },
+            Isa::Portable => return None,
+        };
+        return Some((flop, t.elapsed().as_secs_f64()));
     }
-    let _ = iters;
-    None
+    #[allow(unreachable_code)]
+    {
+        let _ = iters;
+        None
+    }
+}
+
+/// Measured FMA throughput of one core for `isa` (FLOP/s): `fma_loop`'s flop / its seconds.
+pub fn fma_peak_one_core(isa: Isa, iters: u64) -> Option<f64> {
+    fma_loop(isa, iters).map(|(flop, secs)| flop / secs)
 }
 
 /// Straightforward reference: per query token, the max over tokens of the dot product (f64).

@@ -394,14 +394,13 @@ unsafe fn tile_widening(
     );
 }
 
-/// Register-only FMA throughput of this core: `iters` × 12 independent 512-bit FMAs.
-/// Returns FLOP/s (16 lanes × 2 flop per FMA).
+/// A register-only loop of `iters` × 12 independent 512-bit FMAs on this core; returns the flop
+/// it did (16 lanes × 2 flop per FMA), for the caller to time.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn fma_peak(iters: u64) -> f64 {
-    let t = std::time::Instant::now();
+pub unsafe fn fma_loop(iters: u64) -> f64 {
     asm!(
         "vpxord zmm0, zmm0, zmm0",
         "vpxord zmm1, zmm1, zmm1",
@@ -437,16 +436,15 @@ pub unsafe fn fma_peak(iters: u64) -> f64 {
         out("zmm12") _, out("zmm13") _,
         options(nostack, nomem),
     );
-    iters.max(1) as f64 * 12.0 * 32.0 / t.elapsed().as_secs_f64()
+    iters.max(1) as f64 * 12.0 * 32.0
 }
 
-/// The same loop with 256-bit FMAs (the AVX2 path's peak).
+/// The same loop with 10 independent 256-bit FMAs (the AVX2 path's peak); returns its flop.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn fma_peak_avx2(iters: u64) -> f64 {
-    let t = std::time::Instant::now();
+pub unsafe fn fma_loop_avx2(iters: u64) -> f64 {
     asm!(
         "vxorps ymm0, ymm0, ymm0",
         "vxorps ymm1, ymm1, ymm1",
@@ -477,5 +475,5 @@ pub unsafe fn fma_peak_avx2(iters: u64) -> f64 {
         out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
         options(nostack, nomem),
     );
-    iters.max(1) as f64 * 10.0 * 16.0 / t.elapsed().as_secs_f64()
+    iters.max(1) as f64 * 10.0 * 16.0
 }

@@ -70,11 +70,22 @@ impl QueryRows {
     }
 }
 
+/// Whether a block is read from both ends at once (`PAGESIGHT_MAXSIM_ROWS_ENDS=2`): one dimension
+/// from the front, then one from the back, so the L2 streamer runs a forward and a backward
+/// stream (it keeps one of each per 4 KiB page), each consumed at half the rate. Even dimensions
+/// only; read once.
+fn two_ended(dim: usize) -> bool {
+    static ENDS: OnceLock<usize> = OnceLock::new();
+    dim % 2 == 0 && env_knob(&ENDS, "PAGESIGHT_MAXSIM_ROWS_ENDS", 1, 2) == 2
+}
+
 /// How far ahead of the block being read each dimension step prefetches one line, in bytes
-/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH`, default 2048; read once).
-fn prefetch_bytes() -> usize {
+/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH`, default 2048, or one block when read from both ends; read
+/// once).
+fn prefetch_bytes(two_ended: bool) -> usize {
     static AHEAD: OnceLock<usize> = OnceLock::new();
-    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", 2048, 1 << 16)
+    let default = if two_ended { 4096 } else { 2048 };
+    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", default, 1 << 16)
 }
 
 /// How far ahead of the block being read, in bytes, the 4 KiB page whose first two lines each
@@ -107,7 +118,8 @@ pub unsafe fn maxsim(
     let page_bytes = nb * block_bytes;
     let base = packed.as_ptr() as *const u8;
     let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset);
-    let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
+    let both = two_ended(dim);
+    let (ahead, trigger) = (prefetch_bytes(both), trigger_bytes());
     let mut total = 0.0;
     for g in &qr.groups {
         s.runmax.clear();
@@ -127,6 +139,22 @@ pub unsafe fn maxsim(
                     .wrapping_sub(base.add(b * block_bytes) as usize),
                 trigger_page: ahead_at(b * block_bytes + trigger) as usize & !4095,
             };
+            if both {
+                // Where the block `trigger` bytes ahead ends: its backward stream starts there.
+                let back = ahead_at(b * block_bytes + trigger + block_bytes - 64) as usize;
+                let block = BlockArgs {
+                    trigger_page: ahead_at(b * block_bytes + trigger) as usize,
+                    ..block
+                };
+                match g.padded {
+                    12 => ends12(block, back),
+                    16 => ends16(block, back),
+                    20 => ends20(block, back),
+                    24 => ends24(block, back),
+                    _ => ends28(block, back),
+                }
+                continue;
+            }
             match g.padded {
                 12 => rows12(block),
                 16 => rows16(block),
@@ -192,6 +220,82 @@ macro_rules! rows_kernel {
         }
     };
 }
+
+/// `rows_kernel` reading the block from both ends: per step dimension `k` from the front and
+/// `dim − 1 − k` from the back (`dim` even), each prefetching `pf_offset` ahead of itself; the
+/// triggers touch the front two lines of the block ahead (`trigger_page`, here the block's
+/// start) and its last two (`back`).
+macro_rules! ends_kernel {
+    ($name:ident, $n:literal, [$($r:literal),*]) => {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $name(a: BlockArgs, back: usize) {
+            let q_back = a.q.byte_add((a.dim - 1) * a.q_stride);
+            let s_back = a.src.add((a.dim - 1) * 32);
+            asm_kernel!(
+                "kmovw k1, {mask:e}",
+                $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
+                "prefetcht1 byte ptr [{tr}]",
+                "prefetcht1 byte ptr [{tr} + 64]",
+                "prefetcht1 byte ptr [{bk}]",
+                "prefetcht1 byte ptr [{bk} - 64]",
+                "2:",
+                "prefetcht1 byte ptr [{s} + {pd}]",
+                "prefetcht1 byte ptr [{e} + {pd}]",
+                "vcvtph2ps zmm28, ymmword ptr [{s}]",
+                $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
+                "vcvtph2ps zmm29, ymmword ptr [{e}]",
+                $(concat!("vfmadd231ps zmm", $r, ", zmm29, dword ptr [{qe} + 4*", $r, "]{{1to16}}"),)*
+                "add {s}, 32",
+                "sub {e}, 32",
+                "add {q}, {qs}",
+                "sub {qe}, {qs}",
+                "dec {k}",
+                "jnz 2b",
+                $(
+                    concat!("vmovaps zmm29, zmmword ptr [{m} + 64*", $r, "]"),
+                    concat!("vmaxps zmm29 {{k1}}, zmm29, zmm", $r),
+                    concat!("vmovaps zmmword ptr [{m} + 64*", $r, "], zmm29"),
+                )*
+                mask = in(reg) a.mask as u32,
+                q = inout(reg) a.q => _,
+                qe = inout(reg) q_back => _,
+                qs = in(reg) a.q_stride,
+                s = inout(reg) a.src => _,
+                e = inout(reg) s_back => _,
+                k = inout(reg) a.dim / 2 => _,
+                m = in(reg) a.runmax,
+                pd = in(reg) a.pf_offset,
+                tr = in(reg) a.trigger_page,
+                bk = in(reg) back,
+            );
+        }
+    };
+}
+
+ends_kernel!(ends12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+ends_kernel!(
+    ends16,
+    16,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+);
+ends_kernel!(
+    ends20,
+    20,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+);
+ends_kernel!(
+    ends24,
+    24,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
+);
+ends_kernel!(
+    ends28,
+    28,
+    [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        25, 26, 27
+    ]
+);
 
 rows_kernel!(rows12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 rows_kernel!(
