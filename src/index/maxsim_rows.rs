@@ -70,29 +70,31 @@ impl QueryRows {
     }
 }
 
-/// Whether a block is read from both ends at once (`PAGESIGHT_MAXSIM_ROWS_ENDS=2`): one dimension
-/// from the front, then one from the back, so the L2 streamer runs a forward and a backward
-/// stream (it keeps one of each per 4 KiB page), each consumed at half the rate. Even dimensions
-/// only; read once.
-fn two_ended(dim: usize) -> bool {
-    static ENDS: OnceLock<usize> = OnceLock::new();
-    dim % 2 == 0 && env_knob(&ENDS, "PAGESIGHT_MAXSIM_ROWS_ENDS", 1, 2) == 2
-}
-
-/// How far ahead of the block being read each dimension step prefetches one line, in bytes
-/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH`, default 2048, or one block when read from both ends; read
-/// once).
-fn prefetch_bytes(two_ended: bool) -> usize {
+/// How far ahead of the data being read each step prefetches, in bytes
+/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH`, default 4096 = one block of 128 dimensions, so each front and
+/// back step prefetches the line it will read in the next block; read once).
+fn prefetch_bytes() -> usize {
     static AHEAD: OnceLock<usize> = OnceLock::new();
-    let default = if two_ended { 4096 } else { 2048 };
-    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", default, 1 << 16)
+    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", 4096, 1 << 16)
 }
 
-/// How far ahead of the block being read, in bytes, the 4 KiB page whose first two lines each
+/// How far ahead of the block being read, in bytes, the block whose first and last two lines each
 /// block prefetches as it starts (`PAGESIGHT_MAXSIM_ROWS_TRIGGER`, default 8192; read once).
 fn trigger_bytes() -> usize {
     static AHEAD: OnceLock<usize> = OnceLock::new();
     env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_TRIGGER", 8192, 1 << 16)
+}
+
+/// The alignment each step's prefetch address is rounded down to
+/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH_ALIGN`, 64 or 128, default 64; read once). At 128 the steps
+/// prefetch only the first line of each 128-byte pair and leave its partner to the L2's
+/// adjacent-line prefetcher, so half as many line-fill buffers are held.
+fn prefetch_align() -> usize {
+    static ALIGN: OnceLock<usize> = OnceLock::new();
+    match env_knob(&ALIGN, "PAGESIGHT_MAXSIM_ROWS_PREFETCH_ALIGN", 64, 128) {
+        128 => 128,
+        _ => 64,
+    }
 }
 
 /// MaxSim of the prepared query against one packed page; `next` is the page this thread scores
@@ -117,9 +119,9 @@ pub unsafe fn maxsim(
     let block_bytes = dim * BLOCK_TOKENS * 2;
     let page_bytes = nb * block_bytes;
     let base = packed.as_ptr() as *const u8;
-    let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset);
-    let both = two_ended(dim);
-    let (ahead, trigger) = (prefetch_bytes(both), trigger_bytes());
+    let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset) as usize;
+    let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
+    let line_mask = (prefetch_align() as usize).wrapping_neg();
     let mut total = 0.0;
     for g in &qr.groups {
         s.runmax.clear();
@@ -127,34 +129,21 @@ pub unsafe fn maxsim(
         let runmax = s.runmax.as_mut_ptr() as *mut u8;
         for b in 0..nb {
             let valid = (n_tokens - b * BLOCK_TOKENS).min(BLOCK_TOKENS);
+            let at = b * block_bytes;
             let block = BlockArgs {
                 q: g.data.as_ptr(),
                 q_stride: g.padded * 4,
-                src: base.add(b * block_bytes),
+                src: base.add(at),
                 dim,
                 runmax,
                 mask: ((1u32 << valid) - 1) as u16,
-                // Per step the prefetch is `src + offset`, wherever the look-ahead points.
-                pf_offset: (ahead_at(b * block_bytes + ahead) as usize)
-                    .wrapping_sub(base.add(b * block_bytes) as usize),
-                trigger_page: ahead_at(b * block_bytes + trigger) as usize & !4095,
+                // Per step the prefetch is `src + offset` (front and back), wherever the
+                // look-ahead points.
+                pf_offset: ahead_at(at + ahead).wrapping_sub(base.add(at) as usize),
+                line_mask,
+                trigger_front: ahead_at(at + trigger),
+                trigger_back: ahead_at(at + trigger + block_bytes - 64),
             };
-            if both {
-                // Where the block `trigger` bytes ahead ends: its backward stream starts there.
-                let back = ahead_at(b * block_bytes + trigger + block_bytes - 64) as usize;
-                let block = BlockArgs {
-                    trigger_page: ahead_at(b * block_bytes + trigger) as usize,
-                    ..block
-                };
-                match g.padded {
-                    12 => ends12(block, back),
-                    16 => ends16(block, back),
-                    20 => ends20(block, back),
-                    24 => ends24(block, back),
-                    _ => ends28(block, back),
-                }
-                continue;
-            }
             match g.padded {
                 12 => rows12(block),
                 16 => rows16(block),
@@ -181,66 +170,37 @@ struct BlockArgs {
     runmax: *mut u8,
     mask: u16,
     pf_offset: usize,
-    trigger_page: usize,
+    line_mask: usize,
+    trigger_front: usize,
+    trigger_back: usize,
 }
 
-/// One block against `$n` query rows: accumulators zmm0..zmm{n-1}, the block's values for one
-/// dimension in zmm28, zmm29 to fold.
+/// One block against `$n` query rows: accumulators zmm0..zmm{n-1}; per step dimension `k` from
+/// the front (values in zmm28) and `dim − 1 − k` from the back (zmm29), each prefetching
+/// `pf_offset` ahead of itself; an odd middle dimension last, from the front. The triggers touch
+/// the first two and last two lines of the block `trigger_bytes` ahead; zmm29 then folds.
 macro_rules! rows_kernel {
     ($name:ident, $n:literal, [$($r:literal),*]) => {
         #[target_feature(enable = "avx512f")]
         unsafe fn $name(a: BlockArgs) {
-            asm_kernel!(
-                "kmovw k1, {mask:e}",
-                $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
-                "prefetcht1 byte ptr [{tr}]",
-                "prefetcht1 byte ptr [{tr} + 64]",
-                "2:",
-                "prefetcht1 byte ptr [{s} + {pd}]",
-                "vcvtph2ps zmm28, ymmword ptr [{s}]",
-                $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
-                "add {s}, 32",
-                "add {q}, {qs}",
-                "dec {k}",
-                "jnz 2b",
-                $(
-                    concat!("vmovaps zmm29, zmmword ptr [{m} + 64*", $r, "]"),
-                    concat!("vmaxps zmm29 {{k1}}, zmm29, zmm", $r),
-                    concat!("vmovaps zmmword ptr [{m} + 64*", $r, "], zmm29"),
-                )*
-                mask = in(reg) a.mask as u32,
-                q = inout(reg) a.q => _,
-                qs = in(reg) a.q_stride,
-                s = inout(reg) a.src => _,
-                k = inout(reg) a.dim => _,
-                m = in(reg) a.runmax,
-                pd = in(reg) a.pf_offset,
-                tr = in(reg) a.trigger_page,
-            );
-        }
-    };
-}
-
-/// `rows_kernel` reading the block from both ends: per step dimension `k` from the front and
-/// `dim − 1 − k` from the back (`dim` even), each prefetching `pf_offset` ahead of itself; the
-/// triggers touch the front two lines of the block ahead (`trigger_page`, here the block's
-/// start) and its last two (`back`).
-macro_rules! ends_kernel {
-    ($name:ident, $n:literal, [$($r:literal),*]) => {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $name(a: BlockArgs, back: usize) {
             let q_back = a.q.byte_add((a.dim - 1) * a.q_stride);
             let s_back = a.src.add((a.dim - 1) * 32);
             asm_kernel!(
                 "kmovw k1, {mask:e}",
                 $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
-                "prefetcht1 byte ptr [{tr}]",
-                "prefetcht1 byte ptr [{tr} + 64]",
-                "prefetcht1 byte ptr [{bk}]",
-                "prefetcht1 byte ptr [{bk} - 64]",
+                "prefetcht1 byte ptr [{tf}]",
+                "prefetcht1 byte ptr [{tf} + 64]",
+                "prefetcht1 byte ptr [{tb}]",
+                "prefetcht1 byte ptr [{tb} - 64]",
+                "test {k}, {k}",
+                "jz 3f",
                 "2:",
-                "prefetcht1 byte ptr [{s} + {pd}]",
-                "prefetcht1 byte ptr [{e} + {pd}]",
+                "lea {t}, [{s} + {pd}]",
+                "and {t}, {lm}",
+                "prefetcht1 byte ptr [{t}]",
+                "lea {t}, [{e} + {pd}]",
+                "and {t}, {lm}",
+                "prefetcht1 byte ptr [{t}]",
                 "vcvtph2ps zmm28, ymmword ptr [{s}]",
                 $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
                 "vcvtph2ps zmm29, ymmword ptr [{e}]",
@@ -251,6 +211,12 @@ macro_rules! ends_kernel {
                 "sub {qe}, {qs}",
                 "dec {k}",
                 "jnz 2b",
+                "3:",
+                "test {odd}, {odd}",
+                "jz 4f",
+                "vcvtph2ps zmm28, ymmword ptr [{s}]",
+                $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
+                "4:",
                 $(
                     concat!("vmovaps zmm29, zmmword ptr [{m} + 64*", $r, "]"),
                     concat!("vmaxps zmm29 {{k1}}, zmm29, zmm", $r),
@@ -263,39 +229,17 @@ macro_rules! ends_kernel {
                 s = inout(reg) a.src => _,
                 e = inout(reg) s_back => _,
                 k = inout(reg) a.dim / 2 => _,
+                odd = in(reg) a.dim % 2,
                 m = in(reg) a.runmax,
                 pd = in(reg) a.pf_offset,
-                tr = in(reg) a.trigger_page,
-                bk = in(reg) back,
+                lm = in(reg) a.line_mask,
+                t = out(reg) _,
+                tf = in(reg) a.trigger_front,
+                tb = in(reg) a.trigger_back,
             );
         }
     };
 }
-
-ends_kernel!(ends12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-ends_kernel!(
-    ends16,
-    16,
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-);
-ends_kernel!(
-    ends20,
-    20,
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
-);
-ends_kernel!(
-    ends24,
-    24,
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
-);
-ends_kernel!(
-    ends28,
-    28,
-    [
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-        25, 26, 27
-    ]
-);
 
 rows_kernel!(rows12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 rows_kernel!(
