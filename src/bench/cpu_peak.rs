@@ -92,7 +92,15 @@ fn best_window_all_cores(isa: Isa) -> f64 {
             })
             .collect()
     });
-    (0..WINDOWS)
+    best_window(&per_thread)
+}
+
+/// The highest throughput among windows (FLOP/s): `per_thread[t][w]` is thread `t`'s (start, end,
+/// flop) in window `w`; a window's throughput is its flop over all threads / (last end − first
+/// start), so a thread that started late or ran long stretches the window for all.
+fn best_window(per_thread: &[Vec<(Instant, Instant, f64)>]) -> f64 {
+    let windows = per_thread.iter().map(Vec::len).min().unwrap_or(0);
+    (0..windows)
         .map(|w| {
             let of_window = per_thread.iter().map(|t| t[w]);
             let start = of_window.clone().map(|t| t.0).min();
@@ -206,4 +214,24 @@ pub fn cpu_ticks() -> Option<(u64, u64)> {
 pub fn steal_fraction(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
     let ((s0, t0), (s1, t1)) = (before?, after?);
     (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_spans_from_the_first_start_to_the_last_end() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Window 0: two threads, 1 ms each but one starts 1 ms late → 2e9 flop over 2 ms.
+        // Window 1: both run 10..12 ms, 4e9 flop each → 8e9 flop over 2 ms, the best.
+        let per_thread = vec![
+            vec![(at(0), at(1), 1e9), (at(10), at(12), 4e9)],
+            vec![(at(1), at(2), 1e9), (at(10), at(12), 4e9)],
+        ];
+        let best = best_window(&per_thread);
+        assert!((best - 4e12).abs() < 1e6, "{best}");
+        assert_eq!(best_window(&[]), 0.0);
+    }
 }

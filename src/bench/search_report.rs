@@ -1,6 +1,7 @@
 //! The summary lines of `pagesight bench search`: each exact run against the peaks and the read
-//! bandwidth measured around all runs (fraction of the all-core FMA peak, of its sustained median,
-//! per CPU second, of the memory roofline), and the `--exact-variants` runs likewise.
+//! bandwidth measured around all runs (fraction of the all-core FMA peak, of its best
+//! all-cores-together window and its sustained median, per CPU second, of the memory roofline),
+//! and the `--exact-variants` runs likewise.
 
 use super::cpu_peak::IsaPeak;
 use super::search::SizeResult;
@@ -26,10 +27,13 @@ pub(super) fn fractions(
             e.roofline_gflops = e.peak_gflops.min(read_gb_per_s * intensity);
             e.fraction_of_roofline = e.gflops / e.roofline_gflops;
             let sustained = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_sustained_gflops);
+            let together = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_together_gflops);
+            e.fraction_of_peak_together = e.gflops / together;
             eprintln!(
-                "{} pages, exact {}: p50 = {:.1} % of the all-core FMA loop's median trial ({sustained:.0} GFLOP/s); steal during the queries {}",
+                "{} pages, exact {}: p50 = {:.1} % of the best window with all cores at once ({together:.0} GFLOP/s), {:.1} % of the all-core FMA loop's median trial ({sustained:.0} GFLOP/s); steal during the queries {}",
                 size.pages,
                 e.kernel,
+                100.0 * e.fraction_of_peak_together,
                 100.0 * e.gflops / sustained,
                 e.steal_fraction
                     .map_or("unknown".to_string(), |f| format!("{:.1} %", 100.0 * f))
