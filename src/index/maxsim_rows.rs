@@ -121,7 +121,7 @@ pub unsafe fn maxsim(
     let base = packed.as_ptr() as *const u8;
     let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset) as usize;
     let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
-    let line_mask = (prefetch_align() as usize).wrapping_neg();
+    let line_mask = prefetch_align().wrapping_neg();
     let mut total = 0.0;
     for g in &qr.groups {
         s.runmax.clear();
