@@ -1,6 +1,6 @@
 //! The AVX-512 exact MaxSim kernel for queries of `MIN_ROWS`+ tokens (ColQwen queries, with their
-//! prompt and padding, are ~15–30): every query row at once against one 16-token block, the page
-//! read front to back in one pass.
+//! prompt and padding, are ~15–30): every query row at once against one 16-token block, each block
+//! read from both ends.
 //!
 //! The tile kernel (`maxsim_avx512`) widens a 64-token chunk into L1 and runs 4-row query tiles
 //! over it: it reads main memory through software prefetches of every line of the next chunk, and
@@ -8,12 +8,15 @@
 //! cores loading the memory system that caps the lines a core keeps in flight. Here each dimension
 //! step converts one block's 16 values (f16 → f32, `vcvtph2ps`) and does one FMA per query row with
 //! that row's value broadcast from memory (`{1to16}`): up to 28 accumulators, one per row, each
-//! holding 16 token lanes; the conversion costs one uop per 12–28 FMAs. The page is read
-//! sequentially, 32 bytes per step, which the L2 hardware streamer follows by itself (its requests
-//! need no fill buffer) — except that it stops at every 4 KiB boundary and needs misses to start
-//! again, so each block prefetches the first two lines of the 4 KiB page `trigger_bytes` ahead,
-//! and each step one line `prefetch_bytes` ahead. On the 16-core H100 host this read a median 14 % more
-//! GB/s than the tile kernel (`bench/gpu-notes.md`). After a block, each row's 16 lanes are
+//! holding 16 token lanes; the conversion costs one uop per 12–28 FMAs. A block (4 KiB at 128
+//! dimensions) is read from its front and its back at once, a dimension from each per step: the L2
+//! hardware streamer keeps one forward and one backward stream per 4 KiB page and its requests
+//! need no fill buffer, so two streams each consumed at half the rate give it twice the time to
+//! run ahead. It stops at every 4 KiB boundary and needs misses to start again, so each block
+//! prefetches the first and last two lines of the block `trigger_bytes` ahead, and each front and
+//! back step the line it will read one block later (`prefetch_bytes`). On the 16-core H100 host the
+//! one-directional version read a median 14 % more GB/s than the tile kernel, and reading from
+//! both ends a median 7 % more again (`bench/gpu-notes.md`). After a block, each row's 16 lanes are
 //! folded into its running max under the block's valid-token mask, so padding tokens never win a
 //! max. Queries longer than `MAX_ROWS` run in groups of rows, each a pass over the page (the
 //! second from cache).
