@@ -88,6 +88,38 @@ fn trigger_bytes() -> usize {
     env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_TRIGGER", 8192, 1 << 16)
 }
 
+/// Byte offsets, within a block of `block_bytes`, of the lines each block prefetches in the block
+/// `trigger_bytes` ahead to start the streamer's forward and backward streams there: pairs of
+/// adjacent lines (the streamer needs two to see a direction) from the front and, mirrored, from
+/// the back; `PAGESIGHT_MAXSIM_ROWS_TRIGGER_LINES` per end (2, 4 or 8, default 2; read once), the
+/// pairs spread evenly over each half.
+fn trigger_offsets(block_bytes: usize) -> Vec<usize> {
+    static LINES: OnceLock<usize> = OnceLock::new();
+    let per_end = match env_knob(&LINES, "PAGESIGHT_MAXSIM_ROWS_TRIGGER_LINES", 2, 8) {
+        n @ (4 | 8) => n,
+        _ => 2,
+    };
+    let pairs = per_end / 2;
+    let half_lines = block_bytes / 64 / 2;
+    let spacing = (half_lines / pairs).max(2);
+    (0..pairs)
+        .flat_map(|p| [p * spacing, p * spacing + 1])
+        .filter(|&line| line < half_lines)
+        .flat_map(|line| [line * 64, block_bytes - 64 - line * 64])
+        .collect()
+}
+
+/// Prefetches the line at `at` into L2.
+#[inline]
+fn prefetch_l2(at: usize) {
+    // SAFETY: a prefetch never faults, whatever the address.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(at as *const i8)
+    }
+}
+
 /// The alignment each step's prefetch address is rounded down to
 /// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH_ALIGN`, 64 or 128, default 64; read once). At 128 the steps
 /// prefetch only the first line of each 128-byte pair and leave its partner to the L2's
@@ -125,6 +157,7 @@ pub unsafe fn maxsim(
     let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset) as usize;
     let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
     let line_mask = prefetch_align().wrapping_neg();
+    let triggers = trigger_offsets(block_bytes);
     let mut total = 0.0;
     for g in &qr.groups {
         s.runmax.clear();
@@ -144,9 +177,10 @@ pub unsafe fn maxsim(
                 // look-ahead points.
                 pf_offset: ahead_at(at + ahead).wrapping_sub(base.add(at) as usize),
                 line_mask,
-                trigger_front: ahead_at(at + trigger),
-                trigger_back: ahead_at(at + trigger + block_bytes - 64),
             };
+            for &line in &triggers {
+                prefetch_l2(ahead_at(at + trigger + line));
+            }
             match g.padded {
                 12 => rows12(block),
                 16 => rows16(block),
@@ -174,14 +208,11 @@ struct BlockArgs {
     mask: u16,
     pf_offset: usize,
     line_mask: usize,
-    trigger_front: usize,
-    trigger_back: usize,
 }
 
 /// One block against `$n` query rows: accumulators zmm0..zmm{n-1}; per step dimension `k` from
 /// the front (values in zmm28) and `dim − 1 − k` from the back (zmm29), each prefetching
-/// `pf_offset` ahead of itself; an odd middle dimension last, from the front. The triggers touch
-/// the first two and last two lines of the block `trigger_bytes` ahead; zmm29 then folds.
+/// `pf_offset` ahead of itself; an odd middle dimension last, from the front; zmm29 then folds.
 macro_rules! rows_kernel {
     ($name:ident, $n:literal, [$($r:literal),*]) => {
         #[target_feature(enable = "avx512f")]
@@ -191,10 +222,6 @@ macro_rules! rows_kernel {
             asm_kernel!(
                 "kmovw k1, {mask:e}",
                 $(concat!("vpxord zmm", $r, ", zmm", $r, ", zmm", $r),)*
-                "prefetcht1 byte ptr [{tf}]",
-                "prefetcht1 byte ptr [{tf} + 64]",
-                "prefetcht1 byte ptr [{tb}]",
-                "prefetcht1 byte ptr [{tb} - 64]",
                 "test {k}, {k}",
                 "jz 3f",
                 "2:",
@@ -237,8 +264,6 @@ macro_rules! rows_kernel {
                 pd = in(reg) a.pf_offset,
                 lm = in(reg) a.line_mask,
                 t = out(reg) _,
-                tf = in(reg) a.trigger_front,
-                tb = in(reg) a.trigger_back,
             );
         }
     };
