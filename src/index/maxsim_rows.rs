@@ -112,18 +112,6 @@ fn prefetch_l2(at: usize) {
     }
 }
 
-/// The alignment each step's prefetch address is rounded down to
-/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH_ALIGN`, 64 or 128, default 64; read once). At 128 the steps
-/// prefetch only the first line of each 128-byte pair and leave its partner to the L2's
-/// adjacent-line prefetcher, so half as many line-fill buffers are held.
-fn prefetch_align() -> usize {
-    static ALIGN: OnceLock<usize> = OnceLock::new();
-    match env_knob(&ALIGN, "PAGESIGHT_MAXSIM_ROWS_PREFETCH_ALIGN", 64, 128) {
-        128 => 128,
-        _ => 64,
-    }
-}
-
 /// MaxSim of the prepared query against one packed page; `next` is the page this thread scores
 /// after it, if known: look-ahead past this page's end goes there instead of into its sign codes.
 ///
@@ -148,7 +136,6 @@ pub unsafe fn maxsim(
     let base = packed.as_ptr() as *const u8;
     let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset) as usize;
     let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
-    let line_mask = prefetch_align().wrapping_neg();
     let triggers = trigger_offsets(block_bytes);
     let mut total = 0.0;
     for g in &qr.groups {
@@ -168,7 +155,6 @@ pub unsafe fn maxsim(
                 // Per step the prefetch is `src + offset` (front and back), wherever the
                 // look-ahead points.
                 pf_offset: ahead_at(at + ahead).wrapping_sub(base.add(at) as usize),
-                line_mask,
             };
             for &line in &triggers {
                 prefetch_l2(ahead_at(at + trigger + line));
@@ -199,7 +185,6 @@ struct BlockArgs {
     runmax: *mut u8,
     mask: u16,
     pf_offset: usize,
-    line_mask: usize,
 }
 
 /// One block against `$n` query rows: accumulators zmm0..zmm{n-1}; per step dimension `k` from
@@ -217,12 +202,8 @@ macro_rules! rows_kernel {
                 "test {k}, {k}",
                 "jz 3f",
                 "2:",
-                "lea {t}, [{s} + {pd}]",
-                "and {t}, {lm}",
-                "prefetcht1 byte ptr [{t}]",
-                "lea {t}, [{e} + {pd}]",
-                "and {t}, {lm}",
-                "prefetcht1 byte ptr [{t}]",
+                "prefetcht1 byte ptr [{s} + {pd}]",
+                "prefetcht1 byte ptr [{e} + {pd}]",
                 "vcvtph2ps zmm28, ymmword ptr [{s}]",
                 $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
                 "vcvtph2ps zmm29, ymmword ptr [{e}]",
@@ -254,8 +235,6 @@ macro_rules! rows_kernel {
                 odd = in(reg) a.dim % 2,
                 m = in(reg) a.runmax,
                 pd = in(reg) a.pf_offset,
-                lm = in(reg) a.line_mask,
-                t = out(reg) _,
             );
         }
     };
