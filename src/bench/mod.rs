@@ -15,6 +15,7 @@ pub mod gpu_selftest;
 pub mod hostile;
 pub mod ingest;
 pub mod loader;
+pub mod memory_latency;
 pub mod model_parity;
 pub mod search;
 pub mod search_reference;

@@ -164,6 +164,8 @@ pub struct SizeResult {
     pub mapped_read_gb_per_s: Option<f64>,
     /// Exact MaxSim under other memory / thread placements (`--exact-variants`).
     pub exact_variants: Vec<super::search_variants::VariantRun>,
+    /// Main-memory latency alone and while exact queries run on the other threads.
+    pub memory_latency: Option<super::memory_latency::MemoryLatency>,
 }
 
 #[derive(Serialize, Debug)]
@@ -478,6 +480,9 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         "binary prefilter kernel, 1 core, one page: {binary_kernel_us_per_page:.2} µs per page ({})",
         if crate::index::binary::simd_available(a.dim) { "avx512 vpopcntdq" } else { "portable" }
     );
+    let chain = super::memory_latency::Chain::new()
+        .map_err(|e| eprintln!("memory latency not measured: {e:#}"))
+        .ok();
     let mut sizes = Vec::new();
     for &n in &a.pages {
         let dir = a.work_dir.join(format!("pages-{n}-v{CORPUS_VERSION}"));
@@ -564,6 +569,13 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             flops,
             &exact_tops,
         )?;
+        let memory_latency = chain.as_ref().and_then(|c| {
+            c.measure(|| {
+                let _ = top10(&s, &queries[0], &best_isa);
+            })
+            .map_err(|e| eprintln!("memory latency not measured: {e:#}"))
+            .ok()
+        });
         let mut compressed = Vec::new();
         for &c in &a.candidates {
             let bq: Vec<Query> = queries
@@ -597,6 +609,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         let tensor = tensor_runs(&a, &s, &queries, &exact_tops)?;
         let mapped_read_gb_per_s = cpu_peak::mapped_read_gb_per_s(&dir.join("segments"));
         let mut r = SizeResult {
+            memory_latency,
             mapped_read_gb_per_s,
             exact_variants,
             pages: n,

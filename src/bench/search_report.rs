@@ -60,6 +60,22 @@ pub(super) fn fractions(
                     100.0 * e.page_gb_per_s / m
                 );
             }
+            if let Some(m) = &size.memory_latency {
+                let cores = rayon::current_num_threads() as f64;
+                let bound = m.core_gb_per_s_bound() * cores * intensity;
+                eprintln!(
+                    "{} pages: memory latency {:.0} ns alone, {:.0} ns while {} threads run exact queries (1 GiB chain, random within 2 MiB); at {} lines in flight a core reads ≤ {:.1} GB/s, all cores {bound:.0} GFLOP/s = {:.1} % of the peak; exact {} reads {:.1} GB/s per core",
+                    size.pages,
+                    m.idle_ns,
+                    m.loaded_ns,
+                    m.load_threads,
+                    super::memory_latency::LINES_IN_FLIGHT,
+                    m.core_gb_per_s_bound(),
+                    100.0 * bound / e.peak_gflops,
+                    e.kernel,
+                    e.page_gb_per_s / cores
+                );
+            }
             eprintln!(
                 "{} pages, exact {}: reads {:.1} GB/s of page data = {:.1} % of the read bandwidth; roofline at {intensity:.0} flop/byte = {:.0} GFLOP/s ({}), p50 at {:.1} % of it",
                 size.pages,
