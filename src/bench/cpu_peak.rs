@@ -33,11 +33,11 @@ const TRIALS: usize = 200;
 
 /// (best, median) of `TRIALS` trials on this core.
 fn best_and_median_of_trials(isa: Isa) -> Option<(f64, f64)> {
-    let mut t: Vec<f64> = (0..TRIALS)
+    let t: Vec<f64> = (0..TRIALS)
         .filter_map(|_| fma_peak_one_core(isa, ITERS))
         .collect();
-    t.sort_by(f64::total_cmp);
-    Some((*t.last()?, t[t.len() / 2]))
+    let best = t.iter().copied().reduce(f64::max)?;
+    Some((best, super::median(t)))
 }
 
 pub fn cpuinfo(key: &str) -> Option<String> {

@@ -3,6 +3,7 @@
 //! (odd lengths and a short last block included, plain and double-quantised absmax), and its
 //! bandwidth against a device-to-device copy measured on the same card.
 
+use super::median;
 use crate::engine::gpu::nf4_kernel::{Nf4DeviceBuffers, Nf4Kernels, Nf4Output, BLOCK};
 use crate::engine::quant::{Nf4Weight, QuantElement};
 use anyhow::{anyhow, Result};
@@ -64,11 +65,6 @@ fn compare<T: Nf4Output + QuantElement + bytemuck::Pod>(
 
 fn timing_event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
     Ok(stream.record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))?)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 pub fn run(device: &Device) -> Result<Nf4Checks> {

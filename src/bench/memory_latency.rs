@@ -47,10 +47,8 @@ impl Chain {
     }
 
     fn with_bytes(bytes: usize) -> anyhow::Result<Self> {
-        let mut m = memmap2::MmapMut::map_anon(bytes)?;
-        #[cfg(target_os = "linux")]
-        // Advice only: without transparent huge pages the hops also pay page walks.
-        let _ = m.advise(memmap2::Advice::HugePage);
+        // Without transparent huge pages the hops also pay page walks.
+        let mut m = crate::index::segment::huge_page_memory(bytes)?;
         let lines = bytes / LINE;
         let mut order: Vec<u32> = (0..lines as u32).collect();
         let mut rng = Rng::new(11);
@@ -82,9 +80,7 @@ impl Chain {
     }
 
     fn median_ns(&self) -> f64 {
-        let mut t: Vec<f64> = (0..TRIALS).map(|_| self.ns_per_hop()).collect();
-        t.sort_by(f64::total_cmp);
-        t[TRIALS / 2]
+        super::median((0..TRIALS).map(|_| self.ns_per_hop()).collect())
     }
 
     /// Latency alone, then while all but one of the pool's threads run `load` over and over (in

@@ -25,6 +25,12 @@ pub mod search_variants;
 
 use clap::{Args, Subcommand};
 
+/// The middle value of `v` (the upper one of an even count); `v` must not be empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(subcommand)]

@@ -14,20 +14,23 @@ pub(super) fn fractions(
     read_gb_per_s: f64,
     query_tokens: usize,
 ) {
-    let peak_of = |isa: Isa| peaks.iter().find(|p| p.isa == isa);
+    // One figure of this ISA's peaks (NaN where it was not measured).
+    let peak_of = |isa: Isa, figure: fn(&IsaPeak) -> f64| {
+        peaks.iter().find(|p| p.isa == isa).map_or(f64::NAN, figure)
+    };
     // flop per stored byte of an exact MaxSim: 2 · query tokens per f16 value of 2 bytes.
     let intensity = query_tokens as f64;
     for size in sizes.iter_mut() {
         for e in &mut size.exact {
-            e.peak_gflops = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
+            e.peak_gflops = peak_of(e.isa, |p| p.all_cores_gflops);
             e.fraction_of_peak = e.gflops / e.peak_gflops;
             e.fraction_of_peak_at_min = e.gflops_at_min / e.peak_gflops;
-            e.one_core_peak_gflops = peak_of(e.isa).map_or(f64::NAN, |p| p.one_core_gflops);
+            e.one_core_peak_gflops = peak_of(e.isa, |p| p.one_core_gflops);
             e.fraction_of_peak_per_cpu_second = e.gflops_per_cpu_second / e.one_core_peak_gflops;
             e.roofline_gflops = e.peak_gflops.min(read_gb_per_s * intensity);
             e.fraction_of_roofline = e.gflops / e.roofline_gflops;
-            let sustained = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_sustained_gflops);
-            let together = peak_of(e.isa).map_or(f64::NAN, |p| p.all_cores_together_gflops);
+            let sustained = peak_of(e.isa, |p| p.all_cores_sustained_gflops);
+            let together = peak_of(e.isa, |p| p.all_cores_together_gflops);
             e.fraction_of_peak_together = e.gflops / together;
             eprintln!(
                 "{} pages, exact {}: p50 = {:.1} % of the best window with all cores at once ({together:.0} GFLOP/s), {:.1} % of the all-core FMA loop's median trial ({sustained:.0} GFLOP/s); steal during the queries {}",
@@ -88,7 +91,7 @@ pub(super) fn fractions(
             );
         }
         for v in &mut size.exact_variants {
-            let peak = peak_of(v.isa).map_or(f64::NAN, |p| p.all_cores_gflops);
+            let peak = peak_of(v.isa, |p| p.all_cores_gflops);
             v.fraction_of_peak = v.gflops / peak;
             eprintln!(
                 "{} pages, exact {} ({}): p50 {:.1} GFLOP/s = {:.1} % of the measured all-core FMA peak {peak:.0}",

@@ -378,10 +378,7 @@ impl SegmentReader {
     /// measuring (`bench search --exact-variants huge-pages`): on the H100 hosts it made no
     /// difference to exact search, so the app keeps its segments mapped.
     pub fn resident_copy(&self) -> Result<SegmentReader> {
-        let mut anon = memmap2::MmapMut::map_anon(self.mmap.len()).map_err(io_err(&self.path))?;
-        #[cfg(target_os = "linux")]
-        // Advice only: where THP is off the copy still works, just with small pages.
-        let _ = anon.advise(memmap2::Advice::HugePage);
+        let mut anon = huge_page_memory(self.mmap.len()).map_err(io_err(&self.path))?;
         const PIECE: usize = 4 << 20;
         anon.par_chunks_mut(PIECE)
             .zip(self.mmap.par_chunks(PIECE))
@@ -397,6 +394,15 @@ impl SegmentReader {
     pub fn file_len(&self) -> u64 {
         self.mmap.len() as u64
     }
+}
+
+/// `len` zeroed bytes of anonymous memory advised for transparent huge pages (`MADV_HUGEPAGE`).
+/// Advice only: where THP is off the memory still works, just in small pages.
+pub fn huge_page_memory(len: usize) -> std::io::Result<memmap2::MmapMut> {
+    let anon = memmap2::MmapMut::map_anon(len)?;
+    #[cfg(target_os = "linux")]
+    let _ = anon.advise(memmap2::Advice::HugePage);
+    Ok(anon)
 }
 
 /// Fuzzing only: rewrites every checksum of a (mutated) segment so the fuzzer gets past them to
