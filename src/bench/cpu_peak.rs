@@ -68,37 +68,44 @@ pub fn measure(isa: Isa) -> Option<IsaPeak> {
     })
 }
 
-/// One all-cores window: every thread of the pool leaves a barrier together and runs slices of the
-/// FMA loop until `WINDOW` has passed on its own clock.
+/// The peak's all-cores windows: `WINDOWS` of `WINDOW` each.
 const WINDOW: Duration = Duration::from_millis(2);
 const WINDOWS: usize = 100;
 /// ~60 µs per slice, so a thread overruns the window by little.
 const SLICE_ITERS: u64 = ITERS / 16;
 
-/// The best all-cores window (FLOP/s): Σ flop of every thread / (last thread's end − first
-/// thread's start).
+/// The best all-cores window (FLOP/s) of `WINDOWS` windows of `WINDOW`.
 fn best_window_all_cores(isa: Isa) -> f64 {
+    all_cores_windows(isa, WINDOW, WINDOWS)
+        .into_iter()
+        .fold(0.0, f64::max)
+}
+
+/// `count` windows of `window`, in each of which every thread of the pool leaves a barrier
+/// together and runs slices of the FMA loop until `window` has passed on its own clock: each
+/// window's throughput in FLOP/s (`window_rates`).
+pub fn all_cores_windows(isa: Isa, window: Duration, count: usize) -> Vec<f64> {
     let barrier = std::sync::Barrier::new(rayon::current_num_threads());
     let per_thread: Vec<Vec<(Instant, Instant, f64)>> = rayon::broadcast(|_| {
-        (0..WINDOWS)
+        (0..count)
             .map(|_| {
                 barrier.wait();
                 let start = Instant::now();
                 let mut flop = 0.0;
-                while start.elapsed() < WINDOW {
+                while start.elapsed() < window {
                     flop += fma_loop(isa, SLICE_ITERS).map_or(0.0, |(f, _)| f);
                 }
                 (start, Instant::now(), flop)
             })
             .collect()
     });
-    best_window(&per_thread)
+    window_rates(&per_thread)
 }
 
-/// The highest throughput among windows (FLOP/s): `per_thread[t][w]` is thread `t`'s (start, end,
-/// flop) in window `w`; a window's throughput is its flop over all threads / (last end − first
-/// start), so a thread that started late or ran long stretches the window for all.
-fn best_window(per_thread: &[Vec<(Instant, Instant, f64)>]) -> f64 {
+/// Each window's throughput (FLOP/s): `per_thread[t][w]` is thread `t`'s (start, end, flop) in
+/// window `w`; a window's throughput is its flop over all threads / (last end − first start), so
+/// a thread that started late or ran long stretches the window for all.
+fn window_rates(per_thread: &[Vec<(Instant, Instant, f64)>]) -> Vec<f64> {
     let windows = per_thread.iter().map(Vec::len).min().unwrap_or(0);
     (0..windows)
         .map(|w| {
@@ -111,7 +118,7 @@ fn best_window(per_thread: &[Vec<(Instant, Instant, f64)>]) -> f64 {
                 _ => 0.0,
             }
         })
-        .fold(0.0, f64::max)
+        .collect()
 }
 
 /// Keeps, per ISA, the higher of two measurements (the fraction of peak is never flattered by
@@ -225,13 +232,15 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         // Window 0: two threads, 1 ms each but one starts 1 ms late → 2e9 flop over 2 ms.
-        // Window 1: both run 10..12 ms, 4e9 flop each → 8e9 flop over 2 ms, the best.
+        // Window 1: both run 10..12 ms, 4e9 flop each → 8e9 flop over 2 ms.
         let per_thread = vec![
             vec![(at(0), at(1), 1e9), (at(10), at(12), 4e9)],
             vec![(at(1), at(2), 1e9), (at(10), at(12), 4e9)],
         ];
-        let best = best_window(&per_thread);
-        assert!((best - 4e12).abs() < 1e6, "{best}");
-        assert_eq!(best_window(&[]), 0.0);
+        let rates = window_rates(&per_thread);
+        assert_eq!(rates.len(), 2);
+        assert!((rates[0] - 1e12).abs() < 1e6, "{rates:?}");
+        assert!((rates[1] - 4e12).abs() < 1e6, "{rates:?}");
+        assert!(window_rates(&[]).is_empty());
     }
 }

@@ -18,6 +18,7 @@ pub mod loader;
 pub mod memory_latency;
 pub mod model_parity;
 pub mod search;
+mod search_paired;
 pub mod search_reference;
 mod search_report;
 pub mod search_tensor;
@@ -25,10 +26,14 @@ pub mod search_variants;
 
 use clap::{Args, Subcommand};
 
-/// The middle value of `v` (the upper one of an even count); `v` must not be empty.
+/// The median of `v` (the mean of the two middle values of an even count); NaN when empty.
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 #[derive(Args, Debug)]
@@ -71,5 +76,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         BenchCmd::Hostile(a) => hostile::run(a),
         BenchCmd::Crash(a) => crash::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(super::median(Vec::new()).is_nan());
     }
 }

@@ -54,6 +54,21 @@ pub(super) fn fractions(
                 100.0 * e.fraction_of_peak_per_cpu_second,
                 e.one_core_peak_gflops
             );
+            if let Some(p) = &e.paired {
+                eprintln!(
+                    "{} pages, exact {}: against an all-cores FMA window of {:.1} ms just before each of {} queries: median {:.1} % of the window's rate, {:.1} % over the quieter half of the windows (windows {:.0} / {:.0} / {:.0} GFLOP/s min / median / max; the paired queries' median {:.1} GFLOP/s)",
+                    size.pages,
+                    e.kernel,
+                    p.window_ms,
+                    p.pairs,
+                    100.0 * p.fraction_median,
+                    100.0 * p.fraction_quiet_half,
+                    p.window_gflops_min,
+                    p.window_gflops_median,
+                    p.window_gflops_max,
+                    p.query_gflops_median
+                );
+            }
             if let Some(m) = size.mapped_read_gb_per_s {
                 eprintln!(
                     "{} pages: a plain all-core sum over the index's mmapped segment files reads {m:.1} GB/s; exact {} reads {:.1} GB/s = {:.1} % of that",

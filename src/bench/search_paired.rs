@@ -1,0 +1,113 @@
+//! Exact MaxSim against the machine's peak measured around each query: every timed query follows
+//! a window, about as long as a query, in which every core runs the ISA's FMA loop at once
+//! (`cpu_peak::all_cores_windows`). On a shared host the FMA rate a window gets moves with the
+//! other tenants by ±20 % within minutes; a peak taken once (the best of many short windows)
+//! against the queries' median compares a quiet moment with a typical one. Pairing compares each
+//! query with what the same cores delivered just before it.
+//!
+//! A memory-bound kernel may lose less than an FMA loop to a tenant sharing its physical cores,
+//! which would flatter the ratio in busy windows: so the ratio is also given over the quieter
+//! half of the pairs (windows at or above the median rate), where that cannot be the reason.
+
+use super::cpu_peak::all_cores_windows;
+use crate::index::maxsim::Isa;
+use crate::index::search::Query;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Serialize, Debug, Clone)]
+pub struct PairedPeak {
+    pub pairs: usize,
+    /// Each FMA window's length: the queries' p50 from the unpaired run, at least 2 ms.
+    pub window_ms: f64,
+    /// Median over pairs of the query's GFLOP/s / its window's GFLOP/s.
+    pub fraction_median: f64,
+    /// The same over the pairs whose window ran at or above the median window rate.
+    pub fraction_quiet_half: f64,
+    pub window_gflops_min: f64,
+    pub window_gflops_median: f64,
+    pub window_gflops_max: f64,
+    /// The paired queries' own median GFLOP/s.
+    pub query_gflops_median: f64,
+}
+
+/// Times each query right after an all-cores FMA window of `window` on `isa`.
+pub fn run(
+    isa: Isa,
+    queries: &[Query],
+    flops_per_query: f64,
+    window: Duration,
+    mut score: impl FnMut(&Query) -> anyhow::Result<Vec<u64>>,
+) -> anyhow::Result<PairedPeak> {
+    let window = window.max(Duration::from_millis(2));
+    let mut query_gflops = Vec::with_capacity(queries.len());
+    let mut window_gflops = Vec::with_capacity(queries.len());
+    for q in queries {
+        let rate = all_cores_windows(isa, window, 1);
+        let t = Instant::now();
+        score(q)?;
+        query_gflops.push(flops_per_query / t.elapsed().as_secs_f64() / 1e9);
+        window_gflops.push(rate.first().copied().unwrap_or(f64::NAN) / 1e9);
+    }
+    Ok(pair_up(
+        &query_gflops,
+        &window_gflops,
+        window.as_secs_f64() * 1e3,
+    ))
+}
+
+/// The statistics of `run` from each pair's (query, window) GFLOP/s.
+fn pair_up(query_gflops: &[f64], window_gflops: &[f64], window_ms: f64) -> PairedPeak {
+    let ratios: Vec<f64> = query_gflops
+        .iter()
+        .zip(window_gflops)
+        .map(|(q, w)| q / w)
+        .collect();
+    let window_median = super::median(window_gflops.to_vec());
+    let quiet: Vec<f64> = ratios
+        .iter()
+        .zip(window_gflops)
+        .filter(|(_, &w)| w >= window_median)
+        .map(|(r, _)| *r)
+        .collect();
+    let extreme = |f: fn(f64, f64) -> f64, start: f64| window_gflops.iter().copied().fold(start, f);
+    PairedPeak {
+        pairs: ratios.len(),
+        window_ms,
+        fraction_median: super::median(ratios),
+        fraction_quiet_half: super::median(quiet),
+        window_gflops_min: extreme(f64::min, f64::INFINITY),
+        window_gflops_median: window_median,
+        window_gflops_max: extreme(f64::max, 0.0),
+        query_gflops_median: super::median(query_gflops.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quiet_half_leaves_out_the_pairs_whose_window_ran_slow() {
+        // Two quiet windows (2000) where the query ran at 50 %, two busy ones (1000) where the
+        // same query speed is 100 % of the window: the median of all four ratios is flattered
+        // (0.75), the quiet half (windows at or above the median 1500) is not.
+        let p = pair_up(
+            &[1000.0, 1000.0, 1000.0, 1000.0],
+            &[2000.0, 1000.0, 2000.0, 1000.0],
+            25.0,
+        );
+        assert_eq!(p.pairs, 4);
+        assert_eq!(p.fraction_median, 0.75);
+        assert_eq!(p.fraction_quiet_half, 0.5);
+        assert_eq!(
+            (
+                p.window_gflops_min,
+                p.window_gflops_median,
+                p.window_gflops_max
+            ),
+            (1000.0, 1500.0, 2000.0)
+        );
+        assert_eq!(p.query_gflops_median, 1000.0);
+    }
+}
