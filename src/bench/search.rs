@@ -215,6 +215,24 @@ fn isas() -> Vec<Isa> {
         .collect()
 }
 
+/// The reduced-precision matrix and vector extensions among /proc/cpuinfo's `flags`: present
+/// but not an exact scorer's instruction set, so the bench names them rather than leave a reader
+/// to wonder.
+fn unused_isas(flags: &str) -> Vec<&'static str> {
+    const REDUCED_PRECISION: [&str; 5] = [
+        "amx_bf16",
+        "amx_fp16",
+        "amx_int8",
+        "avx512_bf16",
+        "avx512_fp16",
+    ];
+    let present: BTreeSet<&str> = flags.split_whitespace().collect();
+    REDUCED_PRECISION
+        .into_iter()
+        .filter(|f| present.contains(f))
+        .collect()
+}
+
 fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
     let page = corpus.page(1, a.tokens);
     let packed = crate::index::vectors::pack_blocks(&page, a.tokens, a.dim);
@@ -476,6 +494,13 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             p.nominal_gflops.unwrap_or(f64::NAN)
         );
     }
+    let unused = unused_isas(&cpu_peak::cpuinfo("flags").unwrap_or_default());
+    if !unused.is_empty() {
+        eprintln!(
+            "also on this CPU, not used by exact MaxSim: {} (they multiply in bf16, fp16 or int8; exact MaxSim widens the f16 pages to f32)",
+            unused.join(", ")
+        );
+    }
     let corpus = Corpus::new(42, a.dim, 1024);
     let kernel = kernel_single_core(&a, &corpus);
     let binary_kernel_us_per_page = binary_kernel_single_core(&a, &corpus);
@@ -703,4 +728,14 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reduced_precision_extensions_are_named_from_the_cpu_flags() {
+        let flags = "fpu avx512f amx_bf16 avx512_fp16 amx_tile avx512_vnni";
+        assert_eq!(super::unused_isas(flags), ["amx_bf16", "avx512_fp16"]);
+        assert!(super::unused_isas("fpu avx2 f16c").is_empty());
+    }
 }

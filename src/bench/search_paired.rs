@@ -31,6 +31,13 @@ pub struct PairedPeak {
     pub query_gflops_median: f64,
 }
 
+impl PairedPeak {
+    /// The figure the 60 % goal is read from: the lower of the median and the quieter half's.
+    pub fn fraction(&self) -> f64 {
+        self.fraction_median.min(self.fraction_quiet_half)
+    }
+}
+
 /// Times each query right after an all-cores FMA window of `window` on `isa`.
 pub fn run(
     isa: Isa,
@@ -100,6 +107,7 @@ mod tests {
         assert_eq!(p.pairs, 4);
         assert_eq!(p.fraction_median, 0.75);
         assert_eq!(p.fraction_quiet_half, 0.5);
+        assert_eq!(p.fraction(), 0.5);
         assert_eq!(
             (
                 p.window_gflops_min,
