@@ -279,6 +279,7 @@ fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
                 a.dim,
                 std::hint::black_box(&codes),
                 a.tokens,
+                None,
             ));
         }
         best = best.min(t.elapsed().as_secs_f64());

@@ -23,6 +23,13 @@ pub fn query_words(q: &[f32], nq: usize, dim: usize) -> Vec<u64> {
     words
 }
 
+/// Whether the SIMD kernel prefetches the next page's codes (`PAGESIGHT_BINARY_PREFETCH=0` turns
+/// it off, to measure it; read once).
+fn next_page_prefetch() -> bool {
+    static ON: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    super::maxsim::env_knob(&ON, "PAGESIGHT_BINARY_PREFETCH", 1, 1) == 1
+}
+
 /// Whether the AVX-512 VPOPCNTDQ kernel runs (128-d codes on a CPU that has it).
 pub fn simd_available(dim: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -38,9 +45,17 @@ pub fn simd_available(dim: usize) -> bool {
     }
 }
 
-/// Hamming MaxSim of the query's words (from `query_words`) against a page's codes.
-pub fn hamming_maxsim(qw: &[u64], nq: usize, dim: usize, codes: &[u8], n_tokens: usize) -> f32 {
-    hamming_maxsim_with(simd_available(dim), qw, nq, dim, codes, n_tokens)
+/// Hamming MaxSim of the query's words (from `query_words`) against a page's codes; `next` is
+/// the codes of the page scored after it, if known, prefetched meanwhile.
+pub fn hamming_maxsim(
+    qw: &[u64],
+    nq: usize,
+    dim: usize,
+    codes: &[u8],
+    n_tokens: usize,
+    next: Option<&[u8]>,
+) -> f32 {
+    hamming_maxsim_with(simd_available(dim), qw, nq, dim, codes, n_tokens, next)
 }
 
 /// As `hamming_maxsim`, choosing the kernel: `simd` only takes effect where `simd_available`.
@@ -51,6 +66,7 @@ pub fn hamming_maxsim_with(
     dim: usize,
     codes: &[u8],
     n_tokens: usize,
+    next: Option<&[u8]>,
 ) -> f32 {
     let words = code_bytes(dim) / 8;
     if n_tokens == 0 || nq == 0 {
@@ -71,14 +87,20 @@ pub fn hamming_maxsim_with(
             heap.resize(rows, 0);
             &mut heap
         };
+        // Without a next page the first pass prefetches past this one's end: harmless. With
+        // the look-ahead off it prefetches the lines it is reading anyway.
+        let next = match next_page_prefetch() {
+            true => next.unwrap_or(&codes[codes.len()..]).as_ptr(),
+            false => codes.as_ptr(),
+        };
         // SAFETY: AVX-512F + VPOPCNTDQ present (checked); lengths checked above.
-        unsafe { super::binary_avx512::min_distances(qw, codes, n_tokens, out) };
+        unsafe { super::binary_avx512::min_distances(qw, codes, n_tokens, out, next) };
         return out[..nq]
             .iter()
             .map(|&m| dim as i64 - 2 * m as i64)
             .sum::<i64>() as f32;
     }
-    let _ = simd;
+    let _ = (simd, next);
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("popcnt") {

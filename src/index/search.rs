@@ -308,17 +308,26 @@ impl Searcher {
             }
             Scorer::Binary { candidates } => {
                 let qw = binary::query_words(&q.vectors, q.n_tokens, dim);
+                let codes = |i: usize| {
+                    let r = self.snap.pages[i];
+                    let seg = &self.snap.segments[r.seg as usize];
+                    (
+                        seg.codes(r.idx as usize),
+                        seg.entries[r.idx as usize].n_tokens,
+                    )
+                };
                 let coarse = top_k(
                     (0..n).into_par_iter().map(|i| {
-                        let r = self.snap.pages[i];
-                        let seg = &self.snap.segments[r.seg as usize];
-                        let e = &seg.entries[r.idx as usize];
+                        let (page, n_tokens) = codes(i);
+                        // A thread scores a run of consecutive pages: i + 1 is most often next.
+                        let next = (i + 1 < n).then(|| codes(i + 1).0);
                         let s = binary::hamming_maxsim(
                             &qw,
                             q.n_tokens,
                             dim,
-                            seg.codes(r.idx as usize),
-                            e.n_tokens as usize,
+                            page,
+                            n_tokens as usize,
+                            next,
                         );
                         (s, i as u64)
                     }),

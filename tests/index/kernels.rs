@@ -130,7 +130,7 @@ fn simd_hamming_maxsim_equals_the_portable_one() {
         let doc = values(&mut rng, n * dim);
         let qw = query_words(&q, nq, dim);
         let codes = sign_codes(&doc, n, dim);
-        let want = hamming_maxsim_with(false, &qw, nq, dim, &codes, n);
+        let want = hamming_maxsim_with(false, &qw, nq, dim, &codes, n, None);
         // Naive: ±1 dot products, max per query row.
         let sign = |v: &[f32]| -> Vec<f32> {
             v.iter()
@@ -139,7 +139,13 @@ fn simd_hamming_maxsim_equals_the_portable_one() {
         };
         let naive = maxsim_naive(&sign(&q), nq, dim, &sign(&doc), n);
         assert_eq!(want, naive, "portable nq{nq} n{n}");
-        let got = hamming_maxsim_with(true, &qw, nq, dim, &codes, n);
+        let got = hamming_maxsim_with(true, &qw, nq, dim, &codes, n, None);
         assert_eq!(got, want, "simd nq{nq} n{n}");
+        // Prefetching a next page (longer or shorter than this one) changes nothing.
+        let next = sign_codes(&values(&mut rng, 2 * n * dim), 2 * n, dim);
+        for next in [&next[..], &next[..16]] {
+            let got = hamming_maxsim_with(true, &qw, nq, dim, &codes, n, Some(next));
+            assert_eq!(got, want, "simd nq{nq} n{n} with a next page");
+        }
     }
 }
