@@ -167,7 +167,7 @@ while [ $# -gt 0 ]; do
         note "-- bench search (CPU), ${config//,/ } RAYON_NUM_THREADS=$threads"
         env ${config//,/ } RAYON_NUM_THREADS=$threads "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \
           --queries "${SEARCH_QUERIES:-10}" --candidates "${SEARCH_CANDIDATES:-100,200,400}" ${SEARCH_VARIANTS:+--exact-variants "$SEARCH_VARIANTS"} --work-dir /tmp/pagesight-bench-search 2>&1 \
-          | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth|mmapped|per CPU second|all-core FMA peak|median trial|FMA peak avx512f|memory latency|FMA window of" >> "$summary"
+          | tee -a "$OUT/search-cpu.log" | grep -E "exact  |binary \+|roofline|read bandwidth|mmapped|per CPU second|all-core FMA peak|median trial|FMA peak avx512f|memory latency|FMA window of|goal" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       done
       done
