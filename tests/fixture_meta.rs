@@ -241,7 +241,7 @@ fn fixture_model_has_gqa_mrope_and_both_vision_block_kinds() {
     let kv_heads = uint(&text["num_key_value_heads"], "num_key_value_heads");
     let hidden = uint(&text["hidden_size"], "hidden_size");
     assert!(
-        kv_heads < heads && heads % kv_heads == 0,
+        kv_heads < heads && heads.is_multiple_of(kv_heads),
         "GQA: {heads} heads, {kv_heads} KV"
     );
     let head_dim = hidden / heads;

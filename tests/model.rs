@@ -143,10 +143,10 @@ fn fixture_f32_intermediates_match_reference() {
     for row in 0..batch.len() {
         let pad = batch.pad_len(row);
         let ref_pad = ref_pos[0][row].len() - (batch.seq_len() - pad);
-        for axis in 0..3 {
+        for (axis, ref_axis) in ref_pos[..3].iter().enumerate() {
             assert_eq!(
                 &batch.positions[row][axis][pad..],
-                &ref_pos[axis][row][ref_pad..],
+                &ref_axis[row][ref_pad..],
                 "row {row} axis {axis}"
             );
         }

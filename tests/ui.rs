@@ -177,7 +177,7 @@ fn ingest_start_progress_and_failed_file_reason() {
     );
     assert_eq!(settings.loader.dpi, 50.0);
     assert_eq!(h.state().ingest.state, RunState::Starting);
-    assert!(h.get_by_label("Cancel").accesskit_node().is_disabled() == false);
+    assert!(!h.get_by_label("Cancel").accesskit_node().is_disabled());
 
     let send = |e: Event| events.send(e).unwrap();
     send(Event::IngestStarted {

@@ -102,6 +102,9 @@ pub struct AbSide {
     pub settings: IngestSettings,
 }
 
+// A few commands are sent per user action, so the A/B variant's size costs nothing; boxing it
+// would change every place that builds or matches it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Ingest every PDF under `folder` into the index at `index` (created if missing).

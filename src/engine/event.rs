@@ -163,6 +163,9 @@ pub struct AbSideResult {
     pub series: Vec<Metrics>,
 }
 
+// Events are few (per batch at most), so the A/B result variant's size costs nothing; boxing it
+// would change every place that builds or matches it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

@@ -6,6 +6,8 @@ use anyhow::{bail, Result};
 
 /// CLIP normalisation constants (OPENAI_CLIP_MEAN / OPENAI_CLIP_STD).
 pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+// The digits are the reference's (OPENAI_CLIP_STD), kept as written there.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 /// Image preprocessing parameters of the model.
@@ -80,10 +82,10 @@ impl PreprocessConfig {
         let mut t = [[0.0f32; 256]; 3];
         // The reference folds the 1/255 rescale into mean and std (multiplying by 1/(1/255)).
         let inv_rescale = (1.0f64 / (1.0f64 / 255.0)) as f32;
-        for c in 0..3 {
+        for (c, channel) in t.iter_mut().enumerate() {
             let mean = self.image_mean[c] * inv_rescale;
             let std = self.image_std[c] * inv_rescale;
-            for (v, out) in t[c].iter_mut().enumerate() {
+            for (v, out) in channel.iter_mut().enumerate() {
                 *out = (v as f32 - mean) / std;
             }
         }
@@ -142,7 +144,7 @@ pub fn patchify_with_table(
     out: &mut [f32],
 ) -> Result<()> {
     let f = cfg.factor();
-    if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+    if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
         bail!(
             "image of {h}×{w} is not at model resolution (sides must be positive multiples of {f})"
         );

@@ -70,7 +70,7 @@ pub fn worker_main() -> Result<()> {
             Err(e) => Reply::Error {
                 message: format!("bad request: {e:#}"),
             },
-            Ok(req) => match {
+            Ok(req) => {
                 if let Request::Render(r) = &req {
                     let cap = memory_cap_bytes(r.max_render_pixels);
                     if capped_at != Some(cap) {
@@ -78,13 +78,13 @@ pub fn worker_main() -> Result<()> {
                         capped_at = Some(cap);
                     }
                 }
-                handle(req, &mut renderer, &mut resized, fault.as_deref())
-            } {
-                Ok(r) => r,
-                Err(e) => Reply::Error {
-                    message: format!("{e:#}"),
-                },
-            },
+                match handle(req, &mut renderer, &mut resized, fault.as_deref()) {
+                    Ok(r) => r,
+                    Err(e) => Reply::Error {
+                        message: format!("{e:#}"),
+                    },
+                }
+            }
         };
         write_frame(&mut out, &reply.encode()).context("render worker: writing reply")?;
     }

@@ -2,8 +2,11 @@
 
 use super::*;
 
+/// Per query, its hits as (page id, page, score · 1e4 or 0).
+type Answers = Vec<Vec<(u64, u32, i64)>>;
+
 /// Answers of a few fixed queries, for comparing a damaged index with the clean one.
-fn answers(dir: &Path, corpus: &Corpus) -> Result<Vec<Vec<(u64, u32, i64)>>, IndexError> {
+fn answers(dir: &Path, corpus: &Corpus) -> Result<Answers, IndexError> {
     let ix = Index::open(dir)?;
     let s = ix.searcher()?;
     let mut out = Vec::new();

@@ -524,12 +524,8 @@ fn sigkill_during_ingest_loses_nothing_committed_and_resumes() {
         );
         for p in 1..=5u32 {
             let t = stress_page_text(i, p);
-            let ha = a
-                .text(&t.split(' ').nth(2).unwrap().to_string(), 5)
-                .unwrap();
-            let hb = b
-                .text(&t.split(' ').nth(2).unwrap().to_string(), 5)
-                .unwrap();
+            let ha = a.text(t.split(' ').nth(2).unwrap(), 5).unwrap();
+            let hb = b.text(t.split(' ').nth(2).unwrap(), 5).unwrap();
             assert_eq!(
                 (ha.len(), hb.len()),
                 (1, 1),

@@ -154,18 +154,18 @@ pub fn document(pages: &[PageSpec], encryption: Option<&Encryption>) -> Vec<u8> 
                 img.data.clone(),
             );
             xobjects = format!(" /XObject << /Im0 {n} 0 R >>");
-            write!(
+            writeln!(
                 content,
-                "q {} 0 0 {} 0 0 cm /Im0 Do Q\n",
+                "q {} 0 0 {} 0 0 cm /Im0 Do Q",
                 p.width_pt, p.height_pt
             )
             .expect("writing to a String");
         }
         let size = (p.height_pt / 40.0).clamp(6.0, 48.0);
         content.push_str("BT\n");
-        write!(
+        writeln!(
             content,
-            "/F1 {size:.1} Tf {:.1} TL 36 {:.1} Td\n",
+            "/F1 {size:.1} Tf {:.1} TL 36 {:.1} Td",
             size * 1.3,
             p.height_pt - 36.0 - size
         )

@@ -230,14 +230,16 @@ impl ColQwenConfig {
     fn validate(&self, text_act: &str) -> Result<()> {
         let t = &self.text;
         let v = &self.vision;
-        if t.num_attention_heads == 0 || t.hidden_size % t.num_attention_heads != 0 {
+        if t.num_attention_heads == 0 || !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             bail!(
                 "field `hidden_size` ({}) must be a multiple of `num_attention_heads` ({})",
                 t.hidden_size,
                 t.num_attention_heads
             );
         }
-        if t.num_key_value_heads == 0 || t.num_attention_heads % t.num_key_value_heads != 0 {
+        if t.num_key_value_heads == 0
+            || !t.num_attention_heads.is_multiple_of(t.num_key_value_heads)
+        {
             bail!(
                 "field `num_key_value_heads` ({}) must divide `num_attention_heads` ({})",
                 t.num_key_value_heads,
@@ -260,7 +262,10 @@ impl ColQwenConfig {
                 v.hidden_act
             );
         }
-        if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if v.num_heads == 0
+            || !v.hidden_size.is_multiple_of(v.num_heads)
+            || !v.head_dim().is_multiple_of(4)
+        {
             bail!(
                 "field `vision_config.hidden_size` ({}) must be a multiple of `num_heads` ({}) with a head dim divisible by 4",
                 v.hidden_size,
@@ -274,7 +279,11 @@ impl ColQwenConfig {
                 t.hidden_size
             );
         }
-        if v.merged_window() == 0 || v.window_size % (v.spatial_merge_size * v.patch_size) != 0 {
+        if v.merged_window() == 0
+            || !v
+                .window_size
+                .is_multiple_of(v.spatial_merge_size * v.patch_size)
+        {
             bail!(
                 "field `vision_config.window_size` ({}) must be a multiple of spatial_merge_size·patch_size",
                 v.window_size

@@ -97,6 +97,8 @@ pub fn mrope(
     let mut cos = Vec::with_capacity(b * seq * half);
     let mut sin = Vec::with_capacity(b * seq * half);
     for row in positions {
+        // `s` indexes whichever axis `axis_of[j]` picks, not one slice.
+        #[allow(clippy::needless_range_loop)]
         for s in 0..seq {
             for j in 0..half {
                 let a = row[axis_of[j]][s] as f32 * inv[j];

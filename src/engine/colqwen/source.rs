@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Seed of the random models: the same name always gives the same weights.
-pub const RANDOM_SEED: u64 = 0x5EED_C01_0E11;
+pub const RANDOM_SEED: u64 = 0x05EE_DC01_0E11;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum WeightSource {

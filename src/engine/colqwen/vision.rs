@@ -37,8 +37,11 @@ pub struct VisionTower {
     device: candle_core::Device,
     /// RoPE tables and window plans of recent batch shapes: a corpus's pages mostly share one
     /// size, and building them on the host held up the GPU ~1.5 ms per page.
-    tables: Mutex<Vec<(Vec<[u32; 3]>, Arc<BatchTables>)>>,
+    tables: Mutex<TableCache>,
 }
+
+/// Recent batch shapes (the grids) with their tables, least recently used first.
+type TableCache = Vec<(Vec<[u32; 3]>, Arc<BatchTables>)>;
 
 /// Everything the blocks read that depends only on the batch's grids.
 struct BatchTables {
@@ -109,8 +112,8 @@ impl VisionTower {
             );
         }
         for g in grids {
-            if g[1] as usize % c.spatial_merge_size != 0
-                || g[2] as usize % c.spatial_merge_size != 0
+            if !(g[1] as usize).is_multiple_of(c.spatial_merge_size)
+                || !(g[2] as usize).is_multiple_of(c.spatial_merge_size)
             {
                 bail!(
                     "image grid {g:?} is not a multiple of the merge size {}",

@@ -10,7 +10,7 @@ pub const TILE: usize = 64;
 /// Whether the kernel takes `head_dim`: whole mma k-steps, and at most 128 (its output rows
 /// live in registers, 4 × hd / 8 floats per thread).
 pub fn fits(head_dim: usize) -> bool {
-    head_dim % 16 == 0 && head_dim > 0 && head_dim <= 128
+    head_dim.is_multiple_of(16) && head_dim > 0 && head_dim <= 128
 }
 
 /// Dynamic shared memory of one block: two stages of K and V tiles (64 × (hd + 8) bf16 each)

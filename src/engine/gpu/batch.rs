@@ -54,7 +54,7 @@ impl PatchifyParams {
     /// Patch rows of one page at model resolution `h × w` (both multiples of patch·merge).
     pub fn rows(&self, h: u32, w: u32) -> Result<usize> {
         let f = self.patch * self.merge;
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             bail!("page of {h}×{w} is not at model resolution (sides must be positive multiples of {f})");
         }
         Ok(((h / self.patch) * (w / self.patch)) as usize)

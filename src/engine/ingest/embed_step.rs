@@ -46,7 +46,7 @@ pub fn embed_pages(
     model.device().synchronize()?;
     let h2d_secs = t0.elapsed().as_secs_f64();
     let timings = CopyTimings {
-        h2d_bytes: (batch.pixel_values.len() * std::mem::size_of::<f32>()) as u64,
+        h2d_bytes: std::mem::size_of_val(batch.pixel_values) as u64,
         h2d_secs,
         copy_critical_secs: h2d_secs,
     };

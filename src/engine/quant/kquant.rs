@@ -22,9 +22,9 @@ pub struct KQuantLinear {
 /// super-blocks; Q4_0 (32-value blocks, 4.5 bits) serves rows that are not; `None` keeps the
 /// layer dense (rows not a multiple of 32).
 pub fn kquant_format(in_features: usize) -> Option<GgmlDType> {
-    if in_features % GgmlDType::Q4K.block_size() == 0 {
+    if in_features.is_multiple_of(GgmlDType::Q4K.block_size()) {
         Some(GgmlDType::Q4K)
-    } else if in_features % GgmlDType::Q4_0.block_size() == 0 {
+    } else if in_features.is_multiple_of(GgmlDType::Q4_0.block_size()) {
         Some(GgmlDType::Q4_0)
     } else {
         None

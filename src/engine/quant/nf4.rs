@@ -24,6 +24,8 @@ use super::blockwise8;
 use super::element::QuantElement;
 
 /// The NF4 code table (bitsandbytes' `get_4bit_type("nf4")`), sorted ascending.
+// The digits are bitsandbytes' own, kept as written there.
+#[allow(clippy::excessive_precision)]
 pub const NF4_CODE: [f32; 16] = [
     -1.0,
     -0.696_192_800_998_687_7,
@@ -169,7 +171,7 @@ impl Nf4Weight {
             shape.1
         );
         ensure!(
-            blocksize >= 2 && blocksize % 2 == 0,
+            blocksize >= 2 && blocksize.is_multiple_of(2),
             "NF4 quantise: block size {blocksize} must be an even number ≥ 2 (bitsandbytes uses 64)"
         );
         let mids = midpoints();
