@@ -14,7 +14,9 @@
 //! need no fill buffer, so two streams each consumed at half the rate give it twice the time to
 //! run ahead. It stops at every 4 KiB boundary and needs misses to start again, so each block
 //! prefetches the first and last two lines of the block `trigger_bytes` ahead, and each front and
-//! back step the line it will read one block later (`prefetch_bytes`). On the 16-core H100 host the
+//! back step the line it will read one block later (`prefetch_bytes`), into L1 (`prefetcht0`: one
+//! fill per line where an L2 prefetch and then the load's L1 miss take two; six pairs against
+//! `prefetcht1` on the H100 hosts: −1 to +18 %, median +4 %). On the 16-core H100 host the
 //! one-directional version read a median 14 % more GB/s than the tile kernel, and reading from
 //! both ends a median 7 % more again (`bench/gpu-notes.md`). After a block, each row's 16 lanes are
 //! folded into its running max under the block's valid-token mask, so padding tokens never win a
@@ -81,6 +83,13 @@ fn prefetch_bytes() -> usize {
     env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", 4096, 1 << 16)
 }
 
+/// Which cache level the per-step prefetches fill (`PAGESIGHT_MAXSIM_ROWS_HINT`: default 0 = L1,
+/// `prefetcht0`; 1 = L2, `prefetcht1`, for 20-row queries only, to measure it).
+fn prefetch_hint() -> usize {
+    static HINT: OnceLock<usize> = OnceLock::new();
+    env_knob(&HINT, "PAGESIGHT_MAXSIM_ROWS_HINT", 0, 1)
+}
+
 /// How far ahead of the block being read, in bytes, the block whose first and last two lines each
 /// block prefetches as it starts (`PAGESIGHT_MAXSIM_ROWS_TRIGGER`, default 8192; read once).
 fn trigger_bytes() -> usize {
@@ -137,6 +146,7 @@ pub unsafe fn maxsim(
     let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset) as usize;
     let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
     let triggers = trigger_offsets(block_bytes);
+    let l2 = prefetch_hint() == 1;
     let mut total = 0.0;
     for g in &qr.groups {
         s.runmax.clear();
@@ -162,6 +172,7 @@ pub unsafe fn maxsim(
             match g.padded {
                 12 => rows12(block),
                 16 => rows16(block),
+                20 if l2 => rows20_t1(block),
                 20 => rows20(block),
                 24 => rows24(block),
                 _ => rows28(block),
@@ -191,7 +202,7 @@ struct BlockArgs {
 /// the front (values in zmm28) and `dim − 1 − k` from the back (zmm29), each prefetching
 /// `pf_offset` ahead of itself; an odd middle dimension last, from the front; zmm29 then folds.
 macro_rules! rows_kernel {
-    ($name:ident, $n:literal, [$($r:literal),*]) => {
+    ($name:ident, $hint:literal, $n:literal, [$($r:literal),*]) => {
         #[target_feature(enable = "avx512f")]
         unsafe fn $name(a: BlockArgs) {
             let q_back = a.q.byte_add((a.dim - 1) * a.q_stride);
@@ -202,8 +213,8 @@ macro_rules! rows_kernel {
                 "test {k}, {k}",
                 "jz 3f",
                 "2:",
-                "prefetcht1 byte ptr [{s} + {pd}]",
-                "prefetcht1 byte ptr [{e} + {pd}]",
+                concat!("prefetch", $hint, " byte ptr [{s} + {pd}]"),
+                concat!("prefetch", $hint, " byte ptr [{e} + {pd}]"),
                 "vcvtph2ps zmm28, ymmword ptr [{s}]",
                 $(concat!("vfmadd231ps zmm", $r, ", zmm28, dword ptr [{q} + 4*", $r, "]{{1to16}}"),)*
                 "vcvtph2ps zmm29, ymmword ptr [{e}]",
@@ -240,24 +251,34 @@ macro_rules! rows_kernel {
     };
 }
 
-rows_kernel!(rows12, 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+rows_kernel!(rows12, "t0", 12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 rows_kernel!(
     rows16,
+    "t0",
     16,
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
 );
 rows_kernel!(
     rows20,
+    "t0",
+    20,
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+);
+rows_kernel!(
+    rows20_t1,
+    "t1",
     20,
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
 );
 rows_kernel!(
     rows24,
+    "t0",
     24,
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
 );
 rows_kernel!(
     rows28,
+    "t0",
     28,
     [
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
