@@ -263,7 +263,7 @@ fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
 }
 
 fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
-    use crate::index::binary::{hamming_maxsim, query_words};
+    use crate::index::binary::{hamming_maxsim, query_words, PageCodes};
     let page = corpus.page(1, a.tokens);
     let codes = crate::index::vectors::sign_codes(&page, a.tokens, a.dim);
     let q = corpus.query(1, a.query_tokens, 0);
@@ -273,14 +273,12 @@ fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
     for _ in 0..200 {
         let t = Instant::now();
         for _ in 0..reps {
-            std::hint::black_box(hamming_maxsim(
-                &qw,
-                a.query_tokens,
-                a.dim,
-                std::hint::black_box(&codes),
-                a.tokens,
-                None,
-            ));
+            let page = PageCodes {
+                codes: std::hint::black_box(&codes),
+                n_tokens: a.tokens,
+                next: None,
+            };
+            std::hint::black_box(hamming_maxsim(&qw, a.query_tokens, a.dim, page));
         }
         best = best.min(t.elapsed().as_secs_f64());
     }

@@ -45,17 +45,18 @@ pub fn simd_available(dim: usize) -> bool {
     }
 }
 
-/// Hamming MaxSim of the query's words (from `query_words`) against a page's codes; `next` is
-/// the codes of the page scored after it, if known, prefetched meanwhile.
-pub fn hamming_maxsim(
-    qw: &[u64],
-    nq: usize,
-    dim: usize,
-    codes: &[u8],
-    n_tokens: usize,
-    next: Option<&[u8]>,
-) -> f32 {
-    hamming_maxsim_with(simd_available(dim), qw, nq, dim, codes, n_tokens, next)
+/// One page's sign codes (`n_tokens` × `code_bytes(dim)`), and the codes of the page scored after
+/// it, if known, which the SIMD kernel prefetches meanwhile.
+#[derive(Clone, Copy)]
+pub struct PageCodes<'a> {
+    pub codes: &'a [u8],
+    pub n_tokens: usize,
+    pub next: Option<&'a [u8]>,
+}
+
+/// Hamming MaxSim of the query's words (from `query_words`) against a page's codes.
+pub fn hamming_maxsim(qw: &[u64], nq: usize, dim: usize, page: PageCodes<'_>) -> f32 {
+    hamming_maxsim_with(simd_available(dim), qw, nq, dim, page)
 }
 
 /// As `hamming_maxsim`, choosing the kernel: `simd` only takes effect where `simd_available`.
@@ -64,10 +65,13 @@ pub fn hamming_maxsim_with(
     qw: &[u64],
     nq: usize,
     dim: usize,
-    codes: &[u8],
-    n_tokens: usize,
-    next: Option<&[u8]>,
+    page: PageCodes<'_>,
 ) -> f32 {
+    let PageCodes {
+        codes,
+        n_tokens,
+        next,
+    } = page;
     let words = code_bytes(dim) / 8;
     if n_tokens == 0 || nq == 0 {
         return 0.0;

@@ -321,14 +321,12 @@ impl Searcher {
                         let (page, n_tokens) = codes(i);
                         // A thread scores a run of consecutive pages: i + 1 is most often next.
                         let next = (i + 1 < n).then(|| codes(i + 1).0);
-                        let s = binary::hamming_maxsim(
-                            &qw,
-                            q.n_tokens,
-                            dim,
-                            page,
-                            n_tokens as usize,
+                        let page = binary::PageCodes {
+                            codes: page,
+                            n_tokens: n_tokens as usize,
                             next,
-                        );
+                        };
+                        let s = binary::hamming_maxsim(&qw, q.n_tokens, dim, page);
                         (s, i as u64)
                     }),
                     candidates.max(k),

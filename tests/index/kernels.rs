@@ -109,7 +109,7 @@ fn one_scratch_serves_pages_of_every_length() {
 
 #[test]
 fn simd_hamming_maxsim_equals_the_portable_one() {
-    use pagesight::index::binary::{hamming_maxsim_with, query_words, simd_available};
+    use pagesight::index::binary::{hamming_maxsim_with, query_words, simd_available, PageCodes};
     use pagesight::index::vectors::sign_codes;
     let dim = 128;
     if !simd_available(dim) {
@@ -130,7 +130,12 @@ fn simd_hamming_maxsim_equals_the_portable_one() {
         let doc = values(&mut rng, n * dim);
         let qw = query_words(&q, nq, dim);
         let codes = sign_codes(&doc, n, dim);
-        let want = hamming_maxsim_with(false, &qw, nq, dim, &codes, n, None);
+        let page = |next| PageCodes {
+            codes: &codes,
+            n_tokens: n,
+            next,
+        };
+        let want = hamming_maxsim_with(false, &qw, nq, dim, page(None));
         // Naive: ±1 dot products, max per query row.
         let sign = |v: &[f32]| -> Vec<f32> {
             v.iter()
@@ -139,12 +144,12 @@ fn simd_hamming_maxsim_equals_the_portable_one() {
         };
         let naive = maxsim_naive(&sign(&q), nq, dim, &sign(&doc), n);
         assert_eq!(want, naive, "portable nq{nq} n{n}");
-        let got = hamming_maxsim_with(true, &qw, nq, dim, &codes, n, None);
+        let got = hamming_maxsim_with(true, &qw, nq, dim, page(None));
         assert_eq!(got, want, "simd nq{nq} n{n}");
         // Prefetching a next page (longer or shorter than this one) changes nothing.
         let next = sign_codes(&values(&mut rng, 2 * n * dim), 2 * n, dim);
         for next in [&next[..], &next[..16]] {
-            let got = hamming_maxsim_with(true, &qw, nq, dim, &codes, n, Some(next));
+            let got = hamming_maxsim_with(true, &qw, nq, dim, page(Some(next)));
             assert_eq!(got, want, "simd nq{nq} n{n} with a next page");
         }
     }
