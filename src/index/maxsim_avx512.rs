@@ -395,7 +395,10 @@ unsafe fn tile_widening(
 }
 
 /// A register-only loop of `iters` × 12 independent 512-bit FMAs on this core; returns the flop
-/// it did (16 lanes × 2 flop per FMA), for the caller to time.
+/// it did (16 lanes × 2 flop per FMA), for the caller to time. The multiplicands are set to 1.0
+/// and 1e-3 first: left as whatever earlier code put in those registers (integers, say), they
+/// were now and then subnormal floats, and every FMA on a subnormal takes a microcode assist —
+/// such runs measured ~1 GFLOP/s on one core, and any window they fell into came out low.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
@@ -414,6 +417,10 @@ pub unsafe fn fma_loop(iters: u64) -> f64 {
         "vpxord zmm9, zmm9, zmm9",
         "vpxord zmm10, zmm10, zmm10",
         "vpxord zmm11, zmm11, zmm11",
+        "mov {t:e}, 0x3f800000", // 1.0
+        "vpbroadcastd zmm12, {t:e}",
+        "mov {t:e}, 0x3a83126f", // 1e-3: the sums stay normal floats (≤ ~1e3 per 1e6 steps)
+        "vpbroadcastd zmm13, {t:e}",
         "2:",
         "vfmadd231ps zmm0, zmm12, zmm13",
         "vfmadd231ps zmm1, zmm12, zmm13",
@@ -430,6 +437,7 @@ pub unsafe fn fma_loop(iters: u64) -> f64 {
         "dec {n}",
         "jnz 2b",
         n = inout(reg) iters.max(1) => _,
+        t = out(reg) _,
         out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
         out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
@@ -440,6 +448,7 @@ pub unsafe fn fma_loop(iters: u64) -> f64 {
 }
 
 /// The same loop with 10 independent 256-bit FMAs (the AVX2 path's peak); returns its flop.
+/// Its multiplicands are set first for the same reason.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -456,6 +465,12 @@ pub unsafe fn fma_loop_avx2(iters: u64) -> f64 {
         "vxorps ymm7, ymm7, ymm7",
         "vxorps ymm8, ymm8, ymm8",
         "vxorps ymm9, ymm9, ymm9",
+        "mov {t:e}, 0x3f800000",
+        "vmovd xmm10, {t:e}",
+        "vbroadcastss ymm10, xmm10",
+        "mov {t:e}, 0x3a83126f",
+        "vmovd xmm11, {t:e}",
+        "vbroadcastss ymm11, xmm11",
         "2:",
         "vfmadd231ps ymm0, ymm10, ymm11",
         "vfmadd231ps ymm1, ymm10, ymm11",
@@ -470,6 +485,7 @@ pub unsafe fn fma_loop_avx2(iters: u64) -> f64 {
         "dec {n}",
         "jnz 2b",
         n = inout(reg) iters.max(1) => _,
+        t = out(reg) _,
         out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
         out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
         out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
