@@ -268,7 +268,7 @@ mod cuda {
             let (start, _) = yl
                 .contiguous_offsets()
                 .ok_or_else(|| candle_core::Error::Msg("bias add: output not contiguous".into()))?;
-            if cols == 0 || n % cols != 0 || yl.dims().last() != Some(&cols) {
+            if cols == 0 || !n.is_multiple_of(cols) || yl.dims().last() != Some(&cols) {
                 candle_core::bail!("bias add: bias of {cols} for output {:?}", yl.dims());
             }
             let bv = view::<bf16>(b, bl)?;
@@ -442,7 +442,7 @@ mod cuda {
                 candle_core::bail!("attention: qkv rows of {row} for {s:?}");
             }
             // The kernel reads rows as 16-byte vectors.
-            if ql.start_offset() * 2 % 16 != 0 {
+            if !(ql.start_offset() * 2).is_multiple_of(16) {
                 candle_core::bail!(
                     "attention: qkv starts mid-vector (offset {})",
                     ql.start_offset()

@@ -182,7 +182,7 @@ impl Nf4Kernels {
         if w.packed.len() < n.div_ceil(2) || out_len < n || w.nf4_code.len() < 16 {
             bail!("NF4 dequantise: buffers too small for {n} weights");
         }
-        if out_ptr % 16 != 0 {
+        if !out_ptr.is_multiple_of(16) {
             bail!("NF4 dequantise: the output must be 16-byte aligned (scratch view at a nonzero offset?)");
         }
         // A null absmax_f32 pointer selects the double-quantised path inside the kernel. Raw

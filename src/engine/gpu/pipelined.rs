@@ -51,6 +51,10 @@ struct InFlight<B> {
     result_slot: usize,
 }
 
+/// A batch's patch grid per page (`[1, h / patch, w / patch]`), its pages' pixel sizes, and the
+/// patch rows they make together.
+type BatchGrid = (Vec<[u32; 3]>, Vec<(u32, u32)>, usize);
+
 pub struct PipelineConfig {
     /// Staging buffers per kind (2 = double, 3 = triple buffering).
     pub slots: usize,
@@ -96,7 +100,7 @@ impl<B: StagePages> PipelinedExecutor<B> {
         &mut self.transfer
     }
 
-    fn grid(&self, batch: &B) -> Result<(Vec<[u32; 3]>, Vec<(u32, u32)>, usize)> {
+    fn grid(&self, batch: &B) -> Result<BatchGrid> {
         let n = batch.page_count();
         if n == 0 {
             bail!("empty batch");
@@ -145,9 +149,8 @@ impl<B: StagePages> PipelinedExecutor<B> {
                 let i = ring.acquire()?;
                 let buf = ring.buffer_mut(i, need)?;
                 let mut at = 0;
-                for p in 0..batch.page_count() {
+                for (p, &(h, w)) in dims.iter().enumerate().take(batch.page_count()) {
                     let rgb = batch.page_rgb(p);
-                    let (h, w) = dims[p];
                     if rgb.len() != h as usize * w as usize * 3 {
                         bail!("page {p} has {} RGB bytes for {h}×{w}", rgb.len());
                     }
