@@ -95,6 +95,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_query_is_timed_after_a_window_of_at_least_2_ms() {
+        use crate::index::search::{Scorer, SearchMode};
+        let isa = crate::index::maxsim::detected_isa();
+        let query = Query {
+            vectors: vec![0.0; 4],
+            n_tokens: 1,
+            text: String::new(),
+            mode: SearchMode::Visual,
+            top_k: 1,
+            visual_weight: 1.0,
+            scorer: Scorer::Exact,
+        };
+        let mut scored = 0;
+        let p = run(isa, &vec![query; 3], 1e6, Duration::ZERO, |_| {
+            scored += 1;
+            Ok(Vec::new())
+        })
+        .unwrap();
+        assert_eq!((scored, p.pairs, p.window_ms), (3, 3, 2.0));
+        if isa != Isa::Portable {
+            // An FMA loop ran in every window, so every ratio is a finite positive number.
+            assert!(p.window_gflops_min > 0.0, "{p:?}");
+            assert!(p.fraction().is_finite() && p.fraction() > 0.0, "{p:?}");
+        }
+    }
+
+    #[test]
     fn the_quiet_half_leaves_out_the_pairs_whose_window_ran_slow() {
         // Two quiet windows (2000) where the query ran at 50 %, two busy ones (1000) where the
         // same query speed is 100 % of the window: the median of all four ratios is flattered
