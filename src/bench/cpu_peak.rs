@@ -7,6 +7,7 @@
 
 use crate::index::maxsim::{fma_loop, fma_peak_one_core, Isa};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 #[derive(Serialize, Debug, Clone)]
@@ -46,6 +47,24 @@ pub fn cpuinfo(key: &str) -> Option<String> {
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split(':').nth(1))
         .map(|v| v.trim().to_string())
+}
+
+/// The reduced-precision matrix and vector extensions among /proc/cpuinfo's `flags`: present
+/// but not an exact scorer's instruction set, so the bench names them rather than leave a reader
+/// to wonder.
+pub fn unused_isas(flags: &str) -> Vec<&'static str> {
+    const REDUCED_PRECISION: [&str; 5] = [
+        "amx_bf16",
+        "amx_fp16",
+        "amx_int8",
+        "avx512_bf16",
+        "avx512_fp16",
+    ];
+    let present: BTreeSet<&str> = flags.split_whitespace().collect();
+    REDUCED_PRECISION
+        .into_iter()
+        .filter(|f| present.contains(f))
+        .collect()
 }
 
 /// The peak of `isa`, or `None` where this build has no FMA loop for it or the CPU lacks it.
@@ -226,6 +245,12 @@ pub fn steal_fraction(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn reduced_precision_extensions_are_named_from_the_cpu_flags() {
+        let flags = "fpu avx512f amx_bf16 avx512_fp16 amx_tile avx512_vnni";
+        assert_eq!(unused_isas(flags), ["amx_bf16", "avx512_fp16"]);
+        assert!(unused_isas("fpu avx2 f16c").is_empty());
+    }
 
     #[test]
     fn a_window_spans_from_the_first_start_to_the_last_end() {

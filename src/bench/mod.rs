@@ -22,6 +22,7 @@ mod search_paired;
 pub mod search_reference;
 mod search_report;
 pub mod search_tensor;
+mod search_timing;
 pub mod search_variants;
 
 use clap::{Args, Subcommand};

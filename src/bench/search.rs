@@ -9,11 +9,12 @@
 use super::cpu_peak::{self, IsaPeak};
 use super::search_reference::add_reference;
 use super::search_tensor::{tensor_runs, TensorResults};
+use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
 use crate::engine::settings::DeviceChoice;
 use crate::index::maxsim::{detected_isa, Isa, PreparedQuery, Scratch};
-use crate::index::search::{CpuExact, PageScorer, Query, Scorer, SearchMode};
+use crate::index::search::{CpuExact, Query, Scorer, SearchMode};
 use crate::index::synthetic::{Corpus, Rng};
-use crate::index::{Index, PageRecord, Provenance, Searcher};
+use crate::index::{Index, PageRecord, Provenance};
 use anyhow::Context;
 use clap::Args;
 use rayon::prelude::*;
@@ -73,34 +74,6 @@ pub struct SearchBenchArgs {
     pub exact_variants: Vec<super::search_variants::ExactVariant>,
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Serialize, Debug)]
-pub struct Latency {
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub mean_ms: f64,
-    /// The fastest query: on a shared machine, the closest to an uncontended run.
-    pub min_ms: f64,
-}
-
-/// "p50 … ms  p99 … ms  min … ms", aligned for the bench's tables.
-pub(super) fn latency_line(l: &Latency) -> String {
-    format!(
-        "p50 {:8.2} ms  p99 {:8.2} ms  min {:8.2} ms",
-        l.p50_ms, l.p99_ms, l.min_ms
-    )
-}
-
-pub(super) fn latency(mut ms: Vec<f64>) -> Latency {
-    ms.sort_by(f64::total_cmp);
-    let pick = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
-    Latency {
-        p50_ms: pick(0.5),
-        p99_ms: pick(0.99),
-        mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
-        min_ms: ms[0],
-    }
 }
 
 #[derive(Serialize, Debug)]
@@ -212,24 +185,6 @@ fn isas() -> Vec<Isa> {
         .filter(|i| i.available())
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect()
-}
-
-/// The reduced-precision matrix and vector extensions among /proc/cpuinfo's `flags`: present
-/// but not an exact scorer's instruction set, so the bench names them rather than leave a reader
-/// to wonder.
-fn unused_isas(flags: &str) -> Vec<&'static str> {
-    const REDUCED_PRECISION: [&str; 5] = [
-        "amx_bf16",
-        "amx_fp16",
-        "amx_int8",
-        "avx512_bf16",
-        "avx512_fp16",
-    ];
-    let present: BTreeSet<&str> = flags.split_whitespace().collect();
-    REDUCED_PRECISION
-        .into_iter()
-        .filter(|f| present.contains(f))
         .collect()
 }
 
@@ -431,53 +386,6 @@ fn build(
     Ok(Some(t0.elapsed().as_secs_f64()))
 }
 
-/// CPU time this process has been given so far (all threads, user + system), in seconds.
-fn process_cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct we pass; no other memory is touched.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return f64::NAN;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(u.ru_utime) + secs(u.ru_stime)
-}
-
-/// Runs every query once untimed (warms caches and the thread pool), then times each. Also
-/// returns the CPU seconds the timed queries were given (on a shared machine, wall time also
-/// counts other tenants' turns; CPU time does not).
-pub(super) fn time_queries(
-    queries: &[Query],
-    mut f: impl FnMut(&Query) -> anyhow::Result<Vec<u64>>,
-) -> anyhow::Result<(Latency, Vec<Vec<u64>>, f64)> {
-    f(&queries[0])?;
-    let mut ms = Vec::new();
-    let mut tops = Vec::new();
-    let cpu0 = process_cpu_seconds();
-    for q in queries {
-        let t = Instant::now();
-        let top = f(q)?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-        tops.push(top);
-    }
-    Ok((latency(ms), tops, process_cpu_seconds() - cpu0))
-}
-
-pub(super) fn overlap_at_10(want: &[Vec<u64>], got: &[Vec<u64>]) -> f64 {
-    let found: usize = want
-        .iter()
-        .zip(got)
-        .map(|(e, b)| e.iter().filter(|x| b.contains(x)).count())
-        .sum();
-    found as f64 / (10 * want.len().max(1)) as f64
-}
-
-pub(super) fn top10(s: &Searcher, q: &Query, scorer: &dyn PageScorer) -> anyhow::Result<Vec<u64>> {
-    Ok(s.visual_with(q, 10, scorer)?
-        .into_iter()
-        .map(|x| x.0)
-        .collect())
-}
-
 pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
     let cores = rayon::current_num_threads();
     let cpu = cpu_peak::cpuinfo("model name").unwrap_or_else(|| "unknown".into());
@@ -493,7 +401,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             p.nominal_gflops.unwrap_or(f64::NAN)
         );
     }
-    let unused = unused_isas(&cpu_peak::cpuinfo("flags").unwrap_or_default());
+    let unused = cpu_peak::unused_isas(&cpu_peak::cpuinfo("flags").unwrap_or_default());
     if !unused.is_empty() {
         eprintln!(
             "also on this CPU, not used by exact MaxSim: {} (they multiply in bf16, fp16 or int8; exact MaxSim widens the f16 pages to f32)",
@@ -727,14 +635,4 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reduced_precision_extensions_are_named_from_the_cpu_flags() {
-        let flags = "fpu avx512f amx_bf16 avx512_fp16 amx_tile avx512_vnni";
-        assert_eq!(super::unused_isas(flags), ["amx_bf16", "avx512_fp16"]);
-        assert!(super::unused_isas("fpu avx2 f16c").is_empty());
-    }
 }

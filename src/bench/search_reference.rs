@@ -78,7 +78,8 @@ pub(super) fn add_reference(
         Ok((v, diff)) => {
             let p50 = |k: &str| {
                 v.get(k).and_then(|x| x.as_array()).map(|a| {
-                    super::search::latency(a.iter().filter_map(|x| x.as_f64()).collect()).p50_ms
+                    super::search_timing::latency(a.iter().filter_map(|x| x.as_f64()).collect())
+                        .p50_ms
                 })
             };
             r.reference_p50_ms = p50("score_multi_vector_ms");
@@ -92,7 +93,8 @@ pub(super) fn add_reference(
             let tops: Vec<Vec<u64>> =
                 serde_json::from_value(v["top10"].clone()).unwrap_or_default();
             // Reference indices are page positions; page ids equal positions in this single-file corpus.
-            r.reference_top10_agreement = Some(super::search::overlap_at_10(exact_tops, &tops));
+            r.reference_top10_agreement =
+                Some(super::search_timing::overlap_at_10(exact_tops, &tops));
             r.reference_max_abs_score_diff = Some(diff);
             eprintln!(
                 "  reference (colpali score_multi_vector, torch f32): p50 {:.2} ms, einsum alone p50 {:.2} ms → exact is {:.2}× the faster of them; top-10 agreement {:.3}, max |score diff| {:.2e}",

@@ -4,7 +4,8 @@
 //! the rate it streamed the resident tiles, then a check that they agree: identical top-10 per
 //! query and the largest score difference over every page of a few queries.
 
-use super::search::{latency, overlap_at_10, time_queries, top10, Latency, SearchBenchArgs};
+use super::search::SearchBenchArgs;
+use super::search_timing::{latency, overlap_at_10, time_queries, top10, Latency};
 use crate::index::search::{PageScorer, PageView, Query};
 use crate::index::tensor_scorer::{TensorKernel, TensorScorer};
 use crate::index::Searcher;

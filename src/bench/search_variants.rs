@@ -2,7 +2,7 @@
 //! what holds the all-core kernel below its one-core efficiency: the segments copied into
 //! huge-page memory (`Searcher::resident`), and the pool's threads pinned one per CPU.
 
-use super::search::{latency_line, overlap_at_10, time_queries, top10, Latency};
+use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
 use crate::index::maxsim::Isa;
 use crate::index::search::{CpuExact, Query};
 use crate::index::Searcher;
