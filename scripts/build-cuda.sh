@@ -21,9 +21,10 @@ if ! command -v nvcc >/dev/null; then
   exit 1
 fi
 if [ "${1:-}" = "--check" ]; then
-  exec cargo check --features cuda --tests
+  exec cargo check --workspace --features cuda,dev-tools,test-hooks --tests
 fi
-cargo build --release --features cuda --bin pagesight
+# dev-tools: the device proofs (`bench gpu-selftest`, `bench gemm`) are developer harnesses.
+cargo build --release --features cuda,dev-tools --bin pagesight
 bin="$CARGO_TARGET_DIR/release/pagesight"
 pdfium=${PDFIUM_LIB:-$root/vendor/pdfium/libpdfium.so}
 [ -f "$pdfium" ] || { echo "libpdfium not found at $pdfium: run scripts/setup.sh or set PDFIUM_LIB" >&2; exit 1; }

@@ -29,7 +29,7 @@ pub fn sample_corpus() -> tempfile::TempDir {
 pub fn test_settings() -> IngestSettings {
     let mut s = IngestSettings::with_defaults();
     s.model.model = "random:tiny".into();
-    s.model.device = pagesight::engine::DeviceChoice::Cpu;
+    s.model.device = pagesight::model::settings::DeviceChoice::Cpu;
     // Small pages keep the tiny model fast in debug builds.
     s.model.max_visual_tokens = 64;
     s.loader.workers = 2;

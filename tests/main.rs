@@ -1,4 +1,11 @@
 //! One integration-test binary (one link step on slow CI machines): each area is a module.
+//! The tests drive the developer's harnesses and the fault hooks, so they need the app's
+//! `dev-tools` and `test-hooks` features: `scripts/test.sh` turns both on.
+
+#[cfg(not(all(feature = "dev-tools", feature = "test-hooks")))]
+compile_error!(
+    "the integration tests need `--features dev-tools,test-hooks`; run them with scripts/test.sh"
+);
 mod crash;
 mod engine;
 mod fixture_meta;

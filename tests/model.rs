@@ -2,10 +2,10 @@
 //! tools/gen_fixtures.py with colpali-engine + transformers), plus config and random-model checks.
 
 use candle_core::{Device, Tensor};
-use pagesight::bench::model_parity::{rel_err, ParityFixture};
-use pagesight::engine::colqwen::config::ColQwenConfig;
-use pagesight::engine::colqwen::ColQwen;
+use pagesight::devtools::model_parity::{rel_err, ParityFixture};
 use pagesight::engine::{DType, DeviceChoice, ModelSettings, Quant};
+use pagesight::model::colqwen::config::ColQwenConfig;
+use pagesight::model::colqwen::ColQwen;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -190,7 +190,7 @@ fn fixture_without_adapter_matches_base_and_adapter_changes_output() {
 
 #[test]
 fn preprocessing_matches_reference_pixels() {
-    use pagesight::engine::colqwen::image_input::load_preprocess_config;
+    use pagesight::model::colqwen::image_input::load_preprocess_config;
     let cfg = load_preprocess_config(Some(&fixture().join("model/preprocessor_config.json")), 64)
         .unwrap();
     for (i, img) in meta()["images"].as_array().unwrap().iter().enumerate() {
@@ -198,7 +198,7 @@ fn preprocessing_matches_reference_pixels() {
             .unwrap()
             .to_rgb8();
         let (px, grid) =
-            pagesight::loader::preprocess_rgb(rgb.as_raw(), rgb.height(), rgb.width(), &cfg)
+            pagesight::model::preprocess_rgb(rgb.as_raw(), rgb.height(), rgb.width(), &cfg)
                 .unwrap();
         assert_eq!(
             grid.to_vec(),

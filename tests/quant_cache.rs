@@ -4,12 +4,12 @@
 
 use candle_core::{Device, Module, Tensor};
 use pagesight::bench::embed::synthetic_pages;
-use pagesight::bench::model_parity::ParityFixture;
-use pagesight::engine::colqwen::{ColQwen, PageEmbedding};
-use pagesight::engine::quant::{
+use pagesight::devtools::model_parity::ParityFixture;
+use pagesight::engine::{DType, DeviceChoice, Event, ModelSettings, Quant, QuantCacheSetting};
+use pagesight::model::colqwen::{ColQwen, PageEmbedding};
+use pagesight::model::quant::{
     CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
 };
-use pagesight::engine::{DType, DeviceChoice, Event, ModelSettings, Quant, QuantCacheSetting};
 use std::path::{Path, PathBuf};
 
 fn tiny(quant: Quant, dtype: DType, cache: &Path) -> ModelSettings {
@@ -164,7 +164,7 @@ fn other_quant_settings_never_reuse_a_cache() {
         tiny(Quant::Q4k, DType::F32, dir.path()),
         tiny(Quant::Nf4, DType::Bf16, dir.path()),
         ModelSettings {
-            quant_scope: pagesight::engine::QuantScope::LanguageModelOnly,
+            quant_scope: pagesight::model::settings::QuantScope::LanguageModelOnly,
             ..tiny(Quant::Nf4, DType::F32, dir.path())
         },
     ] {

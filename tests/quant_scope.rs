@@ -4,11 +4,11 @@
 //! scope recorded wherever the quantisation is, so an index refuses the other scope's vectors.
 
 use crate::model::{fixture, fixture_pixels, queries, settings};
-use pagesight::bench::model_parity::rel_err;
-use pagesight::engine::colqwen::ColQwen;
-use pagesight::engine::quant::{LayerRecord, LayerStorage};
+use pagesight::devtools::model_parity::rel_err;
 use pagesight::engine::{DType, ModelSettings, Quant, QuantScope};
 use pagesight::index::{Index, IndexError, Provenance};
+use pagesight::model::colqwen::ColQwen;
+use pagesight::model::quant::{LayerRecord, LayerStorage};
 use std::process::Command;
 
 fn nf4_settings(scope: QuantScope) -> ModelSettings {
@@ -172,9 +172,11 @@ fn nf4_language_model_only_is_closer_to_dense_than_all_linear() {
         (prov.quant.as_str(), prov.quant_scope.as_str()),
         ("nf4", "lm")
     );
-    let back =
-        pagesight::engine::search::model_settings_for(&prov, pagesight::engine::DeviceChoice::Auto)
-            .unwrap();
+    let back = pagesight::engine::search::model_settings_for(
+        &prov,
+        pagesight::model::settings::DeviceChoice::Auto,
+    )
+    .unwrap();
     assert_eq!(
         (back.quant, back.quant_scope),
         (Quant::Nf4, QuantScope::LanguageModelOnly)

@@ -5,7 +5,7 @@
 //! AVX-512 frequency licence and other tenants included), so the scorer is measured against the
 //! same conditions; the bench measures it before and after and keeps the higher value.
 
-use crate::index::maxsim::{fma_loop, fma_peak_one_core, Isa};
+use pagesight_index::maxsim::{fma_loop, fma_peak_one_core, Isa};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ fn best_and_median_of_trials(isa: Isa) -> Option<(f64, f64)> {
         .filter_map(|_| fma_peak_one_core(isa, ITERS))
         .collect();
     let best = t.iter().copied().reduce(f64::max)?;
-    Some((best, super::median(t)))
+    Some((best, pagesight_common::stats::median(t)))
 }
 
 pub fn cpuinfo(key: &str) -> Option<String> {

@@ -1,14 +1,14 @@
 //! `pagesight bench embed`: model load time, time per page (vision and LM separately), query
 //! time and peak resident memory.
 
-use crate::engine::colqwen::{ColQwen, RANDOM_WARNING};
-use crate::engine::quant::QuantCacheReport;
-use crate::engine::{
-    DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope, SCHEMA_VERSION,
-};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
+use pagesight_engine::{
+    DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope, SCHEMA_VERSION,
+};
+use pagesight_model::colqwen::{ColQwen, RANDOM_WARNING};
+use pagesight_model::quant::QuantCacheReport;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -83,7 +83,7 @@ fn load(args: &EmbedBenchArgs, settings: ModelSettings) -> Result<Loaded> {
     }
     let base = match &args.quant_cache {
         Some(d) => d.clone(),
-        None => crate::paths::quant_cache_dir()
+        None => pagesight_common::paths::quant_cache_dir()
             .context("PAGESIGHT_QUANT_CACHE is off: give --quant-cache DIR or --no-quant-cache")?,
     };
     let scratch = base.join(format!(".bench-{}", std::process::id()));
@@ -131,7 +131,7 @@ fn load(args: &EmbedBenchArgs, settings: ModelSettings) -> Result<Loaded> {
 fn vram_pool(model: &ColQwen) -> Result<Option<PoolUsage>> {
     #[cfg(feature = "cuda")]
     if let candle_core::DeviceLocation::Cuda { gpu_id } = model.device().location() {
-        return crate::engine::gpu::vram::pool_usage(gpu_id).map(Some);
+        return pagesight_model::gpu::vram::pool_usage(gpu_id).map(Some);
     }
     let _ = model;
     Ok(None)
@@ -140,14 +140,14 @@ fn vram_pool(model: &ColQwen) -> Result<Option<PoolUsage>> {
 fn reset_vram_high(model: &ColQwen) -> Result<()> {
     #[cfg(feature = "cuda")]
     if let candle_core::DeviceLocation::Cuda { gpu_id } = model.device().location() {
-        return crate::engine::gpu::vram::reset_pool_high(gpu_id);
+        return pagesight_model::gpu::vram::reset_pool_high(gpu_id);
     }
     let _ = model;
     Ok(())
 }
 
 #[cfg(feature = "cuda")]
-use crate::engine::gpu::vram::PoolUsage;
+use pagesight_model::gpu::vram::PoolUsage;
 /// Where there is no GPU pool to read.
 #[cfg(not(feature = "cuda"))]
 #[derive(Clone, Copy)]
@@ -209,7 +209,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         model.lm_forward(&v, &grids)?;
         reset_vram_high(&model)?;
     }
-    crate::engine::colqwen::profile::enable(args.profile);
+    pagesight_model::colqwen::profile::enable(args.profile);
     let mut vision_s = Vec::new();
     let mut lm_s = Vec::new();
     for _ in 0..args.pages.max(1) {
@@ -231,8 +231,8 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         );
     }
     let peak_vram = vram_pool(&model)?;
-    let sections = crate::engine::colqwen::profile::take();
-    crate::engine::colqwen::profile::enable(false);
+    let sections = pagesight_model::colqwen::profile::take();
+    pagesight_model::colqwen::profile::enable(false);
     let t = Instant::now();
     model.embed_queries(&["what is the revenue of the company in 2023?".to_string()])?;
     let query_s = t.elapsed().as_secs_f64();
@@ -296,7 +296,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             Some((cold_s, cold, warm_s, warm)) => {
                 println!(
                     "load (cold)   {cold_s:>7.2} s  quantise, then write the cache ({} in {:.2} s)",
-                    crate::engine::quant::cache::size_text(cold.bytes_written.unwrap_or(0)),
+                    pagesight_model::quant::cache::size_text(cold.bytes_written.unwrap_or(0)),
                     cold.write_s
                 );
                 println!(

@@ -7,13 +7,13 @@
 //! declare it in `bench/mod.rs` (`pub mod ingest;`, variant `Ingest(ingest::IngestBenchArgs)`,
 //! arm `BenchCmd::Ingest(a) => ingest::run(a)`) once the engine compiles with the model.
 
-use crate::engine::command::AbSide;
-use crate::engine::control::RunControl;
-use crate::engine::event::{AbSideResult, Event};
-use crate::engine::settings::{DType, DeviceChoice, IngestSettings, Quant, TransferMode};
-use crate::engine::stage::Stage;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use pagesight_engine::command::AbSide;
+use pagesight_engine::control::RunControl;
+use pagesight_engine::event::{AbSideResult, Event};
+use pagesight_engine::settings::{DType, DeviceChoice, IngestSettings, Quant, TransferMode};
+use pagesight_engine::stage::Stage;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -91,7 +91,9 @@ fn pinned_h2d_peak(runs: &[AbSideResult]) -> Option<f64> {
     if runs.iter().any(|r| r.gpu_busy.is_some()) {
         let measured = candle_core::Device::new_cuda(0)
             .map_err(anyhow::Error::from)
-            .and_then(|d| crate::engine::gpu::transfer::measure_pinned_h2d_peak(&d, 64 << 20, 8));
+            .and_then(|d| {
+                pagesight_engine::gpu::transfer::measure_pinned_h2d_peak(&d, 64 << 20, 8)
+            });
         match measured {
             Ok(b) => return Some(b),
             Err(e) => eprintln!("could not measure the pinned H2D peak: {e:#}"),
@@ -117,7 +119,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     if a.transfer.is_empty() || a.quant.is_empty() {
         bail!("give at least one --transfer mode and one --quant");
     }
-    let device = crate::engine::device_info::describe(a.device);
+    let device = pagesight_engine::device_info::describe(a.device);
     println!("device: {}", device.name);
     let (tx, rx) = crossbeam_channel::unbounded::<Event>();
     // Drain events as they come (notices and errors are shown; metrics are kept in the results).
@@ -142,14 +144,14 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             label: format!("warm-up {}", quant.name()),
             settings: settings(&a, quant, a.transfer[0]),
         };
-        crate::engine::ab::run_side(&a.folder, a.warmup_pages, &warm, &control, &tx)
+        pagesight_engine::ab::run_side(&a.folder, a.warmup_pages, &warm, &control, &tx)
             .with_context(|| format!("warm-up run ({})", quant.name()))?;
         for &transfer in &a.transfer {
             let side = AbSide {
                 label: format!("{} {}", quant.name(), transfer.name()),
                 settings: settings(&a, quant, transfer),
             };
-            let r = crate::engine::ab::run_side(&a.folder, a.pages, &side, &control, &tx)
+            let r = pagesight_engine::ab::run_side(&a.folder, a.pages, &side, &control, &tx)
                 .with_context(|| format!("run '{}'", side.label))?;
             eprintln!(
                 "{}: {:.2} pages/s over {} pages",
@@ -201,7 +203,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     if let Some(path) = &a.json {
         let doc = json!({
             "pinned_h2d_peak_bytes_per_sec": h2d_peak,
-            "schema": crate::engine::SCHEMA_VERSION,
+            "schema": pagesight_engine::SCHEMA_VERSION,
             "kind": "bench_ingest",
             "device": device,
             "folder": a.folder,

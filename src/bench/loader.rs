@@ -1,12 +1,12 @@
 //! `pagesight bench loader <folder>`: pages/s of the loader (render workers → ordered queue →
 //! normalise/patchify) for several worker counts, and where the time goes.
 
-use crate::engine::settings::LoaderSettings;
-use crate::engine::SCHEMA_VERSION;
-use crate::loader::preprocess::{patchify_with_table, PreprocessConfig};
-use crate::loader::{discover, Loader, LoaderEvent, PageJobFile};
 use anyhow::{bail, Result};
 use clap::Args;
+use pagesight_engine::SCHEMA_VERSION;
+use pagesight_loader::LoaderSettings;
+use pagesight_loader::{discover, Loader, LoaderEvent, PageJobFile};
+use pagesight_model::preprocess::{patchify_with_table, PreprocessConfig};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -200,7 +200,7 @@ pub fn run(args: LoaderBenchArgs) -> Result<()> {
 
 fn one_run(
     jobs: &[PageJobFile],
-    files: &[crate::loader::PdfFile],
+    files: &[pagesight_loader::PdfFile],
     settings: &LoaderSettings,
     pre: &PreprocessConfig,
     max_pages: Option<usize>,

@@ -5,7 +5,7 @@
 //! core can read when its look-ahead rides on `LINES_IN_FLIGHT` outstanding misses: the bound the
 //! summary sets beside the exact scorer's GB/s.
 
-use crate::index::synthetic::Rng;
+use pagesight_index::synthetic::Rng;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ impl Chain {
 
     fn with_bytes(bytes: usize) -> anyhow::Result<Self> {
         // Without transparent huge pages the hops also pay page walks.
-        let mut m = crate::index::segment::huge_page_memory(bytes)?;
+        let mut m = pagesight_index::segment::huge_page_memory(bytes)?;
         let lines = bytes / LINE;
         let mut order: Vec<u32> = (0..lines as u32).collect();
         let mut rng = Rng::new(11);
@@ -80,7 +80,7 @@ impl Chain {
     }
 
     fn median_ns(&self) -> f64 {
-        super::median((0..TRIALS).map(|_| self.ns_per_hop()).collect())
+        pagesight_common::stats::median((0..TRIALS).map(|_| self.ns_per_hop()).collect())
     }
 
     /// Latency alone, then while all but one of the pool's threads run `load` over and over (in

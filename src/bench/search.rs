@@ -10,13 +10,13 @@ use super::cpu_peak::{self, IsaPeak};
 use super::search_reference::add_reference;
 use super::search_tensor::{tensor_runs, TensorResults};
 use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
-use crate::engine::settings::DeviceChoice;
-use crate::index::maxsim::{detected_isa, Isa, PreparedQuery, Scratch};
-use crate::index::search::{CpuExact, Query, Scorer, SearchMode};
-use crate::index::synthetic::{Corpus, Rng};
-use crate::index::{Index, PageRecord, Provenance};
 use anyhow::Context;
 use clap::Args;
+use pagesight_index::maxsim::{detected_isa, Isa, PreparedQuery, Scratch};
+use pagesight_index::search::{CpuExact, Query, Scorer, SearchMode};
+use pagesight_index::synthetic::{Corpus, Rng};
+use pagesight_index::{Index, PageRecord, Provenance};
+use pagesight_model::settings::DeviceChoice;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -190,7 +190,7 @@ fn isas() -> Vec<Isa> {
 
 fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
     let page = corpus.page(1, a.tokens);
-    let packed = crate::index::vectors::pack_blocks(&page, a.tokens, a.dim);
+    let packed = pagesight_index::vectors::pack_blocks(&page, a.tokens, a.dim);
     let q = corpus.query(1, a.query_tokens, 0);
     // Many short trials (~1 ms): on a shared machine the best one is uninterrupted.
     let reps = 10;
@@ -218,9 +218,9 @@ fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
 }
 
 fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
-    use crate::index::binary::{hamming_maxsim, query_words, PageCodes};
+    use pagesight_index::binary::{hamming_maxsim, query_words, PageCodes};
     let page = corpus.page(1, a.tokens);
-    let codes = crate::index::vectors::sign_codes(&page, a.tokens, a.dim);
+    let codes = pagesight_index::vectors::sign_codes(&page, a.tokens, a.dim);
     let q = corpus.query(1, a.query_tokens, 0);
     let qw = query_words(&q, a.query_tokens, a.dim);
     let reps = 50;
@@ -274,7 +274,7 @@ fn build(
 ) -> anyhow::Result<Option<f64>> {
     let raw_path = dir.join("pages.f16");
     let want_raw = (n * a.tokens * a.dim * 2) as u64;
-    if let Ok(ix) = Index::open_with(dir, crate::index::OpenOptions { verify_data: false }) {
+    if let Ok(ix) = Index::open_with(dir, pagesight_index::OpenOptions { verify_data: false }) {
         let raw_ok = std::fs::metadata(&raw_path).map(|m| m.len()).ok() == Some(want_raw);
         if ix.stats().pages == n as u64 && (raw_ok || !raw) {
             return Ok(None);
@@ -413,7 +413,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
     let binary_kernel_us_per_page = binary_kernel_single_core(&a, &corpus);
     eprintln!(
         "binary prefilter kernel, 1 core, one page: {binary_kernel_us_per_page:.2} µs per page ({})",
-        if crate::index::binary::simd_available(a.dim) { "avx512 vpopcntdq" } else { "portable" }
+        if pagesight_index::binary::simd_available(a.dim) { "avx512 vpopcntdq" } else { "portable" }
     );
     let chain = super::memory_latency::Chain::new()
         .map_err(|e| eprintln!("memory latency not measured: {e:#}"))
@@ -470,7 +470,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             }
             let gflops = flops / (lat.p50_ms / 1e3) / 1e9;
             let gflops_at_min = flops / (lat.min_ms / 1e3) / 1e9;
-            let kernel = crate::index::maxsim::kernel_for(isa, a.query_tokens);
+            let kernel = pagesight_index::maxsim::kernel_for(isa, a.query_tokens);
             eprintln!(
                 "  exact {:>14}: {}  {:6.1} GFLOP/s (at min {:6.1})",
                 kernel,
@@ -544,7 +544,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 best_exact / lat.p50_ms
             );
             compressed.push(CompressedRun {
-                mode: if crate::index::binary::simd_available(a.dim) {
+                mode: if pagesight_index::binary::simd_available(a.dim) {
                     "binary-avx512-vpopcntdq".into()
                 } else {
                     "binary-portable".into()
@@ -614,7 +614,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let out = SearchBench {
-        schema: crate::engine::event::SCHEMA_VERSION,
+        schema: pagesight_engine::event::SCHEMA_VERSION,
         machine: Machine {
             cpu,
             cores,

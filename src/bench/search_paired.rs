@@ -10,8 +10,8 @@
 //! half of the pairs (windows at or above the median rate), where that cannot be the reason.
 
 use super::cpu_peak::all_cores_windows;
-use crate::index::maxsim::Isa;
-use crate::index::search::Query;
+use pagesight_index::maxsim::Isa;
+use pagesight_index::search::Query;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -70,7 +70,7 @@ fn pair_up(query_gflops: &[f64], window_gflops: &[f64], window_ms: f64) -> Paire
         .zip(window_gflops)
         .map(|(q, w)| q / w)
         .collect();
-    let window_median = super::median(window_gflops.to_vec());
+    let window_median = pagesight_common::stats::median(window_gflops.to_vec());
     let quiet: Vec<f64> = ratios
         .iter()
         .zip(window_gflops)
@@ -81,12 +81,12 @@ fn pair_up(query_gflops: &[f64], window_gflops: &[f64], window_ms: f64) -> Paire
     PairedPeak {
         pairs: ratios.len(),
         window_ms,
-        fraction_median: super::median(ratios),
-        fraction_quiet_half: super::median(quiet),
+        fraction_median: pagesight_common::stats::median(ratios),
+        fraction_quiet_half: pagesight_common::stats::median(quiet),
         window_gflops_min: extreme(f64::min, f64::INFINITY),
         window_gflops_median: window_median,
         window_gflops_max: extreme(f64::max, 0.0),
-        query_gflops_median: super::median(query_gflops.to_vec()),
+        query_gflops_median: pagesight_common::stats::median(query_gflops.to_vec()),
     }
 }
 
@@ -96,8 +96,8 @@ mod tests {
 
     #[test]
     fn every_query_is_timed_after_a_window_of_at_least_2_ms() {
-        use crate::index::search::{Scorer, SearchMode};
-        let isa = crate::index::maxsim::detected_isa();
+        use pagesight_index::search::{Scorer, SearchMode};
+        let isa = pagesight_index::maxsim::detected_isa();
         let query = Query {
             vectors: vec![0.0; 4],
             n_tokens: 1,

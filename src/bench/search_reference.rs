@@ -2,8 +2,8 @@
 //! f32 einsum, as `score_multi_vector` scores) run on exactly the vectors pagesight searched.
 
 use super::search::SearchBenchArgs;
-use crate::index::Query;
 use anyhow::Context;
+use pagesight_index::Query;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,7 +14,7 @@ pub fn reference(
     dir: &Path,
     n: usize,
     queries: &[Query],
-    s: &crate::index::Searcher,
+    s: &pagesight_index::Searcher,
 ) -> anyhow::Result<(serde_json::Value, f64)> {
     let qpath = dir.join("queries.f32");
     let mut qf = std::io::BufWriter::new(std::fs::File::create(&qpath)?);
@@ -69,7 +69,7 @@ pub(super) fn add_reference(
     dir: &Path,
     n: usize,
     queries: &[Query],
-    s: &crate::index::Searcher,
+    s: &pagesight_index::Searcher,
     exact_tops: &[Vec<u64>],
     best_exact: f64,
     r: &mut super::search::SizeResult,

@@ -5,7 +5,7 @@
 
 use super::cpu_peak::IsaPeak;
 use super::search::SizeResult;
-use crate::index::maxsim::Isa;
+use pagesight_index::maxsim::Isa;
 
 /// #4's goal for exact MaxSim, as a share of the machine's peak for the instruction set used.
 const GOAL_FRACTION: f64 = 0.6;

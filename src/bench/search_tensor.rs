@@ -6,9 +6,9 @@
 
 use super::search::SearchBenchArgs;
 use super::search_timing::{latency, overlap_at_10, time_queries, top10, Latency};
-use crate::index::search::{PageScorer, PageView, Query};
-use crate::index::tensor_scorer::{TensorKernel, TensorScorer};
-use crate::index::Searcher;
+use pagesight_index::search::{PageScorer, PageView, Query};
+use pagesight_index::tensor_scorer::{TensorKernel, TensorScorer};
+use pagesight_index::Searcher;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;

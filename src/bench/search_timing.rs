@@ -2,8 +2,8 @@
 //! untimed warm-up), the CPU time the process was given meanwhile, and how far two rankings'
 //! top 10s agree.
 
-use crate::index::search::{PageScorer, Query};
-use crate::index::Searcher;
+use pagesight_index::search::{PageScorer, Query};
+use pagesight_index::Searcher;
 use serde::Serialize;
 use std::time::Instant;
 

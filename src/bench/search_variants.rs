@@ -3,10 +3,10 @@
 //! huge-page memory (`Searcher::resident`), and the pool's threads pinned one per CPU.
 
 use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
-use crate::index::maxsim::Isa;
-use crate::index::search::{CpuExact, Query};
-use crate::index::Searcher;
 use anyhow::Context;
+use pagesight_index::maxsim::Isa;
+use pagesight_index::search::{CpuExact, Query};
+use pagesight_index::Searcher;
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -84,7 +84,7 @@ pub fn run(
         let run = VariantRun {
             variant: v,
             isa,
-            kernel: crate::index::maxsim::kernel_for(isa, queries[0].n_tokens),
+            kernel: pagesight_index::maxsim::kernel_for(isa, queries[0].n_tokens),
             top10_agreement: overlap_at_10(exact_tops, &tops),
             anon_huge_pages_bytes: if v == ExactVariant::Pinned {
                 None

@@ -1,10 +1,10 @@
 //! Flags shared by several subcommands, so `--model`, `--workers`, … mean the same everywhere.
 
-use crate::engine::settings::{
+use clap::Args;
+use pagesight_engine::settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
     QuantCacheSetting, QuantScope, TransferMode,
 };
-use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]

@@ -3,10 +3,10 @@
 //! searches in every mode and prints the results; then opens the app when there is a display.
 
 use super::progress::EventPrinter;
-use crate::engine::settings::ModelSettings;
-use crate::engine::{Command, EngineHandle, Event, IngestSettings, SearchMode, SearchRequest};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use pagesight_engine::{Command, EngineHandle, Event, IngestSettings, SearchMode, SearchRequest};
+use pagesight_model::settings::ModelSettings;
 use std::path::PathBuf;
 
 /// Queries about the sample PDFs' content.
@@ -48,7 +48,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let folder = assets_dir()?;
     let (model, adapter) = match a.model {
         Some(m) => (m, None),
-        None => match crate::engine::colqwen::source::cached_real_model() {
+        None => match pagesight_model::colqwen::source::cached_real_model() {
             Some((m, a)) => (m, Some(PathBuf::from(a))),
             None => {
                 eprintln!(
@@ -61,7 +61,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let index = a
         .index
-        .unwrap_or_else(|| crate::paths::default_index_for(&folder));
+        .unwrap_or_else(|| pagesight_common::paths::default_index_for(&folder));
     let mut settings = IngestSettings::with_defaults();
     settings.model = ModelSettings {
         model,

@@ -1,12 +1,12 @@
 //! `pagesight embed`: images and queries → vectors in a safetensors file (parity checks,
 //! debugging, scripting).
 
-use crate::engine::colqwen::processor::QueryPrompt;
-use crate::engine::colqwen::{ColQwen, RANDOM_WARNING};
-use crate::engine::{DType, DeviceChoice, ModelSettings, Quant};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
+use pagesight_engine::{DType, DeviceChoice, ModelSettings, Quant};
+use pagesight_model::colqwen::processor::QueryPrompt;
+use pagesight_model::colqwen::{ColQwen, RANDOM_WARNING};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -73,7 +73,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             let img = image::open(path)
                 .with_context(|| format!("reading image {}", path.display()))?
                 .to_rgb8();
-            let (pixels, grid) = crate::loader::preprocess_rgb(
+            let (pixels, grid) = pagesight_model::preprocess_rgb(
                 img.as_raw(),
                 img.height(),
                 img.width(),

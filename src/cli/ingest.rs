@@ -2,9 +2,9 @@
 
 use super::args::{ModelArgs, PipelineArgs};
 use super::progress::EventPrinter;
-use crate::engine::{Command, EngineHandle, Event};
 use anyhow::{bail, Result};
 use clap::Args;
+use pagesight_engine::{Command, EngineHandle, Event};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -39,7 +39,7 @@ pub fn run(a: IngestArgs) -> Result<()> {
     let index = a
         .index
         .clone()
-        .unwrap_or_else(|| crate::paths::default_index_for(&a.folder));
+        .unwrap_or_else(|| pagesight_common::paths::default_index_for(&a.folder));
     let mut settings = a.pipeline.ingest_settings(&a.model);
     settings.prune = a.prune;
     settings.commit_every_pages = a.commit_every;

@@ -41,8 +41,9 @@ pub enum Commands {
     #[command(name = "__render-worker", hide = true)]
     RenderWorker,
     /// Internal: a synthetic ingest that the index crash tests SIGKILL.
+    #[cfg(feature = "dev-tools")]
     #[command(name = "__index-stress", hide = true)]
-    IndexStress(index_cmd::StressArgs),
+    IndexStress(pagesight_devtools::index_stress::StressArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,7 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Embed(a)) => embed::run(a),
         Some(Commands::Bench(a)) => crate::bench::run(a),
         Some(Commands::Index(a)) => index_cmd::run(a),
-        Some(Commands::RenderWorker) => crate::loader::worker::worker_main(),
-        Some(Commands::IndexStress(a)) => index_cmd::run_stress(a),
+        Some(Commands::RenderWorker) => pagesight_loader::worker::worker_main(),
+        #[cfg(feature = "dev-tools")]
+        Some(Commands::IndexStress(a)) => pagesight_devtools::index_stress::run_stress(a),
     }
 }

@@ -1,9 +1,9 @@
 //! Renders engine events on the terminal: indicatif progress bars for people, one JSON event per
 //! line (`--json`, with the schema version) for programs.
 
-use crate::engine::event::{Event, EventEnvelope, FileStatus, IngestSummary};
-use crate::engine::Stage;
 use indicatif::{ProgressBar, ProgressStyle};
+use pagesight_engine::event::{Event, EventEnvelope, FileStatus, IngestSummary};
+use pagesight_engine::Stage;
 
 pub struct EventPrinter {
     json: bool,

@@ -1,8 +1,8 @@
 //! `pagesight search "<query>"`: loads the model that made the index by itself and ranks pages.
 
-use crate::engine::{Command, EngineHandle, Event, EventEnvelope, SearchMode, SearchRequest};
 use anyhow::{bail, Result};
 use clap::Args;
+use pagesight_engine::{Command, EngineHandle, Event, EventEnvelope, SearchMode, SearchRequest};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -30,17 +30,17 @@ pub struct SearchArgs {
     pub json: bool,
     /// Where the query model and MaxSim run: auto (the GPU when there is one), cpu, cuda:N.
     #[arg(long, default_value = "auto")]
-    pub device: crate::engine::DeviceChoice,
+    pub device: pagesight_model::settings::DeviceChoice,
     /// Visual MaxSim: exact over every page, or binary (sign-bit prefilter, the best candidates
     /// rescored exactly; binary:N for N candidates).
     #[arg(long, default_value = "exact")]
-    pub scorer: crate::engine::VisualScorer,
+    pub scorer: pagesight_engine::VisualScorer,
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
     let index = match (&a.index, &a.folder) {
         (Some(i), _) => i.clone(),
-        (None, Some(f)) => crate::paths::default_index_for(f),
+        (None, Some(f)) => pagesight_common::paths::default_index_for(f),
         (None, None) => bail!("say which index to search: --index DIR or --folder CORPUS"),
     };
     let engine = EngineHandle::spawn();

@@ -8,9 +8,9 @@ use super::event::{AbSideResult, Event};
 use super::ingest::pump::{FileTrack, Pump};
 use super::ingest::sink::DiscardSink;
 use super::metrics::MetricsRecorder;
-use crate::loader::{discover, Loader, PageJobFile};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::Sender;
+use pagesight_loader::{discover, Loader, PageJobFile};
 use std::path::Path;
 use std::time::Instant;
 

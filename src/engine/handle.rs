@@ -201,7 +201,7 @@ impl Engine {
                     max_side,
                 } => self.thumbnails.submit(id, file, page, max_side),
                 Command::Stats { index } => {
-                    match crate::index::Index::open(&index).map(|i| i.stats()) {
+                    match pagesight_index::Index::open(&index).map(|i| i.stats()) {
                         Ok(s) => self.emit(Event::Stats(super::search::stats_event(&index, s))),
                         Err(e) => self.emit(Event::Error {
                             context: format!("index {}", index.display()),

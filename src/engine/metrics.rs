@@ -144,7 +144,7 @@ impl MetricsRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Stage;
+    use crate::Stage;
 
     #[test]
     fn idle_between_batches_counts_only_gaps_inside_the_span() {

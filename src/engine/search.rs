@@ -6,15 +6,15 @@
 //! index too big for the free VRAM, or a failed upload, is scored on the CPU and the answer says
 //! why. Each answer names the scorer that ran.
 
-use super::colqwen::ColQwen;
 use super::command::{SearchMode, SearchRequest, VisualScorer};
 use super::event::{Event, Heatmap, IndexStats, SearchHit};
 use super::settings::{DeviceChoice, ModelSettings};
-use crate::index::search::{CpuExact, PageScorer, Searcher};
-use crate::index::tensor_scorer::TensorScorer;
-use crate::index::{Index, Provenance};
 use anyhow::{Context, Result};
 use crossbeam_channel::{unbounded, Sender};
+use pagesight_index::search::{CpuExact, PageScorer, Searcher};
+use pagesight_index::tensor_scorer::TensorScorer;
+use pagesight_index::{Index, Provenance};
+use pagesight_model::colqwen::ColQwen;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -112,10 +112,10 @@ impl SearchState {
     ) -> (ChosenScorer<'a>, String, Option<String>) {
         // The CPU kernels, with the note saying why not the GPU where it was expected.
         let cpu = |note: Option<String>| {
-            let isa = crate::index::maxsim::detected_isa();
+            let isa = pagesight_index::maxsim::detected_isa();
             let label = format!(
                 "CPU exact MaxSim ({}, {} threads)",
-                crate::index::maxsim::kernel_for(isa, query_tokens),
+                pagesight_index::maxsim::kernel_for(isa, query_tokens),
                 rayon::current_num_threads()
             );
             (ChosenScorer::Cpu(CpuExact(isa)), label, note)
@@ -210,8 +210,8 @@ fn upload_pages(
         format!("could not keep the index's vectors on the GPU ({e}): scored on the CPU")
     })?;
     let how = match scorer.kernel() {
-        crate::index::tensor_scorer::TensorKernel::Fused => "fused MaxSim kernel",
-        crate::index::tensor_scorer::TensorKernel::Matmul => "MaxSim as matmuls",
+        pagesight_index::tensor_scorer::TensorKernel::Fused => "fused MaxSim kernel",
+        pagesight_index::tensor_scorer::TensorKernel::Matmul => "MaxSim as matmuls",
     };
     let label = format!(
         "GPU, {how} ({} pages, {:.2} GiB resident)",
@@ -250,23 +250,23 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
             .remove(0);
         (v, model.device().clone())
     };
-    let q = crate::index::Query {
+    let q = pagesight_index::Query {
         n_tokens: vectors.len() / prov.dim.max(1),
         vectors,
         text: req.query.clone(),
         mode: match req.mode {
-            SearchMode::Visual => crate::index::SearchMode::Visual,
-            SearchMode::Text => crate::index::SearchMode::Text,
-            SearchMode::Hybrid => crate::index::SearchMode::Hybrid,
+            SearchMode::Visual => pagesight_index::SearchMode::Visual,
+            SearchMode::Text => pagesight_index::SearchMode::Text,
+            SearchMode::Hybrid => pagesight_index::SearchMode::Hybrid,
         },
         top_k: req.top_k,
         visual_weight: req.hybrid_visual_weight,
         scorer: match req.visual_scorer {
-            VisualScorer::Exact => crate::index::Scorer::Exact,
+            VisualScorer::Exact => pagesight_index::Scorer::Exact,
             VisualScorer::Binary { candidates: 0 } => {
-                crate::index::Scorer::binary_for_pages(searcher.num_pages())
+                pagesight_index::Scorer::binary_for_pages(searcher.num_pages())
             }
-            VisualScorer::Binary { candidates } => crate::index::Scorer::Binary { candidates },
+            VisualScorer::Binary { candidates } => pagesight_index::Scorer::Binary { candidates },
         },
     };
     let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
@@ -279,8 +279,8 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     } else {
         let (s, l, n) = state.scorer(&req.index, &searcher, &device, q.n_tokens);
         let l = match q.scorer {
-            crate::index::Scorer::Exact => l,
-            crate::index::Scorer::Binary { candidates } => {
+            pagesight_index::Scorer::Exact => l,
+            pagesight_index::Scorer::Binary { candidates } => {
                 format!("sign-bit prefilter (CPU), best {candidates} rescored by {l}")
             }
         };
@@ -326,7 +326,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     })
 }
 
-pub fn stats_event(path: &Path, s: crate::index::IndexStatsLike) -> IndexStats {
+pub fn stats_event(path: &Path, s: pagesight_index::IndexStatsLike) -> IndexStats {
     IndexStats {
         path: path.to_path_buf(),
         files: s.files,

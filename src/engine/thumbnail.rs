@@ -16,7 +16,7 @@ impl ThumbnailService {
             .name("pagesight-thumbnails".into())
             .spawn(move || {
                 while let Ok((id, file, page, max_side)) = rx.recv() {
-                    let e = match crate::loader::thumbnail(&file, page, max_side) {
+                    let e = match pagesight_loader::thumbnail(&file, page, max_side) {
                         Ok(t) => Event::Thumbnail {
                             id,
                             file,

@@ -114,9 +114,7 @@ pub fn parse_hash_hex(s: &str) -> Option<[u8; 32]> {
 
 /// fsync a directory so a rename or a new file inside it survives a power cut.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(dir))
+    pagesight_common::fs::fsync_dir(dir).map_err(io_err(dir))
 }
 
 /// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename over, fsync the folder.

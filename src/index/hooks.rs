@@ -1,5 +1,6 @@
-//! Test hooks of the store, off unless their environment variable is set. They let a harness
-//! outside the process observe and fault commits (`tests/crash/`, `pagesight bench crash`):
+//! Test hooks of the store, off unless the crate's `test-hooks` feature is on and their
+//! environment variable is set. They let a harness outside the process observe and fault commits
+//! (`tests/crash/`, `pagesight bench crash`):
 //!
 //! - `PAGESIGHT_COMMIT_TRACE=<file>`: every commit appends `commit-begin <generation> <pages>`
 //!   (the page total it will make visible), one `step <what>` line before each step (`fsync …`
@@ -26,6 +27,9 @@ fn trace_file() -> Option<&'static Mutex<File>> {
     static TRACE: OnceLock<Option<Mutex<File>>> = OnceLock::new();
     TRACE
         .get_or_init(|| {
+            if !cfg!(feature = "test-hooks") {
+                return None;
+            }
             let path = std::env::var_os(COMMIT_TRACE_ENV)?;
             let f = std::fs::OpenOptions::new()
                 .create(true)
@@ -70,6 +74,9 @@ pub fn commit_end(generation: u64, pages: u64) {
 fn fault() -> Option<(i32, u64)> {
     static FAULT: OnceLock<Option<(i32, u64)>> = OnceLock::new();
     *FAULT.get_or_init(|| {
+        if !cfg!(feature = "test-hooks") {
+            return None;
+        }
         let v = std::env::var(WRITE_FAULT_ENV).ok()?;
         let (kind, n) = v.split_once(':')?;
         let errno = match kind {

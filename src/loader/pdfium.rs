@@ -7,11 +7,11 @@ use pdfium_render::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// The process's PDFium, bound on first use from [`crate::paths::find_pdfium`].
+/// The process's PDFium, bound on first use from [`pagesight_common::paths::find_pdfium`].
 pub fn pdfium() -> Result<&'static Pdfium> {
     static PDFIUM: OnceLock<Result<Pdfium, String>> = OnceLock::new();
     let bound = PDFIUM.get_or_init(|| {
-        let lib = crate::paths::find_pdfium().map_err(|e| format!("{e:#}"))?;
+        let lib = pagesight_common::paths::find_pdfium().map_err(|e| format!("{e:#}"))?;
         let bindings = Pdfium::bind_to_library(&lib).map_err(|e| {
             format!(
                 "cannot load {} ({e}); it must be PDFium build 8149 (pypdfium2 5.15.2)",

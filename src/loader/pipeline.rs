@@ -9,11 +9,11 @@
 //! file fails with the reason and the run goes on.
 
 use super::pool::{describe_exit, WorkerMsg, WorkerProcess, WorkerSpawn};
-use super::preprocess::PreprocessConfig;
 use super::protocol::{RenderRequest, Reply, Request};
-use crate::engine::settings::LoaderSettings;
+use crate::LoaderSettings;
 use anyhow::{bail, Result};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use pagesight_model::preprocess::PreprocessConfig;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -120,7 +120,7 @@ impl Loader {
             bail!("the loader needs at least one render worker (--workers)");
         }
         // Fail here, with the message that says how to get it, rather than once per file.
-        crate::paths::find_pdfium()?;
+        pagesight_common::paths::find_pdfium()?;
         let spawn = WorkerSpawn::new(settings.worker_exe.as_deref(), opts.worker_env)?;
         let (msg_tx, msg_rx) = unbounded();
         let (ev_tx, ev_rx) = bounded(settings.prefetch.max(1));

@@ -3,8 +3,8 @@
 //! host memory instead of `Vec<f32>`.
 
 use super::pipeline::RenderedPage;
-use super::preprocess::{patchify_with_table, PreprocessConfig};
 use anyhow::{bail, Result};
+use pagesight_model::preprocess::{patchify_with_table, PreprocessConfig};
 use rayon::prelude::*;
 
 /// A packed batch, borrowing the staging buffer it was written into.

@@ -4,8 +4,8 @@
 
 use super::pdfium::PdfRenderer;
 use super::protocol::{read_frame, write_frame, PageReply, RenderRequest, Reply, Request};
-use super::resize::{resize_bicubic_rgb, smart_resize};
 use anyhow::{Context, Result};
+use pagesight_model::resize::{resize_bicubic_rgb, smart_resize};
 use std::io::{BufReader, BufWriter};
 use std::os::fd::FromRawFd;
 use std::time::Instant;
@@ -61,7 +61,9 @@ pub fn worker_main() -> Result<()> {
     };
     let mut out = BufWriter::with_capacity(1 << 20, proto);
     let mut input = BufReader::new(std::io::stdin().lock());
-    let fault = std::env::var(FAULT_ENV).ok();
+    let fault = std::env::var(FAULT_ENV)
+        .ok()
+        .filter(|_| cfg!(feature = "test-hooks"));
     let mut renderer: Option<PdfRenderer> = None;
     let mut resized = Vec::new();
     let mut capped_at = None;

@@ -12,12 +12,12 @@ use super::search::{ResultSet, SearchAction, SearchView};
 use super::settings::UiSettings;
 use super::status_bar::StatusInfo;
 use super::thumbnails::{ThumbKey, Thumbnails};
-use crate::engine::command::AbSide;
-use crate::engine::event::Event;
-use crate::engine::{
+use crossbeam_channel::{Receiver, Sender};
+use pagesight_engine::command::AbSide;
+use pagesight_engine::event::Event;
+use pagesight_engine::{
     Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode, VisualScorer,
 };
-use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -168,7 +168,7 @@ impl PagesightApp {
             return Some(i.clone());
         }
         let folder = self.settings.folder.trim();
-        (!folder.is_empty()).then(|| crate::paths::default_index_for(Path::new(folder)))
+        (!folder.is_empty()).then(|| pagesight_common::paths::default_index_for(Path::new(folder)))
     }
 
     /// Sets the corpus folder as if the user had picked it.
@@ -391,7 +391,7 @@ impl PagesightApp {
         self.options
             .export_dir
             .clone()
-            .unwrap_or_else(|| crate::paths::data_dir().join("exports"))
+            .unwrap_or_else(|| pagesight_common::paths::data_dir().join("exports"))
     }
 
     fn export_name(&self, ext: &str) -> PathBuf {

@@ -1,8 +1,8 @@
 //! Work the UI hands to short-lived threads (dialogs, file reads and writes, launching a viewer) so
 //! the UI thread never waits; each reports back as one `UiMsg` and asks for a repaint.
 
-use crate::engine::event::AbSideResult;
 use crossbeam_channel::Sender;
+use pagesight_engine::event::AbSideResult;
 use std::path::PathBuf;
 
 pub enum UiMsg {

@@ -1,7 +1,7 @@
 //! The similarity heatmap overlay: per-patch scores → a small RGBA texture (low = transparent,
 //! high = opaque yellow-red) stretched over the page image with linear filtering.
 
-use crate::engine::event::Heatmap;
+use pagesight_engine::event::Heatmap;
 
 /// RGBA (unmultiplied) for one normalised score in 0..=1.
 fn colour(v: f32) -> [u8; 4] {

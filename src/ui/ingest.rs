@@ -3,8 +3,8 @@
 
 use super::format;
 use super::settings::UiSettings;
-use crate::engine::event::{FileReport, FileStatus, IngestSummary, Progress};
-use crate::engine::{DType, DeviceChoice, Quant, QuantScope};
+use pagesight_engine::event::{FileReport, FileStatus, IngestSummary, Progress};
+use pagesight_engine::{DType, DeviceChoice, Quant, QuantScope};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -30,7 +30,7 @@ pub fn run_app(app_options: AppOptions) -> anyhow::Result<()> {
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    let engine = crate::engine::EngineHandle::spawn();
+    let engine = pagesight_engine::EngineHandle::spawn();
     let (commands, events) = (engine.commands.clone(), engine.events.clone());
     eframe::run_native(
         "Pagesight",

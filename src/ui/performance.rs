@@ -6,8 +6,8 @@ use super::frame_stats::FrameStats;
 use super::plots::{self, SeriesRef};
 use super::runs::{self, SummaryRow};
 use super::settings::{AbSideForm, UiSettings};
-use crate::engine::event::{AbSideResult, DeviceInfo, Metrics};
-use crate::engine::{LiveSettings, Quant, TransferMode};
+use pagesight_engine::event::{AbSideResult, DeviceInfo, Metrics};
+use pagesight_engine::{LiveSettings, Quant, TransferMode};
 use std::path::PathBuf;
 
 /// Live series longer than this are thinned (every other old point dropped) to bound memory.

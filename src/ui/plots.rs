@@ -2,10 +2,10 @@
 //! overlay of several recorded ones, so the numbers mean the same thing in both places.
 
 use super::runs::SummaryRow;
-use crate::engine::event::Metrics;
-use crate::engine::Stage;
 use egui::Color32;
 use egui_plot::{Bar, BarChart, FilledArea, Legend, Line, Plot, PlotPoints, Points};
+use pagesight_engine::event::Metrics;
+use pagesight_engine::Stage;
 
 const PLOT_HEIGHT: f32 = 150.0;
 

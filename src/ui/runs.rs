@@ -9,9 +9,9 @@
 //! - `[{"schema": 1, …AbSideResult fields}, …]`,
 //! - JSON lines of engine events (`--json` output): every `ab_side_finished` / `ab_finished` run.
 
-use crate::engine::event::{AbSideResult, EventEnvelope};
-use crate::engine::{Event, Stage, SCHEMA_VERSION};
 use anyhow::{anyhow, bail, Context, Result};
+use pagesight_engine::event::{AbSideResult, EventEnvelope};
+use pagesight_engine::{Event, Stage, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -245,8 +245,8 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::Metrics;
-    use crate::engine::{IngestSettings, StageTimes, TransferMode};
+    use pagesight_engine::event::Metrics;
+    use pagesight_engine::{IngestSettings, StageTimes, TransferMode};
 
     fn run(label: &str, pages: u64, wall: f64) -> AbSideResult {
         let mut stages = StageTimes::default();

@@ -6,8 +6,8 @@ use super::format;
 use super::heatmap;
 use super::settings::UiSettings;
 use super::thumbnails::{ThumbKey, ThumbState, Thumbnails};
-use crate::engine::event::SearchHit;
-use crate::engine::SearchMode;
+use pagesight_engine::event::SearchHit;
+use pagesight_engine::SearchMode;
 use std::collections::HashMap;
 
 pub const GRID_THUMB_SIDE: u32 = 256;

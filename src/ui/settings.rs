@@ -2,7 +2,7 @@
 //! settings the user chose. The window stays usable when the stored value is from an older version:
 //! unknown or missing fields fall back to defaults.
 
-use crate::engine::{ModelSettings, Quant, SearchMode, TransferMode};
+use pagesight_engine::{ModelSettings, Quant, SearchMode, TransferMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The status bar: device, model, VRAM, index size, and what the engine is doing.
 
 use super::format;
-use crate::engine::event::{DeviceInfo, GpuSample, IndexStats};
+use pagesight_engine::event::{DeviceInfo, GpuSample, IndexStats};
 
 #[derive(Default)]
 pub struct StatusInfo {

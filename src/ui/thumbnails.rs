@@ -1,8 +1,8 @@
 //! Page thumbnails: asked of the engine (`Command::Thumbnail`, rendered off the UI thread), turned
 //! into textures on a decoder thread, cached by (file, page, size) with a bound on how many stay.
 
-use crate::engine::Command;
 use crossbeam_channel::{Receiver, Sender};
+use pagesight_engine::Command;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

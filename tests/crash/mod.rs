@@ -2,7 +2,7 @@
 //! harness `pagesight bench crash` runs for the README figures. Every figure is printed.
 //! `PAGESIGHT_CRASH_TRIALS` overrides the number of SIGKILL trials (default 50).
 
-use pagesight::bench::crash::{
+use pagesight::devtools::crash::{
     concurrent, default_samples, disk_full, fast_spec, kill, make_corpus, render_kill,
     render_setups, CrashReport,
 };
@@ -108,7 +108,7 @@ fn searches_during_a_real_ingest_see_whole_commits() {
 
 #[test]
 fn commit_trace_tells_where_a_kill_landed_and_what_may_be_committed() {
-    use pagesight::bench::crash::child::{KillPoint, Trace};
+    use pagesight::devtools::crash::child::{KillPoint, Trace};
     let full = "commit-begin 1 0\nstep commit text (tantivy; fsyncs inside)\nstep write MANIFEST.tmp\nstep fsync MANIFEST.tmp\nstep rename MANIFEST\nstep fsync index dir\ncommit-end 1 0\ncommit-begin 2 2\nstep write segment\nstep fsync segment\nstep fsync segments dir\nstep commit text (tantivy; fsyncs inside)\nstep write MANIFEST.tmp\nstep fsync MANIFEST.tmp\nstep rename MANIFEST\nstep fsync index dir\ncommit-end 2 2\n";
     let tmp = tempfile::tempdir().unwrap();
     let at = |n: usize| {

@@ -7,7 +7,7 @@ mod kernels;
 mod page_table;
 mod tensor;
 
-use pagesight::cli::index_cmd::{stress_file_hash, stress_page_text, stress_provenance};
+use pagesight::devtools::index_stress::{stress_file_hash, stress_page_text, stress_provenance};
 use pagesight::index::maxsim::maxsim_naive;
 use pagesight::index::synthetic::{Corpus, Rng};
 use pagesight::index::vectors::round_f16;

@@ -2,15 +2,16 @@
 //! input, render worker crashes and timeouts, ordering, resume, cancel, staging.
 //! Fixtures: tests/fixtures/loader/ and assets/samples/, made by tools/gen_loader_fixtures.py.
 
-use pagesight::engine::settings::LoaderSettings;
 use pagesight::loader::pdfium::PdfRenderer;
-use pagesight::loader::preprocess::{patchify_into, PreprocessConfig};
-use pagesight::loader::resize::resize_bicubic_rgb;
 use pagesight::loader::worker::FAULT_ENV;
+use pagesight::loader::LoaderSettings;
 use pagesight::loader::{
-    discover, pack_batch, smart_resize, Loader, LoaderEvent, LoaderOptions, PageJobFile,
-    RenderedPage, StagingRing,
+    discover, pack_batch, Loader, LoaderEvent, LoaderOptions, PageJobFile, RenderedPage,
+    StagingRing,
 };
+use pagesight::model::preprocess::{patchify_into, PreprocessConfig};
+use pagesight::model::resize::resize_bicubic_rgb;
+use pagesight::model::smart_resize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,11 +1,11 @@
 //! Quantised linear layers against dense ones.
 
 use candle_core::{DType, Device, Module, Tensor};
-use pagesight::bench::model_parity::rel_err;
-use pagesight::engine::quant::{
+use pagesight::devtools::model_parity::rel_err;
+use pagesight::model::quant::{
     LayerStorage, Nf4Weight, QLinear, QuantContext, QuantScope, DIRECT_ROWS_MAX,
 };
-use pagesight::engine::Quant;
+use pagesight::model::settings::Quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use half::{bf16, f16};
-use pagesight::engine::quant::{blockwise8, AbsmaxState, Nf4Weight, QuantElement, NF4_CODE};
+use pagesight::model::quant::{blockwise8, AbsmaxState, Nf4Weight, QuantElement, NF4_CODE};
 use safetensors::{Dtype, SafeTensors};
 
 mod linear;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
 use half::bf16;
-use pagesight::engine::quant::{Nf4Linear, Nf4Weight, QLinear, QuantContext};
-use pagesight::engine::Quant;
+use pagesight::model::quant::{Nf4Linear, Nf4Weight, QLinear, QuantContext};
+use pagesight::model::settings::Quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> f64 {

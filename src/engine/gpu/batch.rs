@@ -2,9 +2,10 @@
 //! plus their implementation for the loader's pages. Not CUDA-specific, so the CPU build and
 //! its tests see the same types.
 
-use crate::loader::{pack_batch, PreprocessConfig, RenderedPage};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
+use pagesight_loader::{pack_batch, RenderedPage};
+use pagesight_model::PreprocessConfig;
 
 /// A batch of pages at model resolution, as the executor needs to see it.
 pub trait StagePages {

@@ -8,8 +8,8 @@ use super::staging::PinnedBuffer;
 use super::staging::StagingRing;
 use super::timings::BatchGpuTimings;
 use super::transfer::{ComputeTicket, GpuTransfer, HostPixels, PendingFetch};
-use crate::engine::settings::TransferMode;
-use crate::engine::stage::{Stage, StageClock};
+use crate::settings::TransferMode;
+use crate::stage::{Stage, StageClock};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 

@@ -1,7 +1,7 @@
 //! Per-batch GPU timings, all from CUDA events (never host clocks around asynchronous work), and
 //! the summaries the proofs and benchmarks use: overlap of copy N+1 with compute N, idle gaps.
 
-use crate::engine::settings::TransferMode;
+use crate::settings::TransferMode;
 use serde::{Deserialize, Serialize};
 
 /// One batch as the device saw it. Times are milliseconds since the executor's epoch event.

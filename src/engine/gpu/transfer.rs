@@ -22,7 +22,7 @@ use super::batch::PatchifyParams;
 use super::nvrtc;
 use super::patchify_kernel::PatchifyKernel;
 use super::timings::BatchGpuTimings;
-use crate::engine::settings::TransferMode;
+use crate::settings::TransferMode;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::cuda_backend::cudarc::driver::{
     result as cu, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr,

@@ -2,11 +2,12 @@
 //! run the vision tower and the language model, and bring the vectors back. Each step is timed
 //! on the stage clock; a GPU out-of-memory halves the batch and retries, so no page is lost.
 
-use crate::engine::colqwen::{ColQwen, PageEmbedding};
-use crate::engine::stage::{Stage, StageClock};
-use crate::loader::{PreprocessConfig, RenderedPage};
+use crate::stage::{Stage, StageClock};
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use pagesight_loader::RenderedPage;
+use pagesight_model::colqwen::{ColQwen, PageEmbedding};
+use pagesight_model::PreprocessConfig;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Default)]
@@ -26,12 +27,12 @@ pub fn embed_pages(
     clock: &mut StageClock,
 ) -> Result<(Vec<PageEmbedding>, CopyTimings)> {
     clock.switch(Stage::Stage);
-    let need = crate::loader::staging::batch_floats(pages, pre);
+    let need = pagesight_loader::staging::batch_floats(pages, pre);
     if staging.len() < need {
         // Grows to the largest batch seen, then is reused.
         staging.resize(need, 0.0);
     }
-    let batch = crate::loader::pack_batch(pages, pre, staging)?;
+    let batch = pagesight_loader::pack_batch(pages, pre, staging)?;
     let rows = batch
         .grid_thw
         .iter()

@@ -2,8 +2,8 @@
 //! skip it (unchanged and complete), resume it at its first uncommitted page, ingest it anew, or
 //! remove an indexed file that vanished (with `--prune`) or was replaced by a changed version.
 
-use crate::index::Index;
-use crate::loader::PdfFile;
+use pagesight_index::Index;
+use pagesight_loader::PdfFile;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 

@@ -4,15 +4,16 @@
 
 use super::runner::{self, Done};
 use super::sink::PageSink;
-use crate::engine::colqwen::ColQwen;
-use crate::engine::control::RunControl;
-use crate::engine::event::{Event, FileReport, FileStatus, Progress};
-use crate::engine::metrics::{BatchReport, MetricsRecorder};
-use crate::engine::settings::LiveSettings;
-use crate::engine::stage::{Stage, StageClock, StageTimes};
-use crate::loader::{Loader, LoaderEvent, PreprocessConfig, RenderedPage};
+use crate::control::RunControl;
+use crate::event::{Event, FileReport, FileStatus, Progress};
+use crate::metrics::{BatchReport, MetricsRecorder};
+use crate::settings::LiveSettings;
+use crate::stage::{Stage, StageClock, StageTimes};
 use anyhow::Result;
 use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
+use pagesight_loader::{Loader, LoaderEvent, RenderedPage};
+use pagesight_model::colqwen::ColQwen;
+use pagesight_model::PreprocessConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 

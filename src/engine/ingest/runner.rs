@@ -4,11 +4,12 @@
 //! batch's result while this one's copy overlaps its compute.
 
 use super::embed_step::{embed_with_retry, CopyTimings};
-use crate::engine::colqwen::{ColQwen, PageEmbedding};
-use crate::engine::settings::TransferMode;
-use crate::engine::stage::StageClock;
-use crate::loader::{PreprocessConfig, RenderedPage};
+use crate::settings::TransferMode;
+use crate::stage::StageClock;
 use anyhow::Result;
+use pagesight_loader::RenderedPage;
+use pagesight_model::colqwen::{ColQwen, PageEmbedding};
+use pagesight_model::PreprocessConfig;
 
 /// One finished batch.
 pub struct Done {
@@ -86,8 +87,8 @@ pub fn for_model<'a>(
 #[cfg(feature = "cuda")]
 mod gpu {
     use super::*;
-    use crate::engine::gpu::batch::{BatchModel, LoaderBatch, PatchifyParams};
-    use crate::engine::gpu::pipelined::{Finished, PipelineConfig, PipelinedExecutor, SubmitError};
+    use crate::gpu::batch::{BatchModel, LoaderBatch, PatchifyParams};
+    use crate::gpu::pipelined::{Finished, PipelineConfig, PipelinedExecutor, SubmitError};
     use candle_core::Tensor;
 
     /// The model as the executor drives it: queue vision and LM without waiting; fetch waits.

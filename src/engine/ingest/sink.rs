@@ -1,10 +1,10 @@
 //! Where embedded pages go: into the index (ingest), or nowhere (A/B comparisons and benchmarks
 //! measure the pipeline without writing).
 
-use crate::engine::colqwen::PageEmbedding;
-use crate::index::{Index, PageRecord};
-use crate::loader::RenderedPage;
 use anyhow::{Context, Result};
+use pagesight_index::{Index, PageRecord};
+use pagesight_loader::RenderedPage;
+use pagesight_model::colqwen::PageEmbedding;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! `PagesightApp::drain_events`.
 
 use super::*;
-use crate::engine::{ab, ingest};
+use pagesight_engine::{ab, ingest};
 
 impl PagesightApp {
     pub fn on_event(&mut self, ev: Event) {

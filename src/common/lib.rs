@@ -1,0 +1,9 @@
+//! What more than one Pagesight crate needs and no crate owns: where things live on disk,
+//! making a directory entry durable, compiling CUDA C at run time, and the median the benchmarks
+//! and probes report.
+
+pub mod fs;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
+pub mod paths;
+pub mod stats;

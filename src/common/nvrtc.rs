@@ -1,0 +1,75 @@
+//! Compiles our CUDA C kernels at load time with NVRTC, straight to a CUBIN for the device's
+//! compute capability. A CUBIN (unlike PTX) loads on any driver of the same CUDA major version,
+//! so a newer NVRTC on the machine cannot produce code the driver refuses to JIT. Shared by the
+//! index (fused MaxSim), the model (its kernels) and the engine (8-bit patchify).
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::cuda_backend::cudarc::driver::{CudaContext, CudaFunction, CudaModule};
+use candle_core::cuda_backend::cudarc::nvrtc::{result as nv, sys as nvsys, Ptx};
+use std::ffi::{CStr, CString};
+use std::sync::Arc;
+
+/// Compiles `source` (CUDA C, `extern "C"` kernels, no includes) and loads it into `ctx`.
+pub fn load_module(ctx: &Arc<CudaContext>, name: &str, source: &str) -> Result<Arc<CudaModule>> {
+    let (major, minor) = ctx
+        .compute_capability()
+        .context("reading the GPU's compute capability")?;
+    let arch = format!("--gpu-architecture=sm_{major}{minor}");
+    let src =
+        CString::new(source).map_err(|_| anyhow!("kernel source {name} contains a NUL byte"))?;
+    let cname =
+        CString::new(name).map_err(|_| anyhow!("kernel name {name} contains a NUL byte"))?;
+    let prog = nv::create_program(src.as_c_str(), Some(cname.as_c_str())).map_err(|e| {
+        anyhow!(
+            "NVRTC could not create program {name}: {e:?} (is libnvrtc.so.13 on the library path?)"
+        )
+    })?;
+    let result = compile_to_cubin(prog, &[arch.as_str(), "--std=c++17", "-lineinfo"]);
+    unsafe {
+        let _ = nv::destroy_program(prog);
+    }
+    let cubin =
+        result.with_context(|| format!("compiling CUDA kernels '{name}' for sm_{major}{minor}"))?;
+    ctx.load_module(Ptx::from_binary(cubin))
+        .map_err(|e| anyhow!("loading the compiled kernels '{name}': {e}"))
+}
+
+fn compile_to_cubin(prog: nvsys::nvrtcProgram, options: &[&str]) -> Result<Vec<u8>> {
+    if let Err(e) = unsafe { nv::compile_program(prog, options) } {
+        let log = unsafe { nv::get_program_log(prog) }.ok();
+        let log = log
+            .map(|l| {
+                unsafe { CStr::from_ptr(l.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        bail!("NVRTC failed ({e:?}) with options {options:?}:\n{log}");
+    }
+    let mut size = 0usize;
+    unsafe { nvsys::nvrtcGetCUBINSize(prog, &mut size) }
+        .result()
+        .map_err(|e| anyhow!("nvrtcGetCUBINSize: {e:?}"))?;
+    if size == 0 {
+        bail!("NVRTC produced an empty CUBIN");
+    }
+    let mut cubin = vec![0u8; size];
+    unsafe { nvsys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr() as *mut std::ffi::c_char) }
+        .result()
+        .map_err(|e| anyhow!("nvrtcGetCUBIN: {e:?}"))?;
+    Ok(cubin)
+}
+
+pub fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction> {
+    module
+        .load_function(name)
+        .map_err(|e| anyhow!("kernel '{name}' missing from its module: {e}"))
+}
+
+/// Kernels shared by the transfer path: a spin kernel used by the tests to delay a stream.
+pub const SPIN_SOURCE: &str = r#"
+extern "C" __global__ void spin_cycles(long long cycles) {
+    long long start = clock64();
+    while (clock64() - start < cycles) { }
+}
+"#;

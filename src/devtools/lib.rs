@@ -1,0 +1,17 @@
+//! The developer's harnesses, which a user never runs: hostile-PDF and crash-consistency trials,
+//! the GEMM comparison, the GPU pipeline selftest and the model's parity checks against the
+//! reference's fixtures. The `pagesight` binary includes them only with its `dev-tools` feature
+//! (tests, CI and device builds turn it on), as `pagesight bench hostile|crash|gemm|gpu-selftest`.
+
+pub mod crash;
+pub mod gemm;
+#[cfg(feature = "cuda")]
+pub mod gpu_attention_check;
+#[cfg(feature = "cuda")]
+pub mod gpu_model_check;
+#[cfg(feature = "cuda")]
+pub mod gpu_nf4_check;
+pub mod gpu_selftest;
+pub mod hostile;
+pub mod index_stress;
+pub mod model_parity;

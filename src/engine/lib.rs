@@ -1,0 +1,28 @@
+//! The engine: one background thread that owns the model, the index writers and the ingest
+//! pipeline. Callers send `Command`s and read `Event`s over crossbeam channels.
+
+pub mod command;
+pub mod event;
+pub mod gpu;
+pub mod settings;
+pub mod stage;
+
+pub use command::{Command, SearchMode, SearchRequest, VisualScorer};
+pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
+pub use settings::{
+    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,
+    QuantScope, TransferMode,
+};
+pub use stage::{Stage, StageClock, StageTimes};
+
+pub mod ab;
+pub mod control;
+pub mod device_info;
+pub mod gpu_monitor;
+pub mod handle;
+pub mod ingest;
+pub mod metrics;
+pub mod search;
+pub mod thumbnail;
+
+pub use handle::EngineHandle;

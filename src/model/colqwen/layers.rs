@@ -1,0 +1,136 @@
+//! Building blocks shared by the vision tower and the language model.
+
+use super::weights::Weights;
+use crate::gpu::fused;
+use crate::quant::QLinear;
+use candle_core::{DType, Module, Result, Tensor, D};
+
+/// Qwen2 RMSNorm, computed in f32 whatever the model dtype (the reference upcasts too). Its
+/// output is in the activation dtype (`Weights::activation_dtype`), ready for the linear layers
+/// that follow; the residual stream it reads may be f32 (see `TextModel::forward`).
+#[derive(Clone, Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+    out_dtype: DType,
+}
+
+impl RmsNorm {
+    pub fn load(w: &Weights, prefix: &str, dim: usize, eps: f64) -> anyhow::Result<Self> {
+        Ok(RmsNorm {
+            weight: w.norm(prefix, dim)?,
+            eps: eps as f32,
+            out_dtype: w.activation_dtype(),
+        })
+    }
+
+    /// The same norm with another output dtype.
+    pub fn with_output(self, out_dtype: DType) -> Self {
+        RmsNorm { out_dtype, ..self }
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        fused::rms_norm(x, &self.weight, self.eps, self.out_dtype)
+    }
+}
+
+/// The MLP's hidden width is computed rounded up to a multiple of this (zero rows/columns), so
+/// the GEMMs' row lengths suit cuBLAS's fast kernels (see `QLinear::padded`).
+const MLP_HIDDEN_MULTIPLE: usize = 64;
+
+/// down(silu(gate(x)) · up(x)).
+#[derive(Clone, Debug)]
+pub struct GatedMlp {
+    gate: QLinear,
+    up: QLinear,
+    down: QLinear,
+}
+
+impl GatedMlp {
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        dim: usize,
+        hidden: usize,
+        bias: bool,
+    ) -> anyhow::Result<Self> {
+        let gate = w.linear(&format!("{prefix}.gate_proj"), dim, hidden, bias)?;
+        let up = w.linear(&format!("{prefix}.up_proj"), dim, hidden, bias)?;
+        let down = w.linear(&format!("{prefix}.down_proj"), hidden, dim, bias)?;
+        let padded = hidden.next_multiple_of(MLP_HIDDEN_MULTIPLE);
+        if padded == hidden || !(gate.can_pad() && up.can_pad() && down.can_pad()) {
+            return Ok(GatedMlp { gate, up, down });
+        }
+        // Zero gate/up rows give silu(0)·0 = 0 in the extra columns, which meet zero columns of
+        // down: the result is exactly that of the unpadded MLP.
+        Ok(GatedMlp {
+            gate: gate.padded(padded, dim)?,
+            up: up.padded(padded, dim)?,
+            down: down.padded(dim, padded)?,
+        })
+    }
+}
+
+impl Module for GatedMlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = fused::silu_mul(&self.gate.forward(x)?, &self.up.forward(x)?)?;
+        self.down.forward(&h)
+    }
+}
+
+/// softmax(q·kᵀ·scale + mask)·v for q, k, v [batch, heads, seq, head_dim] (k/v already expanded
+/// to all heads). The mask is additive f32, broadcastable to [batch, heads, q_len, k_len], with a
+/// large finite negative (not −∞) so fully masked rows stay finite.
+///
+/// Computed in f32 whatever the model dtype: a bf16 score of ~10 carries an error of ~0.04,
+/// which softmax turns into a 4 % weight error; attention is a small share of the FLOPs.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
+    let scores = (f32(q)?.matmul(&f32(k)?.t()?)? * scale)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(&f32(v)?)?.to_dtype(dtype)
+}
+
+/// Additive mask value for "may not attend" (finite: see `attention`).
+pub const MASKED: f32 = -1e30;
+
+/// Rotates q or k [batch, heads, seq, head_dim] by half-dimension tables broadcastable over
+/// heads, computing in `compute` dtype and returning the input dtype.
+pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, compute: DType) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(compute)?.contiguous()?;
+    candle_nn::rotary_emb::rope(&x, &cos.to_dtype(compute)?, &sin.to_dtype(compute)?)?
+        .to_dtype(dtype)
+}
+
+/// [b, kv_heads, s, d] → [b, kv_heads·n_rep, s, d], head h reading kv head h / n_rep.
+pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, s, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, kvh, n_rep, s, d))?
+        .reshape((b, kvh * n_rep, s, d))
+}
+
+/// Divides each row (last dim) by its L2 norm.
+pub fn l2_normalise_last(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    // A zero vector stays zero instead of becoming NaN (the reference divides without a guard).
+    let safe = norm.maximum(1e-12)?;
+    x.broadcast_div(&safe)
+}

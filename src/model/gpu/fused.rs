@@ -1,0 +1,515 @@
+//! Fused steps of the forward pass: on a CUDA device with bf16 activations each is one kernel
+//! (`fused_kernel`), elsewhere — the CPU, other dtypes, non-contiguous inputs, or
+//! `PAGESIGHT_FUSED_KERNELS=0` — the equivalent chain of candle ops. The CPU path is what the
+//! reference-parity tests check; the GPU selftest checks the fused path against it.
+
+use candle_core::{DType, Result, Tensor};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0 = not read yet, 1 = on, 2 = off.
+static FUSED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the fused kernels serve CUDA tensors (default on; `PAGESIGHT_FUSED_KERNELS=0` turns
+/// them off, to compare speed or results with candle's own ops).
+pub fn enabled() -> bool {
+    match FUSED.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var("PAGESIGHT_FUSED_KERNELS").map_or(true, |v| v != "0");
+            set_enabled(on);
+            on
+        }
+    }
+}
+
+/// Overrides the environment for the whole process (benchmarks and the GPU selftest A/B).
+pub fn set_enabled(on: bool) {
+    FUSED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// 0 = not read yet, 1 = on, 2 = off.
+static CUBLASLT: AtomicU8 = AtomicU8::new(0);
+
+/// Whether linear layers on CUDA run on cuBLASLt with the bias in the GEMM's epilogue (default
+/// on; `PAGESIGHT_CUBLASLT=0` runs candle's matmul and a separate bias pass).
+pub fn cublaslt_enabled() -> bool {
+    match CUBLASLT.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var("PAGESIGHT_CUBLASLT").map_or(true, |v| v != "0");
+            CUBLASLT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// Overrides `PAGESIGHT_CUBLASLT` for the whole process (benchmarks).
+pub fn set_cublaslt(on: bool) {
+    CUBLASLT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in
+/// its epilogue), elsewhere candle's matmul and `add_bias`.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if cublaslt_enabled()
+        && [x, w]
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == DType::BF16 && t.is_contiguous())
+        && w.rank() == 2
+    {
+        let (out, inp) = w.dims2()?;
+        let mut dims = x.dims().to_vec();
+        if dims.last() == Some(&inp) {
+            let rows = x.elem_count() / inp.max(1);
+            let x2 = x.reshape((rows, inp))?;
+            let y = match bias {
+                Some(b) => {
+                    let b = b.to_dtype(DType::BF16)?.contiguous()?;
+                    x2.apply_op3_no_bwd(w, &b, &super::lt_gemm::LtLinear)?
+                }
+                None => x2.apply_op2_no_bwd(w, &super::lt_gemm::LtLinear)?,
+            };
+            *dims.last_mut().unwrap_or(&mut 0) = out;
+            return y.reshape(dims);
+        }
+    }
+    use candle_core::Module;
+    if let Some(y) = few_rows_half_weight(x, w)? {
+        return add_bias(y, bias);
+    }
+    // Half-precision weights under f32 activations (the CPU path) multiply widened.
+    let w = if w.dtype() == x.dtype() {
+        w.clone()
+    } else {
+        w.to_dtype(x.dtype())?
+    };
+    add_bias(candle_nn::Linear::new(w, None).forward(x)?, bias)
+}
+
+/// Up to this many rows (a query's tokens), a half-precision weight under f32 activations on the
+/// CPU is read once by `half_matmul_rows` instead of being widened whole for a GEMM (which a
+/// few rows cannot amortise: a 3B query took 7.6 s on 16 threads that way).
+const FEW_ROWS: usize = 64;
+
+/// `x · wᵀ` for a few f32 rows and a bf16/f16 weight on the CPU, or None where it does not apply.
+fn few_rows_half_weight(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    use crate::quant::gemv::half_matmul_rows;
+    use candle_core::{CpuStorage, Storage};
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.rank() != 2 || !w.is_contiguous() {
+        return Ok(None);
+    }
+    let (out, inp) = w.dims2()?;
+    let mut dims = x.dims().to_vec();
+    if dims.last() != Some(&inp) {
+        return Ok(None);
+    }
+    let rows = x.elem_count() / inp.max(1);
+    if rows == 0 || rows > FEW_ROWS {
+        return Ok(None);
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let (storage, layout) = w.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let range = layout.start_offset()..layout.start_offset() + out * inp;
+    let y = match cpu {
+        CpuStorage::BF16(v) => half_matmul_rows(&v[range], out, inp, |h| h.to_f32(), &xs, rows),
+        CpuStorage::F16(v) => half_matmul_rows(&v[range], out, inp, |h| h.to_f32(), &xs, rows),
+        _ => return Ok(None),
+    };
+    *dims.last_mut().unwrap_or(&mut 0) = out;
+    Ok(Some(Tensor::from_vec(y, dims, x.device())?))
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn fused_for(t: &Tensor, dtype: DType) -> bool {
+    t.device().is_cuda() && t.dtype() == dtype && t.is_contiguous() && enabled()
+}
+
+/// `y + bias` broadcast over rows (`bias` [cols], `y` [.., cols]); in place on the GPU, so pass
+/// a fresh tensor (a GEMM's output) that nothing else aliases.
+pub fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let Some(bias) = bias else { return Ok(y) };
+    let bias = bias.to_dtype(y.dtype())?;
+    #[cfg(feature = "cuda")]
+    if fused_for(&y, DType::BF16) && bias.is_contiguous() {
+        y.inplace_op2(&bias, &cuda::BiasAdd)?;
+        return Ok(y);
+    }
+    y.broadcast_add(&bias)
+}
+
+/// `x + h` for the f32 residual stream `x` and a layer output `h` of any float dtype.
+pub fn residual_add(x: &Tensor, h: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if fused_for(x, DType::F32) && fused_for(h, DType::BF16) && x.shape() == h.shape() {
+        return x.apply_op2_no_bwd(h, &cuda::ResidualAdd);
+    }
+    x + h.to_dtype(DType::F32)?
+}
+
+/// `silu(gate) · up`.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if fused_for(gate, DType::BF16) && fused_for(up, DType::BF16) && gate.shape() == up.shape() {
+        return gate.apply_op2_no_bwd(up, &cuda::SiluMul);
+    }
+    candle_nn::ops::silu(gate)? * up
+}
+
+/// RMSNorm over the last dim computed in f32 (`weight` f32), output in `out_dtype`.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, out_dtype: DType) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if out_dtype == DType::BF16 && fused_for(x, DType::F32) && fused_for(weight, DType::F32) {
+        return x.apply_op2_no_bwd(weight, &cuda::RmsNorm { eps });
+    }
+    candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, weight, eps)?.to_dtype(out_dtype)
+}
+
+/// Attention on tensor cores (`flash_kernel`) for every attention of the model, when it applies:
+/// `qkv` [n, (heads + 2·kv_heads)·hd] bf16, a fresh projection output (biases added) that is
+/// rotated in place — its q and k heads by `cos_sin` [n, hd] f32 (cos then sin); `tiles`
+/// [n_tiles, 4] u32 `{q_begin, q_end, k_begin, k_end}` in slots (see
+/// `attention_tiles::push_segment_tiles`); `gather` [slots] u32 maps slots to rows (a slot
+/// mapping to `n` is padding), or None when slots are rows. Returns [n, heads·hd] bf16; rows no
+/// tile covers, or with no visible key, are zeros. None where the caller must run the unfused
+/// path.
+pub fn tiled_attention(
+    qkv: Tensor,
+    cos_sin: &Tensor,
+    tiles: &Tensor,
+    gather: Option<&Tensor>,
+    shape: TiledAttentionShape,
+) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if fused_for(&qkv, DType::BF16)
+        && fused_for(cos_sin, DType::F32)
+        && fused_for(tiles, DType::U32)
+        && gather.is_none_or(|g| fused_for(g, DType::U32))
+        && super::attention_tiles::fits(shape.head_dim)
+    {
+        qkv.inplace_op2(cos_sin, &cuda::RopeQk(shape))?;
+        let out = match gather {
+            Some(g) => qkv.apply_op3_no_bwd(tiles, g, &cuda::FlashAttention(shape))?,
+            None => qkv.apply_op2_no_bwd(tiles, &cuda::FlashAttention(shape))?,
+        };
+        return Ok(Some(out));
+    }
+    let _ = (qkv, cos_sin, tiles, gather, shape);
+    Ok(None)
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TiledAttentionShape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Slot j is visible to slot i only when j ≤ i.
+    pub causal: bool,
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::super::custom_op::{cuda_op, view};
+    use super::super::flash_kernel::FlashShape;
+    use super::super::fused_kernel::{elementwise_config, FusedKernels};
+    use super::TiledAttentionShape;
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaDType, CudaStorage};
+    use candle_core::{Layout, Result, Shape};
+    use half::bf16;
+
+    fn kernels(s: &CudaStorage) -> Result<std::sync::Arc<FusedKernels>> {
+        FusedKernels::for_stream(&s.device().cuda_stream())
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+
+    /// `f(a, b, out, n)`, a grid-stride kernel over two inputs of one shape, into a fresh `O`.
+    fn binary_elementwise<A: CudaDType, B: CudaDType, O: CudaDType + DeviceRepr>(
+        f: &CudaFunction,
+        a: &CudaStorage,
+        al: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = a.device().clone();
+        let stream = dev.cuda_stream();
+        let n = al.shape().elem_count();
+        let (av, bv) = (view::<A>(a, al)?, view::<B>(b, bl)?);
+        let mut out = unsafe { dev.alloc::<O>(n)? };
+        let n64 = n as u64;
+        let mut l = stream.launch_builder(f);
+        l.arg(&av).arg(&bv).arg(&mut out).arg(&n64);
+        unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), al.shape().clone()))
+    }
+
+    pub struct BiasAdd;
+    cuda_op!(inplace 2, BiasAdd, "fused-bias-add", cuda);
+    impl BiasAdd {
+        fn cuda(
+            &self,
+            y: &mut CudaStorage,
+            yl: &Layout,
+            b: &CudaStorage,
+            bl: &Layout,
+        ) -> Result<()> {
+            let k = kernels(y)?;
+            let stream = y.device().cuda_stream();
+            let cols = bl.shape().elem_count();
+            let n = yl.shape().elem_count();
+            let (start, _) = yl
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("bias add: output not contiguous".into()))?;
+            if cols == 0 || !n.is_multiple_of(cols) || yl.dims().last() != Some(&cols) {
+                candle_core::bail!("bias add: bias of {cols} for output {:?}", yl.dims());
+            }
+            let bv = view::<bf16>(b, bl)?;
+            let ys = y.as_cuda_slice_mut::<bf16>()?;
+            let mut yv = ys.slice_mut(start..start + n);
+            let (n64, c32) = (n as u64, cols as u32);
+            let mut l = stream.launch_builder(&k.elementwise.bias_add_bf16);
+            l.arg(&mut yv).arg(&bv).arg(&n64).arg(&c32);
+            unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
+            Ok(())
+        }
+    }
+
+    /// out (f32) from x (f32) and h (bf16) of the same shape.
+    pub struct ResidualAdd;
+    cuda_op!(2, ResidualAdd, "fused-residual-add", cuda);
+    impl ResidualAdd {
+        fn cuda(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            h: &CudaStorage,
+            hl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(x)?;
+            binary_elementwise::<f32, bf16, f32>(&k.elementwise.residual_add_f32_bf16, x, xl, h, hl)
+        }
+    }
+
+    pub struct SiluMul;
+    cuda_op!(2, SiluMul, "fused-silu-mul", cuda);
+    impl SiluMul {
+        fn cuda(
+            &self,
+            g: &CudaStorage,
+            gl: &Layout,
+            u: &CudaStorage,
+            ul: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(g)?;
+            binary_elementwise::<bf16, bf16, bf16>(&k.elementwise.silu_mul_bf16, g, gl, u, ul)
+        }
+    }
+
+    pub struct RmsNorm {
+        pub eps: f32,
+    }
+    cuda_op!(2, RmsNorm, "fused-rms-norm", cuda);
+    impl RmsNorm {
+        fn cuda(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            w: &CudaStorage,
+            wl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(x)?;
+            let dev = x.device().clone();
+            let stream = dev.cuda_stream();
+            let dim = wl.shape().elem_count();
+            let n = xl.shape().elem_count();
+            if dim == 0 || xl.dims().last() != Some(&dim) {
+                candle_core::bail!("rms norm: weight of {dim} for input {:?}", xl.dims());
+            }
+            let (xv, wv) = (view::<f32>(x, xl)?, view::<f32>(w, wl)?);
+            let mut out = unsafe { dev.alloc::<bf16>(n)? };
+            let (dim32, eps) = (dim as u32, self.eps);
+            let cfg = LaunchConfig {
+                grid_dim: ((n / dim) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut l = stream.launch_builder(&k.elementwise.rms_norm_f32_bf16);
+            l.arg(&xv).arg(&wv).arg(&mut out).arg(&dim32).arg(&eps);
+            unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+            Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
+        }
+    }
+
+    /// Rotates the q and k heads of `qkv` in place (the tiled attention's input).
+    pub struct RopeQk(pub TiledAttentionShape);
+    cuda_op!(inplace 2, RopeQk, "fused-rope-qk", cuda);
+    impl RopeQk {
+        fn cuda(
+            &self,
+            x: &mut CudaStorage,
+            xl: &Layout,
+            cs: &CudaStorage,
+            cl: &Layout,
+        ) -> Result<()> {
+            let k = kernels(x)?;
+            let stream = x.device().cuda_stream();
+            let s = self.0;
+            let (n, row) = xl.shape().dims2()?;
+            if row != (s.heads + 2 * s.kv_heads) * s.head_dim
+                || cl.shape().dims2()? != (n, s.head_dim)
+            {
+                candle_core::bail!(
+                    "rope: qkv {:?} and table {:?} for {s:?}",
+                    xl.dims(),
+                    cl.dims()
+                );
+            }
+            let (start, _) = xl
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("rope: qkv not contiguous".into()))?;
+            let cv = view::<f32>(cs, cl)?;
+            let xs = x.as_cuda_slice_mut::<bf16>()?;
+            let mut xv = xs.slice_mut(start..start + n * row);
+            let heads_qk = (s.heads + s.kv_heads) as u32;
+            let pairs = n * heads_qk as usize * (s.head_dim / 2);
+            let (p64, r32, hd32) = (pairs as u64, row as u32, s.head_dim as u32);
+            let mut l = stream.launch_builder(&k.elementwise.rope_qk_bf16);
+            l.arg(&mut xv)
+                .arg(&cv)
+                .arg(&p64)
+                .arg(&heads_qk)
+                .arg(&r32)
+                .arg(&hd32);
+            unsafe { l.launch(elementwise_config(pairs)) }.map_err(candle_core::Error::wrap)?;
+            Ok(())
+        }
+    }
+
+    /// The tiled attention over rotated `qkv`, with or without a gather table.
+    pub struct FlashAttention(pub TiledAttentionShape);
+    cuda_op!(2, FlashAttention, "fused-flash-attention", cuda);
+    cuda_op!(
+        3,
+        FlashAttention,
+        "fused-flash-attention-gathered",
+        cuda_gathered
+    );
+    impl FlashAttention {
+        fn cuda(
+            &self,
+            qkv: &CudaStorage,
+            ql: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            self.run(qkv, ql, t, tl, None)
+        }
+
+        fn cuda_gathered(
+            &self,
+            qkv: &CudaStorage,
+            ql: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+            g: &CudaStorage,
+            gl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            self.run(qkv, ql, t, tl, Some((g, gl)))
+        }
+
+        fn run(
+            &self,
+            qkv: &CudaStorage,
+            ql: &Layout,
+            t: &CudaStorage,
+            tl: &Layout,
+            gather: Option<(&CudaStorage, &Layout)>,
+        ) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(qkv)?;
+            let dev = qkv.device().clone();
+            let stream = dev.cuda_stream();
+            let s = self.0;
+            let (n, row) = ql.shape().dims2()?;
+            if row != (s.heads + 2 * s.kv_heads) * s.head_dim {
+                candle_core::bail!("attention: qkv rows of {row} for {s:?}");
+            }
+            // The kernel reads rows as 16-byte vectors.
+            if !(ql.start_offset() * 2).is_multiple_of(16) {
+                candle_core::bail!(
+                    "attention: qkv starts mid-vector (offset {})",
+                    ql.start_offset()
+                );
+            }
+            let hid = s.heads * s.head_dim;
+            let mut out = unsafe { dev.alloc::<bf16>(n * hid)? };
+            let gv = match gather {
+                Some((g, gl)) => Some(view::<u32>(g, gl)?),
+                None => None,
+            };
+            k.flash_attention(
+                &stream,
+                &view::<bf16>(qkv, ql)?,
+                &view::<u32>(t, tl)?,
+                gv.as_ref(),
+                &mut out,
+                FlashShape {
+                    n_rows: n,
+                    heads: s.heads,
+                    kv_heads: s.kv_heads,
+                    head_dim: s.head_dim,
+                    causal: s.causal,
+                },
+            )
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev),
+                Shape::from((n, hid)),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod few_rows_tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn few_rows_with_a_half_weight_equal_the_widened_product() {
+        let dev = Device::Cpu;
+        // 37 inputs: not a multiple of the dot product's 16 lanes.
+        let w = Tensor::randn(0f32, 1.0, (5, 37), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 5, &dev).unwrap();
+        for dtype in [DType::BF16, DType::F16] {
+            let wh = w.to_dtype(dtype).unwrap();
+            let want_w = wh.to_dtype(DType::F32).unwrap();
+            for rows in [1usize, 3, FEW_ROWS, FEW_ROWS + 1] {
+                let x = Tensor::randn(0f32, 1.0, (1, rows, 37), &dev).unwrap();
+                let got = linear(&x, &wh, Some(&b)).unwrap();
+                let want = x
+                    .broadcast_matmul(&want_w.t().unwrap())
+                    .unwrap()
+                    .broadcast_add(&b)
+                    .unwrap();
+                assert_eq!(got.dims(), &[1, rows, 5]);
+                let diff = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-4, "{dtype:?} rows {rows}: {diff}");
+            }
+        }
+    }
+}

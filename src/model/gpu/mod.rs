@@ -1,0 +1,23 @@
+//! The model's GPU kernels: fused elementwise steps, tiled flash attention, cuBLASLt linears,
+//! NF4 dequantisation, non-blocking uploads of small per-batch tensors and their pinned host
+//! memory. Everything that touches CUDA is behind the `cuda` feature; the CPU build runs the
+//! equivalent candle op chains (`fused`) and plain uploads (`upload`).
+
+pub mod attention_tiles;
+pub mod fused;
+pub mod upload;
+
+#[cfg(feature = "cuda")]
+pub mod custom_op;
+#[cfg(feature = "cuda")]
+pub mod flash_kernel;
+#[cfg(feature = "cuda")]
+pub mod fused_kernel;
+#[cfg(feature = "cuda")]
+pub mod lt_gemm;
+#[cfg(feature = "cuda")]
+pub mod nf4_kernel;
+#[cfg(feature = "cuda")]
+pub mod pinned;
+#[cfg(feature = "cuda")]
+pub mod vram;

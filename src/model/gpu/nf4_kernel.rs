@@ -1,0 +1,384 @@
+//! NF4 dequantisation on the GPU, bandwidth-bound: one thread turns 8 packed bytes (16 weights)
+//! into 16 outputs with one 8-byte load and 16-byte stores. Layout as bitsandbytes stores it
+//! (and `quant`'s CPU side): codes packed two per byte, high nibble first; one absmax
+//! per block of 64 weights, itself either f32 or double-quantised (u8 code into the signed
+//! dynamic map, one f32 scale per 256 blocks, plus a mean offset).
+//!
+//! Bit-exact with the CPU: the nested absmax is `code2[q] · absmax2[b/256]` then `+ offset`,
+//! each rounded separately (no fused multiply-add, as the CPU computes it), the weight is
+//! `nf4[q] · absmax` in f32, rounded to the output type to nearest-even.
+
+use super::nvrtc;
+use anyhow::{bail, Result};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+};
+use std::sync::Arc;
+
+const SOURCE: &str = r#"
+__device__ __forceinline__ unsigned short f32_to_bf16_rne(float f) {
+    unsigned int x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x0040u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (unsigned short)(x >> 16);
+}
+__device__ __forceinline__ unsigned short f32_to_f16_rne(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// absmax of 64-weight block b: plain f32, or double-quantised.
+__device__ __forceinline__ float block_absmax(unsigned long long b, const float* absmax_f32,
+        const unsigned char* qabsmax, const float* absmax2, const float* code2, float offset) {
+    if (absmax_f32 != 0) return absmax_f32[b];
+    return __fadd_rn(__fmul_rn(code2[qabsmax[b]], absmax2[b >> 8]), offset);
+}
+
+#define NF4_KERNEL(NAME, OUT_T, STORE_VEC, CONVERT)                                               \
+extern "C" __global__ void NAME(const unsigned char* __restrict__ packed,                       \
+        const float* __restrict__ absmax_f32, const unsigned char* __restrict__ qabsmax,           \
+        const float* __restrict__ absmax2, const float* __restrict__ code2, float offset,          \
+        const float* __restrict__ nf4, OUT_T* __restrict__ out, unsigned long long n) {           \
+    __shared__ float lut[16];                                                                     \
+    if (threadIdx.x < 16) lut[threadIdx.x] = nf4[threadIdx.x];                                    \
+    __syncthreads();                                                                              \
+    unsigned long long t = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;             \
+    unsigned long long e0 = t * 16;                                                               \
+    if (e0 >= n) return;                                                                          \
+    float a = block_absmax(e0 >> 6, absmax_f32, qabsmax, absmax2, code2, offset);                 \
+    if (e0 + 16 <= n) {                                                                           \
+        uint2 q = *reinterpret_cast<const uint2*>(packed + (e0 >> 1));                            \
+        unsigned int words[2] = {q.x, q.y};                                                       \
+        float v[16];                                                                              \
+        for (int k = 0; k < 8; k++) {                                                             \
+            unsigned int byte = (words[k >> 2] >> ((k & 3) * 8)) & 0xffu;                         \
+            v[2 * k] = __fmul_rn(lut[byte >> 4], a);                                              \
+            v[2 * k + 1] = __fmul_rn(lut[byte & 15u], a);                                         \
+        }                                                                                         \
+        STORE_VEC                                                                                 \
+    } else {                                                                                      \
+        for (unsigned long long e = e0; e < n; e++) {                                             \
+            unsigned int byte = packed[e >> 1];                                                   \
+            unsigned int q4 = (e & 1) ? (byte & 15u) : (byte >> 4);                               \
+            out[e] = CONVERT(__fmul_rn(lut[q4], a));                                              \
+        }                                                                                         \
+    }                                                                                             \
+}
+
+#define STORE_16BIT(CONV)                                                                         \
+    uint4 lo, hi;                                                                                 \
+    lo.x = CONV(v[0]) | ((unsigned int)CONV(v[1]) << 16);                                         \
+    lo.y = CONV(v[2]) | ((unsigned int)CONV(v[3]) << 16);                                         \
+    lo.z = CONV(v[4]) | ((unsigned int)CONV(v[5]) << 16);                                         \
+    lo.w = CONV(v[6]) | ((unsigned int)CONV(v[7]) << 16);                                         \
+    hi.x = CONV(v[8]) | ((unsigned int)CONV(v[9]) << 16);                                         \
+    hi.y = CONV(v[10]) | ((unsigned int)CONV(v[11]) << 16);                                       \
+    hi.z = CONV(v[12]) | ((unsigned int)CONV(v[13]) << 16);                                       \
+    hi.w = CONV(v[14]) | ((unsigned int)CONV(v[15]) << 16);                                       \
+    uint4* dst = reinterpret_cast<uint4*>(out + e0);                                              \
+    dst[0] = lo; dst[1] = hi;
+
+#define STORE_F32                                                                                 \
+    float4* dst = reinterpret_cast<float4*>(out + e0);                                            \
+    dst[0] = make_float4(v[0], v[1], v[2], v[3]);                                                 \
+    dst[1] = make_float4(v[4], v[5], v[6], v[7]);                                                 \
+    dst[2] = make_float4(v[8], v[9], v[10], v[11]);                                               \
+    dst[3] = make_float4(v[12], v[13], v[14], v[15]);
+
+#define IDENTITY(x) (x)
+
+NF4_KERNEL(nf4_dequant_bf16, unsigned short, STORE_16BIT(f32_to_bf16_rne), f32_to_bf16_rne)
+NF4_KERNEL(nf4_dequant_f16, unsigned short, STORE_16BIT(f32_to_f16_rne), f32_to_f16_rne)
+NF4_KERNEL(nf4_dequant_f32, float, STORE_F32, IDENTITY)
+"#;
+
+/// How the per-block absmax is stored.
+pub enum Nf4Absmax<'a> {
+    Plain(&'a CudaSlice<f32>),
+    /// bitsandbytes' double quantisation: `code2[q[b]] · absmax2[b / 256] + offset`.
+    Double {
+        codes: &'a CudaSlice<u8>,
+        absmax2: &'a CudaSlice<f32>,
+        code2: &'a CudaSlice<f32>,
+        offset: f32,
+    },
+}
+
+/// One quantised weight on the device.
+pub struct Nf4DeviceWeight<'a> {
+    /// `ceil(n / 2)` bytes, high nibble first.
+    pub packed: &'a CudaSlice<u8>,
+    pub absmax: Nf4Absmax<'a>,
+    /// The 16 NF4 code values.
+    pub nf4_code: &'a CudaSlice<f32>,
+    /// Number of weights.
+    pub n: usize,
+}
+
+pub const BLOCK: usize = 64;
+pub const ABSMAX2_BLOCK: usize = 256;
+
+pub struct Nf4Kernels {
+    bf16: CudaFunction,
+    f16: CudaFunction,
+    f32: CudaFunction,
+}
+
+/// Output element types the kernel writes.
+pub trait Nf4Output: candle_core::cuda_backend::cudarc::driver::DeviceRepr {
+    fn pick(k: &Nf4Kernels) -> &CudaFunction;
+}
+impl Nf4Output for half::bf16 {
+    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+        &k.bf16
+    }
+}
+impl Nf4Output for half::f16 {
+    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+        &k.f16
+    }
+}
+impl Nf4Output for f32 {
+    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+        &k.f32
+    }
+}
+
+impl Nf4Kernels {
+    pub fn load(stream: &Arc<CudaStream>) -> Result<Self> {
+        let m = nvrtc::load_module(stream.context(), "pagesight_nf4", SOURCE)?;
+        Ok(Nf4Kernels {
+            bf16: nvrtc::function(&m, "nf4_dequant_bf16")?,
+            f16: nvrtc::function(&m, "nf4_dequant_f16")?,
+            f32: nvrtc::function(&m, "nf4_dequant_f32")?,
+        })
+    }
+
+    /// Dequantises `w` into the first `w.n` elements of `out` (a scratch buffer at least that
+    /// long, 16-byte aligned as every cudaMalloc'd buffer is) on `stream`.
+    pub fn dequantise<T: Nf4Output>(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &Nf4DeviceWeight<'_>,
+        out: &mut CudaSlice<T>,
+    ) -> Result<()> {
+        let len = out.len();
+        let ptr = out.device_ptr_mut(stream).0;
+        self.dequantise_to_ptr::<T>(stream, w, ptr, len)
+    }
+
+    /// As `dequantise`, into raw device memory of `out_len` elements of `T` at `out_ptr`
+    /// (16-byte aligned: the kernel stores 16 bytes at a time).
+    pub fn dequantise_to_ptr<T: Nf4Output>(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &Nf4DeviceWeight<'_>,
+        out_ptr: u64,
+        out_len: usize,
+    ) -> Result<()> {
+        let n = w.n;
+        let blocks = n.div_ceil(BLOCK);
+        if w.packed.len() < n.div_ceil(2) || out_len < n || w.nf4_code.len() < 16 {
+            bail!("NF4 dequantise: buffers too small for {n} weights");
+        }
+        if !out_ptr.is_multiple_of(16) {
+            bail!("NF4 dequantise: the output must be 16-byte aligned (scratch view at a nonzero offset?)");
+        }
+        // A null absmax_f32 pointer selects the double-quantised path inside the kernel. Raw
+        // device pointers (u64) go in as kernel parameters of pointer size.
+        let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
+        let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+        let (plain, codes, absmax2, code2, offset) = match &w.absmax {
+            Nf4Absmax::Plain(a) => {
+                if a.len() < blocks {
+                    bail!(
+                        "NF4 dequantise: {} absmax values for {blocks} blocks",
+                        a.len()
+                    );
+                }
+                (ptr_f32(a), 0u64, 0u64, 0u64, 0.0f32)
+            }
+            Nf4Absmax::Double {
+                codes,
+                absmax2,
+                code2,
+                offset,
+            } => {
+                if codes.len() < blocks
+                    || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
+                    || code2.len() < 256
+                {
+                    bail!("NF4 dequantise: double-quantised absmax too short for {blocks} blocks");
+                }
+                (
+                    0u64,
+                    ptr_u8(codes),
+                    ptr_f32(absmax2),
+                    ptr_f32(code2),
+                    *offset,
+                )
+            }
+        };
+        let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
+        let threads = n.div_ceil(16);
+        let block_dim = 256u32;
+        let cfg = LaunchConfig {
+            grid_dim: (threads.div_ceil(block_dim as usize) as u32, 1, 1),
+            block_dim: (block_dim, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let n64 = n as u64;
+        let mut b = stream.launch_builder(T::pick(self));
+        b.arg(&packed)
+            .arg(&plain)
+            .arg(&codes)
+            .arg(&absmax2)
+            .arg(&code2)
+            .arg(&offset)
+            .arg(&nf4)
+            .arg(&out_ptr)
+            .arg(&n64);
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+}
+
+/// An `crate::quant::Nf4Weight` resident on the device (uploaded once at load), with the code
+/// tables the kernel reads: `NF4_CODE` and bitsandbytes' signed dynamic map.
+pub struct Nf4DeviceBuffers {
+    packed: CudaSlice<u8>,
+    absmax_plain: Option<CudaSlice<f32>>,
+    double: Option<(CudaSlice<u8>, CudaSlice<f32>, f32)>,
+    code2: CudaSlice<f32>,
+    nf4: CudaSlice<f32>,
+    n: usize,
+}
+
+impl std::fmt::Debug for Nf4DeviceBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nf4DeviceBuffers({} weights)", self.n)
+    }
+}
+
+impl Nf4DeviceBuffers {
+    pub fn upload(stream: &Arc<CudaStream>, w: &crate::quant::Nf4Weight) -> Result<Self> {
+        use crate::quant::{blockwise8, AbsmaxState, NF4_CODE};
+        if w.blocksize != BLOCK {
+            bail!("the CUDA NF4 kernel handles blocksize {BLOCK} (bitsandbytes' default), this weight has {}", w.blocksize);
+        }
+        let (absmax_plain, double) = match &w.absmax {
+            AbsmaxState::Plain(a) => (Some(stream.clone_htod(a)?), None),
+            AbsmaxState::Double {
+                codes,
+                absmax2,
+                offset,
+            } => (
+                None,
+                Some((
+                    stream.clone_htod(codes)?,
+                    stream.clone_htod(absmax2)?,
+                    *offset,
+                )),
+            ),
+        };
+        Ok(Nf4DeviceBuffers {
+            packed: stream.clone_htod(&w.packed)?,
+            absmax_plain,
+            double,
+            code2: stream.clone_htod(&blockwise8::dynamic_map()[..])?,
+            nf4: stream.clone_htod(&NF4_CODE[..])?,
+            n: w.numel(),
+        })
+    }
+
+    pub fn numel(&self) -> usize {
+        self.n
+    }
+
+    /// The kernel's view of this weight.
+    pub fn view(&self) -> Nf4DeviceWeight<'_> {
+        let absmax = match (&self.absmax_plain, &self.double) {
+            (Some(a), _) => Nf4Absmax::Plain(a),
+            (None, Some((codes, absmax2, offset))) => Nf4Absmax::Double {
+                codes,
+                absmax2,
+                code2: &self.code2,
+                offset: *offset,
+            },
+            (None, None) => unreachable!("upload sets one of the two"),
+        };
+        Nf4DeviceWeight {
+            packed: &self.packed,
+            absmax,
+            nf4_code: &self.nf4,
+            n: self.n,
+        }
+    }
+}
+
+/// Dequantises a device-resident NF4 weight in place into a contiguous tensor view on the GPU
+/// (e.g. `crate::quant::Nf4Scratch`'s shared buffer): `view.inplace_op1(&Nf4DequantOp { .. })`.
+pub struct Nf4DequantOp<'a> {
+    pub kernels: &'a Nf4Kernels,
+    pub weight: &'a Nf4DeviceBuffers,
+}
+
+impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-dequantize-cuda"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        candle_core::bail!(
+            "nf4-dequantize-cuda runs on CUDA tensors; the CPU path dequantises on the host"
+        )
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &mut candle_core::cuda_backend::CudaStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::DType;
+        let n = self.weight.numel();
+        if !layout.is_contiguous() || layout.shape().elem_count() != n {
+            candle_core::bail!(
+                "nf4-dequantize-cuda: the view must be contiguous with {n} elements"
+            );
+        }
+        let start = layout.start_offset();
+        let stream = storage.device().cuda_stream();
+        let w = self.weight.view();
+        let run = |r: Result<()>| r.map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
+        match storage.dtype() {
+            DType::BF16 => {
+                let s = storage.as_cuda_slice_mut::<half::bf16>()?;
+                let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
+                run(self
+                    .kernels
+                    .dequantise_to_ptr::<half::bf16>(&stream, &w, ptr, n))
+            }
+            DType::F16 => {
+                let s = storage.as_cuda_slice_mut::<half::f16>()?;
+                let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
+                run(self
+                    .kernels
+                    .dequantise_to_ptr::<half::f16>(&stream, &w, ptr, n))
+            }
+            DType::F32 => {
+                let s = storage.as_cuda_slice_mut::<f32>()?;
+                let ptr = s.device_ptr_mut(&stream).0 + (start * 4) as u64;
+                run(self.kernels.dequantise_to_ptr::<f32>(&stream, &w, ptr, n))
+            }
+            other => {
+                candle_core::bail!("nf4-dequantize-cuda: cannot write {other:?} (f32, bf16, f16)")
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! ColQwen2.5 as a library: configuration, the processor (tokenizer and image preprocessing),
+//! the vision tower, the language model and the projection head, LoRA adapters, NF4 / Q4_K
+//! quantisation with its on-disk cache, and the CUDA kernels the forward pass runs on. Usable on
+//! its own by anyone who only wants embeddings: no PDF, index or GUI code.
+//!
+//! - `settings`: which checkpoint, device, precision and quantisation.
+//! - `colqwen`: the model, one file per part.
+//! - `quant`: NF4 (bit-exact with bitsandbytes), Q4_K, the quantised linears, the weight cache.
+//! - `gpu`: the forward pass's kernels (fused steps, flash attention, cuBLASLt, NF4 dequant).
+//! - `resize`, `preprocess`: the reference processor's smart_resize, bicubic resize, normalise
+//!   and patchify (the loader's render workers call them).
+
+pub mod colqwen;
+pub mod gpu;
+pub mod preprocess;
+pub mod quant;
+pub mod resize;
+pub mod settings;
+
+pub use colqwen::{ColQwen, ModelIdentity, PageEmbedding, RANDOM_WARNING};
+pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
+pub use resize::smart_resize;
+pub use settings::{DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope};

@@ -1,0 +1,222 @@
+//! A linear layer whose weight may be dense or quantised.
+
+use anyhow::{bail, Result};
+use candle_core::{Module, Tensor};
+
+use super::context::{LayerRecord, LayerStorage, QuantContext};
+use super::kquant::{kquant_format, KQuantLinear};
+use super::nf4::Nf4Weight;
+use super::nf4_linear::Nf4Linear;
+use crate::settings::Quant;
+
+/// `y = x · Wᵀ + b`. The model builds every linear layer as `QLinear::dense` and then asks for
+/// the quantisation it wants; forward is the same call whatever the storage.
+#[derive(Clone, Debug)]
+pub enum QLinear {
+    Dense(candle_nn::Linear),
+    Nf4(Nf4Linear),
+    Q4k(KQuantLinear),
+}
+
+fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
+}
+
+impl QLinear {
+    /// `weight` is `[out, in]`, `bias` `[out]`.
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {
+        QLinear::Dense(candle_nn::Linear::new(weight, bias))
+    }
+
+    /// `(out_features, in_features)`.
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            QLinear::Dense(l) => l.weight().dims2().unwrap_or((0, 0)),
+            QLinear::Nf4(l) => l.weight().shape,
+            QLinear::Q4k(l) => l.shape(),
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.shape().1
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.shape().0
+    }
+
+    fn bias(&self) -> Option<&Tensor> {
+        match self {
+            QLinear::Dense(l) => l.bias(),
+            QLinear::Nf4(l) => l.bias(),
+            QLinear::Q4k(l) => l.bias(),
+        }
+    }
+
+    /// Bytes of weight storage, bias included (kept in its dtype).
+    pub fn weight_bytes(&self) -> usize {
+        let bias = self.bias().map(tensor_bytes).unwrap_or(0);
+        bias + match self {
+            QLinear::Dense(l) => tensor_bytes(l.weight()),
+            QLinear::Nf4(l) => l.weight().bytes(),
+            QLinear::Q4k(l) => l.quantized_bytes(),
+        }
+    }
+
+    pub fn storage(&self) -> LayerStorage {
+        match self {
+            QLinear::Dense(_) => LayerStorage::Dense,
+            QLinear::Nf4(_) => LayerStorage::Nf4,
+            QLinear::Q4k(l) => LayerStorage::Ggml(l.format()),
+        }
+    }
+
+    /// Converts a dense layer to `quant` (`Quant::None` keeps it). Unnamed: the context's layer
+    /// policy is not applied; use [`Self::quantize_named`] from the model.
+    pub fn quantize(self, quant: Quant, ctx: &QuantContext) -> Result<QLinear> {
+        self.convert("", quant, ctx)
+    }
+
+    /// Converts the layer called `name` (its checkpoint key without `.weight`, e.g.
+    /// `model.layers.3.mlp.down_proj` or `visual.merger.mlp.0`) to what `ctx` decides for
+    /// `requested`, and records the outcome in `ctx`.
+    pub fn quantize_named(
+        self,
+        name: &str,
+        requested: Quant,
+        ctx: &QuantContext,
+    ) -> Result<QLinear> {
+        let quant = ctx.quant_for(name, requested);
+        let bytes_before = self.weight_bytes();
+        let layer = self.convert(name, quant, ctx)?;
+        layer.record_in(ctx, name, requested, bytes_before);
+        Ok(layer)
+    }
+
+    /// Records in `ctx` that the layer `name`, asked to be `requested` and `bytes_before` bytes
+    /// when dense, is now `self` (quantised here or read back from the quantised-weight cache).
+    pub fn record_in(&self, ctx: &QuantContext, name: &str, requested: Quant, bytes_before: usize) {
+        let shape = self.shape();
+        let storage = self.storage();
+        let wanted = match requested {
+            Quant::None => LayerStorage::Dense,
+            Quant::Nf4 => LayerStorage::Nf4,
+            Quant::Q4k => LayerStorage::Ggml(candle_core::quantized::GgmlDType::Q4K),
+        };
+        let note = if storage == wanted {
+            None
+        } else if ctx.quant_for(name, requested) != requested {
+            Some("kept dense by the layer policy".to_string())
+        } else {
+            Some(format!(
+                "in_features {} is not a multiple of 256: stored {storage}",
+                shape.1
+            ))
+        };
+        ctx.record(LayerRecord {
+            name: name.to_string(),
+            shape,
+            requested,
+            storage,
+            bytes_before,
+            bytes_after: self.weight_bytes(),
+            note,
+        });
+    }
+
+    fn convert(self, name: &str, quant: Quant, ctx: &QuantContext) -> Result<QLinear> {
+        let QLinear::Dense(linear) = self else {
+            if quant == Quant::None {
+                return Ok(self);
+            }
+            bail!(
+                "layer {name:?} is already quantised ({}); quantise dense layers only",
+                self.storage()
+            );
+        };
+        let bias = linear.bias().cloned();
+        match planned_storage(quant, linear.weight().dim(1)?) {
+            LayerStorage::Dense => Ok(QLinear::Dense(linear)),
+            LayerStorage::Nf4 => {
+                let w = Nf4Weight::quantize_tensor(
+                    linear.weight(),
+                    ctx.nf4_blocksize,
+                    ctx.double_quant,
+                )
+                .map_err(|e| e.context(format!("quantising layer {name:?} to NF4")))?;
+                Ok(QLinear::Nf4(Nf4Linear::new(w, bias, ctx.scratch().clone())))
+            }
+            LayerStorage::Ggml(format) => Ok(QLinear::Q4k(
+                KQuantLinear::new(linear.weight(), bias, format)
+                    .map_err(|e| e.context(format!("quantising layer {name:?} to {format:?}")))?,
+            )),
+        }
+    }
+}
+
+/// How a layer of `in_features` inputs is stored under `quant` (after the context's layer
+/// policy, see [`QuantContext::quant_for`]): the one decision both quantising and the
+/// quantised-weight cache follow.
+pub fn planned_storage(quant: Quant, in_features: usize) -> LayerStorage {
+    match quant {
+        Quant::None => LayerStorage::Dense,
+        Quant::Nf4 => LayerStorage::Nf4,
+        Quant::Q4k => kquant_format(in_features)
+            .map(LayerStorage::Ggml)
+            .unwrap_or(LayerStorage::Dense),
+    }
+}
+
+impl QLinear {
+    /// Whether [`Self::padded`] can widen this layer.
+    pub fn can_pad(&self) -> bool {
+        !matches!(self, QLinear::Q4k(_))
+    }
+
+    /// The same layer computed as an `out_to × in_to` product (each ≥ its own size) with zero
+    /// rows and columns: the input carries `in_to` features (the extra ones are ignored), the
+    /// output `out_to` (the extra ones are exactly zero). cuBLAS runs bf16 GEMMs whose row
+    /// lengths are multiples of 8 elements on its fast tensor-core kernels; the vision MLP's
+    /// 3420 is not, and ran at ~1/4 of the speed of its neighbours on the H100.
+    pub fn padded(self, out_to: usize, in_to: usize) -> Result<QLinear> {
+        let (out, inp) = self.shape();
+        if out_to < out || in_to < inp {
+            bail!("cannot pad a {out}×{inp} layer down to {out_to}×{in_to}");
+        }
+        if (out_to, in_to) == (out, inp) {
+            return Ok(self);
+        }
+        let pad_bias = |b: Option<&Tensor>| -> Result<Option<Tensor>> {
+            Ok(match b {
+                Some(b) => Some(b.pad_with_zeros(0, 0, out_to - out)?),
+                None => None,
+            })
+        };
+        match self {
+            QLinear::Dense(l) => {
+                let w = l
+                    .weight()
+                    .pad_with_zeros(0, 0, out_to - out)?
+                    .pad_with_zeros(1, 0, in_to - inp)?;
+                Ok(QLinear::dense(w, pad_bias(l.bias())?))
+            }
+            QLinear::Nf4(l) => {
+                let bias = pad_bias(l.bias())?;
+                Ok(QLinear::Nf4(l.with_gemm_shape((out_to, in_to), bias)))
+            }
+            QLinear::Q4k(_) => bail!("k-quant layers cannot be padded"),
+        }
+    }
+}
+
+impl Module for QLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            // On the GPU the bias goes on inside the GEMM (cuBLASLt) or in one fused pass:
+            // candle's broadcast add was the largest single kernel of the forward on the H100.
+            QLinear::Dense(l) => crate::gpu::fused::linear(x, l.weight(), l.bias()),
+            QLinear::Nf4(l) => l.forward(x),
+            QLinear::Q4k(l) => l.forward(x),
+        }
+    }
+}

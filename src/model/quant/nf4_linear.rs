@@ -1,0 +1,153 @@
+//! A linear layer whose weight is NF4.
+//!
+//! Forward picks by the number of input rows: a few rows (a query) multiply straight from the
+//! 4-bit codes ([`super::gemv`], CPU); more rows (a page batch) dequantise the weight into the
+//! model's one shared scratch buffer and run the ordinary GEMM on it.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use candle_core::{DType, Module, Tensor};
+
+use super::gemv::nf4_matmul_rows;
+use super::nf4::Nf4Weight;
+use super::scratch::Nf4Scratch;
+
+/// At or below this many rows the CPU multiplies from the codes directly. Measured on the 2-core
+/// dev box for a 2048×2048 layer (crate at opt-level 3): 1 row 5.4 ms direct vs 6.1 ms through
+/// the scratch (f32; bf16 5.9 vs 21.6), 4 rows 9.3 vs 10.5 (bf16 13.5 vs 34.1), 8 rows 16.0 vs
+/// 11.7 (bf16 39.9 vs 43.6), 16 rows 45 vs 20: the scratch wins from about 8 rows on.
+pub const DIRECT_ROWS_MAX: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct Nf4Linear {
+    weight: Arc<Nf4Weight>,
+    bias: Option<Tensor>,
+    scratch: Arc<Nf4Scratch>,
+    /// The codes and absmax state resident on the GPU (uploaded once), for the CUDA
+    /// dequantisation kernel; None on the CPU.
+    device_weight: Option<Arc<super::scratch::DeviceNf4>>,
+    /// (out, in) of the product actually computed: the weight's shape, or larger with zero
+    /// rows/columns (see `QLinear::padded`).
+    gemm_shape: (usize, usize),
+}
+
+impl Nf4Linear {
+    /// `bias` stays in its dtype on the scratch's device.
+    pub fn new(weight: Nf4Weight, bias: Option<Tensor>, scratch: Arc<Nf4Scratch>) -> Self {
+        Self::from_shared(Arc::new(weight), bias, scratch)
+    }
+
+    /// As [`Self::new`] with a weight another owner (the quantised-weight cache) also holds.
+    pub fn from_shared(
+        weight: Arc<Nf4Weight>,
+        bias: Option<Tensor>,
+        scratch: Arc<Nf4Scratch>,
+    ) -> Self {
+        scratch.reserve(weight.numel());
+        let device_weight = scratch.upload(&weight);
+        let gemm_shape = weight.shape;
+        Nf4Linear {
+            weight,
+            bias,
+            scratch,
+            device_weight,
+            gemm_shape,
+        }
+    }
+
+    /// This layer computed as a `gemm_shape` product (≥ the weight's shape) with zero rows and
+    /// columns; `bias` must already have `gemm_shape.0` entries.
+    pub fn with_gemm_shape(self, gemm_shape: (usize, usize), bias: Option<Tensor>) -> Self {
+        Nf4Linear {
+            gemm_shape,
+            bias,
+            ..self
+        }
+    }
+
+    pub fn weight(&self) -> &Nf4Weight {
+        &self.weight
+    }
+    /// The weight, shared (for the quantised-weight cache, without copying it).
+    pub fn shared_weight(&self) -> &Arc<Nf4Weight> {
+        &self.weight
+    }
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The product through the shared scratch, whatever the row count.
+    pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
+        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        let mut lease = self.scratch.lease();
+        let mut w = lease.dequantize(
+            &self.weight,
+            self.device_weight.as_deref(),
+            x.dtype(),
+            x.device(),
+        )?;
+        let (out, inp) = self.weight.shape;
+        if self.gemm_shape != (out, inp) {
+            // A padded copy of the dequantised weight: a few MB, against the GEMM it speeds up.
+            w = w
+                .pad_with_zeros(0, 0, self.gemm_shape.0 - out)?
+                .pad_with_zeros(1, 0, self.gemm_shape.1 - inp)?;
+        }
+        let y = crate::gpu::fused::linear(&x2, &w, self.bias.as_ref())?;
+        drop(lease);
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
+    }
+
+    /// The product from the codes directly (CPU).
+    pub fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
+        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        let x2 = x2.narrow(1, 0, self.weight.shape.1)?;
+        let rows = x2.dim(0)?;
+        let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let absmax = self.weight.absmax.decode();
+        let y = nf4_matmul_rows(&self.weight, &absmax, &xs, rows);
+        let y = Tensor::from_vec(y, (rows, self.weight.shape.0), x.device())?
+            .to_dtype(x.dtype())?
+            .pad_with_zeros(1, 0, self.gemm_shape.0 - self.weight.shape.0)?;
+        self.finish(y, lead)
+    }
+
+    fn finish(&self, y: Tensor, lead: Vec<usize>) -> Result<Tensor> {
+        let y = crate::gpu::fused::add_bias(y, self.bias.as_ref())?;
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
+    }
+}
+
+/// [rows, out] → [...lead, out].
+fn reshape_rows(y: Tensor, mut lead: Vec<usize>, out: usize) -> candle_core::Result<Tensor> {
+    lead.push(out);
+    y.reshape(lead)
+}
+
+/// `[..., in] → ([rows, in], leading dims)`.
+fn flatten_rows(x: &Tensor, in_features: usize) -> Result<(Tensor, Vec<usize>)> {
+    let dims = x.dims();
+    let Some((&last, lead)) = dims.split_last() else {
+        anyhow::bail!("NF4 linear: input is a scalar, expected [..., {in_features}]");
+    };
+    anyhow::ensure!(
+        last == in_features,
+        "NF4 linear: input {:?} does not end in {in_features}",
+        dims
+    );
+    let rows = lead.iter().product::<usize>();
+    Ok((x.reshape((rows, in_features))?, lead.to_vec()))
+}
+
+impl Module for Nf4Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = x.elem_count() / self.gemm_shape.1.max(1);
+        let r = if x.device().is_cpu() && rows <= DIRECT_ROWS_MAX {
+            self.forward_direct(x)
+        } else {
+            self.forward_dequantized(x)
+        };
+        r.map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+}

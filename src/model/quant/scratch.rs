@@ -1,0 +1,225 @@
+//! The one dequantisation buffer every NF4 layer of a model shares.
+//!
+//! A large batch multiplies by an NF4 weight by dequantising it into this buffer and calling the
+//! ordinary GEMM. One buffer, sized for the largest layer, serves every layer in turn — a buffer
+//! per layer would bring the dense weights' memory back. Layers hold an `Arc` to it; a mutex
+//! serialises its users so two threads never overwrite each other's weight mid-matmul.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{anyhow, Context, Result};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
+
+use super::nf4::Nf4Weight;
+
+/// An NF4 weight resident on the GPU (the CUDA build), or nothing (CPU build).
+#[cfg(feature = "cuda")]
+pub type DeviceNf4 = crate::gpu::nf4_kernel::Nf4DeviceBuffers;
+#[cfg(not(feature = "cuda"))]
+#[derive(Debug)]
+pub enum DeviceNf4 {}
+
+pub struct Nf4Scratch {
+    device: Device,
+    state: Mutex<ScratchState>,
+    /// The CUDA dequantisation kernels, compiled on first use.
+    #[cfg(feature = "cuda")]
+    kernels: std::sync::OnceLock<Result<crate::gpu::nf4_kernel::Nf4Kernels, String>>,
+}
+
+impl std::fmt::Debug for Nf4Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nf4Scratch")
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct ScratchState {
+    /// Elements of the largest layer registered so far.
+    capacity: usize,
+    /// Allocated lazily on first use, in the compute dtype; replaced if a larger layer or
+    /// another dtype comes.
+    buffer: Option<Tensor>,
+}
+
+/// Holds the scratch for one layer's dequantise-then-matmul.
+pub struct ScratchLease<'a> {
+    state: MutexGuard<'a, ScratchState>,
+    scratch: &'a Nf4Scratch,
+}
+
+impl Nf4Scratch {
+    pub fn new(device: &Device) -> Arc<Self> {
+        Arc::new(Nf4Scratch {
+            device: device.clone(),
+            state: Mutex::new(ScratchState::default()),
+            #[cfg(feature = "cuda")]
+            kernels: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Copies a weight's codes and absmax state to the GPU once, so forward passes dequantise
+    /// there (None on the CPU, or when the upload fails: then the host path serves).
+    pub fn upload(&self, weight: &Nf4Weight) -> Option<Arc<DeviceNf4>> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = &self.device {
+            match DeviceNf4::upload(&d.cuda_stream(), weight) {
+                Ok(b) => return Some(Arc::new(b)),
+                Err(e) => tracing::warn!("NF4 weight stays on the host (dequantised there): {e:#}"),
+            }
+        }
+        let _ = weight;
+        None
+    }
+
+    #[cfg(feature = "cuda")]
+    fn kernels(&self) -> Result<&crate::gpu::nf4_kernel::Nf4Kernels> {
+        let Device::Cuda(d) = &self.device else {
+            anyhow::bail!("NF4 kernels need a CUDA device")
+        };
+        self.kernels
+            .get_or_init(|| {
+                crate::gpu::nf4_kernel::Nf4Kernels::load(&d.cuda_stream())
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow!("compiling the NF4 dequantisation kernel: {e}"))
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Makes room for a layer of `numel` weights (called when a layer is quantised, so the buffer
+    /// is sized for the largest one before the first forward).
+    pub fn reserve(&self, numel: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.capacity = s.capacity.max(numel);
+    }
+
+    /// Elements the buffer holds (or will hold once allocated).
+    pub fn capacity(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .capacity
+    }
+
+    /// Bytes currently allocated.
+    pub fn allocated_bytes(&self) -> usize {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.buffer
+            .as_ref()
+            .map(|b| b.elem_count() * b.dtype().size_in_bytes())
+            .unwrap_or(0)
+    }
+
+    /// Locks the buffer for one layer; the lease ends when dropped.
+    pub fn lease(&self) -> ScratchLease<'_> {
+        ScratchLease {
+            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            scratch: self,
+        }
+    }
+}
+
+impl ScratchLease<'_> {
+    /// Dequantises `weight` into the buffer as `dtype` and returns the `[out, in]` view of it.
+    /// The view aliases the buffer: use it before the lease is dropped.
+    pub fn dequantize(
+        &mut self,
+        weight: &Nf4Weight,
+        device_weight: Option<&DeviceNf4>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let numel = weight.numel();
+        self.state.capacity = self.state.capacity.max(numel);
+        let capacity = self.state.capacity;
+        let fits = matches!(&self.state.buffer,
+            Some(b) if b.dtype() == dtype && b.elem_count() >= capacity);
+        if !fits {
+            // Drop the old buffer first so the two never coexist.
+            self.state.buffer = None;
+            let buf = Tensor::zeros(capacity, dtype, device).with_context(|| {
+                format!("allocating the NF4 scratch buffer ({capacity} × {dtype:?})")
+            })?;
+            self.state.buffer = Some(buf);
+        }
+        let buffer = self
+            .state
+            .buffer
+            .as_ref()
+            .ok_or_else(|| anyhow!("NF4 scratch missing"))?;
+        let view = buffer.narrow(0, 0, numel)?;
+        if device.is_cpu() {
+            let absmax = weight.absmax.decode();
+            view.inplace_op1(&DequantizeOp {
+                weight,
+                absmax: &absmax,
+            })?;
+        } else {
+            #[cfg(feature = "cuda")]
+            if let Some(dw) = device_weight {
+                let op = crate::gpu::nf4_kernel::Nf4DequantOp {
+                    kernels: self.scratch.kernels()?,
+                    weight: dw,
+                };
+                view.inplace_op1(&op)?;
+                return Ok(view.reshape(weight.shape)?);
+            }
+            let _ = (device_weight, &self.scratch);
+            // No device copy of the weight: dequantise on the host and copy (correct, slow).
+            let host = host_dequantize(weight, dtype)?;
+            buffer.slice_set(&host.to_device(device)?, 0, 0)?;
+        }
+        Ok(view.reshape(weight.shape)?)
+    }
+}
+
+fn host_dequantize(weight: &Nf4Weight, dtype: DType) -> Result<Tensor> {
+    let n = weight.numel();
+    Ok(match dtype {
+        DType::F32 => Tensor::from_vec(weight.dequantize::<f32>()?, n, &Device::Cpu)?,
+        DType::BF16 => Tensor::from_vec(weight.dequantize::<half::bf16>()?, n, &Device::Cpu)?,
+        DType::F16 => Tensor::from_vec(weight.dequantize::<half::f16>()?, n, &Device::Cpu)?,
+        other => anyhow::bail!("NF4: cannot dequantise to {other:?} (use f32, bf16 or f16)"),
+    })
+}
+
+/// Writes a weight's dequantised values into a CPU buffer in place.
+struct DequantizeOp<'a> {
+    weight: &'a Nf4Weight,
+    absmax: &'a [f32],
+}
+
+impl InplaceOp1 for DequantizeOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-dequantize"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let n = self.weight.numel();
+        let start = layout.start_offset();
+        if !layout.is_contiguous() || layout.shape().elem_count() != n {
+            candle_core::bail!(
+                "nf4-dequantize: the scratch view must be contiguous with {n} elements"
+            );
+        }
+        let run = |r: Result<()>| r.map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
+        match storage {
+            CpuStorage::F32(v) => run(self
+                .weight
+                .dequantize_with_absmax(self.absmax, &mut v[start..start + n])),
+            CpuStorage::BF16(v) => run(self
+                .weight
+                .dequantize_with_absmax(self.absmax, &mut v[start..start + n])),
+            CpuStorage::F16(v) => run(self
+                .weight
+                .dequantize_with_absmax(self.absmax, &mut v[start..start + n])),
+            _ => candle_core::bail!("nf4-dequantize: the scratch dtype must be f32, bf16 or f16"),
+        }
+    }
+}
