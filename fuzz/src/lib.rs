@@ -5,6 +5,8 @@
 
 #[path = "../../src/index/format.rs"]
 pub mod format;
+#[path = "../../src/index/hooks.rs"]
+pub mod hooks;
 #[path = "../../src/index/manifest.rs"]
 pub mod manifest;
 #[path = "../../src/index/provenance.rs"]
