@@ -4,6 +4,14 @@
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
+/// The checkout this binary was built from (its `assets/`, `vendor/` and `bench/`): the last place
+/// looked for shipped files, after the folders around the executable. Every crate asks here, since
+/// each crate's own `CARGO_MANIFEST_DIR` is its folder under `src/`.
+pub fn source_root() -> PathBuf {
+    let common = Path::new(env!("CARGO_MANIFEST_DIR")); // <checkout>/src/common
+    common.ancestors().nth(2).unwrap_or(common).to_path_buf()
+}
+
 fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("org", "pagesight", "pagesight")
 }
@@ -81,7 +89,7 @@ pub fn pdfium_candidates() -> Vec<PathBuf> {
             }
         }
     }
-    v.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vendor/pdfium/libpdfium.so"));
+    v.push(source_root().join("vendor/pdfium/libpdfium.so"));
     v.push(PathBuf::from("vendor/pdfium/libpdfium.so"));
     v
 }

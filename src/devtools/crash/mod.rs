@@ -52,7 +52,7 @@ pub struct CrashReport {
 
 /// The repository's sample PDFs.
 pub fn default_samples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/samples")
+    pagesight_common::paths::source_root().join("assets/samples")
 }
 
 /// `copies` copies of every PDF in `samples`, each made distinct (so a file of its own to the

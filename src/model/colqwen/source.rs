@@ -226,7 +226,7 @@ pub fn shipped_tokenizer() -> Result<PathBuf> {
             candidates.push(anc.join(&rel));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel));
+    candidates.push(pagesight_common::paths::source_root().join(&rel));
     candidates
         .into_iter()
         .find(|p| p.is_file())
