@@ -3,13 +3,13 @@
 //! made under other settings or from changed checkpoint files.
 
 use candle_core::{Device, Module, Tensor};
-use pagesight::bench::embed::synthetic_pages;
 use pagesight::devtools::model_parity::ParityFixture;
 use pagesight::engine::{DType, DeviceChoice, Event, ModelSettings, Quant, QuantCacheSetting};
 use pagesight::model::colqwen::{ColQwen, PageEmbedding};
 use pagesight::model::quant::{
     CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
 };
+use pagesight::model::synthetic::synthetic_pages;
 use std::path::{Path, PathBuf};
 
 fn tiny(quant: Quant, dtype: DType, cache: &Path) -> ModelSettings {

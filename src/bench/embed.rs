@@ -2,7 +2,6 @@
 //! time and peak resident memory.
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
 use clap::Args;
 use pagesight_engine::{
     DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope, SCHEMA_VERSION,
@@ -164,22 +163,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// `pages` copies of one page of deterministic synthetic pixels in the normalised range, grid
-/// `grid_h × grid_w` patches (a model-shaped input for timing and GPU checks): the pixel rows
-/// [pages · grid_h · grid_w, 1176] on the CPU and the grids.
-pub fn synthetic_pages(pages: usize, grid_h: u32, grid_w: u32) -> Result<(Tensor, Vec<[u32; 3]>)> {
-    let n = (grid_h * grid_w) as usize;
-    let patch_dim = 3 * 2 * 14 * 14;
-    let page: Vec<f32> = (0..n * patch_dim)
-        .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    let page = Tensor::from_vec(page, (n, patch_dim), &Device::Cpu)?;
-    Ok((
-        Tensor::cat(&vec![&page; pages], 0)?,
-        vec![[1, grid_h, grid_w]; pages],
-    ))
-}
-
 pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let settings = ModelSettings {
         model: args.model.clone(),
@@ -201,7 +184,8 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let grid = [1, args.grid_h, args.grid_w];
     let n = (args.grid_h * args.grid_w) as usize;
     let batch = args.batch.max(1);
-    let (pixels, grids) = synthetic_pages(batch, args.grid_h, args.grid_w)?;
+    let (pixels, grids) =
+        pagesight_model::synthetic::synthetic_pages(batch, args.grid_h, args.grid_w)?;
     let weights_vram = vram_pool(&model)?;
     if model.device().is_cuda() {
         // First use compiles kernels and makes cuBLAS handles: not part of a page's time.

@@ -66,7 +66,7 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             quant_cache: pagesight_model::settings::QuantCacheSetting::Off,
         })?;
         candle_core::cuda::set_gemm_reduced_precision_f32(dtype != DType::F32);
-        let (pixels, grids) = super::embed::synthetic_pages(2, 64, 46)?;
+        let (pixels, grids) = pagesight_model::synthetic::synthetic_pages(2, 64, 46)?;
         let pages = model.embed_images(&pixels, &grids)?;
         let mut v: Vec<f32> = pages.into_iter().flat_map(|p| p.vectors).collect();
         v.extend(

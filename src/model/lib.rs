@@ -7,6 +7,7 @@
 //! - `colqwen`: the model, one file per part.
 //! - `quant`: NF4 (bit-exact with bitsandbytes), Q4_K, the quantised linears, the weight cache.
 //! - `gpu`: the forward pass's kernels (fused steps, flash attention, cuBLASLt, NF4 dequant).
+//! - `synthetic`: deterministic model-shaped page inputs for benchmarks and checks.
 //! - `resize`, `preprocess`: the reference processor's smart_resize, bicubic resize, normalise
 //!   and patchify (the loader's render workers call them).
 
@@ -16,6 +17,7 @@ pub mod preprocess;
 pub mod quant;
 pub mod resize;
 pub mod settings;
+pub mod synthetic;
 
 pub use colqwen::{ColQwen, ModelIdentity, PageEmbedding, RANDOM_WARNING};
 pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
