@@ -18,12 +18,12 @@
 //! so every 32-byte sector fetched is used whole.
 
 use super::format::{IndexError, Result};
-use super::nvrtc;
 use super::page_table::{self, ChunkAddr, TableEntry};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
 use candle_core::{Device, Storage, Tensor};
+use pagesight_common::nvrtc;
 use std::sync::{Arc, Mutex};
 
 pub const SOURCE: &str = r#"

@@ -4,11 +4,11 @@
 //! per-channel table (`PreprocessConfig::normalise_table`), so no arithmetic can differ.
 
 use super::batch::PatchifyParams;
-use super::nvrtc;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
+use pagesight_common::nvrtc;
 use std::sync::Arc;
 
 /// Row layout: for each merged block (row-major), its `merge × merge` patches; within a row

@@ -19,7 +19,6 @@
 //! the event recorded after its copy (`StagingRing`).
 
 use super::batch::PatchifyParams;
-use super::nvrtc;
 use super::patchify_kernel::PatchifyKernel;
 use super::timings::BatchGpuTimings;
 use crate::settings::TransferMode;
@@ -31,6 +30,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
+use pagesight_common::nvrtc;
 use std::sync::Arc;
 
 /// Pixels of one batch in host memory: f32 patch rows, or 8-bit RGB pages back to back.

@@ -6,9 +6,9 @@
 //! over memory; the arithmetic is the same as the op chain it replaces (f32 inside, one rounding
 //! to bf16 where the chain rounded), see `gpu::fused` for the wrappers and fallbacks.
 
-use super::nvrtc;
 use anyhow::Result;
 use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
+use pagesight_common::nvrtc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

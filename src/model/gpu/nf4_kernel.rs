@@ -8,11 +8,11 @@
 //! each rounded separately (no fused multiply-add, as the CPU computes it), the weight is
 //! `nf4[q] · absmax` in f32, rounded to the output type to nearest-even.
 
-use super::nvrtc;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
+use pagesight_common::nvrtc;
 use std::sync::Arc;
 
 const SOURCE: &str = r#"
