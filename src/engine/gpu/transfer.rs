@@ -133,7 +133,7 @@ pub struct PendingFetch {
 
 impl PendingFetch {
     /// Waits for the copy and returns the result as a CPU tensor.
-    pub fn wait(&self, host: &super::staging::PinnedBuffer<f32>) -> Result<Tensor> {
+    pub fn wait(&self, host: &pagesight_model::gpu::pinned::PinnedBuffer<f32>) -> Result<Tensor> {
         self.done.synchronize()?;
         Ok(Tensor::from_slice(
             &host.as_slice()[..self.len],
@@ -185,7 +185,7 @@ pub fn measure_pinned_h2d_peak(device: &Device, bytes: usize, rounds: usize) -> 
     let stream = ctx
         .new_stream()
         .context("creating a stream for the H2D probe")?;
-    let host = super::staging::PinnedBuffer::<u8>::new(&ctx, bytes)?;
+    let host = pagesight_model::gpu::pinned::PinnedBuffer::<u8>::new(&ctx, bytes)?;
     let mut dst = unsafe { stream.alloc::<u8>(bytes) }?;
     let ptr = dst.device_ptr_mut(&stream).0;
     let copy = || {
@@ -490,7 +490,7 @@ impl GpuTransfer {
         &self,
         out: &Tensor,
         ticket: &ComputeTicket,
-        host: &mut super::staging::PinnedBuffer<f32>,
+        host: &mut pagesight_model::gpu::pinned::PinnedBuffer<f32>,
     ) -> Result<Option<PendingFetch>> {
         let end = ticket
             .compute_end
@@ -507,7 +507,7 @@ impl GpuTransfer {
         let Storage::Cuda(cuda) = &*storage else {
             return Ok(None);
         };
-        let slice = super::custom_op::view::<f32>(cuda, layout)?;
+        let slice = pagesight_model::gpu::custom_op::view::<f32>(cuda, layout)?;
         self.fetch.wait(end)?;
         let (src, _guard) = slice.device_ptr(&self.fetch);
         unsafe {
