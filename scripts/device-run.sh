@@ -9,6 +9,8 @@
 #   scripts/device-run.sh gemm                           # bench gemm: cuBLASLt vs candle per layer shape
 #   scripts/device-run.sh embed                          # bench embed, batch 4, plain and by section
 #                                                        # (EMBED_BINS="pagesight pagesight-prev")
+#   scripts/device-run.sh cli-ingest DIR [PAGES]         # `pagesight ingest` (the user's command) into a
+#                                                        # fresh index, per binary in INGEST_BINS
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -88,6 +90,19 @@ while [ $# -gt 0 ]; do
         --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$card.json" 2>&1 | tee "$OUT/ingest.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       sed -n '/^| run/,$p' "$OUT/ingest.log" >> "$summary"
+      ;;
+    cli-ingest)
+      # The user's command into a real index (fresh each time), at the benchmark's settings; one
+      # run per binary in INGEST_BINS (e.g. "pagesight pagesight-prev pagesight"), same pages.
+      dir=$1; shift
+      for bin in ${INGEST_BINS:-pagesight}; do
+        ix=$(mktemp -d /tmp/pagesight-ix.XXXX)
+        note "-- $bin: pagesight ingest $dir --dtype bf16 --quant nf4 --transfer async (fresh index)"
+        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b --device cuda:0 --dtype bf16 --quant nf4 \
+          --transfer async --batch-size 4 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+        rm -rf "$ix"
+      done
       ;;
     seed)
       dir=$1; shift; pages=${1:-}
