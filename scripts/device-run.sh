@@ -123,8 +123,9 @@ while [ $# -gt 0 ]; do
           for scope in $(echo "${EMBED_SCOPE:-all}" | tr , " "); do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
-            note "-- $bin: bench embed --quant $q --quant-scope $scope --batch 4 $p (PAGESIGHT_FUSED_KERNELS=$f PAGESIGHT_CUBLASLT=$lt)"
-            PAGESIGHT_CUBLASLT=$lt PAGESIGHT_FUSED_KERNELS=$f "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch 4 --pages 3 $p 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            kernels=""; [ "$f" = 0 ] && kernels="--no-fused-kernels"; [ "$lt" = 0 ] && kernels="$kernels --no-cublaslt"
+            note "-- $bin: bench embed --quant $q --quant-scope $scope --batch 4 $p $kernels"
+            "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch 4 --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
           done
           done
@@ -170,14 +171,14 @@ while [ $# -gt 0 ]; do
     search-cpu)
       # CPU MaxSim only (no GPU scorer), once per configuration in SEARCH_CONFIGS (space-separated;
       # each a comma-separated list of environment settings, e.g.
-      # "PAGESIGHT_MAXSIM_PREFETCH=1 PAGESIGHT_MAXSIM_PREFETCH=4,RAYON_NUM_THREADS=8";
+      # "RAYON_THREAD_STACK_SIZE=4194304,RAYON_NUM_THREADS=8";
       # default: as built) and thread count in SEARCH_THREADS (space-separated; default all),
       # binary candidates from SEARCH_CANDIDATES. SEARCH_VARIANTS (e.g. huge-pages,pinned) times
       # exact again with the segments in huge-page memory and/or pinned threads; SEARCH_QUERIES
       # queries per run (default 10).
       pages=${1:-100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=100000
       { lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA|L[23])"; echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled)"; } >> "$summary" 2>&1
-      for config in ${SEARCH_CONFIGS:-PAGESIGHT_MAXSIM_DEFAULTS=1}; do
+      for config in ${SEARCH_CONFIGS:-AS_BUILT=1}; do
       for threads in ${SEARCH_THREADS:-$(nproc)}; do
         note "-- bench search (CPU), ${config//,/ } RAYON_NUM_THREADS=$threads"
         env ${config//,/ } RAYON_NUM_THREADS=$threads "$run_dir/pagesight" bench search --pages "$pages" --python '' --only-best-isa \

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod env_vars;
 pub mod ui;
 
 pub use pagesight_common as common;

@@ -50,6 +50,8 @@ pub struct EmbedBenchArgs {
     /// With --quant: one load that quantises, without the cache.
     #[arg(long)]
     pub no_quant_cache: bool,
+    #[command(flatten)]
+    pub gpu_kernels: crate::cli::args::GpuKernelArgs,
 }
 
 /// The model loaded for the benchmark, and how long loading took.
@@ -173,6 +175,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         quant_scope: args.quant_scope,
         max_visual_tokens: 768,
         quant_cache: QuantCacheSetting::Off,
+        gpu_kernels: args.gpu_kernels.setting(),
     };
     let Loaded {
         model,

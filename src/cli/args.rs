@@ -5,6 +5,7 @@ use pagesight_engine::settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
     QuantCacheSetting, QuantScope, TransferMode,
 };
+use pagesight_model::GpuKernels;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
@@ -33,6 +34,28 @@ pub struct ModelArgs {
     pub max_visual_tokens: usize,
     #[command(flatten)]
     pub quant_cache: QuantCacheArgs,
+    #[command(flatten)]
+    pub gpu_kernels: GpuKernelArgs,
+}
+
+/// Our own CUDA kernels, on unless turned off (to compare with candle's own ops).
+#[derive(Args, Debug, Clone, Default)]
+pub struct GpuKernelArgs {
+    /// Run candle's op chains instead of the fused elementwise and flash-attention kernels.
+    #[arg(long)]
+    pub no_fused_kernels: bool,
+    /// Run linear layers as candle's matmul plus a bias pass instead of cuBLASLt.
+    #[arg(long)]
+    pub no_cublaslt: bool,
+}
+
+impl GpuKernelArgs {
+    pub fn setting(&self) -> GpuKernels {
+        GpuKernels {
+            fused: !self.no_fused_kernels,
+            cublaslt: !self.no_cublaslt,
+        }
+    }
 }
 
 /// Where `--quant` keeps quantised weights between runs.
@@ -68,6 +91,7 @@ impl ModelArgs {
             quant_scope: self.quant_scope,
             max_visual_tokens: self.max_visual_tokens,
             quant_cache: self.quant_cache.setting(),
+            gpu_kernels: self.gpu_kernels.setting(),
         }
     }
 }

@@ -13,7 +13,7 @@ pub struct IndexArgs {
     #[arg(
         long,
         global = true,
-        env = "PAGESIGHT_INDEX",
+        env = crate::env_vars::INDEX,
         default_value = "pagesight-index"
     )]
     pub index: PathBuf,

@@ -2,6 +2,7 @@
 //! making a directory entry durable, compiling CUDA C at run time, and the median the benchmarks
 //! and probes report.
 
+pub mod env_vars;
 pub mod fs;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;

@@ -61,7 +61,7 @@ pub fn default_index_for(folder: &Path) -> PathBuf {
 /// `PAGESIGHT_QUANT_CACHE=off` (or `0`, or empty) turns caching off, `PAGESIGHT_QUANT_CACHE=DIR` moves it; this is
 /// the only switch for commands without model flags (`search` reloads the index's model).
 pub fn quant_cache_dir() -> Option<PathBuf> {
-    match std::env::var_os("PAGESIGHT_QUANT_CACHE") {
+    match std::env::var_os(crate::env_vars::QUANT_CACHE) {
         Some(v) if v.is_empty() || v == "off" || v == "0" => None,
         Some(v) => Some(PathBuf::from(v)),
         None => Some(data_dir().join("quant-cache")),
@@ -72,7 +72,7 @@ pub fn quant_cache_dir() -> Option<PathBuf> {
 /// executable, `vendor/pdfium/` of the source tree, `./vendor/pdfium/`.
 pub fn pdfium_candidates() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    if let Some(p) = std::env::var_os("PDFIUM_LIB") {
+    if let Some(p) = std::env::var_os(crate::env_vars::PDFIUM_LIB) {
         let p = PathBuf::from(p);
         v.push(if p.is_dir() {
             p.join("libpdfium.so")

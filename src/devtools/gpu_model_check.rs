@@ -9,6 +9,7 @@ use anyhow::Result;
 use pagesight_engine::{DType, DeviceChoice, ModelSettings, Quant};
 use pagesight_model::colqwen::ColQwen;
 use pagesight_model::gpu::fused;
+use pagesight_model::GpuKernels;
 use serde_json::json;
 use std::path::Path;
 
@@ -23,9 +24,10 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
         &[]
     };
     for &on in fixture_runs {
-        fused::set_enabled(on);
-        let model =
-            ColQwen::load(&fixture.settings(DeviceChoice::Cuda(0), DType::Bf16, Quant::None))?;
+        let model = ColQwen::load(&ModelSettings {
+            gpu_kernels: fused_kernels(on),
+            ..fixture.settings(DeviceChoice::Cuda(0), DType::Bf16, Quant::None)
+        })?;
         let errs = fixture.errors(&model, "")?;
         let worst = errs.iter().map(|e| e.1).fold(0.0, f64::max);
         let name = format!("fixture_bf16_cuda_fused_{on}");
@@ -52,7 +54,6 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
         (DType::Bf16, true),
         (DType::Bf16, false),
     ] {
-        fused::set_enabled(on);
         candle_core::cuda::set_gemm_reduced_precision_f32(false);
         let model = ColQwen::load(&ModelSettings {
             model: "random:3b".into(),
@@ -64,6 +65,7 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             max_visual_tokens: 768,
             // The check measures quantisation itself.
             quant_cache: pagesight_model::settings::QuantCacheSetting::Off,
+            gpu_kernels: fused_kernels(on),
         })?;
         candle_core::cuda::set_gemm_reduced_precision_f32(dtype != DType::F32);
         let (pixels, grids) = pagesight_model::synthetic::synthetic_pages(2, 64, 46)?;
@@ -89,4 +91,12 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
     });
     doc.insert(name, json!({"fused": e_fused, "unfused": e_unfused}));
     Ok((checks, serde_json::Value::Object(doc)))
+}
+
+/// The model's kernels with the fused ones on or off (cuBLASLt as by default).
+fn fused_kernels(on: bool) -> GpuKernels {
+    GpuKernels {
+        fused: on,
+        ..GpuKernels::default()
+    }
 }

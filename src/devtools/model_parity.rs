@@ -70,6 +70,7 @@ impl ParityFixture {
             max_visual_tokens: 64,
             // Parity checks quantise afresh (and never write into the user's data dir).
             quant_cache: pagesight_model::settings::QuantCacheSetting::Off,
+            gpu_kernels: Default::default(),
         }
     }
 

@@ -232,6 +232,7 @@ pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<Mod
         quant_scope: prov.quant_scope.parse()?,
         max_visual_tokens: prov.max_visual_tokens,
         quant_cache: super::settings::QuantCacheSetting::Default,
+        gpu_kernels: Default::default(),
     })
 }
 

@@ -23,13 +23,6 @@ pub fn query_words(q: &[f32], nq: usize, dim: usize) -> Vec<u64> {
     words
 }
 
-/// Whether the SIMD kernel prefetches the next page's codes (`PAGESIGHT_BINARY_PREFETCH=0` turns
-/// it off, to measure it; read once).
-fn next_page_prefetch() -> bool {
-    static ON: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    super::maxsim::env_knob(&ON, "PAGESIGHT_BINARY_PREFETCH", 1, 1) == 1
-}
-
 /// Whether the AVX-512 VPOPCNTDQ kernel runs (128-d codes on a CPU that has it).
 pub fn simd_available(dim: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -91,12 +84,8 @@ pub fn hamming_maxsim_with(
             heap.resize(rows, 0);
             &mut heap
         };
-        // Without a next page the first pass prefetches past this one's end: harmless. With
-        // the look-ahead off it prefetches the lines it is reading anyway.
-        let next = match next_page_prefetch() {
-            true => next.unwrap_or(&codes[codes.len()..]).as_ptr(),
-            false => codes.as_ptr(),
-        };
+        // Without a next page the first pass prefetches past this one's end: harmless.
+        let next = next.unwrap_or(&codes[codes.len()..]).as_ptr();
         // SAFETY: AVX-512F + VPOPCNTDQ present (checked); lengths checked above.
         unsafe { super::binary_avx512::min_distances(qw, codes, n_tokens, out, next) };
         return out[..nq]

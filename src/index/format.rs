@@ -45,6 +45,9 @@ pub enum IndexError {
     Invalid(String),
     #[error("text index in {path}: {message}")]
     Text { path: PathBuf, message: String },
+    /// Another writer holds the index: tantivy's writer lock on its text store is taken.
+    #[error("index {path} is being written by another process ({message})")]
+    Busy { path: PathBuf, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, IndexError>;

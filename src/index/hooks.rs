@@ -20,8 +20,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-pub const COMMIT_TRACE_ENV: &str = "PAGESIGHT_COMMIT_TRACE";
-pub const WRITE_FAULT_ENV: &str = "PAGESIGHT_INDEX_FAULT";
+pub use crate::env_vars::COMMIT_TRACE as COMMIT_TRACE_ENV;
+pub use crate::env_vars::INDEX_FAULT as WRITE_FAULT_ENV;
 
 fn trace_file() -> Option<&'static Mutex<File>> {
     static TRACE: OnceLock<Option<Mutex<File>>> = OnceLock::new();

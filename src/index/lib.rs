@@ -29,6 +29,7 @@
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
 mod binary_avx512;
+pub mod env_vars;
 pub mod format;
 pub mod fusion;
 pub mod hooks;

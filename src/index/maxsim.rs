@@ -68,23 +68,6 @@ impl Isa {
     }
 }
 
-/// A numeric setting from the environment variable `var`, read once into `cell`: `default` when
-/// unset, unparsable or above `max`. The kernels' measuring knobs.
-pub(super) fn env_knob(
-    cell: &'static OnceLock<usize>,
-    var: &str,
-    default: usize,
-    max: usize,
-) -> usize {
-    *cell.get_or_init(|| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n <= max)
-            .unwrap_or(default)
-    })
-}
-
 /// Where a kernel's look-ahead `offset` bytes from the start of a page of `page_bytes` lands: in
 /// the page, or past its end in `next`, the page the thread scores after it (without one, past
 /// the end: the page's own sign codes and metadata, harmless to prefetch).
@@ -171,16 +154,9 @@ pub enum Avx512Kernel {
 }
 
 impl Avx512Kernel {
-    /// `PAGESIGHT_MAXSIM_KERNEL=tiles|rows` (read once), else `Rows`.
-    pub fn configured() -> Self {
-        static K: OnceLock<Avx512Kernel> = OnceLock::new();
-        *K.get_or_init(
-            || match std::env::var("PAGESIGHT_MAXSIM_KERNEL").as_deref() {
-                Ok("tiles") => Avx512Kernel::Tiles,
-                _ => Avx512Kernel::Rows,
-            },
-        )
-    }
+    /// The kernel the app runs: rows for queries long enough for it (`uses_rows`); the tiles
+    /// stay for shorter queries and for the benchmarks' comparison.
+    pub const DEFAULT: Avx512Kernel = Avx512Kernel::Rows;
 }
 
 /// Whether a query of `nq` tokens takes the row kernel on `isa` (available) with `kernel` asked.
@@ -192,7 +168,7 @@ fn uses_rows(isa: Isa, kernel: Avx512Kernel, nq: usize) -> bool {
 /// which of its two kernels (for labels, before a query is prepared).
 pub fn kernel_for(isa: Isa, nq: usize) -> &'static str {
     let isa = if isa.available() { isa } else { Isa::Portable };
-    match (isa, uses_rows(isa, Avx512Kernel::configured(), nq)) {
+    match (isa, uses_rows(isa, Avx512Kernel::DEFAULT, nq)) {
         (Isa::Avx512, true) => "avx512f rows",
         (Isa::Avx512, false) => "avx512f tiles",
         (isa, _) => isa.name(),
@@ -212,7 +188,7 @@ pub struct PreparedQuery<'a> {
 impl<'a> PreparedQuery<'a> {
     /// `q` is `nq × dim` row-major f32. `isa` falls back to `Portable` where the CPU lacks it.
     pub fn new(isa: Isa, q: &'a [f32], nq: usize, dim: usize) -> Self {
-        Self::with_kernel(isa, Avx512Kernel::configured(), q, nq, dim)
+        Self::with_kernel(isa, Avx512Kernel::DEFAULT, q, nq, dim)
     }
 
     /// `new` with the AVX-512 kernel named (`Rows` applies from `maxsim_rows::MIN_ROWS` query

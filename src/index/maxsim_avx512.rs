@@ -23,14 +23,8 @@ use super::maxsim::{look_ahead, Line, QueryTiles, Scratch, ROWS};
 /// 16-token blocks per chunk (4 zmm of tokens per dimension).
 pub const CHUNK_BLOCKS: usize = 4;
 
-/// How many chunks ahead the tiles prefetch (`PAGESIGHT_MAXSIM_PREFETCH`, default 1; 0 points
-/// the prefetches at the chunk being read, leaving the look-ahead to the hardware prefetchers;
-/// read once). A knob for measuring: how far ahead pays depends on the machine's memory latency
-/// and on how many cores share its bandwidth.
-fn prefetch_chunks() -> usize {
-    static AHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    super::maxsim::env_knob(&AHEAD, "PAGESIGHT_MAXSIM_PREFETCH", 1, 16)
-}
+/// How many chunks ahead the tiles prefetch: the next one.
+const PREFETCH_CHUNKS: usize = 1;
 const CHUNK_TOKENS: usize = CHUNK_BLOCKS * BLOCK_TOKENS;
 
 /// MaxSim of the prepared query against one packed page.
@@ -61,7 +55,7 @@ pub unsafe fn maxsim(
         .resize(qt.tiles * ROWS, Line([f32::NEG_INFINITY; 16]));
     let block_stride = dim * BLOCK_TOKENS * 2; // bytes between blocks
     let chunk_bytes = CHUNK_BLOCKS * block_stride;
-    let ahead = prefetch_chunks() * chunk_bytes;
+    let ahead = PREFETCH_CHUNKS * chunk_bytes;
     // The chunk `ahead` is prefetched a little at every step of every tile, so that the requests
     // go out evenly while the FMAs run (a burst of 256 prefetches at once stalls the core).
     let pf_step = chunk_bytes.div_ceil(qt.tiles * dim);

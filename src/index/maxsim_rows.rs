@@ -13,21 +13,18 @@
 //! hardware streamer keeps one forward and one backward stream per 4 KiB page and its requests
 //! need no fill buffer, so two streams each consumed at half the rate give it twice the time to
 //! run ahead. It stops at every 4 KiB boundary and needs misses to start again, so each block
-//! prefetches the first and last two lines of the block `trigger_bytes` ahead, and each front and
-//! back step the line it will read one block later (`prefetch_bytes`), into L1 (`prefetcht0`: one
-//! fill per line where an L2 prefetch and then the load's L1 miss take two; six pairs against
-//! `prefetcht1` on the H100 hosts: −1 to +18 %, median +4 %). On the 16-core H100 host the
-//! one-directional version read a median 14 % more GB/s than the tile kernel, and reading from
-//! both ends a median 7 % more again (`bench/gpu-notes.md`). After a block, each row's 16 lanes are
+//! prefetches the first and last two lines of the block `TRIGGER_BYTES` ahead, and each front and
+//! back step the line it will read one block later (`PREFETCH_BYTES`), into L1 (`prefetcht0`: one
+//! fill per line where an L2 prefetch and then the load's L1 miss take two). The measurements
+//! behind these choices are in `bench/gpu-notes.md`. After a block, each row's 16 lanes are
 //! folded into its running max under the block's valid-token mask, so padding tokens never win a
 //! max. Queries longer than `MAX_ROWS` run in groups of rows, each a pass over the page (the
 //! second from cache).
 
 use super::format::BLOCK_TOKENS;
-use super::maxsim::{env_knob, look_ahead, Line, Scratch};
+use super::maxsim::{look_ahead, Line, Scratch};
 use super::maxsim_avx512::asm_kernel;
 use super::segment::n_blocks;
-use std::sync::OnceLock;
 
 /// Most query rows one pass holds (28 accumulators, the token vector, one register to fold).
 pub const MAX_ROWS: usize = 28;
@@ -75,27 +72,13 @@ impl QueryRows {
     }
 }
 
-/// How far ahead of the data being read each step prefetches, in bytes
-/// (`PAGESIGHT_MAXSIM_ROWS_PREFETCH`, default 4096 = one block of 128 dimensions, so each front and
-/// back step prefetches the line it will read in the next block; read once).
-fn prefetch_bytes() -> usize {
-    static AHEAD: OnceLock<usize> = OnceLock::new();
-    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_PREFETCH", 4096, 1 << 16)
-}
-
-/// Which cache level the per-step prefetches fill (`PAGESIGHT_MAXSIM_ROWS_HINT`: default 0 = L1,
-/// `prefetcht0`; 1 = L2, `prefetcht1`, for 20-row queries only, to measure it).
-fn prefetch_hint() -> usize {
-    static HINT: OnceLock<usize> = OnceLock::new();
-    env_knob(&HINT, "PAGESIGHT_MAXSIM_ROWS_HINT", 0, 1)
-}
+/// How far ahead of the data being read each step prefetches, in bytes: one block of 128
+/// dimensions, so each front and back step prefetches the line it will read in the next block.
+const PREFETCH_BYTES: usize = 4096;
 
 /// How far ahead of the block being read, in bytes, the block whose first and last two lines each
-/// block prefetches as it starts (`PAGESIGHT_MAXSIM_ROWS_TRIGGER`, default 8192; read once).
-fn trigger_bytes() -> usize {
-    static AHEAD: OnceLock<usize> = OnceLock::new();
-    env_knob(&AHEAD, "PAGESIGHT_MAXSIM_ROWS_TRIGGER", 8192, 1 << 16)
-}
+/// block prefetches as it starts.
+const TRIGGER_BYTES: usize = 8192;
 
 /// Byte offsets, within a block of `block_bytes`, of the lines each block prefetches in the block
 /// `trigger_bytes` ahead to start the streamer's forward and backward streams there: its first two
@@ -144,9 +127,8 @@ pub unsafe fn maxsim(
     let page_bytes = nb * block_bytes;
     let base = packed.as_ptr() as *const u8;
     let ahead_at = |offset: usize| look_ahead(base, page_bytes, next, offset) as usize;
-    let (ahead, trigger) = (prefetch_bytes(), trigger_bytes());
+    let (ahead, trigger) = (PREFETCH_BYTES, TRIGGER_BYTES);
     let triggers = trigger_offsets(block_bytes);
-    let l2 = prefetch_hint() == 1;
     let mut total = 0.0;
     for g in &qr.groups {
         s.runmax.clear();
@@ -172,7 +154,6 @@ pub unsafe fn maxsim(
             match g.padded {
                 12 => rows12(block),
                 16 => rows16(block),
-                20 if l2 => rows20_t1(block),
                 20 => rows20(block),
                 24 => rows24(block),
                 _ => rows28(block),
@@ -261,12 +242,6 @@ rows_kernel!(
 rows_kernel!(
     rows20,
     "t0",
-    20,
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
-);
-rows_kernel!(
-    rows20_t1,
-    "t1",
     20,
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
 );

@@ -189,15 +189,10 @@ impl Index {
             ));
         // Opening the text store for writing takes tantivy's writer lock: one writer per index.
         // Only then is it safe to delete files no manifest lists.
-        let opened = TextStore::open_dir(&text_dir, true);
-        if let Err(IndexError::Text { message, .. }) = &opened {
-            if message.contains("LockBusy") || message.contains("lock") {
-                return Err(IndexError::Invalid(format!(
-                    "index {} is being written by another process ({message})",
-                    dir.display()
-                )));
-            }
-        }
+        let opened = match TextStore::open_dir(&text_dir, true) {
+            Err(busy @ IndexError::Busy { .. }) => return Err(busy),
+            opened => opened,
+        };
         remove_orphans(dir, &manifest)?;
         let segments = open_segments(dir, &manifest, true)?;
         let text = match opened {

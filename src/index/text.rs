@@ -73,7 +73,14 @@ fn text_err(dir: &Path, e: impl std::fmt::Display) -> IndexError {
 /// Runs tantivy code, turning a panic on damaged data into an error.
 fn guarded<T>(dir: &Path, f: impl FnOnce() -> tantivy::Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(|e| text_err(dir, e)),
+        Ok(r) => r.map_err(|e| match e {
+            // The text store sits in the index folder: a taken lock means the index is busy.
+            tantivy::TantivyError::LockFailure(..) => IndexError::Busy {
+                path: dir.parent().unwrap_or(dir).into(),
+                message: e.to_string(),
+            },
+            e => text_err(dir, e),
+        }),
         Err(_) => Err(text_err(dir, "tantivy panicked reading it (damaged files)")),
     }
 }

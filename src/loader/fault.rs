@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-pub const READ_FAULT_ENV: &str = "PAGESIGHT_READ_FAULT";
+pub use crate::env_vars::READ_FAULT as READ_FAULT_ENV;
 
 /// The injected error for `path`, if the hook is set and matches its file name.
 pub fn injected_read_error(path: &Path) -> Option<std::io::Error> {

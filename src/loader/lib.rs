@@ -12,6 +12,7 @@
 //! - `thumbnail`: small page images for the app (in-process PDFium, one caller thread).
 
 pub mod discover;
+pub mod env_vars;
 pub mod fault;
 pub mod pdfium;
 pub mod pipeline;

@@ -15,10 +15,10 @@ use std::time::Instant;
 /// asked to render a page of a file whose name contains `<text>`; several such rules may be
 /// given, separated by commas. Set by the parent through `LoaderOptions::worker_env` (or
 /// inherited from its environment); unset in normal runs.
-pub const FAULT_ENV: &str = "PAGESIGHT_WORKER_FAULT";
+pub use crate::env_vars::WORKER_FAULT as FAULT_ENV;
 
 /// Overrides the render worker's memory cap (in MB); see [`memory_cap_bytes`].
-pub const MEMORY_ENV: &str = "PAGESIGHT_WORKER_MEMORY_MB";
+pub use crate::env_vars::WORKER_MEMORY_MB as MEMORY_ENV;
 
 /// The cap on a worker's data memory (heap and private mappings, RLIMIT_DATA): room for a page
 /// at the pixel cap in its three forms (PDFium's BGRA, our RGB, the resize's buffers) plus 1 GiB

@@ -12,6 +12,7 @@
 //!   and patchify (the loader's render workers call them).
 
 pub mod colqwen;
+pub mod env_vars;
 pub mod gpu;
 pub mod preprocess;
 pub mod quant;
@@ -22,4 +23,6 @@ pub mod synthetic;
 pub use colqwen::{ColQwen, ModelIdentity, PageEmbedding, RANDOM_WARNING};
 pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
 pub use resize::smart_resize;
-pub use settings::{DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope};
+pub use settings::{
+    DType, DeviceChoice, GpuKernels, ModelSettings, Quant, QuantCacheSetting, QuantScope,
+};

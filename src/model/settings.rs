@@ -191,6 +191,29 @@ pub struct ModelSettings {
     /// Where `quant` keeps the quantised weights between runs (absent in older saved settings).
     #[serde(default)]
     pub quant_cache: QuantCacheSetting,
+    /// Which of our own CUDA kernels the forward pass uses (absent in older saved settings: all).
+    #[serde(default)]
+    pub gpu_kernels: GpuKernels,
+}
+
+/// Our own kernels on a CUDA device with bf16 activations, each replacing a chain of candle ops;
+/// off, candle's ops run instead — to compare speed or results with candle's own. Both on by
+/// default. They apply to the whole process: the model loaded last sets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuKernels {
+    /// Fused elementwise steps and tiled flash attention (`gpu::fused`).
+    pub fused: bool,
+    /// Linear layers on cuBLASLt with the bias in the GEMM's epilogue.
+    pub cublaslt: bool,
+}
+
+impl Default for GpuKernels {
+    fn default() -> Self {
+        GpuKernels {
+            fused: true,
+            cublaslt: true,
+        }
+    }
 }
 
 impl ModelSettings {
@@ -242,6 +265,7 @@ impl Default for ModelSettings {
             quant_scope: QuantScope::AllLinear,
             max_visual_tokens: 768,
             quant_cache: QuantCacheSetting::Default,
+            gpu_kernels: GpuKernels::default(),
         }
     }
 }

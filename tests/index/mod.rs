@@ -268,6 +268,24 @@ fn another_models_vectors_are_refused() {
 }
 
 #[test]
+fn a_second_writer_is_refused_as_busy_and_the_first_keeps_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = Corpus::new(3, 16, 16);
+    let mut first = Index::open_or_create(tmp.path(), &prov(16)).unwrap();
+    let err = Index::open_or_create(tmp.path(), &prov(16))
+        .err()
+        .expect("a second writer is refused");
+    let msg = err.to_string();
+    assert!(matches!(err, IndexError::Busy { .. }), "{err:?}");
+    assert!(msg.contains("being written by another process"), "{msg}");
+    add_file(&mut first, &corpus, 1, 2, 20);
+    assert_eq!(first.commit().unwrap().pages_total, 2);
+    drop(first);
+    let reopened = Index::open_or_create(tmp.path(), &prov(16)).expect("free again once dropped");
+    assert_eq!(reopened.stats().pages, 2);
+}
+
+#[test]
 fn newer_and_foreign_formats_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ix");

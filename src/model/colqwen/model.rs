@@ -76,6 +76,8 @@ impl ColQwen {
     pub fn load(settings: &ModelSettings) -> Result<ColQwen> {
         let resolved = source::resolve(&settings.model)?;
         let device = settings.device.open()?;
+        crate::gpu::fused::set_enabled(settings.gpu_kernels.fused);
+        crate::gpu::fused::set_cublaslt(settings.gpu_kernels.cublaslt);
         if device.is_cuda() {
             // The f32 parts (attention after the f32 RoPE, norms) run their matmuls on tensor
             // cores as TF32 (H100: ~385 vs 51 TFLOP/s); bf16/NF4 weights are unaffected.

@@ -216,7 +216,7 @@ fn download_error(
 /// The tokenizer shipped in `assets/tokenizer/` (a reduced real Qwen2 vocabulary): found via
 /// `PAGESIGHT_TOKENIZER`, next to the executable, or in the source tree.
 pub fn shipped_tokenizer() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("PAGESIGHT_TOKENIZER") {
+    if let Ok(p) = std::env::var(crate::env_vars::TOKENIZER) {
         return Ok(PathBuf::from(p));
     }
     let rel = Path::new("assets").join("tokenizer").join("tokenizer.json");

@@ -1,53 +1,35 @@
 //! Fused steps of the forward pass: on a CUDA device with bf16 activations each is one kernel
-//! (`fused_kernel`), elsewhere — the CPU, other dtypes, non-contiguous inputs, or
-//! `PAGESIGHT_FUSED_KERNELS=0` — the equivalent chain of candle ops. The CPU path is what the
+//! (`fused_kernel`), elsewhere — the CPU, other dtypes, non-contiguous inputs, or with the
+//! model's `GpuKernels::fused` off — the equivalent chain of candle ops. The CPU path is what the
 //! reference-parity tests check; the GPU selftest checks the fused path against it.
 
 use candle_core::{DType, Result, Tensor};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// 0 = not read yet, 1 = on, 2 = off.
-static FUSED: AtomicU8 = AtomicU8::new(0);
+// Process-wide, because every op of the forward pass consults them: `ColQwen::load` sets both
+// from the model's `GpuKernels`, the benchmarks and the GPU selftest switch them for an A/B.
+static FUSED: AtomicBool = AtomicBool::new(true);
+static CUBLASLT: AtomicBool = AtomicBool::new(true);
 
-/// Whether the fused kernels serve CUDA tensors (default on; `PAGESIGHT_FUSED_KERNELS=0` turns
-/// them off, to compare speed or results with candle's own ops).
+/// Whether the fused kernels serve CUDA tensors.
 pub fn enabled() -> bool {
-    match FUSED.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = std::env::var("PAGESIGHT_FUSED_KERNELS").map_or(true, |v| v != "0");
-            set_enabled(on);
-            on
-        }
-    }
+    FUSED.load(Ordering::Relaxed)
 }
 
-/// Overrides the environment for the whole process (benchmarks and the GPU selftest A/B).
+/// Turns the fused kernels on or off for the whole process.
 pub fn set_enabled(on: bool) {
-    FUSED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    FUSED.store(on, Ordering::Relaxed);
 }
 
-/// 0 = not read yet, 1 = on, 2 = off.
-static CUBLASLT: AtomicU8 = AtomicU8::new(0);
-
-/// Whether linear layers on CUDA run on cuBLASLt with the bias in the GEMM's epilogue (default
-/// on; `PAGESIGHT_CUBLASLT=0` runs candle's matmul and a separate bias pass).
+/// Whether linear layers on CUDA run on cuBLASLt with the bias in the GEMM's epilogue (off:
+/// candle's matmul and a separate bias pass).
 pub fn cublaslt_enabled() -> bool {
-    match CUBLASLT.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = std::env::var("PAGESIGHT_CUBLASLT").map_or(true, |v| v != "0");
-            CUBLASLT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-            on
-        }
-    }
+    CUBLASLT.load(Ordering::Relaxed)
 }
 
-/// Overrides `PAGESIGHT_CUBLASLT` for the whole process (benchmarks).
+/// Turns cuBLASLt linears on or off for the whole process.
 pub fn set_cublaslt(on: bool) {
-    CUBLASLT.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    CUBLASLT.store(on, Ordering::Relaxed);
 }
 
 /// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in
