@@ -2,10 +2,6 @@
 //! every combination on the same first N pages, one process, a warm-up run first. Each run goes
 //! through the engine's own pump into a discard sink (`engine::ab::run_side`), so the numbers are
 //! the app's. Prints a table and writes JSON (`schema`, the card, per run the metrics series).
-//!
-//! NOTE for the merge: this file needs the engine branch (`engine::ab`, `engine::device_info`);
-//! declare it in `bench/mod.rs` (`pub mod ingest;`, variant `Ingest(ingest::IngestBenchArgs)`,
-//! arm `BenchCmd::Ingest(a) => ingest::run(a)`) once the engine compiles with the model.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;

@@ -66,9 +66,9 @@ impl GpuMonitor {
 }
 
 /// NVML read on a thread of its own, so that whoever wants a sample never waits for one. Each
-/// PCIe throughput counter blocks for NVML's ~20 ms window: sampled on the ingest thread at every
-/// metrics tick, the two counters stalled the pump ~40 ms of every 250 ms (17 % of wall time,
-/// counted as render wait, and late enough to put async copies on the critical path).
+/// PCIe throughput counter blocks for NVML's sampling window: read on the ingest thread at every
+/// metrics tick, the two counters stalled the pump for a large share of its time (counted as
+/// render wait, and late enough to put async copies on the critical path; `bench/gpu-notes.md`).
 pub struct GpuSampler {
     latest: Arc<Mutex<Option<Result<GpuSample, String>>>>,
     /// Dropping it stops the thread (its `recv_timeout` sees the disconnect).

@@ -83,7 +83,7 @@ const TRIGGER_BYTES: usize = 8192;
 /// Byte offsets, within a block of `block_bytes`, of the lines each block prefetches in the block
 /// `trigger_bytes` ahead to start the streamer's forward and backward streams there: its first two
 /// lines and its last two (the streamer needs two misses to see a direction). More pairs spread
-/// over the block (4 or 8 lines per end) were 5–10 % slower on the H100 host.
+/// over the block were slower (`bench/gpu-notes.md`).
 fn trigger_offsets(block_bytes: usize) -> [usize; 4] {
     [
         0,

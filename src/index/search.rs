@@ -34,8 +34,7 @@ pub enum Scorer {
 
 impl Scorer {
     /// The binary prefilter for a corpus of `pages`: 400 candidates, or 1 % of the pages when
-    /// that is more. On the H100 host's CPU, 100k pages: 400 candidates gave recall@10 0.980,
-    /// 1000 gave 1.000 at 8.2× exact's speed.
+    /// that is more: a fixed count loses recall as the corpus grows (`docs/benchmarks.md`).
     pub fn binary_for_pages(pages: usize) -> Self {
         Scorer::Binary {
             candidates: (pages / 100).max(400),

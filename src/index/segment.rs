@@ -375,8 +375,8 @@ impl SegmentReader {
     /// 4 KiB mappings. An exact query streams every page once, and with 4 KiB pages each 192 KiB
     /// page costs ~48 TLB misses (two-level page walks in a virtual machine). Costs the file's
     /// size in RAM on top of the page cache; the kernel may still hand out small pages. For
-    /// measuring (`bench search --exact-variants huge-pages`): on the H100 hosts it made no
-    /// difference to exact search, so the app keeps its segments mapped.
+    /// measuring (`bench search --exact-variants huge-pages`); it made no measurable difference to
+    /// exact search (`bench/gpu-notes.md`), so the app keeps its segments mapped.
     pub fn resident_copy(&self) -> Result<SegmentReader> {
         let mut anon = huge_page_memory(self.mmap.len()).map_err(io_err(&self.path))?;
         const PIECE: usize = 4 << 20;

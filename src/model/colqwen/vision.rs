@@ -36,7 +36,7 @@ pub struct VisionTower {
     activation_dtype: DType,
     device: candle_core::Device,
     /// RoPE tables and window plans of recent batch shapes: a corpus's pages mostly share one
-    /// size, and building them on the host held up the GPU ~1.5 ms per page.
+    /// size, and building them on the host for every batch kept the GPU waiting.
     tables: Mutex<TableCache>,
 }
 

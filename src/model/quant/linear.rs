@@ -177,7 +177,7 @@ impl QLinear {
     /// rows and columns: the input carries `in_to` features (the extra ones are ignored), the
     /// output `out_to` (the extra ones are exactly zero). cuBLAS runs bf16 GEMMs whose row
     /// lengths are multiples of 8 elements on its fast tensor-core kernels; the vision MLP's
-    /// 3420 is not, and ran at ~1/4 of the speed of its neighbours on the H100.
+    /// 3420 is not, and fell back to a much slower kernel (`bench/gpu-notes.md`).
     pub fn padded(self, out_to: usize, in_to: usize) -> Result<QLinear> {
         let (out, inp) = self.shape();
         if out_to < out || in_to < inp {
@@ -213,7 +213,7 @@ impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             // On the GPU the bias goes on inside the GEMM (cuBLASLt) or in one fused pass:
-            // candle's broadcast add was the largest single kernel of the forward on the H100.
+            // candle's broadcast add is a separate pass over every output.
             QLinear::Dense(l) => crate::gpu::fused::linear(x, l.weight(), l.bias()),
             QLinear::Nf4(l) => l.forward(x),
             QLinear::Q4k(l) => l.forward(x),

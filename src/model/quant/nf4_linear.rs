@@ -13,10 +13,9 @@ use super::gemv::nf4_matmul_rows;
 use super::nf4::Nf4Weight;
 use super::scratch::Nf4Scratch;
 
-/// At or below this many rows the CPU multiplies from the codes directly. Measured on the 2-core
-/// dev box for a 2048×2048 layer (crate at opt-level 3): 1 row 5.4 ms direct vs 6.1 ms through
-/// the scratch (f32; bf16 5.9 vs 21.6), 4 rows 9.3 vs 10.5 (bf16 13.5 vs 34.1), 8 rows 16.0 vs
-/// 11.7 (bf16 39.9 vs 43.6), 16 rows 45 vs 20: the scratch wins from about 8 rows on.
+/// At or below this many rows the CPU multiplies from the codes directly: a few rows (a query)
+/// read each weight once, while dequantising the whole layer into the scratch first only pays
+/// for itself from about 8 rows on (measured on the dev box, `bench/gpu-notes.md`).
 pub const DIRECT_ROWS_MAX: usize = 4;
 
 #[derive(Clone, Debug)]
