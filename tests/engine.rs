@@ -441,3 +441,60 @@ fn a_hanging_page_does_not_hold_back_other_files() {
         "every other file is done before the hang times out: {order:?}"
     );
 }
+
+/// `pagesight ingest` of the sample corpus into a fresh index, in a process of its own (the
+/// model's out-of-memory hook is read once per process), with `env` set; its output and the
+/// pages the index holds afterwards.
+fn cli_ingest(corpus: &Path, env: &[(&str, &str)]) -> (std::process::Output, u64) {
+    let index = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"));
+    cmd.arg("ingest")
+        .arg(corpus)
+        .arg("--index")
+        .arg(index.path())
+        .args([
+            "--model",
+            "random:tiny",
+            "--device",
+            "cpu",
+            "--max-visual-tokens",
+            "64",
+        ])
+        .args(["--dpi", "50", "--workers", "2", "--batch-size", "4"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let pages = pagesight::index::Index::open(index.path())
+        .map(|ix| ix.stats().pages)
+        .unwrap_or(0);
+    (out, pages)
+}
+
+/// The device running out of memory on any batch of more than one page: the engine halves each
+/// batch until it fits (recognising the model's typed error), says so, and ingests every page
+/// once — as many as without the fault.
+#[test]
+fn out_of_memory_halves_the_batch_and_loses_no_page() {
+    let corpus = sample_corpus();
+    let (plain, expected) = cli_ingest(corpus.path(), &[]);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(expected >= 4, "the sample corpus has pages: {expected}");
+    let hook = pagesight::model::env_vars::OOM_ABOVE_PAGES;
+    let (oom, pages) = cli_ingest(corpus.path(), &[(hook, "1")]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&oom.stdout),
+        String::from_utf8_lossy(&oom.stderr)
+    );
+    assert!(oom.status.success(), "{text}");
+    assert_eq!(pages, expected, "{text}");
+    assert!(
+        text.contains("out of memory: batch size lowered to"),
+        "{text}"
+    );
+}

@@ -2,3 +2,8 @@
 
 /// The tokenizer file the built-in `random:*` models use, instead of the shipped one.
 pub const TOKENIZER: &str = "PAGESIGHT_TOKENIZER";
+
+/// Test hook (`test-hooks` builds only): a forward pass over more than this many pages fails as
+/// the device running out of memory (`ModelError::OutOfMemory`), so the engine's retry in smaller
+/// batches can be tested without a GPU.
+pub const OOM_ABOVE_PAGES: &str = "PAGESIGHT_OOM_ABOVE_PAGES";

@@ -13,6 +13,7 @@
 
 pub mod colqwen;
 pub mod env_vars;
+pub mod error;
 pub mod gpu;
 pub mod preprocess;
 pub mod quant;

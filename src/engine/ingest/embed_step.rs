@@ -65,11 +65,6 @@ pub fn embed_pages(
     Ok((embs, timings))
 }
 
-pub fn is_out_of_memory(e: &anyhow::Error) -> bool {
-    let s = format!("{e:#}").to_ascii_lowercase();
-    s.contains("out of memory") || s.contains("out_of_memory")
-}
-
 /// `embed_pages`, halving the batch on out-of-memory until single pages. Returns the embeddings
 /// in page order and whether a split happened (so the caller lowers its batch size).
 pub fn embed_with_retry(
@@ -81,7 +76,7 @@ pub fn embed_with_retry(
 ) -> Result<(Vec<PageEmbedding>, CopyTimings, bool)> {
     match embed_pages(model, pages, pre, staging, clock) {
         Ok((e, t)) => Ok((e, t, false)),
-        Err(e) if is_out_of_memory(&e) && pages.len() > 1 => {
+        Err(e) if pagesight_model::error::is_out_of_memory(&e) && pages.len() > 1 => {
             let (a, b) = pages.split_at(pages.len() / 2);
             let (mut ea, ta, _) = embed_with_retry(model, a, pre, staging, clock)?;
             let (eb, tb, _) = embed_with_retry(model, b, pre, staging, clock)?;
@@ -93,7 +88,7 @@ pub fn embed_with_retry(
             };
             Ok((ea, t, true))
         }
-        Err(e) if is_out_of_memory(&e) => Err(e.context(
+        Err(e) if pagesight_model::error::is_out_of_memory(&e) => Err(e.context(
             "the GPU ran out of memory on a single page; lower --max-visual-tokens or use --quant nf4",
         )),
         Err(e) => Err(e),

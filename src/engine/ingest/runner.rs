@@ -155,7 +155,7 @@ mod gpu {
             e: SubmitError<LoaderBatch, Vec<PageEmbedding>>,
             clock: &mut StageClock,
         ) -> Result<Vec<Done>> {
-            let oom = super::super::embed_step::is_out_of_memory(&e.error);
+            let oom = pagesight_model::error::is_out_of_memory(&e.error);
             let mut out: Vec<Done> = e.finished.into_iter().map(Self::done).collect();
             if !oom {
                 return Err(e.error);

@@ -69,6 +69,21 @@ pub struct ColQwen {
     quant_cache: Option<crate::quant::QuantCacheReport>,
 }
 
+/// The `OOM_ABOVE_PAGES` test hook: whether a batch of `pages` should fail as out of memory.
+fn injected_out_of_memory(pages: usize) -> bool {
+    static ABOVE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let above = ABOVE.get_or_init(|| {
+        if !cfg!(feature = "test-hooks") {
+            return None;
+        }
+        std::env::var(crate::env_vars::OOM_ABOVE_PAGES)
+            .ok()?
+            .parse()
+            .ok()
+    });
+    above.is_some_and(|max| pages > max)
+}
+
 /// Shown wherever random-weight output is produced.
 pub const RANDOM_WARNING: &str = "random weights: vectors and rankings are meaningless";
 
@@ -306,6 +321,9 @@ impl ColQwen {
 
     /// The vision tower alone: merged image tokens [Σ patches/4, hidden], image after image.
     pub fn vision_forward(&self, pixel_values: &Tensor, grids: &[[u32; 3]]) -> Result<Tensor> {
+        if injected_out_of_memory(grids.len()) {
+            return Err(crate::error::ModelError::OutOfMemory { pages: grids.len() }.into());
+        }
         self.vision.forward(pixel_values, grids)
     }
 
