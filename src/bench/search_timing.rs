@@ -37,8 +37,9 @@ pub(super) fn latency(mut ms: Vec<f64>) -> Latency {
 
 /// CPU time this process has been given so far (all threads, user + system), in seconds.
 fn process_cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct we pass; no other memory is touched.
+    // SAFETY: `rusage` is a plain C struct of integers, for which all zeroes is a valid value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass, a live local; no other memory is touched.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
         return f64::NAN;
     }

@@ -25,6 +25,8 @@ pub fn load_module(ctx: &Arc<CudaContext>, name: &str, source: &str) -> Result<A
         )
     })?;
     let result = compile_to_cubin(prog, &[arch.as_str(), "--std=c++17", "-lineinfo"]);
+    // SAFETY: `prog` was created above and is destroyed here exactly once; nothing uses it
+    // afterwards (`compile_to_cubin` has returned, and the CUBIN is an owned copy).
     unsafe {
         let _ = nv::destroy_program(prog);
     }
@@ -34,11 +36,17 @@ pub fn load_module(ctx: &Arc<CudaContext>, name: &str, source: &str) -> Result<A
         .map_err(|e| anyhow!("loading the compiled kernels '{name}': {e}"))
 }
 
+/// `prog` must be a live program from `nv::create_program`: its only caller, `load_module`,
+/// destroys it only after this returns.
 fn compile_to_cubin(prog: nvsys::nvrtcProgram, options: &[&str]) -> Result<Vec<u8>> {
+    // SAFETY: `prog` is live (created and not yet destroyed by `load_module`).
     if let Err(e) = unsafe { nv::compile_program(prog, options) } {
+        // SAFETY: as above; a failed compile leaves the program and its log valid.
         let log = unsafe { nv::get_program_log(prog) }.ok();
         let log = log
             .map(|l| {
+                // SAFETY: NVRTC's log is NUL-terminated (its size counts the terminator, so it is
+                // never empty), and `l` owns it until `into_owned` has copied it out.
                 unsafe { CStr::from_ptr(l.as_ptr()) }
                     .to_string_lossy()
                     .into_owned()
@@ -47,6 +55,7 @@ fn compile_to_cubin(prog: nvsys::nvrtcProgram, options: &[&str]) -> Result<Vec<u
         bail!("NVRTC failed ({e:?}) with options {options:?}:\n{log}");
     }
     let mut size = 0usize;
+    // SAFETY: `prog` is live and compiled; the call writes one `size_t` into `size`, a live local.
     unsafe { nvsys::nvrtcGetCUBINSize(prog, &mut size) }
         .result()
         .map_err(|e| anyhow!("nvrtcGetCUBINSize: {e:?}"))?;
@@ -54,6 +63,8 @@ fn compile_to_cubin(prog: nvsys::nvrtcProgram, options: &[&str]) -> Result<Vec<u
         bail!("NVRTC produced an empty CUBIN");
     }
     let mut cubin = vec![0u8; size];
+    // SAFETY: NVRTC writes exactly `size` bytes (the size it just reported for this program)
+    // into `cubin`, which holds `size` bytes.
     unsafe { nvsys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr() as *mut std::ffi::c_char) }
         .result()
         .map_err(|e| anyhow!("nvrtcGetCUBIN: {e:?}"))?;

@@ -86,7 +86,10 @@ pub fn hamming_maxsim_with(
         };
         // Without a next page the first pass prefetches past this one's end: harmless.
         let next = next.unwrap_or(&codes[codes.len()..]).as_ptr();
-        // SAFETY: AVX-512F + VPOPCNTDQ present (checked); lengths checked above.
+        // SAFETY: `simd_available` detected AVX-512F and VPOPCNTDQ. `qw` has 2 words per row
+        // for a multiple of `ROWS` rows (`PAD_ROWS`, checked), `out` has one slot per row,
+        // `codes` holds `n_tokens × 16` bytes (asserted) and `n_tokens ≥ 1` (0 returned early);
+        // `next` is only prefetched.
         unsafe { super::binary_avx512::min_distances(qw, codes, n_tokens, out, next) };
         return out[..nq]
             .iter()
@@ -97,13 +100,17 @@ pub fn hamming_maxsim_with(
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: popcnt is present (checked).
+            // SAFETY: POPCNT was detected just above; the function body is safe code.
             return unsafe { hamming_popcnt(qw, nq, words, dim, codes, n_tokens) };
         }
     }
     hamming_generic(qw, nq, words, dim, codes, n_tokens)
 }
 
+/// `hamming_generic` compiled with the `popcnt` instruction.
+///
+/// # Safety
+/// The CPU must have POPCNT; the body itself is safe code.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
 unsafe fn hamming_popcnt(

@@ -251,7 +251,9 @@ impl<'a> PreparedQuery<'a> {
                 return unsafe { super::maxsim_avx512::maxsim(t, scratch, packed, n_tokens, next) };
             }
             if self.isa == Isa::Avx2F16c {
-                // SAFETY: as above, for AVX2+FMA+F16C.
+                // SAFETY: `isa` is `Avx2F16c` only where AVX2, FMA and F16C were detected
+                // (`with_kernel` falls back to `Portable` otherwise); `q` holds `nq × dim` values
+                // (asserted in `with_kernel`) and the page slice is long enough (asserted).
                 return unsafe { x86::maxsim_avx2(q, nq, dim, packed, n_tokens) };
             }
         }
@@ -275,9 +277,10 @@ pub fn fma_loop(isa: Isa, iters: u64) -> Option<(f64, f64)> {
     #[cfg(target_arch = "x86_64")]
     {
         let t = std::time::Instant::now();
-        // SAFETY: the CPU has the ISA (checked above).
         let flop = match isa {
+            // SAFETY: `isa.available()` (checked above) detected AVX-512F.
             Isa::Avx512 => unsafe { super::maxsim_avx512::fma_loop(iters) },
+            // SAFETY: `isa.available()` (checked above) detected AVX2 and FMA (and F16C).
             Isa::Avx2F16c => unsafe { super::maxsim_avx512::fma_loop_avx2(iters) },
             Isa::Portable => return None,
         };
@@ -373,6 +376,11 @@ mod x86 {
         (out, rows)
     }
 
+    /// MaxSim of `q` against a packed page with AVX2, FMA and F16C.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C, `q` must hold `nq × dim` values, and `packed` must
+    /// hold `n_blocks(n_tokens) × dim × 16` values: the tiles read it through raw pointers.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn maxsim_avx2(
         q: &[f32],
@@ -408,6 +416,12 @@ mod x86 {
     /// `$n` query rows, one block (two 8-lane halves) per step: 2·$n accumulators ≤ 12 of 16 ymm.
     macro_rules! tile256 {
         ($name:ident, $n:literal; $($i:literal)+) => {
+            /// One tile of query rows (`q`, row-major, `dim` values each; as many rows as the
+            /// name's number) against a packed page.
+            ///
+            /// # Safety
+            /// The CPU must have AVX2, FMA and F16C; `q` must point at that many rows of `dim`
+            /// readable f32s, and `packed` at `n_blocks(n_tokens) × dim × 16` readable u16s.
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn $name(q: *const f32, dim: usize, packed: *const u16, n_tokens: usize) -> f32 {
                 let nb = n_blocks(n_tokens);

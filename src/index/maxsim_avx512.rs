@@ -117,6 +117,12 @@ pub unsafe fn maxsim(
 /// Widens the page's last, partial chunk: lanes outside `masks` (padding tokens, blocks past the
 /// page) get the chunk's first token instead. Masked-off lanes are never read, so blocks past
 /// the page's data are not touched.
+///
+/// # Safety
+/// The CPU must have AVX-512F and `dim ≥ 1`. `src` must point at the chunk's first block, its
+/// blocks `stride` bytes apart, with `dim × 32` readable bytes in the first block and in every
+/// block whose mask is not zero (masked-off lanes are not loaded and cannot fault); `masks[0]`
+/// must not be zero. `dst` must be 64-byte aligned with `dim × 256` writable bytes.
 #[target_feature(enable = "avx512f")]
 unsafe fn widen_partial(
     src: *const u8,
@@ -306,6 +312,13 @@ macro_rules! fold_tile {
     };
 }
 
+/// One 4-row query tile against the widened chunk (see `fma_row`); prefetches `pf`, advancing
+/// `pf_step` bytes per dimension.
+///
+/// # Safety
+/// The CPU must have AVX-512F and `dim ≥ 1`. `q` must point at the tile's `dim × 4` f32s
+/// (`QueryTiles` layout), `chunk` at a 64-byte aligned widened chunk of `dim × 256` bytes, and
+/// `runmax` at 4 writable 64-byte aligned `Line`s. `pf` may be any address: it is only prefetched.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile(
     q: *const f32,
@@ -343,6 +356,10 @@ unsafe fn tile(
 /// token values are widened (f16 → f32), stored into `chunk` for the other tiles and multiplied
 /// at once, so the widening costs no pass of its own. Folds the chunk's max into `runmax` as
 /// `tile` does; prefetches one line of the chunk ahead per step (`pf`, `pf_step`).
+///
+/// # Safety
+/// As `tile`, and: `src` must point at a whole chunk of 4 blocks `stride` bytes apart, each with
+/// `dim × 32` readable bytes, and `chunk` must be writable (`dim × 256` bytes).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_widening(

@@ -372,6 +372,15 @@ impl FusedMaxSim {
         };
         let mut b = self.stream.launch_builder(f);
         b.arg(table).arg(&n32).arg(qd).arg(out).arg(&n_out32);
+        // SAFETY: the arguments match `maxsim_f16_q16`/`_q32` in order and type, the variant
+        // chosen by `padded.rows`. `table` holds `n` entries from `page_table::encode`, each the
+        // 16-byte-aligned address of a page inside a chunk tensor (row < pages checked) with a
+        // length that is a multiple of 32 tokens, so every 16-byte load stays in that page; the
+        // chunk tensors stay alive and unchanged while `self` lives (the owner's promise, see
+        // `FusedMaxSim`), and the kernel runs on their stream. `qd` holds `groups` groups of
+        // `rows × dim` f16 (`pad_query`), one per grid row, and `out` holds `groups × n_out`
+        // floats; every entry's output slot is below `n_out` (the scorer numbers them by page
+        // position, `n_out` being the page count).
         unsafe { b.launch(cfg) }.map_err(|e| err("launching")(format!("{e:?}")))?;
         Ok(())
     }

@@ -96,7 +96,8 @@ fn trigger_offsets(block_bytes: usize) -> [usize; 4] {
 /// Prefetches the line at `at` into L2.
 #[inline]
 fn prefetch_l2(at: usize) {
-    // SAFETY: a prefetch never faults, whatever the address.
+    // SAFETY: `_mm_prefetch` needs only SSE, part of every x86_64 CPU, and a prefetch is a hint
+    // that reads nothing the program sees and never faults, whatever the address.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
@@ -184,6 +185,13 @@ struct BlockArgs {
 /// `pf_offset` ahead of itself; an odd middle dimension last, from the front; zmm29 then folds.
 macro_rules! rows_kernel {
     ($name:ident, $hint:literal, $n:literal, [$($r:literal),*]) => {
+        /// One block against the query group's rows (as many as the name's number).
+        ///
+        /// # Safety
+        /// The CPU must have AVX-512F and `a.dim ≥ 1`. `a.src` must point at the block's
+        /// `dim × 32` readable bytes, `a.q` at `dim` rows of the group's values `a.q_stride`
+        /// bytes apart with at least this many f32s each, and `a.runmax` at this many writable
+        /// 64-byte aligned `Line`s. The prefetch addresses may be anything.
         #[target_feature(enable = "avx512f")]
         unsafe fn $name(a: BlockArgs) {
             let q_back = a.q.byte_add((a.dim - 1) * a.q_stride);

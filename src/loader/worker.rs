@@ -37,6 +37,9 @@ pub fn memory_cap_bytes(max_render_pixels: u64) -> u64 {
 
 /// Lowers the soft RLIMIT_DATA (the hard limit stays, so a later request may raise it again).
 fn cap_memory(bytes: u64) {
+    // SAFETY: an all-zero `rlimit` is a valid value of that plain C struct; getrlimit and
+    // setrlimit only read or write the one struct passed, a live local, and change nothing but
+    // this process's soft data limit.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_DATA, &mut lim) == 0 {
@@ -49,6 +52,9 @@ fn cap_memory(bytes: u64) {
 pub fn worker_main() -> Result<()> {
     // The protocol owns the original stdout; fd 1 is pointed at stderr so that anything a library
     // prints cannot corrupt the frames.
+    // SAFETY: dup, dup2 and prctl take no pointers. `fd` is a fresh descriptor that nothing
+    // else in the process knows of (checked valid), so the `File` becomes its only owner and
+    // closes it once; fd 1 itself stays open (now a copy of stderr) for Rust's stdout.
     let proto = unsafe {
         let fd = libc::dup(1);
         if fd < 0 {

@@ -373,6 +373,8 @@ fn worker_killed_mid_page_is_replaced() {
     }
     let pid = loader.worker_pids()[0];
     assert!(pid > 0);
+    // SAFETY: kill takes no pointers and touches no memory of ours; `pid` is the loader's live
+    // render worker (a child of this process, not yet reaped), so no other process is hit.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     let t = Instant::now();
     let out = collect(&loader);
@@ -448,6 +450,8 @@ fn cancel_stops_promptly_and_kills_workers() {
     for pid in pids {
         // Killed and reaped: the pid names no process any more.
         assert_eq!(
+            // SAFETY: signal 0 sends nothing and kill takes no pointers: it only asks whether
+            // the process exists.
             unsafe { libc::kill(pid as i32, 0) },
             -1,
             "worker {pid} still exists"

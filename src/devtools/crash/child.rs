@@ -113,9 +113,10 @@ fn spawn_logged(mut cmd: Command, work: &Path, tag: &str, opts: &RunOpts) -> Res
     }
     if let Some(limit) = opts.file_size_limit {
         use std::os::unix::process::CommandExt;
-        // SAFETY: only async-signal-safe calls between fork and exec. An ignored signal stays
-        // ignored across exec, so the child's oversized writes fail with EFBIG instead of
-        // killing it with SIGXFSZ.
+        // SAFETY: only async-signal-safe calls between fork and exec (signal, setrlimit; the
+        // closure captures one integer and allocates nothing, and an OS error is built without
+        // allocating). An ignored signal stays ignored across exec, so the child's oversized
+        // writes fail with EFBIG instead of killing it with SIGXFSZ.
         unsafe {
             cmd.pre_exec(move || {
                 libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
@@ -243,7 +244,8 @@ pub fn survivors(trace: &Path, grace: Duration) -> Vec<u32> {
 
 /// Sends SIGKILL to a process this harness's child started.
 pub fn sigkill(pid: u32) -> bool {
-    // SAFETY: plain syscall on a pid we found as our child's child.
+    // SAFETY: kill takes no pointers and touches no memory of ours; the pid is one we found as
+    // our child's child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) == 0 }
 }
 

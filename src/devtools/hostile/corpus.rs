@@ -527,6 +527,7 @@ fn special_files(g: &mut Gen) -> Result<()> {
     let fifo = g.root.join("special/pipe.pdf");
     std::fs::create_dir_all(g.root.join("special"))?;
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; mkfifo only reads it.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o644) } != 0 {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot create named pipe {}", fifo.display()));

@@ -112,6 +112,13 @@ impl PatchifyKernel {
             .arg(&starts_d)
             .arg(&widths);
         b.arg(&n).arg(&patch).arg(&merge).arg(&temporal).arg(out);
+        // SAFETY: the arguments match `patchify_u8`'s parameters in order and type. One block per
+        // output row, `rows = starts[n_pages]`, so the page search stays within `starts`, and a
+        // block writes the `row_len` values of its own row of `out` (checked to hold `rows ×
+        // row_len`). `params.rows` accepted each page only with sides that are multiples of
+        // `patch · merge`, so every pixel a row reads lies inside its page, and the pages lie
+        // inside `rgb` (checked ≥ `bytes`); the table has 3 × 256 entries for a channel and a
+        // byte value.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }

@@ -186,9 +186,15 @@ pub fn measure_pinned_h2d_peak(device: &Device, bytes: usize, rounds: usize) -> 
         .new_stream()
         .context("creating a stream for the H2D probe")?;
     let host = pagesight_model::gpu::pinned::PinnedBuffer::<u8>::new(&ctx, bytes)?;
+    // SAFETY: the buffer is only ever a copy target here and is never read back, so its unset
+    // contents are never observed; any byte is a valid u8 anyway.
     let mut dst = unsafe { stream.alloc::<u8>(bytes) }?;
     let ptr = dst.device_ptr_mut(&stream).0;
     let copy = || {
+        // SAFETY: `dst` is a u8 allocation of `bytes` elements made on `stream`, the stream the
+        // copy runs on, and `host` holds exactly `bytes` u8s. `host` is pinned and outlives every
+        // copy: the closure borrows it, each round ends with `end.synchronize()`, and `dst` is
+        // freed and the stream synchronised before `host` drops at the end of the function.
         unsafe { cu::memcpy_htod_async(ptr, host.as_slice(), stream.cu_stream()) }
             .map_err(|e| anyhow!("H2D probe copy: {e}"))
     };
@@ -235,6 +241,13 @@ impl GpuTransfer {
         // Ordering across our two streams is explicit (events above). cudarc's automatic
         // per-buffer event tracking would otherwise switch on for every candle tensor once a
         // second stream exists, recording events around every kernel launch of the model.
+        // SAFETY: every buffer that crosses streams is ordered by our own events instead: the
+        // device slots are allocated zeroed on the compute stream and synchronised before any
+        // copy stream use (`SlotRing::take`), the copy stream waits on a slot's `free` event
+        // before writing it again, the compute stream waits on `copy_end` before reading it, the
+        // fetch stream waits on the batch's `compute_end` before reading a result, and slots are
+        // freed only after both streams are synchronised (`SlotRing::take` on growth, `Drop`).
+        // Every other tensor lives on the compute stream alone.
         unsafe { dev.disable_event_tracking() };
         let copy = ctx.new_stream().context("creating the copy stream")?;
         let fetch = ctx.new_stream().context("creating the result stream")?;
@@ -285,6 +298,8 @@ impl GpuTransfer {
         };
         let mut b = self.copy.launch_builder(&self.spin);
         b.arg(&cycles);
+        // SAFETY: `spin_cycles(long long)` takes exactly the one i64 pushed above and touches no
+        // memory; one thread in one block.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }
@@ -329,6 +344,9 @@ impl GpuTransfer {
                         &self.copy,
                     )
                 } else {
+                    // SAFETY: allocated on the compute stream, which fills all `data.len()`
+                    // elements with the copy below before anything reads the buffer (the tensor
+                    // is made in `begin_compute`, on the same stream); any bits are a valid f32.
                     let mut slice = unsafe { self.dev.alloc::<f32>(data.len()) }?;
                     let dst = slice.device_ptr_mut(&self.compute).0;
                     (
@@ -377,10 +395,19 @@ impl GpuTransfer {
             self.delay_copy_stream()?;
         }
         let copy_start = timing_event(&stream)?;
+        // Both arms: `dst` was allocated for the element type of `data` with at least
+        // `data.len()` elements (a fresh slice of exactly that length, or a slot `take` grew to
+        // it), and is written on `stream` only after what last read it (the copy stream has
+        // waited on the slot's `free` event). The host memory stays untouched until the copy
+        // has read it: `pageable`/`sync` wait for `copy_end` below before returning, and in the
+        // async modes `data` is a pinned staging buffer that the caller refills only after
+        // `host_free` (`StagingRing::acquire`, and its `Drop` waits before freeing).
         let res = match &pixels {
+            // SAFETY: see above; f32 rows into an f32 buffer.
             HostPixels::F32 { data, .. } => unsafe {
                 cu::memcpy_htod_async(dst, data, stream.cu_stream())
             },
+            // SAFETY: see above; 8-bit RGB into a u8 slot.
             HostPixels::U8 { data, .. } => unsafe {
                 cu::memcpy_htod_async(dst, data, stream.cu_stream())
             },
@@ -428,6 +455,9 @@ impl GpuTransfer {
                 row_len,
             } => {
                 let n = rows * row_len;
+                // SAFETY: allocated on the compute stream and filled whole (all `n` elements) by
+                // the device-to-device copy queued right after on the same stream, before any
+                // kernel reads it.
                 let mut out = unsafe { self.dev.alloc::<f32>(n) }?;
                 let s = &mut self.ring_f32.slots[slot];
                 self.compute.memcpy_dtod(&s.buf.slice(0..n), &mut out)?;
@@ -440,6 +470,9 @@ impl GpuTransfer {
                     rows += params.rows(h, w)?;
                 }
                 let row_len = params.row_len();
+                // SAFETY: allocated on the compute stream; the patchify kernel queued next on the
+                // same stream writes all `row_len` values of each of the `rows` rows (one block
+                // per row) before any kernel reads it.
                 let mut out = unsafe { self.dev.alloc::<f32>(rows * row_len) }?;
                 let s = &mut self.ring_u8.slots[slot];
                 self.patchify
@@ -510,6 +543,12 @@ impl GpuTransfer {
         let slice = pagesight_model::gpu::custom_op::view::<f32>(cuda, layout)?;
         self.fetch.wait(end)?;
         let (src, _guard) = slice.device_ptr(&self.fetch);
+        // SAFETY: `src` is the contiguous f32 view of `out` with `n` elements, and the copy writes
+        // `n` f32s into a host slice checked to hold them. The fetch stream waited on the batch's
+        // `compute_end`, so the kernels that write `out` have run; `out` stays alive in the
+        // caller's in-flight batch until `PendingFetch::wait`. `host` is pinned and is neither
+        // read nor replaced before `wait` has synchronised on `done` (the pipeline alternates two
+        // result buffers, and a buffer's previous batch completed before this one launched).
         unsafe {
             cu::memcpy_dtoh_async(&mut host.as_mut_slice()[..n], src, self.fetch.cu_stream())
         }

@@ -352,6 +352,14 @@ impl FusedKernels {
             .arg(&kvh)
             .arg(&scale_log2)
             .arg(&causal);
+        // SAFETY: the arguments match `flash_attention_bf16`'s parameters in order and type (the
+        // gather table or a null pointer, which the kernel tests for). The lengths are checked
+        // above: `qkv` holds `n_rows` rows of `(heads + 2·kv_heads)·hd`, `out` `n_rows` rows
+        // of `heads·hd`, and the kernel skips slots past a tile's end and rows ≥ `n_rows`
+        // (padding); `hd` fits the kernel and `heads` is a multiple of `kv_heads`. The tiles'
+        // slots are rows, or index the gather table the model built with them
+        // (`window::plan_windows`). The dynamic shared memory is `shared_bytes(hd)`, the size
+        // the function was just allowed.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }

@@ -225,10 +225,16 @@ mod cuda {
         let stream = dev.cuda_stream();
         let n = al.shape().elem_count();
         let (av, bv) = (view::<A>(a, al)?, view::<B>(b, bl)?);
+        // SAFETY: allocated on the stream the kernel below runs on, and every one of its `n`
+        // elements is written by that grid-stride kernel before the tensor is handed out.
         let mut out = unsafe { dev.alloc::<O>(n)? };
         let n64 = n as u64;
         let mut l = stream.launch_builder(f);
         l.arg(&av).arg(&bv).arg(&mut out).arg(&n64);
+        // SAFETY: `f` is one of the `(const A*, const B*, O* out, unsigned long long n)` kernels
+        // (`residual_add_f32_bf16`, `silu_mul_bf16`), called with the types it was compiled for.
+        // Both inputs have `al`'s shape (the public wrappers check `x.shape() == h.shape()`), so
+        // both views and `out` hold `n` elements, and the grid-stride loop stops at `i < n`.
         unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), al.shape().clone()))
     }
@@ -259,6 +265,9 @@ mod cuda {
             let (n64, c32) = (n as u64, cols as u32);
             let mut l = stream.launch_builder(&k.elementwise.bias_add_bf16);
             l.arg(&mut yv).arg(&bv).arg(&n64).arg(&c32);
+            // SAFETY: `bias_add_bf16(bf16* y, const bf16* b, u64 n, u32 cols)` gets those types.
+            // `yv` is the `n` elements of the contiguous output and `bv` the `cols` of the bias;
+            // the kernel writes `y[i]`, `i < n`, and reads `b[i % cols]`, `cols > 0` (checked).
             unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
             Ok(())
         }
@@ -316,6 +325,8 @@ mod cuda {
                 candle_core::bail!("rms norm: weight of {dim} for input {:?}", xl.dims());
             }
             let (xv, wv) = (view::<f32>(x, xl)?, view::<f32>(w, wl)?);
+            // SAFETY: allocated on the kernel's stream; the kernel below writes all `n` values
+            // (each of its `n / dim` blocks writes the `dim` values of its row).
             let mut out = unsafe { dev.alloc::<bf16>(n)? };
             let (dim32, eps) = (dim as u32, self.eps);
             let cfg = LaunchConfig {
@@ -325,6 +336,10 @@ mod cuda {
             };
             let mut l = stream.launch_builder(&k.elementwise.rms_norm_f32_bf16);
             l.arg(&xv).arg(&wv).arg(&mut out).arg(&dim32).arg(&eps);
+            // SAFETY: `rms_norm_f32_bf16(const float* x, const float* w, bf16* out, u32 dim,
+            // float eps)` gets those types. `dim` is `x`'s last dimension (checked, > 0), so `n`
+            // is a multiple of it and block `r < n / dim` reads and writes `dim` values of row
+            // `r` of `xv`/`out` and `dim` of `wv`; 256 threads are 8 warps, within `partial[32]`.
             unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
             Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
         }
@@ -370,6 +385,11 @@ mod cuda {
                 .arg(&heads_qk)
                 .arg(&r32)
                 .arg(&hd32);
+            // SAFETY: `rope_qk_bf16(bf16* qkv, const float* cos_sin, u64 n_pairs, u32 heads_qk,
+            // u32 row_len, u32 hd)` gets those types. Shapes are checked above: `xv` is the
+            // `n × row` contiguous qkv with `row = (heads + 2·kv_heads)·hd`, and `cv` is
+            // `n × hd`. Pair `i < n_pairs = n·heads_qk·hd/2` touches row `i / (hd/2) / heads_qk
+            // < n`, head `< heads + kv_heads` and offsets `< hd` within it: all in bounds.
             unsafe { l.launch(elementwise_config(pairs)) }.map_err(candle_core::Error::wrap)?;
             Ok(())
         }
@@ -431,6 +451,11 @@ mod cuda {
                 );
             }
             let hid = s.heads * s.head_dim;
+            // SAFETY: allocated on the stream the attention kernel runs on, which writes the
+            // `hid` outputs of every row a tile covers; the model's tile tables cover every row
+            // (whole sequences in the language model, every window or image in the vision
+            // tower). Any bits are a valid bf16, so a row no tile covered would hold wrong
+            // values, never invalid ones.
             let mut out = unsafe { dev.alloc::<bf16>(n * hid)? };
             let gv = match gather {
                 Some((g, gl)) => Some(view::<u32>(g, gl)?),

@@ -70,6 +70,8 @@ impl LtLinear {
             }
             None => None,
         };
+        // SAFETY: allocated on the stream of the handle below, and the GEMM (beta 0, so `y` is
+        // never read) writes all `rows × out` values before the tensor is handed out.
         let mut y = unsafe { dev.alloc::<bf16>(rows * out)? };
         // Column-major view: yᵀ (out × rows) = w (stored in × out, transposed) · xᵀ (in × rows);
         // the bias runs along yᵀ's rows.
@@ -91,6 +93,11 @@ impl LtLinear {
             stride_bias: None,
             batch_size: None,
         };
+        // SAFETY: the dimensions describe the buffers exactly: `wv` is `out × inp` (read as the
+        // column-major `inp × out` A, transposed, lda = inp), `xv` is `rows × inp` (column-major
+        // `inp × rows` B, ldb = inp), `y` is `rows × out` (column-major `out × rows` C,
+        // ldc = out), all bf16 and contiguous, and the bias has `out` values (checked). The
+        // handle's workspace belongs to this thread and stream (`handle`).
         unsafe { handle(&stream)?.matmul(cfg, &wv, &xv, &mut y, bv.as_ref(), None) }.map_err(
             |e| candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}")),
         )?;

@@ -239,6 +239,13 @@ impl Nf4Kernels {
             .arg(&nf4)
             .arg(&out_ptr)
             .arg(&n64);
+        // SAFETY: the arguments match `nf4_dequant_*`'s parameters in order and type, the output
+        // type being `T`'s kernel (`T::pick`). The buffer lengths are checked above: `n / 2`
+        // packed bytes (read 8 at a time from 8-byte-aligned offsets of a device allocation),
+        // one absmax (or code) per 64-weight block and one second-level scale per 256 blocks,
+        // 16 NF4 and 256 dynamic-map codes. The output is `out_len ≥ n` elements at a 16-byte
+        // aligned `out_ptr`, which the callers take from a live `CudaSlice` of `T` on `stream`
+        // (`dequantise`, `Nf4DequantOp` at the view's offset); threads past `n` do nothing.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }

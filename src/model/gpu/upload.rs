@@ -116,8 +116,15 @@ mod cuda {
         }
         let s = slot.as_mut().expect("set above");
         s.buf.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
+        // SAFETY: allocated on the compute stream, which fills every byte of it with the copy
+        // below before the tensor's first kernel (queued later on the same stream) reads it.
         let mut dst = unsafe { dev.alloc::<T>(data.len())? };
         let ptr = dst.device_ptr_mut(&stream).0;
+        // SAFETY: `dst` holds `data.len()` Ts, exactly the `bytes.len()` bytes copied (the bytes
+        // of `data`, a `bytemuck` view, so the byte-wise copy gives back the same Ts), and was
+        // allocated on `stream`, the stream the copy runs on. The pinned source stays alive and
+        // unwritten until the copy has read it: the slot lives in `RINGS` for the whole process,
+        // and before the host refills or replaces it, it waits on `copied`, recorded right after.
         unsafe { cu::memcpy_htod_async(ptr, &s.buf.as_slice()[..bytes.len()], stream.cu_stream()) }
             .map_err(|e| err("copy", e))?;
         s.copied = Some(

@@ -17,6 +17,8 @@ pub struct PoolUsage {
 fn default_pool(ordinal: usize) -> Result<sys::CUmemoryPool> {
     let mut dev: sys::CUdevice = 0;
     let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: both calls write one value of the pointed-to type into the locals passed; an
+    // ordinal with no device, or a driver not yet initialised, comes back as an error code.
     unsafe {
         sys::cuDeviceGet(&mut dev, ordinal as i32)
             .result()
@@ -30,6 +32,9 @@ fn default_pool(ordinal: usize) -> Result<sys::CUmemoryPool> {
 
 fn attribute(pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute) -> Result<u64> {
     let mut v = 0u64;
+    // SAFETY: `pool` is a device's default pool (`default_pool`), and the attributes asked for
+    // (used and reserved bytes, `pool_usage`) are `cuuint64_t`s: the driver writes one u64 into
+    // `v`, a live local.
     unsafe { sys::cuMemPoolGetAttribute(pool, attr, &mut v as *mut u64 as *mut _) }
         .result()
         .map_err(|e| anyhow!("reading the memory pool: {e:?}"))?;
@@ -51,6 +56,8 @@ pub fn pool_usage(ordinal: usize) -> Result<PoolUsage> {
 pub fn reset_pool_high(ordinal: usize) -> Result<()> {
     let pool = default_pool(ordinal)?;
     let mut zero = 0u64;
+    // SAFETY: `pool` is a device's default pool, and `USED_MEM_HIGH` takes a `cuuint64_t` (only
+    // zero may be set); the driver reads one u64 from `zero`, a live local.
     unsafe {
         sys::cuMemPoolSetAttribute(
             pool,
