@@ -3,6 +3,7 @@
 //! and probes report.
 
 pub mod fs;
+pub mod kernel_source;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 pub mod paths;

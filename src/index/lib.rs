@@ -32,6 +32,7 @@ mod binary_avx512;
 pub mod format;
 pub mod fusion;
 pub mod hooks;
+pub mod kernel_source;
 pub mod manifest;
 pub mod maxsim;
 #[cfg(target_arch = "x86_64")]

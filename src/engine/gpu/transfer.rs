@@ -31,6 +31,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
+use pagesight_common::kernel_source;
 use std::sync::Arc;
 
 /// Pixels of one batch in host memory: f32 patch rows, or 8-bit RGB pages back to back.
@@ -239,7 +240,7 @@ impl GpuTransfer {
         let copy = ctx.new_stream().context("creating the copy stream")?;
         let fetch = ctx.new_stream().context("creating the result stream")?;
         let patchify = PatchifyKernel::load(&compute)?;
-        let spin_mod = nvrtc::load_module(&ctx, "pagesight_spin", nvrtc::SPIN_SOURCE)?;
+        let spin_mod = nvrtc::load_module(&ctx, "pagesight_spin", kernel_source::SPIN)?;
         let spin = nvrtc::function(&spin_mod, "spin_cycles")?;
         let epoch = timing_event(&compute)?;
         Ok(GpuTransfer {
