@@ -22,12 +22,12 @@
 
 use super::format::{IndexError, Result};
 use super::kernel_source;
-use super::nvrtc;
 use super::page_table::{self, ChunkAddr, TableEntry};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
 use candle_core::{Device, Storage, Tensor};
+use pagesight_common::nvrtc;
 use std::sync::{Arc, Mutex};
 
 /// Warps per block; the kernel is bound to 4 blocks per SM (128 registers a thread).

@@ -7,11 +7,11 @@
 
 use super::batch::PatchifyParams;
 use super::kernel_source;
-use super::nvrtc;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
+use pagesight_common::nvrtc;
 use std::sync::Arc;
 
 pub struct PatchifyKernel {

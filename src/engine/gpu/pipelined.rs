@@ -4,7 +4,6 @@
 //! modes), `flush()` the last one. The transfer mode may change between any two submits.
 
 use super::batch::{BatchModel, PatchifyParams, StagePages};
-use super::staging::PinnedBuffer;
 use super::staging::StagingRing;
 use super::timings::BatchGpuTimings;
 use super::transfer::{ComputeTicket, GpuTransfer, HostPixels, PendingFetch};
@@ -12,6 +11,7 @@ use crate::settings::TransferMode;
 use crate::stage::{Stage, StageClock};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
+use pagesight_model::gpu::pinned::PinnedBuffer;
 
 pub struct Finished<B, R> {
     pub batch: B,

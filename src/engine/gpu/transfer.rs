@@ -19,7 +19,6 @@
 //! the event recorded after its copy (`StagingRing`).
 
 use super::batch::PatchifyParams;
-use super::nvrtc;
 use super::patchify_kernel::PatchifyKernel;
 use super::timings::BatchGpuTimings;
 use crate::settings::TransferMode;
@@ -32,6 +31,9 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
 use pagesight_common::kernel_source;
+use pagesight_common::nvrtc;
+use pagesight_model::gpu::custom_op;
+use pagesight_model::gpu::pinned::PinnedBuffer;
 use std::sync::Arc;
 
 /// Pixels of one batch in host memory: f32 patch rows, or 8-bit RGB pages back to back.
@@ -134,7 +136,7 @@ pub struct PendingFetch {
 
 impl PendingFetch {
     /// Waits for the copy and returns the result as a CPU tensor.
-    pub fn wait(&self, host: &super::staging::PinnedBuffer<f32>) -> Result<Tensor> {
+    pub fn wait(&self, host: &PinnedBuffer<f32>) -> Result<Tensor> {
         self.done.synchronize()?;
         Ok(Tensor::from_slice(
             &host.as_slice()[..self.len],
@@ -186,7 +188,7 @@ pub fn measure_pinned_h2d_peak(device: &Device, bytes: usize, rounds: usize) -> 
     let stream = ctx
         .new_stream()
         .context("creating a stream for the H2D probe")?;
-    let host = super::staging::PinnedBuffer::<u8>::new(&ctx, bytes)?;
+    let host = PinnedBuffer::<u8>::new(&ctx, bytes)?;
     let mut dst = unsafe { stream.alloc::<u8>(bytes) }?;
     let ptr = dst.device_ptr_mut(&stream).0;
     let copy = || {
@@ -491,7 +493,7 @@ impl GpuTransfer {
         &self,
         out: &Tensor,
         ticket: &ComputeTicket,
-        host: &mut super::staging::PinnedBuffer<f32>,
+        host: &mut PinnedBuffer<f32>,
     ) -> Result<Option<PendingFetch>> {
         let end = ticket
             .compute_end
@@ -508,7 +510,7 @@ impl GpuTransfer {
         let Storage::Cuda(cuda) = &*storage else {
             return Ok(None);
         };
-        let slice = super::custom_op::view::<f32>(cuda, layout)?;
+        let slice = custom_op::view::<f32>(cuda, layout)?;
         self.fetch.wait(end)?;
         let (src, _guard) = slice.device_ptr(&self.fetch);
         unsafe {

@@ -10,9 +10,9 @@
 //! (`kernel_source`), compiled by NVRTC once per context.
 
 use super::kernel_source;
-use super::nvrtc;
 use anyhow::Result;
 use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
+use pagesight_common::nvrtc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

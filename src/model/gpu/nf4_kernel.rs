@@ -11,11 +11,11 @@
 //! The kernels' CUDA C is `nf4_kernel.cu` (one macro, instantiated per output type).
 
 use super::kernel_source;
-use super::nvrtc;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
+use pagesight_common::nvrtc;
 use std::sync::Arc;
 
 /// How the per-block absmax is stored.
