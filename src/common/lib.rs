@@ -4,6 +4,7 @@
 
 pub mod env_vars;
 pub mod fs;
+pub mod kernel_source;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 pub mod paths;

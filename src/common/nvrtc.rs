@@ -76,11 +76,3 @@ pub fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction> {
         .load_function(name)
         .map_err(|e| anyhow!("kernel '{name}' missing from its module: {e}"))
 }
-
-/// Kernels shared by the transfer path: a spin kernel used by the tests to delay a stream.
-pub const SPIN_SOURCE: &str = r#"
-extern "C" __global__ void spin_cycles(long long cycles) {
-    long long start = clock64();
-    while (clock64() - start < cycles) { }
-}
-"#;

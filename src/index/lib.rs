@@ -33,6 +33,7 @@ pub mod env_vars;
 pub mod format;
 pub mod fusion;
 pub mod hooks;
+pub mod kernel_source;
 pub mod manifest;
 pub mod maxsim;
 #[cfg(target_arch = "x86_64")]

@@ -16,8 +16,12 @@
 //! 2i + j is dims 8c + 4j + (0, 1) and (2t + 8, 2t + 9) is 8c + 4j + (2, 3): the A fragments load
 //! the query's dims in the same order. Four lanes read a token's 64 contiguous bytes per load,
 //! so every 32-byte sector fetched is used whole.
+//!
+//! The kernel's CUDA C is `maxsim_kernel.cu` (`kernel_source`), compiled by NVRTC once per
+//! context and dimension.
 
 use super::format::{IndexError, Result};
+use super::kernel_source;
 use super::page_table::{self, ChunkAddr, TableEntry};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
@@ -25,131 +29,6 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::{Device, Storage, Tensor};
 use pagesight_common::nvrtc;
 use std::sync::{Arc, Mutex};
-
-pub const SOURCE: &str = r#"
-#define NC (DIM / 32)      // 16-byte chunks of one token per lane
-typedef unsigned short h16;
-#define NEG_INF (-__int_as_float(0x7f800000))
-
-__device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// 16 bytes read once per query: not kept in L1.
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-}
-
-// Tokens u·8 + g (u < UNR) from `tok`: this lane's chunks 4i + t.
-template <int UNR>
-__device__ __forceinline__ void load_tiles(uint4 (*b)[NC], const uint4* tok, unsigned g, unsigned t) {
-    #pragma unroll
-    for (int u = 0; u < UNR; u++)
-        #pragma unroll
-        for (int i = 0; i < NC; i++)
-            b[u][i] = ld_stream(tok + (u * 8 + g) * (DIM / 8) + 4 * i + t);
-}
-
-// Similarities of the query rows with UNR 8-token tiles, folded into the running maxima:
-// mx[m][0] covers row 16m + g, mx[m][1] row 16m + g + 8 (tokens 2t, 2t + 1 of each tile).
-template <int MT, int UNR>
-__device__ __forceinline__ void score_tiles(float (*mx)[2], const unsigned (*qa)[2 * NC][4],
-                                            const uint4 (*b)[NC]) {
-    #pragma unroll
-    for (int u = 0; u < UNR; u++) {
-        float c[MT][4];
-        #pragma unroll
-        for (int m = 0; m < MT; m++) { c[m][0] = 0.f; c[m][1] = 0.f; c[m][2] = 0.f; c[m][3] = 0.f; }
-        #pragma unroll
-        for (int i = 0; i < NC; i++) {
-            #pragma unroll
-            for (int m = 0; m < MT; m++) {
-                mma16816(c[m], qa[m][2 * i], b[u][i].x, b[u][i].y);
-                mma16816(c[m], qa[m][2 * i + 1], b[u][i].z, b[u][i].w);
-            }
-        }
-        #pragma unroll
-        for (int m = 0; m < MT; m++) {
-            mx[m][0] = fmaxf(mx[m][0], fmaxf(c[m][0], c[m][1]));
-            mx[m][1] = fmaxf(mx[m][1], fmaxf(c[m][2], c[m][3]));
-        }
-    }
-}
-
-// table: per page {address of its first token, len | out << 32}; len a multiple of 32.
-// q: [gridDim.y groups][MT·16 rows][DIM] f16. out: [gridDim.y][n_out] f32.
-template <int MT>
-__device__ __forceinline__ void maxsim_pages(const unsigned long long* __restrict__ table,
-    unsigned n, const h16* __restrict__ q, float* __restrict__ out, unsigned n_out) {
-    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const unsigned warps = gridDim.x * (blockDim.x >> 5);
-    const h16* qg = q + (unsigned long long)blockIdx.y * MT * 16 * DIM;
-    unsigned qa[MT][2 * NC][4];
-    #pragma unroll
-    for (int m = 0; m < MT; m++)
-        #pragma unroll
-        for (int i = 0; i < NC; i++)
-            #pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const h16* r0 = qg + (m * 16 + g) * DIM + (4 * i + t) * 8 + 4 * j;
-                const h16* r1 = r0 + 8 * DIM;
-                qa[m][2 * i + j][0] = *(const unsigned*)r0;
-                qa[m][2 * i + j][1] = *(const unsigned*)r1;
-                qa[m][2 * i + j][2] = *(const unsigned*)(r0 + 2);
-                qa[m][2 * i + j][3] = *(const unsigned*)(r1 + 2);
-            }
-    for (unsigned e = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); e < n; e += warps) {
-        const uint4* tok = (const uint4*)table[2 * e];
-        const unsigned long long meta = table[2 * e + 1];
-        const unsigned len = (unsigned)meta, slot = (unsigned)(meta >> 32);
-        float mx[MT][2];
-        #pragma unroll
-        for (int m = 0; m < MT; m++) { mx[m][0] = NEG_INF; mx[m][1] = NEG_INF; }
-        // Two register buffers of 16 tokens: one loads while the other is multiplied.
-        uint4 b0[2][NC], b1[2][NC];
-        load_tiles<2>(b0, tok, g, t);
-        for (unsigned k = 0; k < len; k += 32) {
-            load_tiles<2>(b1, tok + (k + 16) * (DIM / 8), g, t);
-            score_tiles<MT, 2>(mx, qa, b0);
-            if (k + 32 < len) load_tiles<2>(b0, tok + (k + 32) * (DIM / 8), g, t);
-            score_tiles<MT, 2>(mx, qa, b1);
-        }
-        // Max over the quad's token columns, then the sum over rows: the quad's own rows, then
-        // across the eight row groups. Zero-padded query rows add max(0, …) = 0.
-        float s = 0.f;
-        #pragma unroll
-        for (int m = 0; m < MT; m++)
-            #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                float v = mx[m][h];
-                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-                s += v;
-            }
-        s += __shfl_xor_sync(0xffffffffu, s, 4);
-        s += __shfl_xor_sync(0xffffffffu, s, 8);
-        s += __shfl_xor_sync(0xffffffffu, s, 16);
-        if (lane == 0) out[(unsigned long long)blockIdx.y * n_out + slot] = s;
-    }
-}
-
-extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q16(
-    const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
-    float* __restrict__ out, unsigned n_out) {
-    maxsim_pages<1>(table, n, q, out, n_out);
-}
-extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q32(
-    const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
-    float* __restrict__ out, unsigned n_out) {
-    maxsim_pages<2>(table, n, q, out, n_out);
-}
-"#;
 
 /// Warps per block; the kernel is bound to 4 blocks per SM (128 registers a thread).
 const WARPS_PER_BLOCK: u32 = 4;
@@ -173,7 +52,7 @@ fn functions(stream: &Arc<CudaStream>, dim: usize) -> Result<Arc<Functions>> {
     if let Some((_, _, f)) = all.iter().find(|(k, d, _)| *k == key && *d == dim) {
         return Ok(f.clone());
     }
-    let src = format!("#define DIM {dim}\n{SOURCE}");
+    let src = kernel_source::maxsim(dim);
     let compiled = (|| {
         let m = nvrtc::load_module(stream.context(), &format!("pagesight_maxsim_{dim}"), &src)?;
         anyhow::Ok(Functions {

@@ -5,6 +5,7 @@
 //! model's own kernels (attention, fused steps, NF4) are in `pagesight-model`.
 
 pub mod batch;
+pub mod kernel_source;
 pub mod staging;
 pub mod timings;
 

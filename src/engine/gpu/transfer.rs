@@ -30,7 +30,10 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{Device, Storage, Tensor};
+use pagesight_common::kernel_source;
 use pagesight_common::nvrtc;
+use pagesight_model::gpu::custom_op;
+use pagesight_model::gpu::pinned::PinnedBuffer;
 use std::sync::Arc;
 
 /// Pixels of one batch in host memory: f32 patch rows, or 8-bit RGB pages back to back.
@@ -133,7 +136,7 @@ pub struct PendingFetch {
 
 impl PendingFetch {
     /// Waits for the copy and returns the result as a CPU tensor.
-    pub fn wait(&self, host: &pagesight_model::gpu::pinned::PinnedBuffer<f32>) -> Result<Tensor> {
+    pub fn wait(&self, host: &PinnedBuffer<f32>) -> Result<Tensor> {
         self.done.synchronize()?;
         Ok(Tensor::from_slice(
             &host.as_slice()[..self.len],
@@ -185,7 +188,7 @@ pub fn measure_pinned_h2d_peak(device: &Device, bytes: usize, rounds: usize) -> 
     let stream = ctx
         .new_stream()
         .context("creating a stream for the H2D probe")?;
-    let host = pagesight_model::gpu::pinned::PinnedBuffer::<u8>::new(&ctx, bytes)?;
+    let host = PinnedBuffer::<u8>::new(&ctx, bytes)?;
     // SAFETY: the buffer is only ever a copy target here and is never read back, so its unset
     // contents are never observed; any byte is a valid u8 anyway.
     let mut dst = unsafe { stream.alloc::<u8>(bytes) }?;
@@ -252,7 +255,7 @@ impl GpuTransfer {
         let copy = ctx.new_stream().context("creating the copy stream")?;
         let fetch = ctx.new_stream().context("creating the result stream")?;
         let patchify = PatchifyKernel::load(&compute)?;
-        let spin_mod = nvrtc::load_module(&ctx, "pagesight_spin", nvrtc::SPIN_SOURCE)?;
+        let spin_mod = nvrtc::load_module(&ctx, "pagesight_spin", kernel_source::SPIN)?;
         let spin = nvrtc::function(&spin_mod, "spin_cycles")?;
         let epoch = timing_event(&compute)?;
         Ok(GpuTransfer {
@@ -523,7 +526,7 @@ impl GpuTransfer {
         &self,
         out: &Tensor,
         ticket: &ComputeTicket,
-        host: &mut pagesight_model::gpu::pinned::PinnedBuffer<f32>,
+        host: &mut PinnedBuffer<f32>,
     ) -> Result<Option<PendingFetch>> {
         let end = ticket
             .compute_end
@@ -540,7 +543,7 @@ impl GpuTransfer {
         let Storage::Cuda(cuda) = &*storage else {
             return Ok(None);
         };
-        let slice = pagesight_model::gpu::custom_op::view::<f32>(cuda, layout)?;
+        let slice = custom_op::view::<f32>(cuda, layout)?;
         self.fetch.wait(end)?;
         let (src, _guard) = slice.device_ptr(&self.fetch);
         // SAFETY: `src` is the contiguous f32 view of `out` with `n` elements, and the copy writes

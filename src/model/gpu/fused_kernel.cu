@@ -1,0 +1,66 @@
+
+// y[r, c] += b[c] for a contiguous [rows, cols] y, in place (the GEMM's fresh output).
+extern "C" __global__ void bias_add_bf16(unsigned short* __restrict__ y,
+    const unsigned short* __restrict__ b, unsigned long long n, unsigned int cols) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        y[i] = f2bf(bf2f(y[i]) + bf2f(b[i % cols]));
+}
+
+// out = x + f32(h): the f32 residual stream plus a bf16 layer output.
+extern "C" __global__ void residual_add_f32_bf16(const float* __restrict__ x,
+    const unsigned short* __restrict__ h, float* __restrict__ out, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        out[i] = x[i] + bf2f(h[i]);
+}
+
+// out = bf16(silu(g) * u), silu and product in f32.
+extern "C" __global__ void silu_mul_bf16(const unsigned short* __restrict__ g,
+    const unsigned short* __restrict__ u, unsigned short* __restrict__ out, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const float a = bf2f(g[i]);
+        out[i] = f2bf(a / (1.0f + expf(-a)) * bf2f(u[i]));
+    }
+}
+
+// One block per row: out = bf16(x * rsqrt(mean(x^2) + eps) * w), x f32, w f32.
+extern "C" __global__ void rms_norm_f32_bf16(const float* __restrict__ x,
+    const float* __restrict__ w, unsigned short* __restrict__ out, unsigned int dim, float eps) {
+    __shared__ float partial[32];
+    const float* row = x + (unsigned long long)blockIdx.x * dim;
+    unsigned short* dst = out + (unsigned long long)blockIdx.x * dim;
+    float s = 0.f;
+    for (unsigned int i = threadIdx.x; i < dim; i += blockDim.x) s += row[i] * row[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        s = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (threadIdx.x == 0) partial[0] = s;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(partial[0] / dim + eps);
+    for (unsigned int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = f2bf(row[i] * inv * w[i]);
+}
+// In place on qkv rows [n, row_len]: rotates the first `heads_qk` heads (q heads, then k heads)
+// by the rotate-half RoPE of each row's table (cos_sin [n, hd]: cos then sin, hd/2 each), in f32
+// with one rounding to bf16, as the unfused path rotates.
+extern "C" __global__ void rope_qk_bf16(unsigned short* __restrict__ qkv,
+    const float* __restrict__ cos_sin, unsigned long long n_pairs, unsigned int heads_qk,
+    unsigned int row_len, unsigned int hd) {
+    const unsigned int half = hd / 2;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         i < n_pairs; i += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned int f = (unsigned int)(i % half);
+        const unsigned long long rh = i / half;
+        const unsigned long long row = rh / heads_qk;
+        unsigned short* x = qkv + row * row_len + (unsigned int)(rh % heads_qk) * hd;
+        const float* c = cos_sin + row * hd;
+        const float x1 = bf2f(x[f]), x2 = bf2f(x[f + half]);
+        x[f] = f2bf(x1 * c[f] - x2 * c[half + f]);
+        x[f + half] = f2bf(x2 * c[f] + x1 * c[half + f]);
+    }
+}

@@ -1,0 +1,79 @@
+//! The CUDA C of the model's kernels, from the `.cu` files beside this module, as the wrappers
+//! (`fused_kernel`, `flash_kernel`, `nf4_kernel`) hand it to NVRTC at run time. Outside the
+//! `cuda` feature so that the CPU tests check it.
+
+/// bf16 ⇄ f32 conversions (round to nearest even) that every fused module starts with.
+const FUSED_COMMON: &str = include_str!("fused_common.cuh");
+
+/// The fused elementwise kernels: bias add, residual add into the f32 stream, SiLU·up, RMSNorm
+/// to bf16 and RoPE on q and k in place.
+const ELEMENTWISE: &str = include_str!("fused_kernel.cu");
+
+/// Tiled flash attention on tensor cores, for one head dimension `HD` (`with_head_dim`).
+pub const FLASH_ATTENTION: &str = include_str!("flash_kernel.cu");
+
+/// NF4 dequantisation to bf16, f16 and f32.
+pub const NF4: &str = include_str!("nf4_kernel.cu");
+
+/// The elementwise module: the conversions, then the kernels.
+pub fn elementwise() -> String {
+    format!("{FUSED_COMMON}{ELEMENTWISE}")
+}
+
+/// `source` (a kernel that reads `HD`) compiled for `head_dim`, after the conversions.
+pub fn with_head_dim(source: &str, head_dim: usize) -> String {
+    format!("#define HD {head_dim}\n{FUSED_COMMON}{source}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declares(source: &str, kernel: &str) -> bool {
+        source.contains(&format!("extern \"C\" __global__ void {kernel}("))
+    }
+
+    fn compilable(source: &str) -> bool {
+        !source.contains('\0') && !source.contains("#include")
+    }
+
+    #[test]
+    fn elementwise_module_declares_its_kernels() {
+        let src = elementwise();
+        assert!(compilable(&src));
+        assert!(src.starts_with(FUSED_COMMON) && src.contains("f2bf(float f)"));
+        for kernel in [
+            "bias_add_bf16",
+            "residual_add_f32_bf16",
+            "silu_mul_bf16",
+            "rms_norm_f32_bf16",
+            "rope_qk_bf16",
+        ] {
+            assert!(declares(&src, kernel), "{kernel} missing");
+        }
+    }
+
+    #[test]
+    fn flash_module_declares_its_kernel_for_the_head_dim() {
+        let src = with_head_dim(FLASH_ATTENTION, 80);
+        assert!(compilable(&src));
+        assert!(src.starts_with("#define HD 80\n") && src.contains("f2bf(float f)"));
+        assert!(declares(
+            &src,
+            "__launch_bounds__(128) flash_attention_bf16"
+        ));
+    }
+
+    #[test]
+    fn nf4_module_declares_its_kernels() {
+        assert!(compilable(NF4));
+        // One macro, instantiated per output type.
+        assert!(declares(NF4, "NAME"));
+        for kernel in ["nf4_dequant_bf16", "nf4_dequant_f16", "nf4_dequant_f32"] {
+            assert!(
+                NF4.contains(&format!("NF4_KERNEL({kernel}, ")),
+                "{kernel} missing"
+            );
+        }
+    }
+}
