@@ -3,8 +3,8 @@
 //! image), and the language model's causal attention over a left-padded batch (one segment per
 //! sequence, grouped-query heads).
 //!
-//! The previous kernels ran the dot products on CUDA cores in f32 and took ~30 % of the forward
-//! (13 ms/page for the language model alone, ~13 TFLOP/s). Here each warp owns 16 query rows and
+//! Attention as a chain of candle ops ran its dot products on CUDA cores in f32, a large share of
+//! the forward (`bench/gpu-notes.md`). Here each warp owns 16 query rows and
 //! runs `mma.sync.m16n8k16` (bf16 in, f32 accumulate) for Q·Kᵀ and P·V; the softmax is online in
 //! f32 per key tile of 64; P is rounded to bf16 for the second product (as the reference's bf16
 //! attention rounds its probabilities) and the row sums add the rounded values, so the weights

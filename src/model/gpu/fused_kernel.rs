@@ -1,9 +1,8 @@
 //! Fused CUDA kernels for the model's memory-bound steps (bf16 activations).
 //!
-//! Measured with Nsight Compute on the H100 (random:3b, batch 4, bf16): candle's generic
-//! broadcast add, dtype casts, copies and the f32 attention chain took ~78 % of the forward's
-//! kernel time and the GEMMs ~22 %. Each kernel here replaces a chain of candle ops with one pass
-//! over memory; the arithmetic is the same as the op chain it replaces (f32 inside, one rounding
+//! Memory-bound chains of candle ops (broadcast adds, dtype casts, copies) took most of the
+//! forward's kernel time (profiles in `bench/gpu-notes.md`). Each kernel here replaces such a
+//! chain with one pass over memory; the arithmetic is the same as the op chain it replaces (f32 inside, one rounding
 //! to bf16 where the chain rounded), see `gpu::fused` for the wrappers and fallbacks.
 //!
 //! Their CUDA C is in `fused_kernel.cu`, after the bf16 conversions of `fused_common.cuh`
