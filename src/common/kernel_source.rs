@@ -5,13 +5,30 @@
 /// stream with it).
 pub const SPIN: &str = include_str!("spin_kernel.cu");
 
+/// Whether `source` can go to NVRTC as one module: no NUL byte, and no `#include`, since NVRTC is
+/// given no headers.
+pub fn is_self_contained(source: &str) -> bool {
+    !source.contains('\0') && !source.contains("#include")
+}
+
+/// Whether `source` declares `kernel` as an `extern "C"` kernel (attributes such as
+/// `__launch_bounds__` may stand before its name), the symbol NVRTC's module is asked for.
+pub fn declares_kernel(source: &str, kernel: &str) -> bool {
+    let name = format!(" {kernel}(");
+    source
+        .lines()
+        .any(|l| l.contains("extern \"C\" __global__ void") && l.contains(&name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn spin_source_declares_its_kernel() {
-        assert!(!SPIN.contains('\0') && !SPIN.contains("#include"));
-        assert!(SPIN.contains("extern \"C\" __global__ void spin_cycles("));
+        assert!(is_self_contained(SPIN));
+        assert!(declares_kernel(SPIN, "spin_cycles"));
+        assert!(!declares_kernel(SPIN, "spin"));
+        assert!(!is_self_contained("#include <cuda.h>"));
     }
 }

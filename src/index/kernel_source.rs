@@ -12,15 +12,15 @@ pub fn maxsim(dim: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pagesight_common::kernel_source::{declares_kernel, is_self_contained};
 
     #[test]
     fn maxsim_source_declares_its_kernels_for_the_dim() {
         let src = maxsim(128);
-        assert!(!src.contains('\0') && !src.contains("#include"));
+        assert!(is_self_contained(&src));
         assert!(src.starts_with("#define DIM 128\n"));
         for kernel in ["maxsim_f16_q16", "maxsim_f16_q32"] {
-            let decl = format!("extern \"C\" __global__ void __launch_bounds__(128, 4) {kernel}(");
-            assert!(src.contains(&decl), "{kernel} missing");
+            assert!(declares_kernel(&src, kernel), "{kernel} missing");
         }
     }
 }

@@ -10,10 +10,11 @@ pub const PATCHIFY: &str = include_str!("patchify_kernel.cu");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pagesight_common::kernel_source::{declares_kernel, is_self_contained};
 
     #[test]
     fn patchify_source_declares_its_kernel() {
-        assert!(!PATCHIFY.contains('\0') && !PATCHIFY.contains("#include"));
-        assert!(PATCHIFY.contains("extern \"C\" __global__ void patchify_u8("));
+        assert!(is_self_contained(PATCHIFY));
+        assert!(declares_kernel(PATCHIFY, "patchify_u8"));
     }
 }
