@@ -408,7 +408,7 @@ fn a_hanging_page_does_not_hold_back_other_files() {
     std::fs::write(corpus.path().join("zz-hangs-partial-batch.pdf"), bytes).unwrap();
     // Workers inherit the fault rule; only this test's file name matches it.
     std::env::set_var(
-        pagesight::loader::worker::FAULT_ENV,
+        pagesight::loader::env_vars::WORKER_FAULT,
         "hang:zz-hangs-partial-batch",
     );
     let index = tempfile::tempdir().unwrap();

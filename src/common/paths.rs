@@ -80,17 +80,33 @@ pub fn pdfium_candidates() -> Vec<PathBuf> {
             p
         });
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            v.push(dir.join("libpdfium.so"));
-            // target/{debug,release}/pagesight and target/debug/deps/<test> → <repo>/vendor/pdfium
-            for up in dir.ancestors().take(4) {
-                v.push(up.join("vendor/pdfium/libpdfium.so"));
-            }
-        }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        v.push(dir.join("libpdfium.so"));
     }
-    v.push(source_root().join("vendor/pdfium/libpdfium.so"));
+    v.extend(shipped_file_candidates(Path::new(
+        "vendor/pdfium/libpdfium.so",
+    )));
     v.push(PathBuf::from("vendor/pdfium/libpdfium.so"));
+    v
+}
+
+/// Where a file the project ships at `rel` (relative to the checkout) may be, in search order:
+/// under the executable's folder and the three above it (`target/{debug,release}/pagesight` and
+/// `target/debug/deps/<test>` reach the checkout), then under `source_root()`.
+pub fn shipped_file_candidates(rel: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        v.extend(dir.ancestors().take(4).map(|up| up.join(rel)));
+    }
+    v.push(source_root().join(rel));
     v
 }
 

@@ -15,13 +15,11 @@
 //!   disk or quota would make it. Tantivy's own writes are not counted (a file-size rlimit
 //!   covers those).
 
+use crate::env_vars::{COMMIT_TRACE, INDEX_FAULT};
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-
-pub use crate::env_vars::COMMIT_TRACE as COMMIT_TRACE_ENV;
-pub use crate::env_vars::INDEX_FAULT as WRITE_FAULT_ENV;
 
 fn trace_file() -> Option<&'static Mutex<File>> {
     static TRACE: OnceLock<Option<Mutex<File>>> = OnceLock::new();
@@ -30,7 +28,7 @@ fn trace_file() -> Option<&'static Mutex<File>> {
             if !cfg!(feature = "test-hooks") {
                 return None;
             }
-            let path = std::env::var_os(COMMIT_TRACE_ENV)?;
+            let path = std::env::var_os(COMMIT_TRACE)?;
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -38,7 +36,7 @@ fn trace_file() -> Option<&'static Mutex<File>> {
             match f {
                 Ok(f) => Some(Mutex::new(f)),
                 Err(e) => {
-                    tracing::warn!("{COMMIT_TRACE_ENV}: cannot open {path:?}: {e}");
+                    tracing::warn!("{COMMIT_TRACE}: cannot open {path:?}: {e}");
                     None
                 }
             }
@@ -77,7 +75,7 @@ fn fault() -> Option<(i32, u64)> {
         if !cfg!(feature = "test-hooks") {
             return None;
         }
-        let v = std::env::var(WRITE_FAULT_ENV).ok()?;
+        let v = std::env::var(INDEX_FAULT).ok()?;
         let (kind, n) = v.split_once(':')?;
         let errno = match kind {
             "enospc" => libc::ENOSPC,

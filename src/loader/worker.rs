@@ -10,23 +10,13 @@ use std::io::{BufReader, BufWriter};
 use std::os::fd::FromRawFd;
 use std::time::Instant;
 
-/// Test-only fault injection: `abort:<text>` makes the worker abort, `hang:<text>` makes it
-/// sleep forever (after creating `<pdf path>.hanging`, so a test knows it is mid-page), when
-/// asked to render a page of a file whose name contains `<text>`; several such rules may be
-/// given, separated by commas. Set by the parent through `LoaderOptions::worker_env` (or
-/// inherited from its environment); unset in normal runs.
-pub use crate::env_vars::WORKER_FAULT as FAULT_ENV;
-
-/// Overrides the render worker's memory cap (in MB); see [`memory_cap_bytes`].
-pub use crate::env_vars::WORKER_MEMORY_MB as MEMORY_ENV;
-
 /// The cap on a worker's data memory (heap and private mappings, RLIMIT_DATA): room for a page
 /// at the pixel cap in its three forms (PDFium's BGRA, our RGB, the resize's buffers) plus 1 GiB
 /// for PDFium's parsing and decoding. A file needing more (a decompression bomb, an image of
 /// gigapixels) makes an allocation fail: the worker dies, is replaced, and the file fails,
 /// instead of the machine swapping.
 pub fn memory_cap_bytes(max_render_pixels: u64) -> u64 {
-    if let Some(mb) = std::env::var(MEMORY_ENV)
+    if let Some(mb) = std::env::var(crate::env_vars::WORKER_MEMORY_MB)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
@@ -67,7 +57,7 @@ pub fn worker_main() -> Result<()> {
     };
     let mut out = BufWriter::with_capacity(1 << 20, proto);
     let mut input = BufReader::new(std::io::stdin().lock());
-    let fault = std::env::var(FAULT_ENV)
+    let fault = std::env::var(crate::env_vars::WORKER_FAULT)
         .ok()
         .filter(|_| cfg!(feature = "test-hooks"));
     let mut renderer: Option<PdfRenderer> = None;

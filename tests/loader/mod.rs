@@ -2,8 +2,8 @@
 //! input, render worker crashes and timeouts, ordering, resume, cancel, staging.
 //! Fixtures: tests/fixtures/loader/ and assets/samples/, made by tools/gen_loader_fixtures.py.
 
+use pagesight::loader::env_vars::WORKER_FAULT;
 use pagesight::loader::pdfium::PdfRenderer;
-use pagesight::loader::worker::FAULT_ENV;
 use pagesight::loader::LoaderSettings;
 use pagesight::loader::{
     discover, pack_batch, Loader, LoaderEvent, LoaderOptions, PageJobFile, RenderedPage,
@@ -306,7 +306,7 @@ fn crashing_worker_fails_only_its_file() {
         copy_sample_as(dir.path(), "after.pdf", "sparse-attention-transformers.pdf"),
     ];
     let opts = LoaderOptions {
-        worker_env: vec![(FAULT_ENV.into(), "abort:crash-me".into())],
+        worker_env: vec![(WORKER_FAULT.into(), "abort:crash-me".into())],
     };
     let loader = Loader::start_with(
         jobs(&paths),
@@ -343,7 +343,7 @@ fn worker_killed_mid_page_is_replaced() {
         copy_sample_as(dir.path(), "fine.pdf", "graphene-thermal-conductivity.pdf"),
     ];
     let opts = LoaderOptions {
-        worker_env: vec![(FAULT_ENV.into(), "hang:hang-here".into())],
+        worker_env: vec![(WORKER_FAULT.into(), "hang:hang-here".into())],
     };
     let s = LoaderSettings {
         page_timeout_secs: 60.0,
@@ -405,7 +405,7 @@ fn hanging_worker_times_out() {
         copy_sample_as(dir.path(), "quick.pdf", "graphene-thermal-conductivity.pdf"),
     ];
     let opts = LoaderOptions {
-        worker_env: vec![(FAULT_ENV.into(), "hang:slow-hang".into())],
+        worker_env: vec![(WORKER_FAULT.into(), "hang:slow-hang".into())],
     };
     // Short, but not so short that the good file times out on a busy 2-core machine.
     let s = LoaderSettings {

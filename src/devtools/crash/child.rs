@@ -2,7 +2,7 @@
 //! spawning with the commit trace on, killing, finding render workers, and reading the trace.
 
 use anyhow::{bail, Context, Result};
-use pagesight_index::hooks::{COMMIT_TRACE_ENV, WRITE_FAULT_ENV};
+use pagesight_index::env_vars::{COMMIT_TRACE, INDEX_FAULT};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -103,13 +103,13 @@ fn spawn_logged(mut cmd: Command, work: &Path, tag: &str, opts: &RunOpts) -> Res
     let stderr = work.join(format!("{tag}.err"));
     let trace = work.join(format!("{tag}.trace"));
     let _ = std::fs::remove_file(&trace);
-    cmd.env(COMMIT_TRACE_ENV, &trace)
-        .env_remove(WRITE_FAULT_ENV)
+    cmd.env(COMMIT_TRACE, &trace)
+        .env_remove(INDEX_FAULT)
         .stdin(Stdio::null())
         .stdout(file_for(&stdout)?)
         .stderr(file_for(&stderr)?);
     if let Some(f) = &opts.write_fault {
-        cmd.env(WRITE_FAULT_ENV, f);
+        cmd.env(INDEX_FAULT, f);
     }
     if let Some(limit) = opts.file_size_limit {
         use std::os::unix::process::CommandExt;
@@ -217,7 +217,7 @@ pub fn child_processes(parent: u32, arg: &str) -> Vec<u32> {
 /// path every process of the run inherits in its environment. After the run is killed they
 /// must go too; waits up to `grace` for them to exit.
 pub fn survivors(trace: &Path, grace: Duration) -> Vec<u32> {
-    let needle = format!("{COMMIT_TRACE_ENV}={}", trace.display());
+    let needle = format!("{COMMIT_TRACE}={}", trace.display());
     let deadline = Instant::now() + grace;
     loop {
         let alive: Vec<u32> = std::fs::read_dir("/proc")

@@ -9,8 +9,8 @@
 use super::pdf::{document, escape_string, Encryption, ImageSpec, PageSpec, PdfWriter};
 use anyhow::{Context, Result};
 use pagesight_index::synthetic::Rng;
-use pagesight_loader::fault::READ_FAULT_ENV;
-use pagesight_loader::worker::FAULT_ENV;
+use pagesight_loader::env_vars::READ_FAULT;
+use pagesight_loader::env_vars::WORKER_FAULT;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -169,9 +169,9 @@ pub fn generate(root: &Path, count: usize, seed: u64) -> Result<Corpus> {
         g.write(name, &doc, kind, Expect::Fails(why))?;
     }
     let env = vec![
-        (READ_FAULT_ENV.into(), "unreadable-injected".into()),
+        (READ_FAULT.into(), "unreadable-injected".into()),
         (
-            FAULT_ENV.into(),
+            WORKER_FAULT.into(),
             "abort:worker-crash-injected,hang:worker-hang-injected".into(),
         ),
     ];

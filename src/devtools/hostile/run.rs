@@ -78,7 +78,7 @@ pub fn run_ingest(corpus: &Corpus, index: &Path, opts: &RunOptions) -> Result<In
         .envs(corpus.env.iter().map(|(k, v)| (k, v)))
         .envs(
             opts.worker_memory_mb
-                .map(|mb| (pagesight_loader::worker::MEMORY_ENV, mb.to_string())),
+                .map(|mb| (pagesight_loader::env_vars::WORKER_MEMORY_MB, mb.to_string())),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

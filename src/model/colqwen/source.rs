@@ -220,14 +220,7 @@ pub fn shipped_tokenizer() -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let rel = Path::new("assets").join("tokenizer").join("tokenizer.json");
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        for anc in exe.ancestors().skip(1).take(4) {
-            candidates.push(anc.join(&rel));
-        }
-    }
-    candidates.push(pagesight_common::paths::source_root().join(&rel));
-    candidates
+    pagesight_common::paths::shipped_file_candidates(&rel)
         .into_iter()
         .find(|p| p.is_file())
         .with_context(|| {
