@@ -577,11 +577,16 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     );
     frames(&mut h, 3);
     h.get_by_label("Export JSON").click();
-    let done = frames_until(&mut h, Duration::from_secs(20), |_| {
-        std::fs::read_dir(&exports)
-            .map(|d| d.count() == 2)
-            .unwrap_or(false)
-    });
+    // The file exists as soon as the writer creates it, before its bytes land: wait for the
+    // app's own "written" notice, as for the CSV, then look at the folder.
+    let done = frames_until(&mut h, Duration::from_secs(20), |h| {
+        h.state()
+            .notices()
+            .iter()
+            .any(|n| n.contains("JSON written"))
+    }) && std::fs::read_dir(&exports)
+        .map(|d| d.count() == 2)
+        .unwrap_or(false);
     assert!(
         done,
         "exports not written; notices: {:?}",
