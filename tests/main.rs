@@ -17,6 +17,7 @@ mod model;
 mod nf4;
 mod quant_cache;
 mod quant_scope;
+mod search_path;
 mod ui;
 mod ui_e2e;
 mod ui_errors;

@@ -431,6 +431,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
             elapsed_ms: 12.0,
             note: None,
             scorer: "CPU exact MaxSim (avx2, 2 threads)".into(),
+            timings: Default::default(),
         })
         .unwrap();
     frames(&mut h, 3);

@@ -1,14 +1,21 @@
-//! `pagesight search "<query>"`: loads the model that made the index by itself and ranks pages.
+//! `pagesight search "<query>" ["<query>" …]`: loads the model that made the index once and ranks
+//! pages for each query, in order.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use pagesight_engine::{Command, EngineHandle, Event, EventEnvelope, SearchMode, SearchRequest};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
-    /// What to look for, in natural language.
-    pub query: String,
+    /// What to look for, in natural language; several queries are answered one after another
+    /// with the model loaded once.
+    #[arg(required_unless_present = "queries_file")]
+    pub queries: Vec<String>,
+    /// A file of queries, one per line (blank lines and lines starting with # are skipped);
+    /// answered after any given as arguments.
+    #[arg(long, value_name = "FILE")]
+    pub queries_file: Option<PathBuf>,
     /// Index folder.
     #[arg(long, conflicts_with = "folder")]
     pub index: Option<PathBuf>,
@@ -43,18 +50,24 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (None, Some(f)) => pagesight_common::paths::default_index_for(f),
         (None, None) => bail!("say which index to search: --index DIR or --folder CORPUS"),
     };
+    let queries = all_queries(&a)?;
     let engine = EngineHandle::spawn();
-    engine.send(Command::Search(SearchRequest {
-        id: 1,
-        index,
-        query: a.query.clone(),
-        top_k: a.top_k,
-        mode: a.mode,
-        hybrid_visual_weight: a.hybrid_weight,
-        with_heatmaps: a.heatmap,
-        device: a.device,
-        visual_scorer: a.scorer,
-    }));
+    // All at once: the search thread answers them in order, the model loaded for the first.
+    for (i, query) in queries.iter().enumerate() {
+        engine.send(Command::Search(SearchRequest {
+            id: i as u64 + 1,
+            index: index.clone(),
+            query: query.clone(),
+            top_k: a.top_k,
+            mode: a.mode,
+            hybrid_visual_weight: a.hybrid_weight,
+            with_heatmaps: a.heatmap,
+            device: a.device,
+            visual_scorer: a.scorer,
+        }));
+    }
+    let mut answered = 0;
+    let mut elapsed = Vec::with_capacity(queries.len());
     for ev in engine.events.iter() {
         match &ev {
             Event::SearchResults {
@@ -62,19 +75,24 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 elapsed_ms,
                 note,
                 scorer,
+                timings,
+                query,
                 ..
             } => {
                 if a.json {
                     println!("{}", EventEnvelope::json_line(&ev));
                 } else {
-                    if let Some(n) = note {
+                    if let Some(n) = note.as_ref().filter(|_| answered == 0) {
                         eprintln!("note: {n}");
                     }
+                    let load = (timings.model_load_ms >= 1.0)
+                        .then(|| format!(", model load {:.0} ms", timings.model_load_ms))
+                        .unwrap_or_default();
                     println!(
-                        "{} results for \"{}\" ({:.1} ms; {scorer})",
+                        "{} results for \"{query}\" ({elapsed_ms:.1} ms: query {:.1}, scoring {:.1}{load}; {scorer})",
                         hits.len(),
-                        a.query,
-                        elapsed_ms
+                        timings.embed_ms,
+                        timings.score_ms,
                     );
                     for h in hits {
                         println!(
@@ -86,11 +104,22 @@ pub fn run(a: SearchArgs) -> Result<()> {
                         );
                     }
                 }
-                return Ok(());
+                elapsed.push(*elapsed_ms - timings.model_load_ms);
+                answered += 1;
+                if answered == queries.len() {
+                    if queries.len() > 1 && !a.json {
+                        let p50 = pagesight_common::stats::median(std::mem::take(&mut elapsed));
+                        eprintln!(
+                            "{} queries, median {p50:.1} ms each once the model was loaded",
+                            queries.len()
+                        );
+                    }
+                    return Ok(());
+                }
             }
             Event::Error {
                 message,
-                request_id: Some(1),
+                request_id: Some(_),
                 context,
             } => bail!("{context}: {message}"),
             Event::Notice { message } => eprintln!("note: {message}"),
@@ -98,4 +127,23 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
     }
     bail!("the engine stopped unexpectedly")
+}
+
+/// The queries given as arguments, then those of `--queries-file`.
+fn all_queries(a: &SearchArgs) -> Result<Vec<String>> {
+    let mut out = a.queries.clone();
+    if let Some(f) = &a.queries_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the queries file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    if out.is_empty() {
+        bail!("no query to answer: give one as an argument or in --queries-file");
+    }
+    Ok(out)
 }

@@ -113,6 +113,24 @@ pub struct SearchHit {
     pub heatmap: Option<Heatmap>,
 }
 
+/// One search's time by step, in milliseconds; the steps add up to the search's `elapsed_ms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchTimings {
+    /// Taking the index's last commit: a `stat` when it is open and unchanged; opening it (every
+    /// segment checked) the first time, the new segments only after a commit.
+    pub open_ms: f64,
+    /// Loading the query model (only the first search with a model, or after a model change).
+    pub model_load_ms: f64,
+    /// Embedding the query.
+    pub embed_ms: f64,
+    /// Choosing the scorer; uploading the page tiles to the GPU after a commit.
+    pub tiles_ms: f64,
+    /// Scoring and ranking (MaxSim, BM25, fusion).
+    pub score_ms: f64,
+    /// Heatmaps of the hits (zero unless asked for) and the answer's assembly.
+    pub heatmap_ms: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heatmap {
     pub grid_h: u32,
@@ -217,6 +235,9 @@ pub enum Event {
         /// What computed the ranking (e.g. "GPU, fused MaxSim kernel (…)", "CPU exact MaxSim (…)").
         #[serde(default)]
         scorer: String,
+        /// Where `elapsed_ms` went.
+        #[serde(default)]
+        timings: SearchTimings,
     },
     Thumbnail {
         id: u64,

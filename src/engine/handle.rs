@@ -6,6 +6,7 @@ use super::command::Command;
 use super::control::RunControl;
 use super::event::Event;
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -100,13 +101,29 @@ struct Engine {
     /// The one ingest or A/B run (they share the model and the device).
     run: Option<Job>,
     searcher: super::search::SearchService,
+    /// Index statistics, from the readers the searches share: never on this thread.
+    stats: Sender<PathBuf>,
     thumbnails: super::thumbnail::ThumbnailService,
 }
 
 impl Engine {
     fn new(events: Sender<Event>) -> Engine {
+        let indexes = super::open_indexes::OpenIndexes::default();
+        let stats_from = indexes.clone();
         Engine {
-            searcher: super::search::SearchService::spawn(events.clone()),
+            searcher: super::search::SearchService::spawn(events.clone(), indexes),
+            stats: super::service::spawn(
+                "pagesight-stats",
+                events.clone(),
+                move |index: PathBuf| match stats_from.stats(&index) {
+                    Ok(s) => Event::Stats(super::search::stats_event(&index, s)),
+                    Err(e) => Event::Error {
+                        context: format!("index {}", index.display()),
+                        message: format!("{e:#}"),
+                        request_id: None,
+                    },
+                },
+            ),
             thumbnails: super::thumbnail::ThumbnailService::spawn(events.clone()),
             events,
             run: None,
@@ -201,14 +218,7 @@ impl Engine {
                     max_side,
                 } => self.thumbnails.submit(id, file, page, max_side),
                 Command::Stats { index } => {
-                    match pagesight_index::Index::open(&index).map(|i| i.stats()) {
-                        Ok(s) => self.emit(Event::Stats(super::search::stats_event(&index, s))),
-                        Err(e) => self.emit(Event::Error {
-                            context: format!("index {}", index.display()),
-                            message: format!("{e:#}"),
-                            request_id: None,
-                        }),
-                    }
+                    let _ = self.stats.send(index);
                 }
                 Command::DeviceInfo => self.emit(Event::Device(super::device_info::describe(
                     super::DeviceChoice::Auto,

@@ -22,7 +22,9 @@ pub mod gpu_monitor;
 pub mod handle;
 pub mod ingest;
 pub mod metrics;
+pub mod open_indexes;
 pub mod search;
+pub mod service;
 pub mod thumbnail;
 
 pub use handle::EngineHandle;

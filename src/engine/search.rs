@@ -7,13 +7,14 @@
 //! why. Each answer names the scorer that ran.
 
 use super::command::{SearchMode, SearchRequest, VisualScorer};
-use super::event::{Event, Heatmap, IndexStats, SearchHit};
+use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
+use super::open_indexes::OpenIndexes;
 use super::settings::{DeviceChoice, ModelSettings};
 use anyhow::{Context, Result};
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::Sender;
 use pagesight_index::search::{CpuExact, PageScorer, Searcher};
 use pagesight_index::tensor_scorer::TensorScorer;
-use pagesight_index::{Index, Provenance};
+use pagesight_index::Provenance;
 use pagesight_model::colqwen::ColQwen;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,28 +24,16 @@ pub struct SearchService {
 }
 
 impl SearchService {
-    pub fn spawn(events: Sender<Event>) -> SearchService {
-        let (tx, rx) = unbounded::<SearchRequest>();
-        std::thread::Builder::new()
-            .name("pagesight-search".into())
-            .spawn(move || {
-                let mut state = SearchState::default();
-                while let Ok(req) = rx.recv() {
-                    let e = match search(&req, &mut state) {
-                        Ok(e) => e,
-                        Err(e) => Event::Error {
-                            context: format!("search in {}", req.index.display()),
-                            message: format!("{e:#}"),
-                            request_id: Some(req.id),
-                        },
-                    };
-                    if events.send(e).is_err() {
-                        break;
-                    }
-                }
+    pub fn spawn(events: Sender<Event>, indexes: OpenIndexes) -> SearchService {
+        let mut state = SearchState::new(indexes);
+        let requests = super::service::spawn("pagesight-search", events, move |req| {
+            search(&req, &mut state).unwrap_or_else(|e| Event::Error {
+                context: format!("search in {}", req.index.display()),
+                message: format!("{e:#}"),
+                request_id: Some(req.id),
             })
-            .expect("spawn search thread");
-        SearchService { requests: tx }
+        });
+        SearchService { requests }
     }
 
     pub fn submit(&self, req: SearchRequest) {
@@ -76,8 +65,8 @@ impl QueryModels {
 }
 
 /// What the search thread keeps between queries.
-#[derive(Default)]
 pub struct SearchState {
+    pub indexes: OpenIndexes,
     pub models: QueryModels,
     resident: Option<ResidentPages>,
     /// The snapshot whose tiles did not go to the GPU, and why: not tried again before the
@@ -100,6 +89,15 @@ const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
 const RESIDENT_CHUNK_PAGES: usize = 4096;
 
 impl SearchState {
+    pub fn new(indexes: OpenIndexes) -> SearchState {
+        SearchState {
+            indexes,
+            models: QueryModels::default(),
+            resident: None,
+            declined: None,
+        }
+    }
+
     /// The scorer for `searcher`'s snapshot of `index`: its tiles on the GPU when the query model
     /// is there and they fit, else the CPU kernels. The string says which ran; the note, why not
     /// the GPU when it was expected.
@@ -238,17 +236,25 @@ pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<Mod
 
 pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     let t0 = Instant::now();
-    let index = Index::open(&req.index)
-        .with_context(|| format!("opening index {}", req.index.display()))?;
-    let prov = index.provenance().clone();
-    let searcher = index.searcher()?;
+    let mut timings = SearchTimings::default();
+    let mut lap = Instant::now();
+    let mut took = || {
+        let ms = lap.elapsed().as_secs_f64() * 1e3;
+        lap = Instant::now();
+        ms
+    };
+    let open = state.indexes.snapshot(&req.index)?;
+    let (searcher, prov) = (open.searcher, open.provenance);
+    timings.open_ms = took();
     let (vectors, device) = if req.mode == SearchMode::Text {
         (Vec::new(), candle_core::Device::Cpu)
     } else {
         let model = state.models.for_index(&prov, req.device)?;
+        timings.model_load_ms = took();
         let v = model
             .embed_queries(std::slice::from_ref(&req.query))?
             .remove(0);
+        timings.embed_ms = took();
         (v, model.device().clone())
     };
     let q = pagesight_index::Query {
@@ -287,7 +293,11 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         };
         (s, l, n)
     };
+    timings.tiles_ms = took();
     let hits = searcher.search_with(&q, scorer.get())?;
+    // Damage that came after the segment was checked (the disk, not a write) is caught here.
+    searcher.verify_pages(hits.iter().map(|h| h.page_id))?;
+    timings.score_ms = took();
     let mut out = Vec::with_capacity(hits.len());
     for (rank, h) in hits.into_iter().enumerate() {
         let heatmap = if req.with_heatmaps && q.n_tokens > 0 {
@@ -309,6 +319,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
             heatmap,
         });
     }
+    timings.heatmap_ms = took();
     let random = (prov.random_weights && req.mode != SearchMode::Text).then(|| {
         format!(
             "index made with random weights ('{}'): visual rankings are meaningless",
@@ -324,6 +335,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         elapsed_ms: t0.elapsed().as_secs_f64() * 1e3,
         note,
         scorer: scorer_label,
+        timings,
     })
 }
 

@@ -20,6 +20,8 @@
 //! let hits: Vec<Hit> = s.search(&Query { vectors, n_tokens, text, mode, top_k, visual_weight, scorer })?;
 //! let hm: PageHeatmap = s.heatmap(page_id, &q, nq)?;
 //! Index::open(dir)?;  Index::verify(dir)?;  ix.stats();  ix.compact()?;
+//! let mut r = IndexReader::open(dir)?;                       // kept open: checks each segment once
+//! let s: Searcher = r.searcher()?;                            // reopens only after a commit
 //! ```
 //! Other scorers plug in through `search::PageScorer` (`Searcher::visual_with`): the CPU kernels
 //! (`search::CpuExact`, `maxsim`) and `tensor_scorer::TensorScorer`, MaxSim as batched matmuls over
@@ -30,6 +32,7 @@ pub mod binary;
 #[cfg(target_arch = "x86_64")]
 mod binary_avx512;
 pub mod env_vars;
+pub mod file_identity;
 pub mod format;
 pub mod fusion;
 pub mod hooks;
@@ -44,6 +47,7 @@ mod maxsim_rows;
 pub mod page_table;
 pub mod pooling;
 pub mod provenance;
+pub mod reader;
 pub mod search;
 pub mod segment;
 pub mod snapshot;
@@ -56,6 +60,7 @@ pub mod verify;
 
 pub use format::{IndexError, Result, FORMAT_VERSION};
 pub use provenance::Provenance;
+pub use reader::IndexReader;
 pub use search::{Hit, PageHeatmap, PageScorer, Query, Scorer, SearchMode, Searcher};
 pub use store::{CommitInfo, FileState, Index, OpenOptions, PageRecord};
 pub use verify::VerifyReport;

@@ -415,6 +415,16 @@ impl Searcher {
         Ok(seg.meta(i)?.text)
     }
 
+    /// Recomputes the checksum of each page (by id): a search checks the pages it returns, so a
+    /// page damaged after its segment was checked is refused rather than shown.
+    pub fn verify_pages(&self, page_ids: impl IntoIterator<Item = u64>) -> Result<()> {
+        for id in page_ids {
+            let (seg, i) = self.entry(id)?;
+            seg.verify_page(i)?;
+        }
+        Ok(())
+    }
+
     /// Per merged patch, the similarity of the vector that covers it (max over query tokens,
     /// and per query token). Pooled vectors map back through their patch members.
     pub fn heatmap(&self, page_id: u64, q: &[f32], nq: usize) -> Result<PageHeatmap> {

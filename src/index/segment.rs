@@ -7,6 +7,7 @@
 //! (page text, pooled-vector patch members). Every byte of the file is under a checksum: header
 //! and table by the header, each span (padding included) by its entry.
 
+use super::file_identity::FileIdentity;
 use super::format::{
     corrupt, crc32, io_err, IndexError, LeReader, Result, BLOCK_TOKENS, FORMAT_VERSION,
 };
@@ -202,6 +203,8 @@ pub struct SegmentReader {
     pub path: PathBuf,
     pub dim: usize,
     pub entries: Vec<PageEntry>,
+    /// The file as it was when mapped: a reader reuses this segment while it is unchanged.
+    pub identity: FileIdentity,
     mmap: Mmap,
 }
 
@@ -221,7 +224,9 @@ impl SegmentReader {
     /// `verify_data` every page span's checksum is recomputed too (all cores).
     pub fn open(path: &Path, dim: usize, verify_data: bool) -> Result<Self> {
         let file = File::open(path).map_err(io_err(path))?;
-        let len = file.metadata().map_err(io_err(path))?.len() as usize;
+        let metadata = file.metadata().map_err(io_err(path))?;
+        let identity = FileIdentity::from_metadata(&metadata);
+        let len = metadata.len() as usize;
         if len < HEADER_LEN {
             return Err(corrupt(
                 path,
@@ -314,6 +319,7 @@ impl SegmentReader {
             path: path.into(),
             dim,
             entries,
+            identity,
             mmap,
         };
         if verify_data {
@@ -324,20 +330,21 @@ impl SegmentReader {
 
     /// Recomputes every page span's checksum.
     pub fn verify_spans(&self) -> Result<()> {
-        let bad = self
-            .entries
-            .par_iter()
-            .position_first(|e| crc32(self.span(e)) != e.crc);
-        match bad {
-            Some(i) => Err(corrupt(
-                &self.path,
-                format!(
-                    "page entry {i} (page id {}) checksum mismatch",
-                    self.entries[i].page_id
-                ),
-            )),
-            None => Ok(()),
+        (0..self.entries.len())
+            .into_par_iter()
+            .try_for_each(|i| self.verify_page(i))
+    }
+
+    /// Recomputes page `i`'s checksum: cheap enough to run on every page a search returns.
+    pub fn verify_page(&self, i: usize) -> Result<()> {
+        let e = &self.entries[i];
+        if crc32(self.span(e)) == e.crc {
+            return Ok(());
         }
+        Err(corrupt(
+            &self.path,
+            format!("page entry {i} (page id {}) checksum mismatch", e.page_id),
+        ))
     }
 
     fn span(&self, e: &PageEntry) -> &[u8] {
@@ -387,6 +394,7 @@ impl SegmentReader {
             path: self.path.clone(),
             dim: self.dim,
             entries: self.entries.clone(),
+            identity: self.identity,
             mmap: anon.make_read_only().map_err(io_err(&self.path))?,
         })
     }

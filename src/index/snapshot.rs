@@ -2,6 +2,7 @@
 //! (cross-checked against the manifest's file table), and the text store reconciled with it.
 //! Shared by `Index` (open, commit, compact) and `verify`.
 
+use super::file_identity::FileIdentity;
 use super::format::{self, corrupt, hex, io_err, IndexError, Result, SEGMENTS_DIR};
 use super::manifest::{FileEntry, Manifest, TextCommit};
 use super::search::{PageRef, Snapshot};
@@ -21,16 +22,25 @@ pub(crate) fn load_manifest(dir: &Path) -> Result<Manifest> {
     Manifest::load(dir)
 }
 
+/// The manifest's segments, mapped and checked (every page checksum with `verify_data`). A
+/// segment in `reuse` whose file is unchanged is taken as it is: it was checked when it was opened.
 pub(crate) fn open_segments(
     dir: &Path,
     m: &Manifest,
     verify_data: bool,
+    reuse: &[Arc<SegmentReader>],
 ) -> Result<Vec<Arc<SegmentReader>>> {
     m.segments
         .iter()
         .map(|s| {
             let path = dir.join(SEGMENTS_DIR).join(&s.file);
-            let r = SegmentReader::open(&path, m.provenance.dim, verify_data)?;
+            let unchanged = |r: &&Arc<SegmentReader>| {
+                r.path == path && FileIdentity::of(&path).is_ok_and(|now| now == r.identity)
+            };
+            let r = match reuse.iter().find(unchanged) {
+                Some(r) => r.clone(),
+                None => Arc::new(SegmentReader::open(&path, m.provenance.dim, verify_data)?),
+            };
             if r.entries.len() as u64 != s.pages || r.file_len() != s.bytes {
                 return Err(corrupt(
                     &path,
@@ -43,7 +53,7 @@ pub(crate) fn open_segments(
                     ),
                 ));
             }
-            Ok(Arc::new(r))
+            Ok(r)
         })
         .collect()
 }

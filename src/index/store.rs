@@ -118,6 +118,16 @@ impl Index {
     }
 
     pub fn open_with(dir: &Path, opts: OpenOptions) -> Result<Index> {
+        Self::open_reusing(dir, opts, &[])
+    }
+
+    /// `open_with`, taking each segment of `reuse` whose file is unchanged as it is (mapped and
+    /// checked already) instead of opening and checking it again.
+    pub(crate) fn open_reusing(
+        dir: &Path,
+        opts: OpenOptions,
+        reuse: &[Arc<SegmentReader>],
+    ) -> Result<Index> {
         let text_dir = dir.join(TEXT_DIR);
         let deadline = std::time::Instant::now() + WRITER_SWAP_WAIT;
         let (manifest, opened) = loop {
@@ -145,7 +155,7 @@ impl Index {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
-        let segments = open_segments(dir, &manifest, opts.verify_data)?;
+        let segments = open_segments(dir, &manifest, opts.verify_data, reuse)?;
         let mut warnings = Vec::new();
         let text = match opened {
             Some(Ok(t)) => t,
@@ -194,7 +204,7 @@ impl Index {
             opened => opened,
         };
         remove_orphans(dir, &manifest)?;
-        let segments = open_segments(dir, &manifest, true)?;
+        let segments = open_segments(dir, &manifest, true, &[])?;
         let text = match opened {
             Ok(t) if matches => t,
             opened => {

@@ -5,6 +5,7 @@ mod batch_add;
 mod corruption;
 mod kernels;
 mod page_table;
+mod reader;
 mod tensor;
 
 use pagesight::devtools::index_stress::{stress_file_hash, stress_page_text, stress_provenance};

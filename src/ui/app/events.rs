@@ -78,6 +78,7 @@ impl PagesightApp {
                 elapsed_ms,
                 note,
                 scorer,
+                ..
             } => {
                 let keys: Vec<ThumbKey> = hits
                     .iter()

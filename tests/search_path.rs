@@ -1,0 +1,172 @@
+//! The user's search path: the engine keeps each index open (checked once, reopened after a
+//! commit), never serves a damaged segment, and `pagesight search` answers many queries with one
+//! model load.
+
+use crate::engine::{ingest, sample_corpus, test_settings};
+use pagesight::engine::{Command, EngineHandle, Event, SearchMode, SearchRequest};
+use std::path::Path;
+use std::time::Duration;
+
+/// The engine's answer to request `id`: its results, or the error's text.
+fn answer(engine: &EngineHandle, index: &Path, query: &str, id: u64) -> Result<Event, String> {
+    engine.send(Command::Search(SearchRequest {
+        id,
+        index: index.into(),
+        query: query.into(),
+        top_k: 5,
+        mode: SearchMode::Visual,
+        hybrid_visual_weight: 0.5,
+        with_heatmaps: false,
+        device: pagesight::engine::DeviceChoice::Cpu,
+        visual_scorer: Default::default(),
+    }));
+    loop {
+        match engine
+            .events
+            .recv_timeout(Duration::from_secs(120))
+            .expect("search answers")
+        {
+            e @ Event::SearchResults { id: i, .. } if i == id => return Ok(e),
+            Event::Error {
+                context,
+                message,
+                request_id: Some(i),
+            } if i == id => return Err(format!("{context}: {message}")),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_damaged_segment_is_refused_by_the_running_engine_and_named() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let (s, _) = ingest(&engine, corpus.path(), index.path(), test_settings());
+    assert!(s.pages_ingested > 0);
+    let first = answer(&engine, index.path(), "a table", 1).expect("clean index answers");
+    let Event::SearchResults { hits, timings, .. } = first else {
+        unreachable!()
+    };
+    assert!(!hits.is_empty());
+    assert!(
+        timings.open_ms > 0.0 && timings.embed_ms > 0.0,
+        "{timings:?}"
+    );
+
+    // One flipped bit inside the last page's data of one segment.
+    let seg = std::fs::read_dir(index.path().join("segments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() - 70;
+    bytes[at] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let name = seg.file_name().unwrap().to_string_lossy().into_owned();
+    for id in [2, 3] {
+        let e = answer(&engine, index.path(), "a table", id).expect_err("damaged segment refused");
+        assert!(
+            e.contains(&name) && e.contains("pagesight index verify"),
+            "the error names the segment and what to run: {e}"
+        );
+    }
+    let report = pagesight::index::Index::verify(index.path()).unwrap();
+    assert!(!report.ok && report.problems.iter().any(|p| p.contains(&name)));
+}
+
+#[test]
+fn the_cli_answers_many_queries_with_one_model_load() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    {
+        let engine = EngineHandle::spawn();
+        ingest(&engine, corpus.path(), index.path(), test_settings());
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "# a comment\nthird query\n\n  fourth query  \n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
+        .arg("search")
+        .args(["first query", "second query"])
+        .arg("--queries-file")
+        .arg(file.path())
+        .arg("--index")
+        .arg(index.path())
+        .args(["--device", "cpu", "--json", "--top-k", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let queries: Vec<&str> = answers
+        .iter()
+        .map(|a| a["query"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        queries,
+        ["first query", "second query", "third query", "fourth query"]
+    );
+    for a in &answers {
+        assert_eq!(a["hits"].as_array().unwrap().len(), 3, "{a}");
+    }
+    // The model is loaded for the first query only.
+    let loads: Vec<f64> = answers
+        .iter()
+        .map(|a| a["timings"]["model_load_ms"].as_f64().unwrap())
+        .collect();
+    assert!(
+        loads[1..].iter().all(|&l| l < loads[0]),
+        "model load per query: {loads:?}"
+    );
+}
+
+#[test]
+fn stats_come_from_the_open_reader_and_follow_commits() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let (s, _) = ingest(&engine, corpus.path(), index.path(), test_settings());
+    let stats = |engine: &EngineHandle| {
+        engine.send(Command::Stats {
+            index: index.path().into(),
+        });
+        loop {
+            match engine.events.recv_timeout(Duration::from_secs(60)).unwrap() {
+                Event::Stats(st) => return st,
+                Event::Error {
+                    context, message, ..
+                } => panic!("{context}: {message}"),
+                _ => {}
+            }
+        }
+    };
+    assert_eq!(stats(&engine).pages, s.pages_ingested);
+    // A file removed and pruned: the next statistics see the commit.
+    let victim = std::fs::read_dir(corpus.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&victim).unwrap();
+    let mut prune = test_settings();
+    prune.prune = true;
+    let (s2, _) = ingest(&engine, corpus.path(), index.path(), prune);
+    assert_eq!(s2.files_removed, 1);
+    let after = stats(&engine);
+    assert!(after.pages < s.pages_ingested, "{after:?}");
+}
