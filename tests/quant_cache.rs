@@ -253,7 +253,16 @@ fn checkpoint_with_adapter_is_cached_and_changed_files_are_noticed() {
     // Ingest tells the user (engine event), not only the log.
     std::fs::write(&r.file, b"x").unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
-    pagesight::engine::ingest::load_model(&s, &tx).unwrap();
+    use pagesight::engine::stage::{Stage, StageClock};
+    let mut clock = StageClock::start(Stage::Discover);
+    pagesight::engine::ingest::load_model(&s, &tx, &mut clock).unwrap();
+    // The load quantised (the cache was unusable): its own stage, apart from reading weights.
+    let startup = clock.take(Stage::Render);
+    assert!(
+        startup.get(Stage::Quantize) > 0.0 && startup.get(Stage::ModelLoad) > 0.0,
+        "{startup:?}"
+    );
+    assert!(startup.get(Stage::Discover) < startup.get(Stage::ModelLoad));
     let notices: Vec<String> = rx
         .try_iter()
         .filter_map(|e| match e {

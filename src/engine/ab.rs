@@ -8,6 +8,7 @@ use super::event::{AbSideResult, Event};
 use super::ingest::pump::{FileTrack, Pump};
 use super::ingest::sink::DiscardSink;
 use super::metrics::MetricsRecorder;
+use super::stage::{Stage, StageClock};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::Sender;
 use pagesight_loader::{discover, Loader, PageJobFile};
@@ -60,7 +61,9 @@ pub fn run_side(
     if discovery.files.is_empty() {
         bail!("no PDF files under {}", folder.display());
     }
-    let model = super::ingest::load_model(&side.settings.model, events)?;
+    // Start-up is not part of the comparison: each side's timing starts after it.
+    let mut startup = StageClock::start(Stage::Discover);
+    let model = super::ingest::load_model(&side.settings.model, events, &mut startup)?;
     let pre = model.preprocess_config();
     let mut tracks = Vec::new();
     let mut jobs = Vec::new();

@@ -10,6 +10,13 @@ use std::time::Instant;
 pub enum Stage {
     /// Walking the folder and hashing files.
     Discover,
+    /// Reading the model's weights onto the device (tokenizer and config included).
+    ModelLoad,
+    /// Quantising the weights, or reading (and writing) them in the quantised-weight cache.
+    Quantize,
+    /// Compiling the GPU kernels (ours and the library's) on their first launch, or loading them
+    /// from the kernel caches.
+    KernelCompile,
     /// Rendering in a worker process, resize included (seen by the consumer as waiting on it).
     Render,
     /// Waiting on the prefetch queue although pages were already rendered (channel hand-off).
@@ -29,8 +36,12 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const COUNT: usize = 12;
+    pub const ALL: [Stage; Stage::COUNT] = [
         Stage::Discover,
+        Stage::ModelLoad,
+        Stage::Quantize,
+        Stage::KernelCompile,
         Stage::Render,
         Stage::QueueWait,
         Stage::Stage,
@@ -44,6 +55,9 @@ impl Stage {
     pub fn name(self) -> &'static str {
         match self {
             Stage::Discover => "discover",
+            Stage::ModelLoad => "model_load",
+            Stage::Quantize => "quantize",
+            Stage::KernelCompile => "kernel_compile",
             Stage::Render => "render",
             Stage::QueueWait => "queue_wait",
             Stage::Stage => "stage",
@@ -62,7 +76,7 @@ impl Stage {
 
 /// Seconds spent per stage. Serialised as a map `{stage name: seconds}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StageTimes(pub [f64; 9]);
+pub struct StageTimes(pub [f64; Stage::COUNT]);
 
 impl StageTimes {
     pub fn get(&self, s: Stage) -> f64 {
@@ -84,7 +98,7 @@ impl StageTimes {
 impl Serialize for StageTimes {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(9))?;
+        let mut m = s.serialize_map(Some(Stage::COUNT))?;
         for st in Stage::ALL {
             m.serialize_entry(st.name(), &self.get(st))?;
         }
@@ -133,6 +147,13 @@ impl StageClock {
     pub fn take(&mut self, next: Stage) -> StageTimes {
         self.switch(next);
         std::mem::take(&mut self.times)
+    }
+    /// Moves up to `secs` of the time attributed so far from `from` to `to` (a part of a step
+    /// that the step itself measured, e.g. the quantisation inside a model load).
+    pub fn reattribute(&mut self, from: Stage, to: Stage, secs: f64) {
+        let moved = secs.clamp(0.0, self.times.get(from));
+        self.times.0[from.index()] -= moved;
+        self.times.0[to.index()] += moved;
     }
     /// Re-divides the time attributed so far to `a` and `b` as `share_a` : 1 − `share_a` (used when
     /// the host's waits for the device cannot say which part of the device's work they covered,

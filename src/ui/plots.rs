@@ -32,6 +32,9 @@ pub fn run_colour(i: usize) -> Color32 {
 pub fn stage_colour(s: Stage) -> Color32 {
     match s {
         Stage::Discover => Color32::from_rgb(140, 140, 140),
+        Stage::ModelLoad => Color32::from_rgb(100, 100, 110),
+        Stage::Quantize => Color32::from_rgb(175, 160, 130),
+        Stage::KernelCompile => Color32::from_rgb(190, 190, 200),
         Stage::Render => Color32::from_rgb(66, 150, 250),
         Stage::QueueWait => Color32::from_rgb(170, 200, 240),
         Stage::Stage => Color32::from_rgb(120, 200, 200),

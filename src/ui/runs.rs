@@ -169,7 +169,7 @@ pub struct SummaryRow {
     /// pages/s relative to the first run.
     pub speedup: f64,
     /// Per-stage seconds per page, in `Stage::ALL` order.
-    pub stage_ms_per_page: [f64; 9],
+    pub stage_ms_per_page: [f64; Stage::COUNT],
 }
 
 pub fn summary_rows(runs: &[&AbSideResult]) -> Vec<SummaryRow> {
@@ -181,7 +181,7 @@ pub fn summary_rows(runs: &[&AbSideResult]) -> Vec<SummaryRow> {
             } else {
                 0.0
             };
-            let mut stage_ms_per_page = [0.0; 9];
+            let mut stage_ms_per_page = [0.0; Stage::COUNT];
             for st in Stage::ALL {
                 stage_ms_per_page[st.index()] = r.stages.get(st) * per_page;
             }

@@ -50,10 +50,18 @@ pub fn run_to_end(
 }
 
 /// Loads the model and says what the user must know about it (random weights, first-launch
-/// GPU kernel compilation).
-pub fn load_model(settings: &ModelSettings, events: &Sender<Event>) -> Result<ColQwen> {
+/// GPU kernel compilation). `clock` is switched through the start-up stages (model load,
+/// quantisation, kernel compilation) and left running `ModelLoad`'s successor, `Index`.
+pub fn load_model(
+    settings: &ModelSettings,
+    events: &Sender<Event>,
+    clock: &mut StageClock,
+) -> Result<ColQwen> {
+    clock.switch(Stage::ModelLoad);
     let model =
         ColQwen::load(settings).with_context(|| format!("loading model '{}'", settings.model))?;
+    clock.switch(Stage::KernelCompile);
+    clock.reattribute(Stage::ModelLoad, Stage::Quantize, model.quantize_secs());
     if let Some(report) = model.quant_cache_report() {
         for message in report.warnings.iter().chain(&report.write_error) {
             let _ = events.send(Event::Notice {
@@ -70,7 +78,7 @@ pub fn load_model(settings: &ModelSettings, events: &Sender<Event>) -> Result<Co
         });
     }
     if !model.device().is_cpu() {
-        // The first launch of each CUDA kernel module JIT-compiles its PTX (~30 s cold).
+        // The first launch of each CUDA kernel module compiles it (or loads it from the caches).
         let _ = events.send(Event::PreparingGpuKernels {
             done: false,
             secs: 0.0,
@@ -82,6 +90,7 @@ pub fn load_model(settings: &ModelSettings, events: &Sender<Event>) -> Result<Co
             secs: t.elapsed().as_secs_f64(),
         });
     }
+    clock.switch(Stage::Index);
     Ok(model)
 }
 
@@ -138,9 +147,10 @@ pub fn run(
         emit(Event::FileStatus(r.clone()));
         failures.push(r);
     }
-    let model = load_model(&settings.model, events)?;
+    let model = load_model(&settings.model, events, &mut clock)?;
     let mut index = Index::open_or_create(index_dir, &provenance(&model, &settings.model))
         .with_context(|| format!("opening index {}", index_dir.display()))?;
+    clock.switch(Stage::Discover);
     let plan = plan::plan(discovery.files, &index, settings.prune);
     for (hash, path, why) in &plan.removals {
         index.remove_file(hash)?;

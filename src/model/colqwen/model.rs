@@ -67,6 +67,8 @@ pub struct ColQwen {
     quant_layers: Vec<crate::quant::LayerRecord>,
     /// What the quantised-weight cache did at load (None when unquantised or not caching).
     quant_cache: Option<crate::quant::QuantCacheReport>,
+    /// Seconds of the load spent quantising, or reading and writing the quantised-weight cache.
+    quantize_secs: f64,
 }
 
 /// The `OOM_ABOVE_PAGES` test hook: whether a batch of `pages` should fail as out of memory.
@@ -206,6 +208,11 @@ impl ColQwen {
             }
             tracing::info!("{}", report.describe());
         }
+        let quantize_secs = weights.quantize_secs()
+            + quant_cache
+                .as_ref()
+                .map(|r| r.read_s + r.write_s)
+                .unwrap_or(0.0);
         let quant_summary = weights.quant_context().map(|c| c.summary());
         let quant_layers = weights
             .quant_context()
@@ -243,6 +250,7 @@ impl ColQwen {
             quant_summary,
             quant_layers,
             quant_cache,
+            quantize_secs,
         })
     }
 
@@ -265,6 +273,11 @@ impl ColQwen {
     /// why a cache file could not be used (None when unquantised or not caching).
     pub fn quant_cache_report(&self) -> Option<&crate::quant::QuantCacheReport> {
         self.quant_cache.as_ref()
+    }
+
+    /// Seconds of the load spent quantising, or reading and writing the quantised-weight cache.
+    pub fn quantize_secs(&self) -> f64 {
+        self.quantize_secs
     }
 
     pub fn identity(&self) -> ModelIdentity {

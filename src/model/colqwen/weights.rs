@@ -42,6 +42,8 @@ pub struct Weights {
     quant: Option<(Quant, QuantContext)>,
     /// Where quantised layers are read from instead of quantised, when caching.
     cache: Option<QuantCacheSession>,
+    /// Time spent quantising layers so far (the load's other part is reading them).
+    quantize_time: Mutex<std::time::Duration>,
 }
 
 /// Every spelling of a canonical name that checkpoints use.
@@ -139,6 +141,7 @@ impl Weights {
             merged: Mutex::new(HashSet::new()),
             quant: None,
             cache: None,
+            quantize_time: Mutex::new(std::time::Duration::ZERO),
         })
     }
 
@@ -151,6 +154,7 @@ impl Weights {
             merged: Mutex::new(HashSet::new()),
             quant: None,
             cache: None,
+            quantize_time: Mutex::new(std::time::Duration::ZERO),
         }
     }
 
@@ -192,6 +196,14 @@ impl Weights {
     /// when not caching).
     pub fn finish_quant_cache(&mut self) -> Option<QuantCacheReport> {
         self.cache.take().map(QuantCacheSession::finish)
+    }
+
+    /// Seconds spent quantising layers during this load (not reading them, not the cache).
+    pub fn quantize_secs(&self) -> f64 {
+        self.quantize_time
+            .lock()
+            .map(|t| t.as_secs_f64())
+            .unwrap_or(0.0)
     }
 
     /// The quantisation context, when quantising (for its per-layer records).
@@ -318,9 +330,12 @@ impl Weights {
                 return Ok(layer);
             }
         }
-        let layer = self
-            .dense_linear(prefix, in_dim, out_dim, bias)?
-            .quantize_named(prefix, *q, ctx)?;
+        let dense = self.dense_linear(prefix, in_dim, out_dim, bias)?;
+        let started = std::time::Instant::now();
+        let layer = dense.quantize_named(prefix, *q, ctx)?;
+        if let Ok(mut t) = self.quantize_time.lock() {
+            *t += started.elapsed();
+        }
         if let Some(cache) = &self.cache {
             cache.keep(prefix, &layer, true);
         }
