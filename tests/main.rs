@@ -19,6 +19,7 @@ mod quant_cache;
 mod quant_scope;
 mod search_path;
 mod ui;
+mod ui_defaults;
 mod ui_e2e;
 mod ui_errors;
 mod ui_runs;

@@ -170,3 +170,61 @@ fn stats_come_from_the_open_reader_and_follow_commits() {
     let after = stats(&engine);
     assert!(after.pages < s.pages_ingested, "{after:?}");
 }
+
+/// `pagesight ingest` with the given extra flags into `index`; its output.
+fn cli_ingest_into(corpus: &Path, index: &Path, flags: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
+        .arg("ingest")
+        .arg(corpus)
+        .arg("--index")
+        .arg(index)
+        .args([
+            "--model",
+            "random:tiny",
+            "--device",
+            "cpu",
+            "--max-visual-tokens",
+            "64",
+        ])
+        .args(["--dpi", "50", "--workers", "2", "--max-pages", "2"])
+        .args(flags)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_adds_to_an_index_with_the_precision_it_was_made_with() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    // Made with NF4, which is not the CPU's default…
+    let first = cli_ingest_into(corpus.path(), index.path(), &["--quant", "nf4"]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("nf4 (all layers)"),
+        "{}",
+        text(&first)
+    );
+    // …a run without flags follows the index instead of refusing it.
+    let second = cli_ingest_into(corpus.path(), index.path(), &[]);
+    let out = text(&second);
+    assert!(second.status.success(), "{out}");
+    assert!(
+        out.contains("nf4 (all layers)") && out.contains("precision as the index was made"),
+        "{out}"
+    );
+    // A new index gets the device's best: on the CPU, f32 unquantised.
+    let fresh = tempfile::tempdir().unwrap();
+    let third = cli_ingest_into(corpus.path(), fresh.path(), &[]);
+    assert!(
+        text(&third).contains("f32 compute, unquantised"),
+        "{}",
+        text(&third)
+    );
+}

@@ -5,6 +5,7 @@ use pagesight_engine::settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
     QuantCacheSetting, QuantScope, TransferMode,
 };
+use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;
 use std::path::PathBuf;
 
@@ -19,16 +20,19 @@ pub struct ModelArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Compute dtype: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: DType,
-    /// Weight quantisation: none, nf4 or q4k.
-    #[arg(long, default_value = "none")]
-    pub quant: Quant,
+    /// Compute dtype: f32, bf16 or f16 (default: the index's own when adding to an existing
+    /// index, else the device's best: bf16 on a CUDA GPU, f32 on the CPU).
+    #[arg(long)]
+    pub dtype: Option<DType>,
+    /// Weight quantisation: none, nf4 or q4k (default: the index's own when adding to an
+    /// existing index, else the device's best: nf4 on a CUDA GPU, none on the CPU).
+    #[arg(long)]
+    pub quant: Option<Quant>,
     /// Which linear layers --quant applies to: all (language model and vision tower, as
     /// bitsandbytes does) or lm (the language model only; the vision tower stays dense).
-    #[arg(long, default_value = "all")]
-    pub quant_scope: QuantScope,
+    /// Default: the index's own, else all.
+    #[arg(long)]
+    pub quant_scope: Option<QuantScope>,
     /// Upper bound on visual tokens per page.
     #[arg(long, default_value_t = 768)]
     pub max_visual_tokens: usize,
@@ -81,14 +85,37 @@ impl QuantCacheArgs {
 }
 
 impl ModelArgs {
+    /// The settings for a new index, or for adding to `existing` (the index's provenance): what
+    /// a flag does not say comes from the index, else from the device (`best_precision`).
+    pub fn settings_for(&self, existing: Option<&Provenance>) -> anyhow::Result<ModelSettings> {
+        let (best_dtype, best_quant) =
+            pagesight_model::settings::best_precision(self.device.will_use_cuda());
+        let recorded = existing
+            .map(|p| -> anyhow::Result<_> {
+                Ok((p.dtype.parse()?, p.quant.parse()?, p.quant_scope.parse()?))
+            })
+            .transpose()?;
+        let (dtype, quant, scope) =
+            recorded.unwrap_or((best_dtype, best_quant, QuantScope::default()));
+        Ok(ModelSettings {
+            dtype: self.dtype.unwrap_or(dtype),
+            quant: self.quant.unwrap_or(quant),
+            quant_scope: self.quant_scope.unwrap_or(scope),
+            ..self.settings()
+        })
+    }
+
+    /// The settings with nothing recorded to follow: flags, else the device's best.
     pub fn settings(&self) -> ModelSettings {
+        let (best_dtype, best_quant) =
+            pagesight_model::settings::best_precision(self.device.will_use_cuda());
         ModelSettings {
             model: self.model.clone(),
             adapter: self.adapter.clone(),
             device: self.device,
-            dtype: self.dtype,
-            quant: self.quant,
-            quant_scope: self.quant_scope,
+            dtype: self.dtype.unwrap_or(best_dtype),
+            quant: self.quant.unwrap_or(best_quant),
+            quant_scope: self.quant_scope.unwrap_or_default(),
             max_visual_tokens: self.max_visual_tokens,
             quant_cache: self.quant_cache.setting(),
             gpu_kernels: self.gpu_kernels.setting(),
@@ -142,22 +169,24 @@ impl PipelineArgs {
         }
     }
 
-    pub fn ingest_settings(&self, model: &ModelArgs) -> IngestSettings {
-        IngestSettings {
-            model: model.settings(),
+    /// Settings for ingesting into an index made with `existing` (None: a new index).
+    pub fn ingest_settings(
+        &self,
+        model: &ModelArgs,
+        existing: Option<&Provenance>,
+    ) -> anyhow::Result<IngestSettings> {
+        Ok(IngestSettings {
+            model: model.settings_for(existing)?,
             loader: self.loader(),
             live: self.live(model.device),
             ..IngestSettings::with_defaults()
-        }
+        })
     }
 }
 
 /// The transfer mode when none is asked for: async when a CUDA device will be used, else pageable.
 fn auto_transfer(device: DeviceChoice) -> TransferMode {
-    if device != DeviceChoice::Cpu
-        && cfg!(feature = "cuda")
-        && candle_core::utils::cuda_is_available()
-    {
+    if device.will_use_cuda() {
         TransferMode::Async
     } else {
         TransferMode::Pageable

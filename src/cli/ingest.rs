@@ -40,7 +40,9 @@ pub fn run(a: IngestArgs) -> Result<()> {
         .index
         .clone()
         .unwrap_or_else(|| pagesight_common::paths::default_index_for(&a.folder));
-    let mut settings = a.pipeline.ingest_settings(&a.model);
+    let existing = pagesight_index::Index::provenance_at(&index)?;
+    let mut settings = a.pipeline.ingest_settings(&a.model, existing.as_ref())?;
+    eprintln!("{}", describe_settings(&settings, existing.is_some()));
     settings.prune = a.prune;
     settings.commit_every_pages = a.commit_every;
     settings.max_pages = a.max_pages;
@@ -76,4 +78,27 @@ pub fn run(a: IngestArgs) -> Result<()> {
         }
     }
     bail!("the engine stopped unexpectedly")
+}
+
+/// One line saying what the run will use, and where the precision came from.
+fn describe_settings(s: &pagesight_engine::IngestSettings, existing: bool) -> String {
+    let m = &s.model;
+    let quant = match m.quant {
+        pagesight_engine::Quant::None => "unquantised".to_string(),
+        q => format!("{} ({} layers)", q.name(), m.quant_scope.name()),
+    };
+    format!(
+        "settings: model {}, device {}, {} compute, {quant}, transfer {}, batch {}, {} render workers ({})",
+        m.model,
+        m.device,
+        m.dtype.name(),
+        s.live.transfer.name(),
+        s.live.batch_size,
+        s.loader.workers,
+        if existing {
+            "precision as the index was made"
+        } else {
+            "precision: the device's best unless a flag said otherwise"
+        }
+    )
 }

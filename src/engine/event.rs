@@ -148,6 +148,9 @@ pub struct IndexStats {
     pub bytes_on_disk: u64,
     /// What made the vectors (model identity, quantisation, max visual tokens, query prompt).
     pub model: Option<String>,
+    /// The same, field by field: what a run adding to this index must use.
+    #[serde(default)]
+    pub provenance: Option<pagesight_index::Provenance>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

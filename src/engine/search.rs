@@ -348,5 +348,6 @@ pub fn stats_event(path: &Path, s: pagesight_index::IndexStatsLike) -> IndexStat
         segments: s.segments,
         bytes_on_disk: s.bytes_on_disk,
         model: Some(s.model),
+        provenance: Some(s.provenance),
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub use pagesight_loader::LoaderSettings;
 pub use pagesight_model::settings::{
-    DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope,
+    best_precision, DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope,
 };
 
 /// How page pixels travel from host to GPU (see the GPU pipeline in ARCHITECTURE.md).

@@ -181,6 +181,15 @@ impl Index {
         })
     }
 
+    /// What made the vectors of the index at `dir` (its manifest only), or None when there is
+    /// no index there yet.
+    pub fn provenance_at(dir: &Path) -> Result<Option<Provenance>> {
+        if !dir.join(format::MANIFEST_FILE).exists() {
+            return Ok(None);
+        }
+        Ok(Some(load_manifest(dir)?.provenance))
+    }
+
     /// Opens for writing, creating the index when the folder is empty or absent. Refuses vectors
     /// of another model. Cleans up after an interrupted commit.
     pub fn open_or_create(dir: &Path, prov: &Provenance) -> Result<Index> {

@@ -88,6 +88,16 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
+    /// Whether the model will run on a CUDA GPU: a CUDA build, not `cpu`, and (for `auto`) a
+    /// device present. Decides the defaults (`best_precision`, the transfer mode).
+    pub fn will_use_cuda(self) -> bool {
+        match self {
+            DeviceChoice::Cpu => false,
+            DeviceChoice::Cuda(_) => cfg!(feature = "cuda"),
+            DeviceChoice::Auto => cfg!(feature = "cuda") && candle_core::utils::cuda_is_available(),
+        }
+    }
+
     /// Opens the device. Asking for CUDA in a build without the `cuda` feature is an error that
     /// says so, never a silent fallback to the CPU.
     pub fn open(self) -> Result<candle_core::Device> {
@@ -251,6 +261,18 @@ impl QuantCacheSetting {
             QuantCacheSetting::Off => None,
             QuantCacheSetting::Dir(d) => Some(d.clone()),
         }
+    }
+}
+
+/// The compute dtype and quantisation a run uses when none is asked for: the measured best for
+/// the device. On a CUDA GPU bf16 with NF4 weights (tensor-core GEMMs, a quarter of the weight
+/// memory, several times the pages/s of f32); on the CPU f32 unquantised (activations are f32
+/// there whatever the weights, and NF4 would add a dequantisation to every product).
+pub fn best_precision(cuda: bool) -> (DType, Quant) {
+    if cuda {
+        (DType::Bf16, Quant::Nf4)
+    } else {
+        (DType::F32, Quant::None)
     }
 }
 

@@ -16,7 +16,8 @@ use crossbeam_channel::{Receiver, Sender};
 use pagesight_engine::command::AbSide;
 use pagesight_engine::event::Event;
 use pagesight_engine::{
-    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode, VisualScorer,
+    Command, DType, IngestSettings, LiveSettings, ModelSettings, Quant, QuantScope, SearchRequest,
+    TransferMode, VisualScorer,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -226,6 +227,9 @@ impl PagesightApp {
             .clone()
             .unwrap_or_else(IngestSettings::with_defaults);
         s.model = self.settings.model.clone();
+        if self.settings.best_precision {
+            (s.model.dtype, s.model.quant, s.model.quant_scope) = self.best_precision();
+        }
         s.loader.workers = self.settings.workers.max(1);
         // A mode remembered from a GPU machine would be refused here: use the one every device has.
         let transfer = if self.cuda_usable() {
@@ -238,6 +242,29 @@ impl PagesightApp {
             transfer,
         };
         s
+    }
+
+    /// The precision Start uses when "best for this device" is on: the chosen index's own (when
+    /// its statistics have arrived), else the measured best for the engine's device.
+    pub fn best_precision(&self) -> (DType, Quant, QuantScope) {
+        let index = self.index_path();
+        let recorded = self
+            .status
+            .index
+            .as_ref()
+            .filter(|st| Some(&st.path) == index.as_ref())
+            .and_then(|st| st.provenance.as_ref())
+            .and_then(|p| {
+                Some((
+                    p.dtype.parse().ok()?,
+                    p.quant.parse().ok()?,
+                    p.quant_scope.parse().ok()?,
+                ))
+            });
+        recorded.unwrap_or_else(|| {
+            let (dtype, quant) = pagesight_engine::settings::best_precision(self.cuda_usable());
+            (dtype, quant, QuantScope::default())
+        })
     }
 
     fn cuda_usable(&self) -> bool {
@@ -600,6 +627,7 @@ impl eframe::App for PagesightApp {
                     .map_or("(chosen from the folder)".into(), |p| {
                         p.display().to_string()
                     });
+                self.ingest.best_precision = self.best_precision();
                 for a in self.ingest.show(ui, &mut self.settings, &hint) {
                     match a {
                         IngestAction::Start => self.start_ingest(),

@@ -52,6 +52,8 @@ pub struct IngestView {
     pub index_in_use: Option<PathBuf>,
     /// The folder of the run asked for last.
     pub folder_in_use: Option<PathBuf>,
+    /// What "best for this device" resolves to now (set by the app before each frame).
+    pub best_precision: (DType, Quant, QuantScope),
 }
 
 impl Default for IngestView {
@@ -66,6 +68,7 @@ impl Default for IngestView {
             kernels: None,
             committed_pages: None,
             index_in_use: None,
+            best_precision: (DType::F32, Quant::None, QuantScope::AllLinear),
             folder_in_use: None,
         }
     }
@@ -78,6 +81,7 @@ impl IngestView {
             state: RunState::Starting,
             index_in_use: Some(index),
             folder_in_use: Some(folder),
+            best_precision: self.best_precision,
             ..Default::default()
         };
     }
@@ -166,8 +170,30 @@ impl IngestView {
                 });
                 ui.end_row();
 
-                ui.label("Quantisation");
+                ui.label("Precision");
                 ui.add_enabled_ui(!active, |ui| {
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut settings.best_precision, "best for this device")
+                            .on_hover_text(
+                                "bf16 compute with NF4 weights on a CUDA GPU, f32 unquantised on \
+                                 the CPU; adding to an existing index, the precision it was made with",
+                            );
+                        if settings.best_precision {
+                            let (d, q, scope) = self.best_precision;
+                            let quant = match q {
+                                Quant::None => "unquantised".to_string(),
+                                q => format!("{} ({} layers)", q.name(), scope.name()),
+                            };
+                            ui.label(
+                                egui::RichText::new(format!("{} compute, {quant}", d.name())).weak(),
+                            );
+                        }
+                    });
+                });
+                ui.end_row();
+
+                ui.label("Quantisation");
+                ui.add_enabled_ui(!active && !settings.best_precision, |ui| {
                     ui.horizontal(|ui| {
                         for q in [Quant::None, Quant::Nf4, Quant::Q4k] {
                             ui.selectable_value(&mut settings.model.quant, q, q.name());

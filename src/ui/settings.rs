@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 /// Key under which the settings live in eframe's storage.
 pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
+/// Bumped when a default changes in a way stored settings must follow.
+pub const DEFAULTS_VERSION: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Theme {
@@ -29,11 +31,18 @@ impl Theme {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UiSettings {
+    /// Which defaults the stored settings were saved under (absent: before version 2, when the
+    /// transfer mode defaulted to pageable even on a GPU); `load` brings older ones up to date.
+    #[serde(default)]
+    pub defaults_version: u32,
     pub theme: Theme,
     /// Most recent first.
     pub recent_folders: Vec<PathBuf>,
     pub folder: String,
     pub model: ModelSettings,
+    /// Compute dtype and quantisation picked at Start: the index's own when it exists, else the
+    /// device's measured best; `model.dtype` / `model.quant` apply only when this is off.
+    pub best_precision: bool,
     pub batch_size: usize,
     pub workers: usize,
     pub transfer: TransferMode,
@@ -110,16 +119,19 @@ impl Default for AbForm {
 impl Default for UiSettings {
     fn default() -> Self {
         UiSettings {
+            defaults_version: DEFAULTS_VERSION,
             theme: Theme::Dark,
             recent_folders: Vec::new(),
             folder: String::new(),
             model: ModelSettings::default(),
+            best_precision: true,
             batch_size: 4,
             workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .min(8),
-            transfer: TransferMode::default(),
+            // Used where CUDA is (the app falls back to pageable where it is not).
+            transfer: TransferMode::Async,
             search_mode: SearchMode::Visual,
             fast_search: false,
             top_k: 12,
@@ -133,9 +145,17 @@ impl Default for UiSettings {
 impl UiSettings {
     /// Reads the settings from eframe storage; defaults when absent or unreadable.
     pub fn load(storage: Option<&dyn eframe::Storage>) -> Self {
-        storage
+        let mut s: UiSettings = storage
             .and_then(|s| eframe::get_value::<UiSettings>(s, STORAGE_KEY))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if s.defaults_version < DEFAULTS_VERSION {
+            // Saved before the device's best became the default: nothing here was a choice the
+            // old app let the user keep apart from its default, so take the new ones.
+            s.transfer = TransferMode::Async;
+            s.best_precision = true;
+            s.defaults_version = DEFAULTS_VERSION;
+        }
+        s
     }
 
     pub fn store(&self, storage: &mut dyn eframe::Storage) {
@@ -190,6 +210,29 @@ mod tests {
         let mut storage = MemoryStorage::default();
         s.store(&mut storage);
         assert_eq!(UiSettings::load(Some(&storage)), s);
+    }
+
+    #[test]
+    fn settings_saved_before_the_device_defaults_take_them() {
+        let mut storage = MemoryStorage::default();
+        eframe::Storage::set_string(
+            &mut storage,
+            STORAGE_KEY,
+            "(theme: Light, transfer: Pageable, batch_size: 2)".into(),
+        );
+        let s = UiSettings::load(Some(&storage));
+        assert_eq!((s.theme, s.batch_size), (Theme::Light, 2), "choices kept");
+        assert_eq!(s.transfer, TransferMode::Async);
+        assert!(s.best_precision);
+        assert_eq!(s.defaults_version, DEFAULTS_VERSION);
+        // Saved under the current defaults, a choice of pageable stays.
+        let mine = UiSettings {
+            transfer: TransferMode::Pageable,
+            best_precision: false,
+            ..Default::default()
+        };
+        mine.store(&mut storage);
+        assert_eq!(UiSettings::load(Some(&storage)), mine);
     }
 
     #[test]
