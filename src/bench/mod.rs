@@ -5,6 +5,7 @@
 
 pub mod cpu_peak;
 pub mod embed;
+pub mod engine_search;
 pub mod ingest;
 pub mod loader;
 pub mod memory_latency;
@@ -36,6 +37,9 @@ pub enum BenchCmd {
     Embed(embed::EmbedBenchArgs),
     /// MaxSim search latency, GFLOP/s vs peak, compressed recall, and the torch reference.
     Search(search::SearchBenchArgs),
+    /// Searches as the app runs them (the engine's `Command::Search`, query embedded by the
+    /// index's model) on synthetic pages in a real index: first search and warm p50/p99 per mode.
+    EngineSearch(engine_search::EngineSearchArgs),
     #[cfg(feature = "dev-tools")]
     /// Hostile PDFs: generates a seeded corpus of broken, encrypted, huge and odd files, ingests
     /// it and prints files tried / done / failed by reason / crashes / hangs / slowest file.
@@ -62,6 +66,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         #[cfg(feature = "dev-tools")]
         BenchCmd::Gemm(a) => gemm::run(a),
         BenchCmd::Search(a) => search::run(a),
+        BenchCmd::EngineSearch(a) => engine_search::run(a),
         #[cfg(feature = "dev-tools")]
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         #[cfg(feature = "dev-tools")]

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Bumped whenever `synthetic::Corpus` draws different vectors: cached indexes are rebuilt.
-const CORPUS_VERSION: u32 = 2;
+pub(super) const CORPUS_VERSION: u32 = 2;
 
 #[derive(Args, Debug)]
 pub struct SearchBenchArgs {
@@ -265,18 +265,31 @@ const COMMIT_PAGES: usize = 4096;
 /// `raw`. A generator thread draws the synthetic vectors (all cores) one batch ahead of this
 /// thread, which adds them to the index and commits every `COMMIT_PAGES` pages, so memory stays
 /// bounded and generation overlaps the serial index work.
-fn build(
+pub(super) fn build(
     a: &SearchBenchArgs,
     corpus: &Corpus,
     n: usize,
     dir: &Path,
     raw: bool,
 ) -> anyhow::Result<Option<f64>> {
+    build_with(a.tokens, corpus, n, dir, raw, &bench_provenance(a.dim))
+}
+
+/// `build` with the provenance given: what the engine reads to load the query model.
+pub(super) fn build_with(
+    tokens: usize,
+    corpus: &Corpus,
+    n: usize,
+    dir: &Path,
+    raw: bool,
+    provenance: &Provenance,
+) -> anyhow::Result<Option<f64>> {
+    let dim = provenance.dim;
     let raw_path = dir.join("pages.f16");
-    let want_raw = (n * a.tokens * a.dim * 2) as u64;
+    let want_raw = (n * tokens * dim * 2) as u64;
     if let Ok(ix) = Index::open_with(dir, pagesight_index::OpenOptions { verify_data: false }) {
         let raw_ok = std::fs::metadata(&raw_path).map(|m| m.len()).ok() == Some(want_raw);
-        if ix.stats().pages == n as u64 && (raw_ok || !raw) {
+        if ix.stats().pages == n as u64 && (raw_ok || !raw) && ix.provenance() == provenance {
             return Ok(None);
         }
     }
@@ -284,7 +297,7 @@ fn build(
         std::fs::remove_dir_all(dir)?;
     }
     let t0 = Instant::now();
-    let mut ix = Index::open_or_create(dir, &bench_provenance(a.dim))?;
+    let mut ix = Index::open_or_create(dir, provenance)?;
     let hash = *blake3::hash(format!("bench-{n}").as_bytes()).as_bytes();
     ix.begin_file(
         &hash,
@@ -298,7 +311,6 @@ fn build(
         None
     };
     let (mut add_secs, mut commit_secs, mut wait_secs) = (0.0, 0.0, 0.0);
-    let tokens = a.tokens;
     let generate_secs = std::thread::scope(|scope| -> anyhow::Result<f64> {
         // Bounded: at most two batches wait, so memory stays ~2 × 512 pages of f32.
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Vec<f32>>)>(2);

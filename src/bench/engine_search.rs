@@ -1,0 +1,250 @@
+//! `bench engine-search`: searches as the app runs them, through the engine's `Command::Search`,
+//! on synthetic pages stored in a real index whose provenance names a real model (default
+//! `random:3b`), so the engine loads that model and embeds each query with it as it would for a
+//! user. Reports the first search (index open, model load, page tiles) apart from the warm ones,
+//! and the warm ones' p50/p99 end to end and by step, per mode and scorer.
+
+use super::search::{build_with, CORPUS_VERSION};
+use super::search_timing::{latency, Latency};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use pagesight_engine::event::SearchTimings;
+use pagesight_engine::settings::best_precision;
+use pagesight_engine::{
+    Command, DeviceChoice, EngineHandle, Event, SearchMode, SearchRequest, VisualScorer,
+};
+use pagesight_index::synthetic::Corpus;
+use pagesight_index::Provenance;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct EngineSearchArgs {
+    /// Index sizes in pages.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    pub pages: Vec<usize>,
+    /// Stored vectors per page.
+    #[arg(long, default_value_t = 750)]
+    pub tokens: usize,
+    /// The model the index says made it: the engine embeds queries with it.
+    #[arg(long, default_value = "random:3b")]
+    pub model: String,
+    /// Its embedding width.
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    /// Where the query model and MaxSim run.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Warm searches per mode.
+    #[arg(long, default_value_t = 20)]
+    pub queries: usize,
+    /// Also search once more with the query model and scorer on the CPU (when --device is a GPU).
+    #[arg(long)]
+    pub with_cpu: bool,
+    #[arg(long, default_value = "target/bench-search")]
+    pub work_dir: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct EngineSearchRun {
+    pub pages: usize,
+    pub mode: String,
+    pub device: String,
+    /// What ranked (the engine's own words).
+    pub scorer: String,
+    /// The first search of this mode: for the first mode, the index's open (every segment
+    /// checked), the model's load and the page tiles' upload.
+    pub first_ms: f64,
+    pub first: SearchTimings,
+    pub end_to_end: Latency,
+    pub embed_p50_ms: f64,
+    pub score_p50_ms: f64,
+    pub open_p50_ms: f64,
+}
+
+/// The provenance that makes the engine load `model` for queries, with the precision a user's
+/// ingest on this device would have used.
+fn provenance(a: &EngineSearchArgs) -> Provenance {
+    let (dtype, quant) = best_precision(a.device.will_use_cuda());
+    Provenance {
+        model: a.model.clone(),
+        adapter: None,
+        checkpoint_hash: format!("synthetic-pages-for:{}", a.model),
+        quant: quant.name().into(),
+        quant_scope: "all".into(),
+        dtype: dtype.name().into(),
+        max_visual_tokens: 768,
+        query_prompt: String::new(),
+        dim: a.dim,
+        random_weights: true,
+    }
+}
+
+/// One search through the engine: (elapsed ms, its timings, the scorer's label).
+fn search_once(engine: &EngineHandle, req: SearchRequest) -> Result<(f64, SearchTimings, String)> {
+    let id = req.id;
+    engine.send(Command::Search(req));
+    loop {
+        match engine.events.recv_timeout(Duration::from_secs(600)) {
+            Ok(Event::SearchResults {
+                id: i,
+                elapsed_ms,
+                timings,
+                scorer,
+                ..
+            }) if i == id => return Ok((elapsed_ms, timings, scorer)),
+            Ok(Event::Error {
+                context,
+                message,
+                request_id: Some(i),
+            }) if i == id => bail!("{context}: {message}"),
+            Ok(_) => {}
+            Err(_) => bail!("the engine gave no answer to search {id} within 10 minutes"),
+        }
+    }
+}
+
+fn median_of(runs: &[(f64, SearchTimings, String)], f: impl Fn(&SearchTimings) -> f64) -> f64 {
+    pagesight_common::stats::median(runs.iter().map(|r| f(&r.1)).collect())
+}
+
+/// Every mode on one index, the first search of each apart.
+fn run_modes(
+    a: &EngineSearchArgs,
+    engine: &EngineHandle,
+    index: &Path,
+    pages: usize,
+    next_id: &mut u64,
+) -> Result<Vec<EngineSearchRun>> {
+    let mut plan = vec![
+        (
+            "visual exact",
+            SearchMode::Visual,
+            VisualScorer::Exact,
+            a.device,
+        ),
+        (
+            "visual binary",
+            SearchMode::Visual,
+            VisualScorer::Binary { candidates: 0 },
+            a.device,
+        ),
+        ("text", SearchMode::Text, VisualScorer::Exact, a.device),
+        ("hybrid", SearchMode::Hybrid, VisualScorer::Exact, a.device),
+    ];
+    if a.with_cpu && a.device.will_use_cuda() {
+        plan.push((
+            "visual exact",
+            SearchMode::Visual,
+            VisualScorer::Exact,
+            DeviceChoice::Cpu,
+        ));
+    }
+    let mut out = Vec::new();
+    for (label, mode, scorer, device) in plan {
+        let mut ask = |q: usize| {
+            *next_id += 1;
+            search_once(
+                engine,
+                SearchRequest {
+                    id: *next_id,
+                    index: index.to_path_buf(),
+                    query: format!("synthetic query {q}: results of experiment {}", q % 7),
+                    top_k: 10,
+                    mode,
+                    hybrid_visual_weight: 0.5,
+                    with_heatmaps: false,
+                    device,
+                    visual_scorer: scorer,
+                },
+            )
+        };
+        let (first_ms, first, _) = ask(0)?;
+        let warm: Vec<_> = (1..=a.queries).map(&mut ask).collect::<Result<_>>()?;
+        let run = EngineSearchRun {
+            pages,
+            mode: label.into(),
+            device: device.to_string(),
+            scorer: warm.last().map(|w| w.2.clone()).unwrap_or_default(),
+            first_ms,
+            first,
+            end_to_end: latency(warm.iter().map(|w| w.0).collect()),
+            embed_p50_ms: median_of(&warm, |t| t.embed_ms),
+            score_p50_ms: median_of(&warm, |t| t.score_ms),
+            open_p50_ms: median_of(&warm, |t| t.open_ms),
+        };
+        eprintln!(
+            "{pages} pages, {label} ({}): first {first_ms:.0} ms (open {:.0}, model {:.0}, tiles {:.0}); warm p50 {:.2} ms p99 {:.2} ms (query {:.2}, scoring {:.2}); {}",
+            run.device,
+            first.open_ms,
+            first.model_load_ms,
+            first.tiles_ms,
+            run.end_to_end.p50_ms,
+            run.end_to_end.p99_ms,
+            run.embed_p50_ms,
+            run.score_p50_ms,
+            run.scorer
+        );
+        out.push(run);
+    }
+    Ok(out)
+}
+
+pub fn run(a: EngineSearchArgs) -> Result<()> {
+    let prov = provenance(&a);
+    let corpus = Corpus::new(42, a.dim, 1024);
+    let tag: String = a
+        .model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let engine = EngineHandle::spawn();
+    let mut next_id = 0;
+    let mut runs = Vec::new();
+    for &n in &a.pages {
+        let dir = a
+            .work_dir
+            .join(format!("engine-{n}-{tag}-{}-v{CORPUS_VERSION}", prov.dtype));
+        eprintln!(
+            "{n} pages in {} (made by {})",
+            dir.display(),
+            prov.describe()
+        );
+        build_with(a.tokens, &corpus, n, &dir, false, &prov)
+            .with_context(|| format!("building {}", dir.display()))?;
+        runs.extend(run_modes(&a, &engine, &dir, n, &mut next_id)?);
+    }
+    println!("| pages | mode | device | first ms | warm p50 ms | p99 ms | query p50 | scoring p50 | scorer |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &runs {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            r.pages,
+            r.mode,
+            r.device,
+            r.first_ms,
+            r.end_to_end.p50_ms,
+            r.end_to_end.p99_ms,
+            r.embed_p50_ms,
+            r.score_p50_ms,
+            r.scorer
+        );
+    }
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({
+            "schema": pagesight_engine::SCHEMA_VERSION,
+            "bench": "engine-search",
+            "model": a.model,
+            "provenance": prov,
+            "tokens_per_page": a.tokens,
+            "runs": runs,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
