@@ -85,7 +85,10 @@ fn provenance(a: &EngineSearchArgs) -> Provenance {
 }
 
 /// One search through the engine: (elapsed ms, its timings, the scorer's label).
-fn search_once(engine: &EngineHandle, req: SearchRequest) -> Result<(f64, SearchTimings, String)> {
+pub fn search_once(
+    engine: &EngineHandle,
+    req: SearchRequest,
+) -> Result<(f64, SearchTimings, String)> {
     let id = req.id;
     engine.send(Command::Search(req));
     loop {
@@ -112,14 +115,22 @@ fn median_of(runs: &[(f64, SearchTimings, String)], f: impl Fn(&SearchTimings) -
     pagesight_common::stats::median(runs.iter().map(|r| f(&r.1)).collect())
 }
 
+/// How `run_modes` searches.
+pub struct SearchPlan {
+    pub device: DeviceChoice,
+    pub queries: usize,
+    pub with_cpu: bool,
+}
+
 /// Every mode on one index, the first search of each apart.
-fn run_modes(
-    a: &EngineSearchArgs,
+pub fn run_modes(
+    plan_of: &SearchPlan,
     engine: &EngineHandle,
     index: &Path,
     pages: usize,
     next_id: &mut u64,
 ) -> Result<Vec<EngineSearchRun>> {
+    let a = plan_of;
     let mut plan = vec![
         (
             "visual exact",
@@ -216,24 +227,14 @@ pub fn run(a: EngineSearchArgs) -> Result<()> {
         );
         build_with(a.tokens, &corpus, n, &dir, false, &prov)
             .with_context(|| format!("building {}", dir.display()))?;
-        runs.extend(run_modes(&a, &engine, &dir, n, &mut next_id)?);
+        let plan = SearchPlan {
+            device: a.device,
+            queries: a.queries,
+            with_cpu: a.with_cpu,
+        };
+        runs.extend(run_modes(&plan, &engine, &dir, n, &mut next_id)?);
     }
-    println!("| pages | mode | device | first ms | warm p50 ms | p99 ms | query p50 | scoring p50 | scorer |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for r in &runs {
-        println!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-            r.pages,
-            r.mode,
-            r.device,
-            r.first_ms,
-            r.end_to_end.p50_ms,
-            r.end_to_end.p99_ms,
-            r.embed_p50_ms,
-            r.score_p50_ms,
-            r.scorer
-        );
-    }
+    print_table(&runs);
     if let Some(path) = &a.json {
         let json = serde_json::json!({
             "schema": pagesight_engine::SCHEMA_VERSION,
@@ -247,4 +248,24 @@ pub fn run(a: EngineSearchArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The runs as a table (printed last, after the progress lines).
+pub fn print_table(runs: &[EngineSearchRun]) {
+    println!("| pages | mode | device | first ms | warm p50 ms | p99 ms | query p50 | scoring p50 | scorer |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in runs {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            r.pages,
+            r.mode,
+            r.device,
+            r.first_ms,
+            r.end_to_end.p50_ms,
+            r.end_to_end.p99_ms,
+            r.embed_p50_ms,
+            r.score_p50_ms,
+            r.scorer
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod cpu_peak;
 pub mod embed;
 pub mod engine_search;
 pub mod ingest;
+pub mod journey;
 pub mod loader;
 pub mod memory_latency;
 pub mod search;
@@ -40,6 +41,9 @@ pub enum BenchCmd {
     /// Searches as the app runs them (the engine's `Command::Search`, query embedded by the
     /// index's model) on synthetic pages in a real index: first search and warm p50/p99 per mode.
     EngineSearch(engine_search::EngineSearchArgs),
+    /// The app's path: launch, model load, ingest of a folder with the user's defaults, warm
+    /// searches in every mode, thumbnails; what the user waits for at each step.
+    Journey(journey::JourneyArgs),
     #[cfg(feature = "dev-tools")]
     /// Hostile PDFs: generates a seeded corpus of broken, encrypted, huge and odd files, ingests
     /// it and prints files tried / done / failed by reason / crashes / hangs / slowest file.
@@ -67,6 +71,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Gemm(a) => gemm::run(a),
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::EngineSearch(a) => engine_search::run(a),
+        BenchCmd::Journey(a) => journey::run(a),
         #[cfg(feature = "dev-tools")]
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         #[cfg(feature = "dev-tools")]
