@@ -228,3 +228,52 @@ fn the_cli_adds_to_an_index_with_the_precision_it_was_made_with() {
         text(&third)
     );
 }
+
+#[test]
+fn the_journey_runs_the_app_path_and_its_report_loads_in_the_performance_view() {
+    let corpus = sample_corpus();
+    let out_dir = tempfile::tempdir().unwrap();
+    let json = out_dir.path().join("journey.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
+        .args(["bench", "journey"])
+        .arg(corpus.path())
+        .args([
+            "--model",
+            "random:tiny",
+            "--device",
+            "cpu",
+            "--max-visual-tokens",
+            "64",
+        ])
+        .args(["--dpi", "50", "--workers", "2", "--queries", "2", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let pages = report["ingest"]["pages_ingested"].as_u64().unwrap();
+    assert!(pages > 0, "{report}");
+    let committed = report["first_page_committed_secs"].as_f64().unwrap();
+    let searchable = report["first_page_searchable_secs"].as_f64().unwrap();
+    assert!(committed > 0.0 && searchable >= committed, "{report}");
+    let modes: Vec<&str> = report["searches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["visual exact", "visual binary", "text", "hybrid"]);
+    assert!(
+        report["thumbnails"]["p50_ms"].as_f64().is_some(),
+        "thumbnails of the hits: {report}"
+    );
+    let runs = pagesight::ui::runs::parse_runs(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].pages, pages);
+}

@@ -105,7 +105,20 @@ fn ingest(
     let mut first_searchable = None;
     let mut probe: Option<u64> = None;
     let mut series = Vec::new();
+    let mut finished: Option<IngestSummary> = None;
+    // Until the ingest has finished and the probe search (if sent) has answered.
     loop {
+        if let Some(summary) = finished.take() {
+            if probe.is_none() {
+                return Ok(IngestSeen {
+                    summary,
+                    first_committed,
+                    first_searchable,
+                    series,
+                });
+            }
+            finished = Some(summary);
+        }
         let ev = engine
             .events
             .recv_timeout(Duration::from_secs(3600))
@@ -131,17 +144,19 @@ fn ingest(
                 if !hits.is_empty() {
                     first_searchable = Some(launch.elapsed().as_secs_f64());
                 }
+                probe = None;
+            }
+            Event::Error {
+                request_id: Some(id),
+                context,
+                message,
+            } if Some(id) == probe => {
+                eprintln!("the search at the first commit failed: {context}: {message}");
+                probe = None;
             }
             Event::Metrics(m) => series.push(m),
             Event::Notice { message } => eprintln!("note: {message}"),
-            Event::IngestFinished(summary) => {
-                return Ok(IngestSeen {
-                    summary,
-                    first_committed,
-                    first_searchable,
-                    series,
-                })
-            }
+            Event::IngestFinished(summary) => finished = Some(summary),
             Event::Error {
                 context, message, ..
             } if context.starts_with("ingest") => bail!("{context}: {message}"),
