@@ -70,7 +70,8 @@ pub fn load_model(settings: &ModelSettings, events: &Sender<Event>) -> Result<Co
         });
     }
     if !model.device().is_cpu() {
-        // The first launch of each CUDA kernel module JIT-compiles its PTX (~30 s cold).
+        // The first launch of each CUDA kernel module JIT-compiles its PTX (slow while the
+        // driver's cache is cold): the user sees why nothing moves yet.
         let _ = events.send(Event::PreparingGpuKernels {
             done: false,
             secs: 0.0,
