@@ -211,8 +211,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             "model": a.model,
             "runs": runs,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
