@@ -220,6 +220,17 @@ fn ingest_start_progress_and_failed_file_reason() {
     let long = h.get_by_label("a-much-longer-file-name.pdf").rect();
     assert_eq!(short.left(), long.left());
     assert!(short.width() < long.width(), "{short:?} vs {long:?}");
+    // The file table: a header over the two columns, each file's status in its row, right of
+    // the name column.
+    let (file_h, status_h) = (
+        h.get_by_label("File").rect(),
+        h.get_by_label("Status").rect(),
+    );
+    assert_eq!(file_h.left(), short.left());
+    assert!(file_h.bottom() <= short.top() && status_h.left() > long.right());
+    let status = h.get_by_label("in progress 1/3").rect();
+    assert_eq!(status.left(), status_h.left());
+    assert!(status.center().y > short.top() && status.center().y < short.bottom());
 
     let failed = FileReport {
         path: "/corpus/thesis/broken.pdf".into(),
@@ -555,6 +566,10 @@ fn ab_compare_overlays_both_runs_with_a_table_and_exports() {
     let rows = perf.summary();
     assert!((rows[1].speedup - 1.5).abs() < 1e-9);
     assert!(h.query_by_label("Summary").is_some());
+    // The summary table: its header, and each value in its column.
+    let speedup = h.get_by_label("speedup").rect();
+    assert!(h.query_by_label("copy on critical path").is_some());
+    assert_eq!(h.get_by_label("1.50×").rect().left(), speedup.left());
     assert!(h.query_by_label("1.50×").is_some());
     assert!(h.query_by_label("4.50").is_some());
     assert!(

@@ -244,7 +244,7 @@ pub fn run(a: EngineSearchArgs) -> Result<()> {
             "tokens_per_page": a.tokens,
             "runs": runs,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+        pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

@@ -42,6 +42,8 @@ pub struct IngestBenchArgs {
     /// Render resolution before the model's resize (the seed pipeline renders at 200).
     #[arg(long, default_value_t = 200.0)]
     pub dpi: f32,
+    #[command(flatten)]
+    pub worker_memory: crate::cli::args::WorkerMemoryArgs,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -58,6 +60,7 @@ fn settings(a: &IngestBenchArgs, quant: Quant, transfer: TransferMode) -> Ingest
     if let Some(w) = a.workers {
         s.loader.workers = w.max(1);
     }
+    a.worker_memory.apply(&mut s.loader);
     s
 }
 
@@ -208,8 +211,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             "model": a.model,
             "runs": runs,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -338,7 +338,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
         gib(report.peak_device_memory_bytes),
     );
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+        pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if a.index.is_none() {

@@ -30,6 +30,8 @@ pub struct LoaderBenchArgs {
     /// Rendered pages buffered ahead of the consumer.
     #[arg(long, default_value_t = LoaderSettings::default().prefetch)]
     pub prefetch: usize,
+    #[command(flatten)]
+    pub worker_memory: crate::cli::args::WorkerMemoryArgs,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -129,12 +131,13 @@ pub fn run(args: LoaderBenchArgs) -> Result<()> {
     }
     let mut runs = Vec::new();
     for (i, &n) in workers.iter().enumerate() {
-        let settings = LoaderSettings {
+        let mut settings = LoaderSettings {
             workers: n,
             dpi: args.dpi,
             prefetch: args.prefetch,
             ..LoaderSettings::default()
         };
+        args.worker_memory.apply(&mut settings);
         let failures = if i == 0 { Some(&mut errors) } else { None };
         let r = one_run(
             &jobs,

@@ -147,19 +147,41 @@ pub struct PipelineArgs {
     /// resolution (bounds each render worker's memory).
     #[arg(long, default_value_t = 40.0)]
     pub max_render_megapixels: f64,
+    #[command(flatten)]
+    pub worker_memory: WorkerMemoryArgs,
+}
+
+/// The render workers' memory cap, for every command that starts render workers.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WorkerMemoryArgs {
+    /// Cap on each render worker's memory in MB (default: 1 GiB + 16 bytes per pixel of the
+    /// render cap); a page needing more fails instead of the machine swapping.
+    #[arg(long, value_name = "MB")]
+    pub worker_memory_mb: Option<u64>,
+}
+
+impl WorkerMemoryArgs {
+    /// Sets the cap in `loader` when one was given (else keeps the derived default).
+    pub fn apply(&self, loader: &mut LoaderSettings) {
+        if let Some(mb) = self.worker_memory_mb {
+            loader.worker_memory_mb = Some(mb.max(1));
+        }
+    }
 }
 
 impl PipelineArgs {
     pub fn loader(&self) -> LoaderSettings {
         let d = LoaderSettings::default();
-        LoaderSettings {
+        let mut s = LoaderSettings {
             workers: self.workers.unwrap_or(d.workers).max(1),
             prefetch: self.prefetch.max(1),
             dpi: self.dpi,
             page_timeout_secs: self.page_timeout,
             max_render_pixels: (self.max_render_megapixels.max(0.01) * 1e6) as u64,
             ..d
-        }
+        };
+        self.worker_memory.apply(&mut s);
+        s
     }
 
     pub fn live(&self, device: DeviceChoice) -> LiveSettings {

@@ -1,6 +1,6 @@
 //! What more than one Pagesight crate needs and no crate owns: where things live on disk,
-//! making a directory entry durable, compiling CUDA C at run time, and the median the benchmarks
-//! and probes report.
+//! making a directory entry durable and replacing a file atomically, compiling CUDA C at run
+//! time, and the median the benchmarks and probes report.
 
 pub mod env_vars;
 pub mod fs;

@@ -57,6 +57,10 @@ mod cuda {
 
     type Batch = LoaderBatch;
 
+    /// SM clock cycles the copy-stream delay spins per intended millisecond, reckoned at a 2 GHz
+    /// clock: the delay only has to outlast the copy it holds back, not be exact.
+    const SPIN_CYCLES_PER_MS: u64 = 2_000_000;
+
     /// Deterministic pseudo-random numbers (xorshift64*), so runs can be compared.
     pub struct Rng(u64);
     impl Rng {
@@ -123,9 +127,9 @@ mod cuda {
         }
     }
 
-    /// A stand-in forward pass: a chain of bf16 matmuls (1176 → 4096 → 1176) long enough
-    /// (≈ 20–30 ms a batch on an H100) that packing the next batch on the host hides behind it,
-    /// as it does behind the real model's forward pass.
+    /// A stand-in forward pass: a chain of bf16 matmuls (1176 → 4096 → 1176), `steps` of them so
+    /// that a batch's compute outlasts packing the next batch on the host, which then hides
+    /// behind it as it does behind the real model's forward pass.
     struct MatmulChain {
         up: Tensor,
         down: Tensor,
@@ -275,7 +279,7 @@ mod cuda {
         for mode in TransferMode::ALL {
             for delay_ms in [0u64, 20] {
                 exec.transfer_mut()
-                    .set_copy_delay_cycles(delay_ms * 2_000_000);
+                    .set_copy_delay_cycles(delay_ms * SPIN_CYCLES_PER_MS);
                 let label = format!("pixels_{}_delay{}ms", mode.name(), delay_ms);
                 match run_batches(&mut exec, mode, &batches, &mut probe) {
                     Ok(r) => {
@@ -354,7 +358,8 @@ mod cuda {
                 }
                 Err(e) => rep.error(&format!("pipeline_{}", mode.name()), e),
             }
-            exec.transfer_mut().set_copy_delay_cycles(40_000_000);
+            exec.transfer_mut()
+                .set_copy_delay_cycles(20 * SPIN_CYCLES_PER_MS);
             match run_batches(&mut exec, mode, &batches, &mut chain) {
                 Ok(r) => {
                     let bad = first_mismatch(&r.outputs, &baseline.outputs);

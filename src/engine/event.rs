@@ -212,7 +212,8 @@ pub enum Event {
         stages: StageTimes,
     },
     Metrics(Metrics),
-    /// The first GPU launch JIT-compiles kernels (~30 s cold); shown as its own stage.
+    /// The first GPU launch JIT-compiles kernels (slow while the driver's cache is cold); shown
+    /// as its own stage so that time is not charged to the first batches.
     PreparingGpuKernels {
         done: bool,
         secs: f64,

@@ -184,7 +184,8 @@ fn upload_pages(
         candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
         _ => 0,
     };
-    // Memory only: the PCIe counters of a full sample block ~40 ms.
+    // Memory only: a full sample also reads NVML's PCIe counters, each of which blocks for its
+    // sampling window, and the search would wait for them.
     if let Ok((used, total)) =
         super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.memory())
     {

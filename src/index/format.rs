@@ -2,8 +2,6 @@
 //! index file goes through.
 
 use super::hooks;
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of every file this build writes. Readers refuse anything newer (or foreign).
@@ -120,23 +118,23 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     pagesight_common::fs::fsync_dir(dir).map_err(io_err(dir))
 }
 
-/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename over, fsync the folder.
-/// A crash at any point leaves either the old file or the new one, never a mix.
+/// Writes `bytes` to `dir/name` atomically through `dir/tmp_name` (`common::fs::write_atomic_via`:
+/// temp file, fsync, rename over, fsync the folder), each step traced and the write open to an
+/// injected failure (`hooks`). A crash at any point leaves either the old file or the new one,
+/// never a mix.
 pub fn atomic_write(dir: &Path, name: &str, tmp_name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(tmp_name);
-    {
-        hooks::step(&format!("write {tmp_name}"));
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        hooks::before_write().map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        hooks::step(&format!("fsync {tmp_name}"));
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    let dst = dir.join(name);
-    hooks::step(&format!("rename {name}"));
-    fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
-    hooks::step("fsync index dir");
-    fsync_dir(dir)
+    use pagesight_common::fs::AtomicStep;
+    pagesight_common::fs::write_atomic_via(&dir.join(name), &dir.join(tmp_name), bytes, |step| {
+        match step {
+            AtomicStep::Create => hooks::step(&format!("write {tmp_name}")),
+            AtomicStep::Write => hooks::before_write()?,
+            AtomicStep::Fsync => hooks::step(&format!("fsync {tmp_name}")),
+            AtomicStep::Rename => hooks::step(&format!("rename {name}")),
+            AtomicStep::FsyncDir => hooks::step("fsync index dir"),
+        }
+        Ok(())
+    })
+    .map_err(|e| io_err(&e.path)(e.source))
 }
 
 /// Little-endian field reader over a byte slice that reports truncation instead of panicking.

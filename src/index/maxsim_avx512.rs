@@ -34,7 +34,7 @@ const CHUNK_TOKENS: usize = CHUNK_BLOCKS * BLOCK_TOKENS;
 ///
 /// `next` is the page this thread scores after this one, if known: the look-ahead prefetch runs
 /// on into it instead of past this page's end (`maxsim::look_ahead`), so the next page's first
-/// chunks are not fetched cold (on its own no change measurable beyond the H100 hosts' noise).
+/// chunks are not fetched cold.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn maxsim(
     qt: &QueryTiles,
@@ -409,7 +409,7 @@ unsafe fn tile_widening(
 /// it did (16 lanes × 2 flop per FMA), for the caller to time. The multiplicands are set to 1.0
 /// and 1e-3 first: left as whatever earlier code put in those registers (integers, say), they
 /// were now and then subnormal floats, and every FMA on a subnormal takes a microcode assist —
-/// such runs measured ~1 GFLOP/s on one core, and any window they fell into came out low.
+/// such runs reached a small fraction of the peak, and any window they fell into came out low.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.

@@ -1,9 +1,6 @@
 //! The environment variables this crate reads, in one place (the README lists every crate's).
 //! The fault hooks are read only in builds with the `test-hooks` feature.
 
-/// Overrides each render worker's memory cap, in MB (`worker::memory_cap_bytes`).
-pub const WORKER_MEMORY_MB: &str = "PAGESIGHT_WORKER_MEMORY_MB";
-
 /// Test hook: `<text>` makes every read of a file whose name contains it fail (`fault`).
 pub const READ_FAULT: &str = "PAGESIGHT_READ_FAULT";
 

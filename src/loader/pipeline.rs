@@ -149,6 +149,7 @@ impl Loader {
                 page: 0,
                 dpi: settings.dpi,
                 max_render_pixels: settings.max_render_pixels,
+                memory_cap_bytes: settings.worker_memory_cap_bytes(),
                 factor: pre.factor(),
                 min_pixels: pre.min_pixels,
                 max_pixels: pre.max_pixels,
@@ -556,8 +557,7 @@ impl Coordinator {
                 if let Some((task, _)) = task {
                     // The usual causes, so the user knows what to try: a PDF that crashes PDFium,
                     // or one that needs more than the worker's memory cap.
-                    let cap_mb =
-                        super::worker::memory_cap_bytes(self.request.max_render_pixels) >> 20;
+                    let cap_mb = self.request.memory_cap_bytes >> 20;
                     let how = format!(
                         " (worker {why}: {}); the page is damaged in a way that crashes PDFium, \
                          or needs more than the {cap_mb} MB of memory a render worker may use",

@@ -19,6 +19,8 @@ pub struct RenderRequest {
     pub page: u32,
     pub dpi: f32,
     pub max_render_pixels: u64,
+    /// The worker's data memory cap (RLIMIT_DATA), set before it renders.
+    pub memory_cap_bytes: u64,
     /// smart_resize parameters.
     pub factor: u32,
     pub min_pixels: u32,
@@ -144,6 +146,7 @@ impl Request {
                 e.u32(r.page);
                 e.f32(r.dpi);
                 e.u64(r.max_render_pixels);
+                e.u64(r.memory_cap_bytes);
                 e.u32(r.factor);
                 e.u32(r.min_pixels);
                 e.u32(r.max_pixels);
@@ -161,6 +164,7 @@ impl Request {
                 page: d.u32()?,
                 dpi: d.f32()?,
                 max_render_pixels: d.u64()?,
+                memory_cap_bytes: d.u64()?,
                 factor: d.u32()?,
                 min_pixels: d.u32()?,
                 max_pixels: d.u32()?,
@@ -272,6 +276,7 @@ mod tests {
                 page: 3,
                 dpi: 144.0,
                 max_render_pixels: 40_000_000,
+                memory_cap_bytes: 400 << 20,
                 factor: 28,
                 min_pixels: 3136,
                 max_pixels: 602112,

@@ -16,6 +16,10 @@ pub struct LoaderSettings {
     pub page_timeout_secs: f32,
     /// Cap on rendered pixels per page (memory bound for huge page boxes).
     pub max_render_pixels: u64,
+    /// Cap on each render worker's data memory, in MB; `None`: derived from the pixel cap
+    /// (`worker_memory_cap_bytes`).
+    #[serde(default)]
+    pub worker_memory_mb: Option<u64>,
     /// Path of the executable that runs render workers (`<exe> __render-worker`). Defaults to the
     /// current executable; tests point it at the built `pagesight` binary.
     pub worker_exe: Option<PathBuf>,
@@ -31,7 +35,47 @@ impl Default for LoaderSettings {
             dpi: 144.0,
             page_timeout_secs: 60.0,
             max_render_pixels: 40_000_000,
+            worker_memory_mb: None,
             worker_exe: None,
         }
+    }
+}
+
+impl LoaderSettings {
+    /// The cap on a render worker's data memory (heap and private mappings, RLIMIT_DATA), in
+    /// bytes: `worker_memory_mb` when set, else room for a page at the pixel cap in its three
+    /// forms (PDFium's BGRA, our RGB, the resize's buffers) plus 1 GiB for PDFium's parsing and
+    /// decoding. A file needing more (a decompression bomb, an image of gigapixels) makes an
+    /// allocation fail: the worker dies, is replaced, and the file fails, instead of the machine
+    /// swapping.
+    pub fn worker_memory_cap_bytes(&self) -> u64 {
+        match self.worker_memory_mb {
+            Some(mb) => mb.saturating_mul(1 << 20),
+            None => (1u64 << 30).saturating_add(self.max_render_pixels.saturating_mul(16)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_memory_cap_is_the_setting_or_derived_from_the_pixel_cap() {
+        let mut s = LoaderSettings {
+            max_render_pixels: 4_000_000,
+            ..LoaderSettings::default()
+        };
+        assert_eq!(s.worker_memory_cap_bytes(), (1 << 30) + 64_000_000);
+        s.worker_memory_mb = Some(400);
+        assert_eq!(s.worker_memory_cap_bytes(), 400 << 20);
+    }
+
+    #[test]
+    fn settings_saved_before_the_memory_cap_setting_still_load() {
+        let mut v = serde_json::to_value(LoaderSettings::default()).unwrap();
+        v.as_object_mut().unwrap().remove("worker_memory_mb");
+        let s: LoaderSettings = serde_json::from_value(v).unwrap();
+        assert_eq!(s.worker_memory_mb, None);
     }
 }

@@ -10,22 +10,9 @@ use std::io::{BufReader, BufWriter};
 use std::os::fd::FromRawFd;
 use std::time::Instant;
 
-/// The cap on a worker's data memory (heap and private mappings, RLIMIT_DATA): room for a page
-/// at the pixel cap in its three forms (PDFium's BGRA, our RGB, the resize's buffers) plus 1 GiB
-/// for PDFium's parsing and decoding. A file needing more (a decompression bomb, an image of
-/// gigapixels) makes an allocation fail: the worker dies, is replaced, and the file fails,
-/// instead of the machine swapping.
-pub fn memory_cap_bytes(max_render_pixels: u64) -> u64 {
-    if let Some(mb) = std::env::var(crate::env_vars::WORKER_MEMORY_MB)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        return mb << 20;
-    }
-    (1u64 << 30).saturating_add(max_render_pixels.saturating_mul(16))
-}
-
-/// Lowers the soft RLIMIT_DATA (the hard limit stays, so a later request may raise it again).
+/// Lowers the soft RLIMIT_DATA to the cap each render request carries
+/// (`LoaderSettings::worker_memory_cap_bytes`); the hard limit stays, so a later request may
+/// raise it again.
 fn cap_memory(bytes: u64) {
     // SAFETY: an all-zero `rlimit` is a valid value of that plain C struct; getrlimit and
     // setrlimit only read or write the one struct passed, a live local, and change nothing but
@@ -70,7 +57,7 @@ pub fn worker_main() -> Result<()> {
             },
             Ok(req) => {
                 if let Request::Render(r) = &req {
-                    let cap = memory_cap_bytes(r.max_render_pixels);
+                    let cap = r.memory_cap_bytes;
                     if capped_at != Some(cap) {
                         cap_memory(cap);
                         capped_at = Some(cap);

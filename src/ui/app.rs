@@ -595,7 +595,10 @@ fn save_png_crop(
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("could not create {}: {e}", dir.display()))?;
     }
-    out.save(path)
+    let mut png = Vec::new();
+    out.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| format!("could not encode the PNG: {e}"))?;
+    pagesight_common::fs::write_atomic(path, &png)
         .map_err(|e| format!("could not write the PNG: {e}"))
 }
 

@@ -77,13 +77,18 @@ impl Background {
         });
     }
 
-    /// Writes `contents` to `path` and reports where it went.
+    /// Writes `contents` to `path` atomically (a reader, or a crash, never meets half a file; an
+    /// earlier export of the same name stays whole until the new one replaces it) and reports
+    /// where it went.
     pub fn write_file(&self, what: &'static str, path: PathBuf, contents: Vec<u8>) {
         self.spawn("export", move || {
             let written = path
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(&path, contents));
+                .and_then(|()| {
+                    pagesight_common::fs::write_atomic(&path, &contents)
+                        .map_err(std::io::Error::other)
+                });
             match written {
                 Ok(()) => UiMsg::Info(format!("{what} written to {}", path.display())),
                 Err(e) => UiMsg::Failed {

@@ -3,6 +3,7 @@
 
 use super::format;
 use super::settings::UiSettings;
+use egui_extras::{Column, TableBuilder};
 use pagesight_engine::event::{FileReport, FileStatus, IngestSummary, Progress};
 use pagesight_engine::{DType, DeviceChoice, Quant, QuantScope};
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ impl RunState {
     }
 }
 
-/// Width of the file-name column of the file list.
+/// Initial width of the file table's name column (resizable).
 const FILE_NAME_WIDTH: f32 = 300.0;
 
 pub enum IngestAction {
@@ -357,26 +358,40 @@ impl IngestView {
             ui.weak("Each PDF of the folder appears here with its status once an ingest runs.");
         }
         let row_h = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
-        // Only the visible rows are laid out, so a corpus of thousands of files costs no frame time.
-        egui::ScrollArea::vertical()
+        // Only the visible rows are laid out (`rows`), so a corpus of thousands of files costs no
+        // frame time; the name column is resizable and clips, the status takes the rest.
+        TableBuilder::new(ui)
+            .id_salt("ingest-files")
+            .striped(true)
             .auto_shrink([false, false])
-            .show_rows(ui, row_h, self.files.len(), |ui, rows| {
-                for f in &self.files[rows] {
-                    let (text, colour) = status_text(&f.status, ui.visuals());
-                    ui.horizontal(|ui| {
-                        // A fixed-width, left-aligned name column (add_sized would centre it).
-                        ui.allocate_ui_with_layout(
-                            egui::vec2(FILE_NAME_WIDTH, row_h),
-                            egui::Layout::left_to_right(egui::Align::Center),
-                            |ui| {
-                                ui.set_min_width(FILE_NAME_WIDTH);
-                                ui.add(egui::Label::new(format::file_name(&f.path)).truncate())
-                                    .on_hover_text(f.path.display().to_string());
-                            },
-                        );
+            .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+            .column(
+                Column::initial(FILE_NAME_WIDTH)
+                    .at_least(80.0)
+                    .resizable(true)
+                    .clip(true),
+            )
+            .column(Column::remainder())
+            .header(row_h, |mut header| {
+                header.col(|ui| {
+                    ui.strong("File");
+                });
+                header.col(|ui| {
+                    ui.strong("Status");
+                });
+            })
+            .body(|body| {
+                body.rows(row_h, self.files.len(), |mut row| {
+                    let f = &self.files[row.index()];
+                    row.col(|ui| {
+                        ui.add(egui::Label::new(format::file_name(&f.path)).truncate())
+                            .on_hover_text(f.path.display().to_string());
+                    });
+                    row.col(|ui| {
+                        let (text, colour) = status_text(&f.status, ui.visuals());
                         ui.label(egui::RichText::new(text).color(colour));
                     });
-                }
+                });
             });
     }
 }

@@ -6,6 +6,7 @@ use super::frame_stats::FrameStats;
 use super::plots::{self, SeriesRef};
 use super::runs::{self, SummaryRow};
 use super::settings::{AbSideForm, UiSettings};
+use egui_extras::{Column, TableBuilder};
 use pagesight_engine::event::{AbSideResult, DeviceInfo, Metrics};
 use pagesight_engine::{LiveSettings, Quant, TransferMode};
 use std::path::PathBuf;
@@ -460,11 +461,16 @@ fn side_form(ui: &mut egui::Ui, id: &str, side: &mut AbSideForm, cuda: bool) {
 
 fn summary_table(ui: &mut egui::Ui, rows: &[SummaryRow]) {
     ui.label(egui::RichText::new("Summary").strong());
-    egui::Grid::new("summary-table")
+    let row_h = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+    // Inside the view's scroll area: the table scrolls with it rather than on its own.
+    TableBuilder::new(ui)
+        .id_salt("summary-table")
         .striped(true)
-        .num_columns(7)
-        .spacing([14.0, 4.0])
-        .show(ui, |ui| {
+        .vscroll(false)
+        .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+        .column(Column::auto().at_least(120.0).resizable(true).clip(true))
+        .columns(Column::auto().at_least(60.0), 6)
+        .header(row_h, |mut header| {
             for h in [
                 "run",
                 "pages",
@@ -474,22 +480,31 @@ fn summary_table(ui: &mut egui::Ui, rows: &[SummaryRow]) {
                 "GPU busy",
                 "speedup",
             ] {
-                ui.label(egui::RichText::new(h).strong());
+                header.col(|ui| {
+                    ui.strong(h);
+                });
             }
-            ui.end_row();
+        })
+        .body(|mut body| {
             for r in rows {
-                ui.label(&r.label);
-                ui.label(r.pages.to_string());
-                ui.label(format!("{:.2} s", r.wall_secs));
-                ui.label(format!("{:.2}", r.pages_per_sec));
-                ui.label(format!("{:.3} s", r.copy_critical_secs));
-                ui.label(
-                    r.gpu_busy_pct
-                        .map(|b| format!("{b:.1} %"))
-                        .unwrap_or_else(|| "n/a".into()),
-                );
-                ui.label(format!("{:.2}×", r.speedup));
-                ui.end_row();
+                body.row(row_h, |mut row| {
+                    let cells = [
+                        r.label.clone(),
+                        r.pages.to_string(),
+                        format!("{:.2} s", r.wall_secs),
+                        format!("{:.2}", r.pages_per_sec),
+                        format!("{:.3} s", r.copy_critical_secs),
+                        r.gpu_busy_pct
+                            .map(|b| format!("{b:.1} %"))
+                            .unwrap_or_else(|| "n/a".into()),
+                        format!("{:.2}×", r.speedup),
+                    ];
+                    for text in cells {
+                        row.col(|ui| {
+                            ui.label(text);
+                        });
+                    }
+                });
             }
         });
 }

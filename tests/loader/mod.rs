@@ -334,6 +334,41 @@ fn crashing_worker_fails_only_its_file() {
     );
 }
 
+/// The memory cap of the loader settings reaches the workers: under a cap far below what a page
+/// needs the page fails (PDFium's allocation fails, or the worker dies and the reason names the
+/// cap); the same file renders without it.
+#[test]
+fn worker_memory_setting_caps_the_render_workers() {
+    let path = asset("graphene-thermal-conductivity.pdf");
+    let capped = LoaderSettings {
+        worker_memory_mb: Some(1),
+        ..settings(1)
+    };
+    let loader = Loader::start(
+        jobs(std::slice::from_ref(&path)),
+        &capped,
+        &PreprocessConfig::default(),
+    )
+    .unwrap();
+    let out = collect(&loader);
+    let (page, reason) = out[&0]
+        .failed
+        .clone()
+        .expect("a 1 MB worker cannot render a page");
+    assert_eq!(page, Some(1), "{reason}");
+    assert!(out[&0].pages.is_empty());
+    if reason.contains("render worker crashed") {
+        assert!(reason.contains("the 1 MB of memory"), "{reason}");
+    }
+    let loader = Loader::start(jobs(&[path]), &settings(1), &PreprocessConfig::default()).unwrap();
+    let out = collect(&loader);
+    assert!(
+        out[&0].finished && out[&0].pages.len() == 1,
+        "{:?}",
+        out[&0]
+    );
+}
+
 /// Waits until a worker is busy on the page that hangs, then SIGKILLs it.
 #[test]
 fn worker_killed_mid_page_is_replaced() {

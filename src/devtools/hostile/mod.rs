@@ -258,6 +258,7 @@ pub fn run(a: HostileBenchArgs) -> Result<()> {
         dpi: opts.dpi,
         page_timeout_secs: opts.page_timeout_secs,
         max_render_pixels: (opts.max_render_megapixels * 1e6) as u64,
+        worker_memory_mb: opts.worker_memory_mb,
         worker_exe: Some(opts.exe.clone()),
         ..Default::default()
     };

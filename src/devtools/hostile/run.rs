@@ -23,7 +23,7 @@ pub struct RunOptions {
     pub max_render_megapixels: f64,
     /// The model's visual tokens per page (fewer: faster embedding).
     pub max_visual_tokens: usize,
-    /// Overrides each render worker's memory cap (`PAGESIGHT_WORKER_MEMORY_MB`).
+    /// Each render worker's memory cap (the ingest's `--worker-memory-mb`); `None`: its default.
     pub worker_memory_mb: Option<u64>,
     /// The whole ingest is killed (and counted as a hang) after this long.
     pub guard_secs: f64,
@@ -75,11 +75,12 @@ pub fn run_ingest(corpus: &Corpus, index: &Path, opts: &RunOptions) -> Result<In
             "--max-render-megapixels",
             &opts.max_render_megapixels.to_string(),
         ])
-        .envs(corpus.env.iter().map(|(k, v)| (k, v)))
-        .envs(
+        .args(
             opts.worker_memory_mb
-                .map(|mb| (pagesight_loader::env_vars::WORKER_MEMORY_MB, mb.to_string())),
+                .iter()
+                .flat_map(|mb| ["--worker-memory-mb".to_string(), mb.to_string()]),
         )
+        .envs(corpus.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -283,8 +283,8 @@ impl GpuTransfer {
         self.compute.context()
     }
 
-    /// Test knob: before every async copy the copy stream spins this many clock cycles
-    /// (≈ 2·10⁶ per ms on an H100), so any read of a batch before its copy shows up.
+    /// Test knob: before every async copy the copy stream spins this many SM clock cycles (how
+    /// long that lasts follows the card's clock), so any read of a batch before its copy shows up.
     pub fn set_copy_delay_cycles(&mut self, cycles: u64) {
         self.copy_delay_cycles = cycles;
     }

@@ -78,7 +78,8 @@ pub fn load_model(
         });
     }
     if !model.device().is_cpu() {
-        // The first launch of each CUDA kernel module compiles it (or loads it from the caches).
+        // The first launch of each kernel module compiles it (slow while the caches are cold):
+        // the user sees why nothing moves yet.
         let _ = events.send(Event::PreparingGpuKernels {
             done: false,
             secs: 0.0,

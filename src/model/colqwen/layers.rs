@@ -116,17 +116,6 @@ pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, compute: DType) -> Res
         .to_dtype(dtype)
 }
 
-/// [b, kv_heads, s, d] → [b, kv_heads·n_rep, s, d], head h reading kv head h / n_rep.
-pub fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kvh, s, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .expand((b, kvh, n_rep, s, d))?
-        .reshape((b, kvh * n_rep, s, d))
-}
-
 /// Divides each row (last dim) by its L2 norm.
 pub fn l2_normalise_last(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;

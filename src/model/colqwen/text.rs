@@ -2,7 +2,7 @@
 //! left-padding mask; returns the final-normed hidden states.
 
 use super::config::TextConfig;
-use super::layers::{apply_rope, attention, repeat_kv, GatedMlp, RmsNorm, MASKED};
+use super::layers::{apply_rope, attention, GatedMlp, RmsNorm, MASKED};
 use super::profile::mark;
 use super::weights::Weights;
 use crate::gpu::attention_tiles::{push_segment_tiles, tiles_tensor};
@@ -10,6 +10,9 @@ use crate::gpu::fused;
 use crate::quant::QLinear;
 use anyhow::Result;
 use candle_core::{DType, Device, Module, Tensor};
+// [b, kv_heads, s, d] → [b, kv_heads·n_rep, s, d], head h reading kv head h / n_rep: the
+// reference's `repeat_kv`, an exact copy (see the test below).
+use candle_transformers::utils::repeat_kv;
 
 struct SelfAttention {
     q: QLinear,
@@ -73,8 +76,8 @@ impl SelfAttention {
         let q = apply_rope(&q, cos, sin, DType::F32)?;
         let k = apply_rope(&k, cos, sin, DType::F32)?;
         let rep = self.heads / self.kv_heads;
-        let k = repeat_kv(&k, rep)?;
-        let v = repeat_kv(&v, rep)?;
+        let k = repeat_kv(k, rep)?;
+        let v = repeat_kv(v, rep)?;
         mark(x.device(), "lm.rope+repeat_kv")?;
         let out = attention(&q, &k, &v, Some(mask), 1.0 / (self.head_dim as f64).sqrt())?;
         mark(x.device(), "lm.attn")?;
@@ -265,4 +268,37 @@ fn causal_padding_mask(attention_mask: &[Vec<u32>], device: &Device) -> Result<T
         }
     }
     Ok(Tensor::from_vec(m, (b, 1, s, s), device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GQA as the reference does it: query head h attends with key/value head h / n_rep.
+    #[test]
+    fn repeat_kv_gives_each_query_head_its_group_kv_head() {
+        let (b, kvh, s, d, rep) = (2, 3, 4, 5, 4);
+        let x = Tensor::arange(0f32, (b * kvh * s * d) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((b, kvh, s, d))
+            .unwrap();
+        let r = repeat_kv(x.clone(), rep).unwrap();
+        assert_eq!(r.dims4().unwrap(), (b, kvh * rep, s, d));
+        let head = |t: &Tensor, bi: usize, h: usize| {
+            t.get(bi).unwrap().get(h).unwrap().to_vec2::<f32>().unwrap()
+        };
+        for bi in 0..b {
+            for h in 0..kvh * rep {
+                assert_eq!(
+                    head(&r, bi, h),
+                    head(&x, bi, h / rep),
+                    "batch {bi} head {h}"
+                );
+            }
+        }
+        assert_eq!(
+            repeat_kv(x.clone(), 1).unwrap().dims4().unwrap(),
+            (b, kvh, s, d)
+        );
+    }
 }

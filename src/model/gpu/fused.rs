@@ -72,8 +72,9 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// Up to this many rows (a query's tokens), a half-precision weight under f32 activations on the
-/// CPU is read once by `half_matmul_rows` instead of being widened whole for a GEMM (which a
-/// few rows cannot amortise: a 3B query took 7.6 s on 16 threads that way).
+/// CPU is read once by `half_matmul_rows` instead of being widened whole for a GEMM: widening
+/// writes the weight out at twice its size and the GEMM reads it back, a cost that grows with
+/// the weight, not the rows, so a few rows cannot amortise it.
 const FEW_ROWS: usize = 64;
 
 /// `x · wᵀ` for a few f32 rows and a bf16/f16 weight on the CPU, or None where it does not apply.

@@ -262,14 +262,10 @@ pub fn write(path: &Path, key: &CacheKey, source: &str, layers: &[CachedLayer]) 
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         safetensors::serialize_to_file(views, Some(metadata), &tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        let f = File::open(&tmp).with_context(|| format!("reopening {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("fsync of {}", tmp.display()))?;
-        let len = f.metadata()?.len();
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        pagesight_common::fs::fsync_dir(dir)
-            .with_context(|| format!("fsync of {}", dir.display()))?;
+        let len = std::fs::metadata(&tmp)
+            .with_context(|| format!("reading the size of {}", tmp.display()))?
+            .len();
+        pagesight_common::fs::persist(&tmp, path)?;
         Ok(len)
     })();
     let _ = std::fs::remove_dir_all(&work);
