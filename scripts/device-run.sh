@@ -11,6 +11,8 @@
 #                                                        # (EMBED_BINS="pagesight pagesight-prev")
 #   scripts/device-run.sh cli-ingest DIR [PAGES]         # `pagesight ingest` (the user's command) into a
 #                                                        # fresh index, per binary in INGEST_BINS
+#   scripts/device-run.sh journey DIR                    # bench journey (random:3b), cold then warm caches
+#   scripts/device-run.sh engine-search [PAGES]          # bench engine-search (random:3b provenance)
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -201,6 +203,26 @@ while [ $# -gt 0 ]; do
         done
         python3 tools/compare_search.py "$run_dir/search-cuda.json" "$run_dir/search-cpu.json" 2>&1 | tee -a "$summary" || status=1
       done
+      ;;
+    journey)
+      # The app's path (bench journey) with `pagesight ingest`'s defaults and --model random:3b,
+      # twice on one machine: first with cold caches (quantised weights, kernels), then warm.
+      dir=$1; shift
+      for pass in cold warm; do
+        note "-- bench journey $dir --model random:3b ($pass caches)"
+        "$run_dir/pagesight" bench journey "$dir" --model random:3b --queries "${JOURNEY_QUERIES:-20}" \
+          --json "$OUT/journey-$pass-$card.json" 2>&1 | tee -a "$OUT/journey.log" | grep -E "^\|" >> "$summary"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
+      ;;
+    engine-search)
+      # Searches through the engine on synthetic pages stored with a random:3b provenance.
+      pages=${1:-10000,100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000,100000
+      note "-- bench engine-search --pages $pages --model random:3b"
+      "$run_dir/pagesight" bench engine-search --pages "$pages" --model random:3b --queries "${SEARCH_QUERIES:-20}" \
+        ${ENGINE_SEARCH_CPU:+--with-cpu} --work-dir /tmp/pagesight-bench-search --json "$OUT/engine-search-$card.json" 2>&1 \
+        | tee "$OUT/engine-search.log" | grep -E "^\||built in" >> "$summary"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES] | embed)" >&2; exit 2 ;;
   esac

@@ -218,7 +218,7 @@ mod tests {
         eframe::Storage::set_string(
             &mut storage,
             STORAGE_KEY,
-            "(theme: Light, transfer: Pageable, batch_size: 2)".into(),
+            "(theme: Light, transfer: pageable, batch_size: 2)".into(),
         );
         let s = UiSettings::load(Some(&storage));
         assert_eq!((s.theme, s.batch_size), (Theme::Light, 2), "choices kept");
