@@ -18,6 +18,7 @@ mod nf4;
 mod quant_cache;
 mod quant_scope;
 mod search_path;
+mod thumbnails;
 mod ui;
 mod ui_defaults;
 mod ui_e2e;

@@ -8,9 +8,18 @@ use crate::engine::{sample_corpus, test_settings};
 use crate::ui::frames_until;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use pagesight::engine::{EngineHandle, TransferMode};
+use pagesight::engine::{EngineHandle, EngineOptions, TransferMode};
 use pagesight::ui::{AppOptions, PagesightApp, RunState};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The engine's helper processes from the built binary (the test binary is no render worker).
+fn worker_options(env: Vec<(std::ffi::OsString, std::ffi::OsString)>) -> EngineOptions {
+    EngineOptions {
+        worker_exe: Some(env!("CARGO_BIN_EXE_pagesight").into()),
+        worker_env: env,
+        thumbnail_timeout: Duration::from_secs(3),
+    }
+}
 
 #[test]
 fn ingest_search_heatmap_and_ab_against_the_live_engine() {
@@ -21,7 +30,7 @@ fn ingest_search_heatmap_and_ab_against_the_live_engine() {
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
-    let engine = EngineHandle::spawn();
+    let engine = EngineHandle::spawn_with(worker_options(Vec::new()));
     let base = test_settings();
     let opts = AppOptions {
         index: Some(work.path().join("index")),
@@ -196,6 +205,97 @@ fn ingest_search_heatmap_and_ab_against_the_live_engine() {
             r.label
         );
     }
+    drop(h);
+    engine.shutdown();
+}
+
+/// Search results whose PDFs crash or hang PDFium when their thumbnails render: the app keeps
+/// drawing frames, those cards say why they have no preview, and the others get theirs.
+#[test]
+fn results_whose_pdfs_crash_or_hang_pdfium_never_stall_the_app() {
+    let corpus = sample_corpus();
+    let work = tempfile::tempdir().unwrap();
+    let index = work.path().join("index");
+    let base = test_settings();
+    {
+        let plain = EngineHandle::spawn();
+        crate::engine::ingest(&plain, corpus.path(), &index, base.clone());
+    }
+    // Only the thumbnail worker gets the faults: the samples ingested normally above.
+    let engine = EngineHandle::spawn_with(worker_options(vec![(
+        pagesight::loader::env_vars::WORKER_FAULT.into(),
+        "abort:coral,hang:graphene".into(),
+    )]));
+    let opts = AppOptions {
+        index: Some(index.clone()),
+        export_dir: Some(work.path().join("exports")),
+        folder: Some(corpus.path().to_path_buf()),
+        model: Some(base.model.clone()),
+        base_settings: Some(base.clone()),
+        ..AppOptions::default()
+    };
+    let (commands, events) = (engine.commands.clone(), engine.events.clone());
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_eframe(move |cc| PagesightApp::new(cc, commands, events, opts));
+    h.run();
+    h.get_by_label("Search").click();
+    h.run();
+    h.get_by_label("Query").focus();
+    h.get_by_label("Query")
+        .type_text("coral reef graphene trade attention");
+    h.step();
+    h.key_press(egui::Key::Enter);
+    assert!(
+        frames_until(&mut h, Duration::from_secs(120), |h| h
+            .state()
+            .search
+            .results
+            .is_some()),
+        "no results; notices: {:?}",
+        h.state().notices()
+    );
+    // Frames keep coming while one worker crashes and another hangs until it is killed.
+    let mut slowest = Duration::ZERO;
+    let t0 = Instant::now();
+    let settled = |h: &Harness<'_, PagesightApp>| {
+        let o = h.state().thumbnails().outcomes();
+        o.pending == 0 && o.ready + o.failed.len() > 0
+    };
+    while t0.elapsed() < Duration::from_secs(60) && !settled(&h) {
+        let t = Instant::now();
+        h.step();
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = h.state().thumbnails().outcomes();
+    assert_eq!(o.pending, 0, "every card's thumbnail answered: {o:?}");
+    assert!(o.ready > 0, "the other results got their previews: {o:?}");
+    assert!(
+        o.failed
+            .iter()
+            .all(|f| f.contains("coral") || f.contains("graphene")),
+        "only the faulty PDFs failed: {o:?}"
+    );
+    assert!(
+        o.failed
+            .iter()
+            .any(|f| f.contains("coral") && f.contains("SIGABRT"))
+            && o.failed
+                .iter()
+                .any(|f| f.contains("graphene") && f.contains("did not render within 3 s")),
+        "each card says why: {o:?}"
+    );
+    assert!(
+        h.query_all_by_label_contains("no preview: PDFium failed")
+            .next()
+            .is_some(),
+        "the reason is on screen"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a frame took {slowest:?} while PDFium crashed and hung"
+    );
     drop(h);
     engine.shutdown();
 }

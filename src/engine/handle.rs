@@ -18,13 +18,39 @@ pub struct EngineHandle {
     thread: Option<JoinHandle<()>>,
 }
 
+/// How the engine starts its helper processes.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// The executable of the thumbnail render worker (`<exe> __render-worker`); None: this one.
+    /// Ingests name theirs in their loader settings.
+    pub worker_exe: Option<PathBuf>,
+    /// Extra environment for the thumbnail worker (tests: the workers' fault hooks).
+    pub worker_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// How long one thumbnail may take before its worker is killed as hung.
+    pub thumbnail_timeout: std::time::Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            worker_exe: None,
+            worker_env: Vec::new(),
+            thumbnail_timeout: pagesight_loader::DEFAULT_THUMBNAIL_TIMEOUT,
+        }
+    }
+}
+
 impl EngineHandle {
     pub fn spawn() -> EngineHandle {
+        Self::spawn_with(EngineOptions::default())
+    }
+
+    pub fn spawn_with(options: EngineOptions) -> EngineHandle {
         let (cmd_tx, cmd_rx) = unbounded();
         let (ev_tx, ev_rx) = unbounded();
         let thread = std::thread::Builder::new()
             .name("pagesight-engine".into())
-            .spawn(move || Engine::new(ev_tx).run(cmd_rx))
+            .spawn(move || Engine::new(ev_tx, options).run(cmd_rx))
             .expect("spawn engine thread");
         EngineHandle {
             commands: cmd_tx,
@@ -96,6 +122,28 @@ impl Job {
     }
 }
 
+/// The thumbnail worker's renderer; a worker executable that cannot be found is reported now
+/// and again with each thumbnail (the current executable is tried).
+fn thumbnail_renderer(
+    options: &EngineOptions,
+    events: &Sender<Event>,
+) -> pagesight_loader::ThumbnailRenderer {
+    let spawn = pagesight_loader::pool::WorkerSpawn::new(
+        options.worker_exe.as_deref(),
+        options.worker_env.clone(),
+    )
+    .unwrap_or_else(|e| {
+        let _ = events.send(Event::Notice {
+            message: format!("thumbnails may not render: {e:#}"),
+        });
+        pagesight_loader::pool::WorkerSpawn {
+            exe: PathBuf::from("pagesight"),
+            env: options.worker_env.clone(),
+        }
+    });
+    pagesight_loader::ThumbnailRenderer::new(spawn, options.thumbnail_timeout)
+}
+
 struct Engine {
     events: Sender<Event>,
     /// The one ingest or A/B run (they share the model and the device).
@@ -107,7 +155,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(events: Sender<Event>) -> Engine {
+    fn new(events: Sender<Event>, options: EngineOptions) -> Engine {
         let indexes = super::open_indexes::OpenIndexes::default();
         let stats_from = indexes.clone();
         Engine {
@@ -124,7 +172,10 @@ impl Engine {
                     },
                 },
             ),
-            thumbnails: super::thumbnail::ThumbnailService::spawn(events.clone()),
+            thumbnails: super::thumbnail::ThumbnailService::spawn(
+                events.clone(),
+                thumbnail_renderer(&options, &events),
+            ),
             events,
             run: None,
         }

@@ -27,4 +27,4 @@ pub mod search;
 pub mod service;
 pub mod thumbnail;
 
-pub use handle::EngineHandle;
+pub use handle::{EngineHandle, EngineOptions};

@@ -1,7 +1,10 @@
-//! Page thumbnails rendered off the UI thread (PDFium in this process, behind its lock).
+//! Page thumbnails rendered off the UI thread, by a render worker process (never PDFium in this
+//! process): a PDF that crashes or hangs PDFium fails its own thumbnail, with the reason, and the
+//! next thumbnails keep coming.
 
 use super::event::Event;
 use crossbeam_channel::Sender;
+use pagesight_loader::ThumbnailRenderer;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,13 +13,13 @@ pub struct ThumbnailService {
 }
 
 impl ThumbnailService {
-    pub fn spawn(events: Sender<Event>) -> ThumbnailService {
+    pub fn spawn(events: Sender<Event>, mut renderer: ThumbnailRenderer) -> ThumbnailService {
         let requests = super::service::spawn(
             "pagesight-thumbnails",
             events,
-            |(id, file, page, max_side): (u64, PathBuf, u32, u32)| match pagesight_loader::thumbnail(
-                &file, page, max_side,
-            ) {
+            move |(id, file, page, max_side): (u64, PathBuf, u32, u32)| match renderer
+                .render(&file, page, max_side)
+            {
                 Ok(t) => Event::Thumbnail {
                     id,
                     file,

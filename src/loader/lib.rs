@@ -9,7 +9,7 @@
 //! - `pipeline`: parallel rendering into a bounded, ordered event stream; the workers resize,
 //!   normalise and patchify with the model's own preprocessing (`pagesight_model::preprocess`).
 //! - `staging`: packing pages into reusable staging buffers for the model.
-//! - `thumbnail`: small page images for the app (in-process PDFium, one caller thread).
+//! - `thumbnail`: small page images for the app, from a render worker process of their own.
 
 pub mod discover;
 pub mod env_vars;
@@ -27,4 +27,4 @@ pub use discover::{discover, Discovery, PdfFile};
 pub use pipeline::{Loader, LoaderEvent, LoaderOptions, PageJobFile, RenderedPage};
 pub use settings::LoaderSettings;
 pub use staging::{pack_batch, PixelBatch, StagingRing};
-pub use thumbnail::{thumbnail, Thumbnail};
+pub use thumbnail::{Thumbnail, ThumbnailRenderer, DEFAULT_THUMBNAIL_TIMEOUT};

@@ -668,6 +668,7 @@ fn reply_kind(r: &Reply) -> &'static str {
     match r {
         Reply::Count { .. } => "a page count",
         Reply::Page(_) => "a page",
+        Reply::Thumbnail { .. } => "a thumbnail",
         Reply::Error { .. } => "an error",
     }
 }

@@ -2,7 +2,8 @@
 //! followed by that many bytes; the first byte of a frame says what it is.
 //!
 //! Requests: `Count { path }` → `Count { pages }`; `Render { path, page, … }` → `Page { … }`
-//! (pixels already at model resolution). Either may be answered with `Error { message }`.
+//! (pixels already at model resolution); `Thumbnail { path, page, max_side, … }` → `Thumbnail`
+//! (RGB, longer side `max_side`). Any may be answered with `Error { message }`.
 
 use anyhow::{bail, Context, Result};
 use std::io::{ErrorKind, Read, Write};
@@ -28,9 +29,32 @@ pub struct RenderRequest {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct ThumbnailRequest {
+    pub path: PathBuf,
+    /// 0-based page index.
+    pub page: u32,
+    /// The longer side in pixels.
+    pub max_side: u32,
+    /// The worker's data memory cap (RLIMIT_DATA) while it renders.
+    pub memory_cap_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     Count { path: PathBuf },
     Render(RenderRequest),
+    Thumbnail(ThumbnailRequest),
+}
+
+impl Request {
+    /// The memory cap the worker applies for this request, if it carries one.
+    pub fn memory_cap_bytes(&self) -> Option<u64> {
+        match self {
+            Request::Count { .. } => None,
+            Request::Render(r) => Some(r.memory_cap_bytes),
+            Request::Thumbnail(t) => Some(t.memory_cap_bytes),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,16 +72,28 @@ pub struct PageReply {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    Count { pages: u32 },
+    Count {
+        pages: u32,
+    },
     Page(PageReply),
-    Error { message: String },
+    /// Packed 8-bit RGB, `height × width × 3`.
+    Thumbnail {
+        width: u32,
+        height: u32,
+        rgb: Vec<u8>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 const REQ_COUNT: u8 = 1;
 const REQ_RENDER: u8 = 2;
+const REQ_THUMBNAIL: u8 = 3;
 const REP_COUNT: u8 = 1;
 const REP_PAGE: u8 = 2;
 const REP_ERROR: u8 = 3;
+const REP_THUMBNAIL: u8 = 4;
 
 struct Enc(Vec<u8>);
 
@@ -152,6 +188,14 @@ impl Request {
                 e.u32(r.max_pixels);
                 e.0
             }
+            Request::Thumbnail(t) => {
+                let mut e = Enc::new(REQ_THUMBNAIL);
+                e.bytes(path_bytes(&t.path));
+                e.u32(t.page);
+                e.u32(t.max_side);
+                e.u64(t.memory_cap_bytes);
+                e.0
+            }
         }
     }
 
@@ -168,6 +212,12 @@ impl Request {
                 factor: d.u32()?,
                 min_pixels: d.u32()?,
                 max_pixels: d.u32()?,
+            })),
+            Some(&REQ_THUMBNAIL) => Ok(Request::Thumbnail(ThumbnailRequest {
+                path: d.path()?,
+                page: d.u32()?,
+                max_side: d.u32()?,
+                memory_cap_bytes: d.u64()?,
             })),
             other => bail!("unknown request tag {other:?}"),
         }
@@ -192,6 +242,13 @@ impl Reply {
                 e.bytes(p.text.as_bytes());
                 e.bytes(p.note.as_deref().unwrap_or_default().as_bytes());
                 e.bytes(&p.rgb);
+                e.0
+            }
+            Reply::Thumbnail { width, height, rgb } => {
+                let mut e = Enc::new(REP_THUMBNAIL);
+                e.u32(*width);
+                e.u32(*height);
+                e.bytes(rgb);
                 e.0
             }
             Reply::Error { message } => {
@@ -227,6 +284,17 @@ impl Reply {
                     note,
                     rgb,
                 }))
+            }
+            Some(&REP_THUMBNAIL) => {
+                let (width, height) = (d.u32()?, d.u32()?);
+                let rgb = d.bytes()?.to_vec();
+                if rgb.len() != width as usize * height as usize * 3 {
+                    bail!(
+                        "thumbnail reply holds {} bytes for {width}×{height} RGB",
+                        rgb.len()
+                    );
+                }
+                Ok(Reply::Thumbnail { width, height, rgb })
             }
             Some(&REP_ERROR) => Ok(Reply::Error {
                 message: d.string()?,
@@ -281,6 +349,12 @@ mod tests {
                 min_pixels: 3136,
                 max_pixels: 602112,
             }),
+            Request::Thumbnail(ThumbnailRequest {
+                path: "t.pdf".into(),
+                page: 0,
+                max_side: 256,
+                memory_cap_bytes: 1 << 30,
+            }),
         ];
         for r in reqs {
             let mut buf = Vec::new();
@@ -299,6 +373,11 @@ mod tests {
                 note: Some("capped".into()),
                 rgb: vec![1, 2, 3, 4, 5, 6],
             }),
+            Reply::Thumbnail {
+                width: 1,
+                height: 2,
+                rgb: vec![9; 6],
+            },
             Reply::Error {
                 message: "boom".into(),
             },
@@ -309,5 +388,11 @@ mod tests {
         assert!(read_frame(&mut [].as_slice()).unwrap().is_none());
         assert!(Reply::decode(&[9]).is_err());
         assert!(Reply::decode(&[REP_PAGE, 1, 0]).is_err());
+        let short = Reply::Thumbnail {
+            width: 2,
+            height: 2,
+            rgb: vec![0; 3],
+        };
+        assert!(Reply::decode(&short.encode()).is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! and sends back 8-bit RGB plus the page's text. It exits when stdin closes.
 
 use super::pdfium::PdfRenderer;
-use super::protocol::{read_frame, write_frame, PageReply, RenderRequest, Reply, Request};
+use super::protocol::{
+    read_frame, write_frame, PageReply, RenderRequest, Reply, Request, ThumbnailRequest,
+};
 use anyhow::{Context, Result};
 use pagesight_model::resize::{resize_bicubic_rgb, smart_resize};
 use std::io::{BufReader, BufWriter};
@@ -56,8 +58,7 @@ pub fn worker_main() -> Result<()> {
                 message: format!("bad request: {e:#}"),
             },
             Ok(req) => {
-                if let Request::Render(r) = &req {
-                    let cap = r.memory_cap_bytes;
+                if let Some(cap) = req.memory_cap_bytes() {
                     if capped_at != Some(cap) {
                         cap_memory(cap);
                         capped_at = Some(cap);
@@ -91,15 +92,31 @@ fn handle(
             pages: r.page_count(&path)?,
         }),
         Request::Render(req) => {
-            inject_fault(&req, fault);
+            inject_fault(&req.path, fault);
             render_page(r, &req, resized).map(Reply::Page)
+        }
+        Request::Thumbnail(t) => {
+            inject_fault(&t.path, fault);
+            render_thumbnail(r, &t)
         }
     }
 }
 
-fn inject_fault(req: &RenderRequest, fault: Option<&str>) {
-    let name = req
-        .path
+/// Renders page `t.page` with its longer side `t.max_side` pixels.
+fn render_thumbnail(r: &mut PdfRenderer, t: &ThumbnailRequest) -> Result<Reply> {
+    let side = t.max_side.max(16);
+    let (w_pt, h_pt) = r.page_size_pt(&t.path, t.page)?;
+    let dpi = 72.0 * side as f32 / w_pt.max(h_pt).max(1.0);
+    let img = r.render(&t.path, t.page, dpi, (side as u64).pow(2))?.image;
+    Ok(Reply::Thumbnail {
+        width: img.width,
+        height: img.height,
+        rgb: img.rgb,
+    })
+}
+
+fn inject_fault(path: &std::path::Path, fault: Option<&str>) {
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -113,7 +130,7 @@ fn inject_fault(req: &RenderRequest, fault: Option<&str>) {
         match kind {
             "abort" => std::process::abort(),
             "hang" => {
-                let mut marker = req.path.clone().into_os_string();
+                let mut marker = path.to_path_buf().into_os_string();
                 marker.push(".hanging");
                 let _ = std::fs::write(marker, b"");
                 loop {

@@ -150,6 +150,10 @@ impl PagesightApp {
         self
     }
 
+    pub fn thumbnails(&self) -> &Thumbnails {
+        &self.thumbs
+    }
+
     pub fn frame_stats(&self) -> &FrameStats {
         &self.frames
     }

@@ -35,6 +35,13 @@ enum Slot {
     Failed(String),
 }
 
+#[derive(Debug, Default)]
+pub struct ThumbOutcomes<'a> {
+    pub ready: usize,
+    pub pending: usize,
+    pub failed: Vec<&'a str>,
+}
+
 pub enum ThumbState<'a> {
     Missing,
     Loading,
@@ -100,6 +107,19 @@ impl Thumbnails {
                 );
             }
         }
+    }
+
+    /// What the cards show: thumbnails ready, still on their way, and why the others failed.
+    pub fn outcomes(&self) -> ThumbOutcomes<'_> {
+        let mut o = ThumbOutcomes::default();
+        for s in self.slots.values() {
+            match s {
+                Slot::Requested => o.pending += 1,
+                Slot::Ready { .. } => o.ready += 1,
+                Slot::Failed(why) => o.failed.push(why),
+            }
+        }
+        o
     }
 
     pub fn get(&mut self, key: &ThumbKey) -> ThumbState<'_> {
