@@ -85,9 +85,11 @@ pub fn run(a: SearchArgs) -> Result<()> {
                     if let Some(n) = note.as_ref().filter(|_| answered == 0) {
                         eprintln!("note: {n}");
                     }
-                    let load = (timings.model_load_ms >= 1.0)
-                        .then(|| format!(", model load {:.0} ms", timings.model_load_ms))
-                        .unwrap_or_default();
+                    let load = if timings.model_load_ms >= 1.0 {
+                        format!(", model load {:.0} ms", timings.model_load_ms)
+                    } else {
+                        String::new()
+                    };
                     println!(
                         "{} results for \"{query}\" ({elapsed_ms:.1} ms: query {:.1}, scoring {:.1}{load}; {scorer})",
                         hits.len(),
