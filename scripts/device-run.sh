@@ -210,7 +210,8 @@ while [ $# -gt 0 ]; do
       dir=$1; shift
       for pass in cold warm; do
         note "-- bench journey $dir --model random:3b ($pass caches)"
-        "$run_dir/pagesight" bench journey "$dir" --model random:3b --queries "${JOURNEY_QUERIES:-20}" \
+        rm -rf "/tmp/pagesight-journey-index-$pass"
+        "$run_dir/pagesight" bench journey "$dir" --index "/tmp/pagesight-journey-index-$pass" --model random:3b --queries "${JOURNEY_QUERIES:-20}" \
           --json "$OUT/journey-$pass-$card.json" 2>&1 | tee -a "$OUT/journey.log" | grep -E "^\|" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       done

@@ -90,29 +90,39 @@ pub fn search_scored(
     id: u64,
     visual_scorer: VisualScorer,
 ) -> Event {
-    engine.send(Command::Search(SearchRequest {
-        id,
-        index: index.into(),
-        query: query.into(),
-        top_k: 5,
-        mode,
-        hybrid_visual_weight: 0.5,
-        with_heatmaps: true,
-        device: DeviceChoice::Auto,
-        visual_scorer,
-    }));
+    try_search(
+        engine,
+        SearchRequest {
+            id,
+            index: index.into(),
+            query: query.into(),
+            top_k: 5,
+            mode,
+            hybrid_visual_weight: 0.5,
+            with_heatmaps: true,
+            device: DeviceChoice::Auto,
+            visual_scorer,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends `req`; its results, or its error as "context: message".
+pub fn try_search(engine: &EngineHandle, req: SearchRequest) -> Result<Event, String> {
+    let id = req.id;
+    engine.send(Command::Search(req));
     loop {
         match engine
             .events
             .recv_timeout(Duration::from_secs(120))
             .expect("search answers")
         {
-            e @ Event::SearchResults { id: i, .. } if i == id => return e,
+            e @ Event::SearchResults { id: i, .. } if i == id => return Ok(e),
             Event::Error {
                 context,
                 message,
                 request_id: Some(i),
-            } if i == id => panic!("{context}: {message}"),
+            } if i == id => return Err(format!("{context}: {message}")),
             _ => {}
         }
     }

@@ -2,40 +2,44 @@
 //! commit), never serves a damaged segment, and `pagesight search` answers many queries with one
 //! model load.
 
-use crate::engine::{ingest, sample_corpus, test_settings};
+use crate::engine::{ingest, sample_corpus, test_settings, try_search};
 use pagesight::engine::{Command, EngineHandle, Event, SearchMode, SearchRequest};
 use std::path::Path;
 use std::time::Duration;
 
-/// The engine's answer to request `id`: its results, or the error's text.
+/// The engine's answer to a visual search on the CPU: its results, or the error's text.
 fn answer(engine: &EngineHandle, index: &Path, query: &str, id: u64) -> Result<Event, String> {
-    engine.send(Command::Search(SearchRequest {
-        id,
-        index: index.into(),
-        query: query.into(),
-        top_k: 5,
-        mode: SearchMode::Visual,
-        hybrid_visual_weight: 0.5,
-        with_heatmaps: false,
-        device: pagesight::engine::DeviceChoice::Cpu,
-        visual_scorer: Default::default(),
-    }));
-    loop {
-        match engine
-            .events
-            .recv_timeout(Duration::from_secs(120))
-            .expect("search answers")
-        {
-            e @ Event::SearchResults { id: i, .. } if i == id => return Ok(e),
-            Event::Error {
-                context,
-                message,
-                request_id: Some(i),
-            } if i == id => return Err(format!("{context}: {message}")),
-            _ => {}
-        }
-    }
+    try_search(
+        engine,
+        SearchRequest {
+            id,
+            index: index.into(),
+            query: query.into(),
+            top_k: 5,
+            mode: SearchMode::Visual,
+            hybrid_visual_weight: 0.5,
+            with_heatmaps: false,
+            device: pagesight::engine::DeviceChoice::Cpu,
+            visual_scorer: Default::default(),
+        },
+    )
 }
+
+/// The tiny model on the CPU at a small resolution: what every CLI run here shares.
+const TINY_CPU: [&str; 12] = [
+    "--model",
+    "random:tiny",
+    "--device",
+    "cpu",
+    "--max-visual-tokens",
+    "64",
+    "--dpi",
+    "50",
+    "--workers",
+    "2",
+    "--batch-size",
+    "4",
+];
 
 #[test]
 fn a_damaged_segment_is_refused_by_the_running_engine_and_named() {
@@ -178,15 +182,8 @@ fn cli_ingest_into(corpus: &Path, index: &Path, flags: &[&str]) -> std::process:
         .arg(corpus)
         .arg("--index")
         .arg(index)
-        .args([
-            "--model",
-            "random:tiny",
-            "--device",
-            "cpu",
-            "--max-visual-tokens",
-            "64",
-        ])
-        .args(["--dpi", "50", "--workers", "2", "--max-pages", "2"])
+        .args(TINY_CPU)
+        .args(["--max-pages", "2"])
         .args(flags)
         .output()
         .unwrap()
@@ -237,15 +234,10 @@ fn the_journey_runs_the_app_path_and_its_report_loads_in_the_performance_view() 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
         .args(["bench", "journey"])
         .arg(corpus.path())
-        .args([
-            "--model",
-            "random:tiny",
-            "--device",
-            "cpu",
-            "--max-visual-tokens",
-            "64",
-        ])
-        .args(["--dpi", "50", "--workers", "2", "--queries", "2", "--json"])
+        .arg("--index")
+        .arg(out_dir.path().join("index"))
+        .args(TINY_CPU)
+        .args(["--queries", "2", "--json"])
         .arg(&json)
         .output()
         .unwrap();

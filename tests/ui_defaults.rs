@@ -18,14 +18,14 @@ fn gpu_device() -> DeviceInfo {
     }
 }
 
-/// The settings of the StartIngest that one click on Start sends, after `events`.
-fn start_with(events_before: Vec<Event>) -> IngestSettings {
-    let dir = tempfile::tempdir().unwrap();
+/// The settings of the StartIngest that one click on Start sends, after `events_before` (which
+/// may name the app's index: it is `index` under `dir`).
+fn start_with(dir: &std::path::Path, events_before: Vec<Event>) -> IngestSettings {
     let Wired {
         mut h,
         events,
         commands,
-    } = wired(corpus_options(dir.path()));
+    } = wired(corpus_options(dir));
     h.run();
     for e in events_before {
         events.send(e).unwrap();
@@ -41,7 +41,8 @@ fn start_with(events_before: Vec<Event>) -> IngestSettings {
 
 #[test]
 fn start_on_a_gpu_asks_for_bf16_nf4_and_async() {
-    let s = start_with(vec![Event::Device(gpu_device())]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), vec![Event::Device(gpu_device())]);
     assert_eq!(
         (s.model.dtype, s.model.quant, s.live.transfer),
         (DType::Bf16, Quant::Nf4, TransferMode::Async)
@@ -54,7 +55,8 @@ fn start_on_the_cpu_asks_for_f32_unquantised_and_pageable() {
     cpu.name = "cpu".into();
     cpu.cuda_available = false;
     cpu.unavailable_reason = Some("no CUDA device found".into());
-    let s = start_with(vec![Event::Device(cpu)]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), vec![Event::Device(cpu)]);
     assert_eq!(
         (s.model.dtype, s.model.quant, s.live.transfer),
         (DType::F32, Quant::None, TransferMode::Pageable)
@@ -65,12 +67,6 @@ fn start_on_the_cpu_asks_for_f32_unquantised_and_pageable() {
 fn start_into_an_existing_index_keeps_its_precision() {
     let dir = tempfile::tempdir().unwrap();
     let index = corpus_options(dir.path()).index.unwrap();
-    let Wired {
-        mut h,
-        events,
-        commands,
-    } = wired(corpus_options(dir.path()));
-    h.run();
     let made_with = pagesight::index::Provenance {
         model: "random:tiny".into(),
         adapter: None,
@@ -83,25 +79,17 @@ fn start_into_an_existing_index_keeps_its_precision() {
         dim: 128,
         random_weights: true,
     };
-    events.send(Event::Device(gpu_device())).unwrap();
-    events
-        .send(Event::Stats(IndexStats {
-            path: index,
-            files: 1,
-            pages: 3,
-            vectors: 300,
-            segments: 1,
-            bytes_on_disk: 1000,
-            model: Some(made_with.describe()),
-            provenance: Some(made_with),
-        }))
-        .unwrap();
-    h.run();
-    h.get_by_label("Start ingest").click();
-    h.run();
-    let Some(Command::StartIngest { settings: s, .. }) = drain(&commands).into_iter().next() else {
-        panic!("no StartIngest")
-    };
+    let stats = Event::Stats(IndexStats {
+        path: index,
+        files: 1,
+        pages: 3,
+        vectors: 300,
+        segments: 1,
+        bytes_on_disk: 1000,
+        model: Some(made_with.describe()),
+        provenance: Some(made_with),
+    });
+    let s = start_with(dir.path(), vec![Event::Device(gpu_device()), stats]);
     assert_eq!((s.model.dtype, s.model.quant), (DType::F32, Quant::None));
     assert_eq!(
         s.live.transfer,

@@ -12,6 +12,28 @@ use pagesight::engine::{EngineHandle, EngineOptions, TransferMode};
 use pagesight::ui::{AppOptions, PagesightApp, RunState};
 use std::time::{Duration, Instant};
 
+/// The app on `engine`'s channels with the test settings, its index at `index`, exports in `work`.
+fn app_on(
+    engine: &EngineHandle,
+    index: &std::path::Path,
+    work: &std::path::Path,
+    folder: Option<&std::path::Path>,
+) -> Harness<'static, PagesightApp> {
+    let base = test_settings();
+    let opts = AppOptions {
+        index: Some(index.to_path_buf()),
+        export_dir: Some(work.join("exports")),
+        folder: folder.map(|f| f.to_path_buf()),
+        model: Some(base.model.clone()),
+        base_settings: Some(base),
+        ..AppOptions::default()
+    };
+    let (commands, events) = (engine.commands.clone(), engine.events.clone());
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_eframe(move |cc| PagesightApp::new(cc, commands, events, opts))
+}
+
 /// The engine's helper processes from the built binary (the test binary is no render worker).
 fn worker_options(env: Vec<(std::ffi::OsString, std::ffi::OsString)>) -> EngineOptions {
     EngineOptions {
@@ -32,17 +54,7 @@ fn ingest_search_heatmap_and_ab_against_the_live_engine() {
     let work = tempfile::tempdir().unwrap();
     let engine = EngineHandle::spawn_with(worker_options(Vec::new()));
     let base = test_settings();
-    let opts = AppOptions {
-        index: Some(work.path().join("index")),
-        export_dir: Some(work.path().join("exports")),
-        model: Some(base.model.clone()),
-        base_settings: Some(base.clone()),
-        ..AppOptions::default()
-    };
-    let (commands, events) = (engine.commands.clone(), engine.events.clone());
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_eframe(move |cc| PagesightApp::new(cc, commands, events, opts));
+    let mut h = app_on(&engine, &work.path().join("index"), work.path(), None);
     h.state_mut().settings.batch_size = base.live.batch_size;
     h.state_mut().settings.workers = base.loader.workers;
     h.run();
@@ -226,18 +238,7 @@ fn results_whose_pdfs_crash_or_hang_pdfium_never_stall_the_app() {
         pagesight::loader::env_vars::WORKER_FAULT.into(),
         "abort:coral,hang:graphene".into(),
     )]));
-    let opts = AppOptions {
-        index: Some(index.clone()),
-        export_dir: Some(work.path().join("exports")),
-        folder: Some(corpus.path().to_path_buf()),
-        model: Some(base.model.clone()),
-        base_settings: Some(base.clone()),
-        ..AppOptions::default()
-    };
-    let (commands, events) = (engine.commands.clone(), engine.events.clone());
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_eframe(move |cc| PagesightApp::new(cc, commands, events, opts));
+    let mut h = app_on(&engine, &index, work.path(), Some(corpus.path()));
     h.run();
     h.get_by_label("Search").click();
     h.run();

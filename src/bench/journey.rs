@@ -6,7 +6,7 @@
 
 use super::engine_search::{print_table, run_modes, EngineSearchRun, SearchPlan};
 use super::search_timing::{latency, Latency};
-use crate::cli::args::{ModelArgs, PipelineArgs};
+use crate::cli::args::IngestTargetArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use pagesight_engine::event::{AbSideResult, IngestSummary, Metrics};
@@ -18,15 +18,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct JourneyArgs {
-    /// The corpus folder (PDFs, searched recursively).
-    pub folder: PathBuf,
-    /// Index folder (default: a fresh temporary one, removed afterwards).
-    #[arg(long)]
-    pub index: Option<PathBuf>,
+    /// The folder and `pagesight ingest`'s flags (and defaults). The index defaults to the
+    /// corpus's own, as ingest's does: pass --index for a fresh one.
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub pipeline: PipelineArgs,
+    pub target: IngestTargetArgs,
     /// Warm searches per mode.
     #[arg(long, default_value_t = 20)]
     pub queries: usize,
@@ -213,16 +208,15 @@ fn thumbnails(
 
 pub fn run(a: JourneyArgs) -> Result<()> {
     let launch = Instant::now();
-    if !a.folder.is_dir() {
-        bail!("{} is not a folder", a.folder.display());
+    let folder = a.target.folder.clone();
+    if !folder.is_dir() {
+        bail!("{} is not a folder", folder.display());
     }
-    let scratch = std::env::temp_dir().join(format!("pagesight-journey-{}", std::process::id()));
-    let index = a.index.clone().unwrap_or_else(|| scratch.join("index"));
-    let existing = pagesight_index::Index::provenance_at(&index)?;
-    let settings = a.pipeline.ingest_settings(&a.model, existing.as_ref())?;
+    let index = a.target.index_dir();
+    let (settings, _) = a.target.settings()?;
     eprintln!(
         "journey: {} into {} with {} compute, {} weights, transfer {}, batch {}",
-        a.folder.display(),
+        folder.display(),
         index.display(),
         settings.model.dtype.name(),
         settings.model.quant.name(),
@@ -231,7 +225,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
     );
     let engine = EngineHandle::spawn();
     let mut next_id = 0;
-    let seen = ingest(&engine, &a.folder, &index, &settings, launch, &mut next_id)?;
+    let seen = ingest(&engine, &folder, &index, &settings, launch, &mut next_id)?;
     let s = &seen.summary;
     let startup = StartupTimes {
         model_load: s.stages.get(Stage::ModelLoad),
@@ -277,7 +271,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
     let report = JourneyReport {
         schema: pagesight_engine::SCHEMA_VERSION,
         producer: format!("pagesight {} bench journey", env!("CARGO_PKG_VERSION")),
-        folder: a.folder.clone(),
+        folder: folder.clone(),
         settings: settings.clone(),
         startup_secs: startup,
         first_page_committed_secs: seen.first_committed,
@@ -340,9 +334,6 @@ pub fn run(a: JourneyArgs) -> Result<()> {
     if let Some(path) = &a.json {
         pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if a.index.is_none() {
-        let _ = std::fs::remove_dir_all(&scratch);
     }
     Ok(())
 }

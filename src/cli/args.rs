@@ -9,6 +9,39 @@ use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;
 use std::path::PathBuf;
 
+/// A folder to ingest, where its index goes, and how: what `pagesight ingest` and `bench journey`
+/// take alike, so the journey runs the user's defaults.
+#[derive(Args, Debug, Clone)]
+pub struct IngestTargetArgs {
+    /// Folder to walk for PDFs (recursively).
+    pub folder: PathBuf,
+    /// Index folder (default: one per corpus under the platform data dir).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+impl IngestTargetArgs {
+    /// The index folder: `--index`, else the corpus's default one.
+    pub fn index_dir(&self) -> PathBuf {
+        self.index
+            .clone()
+            .unwrap_or_else(|| pagesight_common::paths::default_index_for(&self.folder))
+    }
+
+    /// The settings for this folder's index: the index's own precision when it exists.
+    pub fn settings(&self) -> anyhow::Result<(IngestSettings, bool)> {
+        let existing = pagesight_index::Index::provenance_at(&self.index_dir())?;
+        let settings = self
+            .pipeline
+            .ingest_settings(&self.model, existing.as_ref())?;
+        Ok((settings, existing.is_some()))
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Local snapshot dir, Hugging Face hub id (from the local cache), `random:tiny` or `random:3b`.

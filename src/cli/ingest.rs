@@ -1,23 +1,15 @@
 //! `pagesight ingest <folder>`: walks the folder and puts every PDF page into the index.
 
-use super::args::{ModelArgs, PipelineArgs};
+use super::args::IngestTargetArgs;
 use super::progress::EventPrinter;
 use anyhow::{bail, Result};
 use clap::Args;
 use pagesight_engine::{Command, EngineHandle, Event};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
-    /// Folder to walk for PDFs (recursively).
-    pub folder: PathBuf,
-    /// Index folder (default: one per corpus under the platform data dir).
-    #[arg(long)]
-    pub index: Option<PathBuf>,
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub pipeline: PipelineArgs,
+    pub target: IngestTargetArgs,
     /// Remove files from the index that are no longer in the folder.
     #[arg(long)]
     pub prune: bool,
@@ -33,22 +25,19 @@ pub struct IngestArgs {
 }
 
 pub fn run(a: IngestArgs) -> Result<()> {
-    if !a.folder.is_dir() {
-        bail!("{} is not a folder", a.folder.display());
+    let folder = &a.target.folder;
+    if !folder.is_dir() {
+        bail!("{} is not a folder", folder.display());
     }
-    let index = a
-        .index
-        .clone()
-        .unwrap_or_else(|| pagesight_common::paths::default_index_for(&a.folder));
-    let existing = pagesight_index::Index::provenance_at(&index)?;
-    let mut settings = a.pipeline.ingest_settings(&a.model, existing.as_ref())?;
-    eprintln!("{}", describe_settings(&settings, existing.is_some()));
+    let index = a.target.index_dir();
+    let (mut settings, existing) = a.target.settings()?;
+    eprintln!("{}", describe_settings(&settings, existing));
     settings.prune = a.prune;
     settings.commit_every_pages = a.commit_every;
     settings.max_pages = a.max_pages;
     let engine = EngineHandle::spawn();
     engine.send(Command::StartIngest {
-        folder: a.folder.clone(),
+        folder: folder.clone(),
         index,
         settings,
     });
