@@ -204,6 +204,17 @@ while [ $# -gt 0 ]; do
         python3 tools/compare_search.py "$run_dir/search-cuda.json" "$run_dir/search-cpu.json" 2>&1 | tee -a "$summary" || status=1
       done
       ;;
+    search-peers)
+      # Our GPU scorer against the published fused MaxSim kernels (carry .whl: flash-maxsim,
+      # late-interaction-kernels, colpali-engine) on the same vectors and card.
+      pages=${1:-10000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000
+      install_wheels
+      "$run_dir/pagesight" bench search --pages "$pages" --device cuda --python '' --gpu-peers python3 \
+        --reference-max-pages 100000 --only-best-isa --candidates 400 --queries "${SEARCH_QUERIES:-10}" \
+        --work-dir /tmp/pagesight-bench-search --json > "$OUT/search-peers-$card.json" 2> >(tee "$OUT/search-peers.log" >&2)
+      [ $? -eq 0 ] || status=1
+      grep -E "pages in|peer |fused MaxSim kernel|exact  " "$OUT/search-peers.log" >> "$summary"
+      ;;
     journey)
       # The app's path (bench journey) with `pagesight ingest`'s defaults and --model random:3b,
       # twice on one machine: first with cold caches (quantised weights, kernels), then warm.

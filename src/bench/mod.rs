@@ -12,6 +12,7 @@ pub mod loader;
 pub mod memory_latency;
 pub mod search;
 mod search_paired;
+mod search_peers;
 pub mod search_reference;
 mod search_report;
 pub mod search_tensor;

@@ -55,6 +55,11 @@ pub struct SearchBenchArgs {
     /// only up to this many pages (100k pages are 19 GB more on disk).
     #[arg(long, default_value_t = 20_000)]
     pub reference_max_pages: usize,
+    /// Python with the published GPU MaxSim kernels (flash-maxsim, late-interaction-kernels,
+    /// colpali-engine): each is timed on the same vectors and card next to ours (needs --device
+    /// cuda; sizes up to --reference-max-pages, whose raw f16 copy the peers read).
+    #[arg(long, value_name = "PYTHON")]
+    pub gpu_peers: Option<String>,
     /// Also score with the tensor scorer (batched matmuls on this candle device: cpu, cuda:N).
     #[arg(long)]
     pub device: Option<DeviceChoice>,
@@ -130,6 +135,8 @@ pub struct SizeResult {
     pub exact: Vec<ExactRun>,
     pub compressed: Vec<CompressedRun>,
     pub tensor: Option<TensorResults>,
+    /// The published GPU kernels on the same vectors and card (`--gpu-peers`).
+    pub gpu_peers: Vec<super::search_peers::PeerRun>,
     pub reference: Option<serde_json::Value>,
     pub reference_p50_ms: Option<f64>,
     pub reference_einsum_p50_ms: Option<f64>,
@@ -435,7 +442,8 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         let dir = a.work_dir.join(format!("pages-{n}-v{CORPUS_VERSION}"));
         eprintln!("{n} pages in {}", dir.display());
         let with_reference = !a.python.is_empty() && n <= a.reference_max_pages;
-        let build_secs = build(&a, &corpus, n, &dir, with_reference)
+        let with_peers = a.gpu_peers.is_some() && n <= a.reference_max_pages;
+        let build_secs = build(&a, &corpus, n, &dir, with_reference || with_peers)
             .with_context(|| format!("building {}", dir.display()))?;
         let t = Instant::now();
         let ix = Index::open(&dir)?;
@@ -568,6 +576,20 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             });
         }
         let tensor = tensor_runs(&a, &s, &queries, &exact_tops)?;
+        let gpu_peers = match (&a.gpu_peers, with_peers) {
+            (Some(python), true) => super::search_peers::run_peers(
+                &a, python, &dir, n, &queries, &s,
+            )
+            .unwrap_or_else(|e| {
+                eprintln!("  GPU peers not run: {e:#}");
+                Vec::new()
+            }),
+            (Some(_), false) => {
+                eprintln!("  GPU peers skipped: {n} pages > --reference-max-pages");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
         let mapped_read_gb_per_s = cpu_peak::mapped_read_gb_per_s(&dir.join("segments"));
         let mut r = SizeResult {
             memory_latency,
@@ -581,6 +603,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             exact,
             compressed,
             tensor,
+            gpu_peers,
             reference: None,
             reference_p50_ms: None,
             reference_einsum_p50_ms: None,

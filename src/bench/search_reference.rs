@@ -7,6 +7,17 @@ use pagesight_index::Query;
 use std::io::Write;
 use std::path::Path;
 
+/// The queries as raw little-endian f32 `[q, nq, dim]` beside the index, for the Python scorers.
+pub fn write_queries(dir: &Path, queries: &[Query]) -> anyhow::Result<std::path::PathBuf> {
+    let qpath = dir.join("queries.f32");
+    let mut qf = std::io::BufWriter::new(std::fs::File::create(&qpath)?);
+    for q in queries {
+        qf.write_all(bytemuck::cast_slice(&q.vectors))?;
+    }
+    qf.flush()?;
+    Ok(qpath)
+}
+
 /// Runs bench/ref_maxsim.py on the same vectors; returns its JSON and the largest difference
 /// between its first-query scores and ours.
 pub fn reference(
@@ -16,12 +27,7 @@ pub fn reference(
     queries: &[Query],
     s: &pagesight_index::Searcher,
 ) -> anyhow::Result<(serde_json::Value, f64)> {
-    let qpath = dir.join("queries.f32");
-    let mut qf = std::io::BufWriter::new(std::fs::File::create(&qpath)?);
-    for q in queries {
-        qf.write_all(bytemuck::cast_slice(&q.vectors))?;
-    }
-    qf.flush()?;
+    let qpath = write_queries(dir, queries)?;
     let out = dir.join("reference.json");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/ref_maxsim.py");
     let status = std::process::Command::new(&a.python)
