@@ -52,8 +52,12 @@ pub struct JourneyReport {
     pub thumbnail_failures: Vec<String>,
     /// The process's peak resident memory (VmHWM), render workers not included.
     pub peak_rss_bytes: Option<u64>,
-    /// The largest device memory in use NVML reported during the ingest (all processes).
+    /// The largest device memory in use NVML reported during the ingest (the whole GPU, all
+    /// processes).
     pub peak_device_memory_bytes: Option<u64>,
+    /// This process's device memory at the end (NVML's per-process figure: CUDA context, weights,
+    /// the allocator's pool, resident page tiles), after the searches.
+    pub process_device_memory_bytes: Option<u64>,
     /// The ingest as a run the Performance view loads.
     pub runs: Vec<AbSideResult>,
 }
@@ -282,6 +286,10 @@ pub fn run(a: JourneyArgs) -> Result<()> {
         thumbnail_failures,
         peak_rss_bytes: peak_rss_bytes(),
         peak_device_memory_bytes,
+        process_device_memory_bytes: pagesight_engine::gpu_monitor::GpuMonitor::open(0)
+            .and_then(|m| m.process_memory(std::process::id()))
+            .ok()
+            .flatten(),
         runs: vec![AbSideResult {
             label: "journey ingest".into(),
             settings,
@@ -310,16 +318,16 @@ pub fn run(a: JourneyArgs) -> Result<()> {
         );
     }
     println!(
-        "| ingest pages | wall s | pages/s | model load s | quantise s | kernels s | first committed s | first searchable s | peak RSS GiB | peak device GiB |"
+        "| ingest pages | wall s | pages/s | model load s | quantise s | kernels s | first committed s | first searchable s | peak RSS GiB | GPU peak (all) GiB | this process on GPU GiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let gib = |b: Option<u64>| {
         b.map_or("-".into(), |b| {
             format!("{:.2}", b as f64 / (1u64 << 30) as f64)
         })
     };
     println!(
-        "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+        "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
         report.ingest.pages_ingested,
         report.ingest.wall_secs,
         report.ingest.pages_per_sec,
@@ -330,6 +338,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
         report.first_page_searchable_secs.unwrap_or(f64::NAN),
         gib(report.peak_rss_bytes),
         gib(report.peak_device_memory_bytes),
+        gib(report.process_device_memory_bytes),
     );
     if let Some(path) = &a.json {
         pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())

@@ -49,6 +49,23 @@ impl GpuMonitor {
         Ok((mem.used, mem.total))
     }
 
+    /// Device memory used by process `pid` on this GPU (its CUDA context and allocations), as
+    /// NVML accounts it; None when NVML does not list the process (no context there).
+    pub fn process_memory(&self, pid: u32) -> Result<Option<u64>, String> {
+        use nvml_wrapper::enums::device::UsedGpuMemory;
+        let procs = self
+            .device()?
+            .running_compute_processes()
+            .map_err(|e| e.to_string())?;
+        Ok(procs
+            .iter()
+            .find(|p| p.pid == pid)
+            .and_then(|p| match p.used_gpu_memory {
+                UsedGpuMemory::Used(b) => Some(b),
+                UsedGpuMemory::Unavailable => None,
+            }))
+    }
+
     pub fn sample(&self) -> Result<GpuSample, String> {
         let d = self.device()?;
         let util = d.utilization_rates().map_err(|e| e.to_string())?;
