@@ -443,6 +443,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
             note: None,
             scorer: "CPU exact MaxSim (avx2, 2 threads)".into(),
             timings: Default::default(),
+            query_tokens: 20,
         })
         .unwrap();
     frames(&mut h, 3);

@@ -64,6 +64,8 @@ pub struct EngineSearchRun {
     pub embed_p50_ms: f64,
     pub score_p50_ms: f64,
     pub open_p50_ms: f64,
+    /// Vectors per embedded query (what scoring cost scales with).
+    pub query_tokens: usize,
 }
 
 /// The provenance that makes the engine load `model` for queries, with the precision a user's
@@ -88,7 +90,7 @@ fn provenance(a: &EngineSearchArgs) -> Provenance {
 pub fn search_once(
     engine: &EngineHandle,
     req: SearchRequest,
-) -> Result<(f64, SearchTimings, String)> {
+) -> Result<(f64, SearchTimings, String, usize)> {
     let id = req.id;
     engine.send(Command::Search(req));
     loop {
@@ -98,8 +100,9 @@ pub fn search_once(
                 elapsed_ms,
                 timings,
                 scorer,
+                query_tokens,
                 ..
-            }) if i == id => return Ok((elapsed_ms, timings, scorer)),
+            }) if i == id => return Ok((elapsed_ms, timings, scorer, query_tokens)),
             Ok(Event::Error {
                 context,
                 message,
@@ -111,7 +114,10 @@ pub fn search_once(
     }
 }
 
-fn median_of(runs: &[(f64, SearchTimings, String)], f: impl Fn(&SearchTimings) -> f64) -> f64 {
+fn median_of(
+    runs: &[(f64, SearchTimings, String, usize)],
+    f: impl Fn(&SearchTimings) -> f64,
+) -> f64 {
     pagesight_common::stats::median(runs.iter().map(|r| f(&r.1)).collect())
 }
 
@@ -174,7 +180,7 @@ pub fn run_modes(
                 },
             )
         };
-        let (first_ms, first, _) = ask(0)?;
+        let (first_ms, first, _, _) = ask(0)?;
         let warm: Vec<_> = (1..=a.queries).map(&mut ask).collect::<Result<_>>()?;
         let run = EngineSearchRun {
             pages,
@@ -187,10 +193,12 @@ pub fn run_modes(
             embed_p50_ms: median_of(&warm, |t| t.embed_ms),
             score_p50_ms: median_of(&warm, |t| t.score_ms),
             open_p50_ms: median_of(&warm, |t| t.open_ms),
+            query_tokens: warm.last().map_or(0, |w| w.3),
         };
         eprintln!(
-            "{pages} pages, {label} ({}): first {first_ms:.0} ms (open {:.0}, model {:.0}, tiles {:.0}); warm p50 {:.2} ms p99 {:.2} ms (query {:.2}, scoring {:.2}); {}",
+            "{pages} pages, {label} ({}, {} query tokens): first {first_ms:.0} ms (open {:.0}, model {:.0}, tiles {:.0}); warm p50 {:.2} ms p99 {:.2} ms (query {:.2}, scoring {:.2}); {}",
             run.device,
+            run.query_tokens,
             first.open_ms,
             first.model_load_ms,
             first.tiles_ms,

@@ -242,6 +242,10 @@ pub enum Event {
         /// Where `elapsed_ms` went.
         #[serde(default)]
         timings: SearchTimings,
+        /// Vectors of the embedded query (0 for a text search): what the visual scoring cost
+        /// scales with.
+        #[serde(default)]
+        query_tokens: usize,
     },
     Thumbnail {
         id: u64,

@@ -337,6 +337,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         note,
         scorer: scorer_label,
         timings,
+        query_tokens: q.n_tokens,
     })
 }
 
