@@ -32,7 +32,7 @@ pub struct PairedPeak {
 }
 
 impl PairedPeak {
-    /// The figure the 60 % goal is read from: the lower of the median and the quieter half's.
+    /// The lower of the median and the quieter half's: the figure least flattered by quiet moments.
     pub fn fraction(&self) -> f64 {
         self.fraction_median.min(self.fraction_quiet_half)
     }

@@ -7,9 +7,6 @@ use super::cpu_peak::IsaPeak;
 use super::search::SizeResult;
 use pagesight_index::maxsim::Isa;
 
-/// #4's goal for exact MaxSim, as a share of the machine's peak for the instruction set used.
-const GOAL_FRACTION: f64 = 0.6;
-
 /// Fills in every run's fractions from the final `peaks` and prints them.
 pub(super) fn fractions(
     sizes: &mut [SizeResult],
@@ -70,14 +67,6 @@ pub(super) fn fractions(
                     p.window_gflops_median,
                     p.window_gflops_max,
                     p.query_gflops_median
-                );
-                eprintln!(
-                    "{} pages, goal exact MaxSim at ≥ {:.0} % of the machine's peak for {}: {} ({:.1} % of what all cores gave the FMA loop around each query)",
-                    size.pages,
-                    100.0 * GOAL_FRACTION,
-                    e.isa.name(),
-                    if p.fraction() >= GOAL_FRACTION { "met" } else { "NOT met" },
-                    100.0 * p.fraction()
                 );
             }
             if let Some(m) = size.mapped_read_gb_per_s {
