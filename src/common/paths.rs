@@ -68,6 +68,11 @@ pub fn quant_cache_dir() -> Option<PathBuf> {
     }
 }
 
+/// Where our compiled GPU kernels are kept between runs (`compiled_cache`): `<data>/kernel-cache`.
+pub fn kernel_cache_dir() -> PathBuf {
+    data_dir().join("kernel-cache")
+}
+
 /// Candidate locations for libpdfium, in search order: `$PDFIUM_LIB` (file or dir), next to the
 /// executable, `vendor/pdfium/` of the source tree, `./vendor/pdfium/`.
 pub fn pdfium_candidates() -> Vec<PathBuf> {
