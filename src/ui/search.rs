@@ -22,6 +22,8 @@ pub struct ResultSet {
     pub note: Option<String>,
     /// What ranked the pages (GPU or CPU, which kernel).
     pub scorer: String,
+    /// Where `elapsed_ms` went.
+    pub timings: pagesight_engine::event::SearchTimings,
 }
 
 pub enum SearchAction {
@@ -135,7 +137,8 @@ impl SearchView {
             results.hits.len(),
             results.query,
             results.elapsed_ms
-        ));
+        ))
+        .on_hover_text(time_by_step(&results.timings));
         if !results.scorer.is_empty() {
             ui.weak(format!("ranked by: {}", results.scorer));
         }
@@ -421,4 +424,49 @@ fn card(
     );
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
     resp
+}
+
+/// "query 8.1 ms · scoring 3.0 ms · …": the steps that took time, for the results line's tooltip.
+pub fn time_by_step(t: &pagesight_engine::event::SearchTimings) -> String {
+    let steps = [
+        ("opening the index", t.open_ms),
+        ("loading the query model", t.model_load_ms),
+        ("embedding the query", t.embed_ms),
+        ("GPU page tiles", t.tiles_ms),
+        ("scoring", t.score_ms),
+        ("heatmaps", t.heatmap_ms),
+    ];
+    let parts: Vec<String> = steps
+        .iter()
+        .filter(|(_, ms)| *ms >= 0.05)
+        .map(|(what, ms)| format!("{what} {ms:.1} ms"))
+        .collect();
+    if parts.is_empty() {
+        "no step took measurable time".into()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn the_tooltip_names_the_steps_that_took_time() {
+        let t = pagesight_engine::event::SearchTimings {
+            embed_ms: 8.14,
+            score_ms: 3.0,
+            model_load_ms: 0.001,
+            ..Default::default()
+        };
+        assert_eq!(
+            time_by_step(&t),
+            "embedding the query 8.1 ms · scoring 3.0 ms"
+        );
+        assert_eq!(
+            time_by_step(&Default::default()),
+            "no step took measurable time"
+        );
+    }
 }

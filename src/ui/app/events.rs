@@ -78,6 +78,7 @@ impl PagesightApp {
                 elapsed_ms,
                 note,
                 scorer,
+                timings,
                 ..
             } => {
                 let keys: Vec<ThumbKey> = hits
@@ -96,6 +97,7 @@ impl PagesightApp {
                     elapsed_ms,
                     note,
                     scorer,
+                    timings,
                 });
                 if ours {
                     for k in keys {
