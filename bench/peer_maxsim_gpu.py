@@ -9,13 +9,17 @@ list-of-pages API), and torch's einsum + max + sum as the plain baseline. A peer
 installed or fails is reported with the reason, never skipped silently.
 """
 
-import argparse
 import json
+import os.path
+import sys
 import time
 from importlib.metadata import version
 
-import numpy as np
-import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from maxsim_inputs import load, parser  # noqa: E402
 
 
 def timed(fn, runs):
@@ -37,25 +41,16 @@ def timed(fn, runs):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pages", required=True)
-    ap.add_argument("--queries", required=True)
-    ap.add_argument("--n", type=int, required=True)
-    ap.add_argument("--tokens", type=int, required=True)
-    ap.add_argument("--dim", type=int, required=True)
-    ap.add_argument("--nq", type=int, required=True)
-    ap.add_argument("--num-queries", type=int, required=True)
+    ap = parser()
     ap.add_argument("--colpali-max-pages", type=int, default=20000)
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    pages, queries = load(a)
 
     dev = torch.device("cuda")
-    pages = np.memmap(a.pages, dtype="<f2", mode="r", shape=(a.n, a.tokens, a.dim))
     D = torch.empty((a.n, a.tokens, a.dim), dtype=torch.float16, device=dev)
     step = 4096
     for j in range(0, a.n, step):
         D[j : j + step].copy_(torch.from_numpy(np.ascontiguousarray(pages[j : j + step])))
-    queries = np.fromfile(a.queries, dtype="<f4").reshape(a.num_queries, a.nq, a.dim)
     Q = [torch.from_numpy(q.copy()) for q in queries]
     out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0), "peers": {}}
 

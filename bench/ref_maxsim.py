@@ -7,14 +7,17 @@ not fit `--mem-gb` as f32 are scored in chunks converted on the fly (the timing 
 the conversion, and says so).
 """
 
-import argparse
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("COLPALI_SCORES_BACKEND", "torch")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import numpy as np  # noqa: E402
+from maxsim_inputs import load, parser  # noqa: E402
 import torch  # noqa: E402
 from importlib.metadata import version  # noqa: E402
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor  # noqa: E402
@@ -22,21 +25,12 @@ from colpali_engine.utils.maxsim import maxsim_inbatch  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pages", required=True)
-    ap.add_argument("--queries", required=True)
-    ap.add_argument("--n", type=int, required=True)
-    ap.add_argument("--tokens", type=int, required=True)
-    ap.add_argument("--dim", type=int, required=True)
-    ap.add_argument("--nq", type=int, required=True)
-    ap.add_argument("--num-queries", type=int, required=True)
+    ap = parser()
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--mem-gb", type=float, default=8.0)
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    pages, queries = load(a)
 
-    pages = np.memmap(a.pages, dtype="<f2", mode="r", shape=(a.n, a.tokens, a.dim))
-    queries = np.fromfile(a.queries, dtype="<f4").reshape(a.num_queries, a.nq, a.dim)
     fits = a.n * a.tokens * a.dim * 4 <= a.mem_gb * 1e9
     out = {
         "torch": torch.__version__,
