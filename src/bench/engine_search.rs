@@ -86,23 +86,13 @@ fn provenance(a: &EngineSearchArgs) -> Provenance {
     }
 }
 
-/// One search through the engine: (elapsed ms, its timings, the scorer's label).
-pub fn search_once(
-    engine: &EngineHandle,
-    req: SearchRequest,
-) -> Result<(f64, SearchTimings, String, usize)> {
+/// One search through the engine: its `SearchResults` event, or its error.
+pub fn answer(engine: &EngineHandle, req: SearchRequest) -> Result<Event> {
     let id = req.id;
     engine.send(Command::Search(req));
     loop {
         match engine.events.recv_timeout(Duration::from_secs(600)) {
-            Ok(Event::SearchResults {
-                id: i,
-                elapsed_ms,
-                timings,
-                scorer,
-                query_tokens,
-                ..
-            }) if i == id => return Ok((elapsed_ms, timings, scorer, query_tokens)),
+            Ok(e @ Event::SearchResults { id: i, .. }) if i == id => return Ok(e),
             Ok(Event::Error {
                 context,
                 message,
@@ -111,6 +101,23 @@ pub fn search_once(
             Ok(_) => {}
             Err(_) => bail!("the engine gave no answer to search {id} within 10 minutes"),
         }
+    }
+}
+
+/// One search through the engine: (elapsed ms, its timings, the scorer's label, query vectors).
+fn search_once(
+    engine: &EngineHandle,
+    req: SearchRequest,
+) -> Result<(f64, SearchTimings, String, usize)> {
+    match answer(engine, req)? {
+        Event::SearchResults {
+            elapsed_ms,
+            timings,
+            scorer,
+            query_tokens,
+            ..
+        } => Ok((elapsed_ms, timings, scorer, query_tokens)),
+        _ => unreachable!("`answer` returns search results"),
     }
 }
 
@@ -130,30 +137,34 @@ pub struct SearchPlan {
 
 /// Every mode on one index, the first search of each apart.
 pub fn run_modes(
-    plan_of: &SearchPlan,
+    how: &SearchPlan,
     engine: &EngineHandle,
     index: &Path,
     pages: usize,
     next_id: &mut u64,
 ) -> Result<Vec<EngineSearchRun>> {
-    let a = plan_of;
     let mut plan = vec![
         (
             "visual exact",
             SearchMode::Visual,
             VisualScorer::Exact,
-            a.device,
+            how.device,
         ),
         (
             "visual binary",
             SearchMode::Visual,
             VisualScorer::Binary { candidates: 0 },
-            a.device,
+            how.device,
         ),
-        ("text", SearchMode::Text, VisualScorer::Exact, a.device),
-        ("hybrid", SearchMode::Hybrid, VisualScorer::Exact, a.device),
+        ("text", SearchMode::Text, VisualScorer::Exact, how.device),
+        (
+            "hybrid",
+            SearchMode::Hybrid,
+            VisualScorer::Exact,
+            how.device,
+        ),
     ];
-    if a.with_cpu && a.device.will_use_cuda() {
+    if how.with_cpu && how.device.will_use_cuda() {
         plan.push((
             "visual exact",
             SearchMode::Visual,
@@ -181,7 +192,7 @@ pub fn run_modes(
             )
         };
         let (first_ms, first, _, _) = ask(0)?;
-        let warm: Vec<_> = (1..=a.queries).map(&mut ask).collect::<Result<_>>()?;
+        let warm: Vec<_> = (1..=how.queries).map(&mut ask).collect::<Result<_>>()?;
         let run = EngineSearchRun {
             pages,
             mode: label.into(),

@@ -4,7 +4,7 @@
 //! searches in every mode → thumbnails of the hits. Reports what the user waits for; the JSON's
 //! `runs` (the ingest) loads in the Performance view.
 
-use super::engine_search::{print_table, run_modes, EngineSearchRun, SearchPlan};
+use super::engine_search::{answer, print_table, run_modes, EngineSearchRun, SearchPlan};
 use super::search_timing::{latency, Latency};
 use crate::cli::args::IngestTargetArgs;
 use anyhow::{bail, Context, Result};
@@ -106,18 +106,7 @@ fn ingest(
     let mut series = Vec::new();
     let mut finished: Option<IngestSummary> = None;
     // Until the ingest has finished and the probe search (if sent) has answered.
-    loop {
-        if let Some(summary) = finished.take() {
-            if probe.is_none() {
-                return Ok(IngestSeen {
-                    summary,
-                    first_committed,
-                    first_searchable,
-                    series,
-                });
-            }
-            finished = Some(summary);
-        }
+    while finished.is_none() || probe.is_some() {
         let ev = engine
             .events
             .recv_timeout(Duration::from_secs(3600))
@@ -162,6 +151,12 @@ fn ingest(
             _ => {}
         }
     }
+    Ok(IngestSeen {
+        summary: finished.expect("the loop ends once the ingest has finished"),
+        first_committed,
+        first_searchable,
+        series,
+    })
 }
 
 /// The hits' thumbnails, one request at a time as the results grid asks for them.
@@ -267,10 +262,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
     )?;
     // The hits a user would see thumbnails of.
     next_id += 1;
-    let hits = match engine_search_hits(&engine, &index, &settings, next_id)? {
-        h if h.is_empty() => Vec::new(),
-        h => h,
-    };
+    let hits = engine_search_hits(&engine, &index, &settings, next_id)?;
     let (thumbs, thumbnail_failures) = thumbnails(&engine, &hits, &mut next_id);
     let report = JourneyReport {
         schema: pagesight_engine::SCHEMA_VERSION,
@@ -354,29 +346,24 @@ fn engine_search_hits(
     settings: &IngestSettings,
     id: u64,
 ) -> Result<Vec<(PathBuf, u32)>> {
-    engine.send(Command::Search(SearchRequest {
-        id,
-        index: index.to_path_buf(),
-        query: "a figure with results".into(),
-        top_k: 10,
-        mode: SearchMode::Visual,
-        hybrid_visual_weight: 0.5,
-        with_heatmaps: false,
-        device: settings.model.device,
-        visual_scorer: Default::default(),
-    }));
-    loop {
-        match engine.events.recv_timeout(Duration::from_secs(600)) {
-            Ok(Event::SearchResults { id: i, hits, .. }) if i == id => {
-                return Ok(hits.into_iter().map(|h| (h.file, h.page)).collect())
-            }
-            Ok(Event::Error {
-                request_id: Some(i),
-                context,
-                message,
-            }) if i == id => bail!("{context}: {message}"),
-            Ok(_) => {}
-            Err(_) => bail!("no answer to the thumbnails' search within 10 minutes"),
+    let results = answer(
+        engine,
+        SearchRequest {
+            id,
+            index: index.to_path_buf(),
+            query: "a figure with results".into(),
+            top_k: 10,
+            mode: SearchMode::Visual,
+            hybrid_visual_weight: 0.5,
+            with_heatmaps: false,
+            device: settings.model.device,
+            visual_scorer: Default::default(),
+        },
+    )?;
+    match results {
+        Event::SearchResults { hits, .. } => {
+            Ok(hits.into_iter().map(|h| (h.file, h.page)).collect())
         }
+        _ => unreachable!("`answer` returns search results"),
     }
 }

@@ -2,8 +2,8 @@
 
 use clap::Args;
 use pagesight_engine::settings::{
-    DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, ModelSettings, Quant,
-    QuantCacheSetting, QuantScope, TransferMode,
+    default_precision, DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings,
+    ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
 };
 use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;
@@ -119,36 +119,27 @@ impl QuantCacheArgs {
 
 impl ModelArgs {
     /// The settings for a new index, or for adding to `existing` (the index's provenance): what
-    /// a flag does not say comes from the index, else from the device (`best_precision`).
+    /// a flag does not say comes from the index, else from the device (`default_precision`).
     pub fn settings_for(&self, existing: Option<&Provenance>) -> anyhow::Result<ModelSettings> {
-        let (best_dtype, best_quant) =
-            pagesight_model::settings::best_precision(self.device.will_use_cuda());
-        let recorded = existing
-            .map(|p| -> anyhow::Result<_> {
-                Ok((p.dtype.parse()?, p.quant.parse()?, p.quant_scope.parse()?))
-            })
-            .transpose()?;
-        let (dtype, quant, scope) =
-            recorded.unwrap_or((best_dtype, best_quant, QuantScope::default()));
-        Ok(ModelSettings {
-            dtype: self.dtype.unwrap_or(dtype),
-            quant: self.quant.unwrap_or(quant),
-            quant_scope: self.quant_scope.unwrap_or(scope),
-            ..self.settings()
-        })
+        let precision = default_precision(existing, self.device.will_use_cuda())?;
+        Ok(self.with_precision(precision))
     }
 
     /// The settings with nothing recorded to follow: flags, else the device's best.
     pub fn settings(&self) -> ModelSettings {
-        let (best_dtype, best_quant) =
-            pagesight_model::settings::best_precision(self.device.will_use_cuda());
+        let (dtype, quant) = pagesight_model::settings::best_precision(self.device.will_use_cuda());
+        self.with_precision((dtype, quant, QuantScope::default()))
+    }
+
+    /// The flags, with `(dtype, quant, scope)` for the precision flags not given.
+    fn with_precision(&self, (dtype, quant, scope): Precision) -> ModelSettings {
         ModelSettings {
             model: self.model.clone(),
             adapter: self.adapter.clone(),
             device: self.device,
-            dtype: self.dtype.unwrap_or(best_dtype),
-            quant: self.quant.unwrap_or(best_quant),
-            quant_scope: self.quant_scope.unwrap_or_default(),
+            dtype: self.dtype.unwrap_or(dtype),
+            quant: self.quant.unwrap_or(quant),
+            quant_scope: self.quant_scope.unwrap_or(scope),
             max_visual_tokens: self.max_visual_tokens,
             quant_cache: self.quant_cache.setting(),
             gpu_kernels: self.gpu_kernels.setting(),

@@ -17,43 +17,36 @@ pub struct OpenIndexes {
 pub struct OpenSnapshot {
     pub searcher: Searcher,
     pub provenance: Provenance,
-    /// Whether this call opened the index or reopened it after a commit.
-    pub reopened: bool,
 }
 
 impl OpenIndexes {
     /// Runs `f` on `dir`'s reader, opening it first if it is not open, reopening it if a commit
-    /// landed since; `f` learns whether either happened.
-    fn with_reader<R>(
-        &self,
-        dir: &Path,
-        f: impl FnOnce(&mut IndexReader, bool) -> Result<R>,
-    ) -> Result<R> {
+    /// landed since.
+    fn with_reader<R>(&self, dir: &Path, f: impl FnOnce(&IndexReader) -> Result<R>) -> Result<R> {
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        let opened = match readers.entry(dir.to_path_buf()) {
+        match readers.entry(dir.to_path_buf()) {
             // A failed reopen keeps the last good snapshot; the next call tries again.
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().reload_if_changed(),
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.get_mut().reload_if_changed().map(|_| ())
+            }
             std::collections::hash_map::Entry::Vacant(v) => IndexReader::open(dir).map(|r| {
                 v.insert(r);
-                true
             }),
         }
         .with_context(|| format!("opening index {}", dir.display()))?;
-        let reader = readers.get_mut(dir).expect("inserted above");
-        f(reader, opened)
+        f(readers.get(dir).expect("inserted above"))
     }
 
     pub fn snapshot(&self, dir: &Path) -> Result<OpenSnapshot> {
-        self.with_reader(dir, |r, reopened| {
+        self.with_reader(dir, |r| {
             Ok(OpenSnapshot {
-                searcher: r.searcher()?,
+                searcher: r.open_searcher()?,
                 provenance: r.provenance().clone(),
-                reopened,
             })
         })
     }
 
     pub fn stats(&self, dir: &Path) -> Result<IndexStatsLike> {
-        self.with_reader(dir, |r, _| Ok(r.stats()))
+        self.with_reader(dir, |r| Ok(r.stats()))
     }
 }

@@ -222,13 +222,14 @@ fn upload_pages(
 
 /// The settings that reproduce the model recorded in the index.
 pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<ModelSettings> {
+    let (dtype, quant, quant_scope) = super::settings::recorded_precision(prov)?;
     Ok(ModelSettings {
         model: prov.model.clone(),
         adapter: prov.adapter.as_ref().map(Into::into),
         device,
-        dtype: prov.dtype.parse()?,
-        quant: prov.quant.parse()?,
-        quant_scope: prov.quant_scope.parse()?,
+        dtype,
+        quant,
+        quant_scope,
         max_visual_tokens: prov.max_visual_tokens,
         quant_cache: super::settings::QuantCacheSetting::Default,
         gpu_kernels: Default::default(),

@@ -64,6 +64,30 @@ impl TransferMode {
     }
 }
 
+/// Compute dtype, weight quantisation and its scope: what shapes an index's vectors.
+pub type Precision = (DType, Quant, QuantScope);
+
+/// The precision recorded in an index's provenance: what a run adding to it, or a query model
+/// searching it, must use.
+pub fn recorded_precision(p: &pagesight_index::Provenance) -> Result<Precision> {
+    Ok((p.dtype.parse()?, p.quant.parse()?, p.quant_scope.parse()?))
+}
+
+/// The precision a run uses where no flag or choice says otherwise: the index's own when adding
+/// to an existing one (`existing`), else the device's measured best (`best_precision`).
+pub fn default_precision(
+    existing: Option<&pagesight_index::Provenance>,
+    cuda: bool,
+) -> Result<Precision> {
+    match existing {
+        Some(p) => recorded_precision(p),
+        None => {
+            let (dtype, quant) = best_precision(cuda);
+            Ok((dtype, quant, QuantScope::default()))
+        }
+    }
+}
+
 /// Settings that may change between batches of a running ingest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LiveSettings {

@@ -66,6 +66,11 @@ impl IndexReader {
     /// The last commit, reloaded first if there is a newer one.
     pub fn searcher(&mut self) -> Result<Searcher> {
         self.reload_if_changed()?;
+        self.open_searcher()
+    }
+
+    /// The snapshot now open, without looking for a newer commit (after `reload_if_changed`).
+    pub fn open_searcher(&self) -> Result<Searcher> {
         self.index.searcher()
     }
 

@@ -51,9 +51,15 @@ impl LoaderSettings {
     pub fn worker_memory_cap_bytes(&self) -> u64 {
         match self.worker_memory_mb {
             Some(mb) => mb.saturating_mul(1 << 20),
-            None => (1u64 << 30).saturating_add(self.max_render_pixels.saturating_mul(16)),
+            None => memory_cap_for_pixels(self.max_render_pixels),
         }
     }
+}
+
+/// A render worker's memory cap when it renders at most `pixels` per page: room for the page in
+/// its three forms plus 1 GiB for PDFium (see `worker_memory_cap_bytes`).
+pub fn memory_cap_for_pixels(pixels: u64) -> u64 {
+    (1u64 << 30).saturating_add(pixels.saturating_mul(16))
 }
 
 #[cfg(test)]

@@ -54,8 +54,7 @@ impl ThumbnailRenderer {
             path: path.to_path_buf(),
             page: page - 1,
             max_side: side,
-            // Room for the page in PDFium's and our buffers, plus PDFium's parsing.
-            memory_cap_bytes: (1u64 << 30).saturating_add((side as u64).pow(2).saturating_mul(16)),
+            memory_cap_bytes: super::settings::memory_cap_for_pixels((side as u64).pow(2)),
         });
         if self.worker.is_none() {
             self.generation += 1;

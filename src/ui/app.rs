@@ -17,8 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use pagesight_engine::command::AbSide;
 use pagesight_engine::event::Event;
 use pagesight_engine::{
-    Command, DType, IngestSettings, LiveSettings, ModelSettings, Quant, QuantScope, SearchRequest,
-    TransferMode, VisualScorer,
+    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode, VisualScorer,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -612,8 +611,8 @@ impl eframe::App for PagesightApp {
                     .map_or("(chosen from the folder)".into(), |p| {
                         p.display().to_string()
                     });
-                self.ingest.best_precision = self.best_precision();
-                for a in self.ingest.show(ui, &mut self.settings, &hint) {
+                let best = self.best_precision();
+                for a in self.ingest.show(ui, &mut self.settings, &hint, best) {
                     match a {
                         IngestAction::Start => self.start_ingest(),
                         IngestAction::Pause => {

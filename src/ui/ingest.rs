@@ -5,6 +5,7 @@ use super::format;
 use super::settings::UiSettings;
 use egui_extras::{Column, TableBuilder};
 use pagesight_engine::event::{FileReport, FileStatus, IngestSummary, Progress};
+use pagesight_engine::settings::Precision;
 use pagesight_engine::{DType, DeviceChoice, Quant, QuantScope};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,8 +54,6 @@ pub struct IngestView {
     pub index_in_use: Option<PathBuf>,
     /// The folder of the run asked for last.
     pub folder_in_use: Option<PathBuf>,
-    /// What "best for this device" resolves to now (set by the app before each frame).
-    pub best_precision: (DType, Quant, QuantScope),
 }
 
 impl Default for IngestView {
@@ -69,7 +68,6 @@ impl Default for IngestView {
             kernels: None,
             committed_pages: None,
             index_in_use: None,
-            best_precision: (DType::F32, Quant::None, QuantScope::AllLinear),
             folder_in_use: None,
         }
     }
@@ -82,7 +80,6 @@ impl IngestView {
             state: RunState::Starting,
             index_in_use: Some(index),
             folder_in_use: Some(folder),
-            best_precision: self.best_precision,
             ..Default::default()
         };
     }
@@ -113,6 +110,8 @@ impl IngestView {
         ui: &mut egui::Ui,
         settings: &mut UiSettings,
         index_hint: &str,
+        // What "best for this device" resolves to now (`PagesightApp::best_precision`).
+        best_precision: Precision,
     ) -> Vec<IngestAction> {
         let mut actions = Vec::new();
         let active = self.state.is_active();
@@ -180,7 +179,7 @@ impl IngestView {
                                  the CPU; adding to an existing index, the precision it was made with",
                             );
                         if settings.best_precision {
-                            let (d, q, scope) = self.best_precision;
+                            let (d, q, scope) = best_precision;
                             let quant = match q {
                                 Quant::None => "unquantised".to_string(),
                                 q => format!("{} ({} layers)", q.name(), scope.name()),
