@@ -13,6 +13,7 @@
 #                                                        # fresh index, per binary in INGEST_BINS
 #   scripts/device-run.sh journey DIR                    # bench journey (random:3b), cold then warm caches
 #   scripts/device-run.sh engine-search [PAGES]          # bench engine-search (random:3b provenance)
+#   scripts/device-run.sh search-compare DIR             # `pagesight search` on cuda against cpu, same index
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -94,14 +95,13 @@ while [ $# -gt 0 ]; do
       sed -n '/^| run/,$p' "$OUT/ingest.log" >> "$summary"
       ;;
     cli-ingest)
-      # The user's command into a real index (fresh each time), at the benchmark's settings; one
-      # run per binary in INGEST_BINS (e.g. "pagesight pagesight-prev pagesight"), same pages.
+      # The user's command with its defaults (the device's best precision and transfer) into a
+      # fresh index; one run per binary in INGEST_BINS (e.g. "pagesight pagesight-prev"), same pages.
       dir=$1; shift
       for bin in ${INGEST_BINS:-pagesight}; do
         ix=$(mktemp -d /tmp/pagesight-ix.XXXX)
-        note "-- $bin: pagesight ingest $dir --dtype bf16 --quant nf4 --transfer async (fresh index)"
-        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b --device cuda:0 --dtype bf16 --quant nf4 \
-          --transfer async --batch-size 4 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
+        note "-- $bin: pagesight ingest $dir --model random:3b (defaults, fresh index)"
+        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         rm -rf "$ix"
       done
@@ -190,7 +190,7 @@ while [ $# -gt 0 ]; do
       done
       done
       ;;
-    engine-search)
+    search-compare)
       # The app's search path with the query model on the GPU (page tiles resident, fused MaxSim)
       # against the same search on the CPU: a random:tiny index of DIR's PDFs, three queries.
       dir=$1; shift
