@@ -31,7 +31,7 @@ pub fn test_settings() -> IngestSettings {
     s.model.model = "random:tiny".into();
     s.model.device = pagesight::model::settings::DeviceChoice::Cpu;
     // Small pages keep the tiny model fast in debug builds.
-    s.model.max_visual_tokens = 64;
+    s.model.max_visual_tokens = Some(64);
     s.loader.workers = 2;
     s.loader.dpi = 50.0;
     s.loader.worker_exe = Some(env!("CARGO_BIN_EXE_pagesight").into());

@@ -8,6 +8,7 @@ use pagesight_engine::{
 };
 use pagesight_model::colqwen::{ColQwen, RANDOM_WARNING};
 use pagesight_model::quant::QuantCacheReport;
+use pagesight_model::settings::LoraMode;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -26,6 +27,10 @@ pub struct EmbedBenchArgs {
     /// Which linear layers --quant applies to: all, or lm (the language model only).
     #[arg(long, default_value = "all")]
     pub quant_scope: QuantScope,
+    /// Merge the adapter (when there is one) before quantising instead of running it beside
+    /// the quantised weights.
+    #[arg(long)]
+    pub merge_lora: bool,
     /// Forward passes timed after loading (and, on a GPU, one untimed warm-up pass).
     #[arg(long, default_value_t = 1)]
     pub pages: usize,
@@ -173,7 +178,12 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         dtype: args.dtype,
         quant: args.quant,
         quant_scope: args.quant_scope,
-        max_visual_tokens: 768,
+        lora: if args.merge_lora {
+            LoraMode::Merged
+        } else {
+            LoraMode::Unmerged
+        },
+        max_visual_tokens: Some(768),
         quant_cache: QuantCacheSetting::Off,
         gpu_kernels: args.gpu_kernels.setting(),
     };

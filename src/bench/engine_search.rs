@@ -79,6 +79,7 @@ fn provenance(a: &EngineSearchArgs) -> Provenance {
         quant: quant.name().into(),
         quant_scope: "all".into(),
         dtype: dtype.name().into(),
+        lora: None,
         max_visual_tokens: 768,
         query_prompt: String::new(),
         dim: a.dim,

@@ -255,6 +255,7 @@ fn bench_provenance(dim: usize) -> Provenance {
         quant: "none".into(),
         quant_scope: "all".into(),
         dtype: "f16".into(),
+        lora: None,
         max_visual_tokens: 768,
         query_prompt: String::new(),
         dim,

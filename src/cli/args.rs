@@ -3,7 +3,7 @@
 use clap::Args;
 use pagesight_engine::settings::{
     default_precision, DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings,
-    ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
+    LoraMode, ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
 };
 use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;
@@ -47,9 +47,15 @@ pub struct ModelArgs {
     /// Local snapshot dir, Hugging Face hub id (from the local cache), `random:tiny` or `random:3b`.
     #[arg(long, default_value = "random:tiny")]
     pub model: String,
-    /// PEFT LoRA adapter dir merged into the weights at load.
+    /// PEFT LoRA adapter dir or hub id (e.g. vidore/colqwen2.5-v0.2). Over quantised weights it
+    /// runs beside them, as the reference computes it; dense weights merge it.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Merge the adapter into the weights before quantising them: one GEMM per layer, but not
+    /// the reference's model (default: the index's own when adding to an existing index, else
+    /// unmerged).
+    #[arg(long)]
+    pub merge_lora: bool,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
@@ -66,9 +72,10 @@ pub struct ModelArgs {
     /// Default: the index's own, else all.
     #[arg(long)]
     pub quant_scope: Option<QuantScope>,
-    /// Upper bound on visual tokens per page.
-    #[arg(long, default_value_t = 768)]
-    pub max_visual_tokens: usize,
+    /// Upper bound on visual tokens per page (default: the index's own when adding to an
+    /// existing index, else the checkpoint's, from its preprocessor_config.json).
+    #[arg(long)]
+    pub max_visual_tokens: Option<usize>,
     #[command(flatten)]
     pub quant_cache: QuantCacheArgs,
     #[command(flatten)]
@@ -122,24 +129,32 @@ impl ModelArgs {
     /// a flag does not say comes from the index, else from the device (`default_precision`).
     pub fn settings_for(&self, existing: Option<&Provenance>) -> anyhow::Result<ModelSettings> {
         let precision = default_precision(existing, self.device.will_use_cuda())?;
-        Ok(self.with_precision(precision))
+        let mut settings = self.with_precision(precision);
+        if settings.max_visual_tokens.is_none() {
+            settings.max_visual_tokens = existing.map(|p| p.max_visual_tokens);
+        }
+        Ok(settings)
     }
 
     /// The settings with nothing recorded to follow: flags, else the device's best.
     pub fn settings(&self) -> ModelSettings {
-        let (dtype, quant) = pagesight_model::settings::best_precision(self.device.will_use_cuda());
-        self.with_precision((dtype, quant, QuantScope::default()))
+        self.with_precision(Precision::best_for(self.device.will_use_cuda()))
     }
 
-    /// The flags, with `(dtype, quant, scope)` for the precision flags not given.
-    fn with_precision(&self, (dtype, quant, scope): Precision) -> ModelSettings {
+    /// The flags, with `precision` for the precision flags not given.
+    fn with_precision(&self, precision: Precision) -> ModelSettings {
         ModelSettings {
             model: self.model.clone(),
             adapter: self.adapter.clone(),
             device: self.device,
-            dtype: self.dtype.unwrap_or(dtype),
-            quant: self.quant.unwrap_or(quant),
-            quant_scope: self.quant_scope.unwrap_or(scope),
+            dtype: self.dtype.unwrap_or(precision.dtype),
+            quant: self.quant.unwrap_or(precision.quant),
+            quant_scope: self.quant_scope.unwrap_or(precision.quant_scope),
+            lora: if self.merge_lora {
+                LoraMode::Merged
+            } else {
+                precision.lora
+            },
             max_visual_tokens: self.max_visual_tokens,
             quant_cache: self.quant_cache.setting(),
             gpu_kernels: self.gpu_kernels.setting(),

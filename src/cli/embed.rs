@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
-use pagesight_engine::{DType, DeviceChoice, ModelSettings, Quant};
+use super::args::ModelArgs;
 use pagesight_model::colqwen::processor::QueryPrompt;
 use pagesight_model::colqwen::{ColQwen, RANDOM_WARNING};
 use std::collections::BTreeMap;
@@ -12,12 +12,10 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
-    /// Snapshot dir, hub id (e.g. vidore/colqwen2.5-base), random:tiny or random:3b.
-    #[arg(long)]
-    pub model: String,
-    /// PEFT LoRA adapter dir or hub id (e.g. vidore/colqwen2.5-v0.2), merged at load.
-    #[arg(long)]
-    pub adapter: Option<PathBuf>,
+    /// The model and how it computes: the same flags as `ingest` (precision defaults to the
+    /// device's best; `--dtype f32 --quant none` for the reference's dense model).
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Page images (PNG/JPEG); all are embedded in one padded batch.
     #[arg(long = "image", num_args = 1..)]
     pub images: Vec<PathBuf>,
@@ -27,13 +25,6 @@ pub struct EmbedArgs {
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    #[arg(long, default_value = "f32")]
-    pub dtype: DType,
-    /// Upper bound on visual tokens per page (max_pixels = N·28·28).
-    #[arg(long, default_value_t = 768)]
-    pub max_visual_tokens: usize,
     /// Text before each query ("Query: " is what colqwen2.5-v0.2 was trained with).
     #[arg(long, default_value = "Query: ")]
     pub query_prefix: String,
@@ -46,22 +37,14 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if args.images.is_empty() && args.queries.is_empty() {
         bail!("nothing to embed: give --image and/or --query");
     }
-    let settings = ModelSettings {
-        model: args.model.clone(),
-        adapter: args.adapter.clone(),
-        device: args.device,
-        dtype: args.dtype,
-        quant: Quant::None,
-        max_visual_tokens: args.max_visual_tokens,
-        ..ModelSettings::default()
-    };
+    let settings = args.model.settings();
     let mut model = ColQwen::load(&settings)?;
     model.set_query_prompt(QueryPrompt {
         prefix: args.query_prefix.clone(),
         ..QueryPrompt::default()
     });
     if model.is_random() {
-        eprintln!("warning: {}: {RANDOM_WARNING}", args.model);
+        eprintln!("warning: {}: {RANDOM_WARNING}", settings.model);
     }
     let mut out: BTreeMap<String, Tensor> = BTreeMap::new();
     let dim = model.embedding_dim();

@@ -62,7 +62,8 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             dtype,
             quant,
             quant_scope: pagesight_model::settings::QuantScope::AllLinear,
-            max_visual_tokens: 768,
+            lora: Default::default(),
+            max_visual_tokens: None,
             // The check measures quantisation itself.
             quant_cache: pagesight_model::settings::QuantCacheSetting::Off,
             gpu_kernels: fused_kernels(on),

@@ -66,8 +66,10 @@ impl ParityFixture {
             quant,
             // Callers that compare scopes set it on the result.
             quant_scope: pagesight_model::settings::QuantScope::AllLinear,
-            // What the fixture's processor was built with (max_pixels 50176 = 64·28·28).
-            max_visual_tokens: 64,
+            // The reference's form over quantised weights; callers comparing forms set it.
+            lora: pagesight_model::settings::LoraMode::Unmerged,
+            // The checkpoint's own: the fixture's processor says max_pixels 50176 = 64·28·28.
+            max_visual_tokens: None,
             // Parity checks quantise afresh (and never write into the user's data dir).
             quant_cache: pagesight_model::settings::QuantCacheSetting::Off,
             gpu_kernels: Default::default(),

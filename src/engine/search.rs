@@ -222,18 +222,15 @@ fn upload_pages(
 
 /// The settings that reproduce the model recorded in the index.
 pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<ModelSettings> {
-    let (dtype, quant, quant_scope) = super::settings::recorded_precision(prov)?;
-    Ok(ModelSettings {
+    let mut settings = ModelSettings {
         model: prov.model.clone(),
         adapter: prov.adapter.as_ref().map(Into::into),
         device,
-        dtype,
-        quant,
-        quant_scope,
-        max_visual_tokens: prov.max_visual_tokens,
-        quant_cache: super::settings::QuantCacheSetting::Default,
-        gpu_kernels: Default::default(),
-    })
+        max_visual_tokens: Some(prov.max_visual_tokens),
+        ..ModelSettings::default()
+    };
+    super::settings::recorded_precision(prov)?.apply_to(&mut settings);
+    Ok(settings)
 }
 
 pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {

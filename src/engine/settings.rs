@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 pub use pagesight_loader::LoaderSettings;
 pub use pagesight_model::settings::{
-    best_precision, DType, DeviceChoice, ModelSettings, Quant, QuantCacheSetting, QuantScope,
+    best_precision, DType, DeviceChoice, LoraMode, ModelSettings, Quant, QuantCacheSetting,
+    QuantScope,
 };
 
 /// How page pixels travel from host to GPU (see the GPU pipeline in ARCHITECTURE.md).
@@ -64,13 +65,49 @@ impl TransferMode {
     }
 }
 
-/// Compute dtype, weight quantisation and its scope: what shapes an index's vectors.
-pub type Precision = (DType, Quant, QuantScope);
+/// Compute dtype, weight quantisation, its scope and how an adapter meets it: the settings
+/// besides the checkpoint that shape an index's vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Precision {
+    pub dtype: DType,
+    pub quant: Quant,
+    pub quant_scope: QuantScope,
+    pub lora: LoraMode,
+}
+
+impl Precision {
+    /// The device's measured best (`best_precision`) with the reference's adapter form.
+    pub fn best_for(cuda: bool) -> Precision {
+        let (dtype, quant) = best_precision(cuda);
+        Precision {
+            dtype,
+            quant,
+            quant_scope: QuantScope::default(),
+            lora: LoraMode::default(),
+        }
+    }
+
+    /// These settings on `model`.
+    pub fn apply_to(self, model: &mut ModelSettings) {
+        model.dtype = self.dtype;
+        model.quant = self.quant;
+        model.quant_scope = self.quant_scope;
+        model.lora = self.lora;
+    }
+}
 
 /// The precision recorded in an index's provenance: what a run adding to it, or a query model
-/// searching it, must use.
+/// searching it, must use. An index without an adapter records no LoRA mode: the default then.
 pub fn recorded_precision(p: &pagesight_index::Provenance) -> Result<Precision> {
-    Ok((p.dtype.parse()?, p.quant.parse()?, p.quant_scope.parse()?))
+    Ok(Precision {
+        dtype: p.dtype.parse()?,
+        quant: p.quant.parse()?,
+        quant_scope: p.quant_scope.parse()?,
+        lora: match p.lora_mode() {
+            pagesight_index::provenance::NO_ADAPTER => LoraMode::default(),
+            mode => mode.parse()?,
+        },
+    })
 }
 
 /// The precision a run uses where no flag or choice says otherwise: the index's own when adding
@@ -81,10 +118,7 @@ pub fn default_precision(
 ) -> Result<Precision> {
     match existing {
         Some(p) => recorded_precision(p),
-        None => {
-            let (dtype, quant) = best_precision(cuda);
-            Ok((dtype, quant, QuantScope::default()))
-        }
+        None => Ok(Precision::best_for(cuda)),
     }
 }
 

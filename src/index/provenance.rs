@@ -17,6 +17,12 @@ pub struct Provenance {
     #[serde(default = "all_layers")]
     pub quant_scope: String,
     pub dtype: String,
+    /// How the adapter met quantised weights: `unmerged` (beside them, as the reference
+    /// computes it) or `merged` (merged, then quantised; also what dense weights record, where
+    /// the two are the same model). None: recorded before the choice existed, when an adapter
+    /// was always merged (see [`Provenance::lora_mode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<String>,
     pub max_visual_tokens: usize,
     pub query_prompt: String,
     /// Vector width.
@@ -26,6 +32,16 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// How the adapter met the weights: `none` without one, else `unmerged` or `merged`
+    /// (indexes made before the choice existed merged it).
+    pub fn lora_mode(&self) -> &str {
+        match (&self.adapter, &self.lora) {
+            (None, _) => NO_ADAPTER,
+            (Some(_), Some(mode)) => mode,
+            (Some(_), None) => "merged",
+        }
+    }
+
     /// One line naming everything that decides the vectors.
     pub fn describe(&self) -> String {
         format!(
@@ -33,7 +49,10 @@ impl Provenance {
             self.model,
             short(&self.checkpoint_hash),
             if self.checkpoint_hash.len() > 12 { "…" } else { "" },
-            self.adapter.as_deref().unwrap_or("none"),
+            match &self.adapter {
+                Some(a) => format!("{a} ({})", self.lora_mode()),
+                None => NO_ADAPTER.to_string(),
+            },
             self.quant,
             if self.quant_scope == ALL_LAYERS {
                 String::new()
@@ -53,6 +72,7 @@ impl Provenance {
     pub fn check_compatible(&self, other: &Provenance, index: &std::path::Path) -> Result<()> {
         let same = self.checkpoint_hash == other.checkpoint_hash
             && self.adapter == other.adapter
+            && self.lora_mode() == other.lora_mode()
             && self.quant == other.quant
             && self.quant_scope == other.quant_scope
             && self.dtype == other.dtype
@@ -72,6 +92,9 @@ impl Provenance {
         )))
     }
 }
+
+/// The LoRA mode of vectors made without an adapter.
+pub const NO_ADAPTER: &str = "none";
 
 /// The quantisation scope recorded when none is: every linear layer.
 pub const ALL_LAYERS: &str = "all";

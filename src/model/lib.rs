@@ -25,5 +25,5 @@ pub use colqwen::{ColQwen, ModelIdentity, PageEmbedding, RANDOM_WARNING};
 pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
 pub use resize::smart_resize;
 pub use settings::{
-    DType, DeviceChoice, GpuKernels, ModelSettings, Quant, QuantCacheSetting, QuantScope,
+    DType, DeviceChoice, GpuKernels, LoraMode, ModelSettings, Quant, QuantCacheSetting, QuantScope,
 };

@@ -45,6 +45,12 @@ impl PreprocessConfig {
         self
     }
 
+    /// The most visual tokens (merged patches) a page gets: max_pixels / factor².
+    pub fn visual_tokens(&self) -> usize {
+        let f = self.factor() as usize;
+        self.max_pixels as usize / (f * f).max(1)
+    }
+
     /// Side lengths are multiples of this: patch_size · merge_size (28).
     pub fn factor(&self) -> u32 {
         self.patch_size * self.merge_size

@@ -51,6 +51,31 @@ impl QuantScope {
     }
 }
 
+/// How a LoRA adapter meets quantised weights (`--merge-lora`). No effect without an adapter,
+/// nor on the layers that stay dense, where merging is exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraMode {
+    /// The reference's form (transformers' 4-bit loading, then PEFT): the base weights are
+    /// quantised and the adapter runs beside them in the compute dtype,
+    /// `y = Q(W)·x + (α/r)·B·(A·x)`.
+    #[default]
+    Unmerged,
+    /// The adapter is merged first and the sum quantised, `y = Q(W + (α/r)·B·A)·x`: one GEMM
+    /// per layer, but a different model from the reference's.
+    Merged,
+}
+
+impl LoraMode {
+    pub const ALL: [LoraMode; 2] = [LoraMode::Unmerged, LoraMode::Merged];
+    pub fn name(self) -> &'static str {
+        match self {
+            LoraMode::Unmerged => "unmerged",
+            LoraMode::Merged => "merged",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
@@ -156,6 +181,7 @@ macro_rules! parse_by_name {
 }
 parse_by_name!(Quant, [Quant::None, Quant::Nf4, Quant::Q4k], "quantisation");
 parse_by_name!(QuantScope, QuantScope::ALL, "quantisation scope");
+parse_by_name!(LoraMode, LoraMode::ALL, "LoRA mode");
 parse_by_name!(DType, [DType::F32, DType::Bf16, DType::F16], "dtype");
 
 impl FromStr for DeviceChoice {
@@ -196,8 +222,13 @@ pub struct ModelSettings {
     /// Which layers `quant` applies to (absent in older saved settings: all).
     #[serde(default)]
     pub quant_scope: QuantScope,
-    /// Upper bound on visual tokens per page (max_pixels = this · 28 · 28).
-    pub max_visual_tokens: usize,
+    /// How the adapter meets quantised weights (absent in older saved settings: unmerged).
+    #[serde(default)]
+    pub lora: LoraMode,
+    /// Upper bound on visual tokens per page (max_pixels = this · 28 · 28); None: the
+    /// checkpoint's own budget (its `preprocessor_config.json`), as colpali-engine takes it.
+    #[serde(default)]
+    pub max_visual_tokens: Option<usize>,
     /// Where `quant` keeps the quantised weights between runs (absent in older saved settings).
     #[serde(default)]
     pub quant_cache: QuantCacheSetting,
@@ -227,6 +258,17 @@ impl Default for GpuKernels {
 }
 
 impl ModelSettings {
+    /// How the adapter meets the weights in the vectors: None without an adapter; merged when
+    /// nothing is quantised (there merging is exact, so either setting gives the same model).
+    pub fn effective_lora(&self) -> Option<LoraMode> {
+        self.adapter.as_ref()?;
+        Some(if self.quant == Quant::None {
+            LoraMode::Merged
+        } else {
+            self.lora
+        })
+    }
+
     /// The scope that shapes the vectors: unquantised, every scope gives the same model, so
     /// it is recorded as the default and indexes made with either accept each other's vectors.
     pub fn effective_quant_scope(&self) -> QuantScope {
@@ -285,7 +327,8 @@ impl Default for ModelSettings {
             dtype: DType::F32,
             quant: Quant::None,
             quant_scope: QuantScope::AllLinear,
-            max_visual_tokens: 768,
+            lora: LoraMode::Unmerged,
+            max_visual_tokens: None,
             quant_cache: QuantCacheSetting::Default,
             gpu_kernels: GpuKernels::default(),
         }

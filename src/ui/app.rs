@@ -232,7 +232,7 @@ impl PagesightApp {
             .unwrap_or_else(IngestSettings::with_defaults);
         s.model = self.settings.model.clone();
         if self.settings.best_precision {
-            (s.model.dtype, s.model.quant, s.model.quant_scope) = self.best_precision();
+            self.best_precision().apply_to(&mut s.model);
         }
         s.loader.workers = self.settings.workers.max(1);
         // A mode remembered from a GPU machine would be refused here: use the one every device has.

@@ -179,13 +179,12 @@ impl IngestView {
                                  the CPU; adding to an existing index, the precision it was made with",
                             );
                         if settings.best_precision {
-                            let (d, q, scope) = best_precision;
-                            let quant = match q {
+                            let quant = match best_precision.quant {
                                 Quant::None => "unquantised".to_string(),
-                                q => format!("{} ({} layers)", q.name(), scope.name()),
+                                q => format!("{} ({} layers)", q.name(), best_precision.quant_scope.name()),
                             };
                             ui.label(
-                                egui::RichText::new(format!("{} compute, {quant}", d.name())).weak(),
+                                egui::RichText::new(format!("{} compute, {quant}", best_precision.dtype.name())).weak(),
                             );
                         }
                     });
@@ -239,11 +238,7 @@ impl IngestView {
                                 .range(1..=64)
                                 .prefix("workers "),
                         );
-                        ui.add(
-                            egui::DragValue::new(&mut settings.model.max_visual_tokens)
-                                .range(64..=4096)
-                                .prefix("max visual tokens "),
-                        );
+                        visual_token_budget(ui, &mut settings.model.max_visual_tokens);
                     });
                 });
                 ui.end_row();
@@ -431,5 +426,23 @@ pub fn status_text(s: &FileStatus, v: &egui::Visuals) -> (String, egui::Color32)
             v.weak_text_color(),
         ),
         FileStatus::Removed => ("removed from the index".into(), v.weak_text_color()),
+    }
+}
+
+/// The visual-token budget: the checkpoint's own unless the user sets a number.
+fn visual_token_budget(ui: &mut egui::Ui, budget: &mut Option<usize>) {
+    let mut own = budget.is_none();
+    ui.checkbox(&mut own, "checkpoint's visual tokens")
+        .on_hover_text("The page resolution the model was saved with (its preprocessor config)");
+    if own {
+        *budget = None;
+    } else {
+        let mut n = budget.unwrap_or(768);
+        ui.add(
+            egui::DragValue::new(&mut n)
+                .range(64..=4096)
+                .prefix("max visual tokens "),
+        );
+        *budget = Some(n);
     }
 }

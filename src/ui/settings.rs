@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
 /// Bumped when a default changes in a way stored settings must follow.
-pub const DEFAULTS_VERSION: u32 = 2;
+pub const DEFAULTS_VERSION: u32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Theme {
@@ -151,8 +151,15 @@ impl UiSettings {
         if s.defaults_version < DEFAULTS_VERSION {
             // Saved before the device's best became the default: nothing here was a choice the
             // old app let the user keep apart from its default, so take the new ones.
-            s.transfer = TransferMode::Async;
-            s.best_precision = true;
+            if s.defaults_version < 2 {
+                s.transfer = TransferMode::Async;
+                s.best_precision = true;
+            }
+            // Version 3: the visual-token budget defaults to the checkpoint's own; the old
+            // default was a fixed 768, which the app offered but few changed.
+            if s.model.max_visual_tokens == Some(768) {
+                s.model.max_visual_tokens = None;
+            }
             s.defaults_version = DEFAULTS_VERSION;
         }
         s

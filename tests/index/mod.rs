@@ -24,6 +24,7 @@ pub(crate) fn prov(dim: usize) -> Provenance {
         quant: "none".into(),
         quant_scope: "all".into(),
         dtype: "f32".into(),
+        lora: None,
         max_visual_tokens: 768,
         query_prompt: "Query: ".into(),
         dim,

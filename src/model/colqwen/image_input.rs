@@ -8,10 +8,12 @@ use std::path::Path;
 
 /// Reads `preprocessor_config.json` (`min_pixels`/`max_pixels` or `size.shortest_edge`/
 /// `size.longest_edge`, patch/merge/temporal sizes, mean/std); absent fields keep the ColQwen2.5
-/// defaults. `max_visual_tokens` then sets max_pixels, as colpali-engine's processor does.
+/// defaults. The checkpoint's max_pixels is the page budget unless `max_visual_tokens` overrides
+/// it, as colpali-engine's processor does (since 0.3.10) when the caller passes
+/// `max_num_visual_tokens`.
 pub fn load_preprocess_config(
     path: Option<&Path>,
-    max_visual_tokens: usize,
+    max_visual_tokens: Option<usize>,
 ) -> Result<PreprocessConfig> {
     let mut c = PreprocessConfig::default();
     if let Some(path) = path {
@@ -60,11 +62,20 @@ pub fn load_preprocess_config(
             );
         }
     }
-    if max_visual_tokens == 0 {
-        bail!("max visual tokens must be > 0");
+    let c = match max_visual_tokens {
+        Some(0) => bail!("max visual tokens must be > 0"),
+        Some(n) => c.with_max_visual_tokens(n),
+        None => c,
+    };
+    if c.visual_tokens() == 0 {
+        bail!(
+            "{}: max_pixels {} allows no visual token (one needs {} pixels)",
+            path.map(|p| p.display().to_string()).unwrap_or_default(),
+            c.max_pixels,
+            c.factor() * c.factor()
+        );
     }
     let min_pixels = c.min_pixels;
-    let c = c.with_max_visual_tokens(max_visual_tokens);
     Ok(PreprocessConfig {
         min_pixels: min_pixels.min(c.max_pixels),
         ..c
@@ -77,16 +88,19 @@ mod tests {
 
     #[test]
     fn max_visual_tokens_sets_max_pixels_and_file_fields_are_read() {
-        let c = load_preprocess_config(None, 768).unwrap();
+        let c = load_preprocess_config(None, Some(768)).unwrap();
         assert_eq!(c.max_pixels, 768 * 28 * 28);
+        assert_eq!(load_preprocess_config(None, None).unwrap(), c);
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("preprocessor_config.json");
         std::fs::write(&p, r#"{"size": {"shortest_edge": 1000, "longest_edge": 99999}, "image_mean": [0.5, 0.5, 0.5]}"#).unwrap();
-        let c = load_preprocess_config(Some(&p), 10).unwrap();
+        let c = load_preprocess_config(Some(&p), Some(10)).unwrap();
         assert_eq!((c.min_pixels, c.max_pixels), (1000, 7840));
+        let own = load_preprocess_config(Some(&p), None).unwrap();
+        assert_eq!((own.max_pixels, own.visual_tokens()), (99999, 127));
         assert_eq!(c.image_mean, [0.5; 3]);
         std::fs::write(&p, r#"{"image_std": [1, 2]}"#).unwrap();
-        let e = load_preprocess_config(Some(&p), 10)
+        let e = load_preprocess_config(Some(&p), Some(10))
             .unwrap_err()
             .to_string();
         assert!(e.contains("image_std"), "{e}");

@@ -1,5 +1,6 @@
-//! A PEFT LoRA adapter dir (`adapter_config.json` + `adapter_model.safetensors`), merged into the
-//! base weights at load: W' = W + scale · B · A, scale = alpha / r (alpha / √r with rsLoRA).
+//! A PEFT LoRA adapter dir (`adapter_config.json` + `adapter_model.safetensors`): merged into a
+//! weight at load, W' = W + scale · B · A, or kept as its two factors beside a quantised weight
+//! (`LoraMode`); scale = alpha / r (alpha / √r with rsLoRA).
 
 use super::weights::canonical_name;
 use anyhow::{bail, Context, Result};
@@ -182,10 +183,20 @@ impl LoraAdapter {
         self.pairs.keys()
     }
 
-    /// scale · B · A for `canonical` (f32, CPU), if the adapter changes it.
+    /// scale · B · A for `canonical` (f32, CPU), if the adapter changes it: the delta merged
+    /// into the weight.
     pub fn delta_for(&self, canonical: &str) -> Result<Option<Tensor>> {
         match self.pairs.get(canonical) {
             Some(p) => Ok(Some((p.b.matmul(&p.a)? * self.scale)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `(A, scale · B)` for `canonical` (f32, CPU), if the adapter changes it: the two thin
+    /// factors run beside a quantised weight, `y += (scale·B)·(A·x)`.
+    pub fn factors_for(&self, canonical: &str) -> Result<Option<(Tensor, Tensor)>> {
+        match self.pairs.get(canonical) {
+            Some(p) => Ok(Some((p.a.clone(), (&p.b * self.scale)?))),
             None => Ok(None),
         }
     }

@@ -11,7 +11,7 @@ use super::vision::VisionTower;
 use super::weights::Weights;
 use crate::gpu::upload::upload;
 use crate::quant::QLinear;
-use crate::settings::{DType, ModelSettings, Quant, QuantScope};
+use crate::settings::{DType, LoraMode, ModelSettings, Quant, QuantScope};
 use crate::PreprocessConfig;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor};
@@ -45,6 +45,10 @@ pub struct ModelIdentity {
     /// Which layers `quant` applied to (`all` when unquantised: the scope changes nothing then).
     #[serde(default)]
     pub quant_scope: QuantScope,
+    /// How the adapter met the weights (None without one; see `ModelSettings::effective_lora`).
+    #[serde(default)]
+    pub lora: Option<LoraMode>,
+    /// The page budget in force: the checkpoint's own, or the one asked for.
     pub max_visual_tokens: usize,
     pub query_prefix: String,
     pub query_augmentation: String,
@@ -145,6 +149,13 @@ impl ColQwen {
             );
         }
         let adapter_hash = adapter.as_ref().map(|a| a.hash.clone());
+        let adapter_dir = adapter.as_ref().map(|a| a.dir().to_path_buf());
+        // Quantised layers are cached as they are stored: the base weights alone when the
+        // adapter runs beside them, so every adapter of one base shares them.
+        let cached_adapter_hash = match s.effective_lora() {
+            Some(LoraMode::Merged) => adapter_hash.clone(),
+            _ => None,
+        };
         let dtype = s.dtype.candle();
         let (weights, checkpoint_hash, source) = match &r.weights {
             WeightSource::Files(files) => {
@@ -163,7 +174,8 @@ impl ColQwen {
                 }
                 (
                     Weights::from_files(files, adapter, dtype, device)?
-                        .with_quant(s.quant, s.quant_scope),
+                        .with_quant(s.quant, s.quant_scope)
+                        .with_lora_mode(s.lora),
                     h.finalize().to_hex().to_string(),
                     crate::quant::cache::source_fingerprint(files),
                 )
@@ -181,7 +193,7 @@ impl ColQwen {
         };
         let mut weights = match s.quant_cache.dir() {
             Some(dir) => {
-                weights.with_quant_cache(&dir, &checkpoint_hash, adapter_hash.as_deref(), source)
+                weights.with_quant_cache(&dir, &checkpoint_hash, cached_adapter_hash.as_deref(), source)
             }
             None => weights,
         };
@@ -218,8 +230,12 @@ impl ColQwen {
             .quant_context()
             .map(|c| c.records())
             .unwrap_or_default();
-        let image_input =
-            load_preprocess_config(r.preprocessor_config.as_deref(), s.max_visual_tokens)?;
+        // colpali-engine loads the processor from the adapter's repo when there is one.
+        let processor_config = adapter_dir
+            .map(|d| d.join("preprocessor_config.json"))
+            .filter(|p| p.is_file())
+            .or(r.preprocessor_config.clone());
+        let image_input = load_preprocess_config(processor_config.as_deref(), s.max_visual_tokens)?;
         let identity = ModelIdentity {
             name: r.name.clone(),
             checkpoint_hash,
@@ -227,7 +243,8 @@ impl ColQwen {
             dtype: s.dtype,
             quant: s.quant,
             quant_scope: s.effective_quant_scope(),
-            max_visual_tokens: s.max_visual_tokens,
+            lora: s.effective_lora(),
+            max_visual_tokens: image_input.visual_tokens(),
             query_prefix: processor.query.prefix.clone(),
             query_augmentation: processor
                 .query

@@ -4,15 +4,17 @@
 //! The model asks for every tensor by its canonical name (`model.layers.0.self_attn.q_proj.weight`,
 //! `visual.blocks.0.attn.qkv.weight`, `custom_text_proj.weight`) with the shape it expects; this
 //! file maps the name to whatever the checkpoint uses (`language_model.layers.*`,
-//! `model.language_model.*`, `model.visual.*`), checks the shape, merges the LoRA delta and casts.
+//! `model.language_model.*`, `model.visual.*`), checks the shape, merges the LoRA delta (or, for
+//! quantised layers under `LoraMode::Unmerged`, keeps it beside the layer) and casts.
 
 use super::lora::LoraAdapter;
 use crate::quant::cache::dense_bytes;
 use crate::quant::linear::planned_storage;
 use crate::quant::{
-    CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext, QuantScope,
+    CacheKey, LayerStorage, LoraLinear, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
+    QuantScope,
 };
-use crate::settings::Quant;
+use crate::settings::{LoraMode, Quant};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -33,9 +35,12 @@ enum Backing {
 pub struct Weights {
     backing: Backing,
     lora: Option<LoraAdapter>,
+    /// How the adapter meets quantised layers (dense layers always merge it: exact there).
+    lora_mode: LoraMode,
     dtype: DType,
     device: Device,
-    /// Canonical names of LoRA deltas already merged (to find adapter entries that matched nothing).
+    /// Canonical names of LoRA deltas already applied, merged or beside their layer (to find
+    /// adapter entries that matched nothing).
     merged: Mutex<HashSet<String>>,
     /// Quantisation applied to each linear layer as it is loaded (so the dense copy of one layer
     /// at a time is all the extra memory quantising costs).
@@ -136,6 +141,7 @@ impl Weights {
                 files: files.to_vec(),
             },
             lora,
+            lora_mode: LoraMode::default(),
             dtype,
             device: device.clone(),
             merged: Mutex::new(HashSet::new()),
@@ -149,6 +155,7 @@ impl Weights {
         Weights {
             backing: Backing::Random { seed },
             lora: None,
+            lora_mode: LoraMode::default(),
             dtype,
             device: device.clone(),
             merged: Mutex::new(HashSet::new()),
@@ -163,6 +170,12 @@ impl Weights {
     pub fn with_quant(mut self, quant: Quant, scope: QuantScope) -> Self {
         self.quant = (quant != Quant::None)
             .then(|| (quant, QuantContext::new(&self.device).with_scope(scope)));
+        self
+    }
+
+    /// How the adapter meets the layers that are quantised.
+    pub fn with_lora_mode(mut self, mode: LoraMode) -> Self {
+        self.lora_mode = mode;
         self
     }
 
@@ -259,6 +272,11 @@ impl Weights {
 
     /// As `get`, in an explicit dtype (norm weights stay f32).
     pub fn get_as(&self, canonical: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.load(canonical, shape, dtype, true)
+    }
+
+    /// `canonical` as stored, with its LoRA delta merged when `merge_lora`.
+    fn load(&self, canonical: &str, shape: &[usize], dtype: DType, merge_lora: bool) -> Result<Tensor> {
         let base = match &self.backing {
             Backing::Files { st, names, .. } => {
                 let cands = key_candidates(canonical);
@@ -282,13 +300,11 @@ impl Weights {
             }
             Backing::Random { seed } => random_tensor(*seed, canonical, shape, dtype)?,
         };
-        let merged = match self
-            .lora
-            .as_ref()
-            .map(|l| l.delta_for(canonical))
-            .transpose()?
-            .flatten()
-        {
+        let delta = match (&self.lora, merge_lora) {
+            (Some(l), true) => l.delta_for(canonical)?,
+            _ => None,
+        };
+        let merged = match delta {
             Some(delta) => {
                 if delta.dims() != shape {
                     bail!(
@@ -297,10 +313,7 @@ impl Weights {
                         shape
                     );
                 }
-                self.merged
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned lock"))?
-                    .insert(canonical.to_string());
+                self.note_applied(canonical)?;
                 (base.to_dtype(DType::F32)? + delta)?
             }
             None => base,
@@ -318,19 +331,44 @@ impl Weights {
         bias: bool,
     ) -> Result<QLinear> {
         let Some((q, ctx)) = &self.quant else {
-            return self.dense_linear(prefix, in_dim, out_dim, bias);
+            return self.dense_linear(prefix, in_dim, out_dim, bias, true);
         };
         let storage = planned_storage(ctx.quant_for(prefix, *q), in_dim);
+        let merge = storage == LayerStorage::Dense || self.lora_mode == LoraMode::Merged;
+        let layer = self.quantised_linear(prefix, in_dim, out_dim, bias, storage, merge)?;
+        if merge {
+            Ok(layer)
+        } else {
+            self.with_lora_beside(prefix, layer)
+        }
+    }
+
+    /// The layer `prefix` quantised to `storage` (read from the cache when it holds it), with the
+    /// LoRA delta merged first when `merge`.
+    fn quantised_linear(
+        &self,
+        prefix: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        storage: LayerStorage,
+        merge: bool,
+    ) -> Result<QLinear> {
+        let Some((q, ctx)) = &self.quant else {
+            bail!("layer {prefix:?}: quantising without a quantisation");
+        };
         if let (Some(cache), true) = (&self.cache, storage != LayerStorage::Dense) {
             let shape = (out_dim, in_dim);
             if let Some(layer) = cache.read(prefix, storage, shape, bias, ctx, &self.device) {
                 layer.record_in(ctx, prefix, *q, dense_bytes(shape, bias, self.dtype));
-                self.note_merged_in_cache(prefix)?;
+                if merge {
+                    self.note_merged_in_cache(prefix)?;
+                }
                 cache.keep(prefix, &layer, false);
                 return Ok(layer);
             }
         }
-        let dense = self.dense_linear(prefix, in_dim, out_dim, bias)?;
+        let dense = self.dense_linear(prefix, in_dim, out_dim, bias, merge)?;
         let started = std::time::Instant::now();
         let layer = dense.quantize_named(prefix, *q, ctx)?;
         if let Ok(mut t) = self.quantize_time.lock() {
@@ -342,14 +380,45 @@ impl Weights {
         Ok(layer)
     }
 
+    /// `layer` with the adapter's factors for `prefix.weight` beside it (itself when the adapter
+    /// does not change it), in the activation dtype on the device.
+    fn with_lora_beside(&self, prefix: &str, layer: QLinear) -> Result<QLinear> {
+        let canonical = format!("{prefix}.weight");
+        let Some((down, up)) = self
+            .lora
+            .as_ref()
+            .map(|l| l.factors_for(&canonical))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(layer);
+        };
+        let on_device = |t: Tensor| -> Result<Tensor> {
+            Ok(t.to_dtype(self.activation_dtype())?.to_device(&self.device)?)
+        };
+        let layer = LoraLinear::new(layer, on_device(down)?, on_device(up)?)
+            .with_context(|| format!("LoRA adapter on `{prefix}`"))?;
+        self.note_applied(&canonical)?;
+        Ok(QLinear::Lora(layer))
+    }
+
+    fn note_applied(&self, canonical: &str) -> Result<()> {
+        self.merged
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned lock"))?
+            .insert(canonical.to_string());
+        Ok(())
+    }
+
     fn dense_linear(
         &self,
         prefix: &str,
         in_dim: usize,
         out_dim: usize,
         bias: bool,
+        merge_lora: bool,
     ) -> Result<QLinear> {
-        let w = self.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?;
+        let w = self.load(&format!("{prefix}.weight"), &[out_dim, in_dim], self.dtype, merge_lora)?;
         let b = if bias {
             Some(self.get(&format!("{prefix}.bias"), &[out_dim])?)
         } else {

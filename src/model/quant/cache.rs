@@ -186,8 +186,8 @@ impl QuantCacheSession {
     /// Records a layer of the model (read from the cache or just quantised) for the file;
     /// dense layers are not cached.
     pub fn keep(&self, name: &str, layer: &QLinear, quantised_now: bool) {
-        let (state, bias) = match layer {
-            QLinear::Dense(_) => return,
+        let (state, bias) = match layer.base() {
+            QLinear::Dense(_) | QLinear::Lora(_) => return,
             QLinear::Nf4(l) => (LayerState::Nf4(l.shared_weight().clone()), l.bias()),
             QLinear::Q4k(l) => (LayerState::Ggml(l.quantized().clone()), l.bias()),
         };

@@ -5,6 +5,7 @@ use candle_core::{Module, Tensor};
 
 use super::context::{LayerRecord, LayerStorage, QuantContext};
 use super::kquant::{kquant_format, KQuantLinear};
+use super::lora_linear::LoraLinear;
 use super::nf4::Nf4Weight;
 use super::nf4_linear::Nf4Linear;
 use crate::settings::Quant;
@@ -16,6 +17,8 @@ pub enum QLinear {
     Dense(candle_nn::Linear),
     Nf4(Nf4Linear),
     Q4k(KQuantLinear),
+    /// A quantised layer with its LoRA adapter beside it, unmerged (`LoraMode::Unmerged`).
+    Lora(LoraLinear),
 }
 
 fn tensor_bytes(t: &Tensor) -> usize {
@@ -34,6 +37,7 @@ impl QLinear {
             QLinear::Dense(l) => l.weight().dims2().unwrap_or((0, 0)),
             QLinear::Nf4(l) => l.weight().shape,
             QLinear::Q4k(l) => l.shape(),
+            QLinear::Lora(l) => l.base().shape(),
         }
     }
 
@@ -50,16 +54,21 @@ impl QLinear {
             QLinear::Dense(l) => l.bias(),
             QLinear::Nf4(l) => l.bias(),
             QLinear::Q4k(l) => l.bias(),
+            QLinear::Lora(l) => l.base().bias(),
         }
     }
 
     /// Bytes of weight storage, bias included (kept in its dtype).
     pub fn weight_bytes(&self) -> usize {
+        if let QLinear::Lora(l) = self {
+            return l.base().weight_bytes() + l.factor_bytes();
+        }
         let bias = self.bias().map(tensor_bytes).unwrap_or(0);
         bias + match self {
             QLinear::Dense(l) => tensor_bytes(l.weight()),
             QLinear::Nf4(l) => l.weight().bytes(),
             QLinear::Q4k(l) => l.quantized_bytes(),
+            QLinear::Lora(_) => 0,
         }
     }
 
@@ -68,6 +77,16 @@ impl QLinear {
             QLinear::Dense(_) => LayerStorage::Dense,
             QLinear::Nf4(_) => LayerStorage::Nf4,
             QLinear::Q4k(l) => LayerStorage::Ggml(l.format()),
+            QLinear::Lora(l) => l.base().storage(),
+        }
+    }
+
+    /// The layer without its LoRA adapter (itself when it has none): what the quantised-weight
+    /// cache stores.
+    pub fn base(&self) -> &QLinear {
+        match self {
+            QLinear::Lora(l) => l.base(),
+            other => other,
         }
     }
 
@@ -170,7 +189,7 @@ pub fn planned_storage(quant: Quant, in_features: usize) -> LayerStorage {
 impl QLinear {
     /// Whether [`Self::padded`] can widen this layer.
     pub fn can_pad(&self) -> bool {
-        !matches!(self, QLinear::Q4k(_))
+        !matches!(self.base(), QLinear::Q4k(_))
     }
 
     /// The same layer computed as an `out_to × in_to` product (each ≥ its own size) with zero
@@ -205,6 +224,7 @@ impl QLinear {
                 Ok(QLinear::Nf4(l.with_gemm_shape((out_to, in_to), bias)))
             }
             QLinear::Q4k(_) => bail!("k-quant layers cannot be padded"),
+            QLinear::Lora(l) => Ok(QLinear::Lora(l.padded(out_to, in_to)?)),
         }
     }
 }
@@ -217,6 +237,7 @@ impl Module for QLinear {
             QLinear::Dense(l) => crate::gpu::fused::linear(x, l.weight(), l.bias()),
             QLinear::Nf4(l) => l.forward(x),
             QLinear::Q4k(l) => l.forward(x),
+            QLinear::Lora(l) => l.forward(x),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod element;
 pub mod gemv;
 pub mod kquant;
 pub mod linear;
+pub mod lora_linear;
 pub mod nf4;
 pub mod nf4_linear;
 pub mod scratch;
@@ -34,6 +35,7 @@ pub use context::{LayerRecord, LayerStorage, QuantContext, QuantScope, QuantSumm
 pub use element::QuantElement;
 pub use kquant::{kquant_format, KQuantLinear};
 pub use linear::QLinear;
+pub use lora_linear::LoraLinear;
 pub use nf4::{AbsmaxState, Nf4Weight, NF4_BLOCKSIZE, NF4_CODE};
 pub use nf4_linear::{Nf4Linear, DIRECT_ROWS_MAX};
 pub use scratch::Nf4Scratch;

@@ -1,0 +1,79 @@
+//! A quantised linear layer with its LoRA adapter beside it, unmerged:
+//! `y = Q(W)·x + (scale·B)·(A·x)`. This is how the reference computes an adapter over 4-bit
+//! weights (transformers quantises the base checkpoint, PEFT wraps each target layer); merging
+//! first and quantising the sum gives a different model.
+
+use anyhow::{bail, Result};
+use candle_core::{Module, Tensor};
+
+use super::linear::QLinear;
+use crate::gpu::fused;
+
+#[derive(Clone, Debug)]
+pub struct LoraLinear {
+    base: Box<QLinear>,
+    /// A: `[r, in]`, in the activation dtype on the layer's device.
+    down: Tensor,
+    /// scale · B: `[out, r]`, the adapter's scale folded in.
+    up: Tensor,
+}
+
+impl LoraLinear {
+    /// `down` is A `[r, in]`, `up` is scale·B `[out, r]`, both already where and in the dtype
+    /// the activations are.
+    pub fn new(base: QLinear, down: Tensor, up: Tensor) -> Result<Self> {
+        let (out, inp) = base.shape();
+        let (r, down_in) = down.dims2()?;
+        let (up_out, up_r) = up.dims2()?;
+        if down_in != inp || up_out != out || up_r != r {
+            bail!(
+                "LoRA factors A {:?} and B {:?} do not fit a {out}×{inp} layer",
+                down.dims(),
+                up.dims()
+            );
+        }
+        if matches!(base, QLinear::Lora(_)) {
+            bail!("a layer carries one LoRA adapter");
+        }
+        Ok(LoraLinear {
+            base: Box::new(base),
+            down,
+            up,
+        })
+    }
+
+    pub fn base(&self) -> &QLinear {
+        &self.base
+    }
+
+    pub fn rank(&self) -> usize {
+        self.down.dim(0).unwrap_or(0)
+    }
+
+    /// Bytes of the two factors.
+    pub fn factor_bytes(&self) -> usize {
+        [&self.down, &self.up]
+            .iter()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// The same layer widened with zero rows and columns (see `QLinear::padded`): A gains zero
+    /// input columns, B zero output rows, so the extra outputs stay exactly zero.
+    pub fn padded(self, out_to: usize, in_to: usize) -> Result<LoraLinear> {
+        let (out, inp) = self.base.shape();
+        let down = self.down.pad_with_zeros(1, 0, in_to - inp)?;
+        let up = self.up.pad_with_zeros(0, 0, out_to - out)?;
+        LoraLinear::new(self.base.padded(out_to, in_to)?, down, up)
+    }
+}
+
+impl Module for LoraLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.base.forward(x)?;
+        let low = fused::linear(x, &self.down, None)?;
+        let delta = fused::linear(&low, &self.up, None)?;
+        let dtype = y.dtype();
+        y + delta.to_dtype(dtype)?
+    }
+}
