@@ -481,3 +481,36 @@ fn embed_args(flags: &[&str], images: &[PathBuf]) -> pagesight::cli::embed::Embe
         other => panic!("not an embed command: {other:?}"),
     }
 }
+
+/// The page budget is the checkpoint's own unless asked: the fixture's processor says 64
+/// visual tokens (max_pixels 50176), an adapter's own processor config wins over the base's (as
+/// colpali-engine loads the processor from the adapter's id), and the flag overrides both.
+#[test]
+fn visual_token_budget_comes_from_the_checkpoint() {
+    let budget = |s: &ModelSettings| ColQwen::load(s).unwrap().identity().max_visual_tokens;
+    let mut s = settings(DType::F32, false);
+    assert_eq!(s.max_visual_tokens, None);
+    assert_eq!(budget(&s), 64);
+    s.max_visual_tokens = Some(128);
+    assert_eq!(budget(&s), 128);
+
+    let adapter = tempfile::tempdir().unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(fixture().join("adapter").join(f), adapter.path().join(f)).unwrap();
+    }
+    let mut s = settings(DType::F32, true);
+    s.adapter = Some(adapter.path().to_path_buf());
+    assert_eq!(budget(&s), 64, "without its own config the adapter takes the base's");
+    std::fs::write(
+        adapter.path().join("preprocessor_config.json"),
+        r#"{"min_pixels": 3136, "max_pixels": 25088}"#,
+    )
+    .unwrap();
+    assert_eq!(budget(&s), 32);
+
+    let random = ModelSettings {
+        device: DeviceChoice::Cpu,
+        ..ModelSettings::default()
+    };
+    assert_eq!(budget(&random), 768);
+}

@@ -6,6 +6,7 @@ use candle_core::{Device, Module, Tensor};
 use pagesight::devtools::model_parity::ParityFixture;
 use pagesight::engine::{DType, DeviceChoice, Event, ModelSettings, Quant, QuantCacheSetting};
 use pagesight::model::colqwen::{ColQwen, PageEmbedding};
+use pagesight::model::LoraMode;
 use pagesight::model::quant::{
     CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
 };
@@ -365,4 +366,40 @@ fn settings_without_the_cache_field_load_with_the_default() {
     assert_eq!(dir.quant_cache, QuantCacheSetting::Dir("/x".into()));
     assert_eq!(dir.quant_cache.dir(), Some(PathBuf::from("/x")));
     assert_eq!(QuantCacheSetting::Off.dir(), None);
+}
+
+/// With the adapter beside the quantised weights, the cache holds the base layers alone: the
+/// same file serves the model without the adapter (and any other adapter of this base), and the
+/// warm load still applies the adapter. Merged layers are another model: another file.
+#[test]
+fn unmerged_adapters_share_the_base_cache_and_merged_ones_do_not() {
+    let fixture = ParityFixture::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/colqwen_tiny"),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let unmerged = ModelSettings {
+        quant_cache: QuantCacheSetting::Dir(work.path().join("cache")),
+        ..fixture.settings(DeviceChoice::Cpu, DType::F32, Quant::Nf4)
+    };
+    assert_eq!(unmerged.lora, LoraMode::Unmerged);
+    let (_, cold) = load(&unmerged);
+    assert!(cold.bytes_written.is_some(), "{cold:?}");
+    let base = ModelSettings {
+        adapter: None,
+        ..unmerged.clone()
+    };
+    let (_, r) = load(&base);
+    assert!(r.used(), "{r:?}");
+    assert_eq!(r.file, cold.file);
+    let (warm, r) = load(&unmerged);
+    assert!(r.used(), "{r:?}");
+    assert_eq!(outputs(&warm), outputs(&ColQwen::load(&uncached(&unmerged)).unwrap()));
+    let merged = ModelSettings {
+        lora: LoraMode::Merged,
+        ..unmerged.clone()
+    };
+    let (_, r) = load(&merged);
+    assert_ne!(r.file, cold.file);
+    assert_eq!(r.layers_read, 0, "{r:?}");
 }

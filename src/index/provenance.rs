@@ -106,3 +106,49 @@ fn all_layers() -> String {
 fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_adapter(lora: Option<&str>) -> Provenance {
+        Provenance {
+            model: "vidore/colqwen2.5-base".into(),
+            adapter: Some("vidore/colqwen2.5-v0.2".into()),
+            checkpoint_hash: "c0ffee".into(),
+            quant: "nf4".into(),
+            quant_scope: ALL_LAYERS.into(),
+            dtype: "bf16".into(),
+            lora: lora.map(String::from),
+            max_visual_tokens: 768,
+            query_prompt: "Query: {query}".into(),
+            dim: 128,
+            random_weights: false,
+        }
+    }
+
+    /// An index made when the adapter was always merged records no mode: it reads as merged,
+    /// says so, and refuses vectors of the (now default) unmerged form with both descriptions.
+    #[test]
+    fn indexes_from_before_the_lora_mode_read_as_merged() {
+        let mut json = serde_json::to_value(with_adapter(Some("unmerged"))).unwrap();
+        json.as_object_mut().unwrap().remove("lora");
+        let old: Provenance = serde_json::from_value(json).unwrap();
+        assert_eq!(old.lora, None);
+        assert_eq!(old.lora_mode(), "merged");
+        assert!(old.describe().contains("v0.2 (merged)"), "{}", old.describe());
+        assert!(old
+            .check_compatible(&with_adapter(Some("merged")), "ix".as_ref())
+            .is_ok());
+        let e = old
+            .check_compatible(&with_adapter(Some("unmerged")), "ix".as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(merged)") && e.contains("(unmerged)"), "{e}");
+        let none = Provenance {
+            adapter: None,
+            ..old
+        };
+        assert_eq!(none.lora_mode(), NO_ADAPTER);
+    }
+}
