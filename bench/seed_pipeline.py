@@ -8,6 +8,11 @@ stays bf16), SDPA attention, random weights at Qwen2.5-VL-3B shapes built on the
 Pages are rendered at 200 dpi with pypdfium2 inside a torch DataLoader (batch 4, 2 workers,
 pin_memory, collate = `process_images`). Modes: `sync` (`.to(device)`) and `non_blocking`.
 
+A random LoRA adapter (r = 32, alpha = 32 by default, `--lora-rank 0` for none) on the published
+colqwen2.5-v0.2 adapter's targets (every attention and MLP projection of the language model, and
+custom_text_proj) is injected by PEFT after quantisation, unmerged, as PeftModel.from_pretrained
+over the 4-bit model does: the seed pays for the adapter as the real model's users do.
+
 Prints a table (lines starting with "| ") and writes JSON with "schema": 1.
 
   python3 bench/seed_pipeline.py PDF_DIR --pages 200 --json out.json
@@ -145,6 +150,18 @@ def quantise_nf4(model, device: torch.device) -> int:
     return count
 
 
+# colqwen2.5-v0.2's adapter_config.json target_modules.
+V02_TARGETS = r"(.*(model)(?!.*visual).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$|.*(custom_text_proj).*$)"
+
+
+def add_random_lora(model, rank: int):
+    """PEFT's LoRA on the v0.2 targets with random A and B (PEFT's non-zero init), unmerged."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=V02_TARGETS, init_lora_weights=False)
+    return get_peft_model(model, config).eval()
+
+
 class PageSet(torch.utils.data.Dataset):
     """(pdf, page index) pairs; each DataLoader worker renders with its own pypdfium2 handles."""
 
@@ -248,6 +265,7 @@ def main():
     ap.add_argument("--warmup-batches", type=int, default=4)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny model shapes (smoke test)")
+    ap.add_argument("--lora-rank", type=int, default=32, help="random LoRA adapter rank (0: none)")
     ap.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -291,6 +309,8 @@ def main():
             layers = quantise_nf4(model, device)
         elif quant != "bf16":
             sys.exit(f"unknown quant '{quant}' (nf4, bf16)")
+        if args.lora_rank > 0:
+            model = add_random_lora(model, args.lora_rank)
         load_s = time.perf_counter() - t0
         weights_gib = (torch.cuda.memory_allocated(device) - base) / 2**30 if device.type == "cuda" else \
             sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
@@ -308,6 +328,7 @@ def main():
                 print(f"  {quant} {mode} #{rep}: {r['pages_per_s']:.2f} pages/s, forward {r['forward_ms_mean']:.1f} ms/batch", flush=True)
         del model
     doc = dict(schema=1, kind="seed_pipeline", machine=machine, batch_size=args.batch_size, workers=args.workers,
+               lora_rank=args.lora_rank,
                dpi=args.dpi, pages=len(pages), tiny=args.tiny, runs=runs)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

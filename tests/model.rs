@@ -4,9 +4,9 @@
 use candle_core::{Device, Tensor};
 use pagesight::devtools::model_parity::{rel_err, ParityFixture};
 use pagesight::engine::{DType, DeviceChoice, ModelSettings, Quant};
-use pagesight::model::LoraMode;
 use pagesight::model::colqwen::config::ColQwenConfig;
 use pagesight::model::colqwen::ColQwen;
+use pagesight::model::LoraMode;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -192,8 +192,11 @@ fn fixture_without_adapter_matches_base_and_adapter_changes_output() {
 #[test]
 fn preprocessing_matches_reference_pixels() {
     use pagesight::model::colqwen::image_input::load_preprocess_config;
-    let cfg = load_preprocess_config(Some(&fixture().join("model/preprocessor_config.json")), None)
-        .unwrap();
+    let cfg = load_preprocess_config(
+        Some(&fixture().join("model/preprocessor_config.json")),
+        None,
+    )
+    .unwrap();
     for (i, img) in meta()["images"].as_array().unwrap().iter().enumerate() {
         let rgb = image::open(fixture().join(img["file"].as_str().unwrap()))
             .unwrap()
@@ -235,26 +238,29 @@ fn embed_cli_writes_expected_tensors() {
         .iter()
         .map(|i| fixture().join(i["file"].as_str().unwrap()))
         .collect();
-    let args = embed_args(&[
-        "--model",
-        &settings(DType::F32, true).model,
-        "--adapter",
-        &fixture().join("adapter").to_string_lossy(),
-        "--device",
-        "cpu",
-        "--dtype",
-        "f32",
-        "--quant",
-        "none",
-        "--out",
-        &out.to_string_lossy(),
-        "--dump-inputs",
-        "--query",
-        &queries()[0],
-        "--query",
-        &queries()[1],
-        "--image",
-    ], &images);
+    let args = embed_args(
+        &[
+            "--model",
+            &settings(DType::F32, true).model,
+            "--adapter",
+            &fixture().join("adapter").to_string_lossy(),
+            "--device",
+            "cpu",
+            "--dtype",
+            "f32",
+            "--quant",
+            "none",
+            "--out",
+            &out.to_string_lossy(),
+            "--dump-inputs",
+            "--query",
+            &queries()[0],
+            "--query",
+            &queries()[1],
+            "--image",
+        ],
+        &images,
+    );
     pagesight::cli::embed::run(args).unwrap();
     let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     for (i, img) in meta()["images"].as_array().unwrap().iter().enumerate() {
@@ -430,7 +436,10 @@ fn nf4_errors_against_reference(lora: LoraMode) -> Vec<(String, f64)> {
     let key = format!("nf4_{}", lora.name());
     let mut errs = Vec::new();
     for (i, v) in nf4.embed_queries(&queries()).unwrap().iter().enumerate() {
-        errs.push((format!("{key}.query.{i}"), rel_err(v, &get(format!("{key}.query.{i}")))));
+        errs.push((
+            format!("{key}.query.{i}"),
+            rel_err(v, &get(format!("{key}.query.{i}"))),
+        ));
     }
     let (px, grids) = fixture_pixels();
     for (i, p) in nf4.embed_images(&px, &grids).unwrap().iter().enumerate() {
@@ -464,16 +473,26 @@ fn nf4_model_with_merged_adapter_matches_merged_reference() {
     let want =
         candle_core::safetensors::load(fixture().join("expected_nf4.safetensors"), &Device::Cpu)
             .unwrap();
-    let merged_ref = want["nf4_merged.query.0"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let merged_ref = want["nf4_merged.query.0"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let got = unmerged.embed_queries(&queries()[..1]).unwrap();
-    assert!(rel_err(&got[0], &merged_ref) > 1e-2, "the two forms should differ");
+    assert!(
+        rel_err(&got[0], &merged_ref) > 1e-2,
+        "the two forms should differ"
+    );
 }
 
 /// `pagesight embed` as the command line parses it: `flags`, then `images` (the last flag takes
 /// them).
 fn embed_args(flags: &[&str], images: &[PathBuf]) -> pagesight::cli::embed::EmbedArgs {
     use clap::Parser;
-    let mut argv: Vec<String> = ["pagesight", "embed"].iter().map(|s| s.to_string()).collect();
+    let mut argv: Vec<String> = ["pagesight", "embed"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     argv.extend(flags.iter().map(|s| s.to_string()));
     argv.extend(images.iter().map(|p| p.to_string_lossy().into_owned()));
     match pagesight::cli::Cli::try_parse_from(argv).unwrap().command {
@@ -500,7 +519,11 @@ fn visual_token_budget_comes_from_the_checkpoint() {
     }
     let mut s = settings(DType::F32, true);
     s.adapter = Some(adapter.path().to_path_buf());
-    assert_eq!(budget(&s), 64, "without its own config the adapter takes the base's");
+    assert_eq!(
+        budget(&s),
+        64,
+        "without its own config the adapter takes the base's"
+    );
     std::fs::write(
         adapter.path().join("preprocessor_config.json"),
         r#"{"min_pixels": 3136, "max_pixels": 25088}"#,

@@ -6,11 +6,11 @@ use candle_core::{Device, Module, Tensor};
 use pagesight::devtools::model_parity::ParityFixture;
 use pagesight::engine::{DType, DeviceChoice, Event, ModelSettings, Quant, QuantCacheSetting};
 use pagesight::model::colqwen::{ColQwen, PageEmbedding};
-use pagesight::model::LoraMode;
 use pagesight::model::quant::{
     CacheKey, LayerStorage, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
 };
 use pagesight::model::synthetic::synthetic_pages;
+use pagesight::model::LoraMode;
 use std::path::{Path, PathBuf};
 
 fn tiny(quant: Quant, dtype: DType, cache: &Path) -> ModelSettings {
@@ -394,7 +394,10 @@ fn unmerged_adapters_share_the_base_cache_and_merged_ones_do_not() {
     assert_eq!(r.file, cold.file);
     let (warm, r) = load(&unmerged);
     assert!(r.used(), "{r:?}");
-    assert_eq!(outputs(&warm), outputs(&ColQwen::load(&uncached(&unmerged)).unwrap()));
+    assert_eq!(
+        outputs(&warm),
+        outputs(&ColQwen::load(&uncached(&unmerged)).unwrap())
+    );
     let merged = ModelSettings {
         lora: LoraMode::Merged,
         ..unmerged.clone()

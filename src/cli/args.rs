@@ -2,8 +2,8 @@
 
 use clap::Args;
 use pagesight_engine::settings::{
-    default_precision, DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings,
-    LoraMode, ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
+    default_precision, DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, LoraMode,
+    ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
 };
 use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;

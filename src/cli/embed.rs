@@ -1,10 +1,10 @@
 //! `pagesight embed`: images and queries → vectors in a safetensors file (parity checks,
 //! debugging, scripting).
 
+use super::args::ModelArgs;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
-use super::args::ModelArgs;
 use pagesight_model::colqwen::processor::QueryPrompt;
 use pagesight_model::colqwen::{ColQwen, RANDOM_WARNING};
 use std::collections::BTreeMap;

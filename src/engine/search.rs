@@ -224,7 +224,11 @@ fn upload_pages(
 pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<ModelSettings> {
     let mut settings = ModelSettings {
         model: prov.model.clone(),
-        adapter: prov.adapter.as_ref().map(Into::into),
+        // A random model's adapter comes with the model.
+        adapter: match prov.random_weights {
+            true => None,
+            false => prov.adapter.as_ref().map(Into::into),
+        },
         device,
         max_visual_tokens: Some(prov.max_visual_tokens),
         ..ModelSettings::default()

@@ -136,7 +136,11 @@ mod tests {
         let old: Provenance = serde_json::from_value(json).unwrap();
         assert_eq!(old.lora, None);
         assert_eq!(old.lora_mode(), "merged");
-        assert!(old.describe().contains("v0.2 (merged)"), "{}", old.describe());
+        assert!(
+            old.describe().contains("v0.2 (merged)"),
+            "{}",
+            old.describe()
+        );
         assert!(old
             .check_compatible(&with_adapter(Some("merged")), "ix".as_ref())
             .is_ok());

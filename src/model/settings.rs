@@ -258,17 +258,6 @@ impl Default for GpuKernels {
 }
 
 impl ModelSettings {
-    /// How the adapter meets the weights in the vectors: None without an adapter; merged when
-    /// nothing is quantised (there merging is exact, so either setting gives the same model).
-    pub fn effective_lora(&self) -> Option<LoraMode> {
-        self.adapter.as_ref()?;
-        Some(if self.quant == Quant::None {
-            LoraMode::Merged
-        } else {
-            self.lora
-        })
-    }
-
     /// The scope that shapes the vectors: unquantised, every scope gives the same model, so
     /// it is recorded as the default and indexes made with either accept each other's vectors.
     pub fn effective_quant_scope(&self) -> QuantScope {

@@ -100,7 +100,7 @@ pub fn provenance(model: &ColQwen, settings: &ModelSettings) -> Provenance {
     let id = model.identity();
     Provenance {
         model: settings.model.clone(),
-        adapter: settings.adapter.as_ref().map(|p| p.display().to_string()),
+        adapter: id.adapter.clone(),
         // The adapter changes the vectors as much as the base weights do.
         checkpoint_hash: match &id.adapter_hash {
             Some(a) => format!("{}+adapter:{a}", id.checkpoint_hash),

@@ -2,12 +2,16 @@
 //! weight at load, W' = W + scale · B · A, or kept as its two factors beside a quantised weight
 //! (`LoraMode`); scale = alpha / r (alpha / √r with rsLoRA).
 
-use super::weights::canonical_name;
+use super::config::TextConfig;
+use super::weights::{canonical_name, random_tensor};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// B's values relative to a weight-like draw (std 1/√r): small, as a trained adapter's are.
+const RANDOM_B_AMPLITUDE: f64 = 0.1;
 
 #[derive(Deserialize)]
 struct AdapterConfig {
@@ -172,6 +176,53 @@ impl LoraAdapter {
             alpha: cfg.lora_alpha,
             hash: h.finalize().to_hex().to_string(),
         })
+    }
+
+    /// A fixed-seed random adapter of the published one's shape on `text`: rank `rank`, alpha
+    /// = rank, on every attention and MLP projection of the language model and on
+    /// `custom_text_proj` (`dim` outputs), so that the random models' speed figures pay for an
+    /// adapter as the real model's do. A is scaled like a weight (std 1/√in), B small, so the
+    /// delta moves the layer by about a tenth of itself.
+    pub fn random(text: &TextConfig, dim: usize, rank: usize, seed: u64) -> Result<Self> {
+        let hd = text.head_dim();
+        let (hidden, mlp) = (text.hidden_size, text.intermediate_size);
+        let attention = [
+            ("self_attn.q_proj", text.num_attention_heads * hd, hidden),
+            ("self_attn.k_proj", text.num_key_value_heads * hd, hidden),
+            ("self_attn.v_proj", text.num_key_value_heads * hd, hidden),
+            ("self_attn.o_proj", hidden, text.num_attention_heads * hd),
+            ("mlp.gate_proj", mlp, hidden),
+            ("mlp.up_proj", mlp, hidden),
+            ("mlp.down_proj", hidden, mlp),
+        ];
+        let mut shapes: Vec<(String, usize, usize)> = (0..text.num_hidden_layers)
+            .flat_map(|l| {
+                attention
+                    .iter()
+                    .map(move |(m, out, inp)| (format!("model.layers.{l}.{m}"), *out, *inp))
+            })
+            .collect();
+        shapes.push(("custom_text_proj".into(), dim, hidden));
+        let mut pairs = HashMap::new();
+        for (module, out, inp) in shapes {
+            let a = random_tensor(seed, &format!("{module}.lora_A"), &[rank, inp], DType::F32)?;
+            let b = (random_tensor(seed, &format!("{module}.lora_B"), &[out, rank], DType::F32)?
+                * RANDOM_B_AMPLITUDE)?;
+            pairs.insert(format!("{module}.weight"), Pair { a, b });
+        }
+        Ok(LoraAdapter {
+            dir: PathBuf::from(format!("random LoRA r={rank}")),
+            scale: 1.0,
+            pairs,
+            rank,
+            alpha: rank as f64,
+            hash: format!("random-lora-r{rank}-seed{seed}"),
+        })
+    }
+
+    /// What the index records as this adapter: the dir, or the random adapter's description.
+    pub fn name(&self) -> String {
+        self.dir.display().to_string()
     }
 
     pub fn dir(&self) -> &Path {

@@ -40,12 +40,16 @@ pub struct ModelIdentity {
     pub checkpoint_hash: String,
     /// blake3 of adapter_config.json + adapter_model.safetensors bytes.
     pub adapter_hash: Option<String>,
+    /// The adapter as the index records it: its dir, or what a random model carries.
+    #[serde(default)]
+    pub adapter: Option<String>,
     pub dtype: DType,
     pub quant: Quant,
     /// Which layers `quant` applied to (`all` when unquantised: the scope changes nothing then).
     #[serde(default)]
     pub quant_scope: QuantScope,
-    /// How the adapter met the weights (None without one; see `ModelSettings::effective_lora`).
+    /// How the adapter met the weights: None without one; merged when the weights are dense
+    /// (merging is exact there), else as `ModelSettings::lora` says.
     #[serde(default)]
     pub lora: Option<LoraMode>,
     /// The page budget in force: the checkpoint's own, or the one asked for.
@@ -90,6 +94,9 @@ fn injected_out_of_memory(pages: usize) -> bool {
     above.is_some_and(|max| pages > max)
 }
 
+/// The vector width of the random models (ColQwen2.5's).
+const RANDOM_EMBEDDING_DIM: usize = 128;
+
 /// Shown wherever random-weight output is produced.
 pub const RANDOM_WARNING: &str = "random weights: vectors and rankings are meaningless";
 
@@ -104,7 +111,16 @@ impl ColQwen {
             // cores as TF32, several times plain f32's rate; bf16/NF4 weights are unaffected.
             candle_core::cuda::set_gemm_reduced_precision_f32(true);
         }
-        let adapter = match &settings.adapter {
+        let adapter = Self::adapter_for(settings, &resolved)?;
+        Self::from_resolved(resolved, adapter, settings, &device)
+    }
+
+    /// The adapter `settings` names, else the one a random model carries, else none.
+    fn adapter_for(
+        settings: &ModelSettings,
+        resolved: &ResolvedModel,
+    ) -> Result<Option<LoraAdapter>> {
+        Ok(match &settings.adapter {
             Some(dir) => {
                 if resolved.is_random() {
                     bail!(
@@ -114,9 +130,18 @@ impl ColQwen {
                 }
                 Some(LoraAdapter::load(&source::resolve_adapter(dir)?)?)
             }
-            None => None,
-        };
-        Self::from_resolved(resolved, adapter, settings, &device)
+            None => resolved
+                .random_adapter_rank
+                .map(|rank| {
+                    LoraAdapter::random(
+                        &resolved.config.text,
+                        RANDOM_EMBEDDING_DIM,
+                        rank,
+                        source::RANDOM_SEED,
+                    )
+                })
+                .transpose()?,
+        })
     }
 
     fn from_resolved(
@@ -150,9 +175,19 @@ impl ColQwen {
         }
         let adapter_hash = adapter.as_ref().map(|a| a.hash.clone());
         let adapter_dir = adapter.as_ref().map(|a| a.dir().to_path_buf());
+        // As the user named it (a dir or a hub id), else the random model's own.
+        let adapter_name = match &s.adapter {
+            Some(given) => Some(given.display().to_string()),
+            None => adapter.as_ref().map(LoraAdapter::name),
+        };
+        // How the adapter meets the weights: merging is exact on dense weights.
+        let lora = adapter.as_ref().map(|_| match s.quant {
+            Quant::None => LoraMode::Merged,
+            _ => s.lora,
+        });
         // Quantised layers are cached as they are stored: the base weights alone when the
         // adapter runs beside them, so every adapter of one base shares them.
-        let cached_adapter_hash = match s.effective_lora() {
+        let cached_adapter_hash = match lora {
             Some(LoraMode::Merged) => adapter_hash.clone(),
             _ => None,
         };
@@ -173,9 +208,7 @@ impl ColQwen {
                     h.update(&len.to_le_bytes());
                 }
                 (
-                    Weights::from_files(files, adapter, dtype, device)?
-                        .with_quant(s.quant, s.quant_scope)
-                        .with_lora_mode(s.lora),
+                    Weights::from_files(files, adapter, dtype, device)?,
                     h.finalize().to_hex().to_string(),
                     crate::quant::cache::source_fingerprint(files),
                 )
@@ -185,16 +218,22 @@ impl ColQwen {
                 h.update(&r.config_bytes);
                 h.update(&seed.to_le_bytes());
                 (
-                    Weights::random(*seed, dtype, device).with_quant(s.quant, s.quant_scope),
+                    Weights::random(*seed, adapter, dtype, device),
                     h.finalize().to_hex().to_string(),
                     format!("random weights, seed {seed}"),
                 )
             }
         };
+        let weights = weights
+            .with_quant(s.quant, s.quant_scope)
+            .with_lora_mode(s.lora);
         let mut weights = match s.quant_cache.dir() {
-            Some(dir) => {
-                weights.with_quant_cache(&dir, &checkpoint_hash, cached_adapter_hash.as_deref(), source)
-            }
+            Some(dir) => weights.with_quant_cache(
+                &dir,
+                &checkpoint_hash,
+                cached_adapter_hash.as_deref(),
+                source,
+            ),
             None => weights,
         };
         let vision = VisionTower::load(&weights, &cfg.vision)?;
@@ -202,7 +241,7 @@ impl ColQwen {
         let dim = weights
             .stored_shape("custom_text_proj.weight")
             .map(|s| s[0])
-            .unwrap_or(128);
+            .unwrap_or(RANDOM_EMBEDDING_DIM);
         // The head is tiny (dim × hidden) and sets the final precision: kept in f32.
         let proj = QLinear::dense(
             weights.get_as(
@@ -240,10 +279,11 @@ impl ColQwen {
             name: r.name.clone(),
             checkpoint_hash,
             adapter_hash,
+            adapter: adapter_name,
             dtype: s.dtype,
             quant: s.quant,
             quant_scope: s.effective_quant_scope(),
-            lora: s.effective_lora(),
+            lora,
             max_visual_tokens: image_input.visual_tokens(),
             query_prefix: processor.query.prefix.clone(),
             query_augmentation: processor
@@ -539,4 +579,49 @@ impl ColQwen {
 fn to_host_rows(p: &Tensor) -> Result<Vec<Vec<f32>>> {
     let (b, s, d) = p.dims3()?;
     Ok(p.reshape((b, s * d))?.to_vec2::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::DeviceChoice;
+
+    /// A random model with the random adapter `random:3b` carries, at the tiny size: every
+    /// adapter entry meets a layer, the unmerged form runs beside NF4 layers, and the adapter
+    /// changes the vectors.
+    #[test]
+    fn random_adapter_fits_its_model_in_both_forms() {
+        let mut settings = ModelSettings {
+            device: DeviceChoice::Cpu,
+            quant: Quant::Nf4,
+            quant_cache: crate::settings::QuantCacheSetting::Off,
+            ..ModelSettings::default()
+        };
+        let query = |s: &ModelSettings, rank: Option<usize>| {
+            let mut r = source::resolve("random:tiny").unwrap();
+            assert_eq!(r.random_adapter_rank, None);
+            r.random_adapter_rank = rank;
+            let adapter = ColQwen::adapter_for(s, &r).unwrap();
+            let m = ColQwen::from_resolved(r, adapter, s, &Device::Cpu).unwrap();
+            (
+                m.embed_queries(&["a table".into()]).unwrap().remove(0),
+                m.identity().clone(),
+            )
+        };
+        let (plain, id) = query(&settings, None);
+        assert_eq!((id.adapter, id.lora), (None, None));
+        let (unmerged, id) = query(&settings, Some(4));
+        assert_eq!(id.lora, Some(LoraMode::Unmerged));
+        assert_eq!(id.adapter.as_deref(), Some("random LoRA r=4"));
+        settings.lora = LoraMode::Merged;
+        let (merged, _) = query(&settings, Some(4));
+        let dist = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(dist(&plain, &unmerged) > 1e-3);
+        assert!(dist(&merged, &unmerged) > 0.0);
+    }
 }

@@ -24,6 +24,9 @@ pub struct ResolvedModel {
     pub tokenizer: PathBuf,
     pub preprocessor_config: Option<PathBuf>,
     pub weights: WeightSource,
+    /// The rank of the random LoRA adapter a random model carries (`random:3b`, shaped as the
+    /// published adapter), so its speed figures pay for one; None for checkpoints.
+    pub random_adapter_rank: Option<usize>,
 }
 
 impl ResolvedModel {
@@ -102,6 +105,7 @@ fn from_dir(name: &str, dir: &Path) -> Result<ResolvedModel> {
         tokenizer,
         preprocessor_config: pre.is_file().then_some(pre),
         weights: WeightSource::Files(super::weights::weight_files(dir)?),
+        random_adapter_rank: None,
     })
 }
 
@@ -312,5 +316,7 @@ fn random_model(name: &str, kind: &str) -> Result<ResolvedModel> {
         tokenizer,
         preprocessor_config: None,
         weights: WeightSource::Random { seed: RANDOM_SEED },
+        // The published ColQwen2.5 adapter's rank; the tiny model stays adapter-free and fast.
+        random_adapter_rank: (kind == "3b").then_some(32),
     })
 }

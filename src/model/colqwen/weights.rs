@@ -151,10 +151,10 @@ impl Weights {
         })
     }
 
-    pub fn random(seed: u64, dtype: DType, device: &Device) -> Self {
+    pub fn random(seed: u64, lora: Option<LoraAdapter>, dtype: DType, device: &Device) -> Self {
         Weights {
             backing: Backing::Random { seed },
-            lora: None,
+            lora,
             lora_mode: LoraMode::default(),
             dtype,
             device: device.clone(),
@@ -276,7 +276,13 @@ impl Weights {
     }
 
     /// `canonical` as stored, with its LoRA delta merged when `merge_lora`.
-    fn load(&self, canonical: &str, shape: &[usize], dtype: DType, merge_lora: bool) -> Result<Tensor> {
+    fn load(
+        &self,
+        canonical: &str,
+        shape: &[usize],
+        dtype: DType,
+        merge_lora: bool,
+    ) -> Result<Tensor> {
         let base = match &self.backing {
             Backing::Files { st, names, .. } => {
                 let cands = key_candidates(canonical);
@@ -394,7 +400,8 @@ impl Weights {
             return Ok(layer);
         };
         let on_device = |t: Tensor| -> Result<Tensor> {
-            Ok(t.to_dtype(self.activation_dtype())?.to_device(&self.device)?)
+            Ok(t.to_dtype(self.activation_dtype())?
+                .to_device(&self.device)?)
         };
         let layer = LoraLinear::new(layer, on_device(down)?, on_device(up)?)
             .with_context(|| format!("LoRA adapter on `{prefix}`"))?;
@@ -418,7 +425,12 @@ impl Weights {
         bias: bool,
         merge_lora: bool,
     ) -> Result<QLinear> {
-        let w = self.load(&format!("{prefix}.weight"), &[out_dim, in_dim], self.dtype, merge_lora)?;
+        let w = self.load(
+            &format!("{prefix}.weight"),
+            &[out_dim, in_dim],
+            self.dtype,
+            merge_lora,
+        )?;
         let b = if bias {
             Some(self.get(&format!("{prefix}.bias"), &[out_dim])?)
         } else {
@@ -480,7 +492,12 @@ fn splitmix64(mut z: u64) -> u64 {
 
 /// Deterministic values for one tensor: norm weights 1, biases and embeddings ±0.02, matrices
 /// uniform with std ≈ 1/√fan_in so activations stay O(1) through deep stacks.
-fn random_tensor(seed: u64, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+pub(crate) fn random_tensor(
+    seed: u64,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let is_norm = name.contains("norm") || name.contains("ln_q");
     if is_norm {
