@@ -39,8 +39,10 @@ pub struct IngestBenchArgs {
     /// Render workers (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Render resolution before the model's resize (the seed pipeline renders at 200).
-    #[arg(long, default_value_t = 200.0)]
+    /// Render resolution before the model's resize: the app's (the seed pipeline renders at
+    /// 200; either is well above the 768-token budget on an A4 page, so the model's input is
+    /// the same size).
+    #[arg(long, default_value_t = pagesight_engine::settings::LoaderSettings::default().dpi)]
     pub dpi: f32,
     #[command(flatten)]
     pub worker_memory: crate::cli::args::WorkerMemoryArgs,
