@@ -18,6 +18,7 @@ const SNIPPET: &str = "…the model splits attention into heads | *eight* of the
 /// Three hits in two folders under `root`, which does not exist (nothing is launched for them).
 fn hits(root: &Path) -> Vec<SearchHit> {
     let at = SNIPPET.find("attention").unwrap();
+    let term = at..at + "attention".len();
     [
         ("a", "one.pdf", 5),
         ("b", "two.pdf", 2),
@@ -34,7 +35,7 @@ fn hits(root: &Path) -> Vec<SearchHit> {
         heatmap: None,
         snippet: Some(Snippet {
             text: SNIPPET.into(),
-            highlighted: vec![at..at + "attention".len()],
+            highlighted: vec![term.clone()],
         }),
     })
     .collect()
@@ -81,7 +82,9 @@ fn notices_contain(h: &Harness<'_, PagesightApp>, what: &str) -> bool {
 fn results_show_their_snippet_and_filters_narrow_the_list_and_the_keys() {
     let dir = tempfile::tempdir().unwrap();
     let Wired {
-        mut h, events: _events, ..
+        mut h,
+        events: _events,
+        ..
     } = answered(dir.path());
     assert_eq!(
         h.query_all_by_label_contains("splits attention into heads")
@@ -138,7 +141,9 @@ fn results_show_their_snippet_and_filters_narrow_the_list_and_the_keys() {
 fn enter_opens_a_result_whose_reference_is_copied_and_file_revealed() {
     let dir = tempfile::tempdir().unwrap();
     let Wired {
-        mut h, events: _events, ..
+        mut h,
+        events: _events,
+        ..
     } = answered(dir.path());
 
     // Ctrl+C on the selected card copies `file, p. N`.
@@ -235,7 +240,9 @@ fn exported(dir: &Path, ext: &str) -> PathBuf {
 fn the_shown_results_export_as_markdown_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let Wired {
-        mut h, events: _events, ..
+        mut h,
+        events: _events,
+        ..
     } = answered(dir.path());
     let root = dir.path().join("gone");
     h.get_by_label("Folder").click();

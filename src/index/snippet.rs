@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn cuts_are_marked_with_ellipses() {
-        let s = one_line("word here", &[0..4], true, true);
+        let word = 0..4;
+        let s = one_line("word here", &[word], true, true);
         assert_eq!(s.text, "…word here…");
         assert_eq!(terms(&s), ["word"]);
         assert_eq!(

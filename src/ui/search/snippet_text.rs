@@ -41,9 +41,10 @@ mod tests {
     fn terms_get_the_highlight_and_nothing_else_does() {
         let text = "…the attention heads…";
         let at = text.find("attention").unwrap();
+        let term = at..at + "attention".len();
         let s = Snippet {
             text: text.into(),
-            highlighted: vec![at..at + "attention".len()],
+            highlighted: vec![term],
         };
         let v = egui::Visuals::dark();
         let j = job(&s, &v, egui::FontId::proportional(12.0), 3);
