@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod cli;
 pub mod env_vars;
+pub mod export;
 pub mod ui;
 
 pub use pagesight_common as common;

@@ -380,7 +380,7 @@ fn the_fast_box_asks_for_the_binary_prefilter() {
 
 /// Opens the search view, clicks each of `click` (e.g. option boxes), types `query`, presses
 /// Enter and returns the search request the app sent.
-fn search_by_keyboard(
+pub fn search_by_keyboard(
     h: &mut Harness<'_, PagesightApp>,
     commands: &Receiver<Command>,
     query: &str,
@@ -432,6 +432,7 @@ fn search_keyboard_thumbnails_and_heatmap_view() {
                 grid_w: 3,
                 values: vec![0.0, 0.1, 0.2, 0.3, 0.9, 0.5],
             }),
+            snippet: None,
         })
         .collect();
     events

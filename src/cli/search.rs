@@ -1,10 +1,13 @@
 //! `pagesight search "<query>" ["<query>" …]`: loads the model that made the index once and ranks
 //! pages for each query, in order.
 
+use crate::export::results::{render, Format, ResultList};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use pagesight_engine::event::SearchHit;
 use pagesight_engine::{Command, EngineHandle, Event, EventEnvelope, SearchMode, SearchRequest};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
@@ -42,6 +45,9 @@ pub struct SearchArgs {
     /// rescored exactly; binary:N for N candidates).
     #[arg(long, default_value = "exact")]
     pub scorer: pagesight_engine::VisualScorer,
+    /// Also write every query's results to FILE: Markdown (.md) or CSV (.csv), by its extension.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
@@ -51,6 +57,19 @@ pub fn run(a: SearchArgs) -> Result<()> {
         (None, None) => bail!("say which index to search: --index DIR or --folder CORPUS"),
     };
     let queries = all_queries(&a)?;
+    let export = a
+        .export
+        .as_ref()
+        .map(|p| Format::from_path(p).map(|f| (p.clone(), f)))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mut answers: Vec<(String, Vec<SearchHit>)> = Vec::new();
+    // The query's terms in a snippet: bold on a terminal, bracketed in a file or a pipe.
+    let (open, close) = if std::io::stdout().is_terminal() {
+        ("\x1b[1m", "\x1b[0m")
+    } else {
+        ("[", "]")
+    };
     let engine = EngineHandle::spawn();
     // All at once: the search thread answers them in order, the model loaded for the first.
     for (i, query) in queries.iter().enumerate() {
@@ -104,11 +123,20 @@ pub fn run(a: SearchArgs) -> Result<()> {
                             h.file.display(),
                             h.page
                         );
+                        if let Some(s) = &h.snippet {
+                            println!("{:>16}{}", "", s.marked(open, close));
+                        }
                     }
+                }
+                if export.is_some() {
+                    answers.push((query.clone(), hits.clone()));
                 }
                 elapsed.push(*elapsed_ms - timings.model_load_ms);
                 answered += 1;
                 if answered == queries.len() {
+                    if let Some((path, format)) = &export {
+                        write_export(path, *format, a.mode, &answers)?;
+                    }
                     if queries.len() > 1 && !a.json {
                         let p50 = pagesight_common::stats::median(std::mem::take(&mut elapsed));
                         eprintln!(
@@ -129,6 +157,27 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
     }
     bail!("the engine stopped unexpectedly")
+}
+
+/// Writes every query's results to `path` in one atomic replacement.
+fn write_export(
+    path: &Path,
+    format: Format,
+    mode: SearchMode,
+    answers: &[(String, Vec<SearchHit>)],
+) -> Result<()> {
+    let lists: Vec<ResultList<'_>> = answers
+        .iter()
+        .map(|(query, hits)| ResultList {
+            query,
+            mode,
+            hits: hits.iter().collect(),
+        })
+        .collect();
+    pagesight_common::fs::write_atomic(path, render(format, &lists).as_bytes())
+        .with_context(|| format!("exporting the results to {}", path.display()))?;
+    eprintln!("results written to {} ({})", path.display(), format.name());
+    Ok(())
 }
 
 /// The queries given as arguments, then those of `--queries-file`.

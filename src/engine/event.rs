@@ -111,6 +111,9 @@ pub struct SearchHit {
     pub title: Option<String>,
     /// Per-merged-patch similarity, row-major `grid_h × grid_w` (when heatmaps were asked for).
     pub heatmap: Option<Heatmap>,
+    /// The page's text around the query's terms, the terms marked (None: the page has no text).
+    #[serde(default)]
+    pub snippet: Option<pagesight_index::Snippet>,
 }
 
 /// One search's time by step, in milliseconds; the steps add up to the search's `elapsed_ms`.
@@ -127,7 +130,7 @@ pub struct SearchTimings {
     pub tiles_ms: f64,
     /// Scoring and ranking (MaxSim, BM25, fusion).
     pub score_ms: f64,
-    /// Heatmaps of the hits (zero unless asked for) and the answer's assembly.
+    /// Heatmaps (unless not asked for) and text snippets of the hits, and the answer's assembly.
     pub heatmap_ms: f64,
 }
 

@@ -301,8 +301,10 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     // Damage that came after the segment was checked (the disk, not a write) is caught here.
     searcher.verify_pages(hits.iter().map(|h| h.page_id))?;
     timings.score_ms = took();
+    let ids: Vec<u64> = hits.iter().map(|h| h.page_id).collect();
+    let snippets = searcher.snippets(&ids, &req.query)?;
     let mut out = Vec::with_capacity(hits.len());
-    for (rank, h) in hits.into_iter().enumerate() {
+    for (rank, (h, snippet)) in hits.into_iter().zip(snippets).enumerate() {
         let heatmap = if req.with_heatmaps && q.n_tokens > 0 {
             let m = searcher.heatmap(h.page_id, &q.vectors, q.n_tokens)?;
             Some(Heatmap {
@@ -320,6 +322,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
             page: h.page,
             title: h.title,
             heatmap,
+            snippet,
         });
     }
     timings.heatmap_ms = took();

@@ -19,6 +19,7 @@
 //! let s: Searcher = ix.searcher()?;                           // snapshot of the last commit, Send + Sync
 //! let hits: Vec<Hit> = s.search(&Query { vectors, n_tokens, text, mode, top_k, visual_weight, scorer })?;
 //! let hm: PageHeatmap = s.heatmap(page_id, &q, nq)?;
+//! let sn: Vec<Option<Snippet>> = s.snippets(&page_ids, "query words")?;  // terms highlighted
 //! Index::open(dir)?;  Index::verify(dir)?;  ix.stats();  ix.compact()?;
 //! let mut r = IndexReader::open(dir)?;                       // kept open: checks each segment once
 //! let s: Searcher = r.searcher()?;                            // reopens only after a commit
@@ -51,6 +52,7 @@ pub mod reader;
 pub mod search;
 pub mod segment;
 pub mod snapshot;
+pub mod snippet;
 pub mod store;
 pub mod synthetic;
 pub mod tensor_scorer;
@@ -62,6 +64,7 @@ pub use format::{IndexError, Result, FORMAT_VERSION};
 pub use provenance::Provenance;
 pub use reader::IndexReader;
 pub use search::{Hit, PageHeatmap, PageScorer, Query, Scorer, SearchMode, Searcher};
+pub use snippet::Snippet;
 pub use store::{CommitInfo, FileState, Index, OpenOptions, PageRecord};
 pub use verify::VerifyReport;
 

@@ -8,6 +8,7 @@ use super::manifest::FileEntry;
 use super::maxsim::{self, Isa};
 use super::provenance::Provenance;
 use super::segment::SegmentReader;
+use super::snippet::{page_snippet, Snippet, SNIPPET_CHARS};
 use super::text::TextView;
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -414,6 +415,16 @@ impl Searcher {
     pub fn page_text(&self, page_id: u64) -> Result<String> {
         let (seg, i) = self.entry(page_id)?;
         Ok(seg.meta(i)?.text)
+    }
+
+    /// Each page's text snippet for `query` (see `snippet`): around the terms BM25 matches, else
+    /// the page's beginning; None for a page without text.
+    pub fn snippets(&self, page_ids: &[u64], query: &str) -> Result<Vec<Option<Snippet>>> {
+        let generator = self.snap.text.snippet_generator(query, SNIPPET_CHARS)?;
+        page_ids
+            .iter()
+            .map(|&id| Ok(page_snippet(Some(&generator), &self.page_text(id)?)))
+            .collect()
     }
 
     /// Recomputes the checksum of each page (by id): a search checks the pages it returns, so a

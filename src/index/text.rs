@@ -8,6 +8,7 @@ use tantivy::collector::TopDocs;
 use tantivy::indexer::NoMergePolicy;
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value, FAST, INDEXED, STORED, STRING, TEXT};
+use tantivy::snippet::SnippetGenerator;
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 const WRITER_HEAP: usize = 32 << 20;
@@ -272,12 +273,17 @@ impl TextView {
         page_ids(&self.searcher, &self.path)
     }
 
+    /// The query as BM25 reads it: over page text and titles, lenient about syntax.
+    fn parse(&self, query: &str) -> Box<dyn tantivy::query::Query> {
+        let parser = QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title]);
+        parser.parse_query_lenient(query).0
+    }
+
     /// BM25 over page text and titles: (page id, score), best first.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<(u64, f32)>> {
         let p = self.path.clone();
         let searcher = &self.searcher;
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title]);
-        let (q, _errors) = parser.parse_query_lenient(query);
+        let q = self.parse(query);
         let f = self.fields.page_id;
         guarded(&p, || {
             let top = searcher.search(&q, &TopDocs::with_limit(limit.max(1)))?;
@@ -290,5 +296,16 @@ impl TextView {
             }
             Ok(out)
         })
+    }
+
+    /// What finds and marks the query's page-text terms in a page's text (the terms BM25 matches,
+    /// through the same analyser), at most `max_chars` long.
+    pub fn snippet_generator(&self, query: &str, max_chars: usize) -> Result<SnippetGenerator> {
+        let q = self.parse(query);
+        let mut g = guarded(&self.path, || {
+            SnippetGenerator::create(&self.searcher, &*q, self.fields.text)
+        })?;
+        g.set_max_num_chars(max_chars);
+        Ok(g)
     }
 }

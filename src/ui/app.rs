@@ -373,6 +373,11 @@ impl PagesightApp {
         let id = self.id();
         self.search.pending = Some(id);
         self.search.error = None;
+        self.search.asked = super::search::Asked {
+            mode: self.settings.search_mode,
+            corpus: self.corpus_name(&index),
+        };
+        self.settings.remember_query(&query);
         let req = SearchRequest {
             id,
             index,
@@ -395,6 +400,17 @@ impl PagesightApp {
         }
     }
 
+    /// The corpus's name: its folder's, else its index folder's.
+    fn corpus_name(&self, index: &Path) -> String {
+        let folder = self.settings.folder.trim();
+        let named = if folder.is_empty() {
+            index
+        } else {
+            Path::new(folder)
+        };
+        super::format::file_name(named)
+    }
+
     fn export_dir(&self) -> PathBuf {
         self.options
             .export_dir
@@ -403,10 +419,49 @@ impl PagesightApp {
     }
 
     fn export_name(&self, ext: &str) -> PathBuf {
+        self.export_file("runs", ext)
+    }
+
+    /// `<export dir>/<what>-<unix seconds>.<ext>`.
+    fn export_file(&self, what: &str, ext: &str) -> PathBuf {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.export_dir().join(format!("runs-{secs}.{ext}"))
+        self.export_dir().join(format!("{what}-{secs}.{ext}"))
+    }
+
+    fn on_search_action(&mut self, ctx: &egui::Context, action: SearchAction) {
+        match action {
+            SearchAction::Search(q) => self.search(q),
+            SearchAction::Thumbnail(k) => self.request_thumbnail(k),
+            SearchAction::OpenPdf(file, page) => self.bg.spawn("open-pdf", move || {
+                match super::open_pdf::open_at_page(&file, page) {
+                    Ok(m) => UiMsg::Info(m),
+                    Err(e) => UiMsg::Failed {
+                        context: file.display().to_string(),
+                        message: e,
+                    },
+                }
+            }),
+            SearchAction::Reveal(file) => {
+                self.bg
+                    .spawn("reveal", move || match super::reveal::reveal(&file) {
+                        Ok(m) => UiMsg::Info(m),
+                        Err(e) => UiMsg::Failed {
+                            context: file.display().to_string(),
+                            message: e,
+                        },
+                    })
+            }
+            SearchAction::CopyReference(reference) => {
+                ctx.copy_text(reference.clone());
+                self.notify(format!("copied “{reference}”"));
+            }
+            SearchAction::Export(format, text) => {
+                let path = self.export_file("results", format.extension());
+                self.bg.write_file(format.name(), path, text.into_bytes());
+            }
+        }
     }
 
     fn on_perf_action(&mut self, ctx: &egui::Context, action: PerfAction) {
@@ -634,19 +689,7 @@ impl eframe::App for PagesightApp {
                     .search
                     .show(ui, &mut self.settings, &mut self.thumbs, ready)
                 {
-                    match a {
-                        SearchAction::Search(q) => self.search(q),
-                        SearchAction::Thumbnail(k) => self.request_thumbnail(k),
-                        SearchAction::OpenPdf(file, page) => self.bg.spawn("open-pdf", move || {
-                            match super::open_pdf::open_at_page(&file, page) {
-                                Ok(m) => UiMsg::Info(m),
-                                Err(e) => UiMsg::Failed {
-                                    context: file.display().to_string(),
-                                    message: e,
-                                },
-                            }
-                        }),
-                    }
+                    self.on_search_action(&ctx, a);
                 }
             }
             Tab::Performance => {

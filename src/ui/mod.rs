@@ -3,13 +3,14 @@
 
 mod app;
 mod background;
-mod format;
+pub(crate) mod format;
 mod frame_stats;
 mod heatmap;
 mod ingest;
 mod open_pdf;
 mod performance;
 mod plots;
+mod reveal;
 pub mod runs;
 mod search;
 pub mod settings;

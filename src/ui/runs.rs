@@ -218,7 +218,7 @@ pub fn summary_csv(rows: &[SummaryRow]) -> String {
             .unwrap_or_default();
         out.push_str(&format!(
             "{},{},{:.4},{:.4},{:.4},{},{:.4}",
-            csv_field(&r.label),
+            crate::export::csv::field(&r.label),
             r.pages,
             r.wall_secs,
             r.pages_per_sec,
@@ -232,14 +232,6 @@ pub fn summary_csv(rows: &[SummaryRow]) -> String {
         out.push('\n');
     }
     out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 #[cfg(test)]

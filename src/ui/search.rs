@@ -1,18 +1,28 @@
-//! The Search view: query box (Enter searches), mode, a grid of page thumbnails with score, file and
-//! page; arrows move the selection, Enter or a click opens the large view with the similarity
-//! heatmap, Esc closes it.
+//! The Search view: query box (Enter searches) with its history, mode, a grid of page thumbnails
+//! with score, file, page and text snippet (the query's terms highlighted); filters by corpus,
+//! folder and file; export of the shown list as Markdown or CSV. Arrows move the selection, Enter
+//! or a click opens the large view with the similarity heatmap, Esc closes it; Ctrl+C (or a card's
+//! menu) copies the page's reference, `file, p. N`.
+
+mod filter;
+mod snippet_text;
 
 use super::format;
 use super::heatmap;
 use super::settings::UiSettings;
 use super::thumbnails::{ThumbKey, ThumbState, Thumbnails};
+use crate::export::results::{self, Format, ResultList};
+use filter::ResultFilter;
 use pagesight_engine::event::SearchHit;
 use pagesight_engine::SearchMode;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 pub const GRID_THUMB_SIDE: u32 = 256;
 pub const LARGE_THUMB_SIDE: u32 = 1280;
 const CARD_WIDTH: f32 = 190.0;
+/// Lines of snippet on a card (the large view shows more).
+const SNIPPET_ROWS: usize = 4;
 
 pub struct ResultSet {
     pub id: u64,
@@ -24,12 +34,28 @@ pub struct ResultSet {
     pub scorer: String,
     /// Where `elapsed_ms` went.
     pub timings: pagesight_engine::event::SearchTimings,
+    /// What was asked: the mode and the corpus searched.
+    pub asked: Asked,
+}
+
+/// What a search was asked of, kept with its answer (the event does not repeat it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Asked {
+    pub mode: SearchMode,
+    /// The corpus's name, for the corpus filter.
+    pub corpus: String,
 }
 
 pub enum SearchAction {
     Search(String),
     Thumbnail(ThumbKey),
-    OpenPdf(std::path::PathBuf, u32),
+    OpenPdf(PathBuf, u32),
+    /// Show the file in the platform's file manager.
+    Reveal(PathBuf),
+    /// Put this reference on the clipboard.
+    CopyReference(String),
+    /// Write the shown results, already rendered in `Format`.
+    Export(Format, String),
 }
 
 #[derive(Default)]
@@ -37,6 +63,8 @@ pub struct SearchView {
     pub query: String,
     /// Id of the search in flight.
     pub pending: Option<u64>,
+    /// What the search in flight asked.
+    pub asked: Asked,
     pub results: Option<ResultSet>,
     pub selected: Option<usize>,
     pub large_open: bool,
@@ -44,6 +72,7 @@ pub struct SearchView {
     /// Overlay textures per hit rank of the current results.
     overlays: HashMap<usize, Result<egui::TextureHandle, String>>,
     columns: usize,
+    pub filter: ResultFilter,
 }
 
 impl SearchView {
@@ -53,10 +82,28 @@ impl SearchView {
         }
         self.pending = None;
         self.error = None;
-        self.selected = if set.hits.is_empty() { None } else { Some(0) };
         self.large_open = false;
         self.overlays.clear();
         self.results = Some(set);
+        self.selected = self.visible().first().copied();
+    }
+
+    /// Positions (in the result list) of the results the filter shows.
+    pub fn visible(&self) -> Vec<usize> {
+        self.results.as_ref().map_or(Vec::new(), |r| {
+            self.filter.visible(&r.asked.corpus, &r.hits)
+        })
+    }
+
+    /// The shown results rendered for export.
+    fn export(&self, format: Format) -> Option<String> {
+        let r = self.results.as_ref()?;
+        let list = ResultList {
+            query: &r.query,
+            mode: r.asked.mode,
+            hits: self.visible().into_iter().map(|i| &r.hits[i]).collect(),
+        };
+        Some(results::render(format, &[list]))
     }
 
     /// An engine error; returns whether it answered our search.
@@ -88,13 +135,18 @@ impl SearchView {
                         .desired_width(480.0),
                 )
                 .labelled_by(label.id);
-            query_focused = edit.has_focus();
+            // Losing focus this frame counts: its Enter searched and must not also open a result.
+            query_focused = edit.has_focus() || edit.lost_focus();
             let submitted = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             let clicked = ui
                 .add_enabled(index_ready.is_ok(), egui::Button::new("Search"))
                 .clicked();
             if (submitted || clicked) && !self.query.trim().is_empty() {
                 actions.push(SearchAction::Search(self.query.trim().to_owned()));
+            }
+            if let Some(q) = history_menu(ui, &settings.query_history, index_ready.is_ok()) {
+                self.query = q.clone();
+                actions.push(SearchAction::Search(q));
             }
             for m in SearchMode::ALL {
                 ui.selectable_value(&mut settings.search_mode, m, m.name());
@@ -149,10 +201,16 @@ impl SearchView {
                     .color(ui.visuals().warn_fg_color),
             );
         }
+        self.filter_row(ui, &mut actions);
         ui.separator();
 
+        let visible = self.visible();
+        if self.selected.is_some_and(|s| !visible.contains(&s)) {
+            self.selected = visible.first().copied();
+            self.large_open &= self.selected.is_some();
+        }
         if !query_focused && !self.large_open {
-            self.handle_grid_keys(ui);
+            self.handle_grid_keys(ui, &visible, &mut actions);
         }
         self.columns = ((ui.available_width() / (CARD_WIDTH + 8.0)).floor() as usize).max(1);
         let mut clicked = None;
@@ -163,15 +221,18 @@ impl SearchView {
                 egui::Grid::new("results-grid")
                     .spacing([8.0, 8.0])
                     .show(ui, |ui| {
-                        for (i, hit) in results.hits.iter().enumerate() {
+                        for (shown, &i) in visible.iter().enumerate() {
+                            let hit = &results.hits[i];
                             let key = grid_key(hit);
                             if matches!(thumbs.get(&key), ThumbState::Missing) {
                                 actions.push(SearchAction::Thumbnail(key.clone()));
                             }
-                            if card(ui, hit, thumbs, &key, self.selected == Some(i)).clicked() {
+                            let resp = card(ui, hit, thumbs, &key, self.selected == Some(i));
+                            if resp.clicked() {
                                 clicked = Some(i);
                             }
-                            if (i + 1) % self.columns == 0 {
+                            resp.context_menu(|ui| hit_menu(ui, hit, &mut actions));
+                            if (shown + 1) % self.columns == 0 {
                                 ui.end_row();
                             }
                         }
@@ -182,13 +243,56 @@ impl SearchView {
             self.large_open = true;
         }
         if self.large_open {
-            self.show_large(ui.ctx(), settings, thumbs, &mut actions);
+            self.show_large(ui.ctx(), settings, thumbs, &visible, &mut actions);
         }
         actions
     }
 
-    fn handle_grid_keys(&mut self, ui: &egui::Ui) {
-        let n = self.results.as_ref().map_or(0, |r| r.hits.len());
+    /// Filters by corpus, folder and file, how many results they show, and the export buttons.
+    fn filter_row(&mut self, ui: &mut egui::Ui, actions: &mut Vec<SearchAction>) {
+        let Some(results) = &self.results else { return };
+        let c = filter::choices(&self.filter, &results.asked.corpus, &results.hits);
+        let (shown, total) = (self.visible().len(), results.hits.len());
+        let filter = &mut self.filter;
+        let mut export = None;
+        ui.horizontal_wrapped(|ui| {
+            filter_combo(ui, "Corpus", &mut filter.corpus, &c.corpora, |c| c.clone());
+            filter_combo(ui, "Folder", &mut filter.folder, &c.folders, |f| {
+                f.display().to_string()
+            });
+            filter_combo(ui, "File", &mut filter.file, &c.files, |f| {
+                format::file_name(f)
+            });
+            if filter.is_active() {
+                if ui.button("Clear filters").clicked() {
+                    *filter = ResultFilter::default();
+                }
+                ui.label(format!("showing {shown} of {total}"));
+            }
+            ui.separator();
+            for format in [Format::Markdown, Format::Csv] {
+                let button = egui::Button::new(format!("Export {}", format.name()));
+                if ui
+                    .add_enabled(shown > 0, button)
+                    .on_hover_text("the results shown, with their text snippets")
+                    .clicked()
+                {
+                    export = Some(format);
+                }
+            }
+        });
+        if let Some(text) = export.and_then(|f| Some((f, self.export(f)?))) {
+            actions.push(SearchAction::Export(text.0, text.1));
+        }
+    }
+
+    fn handle_grid_keys(
+        &mut self,
+        ui: &egui::Ui,
+        visible: &[usize],
+        actions: &mut Vec<SearchAction>,
+    ) {
+        let n = visible.len();
         if n == 0 {
             return;
         }
@@ -207,12 +311,31 @@ impl SearchView {
             }
         });
         if step != 0 {
-            let cur = self.selected.unwrap_or(0) as isize;
-            self.selected = Some((cur + step).clamp(0, n as isize - 1) as usize);
+            self.selected = Some(step_within(visible, self.selected, step));
         }
         if self.selected.is_some() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
             self.large_open = true;
         }
+        // Ctrl+C (Cmd+C): a desktop sends Copy, a bare key event carries its own modifiers.
+        let copy = ui.input(|i| {
+            i.events.iter().any(|e| match e {
+                egui::Event::Copy => true,
+                egui::Event::Key {
+                    key: egui::Key::C,
+                    pressed: true,
+                    modifiers,
+                    ..
+                } => modifiers.command,
+                _ => false,
+            })
+        });
+        if let (true, Some(hit)) = (copy, self.selected_hit()) {
+            actions.push(SearchAction::CopyReference(results::reference(hit)));
+        }
+    }
+
+    fn selected_hit(&self) -> Option<&SearchHit> {
+        self.results.as_ref()?.hits.get(self.selected?)
     }
 
     fn show_large(
@@ -220,6 +343,7 @@ impl SearchView {
         ctx: &egui::Context,
         settings: &mut UiSettings,
         thumbs: &mut Thumbnails,
+        visible: &[usize],
         actions: &mut Vec<SearchAction>,
     ) {
         let (Some(results), Some(sel)) = (&self.results, self.selected) else {
@@ -230,7 +354,8 @@ impl SearchView {
             self.large_open = false;
             return;
         };
-        let n = results.hits.len();
+        let at = visible.iter().position(|&i| i == sel).unwrap_or(0);
+        let n = visible.len();
         let large_key = ThumbKey {
             file: hit.file.clone(),
             page: hit.page,
@@ -268,13 +393,13 @@ impl SearchView {
             });
             ui.horizontal(|ui| {
                 if ui
-                    .add_enabled(sel > 0, egui::Button::new("Previous"))
+                    .add_enabled(at > 0, egui::Button::new("Previous"))
                     .clicked()
                 {
                     step = -1;
                 }
                 if ui
-                    .add_enabled(sel + 1 < n, egui::Button::new("Next"))
+                    .add_enabled(at + 1 < n, egui::Button::new("Next"))
                     .clicked()
                 {
                     step = 1;
@@ -287,13 +412,15 @@ impl SearchView {
                     overlay.is_some() && settings.show_heatmap,
                     egui::Slider::new(&mut settings.heatmap_opacity, 0.0..=1.0).text("opacity"),
                 );
-                if ui.button("Open PDF at this page").clicked() {
-                    actions.push(SearchAction::OpenPdf(hit.file.clone(), hit.page));
-                }
+                hit_buttons(ui, hit, actions);
                 if ui.button("Close").clicked() {
                     ui.close();
                 }
             });
+            if let Some(s) = &hit.snippet {
+                let font = egui::TextStyle::Body.resolve(ui.style());
+                ui.add(egui::Label::new(snippet_text::job(s, ui.visuals(), font, 4)).wrap());
+            }
             match &overlay {
                 None => ui
                     .label("No heatmap for this result (the engine sends maps for visual search)."),
@@ -353,8 +480,85 @@ impl SearchView {
             self.large_open = false;
         }
         if step != 0 {
-            self.selected = Some((sel as isize + step).clamp(0, n as isize - 1) as usize);
+            self.selected = Some(step_within(visible, Some(sel), step));
         }
+    }
+}
+
+/// The result `step` places away from `current` among the `visible` ones (the first when the
+/// current one is not shown), stopping at the ends.
+fn step_within(visible: &[usize], current: Option<usize>, step: isize) -> usize {
+    let at = current.and_then(|c| visible.iter().position(|&i| i == c));
+    let to = at.map_or(0, |a| {
+        (a as isize + step).clamp(0, visible.len() as isize - 1)
+    });
+    visible[to as usize]
+}
+
+/// The History menu: a past query chosen, to search again.
+fn history_menu(ui: &mut egui::Ui, history: &[String], enabled: bool) -> Option<String> {
+    let mut chosen = None;
+    ui.add_enabled_ui(enabled && !history.is_empty(), |ui| {
+        ui.menu_button("History", |ui| {
+            for q in history {
+                if ui.button(q).clicked() {
+                    chosen = Some(q.clone());
+                    ui.close();
+                }
+            }
+        })
+        .response
+        .on_hover_text("queries searched before, most recent first")
+        .on_disabled_hover_text("no query searched yet");
+    });
+    chosen
+}
+
+/// One filter: "all", or one of `values` (shown by `name`).
+fn filter_combo<T: Clone + PartialEq>(
+    ui: &mut egui::Ui,
+    label: &str,
+    chosen: &mut Option<T>,
+    values: &[T],
+    name: impl Fn(&T) -> String,
+) {
+    let shown = chosen.as_ref().map_or("all".to_owned(), &name);
+    let l = ui.label(label);
+    egui::ComboBox::from_id_salt(("result-filter", label))
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(chosen, None, "all");
+            for v in values {
+                ui.selectable_value(chosen, Some(v.clone()), name(v));
+            }
+        })
+        .response
+        .labelled_by(l.id);
+}
+
+/// What can be done with a result, beyond opening it: the large view's buttons.
+fn hit_buttons(ui: &mut egui::Ui, hit: &SearchHit, actions: &mut Vec<SearchAction>) {
+    if ui.button("Open PDF at this page").clicked() {
+        actions.push(SearchAction::OpenPdf(hit.file.clone(), hit.page));
+    }
+    if ui.button("Reveal in file manager").clicked() {
+        actions.push(SearchAction::Reveal(hit.file.clone()));
+    }
+    if ui
+        .button("Copy reference")
+        .on_hover_text(results::reference(hit))
+        .clicked()
+    {
+        actions.push(SearchAction::CopyReference(results::reference(hit)));
+    }
+}
+
+/// A card's context menu: the same as the large view's buttons.
+fn hit_menu(ui: &mut egui::Ui, hit: &SearchHit, actions: &mut Vec<SearchAction>) {
+    let before = actions.len();
+    hit_buttons(ui, hit, actions);
+    if actions.len() > before {
+        ui.close();
     }
 }
 
@@ -415,6 +619,13 @@ fn card(
                 ))
                 .truncate(),
             );
+            if let Some(s) = &hit.snippet {
+                let font = egui::TextStyle::Small.resolve(ui.style());
+                let job = snippet_text::job(s, ui.visuals(), font, SNIPPET_ROWS);
+                ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+                    ui.add(egui::Label::new(job).wrap());
+                });
+            }
         });
     });
     let resp = ui.interact(

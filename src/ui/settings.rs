@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Key under which the settings live in eframe's storage.
 pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
+const MAX_QUERIES: usize = 20;
 /// Bumped when a default changes in a way stored settings must follow.
 pub const DEFAULTS_VERSION: u32 = 3;
 
@@ -53,6 +54,8 @@ pub struct UiSettings {
     pub heatmap_opacity: f32,
     pub show_heatmap: bool,
     pub ab: AbForm,
+    /// Queries searched, most recent first (the Search view's History menu).
+    pub query_history: Vec<String>,
 }
 
 /// The A/B compare form: the same pages under two settings.
@@ -138,6 +141,7 @@ impl Default for UiSettings {
             heatmap_opacity: 0.55,
             show_heatmap: true,
             ab: AbForm::default(),
+            query_history: Vec::new(),
         }
     }
 }
@@ -175,6 +179,13 @@ impl UiSettings {
         self.recent_folders.insert(0, folder.to_path_buf());
         self.recent_folders.truncate(MAX_RECENT);
     }
+
+    /// Moves `query` to the front of the query history (deduplicated, bounded).
+    pub fn remember_query(&mut self, query: &str) {
+        self.query_history.retain(|q| q != query);
+        self.query_history.insert(0, query.to_owned());
+        self.query_history.truncate(MAX_QUERIES);
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +219,12 @@ mod tests {
             s.remember_folder(Path::new(&format!("/corpus/{i}")));
         }
         s.remember_folder(Path::new("/corpus/3"));
+        for i in 0..30 {
+            s.remember_query(&format!("query {}", i % 25));
+        }
+        s.remember_query("query 7");
+        assert_eq!(s.query_history.len(), MAX_QUERIES);
+        assert_eq!(s.query_history[..2], ["query 7", "query 4"]);
         assert_eq!(s.recent_folders.len(), MAX_RECENT);
         assert_eq!(s.recent_folders[0], Path::new("/corpus/3"));
         assert_eq!(

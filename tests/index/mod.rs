@@ -6,6 +6,7 @@ mod corruption;
 mod kernels;
 mod page_table;
 mod reader;
+mod snippets;
 mod tensor;
 
 use pagesight::devtools::index_stress::{stress_file_hash, stress_page_text, stress_provenance};

@@ -98,6 +98,7 @@ impl PagesightApp {
                     note,
                     scorer,
                     timings,
+                    asked: self.search.asked.clone(),
                 });
                 if ours {
                     for k in keys {
