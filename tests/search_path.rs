@@ -269,3 +269,41 @@ fn the_journey_runs_the_app_path_and_its_report_loads_in_the_performance_view() 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].pages, pages);
 }
+
+/// The user pays one model load for an ingest and the searches after it: the ingest leaves its
+/// model on the engine's shelf, and the index's query model is that one (the settings the index
+/// records fit it); settings that compute something else do not take it.
+#[test]
+fn the_ingest_leaves_its_model_for_the_searches_that_follow() {
+    use pagesight::engine::model_shelf::ModelShelf;
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let shelf = ModelShelf::default();
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let settings = test_settings();
+    let control = pagesight::engine::control::RunControl::new();
+    let s = pagesight::engine::ingest::run(
+        corpus.path(),
+        index.path(),
+        &settings,
+        &shelf,
+        &control,
+        &tx,
+    )
+    .unwrap();
+    assert!(s.pages_ingested > 0);
+    assert!(!shelf.is_empty());
+    let prov = pagesight::index::Index::provenance_at(index.path())
+        .unwrap()
+        .unwrap();
+    let query_settings =
+        pagesight::engine::search::model_settings_for(&prov, settings.model.device).unwrap();
+    let mut other = query_settings.clone();
+    other.quant = pagesight::engine::Quant::Nf4;
+    assert!(shelf.take_fitting(&other).is_none());
+    let (_, model) = shelf
+        .take_fitting(&query_settings)
+        .expect("the ingest's model fits");
+    assert!(shelf.is_empty());
+    assert_eq!(model.identity().max_visual_tokens, prov.max_visual_tokens);
+}

@@ -149,6 +149,8 @@ struct Engine {
     /// The one ingest or A/B run (they share the model and the device).
     run: Option<Job>,
     searcher: super::search::SearchService,
+    /// The loaded model the ingest jobs and the searches pass on to each other.
+    shelf: super::model_shelf::ModelShelf,
     /// Index statistics, from the readers the searches share: never on this thread.
     stats: Sender<PathBuf>,
     thumbnails: super::thumbnail::ThumbnailService,
@@ -158,8 +160,10 @@ impl Engine {
     fn new(events: Sender<Event>, options: EngineOptions) -> Engine {
         let indexes = super::open_indexes::OpenIndexes::default();
         let stats_from = indexes.clone();
+        let shelf = super::model_shelf::ModelShelf::default();
         Engine {
-            searcher: super::search::SearchService::spawn(events.clone(), indexes),
+            searcher: super::search::SearchService::spawn(events.clone(), indexes, shelf.clone()),
+            shelf,
             stats: super::service::spawn(
                 "pagesight-stats",
                 events.clone(),
@@ -213,11 +217,14 @@ impl Engine {
                         self.busy_error("ingest");
                         continue;
                     }
+                    let shelf = self.shelf.clone();
                     self.run = Some(Job::spawn(
                         "pagesight-ingest",
                         self.events.clone(),
                         move |control, events| {
-                            super::ingest::run_to_end(&folder, &index, &settings, &control, &events)
+                            super::ingest::run_to_end(
+                                &folder, &index, &settings, &shelf, &control, &events,
+                            )
                         },
                     ));
                 }

@@ -22,6 +22,7 @@ pub mod gpu_monitor;
 pub mod handle;
 pub mod ingest;
 pub mod metrics;
+pub mod model_shelf;
 pub mod open_indexes;
 pub mod search;
 pub mod service;

@@ -8,6 +8,7 @@
 
 use super::command::{SearchMode, SearchRequest, VisualScorer};
 use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
+use super::model_shelf::ModelShelf;
 use super::open_indexes::OpenIndexes;
 use super::settings::{DeviceChoice, ModelSettings};
 use anyhow::{Context, Result};
@@ -24,8 +25,8 @@ pub struct SearchService {
 }
 
 impl SearchService {
-    pub fn spawn(events: Sender<Event>, indexes: OpenIndexes) -> SearchService {
-        let mut state = SearchState::new(indexes);
+    pub fn spawn(events: Sender<Event>, indexes: OpenIndexes, shelf: ModelShelf) -> SearchService {
+        let mut state = SearchState::new(indexes, shelf);
         let requests = super::service::spawn("pagesight-search", events, move |req| {
             search(&req, &mut state).unwrap_or_else(|e| Event::Error {
                 context: format!("search in {}", req.index.display()),
@@ -41,30 +42,40 @@ impl SearchService {
     }
 }
 
-/// The query model for an index, loaded on first use and kept while the index's model stays the same.
-#[derive(Default)]
+/// The query model for an index: the engine's shelved model when it fits (the ingest that made
+/// the index left it there), else loaded; either way back on the shelf after the query.
 pub struct QueryModels {
-    loaded: Option<(ModelSettings, ColQwen)>,
+    shelf: ModelShelf,
 }
 
 impl QueryModels {
-    pub fn for_index(&mut self, prov: &Provenance, device: DeviceChoice) -> Result<&ColQwen> {
+    pub fn new(shelf: ModelShelf) -> QueryModels {
+        QueryModels { shelf }
+    }
+
+    /// Runs `f` with the query model of the index `prov` describes, on `device`; also says how
+    /// long getting the model took.
+    pub fn with_model<T>(
+        &self,
+        prov: &Provenance,
+        device: DeviceChoice,
+        f: impl FnOnce(&ColQwen) -> Result<T>,
+    ) -> Result<T> {
         let want = model_settings_for(prov, device)?;
-        if self
-            .loaded
-            .as_ref()
-            .map(|(s, _)| s != &want)
-            .unwrap_or(true)
-        {
-            let m = ColQwen::load(&want)
-                .with_context(|| format!("loading the index's model '{}'", prov.model))?;
-            self.loaded = Some((want, m));
-        }
-        Ok(&self.loaded.as_ref().unwrap().1)
+        let (settings, model) = match self.shelf.take_fitting(&want) {
+            Some(shelved) => shelved,
+            None => {
+                let m = ColQwen::load(&want)
+                    .with_context(|| format!("loading the index's model '{}'", prov.model))?;
+                (want, m)
+            }
+        };
+        let out = f(&model);
+        self.shelf.put(settings, model);
+        out
     }
 }
 
-/// What the search thread keeps between queries.
 pub struct SearchState {
     pub indexes: OpenIndexes,
     pub models: QueryModels,
@@ -89,10 +100,10 @@ const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
 const RESIDENT_CHUNK_PAGES: usize = 4096;
 
 impl SearchState {
-    pub fn new(indexes: OpenIndexes) -> SearchState {
+    pub fn new(indexes: OpenIndexes, shelf: ModelShelf) -> SearchState {
         SearchState {
             indexes,
-            models: QueryModels::default(),
+            models: QueryModels::new(shelf),
             resident: None,
             declined: None,
         }
@@ -252,13 +263,14 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     let (vectors, device) = if req.mode == SearchMode::Text {
         (Vec::new(), candle_core::Device::Cpu)
     } else {
-        let model = state.models.for_index(&prov, req.device)?;
-        timings.model_load_ms = took();
-        let v = model
-            .embed_queries(std::slice::from_ref(&req.query))?
-            .remove(0);
-        timings.embed_ms = took();
-        (v, model.device().clone())
+        state.models.with_model(&prov, req.device, |model| {
+            timings.model_load_ms = took();
+            let v = model
+                .embed_queries(std::slice::from_ref(&req.query))?
+                .remove(0);
+            timings.embed_ms = took();
+            Ok((v, model.device().clone()))
+        })?
     };
     let q = pagesight_index::Query {
         n_tokens: vectors.len() / prov.dim.max(1),

@@ -258,6 +258,15 @@ impl Default for GpuKernels {
 }
 
 impl ModelSettings {
+    /// How an adapter meets the weights under these settings: merged when nothing is
+    /// quantised (merging is exact there), else as `lora` says.
+    pub fn lora_in_effect(&self) -> LoraMode {
+        match self.quant {
+            Quant::None => LoraMode::Merged,
+            _ => self.lora,
+        }
+    }
+
     /// The scope that shapes the vectors: unquantised, every scope gives the same model, so
     /// it is recorded as the default and indexes made with either accept each other's vectors.
     pub fn effective_quant_scope(&self) -> QuantScope {

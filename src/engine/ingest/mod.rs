@@ -11,6 +11,7 @@ pub mod sink;
 use super::control::RunControl;
 use super::event::{Event, FileReport, FileStatus, IngestSummary};
 use super::metrics::MetricsRecorder;
+use super::model_shelf::ModelShelf;
 use super::settings::{IngestSettings, ModelSettings};
 use super::stage::{Stage, StageClock};
 use anyhow::{Context, Result};
@@ -36,10 +37,11 @@ pub fn run_to_end(
     folder: &Path,
     index: &Path,
     settings: &IngestSettings,
+    shelf: &ModelShelf,
     control: &RunControl,
     events: &Sender<Event>,
 ) -> Event {
-    match run(folder, index, settings, control, events) {
+    match run(folder, index, settings, shelf, control, events) {
         Ok(summary) => Event::IngestFinished(summary),
         Err(e) => Event::Error {
             context: failure_context(folder),
@@ -117,10 +119,13 @@ pub fn provenance(model: &ColQwen, settings: &ModelSettings) -> Provenance {
     }
 }
 
+/// Ingests `folder` into `index_dir` with the shelf's model when it fits `settings` (else a
+/// fresh load), and leaves the model on the shelf at the end for the searches that follow.
 pub fn run(
     folder: &Path,
     index_dir: &Path,
     settings: &IngestSettings,
+    shelf: &ModelShelf,
     control: &RunControl,
     events: &Sender<Event>,
 ) -> Result<IngestSummary> {
@@ -149,7 +154,13 @@ pub fn run(
         emit(Event::FileStatus(r.clone()));
         failures.push(r);
     }
-    let model = load_model(&settings.model, events, &mut clock)?;
+    let model = match shelf.take_fitting(&settings.model) {
+        Some((_, model)) => {
+            clock.switch(Stage::Index);
+            model
+        }
+        None => load_model(&settings.model, events, &mut clock)?,
+    };
     let mut index = Index::open_or_create(index_dir, &provenance(&model, &settings.model))
         .with_context(|| format!("opening index {}", index_dir.display()))?;
     clock.switch(Stage::Discover);
@@ -225,6 +236,7 @@ pub fn run(
         out
     };
     sink.maybe_commit(true)?;
+    shelf.put(settings.model.clone(), model);
     failures.extend(outcome.failures);
     let wall_secs = started.elapsed().as_secs_f64();
     Ok(IngestSummary {

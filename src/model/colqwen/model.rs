@@ -181,10 +181,7 @@ impl ColQwen {
             None => adapter.as_ref().map(LoraAdapter::name),
         };
         // How the adapter meets the weights: merging is exact on dense weights.
-        let lora = adapter.as_ref().map(|_| match s.quant {
-            Quant::None => LoraMode::Merged,
-            _ => s.lora,
-        });
+        let lora = adapter.as_ref().map(|_| s.lora_in_effect());
         // Quantised layers are cached as they are stored: the base weights alone when the
         // adapter runs beside them, so every adapter of one base shares them.
         let cached_adapter_hash = match lora {
