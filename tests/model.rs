@@ -429,26 +429,9 @@ fn nf4_errors_against_reference(lora: LoraMode) -> Vec<(String, f64)> {
         "{sum:?}"
     );
     assert_eq!(nf4.identity().lora, Some(lora));
-    let want =
-        candle_core::safetensors::load(fixture().join("expected_nf4.safetensors"), &Device::Cpu)
-            .unwrap();
-    let get = |k: String| want[&k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let key = format!("nf4_{}", lora.name());
-    let mut errs = Vec::new();
-    for (i, v) in nf4.embed_queries(&queries()).unwrap().iter().enumerate() {
-        errs.push((
-            format!("{key}.query.{i}"),
-            rel_err(v, &get(format!("{key}.query.{i}"))),
-        ));
-    }
-    let (px, grids) = fixture_pixels();
-    for (i, p) in nf4.embed_images(&px, &grids).unwrap().iter().enumerate() {
-        errs.push((
-            format!("{key}.image.{i}"),
-            rel_err(&p.vectors, &get(format!("{key}.image.{i}"))),
-        ));
-    }
-    errs
+    parity()
+        .errors(&nf4, &format!("nf4_{}.", lora.name()))
+        .unwrap()
 }
 
 /// NF4 with the adapter as the seed computes it (tools/gen_nf4_model_fixture.py: bitsandbytes'
@@ -470,17 +453,9 @@ fn nf4_model_with_merged_adapter_matches_merged_reference() {
     let mut s = settings(DType::F32, true);
     s.quant = Quant::Nf4;
     let unmerged = ColQwen::load(&s).unwrap();
-    let want =
-        candle_core::safetensors::load(fixture().join("expected_nf4.safetensors"), &Device::Cpu)
-            .unwrap();
-    let merged_ref = want["nf4_merged.query.0"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
     let got = unmerged.embed_queries(&queries()[..1]).unwrap();
     assert!(
-        rel_err(&got[0], &merged_ref) > 1e-2,
+        rel_err(&got[0], &f32s("nf4_merged.query.0")) > 1e-2,
         "the two forms should differ"
     );
 }

@@ -9,6 +9,7 @@ use anyhow::Result;
 use pagesight_engine::{DType, DeviceChoice, ModelSettings, Quant};
 use pagesight_model::colqwen::ColQwen;
 use pagesight_model::gpu::fused;
+use pagesight_model::settings::LoraMode;
 use pagesight_model::GpuKernels;
 use serde_json::json;
 use std::path::Path;
@@ -43,6 +44,28 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             ),
         });
         doc.insert(name, json!(errs));
+    }
+    // NF4 with the fixture's adapter in both forms, bf16 on the GPU, against the reference's NF4
+    // model of the same form (f32): the unmerged form is the seed's and the default.
+    if quant == Quant::Nf4 {
+        for lora in LoraMode::ALL {
+            let model = ColQwen::load(&ModelSettings {
+                lora,
+                ..fixture.settings(DeviceChoice::Cuda(0), DType::Bf16, Quant::Nf4)
+            })?;
+            let errs = fixture.errors(&model, &format!("nf4_{}.", lora.name()))?;
+            let worst = errs.iter().map(|e| e.1).fold(0.0, f64::max);
+            let name = format!("fixture_nf4_{}_bf16_cuda", lora.name());
+            checks.push(Check {
+                name: name.clone(),
+                ok: worst < BF16_TOLERANCE,
+                detail: format!(
+                    "worst rel err {worst:.3e} vs the reference's NF4 model with its adapter {} (bound {BF16_TOLERANCE})",
+                    lora.name()
+                ),
+            });
+            doc.insert(name, json!(errs));
+        }
     }
     // Full-size shapes: two pages through vision + LM in bf16, fused and unfused, each against
     // the same model in f32 (TF32 off). Random deep weights amplify rounding, so the two bf16

@@ -32,11 +32,17 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 }
 
 impl ParityFixture {
-    /// `dir` is the fixture folder (holding expected.safetensors, meta.json, model/, adapter/).
+    /// `dir` is the fixture folder (holding expected.safetensors, expected_nf4.safetensors,
+    /// meta.json, model/, adapter/).
     pub fn load(dir: &Path) -> Result<Self> {
-        let expected =
-            candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu)
-                .with_context(|| format!("reading {}/expected.safetensors", dir.display()))?;
+        let mut expected = HashMap::new();
+        // The dense reference, and its NF4 models (`nf4_unmerged.*`, `nf4_merged.*`).
+        for file in ["expected.safetensors", "expected_nf4.safetensors"] {
+            expected.extend(
+                candle_core::safetensors::load(dir.join(file), &Device::Cpu)
+                    .with_context(|| format!("reading {}/{file}", dir.display()))?,
+            );
+        }
         let meta: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("meta.json"))
                 .with_context(|| format!("reading {}/meta.json", dir.display()))?,
