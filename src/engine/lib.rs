@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model_shelf;
 pub mod open_indexes;
+pub mod resident_tiles;
 pub mod search;
 pub mod service;
 pub mod thumbnail;

@@ -10,14 +10,13 @@ use super::command::{SearchMode, SearchRequest, VisualScorer};
 use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
 use super::model_shelf::ModelShelf;
 use super::open_indexes::OpenIndexes;
+use super::resident_tiles::ResidentTiles;
 use super::settings::{DeviceChoice, ModelSettings};
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
-use pagesight_index::search::{CpuExact, PageScorer, Searcher};
-use pagesight_index::tensor_scorer::TensorScorer;
 use pagesight_index::Provenance;
 use pagesight_model::colqwen::ColQwen;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 pub struct SearchService {
@@ -79,156 +78,17 @@ impl QueryModels {
 pub struct SearchState {
     pub indexes: OpenIndexes,
     pub models: QueryModels,
-    resident: Option<ResidentPages>,
-    /// The snapshot whose tiles did not go to the GPU, and why: not tried again before the
-    /// index's next commit.
-    declined: Option<(PathBuf, u64, String)>,
+    tiles: ResidentTiles,
 }
-
-/// One snapshot's page tiles on the query model's GPU.
-struct ResidentPages {
-    index: PathBuf,
-    generation: u64,
-    scorer: TensorScorer,
-    label: String,
-}
-
-/// Page tiles may take at most this share of the GPU's free memory: an ingest may be sharing it.
-const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
-
-/// Pages per uploaded tile tensor.
-const RESIDENT_CHUNK_PAGES: usize = 4096;
 
 impl SearchState {
     pub fn new(indexes: OpenIndexes, shelf: ModelShelf) -> SearchState {
         SearchState {
             indexes,
             models: QueryModels::new(shelf),
-            resident: None,
-            declined: None,
+            tiles: ResidentTiles::default(),
         }
     }
-
-    /// The scorer for `searcher`'s snapshot of `index`: its tiles on the GPU when the query model
-    /// is there and they fit, else the CPU kernels. The string says which ran; the note, why not
-    /// the GPU when it was expected.
-    fn scorer<'a>(
-        &'a mut self,
-        index: &Path,
-        searcher: &Searcher,
-        device: &candle_core::Device,
-        query_tokens: usize,
-    ) -> (ChosenScorer<'a>, String, Option<String>) {
-        // The CPU kernels, with the note saying why not the GPU where it was expected.
-        let cpu = |note: Option<String>| {
-            let isa = pagesight_index::maxsim::detected_isa();
-            let label = format!(
-                "CPU exact MaxSim ({}, {} threads)",
-                pagesight_index::maxsim::kernel_for(isa, query_tokens),
-                rayon::current_num_threads()
-            );
-            (ChosenScorer::Cpu(CpuExact(isa)), label, note)
-        };
-        // Nothing to keep on the GPU for an empty index.
-        if !device.is_cuda() || searcher.num_pages() == 0 {
-            return cpu(None);
-        }
-        let generation = searcher.generation();
-        if let Some((_, _, why)) = self
-            .declined
-            .as_ref()
-            .filter(|(i, g, _)| i == index && *g == generation)
-        {
-            return cpu(Some(why.clone()));
-        }
-        let current = self
-            .resident
-            .as_ref()
-            .is_some_and(|r| r.index == index && r.generation == generation);
-        if !current {
-            // The old snapshot's tiles go first: two copies may not fit.
-            self.resident = None;
-            match upload_pages(searcher, device) {
-                Ok((scorer, label)) => {
-                    self.declined = None;
-                    self.resident = Some(ResidentPages {
-                        index: index.to_path_buf(),
-                        generation,
-                        scorer,
-                        label,
-                    })
-                }
-                Err(why) => {
-                    self.declined = Some((index.to_path_buf(), generation, why.clone()));
-                    return cpu(Some(why));
-                }
-            }
-        }
-        let r = self.resident.as_ref().expect("set above");
-        (ChosenScorer::Resident(&r.scorer), r.label.clone(), None)
-    }
-}
-
-/// The CPU kernels, or the tiles resident on the GPU (kept in `SearchState`).
-enum ChosenScorer<'a> {
-    Cpu(CpuExact),
-    Resident(&'a TensorScorer),
-}
-
-impl ChosenScorer<'_> {
-    fn get(&self) -> &dyn PageScorer {
-        match self {
-            ChosenScorer::Cpu(s) => s,
-            ChosenScorer::Resident(s) => *s,
-        }
-    }
-}
-
-/// Uploads `searcher`'s pages to `device` if they fit its free memory; the error is a sentence.
-fn upload_pages(
-    searcher: &Searcher,
-    device: &candle_core::Device,
-) -> Result<(TensorScorer, String), String> {
-    let need = TensorScorer::resident_bytes_for(searcher);
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let ordinal = match device.location() {
-        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
-        _ => 0,
-    };
-    // Memory only: a full sample also reads NVML's PCIe counters, each of which blocks for its
-    // sampling window, and the search would wait for them.
-    if let Ok((used, total)) =
-        super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.memory())
-    {
-        let free = total.saturating_sub(used);
-        if need as f64 > RESIDENT_SHARE_OF_FREE_VRAM * free as f64 {
-            return Err(format!(
-                "the index's vectors need {:.2} GiB of GPU memory and {:.2} GiB is free \
-                 (at most half of it is used for search): scored on the CPU",
-                gib(need),
-                gib(free)
-            ));
-        }
-    }
-    let scorer = TensorScorer::new(
-        searcher,
-        device,
-        candle_core::DType::F16,
-        RESIDENT_CHUNK_PAGES,
-    )
-    .map_err(|e| {
-        format!("could not keep the index's vectors on the GPU ({e}): scored on the CPU")
-    })?;
-    let how = match scorer.kernel() {
-        pagesight_index::tensor_scorer::TensorKernel::Fused => "fused MaxSim kernel",
-        pagesight_index::tensor_scorer::TensorKernel::Matmul => "MaxSim as matmuls",
-    };
-    let label = format!(
-        "GPU, {how} ({} pages, {:.2} GiB resident)",
-        scorer.resident_pages(),
-        gib(scorer.resident_bytes())
-    );
-    Ok((scorer, label))
 }
 
 /// The settings that reproduce the model recorded in the index.
@@ -292,14 +152,18 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         },
     };
     let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
-        let (s, l, n) = state.scorer(&req.index, &searcher, &candle_core::Device::Cpu, 0);
+        let (s, l, n) = state
+            .tiles
+            .scorer(&req.index, &searcher, &candle_core::Device::Cpu, 0);
         (
             s,
             format!("BM25 text search (visual scorer unused: {l})"),
             n,
         )
     } else {
-        let (s, l, n) = state.scorer(&req.index, &searcher, &device, q.n_tokens);
+        let (s, l, n) = state
+            .tiles
+            .scorer(&req.index, &searcher, &device, q.n_tokens);
         let l = match q.scorer {
             pagesight_index::Scorer::Exact => l,
             pagesight_index::Scorer::Binary { candidates } => {

@@ -1,0 +1,249 @@
+//! The index's page tiles kept on the GPU between searches, one snapshot at a time. A small
+//! index is uploaded before the search that first needs it; a large one is uploaded on a thread
+//! and a CUDA stream of its own while the CPU kernels answer, so the first search after opening a
+//! library-size index does not wait for gigabytes to cross the bus (its answer says the CPU
+//! scored it, and why).
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use pagesight_index::search::{CpuExact, PageScorer, Searcher};
+use pagesight_index::tensor_scorer::{TensorKernel, TensorScorer};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Page tiles may take at most this share of the GPU's free memory: an ingest may be sharing it.
+const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
+
+/// Pages per uploaded tile tensor.
+const RESIDENT_CHUNK_PAGES: usize = 4096;
+
+/// Tiles up to this size are uploaded before the search that needs them: a fraction of a second,
+/// less than the CPU kernels would take over the same pages. Larger ones upload in the background.
+const WAIT_FOR_UPLOAD_BYTES: u64 = 1 << 30;
+
+/// The start of a search's note when the CPU answered because the GPU's copy of the index was
+/// still on its way (a benchmark waits for the GPU by it).
+pub const UPLOADING_NOTE: &str = "scored on the CPU while the index's vectors upload to the GPU";
+
+/// One snapshot's page tiles on the GPU.
+struct ResidentPages {
+    index: PathBuf,
+    generation: u64,
+    scorer: TensorScorer,
+    label: String,
+}
+
+/// An upload running on its own thread.
+struct Upload {
+    index: PathBuf,
+    generation: u64,
+    started: Instant,
+    done: Receiver<Result<(TensorScorer, String), String>>,
+}
+
+#[derive(Default)]
+pub struct ResidentTiles {
+    resident: Option<ResidentPages>,
+    upload: Option<Upload>,
+    /// The snapshot whose tiles did not go to the GPU, and why: not tried again before the
+    /// index's next commit.
+    declined: Option<(PathBuf, u64, String)>,
+}
+
+/// The CPU kernels, or the tiles resident on the GPU.
+pub enum ChosenScorer<'a> {
+    Cpu(CpuExact),
+    Resident(&'a TensorScorer),
+}
+
+impl ChosenScorer<'_> {
+    pub fn get(&self) -> &dyn PageScorer {
+        match self {
+            ChosenScorer::Cpu(s) => s,
+            ChosenScorer::Resident(s) => *s,
+        }
+    }
+}
+
+impl ResidentTiles {
+    /// The scorer for `searcher`'s snapshot of `index`: its tiles on the GPU when the query model
+    /// is there and they fit (and have arrived), else the CPU kernels. The string says which ran;
+    /// the note, why not the GPU when it was expected.
+    pub fn scorer<'a>(
+        &'a mut self,
+        index: &Path,
+        searcher: &Searcher,
+        device: &candle_core::Device,
+        query_tokens: usize,
+    ) -> (ChosenScorer<'a>, String, Option<String>) {
+        let cpu = |note: Option<String>| {
+            let isa = pagesight_index::maxsim::detected_isa();
+            let label = format!(
+                "CPU exact MaxSim ({}, {} threads)",
+                pagesight_index::maxsim::kernel_for(isa, query_tokens),
+                rayon::current_num_threads()
+            );
+            (ChosenScorer::Cpu(CpuExact(isa)), label, note)
+        };
+        // Nothing to keep on the GPU for an empty index.
+        if !device.is_cuda() || searcher.num_pages() == 0 {
+            return cpu(None);
+        }
+        let generation = searcher.generation();
+        let this = |i: &Path, g: u64| i == index && g == generation;
+        if let Some((_, _, why)) = self.declined.as_ref().filter(|(i, g, _)| this(i, *g)) {
+            return cpu(Some(why.clone()));
+        }
+        if let Some(pending) = self
+            .upload
+            .as_ref()
+            .filter(|u| this(&u.index, u.generation))
+        {
+            match pending.done.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    let secs = pending.started.elapsed().as_secs_f64();
+                    return cpu(Some(format!("{UPLOADING_NOTE} ({secs:.1} s so far)")));
+                }
+                Ok(done) => {
+                    self.upload = None;
+                    self.arrived(index, generation, done);
+                }
+                Err(TryRecvError::Disconnected) => {
+                    self.upload = None;
+                    self.arrived(
+                        index,
+                        generation,
+                        Err("the upload of the index's vectors stopped: scored on the CPU".into()),
+                    );
+                }
+            }
+        }
+        let current = self
+            .resident
+            .as_ref()
+            .is_some_and(|r| this(&r.index, r.generation));
+        if !current {
+            // The old snapshot's tiles go first: two copies may not fit.
+            self.resident = None;
+            self.upload = None;
+            if TensorScorer::resident_bytes_for(searcher) > WAIT_FOR_UPLOAD_BYTES {
+                return match self.start_upload(index, searcher, device) {
+                    Ok(()) => cpu(Some(UPLOADING_NOTE.into())),
+                    Err(why) => {
+                        self.declined = Some((index.to_path_buf(), generation, why.clone()));
+                        cpu(Some(why))
+                    }
+                };
+            }
+            self.arrived(index, generation, upload_pages(searcher, device));
+        }
+        match &self.resident {
+            Some(r) if this(&r.index, r.generation) => {
+                (ChosenScorer::Resident(&r.scorer), r.label.clone(), None)
+            }
+            _ => {
+                let why = self.declined.as_ref().map(|(_, _, why)| why.clone());
+                cpu(why)
+            }
+        }
+    }
+
+    /// Keeps an upload's outcome: the tiles, or why the snapshot is scored on the CPU.
+    fn arrived(
+        &mut self,
+        index: &Path,
+        generation: u64,
+        done: Result<(TensorScorer, String), String>,
+    ) {
+        match done {
+            Ok((scorer, label)) => {
+                self.declined = None;
+                self.resident = Some(ResidentPages {
+                    index: index.to_path_buf(),
+                    generation,
+                    scorer,
+                    label,
+                });
+            }
+            Err(why) => self.declined = Some((index.to_path_buf(), generation, why)),
+        }
+    }
+
+    /// Uploads the snapshot's tiles on a thread, through a CUDA stream of their own so that the
+    /// query embedding's kernels do not queue behind the copies.
+    fn start_upload(
+        &mut self,
+        index: &Path,
+        searcher: &Searcher,
+        device: &candle_core::Device,
+    ) -> Result<(), String> {
+        let ordinal = match device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id,
+            _ => 0,
+        };
+        let stream = candle_core::Device::new_cuda_with_stream(ordinal).map_err(|e| {
+            format!("no CUDA stream for the index's vectors ({e}): scored on the CPU")
+        })?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let snapshot = searcher.clone();
+        std::thread::Builder::new()
+            .name("pagesight-tile-upload".into())
+            .spawn(move || {
+                let _ = tx.send(upload_pages(&snapshot, &stream));
+            })
+            .map_err(|e| format!("could not start the upload of the index's vectors ({e})"))?;
+        self.upload = Some(Upload {
+            index: index.to_path_buf(),
+            generation: searcher.generation(),
+            started: Instant::now(),
+            done: rx,
+        });
+        Ok(())
+    }
+}
+
+/// Uploads `searcher`'s pages to `device` if they fit its free memory; the error is a sentence.
+fn upload_pages(
+    searcher: &Searcher,
+    device: &candle_core::Device,
+) -> Result<(TensorScorer, String), String> {
+    let need = TensorScorer::resident_bytes_for(searcher);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let ordinal = match device.location() {
+        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
+        _ => 0,
+    };
+    // Memory only: a full sample also reads NVML's PCIe counters, each of which blocks for its
+    // sampling window, and the search would wait for them.
+    if let Ok((used, total)) =
+        super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.memory())
+    {
+        let free = total.saturating_sub(used);
+        if need as f64 > RESIDENT_SHARE_OF_FREE_VRAM * free as f64 {
+            return Err(format!(
+                "the index's vectors need {:.2} GiB of GPU memory and {:.2} GiB is free \
+                 (at most half of it is used for search): scored on the CPU",
+                gib(need),
+                gib(free)
+            ));
+        }
+    }
+    let scorer = TensorScorer::new(
+        searcher,
+        device,
+        candle_core::DType::F16,
+        RESIDENT_CHUNK_PAGES,
+    )
+    .map_err(|e| {
+        format!("could not keep the index's vectors on the GPU ({e}): scored on the CPU")
+    })?;
+    let how = match scorer.kernel() {
+        TensorKernel::Fused => "fused MaxSim kernel",
+        TensorKernel::Matmul => "MaxSim as matmuls",
+    };
+    let label = format!(
+        "GPU, {how} ({} pages, {:.2} GiB resident)",
+        scorer.resident_pages(),
+        gib(scorer.resident_bytes())
+    );
+    Ok((scorer, label))
+}
