@@ -123,6 +123,9 @@ pub fn print_summary(s: &IngestSummary) {
             .collect();
         println!("time by stage: {}", parts.join(", "));
     }
+    for r in &s.replicas {
+        println!("  {}", r.describe(s.wall_secs));
+    }
     for f in &s.failures {
         if let FileStatus::Failed { page, reason } = &f.status {
             let at = page.map(|p| format!(" page {p}")).unwrap_or_default();

@@ -5,6 +5,7 @@
 pub mod embed_step;
 pub mod plan;
 pub mod pump;
+pub mod replicas;
 pub mod runner;
 pub mod sink;
 
@@ -19,6 +20,7 @@ use pagesight_index::{Index, Provenance};
 use pagesight_loader::{discover, Loader, PageJobFile};
 use pagesight_model::colqwen::ColQwen;
 use plan::FilePlan;
+use replicas::ReplicaPlan;
 use pump::{FileTrack, Pump};
 use sink::{IndexSink, PageSink};
 use std::path::Path;
@@ -149,6 +151,7 @@ pub fn run(
         emit(Event::FileStatus(r.clone()));
         failures.push(r);
     }
+    let replicas = ReplicaPlan::for_settings(settings)?;
     let model = load_model(&settings.model, events, &mut clock)?;
     let mut index = Index::open_or_create(index_dir, &provenance(&model, &settings.model))
         .with_context(|| format!("opening index {}", index_dir.display()))?;
@@ -219,6 +222,7 @@ pub fn run(
             events,
             live: settings.live.clone(),
             max_pages: settings.max_pages.map(|n| n as u64),
+            replicas: replicas.clone(),
         };
         let out = pump.run(&loader, &mut tracks, &mut sink, &mut recorder)?;
         loader.cancel();
@@ -238,5 +242,6 @@ pub fn run(
         stages: recorder.total().stages,
         cancelled: outcome.cancelled,
         failures,
+        replicas: outcome.replicas,
     })
 }
