@@ -30,8 +30,9 @@ impl EventPrinter {
 
     fn line(&mut self, s: String) {
         match &self.bar {
-            Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            // A bar drawn nowhere (stderr not a terminal) would drop the line with it.
+            Some(b) if !b.is_hidden() => b.println(s),
+            _ => eprintln!("{s}"),
         }
     }
 
