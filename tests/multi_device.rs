@@ -34,7 +34,10 @@ fn page_vectors(index: &Path) -> BTreeMap<([u8; 32], u32), Vec<f32>> {
     let mut out = BTreeMap::new();
     for (id, hash, page) in searcher.live_pages() {
         let bits = searcher.page_vector_bits(id).unwrap();
-        let v = bits.iter().map(|&b| half::f16::from_bits(b).to_f32()).collect();
+        let v = bits
+            .iter()
+            .map(|&b| half::f16::from_bits(b).to_f32())
+            .collect();
         assert!(
             out.insert((hash, page), v).is_none(),
             "page {page} is in the index twice"
@@ -105,7 +108,11 @@ fn a_replica_failing_mid_run_is_dropped_and_its_pages_are_indexed_once_by_the_ot
     let corpus = larger_corpus();
     let (plain, failing) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let out = cli_ingest_into(corpus.path(), plain.path(), "cpu", &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let hook = pagesight::engine::env_vars::REPLICA_FAIL;
     let out = cli_ingest_into(corpus.path(), failing.path(), "cpu,cpu", &[(hook, "1:1")]);
     let text = format!(

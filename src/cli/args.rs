@@ -2,8 +2,9 @@
 
 use clap::Args;
 use pagesight_engine::settings::{
-    default_precision, DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, LoaderSettings, LoraMode,
-    ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
+    default_precision, DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings,
+    LoaderSettings, LoraMode, ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope,
+    TransferMode,
 };
 use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;

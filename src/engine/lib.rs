@@ -10,8 +10,8 @@ pub mod stage;
 pub use command::{Command, SearchMode, SearchRequest, VisualScorer};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
-    DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,
-    QuantScope, TransferMode,
+    DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, ModelSettings, Quant,
+    QuantCacheSetting, QuantScope, TransferMode,
 };
 pub use stage::{Stage, StageClock, StageTimes};
 

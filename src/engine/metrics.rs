@@ -191,7 +191,8 @@ mod tests {
         assert_eq!(m.gpu_unavailable.as_deref(), Some("no gpu"));
         assert_eq!(r.total().pages, 8);
         assert!(
-            r.maybe_emit(TransferMode::Sync, 4, false, Vec::new).is_none(),
+            r.maybe_emit(TransferMode::Sync, 4, false, Vec::new)
+                .is_none(),
             "interval not yet passed"
         );
     }

@@ -147,10 +147,7 @@ mod tests {
             "cpu,cpu".parse::<DeviceSet>().unwrap(),
             DeviceSet::List(vec![DeviceChoice::Cpu, DeviceChoice::Cpu])
         );
-        assert_eq!(
-            "CUDA:ALL".parse::<DeviceSet>().unwrap(),
-            DeviceSet::AllCuda
-        );
+        assert_eq!("CUDA:ALL".parse::<DeviceSet>().unwrap(), DeviceSet::AllCuda);
         assert_eq!(
             "cuda:1".parse::<DeviceSet>().unwrap(),
             DeviceSet::One(DeviceChoice::Cuda(1))

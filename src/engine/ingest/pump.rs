@@ -330,12 +330,11 @@ impl Pump<'_> {
                 out.pages,
                 recorder.elapsed(),
             )));
-            if let Some(m) = recorder.maybe_emit(
-                self.live.transfer,
-                self.live.batch_size,
-                false,
-                || runner.replica_summaries(),
-            ) {
+            if let Some(m) =
+                recorder.maybe_emit(self.live.transfer, self.live.batch_size, false, || {
+                    runner.replica_summaries()
+                })
+            {
                 self.emit(Event::Metrics(m));
             }
         }

@@ -119,7 +119,8 @@ impl ReplicaPool {
                 .name(format!("replica-{i}"))
                 .spawn_scoped(scope, move || {
                     // A panic is reported (with the pages to redo) by the replica's own guard.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replica.run()));
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replica.run()));
                 })?;
         }
         Ok(ReplicaPool {
