@@ -457,16 +457,31 @@ fn a_hanging_page_does_not_hold_back_other_files() {
 /// pages the index holds afterwards.
 fn cli_ingest(corpus: &Path, env: &[(&str, &str)]) -> (std::process::Output, u64) {
     let index = tempfile::tempdir().unwrap();
+    let out = cli_ingest_into(corpus, index.path(), "cpu", env);
+    let pages = pagesight::index::Index::open(index.path())
+        .map(|ix| ix.stats().pages)
+        .unwrap_or(0);
+    (out, pages)
+}
+
+/// `pagesight ingest` of `corpus` into `index` on `device` (the tiny model, small pages), in a
+/// process of its own with `env` set.
+pub fn cli_ingest_into(
+    corpus: &Path,
+    index: &Path,
+    device: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"));
     cmd.arg("ingest")
         .arg(corpus)
         .arg("--index")
-        .arg(index.path())
+        .arg(index)
         .args([
             "--model",
             "random:tiny",
             "--device",
-            "cpu",
+            device,
             "--max-visual-tokens",
             "64",
         ])
@@ -474,11 +489,7 @@ fn cli_ingest(corpus: &Path, env: &[(&str, &str)]) -> (std::process::Output, u64
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    let pages = pagesight::index::Index::open(index.path())
-        .map(|ix| ix.stats().pages)
-        .unwrap_or(0);
-    (out, pages)
+    cmd.output().unwrap()
 }
 
 /// The device running out of memory on any batch of more than one page: the engine halves each

@@ -148,6 +148,7 @@ fn hostile_checker_reports_wrong_outcomes() {
             stages: Default::default(),
             cancelled: false,
             failures: Vec::new(),
+            replicas: Vec::new(),
         }),
         errors: Vec::new(),
         lines_unparsed: 0,

@@ -14,6 +14,7 @@ mod hub_download;
 mod index;
 mod loader;
 mod model;
+mod multi_device;
 mod nf4;
 mod quant_cache;
 mod quant_scope;

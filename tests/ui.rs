@@ -114,6 +114,7 @@ fn metrics(t: f64, pps: f64, batch: usize) -> Metrics {
         stages,
         gpu: None,
         gpu_unavailable: Some("no CUDA device".into()),
+        replicas: Vec::new(),
     }
 }
 
@@ -138,6 +139,7 @@ pub fn side(label: &str, batch: usize, pps: f64) -> AbSideResult {
         gpu_idle_between_batches: None,
         stages,
         series,
+        replicas: Vec::new(),
     }
 }
 
@@ -263,6 +265,7 @@ fn ingest_start_progress_and_failed_file_reason() {
         stages: StageTimes::default(),
         cancelled: false,
         failures: vec![failed],
+        replicas: Vec::new(),
     }));
     h.run();
     assert!(matches!(h.state().ingest.state, RunState::Finished(_)));

@@ -8,7 +8,7 @@ use clap::Args;
 use pagesight_engine::command::AbSide;
 use pagesight_engine::control::RunControl;
 use pagesight_engine::event::{AbSideResult, Event};
-use pagesight_engine::settings::{DType, DeviceChoice, IngestSettings, Quant, TransferMode};
+use pagesight_engine::settings::{DType, DeviceSet, IngestSettings, Quant, TransferMode};
 use pagesight_engine::stage::Stage;
 use serde_json::json;
 use std::path::PathBuf;
@@ -32,8 +32,9 @@ pub struct IngestBenchArgs {
     /// Pages of the warm-up run before each quantisation's timed runs.
     #[arg(long, default_value_t = 16)]
     pub warmup_pages: usize,
+    /// One device, a list (one model replica each: cuda:0,1; cpu,cpu) or cuda:all.
     #[arg(long, default_value = "cuda")]
-    pub device: DeviceChoice,
+    pub device: DeviceSet,
     #[arg(long, default_value = "bf16")]
     pub dtype: DType,
     /// Render workers (default: all cores).
@@ -53,7 +54,7 @@ pub struct IngestBenchArgs {
 fn settings(a: &IngestBenchArgs, quant: Quant, transfer: TransferMode) -> IngestSettings {
     let mut s = IngestSettings::with_defaults();
     s.model.model = a.model.clone();
-    s.model.device = a.device;
+    s.set_devices(&a.device);
     s.model.dtype = a.dtype;
     s.model.quant = quant;
     s.live.batch_size = a.batch_size.max(1);
@@ -120,7 +121,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     if a.transfer.is_empty() || a.quant.is_empty() {
         bail!("give at least one --transfer mode and one --quant");
     }
-    let device = pagesight_engine::device_info::describe(a.device);
+    let device = pagesight_engine::device_info::describe(a.device.primary());
     println!("device: {}", device.name);
     let (tx, rx) = crossbeam_channel::unbounded::<Event>();
     // Drain events as they come (notices and errors are shown; metrics are kept in the results).
@@ -158,6 +159,9 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
                 "{}: {:.2} pages/s over {} pages",
                 r.label, r.pages_per_sec, r.pages
             );
+            for replica in &r.replicas {
+                eprintln!("  {}", replica.describe(r.wall_secs));
+            }
             runs.push(r);
         }
     }

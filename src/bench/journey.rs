@@ -293,6 +293,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
             gpu_idle_between_batches: None,
             stages: s.stages,
             series: seen.series,
+            replicas: s.replicas.clone(),
         }],
     };
     print_table(&report.searches);

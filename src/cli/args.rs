@@ -2,8 +2,9 @@
 
 use clap::Args;
 use pagesight_engine::settings::{
-    default_precision, DType, DeviceChoice, IngestSettings, LiveSettings, LoaderSettings, LoraMode,
-    ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope, TransferMode,
+    default_precision, DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings,
+    LoaderSettings, LoraMode, ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope,
+    TransferMode,
 };
 use pagesight_index::Provenance;
 use pagesight_model::GpuKernels;
@@ -56,9 +57,11 @@ pub struct ModelArgs {
     /// unmerged).
     #[arg(long)]
     pub merge_lora: bool,
-    /// cpu, cuda, cuda:N or auto.
+    /// cpu, cuda, cuda:N or auto; for an ingest also a list, one model replica per entry
+    /// (cuda:0,2,3; cpu,cpu), or cuda:all (every GPU). Commands that run one model take the
+    /// list's first device.
     #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: DeviceSet,
     /// Compute dtype: f32, bf16 or f16 (default: the index's own when adding to an existing
     /// index, else the device's best: bf16 on a CUDA GPU, f32 on the CPU).
     #[arg(long)]
@@ -146,7 +149,7 @@ impl ModelArgs {
         ModelSettings {
             model: self.model.clone(),
             adapter: self.adapter.clone(),
-            device: self.device,
+            device: self.device.primary(),
             dtype: self.dtype.unwrap_or(precision.dtype),
             quant: self.quant.unwrap_or(precision.quant),
             quant_scope: self.quant_scope.unwrap_or(precision.quant_scope),
@@ -236,12 +239,14 @@ impl PipelineArgs {
         model: &ModelArgs,
         existing: Option<&Provenance>,
     ) -> anyhow::Result<IngestSettings> {
-        Ok(IngestSettings {
+        let mut settings = IngestSettings {
             model: model.settings_for(existing)?,
             loader: self.loader(),
-            live: self.live(model.device),
+            live: self.live(model.device.primary()),
             ..IngestSettings::with_defaults()
-        })
+        };
+        settings.set_devices(&model.device);
+        Ok(settings)
     }
 }
 

@@ -79,7 +79,9 @@ fn describe_settings(s: &pagesight_engine::IngestSettings, existing: bool) -> St
     format!(
         "settings: model {}, device {}, {} compute, {quant}, transfer {}, batch {}, {} render workers ({})",
         m.model,
-        m.device,
+        s.devices
+            .as_ref()
+            .map_or_else(|| m.device.to_string(), |d| d.to_string()),
         m.dtype.name(),
         s.live.transfer.name(),
         s.live.batch_size,

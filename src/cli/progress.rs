@@ -30,8 +30,9 @@ impl EventPrinter {
 
     fn line(&mut self, s: String) {
         match &self.bar {
-            Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            // A bar drawn nowhere (stderr not a terminal) would drop the line with it.
+            Some(b) if !b.is_hidden() => b.println(s),
+            _ => eprintln!("{s}"),
         }
     }
 
@@ -122,6 +123,9 @@ pub fn print_summary(s: &IngestSummary) {
             .map(|st| format!("{} {:.1}%", st.name(), 100.0 * s.stages.get(*st) / total))
             .collect();
         println!("time by stage: {}", parts.join(", "));
+    }
+    for r in &s.replicas {
+        println!("  {}", r.describe(s.wall_secs));
     }
     for f in &s.failures {
         if let FileStatus::Failed { page, reason } = &f.status {

@@ -6,6 +6,7 @@ use super::command::AbSide;
 use super::control::RunControl;
 use super::event::{AbSideResult, Event};
 use super::ingest::pump::{FileTrack, Pump};
+use super::ingest::replicas::ReplicaPlan;
 use super::ingest::sink::DiscardSink;
 use super::metrics::MetricsRecorder;
 use super::stage::{Stage, StageClock};
@@ -85,6 +86,7 @@ pub fn run_side(
         events,
         live: side.settings.live.clone(),
         max_pages: Some(pages as u64),
+        replicas: ReplicaPlan::for_settings(&side.settings)?,
     };
     let mut sink = DiscardSink::default();
     let out = pump.run(&loader, &mut tracks, &mut sink, &mut recorder)?;
@@ -102,5 +104,6 @@ pub fn run_side(
         gpu_idle_between_batches: recorder.gpu_idle_between_batches(),
         stages: total.stages,
         series: recorder.series().to_vec(),
+        replicas: out.replicas,
     })
 }

@@ -77,6 +77,55 @@ pub struct Metrics {
     pub gpu: Option<GpuSample>,
     /// Why GPU numbers are missing, when they are.
     pub gpu_unavailable: Option<String>,
+    /// Each model replica so far, in a multi-device run (empty with one device).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaSummary>,
+}
+
+/// What one model replica of a multi-device run did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSummary {
+    /// Its place in the device list (0 = the first device).
+    pub replica: usize,
+    pub device: String,
+    pub pages: u64,
+    pub batches: u64,
+    /// Its pages over the run's wall time so far: the replicas' figures add up to the run's.
+    pub pages_per_sec: f64,
+    /// Seconds it spent in its batches (the rest it waited for work), on its own clock.
+    pub busy_secs: f64,
+    /// Its host-to-device bytes over its copy time (0 when nothing was copied).
+    pub h2d_bytes_per_sec: f64,
+    /// Its own stage times (staging, copies and compute on its thread; waiting for work as
+    /// `render`).
+    pub stages: StageTimes,
+    /// Why it was dropped mid-run (its unfinished pages went to the others); None: it ran to
+    /// the end.
+    pub failed: Option<String>,
+}
+
+impl ReplicaSummary {
+    /// One line for a terminal: the replica, its device, pages, pages/s, busy share, H2D.
+    pub fn describe(&self, wall_secs: f64) -> String {
+        let h2d = if self.h2d_bytes_per_sec > 0.0 {
+            format!(", H2D {:.1} GB/s", self.h2d_bytes_per_sec / 1e9)
+        } else {
+            String::new()
+        };
+        let failed = match &self.failed {
+            Some(e) => format!(", dropped: {e}"),
+            None => String::new(),
+        };
+        format!(
+            "replica {} ({}): {} pages in {} batches, {:.2} pages/s, busy {:.0}%{h2d}{failed}",
+            self.replica,
+            self.device,
+            self.pages,
+            self.batches,
+            self.pages_per_sec,
+            100.0 * self.busy_secs / wall_secs.max(1e-9)
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +147,9 @@ pub struct IngestSummary {
     pub cancelled: bool,
     /// Every file that failed, with its reason.
     pub failures: Vec<FileReport>,
+    /// Each model replica, in a multi-device run (empty with one device).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaSummary>,
 }
 
 /// One ranked page.
@@ -185,6 +237,9 @@ pub struct AbSideResult {
     pub stages: StageTimes,
     /// The metrics series, for overlaying the two runs.
     pub series: Vec<Metrics>,
+    /// Each model replica, in a multi-device run (empty with one device).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaSummary>,
 }
 
 // Events are few (per batch at most), so the A/B result variant's size costs nothing; boxing it

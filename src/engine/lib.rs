@@ -10,14 +10,15 @@ pub mod stage;
 pub use command::{Command, SearchMode, SearchRequest, VisualScorer};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
-    DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,
-    QuantScope, TransferMode,
+    DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, ModelSettings, Quant,
+    QuantCacheSetting, QuantScope, TransferMode,
 };
 pub use stage::{Stage, StageClock, StageTimes};
 
 pub mod ab;
 pub mod control;
 pub mod device_info;
+pub mod env_vars;
 pub mod gpu_monitor;
 pub mod handle;
 pub mod ingest;

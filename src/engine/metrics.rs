@@ -1,7 +1,7 @@
 //! Turns per-batch measurements into `Metrics` events about four times a second, and keeps the
 //! whole series for summaries, A/B comparisons and the bench JSON.
 
-use super::event::{GpuSample, Metrics};
+use super::event::{GpuSample, Metrics, ReplicaSummary};
 use super::gpu::timings::GpuGaps;
 use super::gpu_monitor::{GpuMonitor, GpuSampler};
 use super::settings::TransferMode;
@@ -97,12 +97,14 @@ impl MetricsRecorder {
         self.total.stages.accumulate(stages);
     }
 
-    /// A metrics event when the interval has passed (or `force`), else None.
+    /// A metrics event when the interval has passed (or `force`), else None. `replicas` is
+    /// asked only when an event is made.
     pub fn maybe_emit(
         &mut self,
         transfer: TransferMode,
         batch_size: usize,
         force: bool,
+        replicas: impl FnOnce() -> Vec<ReplicaSummary>,
     ) -> Option<Metrics> {
         let now = Instant::now();
         let dt = (now - self.last_emit).as_secs_f64();
@@ -132,6 +134,7 @@ impl MetricsRecorder {
             stages: w.stages,
             gpu,
             gpu_unavailable,
+            replicas: replicas(),
         };
         self.window_gpu_busy = 0.0;
         self.window_has_gpu_busy = false;
@@ -181,14 +184,15 @@ mod tests {
         r.record(&b);
         r.record(&b);
         std::thread::sleep(Duration::from_millis(5));
-        let m = r.maybe_emit(TransferMode::Sync, 4, true).unwrap();
+        let m = r.maybe_emit(TransferMode::Sync, 4, true, Vec::new).unwrap();
         assert!(m.pages_per_sec > 0.0);
         assert_eq!(m.stages.get(Stage::Lm), 1.0);
         assert!((m.h2d_bytes_per_sec - 1e6).abs() < 1.0);
         assert_eq!(m.gpu_unavailable.as_deref(), Some("no gpu"));
         assert_eq!(r.total().pages, 8);
         assert!(
-            r.maybe_emit(TransferMode::Sync, 4, false).is_none(),
+            r.maybe_emit(TransferMode::Sync, 4, false, Vec::new)
+                .is_none(),
             "interval not yet passed"
         );
     }

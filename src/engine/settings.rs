@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 pub use pagesight_loader::LoaderSettings;
+pub use pagesight_model::device_set::DeviceSet;
 pub use pagesight_model::settings::{
     best_precision, DType, DeviceChoice, LoraMode, ModelSettings, Quant, QuantCacheSetting,
     QuantScope,
@@ -151,6 +152,10 @@ pub struct IngestSettings {
     pub prune: bool,
     /// Stop after this many pages (benchmarks, A/B runs); None = all.
     pub max_pages: Option<usize>,
+    /// The devices of a multi-device run, one model replica each; `model.device` is the first
+    /// of them. None (and older saved settings): one replica, on `model.device`.
+    #[serde(default)]
+    pub devices: Option<DeviceSet>,
 }
 
 impl IngestSettings {
@@ -159,6 +164,24 @@ impl IngestSettings {
             commit_every_pages: 64,
             commit_every_secs: 10.0,
             ..Default::default()
+        }
+    }
+
+    /// Runs on `set`: the model's device is its first; a list or `cuda:all` makes one model
+    /// replica per device.
+    pub fn set_devices(&mut self, set: &DeviceSet) {
+        self.model.device = set.primary();
+        self.devices = match set {
+            DeviceSet::One(_) => None,
+            several => Some(several.clone()),
+        };
+    }
+
+    /// One device per model replica, the first being `model.device`.
+    pub fn replica_devices(&self) -> Result<Vec<DeviceChoice>> {
+        match &self.devices {
+            None => Ok(vec![self.model.device]),
+            Some(set) => set.resolve(),
         }
     }
 }

@@ -31,12 +31,15 @@ pub enum Stage {
     Lm,
     /// Device-to-host copy of the embeddings.
     D2h,
+    /// Waiting for the model replicas of a multi-device run (each replica's own stage times are
+    /// in its figures); never used with one device.
+    Replicas,
     /// Writing vectors and text into the index (commits included).
     Index,
 }
 
 impl Stage {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [Stage; Stage::COUNT] = [
         Stage::Discover,
         Stage::ModelLoad,
@@ -49,6 +52,7 @@ impl Stage {
         Stage::Vision,
         Stage::Lm,
         Stage::D2h,
+        Stage::Replicas,
         Stage::Index,
     ];
 
@@ -65,6 +69,7 @@ impl Stage {
             Stage::Vision => "vision",
             Stage::Lm => "lm",
             Stage::D2h => "d2h",
+            Stage::Replicas => "replicas",
             Stage::Index => "index",
         }
     }

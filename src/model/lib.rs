@@ -3,7 +3,8 @@
 //! quantisation with its on-disk cache, and the CUDA kernels the forward pass runs on. Usable on
 //! its own by anyone who only wants embeddings: no PDF, index or GUI code.
 //!
-//! - `settings`: which checkpoint, device, precision and quantisation.
+//! - `settings`: which checkpoint, device, precision and quantisation; `device_set`: the devices
+//!   an ingest runs its model replicas on.
 //! - `colqwen`: the model, one file per part.
 //! - `quant`: NF4 (bit-exact with bitsandbytes), Q4_K, the quantised linears, the weight cache.
 //! - `gpu`: the forward pass's kernels (fused steps, flash attention, cuBLASLt, NF4 dequant).
@@ -12,6 +13,7 @@
 //!   and patchify (the loader's render workers call them).
 
 pub mod colqwen;
+pub mod device_set;
 pub mod env_vars;
 pub mod error;
 pub mod gpu;
@@ -22,6 +24,7 @@ pub mod settings;
 pub mod synthetic;
 
 pub use colqwen::{ColQwen, ModelIdentity, PageEmbedding, RANDOM_WARNING};
+pub use device_set::DeviceSet;
 pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
 pub use resize::smart_resize;
 pub use settings::{

@@ -10,6 +10,7 @@ mod ingest;
 mod open_pdf;
 mod performance;
 mod plots;
+mod replica_table;
 mod reveal;
 pub mod runs;
 mod search;

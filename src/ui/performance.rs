@@ -4,6 +4,7 @@
 
 use super::frame_stats::FrameStats;
 use super::plots::{self, SeriesRef};
+use super::replica_table;
 use super::runs::{self, SummaryRow};
 use super::settings::{AbSideForm, UiSettings};
 use egui_extras::{Column, TableBuilder};
@@ -196,6 +197,9 @@ impl PerformanceView {
                         colour: plots::run_colour(0),
                     }];
                     plots::metric_plots(ui, "live", &series, blocked.as_deref());
+                    if let Some(last) = self.live.last() {
+                        replica_table::show(ui, &last.replicas, last.t);
+                    }
                     plots::stage_area(ui, "live", &self.live);
                 }
                 Section::Compare => {

@@ -42,6 +42,7 @@ pub fn stage_colour(s: Stage) -> Color32 {
         Stage::Vision => Color32::from_rgb(60, 180, 90),
         Stage::Lm => Color32::from_rgb(150, 110, 210),
         Stage::D2h => Color32::from_rgb(230, 190, 60),
+        Stage::Replicas => Color32::from_rgb(110, 140, 90),
         Stage::Index => Color32::from_rgb(200, 70, 110),
     }
 }

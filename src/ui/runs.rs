@@ -266,7 +266,9 @@ mod tests {
                 stages,
                 gpu: None,
                 gpu_unavailable: Some("no NVML".into()),
+                replicas: Vec::new(),
             }],
+            replicas: Vec::new(),
         }
     }
 

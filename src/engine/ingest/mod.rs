@@ -5,6 +5,7 @@
 pub mod embed_step;
 pub mod plan;
 pub mod pump;
+pub mod replicas;
 pub mod runner;
 pub mod sink;
 
@@ -21,6 +22,7 @@ use pagesight_loader::{discover, Loader, PageJobFile};
 use pagesight_model::colqwen::ColQwen;
 use plan::FilePlan;
 use pump::{FileTrack, Pump};
+use replicas::ReplicaPlan;
 use sink::{IndexSink, PageSink};
 use std::path::Path;
 use std::time::Instant;
@@ -154,6 +156,7 @@ pub fn run(
         emit(Event::FileStatus(r.clone()));
         failures.push(r);
     }
+    let replicas = ReplicaPlan::for_settings(settings)?;
     let model = match shelf.take_fitting(&settings.model) {
         Some((_, model)) => {
             clock.switch(Stage::Index);
@@ -230,6 +233,7 @@ pub fn run(
             events,
             live: settings.live.clone(),
             max_pages: settings.max_pages.map(|n| n as u64),
+            replicas: replicas.clone(),
         };
         let out = pump.run(&loader, &mut tracks, &mut sink, &mut recorder)?;
         loader.cancel();
@@ -250,5 +254,6 @@ pub fn run(
         stages: recorder.total().stages,
         cancelled: outcome.cancelled,
         failures,
+        replicas: outcome.replicas,
     })
 }

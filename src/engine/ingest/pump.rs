@@ -2,10 +2,11 @@
 //! batches, embeds them, hands them to a sink, and reports progress, timings and metrics. Pause,
 //! cancel and live settings take effect between batches.
 
-use super::runner::{self, Done};
+use super::replicas::{ReplicaPlan, ReplicaPool};
+use super::runner::{self, BatchRunner, Done};
 use super::sink::PageSink;
 use crate::control::RunControl;
-use crate::event::{Event, FileReport, FileStatus, Progress};
+use crate::event::{Event, FileReport, FileStatus, Progress, ReplicaSummary};
 use crate::metrics::{BatchReport, MetricsRecorder};
 use crate::settings::LiveSettings;
 use crate::stage::{Stage, StageClock, StageTimes};
@@ -70,6 +71,8 @@ pub struct PumpOutcome {
     pub cancelled: bool,
     /// Time that belongs to no batch (the final commit, time paused excluded).
     pub tail_stages: StageTimes,
+    /// Each model replica, in a multi-device run.
+    pub replicas: Vec<ReplicaSummary>,
 }
 
 /// The batch loop's running state, handed to `finish` as one piece.
@@ -86,6 +89,8 @@ pub struct Pump<'a> {
     pub events: &'a Sender<Event>,
     pub live: LiveSettings,
     pub max_pages: Option<u64>,
+    /// A multi-device run's devices (None: `model` alone, through its own runner).
+    pub replicas: Option<ReplicaPlan>,
 }
 
 impl Pump<'_> {
@@ -108,6 +113,30 @@ impl Pump<'_> {
         recorder: &mut MetricsRecorder,
     ) -> Result<PumpOutcome> {
         self.live.transfer.check_supported(self.model.device())?;
+        let (model, pre) = (self.model, self.pre);
+        let batch_size = self.live.batch_size;
+        match self.replicas.clone() {
+            None => {
+                let mut runner = runner::for_model(model, pre, batch_size)?;
+                self.batches(&mut *runner, loader, files, sink, recorder)
+            }
+            Some(plan) => std::thread::scope(|scope| {
+                let events = self.events.clone();
+                let mut pool = ReplicaPool::start(scope, model, &plan, pre, batch_size, events)?;
+                self.batches(&mut pool, loader, files, sink, recorder)
+            }),
+        }
+    }
+
+    /// The batch loop over `runner`.
+    fn batches(
+        &mut self,
+        runner: &mut dyn BatchRunner,
+        loader: &Loader,
+        files: &mut [FileTrack],
+        sink: &mut dyn PageSink,
+        recorder: &mut MetricsRecorder,
+    ) -> Result<PumpOutcome> {
         let mut st = LoopState {
             clock: StageClock::start(Stage::Render),
             out: PumpOutcome::default(),
@@ -115,7 +144,6 @@ impl Pump<'_> {
         };
         let mut pending: Vec<RenderedPage> = Vec::new();
         let mut loader_done = false;
-        let mut runner = runner::for_model(self.model, self.pre, self.live.batch_size)?;
         loop {
             if self.control.is_cancelled() || self.max_pages.is_some_and(|m| st.out.pages >= m) {
                 st.out.cancelled = self.control.is_cancelled();
@@ -124,7 +152,7 @@ impl Pump<'_> {
             if self.control.is_paused() {
                 // Finish what is in flight, so a pause leaves nothing half done.
                 let done = runner.flush(&mut st.clock)?;
-                self.finish(done, files, sink, recorder, &mut st)?;
+                self.finish(done, runner, files, sink, recorder, &mut st)?;
                 // Paused time belongs to no stage: close the clock, wait, start afresh.
                 st.out.tail_stages.accumulate(&st.clock.take(Stage::Render));
                 if !self.control.wait_while_paused() {
@@ -198,19 +226,22 @@ impl Pump<'_> {
             }
             let batch: Vec<RenderedPage> = pending.drain(..take).collect();
             let done = runner.submit(self.live.transfer, batch, &mut st.clock)?;
-            self.finish(done, files, sink, recorder, &mut st)?;
+            self.finish(done, runner, files, sink, recorder, &mut st)?;
         }
         let done = runner.flush(&mut st.clock)?;
-        self.finish(done, files, sink, recorder, &mut st)?;
+        self.finish(done, runner, files, sink, recorder, &mut st)?;
         st.clock.switch(Stage::Index);
         if let Some(n) = sink.maybe_commit(true)? {
             self.emit(Event::Committed { pages_total: n });
         }
         st.out.tail_stages.accumulate(&st.clock.take(Stage::Index));
         recorder.record_stages(&st.out.tail_stages);
-        if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, true) {
+        if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, true, || {
+            runner.replica_summaries()
+        }) {
             self.emit(Event::Metrics(m));
         }
+        st.out.replicas = runner.replica_summaries();
         self.emit(Event::Progress(progress(
             files,
             st.out.pages,
@@ -223,6 +254,7 @@ impl Pump<'_> {
     fn finish(
         &mut self,
         done: Vec<Done>,
+        runner: &dyn BatchRunner,
         files: &mut [FileTrack],
         sink: &mut dyn PageSink,
         recorder: &mut MetricsRecorder,
@@ -298,7 +330,11 @@ impl Pump<'_> {
                 out.pages,
                 recorder.elapsed(),
             )));
-            if let Some(m) = recorder.maybe_emit(self.live.transfer, self.live.batch_size, false) {
+            if let Some(m) =
+                recorder.maybe_emit(self.live.transfer, self.live.batch_size, false, || {
+                    runner.replica_summaries()
+                })
+            {
                 self.emit(Event::Metrics(m));
             }
         }

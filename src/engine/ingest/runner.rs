@@ -1,9 +1,11 @@
 //! How a batch of pages becomes vectors. The pump hands batches to a `BatchRunner` and sinks
 //! whatever comes back: the synchronous runner (CPU, or a GPU in a blocking mode without the
 //! executor) returns each batch's result at once; the pipelined GPU runner returns the previous
-//! batch's result while this one's copy overlaps its compute.
+//! batch's result while this one's copy overlaps its compute; the replica pool (`replicas/`)
+//! hands batches to one such runner per device.
 
 use super::embed_step::{embed_with_retry, CopyTimings};
+use crate::event::ReplicaSummary;
 use crate::settings::TransferMode;
 use crate::stage::StageClock;
 use anyhow::Result;
@@ -33,6 +35,10 @@ pub trait BatchRunner {
     ) -> Result<Vec<Done>>;
     /// Results of batches still in flight.
     fn flush(&mut self, clock: &mut StageClock) -> Result<Vec<Done>>;
+    /// Each model replica's figures so far (multi-device runs; none with one device).
+    fn replica_summaries(&self) -> Vec<ReplicaSummary> {
+        Vec::new()
+    }
 }
 
 /// Every step finishes before the next (the CPU path; timings from host clocks after a device
