@@ -8,6 +8,7 @@ use std::path::Path;
 pub fn network_fs(folder: &Path) -> Option<&'static str> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(folder.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs is a plain C struct of integers, for which all zeroes is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statfs.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
