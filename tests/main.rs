@@ -25,5 +25,6 @@ mod ui;
 mod ui_defaults;
 mod ui_e2e;
 mod ui_errors;
+mod ui_library;
 mod ui_results;
 mod ui_runs;

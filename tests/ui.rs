@@ -389,6 +389,22 @@ pub fn search_by_keyboard(
     query: &str,
     click: &[&str],
 ) -> pagesight::engine::SearchRequest {
+    match search_all_by_keyboard(h, commands, query, click)
+        .into_iter()
+        .next()
+    {
+        Some(req) => req,
+        None => panic!("Enter did not search"),
+    }
+}
+
+/// `search_by_keyboard`, returning every request sent (one per corpus searched).
+pub fn search_all_by_keyboard(
+    h: &mut Harness<'_, PagesightApp>,
+    commands: &Receiver<Command>,
+    query: &str,
+    click: &[&str],
+) -> Vec<pagesight::engine::SearchRequest> {
     h.run();
     h.get_by_label("Search").click();
     h.run();
@@ -401,11 +417,13 @@ pub fn search_by_keyboard(
     h.run();
     h.key_press(egui::Key::Enter);
     frames(h, 2); // a spinner shows while the search runs
-    let cmds = drain(commands);
-    match cmds.into_iter().next() {
-        Some(Command::Search(req)) => req,
-        other => panic!("Enter did not search: {other:?}"),
-    }
+    drain(commands)
+        .into_iter()
+        .map(|c| match c {
+            Command::Search(req) => req,
+            other => panic!("Enter did not search: {other:?}"),
+        })
+        .collect()
 }
 
 #[test]

@@ -2,14 +2,18 @@
 //! views, and turning the views' actions into engine commands.
 
 mod events;
+mod library;
 mod precision;
+mod watch;
 
 use super::background::{Background, UiMsg};
 use super::frame_stats::FrameStats;
 use super::ingest::{IngestAction, IngestView, RunState};
+use super::library::gather::Gather;
+use super::library::LibraryView;
 use super::performance::{AbState, PerfAction, PerformanceView};
 use super::runs::RecordedRuns;
-use super::search::{ResultSet, SearchAction, SearchView};
+use super::search::{SearchAction, SearchView};
 use super::settings::UiSettings;
 use super::status_bar::StatusInfo;
 use super::thumbnails::{ThumbKey, Thumbnails};
@@ -43,6 +47,9 @@ pub struct AppOptions {
     pub thumbnail_cache: usize,
     /// A recorded-run file (benchmark JSON) to open in the Performance view at start.
     pub runs_file: Option<PathBuf>,
+    /// Watch the library's folders with these timings; None: no watching (the window sets it;
+    /// headless tests that are not about watching leave it off).
+    pub watch: Option<super::watch::WatchTimings>,
 }
 
 impl Default for AppOptions {
@@ -56,6 +63,7 @@ impl Default for AppOptions {
             drain_budget: Duration::from_millis(3),
             thumbnail_cache: 256,
             runs_file: None,
+            watch: None,
         }
     }
 }
@@ -83,6 +91,10 @@ pub struct PagesightApp {
     pub ingest: IngestView,
     pub search: SearchView,
     pub perf: PerformanceView,
+    pub library: LibraryView,
+    /// The library search whose corpora have not all answered yet.
+    gather: Option<Gather>,
+    watch: watch::WatchLink,
     pub status: StatusInfo,
     thumbs: Thumbnails,
     notices: Vec<Notice>,
@@ -110,6 +122,10 @@ impl PagesightApp {
         }
         let (bg_tx, bg_rx) = crossbeam_channel::unbounded();
         let ctx = cc.egui_ctx.clone();
+        let watch = watch::WatchLink::new(options.watch.map(|t| {
+            let ctx = ctx.clone();
+            super::watch::WatchService::spawn(t, move || ctx.request_repaint())
+        }));
         let mut app = PagesightApp {
             commands,
             events,
@@ -122,6 +138,9 @@ impl PagesightApp {
             ingest: IngestView::default(),
             search: SearchView::default(),
             perf: PerformanceView::default(),
+            library: LibraryView::default(),
+            gather: None,
+            watch,
             status: StatusInfo::default(),
             notices: Vec::new(),
             frames: FrameStats::default(),
@@ -136,10 +155,17 @@ impl PagesightApp {
             app.tab = Tab::Performance;
             app.bg.load_runs(runs);
         }
-        if let Some(index) = app.index_path() {
-            if index.exists() {
-                app.send(Command::Stats { index });
-            }
+        if let Some(folder) = app.options.folder.clone() {
+            app.ensure_corpus(&folder);
+        }
+        let indexes: Vec<PathBuf> = app
+            .settings
+            .library
+            .iter()
+            .map(|c| c.index.clone())
+            .collect();
+        for index in indexes.into_iter().filter(|i| i.exists()) {
+            app.send(Command::Stats { index });
         }
         app
     }
@@ -167,13 +193,25 @@ impl PagesightApp {
         self.notices.iter().map(|n| n.text.clone()).collect()
     }
 
-    /// The index for the chosen folder: the override, else the per-folder default.
+    /// The index for the form's folder: its corpus's, else the one it would get when added.
     pub fn index_path(&self) -> Option<PathBuf> {
-        if let Some(i) = &self.options.index {
-            return Some(i.clone());
+        let folder = Path::new(self.settings.folder.trim());
+        match self.settings.corpus_of(folder) {
+            Some(at) => Some(self.settings.library[at].index.clone()),
+            None => self.index_for_new(folder),
         }
-        let folder = self.settings.folder.trim();
-        (!folder.is_empty()).then(|| pagesight_common::paths::default_index_for(Path::new(folder)))
+    }
+
+    /// The index a corpus of `folder` gets: the app's `--index` while no corpus has it, else the
+    /// per-folder default.
+    fn index_for_new(&self, folder: &Path) -> Option<PathBuf> {
+        if folder.as_os_str().is_empty() {
+            return None;
+        }
+        match &self.options.index {
+            Some(i) if !self.settings.library.iter().any(|c| &c.index == i) => Some(i.clone()),
+            _ => Some(pagesight_common::paths::default_index_for(folder)),
+        }
     }
 
     /// Sets the corpus folder as if the user had picked it.
@@ -311,12 +349,22 @@ impl PagesightApp {
         }
     }
 
+    /// Start: ingests the form's folder, which joins the library if new.
     fn start_ingest(&mut self) {
         let folder = PathBuf::from(self.settings.folder.trim());
-        let Some(index) = self.index_path() else {
+        if let Some(at) = self.ensure_corpus(&folder) {
+            self.start_ingest_of(at, false);
+        }
+    }
+
+    /// Ingests the library's corpus `at`; `prune` removes the pages of vanished files.
+    fn start_ingest_of(&mut self, at: usize, prune: bool) {
+        let Some(c) = self.settings.library.get(at) else {
             return;
         };
-        let settings = self.ingest_settings();
+        let (folder, index) = (c.folder.clone(), c.index.clone());
+        let mut settings = self.ingest_settings();
+        settings.prune = prune;
         self.settings.remember_folder(&folder);
         self.ingest.begin(folder.clone(), index.clone());
         self.perf.reset_live("ingest".into());
@@ -364,51 +412,6 @@ impl PagesightApp {
         }) {
             self.perf.ab = AbState::Failed("the engine is not running".into());
         }
-    }
-
-    fn search(&mut self, query: String) {
-        let Some(index) = self.index_path() else {
-            return;
-        };
-        let id = self.id();
-        self.search.pending = Some(id);
-        self.search.error = None;
-        self.search.asked = super::search::Asked {
-            mode: self.settings.search_mode,
-            corpus: self.corpus_name(&index),
-        };
-        self.settings.remember_query(&query);
-        let req = SearchRequest {
-            id,
-            index,
-            query,
-            top_k: self.settings.top_k.max(1),
-            mode: self.settings.search_mode,
-            hybrid_visual_weight: 0.5,
-            with_heatmaps: true,
-            // Queries run where the user chose to run the model.
-            device: self.settings.model.device,
-            visual_scorer: if self.settings.fast_search {
-                VisualScorer::Binary { candidates: 0 }
-            } else {
-                VisualScorer::Exact
-            },
-        };
-        if !self.send(Command::Search(req)) {
-            self.search.pending = None;
-            self.search.error = Some("the engine is not running".into());
-        }
-    }
-
-    /// The corpus's name: its folder's, else its index folder's.
-    fn corpus_name(&self, index: &Path) -> String {
-        let folder = self.settings.folder.trim();
-        let named = if folder.is_empty() {
-            index
-        } else {
-            Path::new(folder)
-        };
-        super::format::file_name(named)
     }
 
     fn export_dir(&self) -> PathBuf {
@@ -594,12 +597,18 @@ impl PagesightApp {
         if self.search.pending.is_some() {
             parts.push("searching".into());
         }
+        if let Some(w) = self.watch_activity() {
+            parts.push(w);
+        }
         parts.join(" · ")
     }
 
     fn index_ready(&self) -> Result<(), &'static str> {
-        if self.index_path().is_none() {
+        if self.settings.library.is_empty() {
             return Err("Choose a corpus folder (Corpus / Ingest) to search its index.");
+        }
+        if !self.settings.library.iter().any(|c| c.searched) {
+            return Err("Tick at least one corpus of the library (Corpus / Ingest) to search it.");
         }
         Ok(())
     }
@@ -651,6 +660,7 @@ impl eframe::App for PagesightApp {
             self.on_ui_msg(msg);
         }
         self.thumbs.poll();
+        self.poll_watch();
         self.handle_dropped_files(&ctx);
         self.status.activity = self.activity();
 
@@ -661,6 +671,21 @@ impl eframe::App for PagesightApp {
         }
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
             Tab::Ingest => {
+                let busy = self
+                    .ingest
+                    .state
+                    .is_active()
+                    .then(|| self.ingest.index_in_use.clone())
+                    .flatten();
+                for a in self.library.show(
+                    ui,
+                    &mut self.settings.library,
+                    &self.settings.folder,
+                    busy.as_deref(),
+                ) {
+                    self.on_library_action(a);
+                }
+                ui.separator();
                 let hint = self
                     .index_path()
                     .map_or("(chosen from the folder)".into(), |p| {

@@ -7,6 +7,7 @@ pub(crate) mod format;
 mod frame_stats;
 mod heatmap;
 mod ingest;
+pub mod library;
 mod open_pdf;
 mod performance;
 mod plots;
@@ -17,13 +18,18 @@ mod search;
 pub mod settings;
 mod status_bar;
 mod thumbnails;
+pub mod watch;
 
 pub use app::{AppOptions, PagesightApp, Tab};
 pub use frame_stats::FrameStats;
 pub use ingest::RunState;
 
 /// Opens the desktop window with a freshly spawned engine.
-pub fn run_app(app_options: AppOptions) -> anyhow::Result<()> {
+pub fn run_app(mut app_options: AppOptions) -> anyhow::Result<()> {
+    // The window watches the library's folders while it is open.
+    app_options
+        .watch
+        .get_or_insert_with(watch::WatchTimings::default);
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
         viewport: egui::ViewportBuilder::default()

@@ -34,16 +34,60 @@ pub struct ResultSet {
     pub scorer: String,
     /// Where `elapsed_ms` went.
     pub timings: pagesight_engine::event::SearchTimings,
-    /// What was asked: the mode and the corpus searched.
+    /// What was asked: the mode.
     pub asked: Asked,
+    /// The corpus each hit came from, aligned with `hits`.
+    pub corpora: Vec<String>,
+    /// The groups of comparable scores in `hits`, in order (one unless corpora made with another
+    /// model were searched too).
+    pub groups: Vec<HitGroupInfo>,
+}
+
+/// A run of `hits` ranked together: the corpora made with one model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HitGroupInfo {
+    pub model: String,
+    pub len: usize,
+}
+
+impl ResultSet {
+    /// Flattens merged groups into one list, keeping where each group starts.
+    pub fn from_groups(
+        groups: Vec<crate::ui::library::merge::HitGroup>,
+    ) -> (Vec<SearchHit>, Vec<String>, Vec<HitGroupInfo>) {
+        let mut hits = Vec::new();
+        let mut corpora = Vec::new();
+        let mut info = Vec::new();
+        for g in groups {
+            info.push(HitGroupInfo {
+                model: g.model,
+                len: g.hits.len(),
+            });
+            for (c, h) in g.hits {
+                corpora.push(c);
+                hits.push(h);
+            }
+        }
+        (hits, corpora, info)
+    }
+
+    /// The group each position of `hits` belongs to.
+    fn group_of(&self, position: usize) -> usize {
+        let mut end = 0;
+        for (g, info) in self.groups.iter().enumerate() {
+            end += info.len;
+            if position < end {
+                return g;
+            }
+        }
+        self.groups.len().saturating_sub(1)
+    }
 }
 
 /// What a search was asked of, kept with its answer (the event does not repeat it).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Asked {
     pub mode: SearchMode,
-    /// The corpus's name, for the corpus filter.
-    pub corpus: String,
 }
 
 pub enum SearchAction {
@@ -90,9 +134,9 @@ impl SearchView {
 
     /// Positions (in the result list) of the results the filter shows.
     pub fn visible(&self) -> Vec<usize> {
-        self.results.as_ref().map_or(Vec::new(), |r| {
-            self.filter.visible(&r.asked.corpus, &r.hits)
-        })
+        self.results
+            .as_ref()
+            .map_or(Vec::new(), |r| self.filter.visible(&r.corpora, &r.hits))
     }
 
     /// The shown results rendered for export.
@@ -218,25 +262,44 @@ impl SearchView {
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 let Some(results) = &self.results else { return };
-                egui::Grid::new("results-grid")
-                    .spacing([8.0, 8.0])
-                    .show(ui, |ui| {
-                        for (shown, &i) in visible.iter().enumerate() {
-                            let hit = &results.hits[i];
-                            let key = grid_key(hit);
-                            if matches!(thumbs.get(&key), ThumbState::Missing) {
-                                actions.push(SearchAction::Thumbnail(key.clone()));
+                let several_corpora = results.corpora.iter().any(|c| c != &results.corpora[0]);
+                // One grid per group of comparable scores, each under its model's name when
+                // corpora made with another model were searched too.
+                let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); results.groups.len().max(1)];
+                for &i in &visible {
+                    by_group[results.group_of(i)].push(i);
+                }
+                for (g, members) in by_group.iter().enumerate() {
+                    if results.groups.len() > 1 && !members.is_empty() {
+                        let model = &results.groups[g].model;
+                        ui.strong(if g == 0 {
+                            format!("Corpora made with {model}")
+                        } else {
+                            format!("Made with another model, {model}: searched with it, scores not comparable with the list above")
+                        });
+                    }
+                    egui::Grid::new(("results-grid", g))
+                        .spacing([8.0, 8.0])
+                        .show(ui, |ui| {
+                            for (shown, &i) in members.iter().enumerate() {
+                                let hit = &results.hits[i];
+                                let key = grid_key(hit);
+                                if matches!(thumbs.get(&key), ThumbState::Missing) {
+                                    actions.push(SearchAction::Thumbnail(key.clone()));
+                                }
+                                let corpus = several_corpora.then(|| results.corpora[i].as_str());
+                                let resp =
+                                    card(ui, i, hit, corpus, thumbs, &key, self.selected == Some(i));
+                                if resp.clicked() {
+                                    clicked = Some(i);
+                                }
+                                resp.context_menu(|ui| hit_menu(ui, hit, &mut actions));
+                                if (shown + 1) % self.columns == 0 {
+                                    ui.end_row();
+                                }
                             }
-                            let resp = card(ui, hit, thumbs, &key, self.selected == Some(i));
-                            if resp.clicked() {
-                                clicked = Some(i);
-                            }
-                            resp.context_menu(|ui| hit_menu(ui, hit, &mut actions));
-                            if (shown + 1) % self.columns == 0 {
-                                ui.end_row();
-                            }
-                        }
-                    });
+                        });
+                }
             });
         if let Some(i) = clicked {
             self.selected = Some(i);
@@ -251,7 +314,7 @@ impl SearchView {
     /// Filters by corpus, folder and file, how many results they show, and the export buttons.
     fn filter_row(&mut self, ui: &mut egui::Ui, actions: &mut Vec<SearchAction>) {
         let Some(results) = &self.results else { return };
-        let c = filter::choices(&self.filter, &results.asked.corpus, &results.hits);
+        let c = filter::choices(&self.filter, &results.corpora, &results.hits);
         let (shown, total) = (self.visible().len(), results.hits.len());
         let filter = &mut self.filter;
         let mut export = None;
@@ -573,7 +636,11 @@ fn grid_key(hit: &SearchHit) -> ThumbKey {
 /// One result card; the whole card is the click target and carries an accessible label.
 fn card(
     ui: &mut egui::Ui,
+    // The hit's place in the result list (ranks restart in each model's group).
+    position: usize,
     hit: &SearchHit,
+    // Shown when the results come from several corpora.
+    corpus: Option<&str>,
     thumbs: &mut Thumbnails,
     key: &ThumbKey,
     selected: bool,
@@ -611,6 +678,9 @@ fn card(
                 }
             }
             ui.label(egui::RichText::new(format!("#{}  {:.3}", hit.rank, hit.score)).strong());
+            if let Some(c) = corpus {
+                ui.weak(format!("in {c}"));
+            }
             ui.add(
                 egui::Label::new(format!(
                     "{} · p. {}",
@@ -630,7 +700,7 @@ fn card(
     });
     let resp = ui.interact(
         inner.response.rect,
-        egui::Id::unique(("result-card", hit.rank)),
+        egui::Id::unique(("result-card", position)),
         egui::Sense::click(),
     );
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));

@@ -2,6 +2,7 @@
 //! settings the user chose. The window stays usable when the stored value is from an older version:
 //! unknown or missing fields fall back to defaults.
 
+use super::library::Corpus;
 use pagesight_engine::{ModelSettings, Quant, SearchMode, TransferMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
 const MAX_QUERIES: usize = 20;
 /// Bumped when a default changes in a way stored settings must follow.
-pub const DEFAULTS_VERSION: u32 = 3;
+pub const DEFAULTS_VERSION: u32 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Theme {
@@ -39,7 +40,10 @@ pub struct UiSettings {
     pub theme: Theme,
     /// Most recent first.
     pub recent_folders: Vec<PathBuf>,
+    /// The folder the Corpus form shows (the one Start ingests and Add adds).
     pub folder: String,
+    /// Every corpus of the library, in the order the user added them.
+    pub library: Vec<Corpus>,
     pub model: ModelSettings,
     /// Compute dtype and quantisation picked at Start: the index's own when it exists, else the
     /// device's measured best; `model.dtype` / `model.quant` apply only when this is off.
@@ -126,6 +130,7 @@ impl Default for UiSettings {
             theme: Theme::Dark,
             recent_folders: Vec::new(),
             folder: String::new(),
+            library: Vec::new(),
             model: ModelSettings::default(),
             best_precision: true,
             batch_size: 4,
@@ -164,6 +169,13 @@ impl UiSettings {
             if s.model.max_visual_tokens == Some(768) {
                 s.model.max_visual_tokens = None;
             }
+            // Version 4: one folder became a library; the folder the old app ingested is its
+            // first corpus, with the index the old app gave it.
+            let folder = PathBuf::from(s.folder.trim());
+            if s.library.is_empty() && !folder.as_os_str().is_empty() {
+                let index = pagesight_common::paths::default_index_for(&folder);
+                s.library.push(Corpus::new(&folder, &index));
+            }
             s.defaults_version = DEFAULTS_VERSION;
         }
         s
@@ -178,6 +190,11 @@ impl UiSettings {
         self.recent_folders.retain(|f| f != folder);
         self.recent_folders.insert(0, folder.to_path_buf());
         self.recent_folders.truncate(MAX_RECENT);
+    }
+
+    /// The corpus of `folder`, if the library has it.
+    pub fn corpus_of(&self, folder: &Path) -> Option<usize> {
+        self.library.iter().position(|c| c.folder == folder)
     }
 
     /// Moves `query` to the front of the query history (deduplicated, bounded).
@@ -257,6 +274,31 @@ mod tests {
         };
         mine.store(&mut storage);
         assert_eq!(UiSettings::load(Some(&storage)), mine);
+    }
+
+    #[test]
+    fn the_one_folder_of_older_settings_becomes_the_first_corpus() {
+        let mut storage = MemoryStorage::default();
+        eframe::Storage::set_string(
+            &mut storage,
+            STORAGE_KEY,
+            "(defaults_version: 3, folder: \"/papers/thesis\")".into(),
+        );
+        let s = UiSettings::load(Some(&storage));
+        assert_eq!(s.library.len(), 1);
+        let c = &s.library[0];
+        assert_eq!(c.folder, Path::new("/papers/thesis"));
+        assert_eq!(
+            c.index,
+            pagesight_common::paths::default_index_for(Path::new("/papers/thesis"))
+        );
+        assert!(c.searched && c.watched);
+        // Stored again and read back, nothing more is added.
+        s.store(&mut storage);
+        assert_eq!(UiSettings::load(Some(&storage)).library, s.library);
+        // No folder, no corpus.
+        eframe::Storage::set_string(&mut storage, STORAGE_KEY, "(defaults_version: 3)".into());
+        assert!(UiSettings::load(Some(&storage)).library.is_empty());
     }
 
     #[test]

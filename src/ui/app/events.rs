@@ -2,6 +2,7 @@
 //! `PagesightApp::drain_events`.
 
 use super::*;
+use crate::ui::library::gather::Answer;
 use pagesight_engine::{ab, ingest};
 
 impl PagesightApp {
@@ -59,6 +60,9 @@ impl PagesightApp {
             Event::LiveSettingsApplied(l) => self.perf.applied = Some(l),
             Event::IngestFinished(summary) => {
                 let failed = summary.files_failed;
+                if let Some(index) = self.ingest.index_in_use.clone() {
+                    self.ingest_finished_in(&index);
+                }
                 self.ingest.on_finished(summary);
                 if failed > 0 {
                     self.notify(format!(
@@ -73,7 +77,6 @@ impl PagesightApp {
             Event::AbFinished { a, b } => self.perf.on_ab_finished(a, b),
             Event::SearchResults {
                 id,
-                query,
                 hits,
                 elapsed_ms,
                 note,
@@ -81,30 +84,14 @@ impl PagesightApp {
                 timings,
                 ..
             } => {
-                let keys: Vec<ThumbKey> = hits
-                    .iter()
-                    .map(|h| ThumbKey {
-                        file: h.file.clone(),
-                        page: h.page,
-                        max_side: crate::ui::search::GRID_THUMB_SIDE,
-                    })
-                    .collect();
-                let ours = self.search.pending == Some(id);
-                self.search.on_results(ResultSet {
-                    id,
-                    query,
+                let answer = Answer {
                     hits,
                     elapsed_ms,
                     note,
                     scorer,
                     timings,
-                    asked: self.search.asked.clone(),
-                });
-                if ours {
-                    for k in keys {
-                        self.request_thumbnail(k);
-                    }
-                }
+                };
+                self.on_search_answer(id, Ok(answer));
             }
             Event::Thumbnail {
                 id,
@@ -113,7 +100,12 @@ impl PagesightApp {
                 rgba,
                 ..
             } => self.thumbs.on_rendered(id, width, height, rgba),
-            Event::Stats(s) => self.status.index = Some(s),
+            Event::Stats(s) => {
+                if self.index_path().as_ref() == Some(&s.path) {
+                    self.status.index = Some(s.clone());
+                }
+                self.library.stats.insert(s.path.clone(), s);
+            }
             Event::Device(d) => self.status.device = Some(d),
             Event::Notice { message } => self.notify(message),
             Event::Error {
@@ -129,7 +121,7 @@ impl PagesightApp {
             if self.thumbs.on_error(id, &message) {
                 return; // shown on the card itself
             }
-            if self.search.on_error(id, &message) {
+            if self.on_search_answer(id, Err(message.clone())) {
                 return;
             }
         }

@@ -38,12 +38,14 @@ impl ResultFilter {
     }
 
     /// The positions in `hits` this filter lets through, in order.
-    pub fn visible(&self, corpus: &str, hits: &[SearchHit]) -> Vec<usize> {
+    /// `corpora[i]` is the corpus of `hits[i]`.
+    pub fn visible(&self, corpora: &[String], hits: &[SearchHit]) -> Vec<usize> {
         hits.iter()
+            .zip(corpora)
             .enumerate()
-            .filter(|(_, h)| {
+            .filter(|(_, (h, c))| {
                 self.admits(&Place {
-                    corpus,
+                    corpus: c,
                     file: &h.file,
                 })
             })
@@ -60,20 +62,21 @@ pub struct Choices {
     pub files: Vec<PathBuf>,
 }
 
-pub fn choices(filter: &ResultFilter, corpus: &str, hits: &[SearchHit]) -> Choices {
+pub fn choices(filter: &ResultFilter, corpora: &[String], hits: &[SearchHit]) -> Choices {
     let places = || {
-        hits.iter().map(|h| Place {
-            corpus,
+        hits.iter().zip(corpora).map(|(h, c)| Place {
+            corpus: c,
             file: &h.file,
         })
     };
+    let names: BTreeSet<String> = corpora.iter().cloned().collect();
     let folders: BTreeSet<PathBuf> = places().map(|p| p.folder().to_path_buf()).collect();
     let files: BTreeSet<PathBuf> = places()
         .filter(|p| filter.folder.as_deref().is_none_or(|f| f == p.folder()))
         .map(|p| p.file.to_path_buf())
         .collect();
     Choices {
-        corpora: vec![corpus.to_owned()],
+        corpora: names.into_iter().collect(),
         folders: folders.into_iter().collect(),
         files: files.into_iter().collect(),
     }
@@ -98,20 +101,25 @@ mod tests {
     #[test]
     fn folder_and_file_narrow_the_list() {
         let hits = [hit("/c/a/x.pdf"), hit("/c/b/y.pdf"), hit("/c/a/z.pdf")];
+        let thesis = vec!["thesis".to_owned(); 3];
         let mut f = ResultFilter::default();
-        assert_eq!(f.visible("thesis", &hits), [0, 1, 2]);
+        assert_eq!(f.visible(&thesis, &hits), [0, 1, 2]);
         f.folder = Some("/c/a".into());
-        assert_eq!(f.visible("thesis", &hits), [0, 2]);
-        let c = choices(&f, "thesis", &hits);
+        assert_eq!(f.visible(&thesis, &hits), [0, 2]);
+        let c = choices(&f, &thesis, &hits);
         assert_eq!(c.folders, [PathBuf::from("/c/a"), "/c/b".into()]);
         assert_eq!(c.files, [PathBuf::from("/c/a/x.pdf"), "/c/a/z.pdf".into()]);
         f.file = Some("/c/a/z.pdf".into());
-        assert_eq!(f.visible("thesis", &hits), [2]);
+        assert_eq!(f.visible(&thesis, &hits), [2]);
         f = ResultFilter {
             corpus: Some("other".into()),
             ..Default::default()
         };
-        assert!(f.visible("thesis", &hits).is_empty());
+        assert!(f.visible(&thesis, &hits).is_empty());
         assert!(f.is_active());
+        let mixed = ["thesis".to_owned(), "papers".into(), "thesis".into()];
+        f.corpus = Some("papers".into());
+        assert_eq!(f.visible(&mixed, &hits), [1]);
+        assert_eq!(choices(&f, &mixed, &hits).corpora, ["papers", "thesis"]);
     }
 }
