@@ -15,6 +15,7 @@ mod index;
 mod loader;
 mod model;
 mod nf4;
+mod qdrant;
 mod quant_cache;
 mod quant_scope;
 mod search_path;
@@ -24,3 +25,4 @@ mod ui_defaults;
 mod ui_e2e;
 mod ui_errors;
 mod ui_runs;
+

@@ -7,7 +7,7 @@ pub mod gpu;
 pub mod settings;
 pub mod stage;
 
-pub use command::{Command, SearchMode, SearchRequest, VisualScorer};
+pub use command::{Command, SearchBackend, SearchMode, SearchRequest, VisualScorer};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
     DType, DeviceChoice, IngestSettings, LiveSettings, ModelSettings, Quant, QuantCacheSetting,
@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod open_indexes;
 pub mod search;
+pub mod search_remote;
 pub mod service;
 pub mod thumbnail;
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use pagesight_engine::command::AbSide;
 use pagesight_engine::event::Event;
 use pagesight_engine::{
-    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode, VisualScorer,
+    Command, IngestSettings, LiveSettings, ModelSettings, SearchBackend, SearchRequest, TransferMode, VisualScorer,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -370,6 +370,16 @@ impl PagesightApp {
         let Some(index) = self.index_path() else {
             return;
         };
+        let backend = match self.settings.search_backend.trim() {
+            "" => SearchBackend::Local,
+            s => match s.parse::<SearchBackend>() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.search.error = Some(format!("{e:#}"));
+                    return;
+                }
+            },
+        };
         let id = self.id();
         self.search.pending = Some(id);
         self.search.error = None;
@@ -388,6 +398,7 @@ impl PagesightApp {
             } else {
                 VisualScorer::Exact
             },
+            backend,
         };
         if !self.send(Command::Search(req)) {
             self.search.pending = None;
