@@ -25,4 +25,3 @@ mod ui_defaults;
 mod ui_e2e;
 mod ui_errors;
 mod ui_runs;
-

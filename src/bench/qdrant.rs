@@ -67,7 +67,9 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
         "Qdrant at {} and this process share the machine's {} cores: on a small box the figures \
          measure contention as much as either side",
         server.url(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     let mut runs = Vec::new();
     for &n in &a.pages {
@@ -81,10 +83,9 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             batch_pages: a.batch_pages.max(1),
             ..Default::default()
         };
-        let report =
-            pagesight_qdrant::export(&dir, &server, &collection, &opts, &mut |_| {
-                ControlFlow::Continue(())
-            })?;
+        let report = pagesight_qdrant::export(&dir, &server, &collection, &opts, &mut |_| {
+            ControlFlow::Continue(())
+        })?;
         let remote = RemoteCollection::open(
             Server::connect(&a.url, a.api_key.as_deref(), RetryPolicy::default())?,
             &collection,
@@ -112,8 +113,16 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             Scorer::Exact => 0,
         };
         let (local_binary, binary_tops, _) = time_queries(&queries, |q| {
-            let q = Query { scorer: binary, ..q.clone() };
-            as_points(s.visual_with(&q, 10, &CpuExact(isa))?.into_iter().map(|x| x.0).collect())
+            let q = Query {
+                scorer: binary,
+                ..q.clone()
+            };
+            as_points(
+                s.visual_with(&q, 10, &CpuExact(isa))?
+                    .into_iter()
+                    .map(|x| x.0)
+                    .collect(),
+            )
         })?;
         let (qdrant, qdrant_tops, _) = time_queries(&queries, |q| {
             Ok(remote
@@ -143,8 +152,16 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             "  export to Qdrant   {:.1} s, {:.1} pages/s, {:.1} MB/s of f32 vectors ({} batches of ≤ {} pages, {} retries)",
             run.export_seconds, run.export_pages_per_s, run.export_mb_per_s, report.batches, opts.batch_pages, report.retries
         );
-        println!("  search  Qdrant exact MAX_SIM     {}  top-10 vs local exact {:.3}", latency_line(&run.qdrant), run.qdrant_top10_vs_exact);
-        println!("  search  local exact ({:>6})      {}", isa.name(), latency_line(&run.local_exact));
+        println!(
+            "  search  Qdrant exact MAX_SIM     {}  top-10 vs local exact {:.3}",
+            latency_line(&run.qdrant),
+            run.qdrant_top10_vs_exact
+        );
+        println!(
+            "  search  local exact ({:>6})      {}",
+            isa.name(),
+            latency_line(&run.local_exact)
+        );
         println!(
             "  search  local binary + {:<4} rerank {}  top-10 vs local exact {:.3}",
             candidates,

@@ -78,7 +78,11 @@ fn qdrant(a: QdrantArgs) -> Result<()> {
             report.sent,
             report.already_there,
             report.removed,
-            if report.created { ", collection created" } else { "" },
+            if report.created {
+                ", collection created"
+            } else {
+                ""
+            },
             report.seconds,
             report.sent as f64 / report.seconds.max(1e-9),
             if report.retries > 0 {

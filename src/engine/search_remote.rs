@@ -72,19 +72,26 @@ pub fn search(
     let mut candidates: HashMap<u64, Candidate> = HashMap::new();
     let mut visual: Vec<(u64, f32)> = Vec::new();
     let mut query_tokens = 0;
-    let mut scorer = String::from("BM25 text search on the local index (Qdrant holds no text index)");
+    let mut scorer =
+        String::from("BM25 text search on the local index (Qdrant holds no text index)");
     if req.mode != SearchMode::Text {
         let remote = connected(state, address, api_key)?;
         timings.open_ms = took();
         let prov = remote.provenance.clone();
         if let Some(open) = &local {
-            prov.check_compatible(&open.provenance, &req.index).with_context(|| {
-                format!("the local index for text and the collection {}", address.backend_string())
-            })?;
+            prov.check_compatible(&open.provenance, &req.index)
+                .with_context(|| {
+                    format!(
+                        "the local index for text and the collection {}",
+                        address.backend_string()
+                    )
+                })?;
         }
         let model = state.models.for_index(&prov, req.device)?;
         timings.model_load_ms = took();
-        let q = model.embed_queries(std::slice::from_ref(&req.query))?.remove(0);
+        let q = model
+            .embed_queries(std::slice::from_ref(&req.query))?
+            .remove(0);
         timings.embed_ms = took();
         query_tokens = q.len() / prov.dim.max(1);
         let remote = &state.remote.as_ref().expect("connected above").collection;
@@ -144,9 +151,15 @@ pub fn search(
         .collect();
     let mut notes = Vec::new();
     if req.with_heatmaps && req.mode != SearchMode::Text {
-        notes.push("no heatmaps for pages ranked by Qdrant (the vectors stay on the server)".to_string());
+        notes.push(
+            "no heatmaps for pages ranked by Qdrant (the vectors stay on the server)".to_string(),
+        );
     }
-    if let Some(r) = state.remote.as_ref().filter(|r| r.collection.provenance.random_weights) {
+    if let Some(r) = state
+        .remote
+        .as_ref()
+        .filter(|r| r.collection.provenance.random_weights)
+    {
         notes.push(format!(
             "collection made with random weights ('{}'): visual rankings are meaningless",
             r.collection.provenance.model

@@ -93,7 +93,12 @@ mod tests {
         let t = CollectionAddress::parse_backend("qdrants://q.example:443/x/").unwrap();
         assert_eq!(t.url, "https://q.example:443");
         assert_eq!(t.backend_string(), "qdrants://q.example:443/x");
-        for bad in ["http://h:1/c", "qdrant://h:1", "qdrant:///c", "qdrant://h/a/b"] {
+        for bad in [
+            "http://h:1/c",
+            "qdrant://h:1",
+            "qdrant:///c",
+            "qdrant://h/a/b",
+        ] {
             assert!(CollectionAddress::parse_backend(bad).is_err(), "{bad}");
         }
     }

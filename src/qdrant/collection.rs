@@ -115,7 +115,9 @@ pub fn point_ids(server: &Server, collection: &str) -> Result<HashSet<u64>> {
             async move { c.scroll(request).await }
         })?;
         for p in &page.result {
-            if let Some(PointIdOptions::Num(n)) = p.id.as_ref().and_then(|i| i.point_id_options.clone()) {
+            if let Some(PointIdOptions::Num(n)) =
+                p.id.as_ref().and_then(|i| i.point_id_options.clone())
+            {
                 out.insert(n);
             }
         }

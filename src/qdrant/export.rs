@@ -145,7 +145,8 @@ fn batches<'a>(
     let (mut start, mut bytes) = (0, 0);
     for (i, p) in to_send.iter().enumerate() {
         let b = point::wire_bytes(searcher, p);
-        let full = i - start >= opts.batch_pages.max(1) || (i > start && bytes + b > opts.batch_bytes);
+        let full =
+            i - start >= opts.batch_pages.max(1) || (i > start && bytes + b > opts.batch_bytes);
         if full {
             out.push(&to_send[start..i]);
             (start, bytes) = (i, 0);
@@ -160,7 +161,11 @@ fn batches<'a>(
 
 /// A collection that vanished mid-export is said as such; anything else as the server said it.
 fn gone_or(server: &Server, collection: &str, what: &str) -> impl Fn(CallError) -> RemoteError {
-    let (url, collection, what) = (server.url().to_string(), collection.to_string(), what.to_string());
+    let (url, collection, what) = (
+        server.url().to_string(),
+        collection.to_string(),
+        what.to_string(),
+    );
     move |e| match e {
         CallError::NotFound(_) => RemoteError::CollectionGone {
             url: url.clone(),
@@ -170,7 +175,11 @@ fn gone_or(server: &Server, collection: &str, what: &str) -> impl Fn(CallError) 
     }
 }
 
-fn upsert(server: &Server, collection: &str, points: Vec<qdrant_client::qdrant::PointStruct>) -> Result<()> {
+fn upsert(
+    server: &Server,
+    collection: &str,
+    points: Vec<qdrant_client::qdrant::PointStruct>,
+) -> Result<()> {
     server
         .call_classified(|c| {
             // Acknowledged only once applied: the next export's listing then sees these points.
@@ -193,7 +202,11 @@ fn remove(server: &Server, collection: &str, ids: &[u64]) -> Result<()> {
                     .wait(true);
                 async move { c.delete_points(request).await }
             })
-            .map_err(gone_or(server, collection, "removing the points of pages the index no longer has"))?;
+            .map_err(gone_or(
+                server,
+                collection,
+                "removing the points of pages the index no longer has",
+            ))?;
     }
     Ok(())
 }

@@ -45,10 +45,12 @@ impl RemoteCollection {
     pub fn search(&self, query: &[f32], nq: usize, top_k: usize) -> Result<Vec<RemoteHit>> {
         let dim = self.provenance.dim;
         if nq == 0 || query.len() != nq * dim {
-            return Err(RemoteError::Index(pagesight_index::IndexError::Invalid(format!(
-                "query has {} values for {nq} tokens; the collection holds {dim}-d vectors",
-                query.len()
-            ))));
+            return Err(RemoteError::Index(pagesight_index::IndexError::Invalid(
+                format!(
+                    "query has {} values for {nq} tokens; the collection holds {dim}-d vectors",
+                    query.len()
+                ),
+            )));
         }
         let rows: Vec<Vec<f32>> = query.chunks_exact(dim).map(<[f32]>::to_vec).collect();
         let request = QueryPointsBuilder::new(self.collection.as_str())
@@ -56,13 +58,21 @@ impl RemoteCollection {
             .using(VECTOR_NAME)
             .params(SearchParamsBuilder::default().exact(true))
             .limit(top_k.max(1) as u64)
-            .with_payload(qdrant_client::qdrant::with_payload_selector::SelectorOptions::Include(
-                qdrant_client::qdrant::PayloadIncludeSelector {
-                    fields: [key::FILE_HASH, key::FILE_PATH, key::PAGE, key::TITLE, key::TEXT]
+            .with_payload(
+                qdrant_client::qdrant::with_payload_selector::SelectorOptions::Include(
+                    qdrant_client::qdrant::PayloadIncludeSelector {
+                        fields: [
+                            key::FILE_HASH,
+                            key::FILE_PATH,
+                            key::PAGE,
+                            key::TITLE,
+                            key::TEXT,
+                        ]
                         .map(String::from)
                         .to_vec(),
-                },
-            ));
+                    },
+                ),
+            );
         let url = self.server.url().to_string();
         let answer = self
             .server

@@ -35,6 +35,9 @@ impl RetryPolicy {
     }
 }
 
+/// How `qdrant-client` begins the message of a connection that could not be made.
+const CONNECT_FAILED: &str = "Failed to connect to";
+
 /// A call's failure, classified once so that every caller words it the same way.
 #[derive(Debug)]
 pub enum CallError {
@@ -59,7 +62,15 @@ impl CallError {
         };
         let detail = format!("{:?}: {}", status.code(), status.message());
         match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted => CallError::Transient(detail),
+            // The client's channel pool reports a failed connection (refused, unreachable, a TLS
+            // handshake) as `Internal` with this text and no source error, so the text is all
+            // there is to tell it from a server fault (`qdrant-client` channel_pool.rs, the
+            // version pinned in Cargo.lock; the server-down tests fail if it changes).
+            Code::Internal if status.message().starts_with(CONNECT_FAILED) => {
                 CallError::Transient(detail)
             }
             Code::Unauthenticated | Code::PermissionDenied => CallError::Unauthorized(detail),
@@ -130,7 +141,12 @@ impl Server {
             retry,
             retries: Default::default(),
         };
-        let version = server.call("the health check", |c| async move { c.health_check().await })?.version;
+        let version = server
+            .call(
+                "the health check",
+                |c| async move { c.health_check().await },
+            )?
+            .version;
         if !supports_multivectors(&version) {
             return Err(RemoteError::NoMultivectors {
                 url: server.url.clone(),
@@ -139,7 +155,9 @@ impl Server {
         }
         // The health check is open to anyone; listing collections needs the key when the
         // server has one, so a wrong key is reported here rather than halfway through.
-        server.call("listing collections", |c| async move { c.list_collections().await })?;
+        server.call("listing collections", |c| async move {
+            c.list_collections().await
+        })?;
         Ok(server)
     }
 

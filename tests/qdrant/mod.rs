@@ -114,7 +114,11 @@ fn an_exported_index_searches_as_the_local_exact_one_and_a_second_export_sends_n
     assert_eq!(hit.file_path, Path::new(&format!("/docs/f{file}.pdf")));
     assert_eq!(hit.file_hash, Some(hash(file)));
     assert_eq!(hit.title, Some(format!("Title {file}")));
-    assert!(hit.text.as_deref().unwrap().contains(&format!("beta{file}x{}", hit.page)));
+    assert!(hit
+        .text
+        .as_deref()
+        .unwrap()
+        .contains(&format!("beta{file}x{}", hit.page)));
 
     let again = export_all(&q, &index, "papers");
     assert!(!again.created);
@@ -212,7 +216,10 @@ fn a_collection_deleted_mid_export_or_made_by_another_model_is_refused_with_what
     .expect_err("another model's collection");
     assert!(matches!(err, RemoteError::OtherModel { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("another-checkpoint") || msg.contains("abc123"), "{msg}");
+    assert!(
+        msg.contains("another-checkpoint") || msg.contains("abc123"),
+        "{msg}"
+    );
     assert!(msg.contains("another --collection"), "{msg}");
 }
 
@@ -251,8 +258,15 @@ fn the_cli_exports_and_searches_through_qdrant_and_names_a_dead_server() {
     };
     let out = export_cli(&server.url);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("10 pages sent, 0 already there"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("10 pages sent, 0 already there"),
+        "{stdout}"
+    );
     let again = export_cli(&server.url);
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 pages sent, 10 already there"));
 
@@ -268,13 +282,18 @@ fn the_cli_exports_and_searches_through_qdrant_and_names_a_dead_server() {
 
 #[test]
 fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
-    use pagesight::engine::{DeviceChoice, EngineHandle, Event, SearchBackend, SearchRequest};
     use pagesight::engine::SearchMode as Mode;
+    use pagesight::engine::{DeviceChoice, EngineHandle, Event, SearchBackend, SearchRequest};
     let server = TestServer::start();
     let corpus = crate::engine::sample_corpus();
     let index = tempfile::tempdir().unwrap();
     let engine = EngineHandle::spawn();
-    crate::engine::ingest(&engine, corpus.path(), index.path(), crate::engine::test_settings());
+    crate::engine::ingest(
+        &engine,
+        corpus.path(),
+        index.path(),
+        crate::engine::test_settings(),
+    );
     export_all(&server.connect(), index.path(), "e");
     let qdrant = SearchBackend::Qdrant {
         address: pagesight::qdrant::CollectionAddress::parse_backend(&format!(
@@ -315,9 +334,15 @@ fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
     assert!(scorer.contains("Qdrant"), "{scorer}");
     assert_eq!(local.len(), remote.len());
     for (l, r) in local.iter().zip(&remote) {
-        assert!((l.2 - r.2).abs() <= 2e-3 * l.2.abs() + 0.05, "{local:?} vs {remote:?}");
+        assert!(
+            (l.2 - r.2).abs() <= 2e-3 * l.2.abs() + 0.05,
+            "{local:?} vs {remote:?}"
+        );
         if (l.0.clone(), l.1) != (r.0.clone(), r.1) {
-            assert!((l.2 - r.2).abs() <= 1e-3 * l.2.abs(), "{local:?} vs {remote:?}");
+            assert!(
+                (l.2 - r.2).abs() <= 1e-3 * l.2.abs(),
+                "{local:?} vs {remote:?}"
+            );
         }
     }
     let (hybrid, scorer) = pages(ask(3, Mode::Hybrid, &qdrant, index.path()).unwrap());

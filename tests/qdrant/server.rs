@@ -43,7 +43,8 @@ impl TestServer {
 
     fn launch(&mut self) {
         let mut cmd = Command::new(start_script());
-        cmd.arg(self.dir.path());
+        // The server leaves a marker file in its working folder: not in the repository.
+        cmd.arg(self.dir.path()).current_dir(self.dir.path());
         if let Some(k) = &self.api_key {
             cmd.env("QDRANT__SERVICE__API_KEY", k);
         }
