@@ -242,7 +242,7 @@ fn a_wrong_api_key_and_a_server_that_is_not_there_are_said_plainly() {
 }
 
 #[test]
-fn the_cli_exports_and_searches_through_qdrant_and_names_a_dead_server() {
+fn the_cli_exports_incrementally_and_names_a_dead_server() {
     let server = TestServer::start();
     let tmp = tempfile::tempdir().unwrap();
     let index = tmp.path().join("ix");
