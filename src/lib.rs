@@ -17,3 +17,4 @@ pub use pagesight_engine as engine;
 pub use pagesight_index as index;
 pub use pagesight_loader as loader;
 pub use pagesight_model as model;
+pub use pagesight_qdrant as qdrant;

@@ -102,6 +102,7 @@ pub fn search_scored(
             with_heatmaps: true,
             device: DeviceChoice::Auto,
             visual_scorer,
+            backend: Default::default(),
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))

@@ -16,6 +16,7 @@ mod loader;
 mod model;
 mod multi_device;
 mod nf4;
+mod qdrant;
 mod quant_cache;
 mod quant_scope;
 mod search_path;

@@ -21,6 +21,7 @@ fn answer(engine: &EngineHandle, index: &Path, query: &str, id: u64) -> Result<E
             with_heatmaps: false,
             device: pagesight::engine::DeviceChoice::Cpu,
             visual_scorer: Default::default(),
+            backend: Default::default(),
         },
     )
 }

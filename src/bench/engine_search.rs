@@ -209,6 +209,7 @@ pub fn run_modes(
                     with_heatmaps: false,
                     device,
                     visual_scorer: scorer,
+                    backend: Default::default(),
                 },
             )
         };

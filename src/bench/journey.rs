@@ -126,6 +126,7 @@ fn ingest(
                     with_heatmaps: false,
                     device: settings.model.device,
                     visual_scorer: Default::default(),
+                    backend: Default::default(),
                 }));
             }
             Event::SearchResults { id, hits, .. } if Some(id) == probe => {
@@ -359,6 +360,7 @@ fn engine_search_hits(
             with_heatmaps: false,
             device: settings.model.device,
             visual_scorer: Default::default(),
+            backend: Default::default(),
         },
     )?;
     match results {

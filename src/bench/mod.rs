@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod journey;
 pub mod loader;
 pub mod memory_latency;
+pub mod qdrant;
 pub mod search;
 mod search_paired;
 mod search_peers;
@@ -42,6 +43,9 @@ pub enum BenchCmd {
     /// Searches as the app runs them (the engine's `Command::Search`, query embedded by the
     /// index's model) on synthetic pages in a real index: first search and warm p50/p99 per mode.
     EngineSearch(engine_search::EngineSearchArgs),
+    /// The index served by Qdrant: export throughput, then search p50 through Qdrant next to the
+    /// local exact and binary scorers, on the same synthetic pages (needs a running server).
+    Qdrant(qdrant::QdrantBenchArgs),
     /// The app's path: launch, model load, ingest of a folder with the user's defaults, warm
     /// searches in every mode, thumbnails; what the user waits for at each step.
     Journey(journey::JourneyArgs),
@@ -73,6 +77,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::Search(a) => search::run(a),
         BenchCmd::EngineSearch(a) => engine_search::run(a),
         BenchCmd::Journey(a) => journey::run(a),
+        BenchCmd::Qdrant(a) => qdrant::run(a),
         #[cfg(feature = "dev-tools")]
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         #[cfg(feature = "dev-tools")]

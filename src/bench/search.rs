@@ -247,7 +247,7 @@ fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
     best / reps as f64 * 1e6
 }
 
-fn bench_provenance(dim: usize) -> Provenance {
+pub(super) fn bench_provenance(dim: usize) -> Provenance {
     Provenance {
         model: "synthetic-colqwen-shaped".into(),
         adapter: None,

@@ -105,6 +105,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 with_heatmaps: false,
                 device: Default::default(),
                 visual_scorer: Default::default(),
+                backend: Default::default(),
             }));
             loop {
                 match engine

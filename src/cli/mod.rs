@@ -3,6 +3,7 @@
 pub mod args;
 pub mod demo;
 pub mod embed;
+pub mod export;
 pub mod index_cmd;
 pub mod ingest;
 pub mod progress;
@@ -33,6 +34,8 @@ pub enum Commands {
     Bench(crate::bench::BenchArgs),
     /// Index maintenance: stats, verify, delete, compact.
     Index(index_cmd::IndexArgs),
+    /// Push an index's pages to a search server (Qdrant).
+    Export(export::ExportArgs),
     /// Ingest the sample PDFs and run example searches (the README's run command).
     Demo(demo::DemoArgs),
     /// Open the desktop app (the default with no subcommand).
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Embed(a)) => embed::run(a),
         Some(Commands::Bench(a)) => crate::bench::run(a),
         Some(Commands::Index(a)) => index_cmd::run(a),
+        Some(Commands::Export(a)) => export::run(a),
         Some(Commands::RenderWorker) => pagesight_loader::worker::worker_main(),
         #[cfg(feature = "dev-tools")]
         Some(Commands::IndexStress(a)) => pagesight_devtools::index_stress::run_stress(a),

@@ -48,13 +48,32 @@ pub struct SearchArgs {
     /// Also write every query's results to FILE: Markdown (.md) or CSV (.csv), by its extension.
     #[arg(long, value_name = "FILE")]
     pub export: Option<PathBuf>,
+    /// Where visual scoring runs: local, or a Qdrant collection the index was exported to,
+    /// qdrant://host:port/collection (qdrants:// for TLS). With Qdrant, --index is needed only
+    /// for text and hybrid modes (BM25 on the local index, fused as locally).
+    #[arg(long, default_value = "local")]
+    pub backend: pagesight_engine::SearchBackend,
+    /// The Qdrant server's API key, when it has one.
+    #[arg(long)]
+    pub api_key: Option<String>,
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
-    let index = match (&a.index, &a.folder) {
-        (Some(i), _) => i.clone(),
-        (None, Some(f)) => pagesight_common::paths::default_index_for(f),
-        (None, None) => bail!("say which index to search: --index DIR or --folder CORPUS"),
+    let backend = match a.backend.clone() {
+        pagesight_engine::SearchBackend::Qdrant { address, .. } => {
+            pagesight_engine::SearchBackend::Qdrant {
+                address,
+                api_key: a.api_key.clone(),
+            }
+        }
+        local => local,
+    };
+    let index = match (&a.index, &a.folder, &backend) {
+        (Some(i), _, _) => i.clone(),
+        (None, Some(f), _) => pagesight_common::paths::default_index_for(f),
+        // Qdrant ranks visual searches alone; text and hybrid say they need the index.
+        (None, None, pagesight_engine::SearchBackend::Qdrant { .. }) => PathBuf::new(),
+        (None, None, _) => bail!("say which index to search: --index DIR or --folder CORPUS"),
     };
     let queries = all_queries(&a)?;
     let export = a
@@ -83,6 +102,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
             with_heatmaps: a.heatmap,
             device: a.device,
             visual_scorer: a.scorer,
+            backend: backend.clone(),
         }));
     }
     let mut answered = 0;

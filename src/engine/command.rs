@@ -75,6 +75,46 @@ impl std::str::FromStr for VisualScorer {
     }
 }
 
+/// Where visual scoring runs: the local index, or a Qdrant collection the index was exported to
+/// (`pagesight export qdrant`); the query is embedded locally either way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackend {
+    #[default]
+    Local,
+    Qdrant {
+        address: pagesight_qdrant::CollectionAddress,
+        api_key: Option<String>,
+    },
+}
+
+impl SearchBackend {
+    /// `local`, or the collection as `qdrant://host:port/collection` (`qdrants://` for TLS).
+    pub fn describe(&self) -> String {
+        match self {
+            SearchBackend::Local => "local".into(),
+            SearchBackend::Qdrant { address, .. } => address.backend_string(),
+        }
+    }
+}
+
+impl std::str::FromStr for SearchBackend {
+    type Err = anyhow::Error;
+    /// `local` or `qdrant://host:port/collection` (the API key is given separately).
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("local") {
+            return Ok(SearchBackend::Local);
+        }
+        let address = pagesight_qdrant::CollectionAddress::parse_backend(s)
+            .map_err(|e| anyhow::anyhow!("unknown backend: {e}; or 'local'"))?;
+        Ok(SearchBackend::Qdrant {
+            address,
+            api_key: None,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {
     /// Echoed in `Event::SearchResults` so callers can match answers to questions.
@@ -93,6 +133,10 @@ pub struct SearchRequest {
     /// Exact MaxSim, or the binary prefilter + exact rerank (`candidates` 0: the default count).
     #[serde(default)]
     pub visual_scorer: VisualScorer,
+    /// Where visual scoring runs. With Qdrant, `index` is the local index whose text the text
+    /// and hybrid modes use; it may be empty for a visual search.
+    #[serde(default)]
+    pub backend: SearchBackend,
 }
 
 /// One side of an A/B comparison.

@@ -7,7 +7,7 @@ pub mod gpu;
 pub mod settings;
 pub mod stage;
 
-pub use command::{Command, SearchMode, SearchRequest, VisualScorer};
+pub use command::{Command, SearchBackend, SearchMode, SearchRequest, VisualScorer};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
     DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, ModelSettings, Quant,
@@ -27,6 +27,7 @@ pub mod model_shelf;
 pub mod open_indexes;
 pub mod resident_tiles;
 pub mod search;
+pub mod search_remote;
 pub mod service;
 pub mod thumbnail;
 

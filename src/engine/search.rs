@@ -6,7 +6,7 @@
 //! index too big for the free VRAM, or a failed upload, is scored on the CPU and the answer says
 //! why. Each answer names the scorer that ran.
 
-use super::command::{SearchMode, SearchRequest, VisualScorer};
+use super::command::{SearchBackend, SearchMode, SearchRequest, VisualScorer};
 use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
 use super::model_shelf::ModelShelf;
 use super::open_indexes::OpenIndexes;
@@ -28,7 +28,10 @@ impl SearchService {
         let mut state = SearchState::new(indexes, shelf);
         let requests = super::service::spawn("pagesight-search", events, move |req| {
             search(&req, &mut state).unwrap_or_else(|e| Event::Error {
-                context: format!("search in {}", req.index.display()),
+                context: match &req.backend {
+                    SearchBackend::Local => format!("search in {}", req.index.display()),
+                    remote => format!("search in {}", remote.describe()),
+                },
                 message: format!("{e:#}"),
                 request_id: Some(req.id),
             })
@@ -79,6 +82,8 @@ pub struct SearchState {
     pub indexes: OpenIndexes,
     pub models: QueryModels,
     tiles: ResidentTiles,
+    /// The Qdrant collection of the last request that named one (`search_remote`).
+    pub remote: Option<super::search_remote::OpenRemote>,
 }
 
 impl SearchState {
@@ -87,6 +92,7 @@ impl SearchState {
             indexes,
             models: QueryModels::new(shelf),
             tiles: ResidentTiles::default(),
+            remote: None,
         }
     }
 }
@@ -109,6 +115,9 @@ pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<Mod
 }
 
 pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
+    if let SearchBackend::Qdrant { address, api_key } = &req.backend {
+        return super::search_remote::search(req, address, api_key.as_deref(), state);
+    }
     let t0 = Instant::now();
     let mut timings = SearchTimings::default();
     let mut lap = Instant::now();

@@ -397,7 +397,8 @@ impl Searcher {
         Ok((&self.snap.segments[r.seg as usize], r.idx as usize))
     }
 
-    fn hit(&self, page_id: u64, score: f32) -> Result<Hit> {
+    /// Page `page_id` of this snapshot as a hit with `score` (its file, page number and title).
+    pub fn hit(&self, page_id: u64, score: f32) -> Result<Hit> {
         let (seg, i) = self.entry(page_id)?;
         let e = &seg.entries[i];
         let file = self.snap.files.get(&e.file_hash);

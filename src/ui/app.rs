@@ -21,7 +21,8 @@ use crossbeam_channel::{Receiver, Sender};
 use pagesight_engine::command::AbSide;
 use pagesight_engine::event::Event;
 use pagesight_engine::{
-    Command, IngestSettings, LiveSettings, ModelSettings, SearchRequest, TransferMode, VisualScorer,
+    Command, IngestSettings, LiveSettings, ModelSettings, SearchBackend, SearchRequest,
+    TransferMode, VisualScorer,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

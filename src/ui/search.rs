@@ -206,6 +206,15 @@ impl SearchView {
                     .range(1..=100)
                     .prefix("top "),
             );
+            ui.add(
+                egui::TextEdit::singleline(&mut settings.search_backend)
+                    .hint_text("local")
+                    .desired_width(200.0),
+            )
+            .on_hover_text(
+                "Where visual ranking runs: empty for the local index, or a Qdrant collection the \
+                 index was exported to (pagesight export qdrant), qdrant://host:port/collection",
+            );
         });
         if let Err(why) = index_ready {
             ui.label(egui::RichText::new(why).color(ui.visuals().warn_fg_color));

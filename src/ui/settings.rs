@@ -54,6 +54,9 @@ pub struct UiSettings {
     pub search_mode: SearchMode,
     /// Visual ranking through the sign-bit prefilter + exact rerank instead of exact MaxSim.
     pub fast_search: bool,
+    /// Where visual ranking runs: empty or `local`, or `qdrant://host:port/collection` (a
+    /// collection the index was exported to).
+    pub search_backend: String,
     pub top_k: usize,
     pub heatmap_opacity: f32,
     pub show_heatmap: bool,
@@ -142,6 +145,7 @@ impl Default for UiSettings {
             transfer: TransferMode::Async,
             search_mode: SearchMode::Visual,
             fast_search: false,
+            search_backend: String::new(),
             top_k: 12,
             heatmap_opacity: 0.55,
             show_heatmap: true,

@@ -38,7 +38,7 @@ pub(crate) fn hash(i: u64) -> [u8; 32] {
 }
 
 /// Adds `pages` synthetic pages of file `i` (page vectors `corpus.page(i*100+p)`).
-fn add_file(ix: &mut Index, corpus: &Corpus, i: u64, pages: u32, tokens: usize) {
+pub(crate) fn add_file(ix: &mut Index, corpus: &Corpus, i: u64, pages: u32, tokens: usize) {
     let h = hash(i);
     ix.begin_file(
         &h,

@@ -71,6 +71,22 @@ impl PagesightApp {
         if searched.is_empty() {
             return;
         }
+        let backend = match self.settings.search_backend.trim() {
+            "" => SearchBackend::Local,
+            s => match s.parse::<SearchBackend>() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.search.error = Some(format!("{e:#}"));
+                    return;
+                }
+            },
+        };
+        // A Qdrant collection is one ranking: it is asked once, with the first ticked corpus's
+        // index for the text of text and hybrid searches.
+        let searched = match backend {
+            SearchBackend::Local => searched,
+            _ => searched.into_iter().take(1).collect(),
+        };
         let id = self.id();
         let mode = self.settings.search_mode;
         let top_k = self.settings.top_k.max(1);
@@ -96,6 +112,7 @@ impl PagesightApp {
                 } else {
                     VisualScorer::Exact
                 },
+                backend: backend.clone(),
             };
             if !self.send(Command::Search(req)) {
                 self.search.pending = None;

@@ -1,0 +1,188 @@
+//! `bench qdrant`: the index served by Qdrant next to the local scorers, on the same synthetic
+//! pages (`bench search`'s corpus and index): export throughput into a fresh collection, then
+//! search latency through Qdrant (exact MAX_SIM over the f16 multivectors, one gRPC round trip
+//! per query) and locally (exact, and the binary prefilter with its default candidate count),
+//! and how far each top 10 agrees with the local exact one. Queries are vectors drawn by the
+//! corpus (no model), so the figures compare scoring and transport only.
+
+use super::search::{bench_provenance, build_with, CORPUS_VERSION};
+use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
+use anyhow::{Context, Result};
+use clap::Args;
+use pagesight_index::search::CpuExact;
+use pagesight_index::synthetic::{Corpus, Rng};
+use pagesight_index::{Index, Query, Scorer, SearchMode, Searcher};
+use pagesight_qdrant::point::point_id;
+use pagesight_qdrant::{ExportOptions, RemoteCollection, RetryPolicy, Server};
+use serde::Serialize;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct QdrantBenchArgs {
+    /// The Qdrant server's gRPC address (e.g. the URL `../shared/qdrant/start.sh` prints).
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Index sizes in pages.
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    pub pages: Vec<usize>,
+    #[arg(long, default_value_t = 750)]
+    pub tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 20)]
+    pub query_tokens: usize,
+    #[arg(long, default_value_t = 20)]
+    pub queries: usize,
+    #[arg(long, default_value_t = ExportOptions::default().batch_pages)]
+    pub batch_pages: usize,
+    /// Where the synthetic indexes go (shared with `bench search`, reused when complete).
+    #[arg(long, default_value = "target/bench-search")]
+    pub work_dir: PathBuf,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct QdrantBenchRun {
+    pub pages: usize,
+    pub export_seconds: f64,
+    pub export_pages_per_s: f64,
+    /// f32 vector bytes sent per second (what goes over gRPC).
+    pub export_mb_per_s: f64,
+    pub qdrant: Latency,
+    pub local_exact: Latency,
+    pub local_binary: Latency,
+    pub binary_candidates: usize,
+    pub qdrant_top10_vs_exact: f64,
+    pub binary_top10_vs_exact: f64,
+}
+
+pub fn run(a: QdrantBenchArgs) -> Result<()> {
+    let corpus = Corpus::new(42, a.dim, 1024);
+    let server = Server::connect(&a.url, a.api_key.as_deref(), RetryPolicy::default())?;
+    eprintln!(
+        "Qdrant at {} and this process share the machine's {} cores: on a small box the figures \
+         measure contention as much as either side",
+        server.url(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let mut runs = Vec::new();
+    for &n in &a.pages {
+        let dir = a.work_dir.join(format!("pages-{n}-v{CORPUS_VERSION}"));
+        build_with(a.tokens, &corpus, n, &dir, false, &bench_provenance(a.dim))
+            .with_context(|| format!("building {}", dir.display()))?;
+        let collection = format!("bench-{n}-{}", a.tokens);
+        // A full export each run: delete what an earlier run left.
+        let _ = pagesight_qdrant::collection::delete(&server, &collection);
+        let opts = ExportOptions {
+            batch_pages: a.batch_pages.max(1),
+            ..Default::default()
+        };
+        let report = pagesight_qdrant::export(&dir, &server, &collection, &opts, &mut |_| {
+            ControlFlow::Continue(())
+        })?;
+        let remote = RemoteCollection::open(
+            Server::connect(&a.url, a.api_key.as_deref(), RetryPolicy::default())?,
+            &collection,
+        )?;
+        let s = Index::open(&dir)?.searcher()?;
+        let mut rng = Rng::new(7);
+        let queries: Vec<Query> = (0..a.queries)
+            .map(|qi| Query {
+                vectors: corpus.query(rng.below(n as u64), a.query_tokens, qi as u64),
+                n_tokens: a.query_tokens,
+                text: String::new(),
+                mode: SearchMode::Visual,
+                top_k: 10,
+                visual_weight: 1.0,
+                scorer: Scorer::Exact,
+            })
+            .collect();
+        let isa = pagesight_index::maxsim::detected_isa();
+        let as_points = |ids: Vec<u64>| -> Result<Vec<u64>> { to_points(&s, ids) };
+        let (exact, exact_tops, _) =
+            time_queries(&queries, |q| as_points(top10(&s, q, &CpuExact(isa))?))?;
+        let binary = Scorer::binary_for_pages(n);
+        let candidates = match binary {
+            Scorer::Binary { candidates } => candidates,
+            Scorer::Exact => 0,
+        };
+        let (local_binary, binary_tops, _) = time_queries(&queries, |q| {
+            let q = Query {
+                scorer: binary,
+                ..q.clone()
+            };
+            as_points(
+                s.visual_with(&q, 10, &CpuExact(isa))?
+                    .into_iter()
+                    .map(|x| x.0)
+                    .collect(),
+            )
+        })?;
+        let (qdrant, qdrant_tops, _) = time_queries(&queries, |q| {
+            Ok(remote
+                .search(&q.vectors, q.n_tokens, 10)?
+                .into_iter()
+                .map(|h| h.point_id)
+                .collect())
+        })?;
+        let vector_bytes = (n * a.tokens * a.dim * 4) as f64;
+        let run = QdrantBenchRun {
+            pages: n,
+            export_seconds: report.seconds,
+            export_pages_per_s: report.sent as f64 / report.seconds,
+            export_mb_per_s: vector_bytes / report.seconds / 1e6,
+            qdrant,
+            local_exact: exact,
+            local_binary,
+            binary_candidates: candidates,
+            qdrant_top10_vs_exact: overlap_at_10(&exact_tops, &qdrant_tops),
+            binary_top10_vs_exact: overlap_at_10(&exact_tops, &binary_tops),
+        };
+        println!(
+            "{n} pages × {} vectors × {} dims, {} query vectors, {} queries",
+            a.tokens, a.dim, a.query_tokens, a.queries
+        );
+        println!(
+            "  export to Qdrant   {:.1} s, {:.1} pages/s, {:.1} MB/s of f32 vectors ({} batches of ≤ {} pages, {} retries)",
+            run.export_seconds, run.export_pages_per_s, run.export_mb_per_s, report.batches, opts.batch_pages, report.retries
+        );
+        println!(
+            "  search  Qdrant exact MAX_SIM     {}  top-10 vs local exact {:.3}",
+            latency_line(&run.qdrant),
+            run.qdrant_top10_vs_exact
+        );
+        println!(
+            "  search  local exact ({:>6})      {}",
+            isa.name(),
+            latency_line(&run.local_exact)
+        );
+        println!(
+            "  search  local binary + {:<4} rerank {}  top-10 vs local exact {:.3}",
+            candidates,
+            latency_line(&run.local_binary),
+            run.binary_top10_vs_exact
+        );
+        runs.push(run);
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&runs)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Local page ids as point ids (content hash and page number), the ids Qdrant answers with.
+fn to_points(s: &Searcher, ids: Vec<u64>) -> Result<Vec<u64>> {
+    ids.into_iter()
+        .map(|id| {
+            let h = s.hit(id, 0.0)?;
+            Ok(point_id(&h.file_hash, h.page))
+        })
+        .collect()
+}
