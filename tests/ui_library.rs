@@ -260,6 +260,7 @@ fn summary() -> IngestSummary {
         stages: StageTimes::default(),
         cancelled: false,
         failures: Vec::new(),
+        replicas: Vec::new(),
     }
 }
 

@@ -14,6 +14,9 @@ use pagesight_model::GpuKernels;
 use serde_json::json;
 use std::path::Path;
 
+/// NF4 in f32 on the GPU against the reference's f32 NF4 model: the CPU meets 1e-4.
+const NF4_F32_TOLERANCE: f64 = 1e-3;
+
 pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::Value)> {
     let mut checks = Vec::new();
     let mut doc = serde_json::Map::new();
@@ -45,22 +48,28 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
         });
         doc.insert(name, json!(errs));
     }
-    // NF4 with the fixture's adapter in both forms, bf16 on the GPU, against the reference's NF4
-    // model of the same form (f32): the unmerged form is the seed's and the default.
+    // NF4 with the fixture's adapter in both forms on the GPU against the reference's NF4 model
+    // of the same form: the unmerged form is the seed's and the default. In f32, as the reference
+    // quantised: weights loaded in bf16 are rounded before they are quantised, which moves some
+    // NF4 codes across their bin boundaries — another model, far from this fixture's reference.
     if quant == Quant::Nf4 {
         for lora in LoraMode::ALL {
             let model = ColQwen::load(&ModelSettings {
                 lora,
-                ..fixture.settings(DeviceChoice::Cuda(0), DType::Bf16, Quant::Nf4)
+                ..fixture.settings(DeviceChoice::Cuda(0), DType::F32, Quant::Nf4)
             })?;
-            let errs = fixture.errors(&model, &format!("nf4_{}.", lora.name()))?;
+            // Plain f32 products (the load turns TF32 on): the check is exactness.
+            candle_core::cuda::set_gemm_reduced_precision_f32(false);
+            let errs = fixture.errors(&model, &format!("nf4_{}.", lora.name()));
+            candle_core::cuda::set_gemm_reduced_precision_f32(true);
+            let errs = errs?;
             let worst = errs.iter().map(|e| e.1).fold(0.0, f64::max);
-            let name = format!("fixture_nf4_{}_bf16_cuda", lora.name());
+            let name = format!("fixture_nf4_{}_f32_cuda", lora.name());
             checks.push(Check {
                 name: name.clone(),
-                ok: worst < BF16_TOLERANCE,
+                ok: worst < NF4_F32_TOLERANCE,
                 detail: format!(
-                    "worst rel err {worst:.3e} vs the reference's NF4 model with its adapter {} (bound {BF16_TOLERANCE})",
+                    "worst rel err {worst:.3e} vs the reference's NF4 model with its adapter {} (bound {NF4_F32_TOLERANCE})",
                     lora.name()
                 ),
             });
