@@ -89,10 +89,14 @@ while [ $# -gt 0 ]; do
     ingest)
       dir=$1; shift; pages=${1:-}
       if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
-      "$run_dir/pagesight" bench ingest "$dir" --model random:3b --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
-        --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$card.json" 2>&1 | tee "$OUT/ingest.log"
-      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-      sed -n '/^| run/,$p' "$OUT/ingest.log" >> "$summary"
+      # INGEST_DEVICES: one run per device list (e.g. "cuda:0 cuda:all cuda:0,0"), same pages.
+      for dev in ${INGEST_DEVICES:-cuda:0}; do
+        note "-- bench ingest --device $dev"
+        "$run_dir/pagesight" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
+          --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-${dev//[:,]/_}.json" 2>&1 | tee -a "$OUT/ingest.log" \
+          | grep -E "^\| nf4|^\| none|replica" >> "$summary"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
       ;;
     cli-ingest)
       # The user's command with its defaults (the device's best precision and transfer) into a
