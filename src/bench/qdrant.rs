@@ -10,8 +10,8 @@ use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Lat
 use anyhow::{Context, Result};
 use clap::Args;
 use pagesight_index::search::CpuExact;
-use pagesight_index::synthetic::{Corpus, Rng};
-use pagesight_index::{Index, Query, Scorer, SearchMode, Searcher};
+use pagesight_index::synthetic::Corpus;
+use pagesight_index::{Index, Query, Scorer, Searcher};
 use pagesight_qdrant::point::point_id;
 use pagesight_qdrant::{ExportOptions, RemoteCollection, RetryPolicy, Server};
 use serde::Serialize;
@@ -91,18 +91,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             &collection,
         )?;
         let s = Index::open(&dir)?.searcher()?;
-        let mut rng = Rng::new(7);
-        let queries: Vec<Query> = (0..a.queries)
-            .map(|qi| Query {
-                vectors: corpus.query(rng.below(n as u64), a.query_tokens, qi as u64),
-                n_tokens: a.query_tokens,
-                text: String::new(),
-                mode: SearchMode::Visual,
-                top_k: 10,
-                visual_weight: 1.0,
-                scorer: Scorer::Exact,
-            })
-            .collect();
+        let queries = super::search::synthetic_queries(&corpus, n, a.queries, a.query_tokens);
         let isa = pagesight_index::maxsim::detected_isa();
         let as_points = |ids: Vec<u64>| -> Result<Vec<u64>> { to_points(&s, ids) };
         let (exact, exact_tops, _) =

@@ -247,6 +247,28 @@ fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
     best / reps as f64 * 1e6
 }
 
+/// `count` exact top-10 visual queries of `tokens` vectors, each near a random page of the
+/// `pages`-page synthetic corpus (fixed seed: every benchmark asks the same).
+pub(super) fn synthetic_queries(
+    corpus: &Corpus,
+    pages: usize,
+    count: usize,
+    tokens: usize,
+) -> Vec<Query> {
+    let mut rng = Rng::new(7);
+    (0..count)
+        .map(|qi| Query {
+            vectors: corpus.query(rng.below(pages as u64), tokens, qi as u64),
+            n_tokens: tokens,
+            text: String::new(),
+            mode: SearchMode::Visual,
+            top_k: 10,
+            visual_weight: 1.0,
+            scorer: Scorer::Exact,
+        })
+        .collect()
+}
+
 pub(super) fn bench_provenance(dim: usize) -> Provenance {
     Provenance {
         model: "synthetic-colqwen-shaped".into(),
@@ -451,18 +473,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         let open_verify_secs = t.elapsed().as_secs_f64();
         let s = ix.searcher()?;
         let stats = ix.stats();
-        let mut rng = Rng::new(7);
-        let queries: Vec<Query> = (0..a.queries)
-            .map(|qi| Query {
-                vectors: corpus.query(rng.below(n as u64), a.query_tokens, qi as u64),
-                n_tokens: a.query_tokens,
-                text: String::new(),
-                mode: SearchMode::Visual,
-                top_k: 10,
-                visual_weight: 1.0,
-                scorer: Scorer::Exact,
-            })
-            .collect();
+        let queries = synthetic_queries(&corpus, n, a.queries, a.query_tokens);
         let flops = 2.0 * a.query_tokens as f64 * stats.vectors as f64 * a.dim as f64;
         let mut exact = Vec::new();
         let mut exact_tops = Vec::new();

@@ -97,6 +97,17 @@ impl SearchState {
     }
 }
 
+/// A stopwatch of laps: each call gives the milliseconds since the previous one (or since it
+/// was made), for the search's time by step.
+pub(crate) fn laps() -> impl FnMut() -> f64 {
+    let mut lap = Instant::now();
+    move || {
+        let ms = lap.elapsed().as_secs_f64() * 1e3;
+        lap = Instant::now();
+        ms
+    }
+}
+
 /// The settings that reproduce the model recorded in the index.
 pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<ModelSettings> {
     let mut settings = ModelSettings {
@@ -120,12 +131,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
     }
     let t0 = Instant::now();
     let mut timings = SearchTimings::default();
-    let mut lap = Instant::now();
-    let mut took = || {
-        let ms = lap.elapsed().as_secs_f64() * 1e3;
-        lap = Instant::now();
-        ms
-    };
+    let mut took = laps();
     let open = state.indexes.snapshot(&req.index)?;
     let (searcher, prov) = (open.searcher, open.provenance);
     timings.open_ms = took();

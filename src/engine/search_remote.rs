@@ -47,12 +47,7 @@ pub fn search(
 ) -> Result<Event> {
     let t0 = Instant::now();
     let mut timings = SearchTimings::default();
-    let mut lap = Instant::now();
-    let mut took = || {
-        let ms = lap.elapsed().as_secs_f64() * 1e3;
-        lap = Instant::now();
-        ms
-    };
+    let mut took = super::search::laps();
     let local = if req.index.as_os_str().is_empty() {
         None
     } else {
