@@ -78,11 +78,14 @@ status=0
 EMBED_QUANT=${EMBED_QUANT:-none,nf4}
 EMBED_FUSED=${EMBED_FUSED:-1}
 EMBED_LT=${EMBED_LT:-1}
+EMBED_LORA=${EMBED_LORA:-unmerged}   # unmerged,merged: the adapter beside NF4, or merged first
+EMBED_BATCH=${EMBED_BATCH:-4}
 while [ $# -gt 0 ]; do
   step=$1; shift
   case $step in
     selftest)
-      "$run_dir/pagesight" bench gpu-selftest --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.log"
+      # SELFTEST_ARGS: e.g. "--batches 10" for shorter pipeline runs.
+      "$run_dir/pagesight" bench gpu-selftest ${SELFTEST_ARGS:-} --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       grep -E "^(PASS|FAIL)" "$OUT/selftest.log" >> "$summary"
       ;;
@@ -127,12 +130,17 @@ while [ $# -gt 0 ]; do
         for f in ${EMBED_FUSED//,/ }; do
           for lt in ${EMBED_LT//,/ }; do
           for scope in $(echo "${EMBED_SCOPE:-all}" | tr , " "); do
+          for lora in ${EMBED_LORA//,/ }; do
+          for batch in ${EMBED_BATCH//,/ }; do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
             kernels=""; [ "$f" = 0 ] && kernels="--no-fused-kernels"; [ "$lt" = 0 ] && kernels="$kernels --no-cublaslt"
-            note "-- $bin: bench embed --quant $q --quant-scope $scope --batch 4 $p $kernels"
-            "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch 4 --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            [ "$lora" = merged ] && kernels="$kernels --merge-lora"
+            note "-- $bin: bench embed --quant $q --quant-scope $scope --batch $batch $p $kernels"
+            "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch "$batch" --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
+          done
           done
           done
           done
