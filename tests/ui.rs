@@ -94,6 +94,7 @@ fn cpu_device() -> DeviceInfo {
         vram_used_bytes: None,
         driver: None,
         unavailable_reason: Some("this pagesight was built without the `cuda` feature".into()),
+        cards: Vec::new(),
     }
 }
 
@@ -114,6 +115,7 @@ fn metrics(t: f64, pps: f64, batch: usize) -> Metrics {
         stages,
         gpu: None,
         gpu_unavailable: Some("no CUDA device".into()),
+        gpus: Vec::new(),
         replicas: Vec::new(),
     }
 }

@@ -15,6 +15,7 @@ fn gpu_device() -> DeviceInfo {
         vram_used_bytes: Some(1 << 30),
         driver: None,
         unavailable_reason: None,
+        cards: Vec::new(),
     }
 }
 

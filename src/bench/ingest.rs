@@ -105,6 +105,21 @@ fn pinned_h2d_peak(runs: &[AbSideResult]) -> Option<f64> {
     None
 }
 
+/// The runs as JSON, each multi-device run with its replicas' total (`replica_total`: pages/s
+/// summed, mean utilisation and summed memory of its cards), which readers may ignore.
+fn runs_json(runs: &[AbSideResult]) -> Result<Vec<serde_json::Value>> {
+    runs.iter()
+        .map(|r| -> Result<serde_json::Value> {
+            let mut v = serde_json::to_value(r)?;
+            if let (false, Some(obj)) = (r.replicas.is_empty(), v.as_object_mut()) {
+                let total = pagesight_engine::replica_figures::ReplicaTotal::of(&r.replicas);
+                obj.insert("replica_total".into(), serde_json::to_value(total)?);
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
 /// The three largest stages as "name share%".
 fn top_stages(r: &AbSideResult) -> String {
     let total = r.stages.total().max(1e-12);
@@ -159,8 +174,8 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
                 "{}: {:.2} pages/s over {} pages",
                 r.label, r.pages_per_sec, r.pages
             );
-            for replica in &r.replicas {
-                eprintln!("  {}", replica.describe(r.wall_secs));
+            for line in pagesight_engine::replica_figures::lines(&r.replicas, r.wall_secs) {
+                eprintln!("  {line}");
             }
             runs.push(r);
         }
@@ -215,7 +230,7 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
             "pages": a.pages,
             "batch_size": a.batch_size,
             "model": a.model,
-            "runs": runs,
+            "runs": runs_json(&runs)?,
         });
         pagesight_common::fs::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
         println!("wrote {}", path.display());

@@ -279,10 +279,16 @@ pub fn run(a: JourneyArgs) -> Result<()> {
         thumbnail_failures,
         peak_rss_bytes: peak_rss_bytes(),
         peak_device_memory_bytes,
-        process_device_memory_bytes: pagesight_engine::gpu_monitor::GpuMonitor::open(0)
-            .and_then(|m| m.process_memory(std::process::id()))
-            .ok()
-            .flatten(),
+        // The primary device's card (a multi-device run's first).
+        process_device_memory_bytes: pagesight_engine::gpu_monitor::GpuMonitor::open_cuda(
+            match settings.model.device {
+                pagesight_engine::DeviceChoice::Cuda(n) => n,
+                _ => 0,
+            },
+        )
+        .and_then(|m| m.process_memory(std::process::id()))
+        .ok()
+        .flatten(),
         runs: vec![AbSideResult {
             label: "journey ingest".into(),
             settings,

@@ -124,8 +124,8 @@ pub fn print_summary(s: &IngestSummary) {
             .collect();
         println!("time by stage: {}", parts.join(", "));
     }
-    for r in &s.replicas {
-        println!("  {}", r.describe(s.wall_secs));
+    for line in pagesight_engine::replica_figures::lines(&s.replicas, s.wall_secs) {
+        println!("  {line}");
     }
     for f in &s.failures {
         if let FileStatus::Failed { page, reason } = &f.status {

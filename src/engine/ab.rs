@@ -78,7 +78,7 @@ pub fn run_side(
     }
     let started = Instant::now();
     let loader = Loader::start(jobs, &side.settings.loader, &pre)?;
-    let mut recorder = MetricsRecorder::new(super::gpu_monitor::GpuMonitor::open(0));
+    let mut recorder = MetricsRecorder::new(&side.settings.replica_devices()?);
     let mut pump = Pump {
         model: &model,
         pre: &pre,

@@ -1,4 +1,5 @@
-//! What the engine computes on: the device, whether CUDA was built in, VRAM and driver.
+//! What the engine computes on: the device, whether CUDA was built in, VRAM and driver, and
+//! each CUDA card of the machine.
 
 use super::event::DeviceInfo;
 use super::gpu_monitor::GpuMonitor;
@@ -8,10 +9,10 @@ use super::settings::DeviceChoice;
 pub fn describe(choice: DeviceChoice) -> DeviceInfo {
     let cuda_built = cfg!(feature = "cuda");
     let index = match choice {
-        DeviceChoice::Cuda(n) => n as u32,
+        DeviceChoice::Cuda(n) => n,
         _ => 0,
     };
-    let monitor = GpuMonitor::open(index);
+    let monitor = GpuMonitor::open_cuda(index);
     let sample = monitor.as_ref().ok().and_then(|m| m.sample().ok());
     let cuda_available = cuda_built && candle_core::utils::cuda_is_available() && monitor.is_ok();
     let unavailable_reason = if !cuda_built {
@@ -44,6 +45,11 @@ pub fn describe(choice: DeviceChoice) -> DeviceInfo {
         vram_used_bytes: sample.as_ref().map(|s| s.memory_used_bytes),
         driver: monitor.as_ref().ok().and_then(|m| m.driver()),
         unavailable_reason,
+        cards: if cuda_available {
+            super::cuda_cards::list()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -59,5 +65,6 @@ mod tests {
         assert!(!d.cuda_available);
         assert!(d.name.starts_with("cpu"));
         assert!(d.unavailable_reason.unwrap().contains("cuda"));
+        assert!(d.cards.is_empty());
     }
 }

@@ -58,6 +58,13 @@ pub struct GpuSample {
     pub pcie_rx_bytes_per_sec: Option<f64>,
 }
 
+/// One card's NVML sample in a metrics tick: `ordinal` is CUDA's (`cuda:N`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CardSample {
+    pub ordinal: usize,
+    pub sample: GpuSample,
+}
+
 /// Sent ~4× per second while pages flow. Definitions match the bench JSON:
 /// `gpu_busy` = fraction of wall time the compute stream had work queued (CUDA events);
 /// `copy_critical_secs` = time the compute stream waited for a copy; `stages` add up to wall time.
@@ -74,9 +81,14 @@ pub struct Metrics {
     pub batch_size: usize,
     /// Stage times over the interval since the previous metrics event.
     pub stages: StageTimes,
+    /// The first card of the run (the primary device's); with several cards see `gpus`.
     pub gpu: Option<GpuSample>,
     /// Why GPU numbers are missing, when they are.
     pub gpu_unavailable: Option<String>,
+    /// Each card the run computes on, one sample per distinct CUDA ordinal (empty on the CPU,
+    /// and in files recorded before the run sampled each card).
+    #[serde(default)]
+    pub gpus: Vec<CardSample>,
     /// Each model replica so far, in a multi-device run (empty with one device).
     #[serde(default)]
     pub replicas: Vec<ReplicaSummary>,
@@ -99,6 +111,11 @@ pub struct ReplicaSummary {
     /// Its own stage times (staging, copies and compute on its thread; waiting for work as
     /// `render`).
     pub stages: StageTimes,
+    /// Its card's latest NVML sample (utilisation, memory used / total, PCIe rates); None on
+    /// the CPU, without NVML, and in files recorded before the run sampled each card. Replicas
+    /// that share a card show the same sample.
+    #[serde(default)]
+    pub gpu: Option<GpuSample>,
     /// Why it was dropped mid-run (its unfinished pages went to the others); None: it ran to
     /// the end.
     pub failed: Option<String>,
@@ -112,12 +129,17 @@ impl ReplicaSummary {
         } else {
             String::new()
         };
+        let card = self
+            .gpu
+            .as_ref()
+            .map(|g| format!(", {}", super::replica_figures::card_text(g)))
+            .unwrap_or_default();
         let failed = match &self.failed {
             Some(e) => format!(", dropped: {e}"),
             None => String::new(),
         };
         format!(
-            "replica {} ({}): {} pages in {} batches, {:.2} pages/s, busy {:.0}%{h2d}{failed}",
+            "replica {} ({}): {} pages in {} batches, {:.2} pages/s, busy {:.0}%{h2d}{card}{failed}",
             self.replica,
             self.device,
             self.pages,
@@ -219,6 +241,18 @@ pub struct DeviceInfo {
     pub driver: Option<String>,
     /// Why GPU features are unavailable, when they are.
     pub unavailable_reason: Option<String>,
+    /// Each CUDA card of the machine (empty without CUDA; absent from older recordings).
+    #[serde(default)]
+    pub cards: Vec<CardInfo>,
+}
+
+/// One CUDA card as the driver lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CardInfo {
+    /// CUDA's ordinal: the N of `cuda:N`.
+    pub ordinal: usize,
+    pub name: String,
+    pub memory_total_bytes: u64,
 }
 
 /// Result of one side of an A/B comparison.

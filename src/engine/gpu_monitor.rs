@@ -15,9 +15,26 @@ pub struct GpuMonitor {
 }
 
 impl GpuMonitor {
-    /// Opens NVML for GPU `index`; the error is a sentence for the user.
+    /// Opens NVML for the card CUDA calls `cuda:{ordinal}`. NVML numbers every card of the
+    /// machine in PCI order, CUDA only those CUDA_VISIBLE_DEVICES lets it see, fastest first
+    /// unless CUDA_DEVICE_ORDER says otherwise: the card is found by the PCI bus id the CUDA
+    /// driver gives for the ordinal. Where the driver is not asked (a build without CUDA) the
+    /// ordinal is taken for NVML's index — right unless those variables renumber the cards.
+    pub fn open_cuda(ordinal: usize) -> Result<Self, String> {
+        let Some(bus) = super::cuda_cards::pci_bus_id(ordinal) else {
+            return Self::open(ordinal as u32);
+        };
+        let nvml = init()?;
+        let index = nvml
+            .device_by_pci_bus_id(bus.as_str())
+            .and_then(|d| d.index())
+            .map_err(|e| format!("NVML finds no GPU at PCI {bus} (cuda:{ordinal}): {e}"))?;
+        Ok(GpuMonitor { nvml, index })
+    }
+
+    /// Opens NVML for GPU `index` (NVML's numbering); the error is a sentence for the user.
     pub fn open(index: u32) -> Result<Self, String> {
-        let nvml = Nvml::init().map_err(|e| format!("no NVIDIA driver library (NVML): {e}"))?;
+        let nvml = init()?;
         let count = nvml
             .device_count()
             .map_err(|e| format!("NVML could not count GPUs: {e}"))?;
@@ -80,6 +97,10 @@ impl GpuMonitor {
             pcie_rx_bytes_per_sec: kbps(PcieUtilCounter::Receive),
         })
     }
+}
+
+fn init() -> Result<Nvml, String> {
+    Nvml::init().map_err(|e| format!("no NVIDIA driver library (NVML): {e}"))
 }
 
 /// NVML read on a thread of its own, so that whoever wants a sample never waits for one. Each

@@ -17,14 +17,17 @@ pub use stage::{Stage, StageClock, StageTimes};
 
 pub mod ab;
 pub mod control;
+pub mod cuda_cards;
 pub mod device_info;
 pub mod env_vars;
+pub mod gpu_cards;
 pub mod gpu_monitor;
 pub mod handle;
 pub mod ingest;
 pub mod metrics;
 pub mod model_shelf;
 pub mod open_indexes;
+pub mod replica_figures;
 pub mod resident_tiles;
 pub mod search;
 pub mod search_remote;

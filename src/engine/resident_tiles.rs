@@ -209,13 +209,13 @@ fn upload_pages(
     let need = TensorScorer::resident_bytes_for(searcher);
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let ordinal = match device.location() {
-        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
+        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id,
         _ => 0,
     };
     // Memory only: a full sample also reads NVML's PCIe counters, each of which blocks for its
     // sampling window, and the search would wait for them.
     if let Ok((used, total)) =
-        super::gpu_monitor::GpuMonitor::open(ordinal).and_then(|m| m.memory())
+        super::gpu_monitor::GpuMonitor::open_cuda(ordinal).and_then(|m| m.memory())
     {
         let free = total.saturating_sub(used);
         if need as f64 > RESIDENT_SHARE_OF_FREE_VRAM * free as f64 {

@@ -273,6 +273,12 @@ impl PagesightApp {
         if self.settings.best_precision {
             self.best_precision().apply_to(&mut s.model);
         }
+        let cards = self.cards();
+        let chosen =
+            super::card_choice::chosen(s.model.device, &cards, &self.settings.unticked_cards);
+        if let Some(set) = chosen {
+            s.set_devices(&set);
+        }
         s.loader.workers = self.settings.workers.max(1);
         // A mode remembered from a GPU machine would be refused here: use the one every device has.
         let transfer = if self.cuda_usable() {
@@ -285,6 +291,15 @@ impl PagesightApp {
             transfer,
         };
         s
+    }
+
+    /// The machine's CUDA cards as the engine reported them (none until it has).
+    fn cards(&self) -> Vec<pagesight_engine::event::CardInfo> {
+        self.status
+            .device
+            .as_ref()
+            .map(|d| d.cards.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn cuda_usable(&self) -> bool {
@@ -693,7 +708,11 @@ impl eframe::App for PagesightApp {
                         p.display().to_string()
                     });
                 let best = self.best_precision();
-                for a in self.ingest.show(ui, &mut self.settings, &hint, best) {
+                let cards = self.cards();
+                for a in self
+                    .ingest
+                    .show(ui, &mut self.settings, &hint, best, &cards)
+                {
                     match a {
                         IngestAction::Start => self.start_ingest(),
                         IngestAction::Pause => {

@@ -1,10 +1,11 @@
 //! The Corpus / Ingest view: folder, model and loader choices, start / pause / cancel, progress and
 //! the live list of files with their status.
 
+use super::card_choice;
 use super::format;
 use super::settings::UiSettings;
 use egui_extras::{Column, TableBuilder};
-use pagesight_engine::event::{FileReport, FileStatus, IngestSummary, Progress};
+use pagesight_engine::event::{CardInfo, FileReport, FileStatus, IngestSummary, Progress};
 use pagesight_engine::settings::Precision;
 use pagesight_engine::{DType, DeviceChoice, Quant, QuantScope};
 use std::collections::HashMap;
@@ -112,6 +113,8 @@ impl IngestView {
         index_hint: &str,
         // What "best for this device" resolves to now (`PagesightApp::best_precision`).
         best_precision: Precision,
+        // The machine's CUDA cards (the engine's `DeviceInfo`; empty until it answers).
+        cards: &[CardInfo],
     ) -> Vec<IngestAction> {
         let mut actions = Vec::new();
         let active = self.state.is_active();
@@ -164,11 +167,24 @@ impl IngestView {
                 ui.add_enabled_ui(!active, |ui| {
                     ui.horizontal(|ui| {
                         for d in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda(0)] {
-                            ui.selectable_value(&mut settings.model.device, d, d.to_string());
+                            // With several cards the boxes below say which: the button is "cuda".
+                            let name = match d {
+                                DeviceChoice::Cuda(_) if cards.len() > 1 => "cuda".to_string(),
+                                d => d.to_string(),
+                            };
+                            ui.selectable_value(&mut settings.model.device, d, name);
                         }
                     });
                 });
                 ui.end_row();
+
+                if card_choice::applies(settings.model.device, cards) {
+                    ui.label("Cards");
+                    ui.add_enabled_ui(!active, |ui| {
+                        card_choice::show(ui, cards, &mut settings.unticked_cards)
+                    });
+                    ui.end_row();
+                }
 
                 ui.label("Precision");
                 ui.add_enabled_ui(!active, |ui| {

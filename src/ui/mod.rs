@@ -3,6 +3,7 @@
 
 mod app;
 mod background;
+mod card_choice;
 pub(crate) mod format;
 mod frame_stats;
 mod heatmap;

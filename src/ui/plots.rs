@@ -4,7 +4,7 @@
 use super::runs::SummaryRow;
 use egui::Color32;
 use egui_plot::{Bar, BarChart, FilledArea, Legend, Line, Plot, PlotPoints, Points};
-use pagesight_engine::event::Metrics;
+use pagesight_engine::event::{GpuSample, Metrics};
 use pagesight_engine::Stage;
 
 const PLOT_HEIGHT: f32 = 150.0;
@@ -14,6 +14,67 @@ pub struct SeriesRef<'a> {
     pub label: &'a str,
     pub series: &'a [Metrics],
     pub colour: Color32,
+}
+
+/// One line as drawn: a run's, or one card's of a run.
+struct PlotLine {
+    label: String,
+    colour: Color32,
+    points: Vec<[f64; 2]>,
+}
+
+/// One line per run.
+fn per_run(runs: &[SeriesRef<'_>], value: impl Fn(&Metrics) -> Option<f64>) -> Vec<PlotLine> {
+    runs.iter()
+        .map(|r| PlotLine {
+            label: r.label.to_string(),
+            colour: r.colour,
+            points: r
+                .series
+                .iter()
+                .filter_map(|m| value(m).map(|v| [m.t, v]))
+                .collect(),
+        })
+        .collect()
+}
+
+/// GPU figures: one line per run, or one per card of a run that sampled several cards
+/// (`Metrics::gpus`), named `cuda:N` (after the run's label when several runs are shown).
+fn per_card(runs: &[SeriesRef<'_>], value: impl Fn(&GpuSample) -> f64) -> Vec<PlotLine> {
+    let mut lines = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let mut cards: Vec<usize> = Vec::new();
+        for c in r.series.iter().flat_map(|m| &m.gpus) {
+            if !cards.contains(&c.ordinal) {
+                cards.push(c.ordinal);
+            }
+        }
+        if cards.len() <= 1 {
+            lines.extend(per_run(std::slice::from_ref(r), |m| {
+                m.gpu.as_ref().map(&value)
+            }));
+            continue;
+        }
+        for (j, &n) in cards.iter().enumerate() {
+            lines.push(PlotLine {
+                label: if runs.len() == 1 {
+                    format!("cuda:{n}")
+                } else {
+                    format!("{} cuda:{n}", r.label)
+                },
+                colour: run_colour(i + j * runs.len()),
+                points: r
+                    .series
+                    .iter()
+                    .filter_map(|m| {
+                        let c = m.gpus.iter().find(|c| c.ordinal == n)?;
+                        Some([m.t, value(&c.sample)])
+                    })
+                    .collect(),
+            });
+        }
+    }
+    lines
 }
 
 /// Distinct colours for runs, readable on dark and light backgrounds.
@@ -47,7 +108,8 @@ pub fn stage_colour(s: Stage) -> Color32 {
     }
 }
 
-/// Pages/s, H2D GB/s, GPU utilisation and GPU memory over time, one line per run, in a 2×2 grid.
+/// Pages/s, H2D GB/s, GPU utilisation and GPU memory over time, one line per run (on the GPU
+/// plots one per card of a run that used several), in a 2×2 grid.
 /// A plot whose data cannot exist on this machine shows why instead of an empty frame.
 pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_reason: Option<&str>) {
     if runs.iter().all(|r| r.series.is_empty()) {
@@ -77,15 +139,13 @@ pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_rea
         })
         .unwrap_or_else(|| "no GPU samples in this run".into());
     let link = egui::Id::unique((id, "x-link"));
-    run_legend(ui, runs);
+    legend(ui, runs.iter().map(|r| (r.label, r.colour)));
     ui.columns(2, |cols| {
-        line_plot(&mut cols[0], id, "pages/s", "pages/s", link, runs, |m| {
-            Some(m.pages_per_sec)
-        });
+        let pages = per_run(runs, |m| Some(m.pages_per_sec));
+        line_plot(&mut cols[0], id, "pages/s", "pages/s", link, &pages);
         if any_h2d {
-            line_plot(&mut cols[1], id, "H2D GB/s", "GB/s", link, runs, |m| {
-                Some(m.h2d_bytes_per_sec / 1e9)
-            });
+            let h2d = per_run(runs, |m| Some(m.h2d_bytes_per_sec / 1e9));
+            line_plot(&mut cols[1], id, "H2D GB/s", "GB/s", link, &h2d);
         } else {
             unavailable(
                 &mut cols[1],
@@ -94,42 +154,39 @@ pub fn metric_plots(ui: &mut egui::Ui, id: &str, runs: &[SeriesRef<'_>], gpu_rea
             );
         }
     });
-    ui.columns(2, |cols| {
-        if any_gpu {
-            line_plot(
-                &mut cols[0],
-                id,
-                "GPU utilisation %",
-                "%",
-                link,
-                runs,
-                // NVML's share of busy time, 0..1, drawn as a percentage like the title says.
-                |m| m.gpu.as_ref().map(|g| g.utilisation as f64 * 100.0),
-            );
-            line_plot(&mut cols[1], id, "GPU memory GiB", "GiB", link, runs, |m| {
-                m.gpu
-                    .as_ref()
-                    .map(|g| g.memory_used_bytes as f64 / (1u64 << 30) as f64)
-            });
-        } else {
+    if !any_gpu {
+        ui.columns(2, |cols| {
             unavailable(&mut cols[0], "GPU utilisation %", &reason);
             unavailable(&mut cols[1], "GPU memory", &reason);
-        }
+        });
+        return;
+    }
+    // NVML's share of busy time, 0..1, drawn as a percentage like the title says.
+    let util = per_card(runs, |g| g.utilisation as f64 * 100.0);
+    let memory = per_card(runs, |g| g.memory_used_bytes as f64 / (1u64 << 30) as f64);
+    if util.len() > runs.len() {
+        // Lines per card: their own legend.
+        legend(ui, util.iter().map(|l| (l.label.as_str(), l.colour)));
+    }
+    ui.columns(2, |cols| {
+        line_plot(&mut cols[0], id, "GPU utilisation %", "%", link, &util);
+        line_plot(&mut cols[1], id, "GPU memory GiB", "GiB", link, &memory);
     });
 }
 
-/// One legend for the four plots: a legend inside each small plot covered its lines.
-fn run_legend(ui: &mut egui::Ui, runs: &[SeriesRef<'_>]) {
+/// One legend for the four plots (and one for the cards' lines): a legend inside each small
+/// plot covered its lines.
+fn legend<'a>(ui: &mut egui::Ui, lines: impl Iterator<Item = (&'a str, Color32)>) {
     ui.horizontal_wrapped(|ui| {
-        for r in runs {
+        for (label, colour) in lines {
             // A short stroke in the run's colour, like its line (painted: no font glyph needed).
             let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 12.0), egui::Sense::hover());
             ui.painter().hline(
                 rect.x_range(),
                 rect.center().y,
-                egui::Stroke::new(3.0, r.colour),
+                egui::Stroke::new(3.0, colour),
             );
-            ui.label(r.label);
+            ui.label(label);
             ui.add_space(8.0);
         }
     });
@@ -155,8 +212,7 @@ fn line_plot(
     title: &str,
     unit: &str,
     link: egui::Id,
-    runs: &[SeriesRef<'_>],
-    value: impl Fn(&Metrics) -> Option<f64>,
+    lines: &[PlotLine],
 ) {
     ui.label(egui::RichText::new(title).strong());
     Plot::new((id, title))
@@ -167,23 +223,18 @@ fn line_plot(
         .y_axis_label(unit)
         .allow_scroll(false)
         .show(ui, |p| {
-            for r in runs {
-                let pts: Vec<[f64; 2]> = r
-                    .series
-                    .iter()
-                    .filter_map(|m| value(m).map(|v| [m.t, v]))
-                    .collect();
-                if pts.len() < 3 {
+            for l in lines {
+                if l.points.len() < 3 {
                     // A line needs two points; a short run still shows its samples.
                     p.points(
-                        Points::new(r.label, PlotPoints::new(pts.clone()))
+                        Points::new(l.label.as_str(), PlotPoints::new(l.points.clone()))
                             .radius(3.0)
-                            .color(r.colour),
+                            .color(l.colour),
                     );
                 }
                 p.line(
-                    Line::new(r.label, PlotPoints::new(pts))
-                        .color(r.colour)
+                    Line::new(l.label.as_str(), PlotPoints::new(l.points.clone()))
+                        .color(l.colour)
                         .width(1.5),
                 );
             }

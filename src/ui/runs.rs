@@ -266,6 +266,7 @@ mod tests {
                 stages,
                 gpu: None,
                 gpu_unavailable: Some("no NVML".into()),
+                gpus: Vec::new(),
                 replicas: Vec::new(),
             }],
             replicas: Vec::new(),

@@ -45,6 +45,9 @@ pub struct UiSettings {
     /// Every corpus of the library, in the order the user added them.
     pub library: Vec<Corpus>,
     pub model: ModelSettings,
+    /// CUDA cards the user unticked in the Corpus form (on a machine with several; every other
+    /// card is ticked, so a card added later starts ticked).
+    pub unticked_cards: Vec<usize>,
     /// Compute dtype and quantisation picked at Start: the index's own when it exists, else the
     /// device's measured best; `model.dtype` / `model.quant` apply only when this is off.
     pub best_precision: bool,
@@ -135,6 +138,7 @@ impl Default for UiSettings {
             folder: String::new(),
             library: Vec::new(),
             model: ModelSettings::default(),
+            unticked_cards: Vec::new(),
             best_precision: true,
             batch_size: 4,
             workers: std::thread::available_parallelism()

@@ -220,7 +220,7 @@ pub fn run(
         sink.index.commit()?;
     }
     let pre = model.preprocess_config();
-    let mut recorder = MetricsRecorder::new(super::gpu_monitor::GpuMonitor::open(0));
+    let mut recorder = MetricsRecorder::new(&settings.replica_devices()?);
     recorder.record_stages(&clock.take(Stage::Render));
     let outcome = if jobs.is_empty() {
         pump::PumpOutcome::default()

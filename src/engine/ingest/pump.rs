@@ -241,7 +241,7 @@ impl Pump<'_> {
         }) {
             self.emit(Event::Metrics(m));
         }
-        st.out.replicas = runner.replica_summaries();
+        st.out.replicas = recorder.with_card_samples(runner.replica_summaries());
         self.emit(Event::Progress(progress(
             files,
             st.out.pages,

@@ -310,6 +310,8 @@ impl BatchRunner for ReplicaPool {
                     0.0
                 },
                 stages: r.stages,
+                // The metrics recorder, which samples the cards, fills it in.
+                gpu: None,
                 failed: r.failed.clone(),
             })
             .collect()
