@@ -99,6 +99,17 @@ fn two_cpu_replicas_share_the_work_and_index_what_one_replica_does() {
             .any(|e| matches!(e, Event::Metrics(m) if m.replicas.len() == 2)),
         "the metrics carry each replica"
     );
+    // CPU replicas use no card: no NVML figures, and the metrics say why.
+    assert!(s.replicas.iter().all(|r| r.gpu.is_none()), "{s:?}");
+    for e in &events {
+        if let Event::Metrics(m) = e {
+            assert!(m.gpus.is_empty() && m.gpu.is_none(), "{m:?}");
+            assert_eq!(
+                m.gpu_unavailable.as_deref(),
+                Some("the run computes on the CPU")
+            );
+        }
+    }
     assert_every_file_complete(two.path());
     assert_same_pages(one.path(), two.path());
 }
