@@ -18,6 +18,7 @@ pub use stage::{Stage, StageClock, StageTimes};
 pub mod ab;
 pub mod control;
 pub mod device_info;
+pub mod download;
 pub mod env_vars;
 pub mod gpu_monitor;
 pub mod handle;
