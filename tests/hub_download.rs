@@ -87,7 +87,12 @@ impl MockHub {
     }
 
     fn requests(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|s| s.path.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
     }
 
     /// The `Range` headers of the downloads of `file` (None: the whole file), in order.
@@ -183,7 +188,12 @@ fn answer(
     let mut out = conn;
     let path = path.split('?').next().unwrap_or("").trim_start_matches('/');
     let not_found = |out: &mut TcpStream| {
-        respond(out, "404 Not Found", "x-error-code: EntryNotFound\r\n", b"Entry not found")
+        respond(
+            out,
+            "404 Not Found",
+            "x-error-code: EntryNotFound\r\n",
+            b"Entry not found",
+        )
     };
     if let Some(repo) = path
         .strip_prefix("api/models/")
@@ -193,8 +203,18 @@ fn answer(
             return respond(&mut out, "401 Unauthorized", "", b"Invalid credentials");
         }
         return match repos.get(repo) {
-            Some(files) => respond(&mut out, "200 OK", "content-type: application/json\r\n", listing(files).as_bytes()),
-            None => respond(&mut out, "404 Not Found", "x-error-code: RepoNotFound\r\n", b"Repository not found"),
+            Some(files) => respond(
+                &mut out,
+                "200 OK",
+                "content-type: application/json\r\n",
+                listing(files).as_bytes(),
+            ),
+            None => respond(
+                &mut out,
+                "404 Not Found",
+                "x-error-code: RepoNotFound\r\n",
+                b"Repository not found",
+            ),
         };
     }
     let Some((repo, rest)) = path.split_once("/resolve/") else {
@@ -211,7 +231,11 @@ fn answer(
     };
     let mut body = body.clone();
     let etag = if is_lfs(file_name) {
-        format!("x-linked-etag: \"{}\"\r\netag: \"{}\"\r\n", sha256_hex(&body), git_blob_sha1_hex(&body))
+        format!(
+            "x-linked-etag: \"{}\"\r\netag: \"{}\"\r\n",
+            sha256_hex(&body),
+            git_blob_sha1_hex(&body)
+        )
     } else {
         format!("etag: \"{}\"\r\n", git_blob_sha1_hex(&body))
     };
@@ -225,7 +249,11 @@ fn answer(
     let (status, content_range) = if range.is_some() {
         (
             "206 Partial Content",
-            format!("content-range: bytes {start}-{}/{}\r\n", end.saturating_sub(1), body.len()),
+            format!(
+                "content-range: bytes {start}-{}/{}\r\n",
+                end.saturating_sub(1),
+                body.len()
+            ),
         )
     } else {
         ("200 OK", String::new())
@@ -492,24 +520,48 @@ fn hub_download_makes_a_verified_snapshot_that_resolves() {
         assert_eq!(std::fs::read(snapshot.join(&name)).unwrap(), body, "{name}");
         // A link into blobs/, named by the hub's hash.
         let target = std::fs::read_link(snapshot.join(&name)).unwrap();
-        let hash = if name.ends_with(".safetensors") { sha256_hex(&body) } else { git_blob_sha1_hex(&body) };
-        assert!(target.ends_with(Path::new("blobs").join(hash)), "{name} → {}", target.display());
+        let hash = if name.ends_with(".safetensors") {
+            sha256_hex(&body)
+        } else {
+            git_blob_sha1_hex(&body)
+        };
+        assert!(
+            target.ends_with(Path::new("blobs").join(hash)),
+            "{name} → {}",
+            target.display()
+        );
     }
     assert_eq!(
-        std::fs::read_to_string(cfg.cache_dir.join("models--mock-org--colqwen-tiny/refs/main")).unwrap(),
+        std::fs::read_to_string(
+            cfg.cache_dir
+                .join("models--mock-org--colqwen-tiny/refs/main")
+        )
+        .unwrap(),
         COMMIT
     );
     // Progress: overall and per file, ending at the total.
     let last = progress.last().unwrap();
-    assert_eq!((last.done, last.total), (total_fixture_size(), total_fixture_size()));
-    assert!(progress.iter().any(|p| p.file == "model.safetensors" && p.file_total == weights_size()));
-    assert!(progress.windows(2).all(|w| w[0].done <= w[1].done), "progress went backwards");
+    assert_eq!(
+        (last.done, last.total),
+        (total_fixture_size(), total_fixture_size())
+    );
+    assert!(progress
+        .iter()
+        .any(|p| p.file == "model.safetensors" && p.file_total == weights_size()));
+    assert!(
+        progress.windows(2).all(|w| w[0].done <= w[1].done),
+        "progress went backwards"
+    );
     assert!(incomplete_files(&cfg, TINY).is_empty());
     // The snapshot loads as a model, and a second ensure asks the hub nothing.
     pagesight::model::colqwen::source::resolve(&snapshot.to_string_lossy()).unwrap();
     let before = hub.requests().len();
     fetch_all(&cfg, &[(TINY, RepoKind::Model)], None).1.unwrap();
-    assert_eq!(hub.requests().len(), before, "a complete snapshot was fetched again");
+    assert_eq!(
+        hub.requests().len(),
+        before,
+        "a complete snapshot was fetched again"
+    );
 }
 
 #[test]
@@ -521,11 +573,20 @@ fn hub_download_cancelled_part_way_resumes_with_a_range_for_the_rest() {
     });
     let cfg = config(&hub.endpoint(), tmp.path());
     let small: u64 = total_fixture_size() - weights_size();
-    let (_, r) = fetch_all(&cfg, &[(TINY, RepoKind::Model)], Some(small + weights_size() / 3));
+    let (_, r) = fetch_all(
+        &cfg,
+        &[(TINY, RepoKind::Model)],
+        Some(small + weights_size() / 3),
+    );
     assert!(matches!(r, Err(DownloadError::Cancelled)), "{r:?}");
     // Nothing that loads: no snapshot, refs/main absent; the partial weights are kept aside.
     assert!(hub::complete_snapshot(&cfg.cache_dir, TINY, RepoKind::Model).is_none());
-    assert!(!cfg.cache_dir.join("models--mock-org--colqwen-tiny/snapshots").join(COMMIT).join("config.json").exists());
+    assert!(!cfg
+        .cache_dir
+        .join("models--mock-org--colqwen-tiny/snapshots")
+        .join(COMMIT)
+        .join("config.json")
+        .exists());
     let partial = incomplete_files(&cfg, TINY);
     assert_eq!(partial.len(), 1, "{partial:?}");
     let kept = partial[0].1;
@@ -541,16 +602,29 @@ fn hub_download_cancelled_part_way_resumes_with_a_range_for_the_rest() {
         vec![None, Some(format!("bytes={kept}-"))],
         "the resume did not ask for the remainder only"
     );
-    assert_eq!(hub.ranges_of("config.json").len(), config_requests, "a finished file was fetched again");
-    let weights: Vec<&DownloadProgress> =
-        progress.iter().filter(|p| p.file == "model.safetensors").collect();
+    assert_eq!(
+        hub.ranges_of("config.json").len(),
+        config_requests,
+        "a finished file was fetched again"
+    );
+    let weights: Vec<&DownloadProgress> = progress
+        .iter()
+        .filter(|p| p.file == "model.safetensors")
+        .collect();
     assert!(!weights.is_empty());
     assert!(
-        weights.iter().all(|p| p.file_done >= kept && p.done >= small + kept),
+        weights
+            .iter()
+            .all(|p| p.file_done >= kept && p.done >= small + kept),
         "the resumed progress started below what was kept: {weights:?}"
     );
     assert_eq!(
-        std::fs::read(hub::complete_snapshot(&cfg.cache_dir, TINY, RepoKind::Model).unwrap().join("model.safetensors")).unwrap(),
+        std::fs::read(
+            hub::complete_snapshot(&cfg.cache_dir, TINY, RepoKind::Model)
+                .unwrap()
+                .join("model.safetensors")
+        )
+        .unwrap(),
         std::fs::read(fixture_model().join("model.safetensors")).unwrap()
     );
 }
@@ -589,7 +663,10 @@ fn hub_download_rejects_a_corrupted_file_and_leaves_nothing_that_loads() {
         Err(e @ DownloadError::HashMismatch { file, .. }) => {
             assert_eq!(file, "model.safetensors");
             let m = e.to_string();
-            assert!(m.contains("mock-org/colqwen-tiny") && m.contains("discarded"), "{m}");
+            assert!(
+                m.contains("mock-org/colqwen-tiny") && m.contains("discarded"),
+                "{m}"
+            );
         }
         other => panic!("not a hash mismatch: {other:?}"),
     }
@@ -597,20 +674,34 @@ fn hub_download_rejects_a_corrupted_file_and_leaves_nothing_that_loads() {
     assert_eq!(hub.ranges_of("model.safetensors").len(), 2);
     assert!(incomplete_files(&cfg, TINY).is_empty());
     let repo = cfg.cache_dir.join("models--mock-org--colqwen-tiny");
-    assert!(!repo.join("blobs").join(sha256_hex(&fixture_files(&[])["model.safetensors"])).exists());
+    assert!(!repo
+        .join("blobs")
+        .join(sha256_hex(&fixture_files(&[])["model.safetensors"]))
+        .exists());
     assert!(!repo.join("refs/main").exists());
     assert!(!repo.join("snapshots").exists());
     assert!(hub::complete_snapshot(&cfg.cache_dir, TINY, RepoKind::Model).is_none());
     // The app, offline, finds no model to load from that cache.
-    let o = embed(TINY, &closed_endpoint(), tmp.path(), &tmp.path().join("x.safetensors"));
-    assert!(!o.status.success(), "a model loaded from a cache with a rejected file");
+    let o = embed(
+        TINY,
+        &closed_endpoint(),
+        tmp.path(),
+        &tmp.path().join("x.safetensors"),
+    );
+    assert!(
+        !o.status.success(),
+        "a model loaded from a cache with a rejected file"
+    );
 }
 
 #[test]
 fn hub_download_offline_says_what_to_copy_where() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(&closed_endpoint(), tmp.path());
-    let repos = [("vidore/colqwen2.5-base", RepoKind::Model), ("vidore/colqwen2.5-v0.2", RepoKind::Adapter)];
+    let repos = [
+        ("vidore/colqwen2.5-base", RepoKind::Model),
+        ("vidore/colqwen2.5-v0.2", RepoKind::Adapter),
+    ];
     let (_, r) = fetch_all(&cfg, &repos, None);
     let e = r.unwrap_err();
     assert!(matches!(e, DownloadError::Offline { .. }), "{e:?}");
@@ -637,7 +728,10 @@ fn hub_download_checks_the_free_space_before_starting() {
     let e = r.unwrap_err();
     assert!(matches!(e, DownloadError::NotEnoughDisk { .. }), "{e:?}");
     let m = e.to_string();
-    assert!(m.contains("not enough disk space") && m.contains("HF_HOME"), "{m}");
+    assert!(
+        m.contains("not enough disk space") && m.contains("HF_HOME"),
+        "{m}"
+    );
     assert!(
         hub.requests().iter().all(|p| !p.contains("/resolve/")),
         "files were downloaded before the disk check: {:?}",
@@ -656,7 +750,10 @@ fn hub_download_disk_full_mid_way_keeps_the_partial_and_resumes() {
     let e = r.unwrap_err();
     assert!(matches!(e, DownloadError::DiskFull { .. }), "{e:?}");
     let m = e.to_string();
-    assert!(m.contains("disk filled up") && m.contains("model.safetensors") && m.contains("free"), "{m}");
+    assert!(
+        m.contains("disk filled up") && m.contains("model.safetensors") && m.contains("free"),
+        "{m}"
+    );
     assert!(hub::complete_snapshot(&cfg.cache_dir, TINY, RepoKind::Model).is_none());
     let partial = incomplete_files(&cfg, TINY);
     assert_eq!(partial.len(), 1);
@@ -681,20 +778,31 @@ fn hub_download_refused_names_hf_token() {
         },
     );
     let cfg = config(&hub.endpoint(), tmp.path());
-    let e = fetch_all(&cfg, &[(TINY, RepoKind::Model)], None).1.unwrap_err();
+    let e = fetch_all(&cfg, &[(TINY, RepoKind::Model)], None)
+        .1
+        .unwrap_err();
     let m = e.to_string();
-    assert!(m.contains("401") && m.contains("HF_TOKEN") && m.contains(TINY), "{m}");
+    assert!(
+        m.contains("401") && m.contains("HF_TOKEN") && m.contains(TINY),
+        "{m}"
+    );
 }
 
 #[test]
 fn hub_download_fetches_base_and_adapter_together() {
     const ADAPTER: &str = "mock-org/colqwen-tiny-adapter";
     let tmp = tempfile::tempdir().unwrap();
-    let adapter: HashMap<String, Vec<u8>> = std::fs::read_dir(fixture_model().parent().unwrap().join("adapter"))
-        .unwrap()
-        .map(|e| e.unwrap())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
-        .collect();
+    let adapter: HashMap<String, Vec<u8>> =
+        std::fs::read_dir(fixture_model().parent().unwrap().join("adapter"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
     let adapter_size: u64 = adapter.values().map(|b| b.len() as u64).sum();
     let hub = MockHub::serve(HashMap::from([
         (TINY.to_string(), fixture_files(&[])),

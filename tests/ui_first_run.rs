@@ -94,7 +94,11 @@ fn first_run_without_the_model_offers_its_download_and_holds_start() {
     assert!(shows(&w.h, "is not on disk"));
     assert!(shows(&w.h, "Download size 7.1 GiB"));
     assert!(shows(&w.h, "huggingface/hub"), "where it goes");
-    assert!(w.h.get_by_label("Start ingest").accesskit_node().is_disabled());
+    assert!(w
+        .h
+        .get_by_label("Start ingest")
+        .accesskit_node()
+        .is_disabled());
     assert!(!start_sends_ingest(&mut w));
     w.h.get_by_label("Download (7.1 GiB)").click();
     w.h.run();
@@ -127,10 +131,19 @@ fn a_download_shows_progress_speed_and_time_left_and_cancels() {
         .unwrap();
     w.h.run();
     assert!(shows(&w.h, "Downloading ColQwen2.5"));
-    for part in ["2.0 GiB of 8.0 GiB", "50.0 MiB/s", "2 min 03 s left", "model-00001-of-00002.safetensors"] {
+    for part in [
+        "2.0 GiB of 8.0 GiB",
+        "50.0 MiB/s",
+        "2 min 03 s left",
+        "model-00001-of-00002.safetensors",
+    ] {
         assert!(shows(&w.h, part), "no {part:?} on screen");
     }
-    assert!(w.h.get_by_label("Start ingest").accesskit_node().is_disabled());
+    assert!(w
+        .h
+        .get_by_label("Start ingest")
+        .accesskit_node()
+        .is_disabled());
     w.h.get_by_label("Cancel download").click();
     w.h.run();
     assert_eq!(drain(&w.commands), vec![Command::CancelDownload]);
@@ -152,7 +165,10 @@ fn a_cancelled_download_offers_resume() {
     w.h.run();
     assert!(shows(&w.h, "Download cancelled"));
     // The app asks again (what was kept counts now), and the engine says so.
-    let asked = w.commands.try_iter().any(|c| matches!(c, Command::CheckModel { .. }));
+    let asked = w
+        .commands
+        .try_iter()
+        .any(|c| matches!(c, Command::CheckModel { .. }));
     assert!(asked, "no new CheckModel after the cancel");
     w.events
         .send(Event::ModelStatus(real_status(false, 3_000_000_000)))
@@ -161,7 +177,10 @@ fn a_cancelled_download_offers_resume() {
     assert!(shows(&w.h, "already there"));
     w.h.get_by_label("Resume download").click();
     w.h.run();
-    assert!(matches!(&drain(&w.commands)[..], [Command::DownloadModel { .. }]));
+    assert!(matches!(
+        &drain(&w.commands)[..],
+        [Command::DownloadModel { .. }]
+    ));
     // A restart with a partial download also says Resume.
     let (w2, _) = first_run(Some(real_status(false, 3_000_000_000)));
     assert!(w2.h.query_by_label("Resume download").is_some());
@@ -187,7 +206,9 @@ fn a_failed_download_says_why_and_finished_one_unblocks_start() {
         })
         .unwrap();
     w.h.run();
-    w.events.send(Event::ModelStatus(real_status(true, 0))).unwrap();
+    w.events
+        .send(Event::ModelStatus(real_status(true, 0)))
+        .unwrap();
     w.h.run();
     assert!(!shows(&w.h, "is not on disk"));
     assert!(start_sends_ingest(&mut w));
@@ -196,14 +217,18 @@ fn a_failed_download_says_why_and_finished_one_unblocks_start() {
 #[test]
 fn random_models_are_under_developer_and_labelled_meaningless() {
     let (mut w, _) = first_run(Some(real_status(true, 0)));
-    w.h.get_by_label("Model").click();
+    w.h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Model")
+        .click();
     w.h.run();
     let label = "developer: random:tiny (random weights — results are meaningless, for testing)";
     w.h.get_by_label(label).click();
     w.h.run();
     assert_eq!(w.h.state().settings.model.model, "random:tiny");
     assert_eq!(w.h.state().settings.model.adapter, None);
-    assert!(shows(&w.h, "random weights — results are meaningless, for testing"));
+    assert!(shows(
+        &w.h,
+        "random weights — results are meaningless, for testing"
+    ));
     let asked: Vec<Command> = w.commands.try_iter().collect();
     assert!(
         asked.contains(&Command::CheckModel {
@@ -248,16 +273,23 @@ fn first_result_in_at_most_three_clicks_with_the_model_on_disk() {
 
     // The folder, typed (the Browse dialog is one more click where a user uses it).
     h.get_by_label("Folder").focus();
-    h.get_by_label("Folder").type_text(&corpus.path().display().to_string());
+    h.get_by_label("Folder")
+        .type_text(&corpus.path().display().to_string());
     h.run();
-    frames_until(&mut h, Duration::from_secs(10), |h| h.state().model_panel.status.is_some());
+    frames_until(&mut h, Duration::from_secs(10), |h| {
+        h.state().model_panel.status.is_some()
+    });
     assert!(!shows(&h, "is not on disk"));
     h.get_by_label("Start ingest").click();
     clicks += 1;
     let done = frames_until(&mut h, Duration::from_secs(600), |h| {
         !h.state().ingest.state.is_active()
     });
-    assert!(done, "ingest did not finish; notices: {:?}", h.state().notices());
+    assert!(
+        done,
+        "ingest did not finish; notices: {:?}",
+        h.state().notices()
+    );
     h.get_by_label("Search").click();
     clicks += 1;
     h.run();
@@ -265,9 +297,7 @@ fn first_result_in_at_most_three_clicks_with_the_model_on_disk() {
     h.get_by_label("Query").type_text("introduction");
     h.step();
     h.key_press(egui::Key::Enter);
-    let shown = frames_until(&mut h, Duration::from_secs(120), |h| {
-        shows(h, "Result 1:")
-    });
+    let shown = frames_until(&mut h, Duration::from_secs(120), |h| shows(h, "Result 1:"));
     assert!(shown, "no first result; notices: {:?}", h.state().notices());
     assert!(clicks <= 3, "{clicks} clicks to the first result");
     println!("first result after {clicks} clicks plus typing the folder and the query");

@@ -746,7 +746,10 @@ impl eframe::App for PagesightApp {
                     .model_panel
                     .blocks_start()
                     .then_some("download the model first (the panel above)");
-                for a in self.ingest.show(ui, &mut self.settings, &hint, best, blocked) {
+                for a in self
+                    .ingest
+                    .show(ui, &mut self.settings, &hint, best, blocked)
+                {
                     match a {
                         IngestAction::Start => self.start_ingest(),
                         IngestAction::Pause => {

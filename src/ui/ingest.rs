@@ -483,7 +483,10 @@ fn model_choice(ui: &mut egui::Ui, model: &mut ModelSettings, label: egui::Id) {
                 ui.label(egui::RichText::new("developer").weak());
                 for r in ["random:tiny", "random:3b"] {
                     if ui
-                        .selectable_label(model.model == r, format!("developer: {r} ({RANDOM_LABEL})"))
+                        .selectable_label(
+                            model.model == r,
+                            format!("developer: {r} ({RANDOM_LABEL})"),
+                        )
                         .clicked()
                     {
                         model.model = r.into();
@@ -509,8 +512,7 @@ fn model_choice(ui: &mut egui::Ui, model: &mut ModelSettings, label: egui::Id) {
 
 /// The published model: the v0.2 adapter on its base.
 pub fn is_real_model(m: &ModelSettings) -> bool {
-    m.model == DEFAULT_MODEL
-        && m.adapter.as_deref() == Some(std::path::Path::new(DEFAULT_ADAPTER))
+    m.model == DEFAULT_MODEL && m.adapter.as_deref() == Some(std::path::Path::new(DEFAULT_ADAPTER))
 }
 
 pub fn set_real_model(m: &mut ModelSettings) {

@@ -32,7 +32,10 @@ pub struct ModelPanel {
 impl ModelPanel {
     /// A `CheckModel` when the choice differs from the one last asked about.
     pub fn check_if_changed(&mut self, model: &str, adapter: Option<&str>) -> Option<Command> {
-        let now = (model.trim().to_string(), adapter.map(|a| a.trim().to_string()));
+        let now = (
+            model.trim().to_string(),
+            adapter.map(|a| a.trim().to_string()),
+        );
         let same = self.checked.as_ref() == Some(&now);
         if now.0.is_empty() || (same && !self.stale) || self.downloading {
             return None;
@@ -124,10 +127,17 @@ impl ModelPanel {
                         ui.label(format!("Download size {}", format::bytes(total)));
                     }
                     (None, Some(note)) => {
-                        ui.add(egui::Label::new(egui::RichText::new(note).color(ui.visuals().warn_fg_color)).wrap());
+                        ui.add(
+                            egui::Label::new(
+                                egui::RichText::new(note).color(ui.visuals().warn_fg_color),
+                            )
+                            .wrap(),
+                        );
                     }
                     (None, None) => {
-                        ui.label(egui::RichText::new("asking the hub for the download size…").weak());
+                        ui.label(
+                            egui::RichText::new("asking the hub for the download size…").weak(),
+                        );
                     }
                 }
             }
@@ -137,7 +147,9 @@ impl ModelPanel {
                 } else {
                     "measuring speed".into()
                 };
-                let eta = p.eta_secs.map_or(String::new(), |s| format!(" · {} left", format::duration(s)));
+                let eta = p.eta_secs.map_or(String::new(), |s| {
+                    format!(" · {} left", format::duration(s))
+                });
                 let text = format!(
                     "{} of {} · {speed}{eta} · {} ({} of {})",
                     format::bytes(p.done),
@@ -153,10 +165,15 @@ impl ModelPanel {
                 ui.label(text);
             }
             if self.cancelled {
-                ui.label("Download cancelled: what was downloaded is kept; Resume continues from there.");
+                ui.label(
+                    "Download cancelled: what was downloaded is kept; Resume continues from there.",
+                );
             }
             if let Some(f) = &self.failure {
-                ui.add(egui::Label::new(egui::RichText::new(f).color(ui.visuals().error_fg_color)).wrap());
+                ui.add(
+                    egui::Label::new(egui::RichText::new(f).color(ui.visuals().error_fg_color))
+                        .wrap(),
+                );
             }
             ui.horizontal(|ui| {
                 if self.downloading {

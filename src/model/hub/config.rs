@@ -46,8 +46,12 @@ impl HubConfig {
                     .map(|t| t.trim().to_string())
                     .filter(|t| !t.is_empty())
             });
-        let offline = var(env_vars::HF_HUB_OFFLINE)
-            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let offline = var(env_vars::HF_HUB_OFFLINE).is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        });
         let mut c = HubConfig {
             token,
             offline,

@@ -47,7 +47,12 @@ pub fn plan(cfg: &HubConfig, repos: &[(&str, RepoKind)]) -> Result<DownloadPlan,
     for (repo, kind) in repos {
         let l = list(cfg, &agent, repo, *kind).map_err(|e| match e {
             // Offline: name every repo asked for, so the message lists all there is to copy.
-            DownloadError::Offline { endpoint, cache_dir, detail, .. } => DownloadError::Offline {
+            DownloadError::Offline {
+                endpoint,
+                cache_dir,
+                detail,
+                ..
+            } => DownloadError::Offline {
                 endpoint,
                 repos: names(repos),
                 cache_dir,
@@ -162,9 +167,21 @@ pub fn download(
             });
             match r {
                 Ok(()) => report(f.size, true, false),
-                Err(DownloadError::DiskFull { repo, file, dir, kept, .. }) => {
+                Err(DownloadError::DiskFull {
+                    repo,
+                    file,
+                    dir,
+                    kept,
+                    ..
+                }) => {
                     let missing = plan.total_bytes.saturating_sub(done_before + kept);
-                    return Err(DownloadError::DiskFull { repo, file, dir, kept: done_before + kept, missing });
+                    return Err(DownloadError::DiskFull {
+                        repo,
+                        file,
+                        dir,
+                        kept: done_before + kept,
+                        missing,
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -173,12 +190,22 @@ pub fn download(
         // Every file verified: link the snapshot, then point refs/main at it.
         for f in &l.files {
             cache.link(&l.commit, &f.name, &f.hash).map_err(|e| {
-                DownloadError::io(format!("linking {} into {}", f.name, cache.snapshot(&l.commit).display()), e)
+                DownloadError::io(
+                    format!(
+                        "linking {} into {}",
+                        f.name,
+                        cache.snapshot(&l.commit).display()
+                    ),
+                    e,
+                )
             })?;
         }
-        cache
-            .set_main(&l.commit)
-            .map_err(|e| DownloadError::io(format!("writing refs/main of {}", cache.root().display()), e))?;
+        cache.set_main(&l.commit).map_err(|e| {
+            DownloadError::io(
+                format!("writing refs/main of {}", cache.root().display()),
+                e,
+            )
+        })?;
     }
     Ok(())
 }

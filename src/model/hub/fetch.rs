@@ -116,15 +116,24 @@ pub(crate) fn fetch(job: &mut FileJob, progress: &mut dyn FnMut(u64)) -> Result<
         .map_err(|e| DownloadError::io(format!("syncing {}", part_path.display()), e))?;
     drop(part);
     let blob = cache.blob(&file.hash);
-    std::fs::rename(&part_path, &blob)
-        .map_err(|e| DownloadError::io(format!("renaming {} to {}", part_path.display(), blob.display()), e))?;
+    std::fs::rename(&part_path, &blob).map_err(|e| {
+        DownloadError::io(
+            format!("renaming {} to {}", part_path.display(), blob.display()),
+            e,
+        )
+    })?;
     let _ = pagesight_common::fs::fsync_dir(&blobs);
     Ok(())
 }
 
 fn attempt(job: &mut FileJob, part: &mut File, progress: &mut dyn FnMut(u64)) -> Result<(), Stop> {
     let file = job.file;
-    let io = |what: &str, e: std::io::Error| Stop::Fatal(DownloadError::io(format!("{what} {}", job.cache.incomplete(&file.hash).display()), e));
+    let io = |what: &str, e: std::io::Error| {
+        Stop::Fatal(DownloadError::io(
+            format!("{what} {}", job.cache.incomplete(&file.hash).display()),
+            e,
+        ))
+    };
     let mut have = part.metadata().map_err(|e| io("reading", e))?.len();
     if have > file.size {
         part.set_len(0).map_err(|e| io("truncating", e))?;
@@ -132,11 +141,14 @@ fn attempt(job: &mut FileJob, part: &mut File, progress: &mut dyn FnMut(u64)) ->
     }
     // The prefix an earlier attempt kept is hashed first.
     let mut hasher = file.hash.hasher(file.size);
-    part.seek(SeekFrom::Start(0)).map_err(|e| io("reading", e))?;
+    part.seek(SeekFrom::Start(0))
+        .map_err(|e| io("reading", e))?;
     let mut buf = vec![0u8; CHUNK];
     let mut left = have;
     while left > 0 {
-        let n = part.read(&mut buf[..CHUNK.min(left as usize)]).map_err(|e| io("reading", e))?;
+        let n = part
+            .read(&mut buf[..CHUNK.min(left as usize)])
+            .map_err(|e| io("reading", e))?;
         if n == 0 {
             break;
         }
@@ -154,7 +166,11 @@ fn attempt(job: &mut FileJob, part: &mut File, progress: &mut dyn FnMut(u64)) ->
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code @ (401 | 403), _)) => {
-                return Err(Stop::Fatal(DownloadError::Refused { repo: job.repo.into(), status: code, url }))
+                return Err(Stop::Fatal(DownloadError::Refused {
+                    repo: job.repo.into(),
+                    status: code,
+                    url,
+                }))
             }
             Err(ureq::Error::Status(404, _)) => {
                 return Err(Stop::Fatal(DownloadError::FileNotFound {
@@ -167,13 +183,19 @@ fn attempt(job: &mut FileJob, part: &mut File, progress: &mut dyn FnMut(u64)) ->
             Err(ureq::Error::Status(416, _)) => {
                 // The kept prefix does not fit what the server has: start over.
                 part.set_len(0).map_err(|e| io("truncating", e))?;
-                return Err(Stop::Lost("the server refused the resume range; starting the file over".into()));
+                return Err(Stop::Lost(
+                    "the server refused the resume range; starting the file over".into(),
+                ));
             }
             Err(ureq::Error::Status(code, _)) if code >= 500 || code == 429 => {
                 return Err(Stop::Lost(format!("HTTP {code} for {url}")))
             }
             Err(ureq::Error::Status(code, _)) => {
-                return Err(Stop::Fatal(DownloadError::Http { what: format!("{} of {}", file.name, job.repo), status: code, url }))
+                return Err(Stop::Fatal(DownloadError::Http {
+                    what: format!("{} of {}", file.name, job.repo),
+                    status: code,
+                    url,
+                }))
             }
             Err(ureq::Error::Transport(t)) => return Err(Stop::Lost(t.to_string())),
         };
@@ -190,14 +212,17 @@ fn attempt(job: &mut FileJob, part: &mut File, progress: &mut dyn FnMut(u64)) ->
             // The server sent the whole file (or another range): keep none of the prefix.
             if start != 0 {
                 part.set_len(0).map_err(|e| io("truncating", e))?;
-                return Err(Stop::Lost(format!("the server answered the range bytes={have}- with another one")));
+                return Err(Stop::Lost(format!(
+                    "the server answered the range bytes={have}- with another one"
+                )));
             }
             part.set_len(0).map_err(|e| io("truncating", e))?;
             have = 0;
             hasher = file.hash.hasher(file.size);
             progress(0);
         }
-        part.seek(SeekFrom::Start(have)).map_err(|e| io("seeking in", e))?;
+        part.seek(SeekFrom::Start(have))
+            .map_err(|e| io("seeking in", e))?;
         let mut body = resp.into_reader();
         loop {
             let n = match body.read(&mut buf) {
@@ -207,7 +232,10 @@ fn attempt(job: &mut FileJob, part: &mut File, progress: &mut dyn FnMut(u64)) ->
                 Err(e) => return Err(Stop::Lost(format!("reading from the server: {e}"))),
             };
             if have + n as u64 > file.size {
-                return Err(Stop::Mismatch(format!("more than the {} bytes the hub listed", file.size)));
+                return Err(Stop::Mismatch(format!(
+                    "more than the {} bytes the hub listed",
+                    file.size
+                )));
             }
             let (ok, fault) = hooked_len(job, n);
             if let Err(e) = part.write_all(&buf[..ok]).and(fault) {

@@ -93,7 +93,13 @@ impl Default for Sha1 {
 impl Sha1 {
     pub fn new() -> Sha1 {
         Sha1 {
-            state: [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0],
+            state: [
+                0x6745_2301,
+                0xEFCD_AB89,
+                0x98BA_DCFE,
+                0x1032_5476,
+                0xC3D2_E1F0,
+            ],
             buf: [0; 64],
             buf_len: 0,
             total: 0,
@@ -127,7 +133,11 @@ impl Sha1 {
         let bits = self.total.wrapping_mul(8);
         let mut pad = vec![0x80u8];
         let len_after = (self.buf_len + 1) % 64;
-        let zeros = if len_after <= 56 { 56 - len_after } else { 120 - len_after };
+        let zeros = if len_after <= 56 {
+            56 - len_after
+        } else {
+            120 - len_after
+        };
         pad.extend(std::iter::repeat_n(0u8, zeros));
         pad.extend_from_slice(&bits.to_be_bytes());
         let total = self.total;
@@ -194,20 +204,32 @@ mod tests {
             "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
         );
         let million = vec![b'a'; 1_000_000];
-        assert_eq!(sha1_hex(&million), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+        assert_eq!(
+            sha1_hex(&million),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
         // Fed in odd pieces, the same.
         let mut s = Sha1::new();
         for c in million.chunks(77) {
             s.update(c);
         }
-        assert_eq!(to_hex(&s.finish()), "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+        assert_eq!(
+            to_hex(&s.finish()),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
     }
 
     #[test]
     fn git_blob_ids_are_gits() {
         // `echo hello | git hash-object --stdin`
-        assert_eq!(git_blob_sha1_hex(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
-        assert_eq!(git_blob_sha1_hex(b""), "e69de29bb2d1d6429bd70f3bd3ebb2a9d1fa5e0d");
+        assert_eq!(
+            git_blob_sha1_hex(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        assert_eq!(
+            git_blob_sha1_hex(b""),
+            "e69de29bb2d1d6429bd70f3bd3ebb2a9d1fa5e0d"
+        );
     }
 
     #[test]

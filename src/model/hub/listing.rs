@@ -109,7 +109,9 @@ fn parse(repo: &str, kind: RepoKind, v: &serde_json::Value) -> Result<RepoListin
         .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
         .ok_or("no commit (`sha`)")?
         .to_string();
-    let siblings = v["siblings"].as_array().ok_or("no file list (`siblings`)")?;
+    let siblings = v["siblings"]
+        .as_array()
+        .ok_or("no file list (`siblings`)")?;
     let mut files = Vec::new();
     for s in siblings {
         let Some(name) = s["rfilename"].as_str() else {
@@ -124,7 +126,10 @@ fn parse(repo: &str, kind: RepoKind, v: &serde_json::Value) -> Result<RepoListin
                 FileHash::Sha256(sha.to_ascii_lowercase()),
                 lfs["size"].as_u64().or(s["size"].as_u64()),
             ),
-            (None, Some(blob)) => (FileHash::GitSha1(blob.to_ascii_lowercase()), s["size"].as_u64()),
+            (None, Some(blob)) => (
+                FileHash::GitSha1(blob.to_ascii_lowercase()),
+                s["size"].as_u64(),
+            ),
             (None, None) => return Err(format!("no hash for {name} (`lfs.sha256` / `blobId`)")),
         };
         let size = size.ok_or_else(|| format!("no size for {name}"))?;
@@ -153,7 +158,13 @@ fn check_required(l: &RepoListing, url: &str) -> Result<(), DownloadError> {
         RepoKind::Model => "ColQwen2.5 snapshot (config.json, tokenizer.json, safetensors weights)",
         RepoKind::Adapter => "PEFT adapter (adapter_config.json, adapter_model.safetensors)",
     };
-    let mut missing: Vec<&str> = l.kind.required().iter().copied().filter(|f| !has(f)).collect();
+    let mut missing: Vec<&str> = l
+        .kind
+        .required()
+        .iter()
+        .copied()
+        .filter(|f| !has(f))
+        .collect();
     if l.kind == RepoKind::Model
         && !has("model.safetensors")
         && !has("model.safetensors.index.json")
@@ -193,10 +204,21 @@ mod tests {
         assert_eq!(
             l.files,
             vec![
-                RemoteFile { name: "config.json".into(), size: 100, hash: FileHash::GitSha1("ab".into()) },
-                RemoteFile { name: "model.safetensors".into(), size: 5000, hash: FileHash::Sha256("dd".into()) },
+                RemoteFile {
+                    name: "config.json".into(),
+                    size: 100,
+                    hash: FileHash::GitSha1("ab".into())
+                },
+                RemoteFile {
+                    name: "model.safetensors".into(),
+                    size: 5000,
+                    hash: FileHash::Sha256("dd".into())
+                },
             ]
         );
-        assert!(check_required(&l, "u").is_err(), "tokenizer.json is missing");
+        assert!(
+            check_required(&l, "u").is_err(),
+            "tokenizer.json is missing"
+        );
     }
 }

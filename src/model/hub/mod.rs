@@ -65,7 +65,11 @@ pub fn repos_of(model: &str, adapter: Option<&str>) -> Vec<(String, RepoKind)> {
 }
 
 /// The hub repos of a model choice that are not complete in the cache (never the network).
-pub fn missing_repos(cfg: &HubConfig, model: &str, adapter: Option<&str>) -> Vec<(String, RepoKind)> {
+pub fn missing_repos(
+    cfg: &HubConfig,
+    model: &str,
+    adapter: Option<&str>,
+) -> Vec<(String, RepoKind)> {
     repos_of(model, adapter)
         .into_iter()
         .filter(|(r, k)| complete_snapshot(&cfg.cache_dir, r, *k).is_none())

@@ -49,9 +49,7 @@ impl SpeedMeter {
     /// Records `done` at `now`; returns bytes/s over the window (0 until two samples).
     pub fn record(&mut self, now: Instant, done: u64) -> f64 {
         self.samples.push_back((now, done));
-        while self.samples.len() > 2
-            && now.duration_since(self.samples[1].0) >= self.window
-        {
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= self.window {
             self.samples.pop_front();
         }
         let (t0, d0) = self.samples[0];
