@@ -260,9 +260,9 @@ fn answer(
     };
     let headers = format!("{etag}x-repo-commit: {COMMIT}\r\n{content_range}");
     let drop_at = faults.drop_after.lock().unwrap().remove(file_name);
-    match drop_at {
+    match (drop_at, faults.slow) {
         // Headers promise the whole range; the connection closes part-way.
-        Some(n) => {
+        (Some(n), _) => {
             write!(
                 out,
                 "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
@@ -273,7 +273,7 @@ fn answer(
             let _ = out.shutdown(std::net::Shutdown::Both);
             Ok(())
         }
-        None if faults.slow.is_some() => {
+        (None, Some(pause)) => {
             write!(
                 out,
                 "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
@@ -282,11 +282,11 @@ fn answer(
             for piece in body[start..end].chunks(64 * 1024) {
                 out.write_all(piece)?;
                 out.flush()?;
-                std::thread::sleep(faults.slow.unwrap());
+                std::thread::sleep(pause);
             }
             Ok(())
         }
-        None => {
+        (None, None) => {
             respond(&mut out, status, &headers, &body[start..end])?;
             // Drain anything left so the client sees a clean close.
             let _ = reader.read(&mut [0u8; 64]);

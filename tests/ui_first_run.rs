@@ -36,8 +36,7 @@ fn real_status(on_disk: bool, present: u64) -> ModelStatus {
 /// commands it sent on start are returned.
 fn first_run(status: Option<ModelStatus>) -> (Wired<'static>, Vec<Command>) {
     let dir = tempfile::tempdir().unwrap();
-    let w = wired(corpus_options(dir.path()));
-    let mut w = w;
+    let mut w = wired(corpus_options(dir.path()));
     w.h.run();
     let sent: Vec<Command> = w.commands.try_iter().collect();
     if let Some(s) = status {

@@ -228,7 +228,7 @@ mod tests {
         );
         assert_eq!(
             git_blob_sha1_hex(b""),
-            "e69de29bb2d1d6429bd70f3bd3ebb2a9d1fa5e0d"
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
         );
     }
 
