@@ -77,11 +77,16 @@ pub fn frames_until(
     false
 }
 
-/// Commands sent so far, skipping `DeviceInfo`/`Stats` housekeeping.
+/// Commands sent so far, skipping `DeviceInfo` / `Stats` / `CheckModel` housekeeping.
 pub fn drain(commands: &Receiver<Command>) -> Vec<Command> {
     commands
         .try_iter()
-        .filter(|c| !matches!(c, Command::DeviceInfo | Command::Stats { .. }))
+        .filter(|c| {
+            !matches!(
+                c,
+                Command::DeviceInfo | Command::Stats { .. } | Command::CheckModel { .. }
+            )
+        })
         .collect()
 }
 

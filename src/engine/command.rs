@@ -185,6 +185,22 @@ pub enum Command {
     },
     /// Report the compute device, VRAM and driver.
     DeviceInfo,
+    /// Is this model (a hub id, a folder or `random:*`; with its adapter) on disk? Answered by
+    /// `Event::ModelStatus` from the cache alone, then again with the download size from the hub
+    /// when it is not.
+    CheckModel {
+        model: String,
+        adapter: Option<String>,
+    },
+    /// Download the model's hub repos (base and adapter) into the Hugging Face cache, resuming
+    /// what an earlier download left: `DownloadProgress` events, then `DownloadFinished` or
+    /// `DownloadFailed`.
+    DownloadModel {
+        model: String,
+        adapter: Option<String>,
+    },
+    /// Stop the download (its partial files stay for the next one).
+    CancelDownload,
     /// Finish and end the engine thread.
     Shutdown,
 }

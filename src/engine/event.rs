@@ -215,6 +215,25 @@ pub struct Heatmap {
     pub values: Vec<f32>,
 }
 
+/// Whether a model is on disk, and what downloading it costs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    pub model: String,
+    pub adapter: Option<String>,
+    /// Everything it needs is in the cache (or it is a folder / a random model).
+    pub on_disk: bool,
+    /// The hub repos not complete in the cache.
+    pub missing: Vec<String>,
+    /// Size of the missing repos, once the hub answered.
+    pub total_bytes: Option<u64>,
+    /// Of those, bytes already in the cache (whole files and kept partial ones).
+    pub present_bytes: u64,
+    /// Why the size is unknown (the hub could not be reached: what to copy where instead).
+    pub size_note: Option<String>,
+    /// The Hugging Face cache folder used.
+    pub cache_dir: PathBuf,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IndexStats {
     pub path: PathBuf,
@@ -349,6 +368,21 @@ pub enum Event {
     },
     Stats(IndexStats),
     Device(DeviceInfo),
+    /// The answer to `CheckModel`.
+    ModelStatus(ModelStatus),
+    DownloadProgress(pagesight_model::hub::DownloadProgress),
+    DownloadFinished {
+        model: String,
+        adapter: Option<String>,
+    },
+    /// `message` says what to do (offline: what to copy where; disk full: how much to free).
+    DownloadFailed {
+        model: String,
+        adapter: Option<String>,
+        message: String,
+        /// Stopped by `CancelDownload`: the partial files are kept for a resume.
+        cancelled: bool,
+    },
     /// Something the user should know that is not an error (e.g. random weights: rankings meaningless).
     Notice {
         message: String,

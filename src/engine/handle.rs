@@ -154,6 +154,8 @@ struct Engine {
     /// Index statistics, from the readers the searches share: never on this thread.
     stats: Sender<PathBuf>,
     thumbnails: super::thumbnail::ThumbnailService,
+    /// The model download (one at a time) and the on-disk checks.
+    downloads: super::download::Downloads,
 }
 
 impl Engine {
@@ -182,6 +184,7 @@ impl Engine {
             ),
             events,
             run: None,
+            downloads: super::download::Downloads::default(),
         }
     }
 
@@ -281,6 +284,13 @@ impl Engine {
                 Command::DeviceInfo => self.emit(Event::Device(super::device_info::describe(
                     super::DeviceChoice::Auto,
                 ))),
+                Command::CheckModel { model, adapter } => {
+                    self.downloads.check(&self.events, model, adapter)
+                }
+                Command::DownloadModel { model, adapter } => {
+                    self.downloads.start(&self.events, model, adapter)
+                }
+                Command::CancelDownload => self.downloads.cancel(),
                 Command::Shutdown => break,
             }
         }

@@ -19,6 +19,7 @@ pub mod ab;
 pub mod control;
 pub mod cuda_cards;
 pub mod device_info;
+pub mod download;
 pub mod env_vars;
 pub mod gpu_cards;
 pub mod gpu_monitor;

@@ -7,3 +7,18 @@ pub const TOKENIZER: &str = "PAGESIGHT_TOKENIZER";
 /// the device running out of memory (`ModelError::OutOfMemory`), so the engine's retry in smaller
 /// batches can be tested without a GPU.
 pub const OOM_ABOVE_PAGES: &str = "PAGESIGHT_OOM_ABOVE_PAGES";
+
+/// The Hugging Face tools' own variables, honoured as they do (`hub::config`).
+pub const HF_HOME: &str = "HF_HOME";
+pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+pub const HF_TOKEN: &str = "HF_TOKEN";
+pub const HF_TOKEN_PATH: &str = "HF_TOKEN_PATH";
+pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
+
+/// Test hook (`test-hooks` builds only): the free disk space the download's check sees.
+pub const HUB_FREE_BYTES: &str = "PAGESIGHT_HUB_FREE_BYTES";
+
+/// Test hook (`test-hooks` builds only): a download's writes fail with ENOSPC after this many
+/// bytes, as on a disk that fills mid-way.
+pub const HUB_DISK_FULL_AFTER: &str = "PAGESIGHT_HUB_DISK_FULL_AFTER";

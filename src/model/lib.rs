@@ -8,6 +8,8 @@
 //! - `colqwen`: the model, one file per part.
 //! - `quant`: NF4 (bit-exact with bitsandbytes), Q4_K, the quantised linears, the weight cache.
 //! - `gpu`: the forward pass's kernels (fused steps, flash attention, cuBLASLt, NF4 dequant).
+//! - `hub`: downloads from the Hugging Face hub into its standard cache (resumed, verified,
+//!   cancellable, with progress), and the offline check of what the cache holds.
 //! - `synthetic`: deterministic model-shaped page inputs for benchmarks and checks.
 //! - `resize`, `preprocess`: the reference processor's smart_resize, bicubic resize, normalise
 //!   and patchify (the loader's render workers call them).
@@ -17,6 +19,7 @@ pub mod device_set;
 pub mod env_vars;
 pub mod error;
 pub mod gpu;
+pub mod hub;
 pub mod preprocess;
 pub mod quant;
 pub mod resize;

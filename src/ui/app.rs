@@ -93,6 +93,8 @@ pub struct PagesightApp {
     pub search: SearchView,
     pub perf: PerformanceView,
     pub library: LibraryView,
+    /// Whether the chosen model is on disk, and its download.
+    pub model_panel: super::model_panel::ModelPanel,
     /// The library search whose corpora have not all answered yet.
     gather: Option<Gather>,
     watch: watch::WatchLink,
@@ -140,6 +142,7 @@ impl PagesightApp {
             search: SearchView::default(),
             perf: PerformanceView::default(),
             library: LibraryView::default(),
+            model_panel: Default::default(),
             gather: None,
             watch,
             status: StatusInfo::default(),
@@ -619,6 +622,50 @@ impl PagesightApp {
         parts.join(" · ")
     }
 
+    /// Asks the engine whether the chosen model is on disk when the choice changed.
+    fn check_model(&mut self) {
+        let adapter = self
+            .settings
+            .model
+            .adapter
+            .as_ref()
+            .map(|a| a.to_string_lossy().into_owned());
+        if let Some(cmd) = self
+            .model_panel
+            .check_if_changed(&self.settings.model.model, adapter.as_deref())
+        {
+            self.send(cmd);
+        }
+    }
+
+    fn model_panel_ui(&mut self, ui: &mut egui::Ui) {
+        let name = if super::ingest::is_real_model(&self.settings.model) {
+            super::ingest::REAL_MODEL_LABEL.to_string()
+        } else {
+            self.settings.model.model.clone()
+        };
+        match self.model_panel.show(ui, &name) {
+            Some(super::model_panel::PanelAction::Download) => {
+                let model = self.settings.model.model.clone();
+                let adapter = self
+                    .settings
+                    .model
+                    .adapter
+                    .as_ref()
+                    .map(|a| a.to_string_lossy().into_owned());
+                if self.send(Command::DownloadModel { model, adapter }) {
+                    self.model_panel.downloading = true;
+                    self.model_panel.failure = None;
+                    self.model_panel.cancelled = false;
+                }
+            }
+            Some(super::model_panel::PanelAction::Cancel) => {
+                self.send(Command::CancelDownload);
+            }
+            None => {}
+        }
+    }
+
     fn index_ready(&self) -> Result<(), &'static str> {
         if self.settings.library.is_empty() {
             return Err("Choose a corpus folder (Corpus / Ingest) to search its index.");
@@ -685,8 +732,10 @@ impl eframe::App for PagesightApp {
         if !self.notices.is_empty() {
             egui::Panel::bottom("notices").show(ui, |ui| self.notices_panel(ui));
         }
+        self.check_model();
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
             Tab::Ingest => {
+                self.model_panel_ui(ui);
                 let busy = self
                     .ingest
                     .state
@@ -709,9 +758,13 @@ impl eframe::App for PagesightApp {
                     });
                 let best = self.best_precision();
                 let cards = self.cards();
+                let blocked = self
+                    .model_panel
+                    .blocks_start()
+                    .then_some("download the model first (the panel above)");
                 for a in self
                     .ingest
-                    .show(ui, &mut self.settings, &hint, best, &cards)
+                    .show(ui, &mut self.settings, &hint, best, &cards, blocked)
                 {
                     match a {
                         IngestAction::Start => self.start_ingest(),
@@ -759,6 +812,7 @@ impl eframe::App for PagesightApp {
         } else if self.ingest.state.is_active()
             || matches!(self.perf.ab, AbState::Running { .. })
             || self.search.pending.is_some()
+            || self.model_panel.downloading
         {
             ctx.request_repaint_after(Duration::from_millis(50));
         } else {

@@ -7,7 +7,8 @@ use super::settings::UiSettings;
 use egui_extras::{Column, TableBuilder};
 use pagesight_engine::event::{CardInfo, FileReport, FileStatus, IngestSummary, Progress};
 use pagesight_engine::settings::Precision;
-use pagesight_engine::{DType, DeviceChoice, Quant, QuantScope};
+use pagesight_engine::{DType, DeviceChoice, ModelSettings, Quant, QuantScope};
+use pagesight_model::hub::{DEFAULT_ADAPTER, DEFAULT_MODEL};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -115,6 +116,8 @@ impl IngestView {
         best_precision: Precision,
         // The machine's CUDA cards (the engine's `DeviceInfo`; empty until it answers).
         cards: &[CardInfo],
+        // Why Start waits (the model is not on disk yet), if it does.
+        start_blocked: Option<&str>,
     ) -> Vec<IngestAction> {
         let mut actions = Vec::new();
         let active = self.state.is_active();
@@ -154,13 +157,7 @@ impl IngestView {
                 ui.end_row();
 
                 let label = ui.label("Model");
-                ui.add_enabled(
-                    !active,
-                    egui::TextEdit::singleline(&mut settings.model.model)
-                        .hint_text("snapshot dir, hub id, random:tiny or random:3b")
-                        .desired_width(420.0),
-                )
-                .labelled_by(label.id);
+                ui.add_enabled_ui(!active, |ui| model_choice(ui, &mut settings.model, label.id));
                 ui.end_row();
 
                 ui.label("Device");
@@ -262,11 +259,12 @@ impl IngestView {
 
         ui.add_space(6.0);
         ui.horizontal(|ui| {
-            let can_start = !active && !settings.folder.trim().is_empty();
-            if ui
-                .add_enabled(can_start, egui::Button::new("Start ingest"))
-                .clicked()
-            {
+            let can_start =
+                !active && !settings.folder.trim().is_empty() && start_blocked.is_none();
+            let start = ui.add_enabled(can_start, egui::Button::new("Start ingest"));
+            if let Some(why) = start_blocked {
+                start.on_disabled_hover_text(why);
+            } else if start.clicked() {
                 actions.push(IngestAction::Start);
             }
             match self.state {
@@ -461,4 +459,79 @@ fn visual_token_budget(ui: &mut egui::Ui, budget: &mut Option<usize>) {
         );
         *budget = Some(n);
     }
+}
+
+/// What the label of the developer's random models says.
+pub const RANDOM_LABEL: &str = "random weights — results are meaningless, for testing";
+
+/// The real model's name in the model choice.
+pub const REAL_MODEL_LABEL: &str = "ColQwen2.5 (vidore/colqwen2.5-v0.2)";
+
+/// The model choice: the published ColQwen2.5 (the default), another checkpoint (a folder or a
+/// hub id), or — under "developer" — a random model, labelled as meaningless.
+fn model_choice(ui: &mut egui::Ui, model: &mut ModelSettings, label: egui::Id) {
+    let real = is_real_model(model);
+    let random = model.model.starts_with("random:");
+    let selected = if real {
+        REAL_MODEL_LABEL.to_string()
+    } else if random {
+        format!("developer: {} ({RANDOM_LABEL})", model.model)
+    } else {
+        "Other checkpoint".to_string()
+    };
+    ui.vertical(|ui| {
+        egui::ComboBox::from_id_salt("model-choice")
+            .selected_text(selected)
+            .width(420.0)
+            .show_ui(ui, |ui| {
+                if ui.selectable_label(real, REAL_MODEL_LABEL).clicked() {
+                    set_real_model(model);
+                }
+                if ui
+                    .selectable_label(!real && !random, "Other checkpoint (folder or hub id)")
+                    .clicked()
+                    && (real || random)
+                {
+                    model.model.clear();
+                    model.adapter = None;
+                }
+                ui.separator();
+                ui.label(egui::RichText::new("developer").weak());
+                for r in ["random:tiny", "random:3b"] {
+                    if ui
+                        .selectable_label(
+                            model.model == r,
+                            format!("developer: {r} ({RANDOM_LABEL})"),
+                        )
+                        .clicked()
+                    {
+                        model.model = r.into();
+                        model.adapter = None;
+                    }
+                }
+            })
+            .response
+            .labelled_by(label);
+        if !real && !random {
+            ui.add(
+                egui::TextEdit::singleline(&mut model.model)
+                    .hint_text("snapshot folder or hub id (owner/name)")
+                    .desired_width(420.0),
+            )
+            .labelled_by(label);
+        }
+        if random {
+            ui.label(egui::RichText::new(RANDOM_LABEL).color(ui.visuals().warn_fg_color));
+        }
+    });
+}
+
+/// The published model: the v0.2 adapter on its base.
+pub fn is_real_model(m: &ModelSettings) -> bool {
+    m.model == DEFAULT_MODEL && m.adapter.as_deref() == Some(std::path::Path::new(DEFAULT_ADAPTER))
+}
+
+pub fn set_real_model(m: &mut ModelSettings) {
+    m.model = DEFAULT_MODEL.into();
+    m.adapter = Some(DEFAULT_ADAPTER.into());
 }

@@ -8,6 +8,7 @@ pub(crate) mod format;
 mod frame_stats;
 mod heatmap;
 mod ingest;
+pub mod model_panel;
 pub mod library;
 mod open_pdf;
 mod performance;

@@ -12,7 +12,7 @@ pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
 const MAX_QUERIES: usize = 20;
 /// Bumped when a default changes in a way stored settings must follow.
-pub const DEFAULTS_VERSION: u32 = 4;
+pub const DEFAULTS_VERSION: u32 = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Theme {
@@ -137,7 +137,7 @@ impl Default for UiSettings {
             recent_folders: Vec::new(),
             folder: String::new(),
             library: Vec::new(),
-            model: ModelSettings::default(),
+            model: default_model(),
             unticked_cards: Vec::new(),
             best_precision: true,
             batch_size: 4,
@@ -157,6 +157,13 @@ impl Default for UiSettings {
             query_history: Vec::new(),
         }
     }
+}
+
+/// The model a first run offers: the published ColQwen2.5 (downloaded on first use).
+pub fn default_model() -> ModelSettings {
+    let mut m = ModelSettings::default();
+    super::ingest::set_real_model(&mut m);
+    m
 }
 
 impl UiSettings {
@@ -183,6 +190,11 @@ impl UiSettings {
             if s.library.is_empty() && !folder.as_os_str().is_empty() {
                 let index = pagesight_common::paths::default_index_for(&folder);
                 s.library.push(Corpus::new(&folder, &index));
+            }
+            // Version 5: the real model is the default; random:tiny, the old default, was
+            // never a choice the old form offered apart from typing it.
+            if s.model.model == "random:tiny" && s.model.adapter.is_none() {
+                super::ingest::set_real_model(&mut s.model);
             }
             s.defaults_version = DEFAULTS_VERSION;
         }

@@ -47,7 +47,7 @@ pub fn resolve(model: &str) -> Result<ResolvedModel> {
         bail!("--model {model} is a file; give the snapshot directory that holds config.json");
     }
     if looks_like_hub_id(model) {
-        let dir = hub_snapshot(model, &["config.json", "tokenizer.json"], true)?;
+        let dir = hub_snapshot(model, crate::hub::RepoKind::Model)?;
         return from_dir(model, &dir);
     }
     bail!("--model {model}: no such directory, and not a hub id (owner/name) or random:tiny / random:3b")
@@ -60,11 +60,7 @@ pub fn resolve_adapter(adapter: &Path) -> Result<PathBuf> {
     }
     let s = adapter.to_string_lossy();
     if looks_like_hub_id(&s) {
-        return hub_snapshot(
-            &s,
-            &["adapter_config.json", "adapter_model.safetensors"],
-            false,
-        );
+        return hub_snapshot(&s, crate::hub::RepoKind::Adapter);
     }
     bail!(
         "--adapter {}: no such directory (give a PEFT adapter dir or a hub id)",
@@ -112,109 +108,21 @@ fn from_dir(name: &str, dir: &Path) -> Result<ResolvedModel> {
 /// The published ColQwen2.5 (base weights + the v0.2 LoRA adapter) when both are complete in the
 /// local Hugging Face cache: `(model, adapter)` hub ids. Never downloads.
 pub fn cached_real_model() -> Option<(String, String)> {
-    const BASE: &str = "vidore/colqwen2.5-base";
-    const ADAPTER: &str = "vidore/colqwen2.5-v0.2";
-    let cache = hf_hub::Cache::from_env();
-    let base = cache.model(BASE.to_string()).get("config.json")?;
-    let base_dir = base.parent()?;
-    super::weights::weight_files(base_dir).ok()?;
-    base_dir.join("tokenizer.json").is_file().then_some(())?;
-    cache
-        .model(ADAPTER.to_string())
-        .get("adapter_model.safetensors")?;
-    Some((BASE.to_string(), ADAPTER.to_string()))
+    use crate::hub::{complete_snapshot, HubConfig, RepoKind, DEFAULT_ADAPTER, DEFAULT_MODEL};
+    let cache = HubConfig::from_env().cache_dir;
+    complete_snapshot(&cache, DEFAULT_MODEL, RepoKind::Model)?;
+    complete_snapshot(&cache, DEFAULT_ADAPTER, RepoKind::Adapter)?;
+    Some((DEFAULT_MODEL.to_string(), DEFAULT_ADAPTER.to_string()))
 }
 
-/// The snapshot dir of `repo` holding `required` files and the weights (when `with_weights`):
-/// from the local cache when complete, else downloaded (with progress bars).
-fn hub_snapshot(repo: &str, required: &[&str], with_weights: bool) -> Result<PathBuf> {
-    let cache = hf_hub::Cache::from_env();
-    let cached = cache.model(repo.to_string());
-    if let Some(cfg) = cached.get(required[0]) {
-        let dir = cfg.parent().map(Path::to_path_buf).unwrap_or_default();
-        let complete = required.iter().all(|f| dir.join(f).is_file())
-            && (!with_weights || super::weights::weight_files(&dir).is_ok());
-        if complete {
-            return Ok(dir);
-        }
-    }
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_progress(true)
-        .build()
-        .context("starting the Hugging Face hub client")?;
-    let remote = api.model(repo.to_string());
-    let fetch = |f: &str| {
-        remote
-            .get(f)
-            .map_err(|e| download_error(repo, f, &remote.url(f), &cache, e))
-    };
-    let first = fetch(required[0])?;
-    for f in &required[1..] {
-        fetch(f)?;
-    }
-    let _ = remote.get("preprocessor_config.json"); // optional: defaults apply without it
-    if with_weights {
-        match remote.get("model.safetensors.index.json") {
-            Ok(index) => {
-                let dir = index.parent().map(Path::to_path_buf).unwrap_or_default();
-                let text = std::fs::read_to_string(&index)?;
-                let v: serde_json::Value = serde_json::from_str(&text)?;
-                let mut shards: Vec<String> = v["weight_map"]
-                    .as_object()
-                    .map(|m| {
-                        m.values()
-                            .filter_map(|s| s.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                shards.sort();
-                shards.dedup();
-                for s in shards {
-                    if !dir.join(&s).is_file() {
-                        fetch(&s)?;
-                    }
-                }
-            }
-            Err(_) => {
-                fetch("model.safetensors")?;
-            }
-        }
-    }
-    Ok(first.parent().map(Path::to_path_buf).unwrap_or_default())
-}
-
-/// Why fetching `file` of `repo` (from `url`) failed, in words that say what to do.
-fn download_error(
-    repo: &str,
-    file: &str,
-    url: &str,
-    cache: &hf_hub::Cache,
-    e: hf_hub::api::sync::ApiError,
-) -> anyhow::Error {
-    let status = match &e {
-        hf_hub::api::sync::ApiError::RequestError(r) => match r.as_ref() {
-            ureq::Error::Status(code, _) => Some(*code),
-            ureq::Error::Transport(_) => None,
-        },
-        _ => None,
-    };
-    let message = match status {
-        Some(404) => format!(
-            "the hub has no file {file} in {repo} (HTTP 404 for {url}): check the repo id, and \
-             that it holds a ColQwen2.5 snapshot (config.json, tokenizer.json, safetensors weights)"
-        ),
-        Some(code @ (401 | 403)) => format!(
-            "the hub refused {file} of {repo} (HTTP {code} for {url}): the repo does not exist, \
-             or it is private or gated (set HF_TOKEN to an account with access)"
-        ),
-        Some(code) => format!("downloading {file} of {repo} failed: HTTP {code} for {url}"),
-        None => format!(
-            "{repo} is not complete in the local Hugging Face cache ({}) and downloading {file} \
-             from {url} failed (offline?): connect, or give --model a local snapshot directory",
-            cache.path().display()
-        ),
-    };
-    anyhow::Error::new(e).context(message)
+/// The complete snapshot of `repo` in the local Hugging Face cache, downloaded first when it is
+/// not there (`hub::ensure`, the one download path, with a progress bar on the terminal).
+fn hub_snapshot(repo: &str, kind: crate::hub::RepoKind) -> Result<PathBuf> {
+    let cfg = crate::hub::HubConfig::from_env();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut bar = crate::hub::terminal::terminal_progress();
+    let dirs = crate::hub::ensure(&cfg, &[(repo, kind)], &never, &mut bar)?;
+    Ok(dirs.into_iter().next().expect("one dir per repo"))
 }
 
 /// The tokenizer shipped in `assets/tokenizer/` (a reduced real Qwen2 vocabulary): found via

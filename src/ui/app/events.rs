@@ -107,6 +107,23 @@ impl PagesightApp {
                 self.library.stats.insert(s.path.clone(), s);
             }
             Event::Device(d) => self.status.device = Some(d),
+            Event::ModelStatus(s) => self.model_panel.on_status(s),
+            Event::DownloadProgress(p) => self.model_panel.on_progress(p),
+            Event::DownloadFinished { model, .. } => {
+                self.model_panel.on_finished();
+                self.notify(format!("{model} downloaded; Start can use it"));
+            }
+            Event::DownloadFailed {
+                model,
+                message,
+                cancelled,
+                ..
+            } => {
+                if !cancelled {
+                    self.notify_error(&format!("download of {model}"), &message);
+                }
+                self.model_panel.on_failed(message, cancelled);
+            }
             Event::Notice { message } => self.notify(message),
             Event::Error {
                 context,
