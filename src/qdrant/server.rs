@@ -38,6 +38,11 @@ impl RetryPolicy {
 /// How `qdrant-client` begins the message of a connection that could not be made.
 const CONNECT_FAILED: &str = "Failed to connect to";
 
+/// tonic's message for a connection lost under a request in flight (its transport error, turned
+/// into an `Unknown` status: tonic `transport/error.rs`, the version pinned in Cargo.lock) — a
+/// server killed mid-export.
+const TRANSPORT_LOST: &str = "transport error";
+
 /// A call's failure, classified once so that every caller words it the same way.
 #[derive(Debug)]
 pub enum CallError {
@@ -73,6 +78,7 @@ impl CallError {
             Code::Internal if status.message().starts_with(CONNECT_FAILED) => {
                 CallError::Transient(detail)
             }
+            Code::Unknown if status.message() == TRANSPORT_LOST => CallError::Transient(detail),
             Code::Unauthenticated | Code::PermissionDenied => CallError::Unauthorized(detail),
             Code::NotFound => CallError::NotFound(detail),
             _ => CallError::Other(detail),
@@ -245,5 +251,16 @@ mod tests {
         };
         let waits: Vec<u128> = (1..5).map(|n| p.backoff(n).as_millis()).collect();
         assert_eq!(waits, [100, 200, 350, 350]);
+    }
+
+    #[test]
+    fn a_connection_lost_mid_request_is_the_server_going_away() {
+        let status = |code, msg: &str| QdrantError::ResponseError {
+            status: tonic::Status::new(code, msg),
+        };
+        let transient = |e| matches!(CallError::classify(e), CallError::Transient(_));
+        assert!(transient(status(tonic::Code::Unknown, TRANSPORT_LOST)));
+        assert!(transient(status(tonic::Code::Unavailable, "anything")));
+        assert!(!transient(status(tonic::Code::Unknown, "a server fault")));
     }
 }
