@@ -47,6 +47,10 @@ pub struct EmbedBenchArgs {
     pub grid_w: u32,
     #[arg(long)]
     pub json: bool,
+    /// Query-only mode: skip the pages, embed this many queries one at a time (after one untimed
+    /// warm-up query) and report the time per query (min / median / max).
+    #[arg(long, value_name = "N")]
+    pub queries: Option<usize>,
     /// With --quant: the folder in which to measure the quantised-weight cache (a temporary
     /// subfolder, removed afterwards): one cold load (quantise, write the cache), then one warm
     /// load (read it). Default: the cache folder pagesight uses (`quant-cache` in the data dir).
@@ -133,6 +137,103 @@ fn load(args: &EmbedBenchArgs, settings: ModelSettings) -> Result<Loaded> {
     measured
 }
 
+/// Search queries of 20–25 tokens with the prompt ("Query: " and 10 augmentation tokens), as a
+/// user types them.
+const BENCH_QUERIES: [&str; 8] = [
+    "what was the revenue of the company in 2023?",
+    "diagram of the cooling circuit and the pump",
+    "energy consumption of the three prototypes",
+    "who signed the agreement for the district council",
+    "monthly rainfall at the coastal stations",
+    "how to replace the battery pack safely",
+    "references cited in the introduction",
+    "photo of the bridge under construction in 1932",
+];
+
+/// `--queries N`: the time of each query embedding, one query at a time, on a loaded model.
+fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) -> Result<()> {
+    let one = |i: usize| -> Result<(f64, usize)> {
+        let q = BENCH_QUERIES[i % BENCH_QUERIES.len()].to_string();
+        let tokens = model.query_input_ids(&q)?.len();
+        let t = Instant::now();
+        let v = model.embed_queries(&[q])?;
+        anyhow::ensure!(
+            v.len() == 1 && !v[0].is_empty(),
+            "no query vectors produced"
+        );
+        Ok((t.elapsed().as_secs_f64(), tokens))
+    };
+    one(BENCH_QUERIES.len() - 1)?;
+    pagesight_model::colqwen::profile::enable(args.profile);
+    let mut times = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..n.max(1) {
+        let (s, t) = one(i)?;
+        eprintln!("query {i}: {t} tokens, {:.1} ms", s * 1e3);
+        times.push(s);
+        tokens.push(t);
+    }
+    let sections = pagesight_model::colqwen::profile::take();
+    pagesight_model::colqwen::profile::enable(false);
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (min, median, max) = (
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1],
+    );
+    let threads = rayon::current_num_threads();
+    if args.json {
+        let doc = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "bench": "embed-queries",
+            "model": model.identity(),
+            "device": format!("{:?}", model.device()),
+            "load_s": load_s,
+            "threads": threads,
+            "cpu_isa": pagesight_model::quant::gemm::isa_name(),
+            "query_tokens": tokens,
+            "query_s": times,
+            "query_min_s": min,
+            "query_median_s": median,
+            "query_max_s": max,
+            "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "model            {} ({} {}, quant {})",
+            args.model,
+            args.dtype,
+            format!("{:?}", model.device()).to_lowercase(),
+            args.quant
+        );
+        println!("load             {load_s:.2} s");
+        println!(
+            "CPU kernels      {} on {threads} threads",
+            pagesight_model::quant::gemm::isa_name()
+        );
+        println!(
+            "query            {} queries of {}–{} tokens: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+            times.len(),
+            tokens.iter().min().unwrap_or(&0),
+            tokens.iter().max().unwrap_or(&0),
+            min * 1e3,
+            median * 1e3,
+            max * 1e3
+        );
+        let total: f64 = sections.iter().map(|s| s.1).sum();
+        for (label, s, calls) in &sections {
+            println!(
+                "  {label:<28} {:>9.2} ms/query {:>5.1} %  ({calls} calls)",
+                s * 1e3 / times.len() as f64,
+                100.0 * s / total
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The GPU memory pool's usage where the model runs on CUDA (a `cuda` build), else None.
 fn vram_pool(model: &ColQwen) -> Result<Option<PoolUsage>> {
     #[cfg(feature = "cuda")]
@@ -194,6 +295,9 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     } = load(&args, settings)?;
     let rss_after_load = peak_rss_bytes();
     eprintln!("loaded {} in {load_s:.1} s", args.model);
+    if let Some(n) = args.queries {
+        return run_queries(&args, &model, load_s, n);
+    }
     let grid = [1, args.grid_h, args.grid_w];
     let n = (args.grid_h * args.grid_w) as usize;
     let batch = args.batch.max(1);
