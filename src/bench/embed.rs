@@ -51,6 +51,11 @@ pub struct EmbedBenchArgs {
     /// warm-up query) and report the time per query (min / median / max).
     #[arg(long, value_name = "N")]
     pub queries: Option<usize>,
+    /// With --queries: also embed the first N queries through the general path (NF4 dequantised,
+    /// half-precision widened, then candle's GEMM: the path before the few-row kernels) and
+    /// report how far the vectors are apart.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub compare: usize,
     /// With --quant: the folder in which to measure the quantised-weight cache (a temporary
     /// subfolder, removed afterwards): one cold load (quantise, write the cache), then one warm
     /// load (read it). Default: the cache folder pagesight uses (`quant-cache` in the data dir).
@@ -175,6 +180,7 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
     }
     let sections = pagesight_model::colqwen::profile::take();
     pagesight_model::colqwen::profile::enable(false);
+    let compared = compare_paths(model, args.compare)?;
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     let (min, median, max) = (
@@ -197,6 +203,7 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
             "query_min_s": min,
             "query_median_s": median,
             "query_max_s": max,
+            "vs_general_path": compared.map(|(abs, rel)| serde_json::json!({"max_abs": abs, "max_rel_l2": rel})),
             "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -222,6 +229,12 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
             median * 1e3,
             max * 1e3
         );
+        if let Some((abs, rel)) = compared {
+            println!(
+                "vs general path  {} queries: max |Δ| {abs:.2e}, max ‖Δ‖/‖v‖ {rel:.2e}",
+                args.compare
+            );
+        }
         let total: f64 = sections.iter().map(|s| s.1).sum();
         for (label, s, calls) in &sections {
             println!(
@@ -232,6 +245,33 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
         }
     }
     Ok(())
+}
+
+/// The first `n` bench queries embedded with the few-row kernels and through the general path:
+/// (max |Δ| over all values, max over queries of ‖Δ‖ / ‖v‖), or None for `n = 0`.
+fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32)>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let (mut abs, mut rel) = (0f32, 0f32);
+    for q in BENCH_QUERIES.iter().cycle().take(n) {
+        let q = [q.to_string()];
+        let fast = model.embed_queries(&q)?.remove(0);
+        let general =
+            pagesight_model::quant::gemm::without_kernels(|| model.embed_queries(&q))?.remove(0);
+        anyhow::ensure!(
+            fast.len() == general.len(),
+            "the two paths gave different lengths"
+        );
+        let (mut d2, mut v2) = (0f64, 0f64);
+        for (a, b) in fast.iter().zip(&general) {
+            abs = abs.max((a - b).abs());
+            d2 += ((a - b) as f64).powi(2);
+            v2 += (*b as f64).powi(2);
+        }
+        rel = rel.max((d2 / v2.max(1e-30)).sqrt() as f32);
+    }
+    Ok(Some((abs, rel)))
 }
 
 /// The GPU memory pool's usage where the model runs on CUDA (a `cuda` build), else None.
