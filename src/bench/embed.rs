@@ -56,6 +56,11 @@ pub struct EmbedBenchArgs {
     /// report how far the vectors are apart.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub compare: usize,
+    /// With --queries: run the queries once per instruction set listed (`avx512,avx2,scalar`;
+    /// each capped to what the CPU runs) on the one loaded model. Default: the one
+    /// `PAGESIGHT_CPU_ISA` allows.
+    #[arg(long, value_delimiter = ',')]
+    pub isas: Vec<String>,
     /// With --quant: the folder in which to measure the quantised-weight cache (a temporary
     /// subfolder, removed afterwards): one cold load (quantise, write the cache), then one warm
     /// load (read it). Default: the cache folder pagesight uses (`quant-cache` in the data dir).
@@ -203,7 +208,7 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
             "query_min_s": min,
             "query_median_s": median,
             "query_max_s": max,
-            "vs_general_path": compared.map(|(abs, rel)| serde_json::json!({"max_abs": abs, "max_rel_l2": rel})),
+            "vs_general_path": compared.map(|(abs, rel, same)| serde_json::json!({"max_abs": abs, "max_rel_l2": rel, "same_top10_of_synthetic_pages": same})),
             "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -229,9 +234,9 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
             median * 1e3,
             max * 1e3
         );
-        if let Some((abs, rel)) = compared {
+        if let Some((abs, rel, same)) = compared {
             println!(
-                "vs general path  {} queries: max |Δ| {abs:.2e}, max ‖Δ‖/‖v‖ {rel:.2e}",
+                "vs general path  {} queries: max |Δ| {abs:.2e}, max ‖Δ‖/‖v‖ {rel:.2e}, same top-10 of {COMPARE_PAGES} synthetic pages in {same}",
                 args.compare
             );
         }
@@ -247,12 +252,52 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
     Ok(())
 }
 
+/// Synthetic pages for the top-10 check: `COMPARE_PAGES` pages of 32 unit vectors of `dim`.
+const COMPARE_PAGES: usize = 2000;
+
+fn synthetic_pages(dim: usize) -> Vec<Vec<f32>> {
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    (0..COMPARE_PAGES)
+        .map(|_| {
+            let mut page: Vec<f32> = (0..32 * dim)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect();
+            for t in page.chunks_exact_mut(dim) {
+                let n = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                t.iter_mut().for_each(|v| *v /= n);
+            }
+            page
+        })
+        .collect()
+}
+
+/// The 10 best of the synthetic pages for a query (exact MaxSim, f64 sums).
+fn top10(q: &[f32], dim: usize, pages: &[Vec<f32>]) -> Vec<usize> {
+    let nq = q.len() / dim;
+    let mut scored: Vec<(f32, usize)> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (pagesight_index::maxsim::maxsim_naive(q, nq, dim, p, 32), i))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.iter().take(10).map(|s| s.1).collect()
+}
+
 /// The first `n` bench queries embedded with the few-row kernels and through the general path:
-/// (max |Δ| over all values, max over queries of ‖Δ‖ / ‖v‖), or None for `n = 0`.
-fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32)>> {
+/// (max |Δ| over all values, max over queries of ‖Δ‖ / ‖v‖, queries whose top-10 of
+/// `COMPARE_PAGES` synthetic pages is the same in the same order), or None for `n = 0`.
+fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32, usize)>> {
     if n == 0 {
         return Ok(None);
     }
+    let dim = model.identity().embedding_dim;
+    let pages = synthetic_pages(dim);
+    let mut same_top10 = 0;
     let (mut abs, mut rel) = (0f32, 0f32);
     for q in BENCH_QUERIES.iter().cycle().take(n) {
         let q = [q.to_string()];
@@ -270,8 +315,9 @@ fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32)>> {
             v2 += (*b as f64).powi(2);
         }
         rel = rel.max((d2 / v2.max(1e-30)).sqrt() as f32);
+        same_top10 += usize::from(top10(&fast, dim, &pages) == top10(&general, dim, &pages));
     }
-    Ok(Some((abs, rel)))
+    Ok(Some((abs, rel, same_top10)))
 }
 
 /// The GPU memory pool's usage where the model runs on CUDA (a `cuda` build), else None.
@@ -336,7 +382,16 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let rss_after_load = peak_rss_bytes();
     eprintln!("loaded {} in {load_s:.1} s", args.model);
     if let Some(n) = args.queries {
-        return run_queries(&args, &model, load_s, n);
+        use pagesight_model::quant::gemm::{with_isa, CpuIsa};
+        if args.isas.is_empty() {
+            return run_queries(&args, &model, load_s, n);
+        }
+        for name in &args.isas {
+            let cap = CpuIsa::parse(name)
+                .with_context(|| format!("--isas: {name:?} is not avx512, avx2 or scalar"))?;
+            with_isa(cap, || run_queries(&args, &model, load_s, n))?;
+        }
+        return Ok(());
     }
     let grid = [1, args.grid_h, args.grid_w];
     let n = (args.grid_h * args.grid_w) as usize;
