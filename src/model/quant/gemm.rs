@@ -13,11 +13,15 @@
 //! Shape of the computation: rayon splits the output columns into blocks; each block walks `in`
 //! in chunks of [`KC`] values so the chunk of every query row stays in L1, and inside a chunk
 //! runs tiles of up to `RMAX` rows × one output column: each weight vector is decoded once and
-//! multiplied into `RMAX` row accumulators held in registers (FMA, f32 accumulate). The weight
+//! multiplied into `RMAX` row accumulators held in registers (FMA, f32 accumulate), the weights of
+//! the next-but-one column prefetched (a column's chunk is a few cache lines a weight row away from
+//! the last, which the hardware prefetchers do not follow), the rows copied to a stride that puts
+//! them in different L1 sets. The weight
 //! decode and the kernel are written once ([`Simd`] primitives, [`Stream`] weight formats, one
 //! generic tile), and compiled per instruction set: AVX-512F, AVX2+FMA+F16C, and a portable one
 //! the compiler vectorises as it can. The set is picked at run time and may be capped with
-//! `PAGESIGHT_CPU_ISA=avx512|avx2|scalar` ([`crate::env_vars::CPU_ISA`]).
+//! `PAGESIGHT_CPU_ISA=avx512|avx2|scalar` ([`crate::env_vars::CPU_ISA`]). Figures and accuracy:
+//! `docs/benchmarks.md` ("Query embedding on the CPU"); per-layer timing: `examples/cpu_gemm.rs`.
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -494,11 +498,11 @@ impl Job<'_> {
     /// Fills `sums.out` on `isa`.
     fn run<W: Stream>(&self, isa: CpuIsa, w: &W, sums: &mut Sums) {
         let k_end = match isa {
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
-            #[cfg(target_arch = "x86_64")]
             CpuIsa::Avx512 => unsafe { x86::avx512(self, w, sums) },
-            // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
             CpuIsa::Avx2 => unsafe { x86::avx2(self, w, sums) },
             // SAFETY: the portable kernel's primitives read in bounds as every kernel's do.
             _ => unsafe { self.columns::<Portable, W>(w, sums) },
