@@ -27,10 +27,10 @@ fn main() {
     println!("{rows} rows, {} threads", rayon::current_num_threads());
     for (out, inp) in [(2048, 2048), (11008, 2048), (2048, 11008)] {
         let dense: Vec<f32> = (0..out * inp)
-            .map(|i| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
+            .map(|i: usize| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
             .collect();
         let x: Vec<f32> = (0..rows * inp)
-            .map(|i| (i.wrapping_mul(40503) % 997) as f32 / 498.0 - 1.0)
+            .map(|i: usize| (i.wrapping_mul(40503) % 997) as f32 / 498.0 - 1.0)
             .collect();
         let w16: Vec<bf16> = dense.iter().map(|&v| bf16::from_f32(v)).collect();
         let q = Nf4Weight::quantize(&dense, (out, inp), 64, true).expect("quantise");

@@ -452,7 +452,7 @@ impl<'a> Nf4Stream<'a> {
 impl Stream for Nf4Stream<'_> {
     fn vector_end(&self, inp: usize, lanes: usize) -> usize {
         // Whole vectors start on even elements (whole bytes) and inside one block.
-        if self.shift.is_some() && inp % 16 == 0 {
+        if self.shift.is_some() && inp.is_multiple_of(16) {
             inp - inp % lanes
         } else {
             0
@@ -474,7 +474,7 @@ impl Stream for Nf4Stream<'_> {
     fn get(&self, o: usize, k: usize, inp: usize) -> f32 {
         let flat = o * inp + k;
         let byte = self.packed[flat / 2];
-        let code = if flat % 2 == 0 {
+        let code = if flat.is_multiple_of(2) {
             byte >> 4
         } else {
             byte & 0x0f
@@ -640,7 +640,11 @@ impl Simd for Portable {
         let b = p.cast::<[u8; 4]>().read_unaligned();
         std::array::from_fn(|i| {
             let byte = b[i / 2];
-            NF4_CODE[if i % 2 == 0 { byte >> 4 } else { byte & 0x0f } as usize]
+            NF4_CODE[if i.is_multiple_of(2) {
+                byte >> 4
+            } else {
+                byte & 0x0f
+            } as usize]
         })
     }
 }
