@@ -149,7 +149,12 @@ fn flatten_rows(x: &Tensor, in_features: usize) -> Result<(Tensor, Vec<usize>)> 
 impl Module for Nf4Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / self.gemm_shape.1.max(1);
-        let r = if x.device().is_cpu() && rows <= DIRECT_ROWS_MAX && super::gemm::kernels_enabled()
+        // f32 activations only (the CPU's, `Weights::activation_dtype`): a half-precision input
+        // keeps the scratch path's half-precision GEMM.
+        let r = if x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && rows <= DIRECT_ROWS_MAX
+            && super::gemm::kernels_enabled()
         {
             self.forward_direct(x)
         } else {
