@@ -47,6 +47,20 @@ pub struct EmbedBenchArgs {
     pub grid_w: u32,
     #[arg(long)]
     pub json: bool,
+    /// Query-only mode: skip the pages, embed this many queries one at a time (after one untimed
+    /// warm-up query) and report the time per query (min / median / max).
+    #[arg(long, value_name = "N")]
+    pub queries: Option<usize>,
+    /// With --queries: also embed the first N queries through the general path (NF4 dequantised,
+    /// half-precision widened, then candle's GEMM: the path before the few-row kernels) and
+    /// report how far the vectors are apart.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub compare: usize,
+    /// With --queries: run the queries once per instruction set listed (`avx512,avx2,scalar`;
+    /// each capped to what the CPU runs) on the one loaded model. Default: the one
+    /// `PAGESIGHT_CPU_ISA` allows.
+    #[arg(long, value_delimiter = ',')]
+    pub isas: Vec<String>,
     /// With --quant: the folder in which to measure the quantised-weight cache (a temporary
     /// subfolder, removed afterwards): one cold load (quantise, write the cache), then one warm
     /// load (read it). Default: the cache folder pagesight uses (`quant-cache` in the data dir).
@@ -133,6 +147,179 @@ fn load(args: &EmbedBenchArgs, settings: ModelSettings) -> Result<Loaded> {
     measured
 }
 
+/// Search queries of 20–25 tokens with the prompt ("Query: " and 10 augmentation tokens), as a
+/// user types them.
+const BENCH_QUERIES: [&str; 8] = [
+    "what was the revenue of the company in 2023?",
+    "diagram of the cooling circuit and the pump",
+    "energy consumption of the three prototypes",
+    "who signed the agreement for the district council",
+    "monthly rainfall at the coastal stations",
+    "how to replace the battery pack safely",
+    "references cited in the introduction",
+    "photo of the bridge under construction in 1932",
+];
+
+/// `--queries N`: the time of each query embedding, one query at a time, on a loaded model.
+fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) -> Result<()> {
+    let one = |i: usize| -> Result<(f64, usize)> {
+        let q = BENCH_QUERIES[i % BENCH_QUERIES.len()].to_string();
+        let tokens = model.query_input_ids(&q)?.len();
+        let t = Instant::now();
+        let v = model.embed_queries(&[q])?;
+        anyhow::ensure!(
+            v.len() == 1 && !v[0].is_empty(),
+            "no query vectors produced"
+        );
+        Ok((t.elapsed().as_secs_f64(), tokens))
+    };
+    one(BENCH_QUERIES.len() - 1)?;
+    pagesight_model::colqwen::profile::enable(args.profile);
+    let mut times = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..n.max(1) {
+        let (s, t) = one(i)?;
+        eprintln!("query {i}: {t} tokens, {:.1} ms", s * 1e3);
+        times.push(s);
+        tokens.push(t);
+    }
+    let sections = pagesight_model::colqwen::profile::take();
+    pagesight_model::colqwen::profile::enable(false);
+    let compared = compare_paths(model, args.compare)?;
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (min, median, max) = (
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1],
+    );
+    let threads = rayon::current_num_threads();
+    if args.json {
+        let doc = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "bench": "embed-queries",
+            "model": model.identity(),
+            "device": format!("{:?}", model.device()),
+            "load_s": load_s,
+            "threads": threads,
+            "cpu_isa": pagesight_model::quant::gemm::isa_name(),
+            "query_tokens": tokens,
+            "query_s": times,
+            "query_min_s": min,
+            "query_median_s": median,
+            "query_max_s": max,
+            "vs_general_path": compared.map(|(abs, rel, same)| serde_json::json!({"max_abs": abs, "max_rel_l2": rel, "same_top10_of_synthetic_pages": same})),
+            "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "model            {} ({} {}, quant {})",
+            args.model,
+            args.dtype,
+            format!("{:?}", model.device()).to_lowercase(),
+            args.quant
+        );
+        println!("load             {load_s:.2} s");
+        println!(
+            "CPU kernels      {} on {threads} threads",
+            pagesight_model::quant::gemm::isa_name()
+        );
+        println!(
+            "query            {} queries of {}–{} tokens: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+            times.len(),
+            tokens.iter().min().unwrap_or(&0),
+            tokens.iter().max().unwrap_or(&0),
+            min * 1e3,
+            median * 1e3,
+            max * 1e3
+        );
+        if let Some((abs, rel, same)) = compared {
+            println!(
+                "vs general path  {} queries: max |Δ| {abs:.2e}, max ‖Δ‖/‖v‖ {rel:.2e}, same top-10 of {COMPARE_PAGES} synthetic pages in {same}",
+                args.compare
+            );
+        }
+        let total: f64 = sections.iter().map(|s| s.1).sum();
+        for (label, s, calls) in &sections {
+            println!(
+                "  {label:<28} {:>9.2} ms/query {:>5.1} %  ({calls} calls)",
+                s * 1e3 / times.len() as f64,
+                100.0 * s / total
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Synthetic pages for the top-10 check: `COMPARE_PAGES` pages of 32 unit vectors of `dim`.
+const COMPARE_PAGES: usize = 2000;
+
+fn synthetic_pages(dim: usize) -> Vec<Vec<f32>> {
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    (0..COMPARE_PAGES)
+        .map(|_| {
+            let mut page: Vec<f32> = (0..32 * dim)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect();
+            for t in page.chunks_exact_mut(dim) {
+                let n = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                t.iter_mut().for_each(|v| *v /= n);
+            }
+            page
+        })
+        .collect()
+}
+
+/// The 10 best of the synthetic pages for a query (exact MaxSim, f64 sums).
+fn top10(q: &[f32], dim: usize, pages: &[Vec<f32>]) -> Vec<usize> {
+    let nq = q.len() / dim;
+    let mut scored: Vec<(f32, usize)> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (pagesight_index::maxsim::maxsim_naive(q, nq, dim, p, 32), i))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.iter().take(10).map(|s| s.1).collect()
+}
+
+/// The first `n` bench queries embedded with the few-row kernels and through the general path:
+/// (max |Δ| over all values, max over queries of ‖Δ‖ / ‖v‖, queries whose top-10 of
+/// `COMPARE_PAGES` synthetic pages is the same in the same order), or None for `n = 0`.
+fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32, usize)>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let dim = model.identity().embedding_dim;
+    let pages = synthetic_pages(dim);
+    let mut same_top10 = 0;
+    let (mut abs, mut rel) = (0f32, 0f32);
+    for q in BENCH_QUERIES.iter().cycle().take(n) {
+        let q = [q.to_string()];
+        let fast = model.embed_queries(&q)?.remove(0);
+        let general =
+            pagesight_model::quant::gemm::without_kernels(|| model.embed_queries(&q))?.remove(0);
+        anyhow::ensure!(
+            fast.len() == general.len(),
+            "the two paths gave different lengths"
+        );
+        let (mut d2, mut v2) = (0f64, 0f64);
+        for (a, b) in fast.iter().zip(&general) {
+            abs = abs.max((a - b).abs());
+            d2 += ((a - b) as f64).powi(2);
+            v2 += (*b as f64).powi(2);
+        }
+        rel = rel.max((d2 / v2.max(1e-30)).sqrt() as f32);
+        same_top10 += usize::from(top10(&fast, dim, &pages) == top10(&general, dim, &pages));
+    }
+    Ok(Some((abs, rel, same_top10)))
+}
+
 /// The GPU memory pool's usage where the model runs on CUDA (a `cuda` build), else None.
 fn vram_pool(model: &ColQwen) -> Result<Option<PoolUsage>> {
     #[cfg(feature = "cuda")]
@@ -194,6 +381,18 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     } = load(&args, settings)?;
     let rss_after_load = peak_rss_bytes();
     eprintln!("loaded {} in {load_s:.1} s", args.model);
+    if let Some(n) = args.queries {
+        use pagesight_model::quant::gemm::{with_isa, CpuIsa};
+        if args.isas.is_empty() {
+            return run_queries(&args, &model, load_s, n);
+        }
+        for name in &args.isas {
+            let cap = CpuIsa::parse(name)
+                .with_context(|| format!("--isas: {name:?} is not avx512, avx2 or scalar"))?;
+            with_isa(cap, || run_queries(&args, &model, load_s, n))?;
+        }
+        return Ok(());
+    }
     let grid = [1, args.grid_h, args.grid_w];
     let n = (args.grid_h * args.grid_w) as usize;
     let batch = args.batch.max(1);

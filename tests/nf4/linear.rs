@@ -99,7 +99,8 @@ fn nf4_forward_equals_dequantize_then_matmul() {
         .unwrap();
         let y = q.forward(&x).unwrap();
         assert_eq!(y.dims(), &[2, 7, out]);
-        assert!(rel_max_err(&y, &reference(&w, &b, &x, &ctx)) <= 1e-6);
+        // 14 rows: from the codes (`quant::gemm`), sums reassociated.
+        assert!(rel_max_err(&y, &reference(&w, &b, &x, &ctx)) <= 1e-5);
     }
 }
 
@@ -131,8 +132,10 @@ fn one_scratch_serves_every_layer() {
         80 * 192,
         "sized for the largest layer"
     );
-    let xs = Tensor::from_vec(random(&mut rng, 20 * 128, 1.0), (20, 128), &Device::Cpu).unwrap();
-    let xl = Tensor::from_vec(random(&mut rng, 20 * 192, 1.0), (20, 192), &Device::Cpu).unwrap();
+    // More rows than the direct product takes, so every forward goes through the scratch.
+    let n = DIRECT_ROWS_MAX + 1;
+    let xs = Tensor::from_vec(random(&mut rng, n * 128, 1.0), (n, 128), &Device::Cpu).unwrap();
+    let xl = Tensor::from_vec(random(&mut rng, n * 192, 1.0), (n, 192), &Device::Cpu).unwrap();
     // Interleave: each forward must see its own weight, not the previous layer's leftovers.
     for _ in 0..2 {
         assert!(

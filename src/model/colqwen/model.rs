@@ -621,4 +621,53 @@ mod tests {
         assert!(dist(&plain, &unmerged) > 1e-3);
         assert!(dist(&merged, &unmerged) > 0.0);
     }
+
+    /// Query vectors from the few-row CPU kernels (`quant::gemm`) against the general path
+    /// (dequantise or widen, then candle's GEMM) of the same model: f32, bf16 and NF4 weights with
+    /// the unmerged adapter, on every instruction set the kernels dispatch to.
+    #[test]
+    fn cpu_query_kernels_match_the_general_path() {
+        use crate::quant::gemm::{with_isa, without_kernels, CpuIsa};
+        let cases = [
+            (DType::F32, Quant::None),
+            (DType::Bf16, Quant::None),
+            (DType::F32, Quant::Nf4),
+        ];
+        let queries = [
+            "a table of the yearly revenue".to_string(),
+            "diagram of the cooling circuit with the pump and the heat exchanger".to_string(),
+        ];
+        for (dtype, quant) in cases {
+            let settings = ModelSettings {
+                device: DeviceChoice::Cpu,
+                dtype,
+                quant,
+                quant_cache: crate::settings::QuantCacheSetting::Off,
+                ..ModelSettings::default()
+            };
+            let mut r = source::resolve("random:tiny").unwrap();
+            r.random_adapter_rank = (quant == Quant::Nf4).then_some(4);
+            let adapter = ColQwen::adapter_for(&settings, &r).unwrap();
+            let m = ColQwen::from_resolved(r, adapter, &settings, &Device::Cpu).unwrap();
+            let general = without_kernels(|| m.embed_queries(&queries)).unwrap();
+            let isas = CpuIsa::ALL.into_iter().filter(|i| i.available());
+            for (isa, fast) in isas.map(|i| (i, with_isa(i, || m.embed_queries(&queries)))) {
+                let fast = fast.unwrap();
+                for (a, b) in fast.iter().zip(&general) {
+                    assert_eq!(a.len(), b.len());
+                    let err = a
+                        .iter()
+                        .zip(b)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0f32, f32::max);
+                    // Unit vectors: an absolute error is a relative one.
+                    assert!(
+                        err < 1e-4,
+                        "{dtype:?} {quant:?} on {}: query vectors differ by {err}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -59,7 +59,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         }
     }
     use candle_core::Module;
-    if let Some(y) = few_rows_half_weight(x, w)? {
+    if let Some(y) = few_rows_weight(x, w)? {
         return add_bias(y, bias);
     }
     // Half-precision weights under f32 activations (the CPU path) multiply widened.
@@ -71,17 +71,23 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     add_bias(candle_nn::Linear::new(w, None).forward(x)?, bias)
 }
 
-/// Up to this many rows (a query's tokens), a half-precision weight under f32 activations on the
-/// CPU is read once by `half_matmul_rows` instead of being widened whole for a GEMM: widening
-/// writes the weight out at twice its size and the GEMM reads it back, a cost that grows with
-/// the weight, not the rows, so a few rows cannot amortise it.
-const FEW_ROWS: usize = 64;
+/// Up to this many rows (a query's tokens), a weight under f32 activations on the CPU is read
+/// once, in its stored precision, by `quant::gemm` instead of candle's GEMM: widening a bf16/f16
+/// weight writes it out at twice its size for the GEMM to read back, and the GEMM packs even an
+/// f32 weight, costs that grow with the weight, not the rows, so a few rows cannot amortise them.
+const FEW_ROWS: usize = crate::quant::DIRECT_ROWS_MAX;
 
-/// `x · wᵀ` for a few f32 rows and a bf16/f16 weight on the CPU, or None where it does not apply.
-fn few_rows_half_weight(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    use crate::quant::gemv::half_matmul_rows;
+/// `x · wᵀ` for a few f32 rows and an f32/bf16/f16 weight on the CPU, or None where it does not
+/// apply.
+fn few_rows_weight(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    use crate::quant::gemm::{matmul_rows, Weight};
     use candle_core::{CpuStorage, Storage};
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.rank() != 2 || !w.is_contiguous() {
+    if !x.device().is_cpu()
+        || x.dtype() != DType::F32
+        || w.rank() != 2
+        || !w.is_contiguous()
+        || !crate::quant::gemm::kernels_enabled()
+    {
         return Ok(None);
     }
     let (out, inp) = w.dims2()?;
@@ -100,8 +106,9 @@ fn few_rows_half_weight(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     };
     let range = layout.start_offset()..layout.start_offset() + out * inp;
     let y = match cpu {
-        CpuStorage::BF16(v) => half_matmul_rows(&v[range], out, inp, |h| h.to_f32(), &xs, rows),
-        CpuStorage::F16(v) => half_matmul_rows(&v[range], out, inp, |h| h.to_f32(), &xs, rows),
+        CpuStorage::BF16(v) => matmul_rows(Weight::Bf16(&v[range]), out, inp, &xs, rows),
+        CpuStorage::F16(v) => matmul_rows(Weight::F16(&v[range]), out, inp, &xs, rows),
+        CpuStorage::F32(v) => matmul_rows(Weight::F32(&v[range]), out, inp, &xs, rows),
         _ => return Ok(None),
     };
     *dims.last_mut().unwrap_or(&mut 0) = out;

@@ -21,7 +21,7 @@ pub mod cache;
 pub mod cache_file;
 pub mod context;
 pub mod element;
-pub mod gemv;
+pub mod gemm;
 pub mod kquant;
 pub mod linear;
 pub mod lora_linear;

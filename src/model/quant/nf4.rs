@@ -107,6 +107,25 @@ impl AbsmaxState {
         }
     }
 
+    /// The absmax values of blocks `first .. first + out.len()`, as [`Self::decode`] gives them
+    /// (the same arithmetic, so the same bits).
+    pub fn decode_range(&self, first: usize, out: &mut [f32]) {
+        match self {
+            AbsmaxState::Plain(a) => out.copy_from_slice(&a[first..first + out.len()]),
+            AbsmaxState::Double {
+                codes,
+                absmax2,
+                offset,
+            } => {
+                let code = blockwise8::dynamic_map();
+                for (i, o) in out.iter_mut().enumerate() {
+                    let b = first + i;
+                    *o = code[codes[b] as usize] * absmax2[b / ABSMAX_BLOCKSIZE] + offset;
+                }
+            }
+        }
+    }
+
     /// Bytes this state occupies.
     pub fn bytes(&self) -> usize {
         match self {

@@ -1,7 +1,7 @@
 //! A linear layer whose weight is NF4.
 //!
 //! Forward picks by the number of input rows: a few rows (a query) multiply straight from the
-//! 4-bit codes ([`super::gemv`], CPU); more rows (a page batch) dequantise the weight into the
+//! 4-bit codes ([`super::gemm`], CPU); more rows (a page batch) dequantise the weight into the
 //! model's one shared scratch buffer and run the ordinary GEMM on it.
 
 use std::sync::Arc;
@@ -9,14 +9,16 @@ use std::sync::Arc;
 use anyhow::Result;
 use candle_core::{DType, Module, Tensor};
 
-use super::gemv::nf4_matmul_rows;
+use super::gemm::{matmul_rows, Nf4View, Weight};
 use super::nf4::Nf4Weight;
 use super::scratch::Nf4Scratch;
 
-/// At or below this many rows the CPU multiplies from the codes directly: a few rows (a query)
-/// read each weight once, while dequantising the whole layer into the scratch first only pays
-/// for itself from about 8 rows on (measured on the dev box, `bench/gpu-notes.md`).
-pub const DIRECT_ROWS_MAX: usize = 4;
+/// At or below this many rows the CPU multiplies from the codes directly (`quant::gemm`, codes
+/// decoded in registers, register-blocked over the rows): a query (~20 rows) reads each weight
+/// once, where dequantising the whole layer into the scratch first writes and reads it again in
+/// f32 for ~20 uses of each value. The old scalar direct product lost to the scratch from
+/// about 8 rows on (`bench/gpu-notes.md`); the blocked kernel does not up to a query's length.
+pub const DIRECT_ROWS_MAX: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct Nf4Linear {
@@ -104,9 +106,14 @@ impl Nf4Linear {
         let x2 = x2.narrow(1, 0, self.weight.shape.1)?;
         let rows = x2.dim(0)?;
         let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let absmax = self.weight.absmax.decode();
-        let y = nf4_matmul_rows(&self.weight, &absmax, &xs, rows);
-        let y = Tensor::from_vec(y, (rows, self.weight.shape.0), x.device())?
+        let (out, inp) = self.weight.shape;
+        let w = Weight::Nf4(Nf4View {
+            packed: &self.weight.packed,
+            absmax: &self.weight.absmax,
+            blocksize: self.weight.blocksize,
+        });
+        let y = matmul_rows(w, out, inp, &xs, rows);
+        let y = Tensor::from_vec(y, (rows, out), x.device())?
             .to_dtype(x.dtype())?
             .pad_with_zeros(1, 0, self.gemm_shape.0 - self.weight.shape.0)?;
         self.finish(y, lead)
@@ -142,7 +149,13 @@ fn flatten_rows(x: &Tensor, in_features: usize) -> Result<(Tensor, Vec<usize>)> 
 impl Module for Nf4Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let rows = x.elem_count() / self.gemm_shape.1.max(1);
-        let r = if x.device().is_cpu() && rows <= DIRECT_ROWS_MAX {
+        // f32 activations only (the CPU's, `Weights::activation_dtype`): a half-precision input
+        // keeps the scratch path's half-precision GEMM.
+        let r = if x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && rows <= DIRECT_ROWS_MAX
+            && super::gemm::kernels_enabled()
+        {
             self.forward_direct(x)
         } else {
             self.forward_dequantized(x)

@@ -1,0 +1,67 @@
+//! Times the few-row CPU kernels (`quant::gemm`) on the 3B language model's layer shapes:
+//! `cargo run --release -p pagesight-model --example cpu_gemm [rows] [reps]`. Prints, per
+//! instruction set and weight format, the best wall time of `reps`, GFLOP/s, and GFLOP per CPU
+//! second this process was given (the box may be shared).
+
+use half::bf16;
+use pagesight_model::quant::gemm::{matmul_rows_isa, CpuIsa, Nf4View, Weight};
+use pagesight_model::quant::Nf4Weight;
+use std::time::Instant;
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let rows = args.first().copied().unwrap_or(26);
+    let reps = args.get(1).copied().unwrap_or(5);
+    println!("{rows} rows, {} threads", rayon::current_num_threads());
+    for (out, inp) in [(2048, 2048), (11008, 2048), (2048, 11008)] {
+        let dense: Vec<f32> = (0..out * inp)
+            .map(|i: usize| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let x: Vec<f32> = (0..rows * inp)
+            .map(|i: usize| (i.wrapping_mul(40503) % 997) as f32 / 498.0 - 1.0)
+            .collect();
+        let w16: Vec<bf16> = dense.iter().map(|&v| bf16::from_f32(v)).collect();
+        let q = Nf4Weight::quantize(&dense, (out, inp), 64, true).expect("quantise");
+        let nf4 = Weight::Nf4(Nf4View {
+            packed: &q.packed,
+            absmax: &q.absmax,
+            blocksize: q.blocksize,
+        });
+        let flop = 2.0 * (rows * out * inp) as f64;
+        for isa in CpuIsa::ALL.into_iter().filter(|i| i.available()) {
+            for (name, w) in [
+                ("nf4", nf4),
+                ("bf16", Weight::Bf16(&w16)),
+                ("f32", Weight::F32(&dense)),
+            ] {
+                let mut best = f64::MAX;
+                let mut best_cpu = f64::MAX;
+                for _ in 0..reps {
+                    let (t, c) = (Instant::now(), cpu_seconds());
+                    std::hint::black_box(matmul_rows_isa(isa, w, out, inp, &x, rows));
+                    best = best.min(t.elapsed().as_secs_f64());
+                    best_cpu = best_cpu.min(cpu_seconds() - c);
+                }
+                println!(
+                    "{out:>5}×{inp:<5} {:<7} {name:<5} {:>8.2} ms {:>7.1} GFLOP/s {:>7.1} GFLOP/cpu-s",
+                    isa.name(),
+                    best * 1e3,
+                    flop / best / 1e9,
+                    flop / best_cpu / 1e9
+                );
+            }
+        }
+    }
+}
