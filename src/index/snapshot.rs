@@ -182,7 +182,11 @@ pub(crate) fn rebuild_text(
             })?;
         }
     }
-    store.commit(m.generation, false)?;
+    // Committed under the next generation, not the manifest's: a process killed before the
+    // manifest records this rebuild leaves a text state that reads as an interrupted commit
+    // (rebuilt again on the next open), never as the manifest's own generation with another
+    // hash, which `index verify` must call damaged.
+    store.commit(m.generation + 1, false)?;
     Ok(store)
 }
 

@@ -508,8 +508,10 @@ impl ColQwen {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        let (hidden, batch) = self.query_last_hidden(queries)?;
-        let vectors = to_host_rows(&self.project_device(&hidden)?)?;
+        let (batch, vectors) = crate::quant::gemm::for_queries(|| -> Result<_> {
+            let (hidden, batch) = self.query_last_hidden(queries)?;
+            Ok((batch, to_host_rows(&self.project_device(&hidden)?)?))
+        })?;
         (0..queries.len())
             .map(|row| Ok(self.real_rows(&vectors, &batch, row)?.0))
             .collect()

@@ -113,6 +113,7 @@ pub fn isa() -> CpuIsa {
 
 thread_local! {
     static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static QUERIES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static ISA_HERE: std::cell::Cell<Option<CpuIsa>> = const { std::cell::Cell::new(None) };
 }
 
@@ -124,9 +125,21 @@ pub fn with_isa<T>(cap: CpuIsa, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Whether the layers on this thread use these kernels for few rows (see [`without_kernels`]).
+/// Whether the layers on this thread use these kernels for few rows: while embedding queries
+/// ([`for_queries`]) and unless switched off ([`without_kernels`]).
 pub fn kernels_enabled() -> bool {
-    !OFF.with(|c| c.get())
+    QUERIES.with(|c| c.get()) && !OFF.with(|c| c.get())
+}
+
+/// Runs `f` (a query batch's forward) with the few-row kernels on for this thread. Pages never
+/// take them: which path a layer takes would then depend on how many rows its batch has, and a
+/// page re-embedded in another batch (a re-run after a crash, an incremental ingest) must come
+/// out bit-identical to the first time.
+pub fn for_queries<T>(f: impl FnOnce() -> T) -> T {
+    let before = QUERIES.with(|c| c.replace(true));
+    let out = f();
+    QUERIES.with(|c| c.set(before));
+    out
 }
 
 /// Runs `f` with the few-row kernels off on this thread: linear layers take the general path
@@ -940,9 +953,13 @@ mod tests {
     }
 
     #[test]
-    fn without_kernels_is_scoped_to_the_call() {
-        assert!(kernels_enabled());
-        assert!(without_kernels(|| !kernels_enabled()));
-        assert!(kernels_enabled());
+    fn the_kernels_serve_queries_only_and_each_switch_is_scoped_to_its_call() {
+        assert!(!kernels_enabled(), "a page batch never takes the few-row kernels");
+        for_queries(|| {
+            assert!(kernels_enabled());
+            assert!(without_kernels(|| !kernels_enabled()));
+            assert!(kernels_enabled());
+        });
+        assert!(!kernels_enabled());
     }
 }
