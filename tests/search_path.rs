@@ -308,3 +308,76 @@ fn the_ingest_leaves_its_model_for_the_searches_that_follow() {
     assert!(shelf.is_empty());
     assert_eq!(model.identity().max_visual_tokens, prov.max_visual_tokens);
 }
+
+/// Copies the folder `from` into `to` (files and subfolders).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The CLI's JSON answer to `query` against `index`, as (file, page, score) per hit.
+fn cli_hits(index: &Path, query: &str) -> Vec<(String, u64, f64)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
+        .args(["search", query, "--index"])
+        .arg(index)
+        .args(["--device", "cpu", "--json", "--top-k", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap_or_default().to_string(),
+                h["page"].as_u64().unwrap_or_default(),
+                h["score"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_index_folder_copied_to_another_place_opens_and_searches_the_same() {
+    // Ingest on a machine with a GPU, copy the index folder to the laptop, search there: the
+    // folder carries everything (segments, text index, manifest, provenance) and nothing in it
+    // names where it was made.
+    let corpus = sample_corpus();
+    let made = tempfile::tempdir().unwrap();
+    {
+        let engine = EngineHandle::spawn();
+        ingest(&engine, corpus.path(), made.path(), test_settings());
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copied = elsewhere.path().join("copied index");
+    copy_dir(made.path(), &copied);
+    let before = cli_hits(made.path(), "first query");
+    assert_eq!(before.len(), 5, "{before:?}");
+    // The original is gone: the copy must not lean on it.
+    drop(made);
+    let after = cli_hits(&copied, "first query");
+    assert_eq!(after, before);
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
+        .args(["index", "--index"])
+        .arg(&copied)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
