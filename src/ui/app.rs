@@ -622,14 +622,18 @@ impl PagesightApp {
         parts.join(" · ")
     }
 
-    /// Asks the engine whether the chosen model is on disk when the choice changed.
-    fn check_model(&mut self) {
-        let adapter = self
-            .settings
+    /// The chosen adapter (a folder or a hub id) as text, if there is one.
+    fn adapter_name(&self) -> Option<String> {
+        self.settings
             .model
             .adapter
             .as_ref()
-            .map(|a| a.to_string_lossy().into_owned());
+            .map(|a| a.to_string_lossy().into_owned())
+    }
+
+    /// Asks the engine whether the chosen model is on disk when the choice changed.
+    fn check_model(&mut self) {
+        let adapter = self.adapter_name();
         if let Some(cmd) = self
             .model_panel
             .check_if_changed(&self.settings.model.model, adapter.as_deref())
@@ -647,12 +651,7 @@ impl PagesightApp {
         match self.model_panel.show(ui, &name) {
             Some(super::model_panel::PanelAction::Download) => {
                 let model = self.settings.model.model.clone();
-                let adapter = self
-                    .settings
-                    .model
-                    .adapter
-                    .as_ref()
-                    .map(|a| a.to_string_lossy().into_owned());
+                let adapter = self.adapter_name();
                 if self.send(Command::DownloadModel { model, adapter }) {
                     self.model_panel.downloading = true;
                     self.model_panel.failure = None;
