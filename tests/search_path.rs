@@ -332,7 +332,11 @@ fn cli_hits(index: &Path, query: &str) -> Vec<(String, u64, f64)> {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answer: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     answer["hits"]
         .as_array()

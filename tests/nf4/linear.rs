@@ -2,10 +2,10 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use pagesight::devtools::model_parity::rel_err;
+use pagesight::model::quant::gemm::for_queries;
 use pagesight::model::quant::{
     LayerStorage, Nf4Weight, QLinear, QuantContext, QuantScope, DIRECT_ROWS_MAX,
 };
-use pagesight::model::quant::gemm::for_queries;
 use pagesight::model::settings::Quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 

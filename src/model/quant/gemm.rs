@@ -954,7 +954,10 @@ mod tests {
 
     #[test]
     fn the_kernels_serve_queries_only_and_each_switch_is_scoped_to_its_call() {
-        assert!(!kernels_enabled(), "a page batch never takes the few-row kernels");
+        assert!(
+            !kernels_enabled(),
+            "a page batch never takes the few-row kernels"
+        );
         for_queries(|| {
             assert!(kernels_enabled());
             assert!(without_kernels(|| !kernels_enabled()));
