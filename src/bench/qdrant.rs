@@ -28,19 +28,10 @@ pub struct QdrantBenchArgs {
     /// Index sizes in pages.
     #[arg(long, value_delimiter = ',', default_value = "2000")]
     pub pages: Vec<usize>,
-    #[arg(long, default_value_t = 750)]
-    pub tokens: usize,
-    #[arg(long, default_value_t = 128)]
-    pub dim: usize,
-    #[arg(long, default_value_t = 20)]
-    pub query_tokens: usize,
-    #[arg(long, default_value_t = 20)]
-    pub queries: usize,
+    #[command(flatten)]
+    pub synthetic: super::search::SyntheticCorpusArgs,
     #[arg(long, default_value_t = ExportOptions::default().batch_pages)]
     pub batch_pages: usize,
-    /// Where the synthetic indexes go (shared with `bench search`, reused when complete).
-    #[arg(long, default_value = "target/bench-search")]
-    pub work_dir: PathBuf,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -61,7 +52,7 @@ pub struct QdrantBenchRun {
 }
 
 pub fn run(a: QdrantBenchArgs) -> Result<()> {
-    let corpus = Corpus::new(42, a.dim, 1024);
+    let corpus = Corpus::new(42, a.synthetic.dim, 1024);
     let server = Server::connect(&a.url, a.api_key.as_deref(), RetryPolicy::default())?;
     eprintln!(
         "Qdrant at {} and this process share the machine's {} cores: on a small box the figures \
@@ -73,10 +64,20 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
     );
     let mut runs = Vec::new();
     for &n in &a.pages {
-        let dir = a.work_dir.join(format!("pages-{n}-v{CORPUS_VERSION}"));
-        build_with(a.tokens, &corpus, n, &dir, false, &bench_provenance(a.dim))
-            .with_context(|| format!("building {}", dir.display()))?;
-        let collection = format!("bench-{n}-{}", a.tokens);
+        let dir = a
+            .synthetic
+            .work_dir
+            .join(format!("pages-{n}-v{CORPUS_VERSION}"));
+        build_with(
+            a.synthetic.tokens,
+            &corpus,
+            n,
+            &dir,
+            false,
+            &bench_provenance(a.synthetic.dim),
+        )
+        .with_context(|| format!("building {}", dir.display()))?;
+        let collection = format!("bench-{n}-{}", a.synthetic.tokens);
         // A full export each run: delete what an earlier run left.
         let _ = pagesight_qdrant::collection::delete(&server, &collection);
         let opts = ExportOptions {
@@ -91,7 +92,12 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             &collection,
         )?;
         let s = Index::open(&dir)?.searcher()?;
-        let queries = super::search::synthetic_queries(&corpus, n, a.queries, a.query_tokens);
+        let queries = super::search::synthetic_queries(
+            &corpus,
+            n,
+            a.synthetic.queries,
+            a.synthetic.query_tokens,
+        );
         let isa = pagesight_index::maxsim::detected_isa();
         let as_points = |ids: Vec<u64>| -> Result<Vec<u64>> { to_points(&s, ids) };
         let (exact, exact_tops, _) =
@@ -120,7 +126,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
                 .map(|h| h.point_id)
                 .collect())
         })?;
-        let vector_bytes = (n * a.tokens * a.dim * 4) as f64;
+        let vector_bytes = (n * a.synthetic.tokens * a.synthetic.dim * 4) as f64;
         let run = QdrantBenchRun {
             pages: n,
             export_seconds: report.seconds,
@@ -135,7 +141,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
         };
         println!(
             "{n} pages × {} vectors × {} dims, {} query vectors, {} queries",
-            a.tokens, a.dim, a.query_tokens, a.queries
+            a.synthetic.tokens, a.synthetic.dim, a.synthetic.query_tokens, a.synthetic.queries
         );
         println!(
             "  export to Qdrant   {:.1} s, {:.1} pages/s, {:.1} MB/s of f32 vectors ({} batches of ≤ {} pages, {} retries)",

@@ -28,11 +28,11 @@ use std::time::Instant;
 /// Bumped whenever `synthetic::Corpus` draws different vectors: cached indexes are rebuilt.
 pub(super) const CORPUS_VERSION: u32 = 2;
 
+/// The synthetic pages and queries `bench search` and `bench qdrant` share (and their cached
+/// indexes: the same folder serves both).
 #[derive(Args, Debug)]
-pub struct SearchBenchArgs {
-    /// Corpus sizes in pages.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
-    pub pages: Vec<usize>,
+pub struct SyntheticCorpusArgs {
+    /// Stored vectors per page.
     #[arg(long, default_value_t = 750)]
     pub tokens: usize,
     #[arg(long, default_value_t = 128)]
@@ -42,12 +42,21 @@ pub struct SearchBenchArgs {
     pub query_tokens: usize,
     #[arg(long, default_value_t = 20)]
     pub queries: usize,
-    /// Binary prefilter: candidate counts rescored exactly (one run each).
-    #[arg(long, value_delimiter = ',', default_value = "100,200,400")]
-    pub candidates: Vec<usize>,
     /// Where the synthetic indexes go (reused across runs when complete).
     #[arg(long, default_value = "target/bench-search")]
     pub work_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchBenchArgs {
+    /// Corpus sizes in pages.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub pages: Vec<usize>,
+    #[command(flatten)]
+    pub synthetic: SyntheticCorpusArgs,
+    /// Binary prefilter: candidate counts rescored exactly (one run each).
+    #[arg(long, value_delimiter = ',', default_value = "100,200,400")]
+    pub candidates: Vec<usize>,
     /// Python with colpali-engine for the reference scorer; empty to skip it.
     #[arg(long, default_value = "/work/refenv/bin/python")]
     pub python: String,
@@ -196,16 +205,18 @@ fn isas() -> Vec<Isa> {
 }
 
 fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
-    let page = corpus.page(1, a.tokens);
-    let packed = pagesight_index::vectors::pack_blocks(&page, a.tokens, a.dim);
-    let q = corpus.query(1, a.query_tokens, 0);
+    let page = corpus.page(1, a.synthetic.tokens);
+    let packed = pagesight_index::vectors::pack_blocks(&page, a.synthetic.tokens, a.synthetic.dim);
+    let q = corpus.query(1, a.synthetic.query_tokens, 0);
     // Many short trials (~1 ms): on a shared machine the best one is uninterrupted.
     let reps = 10;
-    let flops = 2.0 * (a.query_tokens * a.tokens * a.dim) as f64 * reps as f64;
+    let flops = 2.0
+        * (a.synthetic.query_tokens * a.synthetic.tokens * a.synthetic.dim) as f64
+        * reps as f64;
     isas()
         .into_iter()
         .map(|isa| {
-            let prepared = PreparedQuery::new(isa, &q, a.query_tokens, a.dim);
+            let prepared = PreparedQuery::new(isa, &q, a.synthetic.query_tokens, a.synthetic.dim);
             let mut scratch = Scratch::default();
             let mut best = f64::INFINITY;
             for _ in 0..300 {
@@ -214,7 +225,7 @@ fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
                     std::hint::black_box(prepared.score(
                         &mut scratch,
                         std::hint::black_box(&packed),
-                        a.tokens,
+                        a.synthetic.tokens,
                     ));
                 }
                 best = best.min(t.elapsed().as_secs_f64());
@@ -226,10 +237,10 @@ fn kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> Vec<(Isa, f64)> {
 
 fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
     use pagesight_index::binary::{hamming_maxsim, query_words, PageCodes};
-    let page = corpus.page(1, a.tokens);
-    let codes = pagesight_index::vectors::sign_codes(&page, a.tokens, a.dim);
-    let q = corpus.query(1, a.query_tokens, 0);
-    let qw = query_words(&q, a.query_tokens, a.dim);
+    let page = corpus.page(1, a.synthetic.tokens);
+    let codes = pagesight_index::vectors::sign_codes(&page, a.synthetic.tokens, a.synthetic.dim);
+    let q = corpus.query(1, a.synthetic.query_tokens, 0);
+    let qw = query_words(&q, a.synthetic.query_tokens, a.synthetic.dim);
     let reps = 50;
     let mut best = f64::INFINITY;
     for _ in 0..200 {
@@ -237,10 +248,15 @@ fn binary_kernel_single_core(a: &SearchBenchArgs, corpus: &Corpus) -> f64 {
         for _ in 0..reps {
             let page = PageCodes {
                 codes: std::hint::black_box(&codes),
-                n_tokens: a.tokens,
+                n_tokens: a.synthetic.tokens,
                 next: None,
             };
-            std::hint::black_box(hamming_maxsim(&qw, a.query_tokens, a.dim, page));
+            std::hint::black_box(hamming_maxsim(
+                &qw,
+                a.synthetic.query_tokens,
+                a.synthetic.dim,
+                page,
+            ));
         }
         best = best.min(t.elapsed().as_secs_f64());
     }
@@ -302,7 +318,14 @@ pub(super) fn build(
     dir: &Path,
     raw: bool,
 ) -> anyhow::Result<Option<f64>> {
-    build_with(a.tokens, corpus, n, dir, raw, &bench_provenance(a.dim))
+    build_with(
+        a.synthetic.tokens,
+        corpus,
+        n,
+        dir,
+        raw,
+        &bench_provenance(a.synthetic.dim),
+    )
 }
 
 /// `build` with the provenance given: what the engine reads to load the query model.
@@ -450,19 +473,22 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             unused.join(", ")
         );
     }
-    let corpus = Corpus::new(42, a.dim, 1024);
+    let corpus = Corpus::new(42, a.synthetic.dim, 1024);
     let kernel = kernel_single_core(&a, &corpus);
     let binary_kernel_us_per_page = binary_kernel_single_core(&a, &corpus);
     eprintln!(
         "binary prefilter kernel, 1 core, one page: {binary_kernel_us_per_page:.2} µs per page ({})",
-        if pagesight_index::binary::simd_available(a.dim) { "avx512 vpopcntdq" } else { "portable" }
+        if pagesight_index::binary::simd_available(a.synthetic.dim) { "avx512 vpopcntdq" } else { "portable" }
     );
     let chain = super::memory_latency::Chain::new()
         .map_err(|e| eprintln!("memory latency not measured: {e:#}"))
         .ok();
     let mut sizes = Vec::new();
     for &n in &a.pages {
-        let dir = a.work_dir.join(format!("pages-{n}-v{CORPUS_VERSION}"));
+        let dir = a
+            .synthetic
+            .work_dir
+            .join(format!("pages-{n}-v{CORPUS_VERSION}"));
         eprintln!("{n} pages in {}", dir.display());
         let with_reference = !a.python.is_empty() && n <= a.reference_max_pages;
         let with_peers = a.gpu_peers.is_some() && n <= a.reference_max_pages;
@@ -473,8 +499,9 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         let open_verify_secs = t.elapsed().as_secs_f64();
         let s = ix.searcher()?;
         let stats = ix.stats();
-        let queries = synthetic_queries(&corpus, n, a.queries, a.query_tokens);
-        let flops = 2.0 * a.query_tokens as f64 * stats.vectors as f64 * a.dim as f64;
+        let queries = synthetic_queries(&corpus, n, a.synthetic.queries, a.synthetic.query_tokens);
+        let flops =
+            2.0 * a.synthetic.query_tokens as f64 * stats.vectors as f64 * a.synthetic.dim as f64;
         let mut exact = Vec::new();
         let mut exact_tops = Vec::new();
         let exact_isas = isas();
@@ -502,7 +529,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             }
             let gflops = flops / (lat.p50_ms / 1e3) / 1e9;
             let gflops_at_min = flops / (lat.min_ms / 1e3) / 1e9;
-            let kernel = pagesight_index::maxsim::kernel_for(isa, a.query_tokens);
+            let kernel = pagesight_index::maxsim::kernel_for(isa, a.synthetic.query_tokens);
             eprintln!(
                 "  exact {:>14}: {}  {:6.1} GFLOP/s (at min {:6.1})",
                 kernel,
@@ -526,7 +553,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 fraction_of_peak_together: 0.0,
                 paired,
                 // f16 storage: 2 bytes per value, each used by 2 · query tokens flops.
-                page_gb_per_s: gflops / a.query_tokens as f64,
+                page_gb_per_s: gflops / a.synthetic.query_tokens as f64,
                 roofline_gflops: 0.0,
                 fraction_of_roofline: 0.0,
             });
@@ -576,7 +603,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
                 best_exact / lat.p50_ms
             );
             compressed.push(CompressedRun {
-                mode: if pagesight_index::binary::simd_available(a.dim) {
+                mode: if pagesight_index::binary::simd_available(a.synthetic.dim) {
                     "binary-avx512-vpopcntdq".into()
                 } else {
                     "binary-portable".into()
@@ -642,7 +669,7 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    super::search_report::fractions(&mut sizes, &peaks, read_gb_per_s, a.query_tokens);
+    super::search_report::fractions(&mut sizes, &peaks, read_gb_per_s, a.synthetic.query_tokens);
     let kernel: Vec<KernelRun> = kernel
         .into_iter()
         .map(|(isa, gflops)| {
@@ -672,10 +699,10 @@ pub fn run(a: SearchBenchArgs) -> anyhow::Result<()> {
         kernel_single_core: kernel,
         binary_kernel_us_per_page,
         synthetic_data: "index::synthetic::Corpus v2: Zipf-popular topics, per-page sub-centroids, 20-60 % shared background tokens, queries = 6 shared prompt tokens + tokens near the target page's sub-centroids".into(),
-        tokens: a.tokens,
-        dim: a.dim,
-        query_tokens: a.query_tokens,
-        queries: a.queries,
+        tokens: a.synthetic.tokens,
+        dim: a.synthetic.dim,
+        query_tokens: a.synthetic.query_tokens,
+        queries: a.synthetic.queries,
         sizes,
     };
     if a.json {

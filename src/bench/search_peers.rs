@@ -49,12 +49,17 @@ pub fn run_peers(
         .arg(dir.join("pages.f16"))
         .arg("--queries")
         .arg(&qpath)
-        .args(["--n", &n.to_string(), "--tokens", &a.tokens.to_string()])
+        .args([
+            "--n",
+            &n.to_string(),
+            "--tokens",
+            &a.synthetic.tokens.to_string(),
+        ])
         .args([
             "--dim",
-            &a.dim.to_string(),
+            &a.synthetic.dim.to_string(),
             "--nq",
-            &a.query_tokens.to_string(),
+            &a.synthetic.query_tokens.to_string(),
         ])
         .args(["--num-queries", &queries.len().to_string()])
         .arg("--out")

@@ -40,13 +40,13 @@ pub fn reference(
             "--n",
             &n.to_string(),
             "--tokens",
-            &a.tokens.to_string(),
+            &a.synthetic.tokens.to_string(),
             "--dim",
-            &a.dim.to_string(),
+            &a.synthetic.dim.to_string(),
         ])
         .args([
             "--nq",
-            &a.query_tokens.to_string(),
+            &a.synthetic.query_tokens.to_string(),
             "--num-queries",
             &queries.len().to_string(),
         ])

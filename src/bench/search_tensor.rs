@@ -189,14 +189,19 @@ pub fn tensor_runs(
         runs.push(fallback);
         let views: Vec<PageView<'_>> = (0..s.num_pages()).map(|i| s.page_view(i)).collect();
         let score_queries = queries.len().min(3);
-        let diff = max_score_diff(&mut scorer, &views, &queries[..score_queries], a.dim)?;
+        let diff = max_score_diff(
+            &mut scorer,
+            &views,
+            &queries[..score_queries],
+            a.synthetic.dim,
+        )?;
         let check = FusedCheck {
             top10_identical: first_tops.iter().zip(&tops).filter(|(x, y)| x == y).count(),
             queries: queries.len(),
             top10_overlap: overlap_at_10(&tops, &first_tops),
             max_abs_score_diff: diff,
             score_queries,
-            f16_rounding_bound: a.query_tokens as f64 / 1024.0,
+            f16_rounding_bound: a.synthetic.query_tokens as f64 / 1024.0,
         };
         eprintln!(
             "  fused vs cuBLAS: top-10 identical {}/{} (overlap {:.3}), max score diff {:.2e} over {} pages × {} queries (f16 rounding bound {:.2e})",
