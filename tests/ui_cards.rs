@@ -99,13 +99,6 @@ fn device_table_shows_each_cards_utilisation_and_memory_and_the_total() {
 
 fn three_cards() -> DeviceInfo {
     DeviceInfo {
-        name: "NVIDIA H100 80GB HBM3 (cuda:0)".into(),
-        cuda_built: true,
-        cuda_available: true,
-        vram_total_bytes: Some(80 << 30),
-        vram_used_bytes: Some(1 << 30),
-        driver: None,
-        unavailable_reason: None,
         cards: (0..3)
             .map(|ordinal| CardInfo {
                 ordinal,
@@ -113,6 +106,7 @@ fn three_cards() -> DeviceInfo {
                 memory_total_bytes: 80 << 30,
             })
             .collect(),
+        ..crate::ui_defaults::gpu_device()
     }
 }
 

@@ -6,7 +6,8 @@ use egui_kittest::kittest::Queryable;
 use pagesight::engine::event::{DeviceInfo, IndexStats};
 use pagesight::engine::{Command, DType, Event, IngestSettings, Quant, TransferMode};
 
-fn gpu_device() -> DeviceInfo {
+/// What the engine reports for one H100 (no card list: one card).
+pub(crate) fn gpu_device() -> DeviceInfo {
     DeviceInfo {
         name: "NVIDIA H100 80GB HBM3 (cuda:0)".into(),
         cuda_built: true,
