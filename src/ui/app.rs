@@ -306,7 +306,7 @@ impl PagesightApp {
     }
 
     pub(crate) fn cuda_usable(&self) -> bool {
-        super::performance::transfer_unavailable(self.status.device.as_ref()).is_none()
+        super::transfer_choice::transfer_unavailable(self.status.device.as_ref()).is_none()
     }
 
     /// Drains engine events until the channel is empty or the budget is spent; returns whether

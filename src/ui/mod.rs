@@ -20,6 +20,7 @@ mod search;
 pub mod settings;
 mod status_bar;
 mod thumbnails;
+mod transfer_choice;
 pub mod watch;
 
 pub use app::{AppOptions, PagesightApp, Tab};

@@ -7,6 +7,7 @@ use super::plots::{self, SeriesRef};
 use super::replica_table;
 use super::runs::{self, SummaryRow};
 use super::settings::{AbSideForm, UiSettings};
+use super::transfer_choice::{self, transfer_unavailable};
 use egui_extras::{Column, TableBuilder};
 use pagesight_engine::event::{AbSideResult, DeviceInfo, Metrics};
 use pagesight_engine::{LiveSettings, Quant, TransferMode};
@@ -69,21 +70,6 @@ impl Default for PerformanceView {
             run_file: String::new(),
             ab_count: 0,
         }
-    }
-}
-
-/// Why the transfer modes cannot be chosen here, or `None` when they can.
-pub fn transfer_unavailable(device: Option<&DeviceInfo>) -> Option<String> {
-    match device {
-        None => Some("waiting for the engine's device report".into()),
-        Some(d) if d.cuda_available => None,
-        Some(d) => Some(d.unavailable_reason.clone().unwrap_or_else(|| {
-            if d.cuda_built {
-                "no CUDA device found".into()
-            } else {
-                "this pagesight was built without CUDA".into()
-            }
-        })),
     }
 }
 
@@ -224,21 +210,13 @@ impl PerformanceView {
         actions: &mut Vec<PerfAction>,
     ) {
         ui.horizontal(|ui| {
-            ui.label("Transfer mode");
-            for mode in TransferMode::ALL {
-                let button = egui::Button::selectable(settings.transfer == mode, mode.name());
-                let resp = ui.add_enabled(blocked.is_none(), button);
-                let resp = match blocked {
-                    Some(why) => resp.on_disabled_hover_text(why),
-                    None => resp.on_hover_text("applies from the next batch"),
-                };
-                if resp.clicked() {
-                    settings.transfer = mode;
-                    actions.push(PerfAction::UpdateLive(LiveSettings {
-                        batch_size: settings.batch_size,
-                        transfer: mode,
-                    }));
-                }
+            ui.label("Transfer mode")
+                .on_hover_text("applies from the next batch");
+            if let Some(mode) = transfer_choice::show(ui, &mut settings.transfer, blocked) {
+                actions.push(PerfAction::UpdateLive(LiveSettings {
+                    batch_size: settings.batch_size,
+                    transfer: mode,
+                }));
             }
             ui.separator();
             let batch = ui.add(
