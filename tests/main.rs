@@ -23,6 +23,7 @@ mod search_path;
 mod search_results;
 mod thumbnails;
 mod ui;
+mod ui_advanced;
 mod ui_cards;
 mod ui_defaults;
 mod ui_e2e;

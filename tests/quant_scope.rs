@@ -275,6 +275,9 @@ fn gui_scope_choice_reaches_the_ingest_command() {
         mut h, commands, ..
     } = crate::ui::wired(crate::ui::corpus_options(dir.path()));
     h.run();
+    // The precision choices are under the form's Advanced section.
+    h.get_by_label("Advanced").click();
+    h.run();
     // The device's best precision is the default: the precision choices wait until it is off.
     assert!(h.get_by_label("nf4").accesskit_node().is_disabled());
     h.get_by_label("best for this device").click();

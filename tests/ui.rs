@@ -90,7 +90,7 @@ pub fn drain(commands: &Receiver<Command>) -> Vec<Command> {
         .collect()
 }
 
-fn cpu_device() -> DeviceInfo {
+pub(crate) fn cpu_device() -> DeviceInfo {
     DeviceInfo {
         name: "cpu".into(),
         cuda_built: false,

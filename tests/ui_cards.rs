@@ -122,6 +122,9 @@ fn start_after(device: DeviceInfo, untick: &[&str]) -> (IngestSettings, bool) {
     h.run();
     events.send(Event::Device(device)).unwrap();
     h.run();
+    // The card boxes are under the form's Advanced section.
+    h.get_by_label("Advanced").click();
+    h.run();
     let shown = h.query_by_label("Cards").is_some();
     for label in untick {
         h.get_by_label_contains(label).click();

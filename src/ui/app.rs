@@ -643,8 +643,8 @@ impl PagesightApp {
     }
 
     fn model_panel_ui(&mut self, ui: &mut egui::Ui) {
-        let name = if super::ingest::is_real_model(&self.settings.model) {
-            super::ingest::REAL_MODEL_LABEL.to_string()
+        let name = if super::model_choice::is_real_model(&self.settings.model) {
+            super::model_choice::REAL_MODEL_LABEL.to_string()
         } else {
             self.settings.model.model.clone()
         };
@@ -755,16 +755,23 @@ impl eframe::App for PagesightApp {
                     .map_or("(chosen from the folder)".into(), |p| {
                         p.display().to_string()
                     });
-                let best = self.best_precision();
                 let cards = self.cards();
+                let transfer_blocked =
+                    super::transfer_choice::transfer_unavailable(self.status.device.as_ref());
+                let start_settings = self.ingest_settings();
+                let form = super::corpus_form::FormContext {
+                    index_hint: &hint,
+                    best_precision: self.best_precision(),
+                    cards: &cards,
+                    transfer_blocked: transfer_blocked.as_deref(),
+                    start_settings: &start_settings,
+                    cuda: transfer_blocked.is_none(),
+                };
                 let blocked = self
                     .model_panel
                     .blocks_start()
                     .then_some("download the model first (the panel above)");
-                for a in self
-                    .ingest
-                    .show(ui, &mut self.settings, &hint, best, &cards, blocked)
-                {
+                for a in self.ingest.show(ui, &mut self.settings, &form, blocked) {
                     match a {
                         IngestAction::Start => self.start_ingest(),
                         IngestAction::Pause => {

@@ -1,14 +1,11 @@
-//! The Corpus / Ingest view: folder, model and loader choices, start / pause / cancel, progress and
+//! The Corpus / Ingest view: the form (`corpus_form.rs`), start / pause / cancel, progress and
 //! the live list of files with their status.
 
-use super::card_choice;
+use super::corpus_form::{self, FormContext};
 use super::format;
 use super::settings::UiSettings;
 use egui_extras::{Column, TableBuilder};
-use pagesight_engine::event::{CardInfo, FileReport, FileStatus, IngestSummary, Progress};
-use pagesight_engine::settings::Precision;
-use pagesight_engine::{DType, DeviceChoice, ModelSettings, Quant, QuantScope};
-use pagesight_model::hub::{DEFAULT_ADAPTER, DEFAULT_MODEL};
+use pagesight_engine::event::{FileReport, FileStatus, IngestSummary, Progress};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -111,152 +108,16 @@ impl IngestView {
         &mut self,
         ui: &mut egui::Ui,
         settings: &mut UiSettings,
-        index_hint: &str,
-        // What "best for this device" resolves to now (`PagesightApp::best_precision`).
-        best_precision: Precision,
-        // The machine's CUDA cards (the engine's `DeviceInfo`; empty until it answers).
-        cards: &[CardInfo],
+        form: &FormContext<'_>,
         // Why Start waits (the model is not on disk yet), if it does.
         start_blocked: Option<&str>,
     ) -> Vec<IngestAction> {
         let mut actions = Vec::new();
         let active = self.state.is_active();
         ui.heading("Corpus");
-        egui::Grid::new("ingest-form")
-            .num_columns(2)
-            .spacing([12.0, 6.0])
-            .show(ui, |ui| {
-                let label = ui.label("Folder");
-                ui.horizontal(|ui| {
-                    let edit = egui::TextEdit::singleline(&mut settings.folder)
-                        .hint_text("folder with your PDFs (or drop it on the window)")
-                        .desired_width(420.0);
-                    ui.add_enabled(!active, edit).labelled_by(label.id);
-                    if ui
-                        .add_enabled(!active, egui::Button::new("Browse…"))
-                        .clicked()
-                    {
-                        actions.push(IngestAction::Browse);
-                    }
-                    let recent = settings.recent_folders.clone();
-                    ui.add_enabled_ui(!active && !recent.is_empty(), |ui| {
-                        ui.menu_button("Recent", |ui| {
-                            for f in recent {
-                                if ui.button(f.display().to_string()).clicked() {
-                                    settings.folder = f.display().to_string();
-                                    ui.close();
-                                }
-                            }
-                        });
-                    });
-                });
-                ui.end_row();
-
-                ui.label("Index");
-                ui.label(egui::RichText::new(index_hint).weak());
-                ui.end_row();
-
-                let label = ui.label("Model");
-                ui.add_enabled_ui(!active, |ui| model_choice(ui, &mut settings.model, label.id));
-                ui.end_row();
-
-                ui.label("Device");
-                ui.add_enabled_ui(!active, |ui| {
-                    ui.horizontal(|ui| {
-                        for d in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda(0)] {
-                            // With several cards the boxes below say which: the button is "cuda".
-                            let name = match d {
-                                DeviceChoice::Cuda(_) if cards.len() > 1 => "cuda".to_string(),
-                                d => d.to_string(),
-                            };
-                            ui.selectable_value(&mut settings.model.device, d, name);
-                        }
-                    });
-                });
-                ui.end_row();
-
-                if card_choice::applies(settings.model.device, cards) {
-                    ui.label("Cards");
-                    ui.add_enabled_ui(!active, |ui| {
-                        card_choice::show(ui, cards, &mut settings.unticked_cards)
-                    });
-                    ui.end_row();
-                }
-
-                ui.label("Precision");
-                ui.add_enabled_ui(!active, |ui| {
-                    ui.horizontal(|ui| {
-                        ui.checkbox(&mut settings.best_precision, "best for this device")
-                            .on_hover_text(
-                                "bf16 compute with NF4 weights on a CUDA GPU, f32 unquantised on \
-                                 the CPU; adding to an existing index, the precision it was made with",
-                            );
-                        if settings.best_precision {
-                            let quant = match best_precision.quant {
-                                Quant::None => "unquantised".to_string(),
-                                q => format!("{} ({} layers)", q.name(), best_precision.quant_scope.name()),
-                            };
-                            ui.label(
-                                egui::RichText::new(format!("{} compute, {quant}", best_precision.dtype.name())).weak(),
-                            );
-                        }
-                    });
-                });
-                ui.end_row();
-
-                ui.label("Quantisation");
-                ui.add_enabled_ui(!active && !settings.best_precision, |ui| {
-                    ui.horizontal(|ui| {
-                        for q in [Quant::None, Quant::Nf4, Quant::Q4k] {
-                            ui.selectable_value(&mut settings.model.quant, q, q.name());
-                        }
-                        ui.separator();
-                        // The scope means something only when quantising.
-                        let quantised = settings.model.quant != Quant::None;
-                        ui.add_enabled_ui(quantised, |ui| {
-                            for (s, label, hint) in [
-                                (
-                                    QuantScope::AllLinear,
-                                    "all layers",
-                                    "language model and vision tower",
-                                ),
-                                (
-                                    QuantScope::LanguageModelOnly,
-                                    "LM only",
-                                    "the vision tower stays dense",
-                                ),
-                            ] {
-                                ui.selectable_value(&mut settings.model.quant_scope, s, label)
-                                    .on_hover_text(hint);
-                            }
-                        });
-                        ui.separator();
-                        for d in [DType::F32, DType::Bf16, DType::F16] {
-                            ui.selectable_value(&mut settings.model.dtype, d, d.name());
-                        }
-                    });
-                });
-                ui.end_row();
-
-                ui.label("Batch / workers");
-                ui.add_enabled_ui(!active, |ui| {
-                    ui.horizontal(|ui| {
-                        ui.add(
-                            egui::DragValue::new(&mut settings.batch_size)
-                                .range(1..=256)
-                                .prefix("batch "),
-                        );
-                        ui.add(
-                            egui::DragValue::new(&mut settings.workers)
-                                .range(1..=64)
-                                .prefix("workers "),
-                        );
-                        visual_token_budget(ui, &mut settings.model.max_visual_tokens);
-                    });
-                });
-                ui.end_row();
-            });
-
+        if corpus_form::show(ui, settings, form, active) {
+            actions.push(IngestAction::Browse);
+        }
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             let can_start =
@@ -441,97 +302,4 @@ pub fn status_text(s: &FileStatus, v: &egui::Visuals) -> (String, egui::Color32)
         ),
         FileStatus::Removed => ("removed from the index".into(), v.weak_text_color()),
     }
-}
-
-/// The visual-token budget: the checkpoint's own unless the user sets a number.
-fn visual_token_budget(ui: &mut egui::Ui, budget: &mut Option<usize>) {
-    let mut own = budget.is_none();
-    ui.checkbox(&mut own, "checkpoint's visual tokens")
-        .on_hover_text("The page resolution the model was saved with (its preprocessor config)");
-    if own {
-        *budget = None;
-    } else {
-        let mut n = budget.unwrap_or(768);
-        ui.add(
-            egui::DragValue::new(&mut n)
-                .range(64..=4096)
-                .prefix("max visual tokens "),
-        );
-        *budget = Some(n);
-    }
-}
-
-/// What the label of the developer's random models says.
-pub const RANDOM_LABEL: &str = "random weights — results are meaningless, for testing";
-
-/// The real model's name in the model choice.
-pub const REAL_MODEL_LABEL: &str = "ColQwen2.5 (vidore/colqwen2.5-v0.2)";
-
-/// The model choice: the published ColQwen2.5 (the default), another checkpoint (a folder or a
-/// hub id), or — under "developer" — a random model, labelled as meaningless.
-fn model_choice(ui: &mut egui::Ui, model: &mut ModelSettings, label: egui::Id) {
-    let real = is_real_model(model);
-    let random = model.model.starts_with("random:");
-    let selected = if real {
-        REAL_MODEL_LABEL.to_string()
-    } else if random {
-        format!("developer: {} ({RANDOM_LABEL})", model.model)
-    } else {
-        "Other checkpoint".to_string()
-    };
-    ui.vertical(|ui| {
-        egui::ComboBox::from_id_salt("model-choice")
-            .selected_text(selected)
-            .width(420.0)
-            .show_ui(ui, |ui| {
-                if ui.selectable_label(real, REAL_MODEL_LABEL).clicked() {
-                    set_real_model(model);
-                }
-                if ui
-                    .selectable_label(!real && !random, "Other checkpoint (folder or hub id)")
-                    .clicked()
-                    && (real || random)
-                {
-                    model.model.clear();
-                    model.adapter = None;
-                }
-                ui.separator();
-                ui.label(egui::RichText::new("developer").weak());
-                for r in ["random:tiny", "random:3b"] {
-                    if ui
-                        .selectable_label(
-                            model.model == r,
-                            format!("developer: {r} ({RANDOM_LABEL})"),
-                        )
-                        .clicked()
-                    {
-                        model.model = r.into();
-                        model.adapter = None;
-                    }
-                }
-            })
-            .response
-            .labelled_by(label);
-        if !real && !random {
-            ui.add(
-                egui::TextEdit::singleline(&mut model.model)
-                    .hint_text("snapshot folder or hub id (owner/name)")
-                    .desired_width(420.0),
-            )
-            .labelled_by(label);
-        }
-        if random {
-            ui.label(egui::RichText::new(RANDOM_LABEL).color(ui.visuals().warn_fg_color));
-        }
-    });
-}
-
-/// The published model: the v0.2 adapter on its base.
-pub fn is_real_model(m: &ModelSettings) -> bool {
-    m.model == DEFAULT_MODEL && m.adapter.as_deref() == Some(std::path::Path::new(DEFAULT_ADAPTER))
-}
-
-pub fn set_real_model(m: &mut ModelSettings) {
-    m.model = DEFAULT_MODEL.into();
-    m.adapter = Some(DEFAULT_ADAPTER.into());
 }

@@ -4,11 +4,13 @@
 mod app;
 mod background;
 mod card_choice;
+mod corpus_form;
 pub(crate) mod format;
 mod frame_stats;
 mod heatmap;
 mod ingest;
 pub mod library;
+mod model_choice;
 pub mod model_panel;
 mod open_pdf;
 mod performance;

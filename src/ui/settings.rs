@@ -54,6 +54,9 @@ pub struct UiSettings {
     pub batch_size: usize,
     pub workers: usize,
     pub transfer: TransferMode,
+    /// Whether the Corpus form's Advanced section is open (closed by default; absent from
+    /// settings saved before it: closed).
+    pub advanced_open: bool,
     pub search_mode: SearchMode,
     /// Visual ranking through the sign-bit prefilter + exact rerank instead of exact MaxSim.
     pub fast_search: bool,
@@ -147,6 +150,7 @@ impl Default for UiSettings {
                 .min(8),
             // Used where CUDA is (the app falls back to pageable where it is not).
             transfer: TransferMode::Async,
+            advanced_open: false,
             search_mode: SearchMode::Visual,
             fast_search: false,
             search_backend: String::new(),
@@ -162,7 +166,7 @@ impl Default for UiSettings {
 /// The model a first run offers: the published ColQwen2.5 (downloaded on first use).
 pub fn default_model() -> ModelSettings {
     let mut m = ModelSettings::default();
-    super::ingest::set_real_model(&mut m);
+    super::model_choice::set_real_model(&mut m);
     m
 }
 
@@ -194,7 +198,7 @@ impl UiSettings {
             // Version 5: the real model is the default; random:tiny, the old default, was
             // never a choice the old form offered apart from typing it.
             if s.model.model == "random:tiny" && s.model.adapter.is_none() {
-                super::ingest::set_real_model(&mut s.model);
+                super::model_choice::set_real_model(&mut s.model);
             }
             s.defaults_version = DEFAULTS_VERSION;
         }
@@ -250,6 +254,7 @@ mod tests {
         let mut s = UiSettings {
             theme: Theme::Light,
             batch_size: 16,
+            advanced_open: true,
             ..Default::default()
         };
         for i in 0..10 {
@@ -283,6 +288,7 @@ mod tests {
         );
         let s = UiSettings::load(Some(&storage));
         assert_eq!((s.theme, s.batch_size), (Theme::Light, 2), "choices kept");
+        assert!(!s.advanced_open, "the Advanced section starts closed");
         assert_eq!(s.transfer, TransferMode::Async);
         assert!(s.best_precision);
         assert_eq!(s.defaults_version, DEFAULTS_VERSION);
