@@ -28,6 +28,7 @@ mod ui_cards;
 mod ui_defaults;
 mod ui_e2e;
 mod ui_errors;
+mod ui_first_batch;
 mod ui_first_run;
 mod ui_library;
 mod ui_results;

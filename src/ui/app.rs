@@ -604,7 +604,13 @@ impl PagesightApp {
 
     fn activity(&self) -> String {
         let mut parts = Vec::new();
-        if self.ingest.state.is_active() {
+        if self.ingest.cost.asking().is_some() {
+            // Seen from any view: the run waits for an answer in the Corpus view.
+            parts.push(
+                "ingest paused after its first batch: Continue or Cancel it in Corpus / Ingest"
+                    .into(),
+            );
+        } else if self.ingest.state.is_active() {
             parts.push(match &self.ingest.progress {
                 Some(p) => format!("ingesting {}/{}", p.pages_done, p.pages_total),
                 None => "ingest starting".into(),

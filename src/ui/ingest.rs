@@ -1,7 +1,9 @@
-//! The Corpus / Ingest view: the form (`corpus_form.rs`), start / pause / cancel, progress and
-//! the live list of files with their status.
+//! The Corpus / Ingest view: the form (`corpus_form.rs`), start / pause / cancel, the CPU run's
+//! first-batch estimate (`cost_estimate.rs`), progress and the live list of files with their
+//! status.
 
 use super::corpus_form::{self, FormContext};
+use super::cost_estimate::{self, Answer, CostCheck};
 use super::format;
 use super::settings::UiSettings;
 use egui_extras::{Column, TableBuilder};
@@ -53,6 +55,8 @@ pub struct IngestView {
     pub index_in_use: Option<PathBuf>,
     /// The folder of the run asked for last.
     pub folder_in_use: Option<PathBuf>,
+    /// On the CPU: the first batch's estimate of the whole run, and whether to ask.
+    pub cost: CostCheck,
 }
 
 impl Default for IngestView {
@@ -68,6 +72,7 @@ impl Default for IngestView {
             committed_pages: None,
             index_in_use: None,
             folder_in_use: None,
+            cost: CostCheck::default(),
         }
     }
 }
@@ -98,6 +103,7 @@ impl IngestView {
     }
 
     pub fn on_finished(&mut self, summary: IngestSummary) {
+        self.cost.settle();
         for f in &summary.failures {
             self.on_file(f.clone());
         }
@@ -129,6 +135,8 @@ impl IngestView {
                 actions.push(IngestAction::Start);
             }
             match self.state {
+                // The first batch's estimate below holds the run's buttons.
+                _ if self.cost.asking().is_some() => {}
                 RunState::Paused => {
                     if ui.button("Resume").clicked() {
                         actions.push(IngestAction::Resume);
@@ -143,9 +151,10 @@ impl IngestView {
                     }
                 }
             }
-            if ui
-                .add_enabled(active, egui::Button::new("Cancel"))
-                .clicked()
+            if self.cost.asking().is_none()
+                && ui
+                    .add_enabled(active, egui::Button::new("Cancel"))
+                    .clicked()
             {
                 actions.push(IngestAction::Cancel);
             }
@@ -156,6 +165,15 @@ impl IngestView {
             };
             ui.add(egui::Label::new(egui::RichText::new(self.state_text()).color(colour)).wrap());
         });
+        if let Some(estimate) = self.cost.asking() {
+            if let Some(answer) = cost_estimate::show(ui, estimate) {
+                actions.push(match answer {
+                    Answer::Continue => IngestAction::Resume,
+                    Answer::Cancel => IngestAction::Cancel,
+                });
+                self.cost.settle();
+            }
+        }
         if let Some(note) = &self.model_note {
             ui.label(egui::RichText::new(note).italics());
         }

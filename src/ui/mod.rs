@@ -5,6 +5,7 @@ mod app;
 mod background;
 mod card_choice;
 mod corpus_form;
+mod cost_estimate;
 pub(crate) mod format;
 mod frame_stats;
 mod heatmap;

@@ -2,6 +2,7 @@
 //! `PagesightApp::drain_events`.
 
 use super::*;
+use crate::ui::cost_estimate;
 use crate::ui::library::gather::Answer;
 use pagesight_engine::{ab, ingest};
 
@@ -15,6 +16,8 @@ impl PagesightApp {
                 ..
             } => {
                 self.ingest.state = RunState::Running;
+                let on_cpu = cost_estimate::runs_on_cpu(&settings, self.status.device.as_ref());
+                self.ingest.cost = cost_estimate::CostCheck::for_run(on_cpu);
                 self.ingest.index_in_use = Some(index);
                 self.ingest.model_note = model_note.clone();
                 self.status.model =
@@ -32,8 +35,14 @@ impl PagesightApp {
                 self.ingest.discovered = Some((files, new_or_changed, unchanged));
             }
             Event::FileStatus(report) => self.ingest.on_file(report),
-            Event::Progress(p) => self.ingest.progress = Some(p),
-            Event::BatchTimings { .. } => {}
+            Event::Progress(p) => {
+                // On the CPU, the first batch's estimate: pause the run and ask.
+                if self.ingest.cost.on_progress(&p) && self.ingest.state == RunState::Running {
+                    self.send(Command::Pause);
+                }
+                self.ingest.progress = Some(p);
+            }
+            Event::BatchTimings { pages, stages, .. } => self.ingest.cost.on_batch(pages, &stages),
             Event::Metrics(m) => {
                 if m.gpu.is_some() {
                     self.status.gpu = m.gpu.clone();
