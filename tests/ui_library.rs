@@ -4,11 +4,13 @@
 //! folder deleted when asked), and watched folders whose new PDFs queue one ingest at a time and
 //! whose disappearance pauses the watch.
 
-use crate::ui::{drain, frames, frames_until, options, search_all_by_keyboard, wired, Wired};
+use crate::ui::{
+    cpu_device, drain, frames, frames_until, options, search_all_by_keyboard, wired, Wired,
+};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use pagesight::engine::event::{IndexStats, IngestSummary, SearchHit};
-use pagesight::engine::{Command, Event, StageTimes};
+use pagesight::engine::event::{IndexStats, IngestSummary, Progress, SearchHit};
+use pagesight::engine::{Command, Event, Stage, StageTimes};
 use pagesight::index::Provenance;
 use pagesight::ui::library::Corpus;
 use pagesight::ui::watch::WatchTimings;
@@ -295,6 +297,8 @@ fn watched_folders_queue_one_ingest_at_a_time_and_pause_when_gone() {
         ..options(d)
     };
     let mut w = with_library(d, &["thesis", "papers"], opts);
+    // On the CPU: a run the user starts would pause after its first batch to ask.
+    w.events.send(Event::Device(cpu_device())).unwrap();
     let watching = |h: &Harness<'_, PagesightApp>| {
         let s = &h.state().library.watch_state;
         s.len() == 2
@@ -325,10 +329,31 @@ fn watched_folders_queue_one_ingest_at_a_time_and_pause_when_gone() {
             .activity
             .contains("1 watch ingest(s) queued")
     }));
-    assert!(
-        ingests(&drain(&w.commands)).is_empty(),
-        "not while one runs"
-    );
+    // A slow first batch of a long run: a watch ingest still never stops to ask.
+    let mut stages = StageTimes::default();
+    stages.add(Stage::Vision, 20.0);
+    for e in [
+        Event::BatchTimings {
+            batch: 1,
+            pages: 4,
+            wall_secs: 20.0,
+            stages,
+        },
+        Event::Progress(Progress {
+            pages_done: 4,
+            pages_total: 100,
+            files_done: 0,
+            files_total: 1,
+            pages_per_sec: 0.2,
+            eta_secs: None,
+        }),
+    ] {
+        w.events.send(e).unwrap();
+    }
+    frames(&mut w.h, 3);
+    let during = drain(&w.commands);
+    assert!(!during.contains(&Command::Pause), "{during:?}");
+    assert!(ingests(&during).is_empty(), "not while one runs");
     w.events.send(Event::IngestFinished(summary())).unwrap();
     assert!(frames_until(&mut w.h, Duration::from_secs(10), |_| {
         sent.extend(ingests(&drain(&w.commands)));

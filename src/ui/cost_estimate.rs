@@ -5,7 +5,8 @@
 //! The measure is the first batch's embedding stages (`BatchTimings`: staging, copies, vision
 //! tower, language model, index write), not the model load (reported before the first batch)
 //! nor the wait for rendered pages (the render workers run beside the model; the first batch
-//! also waits for them to start). Asked at most once per run, only when every device of the run
+//! also waits for them to start). Asked at most once per run, only for a run the user started
+//! (never one the folder watch started in the background), only when every device of the run
 //! is the CPU, never when the whole folder fitted in the first batch, and not for a run whose
 //! rest takes less than [`ASK_FROM_SECS`] (nothing to decide: a question would only cost a
 //! click).

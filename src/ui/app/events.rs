@@ -16,8 +16,11 @@ impl PagesightApp {
                 ..
             } => {
                 self.ingest.state = RunState::Running;
-                let on_cpu = cost_estimate::runs_on_cpu(&settings, self.status.device.as_ref());
-                self.ingest.cost = cost_estimate::CostCheck::for_run(on_cpu);
+                // A run the watch started ingests a few changed files in the background: it
+                // never stops to ask (the user did not press Start and may not be looking).
+                let ask = self.watch.running.is_none()
+                    && cost_estimate::runs_on_cpu(&settings, self.status.device.as_ref());
+                self.ingest.cost = cost_estimate::CostCheck::for_run(ask);
                 self.ingest.index_in_use = Some(index);
                 self.ingest.model_note = model_note.clone();
                 self.status.model =
