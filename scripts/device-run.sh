@@ -93,12 +93,15 @@ while [ $# -gt 0 ]; do
       dir=$1; shift; pages=${1:-}
       if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
       # INGEST_DEVICES: one run per device list (e.g. "cuda:0 cuda:all cuda:0,0"), same pages.
+      # INGEST_BINS (e.g. "pagesight pagesight-prev"): the same runs per binary.
+      for bin in ${INGEST_BINS:-pagesight}; do
       for dev in ${INGEST_DEVICES:-cuda:0}; do
-        note "-- bench ingest --device $dev"
-        "$run_dir/pagesight" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
-          --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-${dev//[:,]/_}.json" 2>&1 | tee -a "$OUT/ingest.log" \
+        note "-- $bin: bench ingest --device $dev"
+        "$run_dir/$bin" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
+          --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$bin-${dev//[:,]/_}.json" 2>&1 | tee -a "$OUT/ingest.log" \
           | grep -E "^\| nf4|^\| none|replica" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
       done
       ;;
     cli-ingest)
