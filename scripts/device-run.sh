@@ -80,6 +80,8 @@ EMBED_FUSED=${EMBED_FUSED:-1}
 EMBED_LT=${EMBED_LT:-1}
 EMBED_LORA=${EMBED_LORA:-unmerged}   # unmerged,merged: the adapter beside NF4, or merged first
 EMBED_BATCH=${EMBED_BATCH:-4}
+EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
+INGEST_BINS=${INGEST_BINS:-pagesight}
 while [ $# -gt 0 ]; do
   step=$1; shift
   case $step in
@@ -94,7 +96,7 @@ while [ $# -gt 0 ]; do
       if [[ "$pages" =~ ^[0-9]+$ ]]; then shift; else pages=200; fi
       # INGEST_DEVICES: one run per device list (e.g. "cuda:0 cuda:all cuda:0,0"), same pages.
       # INGEST_BINS (e.g. "pagesight pagesight-prev"): the same runs per binary.
-      for bin in ${INGEST_BINS:-pagesight}; do
+      for bin in ${INGEST_BINS//,/ }; do
       for dev in ${INGEST_DEVICES:-cuda:0}; do
         note "-- $bin: bench ingest --device $dev"
         "$run_dir/$bin" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
@@ -108,7 +110,7 @@ while [ $# -gt 0 ]; do
       # The user's command with its defaults (the device's best precision and transfer) into a
       # fresh index; one run per binary in INGEST_BINS (e.g. "pagesight pagesight-prev"), same pages.
       dir=$1; shift
-      for bin in ${INGEST_BINS:-pagesight}; do
+      for bin in ${INGEST_BINS//,/ }; do
         ix=$(mktemp -d /tmp/pagesight-ix.XXXX)
         note "-- $bin: pagesight ingest $dir --model random:3b (defaults, fresh index)"
         "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
@@ -128,7 +130,7 @@ while [ $# -gt 0 ]; do
       # bench embed at batch 4: plain timings, then by section (each section synchronised).
       # EMBED_FUSED=1,0 compares the fused CUDA kernels with candle's own ops; EMBED_PROFILE=0 skips
       # the by-section run.
-      for bin in ${EMBED_BINS:-pagesight}; do
+      for bin in ${EMBED_BINS//,/ }; do
       for q in ${EMBED_QUANT//,/ }; do
         for f in ${EMBED_FUSED//,/ }; do
           for lt in ${EMBED_LT//,/ }; do
