@@ -19,6 +19,7 @@ mod nf4;
 mod qdrant;
 mod quant_cache;
 mod quant_scope;
+mod search_library;
 mod search_path;
 mod search_results;
 mod thumbnails;

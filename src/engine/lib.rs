@@ -25,6 +25,7 @@ pub mod gpu_cards;
 pub mod gpu_monitor;
 pub mod handle;
 pub mod ingest;
+pub mod library_search;
 pub mod metrics;
 pub mod model_shelf;
 pub mod open_indexes;

@@ -9,7 +9,6 @@ mod watch;
 use super::background::{Background, UiMsg};
 use super::frame_stats::FrameStats;
 use super::ingest::{IngestAction, IngestView, RunState};
-use super::library::gather::Gather;
 use super::library::LibraryView;
 use super::performance::{AbState, PerfAction, PerformanceView};
 use super::runs::RecordedRuns;
@@ -20,6 +19,7 @@ use super::thumbnails::{ThumbKey, Thumbnails};
 use crossbeam_channel::{Receiver, Sender};
 use pagesight_engine::command::AbSide;
 use pagesight_engine::event::Event;
+use pagesight_engine::library_search::gather::Gather;
 use pagesight_engine::{
     Command, IngestSettings, LiveSettings, ModelSettings, SearchBackend, SearchRequest,
     TransferMode, VisualScorer,

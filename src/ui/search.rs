@@ -53,7 +53,7 @@ pub struct HitGroupInfo {
 impl ResultSet {
     /// Flattens merged groups into one list, keeping where each group starts.
     pub fn from_groups(
-        groups: Vec<crate::ui::library::merge::HitGroup>,
+        groups: Vec<pagesight_engine::library_search::merge::HitGroup>,
     ) -> (Vec<SearchHit>, Vec<String>, Vec<HitGroupInfo>) {
         let mut hits = Vec::new();
         let mut corpora = Vec::new();

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::ui::cost_estimate;
-use crate::ui::library::gather::Answer;
+use pagesight_engine::library_search::gather::Answer;
 use pagesight_engine::{ab, ingest};
 
 impl PagesightApp {

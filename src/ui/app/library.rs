@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::ui::library::corpus::unix_now;
-use crate::ui::library::gather::{Answer, Gather, Searched};
 use crate::ui::library::{Corpus, LibraryAction};
 use crate::ui::search::{Asked, ResultSet};
+use pagesight_engine::library_search::gather::{Answer, Gather, Searched};
 
 impl PagesightApp {
     /// The library's corpus for `folder`, added (with the index `index_path` gives it) when new.

@@ -2,8 +2,8 @@
 //! errors) are collected until every corpus has answered; then they are merged.
 
 use super::merge::{self, CorpusAnswer, HitGroup};
-use pagesight_engine::event::{SearchHit, SearchTimings};
-use pagesight_engine::SearchMode;
+use crate::event::{SearchHit, SearchTimings};
+use crate::SearchMode;
 use pagesight_index::Provenance;
 use std::collections::HashMap;
 

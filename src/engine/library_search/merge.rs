@@ -7,8 +7,8 @@
 //! text and hybrid answers merge by reciprocal rank fusion. A corpus made by another model scores
 //! on another scale: its hits form a group of their own, listed after the first one.
 
-use pagesight_engine::event::SearchHit;
-use pagesight_engine::SearchMode;
+use crate::event::SearchHit;
+use crate::SearchMode;
 use pagesight_index::Provenance;
 
 /// The usual RRF constant: damps the weight of the very first ranks.
