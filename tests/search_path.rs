@@ -227,6 +227,54 @@ fn the_cli_adds_to_an_index_with_the_precision_it_was_made_with() {
     );
 }
 
+/// `pagesight ingest` without --model: the index's own model when adding to one, else the
+/// published ColQwen2.5 (which, offline and not in the cache, is refused with what to do).
+#[test]
+fn the_cli_model_is_the_index_own_else_the_published_one() {
+    let corpus = sample_corpus();
+    let index = tempfile::tempdir().unwrap();
+    let hf_home = tempfile::tempdir().unwrap();
+    let no_model: Vec<&str> = TINY_CPU[2..].to_vec();
+    let run = |index: &Path, flags: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"))
+            .arg("ingest")
+            .arg(corpus.path())
+            .arg("--index")
+            .arg(index)
+            .args(flags)
+            .args(["--max-pages", "2"])
+            .env("HF_HOME", hf_home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let (ok, out) = run(index.path(), &TINY_CPU);
+    assert!(ok, "{out}");
+    // Adding to it without --model reloads the model it was made with.
+    std::fs::copy(
+        corpus.path().join("coral-reef-bleaching.pdf"),
+        corpus.path().join("coral-copy-2.pdf"),
+    )
+    .unwrap();
+    let (ok, out) = run(index.path(), &no_model);
+    assert!(ok, "{out}");
+    let prov = pagesight::index::Index::provenance_at(index.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(prov.model, "random:tiny");
+    // A new index without --model means the published model: not in this empty cache, offline.
+    let fresh = tempfile::tempdir().unwrap();
+    let (ok, out) = run(fresh.path(), &no_model);
+    assert!(!ok, "{out}");
+    assert!(out.contains("vidore/colqwen2.5"), "{out}");
+}
+
 #[test]
 fn the_journey_runs_the_app_path_and_its_report_loads_in_the_performance_view() {
     let corpus = sample_corpus();

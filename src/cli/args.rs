@@ -7,6 +7,7 @@ use pagesight_engine::settings::{
     TransferMode,
 };
 use pagesight_index::Provenance;
+use pagesight_model::hub::{DEFAULT_ADAPTER, DEFAULT_MODEL};
 use pagesight_model::GpuKernels;
 use std::path::PathBuf;
 
@@ -45,11 +46,16 @@ impl IngestTargetArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Local snapshot dir, Hugging Face hub id (from the local cache), `random:tiny` or `random:3b`.
-    #[arg(long, default_value = "random:tiny")]
-    pub model: String,
+    /// Local snapshot dir, Hugging Face hub id (from the local cache, else downloaded into it),
+    /// `random:tiny` or `random:3b` (random weights, for tests). Default: the index's own model
+    /// when adding to an existing index, else the published ColQwen2.5
+    /// (vidore/colqwen2.5-base with the vidore/colqwen2.5-v0.2 adapter).
+    #[arg(long)]
+    pub model: Option<String>,
     /// PEFT LoRA adapter dir or hub id (e.g. vidore/colqwen2.5-v0.2). Over quantised weights it
-    /// runs beside them, as the reference computes it; dense weights merge it.
+    /// runs beside them, as the reference computes it; dense weights merge it. Default: the
+    /// model's own (the index's adapter, or the published one with the default model); none
+    /// with another --model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Merge the adapter into the weights before quantising them: one GEMM per layer, but not
@@ -132,7 +138,7 @@ impl ModelArgs {
     /// a flag does not say comes from the index, else from the device (`default_precision`).
     pub fn settings_for(&self, existing: Option<&Provenance>) -> anyhow::Result<ModelSettings> {
         let precision = default_precision(existing, self.device.will_use_cuda())?;
-        let mut settings = self.with_precision(precision);
+        let mut settings = self.with_precision(precision, existing);
         if settings.max_visual_tokens.is_none() {
             settings.max_visual_tokens = existing.map(|p| p.max_visual_tokens);
         }
@@ -141,14 +147,38 @@ impl ModelArgs {
 
     /// The settings with nothing recorded to follow: flags, else the device's best.
     pub fn settings(&self) -> ModelSettings {
-        self.with_precision(Precision::best_for(self.device.will_use_cuda()))
+        self.with_precision(Precision::best_for(self.device.will_use_cuda()), None)
     }
 
-    /// The flags, with `precision` for the precision flags not given.
-    fn with_precision(&self, precision: Precision) -> ModelSettings {
+    /// The checkpoint and adapter: the flags; without --model the index's own (`existing`),
+    /// else the published model.
+    fn checkpoint(&self, existing: Option<&Provenance>) -> (String, Option<PathBuf>) {
+        match (&self.model, existing) {
+            (Some(m), _) => (m.clone(), self.adapter.clone()),
+            (None, Some(p)) => (
+                p.model.clone(),
+                self.adapter
+                    .clone()
+                    .or_else(|| p.adapter.as_ref().map(PathBuf::from)),
+            ),
+            (None, None) => (
+                DEFAULT_MODEL.to_string(),
+                Some(
+                    self.adapter
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_ADAPTER.into()),
+                ),
+            ),
+        }
+    }
+
+    /// The flags, with `precision` for the precision flags not given and `existing`'s model
+    /// when --model is not.
+    fn with_precision(&self, precision: Precision, existing: Option<&Provenance>) -> ModelSettings {
+        let (model, adapter) = self.checkpoint(existing);
         ModelSettings {
-            model: self.model.clone(),
-            adapter: self.adapter.clone(),
+            model,
+            adapter,
             device: self.device.primary(),
             dtype: self.dtype.unwrap_or(precision.dtype),
             quant: self.quant.unwrap_or(precision.quant),
