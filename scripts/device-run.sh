@@ -82,6 +82,7 @@ EMBED_LORA=${EMBED_LORA:-unmerged}   # unmerged,merged: the adapter beside NF4, 
 EMBED_BATCH=${EMBED_BATCH:-4}
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
+EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
 while [ $# -gt 0 ]; do
   step=$1; shift
   case $step in
@@ -135,15 +136,18 @@ while [ $# -gt 0 ]; do
         for f in ${EMBED_FUSED//,/ }; do
           for lt in ${EMBED_LT//,/ }; do
           for scope in $(echo "${EMBED_SCOPE:-all}" | tr , " "); do
+          for rows in ${EMBED_ROWS//,/ }; do
           for lora in ${EMBED_LORA//,/ }; do
           for batch in ${EMBED_BATCH//,/ }; do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
             kernels=""; [ "$f" = 0 ] && kernels="--no-fused-kernels"; [ "$lt" = 0 ] && kernels="$kernels --no-cublaslt"
             [ "$lora" = merged ] && kernels="$kernels --merge-lora"
+            [ "$rows" = 0 ] && kernels="$kernels --no-nf4-rows"
             note "-- $bin: bench embed --quant $q --quant-scope $scope --batch $batch $p $kernels"
             "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch "$batch" --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
           done
           done
           done
