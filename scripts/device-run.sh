@@ -82,6 +82,7 @@ EMBED_LORA=${EMBED_LORA:-unmerged}   # unmerged,merged: the adapter beside NF4, 
 EMBED_BATCH=${EMBED_BATCH:-4}
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
+SEARCH_BINS=${SEARCH_BINS:-pagesight}
 EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
 while [ $# -gt 0 ]; do
   step=$1; shift
@@ -251,11 +252,14 @@ while [ $# -gt 0 ]; do
     engine-search)
       # Searches through the engine on synthetic pages stored with a random:3b provenance.
       pages=${1:-10000,100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000,100000
-      note "-- bench engine-search --pages $pages --model random:3b"
-      "$run_dir/pagesight" bench engine-search --pages "$pages" --model random:3b --queries "${SEARCH_QUERIES:-20}" \
-        ${ENGINE_SEARCH_CPU:+--with-cpu} --work-dir /tmp/pagesight-bench-search --json "$OUT/engine-search-$card.json" 2>&1 \
-        | tee "$OUT/engine-search.log" | grep -E "^\||built in" >> "$summary"
+      # SEARCH_BINS (e.g. pagesight,pagesight-prev): the same searches per binary, same pages.
+      for bin in ${SEARCH_BINS//,/ }; do
+      note "-- $bin: bench engine-search --pages $pages --model random:3b"
+      "$run_dir/$bin" bench engine-search --pages "$pages" --model random:3b --queries "${SEARCH_QUERIES:-20}" \
+        ${ENGINE_SEARCH_CPU:+--with-cpu} --work-dir /tmp/pagesight-bench-search --json "$OUT/engine-search-$bin-$card.json" 2>&1 \
+        | tee -a "$OUT/engine-search.log" | grep -E "^\||built in" >> "$summary"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
       ;;
     *) echo "unknown step '$step' (selftest | ingest DIR [PAGES] | seed DIR [PAGES] | embed)" >&2; exit 2 ;;
   esac
