@@ -21,6 +21,7 @@ mod quant_cache;
 mod quant_scope;
 mod search_path;
 mod search_results;
+mod search_shards;
 mod thumbnails;
 mod ui;
 mod ui_advanced;
