@@ -13,6 +13,7 @@ pub use build::build;
 pub use capacity::capacities;
 
 use crate::settings::{DeviceChoice, DeviceSet};
+use anyhow::Context;
 use pagesight_index::sharded_scorer::Shard;
 use pagesight_index::shards::{split, SplitError};
 use std::ops::Range;
@@ -34,7 +35,9 @@ impl ShardDevices {
     /// and one ranking must compare like with like.
     pub fn for_request(set: Option<&DeviceSet>) -> anyhow::Result<Option<Self>> {
         let Some(set) = set else { return Ok(None) };
-        let devices = set.resolve()?;
+        let devices = set
+            .resolve()
+            .with_context(|| format!("sharding the index's vectors over {set}"))?;
         if devices.len() < 2 {
             return Ok(None);
         }
