@@ -101,6 +101,7 @@ pub fn search_scored(
             hybrid_visual_weight: 0.5,
             with_heatmaps: true,
             device: DeviceChoice::Auto,
+            devices: None,
             visual_scorer,
             backend: Default::default(),
         },

@@ -22,6 +22,7 @@ mod quant_scope;
 mod search_library;
 mod search_path;
 mod search_results;
+mod search_shards;
 mod thumbnails;
 mod ui;
 mod ui_advanced;

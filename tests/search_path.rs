@@ -20,6 +20,7 @@ fn answer(engine: &EngineHandle, index: &Path, query: &str, id: u64) -> Result<E
             hybrid_visual_weight: 0.5,
             with_heatmaps: false,
             device: pagesight::engine::DeviceChoice::Cpu,
+            devices: None,
             visual_scorer: Default::default(),
             backend: Default::default(),
         },

@@ -12,7 +12,7 @@ use pagesight_engine::event::SearchTimings;
 use pagesight_engine::resident_tiles::UPLOADING_NOTE;
 use pagesight_engine::settings::best_precision;
 use pagesight_engine::{
-    Command, DeviceChoice, EngineHandle, Event, SearchMode, SearchRequest, VisualScorer,
+    Command, DeviceChoice, DeviceSet, EngineHandle, Event, SearchMode, SearchRequest, VisualScorer,
 };
 use pagesight_index::synthetic::Corpus;
 use pagesight_index::Provenance;
@@ -34,9 +34,11 @@ pub struct EngineSearchArgs {
     /// Its embedding width.
     #[arg(long, default_value_t = 128)]
     pub dim: usize,
-    /// Where the query model and MaxSim run.
+    /// Where the query model and MaxSim run: auto, cpu, cuda:N; or the cards the page tiles
+    /// are sharded over, as `pagesight search --device` takes them (cuda:all, cuda:0,1; cpu,cpu
+    /// for CPU stand-ins).
     #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: DeviceSet,
     /// Warm searches per mode.
     #[arg(long, default_value_t = 20)]
     pub queries: usize,
@@ -151,7 +153,8 @@ const GPU_UPLOAD_WAIT: Duration = Duration::from_secs(120);
 
 /// How `run_modes` searches.
 pub struct SearchPlan {
-    pub device: DeviceChoice,
+    /// One device, or the devices the page tiles are sharded over.
+    pub device: DeviceSet,
     pub queries: usize,
     pub with_cpu: bool,
 }
@@ -169,20 +172,25 @@ pub fn run_modes(
             "visual exact",
             SearchMode::Visual,
             VisualScorer::Exact,
-            how.device,
+            how.device.clone(),
         ),
         (
             "visual binary",
             SearchMode::Visual,
             VisualScorer::Binary { candidates: 0 },
-            how.device,
+            how.device.clone(),
         ),
-        ("text", SearchMode::Text, VisualScorer::Exact, how.device),
+        (
+            "text",
+            SearchMode::Text,
+            VisualScorer::Exact,
+            how.device.clone(),
+        ),
         (
             "hybrid",
             SearchMode::Hybrid,
             VisualScorer::Exact,
-            how.device,
+            how.device.clone(),
         ),
     ];
     if how.with_cpu && how.device.will_use_cuda() {
@@ -190,28 +198,28 @@ pub fn run_modes(
             "visual exact",
             SearchMode::Visual,
             VisualScorer::Exact,
-            DeviceChoice::Cpu,
+            DeviceChoice::Cpu.into(),
         ));
     }
     let mut out = Vec::new();
     for (label, mode, scorer, device) in plan {
         let mut ask = |q: usize| {
             *next_id += 1;
-            search_once(
-                engine,
-                SearchRequest {
-                    id: *next_id,
-                    index: index.to_path_buf(),
-                    query: format!("synthetic query {q}: results of experiment {}", q % 7),
-                    top_k: 10,
-                    mode,
-                    hybrid_visual_weight: 0.5,
-                    with_heatmaps: false,
-                    device,
-                    visual_scorer: scorer,
-                    backend: Default::default(),
-                },
-            )
+            let mut req = SearchRequest {
+                id: *next_id,
+                index: index.to_path_buf(),
+                query: format!("synthetic query {q}: results of experiment {}", q % 7),
+                top_k: 10,
+                mode,
+                hybrid_visual_weight: 0.5,
+                with_heatmaps: false,
+                device: device.primary(),
+                devices: None,
+                visual_scorer: scorer,
+                backend: Default::default(),
+            };
+            req.set_devices(&device);
+            search_once(engine, req)
         };
         let first_answer = ask(0)?;
         let (first_ms, first) = (first_answer.elapsed_ms, first_answer.timings);
@@ -289,7 +297,7 @@ pub fn run(a: EngineSearchArgs) -> Result<()> {
         build_with(a.tokens, &corpus, n, &dir, false, &prov)
             .with_context(|| format!("building {}", dir.display()))?;
         let plan = SearchPlan {
-            device: a.device,
+            device: a.device.clone(),
             queries: a.queries,
             with_cpu: a.with_cpu,
         };

@@ -125,6 +125,7 @@ fn ingest(
                     hybrid_visual_weight: 0.5,
                     with_heatmaps: false,
                     device: settings.model.device,
+                    devices: None,
                     visual_scorer: Default::default(),
                     backend: Default::default(),
                 }));
@@ -250,7 +251,7 @@ pub fn run(a: JourneyArgs) -> Result<()> {
         .filter_map(|m| m.gpu.as_ref().map(|g| g.memory_used_bytes))
         .max();
     let plan = SearchPlan {
-        device: settings.model.device,
+        device: settings.model.device.into(),
         queries: a.queries,
         with_cpu: a.with_cpu,
     };
@@ -365,6 +366,7 @@ fn engine_search_hits(
             hybrid_visual_weight: 0.5,
             with_heatmaps: false,
             device: settings.model.device,
+            devices: None,
             visual_scorer: Default::default(),
             backend: Default::default(),
         },

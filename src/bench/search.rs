@@ -328,8 +328,9 @@ pub(super) fn build(
     )
 }
 
-/// `build` with the provenance given: what the engine reads to load the query model.
-pub(super) fn build_with(
+/// `build` with the provenance given: what the engine reads to load the query model (the tests
+/// build their synthetic indexes with it too).
+pub fn build_with(
     tokens: usize,
     corpus: &Corpus,
     n: usize,

@@ -104,6 +104,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 hybrid_visual_weight: 0.5,
                 with_heatmaps: false,
                 device: Default::default(),
+                devices: None,
                 visual_scorer: Default::default(),
                 backend: Default::default(),
             }));

@@ -43,9 +43,13 @@ pub struct SearchArgs {
     pub heatmap: bool,
     #[arg(long)]
     pub json: bool,
-    /// Where the query model and MaxSim run: auto (the GPU when there is one), cpu, cuda:N.
+    /// Where the query model and MaxSim run: auto (the GPU when there is one), cpu, cuda:N; or
+    /// several cards for an index one card cannot hold: cuda:all (every card, the pages sharded
+    /// over them only when the first cannot hold them all), cuda:0,1 (always sharded over the
+    /// cards listed). Each card's shard is sized by its free memory; the query model runs on
+    /// the first.
     #[arg(long, default_value = "auto")]
-    pub device: pagesight_model::settings::DeviceChoice,
+    pub device: pagesight_model::device_set::DeviceSet,
     /// Visual MaxSim: exact over every page, or binary (sign-bit prefilter, the best candidates
     /// rescored exactly; binary:N for N candidates).
     #[arg(long, default_value = "exact")]
@@ -97,7 +101,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
                     provenance: t.provenance.clone(),
                 },
             );
-            engine.send(Command::Search(SearchRequest {
+            let mut req = SearchRequest {
                 id: request_id(i, j),
                 index: t.index.clone(),
                 query: query.clone(),
@@ -105,10 +109,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
                 mode: a.mode,
                 hybrid_visual_weight: a.hybrid_weight,
                 with_heatmaps: a.heatmap,
-                device: a.device,
+                device: a.device.primary(),
+                devices: None,
                 visual_scorer: a.scorer,
                 backend: backend.clone(),
-            }));
+            };
+            req.set_devices(&a.device);
+            engine.send(Command::Search(req));
         }
         gathers.push(Some(gather));
     }

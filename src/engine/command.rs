@@ -130,6 +130,10 @@ pub struct SearchRequest {
     /// Where the query model (and with it MaxSim) runs: `auto` is the GPU when there is one.
     #[serde(default)]
     pub device: super::settings::DeviceChoice,
+    /// The devices the index's page tiles may be sharded over (`cuda:all`, `cuda:0,1`, `cpu,cpu`);
+    /// `device` is the first of them. None (one device): the tiles stay on `device`.
+    #[serde(default)]
+    pub devices: Option<super::settings::DeviceSet>,
     /// Exact MaxSim, or the binary prefilter + exact rerank (`candidates` 0: the default count).
     #[serde(default)]
     pub visual_scorer: VisualScorer,
@@ -137,6 +141,18 @@ pub struct SearchRequest {
     /// and hybrid modes use; it may be empty for a visual search.
     #[serde(default)]
     pub backend: SearchBackend,
+}
+
+impl SearchRequest {
+    /// Searches on `set`: the query model on its first device; a list or `cuda:all` shards the
+    /// page tiles over its devices (`engine::tile_shards`).
+    pub fn set_devices(&mut self, set: &super::settings::DeviceSet) {
+        self.device = set.primary();
+        self.devices = match set {
+            super::settings::DeviceSet::One(_) => None,
+            several => Some(several.clone()),
+        };
+    }
 }
 
 /// One side of an A/B comparison.

@@ -35,5 +35,6 @@ pub mod search;
 pub mod search_remote;
 pub mod service;
 pub mod thumbnail;
+pub mod tile_shards;
 
 pub use handle::{EngineHandle, EngineOptions};

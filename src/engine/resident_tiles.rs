@@ -4,6 +4,7 @@
 //! library-size index does not wait for gigabytes to cross the bus (its answer says the CPU
 //! scored it, and why).
 
+use super::tile_shards::{self, Placement, ShardDevices};
 use crossbeam_channel::{Receiver, TryRecvError};
 use pagesight_index::search::{CpuExact, PageScorer, Searcher};
 use pagesight_index::tensor_scorer::{TensorKernel, TensorScorer};
@@ -11,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Page tiles may take at most this share of the GPU's free memory: an ingest may be sharing it.
-const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
+pub(crate) const RESIDENT_SHARE_OF_FREE_VRAM: f64 = 0.5;
 
 /// Pages per uploaded tile tensor.
-const RESIDENT_CHUNK_PAGES: usize = 4096;
+pub(crate) const RESIDENT_CHUNK_PAGES: usize = 4096;
 
 /// Tiles up to this size are uploaded before the search that needs them: a fraction of a second,
 /// less than the CPU kernels would take over the same pages. Larger ones upload in the background.
@@ -24,20 +25,30 @@ const WAIT_FOR_UPLOAD_BYTES: u64 = 1 << 30;
 /// still on its way (a benchmark waits for the GPU by it).
 pub const UPLOADING_NOTE: &str = "scored on the CPU while the index's vectors upload to the GPU";
 
-/// One snapshot's page tiles on the GPU.
-struct ResidentPages {
+/// Which tiles: one snapshot of one index, on the query model's device (`devices` empty) or
+/// over a device set (`cuda:0,1`, `cuda:all`, `cpu,cpu`).
+#[derive(Clone, PartialEq)]
+struct Key {
     index: PathBuf,
     generation: u64,
-    scorer: TensorScorer,
+    devices: String,
+}
+
+/// What an upload gives: the scorer and the words for it, or why the CPU scores.
+type Uploaded = Result<(Box<dyn PageScorer>, String), String>;
+
+/// One snapshot's page tiles on the GPU (or spread over several devices).
+struct ResidentPages {
+    key: Key,
+    scorer: Box<dyn PageScorer>,
     label: String,
 }
 
 /// An upload running on its own thread.
 struct Upload {
-    index: PathBuf,
-    generation: u64,
+    key: Key,
     started: Instant,
-    done: Receiver<Result<(TensorScorer, String), String>>,
+    done: Receiver<Uploaded>,
 }
 
 #[derive(Default)]
@@ -46,13 +57,13 @@ pub struct ResidentTiles {
     upload: Option<Upload>,
     /// The snapshot whose tiles did not go to the GPU, and why: not tried again before the
     /// index's next commit.
-    declined: Option<(PathBuf, u64, String)>,
+    declined: Option<(Key, String)>,
 }
 
-/// The CPU kernels, or the tiles resident on the GPU.
+/// The CPU kernels, or the tiles resident on the GPU (on one card or sharded over several).
 pub enum ChosenScorer<'a> {
     Cpu(CpuExact),
-    Resident(&'a TensorScorer),
+    Resident(&'a dyn PageScorer),
 }
 
 impl ChosenScorer<'_> {
@@ -66,13 +77,15 @@ impl ChosenScorer<'_> {
 
 impl ResidentTiles {
     /// The scorer for `searcher`'s snapshot of `index`: its tiles on the GPU when the query model
-    /// is there and they fit (and have arrived), else the CPU kernels. The string says which ran;
-    /// the note, why not the GPU when it was expected.
+    /// is there and they fit (and have arrived), or sharded over `shards` when the request names
+    /// several devices, else the CPU kernels. The string says which ran; the note, why not the
+    /// GPU when it was expected.
     pub fn scorer<'a>(
         &'a mut self,
         index: &Path,
         searcher: &Searcher,
         device: &candle_core::Device,
+        shards: Option<&ShardDevices>,
         query_tokens: usize,
     ) -> (ChosenScorer<'a>, String, Option<String>) {
         let cpu = |note: Option<String>| {
@@ -84,20 +97,19 @@ impl ResidentTiles {
             );
             (ChosenScorer::Cpu(CpuExact(isa)), label, note)
         };
-        // Nothing to keep on the GPU for an empty index.
-        if !device.is_cuda() || searcher.num_pages() == 0 {
+        // Nothing to keep on the GPU for an empty index; CPU stand-ins shard as cards would.
+        if (!device.is_cuda() && shards.is_none()) || searcher.num_pages() == 0 {
             return cpu(None);
         }
-        let generation = searcher.generation();
-        let this = |i: &Path, g: u64| i == index && g == generation;
-        if let Some((_, _, why)) = self.declined.as_ref().filter(|(i, g, _)| this(i, *g)) {
+        let key = Key {
+            index: index.to_path_buf(),
+            generation: searcher.generation(),
+            devices: shards.map(|s| s.set.to_string()).unwrap_or_default(),
+        };
+        if let Some((_, why)) = self.declined.as_ref().filter(|(k, _)| *k == key) {
             return cpu(Some(why.clone()));
         }
-        if let Some(pending) = self
-            .upload
-            .as_ref()
-            .filter(|u| this(&u.index, u.generation))
-        {
+        if let Some(pending) = self.upload.as_ref().filter(|u| u.key == key) {
             match pending.done.try_recv() {
                 Err(TryRecvError::Empty) => {
                     let secs = pending.started.elapsed().as_secs_f64();
@@ -105,77 +117,78 @@ impl ResidentTiles {
                 }
                 Ok(done) => {
                     self.upload = None;
-                    self.arrived(index, generation, done);
+                    self.arrived(key.clone(), done);
                 }
                 Err(TryRecvError::Disconnected) => {
                     self.upload = None;
                     self.arrived(
-                        index,
-                        generation,
+                        key.clone(),
                         Err("the upload of the index's vectors stopped: scored on the CPU".into()),
                     );
                 }
             }
         }
-        let current = self
-            .resident
-            .as_ref()
-            .is_some_and(|r| this(&r.index, r.generation));
+        let current = self.resident.as_ref().is_some_and(|r| r.key == key);
         if !current {
             // The old snapshot's tiles go first: two copies may not fit.
             self.resident = None;
             self.upload = None;
-            if TensorScorer::resident_bytes_for(searcher) > WAIT_FOR_UPLOAD_BYTES {
-                return match self.start_upload(index, searcher, device) {
-                    Ok(()) => cpu(Some(UPLOADING_NOTE.into())),
-                    Err(why) => {
-                        self.declined = Some((index.to_path_buf(), generation, why.clone()));
-                        cpu(Some(why))
-                    }
-                };
+            if let Err(why) = self.load(key.clone(), searcher, device, shards) {
+                self.declined = Some((key.clone(), why.clone()));
+                return cpu(Some(why));
             }
-            self.arrived(index, generation, upload_pages(searcher, device));
         }
         match &self.resident {
-            Some(r) if this(&r.index, r.generation) => {
-                (ChosenScorer::Resident(&r.scorer), r.label.clone(), None)
-            }
+            Some(r) if r.key == key => (
+                ChosenScorer::Resident(r.scorer.as_ref()),
+                r.label.clone(),
+                None,
+            ),
+            _ if self.upload.is_some() => cpu(Some(UPLOADING_NOTE.into())),
             _ => {
-                let why = self.declined.as_ref().map(|(_, _, why)| why.clone());
+                let why = self.declined.as_ref().map(|(_, why)| why.clone());
                 cpu(why)
             }
         }
     }
 
-    /// Keeps an upload's outcome: the tiles, or why the snapshot is scored on the CPU.
-    fn arrived(
+    /// Starts putting the snapshot's tiles where `shards` (or, without, the query model's
+    /// `device`) says: at once when they are small or nothing crosses a bus, else on a thread
+    /// while the CPU answers. The error: why the CPU scores.
+    fn load(
         &mut self,
-        index: &Path,
-        generation: u64,
-        done: Result<(TensorScorer, String), String>,
-    ) {
-        match done {
-            Ok((scorer, label)) => {
-                self.declined = None;
-                self.resident = Some(ResidentPages {
-                    index: index.to_path_buf(),
-                    generation,
-                    scorer,
-                    label,
-                });
-            }
-            Err(why) => self.declined = Some((index.to_path_buf(), generation, why)),
-        }
-    }
-
-    /// Uploads the snapshot's tiles on a thread, through a CUDA stream of their own so that the
-    /// query embedding's kernels do not queue behind the copies.
-    fn start_upload(
-        &mut self,
-        index: &Path,
+        key: Key,
         searcher: &Searcher,
         device: &candle_core::Device,
+        shards: Option<&ShardDevices>,
     ) -> Result<(), String> {
+        let page_bytes = TensorScorer::page_bytes_for(searcher);
+        let need: u64 = page_bytes.iter().sum();
+        let wait = need <= WAIT_FOR_UPLOAD_BYTES;
+        if let Some(set) = shards {
+            let capacity = tile_shards::capacities(&set.devices)
+                .map_err(|e| format!("{e}: scored on the CPU"))?;
+            if let Placement::Shards(runs) = tile_shards::place(&page_bytes, &capacity, set)? {
+                // CPU stand-ins copy nothing: no reason to wait for them on a thread.
+                if wait || !set.on_cuda() {
+                    let built = tile_shards::build(searcher, set, &runs, &page_bytes);
+                    self.arrived(key, built);
+                    return Ok(());
+                }
+                let (snapshot, set) = (searcher.clone(), set.clone());
+                return self.start_upload(key, move || {
+                    tile_shards::build(&snapshot, &set, &runs, &page_bytes)
+                });
+            }
+        }
+        // One device: the query model's.
+        if !device.is_cuda() {
+            return Err("the query model runs on the CPU: scored there".into());
+        }
+        if wait {
+            self.arrived(key, upload_pages(searcher, device));
+            return Ok(());
+        }
         let ordinal = match device.location() {
             candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id,
             _ => 0,
@@ -183,17 +196,37 @@ impl ResidentTiles {
         let stream = candle_core::Device::new_cuda_with_stream(ordinal).map_err(|e| {
             format!("no CUDA stream for the index's vectors ({e}): scored on the CPU")
         })?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
         let snapshot = searcher.clone();
+        self.start_upload(key, move || upload_pages(&snapshot, &stream))
+    }
+
+    /// Keeps an upload's outcome: the tiles, or why the snapshot is scored on the CPU.
+    fn arrived(&mut self, key: Key, done: Uploaded) {
+        match done {
+            Ok((scorer, label)) => {
+                self.declined = None;
+                self.resident = Some(ResidentPages { key, scorer, label });
+            }
+            Err(why) => self.declined = Some((key, why)),
+        }
+    }
+
+    /// Runs `job` (an upload, on CUDA streams of its own so that the query embedding's kernels
+    /// do not queue behind the copies) on a thread; its outcome is picked up by a later search.
+    fn start_upload(
+        &mut self,
+        key: Key,
+        job: impl FnOnce() -> Uploaded + Send + 'static,
+    ) -> Result<(), String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("pagesight-tile-upload".into())
             .spawn(move || {
-                let _ = tx.send(upload_pages(&snapshot, &stream));
+                let _ = tx.send(job());
             })
             .map_err(|e| format!("could not start the upload of the index's vectors ({e})"))?;
         self.upload = Some(Upload {
-            index: index.to_path_buf(),
-            generation: searcher.generation(),
+            key,
             started: Instant::now(),
             done: rx,
         });
@@ -202,10 +235,7 @@ impl ResidentTiles {
 }
 
 /// Uploads `searcher`'s pages to `device` if they fit its free memory; the error is a sentence.
-fn upload_pages(
-    searcher: &Searcher,
-    device: &candle_core::Device,
-) -> Result<(TensorScorer, String), String> {
+fn upload_pages(searcher: &Searcher, device: &candle_core::Device) -> Uploaded {
     let need = TensorScorer::resident_bytes_for(searcher);
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let ordinal = match device.location() {
@@ -245,5 +275,5 @@ fn upload_pages(
         scorer.resident_pages(),
         gib(scorer.resident_bytes())
     );
-    Ok((scorer, label))
+    Ok((Box::new(scorer), label))
 }

@@ -4,7 +4,8 @@
 //! When that model runs on a GPU, MaxSim runs there too: the snapshot's page tiles are uploaded
 //! once (`index::tensor_scorer`, the fused kernel) and kept until the index's next commit; an
 //! index too big for the free VRAM, or a failed upload, is scored on the CPU and the answer says
-//! why. Each answer names the scorer that ran.
+//! why. A request naming several devices (`devices`: `cuda:all`, `cuda:0,1`, `cpu,cpu`) shards
+//! the tiles over them (`tile_shards`). Each answer names the scorer that ran.
 
 use super::command::{SearchBackend, SearchMode, SearchRequest, VisualScorer};
 use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
@@ -12,6 +13,7 @@ use super::model_shelf::ModelShelf;
 use super::open_indexes::OpenIndexes;
 use super::resident_tiles::ResidentTiles;
 use super::settings::{DeviceChoice, ModelSettings};
+use super::tile_shards::ShardDevices;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 use pagesight_index::Provenance;
@@ -167,18 +169,21 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         },
     };
     let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
-        let (s, l, n) = state
-            .tiles
-            .scorer(&req.index, &searcher, &candle_core::Device::Cpu, 0);
+        let (s, l, n) =
+            state
+                .tiles
+                .scorer(&req.index, &searcher, &candle_core::Device::Cpu, None, 0);
         (
             s,
             format!("BM25 text search (visual scorer unused: {l})"),
             n,
         )
     } else {
-        let (s, l, n) = state
-            .tiles
-            .scorer(&req.index, &searcher, &device, q.n_tokens);
+        let shards = ShardDevices::for_request(req.devices.as_ref())?;
+        let (s, l, n) =
+            state
+                .tiles
+                .scorer(&req.index, &searcher, &device, shards.as_ref(), q.n_tokens);
         let l = match q.scorer {
             pagesight_index::Scorer::Exact => l,
             pagesight_index::Scorer::Binary { candidates } => {

@@ -27,7 +27,9 @@
 //! Other scorers plug in through `search::PageScorer` (`Searcher::visual_with`): the CPU kernels
 //! (`search::CpuExact`, `maxsim`) and `tensor_scorer::TensorScorer`, MaxSim as batched matmuls over
 //! page tiles resident on a candle device (VRAM on CUDA), by default through the fused CUDA kernel
-//! `maxsim_kernel` (host side: `page_table`).
+//! `maxsim_kernel` (host side: `page_table`). `sharded_scorer::ShardedScorer` spreads a snapshot's
+//! pages over several such scorers, one per device (`shards`: the split by capacity and the
+//! exact merge of the shards' top-k).
 
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
@@ -51,6 +53,8 @@ pub mod provenance;
 pub mod reader;
 pub mod search;
 pub mod segment;
+pub mod sharded_scorer;
+pub mod shards;
 pub mod snapshot;
 pub mod snippet;
 pub mod store;

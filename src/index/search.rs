@@ -79,14 +79,16 @@ pub struct PageHeatmap {
 }
 
 /// One page's stored vectors, as a scorer sees them.
+#[derive(Clone, Copy)]
 pub struct PageView<'a> {
     pub page_id: u64,
     pub packed: &'a [u16],
     pub n_tokens: usize,
 }
 
-/// Seam for other scorers (a CUDA scorer keeping page tiles resident in VRAM): scores every
-/// page of a snapshot for one query. The CPU implementation is `CpuExact`.
+/// Seam for other scorers (a CUDA scorer keeping page tiles resident in VRAM, one sharded over
+/// several devices): scores every page of a snapshot for one query. The CPU implementation is
+/// `CpuExact`.
 pub trait PageScorer: Send + Sync {
     fn name(&self) -> String;
     fn score_all(
@@ -96,6 +98,25 @@ pub trait PageScorer: Send + Sync {
         dim: usize,
         pages: &[PageView<'_>],
     ) -> Result<Vec<f32>>;
+
+    /// The best `k` of `pages`: (page id, MaxSim), best first, ties to the smaller id. By
+    /// default every page's score, then the top k; a sharded scorer merges its shards' own.
+    fn top_k(
+        &self,
+        q: &[f32],
+        nq: usize,
+        dim: usize,
+        pages: &[PageView<'_>],
+        k: usize,
+    ) -> Result<Vec<(u64, f32)>> {
+        let scores = self.score_all(q, nq, dim, pages)?;
+        Ok(top_k(
+            scores
+                .into_par_iter()
+                .zip(pages.par_iter().map(|v| v.page_id)),
+            k,
+        ))
+    }
 }
 
 pub struct CpuExact(pub Isa);
@@ -148,8 +169,14 @@ pub struct Searcher {
     pub(crate) snap: Arc<Snapshot>,
 }
 
+/// The order of a ranking: the higher score first, ties to the smaller page id (stable results,
+/// the same on one device or merged from several).
+pub(crate) fn rank_order(a: &(u64, f32), b: &(u64, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
 /// Keeps the best `k` (score, id) pairs; ties broken by the smaller id so results are stable.
-fn top_k(scored: impl ParallelIterator<Item = (f32, u64)>, k: usize) -> Vec<(u64, f32)> {
+pub(crate) fn top_k(scored: impl ParallelIterator<Item = (f32, u64)>, k: usize) -> Vec<(u64, f32)> {
     type Heap = BinaryHeap<Reverse<(OrdF32, Reverse<u64>)>>;
     let push = |mut h: Heap, (s, id): (f32, u64)| {
         let item = Reverse((OrdF32(s), Reverse(id)));
@@ -171,7 +198,7 @@ fn top_k(scored: impl ParallelIterator<Item = (f32, u64)>, k: usize) -> Vec<(u64
         .into_iter()
         .map(|Reverse((s, Reverse(id)))| (id, s.0))
         .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.sort_by(rank_order);
     out
 }
 
@@ -299,13 +326,7 @@ impl Searcher {
                 // it is a real share of the query.
                 let views: Vec<PageView<'_>> =
                     (0..n).into_par_iter().map(|i| self.page_view(i)).collect();
-                let scores = exact.score_all(&q.vectors, q.n_tokens, dim, &views)?;
-                Ok(top_k(
-                    scores
-                        .into_par_iter()
-                        .zip(views.par_iter().map(|v| v.page_id)),
-                    k,
-                ))
+                exact.top_k(&q.vectors, q.n_tokens, dim, &views, k)
             }
             Scorer::Binary { candidates } => {
                 let qw = binary::query_words(&q.vectors, q.n_tokens, dim);
@@ -336,13 +357,7 @@ impl Searcher {
                     .iter()
                     .map(|&(i, _)| self.page_view(i as usize))
                     .collect();
-                let scores = exact.score_all(&q.vectors, q.n_tokens, dim, &views)?;
-                Ok(top_k(
-                    scores
-                        .into_par_iter()
-                        .zip(views.par_iter().map(|v| v.page_id)),
-                    k,
-                ))
+                exact.top_k(&q.vectors, q.n_tokens, dim, &views, k)
             }
         }
     }

@@ -90,13 +90,21 @@ impl TensorScorer {
 
     /// Device bytes `new` would hold for `searcher`'s pages (tiles padded to whole groups).
     pub fn resident_bytes_for(searcher: &Searcher) -> u64 {
+        Self::page_bytes_for(searcher).into_iter().sum()
+    }
+
+    /// Device bytes of each of `searcher`'s pages, in its order (what a split by capacity
+    /// weighs; an empty page holds none).
+    pub fn page_bytes_for(searcher: &Searcher) -> Vec<u64> {
         let dim = searcher.provenance().dim;
         (0..searcher.num_pages())
-            .map(|i| {
-                let n = searcher.page_view(i).n_tokens;
-                (group_len(n) * dim * 2) as u64
-            })
-            .sum()
+            .map(|i| Self::page_bytes(searcher.page_view(i).n_tokens, dim))
+            .collect()
+    }
+
+    /// Device bytes of one page of `n_tokens` `dim`-d vectors, padded to its group.
+    pub fn page_bytes(n_tokens: usize, dim: usize) -> u64 {
+        (group_len(n_tokens) * dim * 2) as u64
     }
 
     pub fn from_views(
@@ -307,6 +315,14 @@ impl PageScorer for TensorScorer {
                 self.dim,
                 q.len()
             )));
+        }
+        // A sharded scorer calls from a thread of its own: the driver calls below act on the
+        // thread's current context, which must be this device's.
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = &self.device {
+            d.cuda_stream().context().bind_to_thread().map_err(|e| {
+                IndexError::Invalid(format!("tensor scorer: binding the device: {e}"))
+            })?;
         }
         if self.kernel == TensorKernel::Fused {
             return self.score_fused(q, nq, pages);

@@ -6,6 +6,7 @@ mod corruption;
 mod kernels;
 mod page_table;
 mod reader;
+mod shards;
 mod snippets;
 mod tensor;
 

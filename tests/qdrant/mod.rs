@@ -315,6 +315,7 @@ fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
                 hybrid_visual_weight: 0.5,
                 with_heatmaps: false,
                 device: DeviceChoice::Cpu,
+                devices: None,
                 visual_scorer: Default::default(),
                 backend: backend.clone(),
             },

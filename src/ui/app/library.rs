@@ -107,6 +107,7 @@ impl PagesightApp {
                 with_heatmaps: true,
                 // Queries run where the user chose to run the model.
                 device: self.settings.model.device,
+                devices: None,
                 visual_scorer: if self.settings.fast_search {
                     VisualScorer::Binary { candidates: 0 }
                 } else {
