@@ -24,6 +24,7 @@ mod search_results;
 mod thumbnails;
 mod ui;
 mod ui_advanced;
+mod ui_autopilot;
 mod ui_cards;
 mod ui_defaults;
 mod ui_e2e;
