@@ -359,6 +359,9 @@ fn render(o: &GuiFramesJson) -> String {
         crate::ui::format::bytes(o.download_total_bytes),
         o.queries.len()
     );
+    if let Some(r) = &o.report.renderer {
+        s += &format!("painted by: {r} (outside ui(); not in these figures)\n");
+    }
     s += &o.report.table();
     if let (Some(f), Some(p)) = (o.report.files_indexed, o.report.pages_indexed) {
         s += &format!(

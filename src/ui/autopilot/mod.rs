@@ -98,6 +98,7 @@ pub struct Autopilot {
     search_step: SearchStep,
     queries_sent: usize,
     searches: usize,
+    renderer: Option<String>,
     report: Option<ScenarioReport>,
     shared: Option<Arc<Mutex<Option<ScenarioReport>>>>,
 }
@@ -132,6 +133,7 @@ impl Autopilot {
             search_step: SearchStep::Next,
             queries_sent: 0,
             searches: 0,
+            renderer: None,
             report: None,
             shared: None,
         }
@@ -534,6 +536,7 @@ impl Autopilot {
             report.pages_indexed = Some(s.pages);
         }
         report.searches = self.searches;
+        report.renderer = self.renderer.clone();
         report.download_bytes = self.download_bytes;
         if let Some(slot) = &self.shared {
             if let Ok(mut slot) = slot.lock() {
@@ -588,6 +591,15 @@ impl Autopilot {
 
 impl eframe::App for Autopilot {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        if self.renderer.is_none() {
+            if let Some(gl) = frame.gl() {
+                use eframe::glow::HasContext as _;
+                // SAFETY: the window's GL context is current while its frame is drawn, and
+                // RENDERER is a valid string parameter of every GL version.
+                let name = unsafe { gl.get_parameter_string(eframe::glow::RENDERER) };
+                self.renderer = Some(name);
+            }
+        }
         self.frame_began = Instant::now();
         let ctx = ui.ctx().clone();
         self.app.ui(ui, frame);

@@ -195,6 +195,9 @@ pub struct ScenarioReport {
     pub download_bytes: Option<u64>,
     /// What happened on the way (a phase that timed out, the CPU estimate answered, …).
     pub notes: Vec<String>,
+    /// The OpenGL renderer that painted the frames (under Xvfb: Mesa's llvmpipe, on the CPU).
+    #[serde(default)]
+    pub renderer: Option<String>,
 }
 
 impl ScenarioReport {
@@ -212,6 +215,7 @@ impl ScenarioReport {
             searches: 0,
             download_bytes: None,
             notes,
+            renderer: None,
         }
     }
 
