@@ -5,10 +5,13 @@
 # Builds nothing; run it from the repository root (libpdfium: ./vendor/pdfium or $PDFIUM_LIB).
 # Clicks by position (1280×800 window, default font size, no window manager).
 #
-# The live shots ingest up to 8 PDFs of the folder (readable ones: the script waits until all are
-# indexed; default assets/samples, the committed shots used 8 TeX Live package manuals) plus a
-# truncated copy of one of them, with the built-in `random:tiny` model (on the CPU of a build
-# without CUDA), then search the new index and open the first result.
+# Every session starts with the developer's `random:tiny` model (`gui --model`): the default,
+# the real ColQwen2.5, would first ask for its download. The live shots ingest up to 8 PDFs of
+# the folder (readable ones: the script waits until all are indexed; default assets/samples, the
+# committed shots used 8 TeX Live package manuals) plus a truncated copy of one of them with it
+# (on the CPU of a build without CUDA), answer the CPU run's first-batch estimate with Continue,
+# then search the new index and open the first result. The Corpus form's Advanced section stays
+# closed (its default): Start ingest sits under the form's summary line.
 set -eu
 if [ -z "${PAGESIGHT_SHOTS_DISPLAY:-}" ]; then
   # Everything below runs inside one virtual screen.
@@ -34,7 +37,7 @@ shot() { import -window root "$OUT/$1.png"; }
 click() { xdotool mousemove "$1" "$2" click 1; }
 
 # The idle views, and the GPU figures recorded on the H100 opened on this machine.
-app idle
+app idle gui --model random:tiny
 sleep 6
 shot ingest
 click 248 12; sleep 1; shot search
@@ -42,7 +45,7 @@ click 328 12; sleep 1.5; shot performance-live
 click 160 103; sleep 1.5; shot performance-compare
 click 1228 12; sleep 1.5; shot performance-compare-light
 kill $APP
-app recorded gui --runs bench/results/2026-11-26-H100-ingest-nf4-final.json
+app recorded gui --model random:tiny --runs bench/results/2026-11-26-H100-ingest-nf4-final.json
 sleep 8; shot performance-h100-recorded
 xdotool mousemove 900 400
 for _ in $(seq 15); do xdotool click 5; done # scroll down to the plots
@@ -76,11 +79,16 @@ wait_for_files() {
   done
 }
 
-app live gui --folder "$CORPUS"
+app live gui --folder "$CORPUS" --model random:tiny
 sleep 6
 # Without a window manager nobody gives the window the keyboard focus.
 xdotool windowfocus --sync "$(xdotool search --name Pagesight | head -n 1)"
-click 49 227 # Start ingest
+click 49 287 # Start ingest
+# On the CPU the run pauses after its first batch with the estimate of the whole run (when the
+# rest would take a minute or more): shoot it, then Continue. A run that did not pause has only
+# labels where Continue would be.
+sleep 25; shot ingest-estimate
+click 49 353 # Continue
 wait_for_files 3 300
 sleep 1; shot ingest-running
 wait_for_files "$GOOD" 900

@@ -26,6 +26,7 @@ mod search_shards;
 mod thumbnails;
 mod ui;
 mod ui_advanced;
+mod ui_autopilot;
 mod ui_cards;
 mod ui_defaults;
 mod ui_e2e;

@@ -1,11 +1,14 @@
 //! Benchmarks behind `pagesight bench …`. Each prints a table and, with `--json`, one JSON
 //! document carrying `SCHEMA_VERSION`. The developer's harnesses (hostile PDFs, crash trials,
 //! GEMM and the GPU selftest) come from `pagesight-devtools`, in builds with the `dev-tools`
-//! feature only.
+//! feature only, as does `gui-frames` (the app's frame time in a real window, its download served
+//! by the devtools' mock hub).
 
 pub mod cpu_peak;
 pub mod embed;
 pub mod engine_search;
+#[cfg(feature = "dev-tools")]
+pub mod gui_frames;
 pub mod ingest;
 pub mod journey;
 pub mod loader;
@@ -50,6 +53,11 @@ pub enum BenchCmd {
     /// searches in every mode, thumbnails; what the user waits for at each step.
     Journey(journey::JourneyArgs),
     #[cfg(feature = "dev-tools")]
+    /// The desktop app's frame time in a real window (needs a display; xvfb-run without one):
+    /// an autopilot goes idle → ingest → watch events and their ingests → a model download from
+    /// a mock hub → searches; p50/p90/p99/max per phase.
+    GuiFrames(gui_frames::GuiFramesArgs),
+    #[cfg(feature = "dev-tools")]
     /// Hostile PDFs: generates a seeded corpus of broken, encrypted, huge and odd files, ingests
     /// it and prints files tried / done / failed by reason / crashes / hangs / slowest file.
     Hostile(hostile::HostileBenchArgs),
@@ -82,6 +90,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCmd::GpuSelftest(a) => gpu_selftest::run(a),
         #[cfg(feature = "dev-tools")]
         BenchCmd::Hostile(a) => hostile::run(a),
+        #[cfg(feature = "dev-tools")]
+        BenchCmd::GuiFrames(a) => gui_frames::run(a),
         #[cfg(feature = "dev-tools")]
         BenchCmd::Crash(a) => crash::run(a),
     }

@@ -58,6 +58,22 @@ pub struct GuiArgs {
     /// view, e.g. the figures of a GPU machine on a laptop without one.
     #[arg(long)]
     pub runs: Option<std::path::PathBuf>,
+    /// The model to start with (instead of the remembered one): a snapshot folder, a hub id
+    /// (owner/name), or a developer's random model, `random:tiny` (meaningless rankings, nothing
+    /// to download; the screenshots script uses it).
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// The model settings `pagesight gui --model <name>` starts with: the published model with its
+/// adapter when that is the name, else the name alone.
+fn gui_model(name: &str) -> pagesight_model::ModelSettings {
+    use pagesight_model::hub::{DEFAULT_ADAPTER, DEFAULT_MODEL};
+    pagesight_model::ModelSettings {
+        model: name.to_string(),
+        adapter: (name == DEFAULT_MODEL).then(|| DEFAULT_ADAPTER.into()),
+        ..Default::default()
+    }
 }
 
 /// Runs a parsed command line. `None` opens the GUI.
@@ -67,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Commands::Gui(a)) => crate::ui::run_app(crate::ui::AppOptions {
             folder: a.folder,
             runs_file: a.runs,
+            model: a.model.as_deref().map(gui_model),
             ..Default::default()
         }),
         Some(Commands::Demo(a)) => demo::run(a),

@@ -1,6 +1,7 @@
 //! The developer's harnesses, which a user never runs: hostile-PDF and crash-consistency trials,
-//! the GEMM comparison, the GPU pipeline selftest and the model's parity checks against the
-//! reference's fixtures. The `pagesight` binary includes them only with its `dev-tools` feature
+//! the GEMM comparison, the GPU pipeline selftest, the model's parity checks against the
+//! reference's fixtures, and a mock Hugging Face hub (`mock_hub`: the download tests, `bench
+//! gui-frames`). The `pagesight` binary includes them only with its `dev-tools` feature
 //! (tests, CI and device builds turn it on), as `pagesight bench hostile|crash|gemm|gpu-selftest`.
 
 pub mod crash;
@@ -14,4 +15,5 @@ pub mod gpu_nf4_check;
 pub mod gpu_selftest;
 pub mod hostile;
 pub mod index_stress;
+pub mod mock_hub;
 pub mod model_parity;

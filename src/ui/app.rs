@@ -7,9 +7,11 @@ mod precision;
 mod watch;
 
 use super::background::{Background, UiMsg};
+use super::cost_estimate::Answer as EstimateAnswer;
 use super::frame_stats::FrameStats;
 use super::ingest::{IngestAction, IngestView, RunState};
 use super::library::LibraryView;
+use super::model_panel::PanelAction;
 use super::performance::{AbState, PerfAction, PerformanceView};
 use super::runs::RecordedRuns;
 use super::search::{SearchAction, SearchView};
@@ -67,6 +69,13 @@ impl Default for AppOptions {
             watch: None,
         }
     }
+}
+
+/// What a click or a key in one of the views asks the app to do.
+pub(crate) enum UserAction {
+    Ingest(IngestAction),
+    Search(SearchAction),
+    ModelPanel(PanelAction),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -648,14 +657,20 @@ impl PagesightApp {
         }
     }
 
-    fn model_panel_ui(&mut self, ui: &mut egui::Ui) {
+    fn model_panel_ui(&mut self, ctx: &egui::Context, ui: &mut egui::Ui) {
         let name = if super::model_choice::is_real_model(&self.settings.model) {
             super::model_choice::REAL_MODEL_LABEL.to_string()
         } else {
             self.settings.model.model.clone()
         };
-        match self.model_panel.show(ui, &name) {
-            Some(super::model_panel::PanelAction::Download) => {
+        if let Some(a) = self.model_panel.show(ui, &name) {
+            self.act(ctx, UserAction::ModelPanel(a));
+        }
+    }
+
+    fn on_panel_action(&mut self, action: PanelAction) {
+        match action {
+            PanelAction::Download => {
                 let model = self.settings.model.model.clone();
                 let adapter = self.adapter_name();
                 if self.send(Command::DownloadModel { model, adapter }) {
@@ -664,11 +679,55 @@ impl PagesightApp {
                     self.model_panel.cancelled = false;
                 }
             }
-            Some(super::model_panel::PanelAction::Cancel) => {
+            PanelAction::Cancel => {
                 self.send(Command::CancelDownload);
             }
-            None => {}
         }
+    }
+
+    fn on_ingest_action(&mut self, action: IngestAction) {
+        match action {
+            IngestAction::Start => self.start_ingest(),
+            IngestAction::Pause => {
+                self.send(Command::Pause);
+            }
+            IngestAction::Resume => {
+                self.send(Command::Resume);
+            }
+            IngestAction::Cancel => {
+                self.send(Command::Cancel);
+            }
+            IngestAction::Browse => self.bg.pick_folder(),
+            IngestAction::Estimate(answer) => {
+                self.ingest.cost.settle();
+                self.on_ingest_action(match answer {
+                    EstimateAnswer::Continue => IngestAction::Resume,
+                    EstimateAnswer::Cancel => IngestAction::Cancel,
+                });
+            }
+        }
+    }
+
+    /// Does what a user's click asks for: `ui()` hands every view's actions here, and
+    /// `bench gui-frames`' autopilot drives the app the same way.
+    pub(crate) fn act(&mut self, ctx: &egui::Context, action: UserAction) {
+        match action {
+            UserAction::Ingest(a) => self.on_ingest_action(a),
+            UserAction::Search(a) => self.on_search_action(ctx, a),
+            UserAction::ModelPanel(a) => self.on_panel_action(a),
+        }
+    }
+
+    /// Whether the ingest running now is one the watch started.
+    #[cfg(feature = "dev-tools")]
+    pub(crate) fn watch_ingest_running(&self) -> bool {
+        self.watch.running.is_some() && self.ingest.state.is_active()
+    }
+
+    /// Folders whose changes wait for an ingest.
+    #[cfg(feature = "dev-tools")]
+    pub(crate) fn watch_queued(&self) -> usize {
+        self.watch.queue.len()
     }
 
     fn index_ready(&self) -> Result<(), &'static str> {
@@ -740,7 +799,7 @@ impl eframe::App for PagesightApp {
         self.check_model();
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
             Tab::Ingest => {
-                self.model_panel_ui(ui);
+                self.model_panel_ui(&ctx, ui);
                 let busy = self
                     .ingest
                     .state
@@ -778,19 +837,7 @@ impl eframe::App for PagesightApp {
                     .blocks_start()
                     .then_some("download the model first (the panel above)");
                 for a in self.ingest.show(ui, &mut self.settings, &form, blocked) {
-                    match a {
-                        IngestAction::Start => self.start_ingest(),
-                        IngestAction::Pause => {
-                            self.send(Command::Pause);
-                        }
-                        IngestAction::Resume => {
-                            self.send(Command::Resume);
-                        }
-                        IngestAction::Cancel => {
-                            self.send(Command::Cancel);
-                        }
-                        IngestAction::Browse => self.bg.pick_folder(),
-                    }
+                    self.act(&ctx, UserAction::Ingest(a));
                 }
             }
             Tab::Search => {
@@ -799,7 +846,7 @@ impl eframe::App for PagesightApp {
                     .search
                     .show(ui, &mut self.settings, &mut self.thumbs, ready)
                 {
-                    self.on_search_action(&ctx, a);
+                    self.act(&ctx, UserAction::Search(a));
                 }
             }
             Tab::Performance => {

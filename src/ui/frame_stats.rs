@@ -1,5 +1,6 @@
 //! Time spent inside the app's `ui()` per frame (event drain + layout; not the rasteriser), kept in
-//! a ring buffer so p50/p99 can be read while an ingest runs.
+//! a ring buffer so p50/p99 can be read while an ingest runs. `bench gui-frames` reads each
+//! frame's sample (`last`) into one unbounded `FrameStats` per phase of its scenario.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,9 +20,20 @@ impl Default for FrameStats {
 impl FrameStats {
     pub fn with_capacity(capacity: usize) -> Self {
         FrameStats {
-            samples: VecDeque::with_capacity(capacity),
+            // Grows as needed: an unbounded one does not reserve its bound.
+            samples: VecDeque::with_capacity(capacity.min(4096)),
             capacity: capacity.max(1),
         }
+    }
+
+    /// Keeps every sample (a benchmark's phase, not a long-lived window).
+    pub fn unbounded() -> Self {
+        FrameStats::with_capacity(usize::MAX)
+    }
+
+    /// The latest frame's time.
+    pub fn last(&self) -> Option<Duration> {
+        self.samples.back().copied()
     }
 
     pub fn record(&mut self, d: Duration) {
@@ -74,5 +86,19 @@ mod tests {
         s.record(Duration::from_millis(1000)); // evicts the 1 ms sample
         assert_eq!(s.len(), 100);
         assert_eq!(s.max_ms(), Some(1000.0));
+        assert_eq!(s.last(), Some(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn unbounded_keeps_every_sample() {
+        let mut s = FrameStats::unbounded();
+        assert_eq!(s.last(), None);
+        for ms in 0..10_000u64 {
+            s.record(Duration::from_micros(ms));
+        }
+        assert_eq!(s.len(), 10_000);
+        let top = s.quantile_ms(1.0).unwrap();
+        assert!((top - 9.999).abs() < 1e-9, "{top}");
+        assert_eq!(s.last(), Some(Duration::from_micros(9_999)));
     }
 }

@@ -41,6 +41,8 @@ pub enum IngestAction {
     Resume,
     Cancel,
     Browse,
+    /// The answer to the CPU run's first-batch estimate (its Continue / Cancel).
+    Estimate(Answer),
 }
 
 pub struct IngestView {
@@ -100,6 +102,12 @@ impl IngestView {
 
     pub fn files(&self) -> &[FileReport] {
         &self.files
+    }
+
+    /// The status the run in view last reported for `path`.
+    #[cfg(feature = "dev-tools")]
+    pub fn status_of(&self, path: &std::path::Path) -> Option<&FileStatus> {
+        self.row_of.get(path).map(|&i| &self.files[i].status)
     }
 
     pub fn on_finished(&mut self, summary: IngestSummary) {
@@ -167,11 +175,7 @@ impl IngestView {
         });
         if let Some(estimate) = self.cost.asking() {
             if let Some(answer) = cost_estimate::show(ui, estimate) {
-                actions.push(match answer {
-                    Answer::Continue => IngestAction::Resume,
-                    Answer::Cancel => IngestAction::Cancel,
-                });
-                self.cost.settle();
+                actions.push(IngestAction::Estimate(answer));
             }
         }
         if let Some(note) = &self.model_note {

@@ -2,6 +2,8 @@
 //! and drains `Event`s each frame under a time budget, so the UI thread never waits on engine work.
 
 mod app;
+#[cfg(feature = "dev-tools")]
+pub mod autopilot;
 mod background;
 mod card_choice;
 mod corpus_form;
@@ -31,7 +33,18 @@ pub use frame_stats::FrameStats;
 pub use ingest::RunState;
 
 /// Opens the desktop window with a freshly spawned engine.
-pub fn run_app(mut app_options: AppOptions) -> anyhow::Result<()> {
+pub fn run_app(app_options: AppOptions) -> anyhow::Result<()> {
+    open_window(app_options, None, |app| Box::new(app))
+}
+
+/// Opens the window on a freshly spawned engine; `wrap` makes the `eframe::App` the window runs
+/// from the app (the app itself, or `bench gui-frames`' autopilot around it). `persistence`: the
+/// folder eframe keeps the settings in (None: the platform's).
+pub(crate) fn open_window(
+    mut app_options: AppOptions,
+    persistence: Option<std::path::PathBuf>,
+    wrap: impl FnOnce(PagesightApp) -> Box<dyn eframe::App> + 'static,
+) -> anyhow::Result<()> {
     // The window watches the library's folders while it is open.
     app_options
         .watch
@@ -42,6 +55,7 @@ pub fn run_app(mut app_options: AppOptions) -> anyhow::Result<()> {
             .with_title("Pagesight")
             .with_inner_size([1280.0, 800.0])
             .with_drag_and_drop(true),
+        persistence_path: persistence,
         ..Default::default()
     };
     let engine = pagesight_engine::EngineHandle::spawn();
@@ -50,9 +64,9 @@ pub fn run_app(mut app_options: AppOptions) -> anyhow::Result<()> {
         "Pagesight",
         options,
         Box::new(move |cc| {
-            let app = PagesightApp::new(cc, commands, events, app_options);
             // The window owns the engine: closing it drops the handle, which stops the engine.
-            Ok(Box::new(app.keep_alive(engine)))
+            let app = PagesightApp::new(cc, commands, events, app_options).keep_alive(engine);
+            Ok(wrap(app))
         }),
     )
     .map_err(|e| {
