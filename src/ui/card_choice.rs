@@ -2,7 +2,8 @@
 //! lists them): one checkbox per card, every card ticked unless the user unticked it (the
 //! settings remember the unticked ones, so a card added later starts ticked). Start then sends
 //! `cuda:N` for one ticked card, `cuda:0,2,…` for several. With fewer than two cards, or the
-//! CPU chosen, there is nothing to choose and the form's one device is used.
+//! CPU chosen, there is nothing to choose and the form's one device is used. A search uses the
+//! same cards ([`for_search`]).
 
 use pagesight_engine::event::CardInfo;
 use pagesight_engine::{DeviceChoice, DeviceSet};
@@ -26,6 +27,23 @@ pub fn chosen(device: DeviceChoice, cards: &[CardInfo], unticked: &[usize]) -> O
         [] => None,
         [one] => Some(DeviceSet::One(*one)),
         _ => Some(DeviceSet::List(ticked)),
+    }
+}
+
+/// The devices a search's page tiles may use: every card ticked (the default) is `cuda:all`,
+/// which shards the tiles only when the first card cannot hold them all; some unticked is the
+/// list of the ticked ones, the tiles sharded over them. None where [`chosen`] gives None or
+/// one card.
+pub fn for_search(
+    device: DeviceChoice,
+    cards: &[CardInfo],
+    unticked: &[usize],
+) -> Option<DeviceSet> {
+    let all_ticked = !cards.iter().any(|c| unticked.contains(&c.ordinal));
+    match chosen(device, cards, unticked)? {
+        DeviceSet::List(_) if all_ticked => Some(DeviceSet::AllCuda),
+        DeviceSet::One(_) => None,
+        several => Some(several),
     }
 }
 
@@ -56,4 +74,38 @@ pub fn show(ui: &mut egui::Ui, cards: &[CardInfo], unticked: &mut Vec<usize>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cards(n: usize) -> Vec<CardInfo> {
+        (0..n)
+            .map(|ordinal| CardInfo {
+                ordinal,
+                name: "NVIDIA H100".into(),
+                memory_total_bytes: 80 << 30,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_search_uses_the_ticked_cards() {
+        let auto = DeviceChoice::Auto;
+        // Every card ticked: all of them, sharded only when one cannot hold the tiles.
+        assert_eq!(for_search(auto, &cards(3), &[]), Some(DeviceSet::AllCuda));
+        // Some unticked: the tiles sharded over the ticked ones.
+        assert_eq!(
+            for_search(auto, &cards(3), &[1]),
+            Some(DeviceSet::List(vec![
+                DeviceChoice::Cuda(0),
+                DeviceChoice::Cuda(2)
+            ]))
+        );
+        // One ticked card, one card, or the CPU: the request's one device.
+        assert_eq!(for_search(auto, &cards(3), &[0, 1]), None);
+        assert_eq!(for_search(auto, &cards(1), &[]), None);
+        assert_eq!(for_search(DeviceChoice::Cpu, &cards(3), &[]), None);
+    }
 }

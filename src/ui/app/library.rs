@@ -95,9 +95,14 @@ impl PagesightApp {
         self.search.asked = Asked { mode };
         self.settings.remember_query(&query);
         let mut gather = Gather::new(id, &query, mode, top_k);
+        let cards = super::super::card_choice::for_search(
+            self.settings.model.device,
+            &self.cards(),
+            &self.settings.unticked_cards,
+        );
         for c in searched {
             let request_id = self.id();
-            let req = SearchRequest {
+            let mut req = SearchRequest {
                 id: request_id,
                 index: c.index.clone(),
                 query: query.clone(),
@@ -115,6 +120,10 @@ impl PagesightApp {
                 },
                 backend: backend.clone(),
             };
+            // The ticked cards: the page tiles sharded over them when one cannot hold them.
+            if let Some(set) = &cards {
+                req.set_devices(set);
+            }
             if !self.send(Command::Search(req)) {
                 self.search.pending = None;
                 self.search.error = Some("the engine is not running".into());
