@@ -40,6 +40,28 @@ pub fn test_settings() -> IngestSettings {
     s
 }
 
+/// The first line a `pagesight … --json` run printed, as JSON; the run must have succeeded (its
+/// output is in the panic otherwise).
+pub fn json_answer(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().next().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// A hit of a search's JSON as (file, page, score).
+pub fn hit_fields(h: &serde_json::Value) -> (String, u64, f64) {
+    (
+        h["file"].as_str().unwrap().to_string(),
+        h["page"].as_u64().unwrap(),
+        h["score"].as_f64().unwrap(),
+    )
+}
+
 /// Sends an ingest and collects every event until it finishes.
 pub fn ingest(
     engine: &EngineHandle,

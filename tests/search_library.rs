@@ -3,10 +3,11 @@
 //! index made with another model listed apart, an index that fails named in a note while the
 //! others still answer.
 
-use crate::engine::{ingest, samples_dir, test_settings};
+use crate::engine::{hit_fields, ingest, json_answer, samples_dir, test_settings};
 use pagesight::engine::{EngineHandle, Quant};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// Two corpora of two sample PDFs each, ingested into their own index (random:tiny on the CPU).
 struct Library {
@@ -44,36 +45,21 @@ fn library() -> Library {
     }
 }
 
-fn cli(args: &[&str], indexes: &[&Path]) -> (bool, String, String) {
+fn cli(args: &[&str], indexes: &[&Path]) -> Output {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pagesight"));
     c.arg("search").args(args).args(["--device", "cpu"]);
     for i in indexes {
         c.arg("--index").arg(i);
     }
-    let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    c.output().unwrap()
 }
 
 /// One index's hits as `--json` prints them: (file, page, score).
 fn single(args: &[&str], index: &Path) -> Vec<(String, u64, f64)> {
-    let (ok, stdout, stderr) = cli(args, &[index]);
-    assert!(ok, "{stdout}{stderr}");
-    let line: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let line = json_answer(&cli(args, &[index]));
     assert_eq!(line["event"], "search_results", "{line}");
     let hits = line["hits"].as_array().unwrap_or_else(|| panic!("{line}"));
-    hits.iter().map(hit).collect()
-}
-
-fn hit(h: &Value) -> (String, u64, f64) {
-    (
-        h["file"].as_str().unwrap().to_string(),
-        h["page"].as_u64().unwrap(),
-        h["score"].as_f64().unwrap(),
-    )
+    hits.iter().map(hit_fields).collect()
 }
 
 /// Per group of a library answer: its model, and its hits with the index each came from.
@@ -81,10 +67,7 @@ type Groups = Vec<(String, Vec<(String, Value)>)>;
 
 /// The library's answer: its groups, and the whole JSON line.
 fn merged(args: &[&str], indexes: &[&Path]) -> (Groups, Value) {
-    let (ok, stdout, stderr) = cli(args, indexes);
-    assert!(ok, "{stdout}{stderr}");
-    let line: Value = serde_json::from_str(stdout.lines().last().unwrap())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let line = json_answer(&cli(args, indexes));
     let groups = line["groups"]
         .as_array()
         .unwrap_or_else(|| panic!("{line}"))
@@ -110,13 +93,14 @@ fn several_indexes_search_as_one_library() {
     // Visual: one model, so the two answers interleave by score — the same pages and scores as
     // the best of both single-index answers.
     let visual = ["page layout", "--json", "--top-k", "3"];
-    let mut expected: Vec<(String, u64, f64)> = single(&visual, a);
+    let from_a = single(&visual, a);
+    let mut expected: Vec<(String, u64, f64)> = from_a.clone();
     expected.extend(single(&visual, b));
     expected.sort_by(|x, y| y.2.total_cmp(&x.2));
     expected.truncate(3);
     let (groups, _) = merged(&visual, &[a, b]);
     assert_eq!(groups.len(), 1, "{groups:?}");
-    let got: Vec<(String, u64, f64)> = groups[0].1.iter().map(|(_, h)| hit(h)).collect();
+    let got: Vec<(String, u64, f64)> = groups[0].1.iter().map(|(_, h)| hit_fields(h)).collect();
     assert_eq!(got, expected);
     let ranks: Vec<u64> = groups[0]
         .1
@@ -126,8 +110,11 @@ fn several_indexes_search_as_one_library() {
     assert_eq!(ranks, [1, 2, 3]);
     for (index, h) in &groups[0].1 {
         let file = h["file"].as_str().unwrap();
-        let from_a = single(&visual, a).iter().any(|x| x.0 == file);
-        let want = if from_a { a } else { b };
+        let want = if from_a.iter().any(|x| x.0 == file) {
+            a
+        } else {
+            b
+        };
         assert_eq!(Path::new(index), want, "{file} came from {index}");
     }
 
@@ -153,8 +140,12 @@ fn several_indexes_search_as_one_library() {
     }
 
     // The terminal's lines name the index of each hit.
-    let (ok, stdout, stderr) = cli(&["page layout", "--top-k", "3"], &[a, b]);
-    assert!(ok, "{stderr}");
+    let out = cli(&["page layout", "--top-k", "3"], &[a, b]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
     assert!(
         stdout.contains(&format!("[{}]", a.display()))
             || stdout.contains(&format!("[{}]", b.display())),
@@ -188,8 +179,9 @@ fn another_models_index_is_listed_apart_and_a_broken_one_is_named() {
     assert!(note.contains(&missing.display().to_string()), "{line}");
 
     // Every index failing fails the search, naming them.
-    let (ok, _, stderr) = cli(&["x"], &[&missing, &lib.root.join("also-missing")]);
-    assert!(!ok);
+    let out = cli(&["x"], &[&missing, &lib.root.join("also-missing")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(
         stderr.contains("no-such-index") && stderr.contains("also-missing"),
         "{stderr}"

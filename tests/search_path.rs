@@ -2,7 +2,7 @@
 //! commit), never serves a damaged segment, and `pagesight search` answers many queries with one
 //! model load.
 
-use crate::engine::{ingest, sample_corpus, test_settings, try_search};
+use crate::engine::{hit_fields, ingest, json_answer, sample_corpus, test_settings, try_search};
 use pagesight::engine::{Command, EngineHandle, Event, SearchMode, SearchRequest};
 use std::path::Path;
 use std::time::Duration;
@@ -380,24 +380,11 @@ fn cli_hits(index: &Path, query: &str) -> Vec<(String, u64, f64)> {
         .args(["--device", "cpu", "--json", "--top-k", "5"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
-    answer["hits"]
+    json_answer(&out)["hits"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| {
-            (
-                h["path"].as_str().unwrap_or_default().to_string(),
-                h["page"].as_u64().unwrap_or_default(),
-                h["score"].as_f64().unwrap_or_default(),
-            )
-        })
+        .map(hit_fields)
         .collect()
 }
 

@@ -4,7 +4,7 @@
 //! too; the `SHARD_CAPACITY` hook forces an uneven split, `SHARD_OOM` a device that cannot hold
 //! its shard.
 
-use crate::engine::try_search;
+use crate::engine::{json_answer, try_search};
 use pagesight::bench::search::build_with;
 use pagesight::engine::env_vars::{SHARD_CAPACITY, SHARD_OOM};
 use pagesight::engine::{DeviceSet, EngineHandle, Event, SearchMode, SearchRequest, VisualScorer};
@@ -130,13 +130,7 @@ fn cli(index: &Path, devices: &str, env: &[(&str, &str)]) -> (Vec<(u64, f64)>, S
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let answer = json_answer(&out);
     let hits = answer["hits"]
         .as_array()
         .unwrap()
