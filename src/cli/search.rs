@@ -227,19 +227,25 @@ fn targets(a: &SearchArgs, backend: &pagesight_engine::SearchBackend) -> Result<
         }
         bail!("say which index to search: --index DIR or --folder CORPUS (either may be repeated)");
     }
-    let mut out: Vec<Target> = Vec::with_capacity(dirs.len());
+    let mut unique: Vec<PathBuf> = Vec::with_capacity(dirs.len());
     for index in dirs {
-        if out.iter().any(|t| t.index == index) {
-            continue;
+        if !unique.contains(&index) {
+            unique.push(index);
         }
-        // An index that cannot be read is left to the engine, whose error names it.
-        let provenance = pagesight_index::Index::provenance_at(&index).ok().flatten();
-        out.push(Target {
-            label: index.display().to_string(),
-            index,
-            provenance,
-        });
     }
+    // Provenance only groups the answers of several indexes: one index needs no manifest read
+    // here. One that cannot be read is left to the engine, whose error names it.
+    let several = unique.len() > 1;
+    let out = unique
+        .into_iter()
+        .map(|index| Target {
+            label: index.display().to_string(),
+            provenance: several
+                .then(|| pagesight_index::Index::provenance_at(&index).ok().flatten())
+                .flatten(),
+            index,
+        })
+        .collect();
     Ok(out)
 }
 

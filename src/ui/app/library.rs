@@ -95,7 +95,7 @@ impl PagesightApp {
         self.search.asked = Asked { mode };
         self.settings.remember_query(&query);
         let mut gather = Gather::new(id, &query, mode, top_k);
-        let cards = super::super::card_choice::for_search(
+        let cards = crate::ui::card_choice::for_search(
             self.settings.model.device,
             &self.cards(),
             &self.settings.unticked_cards,
