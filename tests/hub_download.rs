@@ -8,7 +8,7 @@
 //! temp dir; the downloader's own tests call `pagesight::model::hub` with an explicit
 //! `HubConfig`, so this process's environment is never changed.
 
-use pagesight::devtools::mock_hub::{Faults, MockHub, COMMIT};
+use pagesight::devtools::mock_hub::{Faults, MockHub, COMMIT, STEERING_VARS};
 use pagesight::model::hub::hash::{git_blob_sha1_hex, sha256_hex};
 use pagesight::model::hub::{self, DownloadError, DownloadProgress, HubConfig, RepoKind};
 use std::collections::{HashMap, HashSet};
@@ -44,16 +44,7 @@ fn embed(model: &str, endpoint: &str, hf_home: &Path, out: &Path) -> Output {
         .env("HF_ENDPOINT", endpoint)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for v in [
-        "HF_TOKEN",
-        "HF_HUB_OFFLINE",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
+    for v in STEERING_VARS {
         cmd.env_remove(v);
     }
     let mut child = cmd.spawn().unwrap();

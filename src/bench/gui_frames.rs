@@ -179,19 +179,7 @@ fn hub_environment(endpoint: &str, hf_home: &Path) {
     // reads no environment.
     std::env::set_var(v::HF_ENDPOINT, endpoint);
     std::env::set_var(v::HF_HOME, hf_home);
-    for k in [
-        v::HF_HUB_CACHE,
-        v::HF_TOKEN,
-        v::HF_TOKEN_PATH,
-        v::HF_HUB_OFFLINE,
-        "HUGGING_FACE_HUB_TOKEN",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
+    for k in mock_hub::STEERING_VARS {
         std::env::remove_var(k);
     }
 }

@@ -19,6 +19,22 @@ use std::time::Duration;
 /// Files (name → bytes) per repo id.
 pub type Repos = HashMap<String, HashMap<String, Vec<u8>>>;
 
+/// Variables that would send a download somewhere other than the mock hub (another cache, a
+/// token, offline mode, a proxy): whatever points a client at the mock clears them.
+pub const STEERING_VARS: [&str; 11] = [
+    pagesight_model::env_vars::HF_HUB_CACHE,
+    pagesight_model::env_vars::HF_TOKEN,
+    pagesight_model::env_vars::HF_TOKEN_PATH,
+    pagesight_model::env_vars::HF_HUB_OFFLINE,
+    "HUGGING_FACE_HUB_TOKEN",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
 /// A commit id of the right shape for every repo the mock serves.
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
