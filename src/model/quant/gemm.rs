@@ -54,6 +54,14 @@ impl CpuIsa {
         }
     }
 
+    /// f32 lanes of the set's vectors (its kernel's `Simd::LANES`).
+    fn lanes(self) -> usize {
+        match self {
+            CpuIsa::Avx512 => 16,
+            CpuIsa::Scalar | CpuIsa::Avx2 => 8,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<CpuIsa> {
         CpuIsa::ALL
             .into_iter()
@@ -210,8 +218,9 @@ pub fn matmul_rows_isa(
         return vec![0f32; rows * out];
     }
     let cols = column_block(out);
-    let (x, ld) = padded_rows(x, rows, inp);
-    let x = &x[..];
+    let lanes = isa.lanes();
+    let (packed, at) = packed_rows(x, rows, inp, lanes);
+    let packed = &packed[at..];
     // [out][rows]: each task's block of columns is one contiguous chunk.
     let mut by_column = vec![0f32; out * rows];
     by_column
@@ -221,7 +230,7 @@ pub fn matmul_rows_isa(
             let o0 = b * cols;
             let job = Job {
                 x,
-                ld,
+                packed,
                 rows,
                 inp,
                 o0,
@@ -272,17 +281,23 @@ struct Sums<'a> {
     partial: &'a mut [f32],
 }
 
-/// `x` (`rows × in`) copied with a row stride `ld ≡ 16 (mod 1024)` floats: the rows a tile
-/// reads at the same `k` then fall in consecutive L1 sets. At a stride of a multiple of 4 KiB
-/// (in = 2048) they all met in one set of the 12-way L1, so a tile of more than 12 rows
-/// evicted its own inputs at every step (and 4 KiB aliasing stalled the loads).
-fn padded_rows(x: &[f32], rows: usize, inp: usize) -> (Vec<f32>, usize) {
-    let ld = inp.next_multiple_of(1024) + 16;
-    let mut padded = vec![0f32; rows * ld];
-    for (dst, src) in padded.chunks_exact_mut(ld).zip(x.chunks_exact(inp.max(1))) {
-        dst[..inp].copy_from_slice(src);
+/// The whole vectors of `x` (`rows × in`, `in` rounded down to `lanes`) laid out
+/// `[in / lanes][rows][lanes]`, 64-byte aligned from the returned offset: at each step a tile's
+/// rows are one contiguous run, so its loads are a constant displacement from one pointer that
+/// moves once per step. With the rows `in` apart (the plain layout) each load needed its own
+/// address add, and those adds took the FMA ports' issue slots; rows 8 KiB apart also met in one
+/// L1 set, and 32- or 64-byte loads from a 16-byte-aligned buffer split cache lines.
+fn packed_rows(x: &[f32], rows: usize, inp: usize, lanes: usize) -> (Vec<f32>, usize) {
+    let vectors = inp / lanes;
+    let mut packed = vec![0f32; vectors * rows * lanes + 16];
+    let at = packed.as_ptr().align_offset(64).min(15);
+    let dst = &mut packed[at..];
+    for (r, row) in x.chunks_exact(inp.max(1)).enumerate() {
+        for (v, src) in row.chunks_exact(lanes).enumerate() {
+            dst[(v * rows + r) * lanes..][..lanes].copy_from_slice(src);
+        }
     }
-    (padded, ld)
+    (packed, at)
 }
 
 /// Output columns per rayon task: about four tasks per thread, 4–64 columns.
@@ -498,9 +513,10 @@ impl Stream for Nf4Stream<'_> {
 
 /// One task: the columns `o0..o1` of the product for every row.
 struct Job<'a> {
-    /// The input rows, `ld` floats apart.
+    /// The input rows, `in` floats apart (for the tail).
     x: &'a [f32],
-    ld: usize,
+    /// The input's whole vectors, see [`packed_rows`].
+    packed: &'a [f32],
     rows: usize,
     inp: usize,
     o0: usize,
@@ -555,7 +571,8 @@ impl Job<'_> {
         (k0, k1, k_end): (usize, usize, usize),
         sums: &mut Sums,
     ) {
-        let x = self.x.as_ptr().add(r0 * self.ld);
+        let step = self.rows * S::LANES;
+        let x0 = self.packed.as_ptr().add((k0 / S::LANES) * step + r0 * S::LANES);
         for o in self.o0..self.o1 {
             let at = (o - self.o0) * self.rows + r0;
             let part = sums.partial.as_mut_ptr().add(at * S::LANES);
@@ -565,6 +582,7 @@ impl Job<'_> {
                 std::array::from_fn(|i| S::load(part.add(i * S::LANES)))
             };
             let mut k = k0;
+            let mut x = x0;
             while k < k1 {
                 // The weights two columns on, at this k: a column's chunk is a few cache lines
                 // 1–2 rows of the weight apart from the last, which the hardware prefetchers
@@ -572,8 +590,9 @@ impl Job<'_> {
                 prefetch(w.addr(o + PREFETCH_COLUMNS, k, self.inp));
                 let wv = w.vec::<S>(o, k, self.inp);
                 for (i, s) in acc.iter_mut().enumerate() {
-                    *s = S::fma(S::load(x.add(i * self.ld + k)), wv, *s);
+                    *s = S::fma(S::load(x.add(i * S::LANES)), wv, *s);
                 }
+                x = x.add(step);
                 k += S::LANES;
             }
             if k1 == k_end {
@@ -595,7 +614,7 @@ impl Job<'_> {
                 let wv = w.get(o, k, self.inp);
                 let col = &mut acc[(o - self.o0) * self.rows..][..self.rows];
                 for (r, a) in col.iter_mut().enumerate() {
-                    *a += self.x[r * self.ld + k] * wv;
+                    *a += self.x[r * self.inp + k] * wv;
                 }
             }
         }
