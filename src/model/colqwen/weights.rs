@@ -336,17 +336,23 @@ impl Weights {
         out_dim: usize,
         bias: bool,
     ) -> Result<QLinear> {
-        let Some((q, ctx)) = &self.quant else {
-            return self.dense_linear(prefix, in_dim, out_dim, bias, true);
+        let layer = match &self.quant {
+            None => self.dense_linear(prefix, in_dim, out_dim, bias, true)?,
+            Some((q, ctx)) => {
+                let storage = planned_storage(ctx.quant_for(prefix, *q), in_dim);
+                let merge = storage == LayerStorage::Dense || self.lora_mode == LoraMode::Merged;
+                let layer = self.quantised_linear(prefix, in_dim, out_dim, bias, storage, merge)?;
+                if merge {
+                    layer
+                } else {
+                    self.with_lora_beside(prefix, layer)?
+                }
+            }
         };
-        let storage = planned_storage(ctx.quant_for(prefix, *q), in_dim);
-        let merge = storage == LayerStorage::Dense || self.lora_mode == LoraMode::Merged;
-        let layer = self.quantised_linear(prefix, in_dim, out_dim, bias, storage, merge)?;
-        if merge {
-            Ok(layer)
-        } else {
-            self.with_lora_beside(prefix, layer)
+        if self.device.is_cpu() {
+            layer.advise_huge_pages();
         }
+        Ok(layer)
     }
 
     /// The layer `prefix` quantised to `storage` (read from the cache when it holds it), with the

@@ -187,6 +187,17 @@ pub fn planned_storage(quant: Quant, in_features: usize) -> LayerStorage {
 }
 
 impl QLinear {
+    /// Asks for the weight's host memory in huge pages ([`super::huge_pages`]): what the CPU
+    /// query kernels stream. Returns the bytes advised (0 on a GPU).
+    pub fn advise_huge_pages(&self) -> usize {
+        match self {
+            QLinear::Dense(l) => super::huge_pages::advise_tensor(l.weight()),
+            QLinear::Nf4(l) => super::huge_pages::advise(&l.weight().packed),
+            QLinear::Q4k(_) => 0,
+            QLinear::Lora(l) => l.base().advise_huge_pages(),
+        }
+    }
+
     /// Whether [`Self::padded`] can widen this layer.
     pub fn can_pad(&self) -> bool {
         !matches!(self.base(), QLinear::Q4k(_))

@@ -22,6 +22,7 @@ pub mod cache_file;
 pub mod context;
 pub mod element;
 pub mod gemm;
+pub mod huge_pages;
 pub mod kquant;
 pub mod linear;
 pub mod lora_linear;
