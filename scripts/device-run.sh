@@ -158,6 +158,17 @@ while [ $# -gt 0 ]; do
       done
       done
       ;;
+    cpu-query)
+      # The 3B model's query embedding on the host's CPU cores (the CPU search path), per binary
+      # in EMBED_BINS, for CPUQ_QUANT (none,nf4).
+      for bin in ${EMBED_BINS//,/ }; do
+        for q in $(echo "${CPUQ_QUANT:-none}" | tr , " "); do
+          note "-- $bin: bench embed --device cpu --quant $q --queries 8 ($(nproc) threads)"
+          "$run_dir/$bin" bench embed --model random:3b --device cpu --quant "$q" --queries 8 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query)" >> "$summary"
+          [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+        done
+      done
+      ;;
     gemm)
       # The model's linear layers: cuBLASLt + bias epilogue against candle's matmul + bias pass.
       "$run_dir/pagesight" bench gemm 2>&1 | tee "$OUT/gemm.log" >> "$summary"

@@ -332,6 +332,7 @@ trait Simd {
         n: usize,
         r0: usize,
         k: (usize, usize, usize),
+        cols: (usize, usize),
         sums: &mut Sums,
     );
 }
@@ -346,10 +347,11 @@ macro_rules! tile_by_rows {
             n: usize,
             r0: usize,
             k: (usize, usize, usize),
+            cols: (usize, usize),
             sums: &mut Sums,
         ) {
             match n {
-                $($r => job.tile::<Self, W, $r>(w, r0, k, sums),)*
+                $($r => job.tile::<Self, W, $r>(w, r0, k, cols, sums),)*
                 _ => unreachable!("tile of {n} rows"),
             }
         }
@@ -373,6 +375,10 @@ fn prefetch(p: *const u8) {
 
 /// A weight format: its values as vectors, and one by one for the tails.
 trait Stream: Sync {
+    /// Whether a vector costs several instructions (NF4's table lookups and scaling): then a
+    /// column's chunk is decoded once for several row tiles. Widening bf16/f16 costs about what
+    /// the extra store and load would.
+    const DECODES: bool = false;
     /// Whether `[0, k_end)` of every row may be read as vectors of `lanes` (`k_end` a multiple
     /// of `lanes`); the rest goes through [`Stream::get`].
     fn vector_end(&self, inp: usize, lanes: usize) -> usize {
@@ -478,6 +484,7 @@ impl<'a> Nf4Stream<'a> {
 }
 
 impl Stream for Nf4Stream<'_> {
+    const DECODES: bool = true;
     fn vector_end(&self, inp: usize, lanes: usize) -> usize {
         // Whole vectors start on even elements (whole bytes) and inside one block.
         if self.shift.is_some() && inp.is_multiple_of(16) {
@@ -508,6 +515,48 @@ impl Stream for Nf4Stream<'_> {
             byte & 0x0f
         };
         NF4_CODE[code as usize] * self.absmax[flat / self.blocksize - self.first_block]
+    }
+}
+
+/// A column's chunk of weights decoded to f32 (`values[k - k0]`), read by the row tiles instead
+/// of the stored format; addresses (prefetches) still point into the stored weight.
+struct Decoded<'a, W> {
+    values: ChunkValues,
+    source: &'a W,
+    k0: usize,
+}
+
+/// [`KC`] values, aligned for any vector load.
+#[repr(align(64))]
+struct ChunkValues([f32; KC]);
+
+impl<W: Stream> Decoded<'_, W> {
+    /// Decodes column `o`, inputs `k0..k1` (whole vectors).
+    #[inline(always)]
+    unsafe fn fill<S: Simd>(&mut self, o: usize, k0: usize, k1: usize, inp: usize) {
+        self.k0 = k0;
+        let mut k = k0;
+        while k < k1 {
+            S::store(
+                self.values.0.as_mut_ptr().add(k - k0),
+                self.source.vec::<S>(o, k, inp),
+            );
+            k += S::LANES;
+        }
+    }
+}
+
+impl<W: Stream> Stream for Decoded<'_, W> {
+    #[inline(always)]
+    unsafe fn vec<S: Simd>(&self, _o: usize, k: usize, _inp: usize) -> S::V {
+        S::load(self.values.0.as_ptr().add(k - self.k0))
+    }
+    #[inline(always)]
+    fn addr(&self, o: usize, k: usize, inp: usize) -> *const u8 {
+        self.source.addr(o, k, inp)
+    }
+    fn get(&self, o: usize, k: usize, inp: usize) -> f32 {
+        self.source.get(o, k, inp)
     }
 }
 
@@ -546,14 +595,34 @@ impl Job<'_> {
         let tiles = self.rows.div_ceil(S::RMAX);
         // Even tiles: 22 rows on 12-row tiles are 11 + 11, not 12 + 10.
         let tile = self.rows.div_ceil(tiles);
+        let mut decoded = Decoded::<W> {
+            values: ChunkValues([0.0; KC]),
+            source: w,
+            k0: 0,
+        };
         let mut k0 = 0;
         while k0 < k_end {
             let k1 = (k0 + KC).min(k_end);
-            let mut r0 = 0;
-            while r0 < self.rows {
-                let n = tile.min(self.rows - r0);
-                S::tile(self, w, n, r0, (k0, k1, k_end), sums);
-                r0 += n;
+            let k = (k0, k1, k_end);
+            if tiles > 1 && W::DECODES {
+                // Several row tiles: each column's chunk decoded once into L1 for all of them,
+                // not once per tile.
+                for o in self.o0..self.o1 {
+                    decoded.fill::<S>(o, k0, k1, self.inp);
+                    let mut r0 = 0;
+                    while r0 < self.rows {
+                        let n = tile.min(self.rows - r0);
+                        S::tile(self, &decoded, n, r0, k, (o, o + 1), sums);
+                        r0 += n;
+                    }
+                }
+            } else {
+                let mut r0 = 0;
+                while r0 < self.rows {
+                    let n = tile.min(self.rows - r0);
+                    S::tile(self, w, n, r0, k, (self.o0, self.o1), sums);
+                    r0 += n;
+                }
             }
             k0 = k1;
         }
@@ -569,11 +638,15 @@ impl Job<'_> {
         w: &W,
         r0: usize,
         (k0, k1, k_end): (usize, usize, usize),
+        (c0, c1): (usize, usize),
         sums: &mut Sums,
     ) {
         let step = self.rows * S::LANES;
-        let x0 = self.packed.as_ptr().add((k0 / S::LANES) * step + r0 * S::LANES);
-        for o in self.o0..self.o1 {
+        let x0 = self
+            .packed
+            .as_ptr()
+            .add((k0 / S::LANES) * step + r0 * S::LANES);
+        for o in c0..c1 {
             let at = (o - self.o0) * self.rows + r0;
             let part = sums.partial.as_mut_ptr().add(at * S::LANES);
             let mut acc: [S::V; R] = if k0 == 0 {
