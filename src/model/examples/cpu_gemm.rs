@@ -5,7 +5,7 @@
 
 use half::bf16;
 use pagesight_model::quant::gemm::{matmul_rows_isa, CpuIsa, Nf4View, Weight};
-use pagesight_model::quant::Nf4Weight;
+use pagesight_model::quant::{huge_pages, Nf4Weight};
 use std::time::Instant;
 
 fn cpu_seconds() -> f64 {
@@ -34,6 +34,14 @@ fn main() {
             .collect();
         let w16: Vec<bf16> = dense.iter().map(|&v| bf16::from_f32(v)).collect();
         let q = Nf4Weight::quantize(&dense, (out, inp), 64, true).expect("quantise");
+        // In huge pages, as the model's CPU weights are.
+        for bytes in [
+            bytemuck::cast_slice(&dense),
+            bytemuck::cast_slice(&w16),
+            &q.packed[..],
+        ] {
+            huge_pages::advise(bytes);
+        }
         let nf4 = Weight::Nf4(Nf4View {
             packed: &q.packed,
             absmax: &q.absmax,

@@ -323,8 +323,9 @@ trait Simd {
     unsafe fn bf16(p: *const u16) -> Self::V;
     /// `LANES` f16 values widened.
     unsafe fn f16(p: *const u16) -> Self::V;
-    /// `NF4_CODE` of the `LANES` codes in `LANES / 2` bytes, first code in the high nibble.
-    unsafe fn nf4(p: *const u8) -> Self::V;
+    /// `table[code]` of the `LANES` codes in `LANES / 2` bytes, first code in the high nibble
+    /// (`table`: 16 values, `NF4_CODE` or a block's codes already scaled by its absmax).
+    unsafe fn nf4(p: *const u8, table: *const f32) -> Self::V;
     /// [`Job::tile`] for `n ≤ RMAX` rows (one instance per row count: see [`tile_by_rows`]).
     unsafe fn tile<W: Stream>(
         job: &Job,
@@ -386,6 +387,21 @@ trait Stream: Sync {
     }
     /// `W[o, k .. k + LANES]`.
     unsafe fn vec<S: Simd>(&self, o: usize, k: usize, inp: usize) -> S::V;
+    /// `W[o, k0..k1]` (whole vectors) as f32 at `dst`.
+    #[inline(always)]
+    unsafe fn decode<S: Simd>(
+        &self,
+        o: usize,
+        (k0, k1): (usize, usize),
+        inp: usize,
+        dst: *mut f32,
+    ) {
+        let mut k = k0;
+        while k < k1 {
+            S::store(dst.add(k - k0), self.vec::<S>(o, k, inp));
+            k += S::LANES;
+        }
+    }
     /// Where `W[o, k]` is stored (possibly past the end: only prefetched).
     fn addr(&self, o: usize, k: usize, inp: usize) -> *const u8;
     /// `W[o, k]`.
@@ -500,7 +516,44 @@ impl Stream for Nf4Stream<'_> {
         let scale = *self
             .absmax
             .get_unchecked((flat >> shift) - self.first_block);
-        S::mul(S::nf4(self.packed.as_ptr().add(flat / 2)), S::splat(scale))
+        S::mul(
+            S::nf4(self.packed.as_ptr().add(flat / 2), NF4_CODE.as_ptr()),
+            S::splat(scale),
+        )
+    }
+    /// Block by block: the 16 codes scaled by the block's absmax once, then each vector a table
+    /// lookup (no multiply per vector).
+    #[inline(always)]
+    unsafe fn decode<S: Simd>(
+        &self,
+        o: usize,
+        (k0, k1): (usize, usize),
+        inp: usize,
+        dst: *mut f32,
+    ) {
+        let shift = self.shift.unwrap_or(0);
+        let mut table = CodeTable([0.0; 16]);
+        let table = table.0.as_mut_ptr();
+        let mut k = k0;
+        while k < k1 {
+            let flat = o * inp + k;
+            let block = flat >> shift;
+            let scale = S::splat(*self.absmax.get_unchecked(block - self.first_block));
+            let mut i = 0;
+            while i < 16 {
+                S::store(
+                    table.add(i),
+                    S::mul(S::load(NF4_CODE.as_ptr().add(i)), scale),
+                );
+                i += S::LANES;
+            }
+            let block_end = (((block + 1) << shift) - o * inp).min(k1);
+            while k < block_end {
+                let v = S::nf4(self.packed.as_ptr().add((o * inp + k) / 2), table);
+                S::store(dst.add(k - k0), v);
+                k += S::LANES;
+            }
+        }
     }
     #[inline(always)]
     fn addr(&self, o: usize, k: usize, inp: usize) -> *const u8 {
@@ -530,19 +583,17 @@ struct Decoded<'a, W> {
 #[repr(align(64))]
 struct ChunkValues([f32; KC]);
 
+/// The 16 NF4 codes of one block, scaled by its absmax.
+#[repr(align(64))]
+struct CodeTable([f32; 16]);
+
 impl<W: Stream> Decoded<'_, W> {
     /// Decodes column `o`, inputs `k0..k1` (whole vectors).
     #[inline(always)]
     unsafe fn fill<S: Simd>(&mut self, o: usize, k0: usize, k1: usize, inp: usize) {
         self.k0 = k0;
-        let mut k = k0;
-        while k < k1 {
-            S::store(
-                self.values.0.as_mut_ptr().add(k - k0),
-                self.source.vec::<S>(o, k, inp),
-            );
-            k += S::LANES;
-        }
+        self.source
+            .decode::<S>(o, (k0, k1), inp, self.values.0.as_mut_ptr());
     }
 }
 
@@ -741,22 +792,23 @@ impl Simd for Portable {
         std::array::from_fn(|i| f16::from_bits(h[i]).to_f32())
     }
     #[inline(always)]
-    unsafe fn nf4(p: *const u8) -> [f32; 8] {
+    unsafe fn nf4(p: *const u8, table: *const f32) -> [f32; 8] {
         let b = p.cast::<[u8; 4]>().read_unaligned();
         std::array::from_fn(|i| {
             let byte = b[i / 2];
-            NF4_CODE[if i.is_multiple_of(2) {
+            let code = if i.is_multiple_of(2) {
                 byte >> 4
             } else {
                 byte & 0x0f
-            } as usize]
+            };
+            *table.add(code as usize)
         })
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Job, Simd, Stream, Sums, NF4_CODE};
+    use super::{Job, Simd, Stream, Sums};
     use std::arch::x86_64::*;
 
     /// The vector part of a task with AVX2+FMA+F16C; returns where it stopped.
@@ -822,14 +874,14 @@ mod x86 {
             _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
         }
         #[inline(always)]
-        unsafe fn nf4(p: *const u8) -> __m256 {
+        unsafe fn nf4(p: *const u8, table: *const f32) -> __m256 {
             // 4 bytes → each byte twice → 8 lanes of (byte >> 4, byte): the low 3 bits index
             // each half of the table, bit 3 (moved to the sign) picks the half.
             let b = _mm_cvtsi32_si128(p.cast::<i32>().read_unaligned());
             let idx = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
             let idx = _mm256_srlv_epi32(idx, _mm256_loadu_si256(NIBBLE_SHIFT.as_ptr().cast()));
-            let lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(NF4_CODE.as_ptr()), idx);
-            let hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(NF4_CODE.as_ptr().add(8)), idx);
+            let lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table), idx);
+            let hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(table.add(8)), idx);
             _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
         }
     }
@@ -880,13 +932,13 @@ mod x86 {
             _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
         }
         #[inline(always)]
-        unsafe fn nf4(p: *const u8) -> __m512 {
+        unsafe fn nf4(p: *const u8, table: *const f32) -> __m512 {
             // 8 bytes → each byte twice → 16 lanes of (byte >> 4, byte); `vpermps` reads the
             // low 4 bits: the whole table in one register.
             let b = _mm_loadl_epi64(p.cast());
             let idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
             let idx = _mm512_srlv_epi32(idx, _mm512_loadu_si512(NIBBLE_SHIFT.as_ptr().cast()));
-            _mm512_permutexvar_ps(idx, _mm512_loadu_ps(NF4_CODE.as_ptr()))
+            _mm512_permutexvar_ps(idx, _mm512_loadu_ps(table))
         }
     }
 }

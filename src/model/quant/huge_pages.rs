@@ -55,3 +55,44 @@ pub fn advise_tensor(t: &Tensor) -> usize {
     };
     advise(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_covers_the_whole_huge_pages_inside_and_keeps_the_values() {
+        let values: Vec<u8> = (0..7 * HUGE_PAGE + 12345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let advised = advise(&values);
+        if cfg!(target_os = "linux") {
+            // 7 MiB and a bit, at an arbitrary alignment, hold at least 6 whole 2 MiB pages.
+            assert!(advised >= 6 * HUGE_PAGE, "{advised}");
+            assert!(advised <= values.len());
+            assert_eq!(advised % HUGE_PAGE, 0);
+        }
+        assert!(values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == (i % 251) as u8));
+        assert_eq!(
+            advise(&values[..HUGE_PAGE / 2]),
+            0,
+            "less than a page: nothing"
+        );
+        let t = Tensor::from_vec(
+            vec![1f32; 3 * HUGE_PAGE / 4 + 7],
+            3 * HUGE_PAGE / 4 + 7,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(advise_tensor(&t) >= HUGE_PAGE);
+        }
+        assert_eq!(
+            t.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            (3 * HUGE_PAGE / 4 + 7) as f32
+        );
+    }
+}
