@@ -25,7 +25,14 @@ fn main() {
     let rows = args.first().copied().unwrap_or(26);
     let reps = args.get(1).copied().unwrap_or(5);
     println!("{rows} rows, {} threads", rayon::current_num_threads());
-    for (out, inp) in [(256, 2048), (2048, 2048), (11008, 2048), (2048, 11008), (11008, 32), (2048, 32)] {
+    for (out, inp) in [
+        (256, 2048),
+        (2048, 2048),
+        (11008, 2048),
+        (2048, 11008),
+        (11008, 32),
+        (2048, 32),
+    ] {
         let dense: Vec<f32> = (0..out * inp)
             .map(|i: usize| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
             .collect();

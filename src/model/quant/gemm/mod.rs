@@ -1,0 +1,273 @@
+//! Small-M matrix product on the CPU: `y = x · Wᵀ` for a few f32 rows `x` (a query's ~20
+//! tokens) and a weight `W` `[out, in]` stored as f32, bf16, f16 or NF4, read once in its stored
+//! precision. A query is ~20–25 rows through ~2.8 G weights; dequantising or widening a whole
+//! weight first (what a general GEMM needs) writes and reads it again at 2–8× its size for only
+//! ~20 uses of each value, so the weight is decoded in registers instead: bf16/f16 widened, NF4
+//! codes looked up in the 16-entry table (`vpermps`: AVX-512 one `vpermps` over 16 entries, AVX2
+//! two 8-entry ones and a blend on the code's bit 3) and scaled by their block's absmax.
+//!
+//! Written by hand: no maintained crate does a few-row product with 4-bit NF4 dequantised in
+//! registers (candle's and `gemm`'s GEMMs take f32/f16/bf16 operands, and candle's quantised
+//! matmul only knows the GGML formats).
+//!
+//! Shape of the computation: rayon splits the output columns into blocks; each block walks `in`
+//! in chunks of [`KC`] values so the chunk of every query row stays in L1, and inside a chunk
+//! runs tiles of up to `RMAX` rows × one output column: each weight vector is decoded once and
+//! multiplied into `RMAX` row accumulators held in registers (FMA, f32 accumulate), the weights of
+//! the next-but-one column prefetched (a column's chunk is a few cache lines a weight row away from
+//! the last, which the hardware prefetchers do not follow), the rows copied to a stride that puts
+//! them in different L1 sets. The weight
+//! decode and the kernel are written once ([`Simd`] primitives, [`Stream`] weight formats, one
+//! generic tile), and compiled per instruction set: AVX-512F, AVX2+FMA+F16C, and a portable one
+//! the compiler vectorises as it can. The set is picked at run time and may be capped with
+//! `PAGESIGHT_CPU_ISA=avx512|avx2|scalar` ([`crate::env_vars::CPU_ISA`]). Figures and accuracy:
+//! `docs/benchmarks.md` ("Query embedding on the CPU"); per-layer timing: `examples/cpu_gemm.rs`.
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+use super::nf4::AbsmaxState;
+
+#[macro_use]
+mod simd;
+mod job;
+mod stream;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use job::{column_block, packed_rows, Job, Scratch, Sums, MAX_LANES};
+use stream::{Dense, Nf4Stream};
+
+/// Input values per chunk: `RMAX` rows × `KC` × 4 bytes stay in L1 (24 rows: 24 KiB).
+const KC: usize = 256;
+
+/// The instruction sets the kernels are compiled for, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuIsa {
+    /// Plain Rust (8-wide arrays the compiler vectorises with the target's baseline).
+    Scalar,
+    /// 256-bit FMA with F16C.
+    Avx2,
+    /// 512-bit (AVX-512F).
+    Avx512,
+}
+
+impl CpuIsa {
+    pub const ALL: [CpuIsa; 3] = [CpuIsa::Avx512, CpuIsa::Avx2, CpuIsa::Scalar];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuIsa::Scalar => "scalar",
+            CpuIsa::Avx2 => "avx2",
+            CpuIsa::Avx512 => "avx512",
+        }
+    }
+
+    /// f32 lanes of the set's vectors (its kernel's `Simd::LANES`).
+    fn lanes(self) -> usize {
+        match self {
+            CpuIsa::Avx512 => 16,
+            CpuIsa::Scalar | CpuIsa::Avx2 => 8,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CpuIsa> {
+        CpuIsa::ALL
+            .into_iter()
+            .find(|i| i.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this CPU runs the set.
+    pub fn available(self) -> bool {
+        match self {
+            CpuIsa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            CpuIsa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            CpuIsa::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f") && CpuIsa::Avx2.available()
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The best set this CPU runs, at most `cap`.
+    pub fn best_up_to(cap: CpuIsa) -> CpuIsa {
+        CpuIsa::ALL
+            .into_iter()
+            .find(|i| *i <= cap && i.available())
+            .unwrap_or(CpuIsa::Scalar)
+    }
+}
+
+/// The instruction set the kernels use: the best this CPU runs, capped by `PAGESIGHT_CPU_ISA`
+/// (decided once per process; an unknown value is ignored with a warning), or on this thread
+/// what [`with_isa`] sets.
+pub fn isa() -> CpuIsa {
+    if let Some(i) = ISA_HERE.with(|c| c.get()) {
+        return i;
+    }
+    static ISA: OnceLock<CpuIsa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let cap = match std::env::var(crate::env_vars::CPU_ISA) {
+            Ok(v) => CpuIsa::parse(&v).unwrap_or_else(|| {
+                tracing::warn!(
+                    "{}={v:?} is not avx512, avx2 or scalar: ignored",
+                    crate::env_vars::CPU_ISA
+                );
+                CpuIsa::Avx512
+            }),
+            Err(_) => CpuIsa::Avx512,
+        };
+        CpuIsa::best_up_to(cap)
+    })
+}
+
+thread_local! {
+    static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static QUERIES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ISA_HERE: std::cell::Cell<Option<CpuIsa>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the kernels of this thread on the best set up to `cap` (tests, benches).
+pub fn with_isa<T>(cap: CpuIsa, f: impl FnOnce() -> T) -> T {
+    let before = ISA_HERE.with(|c| c.replace(Some(CpuIsa::best_up_to(cap))));
+    let out = f();
+    ISA_HERE.with(|c| c.set(before));
+    out
+}
+
+/// Whether the layers on this thread use these kernels for few rows: while embedding queries
+/// ([`for_queries`]) and unless switched off ([`without_kernels`]).
+pub fn kernels_enabled() -> bool {
+    QUERIES.with(|c| c.get()) && !OFF.with(|c| c.get())
+}
+
+/// Runs `f` (a query batch's forward) with the few-row kernels on for this thread. Pages never
+/// take them: which path a layer takes would then depend on how many rows its batch has, and a
+/// page re-embedded in another batch (a re-run after a crash, an incremental ingest) must come
+/// out bit-identical to the first time.
+pub fn for_queries<T>(f: impl FnOnce() -> T) -> T {
+    let before = QUERIES.with(|c| c.replace(true));
+    let out = f();
+    QUERIES.with(|c| c.set(before));
+    out
+}
+
+/// Runs `f` with the few-row kernels off on this thread: linear layers take the general path
+/// (NF4 dequantised into the scratch, half-precision widened, then candle's GEMM), the path
+/// queries took before these kernels; for comparing the two.
+pub fn without_kernels<T>(f: impl FnOnce() -> T) -> T {
+    let before = OFF.with(|c| c.replace(true));
+    let out = f();
+    OFF.with(|c| c.set(before));
+    out
+}
+
+/// The name of [`isa`].
+pub fn isa_name() -> &'static str {
+    isa().name()
+}
+
+/// An NF4 weight's codes and block scales, as [`super::nf4::Nf4Weight`] stores them.
+#[derive(Clone, Copy)]
+pub struct Nf4View<'a> {
+    /// Two codes a byte, first element in the high nibble.
+    pub packed: &'a [u8],
+    pub absmax: &'a AbsmaxState,
+    pub blocksize: usize,
+}
+
+/// A weight `[out, in]`, row-major, in its stored precision.
+#[derive(Clone, Copy)]
+pub enum Weight<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+    F16(&'a [f16]),
+    Nf4(Nf4View<'a>),
+}
+
+/// `y = x · Wᵀ` for `x` `rows × in` (row-major f32): `rows × out`, f32, on all cores with the
+/// instruction set of [`isa`].
+pub fn matmul_rows(w: Weight, out: usize, inp: usize, x: &[f32], rows: usize) -> Vec<f32> {
+    matmul_rows_isa(isa(), w, out, inp, x, rows)
+}
+
+/// [`matmul_rows`] with a given instruction set (which must be available; tests and benches).
+pub fn matmul_rows_isa(
+    isa: CpuIsa,
+    w: Weight,
+    out: usize,
+    inp: usize,
+    x: &[f32],
+    rows: usize,
+) -> Vec<f32> {
+    assert!(
+        isa.available(),
+        "{} is not available on this CPU",
+        isa.name()
+    );
+    assert_eq!(x.len(), rows * inp, "x is not rows × in");
+    let numel = out * inp;
+    match w {
+        Weight::F32(v) => assert_eq!(v.len(), numel),
+        Weight::Bf16(v) => assert_eq!(v.len(), numel),
+        Weight::F16(v) => assert_eq!(v.len(), numel),
+        Weight::Nf4(n) => {
+            assert_eq!(n.packed.len(), numel.div_ceil(2));
+            assert_eq!(n.absmax.block_count(), numel.div_ceil(n.blocksize.max(1)));
+        }
+    }
+    if rows == 0 || out == 0 {
+        return vec![0f32; rows * out];
+    }
+    let cols = column_block(out);
+    let lanes = isa.lanes();
+    let (packed, at) = packed_rows(x, rows, inp, lanes);
+    let packed = &packed[at..];
+    // [out][rows]: each task's block of columns is one contiguous chunk.
+    let mut by_column = vec![0f32; out * rows];
+    by_column
+        .par_chunks_mut(cols * rows)
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (b, chunk)| {
+            let o0 = b * cols;
+            let job = Job {
+                x,
+                packed,
+                rows,
+                inp,
+                o0,
+                o1: o0 + chunk.len() / rows,
+            };
+            scratch.partial.resize(chunk.len() * MAX_LANES, 0.0);
+            let mut sums = Sums {
+                out: chunk,
+                partial: &mut scratch.partial,
+            };
+            match w {
+                Weight::F32(v) => job.run(isa, &Dense(v.as_ptr()), &mut sums),
+                Weight::Bf16(v) => job.run(isa, &Dense(v.as_ptr()), &mut sums),
+                Weight::F16(v) => job.run(isa, &Dense(v.as_ptr()), &mut sums),
+                Weight::Nf4(n) => {
+                    let stream = Nf4Stream::for_columns(n, inp, o0, job.o1, &mut scratch.absmax);
+                    job.run(isa, &stream, &mut sums)
+                }
+            }
+        });
+    let mut y = vec![0f32; rows * out];
+    for (o, col) in by_column.chunks_exact(rows).enumerate() {
+        for (r, v) in col.iter().enumerate() {
+            y[r * out + o] = *v;
+        }
+    }
+    y
+}
