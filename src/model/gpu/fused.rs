@@ -80,8 +80,7 @@ const FEW_ROWS: usize = crate::quant::DIRECT_ROWS_MAX;
 /// `x · wᵀ` for a few f32 rows and an f32/bf16/f16 weight on the CPU, or None where it does not
 /// apply.
 fn few_rows_weight(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    use crate::quant::gemm::{matmul_rows, Weight};
-    use candle_core::{CpuStorage, Storage};
+    use crate::quant::gemm::matmul_rows;
     if !x.device().is_cpu()
         || x.dtype() != DType::F32
         || w.rank() != 2
@@ -100,19 +99,36 @@ fn few_rows_weight(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
-    let (storage, layout) = w.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
+    let Some(y) = with_cpu_weight(w, |w| matmul_rows(w, out, inp, &xs, rows)) else {
         return Ok(None);
-    };
-    let range = layout.start_offset()..layout.start_offset() + out * inp;
-    let y = match cpu {
-        CpuStorage::BF16(v) => matmul_rows(Weight::Bf16(&v[range]), out, inp, &xs, rows),
-        CpuStorage::F16(v) => matmul_rows(Weight::F16(&v[range]), out, inp, &xs, rows),
-        CpuStorage::F32(v) => matmul_rows(Weight::F32(&v[range]), out, inp, &xs, rows),
-        _ => return Ok(None),
     };
     *dims.last_mut().unwrap_or(&mut 0) = out;
     Ok(Some(Tensor::from_vec(y, dims, x.device())?))
+}
+
+/// `f` of a contiguous 2-D f32/bf16/f16 weight in host memory, as the few-row kernels take it;
+/// None for any other tensor.
+pub fn with_cpu_weight<R>(
+    w: &Tensor,
+    f: impl FnOnce(crate::quant::gemm::Weight) -> R,
+) -> Option<R> {
+    use crate::quant::gemm::Weight;
+    use candle_core::{CpuStorage, Storage};
+    if w.rank() != 2 || !w.is_contiguous() {
+        return None;
+    }
+    let n = w.elem_count();
+    let (storage, layout) = w.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let range = layout.start_offset()..layout.start_offset() + n;
+    match cpu {
+        CpuStorage::BF16(v) => Some(f(Weight::Bf16(&v[range]))),
+        CpuStorage::F16(v) => Some(f(Weight::F16(&v[range]))),
+        CpuStorage::F32(v) => Some(f(Weight::F32(&v[range]))),
+        _ => None,
+    }
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]

@@ -70,6 +70,15 @@ impl LoraLinear {
 
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // A query's rows on the CPU: the adapter's product added inside the base's pass, not
+        // written, transposed and added as products of their own.
+        if let QLinear::Nf4(base) = &*self.base {
+            if base.takes_direct(x) {
+                return base
+                    .forward_direct_beside(x, Some((&self.down, &self.up)))
+                    .map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
+            }
+        }
         let y = self.base.forward(x)?;
         let low = fused::linear(x, &self.down, None)?;
         let delta = fused::linear(&low, &self.up, None)?;

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Module, Tensor};
 
-use super::gemm::{matmul_rows, Nf4View, Weight};
+use super::gemm::{matmul_rows, matmul_rows_beside, Beside, Nf4View, Weight};
 use super::nf4::Nf4Weight;
 use super::scratch::Nf4Scratch;
+use crate::gpu::fused::with_cpu_weight;
 
 /// At or below this many rows the CPU multiplies from the codes directly (`quant::gemm`, codes
 /// decoded in registers, register-blocked over the rows): a query (~20 rows) reads each weight
@@ -100,8 +101,29 @@ impl Nf4Linear {
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
+    /// Whether [`Self::forward`] takes the product from the codes directly for `x`: f32
+    /// activations (the CPU's, `Weights::activation_dtype`) of a few rows while the few-row
+    /// kernels are on. A half-precision input keeps the scratch path's half-precision GEMM.
+    pub fn takes_direct(&self, x: &Tensor) -> bool {
+        let rows = x.elem_count() / self.gemm_shape.1.max(1);
+        x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && rows <= DIRECT_ROWS_MAX
+            && super::gemm::kernels_enabled()
+    }
+
     /// The product from the codes directly (CPU).
     pub fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_direct_beside(x, None)
+    }
+
+    /// [`Self::forward_direct`] plus an adapter's `up · (down · x)` in the same pass (`down`
+    /// `[r, in]`, `up` scale·B `[out, r]`, both f32/bf16/f16 in host memory).
+    pub fn forward_direct_beside(
+        &self,
+        x: &Tensor,
+        adapter: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
         let x2 = x2.narrow(1, 0, self.weight.shape.1)?;
         let rows = x2.dim(0)?;
@@ -112,7 +134,23 @@ impl Nf4Linear {
             absmax: &self.weight.absmax,
             blocksize: self.weight.blocksize,
         });
-        let y = matmul_rows(w, out, inp, &xs, rows);
+        let y = match adapter {
+            None => matmul_rows(w, out, inp, &xs, rows),
+            Some((down, up)) => {
+                let r = down.dim(0)?;
+                let low = with_cpu_weight(down, |a| matmul_rows(a, r, inp, &xs, rows))
+                    .context("the adapter's A is not a host weight")?;
+                with_cpu_weight(up, |b| {
+                    let beside = Beside {
+                        weight: b,
+                        x: &low,
+                        inp: r,
+                    };
+                    matmul_rows_beside(w, out, inp, &xs, rows, beside)
+                })
+                .context("the adapter's B is not a host weight")?
+            }
+        };
         let y = Tensor::from_vec(y, (rows, out), x.device())?
             .to_dtype(x.dtype())?
             .pad_with_zeros(1, 0, self.gemm_shape.0 - self.weight.shape.0)?;
@@ -148,14 +186,7 @@ fn flatten_rows(x: &Tensor, in_features: usize) -> Result<(Tensor, Vec<usize>)> 
 
 impl Module for Nf4Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let rows = x.elem_count() / self.gemm_shape.1.max(1);
-        // f32 activations only (the CPU's, `Weights::activation_dtype`): a half-precision input
-        // keeps the scratch path's half-precision GEMM.
-        let r = if x.device().is_cpu()
-            && x.dtype() == DType::F32
-            && rows <= DIRECT_ROWS_MAX
-            && super::gemm::kernels_enabled()
-        {
+        let r = if self.takes_direct(x) {
             self.forward_direct(x)
         } else {
             self.forward_dequantized(x)

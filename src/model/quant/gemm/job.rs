@@ -2,10 +2,10 @@
 //! of the input so the rows stay in L1, and the row tiles that do the arithmetic.
 
 use super::simd::{Portable, Simd};
-use super::stream::{ChunkValues, Decoded, Stream};
+use super::stream::{ChunkValues, Decoded, Dense, Nf4Stream, Stream};
 #[cfg(target_arch = "x86_64")]
 use super::x86;
-use super::{CpuIsa, KC};
+use super::{CpuIsa, Weight, KC};
 
 /// The widest vector, in f32 lanes.
 pub(super) const MAX_LANES: usize = 16;
@@ -80,7 +80,26 @@ pub(super) struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Fills `sums.out` on `isa`.
+    /// Adds this task's share of `x · wᵀ` into `sums.out` on `isa`.
+    pub(super) fn run_weight(
+        &self,
+        isa: CpuIsa,
+        w: Weight,
+        absmax: &mut Vec<f32>,
+        sums: &mut Sums,
+    ) {
+        match w {
+            Weight::F32(v) => self.run(isa, &Dense(v.as_ptr()), sums),
+            Weight::Bf16(v) => self.run(isa, &Dense(v.as_ptr()), sums),
+            Weight::F16(v) => self.run(isa, &Dense(v.as_ptr()), sums),
+            Weight::Nf4(n) => {
+                let stream = Nf4Stream::for_columns(n, self.inp, self.o0, self.o1, absmax);
+                self.run(isa, &stream, sums)
+            }
+        }
+    }
+
+    /// Adds this task's share of the product into `sums.out` on `isa`.
     pub(super) fn run<W: Stream>(&self, isa: CpuIsa, w: &W, sums: &mut Sums) {
         let k_end = match isa {
             #[cfg(target_arch = "x86_64")]

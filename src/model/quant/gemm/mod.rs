@@ -39,7 +39,6 @@ mod tests;
 mod x86;
 
 use job::{column_block, packed_rows, Job, Scratch, Sums, MAX_LANES};
-use stream::{Dense, Nf4Stream};
 
 /// Input values per chunk: `RMAX` rows × `KC` × 4 bytes stay in L1 (24 rows: 24 KiB).
 const KC: usize = 256;
@@ -195,10 +194,32 @@ pub enum Weight<'a> {
     Nf4(Nf4View<'a>),
 }
 
+/// A second product added into the first's outputs in the same pass: `B · low` for an
+/// adapter beside the weight (`B` = scale·B `[out, rank]`, `low` = A·x, `rows × rank`), so its
+/// outputs are not written, transposed and added as a product of their own.
+#[derive(Clone, Copy)]
+pub struct Beside<'a> {
+    pub weight: Weight<'a>,
+    pub x: &'a [f32],
+    pub inp: usize,
+}
+
 /// `y = x · Wᵀ` for `x` `rows × in` (row-major f32): `rows × out`, f32, on all cores with the
 /// instruction set of [`isa`].
 pub fn matmul_rows(w: Weight, out: usize, inp: usize, x: &[f32], rows: usize) -> Vec<f32> {
     matmul_rows_isa(isa(), w, out, inp, x, rows)
+}
+
+/// [`matmul_rows`] plus `beside`'s product in the same pass.
+pub fn matmul_rows_beside(
+    w: Weight,
+    out: usize,
+    inp: usize,
+    x: &[f32],
+    rows: usize,
+    beside: Beside,
+) -> Vec<f32> {
+    product(isa(), w, out, inp, x, rows, Some(beside))
 }
 
 /// [`matmul_rows`] with a given instruction set (which must be available; tests and benches).
@@ -210,11 +231,10 @@ pub fn matmul_rows_isa(
     x: &[f32],
     rows: usize,
 ) -> Vec<f32> {
-    assert!(
-        isa.available(),
-        "{} is not available on this CPU",
-        isa.name()
-    );
+    product(isa, w, out, inp, x, rows, None)
+}
+
+fn check_shape(w: Weight, out: usize, inp: usize, x: &[f32], rows: usize) {
     assert_eq!(x.len(), rows * inp, "x is not rows × in");
     let numel = out * inp;
     match w {
@@ -226,6 +246,26 @@ pub fn matmul_rows_isa(
             assert_eq!(n.absmax.block_count(), numel.div_ceil(n.blocksize.max(1)));
         }
     }
+}
+
+fn product(
+    isa: CpuIsa,
+    w: Weight,
+    out: usize,
+    inp: usize,
+    x: &[f32],
+    rows: usize,
+    beside: Option<Beside>,
+) -> Vec<f32> {
+    assert!(
+        isa.available(),
+        "{} is not available on this CPU",
+        isa.name()
+    );
+    check_shape(w, out, inp, x, rows);
+    if let Some(b) = beside {
+        check_shape(b.weight, out, b.inp, b.x, rows);
+    }
     if rows == 0 || out == 0 {
         return vec![0f32; rows * out];
     }
@@ -233,6 +273,7 @@ pub fn matmul_rows_isa(
     let lanes = isa.lanes();
     let (packed, at) = packed_rows(x, rows, inp, lanes);
     let packed = &packed[at..];
+    let beside_packed = beside.map(|b| packed_rows(b.x, rows, b.inp, lanes));
     // [out][rows]: each task's block of columns is one contiguous chunk.
     let mut by_column = vec![0f32; out * rows];
     by_column
@@ -253,14 +294,17 @@ pub fn matmul_rows_isa(
                 out: chunk,
                 partial: &mut scratch.partial,
             };
-            match w {
-                Weight::F32(v) => job.run(isa, &Dense(v.as_ptr()), &mut sums),
-                Weight::Bf16(v) => job.run(isa, &Dense(v.as_ptr()), &mut sums),
-                Weight::F16(v) => job.run(isa, &Dense(v.as_ptr()), &mut sums),
-                Weight::Nf4(n) => {
-                    let stream = Nf4Stream::for_columns(n, inp, o0, job.o1, &mut scratch.absmax);
-                    job.run(isa, &stream, &mut sums)
-                }
+            job.run_weight(isa, w, &mut scratch.absmax, &mut sums);
+            if let (Some(b), Some((bp, b_at))) = (beside, &beside_packed) {
+                // The tiles add each output's sum into `sums.out`: the second product lands on
+                // the first.
+                let job = Job {
+                    x: b.x,
+                    packed: &bp[*b_at..],
+                    inp: b.inp,
+                    ..job
+                };
+                job.run_weight(isa, b.weight, &mut scratch.absmax, &mut sums);
             }
         });
     let mut y = vec![0f32; rows * out];

@@ -162,3 +162,38 @@ fn the_kernels_serve_queries_only_and_each_switch_is_scoped_to_its_call() {
     });
     assert!(!kernels_enabled());
 }
+
+#[test]
+fn a_product_beside_adds_into_the_first_on_every_isa() {
+    // An NF4 weight with a rank-5 f32 pair beside it, as an unmerged adapter is.
+    let (out, inp, rank) = (70, 96, 5);
+    let q = Nf4Weight::quantize(&values(11, out * inp), (out, inp), 64, true).unwrap();
+    let wide: Vec<f32> = q.dequantize::<f32>().unwrap();
+    let up = values(12, out * rank);
+    for isa in isas() {
+        for rows in [1, 13, 27, 33] {
+            let x = values(300 + rows as u64, rows * inp);
+            let low = values(400 + rows as u64, rows * rank);
+            let view = Nf4View {
+                packed: &q.packed,
+                absmax: &q.absmax,
+                blocksize: q.blocksize,
+            };
+            let beside = Beside {
+                weight: Weight::F32(&up),
+                x: &low,
+                inp: rank,
+            };
+            let y = with_isa(isa, || {
+                matmul_rows_beside(Weight::Nf4(view), out, inp, &x, rows, beside)
+            });
+            let want: Vec<f32> = reference(&wide, out, inp, &x, rows)
+                .iter()
+                .zip(reference(&up, out, rank, &low, rows))
+                .map(|(a, b)| a + b)
+                .collect();
+            let err = rel_err(&y, &want);
+            assert!(err < 1e-5, "{} beside, {rows} rows: {err}", isa.name());
+        }
+    }
+}
