@@ -4,11 +4,11 @@
 //! bandwidth against a device-to-device copy measured on the same card.
 
 use anyhow::{anyhow, Result};
-use candle_core::cuda_backend::cudarc::driver::{sys, CudaEvent, CudaStream};
+use candle_core::cuda_backend::cudarc::driver::{sys, CudaEvent, CudaStream, DevicePtrMut};
 use candle_core::Device;
 use half::{bf16, f16};
 use pagesight_common::stats::median;
-use pagesight_model::gpu::nf4_kernel::{Nf4DeviceBuffers, Nf4Kernels, Nf4Output, BLOCK};
+use pagesight_model::gpu::nf4_kernel::{Nf4DeviceBuffers, Nf4Kernels, Nf4Layout, Nf4Output, BLOCK};
 use pagesight_model::quant::{Nf4Weight, QuantElement};
 use serde_json::json;
 use std::sync::Arc;
@@ -53,12 +53,30 @@ fn compare<T: Nf4Output + QuantElement + bytemuck::Pod>(
     w: &Nf4Weight,
     d: &Nf4DeviceBuffers,
     poison: T,
+    layout: Nf4Layout,
 ) -> Result<Option<usize>> {
     // Poisoned output: an element the kernel fails to write cannot pass.
-    let mut out = stream.clone_htod(&vec![poison; w.numel()])?;
-    k.dequantise(stream, &d.view(), &mut out)?;
+    let len = layout.len(w.numel());
+    let mut out = stream.clone_htod(&vec![poison; len])?;
+    let ptr = out.device_ptr_mut(stream).0;
+    k.dequantise_to_ptr::<T>(stream, &d.view(), ptr, len, layout)?;
     let got: Vec<T> = stream.clone_dtoh(&out)?;
-    let want: Vec<T> = w.dequantize::<T>()?;
+    let flat: Vec<T> = w.dequantize::<T>()?;
+    let want: Vec<T> = match layout {
+        Nf4Layout::Flat => flat,
+        Nf4Layout::Padded {
+            rows,
+            cols,
+            rows_pad,
+            cols_pad,
+        } => {
+            let mut m = vec![T::from_f32(0.0); rows_pad * cols_pad];
+            for r in 0..rows {
+                m[r * cols_pad..r * cols_pad + cols].copy_from_slice(&flat[r * cols..(r + 1) * cols]);
+            }
+            m
+        }
+    };
     let bits = |v: &T| bytemuck::bytes_of(v).to_vec();
     Ok(got.iter().zip(&want).position(|(a, b)| bits(a) != bits(b)))
 }
@@ -88,15 +106,19 @@ pub fn run(device: &Device) -> Result<Nf4Checks> {
                     "plain_absmax"
                 }
             );
+            let flat = Nf4Layout::Flat;
             let results = [
                 (
                     "bf16",
-                    compare(&k, &stream, &w, &d, bf16::from_bits(0x7fc1))?,
+                    compare(&k, &stream, &w, &d, bf16::from_bits(0x7fc1), flat)?,
                 ),
-                ("f16", compare(&k, &stream, &w, &d, f16::from_bits(0x7e01))?),
+                (
+                    "f16",
+                    compare(&k, &stream, &w, &d, f16::from_bits(0x7e01), flat)?,
+                ),
                 (
                     "f32",
-                    compare(&k, &stream, &w, &d, f32::from_bits(0x7fc0_0001))?,
+                    compare(&k, &stream, &w, &d, f32::from_bits(0x7fc0_0001), flat)?,
                 ),
             ];
             for (ty, bad) in results {
@@ -112,6 +134,46 @@ pub fn run(device: &Device) -> Result<Nf4Checks> {
                     },
                 });
             }
+        }
+    }
+
+    // The zero-padded layout (the vision MLP's GEMM shapes and an odd small one): the weight in
+    // the top-left corner, every padding element zero, over a poisoned buffer.
+    for (i, &(rows, cols, rows_pad, cols_pad)) in [
+        (257usize, 65usize, 264usize, 72usize),
+        (3420, 1280, 3456, 1280),
+        (1280, 3420, 1280, 3456),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let w = random_weight(rows, cols, 0xdef + i as u64, true)?;
+        let d = Nf4DeviceBuffers::upload(&stream, &w)?;
+        let layout = Nf4Layout::Padded {
+            rows,
+            cols,
+            rows_pad,
+            cols_pad,
+        };
+        let results = [
+            (
+                "bf16",
+                compare(&k, &stream, &w, &d, bf16::from_bits(0x7fc1), layout)?,
+            ),
+            (
+                "f32",
+                compare(&k, &stream, &w, &d, f32::from_bits(0x7fc0_0001), layout)?,
+            ),
+        ];
+        for (ty, bad) in results {
+            checks.push(Nf4Check {
+                name: format!("nf4_padded_{ty}_{rows}x{cols}_to_{rows_pad}x{cols_pad}"),
+                ok: bad.is_none(),
+                detail: match bad {
+                    None => "weight bit-identical, padding zero".to_string(),
+                    Some(j) => format!("first mismatch at padded element {j}"),
+                },
+            });
         }
     }
 

@@ -162,6 +162,31 @@ fn one_scratch_serves_every_layer() {
 }
 
 #[test]
+fn forward_onto_adds_the_product_without_the_bias() {
+    // `c + x·Wᵀ` (what a LoRA layer lands its base product on): dense, NF4, and NF4 computed as
+    // a padded GEMM (the weight in the corner of a zero-padded scratch).
+    let mut rng = StdRng::seed_from_u64(16);
+    let ctx = QuantContext::new(&Device::Cpu);
+    let (layer, _, b) = dense(&mut rng, 40, 72, DType::F32);
+    let x = Tensor::from_vec(random(&mut rng, 9 * 72, 1.0), (9, 72), &Device::Cpu).unwrap();
+    let c = Tensor::from_vec(random(&mut rng, 9 * 40, 1.0), (9, 40), &Device::Cpu).unwrap();
+    let nf4 = layer.clone().quantize(Quant::Nf4, &ctx).unwrap();
+    for q in [layer, nf4] {
+        let want = (q.forward(&x).unwrap().broadcast_sub(&b).unwrap() + &c).unwrap();
+        let got = q.forward_onto(&x, c.clone()).unwrap();
+        assert!(rel_max_err(&got, &want) <= 1e-6, "{}", q.storage());
+        let padded = q.clone().padded(48, 80).unwrap();
+        let xp = x.pad_with_zeros(1, 0, 8).unwrap();
+        let cp = c.pad_with_zeros(1, 0, 8).unwrap();
+        let got = padded.forward_onto(&xp, cp).unwrap();
+        assert_eq!(got.dims(), &[9, 48]);
+        assert!(rel_max_err(&got.narrow(1, 0, 40).unwrap(), &want) <= 1e-6);
+        let tail = got.narrow(1, 40, 8).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(tail.to_scalar::<f32>().unwrap(), 0.0, "padding outputs stay zero");
+    }
+}
+
+#[test]
 fn q4k_forward_is_close_to_dense() {
     let mut rng = StdRng::seed_from_u64(14);
     let ctx = QuantContext::new(&Device::Cpu);

@@ -71,6 +71,37 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     add_bias(candle_nn::Linear::new(w, None).forward(x)?, bias)
 }
 
+/// Whether [`linear_onto`] adds in the GEMM itself for these operands (CUDA, bf16, cuBLASLt on):
+/// callers that can put the other term (and the bias) into `c` first then skip a pass.
+pub fn accumulates_in_gemm(x: &Tensor, w: &Tensor) -> bool {
+    cfg!(feature = "cuda")
+        && cublaslt_enabled()
+        && [x, w]
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == DType::BF16)
+}
+
+/// `c + x · wᵀ` for `x` [.., in], `w` [out, in] and `c` [.., out] (no bias: put it in `c`). On
+/// CUDA in bf16 the GEMM adds onto `c` in place (its beta = 1: one rounding, no separate add
+/// pass), so pass a fresh tensor that nothing else aliases; elsewhere a product and an add.
+pub fn linear_onto(c: Tensor, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if accumulates_in_gemm(x, w) && c.dtype() == DType::BF16 && c.is_contiguous() && w.is_contiguous() {
+        let (out, inp) = w.dims2()?;
+        let rows = x.elem_count() / inp.max(1);
+        if x.dims().last() == Some(&inp) && c.elem_count() == rows * out {
+            let dims = c.dims().to_vec();
+            let x2 = x.contiguous()?.reshape((rows, inp))?;
+            let c2 = c.reshape((rows, out))?;
+            c2.inplace_op3(&x2, w, &super::lt_gemm::LtAccumulate)?;
+            return c2.reshape(dims);
+        }
+    }
+    let y = linear(x, w, None)?;
+    let dtype = c.dtype();
+    c + y.to_dtype(dtype)?
+}
+
 /// Up to this many rows (a query's tokens), a weight under f32 activations on the CPU is read
 /// once, in its stored precision, by `quant::gemm` instead of candle's GEMM: widening a bf16/f16
 /// weight writes it out at twice its size for the GEMM to read back, and the GEMM packs even an

@@ -74,3 +74,53 @@ extern "C" __global__ void NAME(const unsigned char* __restrict__ packed,       
 NF4_KERNEL(nf4_dequant_bf16, unsigned short, STORE_16BIT(f32_to_bf16_rne), f32_to_bf16_rne)
 NF4_KERNEL(nf4_dequant_f16, unsigned short, STORE_16BIT(f32_to_f16_rne), f32_to_f16_rne)
 NF4_KERNEL(nf4_dequant_f32, float, STORE_F32, IDENTITY)
+
+// The same weights written into a zero-padded `rows_pad × cols_pad` matrix (row stride
+// `cols_pad`, a multiple of 8): the GEMM shape that keeps cuBLAS on its 16-byte-aligned kernels.
+// Element (r, c) is weight `r·cols + c` of the flat NF4 order inside `rows × cols`, else zero —
+// the padding is rewritten every time because the scratch buffer is shared by every layer. One
+// thread writes 8 consecutive outputs (one 16-byte store for 2-byte types).
+#define NF4_PADDED_KERNEL(NAME, OUT_T, STORE8)                                           \
+extern "C" __global__ void NAME(const unsigned char* __restrict__ packed,                       \
+        const float* __restrict__ absmax_f32, const unsigned char* __restrict__ qabsmax,           \
+        const float* __restrict__ absmax2, const float* __restrict__ code2, float offset,          \
+        const float* __restrict__ nf4, OUT_T* __restrict__ out, unsigned long long rows,           \
+        unsigned long long cols, unsigned long long rows_pad, unsigned long long cols_pad) {      \
+    __shared__ float lut[16];                                                                     \
+    if (threadIdx.x < 16) lut[threadIdx.x] = nf4[threadIdx.x];                                    \
+    __syncthreads();                                                                              \
+    unsigned long long t = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;             \
+    unsigned long long o0 = t * 8;                                                                \
+    if (o0 >= rows_pad * cols_pad) return;                                                        \
+    unsigned long long r = o0 / cols_pad, c0 = o0 % cols_pad;                                     \
+    float v[8];                                                                                   \
+    for (int k = 0; k < 8; k++) {                                                                 \
+        unsigned long long c = c0 + k;                                                            \
+        v[k] = 0.0f;                                                                              \
+        if (r < rows && c < cols) {                                                               \
+            unsigned long long e = r * cols + c;                                                  \
+            unsigned int byte = packed[e >> 1];                                                   \
+            unsigned int q4 = (e & 1) ? (byte & 15u) : (byte >> 4);                               \
+            float a = block_absmax(e >> 6, absmax_f32, qabsmax, absmax2, code2, offset);          \
+            v[k] = __fmul_rn(lut[q4], a);                                                         \
+        }                                                                                         \
+    }                                                                                             \
+    STORE8                                                                                        \
+}
+
+#define STORE8_16BIT(CONV)                                                                        \
+    uint4 w;                                                                                      \
+    w.x = CONV(v[0]) | ((unsigned int)CONV(v[1]) << 16);                                          \
+    w.y = CONV(v[2]) | ((unsigned int)CONV(v[3]) << 16);                                          \
+    w.z = CONV(v[4]) | ((unsigned int)CONV(v[5]) << 16);                                          \
+    w.w = CONV(v[6]) | ((unsigned int)CONV(v[7]) << 16);                                          \
+    *reinterpret_cast<uint4*>(out + o0) = w;
+
+#define STORE8_F32                                                                                \
+    float4* dst = reinterpret_cast<float4*>(out + o0);                                            \
+    dst[0] = make_float4(v[0], v[1], v[2], v[3]);                                                 \
+    dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+
+NF4_PADDED_KERNEL(nf4_dequant_padded_bf16, unsigned short, STORE8_16BIT(f32_to_bf16_rne))
+NF4_PADDED_KERNEL(nf4_dequant_padded_f16, unsigned short, STORE8_16BIT(f32_to_f16_rne))
+NF4_PADDED_KERNEL(nf4_dequant_padded_f32, float, STORE8_F32)

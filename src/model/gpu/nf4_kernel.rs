@@ -44,29 +44,91 @@ pub struct Nf4DeviceWeight<'a> {
 pub const BLOCK: usize = 64;
 pub const ABSMAX2_BLOCK: usize = 256;
 
+/// The kernels for one output type: the flat layout, and the zero-padded one.
+pub struct Nf4Pair {
+    flat: CudaFunction,
+    padded: CudaFunction,
+}
+
 pub struct Nf4Kernels {
-    bf16: CudaFunction,
-    f16: CudaFunction,
-    f32: CudaFunction,
+    bf16: Nf4Pair,
+    f16: Nf4Pair,
+    f32: Nf4Pair,
+}
+
+/// Where the dequantised weight goes: the flat `[out, in]` order, or a zero-padded
+/// `[rows_pad, cols_pad]` matrix (`cols_pad` a multiple of 8) holding the `[rows, cols]` weight
+/// in its top-left corner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nf4Layout {
+    Flat,
+    Padded {
+        rows: usize,
+        cols: usize,
+        rows_pad: usize,
+        cols_pad: usize,
+    },
+}
+
+impl Nf4Layout {
+    /// The layout that writes an `(out, in)` weight into a `gemm` = `(out_pad, in_pad)` matrix.
+    pub fn for_gemm(weight: (usize, usize), gemm: (usize, usize)) -> Self {
+        if weight == gemm {
+            return Nf4Layout::Flat;
+        }
+        Nf4Layout::Padded {
+            rows: weight.0,
+            cols: weight.1,
+            rows_pad: gemm.0,
+            cols_pad: gemm.1,
+        }
+    }
+
+    /// Elements written for a weight of `n` values.
+    pub fn len(&self, n: usize) -> usize {
+        match *self {
+            Nf4Layout::Flat => n,
+            Nf4Layout::Padded {
+                rows_pad, cols_pad, ..
+            } => rows_pad * cols_pad,
+        }
+    }
 }
 
 /// Output element types the kernel writes.
 pub trait Nf4Output: candle_core::cuda_backend::cudarc::driver::DeviceRepr {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction;
+    fn pick(k: &Nf4Kernels, layout: Nf4Layout) -> &CudaFunction {
+        let pair = Self::pair(k);
+        match layout {
+            Nf4Layout::Flat => &pair.flat,
+            Nf4Layout::Padded { .. } => &pair.padded,
+        }
+    }
+    #[doc(hidden)]
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair;
 }
 impl Nf4Output for half::bf16 {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair {
         &k.bf16
     }
 }
 impl Nf4Output for half::f16 {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair {
         &k.f16
     }
 }
 impl Nf4Output for f32 {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair {
         &k.f32
+    }
+}
+
+impl Nf4Pair {
+    fn load(m: &Arc<candle_core::cuda_backend::cudarc::driver::CudaModule>, ty: &str) -> Result<Self> {
+        Ok(Nf4Pair {
+            flat: nvrtc::function(m, &format!("nf4_dequant_{ty}"))?,
+            padded: nvrtc::function(m, &format!("nf4_dequant_padded_{ty}"))?,
+        })
     }
 }
 
@@ -74,9 +136,9 @@ impl Nf4Kernels {
     pub fn load(stream: &Arc<CudaStream>) -> Result<Self> {
         let m = nvrtc::load_module(stream.context(), "pagesight_nf4", kernel_source::NF4)?;
         Ok(Nf4Kernels {
-            bf16: nvrtc::function(&m, "nf4_dequant_bf16")?,
-            f16: nvrtc::function(&m, "nf4_dequant_f16")?,
-            f32: nvrtc::function(&m, "nf4_dequant_f32")?,
+            bf16: Nf4Pair::load(&m, "bf16")?,
+            f16: Nf4Pair::load(&m, "f16")?,
+            f32: Nf4Pair::load(&m, "f32")?,
         })
     }
 
@@ -90,21 +152,33 @@ impl Nf4Kernels {
     ) -> Result<()> {
         let len = out.len();
         let ptr = out.device_ptr_mut(stream).0;
-        self.dequantise_to_ptr::<T>(stream, w, ptr, len)
+        self.dequantise_to_ptr::<T>(stream, w, ptr, len, Nf4Layout::Flat)
     }
 
     /// As `dequantise`, into raw device memory of `out_len` elements of `T` at `out_ptr`
-    /// (16-byte aligned: the kernel stores 16 bytes at a time).
+    /// (16-byte aligned: the kernel stores 16 bytes at a time), in `layout`.
     pub fn dequantise_to_ptr<T: Nf4Output>(
         &self,
         stream: &Arc<CudaStream>,
         w: &Nf4DeviceWeight<'_>,
         out_ptr: u64,
         out_len: usize,
+        layout: Nf4Layout,
     ) -> Result<()> {
         let n = w.n;
         let blocks = n.div_ceil(BLOCK);
-        if w.packed.len() < n.div_ceil(2) || out_len < n || w.nf4_code.len() < 16 {
+        if let Nf4Layout::Padded {
+            rows,
+            cols,
+            rows_pad,
+            cols_pad,
+        } = layout
+        {
+            if rows * cols != n || rows > rows_pad || cols > cols_pad || cols_pad % 8 != 0 {
+                bail!("NF4 dequantise: cannot pad a {rows}×{cols} weight of {n} values to {rows_pad}×{cols_pad} (row length a multiple of 8)");
+            }
+        }
+        if w.packed.len() < n.div_ceil(2) || out_len < layout.len(n) || w.nf4_code.len() < 16 {
             bail!("NF4 dequantise: buffers too small for {n} weights");
         }
         if !out_ptr.is_multiple_of(16) {
@@ -146,7 +220,12 @@ impl Nf4Kernels {
             }
         };
         let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
-        let threads = n.div_ceil(16);
+        // Flat: 16 outputs per thread; padded: 8.
+        let per_thread = match layout {
+            Nf4Layout::Flat => 16,
+            Nf4Layout::Padded { .. } => 8,
+        };
+        let threads = layout.len(n).div_ceil(per_thread);
         let block_dim = 256u32;
         let cfg = LaunchConfig {
             grid_dim: (threads.div_ceil(block_dim as usize) as u32, 1, 1),
@@ -154,7 +233,16 @@ impl Nf4Kernels {
             shared_mem_bytes: 0,
         };
         let n64 = n as u64;
-        let mut b = stream.launch_builder(T::pick(self));
+        let dims = match layout {
+            Nf4Layout::Flat => [0u64; 4],
+            Nf4Layout::Padded {
+                rows,
+                cols,
+                rows_pad,
+                cols_pad,
+            } => [rows, cols, rows_pad, cols_pad].map(|d| d as u64),
+        };
+        let mut b = stream.launch_builder(T::pick(self, layout));
         b.arg(&packed)
             .arg(&plain)
             .arg(&codes)
@@ -162,15 +250,21 @@ impl Nf4Kernels {
             .arg(&code2)
             .arg(&offset)
             .arg(&nf4)
-            .arg(&out_ptr)
-            .arg(&n64);
-        // SAFETY: the arguments match `nf4_dequant_*`'s parameters in order and type, the output
+            .arg(&out_ptr);
+        match layout {
+            Nf4Layout::Flat => b.arg(&n64),
+            Nf4Layout::Padded { .. } => b.arg(&dims[0]).arg(&dims[1]).arg(&dims[2]).arg(&dims[3]),
+        };
+        // SAFETY: the arguments match `nf4_dequant_*`'s (flat: `n`) or `nf4_dequant_padded_*`'s
+        // (padded: rows, cols, rows_pad, cols_pad) parameters in order and type, the output
         // type being `T`'s kernel (`T::pick`). The buffer lengths are checked above: `n / 2`
         // packed bytes (read 8 at a time from 8-byte-aligned offsets of a device allocation),
         // one absmax (or code) per 64-weight block and one second-level scale per 256 blocks,
-        // 16 NF4 and 256 dynamic-map codes. The output is `out_len ≥ n` elements at a 16-byte
-        // aligned `out_ptr`, which the callers take from a live `CudaSlice` of `T` on `stream`
-        // (`dequantise`, `Nf4DequantOp` at the view's offset); threads past `n` do nothing.
+        // 16 NF4 and 256 dynamic-map codes. The output is `out_len ≥ layout.len(n)` elements at
+        // a 16-byte aligned `out_ptr` (padded rows are a multiple of 8 elements, so every
+        // thread's 8-element store stays aligned), which the callers take from a live
+        // `CudaSlice` of `T` on `stream` (`dequantise`, `Nf4DequantOp` at the view's offset);
+        // threads past the end do nothing.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }
@@ -254,6 +348,7 @@ impl Nf4DeviceBuffers {
 pub struct Nf4DequantOp<'a> {
     pub kernels: &'a Nf4Kernels,
     pub weight: &'a Nf4DeviceBuffers,
+    pub layout: Nf4Layout,
 }
 
 impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
@@ -278,7 +373,7 @@ impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
     ) -> candle_core::Result<()> {
         use candle_core::backend::BackendStorage;
         use candle_core::DType;
-        let n = self.weight.numel();
+        let n = self.layout.len(self.weight.numel());
         if !layout.is_contiguous() || layout.shape().elem_count() != n {
             candle_core::bail!(
                 "nf4-dequantize-cuda: the view must be contiguous with {n} elements"
@@ -294,19 +389,21 @@ impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
                 let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
                 run(self
                     .kernels
-                    .dequantise_to_ptr::<half::bf16>(&stream, &w, ptr, n))
+                    .dequantise_to_ptr::<half::bf16>(&stream, &w, ptr, n, self.layout))
             }
             DType::F16 => {
                 let s = storage.as_cuda_slice_mut::<half::f16>()?;
                 let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
                 run(self
                     .kernels
-                    .dequantise_to_ptr::<half::f16>(&stream, &w, ptr, n))
+                    .dequantise_to_ptr::<half::f16>(&stream, &w, ptr, n, self.layout))
             }
             DType::F32 => {
                 let s = storage.as_cuda_slice_mut::<f32>()?;
                 let ptr = s.device_ptr_mut(&stream).0 + (start * 4) as u64;
-                run(self.kernels.dequantise_to_ptr::<f32>(&stream, &w, ptr, n))
+                run(self
+                    .kernels
+                    .dequantise_to_ptr::<f32>(&stream, &w, ptr, n, self.layout))
             }
             other => {
                 candle_core::bail!("nf4-dequantize-cuda: cannot write {other:?} (f32, bf16, f16)")

@@ -240,6 +240,34 @@ impl QLinear {
     }
 }
 
+impl QLinear {
+    /// Whether [`Self::forward_onto`] adds in the GEMM for this input: the weight dense or NF4,
+    /// and the GEMM able to add onto its output (`fused::accumulates_in_gemm`: CUDA, bf16).
+    pub fn accumulates_onto(&self, x: &Tensor) -> bool {
+        matches!(self, QLinear::Dense(_) | QLinear::Nf4(_))
+            && crate::gpu::fused::accumulates_in_gemm(x, x)
+    }
+
+    /// `c + x · Wᵀ`, the bias not added (the caller put it into `c`); in the GEMM itself where
+    /// [`Self::accumulates_onto`] says so, else a product and an add.
+    pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {
+        use crate::gpu::fused;
+        Ok(match self {
+            QLinear::Dense(l) => fused::linear_onto(c, x, l.weight())?,
+            QLinear::Nf4(l) => l.forward_onto(x, c)?,
+            other => bail!(
+                "adding a product onto another term needs a dense or NF4 layer, not {}",
+                other.storage()
+            ),
+        })
+    }
+
+    /// The bias, if the layer has one.
+    pub fn bias_tensor(&self) -> Option<&Tensor> {
+        self.bias()
+    }
+}
+
 impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {

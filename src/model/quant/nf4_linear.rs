@@ -61,6 +61,7 @@ impl Nf4Linear {
     /// This layer computed as a `gemm_shape` product (≥ the weight's shape) with zero rows and
     /// columns; `bias` must already have `gemm_shape.0` entries.
     pub fn with_gemm_shape(self, gemm_shape: (usize, usize), bias: Option<Tensor>) -> Self {
+        self.scratch.reserve(gemm_shape.0 * gemm_shape.1);
         Nf4Linear {
             gemm_shape,
             bias,
@@ -83,19 +84,13 @@ impl Nf4Linear {
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
         let mut lease = self.scratch.lease();
-        let mut w = lease.dequantize(
+        let w = lease.dequantize(
             &self.weight,
             self.device_weight.as_deref(),
             x.dtype(),
             x.device(),
+            self.gemm_shape,
         )?;
-        let (out, inp) = self.weight.shape;
-        if self.gemm_shape != (out, inp) {
-            // A padded copy of the dequantised weight: a few MB, against the GEMM it speeds up.
-            w = w
-                .pad_with_zeros(0, 0, self.gemm_shape.0 - out)?
-                .pad_with_zeros(1, 0, self.gemm_shape.1 - inp)?;
-        }
         let y = crate::gpu::fused::linear(&x2, &w, self.bias.as_ref())?;
         drop(lease);
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
@@ -110,6 +105,25 @@ impl Nf4Linear {
             && x.dtype() == DType::F32
             && rows <= DIRECT_ROWS_MAX
             && super::gemm::kernels_enabled()
+    }
+
+    /// `c + x · Wᵀ` through the shared scratch, the bias left out (the caller's `c` carries it):
+    /// on CUDA the GEMM adds onto `c` in place (`fused::linear_onto`).
+    pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {
+        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        let rows = x2.dim(0)?;
+        let mut lease = self.scratch.lease();
+        let w = lease.dequantize(
+            &self.weight,
+            self.device_weight.as_deref(),
+            x.dtype(),
+            x.device(),
+            self.gemm_shape,
+        )?;
+        let c2 = c.reshape((rows, self.gemm_shape.0))?;
+        let y = crate::gpu::fused::linear_onto(c2, &x2, &w)?;
+        drop(lease);
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
     /// The product from the codes directly (CPU).
