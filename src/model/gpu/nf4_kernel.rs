@@ -54,7 +54,11 @@ pub struct Nf4Kernels {
     bf16: Nf4Pair,
     f16: Nf4Pair,
     f32: Nf4Pair,
+    rows_bf16: CudaFunction,
 }
+
+/// The most input rows [`Nf4Kernels::matmul_rows`] takes (two m16 tiles).
+pub const ROWS_MAX: usize = 32;
 
 /// Where the dequantised weight goes: the flat `[out, in]` order, or a zero-padded
 /// `[rows_pad, cols_pad]` matrix (`cols_pad` a multiple of 8) holding the `[rows, cols]` weight
@@ -139,6 +143,7 @@ impl Nf4Kernels {
             bf16: Nf4Pair::load(&m, "bf16")?,
             f16: Nf4Pair::load(&m, "f16")?,
             f32: Nf4Pair::load(&m, "f32")?,
+            rows_bf16: nvrtc::function(&m, "nf4_rows_bf16")?,
         })
     }
 
@@ -166,7 +171,6 @@ impl Nf4Kernels {
         layout: Nf4Layout,
     ) -> Result<()> {
         let n = w.n;
-        let blocks = n.div_ceil(BLOCK);
         if let Nf4Layout::Padded {
             rows,
             cols,
@@ -186,39 +190,9 @@ impl Nf4Kernels {
         }
         // A null absmax_f32 pointer selects the double-quantised path inside the kernel. Raw
         // device pointers (u64) go in as kernel parameters of pointer size.
+        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, w)?;
         let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
         let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
-        let (plain, codes, absmax2, code2, offset) = match &w.absmax {
-            Nf4Absmax::Plain(a) => {
-                if a.len() < blocks {
-                    bail!(
-                        "NF4 dequantise: {} absmax values for {blocks} blocks",
-                        a.len()
-                    );
-                }
-                (ptr_f32(a), 0u64, 0u64, 0u64, 0.0f32)
-            }
-            Nf4Absmax::Double {
-                codes,
-                absmax2,
-                code2,
-                offset,
-            } => {
-                if codes.len() < blocks
-                    || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
-                    || code2.len() < 256
-                {
-                    bail!("NF4 dequantise: double-quantised absmax too short for {blocks} blocks");
-                }
-                (
-                    0u64,
-                    ptr_u8(codes),
-                    ptr_f32(absmax2),
-                    ptr_f32(code2),
-                    *offset,
-                )
-            }
-        };
         let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
         // Flat: 16 outputs per thread; padded: 8.
         let per_thread = match layout {
@@ -268,6 +242,109 @@ impl Nf4Kernels {
         unsafe { b.launch(cfg) }?;
         Ok(())
     }
+}
+
+impl Nf4Kernels {
+    /// Whether [`Self::matmul_rows`] takes `rows` rows against an `(out, in)` weight.
+    pub fn rows_fit(rows: usize, (out, inp): (usize, usize)) -> bool {
+        (1..=ROWS_MAX).contains(&rows) && out.is_multiple_of(32) && inp.is_multiple_of(64)
+    }
+
+    /// `y = x · wᵀ (+ bias) (+ y when accumulate)` for `rows` (≤ 32) bf16 input rows, straight
+    /// from the 4-bit codes on tensor cores (`nf4_rows_bf16`). Pointers are raw device
+    /// addresses on `stream`: `x` `rows × in` (16-byte aligned), `bias` `out` values or 0, `y`
+    /// `rows × out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_rows(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &Nf4DeviceWeight<'_>,
+        shape: (usize, usize),
+        rows: usize,
+        x_ptr: u64,
+        bias_ptr: u64,
+        y_ptr: u64,
+        accumulate: bool,
+    ) -> Result<()> {
+        let (out, inp) = shape;
+        if !Self::rows_fit(rows, shape) || out * inp != w.n {
+            bail!("NF4 rows product: {rows} rows × a {out}×{inp} weight of {} values (≤ {ROWS_MAX} rows, out % 32, in % 64)", w.n);
+        }
+        if !x_ptr.is_multiple_of(16) || w.packed.len() < w.n / 2 {
+            bail!("NF4 rows product: the input must be 16-byte aligned");
+        }
+        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, w)?;
+        let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
+        let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+        let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
+        let cfg = LaunchConfig {
+            grid_dim: ((out / 32) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let acc = accumulate as i32;
+        let (m, n, k) = (rows as u32, out as u32, inp as u32);
+        let mut b = stream.launch_builder(&self.rows_bf16);
+        b.arg(&packed)
+            .arg(&plain)
+            .arg(&codes)
+            .arg(&absmax2)
+            .arg(&code2)
+            .arg(&offset)
+            .arg(&nf4)
+            .arg(&x_ptr)
+            .arg(&bias_ptr)
+            .arg(&y_ptr)
+            .arg(&acc)
+            .arg(&m)
+            .arg(&n)
+            .arg(&k);
+        // SAFETY: the arguments match `nf4_rows_bf16`'s parameters in order and type. The
+        // weight holds `out × in` codes (checked) with their absmax tables (`absmax_args`
+        // checks their lengths); every thread reads 8 code bytes at 8-byte-aligned offsets
+        // inside them, and 32-byte runs of `x` rows below `rows` at 16-byte-aligned addresses
+        // (`in` a multiple of 64, `x_ptr` checked), writes `y` only at rows below `rows` and
+        // columns below `out`, and reads `bias` (`out` values) only when it is not null. The
+        // callers take the pointers from live buffers on `stream` of those sizes.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+}
+
+/// The absmax kernel arguments for a weight: (plain f32 table or 0, double-quant codes or 0,
+/// second-level scales or 0, dynamic map or 0, offset), with the table lengths checked.
+fn absmax_args(stream: &Arc<CudaStream>, w: &Nf4DeviceWeight<'_>) -> Result<(u64, u64, u64, u64, f32)> {
+    let blocks = w.n.div_ceil(BLOCK);
+    let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
+    let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+    Ok(match &w.absmax {
+        Nf4Absmax::Plain(a) => {
+            if a.len() < blocks {
+                bail!("NF4: {} absmax values for {blocks} blocks", a.len());
+            }
+            (ptr_f32(a), 0, 0, 0, 0.0)
+        }
+        Nf4Absmax::Double {
+            codes,
+            absmax2,
+            code2,
+            offset,
+        } => {
+            if codes.len() < blocks
+                || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
+                || code2.len() < 256
+            {
+                bail!("NF4: double-quantised absmax too short for {blocks} blocks");
+            }
+            (
+                0,
+                ptr_u8(codes),
+                ptr_f32(absmax2),
+                ptr_f32(code2),
+                *offset,
+            )
+        }
+    })
 }
 
 /// An `crate::quant::Nf4Weight` resident on the device (uploaded once at load), with the code
@@ -409,5 +486,123 @@ impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
                 candle_core::bail!("nf4-dequantize-cuda: cannot write {other:?} (f32, bf16, f16)")
             }
         }
+    }
+}
+
+/// A few bf16 rows times a device-resident NF4 weight, from the codes (`Nf4Kernels::matmul_rows`):
+/// `x.apply_op1_no_bwd(&op)` gives `x · wᵀ + bias`, `c.inplace_op2(&x, &op)` adds `x · wᵀ` onto
+/// `c` (the bias is then the caller's, already in `c`: leave `bias` None).
+pub struct Nf4RowsOp<'a> {
+    pub kernels: &'a Nf4Kernels,
+    pub weight: &'a Nf4DeviceBuffers,
+    /// (out, in) of the weight.
+    pub shape: (usize, usize),
+    /// bf16 `[out]` on the same device, or None.
+    pub bias: Option<&'a candle_core::Tensor>,
+}
+
+impl Nf4RowsOp<'_> {
+    fn launch(
+        &self,
+        x: &candle_core::cuda_backend::CudaStorage,
+        xl: &candle_core::Layout,
+        y_ptr: u64,
+        accumulate: bool,
+    ) -> candle_core::Result<()> {
+        use candle_core::backend::BackendStorage;
+        let (rows, inp) = xl.shape().dims2()?;
+        if inp != self.shape.1 {
+            candle_core::bail!("NF4 rows product: input {:?} for a {:?} weight", xl.dims(), self.shape);
+        }
+        let stream = x.device().cuda_stream();
+        let xv = super::custom_op::view::<half::bf16>(x, xl)?;
+        let x_ptr = xv.device_ptr(&stream).0;
+        let bias_guard = self.bias.map(|b| b.storage_and_layout());
+        let bias_ptr = match &bias_guard {
+            Some((storage, layout)) => {
+                let candle_core::Storage::Cuda(cs) = &**storage else {
+                    candle_core::bail!("NF4 rows product: the bias is not on the GPU");
+                };
+                if layout.shape().elem_count() != self.shape.0 {
+                    candle_core::bail!("NF4 rows product: bias {:?} for {} outputs", layout.dims(), self.shape.0);
+                }
+                super::custom_op::view::<half::bf16>(cs, layout)?.device_ptr(&stream).0
+            }
+            None => 0,
+        };
+        let w = self.weight.view();
+        self.kernels
+            .matmul_rows(&stream, &w, self.shape, rows, x_ptr, bias_ptr, y_ptr, accumulate)
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+}
+
+impl candle_core::CustomOp1 for Nf4RowsOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        super::custom_op::no_cpu("nf4-rows")
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::cuda_backend::CudaStorage,
+        xl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::cuda_backend::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        let dev = x.device().clone();
+        let rows = xl.shape().dims2()?.0;
+        let out = self.shape.0;
+        // SAFETY: the kernel writes every element of `rows × out` (each (m, n) with m < rows is
+        // written by exactly one thread) before the tensor is handed out.
+        let mut y = unsafe { dev.alloc::<half::bf16>(rows * out)? };
+        let y_ptr = y.device_ptr_mut(&dev.cuda_stream()).0;
+        self.launch(x, xl, y_ptr, false)?;
+        Ok((
+            candle_core::cuda_backend::CudaStorage::wrap_cuda_slice(y, dev),
+            candle_core::Shape::from((rows, out)),
+        ))
+    }
+}
+
+impl candle_core::InplaceOp2 for Nf4RowsOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-rows-accumulate"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        super::custom_op::no_cpu("nf4-rows-accumulate")
+    }
+
+    fn cuda_fwd(
+        &self,
+        c: &mut candle_core::cuda_backend::CudaStorage,
+        cl: &candle_core::Layout,
+        x: &candle_core::cuda_backend::CudaStorage,
+        xl: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::backend::BackendStorage;
+        let rows = xl.shape().dims2()?.0;
+        if cl.shape().dims2()? != (rows, self.shape.0) {
+            candle_core::bail!("NF4 rows accumulate: output {:?} for {rows} rows × {} outputs", cl.dims(), self.shape.0);
+        }
+        let (a, _) = cl
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("NF4 rows accumulate: output not contiguous".into()))?;
+        let stream = c.device().cuda_stream();
+        let y_ptr = c.as_cuda_slice_mut::<half::bf16>()?.device_ptr_mut(&stream).0 + (a * 2) as u64;
+        self.launch(x, xl, y_ptr, true)
     }
 }

@@ -80,9 +80,61 @@ impl Nf4Linear {
         self.bias.as_ref()
     }
 
+    /// On CUDA, a few bf16 rows (a query's tokens) times the weight straight from its codes on
+    /// tensor cores (`gpu::nf4_kernel::Nf4RowsOp`), instead of dequantising the whole weight
+    /// into the scratch and reading it back: `x2 · Wᵀ + bias`, or `onto + x2 · Wᵀ` (the bias
+    /// then already in `onto`). None where it does not apply (the CPU, f32, an unpadded shape
+    /// the kernel does not take, more rows, the fused kernels switched off).
+    #[cfg(feature = "cuda")]
+    fn forward_rows(&self, x2: &Tensor, onto: Option<&Tensor>) -> Result<Option<Tensor>> {
+        use crate::gpu::nf4_kernel::{Nf4Kernels, Nf4RowsOp};
+        let rows = x2.dim(0)?;
+        let applies = x2.device().is_cuda()
+            && x2.dtype() == DType::BF16
+            && x2.is_contiguous()
+            && crate::gpu::fused::enabled()
+            && self.gemm_shape == self.weight.shape
+            && Nf4Kernels::rows_fit(rows, self.weight.shape)
+            && onto.is_none_or(|c| c.dtype() == DType::BF16 && c.is_contiguous());
+        let Some(device_weight) = self.device_weight.as_deref().filter(|_| applies) else {
+            return Ok(None);
+        };
+        let bf16_bias = self
+            .bias
+            .as_ref()
+            .filter(|b| b.dtype() == DType::BF16 && b.is_contiguous());
+        let op = Nf4RowsOp {
+            kernels: self.scratch.kernels()?,
+            weight: device_weight,
+            shape: self.weight.shape,
+            bias: if onto.is_some() { None } else { bf16_bias },
+        };
+        Ok(Some(match onto {
+            Some(c) => {
+                c.inplace_op2(x2, &op)?;
+                c.clone()
+            }
+            None => {
+                let y = x2.apply_op1_no_bwd(&op)?;
+                match (&self.bias, bf16_bias) {
+                    (Some(b), None) => crate::gpu::fused::add_bias(y, Some(b))?,
+                    _ => y,
+                }
+            }
+        }))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn forward_rows(&self, _x2: &Tensor, _onto: Option<&Tensor>) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
     /// The product through the shared scratch, whatever the row count.
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        if let Some(y) = self.forward_rows(&x2, None)? {
+            return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
+        }
         let mut lease = self.scratch.lease();
         let w = lease.dequantize(
             &self.weight,
@@ -112,6 +164,10 @@ impl Nf4Linear {
     pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
         let rows = x2.dim(0)?;
+        let c = c.reshape((rows, self.gemm_shape.0))?;
+        if let Some(y) = self.forward_rows(&x2, Some(&c))? {
+            return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
+        }
         let mut lease = self.scratch.lease();
         let w = lease.dequantize(
             &self.weight,
@@ -120,8 +176,7 @@ impl Nf4Linear {
             x.device(),
             self.gemm_shape,
         )?;
-        let c2 = c.reshape((rows, self.gemm_shape.0))?;
-        let y = crate::gpu::fused::linear_onto(c2, &x2, &w)?;
+        let y = crate::gpu::fused::linear_onto(c, &x2, &w)?;
         drop(lease);
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }

@@ -75,7 +75,7 @@ impl Nf4Scratch {
     }
 
     #[cfg(feature = "cuda")]
-    fn kernels(&self) -> Result<&crate::gpu::nf4_kernel::Nf4Kernels> {
+    pub(crate) fn kernels(&self) -> Result<&crate::gpu::nf4_kernel::Nf4Kernels> {
         let Device::Cuda(d) = &self.device else {
             anyhow::bail!("NF4 kernels need a CUDA device")
         };
