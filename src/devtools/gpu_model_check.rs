@@ -132,5 +132,6 @@ fn fused_kernels(on: bool) -> GpuKernels {
     GpuKernels {
         fused: on,
         cublaslt: on,
+        nf4_rows: on,
     }
 }

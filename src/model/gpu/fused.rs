@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 // from the model's `GpuKernels`, the benchmarks and the GPU selftest switch them for an A/B.
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CUBLASLT: AtomicBool = AtomicBool::new(true);
+static NF4_ROWS: AtomicBool = AtomicBool::new(true);
 
 /// Whether the fused kernels serve CUDA tensors.
 pub fn enabled() -> bool {
@@ -30,6 +31,16 @@ pub fn cublaslt_enabled() -> bool {
 /// Turns cuBLASLt linears on or off for the whole process.
 pub fn set_cublaslt(on: bool) {
     CUBLASLT.store(on, Ordering::Relaxed);
+}
+
+/// Whether a few rows times an NF4 weight run from the codes (`nf4_kernel::Nf4RowsOp`).
+pub fn nf4_rows_enabled() -> bool {
+    NF4_ROWS.load(Ordering::Relaxed)
+}
+
+/// Turns the NF4 few-rows kernel on or off for the whole process.
+pub fn set_nf4_rows(on: bool) {
+    NF4_ROWS.store(on, Ordering::Relaxed);
 }
 
 /// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in

@@ -84,7 +84,7 @@ impl Nf4Linear {
     /// tensor cores (`gpu::nf4_kernel::Nf4RowsOp`), instead of dequantising the whole weight
     /// into the scratch and reading it back: `x2 · Wᵀ + bias`, or `onto + x2 · Wᵀ` (the bias
     /// then already in `onto`). None where it does not apply (the CPU, f32, an unpadded shape
-    /// the kernel does not take, more rows, the fused kernels switched off).
+    /// the kernel does not take, more rows, the kernel switched off: `GpuKernels::nf4_rows`).
     #[cfg(feature = "cuda")]
     fn forward_rows(&self, x2: &Tensor, onto: Option<&Tensor>) -> Result<Option<Tensor>> {
         use crate::gpu::nf4_kernel::{Nf4Kernels, Nf4RowsOp};
@@ -92,7 +92,7 @@ impl Nf4Linear {
         let applies = x2.device().is_cuda()
             && x2.dtype() == DType::BF16
             && x2.is_contiguous()
-            && crate::gpu::fused::enabled()
+            && crate::gpu::fused::nf4_rows_enabled()
             && self.gemm_shape == self.weight.shape
             && Nf4Kernels::rows_fit(rows, self.weight.shape)
             && onto.is_none_or(|c| c.dtype() == DType::BF16 && c.is_contiguous());
