@@ -270,9 +270,9 @@ fn rows_checks(k: &Nf4Kernels, stream: &Arc<CudaStream>) -> Result<Vec<Nf4Check>
         let (xp, bp) = (ptr(&xd), ptr(&bd));
         let yp = yd.device_ptr_mut(stream).0;
         let view = d.view();
-        k.matmul_rows(stream, &view, (out, inp), rows, xp, bp, yp, false)?;
+        k.matmul_rows(stream, &view, (out, inp), rows, xp, bp, (yp, out), false)?;
         let once: Vec<bf16> = stream.clone_dtoh(&yd)?;
-        k.matmul_rows(stream, &view, (out, inp), rows, xp, 0, yp, true)?;
+        k.matmul_rows(stream, &view, (out, inp), rows, xp, 0, (yp, out), true)?;
         let twice: Vec<bf16> = stream.clone_dtoh(&yd)?;
         let scale = want.iter().fold(0f64, |a, v| a.max(v.abs())).max(1e-30);
         let worst = |got: &[bf16], f: &dyn Fn(usize) -> f64| {

@@ -140,7 +140,8 @@ NF4_PADDED_KERNEL(nf4_dequant_padded_f32, float, STORE8_F32)
 // (g = lane/4, t = lane%4) takes physical weights 16t .. 16t+15 of the chunk (one 8-byte load
 // per row) and uses physical 16t + 4j + s for the k-step j's logical k ∈ {2t, 2t+1, 2t+8,
 // 2t+9}[s] — a bijection on the 64 positions, applied identically to x, so the sum is unchanged.
-// Requires K % 64 == 0 and N % 32 == 0 (the language model's shapes); the caller checks.
+// Requires K % 64 == 0 and N % 32 == 0 (the language model's shapes); the caller checks. Row m
+// of y starts `ldy` elements after row m-1 (≥ N): a part of a wider output, e.g. q of q|k|v.
 __device__ __forceinline__ void nf4_mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
@@ -154,7 +155,7 @@ extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned c
         const float* __restrict__ absmax2, const float* __restrict__ code2, float offset,
         const float* __restrict__ nf4, const unsigned short* __restrict__ x,
         const unsigned short* __restrict__ bias, unsigned short* y, int accumulate,
-        unsigned int M, unsigned int N, unsigned int K) {
+        unsigned int M, unsigned int N, unsigned int K, unsigned int ldy) {
     __shared__ float lut[16];
     __shared__ float red[8][32][32];
     const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -225,7 +226,7 @@ extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned c
         const unsigned m = mt * 16 + (l >> 2) + (c >= 2 ? 8 : 0);
         const unsigned n = n0 + nt * 8 + 2 * (l & 3) + (c & 1);
         if (m >= M) continue;
-        unsigned long long o = (unsigned long long)m * N + n;
+        unsigned long long o = (unsigned long long)m * ldy + n;
         if (bias != 0) s += __uint_as_float((unsigned)bias[n] << 16);
         if (accumulate) s += __uint_as_float((unsigned)y[o] << 16);
         y[o] = f32_to_bf16_rne(s);

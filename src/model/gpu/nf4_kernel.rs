@@ -253,7 +253,7 @@ impl Nf4Kernels {
     /// `y = x · wᵀ (+ bias) (+ y when accumulate)` for `rows` (≤ 32) bf16 input rows, straight
     /// from the 4-bit codes on tensor cores (`nf4_rows_bf16`). Pointers are raw device
     /// addresses on `stream`: `x` `rows × in` (16-byte aligned), `bias` `out` values or 0, `y`
-    /// `rows × out`.
+    /// `rows` rows of `out` values, `ldy` (≥ out) elements apart.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_rows(
         &self,
@@ -263,11 +263,11 @@ impl Nf4Kernels {
         rows: usize,
         x_ptr: u64,
         bias_ptr: u64,
-        y_ptr: u64,
+        (y_ptr, ldy): (u64, usize),
         accumulate: bool,
     ) -> Result<()> {
         let (out, inp) = shape;
-        if !Self::rows_fit(rows, shape) || out * inp != w.n {
+        if !Self::rows_fit(rows, shape) || out * inp != w.n || ldy < out {
             bail!("NF4 rows product: {rows} rows × a {out}×{inp} weight of {} values (≤ {ROWS_MAX} rows, out % 32, in % 64)", w.n);
         }
         if !x_ptr.is_multiple_of(16) || w.packed.len() < w.n / 2 {
@@ -283,7 +283,7 @@ impl Nf4Kernels {
             shared_mem_bytes: 0,
         };
         let acc = accumulate as i32;
-        let (m, n, k) = (rows as u32, out as u32, inp as u32);
+        let (m, n, k, ld) = (rows as u32, out as u32, inp as u32, ldy as u32);
         let mut b = stream.launch_builder(&self.rows_bf16);
         b.arg(&packed)
             .arg(&plain)
@@ -298,14 +298,16 @@ impl Nf4Kernels {
             .arg(&acc)
             .arg(&m)
             .arg(&n)
-            .arg(&k);
+            .arg(&k)
+            .arg(&ld);
         // SAFETY: the arguments match `nf4_rows_bf16`'s parameters in order and type. The
         // weight holds `out × in` codes (checked) with their absmax tables (`absmax_args`
         // checks their lengths); every thread reads 8 code bytes at 8-byte-aligned offsets
         // inside them, and 32-byte runs of `x` rows below `rows` at 16-byte-aligned addresses
-        // (`in` a multiple of 64, `x_ptr` checked), writes `y` only at rows below `rows` and
-        // columns below `out`, and reads `bias` (`out` values) only when it is not null. The
-        // callers take the pointers from live buffers on `stream` of those sizes.
+        // (`in` a multiple of 64, `x_ptr` checked), touches `y` only at `m·ldy + n` for rows
+        // m below `rows` and columns n below `out ≤ ldy`, and reads `bias` (`out` values) only
+        // when it is not null. The callers take the pointers from live buffers on `stream` of
+        // those sizes.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }
@@ -490,8 +492,8 @@ impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
 }
 
 /// A few bf16 rows times a device-resident NF4 weight, from the codes (`Nf4Kernels::matmul_rows`):
-/// `x.apply_op1_no_bwd(&op)` gives `x · wᵀ + bias`, `c.inplace_op2(&x, &op)` adds `x · wᵀ` onto
-/// `c` (the bias is then the caller's, already in `c`: leave `bias` None).
+/// `x.apply_op1_no_bwd(&op)` gives `x · wᵀ + bias`, `c.inplace_op2(&x, &op)` adds
+/// `x · wᵀ (+ bias)` onto columns `column ..` of `c`.
 pub struct Nf4RowsOp<'a> {
     pub kernels: &'a Nf4Kernels,
     pub weight: &'a Nf4DeviceBuffers,
@@ -499,6 +501,9 @@ pub struct Nf4RowsOp<'a> {
     pub shape: (usize, usize),
     /// bf16 `[out]` on the same device, or None.
     pub bias: Option<&'a candle_core::Tensor>,
+    /// Where this product goes in a wider output (`InplaceOp2` only): its first column there;
+    /// the output's row length is the output tensor's own.
+    pub column: usize,
 }
 
 impl Nf4RowsOp<'_> {
@@ -506,7 +511,7 @@ impl Nf4RowsOp<'_> {
         &self,
         x: &candle_core::cuda_backend::CudaStorage,
         xl: &candle_core::Layout,
-        y_ptr: u64,
+        y: (u64, usize),
         accumulate: bool,
     ) -> candle_core::Result<()> {
         use candle_core::backend::BackendStorage;
@@ -532,7 +537,7 @@ impl Nf4RowsOp<'_> {
         };
         let w = self.weight.view();
         self.kernels
-            .matmul_rows(&stream, &w, self.shape, rows, x_ptr, bias_ptr, y_ptr, accumulate)
+            .matmul_rows(&stream, &w, self.shape, rows, x_ptr, bias_ptr, y, accumulate)
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
     }
 }
@@ -563,7 +568,7 @@ impl candle_core::CustomOp1 for Nf4RowsOp<'_> {
         // written by exactly one thread) before the tensor is handed out.
         let mut y = unsafe { dev.alloc::<half::bf16>(rows * out)? };
         let y_ptr = y.device_ptr_mut(&dev.cuda_stream()).0;
-        self.launch(x, xl, y_ptr, false)?;
+        self.launch(x, xl, (y_ptr, out), false)?;
         Ok((
             candle_core::cuda_backend::CudaStorage::wrap_cuda_slice(y, dev),
             candle_core::Shape::from((rows, out)),
@@ -595,14 +600,21 @@ impl candle_core::InplaceOp2 for Nf4RowsOp<'_> {
     ) -> candle_core::Result<()> {
         use candle_core::backend::BackendStorage;
         let rows = xl.shape().dims2()?.0;
-        if cl.shape().dims2()? != (rows, self.shape.0) {
-            candle_core::bail!("NF4 rows accumulate: output {:?} for {rows} rows × {} outputs", cl.dims(), self.shape.0);
+        let (c_rows, ldy) = cl.shape().dims2()?;
+        if c_rows != rows || self.column + self.shape.0 > ldy {
+            candle_core::bail!(
+                "NF4 rows accumulate: output {:?} for {rows} rows × {} outputs from column {}",
+                cl.dims(),
+                self.shape.0,
+                self.column
+            );
         }
         let (a, _) = cl
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::Msg("NF4 rows accumulate: output not contiguous".into()))?;
         let stream = c.device().cuda_stream();
-        let y_ptr = c.as_cuda_slice_mut::<half::bf16>()?.device_ptr_mut(&stream).0 + (a * 2) as u64;
-        self.launch(x, xl, y_ptr, true)
+        let first = (a + self.column) * 2;
+        let y_ptr = c.as_cuda_slice_mut::<half::bf16>()?.device_ptr_mut(&stream).0 + first as u64;
+        self.launch(x, xl, (y_ptr, ldy), true)
     }
 }

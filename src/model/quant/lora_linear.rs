@@ -46,6 +46,16 @@ impl LoraLinear {
         &self.base
     }
 
+    /// A `[r, in]`.
+    pub fn down(&self) -> &Tensor {
+        &self.down
+    }
+
+    /// scale·B `[out, r]`.
+    pub fn up(&self) -> &Tensor {
+        &self.up
+    }
+
     pub fn rank(&self) -> usize {
         self.down.dim(0).unwrap_or(0)
     }

@@ -79,6 +79,17 @@ impl Nf4Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+    /// The codes on the GPU (None on the CPU).
+    pub fn device_weight(&self) -> Option<&super::scratch::DeviceNf4> {
+        self.device_weight.as_deref()
+    }
+    pub fn scratch(&self) -> &Arc<Nf4Scratch> {
+        &self.scratch
+    }
+    /// Whether the product is the weight's own shape (not zero-padded).
+    pub fn unpadded(&self) -> bool {
+        self.gemm_shape == self.weight.shape
+    }
 
     /// On CUDA, a few bf16 rows (a query's tokens) times the weight straight from its codes on
     /// tensor cores (`gpu::nf4_kernel::Nf4RowsOp`), instead of dequantising the whole weight
@@ -108,6 +119,7 @@ impl Nf4Linear {
             weight: device_weight,
             shape: self.weight.shape,
             bias: if onto.is_some() { None } else { bf16_bias },
+            column: 0,
         };
         Ok(Some(match onto {
             Some(c) => {

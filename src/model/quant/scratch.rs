@@ -126,6 +126,57 @@ impl Nf4Scratch {
 }
 
 impl ScratchLease<'_> {
+    /// The shared buffer, at least `numel` elements of `dtype` (grown, and the capacity raised,
+    /// when it is not).
+    fn buffer(&mut self, numel: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        self.state.capacity = self.state.capacity.max(numel);
+        let capacity = self.state.capacity;
+        let fits = matches!(&self.state.buffer,
+            Some(b) if b.dtype() == dtype && b.elem_count() >= capacity);
+        if !fits {
+            // Drop the old buffer first so the two never coexist.
+            self.state.buffer = None;
+            let buf = Tensor::zeros(capacity, dtype, device).with_context(|| {
+                format!("allocating the NF4 scratch buffer ({capacity} × {dtype:?})")
+            })?;
+            self.state.buffer = Some(buf);
+        }
+        self.state
+            .buffer
+            .clone()
+            .ok_or_else(|| anyhow!("NF4 scratch missing"))
+    }
+
+    /// Dequantises the device-resident weights `parts` (all `[out_i, in]`) one under the other
+    /// into the buffer and returns the `[Σ out_i, in]` view: layers that read the same input
+    /// (`StackedLinear`) then run as one GEMM. The view aliases the buffer.
+    #[cfg(feature = "cuda")]
+    pub fn dequantize_stack(
+        &mut self,
+        parts: &[(&Nf4Weight, &DeviceNf4)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let inp = parts.first().map(|(w, _)| w.shape.1).unwrap_or(0);
+        anyhow::ensure!(
+            inp > 0 && parts.iter().all(|(w, _)| w.shape.1 == inp && w.numel() % 64 == 0),
+            "NF4 scratch: stacked weights must share their input width (and be whole 64-blocks)"
+        );
+        let numel: usize = parts.iter().map(|(w, _)| w.numel()).sum();
+        let buffer = self.buffer(numel, dtype, device)?;
+        let mut offset = 0;
+        for (w, dw) in parts {
+            let view = buffer.narrow(0, offset, w.numel())?;
+            view.inplace_op1(&crate::gpu::nf4_kernel::Nf4DequantOp {
+                kernels: self.scratch.kernels()?,
+                weight: dw,
+                layout: crate::gpu::nf4_kernel::Nf4Layout::Flat,
+            })?;
+            offset += w.numel();
+        }
+        Ok(buffer.narrow(0, 0, numel)?.reshape((numel / inp, inp))?)
+    }
+
     /// Dequantises `weight` into the buffer as `dtype` and returns the `gemm_shape` view of it:
     /// the `[out, in]` weight in its top-left corner, zeros around it where `gemm_shape` is
     /// larger (the padded GEMM shape of `Nf4Linear`). On CUDA the kernel writes the padded
@@ -146,23 +197,7 @@ impl ScratchLease<'_> {
             gemm_shape.0,
             gemm_shape.1
         );
-        self.state.capacity = self.state.capacity.max(numel);
-        let capacity = self.state.capacity;
-        let fits = matches!(&self.state.buffer,
-            Some(b) if b.dtype() == dtype && b.elem_count() >= capacity);
-        if !fits {
-            // Drop the old buffer first so the two never coexist.
-            self.state.buffer = None;
-            let buf = Tensor::zeros(capacity, dtype, device).with_context(|| {
-                format!("allocating the NF4 scratch buffer ({capacity} × {dtype:?})")
-            })?;
-            self.state.buffer = Some(buf);
-        }
-        let buffer = self
-            .state
-            .buffer
-            .as_ref()
-            .ok_or_else(|| anyhow!("NF4 scratch missing"))?;
+        let buffer = self.buffer(numel, dtype, device)?;
         #[cfg(feature = "cuda")]
         if let (Some(dw), false) = (device_weight, device.is_cpu()) {
             let view = buffer.narrow(0, 0, numel)?;
