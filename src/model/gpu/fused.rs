@@ -209,6 +209,17 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     candle_nn::ops::silu(gate)? * up
 }
 
+/// `silu(gate) · up` for a stacked projection `gu` [.., 2h] = [gate | up] → [.., h].
+pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
+    let last = gu.rank().saturating_sub(1);
+    let h = gu.dim(last)? / 2;
+    #[cfg(feature = "cuda")]
+    if fused_for(gu, DType::BF16) {
+        return gu.apply_op1_no_bwd(&cuda::SiluMulHalves);
+    }
+    silu_mul(&gu.narrow(last, 0, h)?, &gu.narrow(last, h, h)?)
+}
+
 /// RMSNorm over the last dim computed in f32 (`weight` f32), output in `out_dtype`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, out_dtype: DType) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
@@ -352,6 +363,36 @@ mod cuda {
         ) -> Result<(CudaStorage, Shape)> {
             let k = kernels(x)?;
             binary_elementwise::<f32, bf16, f32>(&k.elementwise.residual_add_f32_bf16, x, xl, h, hl)
+        }
+    }
+
+    pub struct SiluMulHalves;
+    cuda_op!(1, SiluMulHalves, "fused-silu-mul-halves", cuda);
+    impl SiluMulHalves {
+        fn cuda(&self, gu: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(gu)?;
+            let dev = gu.device().clone();
+            let stream = dev.cuda_stream();
+            let mut dims = l.dims().to_vec();
+            let width = dims.last().copied().unwrap_or(0);
+            if width == 0 || width % 2 != 0 {
+                candle_core::bail!("silu·mul of halves: last dim {width} is not even");
+            }
+            let h = width / 2;
+            let n = l.shape().elem_count() / 2;
+            let v = view::<bf16>(gu, l)?;
+            // SAFETY: allocated on the stream the kernel below runs on, and every one of its `n`
+            // elements is written by that grid-stride kernel before the tensor is handed out.
+            let mut out = unsafe { dev.alloc::<bf16>(n)? };
+            let (n64, h64) = (n as u64, h as u64);
+            let mut b = stream.launch_builder(&k.elementwise.silu_mul_halves_bf16);
+            b.arg(&v).arg(&mut out).arg(&n64).arg(&h64);
+            // SAFETY: `silu_mul_halves_bf16(const u16* gu, u16* out, u64 n, u64 h)`: `gu` holds
+            // `n / h` rows of `2h` values (contiguous, `view` checks), `out` `n` values; the
+            // grid-stride loop reads `gu[2h·r + j]` and `gu[2h·r + h + j]` for `j < h` only.
+            unsafe { b.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
+            *dims.last_mut().unwrap_or(&mut 0) = h;
+            Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(dims)))
         }
     }
 
