@@ -203,6 +203,7 @@ impl QLinear {
             QLinear::Nf4(l) => super::huge_pages::advise(&l.weight().packed),
             QLinear::Q4k(_) => 0,
             QLinear::Lora(l) => l.base().advise_huge_pages(),
+            QLinear::Stack(l) => l.parts().iter().map(QLinear::advise_huge_pages).sum(),
         }
     }
 
