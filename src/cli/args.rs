@@ -100,6 +100,9 @@ pub struct GpuKernelArgs {
     /// Run linear layers as candle's matmul plus a bias pass instead of cuBLASLt.
     #[arg(long)]
     pub no_cublaslt: bool,
+    /// Dequantise NF4 weights before a query's few rows instead of multiplying from the codes.
+    #[arg(long)]
+    pub no_nf4_rows: bool,
 }
 
 impl GpuKernelArgs {
@@ -107,6 +110,7 @@ impl GpuKernelArgs {
         GpuKernels {
             fused: !self.no_fused_kernels,
             cublaslt: !self.no_cublaslt,
+            nf4_rows: !self.no_nf4_rows,
         }
     }
 }

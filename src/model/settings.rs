@@ -246,6 +246,9 @@ pub struct GpuKernels {
     pub fused: bool,
     /// Linear layers on cuBLASLt with the bias in the GEMM's epilogue.
     pub cublaslt: bool,
+    /// A few rows (a query) times an NF4 weight straight from its codes on tensor cores,
+    /// instead of dequantising the weight first.
+    pub nf4_rows: bool,
 }
 
 impl Default for GpuKernels {
@@ -253,6 +256,7 @@ impl Default for GpuKernels {
         GpuKernels {
             fused: true,
             cublaslt: true,
+            nf4_rows: true,
         }
     }
 }

@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use pagesight::devtools::model_parity::rel_err;
 use pagesight::model::quant::gemm::for_queries;
 use pagesight::model::quant::{
-    LayerStorage, Nf4Weight, QLinear, QuantContext, QuantScope, DIRECT_ROWS_MAX,
+    LayerStorage, LoraLinear, Nf4Weight, QLinear, QuantContext, QuantScope, DIRECT_ROWS_MAX,
 };
 use pagesight::model::settings::Quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -159,6 +159,84 @@ fn one_scratch_serves_every_layer() {
         80 * 192 * 4,
         "one f32 buffer, not one per layer"
     );
+}
+
+#[test]
+fn forward_onto_adds_the_product_without_the_bias() {
+    // `c + x·Wᵀ` (what a LoRA layer lands its base product on): dense, NF4, and NF4 computed as
+    // a padded GEMM (the weight in the corner of a zero-padded scratch).
+    let mut rng = StdRng::seed_from_u64(16);
+    let ctx = QuantContext::new(&Device::Cpu);
+    let (layer, _, b) = dense(&mut rng, 40, 72, DType::F32);
+    let x = Tensor::from_vec(random(&mut rng, 9 * 72, 1.0), (9, 72), &Device::Cpu).unwrap();
+    let c = Tensor::from_vec(random(&mut rng, 9 * 40, 1.0), (9, 40), &Device::Cpu).unwrap();
+    let nf4 = layer.clone().quantize(Quant::Nf4, &ctx).unwrap();
+    for q in [layer, nf4] {
+        let want = (q.forward(&x).unwrap().broadcast_sub(&b).unwrap() + &c).unwrap();
+        let got = q.forward_onto(&x, c.clone()).unwrap();
+        assert!(rel_max_err(&got, &want) <= 1e-6, "{}", q.storage());
+        let padded = q.clone().padded(48, 80).unwrap();
+        let xp = x.pad_with_zeros(1, 0, 8).unwrap();
+        let cp = c.pad_with_zeros(1, 0, 8).unwrap();
+        let got = padded.forward_onto(&xp, cp).unwrap();
+        assert_eq!(got.dims(), &[9, 48]);
+        assert!(rel_max_err(&got.narrow(1, 0, 40).unwrap(), &want) <= 1e-6);
+        let tail = got.narrow(1, 40, 8).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(tail.to_scalar::<f32>().unwrap(), 0.0, "padding outputs stay zero");
+    }
+}
+
+#[test]
+fn stacked_layers_compute_their_parts_side_by_side() {
+    // q | k | v as one layer (`QLinear::stack`): dense parts merged into one weight, NF4 parts a
+    // stack, NF4 parts with LoRA adapters one adapter with block-diagonal B. Each must give
+    // exactly its parts' outputs, concatenated — with and without the product added onto a
+    // given term (`forward_onto`), for a query's few rows and a page batch's many.
+    let mut rng = StdRng::seed_from_u64(17);
+    let ctx = QuantContext::new(&Device::Cpu);
+    let shapes = [(64usize, 128usize), (32, 128), (32, 128)];
+    let dense_parts: Vec<QLinear> = shapes
+        .iter()
+        .map(|&(o, i)| dense(&mut rng, o, i, DType::F32).0)
+        .collect();
+    let nf4_parts: Vec<QLinear> = dense_parts
+        .iter()
+        .map(|l| l.clone().quantize(Quant::Nf4, &ctx).unwrap())
+        .collect();
+    let lora_parts: Vec<QLinear> = nf4_parts
+        .iter()
+        .enumerate()
+        .map(|(j, base)| {
+            let (out, inp) = base.shape();
+            let r = 4 + 2 * j;
+            let a = Tensor::from_vec(random(&mut rng, r * inp, 0.2), (r, inp), &Device::Cpu).unwrap();
+            let b = Tensor::from_vec(random(&mut rng, out * r, 0.2), (out, r), &Device::Cpu).unwrap();
+            QLinear::Lora(LoraLinear::new(base.clone(), a, b).unwrap())
+        })
+        .collect();
+    for (kind, parts) in [("dense", dense_parts), ("nf4", nf4_parts), ("nf4+lora", lora_parts)] {
+        let stacked = QLinear::stack(parts.clone()).unwrap();
+        assert_eq!(stacked.shape(), (128, 128), "{kind}");
+        for rows in [3usize, 20] {
+            let x = Tensor::from_vec(random(&mut rng, rows * 128, 1.0), (1, rows, 128), &Device::Cpu)
+                .unwrap();
+            let want = Tensor::cat(
+                &parts.iter().map(|p| p.forward(&x).unwrap()).collect::<Vec<_>>(),
+                2,
+            )
+            .unwrap();
+            let got = stacked.forward(&x).unwrap();
+            assert!(rel_max_err(&got, &want) <= 1e-6, "{kind}, {rows} rows");
+            if kind != "nf4+lora" {
+                let c = Tensor::from_vec(random(&mut rng, rows * 128, 1.0), (1, rows, 128), &Device::Cpu)
+                    .unwrap();
+                let bias = stacked.bias_tensor().unwrap().clone();
+                let onto = stacked.forward_onto(&x, c.clone()).unwrap();
+                let want_onto = (want.broadcast_sub(&bias).unwrap() + &c).unwrap();
+                assert!(rel_max_err(&onto, &want_onto) <= 1e-6, "{kind} onto, {rows} rows");
+            }
+        }
+    }
 }
 
 #[test]

@@ -43,9 +43,16 @@ const MLP_HIDDEN_MULTIPLE: usize = 64;
 /// down(silu(gate(x)) · up(x)).
 #[derive(Clone, Debug)]
 pub struct GatedMlp {
-    gate: QLinear,
-    up: QLinear,
+    projections: GateUp,
     down: QLinear,
+}
+
+/// The gate and up projections: one stacked layer `[gate | up]` where their width needs no
+/// padding (the language model: one product, one LoRA pair), else two (padded) layers.
+#[derive(Clone, Debug)]
+enum GateUp {
+    Stacked(QLinear),
+    Separate { gate: QLinear, up: QLinear },
 }
 
 impl GatedMlp {
@@ -60,14 +67,25 @@ impl GatedMlp {
         let up = w.linear(&format!("{prefix}.up_proj"), dim, hidden, bias)?;
         let down = w.linear(&format!("{prefix}.down_proj"), hidden, dim, bias)?;
         let padded = hidden.next_multiple_of(MLP_HIDDEN_MULTIPLE);
-        if padded == hidden || !(gate.can_pad() && up.can_pad() && down.can_pad()) {
-            return Ok(GatedMlp { gate, up, down });
+        if padded == hidden {
+            return Ok(GatedMlp {
+                projections: GateUp::Stacked(QLinear::stack(vec![gate, up])?),
+                down,
+            });
+        }
+        if !(gate.can_pad() && up.can_pad() && down.can_pad()) {
+            return Ok(GatedMlp {
+                projections: GateUp::Separate { gate, up },
+                down,
+            });
         }
         // Zero gate/up rows give silu(0)·0 = 0 in the extra columns, which meet zero columns of
         // down: the result is exactly that of the unpadded MLP.
         Ok(GatedMlp {
-            gate: gate.padded(padded, dim)?,
-            up: up.padded(padded, dim)?,
+            projections: GateUp::Separate {
+                gate: gate.padded(padded, dim)?,
+                up: up.padded(padded, dim)?,
+            },
             down: down.padded(dim, padded)?,
         })
     }
@@ -75,7 +93,10 @@ impl GatedMlp {
 
 impl Module for GatedMlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = fused::silu_mul(&self.gate.forward(x)?, &self.up.forward(x)?)?;
+        let h = match &self.projections {
+            GateUp::Stacked(gate_up) => fused::silu_mul_halves(&gate_up.forward(x)?)?,
+            GateUp::Separate { gate, up } => fused::silu_mul(&gate.forward(x)?, &up.forward(x)?)?,
+        };
         self.down.forward(&h)
     }
 }

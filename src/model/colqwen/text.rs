@@ -15,9 +15,9 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::utils::repeat_kv;
 
 struct SelfAttention {
-    q: QLinear,
-    k: QLinear,
-    v: QLinear,
+    /// q, k and v, which read the same input, as one layer (`QLinear::stack`): outputs
+    /// `[q | k | v]`.
+    qkv: QLinear,
     o: QLinear,
     heads: usize,
     kv_heads: usize,
@@ -29,9 +29,11 @@ impl SelfAttention {
         let hd = c.head_dim();
         let (h, kvh) = (c.num_attention_heads, c.num_key_value_heads);
         Ok(SelfAttention {
-            q: w.linear(&format!("{p}.q_proj"), c.hidden_size, h * hd, true)?,
-            k: w.linear(&format!("{p}.k_proj"), c.hidden_size, kvh * hd, true)?,
-            v: w.linear(&format!("{p}.v_proj"), c.hidden_size, kvh * hd, true)?,
+            qkv: QLinear::stack(vec![
+                w.linear(&format!("{p}.q_proj"), c.hidden_size, h * hd, true)?,
+                w.linear(&format!("{p}.k_proj"), c.hidden_size, kvh * hd, true)?,
+                w.linear(&format!("{p}.v_proj"), c.hidden_size, kvh * hd, true)?,
+            ])?,
             o: w.linear(&format!("{p}.o_proj"), h * hd, c.hidden_size, false)?,
             heads: h,
             kv_heads: kvh,
@@ -41,7 +43,7 @@ impl SelfAttention {
 
     fn forward(&self, x: &Tensor, t: &AttentionTables) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
-        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        let qkv = self.qkv.forward(x)?;
         mark(x.device(), "lm.qkv")?;
         if let Some((cos_sin, tiles)) = &t.fused {
             let shape = fused::TiledAttentionShape {
@@ -52,8 +54,8 @@ impl SelfAttention {
             };
             // On the GPU: RoPE in place, then GQA causal attention on tensor cores, each row
             // seeing keys from its first non-padding position (`AttentionTables::fused`).
-            let qkv = Tensor::cat(&[&q, &k, &v], 2)?.reshape((b * s, ()))?;
-            if let Some(out) = fused::tiled_attention(qkv, cos_sin, tiles, None, shape)? {
+            let rows = qkv.reshape((b * s, ()))?;
+            if let Some(out) = fused::tiled_attention(rows, cos_sin, tiles, None, shape)? {
                 mark(x.device(), "lm.attn_fused")?;
                 let out = self.o.forward(&out.reshape((b, s, ()))?)?;
                 mark(x.device(), "lm.o_proj")?;
@@ -61,6 +63,12 @@ impl SelfAttention {
             }
         }
         let (cos, sin, mask) = (&t.cos, &t.sin, t.mask(x.device())?);
+        let (nq, nkv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        let (q, k, v) = (
+            qkv.narrow(2, 0, nq)?,
+            qkv.narrow(2, nq, nkv)?,
+            qkv.narrow(2, nq + nkv, nkv)?,
+        );
         let split = |t: Tensor, n: usize| {
             t.reshape((b, s, n, self.head_dim))?
                 .transpose(1, 2)?

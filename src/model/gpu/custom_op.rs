@@ -18,7 +18,7 @@ pub fn no_cpu<T>(name: &str) -> Result<T> {
     candle_core::bail!("{name} is a CUDA kernel; the CPU runs candle's own ops")
 }
 
-/// `cuda_op!(N, Type, "name", method)`: `CustomOpN` (N = 1, 2, 3) or `inplace 2` (`InplaceOp2`)
+/// `cuda_op!(N, Type, "name", method)`: `CustomOpN` (N = 1, 2, 3) or `inplace N` (`InplaceOpN`, N = 2, 3)
 /// for `Type`, forwarding `cuda_fwd` to `self.method(a, al, …)`.
 macro_rules! cuda_op {
     (1, $ty:ty, $name:literal, $method:ident) => {
@@ -123,6 +123,36 @@ macro_rules! cuda_op {
                 bl: &candle_core::Layout,
             ) -> candle_core::Result<()> {
                 self.$method(a, al, b, bl)
+            }
+        }
+    };
+    (inplace 3, $ty:ty, $name:literal, $method:ident) => {
+        impl candle_core::InplaceOp3 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(
+                &self,
+                _: &mut candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<()> {
+                $crate::gpu::custom_op::no_cpu($name)
+            }
+            #[allow(clippy::too_many_arguments)]
+            fn cuda_fwd(
+                &self,
+                a: &mut candle_core::cuda_backend::CudaStorage,
+                al: &candle_core::Layout,
+                b: &candle_core::cuda_backend::CudaStorage,
+                bl: &candle_core::Layout,
+                c: &candle_core::cuda_backend::CudaStorage,
+                cl: &candle_core::Layout,
+            ) -> candle_core::Result<()> {
+                self.$method(a, al, b, bl, c, cl)
             }
         }
     };

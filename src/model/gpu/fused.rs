@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 // from the model's `GpuKernels`, the benchmarks and the GPU selftest switch them for an A/B.
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CUBLASLT: AtomicBool = AtomicBool::new(true);
+static NF4_ROWS: AtomicBool = AtomicBool::new(true);
 
 /// Whether the fused kernels serve CUDA tensors.
 pub fn enabled() -> bool {
@@ -30,6 +31,16 @@ pub fn cublaslt_enabled() -> bool {
 /// Turns cuBLASLt linears on or off for the whole process.
 pub fn set_cublaslt(on: bool) {
     CUBLASLT.store(on, Ordering::Relaxed);
+}
+
+/// Whether a few rows times an NF4 weight run from the codes (`nf4_kernel::Nf4RowsOp`).
+pub fn nf4_rows_enabled() -> bool {
+    NF4_ROWS.load(Ordering::Relaxed)
+}
+
+/// Turns the NF4 few-rows kernel on or off for the whole process.
+pub fn set_nf4_rows(on: bool) {
+    NF4_ROWS.store(on, Ordering::Relaxed);
 }
 
 /// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in
@@ -69,6 +80,37 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         w.to_dtype(x.dtype())?
     };
     add_bias(candle_nn::Linear::new(w, None).forward(x)?, bias)
+}
+
+/// Whether [`linear_onto`] adds in the GEMM itself for these operands (CUDA, bf16, cuBLASLt on):
+/// callers that can put the other term (and the bias) into `c` first then skip a pass.
+pub fn accumulates_in_gemm(x: &Tensor, w: &Tensor) -> bool {
+    cfg!(feature = "cuda")
+        && cublaslt_enabled()
+        && [x, w]
+            .iter()
+            .all(|t| t.device().is_cuda() && t.dtype() == DType::BF16)
+}
+
+/// `c + x · wᵀ` for `x` [.., in], `w` [out, in] and `c` [.., out] (no bias: put it in `c`). On
+/// CUDA in bf16 the GEMM adds onto `c` in place (its beta = 1: one rounding, no separate add
+/// pass), so pass a fresh tensor that nothing else aliases; elsewhere a product and an add.
+pub fn linear_onto(c: Tensor, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if accumulates_in_gemm(x, w) && c.dtype() == DType::BF16 && c.is_contiguous() && w.is_contiguous() {
+        let (out, inp) = w.dims2()?;
+        let rows = x.elem_count() / inp.max(1);
+        if x.dims().last() == Some(&inp) && c.elem_count() == rows * out {
+            let dims = c.dims().to_vec();
+            let x2 = x.contiguous()?.reshape((rows, inp))?;
+            let c2 = c.reshape((rows, out))?;
+            c2.inplace_op3(&x2, w, &super::lt_gemm::LtAccumulate)?;
+            return c2.reshape(dims);
+        }
+    }
+    let y = linear(x, w, None)?;
+    let dtype = c.dtype();
+    c + y.to_dtype(dtype)?
 }
 
 /// Up to this many rows (a query's tokens), a weight under f32 activations on the CPU is read
@@ -165,6 +207,17 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         return gate.apply_op2_no_bwd(up, &cuda::SiluMul);
     }
     candle_nn::ops::silu(gate)? * up
+}
+
+/// `silu(gate) · up` for a stacked projection `gu` [.., 2h] = [gate | up] → [.., h].
+pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
+    let last = gu.rank().saturating_sub(1);
+    let h = gu.dim(last)? / 2;
+    #[cfg(feature = "cuda")]
+    if fused_for(gu, DType::BF16) {
+        return gu.apply_op1_no_bwd(&cuda::SiluMulHalves);
+    }
+    silu_mul(&gu.narrow(last, 0, h)?, &gu.narrow(last, h, h)?)
 }
 
 /// RMSNorm over the last dim computed in f32 (`weight` f32), output in `out_dtype`.
@@ -310,6 +363,36 @@ mod cuda {
         ) -> Result<(CudaStorage, Shape)> {
             let k = kernels(x)?;
             binary_elementwise::<f32, bf16, f32>(&k.elementwise.residual_add_f32_bf16, x, xl, h, hl)
+        }
+    }
+
+    pub struct SiluMulHalves;
+    cuda_op!(1, SiluMulHalves, "fused-silu-mul-halves", cuda);
+    impl SiluMulHalves {
+        fn cuda(&self, gu: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+            let k = kernels(gu)?;
+            let dev = gu.device().clone();
+            let stream = dev.cuda_stream();
+            let mut dims = l.dims().to_vec();
+            let width = dims.last().copied().unwrap_or(0);
+            if width == 0 || width % 2 != 0 {
+                candle_core::bail!("silu·mul of halves: last dim {width} is not even");
+            }
+            let h = width / 2;
+            let n = l.shape().elem_count() / 2;
+            let v = view::<bf16>(gu, l)?;
+            // SAFETY: allocated on the stream the kernel below runs on, and every one of its `n`
+            // elements is written by that grid-stride kernel before the tensor is handed out.
+            let mut out = unsafe { dev.alloc::<bf16>(n)? };
+            let (n64, h64) = (n as u64, h as u64);
+            let mut b = stream.launch_builder(&k.elementwise.silu_mul_halves_bf16);
+            b.arg(&v).arg(&mut out).arg(&n64).arg(&h64);
+            // SAFETY: `silu_mul_halves_bf16(const u16* gu, u16* out, u64 n, u64 h)`: `gu` holds
+            // `n / h` rows of `2h` values (contiguous, `view` checks), `out` `n` values; the
+            // grid-stride loop reads `gu[2h·r + j]` and `gu[2h·r + h + j]` for `j < h` only.
+            unsafe { b.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
+            *dims.last_mut().unwrap_or(&mut 0) = h;
+            Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(dims)))
         }
     }
 

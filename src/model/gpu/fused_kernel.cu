@@ -25,6 +25,18 @@ extern "C" __global__ void silu_mul_bf16(const unsigned short* __restrict__ g,
     }
 }
 
+// The same for a stacked gate|up projection: row r of `gu` is [gate (h values) | up (h values)],
+// out[r, j] = bf16(silu(gate[r, j]) * up[r, j]).
+extern "C" __global__ void silu_mul_halves_bf16(const unsigned short* __restrict__ gu,
+    unsigned short* __restrict__ out, unsigned long long n, unsigned long long h) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned long long r = i / h, j = i - r * h;
+        const float a = bf2f(gu[2 * h * r + j]);
+        out[i] = f2bf(a / (1.0f + expf(-a)) * bf2f(gu[2 * h * r + h + j]));
+    }
+}
+
 // One block per row: out = bf16(x * rsqrt(mean(x^2) + eps) * w), x f32, w f32.
 extern "C" __global__ void rms_norm_f32_bf16(const float* __restrict__ x,
     const float* __restrict__ w, unsigned short* __restrict__ out, unsigned int dim, float eps) {

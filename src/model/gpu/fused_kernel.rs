@@ -19,6 +19,7 @@ pub struct ElementwiseKernels {
     pub bias_add_bf16: CudaFunction,
     pub residual_add_f32_bf16: CudaFunction,
     pub silu_mul_bf16: CudaFunction,
+    pub silu_mul_halves_bf16: CudaFunction,
     pub rms_norm_f32_bf16: CudaFunction,
     pub rope_qk_bf16: CudaFunction,
 }
@@ -62,6 +63,7 @@ impl FusedKernels {
                 bias_add_bf16: nvrtc::function(&m, "bias_add_bf16")?,
                 residual_add_f32_bf16: nvrtc::function(&m, "residual_add_f32_bf16")?,
                 silu_mul_bf16: nvrtc::function(&m, "silu_mul_bf16")?,
+                silu_mul_halves_bf16: nvrtc::function(&m, "silu_mul_halves_bf16")?,
                 rms_norm_f32_bf16: nvrtc::function(&m, "rms_norm_f32_bf16")?,
                 rope_qk_bf16: nvrtc::function(&m, "rope_qk_bf16")?,
             },

@@ -6,8 +6,8 @@
 use super::custom_op::view;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
-use candle_core::cuda_backend::cudarc::driver::CudaStream;
-use candle_core::cuda_backend::CudaStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaStream, CudaView, DevicePtrMut};
+use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{Layout, Result, Shape};
 use half::bf16;
 use std::sync::{Arc, Mutex};
@@ -44,6 +44,57 @@ fn handle(stream: &Arc<CudaStream>) -> Result<Arc<CudaBlasLT>> {
 /// `x` [rows, in] · `w` [out, in]ᵀ (+ `bias` [out]) → [rows, out], all bf16 and contiguous.
 pub struct LtLinear;
 
+/// `c += x · wᵀ` in place, `c` [rows, out] bf16 (the GEMM's beta = 1: `c` is read once and the
+/// sum rounded once), for an output that already holds another term — a LoRA adapter's
+/// `(scale·B)·(A·x) + bias`, so the base product lands on it without a separate add pass.
+pub struct LtAccumulate;
+
+/// The GEMM `c = x·wᵀ (+ bias) + beta·c` on the stream of `dev`, with the shapes checked.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into<C: DevicePtrMut<bf16>>(
+    dev: &CudaDevice,
+    xv: &CudaView<'_, bf16>,
+    wv: &CudaView<'_, bf16>,
+    bias: Option<&CudaView<'_, bf16>>,
+    c: &mut C,
+    (rows, inp, out): (usize, usize, usize),
+    beta: f32,
+) -> Result<()> {
+    let stream = dev.cuda_stream();
+    if xv.len() != rows * inp || wv.len() != out * inp || c.len() != rows * out {
+        candle_core::bail!("linear: buffers do not fit {rows}×{inp} · ({out}×{inp})ᵀ");
+    }
+    // Column-major view: yᵀ (out × rows) = w (stored in × out, transposed) · xᵀ (in × rows);
+    // the bias runs along yᵀ's rows.
+    let cfg = MatmulConfig {
+        transa: true,
+        transb: false,
+        transc: false,
+        m: out as u64,
+        n: rows as u64,
+        k: inp as u64,
+        alpha: 1.0,
+        lda: inp as i64,
+        ldb: inp as i64,
+        beta,
+        ldc: out as i64,
+        stride_a: None,
+        stride_b: None,
+        stride_c: None,
+        stride_bias: None,
+        batch_size: None,
+    };
+    // SAFETY: the dimensions describe the buffers exactly (checked above): `wv` is `out × inp`
+    // (read as the column-major `inp × out` A, transposed, lda = inp), `xv` is `rows × inp`
+    // (column-major `inp × rows` B, ldb = inp), `c` is `rows × out` (column-major `out × rows`
+    // C, ldc = out), all bf16 and contiguous, and the bias has `out` values (checked by the
+    // callers). `c` is read only when beta ≠ 0, and then holds initialised values (its
+    // callers' tensor). The handle's workspace belongs to this thread and stream (`handle`).
+    unsafe { handle(&stream)?.matmul(cfg, wv, xv, c, bias, None) }
+        .map_err(|e| candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}")))?;
+    Ok(())
+}
+
 impl LtLinear {
     fn run(
         &self,
@@ -54,7 +105,6 @@ impl LtLinear {
         bias: Option<(&CudaStorage, &Layout)>,
     ) -> Result<(CudaStorage, Shape)> {
         let dev = x.device().clone();
-        let stream = dev.cuda_stream();
         let (rows, inp) = xl.shape().dims2()?;
         let (out, w_in) = wl.shape().dims2()?;
         if inp != w_in {
@@ -70,43 +120,48 @@ impl LtLinear {
             }
             None => None,
         };
-        // SAFETY: allocated on the stream of the handle below, and the GEMM (beta 0, so `y` is
-        // never read) writes all `rows × out` values before the tensor is handed out.
+        // SAFETY: allocated on the device's stream, and the GEMM (beta 0, so `y` is never
+        // read) writes all `rows × out` values before the tensor is handed out.
         let mut y = unsafe { dev.alloc::<bf16>(rows * out)? };
-        // Column-major view: yᵀ (out × rows) = w (stored in × out, transposed) · xᵀ (in × rows);
-        // the bias runs along yᵀ's rows.
-        let cfg = MatmulConfig {
-            transa: true,
-            transb: false,
-            transc: false,
-            m: out as u64,
-            n: rows as u64,
-            k: inp as u64,
-            alpha: 1.0,
-            lda: inp as i64,
-            ldb: inp as i64,
-            beta: 0.0,
-            ldc: out as i64,
-            stride_a: None,
-            stride_b: None,
-            stride_c: None,
-            stride_bias: None,
-            batch_size: None,
-        };
-        // SAFETY: the dimensions describe the buffers exactly: `wv` is `out × inp` (read as the
-        // column-major `inp × out` A, transposed, lda = inp), `xv` is `rows × inp` (column-major
-        // `inp × rows` B, ldb = inp), `y` is `rows × out` (column-major `out × rows` C,
-        // ldc = out), all bf16 and contiguous, and the bias has `out` values (checked). The
-        // handle's workspace belongs to this thread and stream (`handle`).
-        unsafe { handle(&stream)?.matmul(cfg, &wv, &xv, &mut y, bv.as_ref(), None) }.map_err(
-            |e| candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}")),
-        )?;
+        gemm_into(&dev, &xv, &wv, bv.as_ref(), &mut y, (rows, inp, out), 0.0)?;
         Ok((
             CudaStorage::wrap_cuda_slice(y, dev),
             Shape::from((rows, out)),
         ))
     }
 }
+
+impl LtAccumulate {
+    fn cuda(
+        &self,
+        c: &mut CudaStorage,
+        cl: &Layout,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+    ) -> Result<()> {
+        let dev = x.device().clone();
+        let (rows, inp) = xl.shape().dims2()?;
+        let (out, w_in) = wl.shape().dims2()?;
+        if inp != w_in || cl.shape().dims2()? != (rows, out) {
+            candle_core::bail!(
+                "linear accumulate: input {:?}, weight {:?}, output {:?}",
+                xl.dims(),
+                wl.dims(),
+                cl.dims()
+            );
+        }
+        let (xv, wv) = (view::<bf16>(x, xl)?, view::<bf16>(w, wl)?);
+        let (a, b) = cl
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("linear accumulate: output not contiguous".into()))?;
+        let mut cv = c.as_cuda_slice_mut::<bf16>()?.slice_mut(a..b);
+        gemm_into(&dev, &xv, &wv, None, &mut cv, (rows, inp, out), 1.0)
+    }
+}
+
+super::custom_op::cuda_op!(inplace 3, LtAccumulate, "cublaslt-linear-accumulate", cuda);
 
 super::custom_op::cuda_op!(2, LtLinear, "cublaslt-linear", cuda);
 super::custom_op::cuda_op!(3, LtLinear, "cublaslt-linear-bias", cuda_bias);

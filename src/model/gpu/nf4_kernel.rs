@@ -44,29 +44,95 @@ pub struct Nf4DeviceWeight<'a> {
 pub const BLOCK: usize = 64;
 pub const ABSMAX2_BLOCK: usize = 256;
 
+/// The kernels for one output type: the flat layout, and the zero-padded one.
+pub struct Nf4Pair {
+    flat: CudaFunction,
+    padded: CudaFunction,
+}
+
 pub struct Nf4Kernels {
-    bf16: CudaFunction,
-    f16: CudaFunction,
-    f32: CudaFunction,
+    bf16: Nf4Pair,
+    f16: Nf4Pair,
+    f32: Nf4Pair,
+    rows_bf16: CudaFunction,
+}
+
+/// The most input rows [`Nf4Kernels::matmul_rows`] takes (two m16 tiles).
+pub const ROWS_MAX: usize = 32;
+
+/// Where the dequantised weight goes: the flat `[out, in]` order, or a zero-padded
+/// `[rows_pad, cols_pad]` matrix (`cols_pad` a multiple of 8) holding the `[rows, cols]` weight
+/// in its top-left corner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nf4Layout {
+    Flat,
+    Padded {
+        rows: usize,
+        cols: usize,
+        rows_pad: usize,
+        cols_pad: usize,
+    },
+}
+
+impl Nf4Layout {
+    /// The layout that writes an `(out, in)` weight into a `gemm` = `(out_pad, in_pad)` matrix.
+    pub fn for_gemm(weight: (usize, usize), gemm: (usize, usize)) -> Self {
+        if weight == gemm {
+            return Nf4Layout::Flat;
+        }
+        Nf4Layout::Padded {
+            rows: weight.0,
+            cols: weight.1,
+            rows_pad: gemm.0,
+            cols_pad: gemm.1,
+        }
+    }
+
+    /// Elements written for a weight of `n` values.
+    pub fn len(&self, n: usize) -> usize {
+        match *self {
+            Nf4Layout::Flat => n,
+            Nf4Layout::Padded {
+                rows_pad, cols_pad, ..
+            } => rows_pad * cols_pad,
+        }
+    }
 }
 
 /// Output element types the kernel writes.
 pub trait Nf4Output: candle_core::cuda_backend::cudarc::driver::DeviceRepr {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction;
+    fn pick(k: &Nf4Kernels, layout: Nf4Layout) -> &CudaFunction {
+        let pair = Self::pair(k);
+        match layout {
+            Nf4Layout::Flat => &pair.flat,
+            Nf4Layout::Padded { .. } => &pair.padded,
+        }
+    }
+    #[doc(hidden)]
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair;
 }
 impl Nf4Output for half::bf16 {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair {
         &k.bf16
     }
 }
 impl Nf4Output for half::f16 {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair {
         &k.f16
     }
 }
 impl Nf4Output for f32 {
-    fn pick(k: &Nf4Kernels) -> &CudaFunction {
+    fn pair(k: &Nf4Kernels) -> &Nf4Pair {
         &k.f32
+    }
+}
+
+impl Nf4Pair {
+    fn load(m: &Arc<candle_core::cuda_backend::cudarc::driver::CudaModule>, ty: &str) -> Result<Self> {
+        Ok(Nf4Pair {
+            flat: nvrtc::function(m, &format!("nf4_dequant_{ty}"))?,
+            padded: nvrtc::function(m, &format!("nf4_dequant_padded_{ty}"))?,
+        })
     }
 }
 
@@ -74,9 +140,10 @@ impl Nf4Kernels {
     pub fn load(stream: &Arc<CudaStream>) -> Result<Self> {
         let m = nvrtc::load_module(stream.context(), "pagesight_nf4", kernel_source::NF4)?;
         Ok(Nf4Kernels {
-            bf16: nvrtc::function(&m, "nf4_dequant_bf16")?,
-            f16: nvrtc::function(&m, "nf4_dequant_f16")?,
-            f32: nvrtc::function(&m, "nf4_dequant_f32")?,
+            bf16: Nf4Pair::load(&m, "bf16")?,
+            f16: Nf4Pair::load(&m, "f16")?,
+            f32: Nf4Pair::load(&m, "f32")?,
+            rows_bf16: nvrtc::function(&m, "nf4_rows_bf16")?,
         })
     }
 
@@ -90,21 +157,32 @@ impl Nf4Kernels {
     ) -> Result<()> {
         let len = out.len();
         let ptr = out.device_ptr_mut(stream).0;
-        self.dequantise_to_ptr::<T>(stream, w, ptr, len)
+        self.dequantise_to_ptr::<T>(stream, w, ptr, len, Nf4Layout::Flat)
     }
 
     /// As `dequantise`, into raw device memory of `out_len` elements of `T` at `out_ptr`
-    /// (16-byte aligned: the kernel stores 16 bytes at a time).
+    /// (16-byte aligned: the kernel stores 16 bytes at a time), in `layout`.
     pub fn dequantise_to_ptr<T: Nf4Output>(
         &self,
         stream: &Arc<CudaStream>,
         w: &Nf4DeviceWeight<'_>,
         out_ptr: u64,
         out_len: usize,
+        layout: Nf4Layout,
     ) -> Result<()> {
         let n = w.n;
-        let blocks = n.div_ceil(BLOCK);
-        if w.packed.len() < n.div_ceil(2) || out_len < n || w.nf4_code.len() < 16 {
+        if let Nf4Layout::Padded {
+            rows,
+            cols,
+            rows_pad,
+            cols_pad,
+        } = layout
+        {
+            if rows * cols != n || rows > rows_pad || cols > cols_pad || cols_pad % 8 != 0 {
+                bail!("NF4 dequantise: cannot pad a {rows}×{cols} weight of {n} values to {rows_pad}×{cols_pad} (row length a multiple of 8)");
+            }
+        }
+        if w.packed.len() < n.div_ceil(2) || out_len < layout.len(n) || w.nf4_code.len() < 16 {
             bail!("NF4 dequantise: buffers too small for {n} weights");
         }
         if !out_ptr.is_multiple_of(16) {
@@ -112,41 +190,16 @@ impl Nf4Kernels {
         }
         // A null absmax_f32 pointer selects the double-quantised path inside the kernel. Raw
         // device pointers (u64) go in as kernel parameters of pointer size.
+        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, w)?;
         let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
         let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
-        let (plain, codes, absmax2, code2, offset) = match &w.absmax {
-            Nf4Absmax::Plain(a) => {
-                if a.len() < blocks {
-                    bail!(
-                        "NF4 dequantise: {} absmax values for {blocks} blocks",
-                        a.len()
-                    );
-                }
-                (ptr_f32(a), 0u64, 0u64, 0u64, 0.0f32)
-            }
-            Nf4Absmax::Double {
-                codes,
-                absmax2,
-                code2,
-                offset,
-            } => {
-                if codes.len() < blocks
-                    || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
-                    || code2.len() < 256
-                {
-                    bail!("NF4 dequantise: double-quantised absmax too short for {blocks} blocks");
-                }
-                (
-                    0u64,
-                    ptr_u8(codes),
-                    ptr_f32(absmax2),
-                    ptr_f32(code2),
-                    *offset,
-                )
-            }
-        };
         let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
-        let threads = n.div_ceil(16);
+        // Flat: 16 outputs per thread; padded: 8.
+        let per_thread = match layout {
+            Nf4Layout::Flat => 16,
+            Nf4Layout::Padded { .. } => 8,
+        };
+        let threads = layout.len(n).div_ceil(per_thread);
         let block_dim = 256u32;
         let cfg = LaunchConfig {
             grid_dim: (threads.div_ceil(block_dim as usize) as u32, 1, 1),
@@ -154,7 +207,16 @@ impl Nf4Kernels {
             shared_mem_bytes: 0,
         };
         let n64 = n as u64;
-        let mut b = stream.launch_builder(T::pick(self));
+        let dims = match layout {
+            Nf4Layout::Flat => [0u64; 4],
+            Nf4Layout::Padded {
+                rows,
+                cols,
+                rows_pad,
+                cols_pad,
+            } => [rows, cols, rows_pad, cols_pad].map(|d| d as u64),
+        };
+        let mut b = stream.launch_builder(T::pick(self, layout));
         b.arg(&packed)
             .arg(&plain)
             .arg(&codes)
@@ -162,18 +224,129 @@ impl Nf4Kernels {
             .arg(&code2)
             .arg(&offset)
             .arg(&nf4)
-            .arg(&out_ptr)
-            .arg(&n64);
-        // SAFETY: the arguments match `nf4_dequant_*`'s parameters in order and type, the output
+            .arg(&out_ptr);
+        match layout {
+            Nf4Layout::Flat => b.arg(&n64),
+            Nf4Layout::Padded { .. } => b.arg(&dims[0]).arg(&dims[1]).arg(&dims[2]).arg(&dims[3]),
+        };
+        // SAFETY: the arguments match `nf4_dequant_*`'s (flat: `n`) or `nf4_dequant_padded_*`'s
+        // (padded: rows, cols, rows_pad, cols_pad) parameters in order and type, the output
         // type being `T`'s kernel (`T::pick`). The buffer lengths are checked above: `n / 2`
         // packed bytes (read 8 at a time from 8-byte-aligned offsets of a device allocation),
         // one absmax (or code) per 64-weight block and one second-level scale per 256 blocks,
-        // 16 NF4 and 256 dynamic-map codes. The output is `out_len ≥ n` elements at a 16-byte
-        // aligned `out_ptr`, which the callers take from a live `CudaSlice` of `T` on `stream`
-        // (`dequantise`, `Nf4DequantOp` at the view's offset); threads past `n` do nothing.
+        // 16 NF4 and 256 dynamic-map codes. The output is `out_len ≥ layout.len(n)` elements at
+        // a 16-byte aligned `out_ptr` (padded rows are a multiple of 8 elements, so every
+        // thread's 8-element store stays aligned), which the callers take from a live
+        // `CudaSlice` of `T` on `stream` (`dequantise`, `Nf4DequantOp` at the view's offset);
+        // threads past the end do nothing.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }
+}
+
+impl Nf4Kernels {
+    /// Whether [`Self::matmul_rows`] takes `rows` rows against an `(out, in)` weight.
+    pub fn rows_fit(rows: usize, (out, inp): (usize, usize)) -> bool {
+        (1..=ROWS_MAX).contains(&rows) && out.is_multiple_of(32) && inp.is_multiple_of(64)
+    }
+
+    /// `y = x · wᵀ (+ bias) (+ y when accumulate)` for `rows` (≤ 32) bf16 input rows, straight
+    /// from the 4-bit codes on tensor cores (`nf4_rows_bf16`). Pointers are raw device
+    /// addresses on `stream`: `x` `rows × in` (16-byte aligned), `bias` `out` values or 0, `y`
+    /// `rows` rows of `out` values, `ldy` (≥ out) elements apart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_rows(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &Nf4DeviceWeight<'_>,
+        shape: (usize, usize),
+        rows: usize,
+        x_ptr: u64,
+        bias_ptr: u64,
+        (y_ptr, ldy): (u64, usize),
+        accumulate: bool,
+    ) -> Result<()> {
+        let (out, inp) = shape;
+        if !Self::rows_fit(rows, shape) || out * inp != w.n || ldy < out {
+            bail!("NF4 rows product: {rows} rows × a {out}×{inp} weight of {} values (≤ {ROWS_MAX} rows, out % 32, in % 64)", w.n);
+        }
+        if !x_ptr.is_multiple_of(16) || w.packed.len() < w.n / 2 {
+            bail!("NF4 rows product: the input must be 16-byte aligned");
+        }
+        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, w)?;
+        let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
+        let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+        let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
+        let cfg = LaunchConfig {
+            grid_dim: ((out / 32) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let acc = accumulate as i32;
+        let (m, n, k, ld) = (rows as u32, out as u32, inp as u32, ldy as u32);
+        let mut b = stream.launch_builder(&self.rows_bf16);
+        b.arg(&packed)
+            .arg(&plain)
+            .arg(&codes)
+            .arg(&absmax2)
+            .arg(&code2)
+            .arg(&offset)
+            .arg(&nf4)
+            .arg(&x_ptr)
+            .arg(&bias_ptr)
+            .arg(&y_ptr)
+            .arg(&acc)
+            .arg(&m)
+            .arg(&n)
+            .arg(&k)
+            .arg(&ld);
+        // SAFETY: the arguments match `nf4_rows_bf16`'s parameters in order and type. The
+        // weight holds `out × in` codes (checked) with their absmax tables (`absmax_args`
+        // checks their lengths); every thread reads 8 code bytes at 8-byte-aligned offsets
+        // inside them, and 32-byte runs of `x` rows below `rows` at 16-byte-aligned addresses
+        // (`in` a multiple of 64, `x_ptr` checked), touches `y` only at `m·ldy + n` for rows
+        // m below `rows` and columns n below `out ≤ ldy`, and reads `bias` (`out` values) only
+        // when it is not null. The callers take the pointers from live buffers on `stream` of
+        // those sizes.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+}
+
+/// The absmax kernel arguments for a weight: (plain f32 table or 0, double-quant codes or 0,
+/// second-level scales or 0, dynamic map or 0, offset), with the table lengths checked.
+fn absmax_args(stream: &Arc<CudaStream>, w: &Nf4DeviceWeight<'_>) -> Result<(u64, u64, u64, u64, f32)> {
+    let blocks = w.n.div_ceil(BLOCK);
+    let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
+    let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+    Ok(match &w.absmax {
+        Nf4Absmax::Plain(a) => {
+            if a.len() < blocks {
+                bail!("NF4: {} absmax values for {blocks} blocks", a.len());
+            }
+            (ptr_f32(a), 0, 0, 0, 0.0)
+        }
+        Nf4Absmax::Double {
+            codes,
+            absmax2,
+            code2,
+            offset,
+        } => {
+            if codes.len() < blocks
+                || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
+                || code2.len() < 256
+            {
+                bail!("NF4: double-quantised absmax too short for {blocks} blocks");
+            }
+            (
+                0,
+                ptr_u8(codes),
+                ptr_f32(absmax2),
+                ptr_f32(code2),
+                *offset,
+            )
+        }
+    })
 }
 
 /// An `crate::quant::Nf4Weight` resident on the device (uploaded once at load), with the code
@@ -254,6 +427,7 @@ impl Nf4DeviceBuffers {
 pub struct Nf4DequantOp<'a> {
     pub kernels: &'a Nf4Kernels,
     pub weight: &'a Nf4DeviceBuffers,
+    pub layout: Nf4Layout,
 }
 
 impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
@@ -278,7 +452,7 @@ impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
     ) -> candle_core::Result<()> {
         use candle_core::backend::BackendStorage;
         use candle_core::DType;
-        let n = self.weight.numel();
+        let n = self.layout.len(self.weight.numel());
         if !layout.is_contiguous() || layout.shape().elem_count() != n {
             candle_core::bail!(
                 "nf4-dequantize-cuda: the view must be contiguous with {n} elements"
@@ -294,23 +468,153 @@ impl candle_core::InplaceOp1 for Nf4DequantOp<'_> {
                 let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
                 run(self
                     .kernels
-                    .dequantise_to_ptr::<half::bf16>(&stream, &w, ptr, n))
+                    .dequantise_to_ptr::<half::bf16>(&stream, &w, ptr, n, self.layout))
             }
             DType::F16 => {
                 let s = storage.as_cuda_slice_mut::<half::f16>()?;
                 let ptr = s.device_ptr_mut(&stream).0 + (start * 2) as u64;
                 run(self
                     .kernels
-                    .dequantise_to_ptr::<half::f16>(&stream, &w, ptr, n))
+                    .dequantise_to_ptr::<half::f16>(&stream, &w, ptr, n, self.layout))
             }
             DType::F32 => {
                 let s = storage.as_cuda_slice_mut::<f32>()?;
                 let ptr = s.device_ptr_mut(&stream).0 + (start * 4) as u64;
-                run(self.kernels.dequantise_to_ptr::<f32>(&stream, &w, ptr, n))
+                run(self
+                    .kernels
+                    .dequantise_to_ptr::<f32>(&stream, &w, ptr, n, self.layout))
             }
             other => {
                 candle_core::bail!("nf4-dequantize-cuda: cannot write {other:?} (f32, bf16, f16)")
             }
         }
+    }
+}
+
+/// A few bf16 rows times a device-resident NF4 weight, from the codes (`Nf4Kernels::matmul_rows`):
+/// `x.apply_op1_no_bwd(&op)` gives `x · wᵀ + bias`, `c.inplace_op2(&x, &op)` adds
+/// `x · wᵀ (+ bias)` onto columns `column ..` of `c`.
+pub struct Nf4RowsOp<'a> {
+    pub kernels: &'a Nf4Kernels,
+    pub weight: &'a Nf4DeviceBuffers,
+    /// (out, in) of the weight.
+    pub shape: (usize, usize),
+    /// bf16 `[out]` on the same device, or None.
+    pub bias: Option<&'a candle_core::Tensor>,
+    /// Where this product goes in a wider output (`InplaceOp2` only): its first column there;
+    /// the output's row length is the output tensor's own.
+    pub column: usize,
+}
+
+impl Nf4RowsOp<'_> {
+    fn launch(
+        &self,
+        x: &candle_core::cuda_backend::CudaStorage,
+        xl: &candle_core::Layout,
+        y: (u64, usize),
+        accumulate: bool,
+    ) -> candle_core::Result<()> {
+        use candle_core::backend::BackendStorage;
+        let (rows, inp) = xl.shape().dims2()?;
+        if inp != self.shape.1 {
+            candle_core::bail!("NF4 rows product: input {:?} for a {:?} weight", xl.dims(), self.shape);
+        }
+        let stream = x.device().cuda_stream();
+        let xv = super::custom_op::view::<half::bf16>(x, xl)?;
+        let x_ptr = xv.device_ptr(&stream).0;
+        let bias_guard = self.bias.map(|b| b.storage_and_layout());
+        let bias_ptr = match &bias_guard {
+            Some((storage, layout)) => {
+                let candle_core::Storage::Cuda(cs) = &**storage else {
+                    candle_core::bail!("NF4 rows product: the bias is not on the GPU");
+                };
+                if layout.shape().elem_count() != self.shape.0 {
+                    candle_core::bail!("NF4 rows product: bias {:?} for {} outputs", layout.dims(), self.shape.0);
+                }
+                super::custom_op::view::<half::bf16>(cs, layout)?.device_ptr(&stream).0
+            }
+            None => 0,
+        };
+        let w = self.weight.view();
+        self.kernels
+            .matmul_rows(&stream, &w, self.shape, rows, x_ptr, bias_ptr, y, accumulate)
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    }
+}
+
+impl candle_core::CustomOp1 for Nf4RowsOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        super::custom_op::no_cpu("nf4-rows")
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::cuda_backend::CudaStorage,
+        xl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::cuda_backend::CudaStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        let dev = x.device().clone();
+        let rows = xl.shape().dims2()?.0;
+        let out = self.shape.0;
+        // SAFETY: the kernel writes every element of `rows × out` (each (m, n) with m < rows is
+        // written by exactly one thread) before the tensor is handed out.
+        let mut y = unsafe { dev.alloc::<half::bf16>(rows * out)? };
+        let y_ptr = y.device_ptr_mut(&dev.cuda_stream()).0;
+        self.launch(x, xl, (y_ptr, out), false)?;
+        Ok((
+            candle_core::cuda_backend::CudaStorage::wrap_cuda_slice(y, dev),
+            candle_core::Shape::from((rows, out)),
+        ))
+    }
+}
+
+impl candle_core::InplaceOp2 for Nf4RowsOp<'_> {
+    fn name(&self) -> &'static str {
+        "nf4-rows-accumulate"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        super::custom_op::no_cpu("nf4-rows-accumulate")
+    }
+
+    fn cuda_fwd(
+        &self,
+        c: &mut candle_core::cuda_backend::CudaStorage,
+        cl: &candle_core::Layout,
+        x: &candle_core::cuda_backend::CudaStorage,
+        xl: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::backend::BackendStorage;
+        let rows = xl.shape().dims2()?.0;
+        let (c_rows, ldy) = cl.shape().dims2()?;
+        if c_rows != rows || self.column + self.shape.0 > ldy {
+            candle_core::bail!(
+                "NF4 rows accumulate: output {:?} for {rows} rows × {} outputs from column {}",
+                cl.dims(),
+                self.shape.0,
+                self.column
+            );
+        }
+        let (a, _) = cl
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("NF4 rows accumulate: output not contiguous".into()))?;
+        let stream = c.device().cuda_stream();
+        let first = (a + self.column) * 2;
+        let y_ptr = c.as_cuda_slice_mut::<half::bf16>()?.device_ptr_mut(&stream).0 + first as u64;
+        self.launch(x, xl, (y_ptr, ldy), true)
     }
 }

@@ -187,7 +187,7 @@ impl QuantCacheSession {
     /// dense layers are not cached.
     pub fn keep(&self, name: &str, layer: &QLinear, quantised_now: bool) {
         let (state, bias) = match layer.base() {
-            QLinear::Dense(_) | QLinear::Lora(_) => return,
+            QLinear::Dense(_) | QLinear::Lora(_) | QLinear::Stack(_) => return,
             QLinear::Nf4(l) => (LayerState::Nf4(l.shared_weight().clone()), l.bias()),
             QLinear::Q4k(l) => (LayerState::Ggml(l.quantized().clone()), l.bias()),
         };

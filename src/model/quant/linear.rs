@@ -8,6 +8,7 @@ use super::kquant::{kquant_format, KQuantLinear};
 use super::lora_linear::LoraLinear;
 use super::nf4::Nf4Weight;
 use super::nf4_linear::Nf4Linear;
+use super::stacked_linear::StackedLinear;
 use crate::settings::Quant;
 
 /// `y = x · Wᵀ + b`. The model builds every linear layer as `QLinear::dense` and then asks for
@@ -19,6 +20,8 @@ pub enum QLinear {
     Q4k(KQuantLinear),
     /// A quantised layer with its LoRA adapter beside it, unmerged (`LoraMode::Unmerged`).
     Lora(LoraLinear),
+    /// Quantised layers that read the same input, computed as one (`QLinear::stack`).
+    Stack(StackedLinear),
 }
 
 fn tensor_bytes(t: &Tensor) -> usize {
@@ -38,6 +41,7 @@ impl QLinear {
             QLinear::Nf4(l) => l.weight().shape,
             QLinear::Q4k(l) => l.shape(),
             QLinear::Lora(l) => l.base().shape(),
+            QLinear::Stack(l) => l.shape(),
         }
     }
 
@@ -55,20 +59,23 @@ impl QLinear {
             QLinear::Nf4(l) => l.bias(),
             QLinear::Q4k(l) => l.bias(),
             QLinear::Lora(l) => l.base().bias(),
+            QLinear::Stack(l) => l.bias(),
         }
     }
 
     /// Bytes of weight storage, bias included (kept in its dtype).
     pub fn weight_bytes(&self) -> usize {
-        if let QLinear::Lora(l) = self {
-            return l.base().weight_bytes() + l.factor_bytes();
+        match self {
+            QLinear::Lora(l) => return l.base().weight_bytes() + l.factor_bytes(),
+            QLinear::Stack(l) => return l.weight_bytes(),
+            _ => {}
         }
         let bias = self.bias().map(tensor_bytes).unwrap_or(0);
         bias + match self {
             QLinear::Dense(l) => tensor_bytes(l.weight()),
             QLinear::Nf4(l) => l.weight().bytes(),
             QLinear::Q4k(l) => l.quantized_bytes(),
-            QLinear::Lora(_) => 0,
+            QLinear::Lora(_) | QLinear::Stack(_) => 0,
         }
     }
 
@@ -78,6 +85,7 @@ impl QLinear {
             QLinear::Nf4(_) => LayerStorage::Nf4,
             QLinear::Q4k(l) => LayerStorage::Ggml(l.format()),
             QLinear::Lora(l) => l.base().storage(),
+            QLinear::Stack(l) => l.parts()[0].storage(),
         }
     }
 
@@ -195,12 +203,13 @@ impl QLinear {
             QLinear::Nf4(l) => super::huge_pages::advise(&l.weight().packed),
             QLinear::Q4k(_) => 0,
             QLinear::Lora(l) => l.base().advise_huge_pages(),
+            QLinear::Stack(l) => l.parts().iter().map(QLinear::advise_huge_pages).sum(),
         }
     }
 
     /// Whether [`Self::padded`] can widen this layer.
     pub fn can_pad(&self) -> bool {
-        !matches!(self.base(), QLinear::Q4k(_))
+        !matches!(self.base(), QLinear::Q4k(_) | QLinear::Stack(_))
     }
 
     /// The same layer computed as an `out_to × in_to` product (each ≥ its own size) with zero
@@ -235,8 +244,41 @@ impl QLinear {
                 Ok(QLinear::Nf4(l.with_gemm_shape((out_to, in_to), bias)))
             }
             QLinear::Q4k(_) => bail!("k-quant layers cannot be padded"),
+            QLinear::Stack(_) => bail!("stacked layers cannot be padded"),
             QLinear::Lora(l) => Ok(QLinear::Lora(l.padded(out_to, in_to)?)),
         }
+    }
+}
+
+impl QLinear {
+    /// Whether [`Self::forward_onto`] adds in the GEMM for this input: the weight dense or NF4,
+    /// and the GEMM able to add onto its output (`fused::accumulates_in_gemm`: CUDA, bf16).
+    pub fn accumulates_onto(&self, x: &Tensor) -> bool {
+        match self {
+            QLinear::Stack(l) => l.accumulates_onto(x),
+            QLinear::Dense(_) | QLinear::Nf4(_) => crate::gpu::fused::accumulates_in_gemm(x, x),
+            _ => false,
+        }
+    }
+
+    /// `c + x · Wᵀ`, the bias not added (the caller put it into `c`); in the GEMM itself where
+    /// [`Self::accumulates_onto`] says so, else a product and an add.
+    pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {
+        use crate::gpu::fused;
+        Ok(match self {
+            QLinear::Dense(l) => fused::linear_onto(c, x, l.weight())?,
+            QLinear::Nf4(l) => l.forward_onto(x, c)?,
+            QLinear::Stack(l) => l.forward_onto(x, c)?,
+            other => bail!(
+                "adding a product onto another term needs a dense or NF4 layer, not {}",
+                other.storage()
+            ),
+        })
+    }
+
+    /// The bias, if the layer has one.
+    pub fn bias_tensor(&self) -> Option<&Tensor> {
+        self.bias()
     }
 }
 
@@ -249,6 +291,53 @@ impl Module for QLinear {
             QLinear::Nf4(l) => l.forward(x),
             QLinear::Q4k(l) => l.forward(x),
             QLinear::Lora(l) => l.forward(x),
+            QLinear::Stack(l) => Module::forward(l, x),
         }
+    }
+}
+
+impl QLinear {
+    /// Layers that read the same input as one, their outputs side by side in `parts`' order:
+    /// dense layers become one dense layer; layers with a LoRA adapter beside them one layer
+    /// whose base is their bases stacked, its A factors one under the other and its B factors
+    /// block-diagonal (so each part's output sees only its own adapter); other quantised layers
+    /// a `StackedLinear`. Exactly the parts' outputs, concatenated.
+    pub fn stack(parts: Vec<QLinear>) -> Result<QLinear> {
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        if parts.iter().all(|p| matches!(p, QLinear::Dense(_))) {
+            let weights = parts
+                .iter()
+                .filter_map(|p| match p {
+                    QLinear::Dense(l) => Some(l.weight().clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            let bias = StackedLinear::new(parts)?.bias().cloned();
+            return Ok(QLinear::dense(Tensor::cat(&weights, 0)?, bias));
+        }
+        if parts.iter().all(|p| matches!(p, QLinear::Lora(_))) {
+            let loras: Vec<&LoraLinear> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    QLinear::Lora(l) => Some(l),
+                    _ => None,
+                })
+                .collect();
+            let base = QLinear::stack(loras.iter().map(|l| l.base().clone()).collect())?;
+            let down = Tensor::cat(&loras.iter().map(|l| l.down().clone()).collect::<Vec<_>>(), 0)?;
+            let total_rank: usize = loras.iter().map(|l| l.rank()).sum();
+            let mut before = 0;
+            let mut ups = Vec::with_capacity(loras.len());
+            for l in &loras {
+                let r = l.rank();
+                ups.push(l.up().pad_with_zeros(1, before, total_rank - before - r)?);
+                before += r;
+            }
+            let up = Tensor::cat(&ups, 0)?;
+            return Ok(QLinear::Lora(LoraLinear::new(base, down, up)?));
+        }
+        Ok(QLinear::Stack(StackedLinear::new(parts)?))
     }
 }

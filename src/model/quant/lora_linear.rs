@@ -46,6 +46,16 @@ impl LoraLinear {
         &self.base
     }
 
+    /// A `[r, in]`.
+    pub fn down(&self) -> &Tensor {
+        &self.down
+    }
+
+    /// scale·B `[out, r]`.
+    pub fn up(&self) -> &Tensor {
+        &self.up
+    }
+
     pub fn rank(&self) -> usize {
         self.down.dim(0).unwrap_or(0)
     }
@@ -79,8 +89,18 @@ impl Module for LoraLinear {
                     .map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
             }
         }
-        let y = self.base.forward(x)?;
         let low = fused::linear(x, &self.down, None)?;
+        // Where the base GEMM can add onto its output (CUDA, bf16), the adapter's term and the
+        // bias go there first and the base product lands on them: two passes over the output
+        // fewer than a product, a delta and an add.
+        if self.base.accumulates_onto(x) {
+            let c = fused::linear(&low, &self.up, self.base.bias_tensor())?;
+            return self
+                .base
+                .forward_onto(x, c)
+                .map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
+        }
+        let y = self.base.forward(x)?;
         let delta = fused::linear(&low, &self.up, None)?;
         let dtype = y.dtype();
         y + delta.to_dtype(dtype)?

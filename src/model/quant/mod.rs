@@ -29,6 +29,7 @@ pub mod lora_linear;
 pub mod nf4;
 pub mod nf4_linear;
 pub mod scratch;
+pub mod stacked_linear;
 
 pub use cache::{QuantCacheReport, QuantCacheSession};
 pub use cache_file::CacheKey;
@@ -40,3 +41,4 @@ pub use lora_linear::LoraLinear;
 pub use nf4::{AbsmaxState, Nf4Weight, NF4_BLOCKSIZE, NF4_CODE};
 pub use nf4_linear::{Nf4Linear, DIRECT_ROWS_MAX};
 pub use scratch::Nf4Scratch;
+pub use stacked_linear::StackedLinear;

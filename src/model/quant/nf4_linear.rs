@@ -61,6 +61,7 @@ impl Nf4Linear {
     /// This layer computed as a `gemm_shape` product (≥ the weight's shape) with zero rows and
     /// columns; `bias` must already have `gemm_shape.0` entries.
     pub fn with_gemm_shape(self, gemm_shape: (usize, usize), bias: Option<Tensor>) -> Self {
+        self.scratch.reserve(gemm_shape.0 * gemm_shape.1);
         Nf4Linear {
             gemm_shape,
             bias,
@@ -78,24 +79,82 @@ impl Nf4Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+    /// The codes on the GPU (None on the CPU).
+    pub fn device_weight(&self) -> Option<&super::scratch::DeviceNf4> {
+        self.device_weight.as_deref()
+    }
+    pub fn scratch(&self) -> &Arc<Nf4Scratch> {
+        &self.scratch
+    }
+    /// Whether the product is the weight's own shape (not zero-padded).
+    pub fn unpadded(&self) -> bool {
+        self.gemm_shape == self.weight.shape
+    }
+
+    /// On CUDA, a few bf16 rows (a query's tokens) times the weight straight from its codes on
+    /// tensor cores (`gpu::nf4_kernel::Nf4RowsOp`), instead of dequantising the whole weight
+    /// into the scratch and reading it back: `x2 · Wᵀ + bias`, or `onto + x2 · Wᵀ` (the bias
+    /// then already in `onto`). None where it does not apply (the CPU, f32, an unpadded shape
+    /// the kernel does not take, more rows, the kernel switched off: `GpuKernels::nf4_rows`).
+    #[cfg(feature = "cuda")]
+    fn forward_rows(&self, x2: &Tensor, onto: Option<&Tensor>) -> Result<Option<Tensor>> {
+        use crate::gpu::nf4_kernel::{Nf4Kernels, Nf4RowsOp};
+        let rows = x2.dim(0)?;
+        let applies = x2.device().is_cuda()
+            && x2.dtype() == DType::BF16
+            && x2.is_contiguous()
+            && crate::gpu::fused::nf4_rows_enabled()
+            && self.gemm_shape == self.weight.shape
+            && Nf4Kernels::rows_fit(rows, self.weight.shape)
+            && onto.is_none_or(|c| c.dtype() == DType::BF16 && c.is_contiguous());
+        let Some(device_weight) = self.device_weight.as_deref().filter(|_| applies) else {
+            return Ok(None);
+        };
+        let bf16_bias = self
+            .bias
+            .as_ref()
+            .filter(|b| b.dtype() == DType::BF16 && b.is_contiguous());
+        let op = Nf4RowsOp {
+            kernels: self.scratch.kernels()?,
+            weight: device_weight,
+            shape: self.weight.shape,
+            bias: if onto.is_some() { None } else { bf16_bias },
+            column: 0,
+        };
+        Ok(Some(match onto {
+            Some(c) => {
+                c.inplace_op2(x2, &op)?;
+                c.clone()
+            }
+            None => {
+                let y = x2.apply_op1_no_bwd(&op)?;
+                match (&self.bias, bf16_bias) {
+                    (Some(b), None) => crate::gpu::fused::add_bias(y, Some(b))?,
+                    _ => y,
+                }
+            }
+        }))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn forward_rows(&self, _x2: &Tensor, _onto: Option<&Tensor>) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 
     /// The product through the shared scratch, whatever the row count.
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        if let Some(y) = self.forward_rows(&x2, None)? {
+            return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
+        }
         let mut lease = self.scratch.lease();
-        let mut w = lease.dequantize(
+        let w = lease.dequantize(
             &self.weight,
             self.device_weight.as_deref(),
             x.dtype(),
             x.device(),
+            self.gemm_shape,
         )?;
-        let (out, inp) = self.weight.shape;
-        if self.gemm_shape != (out, inp) {
-            // A padded copy of the dequantised weight: a few MB, against the GEMM it speeds up.
-            w = w
-                .pad_with_zeros(0, 0, self.gemm_shape.0 - out)?
-                .pad_with_zeros(1, 0, self.gemm_shape.1 - inp)?;
-        }
         let y = crate::gpu::fused::linear(&x2, &w, self.bias.as_ref())?;
         drop(lease);
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
@@ -110,6 +169,28 @@ impl Nf4Linear {
             && x.dtype() == DType::F32
             && rows <= DIRECT_ROWS_MAX
             && super::gemm::kernels_enabled()
+    }
+
+    /// `c + x · Wᵀ` through the shared scratch, the bias left out (the caller's `c` carries it):
+    /// on CUDA the GEMM adds onto `c` in place (`fused::linear_onto`).
+    pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {
+        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        let rows = x2.dim(0)?;
+        let c = c.reshape((rows, self.gemm_shape.0))?;
+        if let Some(y) = self.forward_rows(&x2, Some(&c))? {
+            return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
+        }
+        let mut lease = self.scratch.lease();
+        let w = lease.dequantize(
+            &self.weight,
+            self.device_weight.as_deref(),
+            x.dtype(),
+            x.device(),
+            self.gemm_shape,
+        )?;
+        let y = crate::gpu::fused::linear_onto(c, &x2, &w)?;
+        drop(lease);
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
     /// The product from the codes directly (CPU).

@@ -75,7 +75,7 @@ impl Nf4Scratch {
     }
 
     #[cfg(feature = "cuda")]
-    fn kernels(&self) -> Result<&crate::gpu::nf4_kernel::Nf4Kernels> {
+    pub(crate) fn kernels(&self) -> Result<&crate::gpu::nf4_kernel::Nf4Kernels> {
         let Device::Cuda(d) = &self.device else {
             anyhow::bail!("NF4 kernels need a CUDA device")
         };
@@ -126,16 +126,9 @@ impl Nf4Scratch {
 }
 
 impl ScratchLease<'_> {
-    /// Dequantises `weight` into the buffer as `dtype` and returns the `[out, in]` view of it.
-    /// The view aliases the buffer: use it before the lease is dropped.
-    pub fn dequantize(
-        &mut self,
-        weight: &Nf4Weight,
-        device_weight: Option<&DeviceNf4>,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
-        let numel = weight.numel();
+    /// The shared buffer, at least `numel` elements of `dtype` (grown, and the capacity raised,
+    /// when it is not).
+    fn buffer(&mut self, numel: usize, dtype: DType, device: &Device) -> Result<Tensor> {
         self.state.capacity = self.state.capacity.max(numel);
         let capacity = self.state.capacity;
         let fits = matches!(&self.state.buffer,
@@ -148,12 +141,76 @@ impl ScratchLease<'_> {
             })?;
             self.state.buffer = Some(buf);
         }
-        let buffer = self
-            .state
+        self.state
             .buffer
-            .as_ref()
-            .ok_or_else(|| anyhow!("NF4 scratch missing"))?;
-        let view = buffer.narrow(0, 0, numel)?;
+            .clone()
+            .ok_or_else(|| anyhow!("NF4 scratch missing"))
+    }
+
+    /// Dequantises the device-resident weights `parts` (all `[out_i, in]`) one under the other
+    /// into the buffer and returns the `[Σ out_i, in]` view: layers that read the same input
+    /// (`StackedLinear`) then run as one GEMM. The view aliases the buffer.
+    #[cfg(feature = "cuda")]
+    pub fn dequantize_stack(
+        &mut self,
+        parts: &[(&Nf4Weight, &DeviceNf4)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let inp = parts.first().map(|(w, _)| w.shape.1).unwrap_or(0);
+        anyhow::ensure!(
+            inp > 0 && parts.iter().all(|(w, _)| w.shape.1 == inp && w.numel() % 64 == 0),
+            "NF4 scratch: stacked weights must share their input width (and be whole 64-blocks)"
+        );
+        let numel: usize = parts.iter().map(|(w, _)| w.numel()).sum();
+        let buffer = self.buffer(numel, dtype, device)?;
+        let mut offset = 0;
+        for (w, dw) in parts {
+            let view = buffer.narrow(0, offset, w.numel())?;
+            view.inplace_op1(&crate::gpu::nf4_kernel::Nf4DequantOp {
+                kernels: self.scratch.kernels()?,
+                weight: dw,
+                layout: crate::gpu::nf4_kernel::Nf4Layout::Flat,
+            })?;
+            offset += w.numel();
+        }
+        Ok(buffer.narrow(0, 0, numel)?.reshape((numel / inp, inp))?)
+    }
+
+    /// Dequantises `weight` into the buffer as `dtype` and returns the `gemm_shape` view of it:
+    /// the `[out, in]` weight in its top-left corner, zeros around it where `gemm_shape` is
+    /// larger (the padded GEMM shape of `Nf4Linear`). On CUDA the kernel writes the padded
+    /// matrix directly. The view aliases the buffer: use it before the lease is dropped.
+    pub fn dequantize(
+        &mut self,
+        weight: &Nf4Weight,
+        device_weight: Option<&DeviceNf4>,
+        dtype: DType,
+        device: &Device,
+        gemm_shape: (usize, usize),
+    ) -> Result<Tensor> {
+        let numel = gemm_shape.0 * gemm_shape.1;
+        let (out, inp) = weight.shape;
+        anyhow::ensure!(
+            gemm_shape.0 >= out && gemm_shape.1 >= inp,
+            "NF4 scratch: a {out}×{inp} weight does not fit a {}×{} GEMM",
+            gemm_shape.0,
+            gemm_shape.1
+        );
+        let buffer = self.buffer(numel, dtype, device)?;
+        #[cfg(feature = "cuda")]
+        if let (Some(dw), false) = (device_weight, device.is_cpu()) {
+            let view = buffer.narrow(0, 0, numel)?;
+            let op = crate::gpu::nf4_kernel::Nf4DequantOp {
+                kernels: self.scratch.kernels()?,
+                weight: dw,
+                layout: crate::gpu::nf4_kernel::Nf4Layout::for_gemm(weight.shape, gemm_shape),
+            };
+            view.inplace_op1(&op)?;
+            return Ok(view.reshape(gemm_shape)?);
+        }
+        let _ = (device_weight, &self.scratch);
+        let view = buffer.narrow(0, 0, weight.numel())?;
         if device.is_cpu() {
             let absmax = weight.absmax.decode();
             view.inplace_op1(&DequantizeOp {
@@ -161,21 +218,17 @@ impl ScratchLease<'_> {
                 absmax: &absmax,
             })?;
         } else {
-            #[cfg(feature = "cuda")]
-            if let Some(dw) = device_weight {
-                let op = crate::gpu::nf4_kernel::Nf4DequantOp {
-                    kernels: self.scratch.kernels()?,
-                    weight: dw,
-                };
-                view.inplace_op1(&op)?;
-                return Ok(view.reshape(weight.shape)?);
-            }
-            let _ = (device_weight, &self.scratch);
             // No device copy of the weight: dequantise on the host and copy (correct, slow).
             let host = host_dequantize(weight, dtype)?;
             buffer.slice_set(&host.to_device(device)?, 0, 0)?;
         }
-        Ok(view.reshape(weight.shape)?)
+        let w = view.reshape(weight.shape)?;
+        if gemm_shape == weight.shape {
+            return Ok(w);
+        }
+        // A padded copy: a few MB, against the GEMM it speeds up.
+        Ok(w.pad_with_zeros(0, 0, gemm_shape.0 - out)?
+            .pad_with_zeros(1, 0, gemm_shape.1 - inp)?)
     }
 }
 
