@@ -72,7 +72,8 @@ fn compare<T: Nf4Output + QuantElement + bytemuck::Pod>(
         } => {
             let mut m = vec![T::from_f32(0.0); rows_pad * cols_pad];
             for r in 0..rows {
-                m[r * cols_pad..r * cols_pad + cols].copy_from_slice(&flat[r * cols..(r + 1) * cols]);
+                m[r * cols_pad..r * cols_pad + cols]
+                    .copy_from_slice(&flat[r * cols..(r + 1) * cols]);
             }
             m
         }
@@ -249,7 +250,9 @@ fn rows_checks(k: &Nf4Kernels, stream: &Arc<CudaStream>) -> Result<Vec<Nf4Check>
         let d = Nf4DeviceBuffers::upload(stream, &w)?;
         let wd: Vec<f64> = w.dequantize::<bf16>()?.iter().map(|v| v.to_f64()).collect();
         let unit = |j: usize, salt: usize| (((j * 2654435761 + salt) % 1000) as f64 / 500.0) - 1.0;
-        let x: Vec<bf16> = (0..rows * inp).map(|j| bf16::from_f64(unit(j, 7))).collect();
+        let x: Vec<bf16> = (0..rows * inp)
+            .map(|j| bf16::from_f64(unit(j, 7)))
+            .collect();
         let bias: Vec<bf16> = (0..out).map(|j| bf16::from_f64(unit(j, 3))).collect();
         let want: Vec<f64> = (0..rows * out)
             .map(|e| {
@@ -279,7 +282,10 @@ fn rows_checks(k: &Nf4Kernels, stream: &Arc<CudaStream>) -> Result<Vec<Nf4Check>
             got.iter()
                 .enumerate()
                 .map(|(e, g)| (g.to_f64() - f(e)).abs() / scale)
-                .fold(0f64, |a, v| if v.is_nan() { f64::INFINITY } else { a.max(v) })
+                .fold(
+                    0f64,
+                    |a, v| if v.is_nan() { f64::INFINITY } else { a.max(v) },
+                )
         };
         let e1 = worst(&once, &|e| want[e]);
         let e2 = worst(&twice, &|e| 2.0 * want[e] - bias[e % out].to_f64());

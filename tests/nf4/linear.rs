@@ -181,8 +181,18 @@ fn forward_onto_adds_the_product_without_the_bias() {
         let got = padded.forward_onto(&xp, cp).unwrap();
         assert_eq!(got.dims(), &[9, 48]);
         assert!(rel_max_err(&got.narrow(1, 0, 40).unwrap(), &want) <= 1e-6);
-        let tail = got.narrow(1, 40, 8).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(tail.to_scalar::<f32>().unwrap(), 0.0, "padding outputs stay zero");
+        let tail = got
+            .narrow(1, 40, 8)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert_eq!(
+            tail.to_scalar::<f32>().unwrap(),
+            0.0,
+            "padding outputs stay zero"
+        );
     }
 }
 
@@ -209,31 +219,51 @@ fn stacked_layers_compute_their_parts_side_by_side() {
         .map(|(j, base)| {
             let (out, inp) = base.shape();
             let r = 4 + 2 * j;
-            let a = Tensor::from_vec(random(&mut rng, r * inp, 0.2), (r, inp), &Device::Cpu).unwrap();
-            let b = Tensor::from_vec(random(&mut rng, out * r, 0.2), (out, r), &Device::Cpu).unwrap();
+            let a =
+                Tensor::from_vec(random(&mut rng, r * inp, 0.2), (r, inp), &Device::Cpu).unwrap();
+            let b =
+                Tensor::from_vec(random(&mut rng, out * r, 0.2), (out, r), &Device::Cpu).unwrap();
             QLinear::Lora(LoraLinear::new(base.clone(), a, b).unwrap())
         })
         .collect();
-    for (kind, parts) in [("dense", dense_parts), ("nf4", nf4_parts), ("nf4+lora", lora_parts)] {
+    for (kind, parts) in [
+        ("dense", dense_parts),
+        ("nf4", nf4_parts),
+        ("nf4+lora", lora_parts),
+    ] {
         let stacked = QLinear::stack(parts.clone()).unwrap();
         assert_eq!(stacked.shape(), (128, 128), "{kind}");
         for rows in [3usize, 20] {
-            let x = Tensor::from_vec(random(&mut rng, rows * 128, 1.0), (1, rows, 128), &Device::Cpu)
-                .unwrap();
+            let x = Tensor::from_vec(
+                random(&mut rng, rows * 128, 1.0),
+                (1, rows, 128),
+                &Device::Cpu,
+            )
+            .unwrap();
             let want = Tensor::cat(
-                &parts.iter().map(|p| p.forward(&x).unwrap()).collect::<Vec<_>>(),
+                &parts
+                    .iter()
+                    .map(|p| p.forward(&x).unwrap())
+                    .collect::<Vec<_>>(),
                 2,
             )
             .unwrap();
             let got = stacked.forward(&x).unwrap();
             assert!(rel_max_err(&got, &want) <= 1e-6, "{kind}, {rows} rows");
             if kind != "nf4+lora" {
-                let c = Tensor::from_vec(random(&mut rng, rows * 128, 1.0), (1, rows, 128), &Device::Cpu)
-                    .unwrap();
+                let c = Tensor::from_vec(
+                    random(&mut rng, rows * 128, 1.0),
+                    (1, rows, 128),
+                    &Device::Cpu,
+                )
+                .unwrap();
                 let bias = stacked.bias_tensor().unwrap().clone();
                 let onto = stacked.forward_onto(&x, c.clone()).unwrap();
                 let want_onto = (want.broadcast_sub(&bias).unwrap() + &c).unwrap();
-                assert!(rel_max_err(&onto, &want_onto) <= 1e-6, "{kind} onto, {rows} rows");
+                assert!(
+                    rel_max_err(&onto, &want_onto) <= 1e-6,
+                    "{kind} onto, {rows} rows"
+                );
             }
         }
     }

@@ -97,7 +97,11 @@ pub fn accumulates_in_gemm(x: &Tensor, w: &Tensor) -> bool {
 /// pass), so pass a fresh tensor that nothing else aliases; elsewhere a product and an add.
 pub fn linear_onto(c: Tensor, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if accumulates_in_gemm(x, w) && c.dtype() == DType::BF16 && c.is_contiguous() && w.is_contiguous() {
+    if accumulates_in_gemm(x, w)
+        && c.dtype() == DType::BF16
+        && c.is_contiguous()
+        && w.is_contiguous()
+    {
         let (out, inp) = w.dims2()?;
         let rows = x.elem_count() / inp.max(1);
         if x.dims().last() == Some(&inp) && c.elem_count() == rows * out {

@@ -90,8 +90,9 @@ fn gemm_into<C: DevicePtrMut<bf16>>(
     // C, ldc = out), all bf16 and contiguous, and the bias has `out` values (checked by the
     // callers). `c` is read only when beta ≠ 0, and then holds initialised values (its
     // callers' tensor). The handle's workspace belongs to this thread and stream (`handle`).
-    unsafe { handle(&stream)?.matmul(cfg, wv, xv, c, bias, None) }
-        .map_err(|e| candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}")))?;
+    unsafe { handle(&stream)?.matmul(cfg, wv, xv, c, bias, None) }.map_err(|e| {
+        candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}"))
+    })?;
     Ok(())
 }
 
@@ -153,9 +154,9 @@ impl LtAccumulate {
             );
         }
         let (xv, wv) = (view::<bf16>(x, xl)?, view::<bf16>(w, wl)?);
-        let (a, b) = cl
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("linear accumulate: output not contiguous".into()))?;
+        let (a, b) = cl.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("linear accumulate: output not contiguous".into())
+        })?;
         let mut cv = c.as_cuda_slice_mut::<bf16>()?.slice_mut(a..b);
         gemm_into(&dev, &xv, &wv, None, &mut cv, (rows, inp, out), 1.0)
     }

@@ -128,7 +128,10 @@ impl Nf4Output for f32 {
 }
 
 impl Nf4Pair {
-    fn load(m: &Arc<candle_core::cuda_backend::cudarc::driver::CudaModule>, ty: &str) -> Result<Self> {
+    fn load(
+        m: &Arc<candle_core::cuda_backend::cudarc::driver::CudaModule>,
+        ty: &str,
+    ) -> Result<Self> {
         Ok(Nf4Pair {
             flat: nvrtc::function(m, &format!("nf4_dequant_{ty}"))?,
             padded: nvrtc::function(m, &format!("nf4_dequant_padded_{ty}"))?,
@@ -315,7 +318,10 @@ impl Nf4Kernels {
 
 /// The absmax kernel arguments for a weight: (plain f32 table or 0, double-quant codes or 0,
 /// second-level scales or 0, dynamic map or 0, offset), with the table lengths checked.
-fn absmax_args(stream: &Arc<CudaStream>, w: &Nf4DeviceWeight<'_>) -> Result<(u64, u64, u64, u64, f32)> {
+fn absmax_args(
+    stream: &Arc<CudaStream>,
+    w: &Nf4DeviceWeight<'_>,
+) -> Result<(u64, u64, u64, u64, f32)> {
     let blocks = w.n.div_ceil(BLOCK);
     let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
     let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
@@ -338,13 +344,7 @@ fn absmax_args(stream: &Arc<CudaStream>, w: &Nf4DeviceWeight<'_>) -> Result<(u64
             {
                 bail!("NF4: double-quantised absmax too short for {blocks} blocks");
             }
-            (
-                0,
-                ptr_u8(codes),
-                ptr_f32(absmax2),
-                ptr_f32(code2),
-                *offset,
-            )
+            (0, ptr_u8(codes), ptr_f32(absmax2), ptr_f32(code2), *offset)
         }
     })
 }
@@ -517,7 +517,11 @@ impl Nf4RowsOp<'_> {
         use candle_core::backend::BackendStorage;
         let (rows, inp) = xl.shape().dims2()?;
         if inp != self.shape.1 {
-            candle_core::bail!("NF4 rows product: input {:?} for a {:?} weight", xl.dims(), self.shape);
+            candle_core::bail!(
+                "NF4 rows product: input {:?} for a {:?} weight",
+                xl.dims(),
+                self.shape
+            );
         }
         let stream = x.device().cuda_stream();
         let xv = super::custom_op::view::<half::bf16>(x, xl)?;
@@ -529,15 +533,23 @@ impl Nf4RowsOp<'_> {
                     candle_core::bail!("NF4 rows product: the bias is not on the GPU");
                 };
                 if layout.shape().elem_count() != self.shape.0 {
-                    candle_core::bail!("NF4 rows product: bias {:?} for {} outputs", layout.dims(), self.shape.0);
+                    candle_core::bail!(
+                        "NF4 rows product: bias {:?} for {} outputs",
+                        layout.dims(),
+                        self.shape.0
+                    );
                 }
-                super::custom_op::view::<half::bf16>(cs, layout)?.device_ptr(&stream).0
+                super::custom_op::view::<half::bf16>(cs, layout)?
+                    .device_ptr(&stream)
+                    .0
             }
             None => 0,
         };
         let w = self.weight.view();
         self.kernels
-            .matmul_rows(&stream, &w, self.shape, rows, x_ptr, bias_ptr, y, accumulate)
+            .matmul_rows(
+                &stream, &w, self.shape, rows, x_ptr, bias_ptr, y, accumulate,
+            )
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
     }
 }
@@ -609,12 +621,16 @@ impl candle_core::InplaceOp2 for Nf4RowsOp<'_> {
                 self.column
             );
         }
-        let (a, _) = cl
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("NF4 rows accumulate: output not contiguous".into()))?;
+        let (a, _) = cl.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("NF4 rows accumulate: output not contiguous".into())
+        })?;
         let stream = c.device().cuda_stream();
         let first = (a + self.column) * 2;
-        let y_ptr = c.as_cuda_slice_mut::<half::bf16>()?.device_ptr_mut(&stream).0 + first as u64;
+        let y_ptr = c
+            .as_cuda_slice_mut::<half::bf16>()?
+            .device_ptr_mut(&stream)
+            .0
+            + first as u64;
         self.launch(x, xl, (y_ptr, ldy), true)
     }
 }

@@ -326,7 +326,10 @@ impl QLinear {
                 })
                 .collect();
             let base = QLinear::stack(loras.iter().map(|l| l.base().clone()).collect())?;
-            let down = Tensor::cat(&loras.iter().map(|l| l.down().clone()).collect::<Vec<_>>(), 0)?;
+            let down = Tensor::cat(
+                &loras.iter().map(|l| l.down().clone()).collect::<Vec<_>>(),
+                0,
+            )?;
             let total_rank: usize = loras.iter().map(|l| l.rank()).sum();
             let mut before = 0;
             let mut ups = Vec::with_capacity(loras.len());

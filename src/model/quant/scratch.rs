@@ -159,7 +159,10 @@ impl ScratchLease<'_> {
     ) -> Result<Tensor> {
         let inp = parts.first().map(|(w, _)| w.shape.1).unwrap_or(0);
         anyhow::ensure!(
-            inp > 0 && parts.iter().all(|(w, _)| w.shape.1 == inp && w.numel() % 64 == 0),
+            inp > 0
+                && parts
+                    .iter()
+                    .all(|(w, _)| w.shape.1 == inp && w.numel() % 64 == 0),
             "NF4 scratch: stacked weights must share their input width (and be whole 64-blocks)"
         );
         let numel: usize = parts.iter().map(|(w, _)| w.numel()).sum();

@@ -111,7 +111,12 @@ impl StackedLinear {
 
     /// The GPU product of NF4 `parts`: onto `onto` (bias already there) or with the bias.
     #[cfg(feature = "cuda")]
-    fn gpu_product(&self, parts: &[&Nf4Linear], x: &Tensor, onto: Option<Tensor>) -> Result<Tensor> {
+    fn gpu_product(
+        &self,
+        parts: &[&Nf4Linear],
+        x: &Tensor,
+        onto: Option<Tensor>,
+    ) -> Result<Tensor> {
         let (out, inp) = self.shape();
         let rows = x.elem_count() / inp.max(1);
         let mut out_dims = x.dims().to_vec();
@@ -137,14 +142,21 @@ impl StackedLinear {
     /// A query's few rows: each part from its codes into its columns of one output
     /// (`Nf4RowsOp`), or None where the kernel does not take them.
     #[cfg(feature = "cuda")]
-    fn rows_product(&self, parts: &[&Nf4Linear], x2: &Tensor, onto: Option<&Tensor>) -> Result<Option<Tensor>> {
+    fn rows_product(
+        &self,
+        parts: &[&Nf4Linear],
+        x2: &Tensor,
+        onto: Option<&Tensor>,
+    ) -> Result<Option<Tensor>> {
         use crate::gpu::nf4_kernel::{Nf4Kernels, Nf4RowsOp};
         use candle_core::DType;
         let rows = x2.dim(0)?;
         let (out, _) = self.shape();
         let fits = fused::nf4_rows_enabled()
             && x2.dtype() == DType::BF16
-            && parts.iter().all(|p| Nf4Kernels::rows_fit(rows, p.weight().shape))
+            && parts
+                .iter()
+                .all(|p| Nf4Kernels::rows_fit(rows, p.weight().shape))
             && self.bias.as_ref().is_none_or(|b| b.dtype() == DType::BF16)
             && onto.is_none_or(|c| c.dtype() == DType::BF16 && c.is_contiguous());
         if !fits {
