@@ -147,6 +147,19 @@ impl Nf4Linear {
         if let Some(y) = self.forward_rows(&x2, None)? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
+        let y = self.with_scratch_weight(&x2, |w| {
+            crate::gpu::fused::linear(&x2, w, self.bias.as_ref())
+        })?;
+        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
+    }
+
+    /// `product` of the weight dequantised into the shared scratch (in `x`'s dtype, on its
+    /// device, in the GEMM shape), the scratch held only while it runs.
+    fn with_scratch_weight(
+        &self,
+        x: &Tensor,
+        product: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<Tensor> {
         let mut lease = self.scratch.lease();
         let w = lease.dequantize(
             &self.weight,
@@ -155,9 +168,7 @@ impl Nf4Linear {
             x.device(),
             self.gemm_shape,
         )?;
-        let y = crate::gpu::fused::linear(&x2, &w, self.bias.as_ref())?;
-        drop(lease);
-        Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
+        Ok(product(&w)?)
     }
 
     /// Whether [`Self::forward`] takes the product from the codes directly for `x`: f32
@@ -180,16 +191,7 @@ impl Nf4Linear {
         if let Some(y) = self.forward_rows(&x2, Some(&c))? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
-        let mut lease = self.scratch.lease();
-        let w = lease.dequantize(
-            &self.weight,
-            self.device_weight.as_deref(),
-            x.dtype(),
-            x.device(),
-            self.gemm_shape,
-        )?;
-        let y = crate::gpu::fused::linear_onto(c, &x2, &w)?;
-        drop(lease);
+        let y = self.with_scratch_weight(&x2, |w| crate::gpu::fused::linear_onto(c, &x2, w))?;
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
