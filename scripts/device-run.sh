@@ -160,11 +160,13 @@ while [ $# -gt 0 ]; do
       ;;
     cpu-query)
       # The 3B model's query embedding on the host's CPU cores (the CPU search path), per binary
-      # in EMBED_BINS, for CPUQ_QUANT (none,nf4).
+      # in EMBED_BINS, for CPUQ_QUANT (none,nf4); CPUQ_DEVICE=cuda times it on the GPU instead,
+      # CPUQ_PROFILE=1 adds the time by section.
       for bin in ${EMBED_BINS//,/ }; do
         for q in $(echo "${CPUQ_QUANT:-none}" | tr , " "); do
-          note "-- $bin: bench embed --device cpu --quant $q --queries 8 ($(nproc) threads)"
-          "$run_dir/$bin" bench embed --model random:3b --device cpu --quant "$q" --queries 8 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query)" >> "$summary"
+          dev=${CPUQ_DEVICE:-cpu}; prof=""; [ "${CPUQ_PROFILE:-0}" = 1 ] && prof=--profile
+          note "-- $bin: bench embed --device $dev --quant $q --queries 8 $prof ($(nproc) threads)"
+          "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|  )" >> "$summary"
           [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         done
       done
@@ -263,10 +265,12 @@ while [ $# -gt 0 ]; do
     engine-search)
       # Searches through the engine on synthetic pages stored with a random:3b provenance.
       pages=${1:-10000,100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000,100000
-      # SEARCH_BINS (e.g. pagesight,pagesight-prev): the same searches per binary, same pages.
+      # SEARCH_BINS (e.g. pagesight,pagesight-prev): the same searches per binary, same pages;
+      # ENGINE_SEARCH_DEVICE (e.g. cuda:0,0): the devices the page tiles are sharded over.
       for bin in ${SEARCH_BINS//,/ }; do
-      note "-- $bin: bench engine-search --pages $pages --model random:3b"
+      note "-- $bin: bench engine-search --pages $pages --model random:3b ${ENGINE_SEARCH_DEVICE:+--device $ENGINE_SEARCH_DEVICE}"
       "$run_dir/$bin" bench engine-search --pages "$pages" --model random:3b --queries "${SEARCH_QUERIES:-20}" \
+        ${ENGINE_SEARCH_DEVICE:+--device "$ENGINE_SEARCH_DEVICE"} \
         ${ENGINE_SEARCH_CPU:+--with-cpu} --work-dir /tmp/pagesight-bench-search --json "$OUT/engine-search-$bin-$card.json" 2>&1 \
         | tee -a "$OUT/engine-search.log" | grep -E "^\||built in" >> "$summary"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

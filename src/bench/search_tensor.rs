@@ -2,14 +2,14 @@
 //! The page tiles are uploaded once; on CUDA with f16 both kernels run over them — the fused
 //! MaxSim kernel (the default) and the cuBLAS matmul path (the fallback) — each with p50/p99 and
 //! the rate it streamed the resident tiles, then a check that they agree: identical top-10 per
-//! query and the largest score difference over every page of a few queries.
+//! query and the largest score difference over every page of a few queries. The fused kernel
+//! runs twice, with each way of loading tokens (`FusedLoads`), whose scores must be equal.
 
 use super::search::SearchBenchArgs;
 use super::search_timing::{latency, overlap_at_10, time_queries, top10, Latency};
 use pagesight_index::search::{PageScorer, PageView, Query};
-use pagesight_index::tensor_scorer::{TensorKernel, TensorScorer};
+use pagesight_index::tensor_scorer::{FusedLoads, TensorKernel, TensorScorer};
 use pagesight_index::Searcher;
-use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -25,16 +25,18 @@ pub struct TensorRun {
     pub kernel_only_p50_ms: Option<f64>,
     pub kernel_only_gb_per_s: Option<f64>,
     pub top10_agreement_with_cpu_exact: f64,
-    /// One query end to end taken apart, p50 of 7 (ms): listing the snapshot's pages, the
-    /// scorer's `score_all`, and the rest (query checks, top-k).
+    /// One query taken apart, p50 of 7 (ms).
     pub steps_ms: StepsMs,
 }
 
 #[derive(Serialize, Debug, Default)]
 pub struct StepsMs {
+    /// Listing the snapshot's pages (a scorer built for the snapshot skips it).
     pub list_pages: f64,
+    /// The scorer's `score_all` over the listed pages (query upload, kernels, copy back).
     pub score_all: f64,
-    pub rest: f64,
+    /// The visual ranking as the engine asks for it (`Searcher::visual_with`, top 10).
+    pub total: f64,
 }
 
 /// Where one query's time goes outside the kernel (p50 of 7 of each step).
@@ -42,11 +44,7 @@ fn steps(s: &Searcher, q: &Query, scorer: &TensorScorer, dim: usize) -> anyhow::
     let (mut list, mut score, mut total) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..7 {
         let t = Instant::now();
-        // As `Searcher::visual_with` lists them (all cores).
-        let views: Vec<PageView<'_>> = (0..s.num_pages())
-            .into_par_iter()
-            .map(|i| s.page_view(i))
-            .collect();
+        let views = s.page_views();
         list.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         scorer.score_all(&q.vectors, q.n_tokens, dim, &views)?;
@@ -56,11 +54,10 @@ fn steps(s: &Searcher, q: &Query, scorer: &TensorScorer, dim: usize) -> anyhow::
         total.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let p50 = |v: Vec<f64>| latency(v).p50_ms;
-    let (list, score, total) = (p50(list), p50(score), p50(total));
     Ok(StepsMs {
-        list_pages: list,
-        score_all: score,
-        rest: (total - list - score).max(0.0),
+        list_pages: p50(list),
+        score_all: p50(score),
+        total: p50(total),
     })
 }
 
@@ -79,8 +76,11 @@ pub struct FusedCheck {
 
 #[derive(Serialize, Debug)]
 pub struct TensorResults {
-    /// The default kernel first, then the fallback where both ran.
+    /// The default kernel first, then the fused kernel's other loads and the fallback where
+    /// they ran.
     pub runs: Vec<TensorRun>,
+    /// Largest |ring − registers| over every page of a few queries (must be 0).
+    pub fused_loads_max_diff: Option<f64>,
     pub fused_vs_matmul: Option<FusedCheck>,
     /// Why the fused kernel did not run, when it did not.
     pub fused_unavailable: Option<String>,
@@ -125,8 +125,8 @@ fn run_one(
         run.scorer, run.upload_secs, run.latency.p50_ms, run.latency.p99_ms, run.resident_gb_per_s, run.top10_agreement_with_cpu_exact
     );
     eprintln!(
-        "    one query: listing pages {:.2} ms, score_all {:.2} ms, checks + top-k {:.2} ms",
-        run.steps_ms.list_pages, run.steps_ms.score_all, run.steps_ms.rest
+        "    one query: top 10 end to end {:.2} ms; apart: listing pages {:.2} ms, score_all over them {:.2} ms",
+        run.steps_ms.total, run.steps_ms.list_pages, run.steps_ms.score_all
     );
     Ok((run, tops))
 }
@@ -183,11 +183,40 @@ pub fn tensor_runs(
     let (first, first_tops) = run_one(&scorer, upload_secs, s, queries, exact_tops)?;
     let mut runs = vec![first];
     let mut fused_vs_matmul = None;
+    let mut fused_loads_max_diff = None;
+    if let Some(default_loads) = scorer.fused_loads() {
+        let other = match default_loads {
+            FusedLoads::SharedRing => FusedLoads::Registers,
+            FusedLoads::Registers => FusedLoads::SharedRing,
+        };
+        scorer.set_fused_loads(other);
+        let (run, _) = run_one(&scorer, upload_secs, s, queries, exact_tops)?;
+        runs.push(run);
+        let views = s.page_views();
+        let mut diff = 0f64;
+        for q in &queries[..queries.len().min(3)] {
+            let theirs = scorer.score_all(&q.vectors, q.n_tokens, a.synthetic.dim, &views)?;
+            scorer.set_fused_loads(default_loads);
+            let ours = scorer.score_all(&q.vectors, q.n_tokens, a.synthetic.dim, &views)?;
+            scorer.set_fused_loads(other);
+            for (x, y) in ours.iter().zip(&theirs) {
+                diff = diff.max((x - y).abs() as f64);
+            }
+        }
+        scorer.set_fused_loads(default_loads);
+        eprintln!(
+            "  fused kernel, {} vs {}: max score diff {diff:.2e} over {} pages (must be 0: the same products in the same order)",
+            default_loads.name(),
+            other.name(),
+            views.len()
+        );
+        fused_loads_max_diff = Some(diff);
+    }
     if scorer.kernel() == TensorKernel::Fused {
         scorer.set_kernel(TensorKernel::Matmul)?;
         let (fallback, tops) = run_one(&scorer, upload_secs, s, queries, exact_tops)?;
         runs.push(fallback);
-        let views: Vec<PageView<'_>> = (0..s.num_pages()).map(|i| s.page_view(i)).collect();
+        let views = s.page_views();
         let score_queries = queries.len().min(3);
         let diff = max_score_diff(
             &mut scorer,
@@ -217,6 +246,7 @@ pub fn tensor_runs(
     }
     Ok(Some(TensorResults {
         runs,
+        fused_loads_max_diff,
         fused_vs_matmul,
         fused_unavailable,
     }))

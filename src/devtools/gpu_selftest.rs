@@ -6,6 +6,8 @@
 //! - a deliberately delayed copy stream leaves every result bit-identical (no early reads);
 //! - async-u8's GPU patchify equals the loader's CPU patchify exactly;
 //! - the NF4 kernel equals the CPU dequantisation bit-exactly, and its bandwidth;
+//! - the fused MaxSim kernel (both ways of loading tokens) equals the CPU's exact MaxSim within
+//!   the query's f16 rounding, the two loads bit-identically;
 //! - the model's embeddings on the GPU (bf16, fused kernels on and off) are within the bf16
 //!   tolerance of the f32 reference fixture, and fused equals unfused on 3B shapes.
 
@@ -26,6 +28,9 @@ pub struct GpuSelftestArgs {
     /// Write the full report here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run only these parts (pipeline, nf4, attention, maxsim, model); all by default.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -259,93 +264,95 @@ mod cuda {
         println!("device: {name}");
         rep.json.insert("device".into(), json!(name));
 
-        let batches = make_batches(args.batches, args.batch_size, &cfg, 0x5eed);
-        // CPU reference of every batch: the loader's patchify.
-        let reference: Vec<Vec<f32>> = batches
-            .iter()
-            .map(|b| {
-                let rows: usize = b
-                    .pages
-                    .iter()
-                    .map(|p| cfg.num_patches(p.height, p.width))
-                    .sum();
-                let mut v = vec![0f32; rows * cfg.patch_dim()];
-                b.pack_f32(&mut v).map(|_| v)
-            })
-            .collect::<Result<_>>()?;
+        let want = |part: &str| args.only.is_empty() || args.only.iter().any(|o| o == part);
+        if want("pipeline") {
+            let batches = make_batches(args.batches, args.batch_size, &cfg, 0x5eed);
+            // CPU reference of every batch: the loader's patchify.
+            let reference: Vec<Vec<f32>> = batches
+                .iter()
+                .map(|b| {
+                    let rows: usize = b
+                        .pages
+                        .iter()
+                        .map(|p| cfg.num_patches(p.height, p.width))
+                        .sum();
+                    let mut v = vec![0f32; rows * cfg.patch_dim()];
+                    b.pack_f32(&mut v).map(|_| v)
+                })
+                .collect::<Result<_>>()?;
 
-        // 1. Pixels arrive intact in every mode, with and without a delayed copy stream.
-        let mut probe = Probe;
-        for mode in TransferMode::ALL {
-            for delay_ms in [0u64, 20] {
-                exec.transfer_mut()
-                    .set_copy_delay_cycles(delay_ms * SPIN_CYCLES_PER_MS);
-                let label = format!("pixels_{}_delay{}ms", mode.name(), delay_ms);
-                match run_batches(&mut exec, mode, &batches, &mut probe) {
-                    Ok(r) => {
-                        let bad = first_mismatch(&r.outputs, &reference);
-                        let detail = match bad {
-                            None => format!(
-                                "{} batches bit-identical to the CPU patchify",
-                                batches.len()
-                            ),
-                            Some((i, j)) => format!("batch {i} differs at element {j}"),
-                        };
-                        rep.check(&label, bad.is_none(), detail);
+            // 1. Pixels arrive intact in every mode, with and without a delayed copy stream.
+            let mut probe = Probe;
+            for mode in TransferMode::ALL {
+                for delay_ms in [0u64, 20] {
+                    exec.transfer_mut()
+                        .set_copy_delay_cycles(delay_ms * SPIN_CYCLES_PER_MS);
+                    let label = format!("pixels_{}_delay{}ms", mode.name(), delay_ms);
+                    match run_batches(&mut exec, mode, &batches, &mut probe) {
+                        Ok(r) => {
+                            let bad = first_mismatch(&r.outputs, &reference);
+                            let detail = match bad {
+                                None => format!(
+                                    "{} batches bit-identical to the CPU patchify",
+                                    batches.len()
+                                ),
+                                Some((i, j)) => format!("batch {i} differs at element {j}"),
+                            };
+                            rep.check(&label, bad.is_none(), detail);
+                        }
+                        Err(e) => rep.error(&label, e),
                     }
-                    Err(e) => rep.error(&label, e),
                 }
             }
-        }
-        exec.transfer_mut().set_copy_delay_cycles(0);
+            exec.transfer_mut().set_copy_delay_cycles(0);
 
-        // 2. Streams, overlap, identical results under delay, with a compute load.
-        let dim = cfg.patch_dim();
-        let randn = |rows: usize, cols: usize| -> Result<Tensor> {
-            let t = Tensor::randn(0f32, 1.0 / (rows as f32).sqrt(), (rows, cols), &device)?;
-            Ok(t.to_dtype(DType::BF16)?)
-        };
-        let mut chain = MatmulChain {
-            up: randn(dim, 4096)?,
-            down: randn(4096, dim)?,
-            steps: 120,
-        };
-        let mut runs = serde_json::Map::new();
-        let baseline = run_batches(&mut exec, TransferMode::Sync, &batches, &mut chain)?;
-        runs.insert("sync".into(), summary_json(&summarise(&baseline.timings)));
-        let sync_summary = summarise(&baseline.timings);
-        for mode in [TransferMode::Async, TransferMode::AsyncU8] {
-            match run_batches(&mut exec, mode, &batches, &mut chain) {
-                Ok(r) => {
-                    let s = summarise(&r.timings);
-                    let separate = r.timings.iter().all(|t| t.copy_on_separate_stream);
-                    rep.check(
-                        &format!("copy_stream_{}", mode.name()),
-                        separate
-                            && exec.transfer().copy_stream().cu_stream()
-                                != exec.transfer().compute_stream().cu_stream(),
-                        format!(
-                            "copy stream {:?} vs compute stream {:?}",
-                            exec.transfer().copy_stream().cu_stream(),
-                            exec.transfer().compute_stream().cu_stream()
-                        ),
-                    );
-                    let ov = s.overlap_fraction.unwrap_or(0.0);
-                    rep.check(
-                        &format!("overlap_{}", mode.name()),
-                        ov >= 0.95,
-                        format!(
-                            "copy N+1 overlapped compute N in {:.1} % of batches",
-                            ov * 100.0
-                        ),
-                    );
-                    let bad = first_mismatch(&r.outputs, &baseline.outputs);
-                    rep.check(
-                        &format!("same_results_{}", mode.name()),
-                        bad.is_none(),
-                        format!("{:?} (vs sync)", bad),
-                    );
-                    println!(
+            // 2. Streams, overlap, identical results under delay, with a compute load.
+            let dim = cfg.patch_dim();
+            let randn = |rows: usize, cols: usize| -> Result<Tensor> {
+                let t = Tensor::randn(0f32, 1.0 / (rows as f32).sqrt(), (rows, cols), &device)?;
+                Ok(t.to_dtype(DType::BF16)?)
+            };
+            let mut chain = MatmulChain {
+                up: randn(dim, 4096)?,
+                down: randn(4096, dim)?,
+                steps: 120,
+            };
+            let mut runs = serde_json::Map::new();
+            let baseline = run_batches(&mut exec, TransferMode::Sync, &batches, &mut chain)?;
+            runs.insert("sync".into(), summary_json(&summarise(&baseline.timings)));
+            let sync_summary = summarise(&baseline.timings);
+            for mode in [TransferMode::Async, TransferMode::AsyncU8] {
+                match run_batches(&mut exec, mode, &batches, &mut chain) {
+                    Ok(r) => {
+                        let s = summarise(&r.timings);
+                        let separate = r.timings.iter().all(|t| t.copy_on_separate_stream);
+                        rep.check(
+                            &format!("copy_stream_{}", mode.name()),
+                            separate
+                                && exec.transfer().copy_stream().cu_stream()
+                                    != exec.transfer().compute_stream().cu_stream(),
+                            format!(
+                                "copy stream {:?} vs compute stream {:?}",
+                                exec.transfer().copy_stream().cu_stream(),
+                                exec.transfer().compute_stream().cu_stream()
+                            ),
+                        );
+                        let ov = s.overlap_fraction.unwrap_or(0.0);
+                        rep.check(
+                            &format!("overlap_{}", mode.name()),
+                            ov >= 0.95,
+                            format!(
+                                "copy N+1 overlapped compute N in {:.1} % of batches",
+                                ov * 100.0
+                            ),
+                        );
+                        let bad = first_mismatch(&r.outputs, &baseline.outputs);
+                        rep.check(
+                            &format!("same_results_{}", mode.name()),
+                            bad.is_none(),
+                            format!("{:?} (vs sync)", bad),
+                        );
+                        println!(
                         "  {}: copy {:.3} ms/batch, critical {:.3} ms/batch (sync {:.3}), H2D {:.1} GB/s, GPU idle between batches {:.2} %",
                         mode.name(),
                         s.copy_ms_total / s.batches as f64,
@@ -354,55 +361,77 @@ mod cuda {
                         s.h2d_bytes_per_sec / 1e9,
                         s.gpu_idle_between_batches_fraction.unwrap_or(0.0) * 100.0
                     );
-                    runs.insert(mode.name().into(), summary_json(&s));
+                        runs.insert(mode.name().into(), summary_json(&s));
+                    }
+                    Err(e) => rep.error(&format!("pipeline_{}", mode.name()), e),
                 }
-                Err(e) => rep.error(&format!("pipeline_{}", mode.name()), e),
-            }
-            exec.transfer_mut()
-                .set_copy_delay_cycles(20 * SPIN_CYCLES_PER_MS);
-            match run_batches(&mut exec, mode, &batches, &mut chain) {
-                Ok(r) => {
-                    let bad = first_mismatch(&r.outputs, &baseline.outputs);
-                    rep.check(
-                        &format!("delayed_copy_identical_{}", mode.name()),
-                        bad.is_none(),
-                        format!("{:?} (20 ms spin before each copy)", bad),
-                    );
+                exec.transfer_mut()
+                    .set_copy_delay_cycles(20 * SPIN_CYCLES_PER_MS);
+                match run_batches(&mut exec, mode, &batches, &mut chain) {
+                    Ok(r) => {
+                        let bad = first_mismatch(&r.outputs, &baseline.outputs);
+                        rep.check(
+                            &format!("delayed_copy_identical_{}", mode.name()),
+                            bad.is_none(),
+                            format!("{:?} (20 ms spin before each copy)", bad),
+                        );
+                    }
+                    Err(e) => rep.error(&format!("delayed_copy_{}", mode.name()), e),
                 }
-                Err(e) => rep.error(&format!("delayed_copy_{}", mode.name()), e),
+                exec.transfer_mut().set_copy_delay_cycles(0);
             }
-            exec.transfer_mut().set_copy_delay_cycles(0);
+            rep.json
+                .insert("pipeline_runs".into(), serde_json::Value::Object(runs));
         }
-        rep.json
-            .insert("pipeline_runs".into(), serde_json::Value::Object(runs));
 
         // 3. NF4 kernel.
-        match gpu_nf4_check::run(&device) {
-            Ok(checks) => {
-                for c in &checks.checks {
-                    rep.check(&c.name, c.ok, c.detail.clone());
+        if want("nf4") {
+            match gpu_nf4_check::run(&device) {
+                Ok(checks) => {
+                    for c in &checks.checks {
+                        rep.check(&c.name, c.ok, c.detail.clone());
+                    }
+                    rep.json.insert("nf4".into(), checks.json);
                 }
-                rep.json.insert("nf4".into(), checks.json);
+                Err(e) => rep.error("nf4_kernel", e),
             }
-            Err(e) => rep.error("nf4_kernel", e),
         }
 
         // 4. The tiled attention kernel against a host softmax attention.
-        match crate::gpu_attention_check::run(&device) {
-            Ok(checks) => {
-                for c in &checks {
-                    rep.check(&c.name, c.ok, c.detail.clone());
+        if want("attention") {
+            match crate::gpu_attention_check::run(&device) {
+                Ok(checks) => {
+                    for c in &checks {
+                        rep.check(&c.name, c.ok, c.detail.clone());
+                    }
                 }
+                Err(e) => rep.error("attention_kernel", e),
             }
-            Err(e) => rep.error("attention_kernel", e),
         }
 
-        // 5. The model on the GPU: reference fixture parity, fused kernels against candle's ops.
+        // 5. The fused MaxSim kernel against the CPU's exact MaxSim.
+        if want("maxsim") {
+            match crate::gpu_maxsim_check::run(&device) {
+                Ok(checks) => {
+                    for c in &checks {
+                        rep.check(&c.name, c.ok, c.detail.clone());
+                    }
+                }
+                Err(e) => rep.error("maxsim_fused", e),
+            }
+        }
+
+        // 6. The model on the GPU: reference fixture parity, fused kernels against candle's ops.
         let fixture = std::path::Path::new("tests/fixtures/colqwen_tiny");
-        for quant in [
-            pagesight_model::settings::Quant::None,
-            pagesight_model::settings::Quant::Nf4,
-        ] {
+        let quants = if want("model") {
+            &[
+                pagesight_model::settings::Quant::None,
+                pagesight_model::settings::Quant::Nf4,
+            ][..]
+        } else {
+            &[][..]
+        };
+        for &quant in quants {
             match crate::gpu_model_check::run(fixture, quant) {
                 Ok((checks, doc)) => {
                     for c in &checks {

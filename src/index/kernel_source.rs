@@ -19,7 +19,12 @@ mod tests {
         let src = maxsim(128);
         assert!(is_self_contained(&src));
         assert!(src.starts_with("#define DIM 128\n"));
-        for kernel in ["maxsim_f16_q16", "maxsim_f16_q32"] {
+        for kernel in [
+            "maxsim_f16_q16",
+            "maxsim_f16_q32",
+            "maxsim_f16_q16_ring",
+            "maxsim_f16_q32_ring",
+        ] {
             assert!(declares_kernel(&src, kernel), "{kernel} missing");
         }
     }

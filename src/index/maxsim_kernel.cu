@@ -111,6 +111,137 @@ __device__ __forceinline__ void maxsim_pages(const unsigned long long* __restric
     }
 }
 
+// ---- The same product with page tokens staged through shared memory by cp.async ----
+// Register double buffers are at ptxas's mercy: with the query fragments holding 64 registers
+// it sinks the next buffer's loads down to their first use, and a warp then waits a full memory
+// latency per 16 tokens. cp.async copies need no registers while in flight, so each warp keeps
+// RING - 1 stages of RING_TOKENS tokens on their way while it multiplies the oldest one, and the
+// ring runs on across the warp's pages (no drain and refill at a page boundary).
+#define RING 3
+#define RING_TOKENS 16
+#define RING_WARPS 4
+#define STAGE_CHUNKS (RING_TOKENS * DIM / 8)   // 16-byte chunks per stage
+// Rows of 64 or 128 dims are a multiple of 128 bytes: tokens 2j and 2j + 1, read in the same
+// 8-lane phase, would hit the same banks. Odd tokens store their chunks with bit 2 flipped.
+#define SWZ(tok) ((DIM % 64 == 0) ? (((tok) & 1u) << 2) : 0u)
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    unsigned r;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_ring() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(RING - 2) : "memory");
+}
+
+// A warp's walk over its pages (e, e + warps, …), one stage of RING_TOKENS tokens at a time.
+struct PageCursor {
+    unsigned e, k, len, slot;
+    const uint4* tok;
+};
+__device__ __forceinline__ void cursor_page(PageCursor& c, const unsigned long long* table, unsigned n) {
+    if (c.e < n) {
+        c.tok = (const uint4*)table[2 * c.e];
+        const unsigned long long meta = table[2 * c.e + 1];
+        c.len = (unsigned)meta;
+        c.slot = (unsigned)(meta >> 32);
+    }
+    c.k = 0;
+}
+__device__ __forceinline__ void cursor_next(PageCursor& c, const unsigned long long* table,
+                                            unsigned n, unsigned warps) {
+    c.k += RING_TOKENS;
+    if (c.k == c.len) { c.e += warps; cursor_page(c, table, n); }
+}
+
+// Issues the producer's next stage into ring slot `s` (an empty group past the warp's last page,
+// so that every iteration commits exactly one group).
+__device__ __forceinline__ void ring_fetch(uint4* ring, unsigned s, PageCursor& p,
+    const unsigned long long* table, unsigned n, unsigned warps, unsigned lane) {
+    if (p.e < n) {
+        const uint4* src = p.tok + p.k * (DIM / 8);
+        uint4* dst = ring + s * STAGE_CHUNKS;
+        #pragma unroll
+        for (unsigned i = lane; i < STAGE_CHUNKS; i += 32) {
+            const unsigned tok = i / (DIM / 8), c = i % (DIM / 8);
+            cp_async16(smem_addr(dst + tok * (DIM / 8) + (c ^ SWZ(tok))), src + i);
+        }
+        cursor_next(p, table, n, warps);
+    }
+    cp_async_commit();
+}
+
+template <int MT>
+__device__ __forceinline__ void maxsim_pages_ring(const unsigned long long* __restrict__ table,
+    unsigned n, const h16* __restrict__ q, float* __restrict__ out, unsigned n_out) {
+    __shared__ uint4 rings[RING_WARPS][RING * STAGE_CHUNKS];
+    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, w = threadIdx.x >> 5;
+    const unsigned warps = gridDim.x * RING_WARPS;
+    uint4* ring = rings[w];
+    const h16* qg = q + (unsigned long long)blockIdx.y * MT * 16 * DIM;
+    unsigned qa[MT][2 * NC][4];
+    #pragma unroll
+    for (int m = 0; m < MT; m++)
+        #pragma unroll
+        for (int i = 0; i < NC; i++)
+            #pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const h16* r0 = qg + (m * 16 + g) * DIM + (4 * i + t) * 8 + 4 * j;
+                const h16* r1 = r0 + 8 * DIM;
+                qa[m][2 * i + j][0] = *(const unsigned*)r0;
+                qa[m][2 * i + j][1] = *(const unsigned*)r1;
+                qa[m][2 * i + j][2] = *(const unsigned*)(r0 + 2);
+                qa[m][2 * i + j][3] = *(const unsigned*)(r1 + 2);
+            }
+    PageCursor prod, cons;
+    prod.e = blockIdx.x * RING_WARPS + w;
+    cursor_page(prod, table, n);
+    cons = prod;
+    #pragma unroll
+    for (unsigned s = 0; s < RING - 1; s++) ring_fetch(ring, s, prod, table, n, warps, lane);
+    float mx[MT][2];
+    #pragma unroll
+    for (int m = 0; m < MT; m++) { mx[m][0] = NEG_INF; mx[m][1] = NEG_INF; }
+    for (unsigned stage = 0; cons.e < n; stage++) {
+        cp_async_wait_ring();   // this lane's copies of the oldest stage have landed
+        __syncwarp();           // … and every lane's; the slot read last iteration is free
+        ring_fetch(ring, (stage + RING - 1) % RING, prod, table, n, warps, lane);
+        const uint4* st = ring + (stage % RING) * STAGE_CHUNKS;
+        uint4 b[RING_TOKENS / 8][NC];
+        #pragma unroll
+        for (int u = 0; u < RING_TOKENS / 8; u++) {
+            const unsigned tok = u * 8 + g;
+            #pragma unroll
+            for (int i = 0; i < NC; i++) b[u][i] = st[tok * (DIM / 8) + ((4 * i + t) ^ SWZ(tok))];
+        }
+        score_tiles<MT, RING_TOKENS / 8>(mx, qa, b);
+        if (cons.k + RING_TOKENS == cons.len) {
+            // The page's last stage: the same reduction as `maxsim_pages`.
+            float s = 0.f;
+            #pragma unroll
+            for (int m = 0; m < MT; m++)
+                #pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    float v = mx[m][h];
+                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+                    s += v;
+                    mx[m][h] = NEG_INF;
+                }
+            s += __shfl_xor_sync(0xffffffffu, s, 4);
+            s += __shfl_xor_sync(0xffffffffu, s, 8);
+            s += __shfl_xor_sync(0xffffffffu, s, 16);
+            if (lane == 0) out[(unsigned long long)blockIdx.y * n_out + cons.slot] = s;
+        }
+        cursor_next(cons, table, n, warps);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
 extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q16(
     const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
     float* __restrict__ out, unsigned n_out) {
@@ -120,4 +251,14 @@ extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q32(
     const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
     float* __restrict__ out, unsigned n_out) {
     maxsim_pages<2>(table, n, q, out, n_out);
+}
+extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q16_ring(
+    const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
+    float* __restrict__ out, unsigned n_out) {
+    maxsim_pages_ring<1>(table, n, q, out, n_out);
+}
+extern "C" __global__ void __launch_bounds__(128, 4) maxsim_f16_q32_ring(
+    const unsigned long long* __restrict__ table, unsigned n, const h16* __restrict__ q,
+    float* __restrict__ out, unsigned n_out) {
+    maxsim_pages_ring<2>(table, n, q, out, n_out);
 }

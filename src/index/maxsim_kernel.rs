@@ -17,12 +17,17 @@
 //! the query's dims in the same order. Four lanes read a token's 64 contiguous bytes per load,
 //! so every 32-byte sector fetched is used whole.
 //!
+//! Two ways of getting the tokens there (`FusedLoads`): straight into registers, as above, or
+//! staged through a per-warp ring in shared memory by `cp.async` (the default). The products,
+//! maxima and sums are the same instructions in the same order, so both give bit-identical
+//! scores; the ring keeps a warp's next stages in flight without holding registers for them.
+//!
 //! The kernel's CUDA C is `maxsim_kernel.cu` (`kernel_source`), compiled by NVRTC once per
 //! context and dimension.
 
 use super::format::{IndexError, Result};
 use super::kernel_source;
-use super::page_table::{self, ChunkAddr, TableEntry};
+use super::page_table::{self, ChunkAddr, FusedLoads, TableEntry};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
@@ -30,7 +35,8 @@ use candle_core::{Device, Storage, Tensor};
 use pagesight_common::nvrtc;
 use std::sync::{Arc, Mutex};
 
-/// Warps per block; the kernel is bound to 4 blocks per SM (128 registers a thread).
+/// Warps per block, 4 blocks per SM (the kernels are bound to 128 registers a thread); `RING_WARPS` in `maxsim_kernel.cu` is the same number (the ring kernels
+/// index their shared memory by warp).
 const WARPS_PER_BLOCK: u32 = 4;
 const BLOCKS_PER_SM: u32 = 4;
 
@@ -41,6 +47,19 @@ fn err(what: &str) -> impl FnOnce(String) -> IndexError + '_ {
 struct Functions {
     q16: CudaFunction,
     q32: CudaFunction,
+    q16_ring: CudaFunction,
+    q32_ring: CudaFunction,
+}
+
+impl Functions {
+    fn get(&self, loads: FusedLoads, rows: usize) -> &CudaFunction {
+        match (loads, rows == 16) {
+            (FusedLoads::Registers, true) => &self.q16,
+            (FusedLoads::Registers, false) => &self.q32,
+            (FusedLoads::SharedRing, true) => &self.q16_ring,
+            (FusedLoads::SharedRing, false) => &self.q32_ring,
+        }
+    }
 }
 
 /// Compiled modules per (CUDA context, dim): compiling takes NVRTC a fraction of a second.
@@ -55,10 +74,22 @@ fn functions(stream: &Arc<CudaStream>, dim: usize) -> Result<Arc<Functions>> {
     let src = kernel_source::maxsim(dim);
     let compiled = (|| {
         let m = nvrtc::load_module(stream.context(), &format!("pagesight_maxsim_{dim}"), &src)?;
-        anyhow::Ok(Functions {
+        let f = Functions {
             q16: nvrtc::function(&m, "maxsim_f16_q16")?,
             q32: nvrtc::function(&m, "maxsim_f16_q32")?,
-        })
+            q16_ring: nvrtc::function(&m, "maxsim_f16_q16_ring")?,
+            q32_ring: nvrtc::function(&m, "maxsim_f16_q32_ring")?,
+        };
+        // The rings need 4 blocks' static shared memory on each SM: ask for the carveout
+        // that leaves it (the rest stays L1, which these streaming loads bypass anyway).
+        for ring in [&f.q16_ring, &f.q32_ring] {
+            ring.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                100,
+            )
+            .map_err(|e| anyhow::anyhow!("setting the shared-memory carveout: {e:?}"))?;
+        }
+        anyhow::Ok(f)
     })()
     .map_err(|e| err("compiling")(format!("{e:#}")))?;
     let f = Arc::new(compiled);
@@ -71,6 +102,7 @@ fn functions(stream: &Arc<CudaStream>, dim: usize) -> Result<Arc<Functions>> {
 pub struct FusedMaxSim {
     stream: Arc<CudaStream>,
     functions: Arc<Functions>,
+    loads: FusedLoads,
     max_blocks: u32,
     dim: usize,
     chunks: Vec<ChunkAddr>,
@@ -129,12 +161,22 @@ impl FusedMaxSim {
         Ok(FusedMaxSim {
             stream,
             functions,
+            loads: FusedLoads::default(),
             max_blocks: (sms.max(1) as u32) * BLOCKS_PER_SM,
             dim,
             chunks,
             full_table,
             full_pages: full.len(),
         })
+    }
+
+    pub fn loads(&self) -> FusedLoads {
+        self.loads
+    }
+
+    /// Switches how tokens reach the tensor cores (benchmarks compare both; scores are equal).
+    pub fn set_loads(&mut self, loads: FusedLoads) {
+        self.loads = loads;
     }
 
     /// Scores of every page of the full table, `n_out` slots (slots of no page stay 0).
@@ -238,11 +280,7 @@ impl FusedMaxSim {
             (Ok(a), Ok(b)) => (a, b),
             _ => return Err(err("launch")(format!("{n} pages / {n_out} slots"))),
         };
-        let f = if padded.rows == 16 {
-            &self.functions.q16
-        } else {
-            &self.functions.q32
-        };
+        let f = self.functions.get(self.loads, padded.rows);
         let blocks = n32.div_ceil(WARPS_PER_BLOCK).min(self.max_blocks);
         let cfg = LaunchConfig {
             grid_dim: (blocks, padded.groups as u32, 1),
@@ -251,8 +289,8 @@ impl FusedMaxSim {
         };
         let mut b = self.stream.launch_builder(f);
         b.arg(table).arg(&n32).arg(qd).arg(out).arg(&n_out32);
-        // SAFETY: the arguments match `maxsim_f16_q16`/`_q32` in order and type, the variant
-        // chosen by `padded.rows`. `table` holds `n` entries from `page_table::encode`, each the
+        // SAFETY: the arguments match `maxsim_f16_q16`/`_q32` (and their `_ring` twins, same
+        // signature) in order and type, the variant chosen by `padded.rows`. `table` holds `n` entries from `page_table::encode`, each the
         // 16-byte-aligned address of a page inside a chunk tensor (row < pages checked) with a
         // length that is a multiple of 32 tokens, so every 16-byte load stays in that page; the
         // chunk tensors stay alive and unchanged while `self` lives (the owner's promise, see

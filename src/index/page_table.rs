@@ -12,6 +12,25 @@ use super::format::{IndexError, Result};
 /// The kernel consumes a page 32 tokens per loop step.
 pub const TOKEN_MULTIPLE: usize = 32;
 
+/// How the fused kernel brings page tokens to the tensor cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FusedLoads {
+    /// 16-byte global loads into a register double buffer.
+    Registers,
+    /// `cp.async` copies into a ring of stages in shared memory, read back into fragments.
+    #[default]
+    SharedRing,
+}
+
+impl FusedLoads {
+    pub fn name(self) -> &'static str {
+        match self {
+            FusedLoads::Registers => "register loads",
+            FusedLoads::SharedRing => "shared-memory ring",
+        }
+    }
+}
+
 /// Where one resident chunk `[pages, len, dim]` (f16) lives on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkAddr {

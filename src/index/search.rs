@@ -110,12 +110,22 @@ pub trait PageScorer: Send + Sync {
         k: usize,
     ) -> Result<Vec<(u64, f32)>> {
         let scores = self.score_all(q, nq, dim, pages)?;
-        Ok(top_k(
-            scores
-                .into_par_iter()
-                .zip(pages.par_iter().map(|v| v.page_id)),
-            k,
-        ))
+        let ids: Vec<u64> = pages.iter().map(|v| v.page_id).collect();
+        Ok(top_k_scores(&scores, &ids, k))
+    }
+
+    /// The best `k` of every page of `searcher`'s snapshot: by default its pages listed, then
+    /// `top_k`. A scorer built for exactly that snapshot skips the listing (next to a GPU
+    /// scorer it is a real share of the query).
+    fn top_k_snapshot(
+        &self,
+        q: &[f32],
+        nq: usize,
+        dim: usize,
+        searcher: &Searcher,
+        k: usize,
+    ) -> Result<Vec<(u64, f32)>> {
+        self.top_k(q, nq, dim, &searcher.page_views(), k)
     }
 }
 
@@ -156,11 +166,20 @@ pub(crate) struct PageRef {
 pub(crate) struct Snapshot {
     pub provenance: Provenance,
     pub generation: u64,
+    /// Unique to this snapshot in this process (`next_instance`): a scorer built for it knows
+    /// its page list without listing it again.
+    pub instance: u64,
     pub segments: Vec<Arc<SegmentReader>>,
     pub pages: Vec<PageRef>,
     pub by_id: HashMap<u64, usize>,
     pub files: HashMap<[u8; 32], FileEntry>,
     pub text: TextView,
+}
+
+/// A number no other snapshot of this process has.
+pub(crate) fn next_instance() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A cheap, Send + Sync handle on the last commit; unaffected by later ingest.
@@ -202,6 +221,46 @@ pub(crate) fn top_k(scored: impl ParallelIterator<Item = (f32, u64)>, k: usize) 
     out
 }
 
+/// As `top_k`, over scores in a slice (page `i` is `ids[i]`): each thread keeps a chunk's best
+/// in a sorted run and skips, with one comparison, every score below that run's last, so the
+/// common case costs no heap work and no per-item closure of a parallel iterator. A sorted run
+/// costs O(k) per insertion: past `SORTED_RUN_MAX` the heaps of `top_k` do better.
+pub(crate) fn top_k_scores(scores: &[f32], ids: &[u64], k: usize) -> Vec<(u64, f32)> {
+    const CHUNK: usize = 16 * 1024;
+    const SORTED_RUN_MAX: usize = 256;
+    if k > SORTED_RUN_MAX {
+        return top_k(scores.par_iter().copied().zip(ids.par_iter().copied()), k);
+    }
+    if k == 0 {
+        return Vec::new();
+    }
+    let best_of = |start: usize, chunk: &[f32]| {
+        let mut kept: Vec<(u64, f32)> = Vec::with_capacity(k + 1);
+        for (j, &s) in chunk.iter().enumerate() {
+            if kept.len() == k && s.total_cmp(&kept[k - 1].1).is_lt() {
+                continue;
+            }
+            let item = (ids[start + j], s);
+            let at = kept.partition_point(|x| rank_order(x, &item).is_lt());
+            if at < k {
+                kept.insert(at, item);
+                kept.truncate(k);
+            }
+        }
+        kept
+    };
+    scores
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| best_of(c * CHUNK, chunk))
+        .reduce(Vec::new, |mut a, b| {
+            a.extend(b);
+            a.sort_by(rank_order);
+            a.truncate(k);
+            a
+        })
+}
+
 #[derive(Clone, Copy, PartialEq)]
 struct OrdF32(f32);
 impl Eq for OrdF32 {}
@@ -234,6 +293,7 @@ impl Searcher {
             snap: Arc::new(Snapshot {
                 provenance: s.provenance.clone(),
                 generation: s.generation,
+                instance: next_instance(),
                 segments,
                 pages: s.pages.clone(),
                 by_id: s.by_id.clone(),
@@ -241,6 +301,20 @@ impl Searcher {
                 text: s.text.clone(),
             }),
         })
+    }
+
+    /// Which snapshot this is: equal only for clones of the same searcher (or the same open).
+    pub fn instance(&self) -> u64 {
+        self.snap.instance
+    }
+
+    /// Every page of the snapshot as a scorer sees it, in snapshot order (all cores: the
+    /// listing grows with the corpus).
+    pub fn page_views(&self) -> Vec<PageView<'_>> {
+        (0..self.snap.pages.len())
+            .into_par_iter()
+            .map(|i| self.page_view(i))
+            .collect()
     }
 
     /// Generation of the commit this searcher sees.
@@ -321,13 +395,7 @@ impl Searcher {
         let dim = self.check_query(q)?;
         let n = self.snap.pages.len();
         match q.scorer {
-            Scorer::Exact => {
-                // All cores: listing the pages grows with the corpus, and next to a GPU scorer
-                // it is a real share of the query.
-                let views: Vec<PageView<'_>> =
-                    (0..n).into_par_iter().map(|i| self.page_view(i)).collect();
-                exact.top_k(&q.vectors, q.n_tokens, dim, &views, k)
-            }
+            Scorer::Exact => exact.top_k_snapshot(&q.vectors, q.n_tokens, dim, self, k),
             Scorer::Binary { candidates } => {
                 let qw = binary::query_words(&q.vectors, q.n_tokens, dim);
                 let codes = |i: usize| {
@@ -446,11 +514,12 @@ impl Searcher {
     /// Recomputes the checksum of each page (by id): a search checks the pages it returns, so a
     /// page damaged after its segment was checked is refused rather than shown.
     pub fn verify_pages(&self, page_ids: impl IntoIterator<Item = u64>) -> Result<()> {
-        for id in page_ids {
+        // All cores: a result page is a few hundred KiB, and this is on every search's path.
+        let ids: Vec<u64> = page_ids.into_iter().collect();
+        ids.into_par_iter().try_for_each(|id| {
             let (seg, i) = self.entry(id)?;
-            seg.verify_page(i)?;
-        }
-        Ok(())
+            seg.verify_page(i)
+        })
     }
 
     /// Per merged patch, the similarity of the vector that covers it (max over query tokens,
@@ -514,14 +583,21 @@ mod tests {
     #[test]
     fn top_k_equals_a_full_sort_ties_to_the_smaller_id() {
         // Scores from a small set so that many tie; ids shuffled by a multiplicative hash.
-        let scored: Vec<(f32, u64)> = (0..5000u64)
-            .map(|i| (((i * 7919) % 13) as f32 * 0.25, (i * 2654435761) % 100_003))
+        let scored: Vec<(f32, u64)> = (0..40_000u64)
+            .map(|i| {
+                (
+                    ((i * 7919) % 13) as f32 * 0.25,
+                    (i * 2654435761) % 1_000_003,
+                )
+            })
             .collect();
-        for k in [1, 10, 100, 6000] {
+        for k in [0, 1, 10, 100, 300, 50_000] {
             let mut want: Vec<(u64, f32)> = scored.iter().map(|&(s, id)| (id, s)).collect();
             want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             want.truncate(k);
             assert_eq!(top_k(scored.clone().into_par_iter(), k), want, "k = {k}");
+            let (scores, ids): (Vec<f32>, Vec<u64>) = scored.iter().copied().unzip();
+            assert_eq!(top_k_scores(&scores, &ids, k), want, "k = {k}");
         }
     }
 }

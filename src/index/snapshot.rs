@@ -132,6 +132,7 @@ pub(crate) fn build_snapshot(
     Ok(Snapshot {
         provenance: m.provenance.clone(),
         generation: m.generation,
+        instance: super::search::next_instance(),
         segments,
         pages,
         by_id,

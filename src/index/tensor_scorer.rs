@@ -15,6 +15,7 @@
 //! and sum), so it reads fewer bytes than the matmul path; `set_kernel` switches back (`bench
 //! search` runs both and compares their top-10s).
 use super::format::{IndexError, Result};
+pub use super::page_table::FusedLoads;
 use super::page_table::TableEntry;
 use super::search::{PageScorer, PageView, Searcher};
 use super::vectors;
@@ -64,6 +65,8 @@ pub struct TensorScorer {
     /// Page ids in the order the scorer was built with: a query over exactly these pages (the
     /// common full scan) uses the fused kernel's prebuilt table.
     order: Vec<u64>,
+    /// The snapshot (`Searcher::instance`) whose pages `order` lists, when built by `new`.
+    built_for: Option<u64>,
     /// Holds raw device addresses into `chunks`, which live (unchanged) as long as it does.
     fused: FusedSlot,
     kernel: TensorKernel,
@@ -82,10 +85,10 @@ impl TensorScorer {
         chunk_pages: usize,
     ) -> Result<Self> {
         let dim = searcher.provenance().dim;
-        let views: Vec<PageView<'_>> = (0..searcher.num_pages())
-            .map(|i| searcher.page_view(i))
-            .collect();
-        Self::from_views(&views, dim, device, compute, chunk_pages)
+        let mut scorer =
+            Self::from_views(&searcher.page_views(), dim, device, compute, chunk_pages)?;
+        scorer.built_for = Some(searcher.instance());
+        Ok(scorer)
     }
 
     /// Device bytes `new` would hold for `searcher`'s pages (tiles padded to whole groups).
@@ -176,6 +179,7 @@ impl TensorScorer {
             rows,
             resident_bytes,
             order,
+            built_for: None,
             fused,
             kernel,
         })
@@ -200,6 +204,28 @@ impl TensorScorer {
         }
         self.kernel = kernel;
         Ok(())
+    }
+
+    /// How the fused kernel loads page tokens, where it is available (None elsewhere).
+    pub fn fused_loads(&self) -> Option<FusedLoads> {
+        #[cfg(feature = "cuda")]
+        {
+            self.fused.as_ref().ok().map(|f| f.loads())
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            None
+        }
+    }
+
+    /// Switches the fused kernel's loads (benchmarks compare both; the scores are equal).
+    pub fn set_fused_loads(&mut self, loads: FusedLoads) {
+        #[cfg(feature = "cuda")]
+        if let Ok(f) = &mut self.fused {
+            f.set_loads(loads);
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = loads;
     }
 
     /// Bytes of page tiles held on the device (padding included).
@@ -275,6 +301,18 @@ impl TensorScorer {
         }
     }
 
+    /// A sharded scorer calls from a thread of its own: the driver calls that follow act on the
+    /// thread's current context, which must be this device's.
+    fn bind_device(&self) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = &self.device {
+            d.cuda_stream().context().bind_to_thread().map_err(|e| {
+                IndexError::Invalid(format!("tensor scorer: binding the device: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     /// MaxSim of `q` (`[nq, dim]`, compute dtype) against `pages` (`[p, len, dim]`): `[p]` f32.
     /// The similarities come out as `[nq, p·len]` so the max runs over contiguous rows.
     fn chunk_scores(&self, pages: &Tensor, q: &Tensor) -> candle_core::Result<Tensor> {
@@ -295,11 +333,35 @@ impl PageScorer for TensorScorer {
             Device::Cpu => "cpu".to_string(),
             d => format!("{d:?}").to_lowercase(),
         };
-        let kernel = match self.kernel {
-            TensorKernel::Matmul => "matmul",
-            TensorKernel::Fused => "fused",
+        let kernel = match (self.kernel, self.fused_loads()) {
+            (TensorKernel::Matmul, _) => "matmul",
+            (TensorKernel::Fused, Some(FusedLoads::Registers)) => "fused-registers",
+            (TensorKernel::Fused, _) => "fused-ring",
         };
         format!("tensor-{}-{:?}-{kernel}", dev, self.compute).to_lowercase()
+    }
+
+    /// Built for this very snapshot, the fused kernel scores it through its prebuilt table
+    /// without the pages being listed or matched again.
+    fn top_k_snapshot(
+        &self,
+        q: &[f32],
+        nq: usize,
+        dim: usize,
+        searcher: &Searcher,
+        k: usize,
+    ) -> Result<Vec<(u64, f32)>> {
+        #[cfg(feature = "cuda")]
+        if let (Some(built), Ok(fused), TensorKernel::Fused) =
+            (self.built_for, &self.fused, self.kernel)
+        {
+            if built == searcher.instance() && dim == self.dim && q.len() >= nq * dim {
+                self.bind_device()?;
+                let scores = fused.score_full(q, nq, self.order.len())?;
+                return Ok(super::search::top_k_scores(&scores, &self.order, k));
+            }
+        }
+        self.top_k(q, nq, dim, &searcher.page_views(), k)
     }
 
     fn score_all(
@@ -316,14 +378,7 @@ impl PageScorer for TensorScorer {
                 q.len()
             )));
         }
-        // A sharded scorer calls from a thread of its own: the driver calls below act on the
-        // thread's current context, which must be this device's.
-        #[cfg(feature = "cuda")]
-        if let Device::Cuda(d) = &self.device {
-            d.cuda_stream().context().bind_to_thread().map_err(|e| {
-                IndexError::Invalid(format!("tensor scorer: binding the device: {e}"))
-            })?;
-        }
+        self.bind_device()?;
         if self.kernel == TensorKernel::Fused {
             return self.score_fused(q, nq, pages);
         }
