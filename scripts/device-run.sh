@@ -161,12 +161,13 @@ while [ $# -gt 0 ]; do
     cpu-query)
       # The 3B model's query embedding on the host's CPU cores (the CPU search path), per binary
       # in EMBED_BINS, for CPUQ_QUANT (none,nf4); CPUQ_DEVICE=cuda times it on the GPU instead,
-      # CPUQ_PROFILE=1 adds the time by section.
+      # CPUQ_PROFILE=1 adds the time by section, CPUQ_COMPARE=N compares N queries with the
+      # general path (NF4 dequantised, the adapter as products of its own).
       for bin in ${EMBED_BINS//,/ }; do
         for q in $(echo "${CPUQ_QUANT:-none}" | tr , " "); do
           dev=${CPUQ_DEVICE:-cpu}; prof=""; [ "${CPUQ_PROFILE:-0}" = 1 ] && prof=--profile
           note "-- $bin: bench embed --device $dev --quant $q --queries 8 $prof ($(nproc) threads)"
-          "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|  )" >> "$summary"
+          "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof ${CPUQ_COMPARE:+--compare "$CPUQ_COMPARE"} 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|vs general|  )" >> "$summary"
           [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         done
       done
