@@ -217,6 +217,17 @@ mod cuda {
         fn error(&mut self, name: &str, e: anyhow::Error) {
             self.check(name, false, format!("error: {e:#}"));
         }
+        /// Each check of one part, or the part's error under `part`.
+        fn part(&mut self, part: &str, checks: Result<Vec<crate::gpu_nf4_check::Nf4Check>>) {
+            match checks {
+                Ok(checks) => {
+                    for c in &checks {
+                        self.check(&c.name, c.ok, c.detail.clone());
+                    }
+                }
+                Err(e) => self.error(part, e),
+            }
+        }
     }
 
     fn first_mismatch(a: &[Vec<f32>], b: &[Vec<f32>]) -> Option<(usize, usize)> {
@@ -399,26 +410,12 @@ mod cuda {
 
         // 4. The tiled attention kernel against a host softmax attention.
         if want("attention") {
-            match crate::gpu_attention_check::run(&device) {
-                Ok(checks) => {
-                    for c in &checks {
-                        rep.check(&c.name, c.ok, c.detail.clone());
-                    }
-                }
-                Err(e) => rep.error("attention_kernel", e),
-            }
+            rep.part("attention_kernel", crate::gpu_attention_check::run(&device));
         }
 
         // 5. The fused MaxSim kernel against the CPU's exact MaxSim.
         if want("maxsim") {
-            match crate::gpu_maxsim_check::run(&device) {
-                Ok(checks) => {
-                    for c in &checks {
-                        rep.check(&c.name, c.ok, c.detail.clone());
-                    }
-                }
-                Err(e) => rep.error("maxsim_fused", e),
-            }
+            rep.part("maxsim_fused", crate::gpu_maxsim_check::run(&device));
         }
 
         // 6. The model on the GPU: reference fixture parity, fused kernels against candle's ops.

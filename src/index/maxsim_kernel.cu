@@ -54,15 +54,11 @@ __device__ __forceinline__ void score_tiles(float (*mx)[2], const unsigned (*qa)
     }
 }
 
-// table: per page {address of its first token, len | out << 32}; len a multiple of 32.
-// q: [gridDim.y groups][MT·16 rows][DIM] f16. out: [gridDim.y][n_out] f32.
+// The query group's rows as A fragments, kept in registers for the whole launch: row 16m + g
+// (+ 8), in the k order the token loads use (see `maxsim_kernel.rs`).
 template <int MT>
-__device__ __forceinline__ void maxsim_pages(const unsigned long long* __restrict__ table,
-    unsigned n, const h16* __restrict__ q, float* __restrict__ out, unsigned n_out) {
-    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const unsigned warps = gridDim.x * (blockDim.x >> 5);
-    const h16* qg = q + (unsigned long long)blockIdx.y * MT * 16 * DIM;
-    unsigned qa[MT][2 * NC][4];
+__device__ __forceinline__ void load_query(unsigned (*qa)[2 * NC][4], const h16* qg, unsigned g,
+                                           unsigned t) {
     #pragma unroll
     for (int m = 0; m < MT; m++)
         #pragma unroll
@@ -76,6 +72,39 @@ __device__ __forceinline__ void maxsim_pages(const unsigned long long* __restric
                 qa[m][2 * i + j][2] = *(const unsigned*)(r0 + 2);
                 qa[m][2 * i + j][3] = *(const unsigned*)(r1 + 2);
             }
+}
+
+// A page's score from the running maxima: the max over the quad's token columns, then the sum
+// over rows, the quad's own rows, then across the eight row groups (every lane gets it).
+// Zero-padded query rows add max(0, …) = 0.
+template <int MT>
+__device__ __forceinline__ float page_score(const float (*mx)[2]) {
+    float s = 0.f;
+    #pragma unroll
+    for (int m = 0; m < MT; m++)
+        #pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float v = mx[m][h];
+            v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+            v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+            s += v;
+        }
+    s += __shfl_xor_sync(0xffffffffu, s, 4);
+    s += __shfl_xor_sync(0xffffffffu, s, 8);
+    s += __shfl_xor_sync(0xffffffffu, s, 16);
+    return s;
+}
+
+// table: per page {address of its first token, len | out << 32}; len a multiple of 32.
+// q: [gridDim.y groups][MT·16 rows][DIM] f16. out: [gridDim.y][n_out] f32.
+template <int MT>
+__device__ __forceinline__ void maxsim_pages(const unsigned long long* __restrict__ table,
+    unsigned n, const h16* __restrict__ q, float* __restrict__ out, unsigned n_out) {
+    const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const unsigned warps = gridDim.x * (blockDim.x >> 5);
+    const h16* qg = q + (unsigned long long)blockIdx.y * MT * 16 * DIM;
+    unsigned qa[MT][2 * NC][4];
+    load_query<MT>(qa, qg, g, t);
     for (unsigned e = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); e < n; e += warps) {
         const uint4* tok = (const uint4*)table[2 * e];
         const unsigned long long meta = table[2 * e + 1];
@@ -92,21 +121,7 @@ __device__ __forceinline__ void maxsim_pages(const unsigned long long* __restric
             if (k + 32 < len) load_tiles<2>(b0, tok + (k + 32) * (DIM / 8), g, t);
             score_tiles<MT, 2>(mx, qa, b1);
         }
-        // Max over the quad's token columns, then the sum over rows: the quad's own rows, then
-        // across the eight row groups. Zero-padded query rows add max(0, …) = 0.
-        float s = 0.f;
-        #pragma unroll
-        for (int m = 0; m < MT; m++)
-            #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                float v = mx[m][h];
-                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-                s += v;
-            }
-        s += __shfl_xor_sync(0xffffffffu, s, 4);
-        s += __shfl_xor_sync(0xffffffffu, s, 8);
-        s += __shfl_xor_sync(0xffffffffu, s, 16);
+        const float s = page_score<MT>(mx);
         if (lane == 0) out[(unsigned long long)blockIdx.y * n_out + slot] = s;
     }
 }
@@ -184,19 +199,7 @@ __device__ __forceinline__ void maxsim_pages_ring(const unsigned long long* __re
     uint4* ring = rings[w];
     const h16* qg = q + (unsigned long long)blockIdx.y * MT * 16 * DIM;
     unsigned qa[MT][2 * NC][4];
-    #pragma unroll
-    for (int m = 0; m < MT; m++)
-        #pragma unroll
-        for (int i = 0; i < NC; i++)
-            #pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const h16* r0 = qg + (m * 16 + g) * DIM + (4 * i + t) * 8 + 4 * j;
-                const h16* r1 = r0 + 8 * DIM;
-                qa[m][2 * i + j][0] = *(const unsigned*)r0;
-                qa[m][2 * i + j][1] = *(const unsigned*)r1;
-                qa[m][2 * i + j][2] = *(const unsigned*)(r0 + 2);
-                qa[m][2 * i + j][3] = *(const unsigned*)(r1 + 2);
-            }
+    load_query<MT>(qa, qg, g, t);
     PageCursor prod, cons;
     prod.e = blockIdx.x * RING_WARPS + w;
     cursor_page(prod, table, n);
@@ -220,22 +223,11 @@ __device__ __forceinline__ void maxsim_pages_ring(const unsigned long long* __re
         }
         score_tiles<MT, RING_TOKENS / 8>(mx, qa, b);
         if (cons.k + RING_TOKENS == cons.len) {
-            // The page's last stage: the same reduction as `maxsim_pages`.
-            float s = 0.f;
-            #pragma unroll
-            for (int m = 0; m < MT; m++)
-                #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    float v = mx[m][h];
-                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-                    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-                    s += v;
-                    mx[m][h] = NEG_INF;
-                }
-            s += __shfl_xor_sync(0xffffffffu, s, 4);
-            s += __shfl_xor_sync(0xffffffffu, s, 8);
-            s += __shfl_xor_sync(0xffffffffu, s, 16);
+            // The page's last stage.
+            const float s = page_score<MT>(mx);
             if (lane == 0) out[(unsigned long long)blockIdx.y * n_out + cons.slot] = s;
+            #pragma unroll
+            for (int m = 0; m < MT; m++) { mx[m][0] = NEG_INF; mx[m][1] = NEG_INF; }
         }
         cursor_next(cons, table, n, warps);
     }
