@@ -5,7 +5,7 @@
 //! its shard.
 
 use crate::engine::{json_answer, try_search};
-use pagesight::bench::search::build_with;
+use pagesight::bench::search_synthetic::build_with;
 use pagesight::engine::env_vars::{SHARD_CAPACITY, SHARD_OOM};
 use pagesight::engine::{DeviceSet, EngineHandle, Event, SearchMode, SearchRequest, VisualScorer};
 use pagesight::index::synthetic::Corpus;

@@ -4,7 +4,7 @@
 //! user. Reports the first search (index open, model load, page tiles) apart from the warm ones,
 //! and the warm ones' p50/p99 end to end and by step, per mode and scorer.
 
-use super::search::{build_with, CORPUS_VERSION};
+use super::search_synthetic::{build_with, CORPUS_VERSION};
 use super::search_timing::{latency, Latency};
 use anyhow::{bail, Context, Result};
 use clap::Args;

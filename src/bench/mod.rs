@@ -19,6 +19,7 @@ mod search_paired;
 mod search_peers;
 pub mod search_reference;
 mod search_report;
+pub mod search_synthetic;
 pub mod search_tensor;
 mod search_timing;
 pub mod search_variants;

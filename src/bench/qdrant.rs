@@ -5,7 +5,7 @@
 //! and how far each top 10 agrees with the local exact one. Queries are vectors drawn by the
 //! corpus (no model), so the figures compare scoring and transport only.
 
-use super::search::{bench_provenance, build_with, CORPUS_VERSION};
+use super::search_synthetic::{bench_provenance, build_with, CORPUS_VERSION};
 use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -29,7 +29,7 @@ pub struct QdrantBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "2000")]
     pub pages: Vec<usize>,
     #[command(flatten)]
-    pub synthetic: super::search::SyntheticCorpusArgs,
+    pub synthetic: super::search_synthetic::SyntheticCorpusArgs,
     #[arg(long, default_value_t = ExportOptions::default().batch_pages)]
     pub batch_pages: usize,
     #[arg(long)]
@@ -92,7 +92,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             &collection,
         )?;
         let s = Index::open(&dir)?.searcher()?;
-        let queries = super::search::synthetic_queries(
+        let queries = super::search_synthetic::synthetic_queries(
             &corpus,
             n,
             a.synthetic.queries,

@@ -1,6 +1,7 @@
 //! What the app does for a user's action: every view hands its actions here (`act`), and
 //! `bench gui-frames`' autopilot drives the app the same way.
 
+use super::export::save_png_crop;
 use super::*;
 
 impl PagesightApp {
