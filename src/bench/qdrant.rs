@@ -5,13 +5,13 @@
 //! and how far each top 10 agrees with the local exact one. Queries are vectors drawn by the
 //! corpus (no model), so the figures compare scoring and transport only.
 
-use super::search_synthetic::{bench_provenance, build_with, CORPUS_VERSION};
+use super::search_synthetic::{build_with, CORPUS_VERSION};
 use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
 use anyhow::{Context, Result};
 use clap::Args;
 use pagesight_index::search::CpuExact;
 use pagesight_index::synthetic::Corpus;
-use pagesight_index::{Index, Query, Scorer, Searcher};
+use pagesight_index::{Index, Provenance, Query, Scorer, Searcher};
 use pagesight_qdrant::point::point_id;
 use pagesight_qdrant::{ExportOptions, RemoteCollection, RetryPolicy, Server};
 use serde::Serialize;
@@ -74,7 +74,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             n,
             &dir,
             false,
-            &bench_provenance(a.synthetic.dim),
+            &Provenance::synthetic(a.synthetic.dim),
         )
         .with_context(|| format!("building {}", dir.display()))?;
         let collection = format!("bench-{n}-{}", a.synthetic.tokens);

@@ -55,22 +55,6 @@ pub(super) fn synthetic_queries(
         .collect()
 }
 
-pub(super) fn bench_provenance(dim: usize) -> Provenance {
-    Provenance {
-        model: "synthetic-colqwen-shaped".into(),
-        adapter: None,
-        checkpoint_hash: "synthetic".into(),
-        quant: "none".into(),
-        quant_scope: "all".into(),
-        dtype: "f16".into(),
-        lora: None,
-        max_visual_tokens: 768,
-        query_prompt: String::new(),
-        dim,
-        random_weights: true,
-    }
-}
-
 /// Pages generated per batch (all cores) while the previous batch is added and committed.
 const GENERATE_BATCH: usize = 512;
 /// Pages per commit (one segment each): ~0.8 GB of pending f16 vectors at 750 × 128, so 100k
@@ -94,7 +78,7 @@ pub(super) fn build(
         n,
         dir,
         raw,
-        &bench_provenance(a.synthetic.dim),
+        &Provenance::synthetic(a.synthetic.dim),
     )
 }
 

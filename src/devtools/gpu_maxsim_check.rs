@@ -16,24 +16,8 @@ use pagesight_index::{maxsim, Index, PageRecord, Searcher};
 /// Pages per index: enough that every warp of a full grid scores more than one.
 const PAGES: usize = 6000;
 
-fn provenance(dim: usize) -> Provenance {
-    Provenance {
-        model: "gpu-selftest".into(),
-        adapter: None,
-        checkpoint_hash: "selftest".into(),
-        quant: "none".into(),
-        quant_scope: "all".into(),
-        dtype: "f32".into(),
-        lora: None,
-        max_visual_tokens: 768,
-        query_prompt: "Query: ".into(),
-        dim,
-        random_weights: true,
-    }
-}
-
 fn build_index(dir: &std::path::Path, dim: usize, corpus: &Corpus) -> Result<Searcher> {
-    let mut ix = Index::open_or_create(dir, &provenance(dim))?;
+    let mut ix = Index::open_or_create(dir, &Provenance::synthetic(dim))?;
     let mut rng = Rng::new(dim as u64);
     let hash = [dim as u8; 32];
     ix.begin_file(

@@ -32,6 +32,24 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// What synthetic pages record (benchmarks, self-tests): no model made them, and their
+    /// vectors are random.
+    pub fn synthetic(dim: usize) -> Provenance {
+        Provenance {
+            model: "synthetic-colqwen-shaped".into(),
+            adapter: None,
+            checkpoint_hash: "synthetic".into(),
+            quant: "none".into(),
+            quant_scope: "all".into(),
+            dtype: "f16".into(),
+            lora: None,
+            max_visual_tokens: 768,
+            query_prompt: String::new(),
+            dim,
+            random_weights: true,
+        }
+    }
+
     /// How the adapter met the weights: `none` without one, else `unmerged` or `merged`
     /// (indexes made before the choice existed merged it).
     pub fn lora_mode(&self) -> &str {
