@@ -82,12 +82,15 @@ impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // A query's rows on the CPU: the adapter's product added inside the base's pass, not
         // written, transposed and added as products of their own.
-        if let QLinear::Nf4(base) = &*self.base {
-            if base.takes_direct(x) {
-                return base
-                    .forward_direct_beside(x, Some((&self.down, &self.up)))
-                    .map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
-            }
+        let direct = match &*self.base {
+            QLinear::Nf4(base) if base.takes_direct(x) => base
+                .forward_direct_beside(x, Some((&self.down, &self.up)))
+                .map(Some),
+            QLinear::Stack(base) => base.forward_direct_beside(x, &self.down, &self.up),
+            _ => Ok(None),
+        };
+        if let Some(y) = direct.map_err(|e| candle_core::Error::Msg(format!("{e:#}")))? {
+            return Ok(y);
         }
         let low = fused::linear(x, &self.down, None)?;
         // Where the base GEMM can add onto its output (CUDA, bf16), the adapter's term and the

@@ -207,29 +207,55 @@ impl Nf4Linear {
         x: &Tensor,
         adapter: Option<(&Tensor, &Tensor)>,
     ) -> Result<Tensor> {
-        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
+        let (rows, xs) = self.direct_rows(x)?;
+        let low = match adapter {
+            Some((down, _)) => Some(adapter_low(down, &xs, rows, self.weight.shape.1)?),
+            None => None,
+        };
+        let beside = adapter
+            .zip(low.as_ref())
+            .map(|((_, up), low)| (up, low.as_slice()));
+        self.direct_product(x, rows, &xs, beside)
+    }
+
+    /// `x` as the few-row kernels read it: (rows, the rows' f32 values without padding).
+    pub(crate) fn direct_rows(&self, x: &Tensor) -> Result<(usize, Vec<f32>)> {
+        let (x2, _) = flatten_rows(x, self.gemm_shape.1)?;
         let x2 = x2.narrow(1, 0, self.weight.shape.1)?;
         let rows = x2.dim(0)?;
-        let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok((
+            rows,
+            x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    }
+
+    /// The product of `xs` (from [`Self::direct_rows`] of `x`) from the codes, plus `up · low`
+    /// in the same pass when `beside` gives them (`up` `[out, r]`, `low` `rows × r`).
+    pub(crate) fn direct_product(
+        &self,
+        x: &Tensor,
+        rows: usize,
+        xs: &[f32],
+        beside: Option<(&Tensor, &[f32])>,
+    ) -> Result<Tensor> {
+        let (_, lead) = flatten_rows(x, self.gemm_shape.1)?;
         let (out, inp) = self.weight.shape;
         let w = Weight::Nf4(Nf4View {
             packed: &self.weight.packed,
             absmax: &self.weight.absmax,
             blocksize: self.weight.blocksize,
         });
-        let y = match adapter {
-            None => matmul_rows(w, out, inp, &xs, rows),
-            Some((down, up)) => {
-                let r = down.dim(0)?;
-                let low = with_cpu_weight(down, |a| matmul_rows(a, r, inp, &xs, rows))
-                    .context("the adapter's A is not a host weight")?;
+        let y = match beside {
+            None => matmul_rows(w, out, inp, xs, rows),
+            Some((up, low)) => {
+                let r = up.dim(1)?;
                 with_cpu_weight(up, |b| {
                     let beside = Beside {
                         weight: b,
-                        x: &low,
+                        x: low,
                         inp: r,
                     };
-                    matmul_rows_beside(w, out, inp, &xs, rows, beside)
+                    matmul_rows_beside(w, out, inp, xs, rows, beside)
                 })
                 .context("the adapter's B is not a host weight")?
             }
@@ -244,6 +270,13 @@ impl Nf4Linear {
         let y = crate::gpu::fused::add_bias(y, self.bias.as_ref())?;
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
+}
+
+/// An adapter's `A · x` for the few-row kernels: `rows × r` f32 (`down` `[r, in]`, host memory).
+pub(crate) fn adapter_low(down: &Tensor, xs: &[f32], rows: usize, inp: usize) -> Result<Vec<f32>> {
+    let r = down.dim(0)?;
+    with_cpu_weight(down, |a| matmul_rows(a, r, inp, xs, rows))
+        .context("the adapter's A is not a host weight")
 }
 
 /// [rows, out] → [...lead, out].

@@ -92,6 +92,40 @@ impl StackedLinear {
         Ok(Tensor::cat(&ys, ys[0].rank() - 1)?)
     }
 
+    /// A query's few rows on the CPU with an unmerged adapter over the whole stack (`down`
+    /// `[Σ r, in]`, `up` the scaled B `[Σ out_i, Σ r]`, block-diagonal): A·x once, then each part
+    /// from its codes with its rows of B added in the same pass. None where a part does not take
+    /// the few-row kernels (then the caller adds the adapter as products of its own).
+    pub fn forward_direct_beside(
+        &self,
+        x: &Tensor,
+        down: &Tensor,
+        up: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let parts: Option<Vec<&super::nf4_linear::Nf4Linear>> = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                QLinear::Nf4(l) if l.takes_direct(x) => Some(l),
+                _ => None,
+            })
+            .collect();
+        let Some(parts) = parts else {
+            return Ok(None);
+        };
+        let (rows, xs) = parts[0].direct_rows(x)?;
+        let low = super::nf4_linear::adapter_low(down, &xs, rows, self.shape().1)?;
+        let mut ys = Vec::with_capacity(parts.len());
+        let mut row = 0;
+        for (p, part) in parts.iter().zip(&self.parts) {
+            let n = part.out_features();
+            let up_rows = up.narrow(0, row, n)?;
+            ys.push(p.direct_product(x, rows, &xs, Some((&up_rows, &low)))?);
+            row += n;
+        }
+        Ok(Some(Tensor::cat(&ys, ys[0].rank() - 1)?))
+    }
+
     /// `c + x · Wᵀ` with `c` `[.., Σ out_i]` already holding the bias (see `QLinear::forward_onto`).
     pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
