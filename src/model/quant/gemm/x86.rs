@@ -25,9 +25,10 @@ const NIBBLE_SHIFT: [i32; 16] = [4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0]
 impl Simd for Avx2 {
     type V = __m256;
     const LANES: usize = 8;
-    // 12 accumulators of 16 registers, the rest for the weight and its decode.
-    const RMAX: usize = 13;
-    tile_by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13);
+    // 14 accumulators of the 16 registers, one for the weight and one for the input: a query of
+    // 27–28 rows then takes two tiles, not three (each tile reads every weight vector again).
+    const RMAX: usize = 14;
+    tile_by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
     #[inline(always)]
     unsafe fn zero() -> __m256 {
         _mm256_setzero_ps()
