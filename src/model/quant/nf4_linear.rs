@@ -248,7 +248,11 @@ impl Nf4Linear {
         let y = match beside {
             None => matmul_rows(w, out, inp, xs, rows),
             Some((up, low)) => {
-                let r = up.dim(1)?;
+                let (up_out, r) = up.dims2()?;
+                anyhow::ensure!(
+                    up_out == out && low.len() == rows * r,
+                    "the adapter's B is {up_out}×{r} beside a {out}-output layer"
+                );
                 with_cpu_weight(up, |b| {
                     let beside = Beside {
                         weight: b,
@@ -274,7 +278,11 @@ impl Nf4Linear {
 
 /// An adapter's `A · x` for the few-row kernels: `rows × r` f32 (`down` `[r, in]`, host memory).
 pub(crate) fn adapter_low(down: &Tensor, xs: &[f32], rows: usize, inp: usize) -> Result<Vec<f32>> {
-    let r = down.dim(0)?;
+    let (r, down_in) = down.dims2()?;
+    anyhow::ensure!(
+        down_in == inp && xs.len() == rows * inp,
+        "the adapter's A is {r}×{down_in} for {rows} rows of {inp} inputs"
+    );
     with_cpu_weight(down, |a| matmul_rows(a, r, inp, xs, rows))
         .context("the adapter's A is not a host weight")
 }

@@ -114,7 +114,8 @@ impl StackedLinear {
             return Ok(None);
         };
         let (rows, xs) = parts[0].direct_rows(x)?;
-        let low = super::nf4_linear::adapter_low(down, &xs, rows, self.shape().1)?;
+        let inp = xs.len() / rows.max(1);
+        let low = super::nf4_linear::adapter_low(down, &xs, rows, inp)?;
         let mut ys = Vec::with_capacity(parts.len());
         let mut row = 0;
         for (p, part) in parts.iter().zip(&self.parts) {
