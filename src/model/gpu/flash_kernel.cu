@@ -7,13 +7,6 @@
 typedef unsigned short bf;
 #define NEG_INF (-__int_as_float(0x7f800000))
 
-__device__ __forceinline__ void mma16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Four 8×8 b16 matrices from shared memory; lane l gives the address of row l % 8 of matrix
 // l / 8 and receives, of each matrix, row lane / 4, columns 2 (lane % 4) and + 1 (transposed
@@ -159,13 +152,13 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
             for (int kk = 0; kk + 1 < NK; kk += 2) {
                 unsigned b[4];
                 ldsm_x4(b, krow + kk * 16 + lm * 8);
-                mma16816(s[n], qa[kk], b[0], b[1]);
-                mma16816(s[n], qa[kk + 1], b[2], b[3]);
+                mma_bf16_16816(s[n], qa[kk], b[0], b[1]);
+                mma_bf16_16816(s[n], qa[kk + 1], b[2], b[3]);
             }
             if (NK % 2) {
                 unsigned b[2];
                 ldsm_x2(b, krow + (NK - 1) * 16 + (lm & 1) * 8);
-                mma16816(s[n], qa[NK - 1], b[0], b[1]);
+                mma_bf16_16816(s[n], qa[NK - 1], b[0], b[1]);
             }
         }
         // Scale (log2 domain); mask only where some key of the tile may be invisible to this
@@ -224,8 +217,8 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
             for (int n = 0; n < NO; n += 2) {
                 unsigned b[4];
                 ldsm_x4_trans(b, vrow + n * 8);
-                mma16816(o[n], a, b[0], b[1]);
-                mma16816(o[n + 1], a, b[2], b[3]);
+                mma_bf16_16816(o[n], a, b[0], b[1]);
+                mma_bf16_16816(o[n + 1], a, b[2], b[3]);
             }
         }
     }

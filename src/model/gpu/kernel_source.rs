@@ -2,7 +2,8 @@
 //! (`fused_kernel`, `flash_kernel`, `nf4_kernel`) hand it to NVRTC at run time. Outside the
 //! `cuda` feature so that the CPU tests check it.
 
-/// bf16 ⇄ f32 conversions (round to nearest even) that every fused module starts with.
+/// bf16 ⇄ f32 conversions (round to nearest even) and the bf16 tensor-core step that every
+/// module of the model's kernels starts with.
 const FUSED_COMMON: &str = include_str!("fused_common.cuh");
 
 /// The fused elementwise kernels: bias add, residual add into the f32 stream, SiLU·up, RMSNorm
@@ -12,12 +13,17 @@ const ELEMENTWISE: &str = include_str!("fused_kernel.cu");
 /// Tiled flash attention on tensor cores, for one head dimension `HD` (`with_head_dim`).
 pub const FLASH_ATTENTION: &str = include_str!("flash_kernel.cu");
 
-/// NF4 dequantisation to bf16, f16 and f32.
-pub const NF4: &str = include_str!("nf4_kernel.cu");
+/// NF4 dequantisation to bf16, f16 and f32, and a query's few rows from the codes.
+const NF4: &str = include_str!("nf4_kernel.cu");
 
 /// The elementwise module: the conversions, then the kernels.
 pub fn elementwise() -> String {
     format!("{FUSED_COMMON}{ELEMENTWISE}")
+}
+
+/// The NF4 module: the conversions and the tensor-core step, then the kernels.
+pub fn nf4() -> String {
+    format!("{FUSED_COMMON}{NF4}")
 }
 
 /// `source` (a kernel that reads `HD`) compiled for `head_dim`, after the conversions.
@@ -56,12 +62,15 @@ mod tests {
 
     #[test]
     fn nf4_module_declares_its_kernels() {
-        assert!(is_self_contained(NF4));
+        let src = nf4();
+        assert!(is_self_contained(&src));
+        assert!(src.starts_with(FUSED_COMMON) && src.contains("mma_bf16_16816("));
         // One macro, instantiated per output type.
-        assert!(declares(NF4, "NAME"));
+        assert!(declares(&src, "NAME"));
+        assert!(declares(&src, "nf4_rows_bf16"));
         for kernel in ["nf4_dequant_bf16", "nf4_dequant_f16", "nf4_dequant_f32"] {
             assert!(
-                NF4.contains(&format!("NF4_KERNEL({kernel}, ")),
+                src.contains(&format!("NF4_KERNEL({kernel}, ")),
                 "{kernel} missing"
             );
         }

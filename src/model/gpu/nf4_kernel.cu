@@ -1,10 +1,4 @@
-
-__device__ __forceinline__ unsigned short f32_to_bf16_rne(float f) {
-    unsigned int x = __float_as_uint(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x0040u);
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (unsigned short)(x >> 16);
-}
+// Compiled after `fused_common.cuh` (its bf16 conversion and tensor-core step).
 __device__ __forceinline__ unsigned short f32_to_f16_rne(float f) {
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
@@ -71,7 +65,7 @@ extern "C" __global__ void NAME(const unsigned char* __restrict__ packed,       
 
 #define IDENTITY(x) (x)
 
-NF4_KERNEL(nf4_dequant_bf16, unsigned short, STORE_16BIT(f32_to_bf16_rne), f32_to_bf16_rne)
+NF4_KERNEL(nf4_dequant_bf16, unsigned short, STORE_16BIT(f2bf), f2bf)
 NF4_KERNEL(nf4_dequant_f16, unsigned short, STORE_16BIT(f32_to_f16_rne), f32_to_f16_rne)
 NF4_KERNEL(nf4_dequant_f32, float, STORE_F32, IDENTITY)
 
@@ -121,7 +115,7 @@ extern "C" __global__ void NAME(const unsigned char* __restrict__ packed,       
     dst[0] = make_float4(v[0], v[1], v[2], v[3]);                                                 \
     dst[1] = make_float4(v[4], v[5], v[6], v[7]);
 
-NF4_PADDED_KERNEL(nf4_dequant_padded_bf16, unsigned short, STORE8_16BIT(f32_to_bf16_rne))
+NF4_PADDED_KERNEL(nf4_dequant_padded_bf16, unsigned short, STORE8_16BIT(f2bf))
 NF4_PADDED_KERNEL(nf4_dequant_padded_f16, unsigned short, STORE8_16BIT(f32_to_f16_rne))
 NF4_PADDED_KERNEL(nf4_dequant_padded_f32, float, STORE8_F32)
 
@@ -142,13 +136,6 @@ NF4_PADDED_KERNEL(nf4_dequant_padded_f32, float, STORE8_F32)
 // 2t+9}[s] — a bijection on the 64 positions, applied identically to x, so the sum is unchanged.
 // Requires K % 64 == 0 and N % 32 == 0 (the language model's shapes); the caller checks. Row m
 // of y starts `ldy` elements after row m-1 (≥ N): a part of a wider output, e.g. q of q|k|v.
-__device__ __forceinline__ void nf4_mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned char* __restrict__ packed,
         const float* __restrict__ absmax_f32, const unsigned char* __restrict__ qabsmax,
@@ -198,17 +185,17 @@ extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned c
 #pragma unroll
             for (int p = 0; p < 8; p++) {
                 unsigned byte = (words[p >> 2] >> ((p & 3) * 8)) & 0xffu;
-                unsigned hi = f32_to_bf16_rne(__fmul_rn(lut[byte >> 4], a));
-                unsigned lo = f32_to_bf16_rne(__fmul_rn(lut[byte & 15u], a));
+                unsigned hi = f2bf(__fmul_rn(lut[byte >> 4], a));
+                unsigned lo = f2bf(__fmul_rn(lut[byte & 15u], a));
                 wb[p] = hi | (lo << 16);
             }
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 unsigned a0[4] = {xa[0][2 * j], xa[1][2 * j], xa[0][2 * j + 1], xa[1][2 * j + 1]};
-                nf4_mma(acc[0][nt], a0, wb[2 * j], wb[2 * j + 1]);
+                mma_bf16_16816(acc[0][nt], a0, wb[2 * j], wb[2 * j + 1]);
                 if (two_tiles) {
                     unsigned a1[4] = {xa[2][2 * j], xa[3][2 * j], xa[2][2 * j + 1], xa[3][2 * j + 1]};
-                    nf4_mma(acc[1][nt], a1, wb[2 * j], wb[2 * j + 1]);
+                    mma_bf16_16816(acc[1][nt], a1, wb[2 * j], wb[2 * j + 1]);
                 }
             }
         }
@@ -229,6 +216,6 @@ extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned c
         unsigned long long o = (unsigned long long)m * ldy + n;
         if (bias != 0) s += __uint_as_float((unsigned)bias[n] << 16);
         if (accumulate) s += __uint_as_float((unsigned)y[o] << 16);
-        y[o] = f32_to_bf16_rne(s);
+        y[o] = f2bf(s);
     }
 }

@@ -141,7 +141,7 @@ impl Nf4Pair {
 
 impl Nf4Kernels {
     pub fn load(stream: &Arc<CudaStream>) -> Result<Self> {
-        let m = nvrtc::load_module(stream.context(), "pagesight_nf4", kernel_source::NF4)?;
+        let m = nvrtc::load_module(stream.context(), "pagesight_nf4", &kernel_source::nf4())?;
         Ok(Nf4Kernels {
             bf16: Nf4Pair::load(&m, "bf16")?,
             f16: Nf4Pair::load(&m, "f16")?,
@@ -554,20 +554,9 @@ impl Nf4RowsOp<'_> {
     }
 }
 
-impl candle_core::CustomOp1 for Nf4RowsOp<'_> {
-    fn name(&self) -> &'static str {
-        "nf4-rows"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        super::custom_op::no_cpu("nf4-rows")
-    }
-
-    fn cuda_fwd(
+impl Nf4RowsOp<'_> {
+    /// The product into a new `rows × out` tensor (`CustomOp1`).
+    fn cuda_new(
         &self,
         x: &candle_core::cuda_backend::CudaStorage,
         xl: &candle_core::Layout,
@@ -586,24 +575,9 @@ impl candle_core::CustomOp1 for Nf4RowsOp<'_> {
             candle_core::Shape::from((rows, out)),
         ))
     }
-}
 
-impl candle_core::InplaceOp2 for Nf4RowsOp<'_> {
-    fn name(&self) -> &'static str {
-        "nf4-rows-accumulate"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &mut candle_core::CpuStorage,
-        _: &candle_core::Layout,
-        _: &candle_core::CpuStorage,
-        _: &candle_core::Layout,
-    ) -> candle_core::Result<()> {
-        super::custom_op::no_cpu("nf4-rows-accumulate")
-    }
-
-    fn cuda_fwd(
+    /// The product added onto its columns of `c` (`InplaceOp2`).
+    fn cuda_onto(
         &self,
         c: &mut candle_core::cuda_backend::CudaStorage,
         cl: &candle_core::Layout,
@@ -634,3 +608,6 @@ impl candle_core::InplaceOp2 for Nf4RowsOp<'_> {
         self.launch(x, xl, (y_ptr, ldy), true)
     }
 }
+
+super::custom_op::cuda_op!(1, Nf4RowsOp<'_>, "nf4-rows", cuda_new);
+super::custom_op::cuda_op!(inplace 2, Nf4RowsOp<'_>, "nf4-rows-accumulate", cuda_onto);
