@@ -80,8 +80,10 @@ EMBED_FUSED=${EMBED_FUSED:-1}
 EMBED_LT=${EMBED_LT:-1}
 EMBED_LORA=${EMBED_LORA:-unmerged}   # unmerged,merged: the adapter beside NF4, or merged first
 EMBED_BATCH=${EMBED_BATCH:-4}
+EMBED_COMPUTE=${EMBED_COMPUTE:-dtype}   # dtype,fp8: the NF4 layers' arithmetic
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
+CLI_INGEST_COMPUTE=${CLI_INGEST_COMPUTE:-dtype}
 SEARCH_BINS=${SEARCH_BINS:-pagesight}
 EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
 while [ $# -gt 0 ]; do
@@ -102,7 +104,7 @@ while [ $# -gt 0 ]; do
       for dev in ${INGEST_DEVICES:-cuda:0}; do
         note "-- $bin: bench ingest --device $dev"
         "$run_dir/$bin" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
-          --quant "${INGEST_QUANT:-nf4,none}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$bin-${dev//[:,]/_}.json" 2>&1 | tee -a "$OUT/ingest.log" \
+          --quant "${INGEST_QUANT:-nf4,none}" --compute "${INGEST_COMPUTE:-dtype}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$bin-${dev//[:,]/_}.json" 2>&1 | tee -a "$OUT/ingest.log" \
           | grep -E "^\| nf4|^\| none|replica" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       done
@@ -112,12 +114,15 @@ while [ $# -gt 0 ]; do
       # The user's command with its defaults (the device's best precision and transfer) into a
       # fresh index; one run per binary in INGEST_BINS (e.g. "pagesight pagesight-prev"), same pages.
       dir=$1; shift
+      # CLI_INGEST_COMPUTE (e.g. "dtype,fp8"): one run per --compute (dtype is the default's).
       for bin in ${INGEST_BINS//,/ }; do
+      for compute in ${CLI_INGEST_COMPUTE//,/ }; do
         ix=$(mktemp -d /tmp/pagesight-ix.XXXX)
-        note "-- $bin: pagesight ingest $dir --model random:3b (defaults, fresh index)"
-        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
+        note "-- $bin: pagesight ingest $dir --model random:3b --compute $compute (defaults otherwise, fresh index)"
+        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b --compute "$compute" 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         rm -rf "$ix"
+      done
       done
       ;;
     seed)
@@ -140,14 +145,18 @@ while [ $# -gt 0 ]; do
           for rows in ${EMBED_ROWS//,/ }; do
           for lora in ${EMBED_LORA//,/ }; do
           for batch in ${EMBED_BATCH//,/ }; do
+          for compute in ${EMBED_COMPUTE//,/ }; do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
             kernels=""; [ "$f" = 0 ] && kernels="--no-fused-kernels"; [ "$lt" = 0 ] && kernels="$kernels --no-cublaslt"
             [ "$lora" = merged ] && kernels="$kernels --merge-lora"
             [ "$rows" = 0 ] && kernels="$kernels --no-nf4-rows"
-            note "-- $bin: bench embed --quant $q --quant-scope $scope --batch $batch $p $kernels"
-            "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --quant-scope "$scope" --batch "$batch" --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
+            # fp8 applies to NF4 only.
+            [ "$compute" = fp8 ] && [ "$q" != nf4 ] && continue
+            note "-- $bin: bench embed --quant $q --compute $compute --quant-scope $scope --batch $batch $p $kernels"
+            "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --compute "$compute" --quant-scope "$scope" --batch "$batch" --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
           done
           done
           done

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use pagesight::devtools::model_parity::{rel_err, ParityFixture};
-use pagesight::engine::{DType, DeviceChoice, ModelSettings, Quant};
+use pagesight::engine::{Compute, DType, DeviceChoice, ModelSettings, Quant};
 use pagesight::model::colqwen::config::ColQwenConfig;
 use pagesight::model::colqwen::ColQwen;
 use pagesight::model::LoraMode;
@@ -458,6 +458,49 @@ fn nf4_model_with_merged_adapter_matches_merged_reference() {
         rel_err(&got[0], &f32s("nf4_merged.query.0")) > 1e-2,
         "the two forms should differ"
     );
+}
+
+/// `--compute fp8` on the CPU is the f32 emulation of W4A8 (`quant::fp8`) that the GPU's FP8
+/// GEMMs are checked against. On the fixture it must move the page vectors (it computes), by at
+/// most half of what NF4 moves them from the dense model (the fidelity goal); a single
+/// query's few rows skip FP8 on both devices, so it equals NF4's.
+#[test]
+fn fp8_compute_moves_pages_by_at_most_half_of_what_nf4_moves_them() {
+    let mut s = settings(DType::F32, true);
+    let dense = parity().embeddings(&ColQwen::load(&s).unwrap()).unwrap();
+    s.quant = Quant::Nf4;
+    let nf4 = parity().embeddings(&ColQwen::load(&s).unwrap()).unwrap();
+    s.compute = Compute::Fp8;
+    let model = ColQwen::load(&s).unwrap();
+    assert_eq!(model.identity().compute, Compute::Fp8);
+    let fp8 = parity().embeddings(&model).unwrap();
+    let (nf4_moves, fp8_moves) = (
+        rel_err(&nf4.1.concat(), &dense.1.concat()),
+        rel_err(&fp8.1.concat(), &nf4.1.concat()),
+    );
+    eprintln!("pages: fp8 moves {fp8_moves:.3e} from NF4, NF4 {nf4_moves:.3e} from dense");
+    assert!(
+        fp8_moves > 1e-3,
+        "fp8 left the pages as NF4's: {fp8_moves:.2e}"
+    );
+    assert!(
+        fp8_moves <= 0.5 * nf4_moves,
+        "fp8 moves pages {fp8_moves:.3e}, more than half of NF4's {nf4_moves:.3e}"
+    );
+    // One query alone (26 tokens) is a few rows: NF4's own product. (The fixture's four queries
+    // embed as one left-padded batch of 4 × 46 rows, which FP8 does compute.)
+    let one = &queries()[..1];
+    s.compute = Compute::Dtype;
+    let nf4_model = ColQwen::load(&s).unwrap();
+    assert!(
+        rel_err(
+            &model.embed_queries(one).unwrap()[0],
+            &nf4_model.embed_queries(one).unwrap()[0]
+        ) < 1e-6
+    );
+    // Without NF4 there is nothing for fp8 to apply to.
+    s.quant = Quant::None;
+    assert_eq!(s.compute_in_effect(), Compute::Dtype);
 }
 
 /// `pagesight embed` as the command line parses it: `flags`, then `images` (the last flag takes

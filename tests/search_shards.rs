@@ -27,6 +27,7 @@ fn tiny_provenance() -> Provenance {
         quant_scope: "all".into(),
         dtype: "f32".into(),
         lora: None,
+        compute: None,
         max_visual_tokens: 64,
         query_prompt: String::new(),
         dim: 128,

@@ -77,6 +77,7 @@ fn start_into_an_existing_index_keeps_its_precision() {
         quant_scope: "all".into(),
         dtype: "f32".into(),
         lora: None,
+        compute: None,
         max_visual_tokens: 768,
         query_prompt: "Query: {query}".into(),
         dim: 128,

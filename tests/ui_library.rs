@@ -27,6 +27,7 @@ fn made_with(checkpoint: &str) -> Provenance {
         quant_scope: "all".into(),
         dtype: "f32".into(),
         lora: None,
+        compute: None,
         max_visual_tokens: 768,
         query_prompt: "Query: {query}".into(),
         dim: 128,

@@ -8,7 +8,7 @@ use pagesight_engine::{
 };
 use pagesight_model::colqwen::{ColQwen, RANDOM_WARNING};
 use pagesight_model::quant::QuantCacheReport;
-use pagesight_model::settings::LoraMode;
+use pagesight_model::settings::{Compute, LoraMode};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -34,6 +34,9 @@ pub struct EmbedBenchArgs {
     /// the quantised weights.
     #[arg(long)]
     pub merge_lora: bool,
+    /// The NF4 layers' arithmetic: dtype or fp8 (W4A8).
+    #[arg(long, default_value = "dtype")]
+    pub compute: Compute,
     /// Forward passes timed after loading (and, on a GPU, one untimed warm-up pass).
     #[arg(long, default_value_t = 1)]
     pub pages: usize,
@@ -373,6 +376,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         } else {
             LoraMode::Unmerged
         },
+        compute: args.compute,
         max_visual_tokens: Some(768),
         quant_cache: QuantCacheSetting::Off,
         gpu_kernels: args.gpu_kernels.setting(),

@@ -88,6 +88,7 @@ fn provenance(a: &EngineSearchArgs) -> Provenance {
         quant_scope: "all".into(),
         dtype: dtype.name().into(),
         lora: None,
+        compute: None,
         max_visual_tokens: 768,
         query_prompt: String::new(),
         dim: a.dim,

@@ -8,7 +8,7 @@ use clap::Args;
 use pagesight_engine::command::AbSide;
 use pagesight_engine::control::RunControl;
 use pagesight_engine::event::{AbSideResult, Event};
-use pagesight_engine::settings::{DType, DeviceSet, IngestSettings, Quant, TransferMode};
+use pagesight_engine::settings::{Compute, DType, DeviceSet, IngestSettings, Quant, TransferMode};
 use pagesight_engine::stage::Stage;
 use serde_json::json;
 use std::path::PathBuf;
@@ -25,6 +25,10 @@ pub struct IngestBenchArgs {
     /// Quantisations to compare (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "nf4,none")]
     pub quant: Vec<Quant>,
+    /// The NF4 layers' arithmetic to compare (comma-separated: dtype, fp8); fp8 runs only with
+    /// nf4.
+    #[arg(long, value_delimiter = ',', default_value = "dtype")]
+    pub compute: Vec<Compute>,
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 200)]
@@ -51,12 +55,17 @@ pub struct IngestBenchArgs {
     pub json: Option<PathBuf>,
 }
 
-fn settings(a: &IngestBenchArgs, quant: Quant, transfer: TransferMode) -> IngestSettings {
+fn settings(
+    a: &IngestBenchArgs,
+    (quant, compute): (Quant, Compute),
+    transfer: TransferMode,
+) -> IngestSettings {
     let mut s = IngestSettings::with_defaults();
     s.model.model = a.model.clone();
     s.set_devices(&a.device);
     s.model.dtype = a.dtype;
     s.model.quant = quant;
+    s.model.compute = compute;
     s.live.batch_size = a.batch_size.max(1);
     s.live.transfer = transfer;
     s.loader.dpi = a.dpi;
@@ -133,8 +142,8 @@ fn top_stages(r: &AbSideResult) -> String {
 }
 
 pub fn run(a: IngestBenchArgs) -> Result<()> {
-    if a.transfer.is_empty() || a.quant.is_empty() {
-        bail!("give at least one --transfer mode and one --quant");
+    if a.transfer.is_empty() || a.quant.is_empty() || a.compute.is_empty() {
+        bail!("give at least one --transfer mode, one --quant and one --compute");
     }
     let device = pagesight_engine::device_info::describe(a.device.primary());
     println!("device: {}", device.name);
@@ -156,17 +165,28 @@ pub fn run(a: IngestBenchArgs) -> Result<()> {
     });
     let control = RunControl::new();
     let mut runs: Vec<AbSideResult> = Vec::new();
-    for &quant in &a.quant {
+    // Each quantisation with each arithmetic that applies to it (fp8: NF4 only).
+    let precisions: Vec<(Quant, Compute)> = a
+        .quant
+        .iter()
+        .flat_map(|&q| a.compute.iter().map(move |&c| (q, c)))
+        .filter(|&(q, c)| c == Compute::Dtype || q == Quant::Nf4)
+        .collect();
+    for &precision in &precisions {
+        let name = match precision {
+            (quant, Compute::Dtype) => quant.name().to_string(),
+            (quant, compute) => format!("{}+{}", quant.name(), compute.name()),
+        };
         let warm = AbSide {
-            label: format!("warm-up {}", quant.name()),
-            settings: settings(&a, quant, a.transfer[0]),
+            label: format!("warm-up {name}"),
+            settings: settings(&a, precision, a.transfer[0]),
         };
         pagesight_engine::ab::run_side(&a.folder, a.warmup_pages, &warm, &control, &tx)
-            .with_context(|| format!("warm-up run ({})", quant.name()))?;
+            .with_context(|| format!("warm-up run ({name})"))?;
         for &transfer in &a.transfer {
             let side = AbSide {
-                label: format!("{} {}", quant.name(), transfer.name()),
-                settings: settings(&a, quant, transfer),
+                label: format!("{name} {}", transfer.name()),
+                settings: settings(&a, precision, transfer),
             };
             let r = pagesight_engine::ab::run_side(&a.folder, a.pages, &side, &control, &tx)
                 .with_context(|| format!("run '{}'", side.label))?;

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use pagesight_engine::settings::{
-    default_precision, DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings,
+    default_precision, Compute, DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings,
     LoaderSettings, LoraMode, ModelSettings, Precision, Quant, QuantCacheSetting, QuantScope,
     TransferMode,
 };
@@ -81,6 +81,12 @@ pub struct ModelArgs {
     /// Default: the index's own, else all.
     #[arg(long)]
     pub quant_scope: Option<QuantScope>,
+    /// The NF4 layers' GEMMs: dtype (in the compute dtype, bf16 on a GPU; also `bf16`) or fp8
+    /// (W4A8: weights to FP8 E4M3 per output channel, activations per token, on FP8 tensor
+    /// cores, sm_89 and later; on the CPU an f32 emulation, for checking). Default: the index's
+    /// own when adding to an existing index, else dtype.
+    #[arg(long)]
+    pub compute: Option<Compute>,
     /// Upper bound on visual tokens per page (default: the index's own when adding to an
     /// existing index, else the checkpoint's, from its preprocessor_config.json).
     #[arg(long)]
@@ -192,6 +198,7 @@ impl ModelArgs {
             } else {
                 precision.lora
             },
+            compute: self.compute.unwrap_or(precision.compute),
             max_visual_tokens: self.max_visual_tokens,
             quant_cache: self.quant_cache.setting(),
             gpu_kernels: self.gpu_kernels.setting(),

@@ -95,6 +95,7 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
             quant,
             quant_scope: pagesight_model::settings::QuantScope::AllLinear,
             lora: Default::default(),
+            compute: Default::default(),
             max_visual_tokens: None,
             // The check measures quantisation itself.
             quant_cache: pagesight_model::settings::QuantCacheSetting::Off,

@@ -98,7 +98,7 @@ pub fn run(device: &Device) -> Result<Nf4Checks> {
     for (i, &(rows, cols)) in shapes.iter().enumerate() {
         for double in [true, false] {
             let w = random_weight(rows, cols, 0xabc + i as u64, double)?;
-            let d = Nf4DeviceBuffers::upload(&stream, &w)?;
+            let d = Nf4DeviceBuffers::upload(&stream, &w, false)?;
             let tag = format!(
                 "{rows}x{cols}_{}",
                 if double {
@@ -149,7 +149,7 @@ pub fn run(device: &Device) -> Result<Nf4Checks> {
     .enumerate()
     {
         let w = random_weight(rows, cols, 0xdef + i as u64, true)?;
-        let d = Nf4DeviceBuffers::upload(&stream, &w)?;
+        let d = Nf4DeviceBuffers::upload(&stream, &w, false)?;
         let layout = Nf4Layout::Padded {
             rows,
             cols,
@@ -183,7 +183,7 @@ pub fn run(device: &Device) -> Result<Nf4Checks> {
     // Bandwidth: 64 Mi weights (≈ 169 MB moved with bf16 output, over the L2 size), median of 20.
     let w = random_weight(8192, 8192, 7, true)?;
     let n = w.numel();
-    let d = Nf4DeviceBuffers::upload(&stream, &w)?;
+    let d = Nf4DeviceBuffers::upload(&stream, &w, false)?;
     let mut out = stream.alloc_zeros::<bf16>(n)?;
     let view = d.view();
     let bytes = (n / 2 + n.div_ceil(BLOCK) + n.div_ceil(BLOCK * 256) * 4 + n * 2) as f64;
@@ -247,7 +247,7 @@ fn rows_checks(k: &Nf4Kernels, stream: &Arc<CudaStream>) -> Result<Vec<Nf4Check>
     ];
     for (i, &(rows, out, inp)) in cases.iter().enumerate() {
         let w = random_weight(out, inp, 0x5eed + i as u64, i % 2 == 0)?;
-        let d = Nf4DeviceBuffers::upload(stream, &w)?;
+        let d = Nf4DeviceBuffers::upload(stream, &w, false)?;
         let wd: Vec<f64> = w.dequantize::<bf16>()?.iter().map(|v| v.to_f64()).collect();
         let unit = |j: usize, salt: usize| (((j * 2654435761 + salt) % 1000) as f64 / 500.0) - 1.0;
         let x: Vec<bf16> = (0..rows * inp)

@@ -28,7 +28,7 @@ pub struct GpuSelftestArgs {
     /// Write the full report here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Run only these parts (pipeline, nf4, attention, maxsim, model); all by default.
+    /// Run only these parts (pipeline, nf4, attention, maxsim, fp8, model); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -416,6 +416,11 @@ mod cuda {
         // 5. The fused MaxSim kernel against the CPU's exact MaxSim.
         if want("maxsim") {
             rep.part("maxsim_fused", crate::gpu_maxsim_check::run(&device));
+        }
+
+        // 5b. FP8 compute against the CPU's emulation of it.
+        if want("fp8") {
+            rep.part("fp8_compute", crate::gpu_fp8_check::run(&device));
         }
 
         // 6. The model on the GPU: reference fixture parity, fused kernels against candle's ops.

@@ -34,6 +34,7 @@ pub fn stress_provenance(dim: usize) -> pagesight_index::Provenance {
         quant_scope: "all".into(),
         dtype: "f32".into(),
         lora: None,
+        compute: None,
         max_visual_tokens: 0,
         query_prompt: String::new(),
         dim,

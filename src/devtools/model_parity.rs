@@ -74,6 +74,7 @@ impl ParityFixture {
             quant_scope: pagesight_model::settings::QuantScope::AllLinear,
             // The reference's form over quantised weights; callers comparing forms set it.
             lora: pagesight_model::settings::LoraMode::Unmerged,
+            compute: Default::default(),
             // The checkpoint's own: the fixture's processor says max_pixels 50176 = 64·28·28.
             max_visual_tokens: None,
             // Parity checks quantise afresh (and never write into the user's data dir).
@@ -115,20 +116,24 @@ impl ParityFixture {
         Ok((Tensor::cat(&rows, 0)?, grids))
     }
 
+    /// `model`'s embeddings of the fixture's queries and of its images, in order.
+    pub fn embeddings(&self, model: &ColQwen) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let queries = model.embed_queries(&self.queries)?;
+        let (pixels, grids) = self.pixels()?;
+        let pages = model.embed_images(&pixels, &grids)?;
+        Ok((queries, pages.into_iter().map(|p| p.vectors).collect()))
+    }
+
     /// (name, relative error) of every query and image embedding of `model` against the
     /// reference tensors named `{prefix}query.{i}` / `{prefix}image.{i}`.
     pub fn errors(&self, model: &ColQwen, prefix: &str) -> Result<Vec<(String, f64)>> {
         let mut out = Vec::new();
-        let got = model.embed_queries(&self.queries)?;
-        for (i, v) in got.iter().enumerate() {
-            let name = format!("{prefix}query.{i}");
-            out.push((name.clone(), rel_err(v, &self.f32s(&name)?)));
-        }
-        let (pixels, grids) = self.pixels()?;
-        let pages = model.embed_images(&pixels, &grids)?;
-        for (i, p) in pages.iter().enumerate() {
-            let name = format!("{prefix}image.{i}");
-            out.push((name.clone(), rel_err(&p.vectors, &self.f32s(&name)?)));
+        let (queries, pages) = self.embeddings(model)?;
+        for (kind, vectors) in [("query", queries), ("image", pages)] {
+            for (i, v) in vectors.iter().enumerate() {
+                let name = format!("{prefix}{kind}.{i}");
+                out.push((name.clone(), rel_err(v, &self.f32s(&name)?)));
+            }
         }
         Ok(out)
     }

@@ -10,7 +10,7 @@ pub mod stage;
 pub use command::{Command, SearchBackend, SearchMode, SearchRequest, VisualScorer};
 pub use event::{Event, EventEnvelope, SCHEMA_VERSION};
 pub use settings::{
-    DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, ModelSettings, Quant,
+    Compute, DType, DeviceChoice, DeviceSet, IngestSettings, LiveSettings, ModelSettings, Quant,
     QuantCacheSetting, QuantScope, TransferMode,
 };
 pub use stage::{Stage, StageClock, StageTimes};

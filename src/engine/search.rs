@@ -12,7 +12,7 @@ use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
 use super::model_shelf::ModelShelf;
 use super::open_indexes::OpenIndexes;
 use super::resident_tiles::ResidentTiles;
-use super::settings::{DeviceChoice, ModelSettings};
+use super::settings::{Compute, DeviceChoice, ModelSettings};
 use super::tile_shards::ShardDevices;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
@@ -124,6 +124,11 @@ pub fn model_settings_for(prov: &Provenance, device: DeviceChoice) -> Result<Mod
         ..ModelSettings::default()
     };
     super::settings::recorded_precision(prov)?.apply_to(&mut settings);
+    if !device.will_use_cuda() {
+        // fp8 on the CPU is an f32 emulation for checking the GPU, dequantising every layer per
+        // query; the CPU's query kernels read the same NF4 codes in f32 instead.
+        settings.compute = Compute::Dtype;
+    }
     Ok(settings)
 }
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 pub use pagesight_loader::LoaderSettings;
 pub use pagesight_model::device_set::DeviceSet;
 pub use pagesight_model::settings::{
-    best_precision, DType, DeviceChoice, LoraMode, ModelSettings, Quant, QuantCacheSetting,
-    QuantScope,
+    best_precision, Compute, DType, DeviceChoice, LoraMode, ModelSettings, Quant,
+    QuantCacheSetting, QuantScope,
 };
 
 /// How page pixels travel from host to GPU (see the GPU pipeline in ARCHITECTURE.md).
@@ -74,6 +74,7 @@ pub struct Precision {
     pub quant: Quant,
     pub quant_scope: QuantScope,
     pub lora: LoraMode,
+    pub compute: Compute,
 }
 
 impl Precision {
@@ -85,6 +86,7 @@ impl Precision {
             quant,
             quant_scope: QuantScope::default(),
             lora: LoraMode::default(),
+            compute: Compute::default(),
         }
     }
 
@@ -94,6 +96,7 @@ impl Precision {
         model.quant = self.quant;
         model.quant_scope = self.quant_scope;
         model.lora = self.lora;
+        model.compute = self.compute;
     }
 }
 
@@ -108,6 +111,7 @@ pub fn recorded_precision(p: &pagesight_index::Provenance) -> Result<Precision> 
             pagesight_index::provenance::NO_ADAPTER => LoraMode::default(),
             mode => mode.parse()?,
         },
+        compute: p.compute().parse()?,
     })
 }
 

@@ -23,6 +23,10 @@ pub struct Provenance {
     /// was always merged (see [`Provenance::lora_mode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<String>,
+    /// The quantised layers' arithmetic when it is not the dtype's: `fp8` (W4A8). None: the
+    /// dtype's, which every index made before the choice existed used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<String>,
     pub max_visual_tokens: usize,
     pub query_prompt: String,
     /// Vector width.
@@ -43,6 +47,7 @@ impl Provenance {
             quant_scope: "all".into(),
             dtype: "f16".into(),
             lora: None,
+            compute: None,
             max_visual_tokens: 768,
             query_prompt: String::new(),
             dim,
@@ -60,10 +65,15 @@ impl Provenance {
         }
     }
 
+    /// The quantised layers' arithmetic: `dtype` (the dtype's own GEMMs) or `fp8`.
+    pub fn compute(&self) -> &str {
+        self.compute.as_deref().unwrap_or(DTYPE_COMPUTE)
+    }
+
     /// One line naming everything that decides the vectors.
     pub fn describe(&self) -> String {
         format!(
-            "model {} (checkpoint {}{}), adapter {}, quant {}{}, dtype {}, max visual tokens {}, dim {}, query prompt {:?}{}",
+            "model {} (checkpoint {}{}), adapter {}, quant {}{}, dtype {}{}, max visual tokens {}, dim {}, query prompt {:?}{}",
             self.model,
             short(&self.checkpoint_hash),
             if self.checkpoint_hash.len() > 12 { "…" } else { "" },
@@ -78,6 +88,10 @@ impl Provenance {
                 format!(" (scope {})", self.quant_scope)
             },
             self.dtype,
+            match &self.compute {
+                Some(c) => format!(" (compute {c})"),
+                None => String::new(),
+            },
             self.max_visual_tokens,
             self.dim,
             self.query_prompt,
@@ -94,6 +108,7 @@ impl Provenance {
             && self.quant == other.quant
             && self.quant_scope == other.quant_scope
             && self.dtype == other.dtype
+            && self.compute() == other.compute()
             && self.max_visual_tokens == other.max_visual_tokens
             && self.query_prompt == other.query_prompt
             && self.dim == other.dim
@@ -113,6 +128,9 @@ impl Provenance {
 
 /// The LoRA mode of vectors made without an adapter.
 pub const NO_ADAPTER: &str = "none";
+
+/// The compute recorded when none is: the dtype's own GEMMs.
+pub const DTYPE_COMPUTE: &str = "dtype";
 
 /// The quantisation scope recorded when none is: every linear layer.
 pub const ALL_LAYERS: &str = "all";
@@ -138,6 +156,7 @@ mod tests {
             quant_scope: ALL_LAYERS.into(),
             dtype: "bf16".into(),
             lora: lora.map(String::from),
+            compute: None,
             max_visual_tokens: 768,
             query_prompt: "Query: {query}".into(),
             dim: 128,
@@ -172,5 +191,29 @@ mod tests {
             ..old
         };
         assert_eq!(none.lora_mode(), NO_ADAPTER);
+    }
+
+    /// Indexes made before the compute choice read as the dtype's own GEMMs; fp8 vectors are
+    /// named as such and never mixed with them.
+    #[test]
+    fn compute_is_recorded_and_fp8_vectors_are_kept_apart() {
+        let older = with_adapter(Some("unmerged"));
+        let json = serde_json::to_value(&older).unwrap();
+        assert!(json.get("compute").is_none(), "absent when the dtype's");
+        assert_eq!(older.compute(), DTYPE_COMPUTE);
+        let fp8 = Provenance {
+            compute: Some("fp8".into()),
+            ..older.clone()
+        };
+        assert_eq!(fp8.compute(), "fp8");
+        assert!(fp8.describe().contains("compute fp8"));
+        let err = older
+            .check_compatible(&fp8, std::path::Path::new("/idx"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compute fp8"), "{err}");
+        assert!(fp8
+            .check_compatible(&fp8.clone(), std::path::Path::new("/idx"))
+            .is_ok());
     }
 }

@@ -31,5 +31,6 @@ pub use device_set::DeviceSet;
 pub use preprocess::{patchify_into, preprocess_rgb, PreprocessConfig};
 pub use resize::smart_resize;
 pub use settings::{
-    DType, DeviceChoice, GpuKernels, LoraMode, ModelSettings, Quant, QuantCacheSetting, QuantScope,
+    Compute, DType, DeviceChoice, GpuKernels, LoraMode, ModelSettings, Quant, QuantCacheSetting,
+    QuantScope,
 };

@@ -76,6 +76,49 @@ impl LoraMode {
     }
 }
 
+/// The arithmetic of the quantised layers' GEMMs (`--compute`). No effect on dense layers, nor
+/// without NF4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compute {
+    /// In the compute dtype (`--dtype`; bf16 on a GPU): the NF4 weight dequantised to it.
+    #[default]
+    Dtype,
+    /// W4A8: the NF4 weight dequantised to FP8 E4M3 with a scale per output channel, the
+    /// activations quantised to E4M3 with a scale per token, products summed in f32 — on FP8
+    /// tensor cores (sm_89 and later). On the CPU the same rounding is emulated in f32: how the
+    /// GPU's results are checked, not a fast path.
+    Fp8,
+}
+
+impl Compute {
+    pub const ALL: [Compute; 2] = [Compute::Dtype, Compute::Fp8];
+    pub fn name(self) -> &'static str {
+        match self {
+            Compute::Dtype => "dtype",
+            Compute::Fp8 => "fp8",
+        }
+    }
+}
+
+impl FromStr for Compute {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            // The compute dtype's own GEMMs, by its name too (`--compute bf16`).
+            "dtype" | "bf16" | "f16" | "f32" => Ok(Compute::Dtype),
+            "fp8" => Ok(Compute::Fp8),
+            other => bail!("unknown compute '{other}': expected dtype (or bf16) or fp8"),
+        }
+    }
+}
+
+impl fmt::Display for Compute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
@@ -225,6 +268,9 @@ pub struct ModelSettings {
     /// How the adapter meets quantised weights (absent in older saved settings: unmerged).
     #[serde(default)]
     pub lora: LoraMode,
+    /// The quantised layers' arithmetic (absent in older saved settings: the dtype's).
+    #[serde(default)]
+    pub compute: Compute,
     /// Upper bound on visual tokens per page (max_pixels = this · 28 · 28); None: the
     /// checkpoint's own budget (its `preprocessor_config.json`), as colpali-engine takes it.
     #[serde(default)]
@@ -268,6 +314,14 @@ impl ModelSettings {
         match self.quant {
             Quant::None => LoraMode::Merged,
             _ => self.lora,
+        }
+    }
+
+    /// The quantised layers' arithmetic in force: fp8 applies to NF4 weights only.
+    pub fn compute_in_effect(&self) -> Compute {
+        match self.quant {
+            Quant::Nf4 => self.compute,
+            _ => Compute::Dtype,
         }
     }
 
@@ -330,6 +384,7 @@ impl Default for ModelSettings {
             quant: Quant::None,
             quant_scope: QuantScope::AllLinear,
             lora: LoraMode::Unmerged,
+            compute: Compute::Dtype,
             max_visual_tokens: None,
             quant_cache: QuantCacheSetting::Default,
             gpu_kernels: GpuKernels::default(),

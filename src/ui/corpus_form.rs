@@ -9,7 +9,7 @@ use super::settings::UiSettings;
 use super::transfer_choice;
 use pagesight_engine::event::CardInfo;
 use pagesight_engine::settings::Precision;
-use pagesight_engine::{DType, DeviceChoice, IngestSettings, Quant, QuantScope};
+use pagesight_engine::{Compute, DType, DeviceChoice, IngestSettings, Quant, QuantScope};
 
 /// What the form shows besides the settings it edits.
 pub struct FormContext<'a> {
@@ -207,6 +207,25 @@ fn quantisation(ui: &mut egui::Ui, settings: &mut UiSettings) {
     for d in [DType::F32, DType::Bf16, DType::F16] {
         ui.selectable_value(&mut settings.model.dtype, d, d.name());
     }
+    ui.separator();
+    // FP8 applies to NF4 weights only.
+    ui.add_enabled_ui(settings.model.quant == Quant::Nf4, |ui| {
+        for (c, label, hint) in [
+            (
+                Compute::Dtype,
+                "dtype GEMMs",
+                "the NF4 layers multiply in the compute dtype",
+            ),
+            (
+                Compute::Fp8,
+                "fp8 GEMMs",
+                "W4A8 on FP8 tensor cores (Ada, Hopper and later): faster, a little less exact",
+            ),
+        ] {
+            ui.selectable_value(&mut settings.model.compute, c, label)
+                .on_hover_text(hint);
+        }
+    });
 }
 
 /// The visual-token budget: the checkpoint's own unless the user sets a number.

@@ -27,6 +27,7 @@ pub(crate) fn prov(dim: usize) -> Provenance {
         quant_scope: "all".into(),
         dtype: "f32".into(),
         lora: None,
+        compute: None,
         max_visual_tokens: 768,
         query_prompt: "Query: ".into(),
         dim,

@@ -374,3 +374,54 @@ fn layer_policy_keeps_projection_and_optionally_vision_dense() {
         .unwrap();
     assert!(q.quantize(Quant::Q4k, &all).is_err());
 }
+
+/// `Compute::Fp8` on the CPU (the emulation the GPU is checked against): a page batch's product
+/// is NF4's with each weight row and each input row rounded to E4M3 under its own scale, then
+/// summed in f32; a query's few rows skip FP8 and equal NF4's.
+#[test]
+fn fp8_emulation_rounds_weight_rows_and_tokens_and_skips_a_querys_rows() {
+    use pagesight::model::quant::fp8;
+    use pagesight::model::settings::Compute;
+    let mut rng = StdRng::seed_from_u64(23);
+    let plain_ctx = QuantContext::new(&Device::Cpu);
+    let fp8_ctx = QuantContext::new(&Device::Cpu).with_compute(Compute::Fp8);
+    // 200 inputs: the 64-weight blocks straddle rows, so a row's bound spans two blocks' absmax.
+    let (out, inp) = (96, 200);
+    let (layer, _, b) = dense(&mut rng, out, inp, DType::F32);
+    let plain = layer.clone().quantize(Quant::Nf4, &plain_ctx).unwrap();
+    let q = layer.quantize(Quant::Nf4, &fp8_ctx).unwrap();
+    let QLinear::Nf4(nf4) = &q else {
+        panic!("not NF4")
+    };
+    let mut wd = nf4.weight().dequantize::<f32>().unwrap();
+    for (row, &pair) in wd
+        .chunks_mut(inp)
+        .zip(&fp8::weight_row_scales(nf4.weight()).unwrap())
+    {
+        fp8::round_row(row, pair);
+    }
+    let wd = Tensor::from_vec(wd, (out, inp), &Device::Cpu).unwrap();
+    let rows = 40;
+    let xs = random(&mut rng, rows * inp, 1.0);
+    let x = Tensor::from_vec(xs.clone(), (rows, inp), &Device::Cpu).unwrap();
+    let mut xr = xs;
+    fp8::round_rows(&mut xr, inp);
+    let xr = Tensor::from_vec(xr, (rows, inp), &Device::Cpu).unwrap();
+    let expected = xr
+        .matmul(&wd.t().unwrap())
+        .unwrap()
+        .broadcast_add(&b)
+        .unwrap();
+    let y = q.forward(&x).unwrap();
+    assert!(rel_max_err(&y, &expected) <= 1e-6);
+    // FP8 moves the product from NF4's, by about E4M3's relative precision.
+    let moved = rel_fro_err(&y, &plain.forward(&x).unwrap());
+    assert!(
+        (3e-3..6e-2).contains(&moved),
+        "fp8 moved the product {moved:.2e}"
+    );
+    // A query's rows: NF4's own product from the codes.
+    let few = x.narrow(0, 0, fp8::FEW_ROWS).unwrap();
+    let (yq, yp) = for_queries(|| (q.forward(&few).unwrap(), plain.forward(&few).unwrap()));
+    assert!(rel_max_err(&yq, &yp) <= 1e-6);
+}

@@ -13,7 +13,7 @@ use super::control::RunControl;
 use super::event::{Event, FileReport, FileStatus, IngestSummary};
 use super::metrics::MetricsRecorder;
 use super::model_shelf::ModelShelf;
-use super::settings::{IngestSettings, ModelSettings};
+use super::settings::{Compute, IngestSettings, ModelSettings};
 use super::stage::{Stage, StageClock};
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
@@ -114,6 +114,7 @@ pub fn provenance(model: &ColQwen, settings: &ModelSettings) -> Provenance {
         quant_scope: settings.effective_quant_scope().name().into(),
         dtype: settings.dtype.name().into(),
         lora: id.lora.map(|m| m.name().to_string()),
+        compute: (id.compute != Compute::Dtype).then(|| id.compute.name().to_string()),
         max_visual_tokens: id.max_visual_tokens,
         query_prompt: format!("{}{{query}}{}", id.query_prefix, id.query_augmentation),
         dim: id.embedding_dim,

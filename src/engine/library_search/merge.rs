@@ -103,6 +103,7 @@ mod tests {
             quant_scope: "all".into(),
             dtype: "f32".into(),
             lora: None,
+            compute: None,
             max_visual_tokens: 768,
             query_prompt: "Query: ".into(),
             dim: 128,

@@ -11,7 +11,7 @@ use super::vision::VisionTower;
 use super::weights::Weights;
 use crate::gpu::upload::upload;
 use crate::quant::QLinear;
-use crate::settings::{DType, LoraMode, ModelSettings, Quant, QuantScope};
+use crate::settings::{Compute, DType, LoraMode, ModelSettings, Quant, QuantScope};
 use crate::PreprocessConfig;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor};
@@ -52,6 +52,9 @@ pub struct ModelIdentity {
     /// (merging is exact there), else as `ModelSettings::lora` says.
     #[serde(default)]
     pub lora: Option<LoraMode>,
+    /// The quantised layers' arithmetic (`Compute::Dtype` unless NF4 with fp8).
+    #[serde(default)]
+    pub compute: Compute,
     /// The page budget in force: the checkpoint's own, or the one asked for.
     pub max_visual_tokens: usize,
     pub query_prefix: String,
@@ -100,6 +103,31 @@ const RANDOM_EMBEDDING_DIM: usize = 128;
 /// Shown wherever random-weight output is produced.
 pub const RANDOM_WARNING: &str = "random weights: vectors and rankings are meaningless";
 
+/// `--compute fp8` on a GPU needs FP8 tensor cores (compute capability 8.9: Ada, Hopper and
+/// later); on the CPU it is the emulation and always runs.
+fn check_fp8_support(settings: &ModelSettings, device: &Device) -> Result<()> {
+    if settings.compute_in_effect() != Compute::Fp8 {
+        return Ok(());
+    }
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        let (major, minor) = d
+            .cuda_stream()
+            .context()
+            .compute_capability()
+            .map_err(|e| anyhow::anyhow!("reading the GPU's compute capability: {e:?}"))?;
+        if (major, minor) < (8, 9) {
+            bail!(
+                "--compute fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, \
+                 Blackwell); {} is sm_{major}{minor}: use --compute dtype",
+                settings.device
+            );
+        }
+    }
+    let _ = device;
+    Ok(())
+}
+
 impl ColQwen {
     pub fn load(settings: &ModelSettings) -> Result<ColQwen> {
         let resolved = source::resolve(&settings.model)?;
@@ -112,6 +140,7 @@ impl ColQwen {
             // cores as TF32, several times plain f32's rate; bf16/NF4 weights are unaffected.
             candle_core::cuda::set_gemm_reduced_precision_f32(true);
         }
+        check_fp8_support(settings, &device)?;
         let adapter = Self::adapter_for(settings, &resolved)?;
         Self::from_resolved(resolved, adapter, settings, &device)
     }
@@ -223,7 +252,7 @@ impl ColQwen {
             }
         };
         let weights = weights
-            .with_quant(s.quant, s.quant_scope)
+            .with_quant(s.quant, s.quant_scope, s.compute_in_effect())
             .with_lora_mode(s.lora);
         let mut weights = match s.quant_cache.dir() {
             Some(dir) => weights.with_quant_cache(
@@ -282,6 +311,7 @@ impl ColQwen {
             quant: s.quant,
             quant_scope: s.effective_quant_scope(),
             lora,
+            compute: s.compute_in_effect(),
             max_visual_tokens: image_input.visual_tokens(),
             query_prefix: processor.query.prefix.clone(),
             query_augmentation: processor

@@ -14,7 +14,7 @@ use crate::quant::{
     CacheKey, LayerStorage, LoraLinear, QLinear, QuantCacheReport, QuantCacheSession, QuantContext,
     QuantScope,
 };
-use crate::settings::{LoraMode, Quant};
+use crate::settings::{Compute, LoraMode, Quant};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -166,10 +166,16 @@ impl Weights {
     }
 
     /// Quantise the linear layers within `scope` to `quant` as they load (`Quant::None` keeps
-    /// them all dense).
-    pub fn with_quant(mut self, quant: Quant, scope: QuantScope) -> Self {
-        self.quant = (quant != Quant::None)
-            .then(|| (quant, QuantContext::new(&self.device).with_scope(scope)));
+    /// them all dense), their GEMMs computed as `compute` says.
+    pub fn with_quant(mut self, quant: Quant, scope: QuantScope, compute: Compute) -> Self {
+        self.quant = (quant != Quant::None).then(|| {
+            (
+                quant,
+                QuantContext::new(&self.device)
+                    .with_scope(scope)
+                    .with_compute(compute),
+            )
+        });
         self
     }
 

@@ -18,3 +18,17 @@ __device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned* a, unsi
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+// Two floats as two FP8 E4M3 bytes, `lo` in the low byte (round to nearest even, saturating at
+// ±448). FP8 conversion exists from sm_89 on; the host never launches the FP8 kernels on older
+// cards, where this traps.
+__device__ __forceinline__ unsigned int e4m3x2(float lo, float hi) {
+#if __CUDA_ARCH__ >= 890
+    unsigned short r;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
+    __trap();
+    return 0;
+#endif
+}

@@ -76,3 +76,56 @@ extern "C" __global__ void rope_qk_bf16(unsigned short* __restrict__ qkv,
         x[f + half] = f2bf(x2 * c[f] + x1 * c[half + f]);
     }
 }
+// One block per row of bf16 activations [rows, cols] (cols a multiple of 8): the row as FP8 E4M3
+// codes `e4m3(x · 448 / amax)` and its scale `amax / 448` (1 for an all-zero row), the rounding
+// `quant::fp8::round_rows` emulates on the CPU.
+extern "C" __global__ void quantize_rows_fp8(const unsigned short* __restrict__ x,
+    unsigned char* __restrict__ out, float* __restrict__ scales, unsigned int cols) {
+    __shared__ float partial[32];
+    const unsigned short* row = x + (unsigned long long)blockIdx.x * cols;
+    unsigned char* dst = out + (unsigned long long)blockIdx.x * cols;
+    float m = 0.f;
+    for (unsigned int i = 8 * threadIdx.x; i < cols; i += 8 * blockDim.x) {
+        const uint4 v = *reinterpret_cast<const uint4*>(row + i);
+        const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+        for (int k = 0; k < 4; k++)
+            m = fmaxf(m, fmaxf(fabsf(bf2f(w[k] & 0xffffu)), fabsf(bf2f(w[k] >> 16))));
+    }
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (threadIdx.x == 0) partial[0] = m;
+    }
+    __syncthreads();
+    const float amax = partial[0];
+    const bool scaled = amax > 0.f && amax <= 3.402823466e38f;
+    const float inv = scaled ? __fdiv_rn(448.f, amax) : 1.f;
+    if (threadIdx.x == 0) scales[blockIdx.x] = scaled ? __fdiv_rn(amax, 448.f) : 1.f;
+    for (unsigned int i = 8 * threadIdx.x; i < cols; i += 8 * blockDim.x) {
+        const uint4 v = *reinterpret_cast<const uint4*>(row + i);
+        const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+        unsigned int q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = e4m3x2(__fmul_rn(bf2f(w[k] & 0xffffu), inv), __fmul_rn(bf2f(w[k] >> 16), inv));
+        *reinterpret_cast<uint2*>(dst + i) = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
+    }
+}
+// An FP8 GEMM's raw f32 sums [rows, cols] (scales not applied) to bf16: each scaled by its
+// output channel's and its row's scale, plus the bias (or 0), plus the output's own value when
+// `accumulate` — for cards whose cuBLASLt lacks per-channel and per-token scaling.
+extern "C" __global__ void fp8_rescale_bf16(const float* __restrict__ raw,
+    const float* __restrict__ col_scale, const float* __restrict__ row_scale,
+    const unsigned short* __restrict__ bias, unsigned short* __restrict__ out,
+    unsigned long long n, unsigned int cols, int accumulate) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned int c = (unsigned int)(i % cols);
+        float v = raw[i] * (col_scale[c] * row_scale[i / cols]);
+        if (bias != 0) v += bf2f(bias[c]);
+        if (accumulate) v += bf2f(out[i]);
+        out[i] = f2bf(v);
+    }
+}

@@ -22,6 +22,10 @@ pub struct ElementwiseKernels {
     pub silu_mul_halves_bf16: CudaFunction,
     pub rms_norm_f32_bf16: CudaFunction,
     pub rope_qk_bf16: CudaFunction,
+    /// bf16 rows to FP8 E4M3 codes and a scale per row (sm_89 and later).
+    pub quantize_rows_fp8: CudaFunction,
+    /// An FP8 GEMM's raw f32 sums scaled to bf16, where the GEMM could not scale them.
+    pub fp8_rescale_bf16: CudaFunction,
 }
 
 /// Kernels compiled once per CUDA context (the attention kernel once per head dimension).
@@ -66,6 +70,8 @@ impl FusedKernels {
                 silu_mul_halves_bf16: nvrtc::function(&m, "silu_mul_halves_bf16")?,
                 rms_norm_f32_bf16: nvrtc::function(&m, "rms_norm_f32_bf16")?,
                 rope_qk_bf16: nvrtc::function(&m, "rope_qk_bf16")?,
+                quantize_rows_fp8: nvrtc::function(&m, "quantize_rows_fp8")?,
+                fp8_rescale_bf16: nvrtc::function(&m, "fp8_rescale_bf16")?,
             },
             flash_attention: Mutex::new(HashMap::new()),
             stream: stream.clone(),

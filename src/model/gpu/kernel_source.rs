@@ -7,13 +7,14 @@
 const FUSED_COMMON: &str = include_str!("fused_common.cuh");
 
 /// The fused elementwise kernels: bias add, residual add into the f32 stream, SiLU·up, RMSNorm
-/// to bf16 and RoPE on q and k in place.
+/// to bf16, RoPE on q and k in place, and activation rows to FP8 codes with a scale each.
 const ELEMENTWISE: &str = include_str!("fused_kernel.cu");
 
 /// Tiled flash attention on tensor cores, for one head dimension `HD` (`with_head_dim`).
 pub const FLASH_ATTENTION: &str = include_str!("flash_kernel.cu");
 
-/// NF4 dequantisation to bf16, f16 and f32, and a query's few rows from the codes.
+/// NF4 dequantisation to bf16, f16, f32 and FP8 codes with row scales, and a query's few rows
+/// from the codes.
 const NF4: &str = include_str!("nf4_kernel.cu");
 
 /// The elementwise module: the conversions, then the kernels.
@@ -47,6 +48,8 @@ mod tests {
             "silu_mul_bf16",
             "rms_norm_f32_bf16",
             "rope_qk_bf16",
+            "quantize_rows_fp8",
+            "fp8_rescale_bf16",
         ] {
             assert!(declares(&src, kernel), "{kernel} missing");
         }
@@ -68,6 +71,9 @@ mod tests {
         // One macro, instantiated per output type.
         assert!(declares(&src, "NAME"));
         assert!(declares(&src, "nf4_rows_bf16"));
+        assert!(declares(&src, "nf4_dequant_fp8"));
+        // FP8 conversion exists from sm_89 on: guarded, so the module still builds for older cards.
+        assert!(src.contains("#if __CUDA_ARCH__ >= 890"));
         for kernel in ["nf4_dequant_bf16", "nf4_dequant_f16", "nf4_dequant_f32"] {
             assert!(
                 src.contains(&format!("NF4_KERNEL({kernel}, ")),

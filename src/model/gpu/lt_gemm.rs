@@ -6,21 +6,44 @@
 use super::custom_op::view;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
-use candle_core::cuda_backend::cudarc::driver::{CudaStream, CudaView, DevicePtrMut};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut};
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{Layout, Result, Shape};
 use half::bf16;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// cuBLASLt handles (each with its 32 MiB workspace) by context, stream and thread: candle's
 /// devices share the per-thread default stream, so a handle serves every device made on one
 /// thread, and a workspace is never used by two threads at once. The oldest is dropped beyond
 /// `MAX_HANDLES` (a process that makes threads freely stays bounded).
 type HandleKey = (usize, usize, std::thread::ThreadId);
-static HANDLES: Mutex<Vec<(HandleKey, Arc<CudaBlasLT>)>> = Mutex::new(Vec::new());
+static HANDLES: Mutex<Vec<(HandleKey, Arc<LtHandle>)>> = Mutex::new(Vec::new());
 const MAX_HANDLES: usize = 8;
 
-fn handle(stream: &Arc<CudaStream>) -> Result<Arc<CudaBlasLT>> {
+/// A cuBLASLt handle, and a workspace of its own for the GEMMs cudarc's wrapper does not run
+/// (FP8, `lt_fp8`), allocated on first use: the wrapper's workspace is private to it.
+pub(super) struct LtHandle {
+    pub(super) blas: CudaBlasLT,
+    raw_workspace: OnceLock<CudaSlice<u8>>,
+}
+
+impl LtHandle {
+    /// The raw GEMMs' workspace: 32 MiB, NVIDIA's recommendation for Hopper.
+    pub(super) fn raw_workspace(&self, stream: &Arc<CudaStream>) -> Result<&CudaSlice<u8>> {
+        if let Some(w) = self.raw_workspace.get() {
+            return Ok(w);
+        }
+        // SAFETY: a workspace is scratch for cuBLASLt, never read before it writes.
+        let w = unsafe { stream.alloc::<u8>(RAW_WORKSPACE_BYTES) }.map_err(|e| {
+            candle_core::Error::Msg(format!("allocating a cuBLASLt workspace: {e:?}"))
+        })?;
+        Ok(self.raw_workspace.get_or_init(|| w))
+    }
+}
+
+pub(super) const RAW_WORKSPACE_BYTES: usize = 32 << 20;
+
+pub(super) fn handle(stream: &Arc<CudaStream>) -> Result<Arc<LtHandle>> {
     let key = (
         stream.context().cu_ctx() as usize,
         stream.cu_stream() as usize,
@@ -30,10 +53,12 @@ fn handle(stream: &Arc<CudaStream>) -> Result<Arc<CudaBlasLT>> {
     if let Some((_, h)) = all.iter().find(|(k, _)| *k == key) {
         return Ok(h.clone());
     }
-    let h = Arc::new(
-        CudaBlasLT::new(stream.clone())
-            .map_err(|e| candle_core::Error::Msg(format!("creating a cuBLASLt handle: {e:?}")))?,
-    );
+    let blas = CudaBlasLT::new(stream.clone())
+        .map_err(|e| candle_core::Error::Msg(format!("creating a cuBLASLt handle: {e:?}")))?;
+    let h = Arc::new(LtHandle {
+        blas,
+        raw_workspace: OnceLock::new(),
+    });
     if all.len() >= MAX_HANDLES {
         all.remove(0);
     }
@@ -90,7 +115,7 @@ fn gemm_into<C: DevicePtrMut<bf16>>(
     // C, ldc = out), all bf16 and contiguous, and the bias has `out` values (checked by the
     // callers). `c` is read only when beta ≠ 0, and then holds initialised values (its
     // callers' tensor). The handle's workspace belongs to this thread and stream (`handle`).
-    unsafe { handle(&stream)?.matmul(cfg, wv, xv, c, bias, None) }.map_err(|e| {
+    unsafe { handle(&stream)?.blas.matmul(cfg, wv, xv, c, bias, None) }.map_err(|e| {
         candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}"))
     })?;
     Ok(())

@@ -14,7 +14,11 @@ pub mod custom_op;
 #[cfg(feature = "cuda")]
 pub mod flash_kernel;
 #[cfg(feature = "cuda")]
+pub mod fp8;
+#[cfg(feature = "cuda")]
 pub mod fused_kernel;
+#[cfg(feature = "cuda")]
+pub mod lt_fp8;
 #[cfg(feature = "cuda")]
 pub mod lt_gemm;
 #[cfg(feature = "cuda")]

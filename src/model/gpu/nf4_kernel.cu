@@ -219,3 +219,42 @@ extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned c
         y[o] = f2bf(s);
     }
 }
+
+// NF4 weights as FP8 E4M3 codes `e4m3(w · inv_r)` in a zero-padded `rows_pad × cols_pad` block
+// (row stride `cols_pad`, a multiple of 16), and each row's scale into `scale_out` (1 for padding
+// rows). `row_scale` holds the rows' scales, then their inverses (`quant::fp8::weight_row_scales`,
+// whose CPU emulation rounds alike). One thread writes 16 codes.
+extern "C" __global__ void nf4_dequant_fp8(const unsigned char* __restrict__ packed,
+        const float* __restrict__ absmax_f32, const unsigned char* __restrict__ qabsmax,
+        const float* __restrict__ absmax2, const float* __restrict__ code2, float offset,
+        const float* __restrict__ nf4, const float* __restrict__ row_scale,
+        unsigned char* __restrict__ out, float* __restrict__ scale_out, unsigned long long rows,
+        unsigned long long cols, unsigned long long rows_pad, unsigned long long cols_pad) {
+    __shared__ float lut[16];
+    if (threadIdx.x < 16) lut[threadIdx.x] = nf4[threadIdx.x];
+    __syncthreads();
+    unsigned long long t = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned long long o0 = t * 16;
+    if (o0 >= rows_pad * cols_pad) return;
+    unsigned long long r = o0 / cols_pad, c0 = o0 % cols_pad;
+    if (c0 == 0) scale_out[r] = r < rows ? row_scale[r] : 1.0f;
+    const float inv = r < rows ? row_scale[rows + r] : 0.0f;
+    float v[16];
+    for (int k = 0; k < 16; k++) {
+        unsigned long long c = c0 + k;
+        v[k] = 0.0f;
+        if (r < rows && c < cols) {
+            unsigned long long e = r * cols + c;
+            unsigned int byte = packed[e >> 1];
+            unsigned int q4 = (e & 1) ? (byte & 15u) : (byte >> 4);
+            float a = block_absmax(e >> 6, absmax_f32, qabsmax, absmax2, code2, offset);
+            v[k] = __fmul_rn(__fmul_rn(lut[q4], a), inv);
+        }
+    }
+    uint4 w;
+    w.x = e4m3x2(v[0], v[1]) | (e4m3x2(v[2], v[3]) << 16);
+    w.y = e4m3x2(v[4], v[5]) | (e4m3x2(v[6], v[7]) << 16);
+    w.z = e4m3x2(v[8], v[9]) | (e4m3x2(v[10], v[11]) << 16);
+    w.w = e4m3x2(v[12], v[13]) | (e4m3x2(v[14], v[15]) << 16);
+    *reinterpret_cast<uint4*>(out + o0) = w;
+}

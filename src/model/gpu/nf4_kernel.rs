@@ -55,6 +55,8 @@ pub struct Nf4Kernels {
     f16: Nf4Pair,
     f32: Nf4Pair,
     rows_bf16: CudaFunction,
+    /// To FP8 E4M3 codes and row scales (`Compute::Fp8`; sm_89 and later).
+    fp8: CudaFunction,
 }
 
 /// The most input rows [`Nf4Kernels::matmul_rows`] takes (two m16 tiles).
@@ -147,6 +149,7 @@ impl Nf4Kernels {
             f16: Nf4Pair::load(&m, "f16")?,
             f32: Nf4Pair::load(&m, "f32")?,
             rows_bf16: nvrtc::function(&m, "nf4_rows_bf16")?,
+            fp8: nvrtc::function(&m, "nf4_dequant_fp8")?,
         })
     }
 
@@ -349,6 +352,66 @@ fn absmax_args(
     })
 }
 
+impl Nf4Kernels {
+    /// `w` (`rows × cols`) as FP8 codes `e4m3(w · inv_r)` into the zero-padded
+    /// `rows_pad × cols_pad` bytes at `out_ptr` (16-byte aligned, `cols_pad` a multiple of 16),
+    /// and its row scales (1 for padding rows) into the `rows_pad` floats at `scale_ptr`.
+    /// The caller owns both regions, on `stream`, at least that large.
+    pub fn dequantise_fp8(
+        &self,
+        stream: &Arc<CudaStream>,
+        w: &Nf4DeviceBuffers,
+        (out_ptr, scale_ptr): (u64, u64),
+        (rows, cols, rows_pad, cols_pad): (usize, usize, usize, usize),
+    ) -> Result<()> {
+        let Some(row_scale) = &w.fp8_rows else {
+            bail!("NF4 to FP8: the weight was uploaded without its row scales");
+        };
+        if rows * cols != w.n || rows > rows_pad || cols > cols_pad || cols_pad % 16 != 0 {
+            bail!("NF4 to FP8: cannot write a {rows}×{cols} weight of {} values as {rows_pad}×{cols_pad} (row length a multiple of 16)", w.n);
+        }
+        if row_scale.len() < 2 * rows || !out_ptr.is_multiple_of(16) || !scale_ptr.is_multiple_of(4)
+        {
+            bail!("NF4 to FP8: row scales too short, or an unaligned output");
+        }
+        let view = w.view();
+        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, &view)?;
+        let packed = w.packed.device_ptr(stream).0;
+        let nf4 = w.nf4.device_ptr(stream).0;
+        let scales = row_scale.device_ptr(stream).0;
+        let threads = (rows_pad * cols_pad).div_ceil(16);
+        let cfg = LaunchConfig {
+            grid_dim: (threads.div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let dims = [rows, cols, rows_pad, cols_pad].map(|d| d as u64);
+        let mut b = stream.launch_builder(&self.fp8);
+        b.arg(&packed)
+            .arg(&plain)
+            .arg(&codes)
+            .arg(&absmax2)
+            .arg(&code2)
+            .arg(&offset)
+            .arg(&nf4)
+            .arg(&scales)
+            .arg(&out_ptr)
+            .arg(&scale_ptr)
+            .arg(&dims[0])
+            .arg(&dims[1])
+            .arg(&dims[2])
+            .arg(&dims[3]);
+        // SAFETY: the arguments match `nf4_dequant_fp8`'s parameters in order and type. The
+        // weight's tables are checked by `absmax_args` and at upload (`n / 2` packed bytes, 16
+        // NF4 codes), the row scales hold `2 · rows` floats (checked above); the caller
+        // guarantees `rows_pad · cols_pad` bytes at the 16-byte aligned `out_ptr` (every
+        // thread's 16-byte store lands inside, `cols_pad` being a multiple of 16) and
+        // `rows_pad` floats at `scale_ptr`, live on `stream`.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+}
+
 /// An `crate::quant::Nf4Weight` resident on the device (uploaded once at load), with the code
 /// tables the kernel reads: `NF4_CODE` and bitsandbytes' signed dynamic map.
 pub struct Nf4DeviceBuffers {
@@ -357,6 +420,9 @@ pub struct Nf4DeviceBuffers {
     double: Option<(CudaSlice<u8>, CudaSlice<f32>, f32)>,
     code2: CudaSlice<f32>,
     nf4: CudaSlice<f32>,
+    /// Each row's FP8 scale, then its inverse (`quant::fp8::weight_row_scales`), when the
+    /// weight's layers compute in FP8.
+    fp8_rows: Option<CudaSlice<f32>>,
     n: usize,
 }
 
@@ -367,7 +433,12 @@ impl std::fmt::Debug for Nf4DeviceBuffers {
 }
 
 impl Nf4DeviceBuffers {
-    pub fn upload(stream: &Arc<CudaStream>, w: &crate::quant::Nf4Weight) -> Result<Self> {
+    /// With `fp8`, also the row scales the FP8 dequantisation reads.
+    pub fn upload(
+        stream: &Arc<CudaStream>,
+        w: &crate::quant::Nf4Weight,
+        fp8: bool,
+    ) -> Result<Self> {
         use crate::quant::{blockwise8, AbsmaxState, NF4_CODE};
         if w.blocksize != BLOCK {
             bail!("the CUDA NF4 kernel handles blocksize {BLOCK} (bitsandbytes' default), this weight has {}", w.blocksize);
@@ -393,12 +464,25 @@ impl Nf4DeviceBuffers {
             double,
             code2: stream.clone_htod(&blockwise8::dynamic_map()[..])?,
             nf4: stream.clone_htod(&NF4_CODE[..])?,
+            fp8_rows: match fp8 {
+                true => {
+                    let pairs = crate::quant::fp8::weight_row_scales(w)?;
+                    let (scales, inverses): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+                    Some(stream.clone_htod(&[scales, inverses].concat())?)
+                }
+                false => None,
+            },
             n: w.numel(),
         })
     }
 
     pub fn numel(&self) -> usize {
         self.n
+    }
+
+    /// Whether the FP8 dequantisation can read this weight (uploaded with its row scales).
+    pub fn has_fp8_scales(&self) -> bool {
+        self.fp8_rows.is_some()
     }
 
     /// The kernel's view of this weight.

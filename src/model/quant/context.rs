@@ -8,7 +8,7 @@ use candle_core::Device;
 
 use super::nf4::NF4_BLOCKSIZE;
 use super::scratch::Nf4Scratch;
-use crate::settings::Quant;
+use crate::settings::{Compute, Quant};
 
 /// Which linear layers a quantisation applies to (a user setting, `--quant-scope`).
 pub use crate::settings::QuantScope;
@@ -69,10 +69,11 @@ pub struct QuantContext {
 }
 
 impl QuantContext {
-    /// Defaults: block 64, double quantisation on, every linear layer but `custom_text_proj`.
+    /// Defaults: block 64, double quantisation on, every linear layer but `custom_text_proj`,
+    /// the NF4 layers' GEMMs in the compute dtype.
     pub fn new(device: &Device) -> Self {
         QuantContext {
-            scratch: Nf4Scratch::new(device),
+            scratch: Nf4Scratch::new(device, Compute::Dtype),
             nf4_blocksize: NF4_BLOCKSIZE,
             double_quant: true,
             scope: QuantScope::AllLinear,
@@ -82,6 +83,13 @@ impl QuantContext {
 
     pub fn with_double_quant(mut self, on: bool) -> Self {
         self.double_quant = on;
+        self
+    }
+
+    /// The NF4 layers' GEMMs as `compute` says (before any layer is quantised: their scratch is
+    /// the context's).
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        self.scratch = Nf4Scratch::new(self.scratch.device(), compute);
         self
     }
 

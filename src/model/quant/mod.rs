@@ -21,6 +21,7 @@ pub mod cache;
 pub mod cache_file;
 pub mod context;
 pub mod element;
+pub mod fp8;
 pub mod gemm;
 pub mod huge_pages;
 pub mod kquant;
@@ -29,6 +30,7 @@ pub mod lora_linear;
 pub mod nf4;
 pub mod nf4_linear;
 pub mod scratch;
+pub mod scratch_weight;
 pub mod stacked_linear;
 
 pub use cache::{QuantCacheReport, QuantCacheSession};

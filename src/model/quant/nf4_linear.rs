@@ -11,8 +11,9 @@ use candle_core::{DType, Module, Tensor};
 
 use super::gemm::{matmul_rows, matmul_rows_beside, Beside, Nf4View, Weight};
 use super::nf4::Nf4Weight;
-use super::scratch::Nf4Scratch;
+use super::scratch::{Nf4Scratch, ScratchWeight};
 use crate::gpu::fused::with_cpu_weight;
+use crate::settings::Compute;
 
 /// At or below this many rows the CPU multiplies from the codes directly (`quant::gemm`, codes
 /// decoded in registers, register-blocked over the rows): a query (~20 rows) reads each weight
@@ -147,18 +148,17 @@ impl Nf4Linear {
         if let Some(y) = self.forward_rows(&x2, None)? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
-        let y = self.with_scratch_weight(&x2, |w| {
-            crate::gpu::fused::linear(&x2, w, self.bias.as_ref())
-        })?;
+        let y = self.with_scratch_weight(&x2, |w| w.linear(&x2, self.bias.as_ref()))?;
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
-    /// `product` of the weight dequantised into the shared scratch (in `x`'s dtype, on its
-    /// device, in the GEMM shape), the scratch held only while it runs.
+    /// `product` of the weight dequantised into the shared scratch (for `x`'s dtype, on its
+    /// device, in the GEMM shape; FP8 under `Compute::Fp8`), the scratch held only while it
+    /// runs.
     fn with_scratch_weight(
         &self,
         x: &Tensor,
-        product: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+        product: impl FnOnce(&ScratchWeight) -> candle_core::Result<Tensor>,
     ) -> Result<Tensor> {
         let mut lease = self.scratch.lease();
         let w = lease.dequantize(
@@ -174,11 +174,17 @@ impl Nf4Linear {
     /// Whether [`Self::forward`] takes the product from the codes directly for `x`: f32
     /// activations (the CPU's, `Weights::activation_dtype`) of a few rows while the few-row
     /// kernels are on. A half-precision input keeps the scratch path's half-precision GEMM.
+    /// Under `Compute::Fp8` only a query's few rows (`fp8::FEW_ROWS`) do, as on the GPU; more
+    /// rows take the scratch path's emulation of FP8.
     pub fn takes_direct(&self, x: &Tensor) -> bool {
         let rows = x.elem_count() / self.gemm_shape.1.max(1);
+        let most = match self.scratch.compute() {
+            Compute::Dtype => DIRECT_ROWS_MAX,
+            Compute::Fp8 => super::fp8::FEW_ROWS,
+        };
         x.device().is_cpu()
             && x.dtype() == DType::F32
-            && rows <= DIRECT_ROWS_MAX
+            && rows <= most
             && super::gemm::kernels_enabled()
     }
 
@@ -191,7 +197,7 @@ impl Nf4Linear {
         if let Some(y) = self.forward_rows(&x2, Some(&c))? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
-        let y = self.with_scratch_weight(&x2, |w| crate::gpu::fused::linear_onto(c, &x2, w))?;
+        let y = self.with_scratch_weight(&x2, |w| w.linear_onto(c, &x2))?;
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 

@@ -11,6 +11,8 @@ use anyhow::{anyhow, Context, Result};
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 
 use super::nf4::Nf4Weight;
+pub use super::scratch_weight::ScratchWeight;
+use crate::settings::Compute;
 
 /// An NF4 weight resident on the GPU (the CUDA build), or nothing (CPU build).
 #[cfg(feature = "cuda")]
@@ -21,6 +23,8 @@ pub enum DeviceNf4 {}
 
 pub struct Nf4Scratch {
     device: Device,
+    /// How the layers that share this scratch compute their GEMMs.
+    compute: Compute,
     state: Mutex<ScratchState>,
     /// The CUDA dequantisation kernels, compiled on first use.
     #[cfg(feature = "cuda")]
@@ -51,9 +55,10 @@ pub struct ScratchLease<'a> {
 }
 
 impl Nf4Scratch {
-    pub fn new(device: &Device) -> Arc<Self> {
+    pub fn new(device: &Device, compute: Compute) -> Arc<Self> {
         Arc::new(Nf4Scratch {
             device: device.clone(),
+            compute,
             state: Mutex::new(ScratchState::default()),
             #[cfg(feature = "cuda")]
             kernels: std::sync::OnceLock::new(),
@@ -65,7 +70,8 @@ impl Nf4Scratch {
     pub fn upload(&self, weight: &Nf4Weight) -> Option<Arc<DeviceNf4>> {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(d) = &self.device {
-            match DeviceNf4::upload(&d.cuda_stream(), weight) {
+            let fp8 = self.compute == Compute::Fp8;
+            match DeviceNf4::upload(&d.cuda_stream(), weight, fp8) {
                 Ok(b) => return Some(Arc::new(b)),
                 Err(e) => tracing::warn!("NF4 weight stays on the host (dequantised there): {e:#}"),
             }
@@ -90,6 +96,10 @@ impl Nf4Scratch {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     /// Makes room for a layer of `numel` weights (called when a layer is quantised, so the buffer
@@ -148,15 +158,15 @@ impl ScratchLease<'_> {
     }
 
     /// Dequantises the device-resident weights `parts` (all `[out_i, in]`) one under the other
-    /// into the buffer and returns the `[Σ out_i, in]` view: layers that read the same input
-    /// (`StackedLinear`) then run as one GEMM. The view aliases the buffer.
+    /// into the buffer and returns the `[Σ out_i, in]` weight: layers that read the same input
+    /// (`StackedLinear`) then run as one GEMM. It aliases the buffer.
     #[cfg(feature = "cuda")]
     pub fn dequantize_stack(
         &mut self,
         parts: &[(&Nf4Weight, &DeviceNf4)],
         dtype: DType,
         device: &Device,
-    ) -> Result<Tensor> {
+    ) -> Result<ScratchWeight> {
         let inp = parts.first().map(|(w, _)| w.shape.1).unwrap_or(0);
         anyhow::ensure!(
             inp > 0
@@ -165,7 +175,11 @@ impl ScratchLease<'_> {
                     .all(|(w, _)| w.shape.1 == inp && w.numel() % 64 == 0),
             "NF4 scratch: stacked weights must share their input width (and be whole 64-blocks)"
         );
-        let numel: usize = parts.iter().map(|(w, _)| w.numel()).sum();
+        let out: usize = parts.iter().map(|(w, _)| w.shape.0).sum();
+        if self.takes_fp8(dtype, device, (out, inp), parts.iter().map(|(_, d)| *d)) {
+            return self.dequantize_fp8(parts, (out, inp));
+        }
+        let numel = out * inp;
         let buffer = self.buffer(numel, dtype, device)?;
         let mut offset = 0;
         for (w, dw) in parts {
@@ -177,13 +191,71 @@ impl ScratchLease<'_> {
             })?;
             offset += w.numel();
         }
-        Ok(buffer.narrow(0, 0, numel)?.reshape((numel / inp, inp))?)
+        Ok(ScratchWeight::Dense(
+            buffer.narrow(0, 0, numel)?.reshape((out, inp))?,
+        ))
     }
 
-    /// Dequantises `weight` into the buffer as `dtype` and returns the `gemm_shape` view of it:
-    /// the `[out, in]` weight in its top-left corner, zeros around it where `gemm_shape` is
-    /// larger (the padded GEMM shape of `Nf4Linear`). On CUDA the kernel writes the padded
-    /// matrix directly. The view aliases the buffer: use it before the lease is dropped.
+    /// Whether a `gemm_shape` product of these device weights runs in FP8: the scratch's
+    /// compute says so, the activations are bf16 on a GPU, every weight carries its row scales,
+    /// and the shape meets the FP8 GEMM's alignment (input width a multiple of 16, outputs of
+    /// 8). Otherwise the dtype's GEMM serves.
+    #[cfg(feature = "cuda")]
+    fn takes_fp8<'w>(
+        &self,
+        dtype: DType,
+        device: &Device,
+        (out, inp): (usize, usize),
+        mut weights: impl Iterator<Item = &'w DeviceNf4>,
+    ) -> bool {
+        self.scratch.compute == Compute::Fp8
+            && dtype == DType::BF16
+            && device.is_cuda()
+            && inp % 16 == 0
+            && out % 8 == 0
+            && weights.all(|w| w.has_fp8_scales())
+    }
+
+    /// `parts` (each `[out_i, cols_i]` inside a `[rows_i, gemm.1]` block) as FP8 codes with
+    /// their row scales, one block under the other, into the buffer (as bytes).
+    #[cfg(feature = "cuda")]
+    fn dequantize_fp8(
+        &mut self,
+        parts: &[(&Nf4Weight, &DeviceNf4)],
+        gemm: (usize, usize),
+    ) -> Result<ScratchWeight> {
+        use crate::gpu::fp8::{Fp8DequantOp, Fp8Weight};
+        let layout = Fp8Weight::layout(gemm);
+        let buffer = self.buffer(layout.bytes(), DType::U8, &self.scratch.device)?;
+        let view = buffer.narrow(0, 0, layout.bytes())?;
+        let mut row = 0;
+        for (i, (w, dw)) in parts.iter().enumerate() {
+            // A single weight fills the whole GEMM shape (padded); stacked ones their own rows.
+            let rows_pad = if i + 1 == parts.len() {
+                gemm.0 - row
+            } else {
+                w.shape.0
+            };
+            view.inplace_op1(&Fp8DequantOp {
+                kernels: self.scratch.kernels()?,
+                weight: dw,
+                shape: w.shape,
+                block: (row, rows_pad),
+                layout,
+            })?;
+            row += rows_pad;
+        }
+        Ok(ScratchWeight::Fp8(Fp8Weight {
+            bytes: view,
+            layout,
+        }))
+    }
+
+    /// Dequantises `weight` into the buffer for activations of `dtype` and returns it in the
+    /// `gemm_shape`: the `[out, in]` weight in its top-left corner, zeros around it where
+    /// `gemm_shape` is larger (the padded GEMM shape of `Nf4Linear`). On CUDA the kernel writes
+    /// the padded matrix directly. In `dtype`, or as FP8 codes and scales (emulated in f32 on
+    /// the CPU) under `Compute::Fp8`. It aliases the buffer: use it before the lease is dropped.
     pub fn dequantize(
         &mut self,
         weight: &Nf4Weight,
@@ -191,6 +263,31 @@ impl ScratchLease<'_> {
         dtype: DType,
         device: &Device,
         gemm_shape: (usize, usize),
+    ) -> Result<ScratchWeight> {
+        #[cfg(feature = "cuda")]
+        if let Some(dw) = device_weight {
+            if self.takes_fp8(dtype, device, gemm_shape, std::iter::once(dw)) {
+                return self.dequantize_fp8(&[(weight, dw)], gemm_shape);
+            }
+        }
+        if self.scratch.compute == Compute::Fp8 && device.is_cpu() {
+            let w = self.dequantize_in(weight, None, DType::F32, device, gemm_shape, true)?;
+            return Ok(ScratchWeight::EmulatedFp8(w));
+        }
+        let w = self.dequantize_in(weight, device_weight, dtype, device, gemm_shape, false)?;
+        Ok(ScratchWeight::Dense(w))
+    }
+
+    /// The weight as `dtype` in the `gemm_shape` (see [`Self::dequantize`]), each row rounded
+    /// as FP8 codes times their scale when `fp8_rounded` (the CPU's emulation).
+    fn dequantize_in(
+        &mut self,
+        weight: &Nf4Weight,
+        device_weight: Option<&DeviceNf4>,
+        dtype: DType,
+        device: &Device,
+        gemm_shape: (usize, usize),
+        fp8_rounded: bool,
     ) -> Result<Tensor> {
         let numel = gemm_shape.0 * gemm_shape.1;
         let (out, inp) = weight.shape;
@@ -216,9 +313,14 @@ impl ScratchLease<'_> {
         let view = buffer.narrow(0, 0, weight.numel())?;
         if device.is_cpu() {
             let absmax = weight.absmax.decode();
+            let fp8_scales = match fp8_rounded {
+                true => Some(super::fp8::weight_row_scales(weight)?),
+                false => None,
+            };
             view.inplace_op1(&DequantizeOp {
                 weight,
                 absmax: &absmax,
+                fp8_scales: fp8_scales.as_deref(),
             })?;
         } else {
             // No device copy of the weight: dequantise on the host and copy (correct, slow).
@@ -249,6 +351,9 @@ fn host_dequantize(weight: &Nf4Weight, dtype: DType) -> Result<Tensor> {
 struct DequantizeOp<'a> {
     weight: &'a Nf4Weight,
     absmax: &'a [f32],
+    /// Each row's FP8 `(scale, inverse)`: the values then rounded as the FP8 GEMM reads them
+    /// (the CPU's emulation of `Compute::Fp8`; f32 only).
+    fp8_scales: Option<&'a [(f32, f32)]>,
 }
 
 impl InplaceOp1 for DequantizeOp<'_> {
@@ -265,14 +370,24 @@ impl InplaceOp1 for DequantizeOp<'_> {
             );
         }
         let run = |r: Result<()>| r.map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
-        match storage {
-            CpuStorage::F32(v) => run(self
+        match (storage, self.fp8_scales) {
+            (CpuStorage::F32(v), Some(scales)) => {
+                let values = &mut v[start..start + n];
+                run(self.weight.dequantize_with_absmax(self.absmax, values))?;
+                let cols = self.weight.shape.1;
+                for (row, &pair) in values.chunks_mut(cols).zip(scales) {
+                    super::fp8::round_row(row, pair);
+                }
+                Ok(())
+            }
+            (_, Some(_)) => candle_core::bail!("nf4-dequantize: the FP8 emulation runs in f32"),
+            (CpuStorage::F32(v), None) => run(self
                 .weight
                 .dequantize_with_absmax(self.absmax, &mut v[start..start + n])),
-            CpuStorage::BF16(v) => run(self
+            (CpuStorage::BF16(v), None) => run(self
                 .weight
                 .dequantize_with_absmax(self.absmax, &mut v[start..start + n])),
-            CpuStorage::F16(v) => run(self
+            (CpuStorage::F16(v), None) => run(self
                 .weight
                 .dequantize_with_absmax(self.absmax, &mut v[start..start + n])),
             _ => candle_core::bail!("nf4-dequantize: the scratch dtype must be f32, bf16 or f16"),

@@ -167,8 +167,8 @@ impl StackedLinear {
             .collect();
         let w = lease.dequantize_stack(&stack, x.dtype(), x.device())?;
         let y = match onto {
-            Some(c) => fused::linear_onto(c.reshape((rows, out))?, &x2, &w)?,
-            None => fused::linear(&x2, &w, self.bias.as_ref())?,
+            Some(c) => w.linear_onto(c.reshape((rows, out))?, &x2)?,
+            None => w.linear(&x2, self.bias.as_ref())?,
         };
         drop(lease);
         Ok(y.reshape(out_dims)?)

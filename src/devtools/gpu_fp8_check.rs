@@ -1,0 +1,253 @@
+//! FP8 compute on the GPU (selftest part `fp8`), against the CPU's emulation of the same scheme
+//! (`quant::fp8`: E4M3 codes with a scale per output channel and per token, f32 arithmetic).
+//!
+//! - Layers of the real model's shapes (plain with a bias, zero-padded in either dimension,
+//!   stacked, and added onto an existing output as an unmerged adapter's base is): the GPU's
+//!   bf16 output must lie within bf16 rounding of the emulation, and the emulation must differ
+//!   from plain NF4 by several times that (so the check tells FP8 from no FP8).
+//! - The committed fixture model, NF4 with its adapter: the GPU's fp8 embeddings (bf16
+//!   activations) must be as close to the CPU's emulation as the GPU's bf16 embeddings are to
+//!   the CPU's f32 ones, and much closer than to NF4 without FP8.
+
+use super::gpu_nf4_check::Nf4Check as Check;
+use super::model_parity::{rel_err, ParityFixture};
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use pagesight_engine::{DeviceChoice, Quant};
+use pagesight_model::colqwen::ColQwen;
+use pagesight_model::gpu::fp8;
+use pagesight_model::quant::{QLinear, QuantContext};
+use pagesight_model::settings::Compute;
+use pagesight_model::ModelSettings;
+use std::path::Path;
+
+/// The GPU's bf16 output against the emulation's f32: bf16's rounding alone is ~1.1e-3 (rms).
+const LAYER_TOLERANCE: f64 = 2.5e-3;
+/// How many times that FP8's own effect must exceed it, for the check to mean something.
+const DISTINGUISHES: f64 = 4.0;
+
+/// Deterministic values in about [-scale, scale], rounded to bf16 (the GPU's activations hold
+/// exactly these).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            half::bf16::from_f32((u * 2.0 - 1.0) * scale).to_f32()
+        })
+        .collect()
+}
+
+struct LayerCase {
+    name: &'static str,
+    /// (out, in) of each part (several: stacked).
+    parts: Vec<(usize, usize)>,
+    /// The GEMM shape when zero-padded.
+    padded: Option<(usize, usize)>,
+    bias: bool,
+    /// Added onto an existing output (`forward_onto`).
+    onto: bool,
+    rows: usize,
+}
+
+/// One layer on `device` through a scratch of `compute`, from the same weights every time.
+fn layer(case: &LayerCase, device: &Device, compute: Compute) -> Result<QLinear> {
+    let ctx = QuantContext::new(device).with_compute(compute);
+    let mut parts = Vec::new();
+    for (i, &(out, inp)) in case.parts.iter().enumerate() {
+        let seed = 100 + i as u64;
+        let w = Tensor::from_vec(values(out * inp, seed, 0.05), (out, inp), device)?;
+        let b = case
+            .bias
+            .then(|| Tensor::from_vec(values(out, seed + 50, 0.5), out, device))
+            .transpose()?;
+        parts.push(QLinear::dense(w, b).quantize(Quant::Nf4, &ctx)?);
+    }
+    let mut l = match parts.len() {
+        1 => parts.remove(0),
+        _ => QLinear::stack(parts)?,
+    };
+    if let Some((out, inp)) = case.padded {
+        l = l.padded(out, inp)?;
+    }
+    Ok(l)
+}
+
+/// `case`'s output on `device` for the bf16-exact input rows (activations in `dtype`).
+fn layer_output(
+    case: &LayerCase,
+    device: &Device,
+    dtype: DType,
+    compute: Compute,
+) -> Result<Vec<f32>> {
+    let l = layer(case, device, compute)?;
+    let (out, inp) = l.shape();
+    let mut x = values(case.rows * inp, 7, 2.0);
+    if let Some((_, padded_in)) = case.padded {
+        // The padded input columns hold zeros, as the model's padded MLP feeds them.
+        let real_in = case.parts[0].1;
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % padded_in >= real_in {
+                *v = 0.0;
+            }
+        }
+    }
+    let x = Tensor::from_vec(x, (case.rows, inp), device)?.to_dtype(dtype)?;
+    let y = if case.onto {
+        let c = Tensor::from_vec(values(case.rows * out, 9, 1.0), (case.rows, out), device)?
+            .to_dtype(dtype)?;
+        l.forward_onto(&x, c)?
+    } else {
+        candle_core::Module::forward(&l, &x)?
+    };
+    Ok(y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+pub fn run(device: &Device) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let cases = [
+        LayerCase {
+            name: "lm_o_proj_bias",
+            parts: vec![(2048, 2048)],
+            padded: None,
+            bias: true,
+            onto: false,
+            rows: 300,
+        },
+        LayerCase {
+            name: "vision_up_padded_out",
+            parts: vec![(3420, 1280)],
+            padded: Some((3456, 1280)),
+            bias: true,
+            onto: false,
+            rows: 200,
+        },
+        LayerCase {
+            name: "vision_down_padded_in",
+            parts: vec![(1280, 3420)],
+            padded: Some((1280, 3456)),
+            bias: true,
+            onto: false,
+            rows: 200,
+        },
+        LayerCase {
+            name: "stacked_gate_up",
+            parts: vec![(1024, 2048), (1024, 2048)],
+            padded: None,
+            bias: false,
+            onto: false,
+            rows: 256,
+        },
+        LayerCase {
+            name: "onto_adapter_output",
+            parts: vec![(2048, 2048)],
+            padded: None,
+            bias: false,
+            onto: true,
+            rows: 128,
+        },
+    ];
+    // The scales in cuBLASLt's epilogue, then by our kernel after the GEMM (the way taken where
+    // the library has no scaled kernel for the card).
+    for in_gemm in [true, false] {
+        fp8::set_scaling_in_gemm(in_gemm);
+        for case in &cases {
+            let gpu = layer_output(case, device, DType::BF16, Compute::Fp8)?;
+            let taken = if fp8::scaling_in_gemm() {
+                "in the GEMM"
+            } else {
+                "after the GEMM"
+            };
+            let emulated = layer_output(case, &Device::Cpu, DType::F32, Compute::Fp8)?;
+            let plain = layer_output(case, &Device::Cpu, DType::F32, Compute::Dtype)?;
+            let (err, fp8_effect) = (rel_err(&gpu, &emulated), rel_err(&emulated, &plain));
+            checks.push(Check {
+                name: format!("fp8_layer_{}_scales_{}", case.name, if in_gemm { "in_gemm" } else { "after" }),
+                ok: err <= LAYER_TOLERANCE
+                    && fp8_effect >= DISTINGUISHES * err
+                    && gpu.iter().all(|v| v.is_finite()),
+                detail: format!(
+                    "{} rows, scales {taken}: GPU fp8 vs CPU emulation {err:.2e} (bound {LAYER_TOLERANCE:.1e}); emulation vs plain NF4 {fp8_effect:.2e} (≥ {DISTINGUISHES}× the former)",
+                    case.rows
+                ),
+            });
+        }
+    }
+    fp8::set_scaling_in_gemm(true);
+    checks.extend(fixture(Path::new("tests/fixtures/colqwen_tiny"))?);
+    checks.push(random3b_fidelity()?);
+    Ok(checks)
+}
+
+/// The fidelity goal on full-size shapes (`random:3b` with its adapter, 4 pages and a
+/// query): FP8 compute may move the vectors from bf16 compute by at most half of what NF4 moves
+/// them from the dense model.
+fn random3b_fidelity() -> Result<Check> {
+    use pagesight_engine::DType as D;
+    let embed = |quant, compute| -> Result<(Vec<f32>, Vec<f32>)> {
+        let model = ColQwen::load(&ModelSettings {
+            model: "random:3b".into(),
+            device: DeviceChoice::Cuda(0),
+            dtype: D::Bf16,
+            quant,
+            compute,
+            quant_cache: pagesight_model::settings::QuantCacheSetting::Off,
+            ..ModelSettings::default()
+        })?;
+        let (pixels, grids) = pagesight_model::synthetic::synthetic_pages(4, 64, 46)?;
+        let pages = model.embed_images(&pixels, &grids)?;
+        let query = model.embed_queries(&["where is the total revenue table".to_string()])?;
+        Ok((
+            pages.into_iter().flat_map(|p| p.vectors).collect(),
+            query.concat(),
+        ))
+    };
+    let dense = embed(Quant::None, Compute::Dtype)?;
+    let nf4 = embed(Quant::Nf4, Compute::Dtype)?;
+    let fp8 = embed(Quant::Nf4, Compute::Fp8)?;
+    let (nf4_moves, fp8_moves) = (rel_err(&nf4.0, &dense.0), rel_err(&fp8.0, &nf4.0));
+    let ratio = fp8_moves / nf4_moves;
+    Ok(Check {
+        name: "fp8_random3b_pages_fidelity_goal".into(),
+        ok: ratio <= 0.5 && fp8.0.iter().all(|v| v.is_finite()),
+        detail: format!(
+            "4 pages: fp8 vs bf16 compute {fp8_moves:.3e}, NF4 vs dense {nf4_moves:.3e}: ratio {ratio:.3} (goal ≤ 0.5). Query: fp8 vs bf16 {:.2e} (a query's rows skip FP8), NF4 vs dense {:.3e}",
+            rel_err(&fp8.1, &nf4.1),
+            rel_err(&nf4.1, &dense.1),
+        ),
+    })
+}
+
+/// The fixture model, NF4 with its adapter unmerged: its pages (a query's few rows skip FP8 on
+/// both devices, `quant::fp8::FEW_ROWS`; their distance is reported beside).
+fn fixture(dir: &Path) -> Result<Vec<Check>> {
+    let fixture = ParityFixture::load(dir)?;
+    let embed = |device, dtype, compute| -> Result<(Vec<f32>, Vec<f32>)> {
+        let model = ColQwen::load(&ModelSettings {
+            compute,
+            ..fixture.settings(device, dtype, Quant::Nf4)
+        })?;
+        let (queries, pages) = fixture.embeddings(&model)?;
+        Ok((pages.concat(), queries.concat()))
+    };
+    use pagesight_engine::DType as D;
+    let gpu_fp8 = embed(DeviceChoice::Cuda(0), D::Bf16, Compute::Fp8)?;
+    let gpu_bf16 = embed(DeviceChoice::Cuda(0), D::Bf16, Compute::Dtype)?;
+    let cpu_fp8 = embed(DeviceChoice::Cpu, D::F32, Compute::Fp8)?;
+    let cpu_f32 = embed(DeviceChoice::Cpu, D::F32, Compute::Dtype)?;
+    let err = rel_err(&gpu_fp8.0, &cpu_fp8.0);
+    let bf16_err = rel_err(&gpu_bf16.0, &cpu_f32.0);
+    let fp8_effect = rel_err(&cpu_fp8.0, &cpu_f32.0);
+    Ok(vec![Check {
+        name: "fp8_fixture_pages".into(),
+        ok: err <= 1.5 * bf16_err.max(1e-3) && fp8_effect >= 2.0 * err,
+        detail: format!(
+            "pages: GPU fp8 vs CPU emulation {err:.2e}, against GPU bf16 vs CPU f32 {bf16_err:.2e} (≤ 1.5×); emulation vs NF4 without fp8 {fp8_effect:.2e} (≥ 2× the first). Queries: GPU fp8 vs CPU fp8 {:.2e}, GPU fp8 vs GPU bf16 {:.2e}",
+            rel_err(&gpu_fp8.1, &cpu_fp8.1),
+            rel_err(&gpu_fp8.1, &gpu_bf16.1),
+        ),
+    }])
+}
