@@ -21,6 +21,9 @@ pub struct ParityFixture {
     n_images: usize,
 }
 
+/// A model's vectors for the fixture: (one per query, one per image).
+pub type Embeddings = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// ‖a − b‖ / ‖b‖.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() {
@@ -117,7 +120,7 @@ impl ParityFixture {
     }
 
     /// `model`'s embeddings of the fixture's queries and of its images, in order.
-    pub fn embeddings(&self, model: &ColQwen) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    pub fn embeddings(&self, model: &ColQwen) -> Result<Embeddings> {
         let queries = model.embed_queries(&self.queries)?;
         let (pixels, grids) = self.pixels()?;
         let pages = model.embed_images(&pixels, &grids)?;
