@@ -1,6 +1,9 @@
 //! `pagesight bench gemm`: the model's linear layers (Qwen2.5-VL-3B shapes, batch of 4 pages)
 //! timed on the GPU with cuBLASLt + bias epilogue against candle's matmul + a bias pass, in one
-//! process: TFLOP/s per shape and the largest difference between the two outputs.
+//! process: TFLOP/s per shape and the largest difference between the two outputs. Then the same
+//! shapes as NF4 layers, whole (dequantisation into the scratch, activations, GEMM): in bf16,
+//! in FP8 with the scales in the GEMM and after it, and the FP8 product alone on a weight
+//! dequantised once — where the time of a `--compute fp8` layer goes.
 
 use clap::Args;
 
@@ -97,5 +100,70 @@ pub fn run(args: GemmBenchArgs) -> anyhow::Result<()> {
         total_lt * 1e3,
         total_candle / total_lt
     );
+    nf4_layers(&args, &device, &shapes)
+}
+
+/// The shapes as NF4 layers: bf16 compute, FP8 (scales in the GEMM, then after it), and the
+/// FP8 product alone (quantising the activations included) on a weight dequantised once.
+#[cfg(feature = "cuda")]
+fn nf4_layers(
+    args: &GemmBenchArgs,
+    device: &candle_core::Device,
+    shapes: &[(&str, usize, usize, usize, bool)],
+) -> anyhow::Result<()> {
+    use candle_core::{DType, Module, Tensor};
+    use pagesight_model::gpu::fp8;
+    use pagesight_model::quant::{QLinear, QuantContext};
+    use pagesight_model::settings::{Compute, Quant};
+    use std::time::Instant;
+    let time = |f: &dyn Fn() -> candle_core::Result<Tensor>| -> anyhow::Result<f64> {
+        f()?;
+        device.synchronize()?;
+        let t = Instant::now();
+        for _ in 0..args.reps {
+            f()?;
+        }
+        device.synchronize()?;
+        Ok(t.elapsed().as_secs_f64() / args.reps as f64 * 1e3)
+    };
+    println!();
+    println!("| NF4 layer | rows × in → out | bf16 ms | fp8, scales in GEMM ms | fp8, scales after ms | fp8 product alone ms | TFLOP/s (alone) |");
+    println!("|---|---|---|---|---|---|---|");
+    for &(name, rows, inp, out, has_bias) in shapes {
+        if inp % 16 != 0 || out % 8 != 0 {
+            continue;
+        }
+        let x = Tensor::randn(0f32, 1.0, (rows, inp), device)?.to_dtype(DType::BF16)?;
+        let w = (Tensor::randn(0f32, 1.0, (out, inp), device)? * (1.0 / (inp as f64).sqrt()))?;
+        let b = has_bias
+            .then(|| Tensor::randn(0f32, 1.0, out, device)?.to_dtype(DType::BF16))
+            .transpose()?;
+        let layer = |compute| -> anyhow::Result<QLinear> {
+            let ctx = QuantContext::new(device).with_compute(compute);
+            Ok(QLinear::dense(w.clone(), b.clone()).quantize(Quant::Nf4, &ctx)?)
+        };
+        let bf16 = layer(Compute::Dtype)?;
+        let t_bf16 = time(&|| bf16.forward(&x))?;
+        let fp8_layer = layer(Compute::Fp8)?;
+        fp8::set_scaling_in_gemm(true);
+        let t_in = time(&|| fp8_layer.forward(&x))?;
+        let in_gemm = fp8::scaling_in_gemm();
+        fp8::set_scaling_in_gemm(false);
+        let t_after = time(&|| fp8_layer.forward(&x))?;
+        fp8::set_scaling_in_gemm(true);
+        let QLinear::Nf4(l) = &fp8_layer else {
+            anyhow::bail!("{name}: not an NF4 layer")
+        };
+        let mut lease = l.scratch().lease();
+        let sw = lease.dequantize(l.weight(), l.device_weight(), DType::BF16, device, (out, inp))?;
+        let t_alone = time(&|| sw.linear(&x, b.as_ref()))?;
+        drop(lease);
+        let flop = 2.0 * rows as f64 * inp as f64 * out as f64;
+        println!(
+            "| {name} | {rows} × {inp} → {out} | {t_bf16:.3} | {t_in:.3}{} | {t_after:.3} | {t_alone:.3} | {:.0} |",
+            if in_gemm { "" } else { " (library refused: after)" },
+            flop / (t_alone * 1e-3) / 1e12
+        );
+    }
     Ok(())
 }

@@ -84,7 +84,8 @@ fn layer_output(
     compute: Compute,
 ) -> Result<Vec<f32>> {
     let l = layer(case, device, compute)?;
-    let (out, inp) = l.shape();
+    // The product's shape: the padded one where the layer is padded.
+    let (out, inp) = case.padded.unwrap_or(l.shape());
     let mut x = values(case.rows * inp, 7, 2.0);
     if let Some((_, padded_in)) = case.padded {
         // The padded input columns hold zeros, as the model's padded MLP feeds them.
