@@ -240,15 +240,28 @@ extern "C" __global__ void nf4_dequant_fp8(const unsigned char* __restrict__ pac
     if (c0 == 0) scale_out[r] = r < rows ? row_scale[r] : 1.0f;
     const float inv = r < rows ? row_scale[rows + r] : 0.0f;
     float v[16];
-    for (int k = 0; k < 16; k++) {
-        unsigned long long c = c0 + k;
-        v[k] = 0.0f;
-        if (r < rows && c < cols) {
-            unsigned long long e = r * cols + c;
-            unsigned int byte = packed[e >> 1];
-            unsigned int q4 = (e & 1) ? (byte & 15u) : (byte >> 4);
-            float a = block_absmax(e >> 6, absmax_f32, qabsmax, absmax2, code2, offset);
-            v[k] = __fmul_rn(__fmul_rn(lut[q4], a), inv);
+    if (r < rows && c0 + 16 <= cols && cols % 16 == 0) {
+        // 16 whole weights from a multiple of 16: one 64-block, 8 packed bytes in one load.
+        unsigned long long e0 = r * cols + c0;
+        float a = block_absmax(e0 >> 6, absmax_f32, qabsmax, absmax2, code2, offset);
+        uint2 q = *reinterpret_cast<const uint2*>(packed + (e0 >> 1));
+        unsigned int words[2] = {q.x, q.y};
+        for (int k = 0; k < 8; k++) {
+            unsigned int byte = (words[k >> 2] >> ((k & 3) * 8)) & 0xffu;
+            v[2 * k] = __fmul_rn(__fmul_rn(lut[byte >> 4], a), inv);
+            v[2 * k + 1] = __fmul_rn(__fmul_rn(lut[byte & 15u], a), inv);
+        }
+    } else {
+        for (int k = 0; k < 16; k++) {
+            unsigned long long c = c0 + k;
+            v[k] = 0.0f;
+            if (r < rows && c < cols) {
+                unsigned long long e = r * cols + c;
+                unsigned int byte = packed[e >> 1];
+                unsigned int q4 = (e & 1) ? (byte & 15u) : (byte >> 4);
+                float a = block_absmax(e >> 6, absmax_f32, qabsmax, absmax2, code2, offset);
+                v[k] = __fmul_rn(__fmul_rn(lut[q4], a), inv);
+            }
         }
     }
     uint4 w;
