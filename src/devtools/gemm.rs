@@ -140,7 +140,7 @@ fn nf4_layers(
             .transpose()?;
         let layer = |compute| -> anyhow::Result<QLinear> {
             let ctx = QuantContext::new(device).with_compute(compute);
-            Ok(QLinear::dense(w.clone(), b.clone()).quantize(Quant::Nf4, &ctx)?)
+            QLinear::dense(w.clone(), b.clone()).quantize(Quant::Nf4, &ctx)
         };
         let bf16 = layer(Compute::Dtype)?;
         let t_bf16 = time(&|| bf16.forward(&x))?;
@@ -155,7 +155,13 @@ fn nf4_layers(
             anyhow::bail!("{name}: not an NF4 layer")
         };
         let mut lease = l.scratch().lease();
-        let sw = lease.dequantize(l.weight(), l.device_weight(), DType::BF16, device, (out, inp))?;
+        let sw = lease.dequantize(
+            l.weight(),
+            l.device_weight(),
+            DType::BF16,
+            device,
+            (out, inp),
+        )?;
         let t_alone = time(&|| sw.linear(&x, b.as_ref()))?;
         drop(lease);
         let flop = 2.0 * rows as f64 * inp as f64 * out as f64;
