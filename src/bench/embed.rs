@@ -556,6 +556,18 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             );
         }
     }
+    #[cfg(feature = "cuda")]
+    if args.compute == Compute::Fp8 && args.device.will_use_cuda() {
+        // Whether cuBLASLt took the per-channel and per-token scales, or our kernel applied them.
+        println!(
+            "fp8 scales       {}",
+            if pagesight_model::gpu::fp8::scaling_in_gemm() {
+                "in the GEMM's epilogue"
+            } else {
+                "after the GEMM (cuBLASLt has no scaled FP8 kernel for this card)"
+            }
+        );
+    }
     if model.is_random() {
         eprintln!(
             "note: {}: {RANDOM_WARNING} (timings are still real)",

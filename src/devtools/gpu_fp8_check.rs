@@ -156,31 +156,60 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
     for in_gemm in [true, false] {
         fp8::set_scaling_in_gemm(in_gemm);
         for case in &cases {
-            let gpu = layer_output(case, device, DType::BF16, Compute::Fp8)?;
-            let taken = if fp8::scaling_in_gemm() {
-                "in the GEMM"
-            } else {
-                "after the GEMM"
-            };
-            let emulated = layer_output(case, &Device::Cpu, DType::F32, Compute::Fp8)?;
-            let plain = layer_output(case, &Device::Cpu, DType::F32, Compute::Dtype)?;
-            let (err, fp8_effect) = (rel_err(&gpu, &emulated), rel_err(&emulated, &plain));
-            checks.push(Check {
-                name: format!("fp8_layer_{}_scales_{}", case.name, if in_gemm { "in_gemm" } else { "after" }),
-                ok: err <= LAYER_TOLERANCE
-                    && fp8_effect >= DISTINGUISHES * err
-                    && gpu.iter().all(|v| v.is_finite()),
-                detail: format!(
-                    "{} rows, scales {taken}: GPU fp8 vs CPU emulation {err:.2e} (bound {LAYER_TOLERANCE:.1e}); emulation vs plain NF4 {fp8_effect:.2e} (≥ {DISTINGUISHES}× the former)",
-                    case.rows
-                ),
-            });
+            let name = format!(
+                "fp8_layer_{}_scales_{}",
+                case.name,
+                if in_gemm { "in_gemm" } else { "after" }
+            );
+            checks.push(or_failed(name, layer_check(case, device)));
         }
     }
     fp8::set_scaling_in_gemm(true);
-    checks.extend(fixture(Path::new("tests/fixtures/colqwen_tiny"))?);
-    checks.push(random3b_fidelity()?);
+    checks.push(or_failed(
+        "fp8_fixture_pages".into(),
+        fixture(Path::new("tests/fixtures/colqwen_tiny")),
+    ));
+    checks.push(or_failed(
+        "fp8_random3b_pages_fidelity_goal".into(),
+        random3b_fidelity(),
+    ));
     Ok(checks)
+}
+
+/// `check` under `name`, or a failed check that says what went wrong (one error does not hide
+/// the other checks' results).
+fn or_failed(name: String, check: Result<Check>) -> Check {
+    match check {
+        Ok(c) => Check { name, ..c },
+        Err(e) => Check {
+            name,
+            ok: false,
+            detail: format!("error: {e:#}"),
+        },
+    }
+}
+
+/// One layer on the GPU in FP8 against the CPU's emulation of it.
+fn layer_check(case: &LayerCase, device: &Device) -> Result<Check> {
+    let gpu = layer_output(case, device, DType::BF16, Compute::Fp8)?;
+    let taken = if fp8::scaling_in_gemm() {
+        "in the GEMM"
+    } else {
+        "after the GEMM"
+    };
+    let emulated = layer_output(case, &Device::Cpu, DType::F32, Compute::Fp8)?;
+    let plain = layer_output(case, &Device::Cpu, DType::F32, Compute::Dtype)?;
+    let (err, fp8_effect) = (rel_err(&gpu, &emulated), rel_err(&emulated, &plain));
+    Ok(Check {
+        name: String::new(),
+        ok: err <= LAYER_TOLERANCE
+            && fp8_effect >= DISTINGUISHES * err
+            && gpu.iter().all(|v| v.is_finite()),
+        detail: format!(
+            "{} rows, scales {taken}: GPU fp8 vs CPU emulation {err:.2e} (bound {LAYER_TOLERANCE:.1e}); emulation vs plain NF4 {fp8_effect:.2e} (≥ {DISTINGUISHES}× the former)",
+            case.rows
+        ),
+    })
 }
 
 /// The fidelity goal on full-size shapes (`random:3b` with its adapter, 4 pages and a
@@ -224,7 +253,7 @@ fn random3b_fidelity() -> Result<Check> {
 
 /// The fixture model, NF4 with its adapter unmerged: its pages (a query's few rows skip FP8 on
 /// both devices, `quant::fp8::FEW_ROWS`; their distance is reported beside).
-fn fixture(dir: &Path) -> Result<Vec<Check>> {
+fn fixture(dir: &Path) -> Result<Check> {
     let fixture = ParityFixture::load(dir)?;
     let embed = |device, dtype, compute| -> Result<(Vec<f32>, Vec<f32>)> {
         let model = ColQwen::load(&ModelSettings {
@@ -242,7 +271,7 @@ fn fixture(dir: &Path) -> Result<Vec<Check>> {
     let err = rel_err(&gpu_fp8.0, &cpu_fp8.0);
     let bf16_err = rel_err(&gpu_bf16.0, &cpu_f32.0);
     let fp8_effect = rel_err(&cpu_fp8.0, &cpu_f32.0);
-    Ok(vec![Check {
+    Ok(Check {
         name: "fp8_fixture_pages".into(),
         ok: err <= 1.5 * bf16_err.max(1e-3) && fp8_effect >= 2.0 * err,
         detail: format!(
@@ -250,5 +279,5 @@ fn fixture(dir: &Path) -> Result<Vec<Check>> {
             rel_err(&gpu_fp8.1, &cpu_fp8.1),
             rel_err(&gpu_fp8.1, &gpu_bf16.1),
         ),
-    }])
+    })
 }
