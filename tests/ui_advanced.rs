@@ -133,3 +133,41 @@ fn on_the_cpu_the_summary_says_so_and_the_transfer_choice_says_why_not() {
         "unavailable here: this pagesight was built without the `cuda` feature"
     ));
 }
+
+/// FP8 GEMMs are offered under Advanced for NF4 weights only; chosen, the summary names them
+/// and Start sends them.
+#[test]
+fn fp8_gemms_are_offered_for_nf4_and_what_start_sends() {
+    use pagesight::engine::{Compute, Quant};
+    let mut w = form_on(crate::ui_defaults::gpu_device());
+    w.h.get_by_label("Advanced").click();
+    w.h.run();
+    w.h.get_by_label("best for this device").click();
+    w.h.run();
+    w.h.get_by_label("none").click();
+    w.h.run();
+    assert!(
+        w.h.get_by_label("fp8 GEMMs").accesskit_node().is_disabled(),
+        "no FP8 without NF4"
+    );
+    w.h.get_by_label("nf4").click();
+    w.h.run();
+    w.h.get_by_label("fp8 GEMMs").click();
+    w.h.run();
+    assert_eq!(w.h.state().settings.model.compute, Compute::Fp8);
+    w.h.get_by_label("Advanced").click();
+    w.h.run();
+    assert!(shown(&w, "with fp8 GEMMs, NF4 weights"));
+    drain(&w.commands);
+    w.h.get_by_label("Start ingest").click();
+    w.h.run();
+    match drain(&w.commands).into_iter().next() {
+        Some(Command::StartIngest { settings, .. }) => {
+            assert_eq!(
+                (settings.model.quant, settings.model.compute),
+                (Quant::Nf4, Compute::Fp8)
+            )
+        }
+        other => panic!("no StartIngest: {other:?}"),
+    }
+}

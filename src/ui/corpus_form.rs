@@ -143,7 +143,13 @@ fn advanced(ui: &mut egui::Ui, settings: &mut UiSettings, cx: &FormContext<'_>) 
                 if settings.best_precision {
                     let p = cx.best_precision;
                     ui.label(
-                        egui::RichText::new(precision_text(p.dtype, p.quant, p.quant_scope)).weak(),
+                        egui::RichText::new(precision_text(
+                            p.dtype,
+                            p.quant,
+                            p.quant_scope,
+                            p.compute,
+                        ))
+                        .weak(),
                     );
                 }
             });
@@ -247,7 +253,8 @@ fn visual_token_budget(ui: &mut egui::Ui, budget: &mut Option<usize>) {
 }
 
 /// e.g. "bf16 compute, NF4 weights" or "f32 compute, unquantised weights".
-fn precision_text(dtype: DType, quant: Quant, scope: QuantScope) -> String {
+/// With FP8 GEMMs (NF4 only): "bf16 compute with fp8 GEMMs, NF4 weights".
+fn precision_text(dtype: DType, quant: Quant, scope: QuantScope, compute: Compute) -> String {
     let weights = match (quant, scope) {
         (Quant::None, _) => "unquantised weights".to_string(),
         (q, QuantScope::AllLinear) => format!("{} weights", q.name().to_uppercase()),
@@ -255,7 +262,11 @@ fn precision_text(dtype: DType, quant: Quant, scope: QuantScope) -> String {
             format!("{} weights (LM only)", q.name().to_uppercase())
         }
     };
-    format!("{} compute, {weights}", dtype.name())
+    let gemms = match (quant, compute) {
+        (Quant::Nf4, Compute::Fp8) => " with fp8 GEMMs",
+        _ => "",
+    };
+    format!("{} compute{gemms}, {weights}", dtype.name())
 }
 
 /// What Start will use, in one line: e.g. "cuda:0 · bf16 compute, NF4 weights · batch 4 ·
@@ -272,7 +283,12 @@ pub fn summary(s: &IngestSettings, cuda: bool) -> String {
     let m = &s.model;
     let mut parts = vec![
         device,
-        precision_text(m.dtype, m.quant, m.effective_quant_scope()),
+        precision_text(
+            m.dtype,
+            m.quant,
+            m.effective_quant_scope(),
+            m.compute_in_effect(),
+        ),
         format!("batch {}", s.live.batch_size),
         format!("{} workers", s.loader.workers),
         format!("{} transfer", s.live.transfer.name()),
