@@ -4,7 +4,7 @@
 
 use candle_core::cuda_backend::cudarc::driver::CudaView;
 use candle_core::cuda_backend::{CudaDType, CudaStorage};
-use candle_core::{Layout, Result};
+use candle_core::{Layout, Result, Shape};
 
 /// The elements of a contiguous input, as the kernels read them.
 pub fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
@@ -18,9 +18,50 @@ pub fn no_cpu<T>(name: &str) -> Result<T> {
     candle_core::bail!("{name} is a CUDA kernel; the CPU runs candle's own ops")
 }
 
+/// An op with an optional bias input (a linear layer), both forms through `run`:
+/// `cuda_op!(linear, Type, "name", "name-with-bias")` makes it a `CustomOp2` without the bias
+/// and a `CustomOp3` with it.
+pub trait WithBias {
+    fn run(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        bias: Option<(&CudaStorage, &Layout)>,
+    ) -> Result<(CudaStorage, Shape)>;
+
+    fn without_bias(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(x, xl, w, wl, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_bias(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        self.run(x, xl, w, wl, Some((b, bl)))
+    }
+}
+
 /// `cuda_op!(N, Type, "name", method)`: `CustomOpN` (N = 1, 2, 3) or `inplace N` (`InplaceOpN`, N = 2, 3)
 /// for `Type`, forwarding `cuda_fwd` to `self.method(a, al, …)`.
 macro_rules! cuda_op {
+    (linear, $ty:ty, $name:literal, $name_bias:literal) => {
+        $crate::gpu::custom_op::cuda_op!(2, $ty, $name, without_bias);
+        $crate::gpu::custom_op::cuda_op!(3, $ty, $name_bias, with_bias);
+    };
     (1, $ty:ty, $name:literal, $method:ident) => {
         impl candle_core::CustomOp1 for $ty {
             fn name(&self) -> &'static str {

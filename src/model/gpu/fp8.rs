@@ -6,7 +6,7 @@
 //! The scratch holds a weight's codes and its row scales in one byte buffer (`Fp8Layout`), so
 //! a GEMM takes the weight as one tensor.
 
-use super::custom_op::view;
+use super::custom_op::{view, WithBias};
 use super::fused_kernel::FusedKernels;
 use super::lt_fp8::{self, Fp8Gemm, Fp8Output};
 use super::nf4_kernel::{Nf4DeviceBuffers, Nf4Kernels};
@@ -306,7 +306,7 @@ pub fn scaling_in_gemm() -> bool {
     SCALING_IN_GEMM.load(Ordering::Relaxed)
 }
 
-impl Fp8Linear {
+impl WithBias for Fp8Linear {
     fn run(
         &self,
         x: &CudaStorage,
@@ -324,29 +324,6 @@ impl Fp8Linear {
             CudaStorage::wrap_cuda_slice(y, dev),
             Shape::from((rows, self.layout.out)),
         ))
-    }
-
-    fn cuda(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(x, xl, w, wl, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn cuda_bias(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-        b: &CudaStorage,
-        bl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(x, xl, w, wl, Some((b, bl)))
     }
 }
 
@@ -377,6 +354,5 @@ impl Fp8Accumulate {
     }
 }
 
-super::custom_op::cuda_op!(2, Fp8Linear, "fp8-linear", cuda);
-super::custom_op::cuda_op!(3, Fp8Linear, "fp8-linear-bias", cuda_bias);
+super::custom_op::cuda_op!(linear, Fp8Linear, "fp8-linear", "fp8-linear-bias");
 super::custom_op::cuda_op!(inplace 3, Fp8Accumulate, "fp8-linear-accumulate", cuda);

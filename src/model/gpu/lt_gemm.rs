@@ -3,7 +3,7 @@
 //! instead of a second pass over the output, with the 32 MiB workspace NVIDIA recommends for
 //! Hopper and the library's heuristic choosing the kernel per shape.
 
-use super::custom_op::view;
+use super::custom_op::{view, WithBias};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut};
@@ -121,7 +121,7 @@ fn gemm_into<C: DevicePtrMut<bf16>>(
     Ok(())
 }
 
-impl LtLinear {
+impl WithBias for LtLinear {
     fn run(
         &self,
         x: &CudaStorage,
@@ -189,30 +189,4 @@ impl LtAccumulate {
 
 super::custom_op::cuda_op!(inplace 3, LtAccumulate, "cublaslt-linear-accumulate", cuda);
 
-super::custom_op::cuda_op!(2, LtLinear, "cublaslt-linear", cuda);
-super::custom_op::cuda_op!(3, LtLinear, "cublaslt-linear-bias", cuda_bias);
-
-impl LtLinear {
-    fn cuda(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(x, xl, w, wl, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn cuda_bias(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-        b: &CudaStorage,
-        bl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        self.run(x, xl, w, wl, Some((b, bl)))
-    }
-}
+super::custom_op::cuda_op!(linear, LtLinear, "cublaslt-linear", "cublaslt-linear-bias");
