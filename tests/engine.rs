@@ -543,3 +543,62 @@ fn out_of_memory_halves_the_batch_and_loses_no_page() {
         "{text}"
     );
 }
+
+/// `--compute fp8` through the engine on the CPU (its emulation): the index records the compute,
+/// a CPU search of it answers (the query in the dtype's arithmetic), and vectors of the dtype's
+/// compute are refused from it with both named.
+#[test]
+fn an_fp8_index_records_its_compute_searches_on_the_cpu_and_keeps_other_vectors_out() {
+    use pagesight::engine::{Compute, Quant};
+    let corpus = sample_corpus();
+    // One file held back, to come new to the index later.
+    let held = tempfile::tempdir().unwrap();
+    let first = std::fs::read_dir(corpus.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::rename(first.path(), held.path().join(first.file_name())).unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let engine = EngineHandle::spawn();
+    let mut settings = test_settings();
+    settings.model.quant = Quant::Nf4;
+    settings.model.compute = Compute::Fp8;
+    let (s, _) = ingest(&engine, corpus.path(), index.path(), settings.clone());
+    assert!(s.pages_ingested > 0 && s.files_failed == 0, "{s:?}");
+    let opened = pagesight::index::Index::open(index.path()).unwrap();
+    assert_eq!(opened.provenance().compute(), "fp8");
+    match search(
+        &engine,
+        index.path(),
+        "invoice total",
+        SearchMode::Visual,
+        7,
+    ) {
+        Event::SearchResults { hits, .. } => assert!(!hits.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    std::fs::rename(
+        held.path().join(first.file_name()),
+        corpus.path().join(first.file_name()),
+    )
+    .unwrap();
+    settings.model.compute = Compute::Dtype;
+    engine.send(Command::StartIngest {
+        folder: corpus.path().into(),
+        index: index.path().into(),
+        settings,
+    });
+    let refused = loop {
+        match engine
+            .events
+            .recv_timeout(Duration::from_secs(300))
+            .expect("an answer")
+        {
+            Event::Error { message, .. } => break message,
+            Event::IngestFinished(s) => panic!("accepted other vectors: {s:?}"),
+            _ => {}
+        }
+    };
+    assert!(refused.contains("compute fp8"), "{refused}");
+}

@@ -52,6 +52,7 @@ fn fits(have: &ModelSettings, model: &ColQwen, want: &ModelSettings) -> bool {
         && have.quant == want.quant
         && have.effective_quant_scope() == want.effective_quant_scope()
         && have.lora_in_effect() == want.lora_in_effect()
+        && have.compute_in_effect() == want.compute_in_effect()
         && have.gpu_kernels == want.gpu_kernels
         && budget_fits
         && runs_on(want.device, model.device())
