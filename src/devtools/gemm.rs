@@ -130,7 +130,7 @@ fn nf4_layers(
     println!("| NF4 layer | rows × in → out | bf16 ms | fp8, scales in GEMM ms | fp8, scales after ms | fp8 product alone ms | TFLOP/s (alone) |");
     println!("|---|---|---|---|---|---|---|");
     for &(name, rows, inp, out, has_bias) in shapes {
-        if inp % 16 != 0 || out % 8 != 0 {
+        if !pagesight_model::quant::fp8::shape_fits((out, inp)) {
             continue;
         }
         let x = Tensor::randn(0f32, 1.0, (rows, inp), device)?.to_dtype(DType::BF16)?;

@@ -385,8 +385,8 @@ fn fp8_emulation_rounds_weight_rows_and_tokens_and_skips_a_querys_rows() {
     let mut rng = StdRng::seed_from_u64(23);
     let plain_ctx = QuantContext::new(&Device::Cpu);
     let fp8_ctx = QuantContext::new(&Device::Cpu).with_compute(Compute::Fp8);
-    // 200 inputs: the 64-weight blocks straddle rows, so a row's bound spans two blocks' absmax.
-    let (out, inp) = (96, 200);
+    // 208 inputs: the 64-weight blocks straddle rows, so a row's bound spans two blocks' absmax.
+    let (out, inp) = (96, 208);
     let (layer, _, b) = dense(&mut rng, out, inp, DType::F32);
     let plain = layer.clone().quantize(Quant::Nf4, &plain_ctx).unwrap();
     let q = layer.quantize(Quant::Nf4, &fp8_ctx).unwrap();
@@ -424,4 +424,17 @@ fn fp8_emulation_rounds_weight_rows_and_tokens_and_skips_a_querys_rows() {
     let few = x.narrow(0, 0, fp8::FEW_ROWS).unwrap();
     let (yq, yp) = for_queries(|| (q.forward(&few).unwrap(), plain.forward(&few).unwrap()));
     assert!(rel_max_err(&yq, &yp) <= 1e-6);
+    // A width FP8 GEMMs do not take (not a multiple of 16) keeps NF4's product, as on the GPU.
+    let (odd, _, _) = dense(&mut rng, 96, 200, DType::F32);
+    let (odd_fp8, odd_plain) = (
+        odd.clone().quantize(Quant::Nf4, &fp8_ctx).unwrap(),
+        odd.quantize(Quant::Nf4, &plain_ctx).unwrap(),
+    );
+    let x = Tensor::from_vec(random(&mut rng, rows * 200, 1.0), (rows, 200), &Device::Cpu).unwrap();
+    assert!(
+        rel_max_err(
+            &odd_fp8.forward(&x).unwrap(),
+            &odd_plain.forward(&x).unwrap()
+        ) <= 1e-6
+    );
 }

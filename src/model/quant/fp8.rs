@@ -16,6 +16,13 @@ use super::nf4::Nf4Weight;
 /// GPU): a query is latency-bound, and FP8 would first write every layer out as codes.
 pub const FEW_ROWS: usize = 32;
 
+/// Whether an `(out, inp)` product runs in FP8: the FP8 GEMM wants rows of whole 16-byte
+/// vectors (input width a multiple of 16) and bf16 outputs in whole 16-byte runs (8). Other
+/// shapes keep the dtype's arithmetic, on the GPU and in the CPU's emulation alike.
+pub fn shape_fits((out, inp): (usize, usize)) -> bool {
+    inp.is_multiple_of(16) && out.is_multiple_of(8)
+}
+
 /// The largest finite E4M3 magnitude.
 pub const E4M3_MAX: f32 = 448.0;
 
@@ -92,6 +99,16 @@ mod tests {
         // The smallest subnormal is 2^-9.
         assert_eq!(round_e4m3(2f32.powi(-9)), 2f32.powi(-9));
         assert_eq!(round_e4m3(2f32.powi(-11)), 0.0);
+    }
+
+    #[test]
+    fn only_aligned_shapes_take_fp8() {
+        assert!(shape_fits((11008, 2048)) && shape_fits((3456, 1280)) && shape_fits((256, 2048)));
+        assert!(
+            !shape_fits((1280, 3420)),
+            "an input width not a multiple of 16"
+        );
+        assert!(!shape_fits((3420, 1280)), "outputs not a multiple of 8");
     }
 
     #[test]

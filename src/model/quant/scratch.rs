@@ -198,8 +198,7 @@ impl ScratchLease<'_> {
 
     /// Whether a `gemm_shape` product of these device weights runs in FP8: the scratch's
     /// compute says so, the activations are bf16 on a GPU, every weight carries its row scales,
-    /// and the shape meets the FP8 GEMM's alignment (input width a multiple of 16, outputs of
-    /// 8). Otherwise the dtype's GEMM serves.
+    /// and the shape fits (`fp8::shape_fits`). Otherwise the dtype's GEMM serves.
     #[cfg(feature = "cuda")]
     fn takes_fp8<'w>(
         &self,
@@ -211,8 +210,7 @@ impl ScratchLease<'_> {
         self.scratch.compute == Compute::Fp8
             && dtype == DType::BF16
             && device.is_cuda()
-            && inp % 16 == 0
-            && out % 8 == 0
+            && super::fp8::shape_fits((out, inp))
             && weights.all(|w| w.has_fp8_scales())
     }
 
@@ -270,7 +268,10 @@ impl ScratchLease<'_> {
                 return self.dequantize_fp8(&[(weight, dw)], gemm_shape);
             }
         }
-        if self.scratch.compute == Compute::Fp8 && device.is_cpu() {
+        if self.scratch.compute == Compute::Fp8
+            && device.is_cpu()
+            && super::fp8::shape_fits(gemm_shape)
+        {
             let w = self.dequantize_in(weight, None, DType::F32, device, gemm_shape, true)?;
             return Ok(ScratchWeight::EmulatedFp8(w));
         }
