@@ -103,31 +103,6 @@ const RANDOM_EMBEDDING_DIM: usize = 128;
 /// Shown wherever random-weight output is produced.
 pub const RANDOM_WARNING: &str = "random weights: vectors and rankings are meaningless";
 
-/// `--compute fp8` on a GPU needs FP8 tensor cores (compute capability 8.9: Ada, Hopper and
-/// later); on the CPU it is the emulation and always runs.
-fn check_fp8_support(settings: &ModelSettings, device: &Device) -> Result<()> {
-    if settings.compute_in_effect() != Compute::Fp8 {
-        return Ok(());
-    }
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(d) = device {
-        let (major, minor) = d
-            .cuda_stream()
-            .context()
-            .compute_capability()
-            .map_err(|e| anyhow::anyhow!("reading the GPU's compute capability: {e:?}"))?;
-        if (major, minor) < (8, 9) {
-            bail!(
-                "--compute fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, \
-                 Blackwell); {} is sm_{major}{minor}: use --compute dtype",
-                settings.device
-            );
-        }
-    }
-    let _ = device;
-    Ok(())
-}
-
 impl ColQwen {
     pub fn load(settings: &ModelSettings) -> Result<ColQwen> {
         let resolved = source::resolve(&settings.model)?;
@@ -140,7 +115,7 @@ impl ColQwen {
             // cores as TF32, several times plain f32's rate; bf16/NF4 weights are unaffected.
             candle_core::cuda::set_gemm_reduced_precision_f32(true);
         }
-        check_fp8_support(settings, &device)?;
+        crate::quant::fp8::check_device(settings, &device)?;
         let adapter = Self::adapter_for(settings, &resolved)?;
         Self::from_resolved(resolved, adapter, settings, &device)
     }

@@ -2,7 +2,7 @@
 //! does the work on the GPU, and `cuda_op!` writes the trait impl around it (the CPU entry point
 //! refuses: the callers run candle's own op chain there).
 
-use candle_core::cuda_backend::cudarc::driver::CudaView;
+use candle_core::cuda_backend::cudarc::driver::{CudaView, CudaViewMut};
 use candle_core::cuda_backend::{CudaDType, CudaStorage};
 use candle_core::{Layout, Result, Shape};
 
@@ -12,6 +12,17 @@ pub fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("CUDA kernel: input not contiguous".into()))?;
     Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+}
+
+/// The elements of a contiguous output, as the kernels write them.
+pub fn view_mut<'a, T: CudaDType>(
+    s: &'a mut CudaStorage,
+    l: &Layout,
+) -> Result<CudaViewMut<'a, T>> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("CUDA kernel: output not contiguous".into()))?;
+    Ok(s.as_cuda_slice_mut::<T>()?.slice_mut(a..b))
 }
 
 pub fn no_cpu<T>(name: &str) -> Result<T> {

@@ -6,7 +6,7 @@
 //! The scratch holds a weight's codes and its row scales in one byte buffer (`Fp8Layout`), so
 //! a GEMM takes the weight as one tensor.
 
-use super::custom_op::{view, WithBias};
+use super::custom_op::{view, view_mut, WithBias};
 use super::fused_kernel::FusedKernels;
 use super::lt_fp8::{self, Fp8Gemm, Fp8Output};
 use super::nf4_kernel::{Nf4DeviceBuffers, Nf4Kernels};
@@ -346,10 +346,7 @@ impl Fp8Accumulate {
                 self.layout.out
             );
         }
-        let (a, b) = cl.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("fp8 accumulate: output not contiguous".into())
-        })?;
-        let mut cv = c.as_cuda_slice_mut::<bf16>()?.slice_mut(a..b);
+        let mut cv = view_mut::<bf16>(c, cl)?;
         gemm_into(&dev, self.layout, (x, xl), (w, wl), None, &mut cv, 1.0)
     }
 }

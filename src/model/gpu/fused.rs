@@ -277,7 +277,7 @@ pub struct TiledAttentionShape {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::super::custom_op::{cuda_op, view};
+    use super::super::custom_op::{cuda_op, view, view_mut};
     use super::super::flash_kernel::FlashShape;
     use super::super::fused_kernel::{elementwise_config, FusedKernels};
     use super::TiledAttentionShape;
@@ -334,15 +334,11 @@ mod cuda {
             let stream = y.device().cuda_stream();
             let cols = bl.shape().elem_count();
             let n = yl.shape().elem_count();
-            let (start, _) = yl
-                .contiguous_offsets()
-                .ok_or_else(|| candle_core::Error::Msg("bias add: output not contiguous".into()))?;
             if cols == 0 || !n.is_multiple_of(cols) || yl.dims().last() != Some(&cols) {
                 candle_core::bail!("bias add: bias of {cols} for output {:?}", yl.dims());
             }
             let bv = view::<bf16>(b, bl)?;
-            let ys = y.as_cuda_slice_mut::<bf16>()?;
-            let mut yv = ys.slice_mut(start..start + n);
+            let mut yv = view_mut::<bf16>(y, yl)?;
             let (n64, c32) = (n as u64, cols as u32);
             let mut l = stream.launch_builder(&k.elementwise.bias_add_bf16);
             l.arg(&mut yv).arg(&bv).arg(&n64).arg(&c32);
@@ -480,12 +476,8 @@ mod cuda {
                     cl.dims()
                 );
             }
-            let (start, _) = xl
-                .contiguous_offsets()
-                .ok_or_else(|| candle_core::Error::Msg("rope: qkv not contiguous".into()))?;
             let cv = view::<f32>(cs, cl)?;
-            let xs = x.as_cuda_slice_mut::<bf16>()?;
-            let mut xv = xs.slice_mut(start..start + n * row);
+            let mut xv = view_mut::<bf16>(x, xl)?;
             let heads_qk = (s.heads + s.kv_heads) as u32;
             let pairs = n * heads_qk as usize * (s.head_dim / 2);
             let (p64, r32, hd32) = (pairs as u64, row as u32, s.head_dim as u32);

@@ -3,7 +3,7 @@
 //! instead of a second pass over the output, with the 32 MiB workspace NVIDIA recommends for
 //! Hopper and the library's heuristic choosing the kernel per shape.
 
-use super::custom_op::{view, WithBias};
+use super::custom_op::{view, view_mut, WithBias};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut};
@@ -179,10 +179,7 @@ impl LtAccumulate {
             );
         }
         let (xv, wv) = (view::<bf16>(x, xl)?, view::<bf16>(w, wl)?);
-        let (a, b) = cl.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("linear accumulate: output not contiguous".into())
-        })?;
-        let mut cv = c.as_cuda_slice_mut::<bf16>()?.slice_mut(a..b);
+        let mut cv = view_mut::<bf16>(c, cl)?;
         gemm_into(&dev, &xv, &wv, None, &mut cv, (rows, inp, out), 1.0)
     }
 }

@@ -8,8 +8,34 @@
 //! host-computed values the emulation uses, so the two round every code alike.
 
 use anyhow::{ensure, Result};
+use candle_core::Device;
 
 use super::nf4::Nf4Weight;
+use crate::settings::{Compute, ModelSettings};
+
+/// `--compute fp8` on a GPU needs FP8 tensor cores (compute capability 8.9: Ada, Hopper and
+/// later); on the CPU it is the emulation and always runs.
+pub fn check_device(settings: &ModelSettings, device: &Device) -> Result<()> {
+    if settings.compute_in_effect() != Compute::Fp8 {
+        return Ok(());
+    }
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        let (major, minor) = d
+            .cuda_stream()
+            .context()
+            .compute_capability()
+            .map_err(|e| anyhow::anyhow!("reading the GPU's compute capability: {e:?}"))?;
+        anyhow::ensure!(
+            (major, minor) >= (8, 9),
+            "--compute fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, \
+             Blackwell); {} is sm_{major}{minor}: use --compute dtype",
+            settings.device
+        );
+    }
+    let _ = device;
+    Ok(())
+}
 
 /// Products of at most this many rows (a query's tokens) skip FP8 on either device and
 /// multiply from the NF4 codes in the dtype's arithmetic (`gpu::nf4_kernel::ROWS_MAX` on the
