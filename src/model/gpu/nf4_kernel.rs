@@ -13,7 +13,8 @@
 use super::kernel_source;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchArgs, LaunchConfig,
+    PushKernelArg,
 };
 use pagesight_common::nvrtc;
 use std::sync::Arc;
@@ -194,12 +195,7 @@ impl Nf4Kernels {
         if !out_ptr.is_multiple_of(16) {
             bail!("NF4 dequantise: the output must be 16-byte aligned (scratch view at a nonzero offset?)");
         }
-        // A null absmax_f32 pointer selects the double-quantised path inside the kernel. Raw
-        // device pointers (u64) go in as kernel parameters of pointer size.
-        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, w)?;
-        let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
-        let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
-        let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
+        let weight = WeightArgs::new(stream, w)?;
         // Flat: 16 outputs per thread; padded: 8.
         let per_thread = match layout {
             Nf4Layout::Flat => 16,
@@ -223,14 +219,8 @@ impl Nf4Kernels {
             } => [rows, cols, rows_pad, cols_pad].map(|d| d as u64),
         };
         let mut b = stream.launch_builder(T::pick(self, layout));
-        b.arg(&packed)
-            .arg(&plain)
-            .arg(&codes)
-            .arg(&absmax2)
-            .arg(&code2)
-            .arg(&offset)
-            .arg(&nf4)
-            .arg(&out_ptr);
+        weight.push(&mut b);
+        b.arg(&out_ptr);
         match layout {
             Nf4Layout::Flat => b.arg(&n64),
             Nf4Layout::Padded { .. } => b.arg(&dims[0]).arg(&dims[1]).arg(&dims[2]).arg(&dims[3]),
@@ -279,10 +269,7 @@ impl Nf4Kernels {
         if !x_ptr.is_multiple_of(16) || w.packed.len() < w.n / 2 {
             bail!("NF4 rows product: the input must be 16-byte aligned");
         }
-        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, w)?;
-        let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
-        let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
-        let (packed, nf4) = (ptr_u8(w.packed), ptr_f32(w.nf4_code));
+        let weight = WeightArgs::new(stream, w)?;
         let cfg = LaunchConfig {
             grid_dim: ((out / 32) as u32, 1, 1),
             block_dim: (256, 1, 1),
@@ -291,14 +278,8 @@ impl Nf4Kernels {
         let acc = accumulate as i32;
         let (m, n, k, ld) = (rows as u32, out as u32, inp as u32, ldy as u32);
         let mut b = stream.launch_builder(&self.rows_bf16);
-        b.arg(&packed)
-            .arg(&plain)
-            .arg(&codes)
-            .arg(&absmax2)
-            .arg(&code2)
-            .arg(&offset)
-            .arg(&nf4)
-            .arg(&x_ptr)
+        weight.push(&mut b);
+        b.arg(&x_ptr)
             .arg(&bias_ptr)
             .arg(&y_ptr)
             .arg(&acc)
@@ -307,7 +288,7 @@ impl Nf4Kernels {
             .arg(&k)
             .arg(&ld);
         // SAFETY: the arguments match `nf4_rows_bf16`'s parameters in order and type. The
-        // weight holds `out × in` codes (checked) with their absmax tables (`absmax_args`
+        // weight holds `out × in` codes (checked) with their absmax tables (`WeightArgs::new`
         // checks their lengths); every thread reads 8 code bytes at 8-byte-aligned offsets
         // inside them, and 32-byte runs of `x` rows below `rows` at 16-byte-aligned addresses
         // (`in` a multiple of 64, `x_ptr` checked), touches `y` only at `m·ldy + n` for rows
@@ -319,37 +300,69 @@ impl Nf4Kernels {
     }
 }
 
-/// The absmax kernel arguments for a weight: (plain f32 table or 0, double-quant codes or 0,
-/// second-level scales or 0, dynamic map or 0, offset), with the table lengths checked.
-fn absmax_args(
-    stream: &Arc<CudaStream>,
-    w: &Nf4DeviceWeight<'_>,
-) -> Result<(u64, u64, u64, u64, f32)> {
-    let blocks = w.n.div_ceil(BLOCK);
-    let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
-    let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
-    Ok(match &w.absmax {
-        Nf4Absmax::Plain(a) => {
-            if a.len() < blocks {
-                bail!("NF4: {} absmax values for {blocks} blocks", a.len());
+/// A weight's arguments in the order every NF4 kernel takes them first: packed codes, plain
+/// f32 absmax table (or 0), double-quant codes (or 0), second-level scales (or 0), dynamic map
+/// (or 0), offset, NF4 table. A null plain table selects the double-quantised path inside the
+/// kernels; raw device pointers (u64) go in as parameters of pointer size.
+struct WeightArgs {
+    packed: u64,
+    plain: u64,
+    codes: u64,
+    absmax2: u64,
+    code2: u64,
+    offset: f32,
+    nf4: u64,
+}
+
+impl WeightArgs {
+    /// `w`'s arguments, with its absmax tables' lengths checked against its blocks.
+    fn new(stream: &Arc<CudaStream>, w: &Nf4DeviceWeight<'_>) -> Result<Self> {
+        let blocks = w.n.div_ceil(BLOCK);
+        let ptr_u8 = |s: &CudaSlice<u8>| s.device_ptr(stream).0;
+        let ptr_f32 = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+        let (plain, codes, absmax2, code2, offset) = match &w.absmax {
+            Nf4Absmax::Plain(a) => {
+                if a.len() < blocks {
+                    bail!("NF4: {} absmax values for {blocks} blocks", a.len());
+                }
+                (ptr_f32(a), 0, 0, 0, 0.0)
             }
-            (ptr_f32(a), 0, 0, 0, 0.0)
-        }
-        Nf4Absmax::Double {
+            Nf4Absmax::Double {
+                codes,
+                absmax2,
+                code2,
+                offset,
+            } => {
+                if codes.len() < blocks
+                    || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
+                    || code2.len() < 256
+                {
+                    bail!("NF4: double-quantised absmax too short for {blocks} blocks");
+                }
+                (0, ptr_u8(codes), ptr_f32(absmax2), ptr_f32(code2), *offset)
+            }
+        };
+        Ok(WeightArgs {
+            packed: ptr_u8(w.packed),
+            plain,
             codes,
             absmax2,
             code2,
             offset,
-        } => {
-            if codes.len() < blocks
-                || absmax2.len() < blocks.div_ceil(ABSMAX2_BLOCK)
-                || code2.len() < 256
-            {
-                bail!("NF4: double-quantised absmax too short for {blocks} blocks");
-            }
-            (0, ptr_u8(codes), ptr_f32(absmax2), ptr_f32(code2), *offset)
-        }
-    })
+            nf4: ptr_f32(w.nf4_code),
+        })
+    }
+
+    /// Pushes the seven arguments onto `b`.
+    fn push<'a>(&'a self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.packed)
+            .arg(&self.plain)
+            .arg(&self.codes)
+            .arg(&self.absmax2)
+            .arg(&self.code2)
+            .arg(&self.offset)
+            .arg(&self.nf4);
+    }
 }
 
 impl Nf4Kernels {
@@ -374,10 +387,7 @@ impl Nf4Kernels {
         {
             bail!("NF4 to FP8: row scales too short, or an unaligned output");
         }
-        let view = w.view();
-        let (plain, codes, absmax2, code2, offset) = absmax_args(stream, &view)?;
-        let packed = w.packed.device_ptr(stream).0;
-        let nf4 = w.nf4.device_ptr(stream).0;
+        let weight = WeightArgs::new(stream, &w.view())?;
         let scales = row_scale.device_ptr(stream).0;
         let threads = (rows_pad * cols_pad).div_ceil(16);
         let cfg = LaunchConfig {
@@ -387,14 +397,8 @@ impl Nf4Kernels {
         };
         let dims = [rows, cols, rows_pad, cols_pad].map(|d| d as u64);
         let mut b = stream.launch_builder(&self.fp8);
-        b.arg(&packed)
-            .arg(&plain)
-            .arg(&codes)
-            .arg(&absmax2)
-            .arg(&code2)
-            .arg(&offset)
-            .arg(&nf4)
-            .arg(&scales)
+        weight.push(&mut b);
+        b.arg(&scales)
             .arg(&out_ptr)
             .arg(&scale_ptr)
             .arg(&dims[0])
@@ -402,7 +406,7 @@ impl Nf4Kernels {
             .arg(&dims[2])
             .arg(&dims[3]);
         // SAFETY: the arguments match `nf4_dequant_fp8`'s parameters in order and type. The
-        // weight's tables are checked by `absmax_args` and at upload (`n / 2` packed bytes, 16
+        // weight's tables are checked by `WeightArgs::new` and at upload (`n / 2` packed bytes, 16
         // NF4 codes), the row scales hold `2 · rows` floats (checked above); the caller
         // guarantees `rows_pad · cols_pad` bytes at the 16-byte aligned `out_ptr` (every
         // thread's 16-byte store lands inside, `cols_pad` being a multiple of 16) and
