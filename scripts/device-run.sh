@@ -83,6 +83,7 @@ EMBED_BATCH=${EMBED_BATCH:-4}
 EMBED_COMPUTE=${EMBED_COMPUTE:-dtype}   # dtype,fp8: the NF4 layers' arithmetic
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
+INGEST_BATCH=${INGEST_BATCH:-4}   # 4,8: one bench ingest run per batch size
 CLI_INGEST_COMPUTE=${CLI_INGEST_COMPUTE:-dtype}
 SEARCH_BINS=${SEARCH_BINS:-pagesight}
 EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
@@ -101,12 +102,15 @@ while [ $# -gt 0 ]; do
       # INGEST_DEVICES: one run per device list (e.g. "cuda:0 cuda:all cuda:0,0"), same pages.
       # INGEST_BINS (e.g. "pagesight pagesight-prev"): the same runs per binary.
       for bin in ${INGEST_BINS//,/ }; do
+      # INGEST_BATCH (e.g. "4,8"): one run per batch size.
       for dev in ${INGEST_DEVICES:-cuda:0}; do
-        note "-- $bin: bench ingest --device $dev"
+      for bs in ${INGEST_BATCH//,/ }; do
+        note "-- $bin: bench ingest --device $dev --batch-size $bs"
         "$run_dir/$bin" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
-          --quant "${INGEST_QUANT:-nf4,none}" --compute "${INGEST_COMPUTE:-dtype}" --batch-size 4 --pages "$pages" --json "$OUT/ingest-$bin-${dev//[:,]/_}.json" 2>&1 | tee -a "$OUT/ingest.log" \
+          --quant "${INGEST_QUANT:-nf4,none}" --compute "${INGEST_COMPUTE:-dtype}" --batch-size "$bs" --pages "$pages" --json "$OUT/ingest-$bin-${dev//[:,]/_}-b$bs.json" 2>&1 | tee -a "$OUT/ingest.log" \
           | grep -E "^\| nf4|^\| none|replica" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
       done
       done
       ;;
