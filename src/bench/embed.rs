@@ -394,8 +394,9 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             return run_queries(&args, &model, load_s, n);
         }
         for name in &args.isas {
-            let cap = CpuIsa::parse(name)
-                .with_context(|| format!("--isas: {name:?} is not avx512, avx2 or scalar"))?;
+            let cap = CpuIsa::parse(name).with_context(|| {
+                format!("--isas: {name:?} is not avx512bf16, avx512, avx2 or scalar")
+            })?;
             with_isa(cap, || run_queries(&args, &model, load_s, n))?;
         }
         return Ok(());

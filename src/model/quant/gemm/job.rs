@@ -7,8 +7,8 @@ use super::stream::{ChunkValues, Decoded, Dense, Nf4Stream, Stream};
 use super::x86;
 use super::{CpuIsa, Weight, KC};
 
-/// The widest vector, in f32 lanes.
-pub(super) const MAX_LANES: usize = 16;
+/// The widest vector, in 32-bit words (`Simd::WORDS`).
+pub(super) const MAX_WORDS: usize = 16;
 
 /// A thread's working memory, reused across its tasks.
 #[derive(Default)]
@@ -34,14 +34,34 @@ pub(super) struct Sums<'a> {
 /// moves once per step. With the rows `in` apart (the plain layout) each load needed its own
 /// address add, and those adds took the FMA ports' issue slots; rows 8 KiB apart also met in one
 /// L1 set, and 32- or 64-byte loads from a 16-byte-aligned buffer split cache lines.
-pub(super) fn packed_rows(x: &[f32], rows: usize, inp: usize, lanes: usize) -> (Vec<f32>, usize) {
+///
+/// With `bf16` (a bf16-product set) each value is rounded to bf16 (nearest even) here, once per
+/// call, and a vector's `lanes` values take `lanes / 2` words, two to a word, first in the low
+/// half (as the set's operand vectors hold them).
+pub(super) fn packed_rows(
+    x: &[f32],
+    rows: usize,
+    inp: usize,
+    lanes: usize,
+    bf16: bool,
+) -> (Vec<f32>, usize) {
+    let words = if bf16 { lanes / 2 } else { lanes };
     let vectors = inp / lanes;
-    let mut packed = vec![0f32; vectors * rows * lanes + 16];
+    let mut packed = vec![0f32; vectors * rows * words + 16];
     let at = packed.as_ptr().align_offset(64).min(15);
     let dst = &mut packed[at..];
     for (r, row) in x.chunks_exact(inp.max(1)).enumerate() {
         for (v, src) in row.chunks_exact(lanes).enumerate() {
-            dst[(v * rows + r) * lanes..][..lanes].copy_from_slice(src);
+            let dst = &mut dst[(v * rows + r) * words..][..words];
+            if bf16 {
+                for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    let lo = half::bf16::from_f32(pair[0]).to_bits() as u32;
+                    let hi = half::bf16::from_f32(pair[1]).to_bits() as u32;
+                    *d = f32::from_bits(lo | hi << 16);
+                }
+            } else {
+                dst.copy_from_slice(src);
+            }
         }
     }
     (packed, at)
@@ -104,6 +124,9 @@ impl Job<'_> {
         let k_end = match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
+            CpuIsa::Avx512Bf16 => unsafe { x86::avx512bf16(self, w, sums) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
             CpuIsa::Avx512 => unsafe { x86::avx512(self, w, sums) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
@@ -128,7 +151,8 @@ impl Job<'_> {
         };
         let mut k0 = 0;
         while k0 < k_end {
-            let k1 = (k0 + KC).min(k_end);
+            // `KC` words of each row: twice the values where they are bf16 pairs.
+            let k1 = (k0 + KC / S::WORDS * S::LANES).min(k_end);
             let k = (k0, k1, k_end);
             if tiles > 1 && W::DECODES {
                 // Several row tiles: each column's chunk decoded once into L1 for all of them,
@@ -167,18 +191,18 @@ impl Job<'_> {
         (c0, c1): (usize, usize),
         sums: &mut Sums,
     ) {
-        let step = self.rows * S::LANES;
+        let step = self.rows * S::WORDS;
         let x0 = self
             .packed
             .as_ptr()
-            .add((k0 / S::LANES) * step + r0 * S::LANES);
+            .add((k0 / S::LANES) * step + r0 * S::WORDS);
         for o in c0..c1 {
             let at = (o - self.o0) * self.rows + r0;
-            let part = sums.partial.as_mut_ptr().add(at * S::LANES);
+            let part = sums.partial.as_mut_ptr().add(at * S::WORDS);
             let mut acc: [S::V; R] = if k0 == 0 {
                 [S::zero(); R]
             } else {
-                std::array::from_fn(|i| S::load(part.add(i * S::LANES)))
+                std::array::from_fn(|i| S::load(part.add(i * S::WORDS)))
             };
             let mut k = k0;
             let mut x = x0;
@@ -189,7 +213,7 @@ impl Job<'_> {
                 prefetch(w.addr(o + PREFETCH_COLUMNS, k, self.inp));
                 let wv = w.vec::<S>(o, k, self.inp);
                 for (i, s) in acc.iter_mut().enumerate() {
-                    *s = S::fma(S::load(x.add(i * S::LANES)), wv, *s);
+                    *s = S::fma(S::load(x.add(i * S::WORDS)), wv, *s);
                 }
                 x = x.add(step);
                 k += S::LANES;
@@ -200,7 +224,7 @@ impl Job<'_> {
                 }
             } else {
                 for (i, s) in acc.into_iter().enumerate() {
-                    S::store(part.add(i * S::LANES), s);
+                    S::store(part.add(i * S::WORDS), s);
                 }
             }
         }

@@ -11,17 +11,34 @@
 //! matmul only knows the GGML formats).
 //!
 //! Shape of the computation: rayon splits the output columns into blocks; each block walks `in`
-//! in chunks of [`KC`] values so the chunk of every query row stays in L1, and inside a chunk
-//! runs tiles of up to `RMAX` rows × one output column: each weight vector is decoded once and
-//! multiplied into `RMAX` row accumulators held in registers (FMA, f32 accumulate), the weights of
-//! the next-but-one column prefetched (a column's chunk is a few cache lines a weight row away from
-//! the last, which the hardware prefetchers do not follow), the rows copied to a stride that puts
-//! them in different L1 sets. The weight
-//! decode and the kernel are written once ([`Simd`] primitives, [`Stream`] weight formats, one
-//! generic tile), and compiled per instruction set: AVX-512F, AVX2+FMA+F16C, and a portable one
-//! the compiler vectorises as it can. The set is picked at run time and may be capped with
-//! `PAGESIGHT_CPU_ISA=avx512|avx2|scalar` ([`crate::env_vars::CPU_ISA`]). Figures and accuracy:
-//! `docs/benchmarks.md` ("Query embedding on the CPU"); per-layer timing: `examples/cpu_gemm.rs`.
+//! in chunks of [`KC`] words (f32 values, or twice as many bf16) so the chunk of every query row
+//! stays in L1, and inside a chunk runs tiles of up to `RMAX` rows × one output column: each
+//! weight vector is decoded once and multiplied into `RMAX` row accumulators held in registers
+//! (FMA, f32 accumulate), the weights of the next-but-one column prefetched (a column's chunk is a
+//! few cache lines a weight row away from the last, which the hardware prefetchers do not
+//! follow), the rows copied to a stride that puts them in different L1 sets. The weight decode
+//! and the kernel are written once ([`Simd`] primitives, [`Stream`] weight formats, one generic
+//! tile), and compiled per instruction set: AVX-512 BF16, AVX-512F, AVX2+FMA+F16C, and a portable
+//! one the compiler vectorises as it can. The set is picked at run time and may be capped with
+//! `PAGESIGHT_CPU_ISA=avx512bf16|avx512|avx2|scalar` ([`crate::env_vars::CPU_ISA`]).
+//!
+//! The AVX-512 BF16 set (the default where the CPU has it: Zen 4 and later, Intel from Cooper
+//! Lake / Sapphire Rapids) trades exactness for twice the arithmetic per instruction, since the
+//! f32 sets already run near the FMA units' peak and the FMAs are what is left: `vdpbf16ps` does
+//! two multiply-adds per f32 lane where `vfmadd231ps` does one. Its operands are bf16: the input
+//! rows rounded (nearest even) once when packed, the weights rounded as decoded (stored bf16 as
+//! is; f16 rounded; NF4's code × absmax computed in f32, then rounded). Each product of two bf16
+//! is exact in f32 and the sums stay f32, so a result is the exact product of the rounded
+//! operands to f32's accuracy, and within bf16's rounding (~2⁻⁸ of the products' magnitudes, far
+//! less on a sum of many) of the f32 product; the inputs past the last whole vector (the scalar
+//! tail) stay f32. f32 weights keep f32 products (`CpuIsa::for_weight` says why; the kernel
+//! rounds them only where the tests ask it to). A vector there is 32 values in 16 words: the
+//! packed rows, the running sums and a decoded chunk are strided by `Simd::WORDS`, the values a
+//! step covers by `Simd::LANES`. Only queries take these kernels, and a query vector may move by
+//! 1e-2 (relative) from the f32 one as long as a search's top 10 stays the same (issue #22); the
+//! model's test holds the set to that, and `PAGESIGHT_CPU_ISA=avx512` (or [`with_isa`] around a
+//! part of the forward) keeps f32 products. Figures and accuracy: `docs/benchmarks.md` ("Query
+//! embedding on the CPU"); per-layer timing: `examples/cpu_gemm.rs`.
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -38,9 +55,10 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use job::{column_block, packed_rows, Job, Scratch, Sums, MAX_LANES};
+use job::{column_block, packed_rows, Job, Scratch, Sums, MAX_WORDS};
 
-/// Input values per chunk: `RMAX` rows × `KC` × 4 bytes stay in L1 (24 rows: 24 KiB).
+/// Input words per row per chunk (a word: one f32, or two bf16 on a bf16-product set): `RMAX`
+/// rows × `KC` × 4 bytes stay in L1 (28 rows: 28 KiB).
 const KC: usize = 256;
 
 /// The instruction sets the kernels are compiled for, lowest first.
@@ -52,22 +70,53 @@ pub enum CpuIsa {
     Avx2,
     /// 512-bit (AVX-512F).
     Avx512,
+    /// 512-bit with bf16 products (AVX-512 BF16 `vdpbf16ps`): inputs and weights rounded to
+    /// bf16, sums in f32 — not the f32 product the others compute (see [`Self::bf16_products`]);
+    /// f32 weights run on [`Self::Avx512`].
+    Avx512Bf16,
 }
 
 impl CpuIsa {
-    pub const ALL: [CpuIsa; 3] = [CpuIsa::Avx512, CpuIsa::Avx2, CpuIsa::Scalar];
+    /// Best first.
+    pub const ALL: [CpuIsa; 4] = [
+        CpuIsa::Avx512Bf16,
+        CpuIsa::Avx512,
+        CpuIsa::Avx2,
+        CpuIsa::Scalar,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             CpuIsa::Scalar => "scalar",
             CpuIsa::Avx2 => "avx2",
             CpuIsa::Avx512 => "avx512",
+            CpuIsa::Avx512Bf16 => "avx512bf16",
         }
     }
 
-    /// f32 lanes of the set's vectors (its kernel's `Simd::LANES`).
+    /// Whether the set multiplies bf16-rounded values (the input rows and the weights rounded to
+    /// nearest even, each product exact, the sums in f32) instead of f32 ones: its results are
+    /// within bf16's rounding of the exact product, not f32's.
+    pub fn bf16_products(self) -> bool {
+        self == CpuIsa::Avx512Bf16
+    }
+
+    /// The set the product of `w` runs on when this one is asked for: f32 weights keep f32
+    /// products on the bf16-product set. A model loaded in f32 was asked for f32's accuracy (the
+    /// command line's output is held to the reference's to 1e-4), and an f32 weight's product is
+    /// bound more by reading 4 bytes a value than by the arithmetic bf16 products halve; bf16,
+    /// f16 and NF4 weights already carry a rounding of bf16's size or more.
+    fn for_weight(self, w: Weight) -> CpuIsa {
+        match w {
+            Weight::F32(_) if self.bf16_products() => CpuIsa::Avx512,
+            _ => self,
+        }
+    }
+
+    /// Input values per step of the set's vectors (its kernel's `Simd::LANES`).
     fn lanes(self) -> usize {
         match self {
+            CpuIsa::Avx512Bf16 => 32,
             CpuIsa::Avx512 => 16,
             CpuIsa::Scalar | CpuIsa::Avx2 => 8,
         }
@@ -92,6 +141,13 @@ impl CpuIsa {
             #[cfg(target_arch = "x86_64")]
             CpuIsa::Avx512 => {
                 std::arch::is_x86_feature_detected!("avx512f") && CpuIsa::Avx2.available()
+            }
+            #[cfg(target_arch = "x86_64")]
+            CpuIsa::Avx512Bf16 => {
+                // The compiler's avx512bf16 implies avx512bw: both asked for.
+                std::arch::is_x86_feature_detected!("avx512bf16")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && CpuIsa::Avx512.available()
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -119,12 +175,12 @@ pub fn isa() -> CpuIsa {
         let cap = match std::env::var(crate::env_vars::CPU_ISA) {
             Ok(v) => CpuIsa::parse(&v).unwrap_or_else(|| {
                 tracing::warn!(
-                    "{}={v:?} is not avx512, avx2 or scalar: ignored",
+                    "{}={v:?} is not avx512bf16, avx512, avx2 or scalar: ignored",
                     crate::env_vars::CPU_ISA
                 );
-                CpuIsa::Avx512
+                CpuIsa::Avx512Bf16
             }),
-            Err(_) => CpuIsa::Avx512,
+            Err(_) => CpuIsa::Avx512Bf16,
         };
         CpuIsa::best_up_to(cap)
     })
@@ -205,7 +261,8 @@ pub struct Beside<'a> {
 }
 
 /// `y = x · Wᵀ` for `x` `rows × in` (row-major f32): `rows × out`, f32, on all cores with the
-/// instruction set of [`isa`].
+/// instruction set of [`isa`] (with bf16 products where that is [`CpuIsa::Avx512Bf16`] and `w`
+/// is not f32).
 pub fn matmul_rows(w: Weight, out: usize, inp: usize, x: &[f32], rows: usize) -> Vec<f32> {
     matmul_rows_isa(isa(), w, out, inp, x, rows)
 }
@@ -257,11 +314,32 @@ fn product(
     rows: usize,
     beside: Option<Beside>,
 ) -> Vec<f32> {
-    assert!(
-        isa.available(),
-        "{} is not available on this CPU",
-        isa.name()
-    );
+    let beside_isa = beside.map_or(isa, |b| isa.for_weight(b.weight));
+    product_on(
+        (isa.for_weight(w), beside_isa),
+        w,
+        out,
+        inp,
+        x,
+        rows,
+        beside,
+    )
+}
+
+/// [`product`] with `w` on `isa` and `beside` on `beside_isa` as given (tests: the bf16 set's f32
+/// weights).
+fn product_on(
+    (isa, beside_isa): (CpuIsa, CpuIsa),
+    w: Weight,
+    out: usize,
+    inp: usize,
+    x: &[f32],
+    rows: usize,
+    beside: Option<Beside>,
+) -> Vec<f32> {
+    for i in [isa, beside_isa] {
+        assert!(i.available(), "{} is not available on this CPU", i.name());
+    }
     check_shape(w, out, inp, x, rows);
     if let Some(b) = beside {
         check_shape(b.weight, out, b.inp, b.x, rows);
@@ -270,10 +348,12 @@ fn product(
         return vec![0f32; rows * out];
     }
     let cols = column_block(out);
-    let lanes = isa.lanes();
-    let (packed, at) = packed_rows(x, rows, inp, lanes);
+    let (packed, at) = packed_rows(x, rows, inp, isa.lanes(), isa.bf16_products());
     let packed = &packed[at..];
-    let beside_packed = beside.map(|b| packed_rows(b.x, rows, b.inp, lanes));
+    let beside_packed = beside.map(|b| {
+        let (lanes, bf16) = (beside_isa.lanes(), beside_isa.bf16_products());
+        packed_rows(b.x, rows, b.inp, lanes, bf16)
+    });
     // [out][rows]: each task's block of columns is one contiguous chunk.
     let mut by_column = vec![0f32; out * rows];
     by_column
@@ -289,7 +369,7 @@ fn product(
                 o0,
                 o1: o0 + chunk.len() / rows,
             };
-            scratch.partial.resize(chunk.len() * MAX_LANES, 0.0);
+            scratch.partial.resize(chunk.len() * MAX_WORDS, 0.0);
             let mut sums = Sums {
                 out: chunk,
                 partial: &mut scratch.partial,
@@ -304,7 +384,7 @@ fn product(
                     inp: b.inp,
                     ..job
                 };
-                job.run_weight(isa, b.weight, &mut scratch.absmax, &mut sums);
+                job.run_weight(beside_isa, b.weight, &mut scratch.absmax, &mut sums);
             }
         });
     let mut y = vec![0f32; rows * out];

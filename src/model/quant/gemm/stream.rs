@@ -17,9 +17,9 @@ pub(super) trait Stream: Sync {
     fn vector_end(&self, inp: usize, lanes: usize) -> usize {
         inp - inp % lanes
     }
-    /// `W[o, k .. k + LANES]`.
+    /// `W[o, k .. k + LANES]` as an operand vector.
     unsafe fn vec<S: Simd>(&self, o: usize, k: usize, inp: usize) -> S::V;
-    /// `W[o, k0..k1]` (whole vectors) as f32 at `dst`.
+    /// `W[o, k0..k1]` (whole vectors) as operand vectors at `dst`, `WORDS` words each.
     #[inline(always)]
     unsafe fn decode<S: Simd>(
         &self,
@@ -30,7 +30,7 @@ pub(super) trait Stream: Sync {
     ) {
         let mut k = k0;
         while k < k1 {
-            S::store(dst.add(k - k0), self.vec::<S>(o, k, inp));
+            S::store(dst.add(chunk_word::<S>(k - k0)), self.vec::<S>(o, k, inp));
             k += S::LANES;
         }
     }
@@ -40,12 +40,18 @@ pub(super) trait Stream: Sync {
     fn get(&self, o: usize, k: usize, inp: usize) -> f32;
 }
 
+/// Where the vector of input `k` (a multiple of `LANES`) of a chunk lies in its decoded words.
+#[inline(always)]
+fn chunk_word<S: Simd>(k: usize) -> usize {
+    k / S::LANES * S::WORDS
+}
+
 /// A dense weight of element `T`.
 pub(super) struct Dense<T>(pub(super) *const T);
 // SAFETY: a read-only pointer into a slice that outlives the product (`matmul_rows_isa`).
 unsafe impl<T> Sync for Dense<T> {}
 
-/// A dense element type: how a vector and one value are widened.
+/// A dense element type: how a vector and one value are read.
 pub(super) trait Element: Copy {
     unsafe fn vec<S: Simd>(p: *const Self) -> S::V;
     fn to_f32(self) -> f32;
@@ -54,7 +60,7 @@ pub(super) trait Element: Copy {
 impl Element for f32 {
     #[inline(always)]
     unsafe fn vec<S: Simd>(p: *const f32) -> S::V {
-        S::load(p)
+        S::f32(p)
     }
     fn to_f32(self) -> f32 {
         self
@@ -103,7 +109,8 @@ pub(super) struct Nf4Stream<'a> {
     absmax: &'a [f32],
     first_block: usize,
     blocksize: usize,
-    /// log2(blocksize) when it is a power of two ≥ 16 (then a vector never straddles a block).
+    /// log2(blocksize) when it is a power of two ≥ 16 (then a vector of up to `blocksize` values
+    /// starting on a multiple of its width never straddles a block).
     shift: Option<u32>,
 }
 
@@ -134,11 +141,11 @@ impl<'a> Nf4Stream<'a> {
 impl Stream for Nf4Stream<'_> {
     const DECODES: bool = true;
     fn vector_end(&self, inp: usize, lanes: usize) -> usize {
-        // Whole vectors start on even elements (whole bytes) and inside one block.
-        if self.shift.is_some() && inp.is_multiple_of(16) {
-            inp - inp % lanes
-        } else {
-            0
+        // Whole vectors start on even elements (whole bytes) and inside one block: every vector
+        // starts on a multiple of its width (`in` is one), and a block is whole vectors.
+        match self.shift {
+            Some(s) if 1 << s >= lanes && inp.is_multiple_of(lanes.max(16)) => inp,
+            _ => 0,
         }
     }
     #[inline(always)]
@@ -148,10 +155,7 @@ impl Stream for Nf4Stream<'_> {
         let scale = *self
             .absmax
             .get_unchecked((flat >> shift) - self.first_block);
-        S::mul(
-            S::nf4(self.packed.as_ptr().add(flat / 2), NF4_CODE.as_ptr()),
-            S::splat(scale),
-        )
+        S::nf4_scaled(self.packed.as_ptr().add(flat / 2), scale)
     }
     /// Block by block: the 16 codes scaled by the block's absmax once, then each vector a table
     /// lookup (no multiply per vector).
@@ -177,12 +181,12 @@ impl Stream for Nf4Stream<'_> {
                     table.add(i),
                     S::mul(S::load(NF4_CODE.as_ptr().add(i)), scale),
                 );
-                i += S::LANES;
+                i += S::WORDS;
             }
             let block_end = (((block + 1) << shift) - o * inp).min(k1);
             while k < block_end {
                 let v = S::nf4(self.packed.as_ptr().add((o * inp + k) / 2), table);
-                S::store(dst.add(k - k0), v);
+                S::store(dst.add(chunk_word::<S>(k - k0)), v);
                 k += S::LANES;
             }
         }
@@ -203,15 +207,17 @@ impl Stream for Nf4Stream<'_> {
     }
 }
 
-/// A column's chunk of weights decoded to f32 (`values[k - k0]`), read by the row tiles instead
-/// of the stored format; addresses (prefetches) still point into the stored weight.
+/// A column's chunk of weights decoded to operand vectors (f32, or bf16 pairs on a bf16-product
+/// set: input `k` at word `(k - k0) × WORDS / LANES`), read by the row tiles instead of the stored
+/// format; addresses (prefetches) still point into the stored weight.
 pub(super) struct Decoded<'a, W> {
     pub(super) values: ChunkValues,
     pub(super) source: &'a W,
     pub(super) k0: usize,
 }
 
-/// [`KC`] values, aligned for any vector load.
+/// [`KC`] words (`KC` f32 or `2 × KC` bf16 values: a chunk either way), aligned for any vector
+/// load.
 #[repr(align(64))]
 pub(super) struct ChunkValues(pub(super) [f32; KC]);
 
@@ -232,7 +238,7 @@ impl<W: Stream> Decoded<'_, W> {
 impl<W: Stream> Stream for Decoded<'_, W> {
     #[inline(always)]
     unsafe fn vec<S: Simd>(&self, _o: usize, k: usize, _inp: usize) -> S::V {
-        S::load(self.values.0.as_ptr().add(k - self.k0))
+        S::load(self.values.0.as_ptr().add(chunk_word::<S>(k - self.k0)))
     }
     #[inline(always)]
     fn addr(&self, o: usize, k: usize, inp: usize) -> *const u8 {

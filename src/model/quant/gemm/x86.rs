@@ -1,8 +1,10 @@
-//! The AVX2+FMA+F16C and AVX-512F primitives, and the entry points compiled for each.
+//! The AVX2+FMA+F16C, AVX-512F and AVX-512 BF16 primitives, and the entry points compiled for
+//! each.
 
 use super::job::{Job, Sums};
 use super::simd::Simd;
 use super::stream::Stream;
+use crate::quant::nf4::NF4_CODE;
 use std::arch::x86_64::*;
 
 /// The vector part of a task with AVX2+FMA+F16C; returns where it stopped.
@@ -15,6 +17,12 @@ pub(super) unsafe fn avx2<W: Stream>(job: &Job, w: &W, sums: &mut Sums) -> usize
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 pub(super) unsafe fn avx512<W: Stream>(job: &Job, w: &W, sums: &mut Sums) -> usize {
     job.columns::<Avx512, W>(w, sums)
+}
+
+/// The vector part of a task with AVX-512 BF16 products; returns where it stopped.
+#[target_feature(enable = "avx512bf16,avx512bw,avx512f,avx2,fma,f16c")]
+pub(super) unsafe fn avx512bf16<W: Stream>(job: &Job, w: &W, sums: &mut Sums) -> usize {
+    job.columns::<Avx512Bf16, W>(w, sums)
 }
 
 pub(super) struct Avx2;
@@ -134,5 +142,108 @@ impl Simd for Avx512 {
         let idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
         let idx = _mm512_srlv_epi32(idx, _mm512_loadu_si512(NIBBLE_SHIFT.as_ptr().cast()));
         _mm512_permutexvar_ps(idx, _mm512_loadu_ps(table))
+    }
+}
+
+/// AVX-512 with BF16 products: `vdpbf16ps` multiplies 32 bf16 pairs into 16 f32 sums, two
+/// multiply-adds per lane where `vfmadd231ps` does one. Operand vectors are 32 bf16 (the input
+/// rows rounded once when packed, the weights rounded as decoded: stored bf16 as is, f32/f16 and
+/// NF4's code × absmax rounded to nearest even); the products of two bf16 are exact in f32 and
+/// only the sums round, in f32.
+pub(super) struct Avx512Bf16;
+
+/// 16 + 16 f32 as one operand vector of 32 bf16: `lo` the first 16 values (`vcvtne2ps2bf16`
+/// puts its second operand in the low half).
+#[inline(always)]
+unsafe fn bf16_pair(lo: __m512, hi: __m512) -> __m512 {
+    _mm512_castsi512_ps(std::mem::transmute::<__m512bh, __m512i>(
+        _mm512_cvtne2ps_pbh(hi, lo),
+    ))
+}
+
+#[inline(always)]
+unsafe fn as_bh(v: __m512) -> __m512bh {
+    std::mem::transmute::<__m512, __m512bh>(v)
+}
+
+/// `table[code]` of the 16 codes in the low 8 bytes of `b` each given twice (`unpack(b, b)`).
+#[inline(always)]
+unsafe fn nf4_f32x16(pairs: __m128i, table: __m512) -> __m512 {
+    let idx = _mm512_cvtepu8_epi32(pairs);
+    let idx = _mm512_srlv_epi32(idx, _mm512_loadu_si512(NIBBLE_SHIFT.as_ptr().cast()));
+    _mm512_permutexvar_ps(idx, table)
+}
+
+/// `table[code]` of the 32 codes in the 16 bytes at `p`, as f32: the first 16 and the last 16.
+#[inline(always)]
+unsafe fn nf4_f32x32(p: *const u8, table: __m512) -> (__m512, __m512) {
+    let b = _mm_loadu_si128(p.cast());
+    (
+        nf4_f32x16(_mm_unpacklo_epi8(b, b), table),
+        nf4_f32x16(_mm_unpackhi_epi8(b, b), table),
+    )
+}
+
+impl Simd for Avx512Bf16 {
+    type V = __m512;
+    const LANES: usize = 32;
+    const WORDS: usize = 16;
+    // As AVX-512: 28 accumulators, the input and the weight of 32 registers.
+    const RMAX: usize = 28;
+    tile_by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28);
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m512 {
+        _mm512_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_dpbf16_ps(c, as_bh(a), as_bh(b))
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn f32(p: *const f32) -> __m512 {
+        bf16_pair(_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+    }
+    #[inline(always)]
+    unsafe fn bf16(p: *const u16) -> __m512 {
+        _mm512_loadu_ps(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn f16(p: *const u16) -> __m512 {
+        bf16_pair(
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16).cast())),
+        )
+    }
+    #[inline(always)]
+    unsafe fn nf4(p: *const u8, table: *const f32) -> __m512 {
+        let (lo, hi) = nf4_f32x32(p, _mm512_loadu_ps(table));
+        bf16_pair(lo, hi)
+    }
+    #[inline(always)]
+    unsafe fn nf4_scaled(p: *const u8, scale: f32) -> __m512 {
+        // Scaled in f32, then rounded: the value the f32 sets multiply by, rounded once.
+        let (lo, hi) = nf4_f32x32(p, _mm512_loadu_ps(NF4_CODE.as_ptr()));
+        let s = _mm512_set1_ps(scale);
+        bf16_pair(_mm512_mul_ps(lo, s), _mm512_mul_ps(hi, s))
     }
 }
