@@ -161,6 +161,7 @@ fn nf4_layers(
             DType::BF16,
             device,
             (out, inp),
+            true,
         )?;
         let t_alone = time(&|| sw.linear(&x, b.as_ref()))?;
         drop(lease);

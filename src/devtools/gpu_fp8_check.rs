@@ -252,7 +252,12 @@ fn random3b_fidelity() -> Result<Check> {
 }
 
 /// The fixture model, NF4 with its adapter unmerged: its pages (a query's few rows skip FP8 on
-/// both devices, `quant::fp8::FEW_ROWS`; their distance is reported beside).
+/// both devices, `quant::fp8::FEW_ROWS`; their distance is reported beside). The GPU's fp8
+/// pages must sit as close to the CPU's emulation as its bf16 pages sit to the CPU's f32 ones:
+/// the GPU's bf16 activations between layers are the difference left. The fixture's random
+/// layers amplify that rounding past what FP8 itself adds (bf16 against f32 moves its pages
+/// more than the emulation moves them from plain NF4), so only the layer checks above, with
+/// f32 activations on both sides, can tell FP8's rounding apart; the effect is reported here.
 fn fixture(dir: &Path) -> Result<Check> {
     let fixture = ParityFixture::load(dir)?;
     let embed = |device, dtype, compute| -> Result<(Vec<f32>, Vec<f32>)> {
@@ -273,9 +278,9 @@ fn fixture(dir: &Path) -> Result<Check> {
     let fp8_effect = rel_err(&cpu_fp8.0, &cpu_f32.0);
     Ok(Check {
         name: "fp8_fixture_pages".into(),
-        ok: err <= 1.5 * bf16_err.max(1e-3) && fp8_effect >= 2.0 * err,
+        ok: err <= 1.5 * bf16_err.max(1e-3) && gpu_fp8.0.iter().all(|v| v.is_finite()),
         detail: format!(
-            "pages: GPU fp8 vs CPU emulation {err:.2e}, against GPU bf16 vs CPU f32 {bf16_err:.2e} (≤ 1.5×); emulation vs NF4 without fp8 {fp8_effect:.2e} (≥ 2× the first). Queries: GPU fp8 vs CPU fp8 {:.2e}, GPU fp8 vs GPU bf16 {:.2e}",
+            "pages: GPU fp8 vs CPU emulation {err:.2e}, against GPU bf16 vs CPU f32 {bf16_err:.2e} (≤ 1.5×); emulation vs NF4 without fp8 {fp8_effect:.2e}. Queries: GPU fp8 vs CPU fp8 {:.2e}, GPU fp8 vs GPU bf16 {:.2e}",
             rel_err(&gpu_fp8.1, &cpu_fp8.1),
             rel_err(&gpu_fp8.1, &gpu_bf16.1),
         ),

@@ -438,3 +438,46 @@ fn fp8_emulation_rounds_weight_rows_and_tokens_and_skips_a_querys_rows() {
         ) <= 1e-6
     );
 }
+
+/// Under `Compute::Fp8` only the gated MLPs' projections compute in FP8; the attention's
+/// projections keep NF4's product in the dtype.
+#[test]
+fn fp8_takes_the_mlp_projections_and_leaves_attention_in_the_dtype() {
+    use pagesight::model::quant::fp8;
+    use pagesight::model::settings::Compute;
+    for (name, takes) in [
+        ("model.layers.3.mlp.gate_proj", true),
+        ("model.layers.3.mlp.up_proj", true),
+        ("visual.blocks.0.mlp.down_proj", true),
+        ("model.layers.3.self_attn.q_proj", false),
+        ("model.layers.3.self_attn.o_proj", false),
+        ("visual.blocks.0.attn.qkv", false),
+        ("visual.merger.mlp.0", false),
+    ] {
+        assert_eq!(fp8::layer_takes_fp8(name), takes, "{name}");
+    }
+    let mut rng = StdRng::seed_from_u64(29);
+    let plain_ctx = QuantContext::new(&Device::Cpu);
+    let fp8_ctx = QuantContext::new(&Device::Cpu).with_compute(Compute::Fp8);
+    assert!(!plain_ctx.fp8_for("model.layers.0.mlp.up_proj"));
+    let (out, inp, rows) = (64, 128, 40);
+    let (layer, _, _) = dense(&mut rng, out, inp, DType::F32);
+    let x = Tensor::from_vec(random(&mut rng, rows * inp, 1.0), (rows, inp), &Device::Cpu).unwrap();
+    let plain = layer.clone().quantize(Quant::Nf4, &plain_ctx).unwrap();
+    let y_plain = plain.forward(&x).unwrap();
+    let named = |name: &str| {
+        layer
+            .clone()
+            .quantize_named(name, Quant::Nf4, &fp8_ctx)
+            .unwrap()
+            .forward(&x)
+            .unwrap()
+    };
+    let attention = named("model.layers.0.self_attn.q_proj");
+    assert!(rel_max_err(&attention, &y_plain) <= 1e-6);
+    let mlp = named("model.layers.0.mlp.up_proj");
+    assert!(
+        rel_fro_err(&mlp, &y_plain) >= 3e-3,
+        "the MLP's product is FP8's"
+    );
+}

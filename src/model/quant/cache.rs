@@ -153,9 +153,12 @@ impl QuantCacheSession {
             .read_layer(name, shape, with_bias, device)
             .and_then(|(state, bias)| {
                 let layer = match state {
-                    LayerState::Nf4(w) => {
-                        QLinear::Nf4(Nf4Linear::from_shared(w, bias, ctx.scratch().clone()))
-                    }
+                    LayerState::Nf4(w) => QLinear::Nf4(Nf4Linear::from_shared(
+                        w,
+                        bias,
+                        ctx.scratch().clone(),
+                        ctx.fp8_for(name),
+                    )),
                     LayerState::Ggml(q) => QLinear::Q4k(KQuantLinear::from_quantized(q, bias)?),
                 };
                 anyhow::ensure!(

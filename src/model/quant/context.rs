@@ -93,6 +93,14 @@ impl QuantContext {
         self
     }
 
+    /// Whether the NF4 layer called `name` computes in FP8 (the scratch's compute says so and
+    /// the layer is one `fp8::layer_takes_fp8` names; an unnamed layer, outside the model's
+    /// policy as in [`Self::quant_for`], always is).
+    pub fn fp8_for(&self, name: &str) -> bool {
+        self.scratch.compute() == Compute::Fp8
+            && (name.is_empty() || super::fp8::layer_takes_fp8(name))
+    }
+
     pub fn with_scope(mut self, scope: QuantScope) -> Self {
         self.scope = scope;
         self

@@ -49,6 +49,16 @@ pub fn shape_fits((out, inp): (usize, usize)) -> bool {
     inp.is_multiple_of(16) && out.is_multiple_of(8)
 }
 
+/// Whether the NF4 layer called `name` (its checkpoint key without `.weight`) computes in FP8
+/// under `Compute::Fp8`: the gated MLPs' projections (gate, up, down), where most of the GEMM
+/// time is. The attention's projections keep the dtype's arithmetic: rounding q and k to three
+/// mantissa bits moves every score the softmax exponentiates, and those layers carry most of
+/// what FP8 on every layer moved the page vectors (`docs/benchmarks.md`, "FP8 compute").
+pub fn layer_takes_fp8(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    matches!(last, "gate_proj" | "up_proj" | "down_proj")
+}
+
 /// The largest finite E4M3 magnitude.
 pub const E4M3_MAX: f32 = 448.0;
 

@@ -171,7 +171,12 @@ impl QLinear {
                     ctx.double_quant,
                 )
                 .map_err(|e| e.context(format!("quantising layer {name:?} to NF4")))?;
-                Ok(QLinear::Nf4(Nf4Linear::new(w, bias, ctx.scratch().clone())))
+                Ok(QLinear::Nf4(Nf4Linear::new(
+                    w,
+                    bias,
+                    ctx.scratch().clone(),
+                    ctx.fp8_for(name),
+                )))
             }
             LayerStorage::Ggml(format) => Ok(QLinear::Q4k(
                 KQuantLinear::new(linear.weight(), bias, format)

@@ -33,12 +33,20 @@ pub struct Nf4Linear {
     /// (out, in) of the product actually computed: the weight's shape, or larger with zero
     /// rows/columns (see `QLinear::padded`).
     gemm_shape: (usize, usize),
+    /// Whether this layer's GEMMs run in FP8 (`QuantContext::fp8_for`).
+    fp8: bool,
 }
 
 impl Nf4Linear {
-    /// `bias` stays in its dtype on the scratch's device.
-    pub fn new(weight: Nf4Weight, bias: Option<Tensor>, scratch: Arc<Nf4Scratch>) -> Self {
-        Self::from_shared(Arc::new(weight), bias, scratch)
+    /// `bias` stays in its dtype on the scratch's device; `fp8`: whether the layer's GEMMs run
+    /// in FP8 (only where the scratch's compute is FP8).
+    pub fn new(
+        weight: Nf4Weight,
+        bias: Option<Tensor>,
+        scratch: Arc<Nf4Scratch>,
+        fp8: bool,
+    ) -> Self {
+        Self::from_shared(Arc::new(weight), bias, scratch, fp8)
     }
 
     /// As [`Self::new`] with a weight another owner (the quantised-weight cache) also holds.
@@ -46,9 +54,11 @@ impl Nf4Linear {
         weight: Arc<Nf4Weight>,
         bias: Option<Tensor>,
         scratch: Arc<Nf4Scratch>,
+        fp8: bool,
     ) -> Self {
+        let fp8 = fp8 && scratch.compute() == Compute::Fp8;
         scratch.reserve(weight.numel());
-        let device_weight = scratch.upload(&weight);
+        let device_weight = scratch.upload(&weight, fp8);
         let gemm_shape = weight.shape;
         Nf4Linear {
             weight,
@@ -56,6 +66,7 @@ impl Nf4Linear {
             scratch,
             device_weight,
             gemm_shape,
+            fp8,
         }
     }
 
@@ -167,6 +178,7 @@ impl Nf4Linear {
             x.dtype(),
             x.device(),
             self.gemm_shape,
+            self.fp8,
         )?;
         Ok(product(&w)?)
     }
@@ -178,9 +190,9 @@ impl Nf4Linear {
     /// rows take the scratch path's emulation of FP8.
     pub fn takes_direct(&self, x: &Tensor) -> bool {
         let rows = x.elem_count() / self.gemm_shape.1.max(1);
-        let most = match self.scratch.compute() {
-            Compute::Dtype => DIRECT_ROWS_MAX,
-            Compute::Fp8 => super::fp8::FEW_ROWS,
+        let most = match self.fp8 {
+            false => DIRECT_ROWS_MAX,
+            true => super::fp8::FEW_ROWS,
         };
         x.device().is_cpu()
             && x.dtype() == DType::F32

@@ -67,16 +67,16 @@ impl Nf4Scratch {
 
     /// Copies a weight's codes and absmax state to the GPU once, so forward passes dequantise
     /// there (None on the CPU, or when the upload fails: then the host path serves).
-    pub fn upload(&self, weight: &Nf4Weight) -> Option<Arc<DeviceNf4>> {
+    /// With `fp8`, also the row scales its FP8 dequantisation reads.
+    pub fn upload(&self, weight: &Nf4Weight, fp8: bool) -> Option<Arc<DeviceNf4>> {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(d) = &self.device {
-            let fp8 = self.compute == Compute::Fp8;
             match DeviceNf4::upload(&d.cuda_stream(), weight, fp8) {
                 Ok(b) => return Some(Arc::new(b)),
                 Err(e) => tracing::warn!("NF4 weight stays on the host (dequantised there): {e:#}"),
             }
         }
-        let _ = weight;
+        let _ = (weight, fp8);
         None
     }
 
@@ -261,14 +261,16 @@ impl ScratchLease<'_> {
         dtype: DType,
         device: &Device,
         gemm_shape: (usize, usize),
+        fp8: bool,
     ) -> Result<ScratchWeight> {
         #[cfg(feature = "cuda")]
         if let Some(dw) = device_weight {
-            if self.takes_fp8(dtype, device, gemm_shape, std::iter::once(dw)) {
+            if fp8 && self.takes_fp8(dtype, device, gemm_shape, std::iter::once(dw)) {
                 return self.dequantize_fp8(&[(weight, dw)], gemm_shape);
             }
         }
-        if self.scratch.compute == Compute::Fp8
+        if fp8
+            && self.scratch.compute == Compute::Fp8
             && device.is_cpu()
             && super::fp8::shape_fits(gemm_shape)
         {
