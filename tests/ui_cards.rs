@@ -104,6 +104,7 @@ fn three_cards() -> DeviceInfo {
                 ordinal,
                 name: "NVIDIA H100".into(),
                 memory_total_bytes: 80 << 30,
+                fp8: true,
             })
             .collect(),
         ..crate::ui_defaults::gpu_device()

@@ -1,5 +1,6 @@
-//! Start with the defaults asks for the device's measured best (bf16, NF4, async on a CUDA GPU;
-//! f32 unquantised, pageable on the CPU), or the existing index's own precision.
+//! Start with the defaults asks for the device's measured best (bf16, NF4, async on a CUDA GPU,
+//! the MLPs' GEMMs in FP8 where the card has FP8 tensor cores; f32 unquantised, pageable on the
+//! CPU), or the existing index's own precision.
 
 use crate::ui::{corpus_options, drain, wired, Wired};
 use egui_kittest::kittest::Queryable;
@@ -49,6 +50,28 @@ fn start_on_a_gpu_asks_for_bf16_nf4_and_async() {
         (s.model.dtype, s.model.quant, s.live.transfer),
         (DType::Bf16, Quant::Nf4, TransferMode::Async)
     );
+}
+
+#[test]
+fn start_on_a_card_with_fp8_asks_for_fp8_gemms_and_on_one_without_for_bf16() {
+    use pagesight::engine::event::CardInfo;
+    use pagesight::engine::Compute;
+    for (fp8, want) in [(true, Compute::Fp8), (false, Compute::Dtype)] {
+        let mut device = gpu_device();
+        device.cards = vec![CardInfo {
+            ordinal: 0,
+            name: if fp8 { "NVIDIA H100" } else { "NVIDIA A100" }.into(),
+            memory_total_bytes: 80 << 30,
+            fp8,
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_with(dir.path(), vec![Event::Device(device)]);
+        assert_eq!(
+            (s.model.dtype, s.model.quant, s.model.compute),
+            (DType::Bf16, Quant::Nf4, want),
+            "card with fp8: {fp8}"
+        );
+    }
 }
 
 #[test]

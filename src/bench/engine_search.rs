@@ -79,7 +79,8 @@ pub struct EngineSearchRun {
 /// The provenance that makes the engine load `model` for queries, with the precision a user's
 /// ingest on this device would have used.
 fn provenance(a: &EngineSearchArgs) -> Provenance {
-    let (dtype, quant) = best_precision(a.device.will_use_cuda());
+    // A query never computes in FP8 (a few rows skip it), so the cards' FP8 does not matter.
+    let (dtype, quant, _) = best_precision(a.device.will_use_cuda(), false);
     Provenance {
         model: a.model.clone(),
         adapter: None,

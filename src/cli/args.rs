@@ -147,7 +147,7 @@ impl ModelArgs {
     /// The settings for a new index, or for adding to `existing` (the index's provenance): what
     /// a flag does not say comes from the index, else from the device (`default_precision`).
     pub fn settings_for(&self, existing: Option<&Provenance>) -> anyhow::Result<ModelSettings> {
-        let precision = default_precision(existing, self.device.will_use_cuda())?;
+        let precision = default_precision(existing, self.device.will_use_cuda(), self.fp8_cards())?;
         let mut settings = self.with_precision(precision, existing);
         if settings.max_visual_tokens.is_none() {
             settings.max_visual_tokens = existing.map(|p| p.max_visual_tokens);
@@ -157,7 +157,20 @@ impl ModelArgs {
 
     /// The settings with nothing recorded to follow: flags, else the device's best.
     pub fn settings(&self) -> ModelSettings {
-        self.with_precision(Precision::best_for(self.device.will_use_cuda()), None)
+        self.with_precision(
+            Precision::best_for(self.device.will_use_cuda(), self.fp8_cards()),
+            None,
+        )
+    }
+
+    /// Whether every card the run uses has FP8 tensor cores (the driver is asked; never on the
+    /// CPU).
+    fn fp8_cards(&self) -> bool {
+        self.device.will_use_cuda()
+            && pagesight_engine::cuda_cards::fp8_for(
+                &self.device,
+                &pagesight_engine::cuda_cards::list(),
+            )
     }
 
     /// The checkpoint and adapter: the flags; without --model the index's own (`existing`),

@@ -272,6 +272,10 @@ pub struct CardInfo {
     pub ordinal: usize,
     pub name: String,
     pub memory_total_bytes: u64,
+    /// Whether the card has FP8 tensor cores (compute capability 8.9 or later; absent from
+    /// older recordings: no).
+    #[serde(default)]
+    pub fp8: bool,
 }
 
 /// Result of one side of an A/B comparison.

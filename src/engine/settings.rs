@@ -78,15 +78,16 @@ pub struct Precision {
 }
 
 impl Precision {
-    /// The device's measured best (`best_precision`) with the reference's adapter form.
-    pub fn best_for(cuda: bool) -> Precision {
-        let (dtype, quant) = best_precision(cuda);
+    /// The device's measured best (`best_precision`: `cuda`, and whether every card of the run
+    /// has FP8 tensor cores) with the reference's adapter form.
+    pub fn best_for(cuda: bool, fp8_cards: bool) -> Precision {
+        let (dtype, quant, compute) = best_precision(cuda, fp8_cards);
         Precision {
             dtype,
             quant,
             quant_scope: QuantScope::default(),
             lora: LoraMode::default(),
-            compute: Compute::default(),
+            compute,
         }
     }
 
@@ -120,10 +121,11 @@ pub fn recorded_precision(p: &pagesight_index::Provenance) -> Result<Precision> 
 pub fn default_precision(
     existing: Option<&pagesight_index::Provenance>,
     cuda: bool,
+    fp8_cards: bool,
 ) -> Result<Precision> {
     match existing {
         Some(p) => recorded_precision(p),
-        None => Ok(Precision::best_for(cuda)),
+        None => Ok(Precision::best_for(cuda, fp8_cards)),
     }
 }
 

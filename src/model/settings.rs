@@ -362,15 +362,17 @@ impl QuantCacheSetting {
     }
 }
 
-/// The compute dtype and quantisation a run uses when none is asked for: the measured best for
-/// the device. On a CUDA GPU bf16 with NF4 weights (tensor-core GEMMs, a quarter of the weight
-/// memory, several times the pages/s of f32); on the CPU f32 unquantised (activations are f32
-/// there whatever the weights, and NF4 would add a dequantisation to every product).
-pub fn best_precision(cuda: bool) -> (DType, Quant) {
-    if cuda {
-        (DType::Bf16, Quant::Nf4)
-    } else {
-        (DType::F32, Quant::None)
+/// The compute dtype, quantisation and GEMM arithmetic a run uses when none is asked for: the
+/// measured best for the device. On a CUDA GPU bf16 with NF4 weights (tensor-core GEMMs, a
+/// quarter of the weight memory, several times the pages/s of f32), the MLPs' GEMMs in FP8
+/// where every card has FP8 tensor cores (`fp8_cards`: faster, and within the fidelity goal,
+/// `docs/benchmarks.md`); on the CPU f32 unquantised (activations are f32 there whatever the
+/// weights, and NF4 would add a dequantisation to every product).
+pub fn best_precision(cuda: bool, fp8_cards: bool) -> (DType, Quant, Compute) {
+    match (cuda, fp8_cards) {
+        (true, true) => (DType::Bf16, Quant::Nf4, Compute::Fp8),
+        (true, false) => (DType::Bf16, Quant::Nf4, Compute::Dtype),
+        (false, _) => (DType::F32, Quant::None, Compute::Dtype),
     }
 }
 

@@ -86,6 +86,7 @@ mod tests {
                 ordinal,
                 name: "NVIDIA H100".into(),
                 memory_total_bytes: 80 << 30,
+                fp8: true,
             })
             .collect()
     }
