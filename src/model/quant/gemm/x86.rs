@@ -166,22 +166,23 @@ unsafe fn as_bh(v: __m512) -> __m512bh {
     std::mem::transmute::<__m512, __m512bh>(v)
 }
 
-/// `table[code]` of the 16 codes in the low 8 bytes of `b` each given twice (`unpack(b, b)`).
+/// `table[code]` of the 32 codes in the 16 bytes at `p` (first code in the high nibble), from
+/// `table`: the 16 values as bf16, twice over (words 16–31 repeat 0–15). One `vpermw` looks up all
+/// 32 (two `vpermps` and a conversion did it before): each byte widened to a dword gives its two
+/// words, the low one `byte >> 4` (the first code) and the high one the byte itself, of which
+/// `vpermw` reads the low 5 bits — the second code and one bit of the first, which the repeated
+/// table makes no difference.
 #[inline(always)]
-unsafe fn nf4_f32x16(pairs: __m128i, table: __m512) -> __m512 {
-    let idx = _mm512_cvtepu8_epi32(pairs);
-    let idx = _mm512_srlv_epi32(idx, _mm512_loadu_si512(NIBBLE_SHIFT.as_ptr().cast()));
-    _mm512_permutexvar_ps(idx, table)
+unsafe fn nf4_bf16x32(p: *const u8, table: __m512i) -> __m512 {
+    let d = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()));
+    let idx = _mm512_or_si512(_mm512_srli_epi32(d, 4), _mm512_slli_epi32(d, 16));
+    _mm512_castsi512_ps(_mm512_permutexvar_epi16(idx, table))
 }
 
-/// `table[code]` of the 32 codes in the 16 bytes at `p`, as f32: the first 16 and the last 16.
+/// 16 f32 as the repeated bf16 table [`nf4_bf16x32`] takes.
 #[inline(always)]
-unsafe fn nf4_f32x32(p: *const u8, table: __m512) -> (__m512, __m512) {
-    let b = _mm_loadu_si128(p.cast());
-    (
-        nf4_f32x16(_mm_unpacklo_epi8(b, b), table),
-        nf4_f32x16(_mm_unpackhi_epi8(b, b), table),
-    )
+unsafe fn bf16_table(values: __m512) -> __m512i {
+    _mm512_castps_si512(bf16_pair(values, values))
 }
 
 impl Simd for Avx512Bf16 {
@@ -236,14 +237,12 @@ impl Simd for Avx512Bf16 {
     }
     #[inline(always)]
     unsafe fn nf4(p: *const u8, table: *const f32) -> __m512 {
-        let (lo, hi) = nf4_f32x32(p, _mm512_loadu_ps(table));
-        bf16_pair(lo, hi)
+        nf4_bf16x32(p, bf16_table(_mm512_loadu_ps(table)))
     }
     #[inline(always)]
     unsafe fn nf4_scaled(p: *const u8, scale: f32) -> __m512 {
-        // Scaled in f32, then rounded: the value the f32 sets multiply by, rounded once.
-        let (lo, hi) = nf4_f32x32(p, _mm512_loadu_ps(NF4_CODE.as_ptr()));
-        let s = _mm512_set1_ps(scale);
-        bf16_pair(_mm512_mul_ps(lo, s), _mm512_mul_ps(hi, s))
+        // The codes scaled in f32, then rounded: the value the f32 sets multiply by, rounded once.
+        let table = _mm512_mul_ps(_mm512_loadu_ps(NF4_CODE.as_ptr()), _mm512_set1_ps(scale));
+        nf4_bf16x32(p, bf16_table(table))
     }
 }
