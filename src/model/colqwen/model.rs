@@ -544,9 +544,7 @@ impl ColQwen {
 
     /// custom_text_proj → L2 normalise, f32, on the device: [b, s, dim].
     fn project_device(&self, hidden: &Tensor) -> Result<Tensor> {
-        let p = self
-            .proj
-            .forward(hidden)?
+        let p = crate::quant::gemm::exact_products(|| self.proj.forward(hidden))?
             .to_dtype(candle_core::DType::F32)?;
         Ok(l2_normalise_last(&p)?)
     }

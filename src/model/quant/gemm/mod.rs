@@ -200,6 +200,18 @@ pub fn with_isa<T>(cap: CpuIsa, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Runs `f` with this thread's products in f32: the bf16-product set steps down to the best f32
+/// set, any other stays. For the layers whose rounding moves a query's vectors most for their
+/// share of its time (the attention's projections and the output projection, see
+/// `TextModel::forward`).
+pub fn exact_products<T>(f: impl FnOnce() -> T) -> T {
+    if isa() == CpuIsa::Avx512Bf16 {
+        with_isa(CpuIsa::Avx512, f)
+    } else {
+        f()
+    }
+}
+
 /// Whether the layers on this thread use these kernels for few rows: while embedding queries
 /// ([`for_queries`]) and unless switched off ([`without_kernels`]).
 pub fn kernels_enabled() -> bool {
