@@ -261,39 +261,6 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
 /// Synthetic pages for the top-10 check: `COMPARE_PAGES` pages of 32 unit vectors of `dim`.
 const COMPARE_PAGES: usize = 2000;
 
-fn synthetic_pages(dim: usize) -> Vec<Vec<f32>> {
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    (0..COMPARE_PAGES)
-        .map(|_| {
-            let mut page: Vec<f32> = (0..32 * dim)
-                .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect();
-            for t in page.chunks_exact_mut(dim) {
-                let n = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                t.iter_mut().for_each(|v| *v /= n);
-            }
-            page
-        })
-        .collect()
-}
-
-/// The 10 best of the synthetic pages for a query (exact MaxSim, f64 sums).
-fn top10(q: &[f32], dim: usize, pages: &[Vec<f32>]) -> Vec<usize> {
-    let nq = q.len() / dim;
-    let mut scored: Vec<(f32, usize)> = pages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (pagesight_index::maxsim::maxsim_naive(q, nq, dim, p, 32), i))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.iter().take(10).map(|s| s.1).collect()
-}
-
 /// The first `n` bench queries embedded with the few-row kernels and through the general path:
 /// (max |Δ| over all values, max over queries of ‖Δ‖ / ‖v‖, queries whose top-10 of
 /// `COMPARE_PAGES` synthetic pages is the same in the same order), or None for `n = 0`.
@@ -302,7 +269,7 @@ fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32, usize)>>
         return Ok(None);
     }
     let dim = model.identity().embedding_dim;
-    let pages = synthetic_pages(dim);
+    let pages = pagesight_model::synthetic::unit_vector_pages(COMPARE_PAGES, 32, dim);
     let mut same_top10 = 0;
     let (mut abs, mut rel) = (0f32, 0f32);
     for q in BENCH_QUERIES.iter().cycle().take(n) {
@@ -321,7 +288,8 @@ fn compare_paths(model: &ColQwen, n: usize) -> Result<Option<(f32, f32, usize)>>
             v2 += (*b as f64).powi(2);
         }
         rel = rel.max((d2 / v2.max(1e-30)).sqrt() as f32);
-        same_top10 += usize::from(top10(&fast, dim, &pages) == top10(&general, dim, &pages));
+        let top10 = |q: &[f32]| pagesight_model::synthetic::top10_maxsim(q, dim, &pages);
+        same_top10 += usize::from(top10(&fast) == top10(&general));
     }
     Ok(Some((abs, rel, same_top10)))
 }

@@ -640,44 +640,7 @@ mod tests {
     #[test]
     fn cpu_query_kernels_match_the_general_path() {
         use crate::quant::gemm::{with_isa, without_kernels, CpuIsa};
-        fn random_pages(dim: usize) -> Vec<Vec<f32>> {
-            let mut s = 0x9e37_79b9_7f4a_7c15u64;
-            (0..400)
-                .map(|_| {
-                    let mut page: Vec<f32> = (0..16 * dim)
-                        .map(|_| {
-                            s = s
-                                .wrapping_mul(6364136223846793005)
-                                .wrapping_add(1442695040888963407);
-                            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                        })
-                        .collect();
-                    for t in page.chunks_exact_mut(dim) {
-                        let n = t.iter().map(|v| v * v).sum::<f32>().sqrt();
-                        t.iter_mut().for_each(|v| *v /= n);
-                    }
-                    page
-                })
-                .collect()
-        }
-        fn top10(q: &[f32], dim: usize, pages: &[Vec<f32>]) -> Vec<usize> {
-            let maxsim = |p: &[f32]| -> f64 {
-                q.chunks_exact(dim)
-                    .map(|qt| {
-                        p.chunks_exact(dim)
-                            .map(|pt| qt.iter().zip(pt).map(|(a, b)| *a as f64 * *b as f64).sum())
-                            .fold(f64::MIN, f64::max)
-                    })
-                    .sum()
-            };
-            let mut scored: Vec<(f64, usize)> = pages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (maxsim(p), i))
-                .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            scored.iter().take(10).map(|s| s.1).collect()
-        }
+        use crate::synthetic::{top10_maxsim as top10, unit_vector_pages};
         let (mut bf16_seen, mut reordered) = (None::<f32>, 0);
         let cases = [
             (DType::F32, Quant::None),
@@ -716,7 +679,7 @@ mod tests {
                 )
             });
             let dim = m.embedding_dim();
-            let pages = random_pages(dim);
+            let pages = unit_vector_pages(400, 16, dim);
             for (isa, fast) in runs {
                 let fast = fast.unwrap();
                 // f32 weights keep f32 products on the bf16-product set.
