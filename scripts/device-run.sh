@@ -84,7 +84,7 @@ EMBED_COMPUTE=${EMBED_COMPUTE:-dtype}   # dtype,fp8: the NF4 layers' arithmetic
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
 INGEST_BATCH=${INGEST_BATCH:-4}   # 4,8: one bench ingest run per batch size
-CLI_INGEST_COMPUTE=${CLI_INGEST_COMPUTE:-dtype}
+CLI_INGEST_COMPUTE=${CLI_INGEST_COMPUTE:-default}
 SEARCH_BINS=${SEARCH_BINS:-pagesight}
 EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
 while [ $# -gt 0 ]; do
@@ -118,12 +118,14 @@ while [ $# -gt 0 ]; do
       # The user's command with its defaults (the device's best precision and transfer) into a
       # fresh index; one run per binary in INGEST_BINS (e.g. "pagesight pagesight-prev"), same pages.
       dir=$1; shift
-      # CLI_INGEST_COMPUTE (e.g. "dtype,fp8"): one run per --compute (dtype is the default's).
+      # CLI_INGEST_COMPUTE (e.g. "default,dtype,fp8"): one run per --compute; "default" passes none
+      # (the device's best: fp8 on the MLPs where the card has FP8 tensor cores).
       for bin in ${INGEST_BINS//,/ }; do
       for compute in ${CLI_INGEST_COMPUTE//,/ }; do
+        flag=(--compute "$compute"); [ "$compute" = default ] && flag=()
         ix=$(mktemp -d /tmp/pagesight-ix.XXXX)
         note "-- $bin: pagesight ingest $dir --model random:3b --compute $compute (defaults otherwise, fresh index)"
-        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b --compute "$compute" 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
+        "$run_dir/$bin" ingest "$dir" --index "$ix" --model random:3b "${flag[@]}" 2>&1 | tee -a "$OUT/cli-ingest.log" | grep -E "pages in|time by stage" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         rm -rf "$ix"
       done
