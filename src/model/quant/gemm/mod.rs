@@ -108,8 +108,17 @@ impl CpuIsa {
     /// f16 and NF4 weights already carry a rounding of bf16's size or more.
     fn for_weight(self, w: Weight) -> CpuIsa {
         match w {
-            Weight::F32(_) if self.bf16_products() => CpuIsa::Avx512,
+            Weight::F32(_) => self.with_f32_products(),
             _ => self,
+        }
+    }
+
+    /// The set that computes what this one does in f32 products: the bf16-product set's f32
+    /// twin, any other set itself.
+    fn with_f32_products(self) -> CpuIsa {
+        match self {
+            CpuIsa::Avx512Bf16 => CpuIsa::Avx512,
+            other => other,
         }
     }
 
@@ -205,11 +214,7 @@ pub fn with_isa<T>(cap: CpuIsa, f: impl FnOnce() -> T) -> T {
 /// share of its time (the attention's projections and the output projection, see
 /// `TextModel::forward`).
 pub fn exact_products<T>(f: impl FnOnce() -> T) -> T {
-    if isa() == CpuIsa::Avx512Bf16 {
-        with_isa(CpuIsa::Avx512, f)
-    } else {
-        f()
-    }
+    with_isa(isa().with_f32_products(), f)
 }
 
 /// Whether the layers on this thread use these kernels for few rows: while embedding queries
