@@ -31,7 +31,7 @@ pub fn list() -> Vec<CardInfo> {
                     ordinal: i as usize,
                     name: device::get_name(dev).unwrap_or_else(|_| "NVIDIA GPU".into()),
                     memory_total_bytes: total as u64,
-                    fp8: capability >= (8, 9),
+                    fp8: pagesight_model::quant::fp8::has_fp8_tensor_cores(capability),
                 })
             })
             .collect()

@@ -13,6 +13,12 @@ use candle_core::Device;
 use super::nf4::Nf4Weight;
 use crate::settings::{Compute, ModelSettings};
 
+/// Whether a GPU of compute capability `(major, minor)` has FP8 tensor cores: 8.9 (Ada) and
+/// later (Hopper, Blackwell).
+pub fn has_fp8_tensor_cores((major, minor): (i32, i32)) -> bool {
+    (major, minor) >= (8, 9)
+}
+
 /// `--compute fp8` on a GPU needs FP8 tensor cores (compute capability 8.9: Ada, Hopper and
 /// later); on the CPU it is the emulation and always runs.
 pub fn check_device(settings: &ModelSettings, device: &Device) -> Result<()> {
@@ -27,7 +33,7 @@ pub fn check_device(settings: &ModelSettings, device: &Device) -> Result<()> {
             .compute_capability()
             .map_err(|e| anyhow::anyhow!("reading the GPU's compute capability: {e:?}"))?;
         anyhow::ensure!(
-            (major, minor) >= (8, 9),
+            has_fp8_tensor_cores((major, minor)),
             "--compute fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, \
              Blackwell); {} is sm_{major}{minor}: use --compute dtype",
             settings.device
