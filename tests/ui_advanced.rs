@@ -7,7 +7,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use pagesight::engine::{Command, Event, TransferMode};
 
 /// Each Advanced row and a piece of its hint.
-const ROWS: [(&str, &str); 8] = [
+const ROWS: [(&str, &str); 9] = [
     ("Device", "auto takes the GPU when there is one"),
     (
         "Precision",
@@ -22,6 +22,7 @@ const ROWS: [(&str, &str); 8] = [
     ),
     ("Visual tokens", "how finely a page is seen"),
     ("best for this device", ""),
+    ("best size for this device", ""),
 ];
 
 fn shown(w: &Wired<'_>, text: &str) -> bool {
@@ -56,7 +57,7 @@ fn advanced_is_closed_at_first_with_a_summary_and_opens_on_its_rows_and_hints() 
     }
     assert!(
         w.h.query_by_label(
-            "cuda:0 · bf16 compute, NF4 weights · batch 4 · 3 workers · async transfer"
+            "cuda:0 · bf16 compute, NF4 weights · batch 8 · 3 workers · async transfer"
         )
         .is_some(),
         "the summary line names device, precision, batch, workers and transfer"
@@ -132,6 +133,36 @@ fn on_the_cpu_the_summary_says_so_and_the_transfer_choice_says_why_not() {
         &w,
         "unavailable here: this pagesight was built without the `cuda` feature"
     ));
+}
+
+/// The batch follows the device (8 on a GPU, 4 on the CPU) until the user sets one, which Start
+/// then sends.
+#[test]
+fn the_batch_is_the_devices_best_until_the_user_sets_one() {
+    let start_batch = |w: &mut Wired<'_>| {
+        drain(&w.commands);
+        w.h.get_by_label("Start ingest").click();
+        w.h.run();
+        match drain(&w.commands).into_iter().next() {
+            Some(Command::StartIngest { settings, .. }) => settings.live.batch_size,
+            other => panic!("no StartIngest: {other:?}"),
+        }
+    };
+    let mut cpu = form_on(cpu_device());
+    assert_eq!(start_batch(&mut cpu), 4);
+    let mut gpu = form_on(crate::ui_defaults::gpu_device());
+    assert_eq!(start_batch(&mut gpu), 8);
+    // A new window, as a running ingest locks the form.
+    let mut w = form_on(crate::ui_defaults::gpu_device());
+    w.h.get_by_label("Advanced").click();
+    w.h.run();
+    assert!(shown(&w, "batch 8"), "the size the box stands for");
+    w.h.get_by_label("best size for this device").click();
+    w.h.run();
+    assert!(!w.h.state().settings.best_batch);
+    w.h.state_mut().settings.batch_size = 3;
+    w.h.run();
+    assert_eq!(start_batch(&mut w), 3, "the user's size wins");
 }
 
 /// FP8 GEMMs are offered under Advanced for NF4 weights only; chosen, the summary names them

@@ -163,6 +163,7 @@ fn the_scenario_drives_the_real_app_through_every_phase() {
         .with_size(egui::vec2(1280.0, 800.0))
         .build_eframe(move |cc| {
             let mut app = PagesightApp::new(cc, commands, events, opts);
+            app.settings.best_batch = false;
             app.settings.batch_size = base.live.batch_size;
             app.settings.workers = base.loader.workers;
             Autopilot::new(app, plan)

@@ -55,6 +55,7 @@ fn ingest_search_heatmap_and_ab_against_the_live_engine() {
     let engine = EngineHandle::spawn_with(worker_options(Vec::new()));
     let base = test_settings();
     let mut h = app_on(&engine, &work.path().join("index"), work.path(), None);
+    h.state_mut().settings.best_batch = false;
     h.state_mut().settings.batch_size = base.live.batch_size;
     h.state_mut().settings.workers = base.loader.workers;
     h.run();

@@ -265,6 +265,7 @@ fn first_result_in_at_most_three_clicks_with_the_model_on_disk() {
     let mut h: Harness<'static, PagesightApp> = Harness::builder()
         .with_size(egui::vec2(1280.0, 900.0))
         .build_eframe(move |cc| PagesightApp::new(cc, commands, events, opts));
+    h.state_mut().settings.best_batch = false;
     h.state_mut().settings.batch_size = base.live.batch_size;
     h.state_mut().settings.workers = base.loader.workers;
     h.run();

@@ -230,9 +230,9 @@ pub struct PipelineArgs {
     /// Render resolution before the model's resize.
     #[arg(long, default_value_t = 144.0)]
     pub dpi: f32,
-    /// Pages per model batch.
-    #[arg(long, default_value_t = 4)]
-    pub batch_size: usize,
+    /// Pages per model batch (default: 8 on a GPU, else 4).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Host→GPU transfer: pageable, sync, async or async-u8 (default: async on a GPU, else pageable).
     #[arg(long)]
     pub transfer: Option<TransferMode>,
@@ -280,10 +280,12 @@ impl PipelineArgs {
         s
     }
 
+    /// The flags, with the device's best for those not given.
     pub fn live(&self, device: DeviceChoice) -> LiveSettings {
+        let best = LiveSettings::best_for(device.will_use_cuda());
         LiveSettings {
-            batch_size: self.batch_size.max(1),
-            transfer: self.transfer.unwrap_or_else(|| auto_transfer(device)),
+            batch_size: self.batch_size.unwrap_or(best.batch_size).max(1),
+            transfer: self.transfer.unwrap_or(best.transfer),
         }
     }
 
@@ -304,11 +306,38 @@ impl PipelineArgs {
     }
 }
 
-/// The transfer mode when none is asked for: async when a CUDA device will be used, else pageable.
-fn auto_transfer(device: DeviceChoice) -> TransferMode {
-    if device.will_use_cuda() {
-        TransferMode::Async
-    } else {
-        TransferMode::Pageable
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Pipeline {
+        #[command(flatten)]
+        args: PipelineArgs,
+    }
+
+    fn live(argv: &[&str], device: DeviceChoice) -> LiveSettings {
+        let argv = std::iter::once("pagesight").chain(argv.iter().copied());
+        Pipeline::parse_from(argv).args.live(device)
+    }
+
+    #[test]
+    fn batch_and_transfer_follow_the_device_unless_given() {
+        assert_eq!(live(&[], DeviceChoice::Cpu), LiveSettings::best_for(false));
+        assert_eq!(live(&[], DeviceChoice::Cpu).batch_size, 4);
+        let given = live(
+            &["--batch-size", "3", "--transfer", "sync"],
+            DeviceChoice::Cpu,
+        );
+        assert_eq!((given.batch_size, given.transfer), (3, TransferMode::Sync));
+        // Where the build can use CUDA, the GPU's best: batch 8, async.
+        let cuda = DeviceChoice::Cuda(0);
+        assert_eq!(
+            live(&[], cuda),
+            LiveSettings::best_for(cuda.will_use_cuda())
+        );
+        assert_eq!(LiveSettings::best_for(true).batch_size, 8);
+        assert_eq!(LiveSettings::best_for(true).transfer, TransferMode::Async);
     }
 }

@@ -145,6 +145,36 @@ impl Default for LiveSettings {
     }
 }
 
+impl LiveSettings {
+    /// The device's measured best where no flag or choice says otherwise (`cuda`: the model
+    /// runs on a CUDA GPU): there pinned buffers copied on their own stream and
+    /// [`best_batch_size`]'s batch, elsewhere pageable memory (nothing to overlap).
+    pub fn best_for(cuda: bool) -> LiveSettings {
+        LiveSettings {
+            batch_size: best_batch_size(cuda),
+            transfer: if cuda {
+                TransferMode::Async
+            } else {
+                TransferMode::Pageable
+            },
+        }
+    }
+}
+
+/// Pages per batch where no flag or choice says otherwise. On a CUDA GPU 8: each NF4 layer is
+/// dequantised into the GEMMs' scratch once per batch, and the adapter's thin products and every
+/// other launch happen once per batch, so a larger batch spreads that fixed work over more pages;
+/// 4 more pages of 768 tokens add about half a GiB of activations, and a card that cannot hold
+/// them gets the batch halved by the engine (`ModelError::OutOfMemory`). On the CPU 4: the
+/// products cost the same per page whatever the batch, and a smaller one shows progress sooner.
+pub fn best_batch_size(cuda: bool) -> usize {
+    if cuda {
+        8
+    } else {
+        4
+    }
+}
+
 /// Everything an ingest run needs besides the folder and the index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct IngestSettings {

@@ -157,11 +157,17 @@ fn advanced(ui: &mut egui::Ui, settings: &mut UiSettings, cx: &FormContext<'_>) 
                 ui.add_enabled_ui(!settings.best_precision, |ui| quantisation(ui, settings));
             });
             row(ui, "Batch", hints::BATCH, |ui| {
-                ui.add(
-                    egui::DragValue::new(&mut settings.batch_size)
-                        .range(1..=256)
-                        .prefix("batch "),
-                );
+                ui.checkbox(&mut settings.best_batch, "best size for this device");
+                if settings.best_batch {
+                    let best = pagesight_engine::settings::best_batch_size(cx.cuda);
+                    ui.label(egui::RichText::new(format!("batch {best}")).weak());
+                } else {
+                    ui.add(
+                        egui::DragValue::new(&mut settings.batch_size)
+                            .range(1..=256)
+                            .prefix("batch "),
+                    );
+                }
             });
             row(ui, "Workers", hints::WORKERS, |ui| {
                 ui.add(

@@ -219,12 +219,20 @@ impl PerformanceView {
                 }));
             }
             ui.separator();
+            // Shown as the size Start sends; a size set here is the user's from then on.
+            if settings.best_batch {
+                settings.batch_size =
+                    pagesight_engine::settings::best_batch_size(blocked.is_none());
+            }
             let batch = ui.add(
                 egui::DragValue::new(&mut settings.batch_size)
                     .range(1..=256)
                     .prefix("batch "),
             );
             let committed = batch.drag_stopped() || (batch.changed() && !batch.dragged());
+            if batch.changed() {
+                settings.best_batch = false;
+            }
             if ingest_running && committed {
                 actions.push(PerfAction::UpdateLive(LiveSettings {
                     batch_size: settings.batch_size,

@@ -12,7 +12,7 @@ pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
 const MAX_QUERIES: usize = 20;
 /// Bumped when a default changes in a way stored settings must follow.
-pub const DEFAULTS_VERSION: u32 = 5;
+pub const DEFAULTS_VERSION: u32 = 6;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Theme {
@@ -51,6 +51,9 @@ pub struct UiSettings {
     /// Compute dtype and quantisation picked at Start: the index's own when it exists, else the
     /// device's measured best; `model.dtype` / `model.quant` apply only when this is off.
     pub best_precision: bool,
+    /// Pages per batch picked at Start: the device's best (`best_batch_size`); `batch_size`
+    /// applies only when this is off.
+    pub best_batch: bool,
     pub batch_size: usize,
     pub workers: usize,
     pub transfer: TransferMode,
@@ -143,6 +146,7 @@ impl Default for UiSettings {
             model: default_model(),
             unticked_cards: Vec::new(),
             best_precision: true,
+            best_batch: true,
             batch_size: 4,
             workers: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -199,6 +203,11 @@ impl UiSettings {
             // never a choice the old form offered apart from typing it.
             if s.model.model == "random:tiny" && s.model.adapter.is_none() {
                 super::model_choice::set_real_model(&mut s.model);
+            }
+            // Version 6: the batch follows the device (8 on a GPU). A stored 4 was the old
+            // fixed default, any other size the user's choice, which stays.
+            if s.defaults_version < 6 {
+                s.best_batch = s.batch_size == 4;
             }
             s.defaults_version = DEFAULTS_VERSION;
         }
@@ -288,6 +297,7 @@ mod tests {
         );
         let s = UiSettings::load(Some(&storage));
         assert_eq!((s.theme, s.batch_size), (Theme::Light, 2), "choices kept");
+        assert!(!s.best_batch, "a batch the user chose stays theirs");
         assert!(!s.advanced_open, "the Advanced section starts closed");
         assert_eq!(s.transfer, TransferMode::Async);
         assert!(s.best_precision);

@@ -27,8 +27,13 @@ impl PagesightApp {
         } else {
             TransferMode::Pageable
         };
+        let batch_size = if self.settings.best_batch {
+            pagesight_engine::settings::best_batch_size(self.cuda_usable())
+        } else {
+            self.settings.batch_size.max(1)
+        };
         s.live = LiveSettings {
-            batch_size: self.settings.batch_size.max(1),
+            batch_size,
             transfer,
         };
         s
