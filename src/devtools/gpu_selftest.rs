@@ -28,7 +28,8 @@ pub struct GpuSelftestArgs {
     /// Write the full report here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Run only these parts (pipeline, nf4, attention, maxsim, fp8, model); all by default.
+    /// Run only these parts (pipeline, nf4, attention, elementwise, maxsim, fp8, model); all by
+    /// default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -411,6 +412,11 @@ mod cuda {
         // 4. The tiled attention kernel against a host softmax attention.
         if want("attention") {
             rep.part("attention_kernel", crate::gpu_attention_check::run(&device));
+        }
+
+        // 4b. The row kernels (RMSNorm with the residual add, SiLU·mul) against candle's ops.
+        if want("elementwise") {
+            rep.part("elementwise", crate::gpu_elementwise_check::run(&device));
         }
 
         // 5. The fused MaxSim kernel against the CPU's exact MaxSim.

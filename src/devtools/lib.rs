@@ -9,6 +9,8 @@ pub mod gemm;
 #[cfg(feature = "cuda")]
 pub mod gpu_attention_check;
 #[cfg(feature = "cuda")]
+pub mod gpu_elementwise_check;
+#[cfg(feature = "cuda")]
 pub mod gpu_fp8_check;
 #[cfg(feature = "cuda")]
 pub mod gpu_maxsim_check;

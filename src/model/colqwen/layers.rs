@@ -30,6 +30,20 @@ impl RmsNorm {
     }
 }
 
+impl RmsNorm {
+    /// The norm of the residual stream `x` after the layer output `pending` (when there is one) is
+    /// added to it: the stream and the norm, in one pass on the GPU.
+    pub fn forward_after(&self, x: Tensor, pending: Option<Tensor>) -> Result<(Tensor, Tensor)> {
+        match pending {
+            Some(h) => fused::residual_rms_norm(&x, &h, &self.weight, self.eps, self.out_dtype),
+            None => {
+                let normed = self.forward(&x)?;
+                Ok((x, normed))
+            }
+        }
+    }
+}
+
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused::rms_norm(x, &self.weight, self.eps, self.out_dtype)

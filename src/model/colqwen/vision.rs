@@ -130,21 +130,21 @@ impl VisionTower {
         mark(&device, "vision.patch_embed")?;
         let tables = self.tables(grids)?;
         mark(&device, "vision.rope_tables+plan")?;
+        // Each layer's output is added to the stream by the norm that reads it next.
+        let mut pending = None;
         for (i, b) in self.blocks.iter().enumerate() {
             let full = c.fullatt_block_indexes.contains(&i);
-            let normed = b.norm1.forward(&x)?;
-            mark(&device, "vision.norm")?;
+            let normed;
+            (x, normed) = b.norm1.forward_after(x, pending.take())?;
+            mark(&device, "vision.residual+norm")?;
             let h = self.attention(b, &normed, &tables, full)?;
-            x = fused::residual_add(&x, &h)?;
-            mark(&device, "vision.residual")?;
-            let normed = b.norm2.forward(&x)?;
-            mark(&device, "vision.norm")?;
-            let h = b.mlp.forward(&normed)?;
+            let normed;
+            (x, normed) = b.norm2.forward_after(x, Some(h))?;
+            mark(&device, "vision.residual+norm")?;
+            pending = Some(b.mlp.forward(&normed)?);
             mark(&device, "vision.mlp")?;
-            x = fused::residual_add(&x, &h)?;
-            mark(&device, "vision.residual")?;
         }
-        let x = self.merger_norm.forward(&x)?;
+        let (_, x) = self.merger_norm.forward_after(x, pending)?;
         let x = x.reshape((n / c.merge_unit(), c.hidden_size * c.merge_unit()))?;
         let x = self.merger_fc1.forward(&x)?.gelu_erf()?;
         let x = self.merger_fc2.forward(&x)?;

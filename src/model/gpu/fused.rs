@@ -227,10 +227,46 @@ pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
 /// RMSNorm over the last dim computed in f32 (`weight` f32), output in `out_dtype`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, out_dtype: DType) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if out_dtype == DType::BF16 && fused_for(x, DType::F32) && fused_for(weight, DType::F32) {
-        return x.apply_op2_no_bwd(weight, &cuda::RmsNorm { eps });
+    if norm_fused_for(x, weight, out_dtype) {
+        return Ok(cuda::residual_rms_norm(x, None, weight, eps)?.1);
     }
     candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, weight, eps)?.to_dtype(out_dtype)
+}
+
+/// `x + h` for the f32 residual stream `x` and a layer output `h`, and the RMSNorm of that (as
+/// [`rms_norm`]): the stream after the layer and the next layer's input. On CUDA one pass over
+/// each row.
+pub fn residual_rms_norm(
+    x: &Tensor,
+    h: &Tensor,
+    weight: &Tensor,
+    eps: f32,
+    out_dtype: DType,
+) -> Result<(Tensor, Tensor)> {
+    #[cfg(feature = "cuda")]
+    if norm_fused_for(x, weight, out_dtype) && fused_for(h, DType::BF16) && x.shape() == h.shape() {
+        let (x, normed) = cuda::residual_rms_norm(x, Some(h), weight, eps)?;
+        if let Some(x) = x {
+            return Ok((x, normed));
+        }
+    }
+    let x = residual_add(x, h)?;
+    let normed = rms_norm(&x, weight, eps, out_dtype)?;
+    Ok((x, normed))
+}
+
+/// Whether the norm kernel serves `x` [.., dim] f32 with `weight` [dim] f32 into bf16: rows of
+/// whole 16-byte vectors that fit the kernel's registers.
+#[cfg(feature = "cuda")]
+fn norm_fused_for(x: &Tensor, weight: &Tensor, out_dtype: DType) -> bool {
+    let dim = weight.elem_count();
+    out_dtype == DType::BF16
+        && fused_for(x, DType::F32)
+        && fused_for(weight, DType::F32)
+        && x.dims().last() == Some(&dim)
+        && dim.is_multiple_of(4)
+        && dim <= cuda::NORM_MAX_DIM
+        && x.layout().start_offset().is_multiple_of(4)
 }
 
 /// Attention on tensor cores (`flash_kernel`) for every attention of the model, when it applies:
@@ -283,10 +319,11 @@ mod cuda {
     use super::TiledAttentionShape;
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{
-        CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg,
+        CudaFunction, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
     };
     use candle_core::cuda_backend::{CudaDType, CudaStorage};
-    use candle_core::{Layout, Result, Shape};
+    use candle_core::op::BackpropOp;
+    use candle_core::{Layout, Result, Shape, Tensor};
     use half::bf16;
 
     fn kernels(s: &CudaStorage) -> Result<std::sync::Arc<FusedKernels>> {
@@ -312,8 +349,8 @@ mod cuda {
         let n64 = n as u64;
         let mut l = stream.launch_builder(f);
         l.arg(&av).arg(&bv).arg(&mut out).arg(&n64);
-        // SAFETY: `f` is one of the `(const A*, const B*, O* out, unsigned long long n)` kernels
-        // (`residual_add_f32_bf16`, `silu_mul_bf16`), called with the types it was compiled for.
+        // SAFETY: `f` is a `(const A*, const B*, O* out, unsigned long long n)` kernel
+        // (`residual_add_f32_bf16`), called with the types it was compiled for.
         // Both inputs have `al`'s shape (the public wrappers check `x.shape() == h.shape()`), so
         // both views and `out` hold `n` elements, and the grid-stride loop stops at `i < n`.
         unsafe { l.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
@@ -366,36 +403,97 @@ mod cuda {
         }
     }
 
+    /// `silu_mul_rows_bf16` into a fresh `[rows, h]`: gate row `r` at `g[r·gs..]`, up row at
+    /// `u[r·us..]` (`*_start`: the views' first elements in their allocations, for alignment).
+    #[allow(clippy::too_many_arguments)]
+    fn silu_mul_rows(
+        dev: &candle_core::cuda_backend::CudaDevice,
+        (g, g_start): (&CudaView<'_, bf16>, usize),
+        (u, u_start): (&CudaView<'_, bf16>, usize),
+        rows: usize,
+        h: usize,
+        gs: usize,
+        us: usize,
+    ) -> Result<CudaStorage> {
+        let k = FusedKernels::for_stream(&dev.cuda_stream())
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        let last = |start: usize, stride: usize| start + rows.saturating_sub(1) * stride + h;
+        if rows == 0
+            || h == 0
+            || last(0, gs) > g.len()
+            || last(0, us) > u.len()
+            || u32::try_from(rows.max(h).max(gs).max(us)).is_err()
+        {
+            candle_core::bail!("silu·mul: {rows} rows of {h} with strides {gs}/{us}");
+        }
+        let vec8 = [h, gs, us, g_start, u_start]
+            .iter()
+            .all(|v| v.is_multiple_of(8));
+        let per_thread = if vec8 { 8 } else { 1 };
+        let threads = 256u32;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                h.div_ceil(per_thread * threads as usize).clamp(1, 64) as u32,
+                rows.min(65535) as u32,
+                1,
+            ),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: allocated on the stream the kernel below runs on, which writes all `h` values
+        // of each of the `rows` rows before the tensor is handed out.
+        let mut out = unsafe { dev.alloc::<bf16>(rows * h)? };
+        let (r32, h32, gs32, us32, v) = (rows as u32, h as u32, gs as u32, us as u32, vec8 as i32);
+        let stream = dev.cuda_stream();
+        let mut l = stream.launch_builder(&k.elementwise.silu_mul_rows_bf16);
+        l.arg(g)
+            .arg(u)
+            .arg(&mut out)
+            .arg(&r32)
+            .arg(&h32)
+            .arg(&gs32)
+            .arg(&us32)
+            .arg(&v);
+        // SAFETY: `silu_mul_rows_bf16(const u16* g, const u16* u, u16* out, u32 rows, u32 h,
+        // u32 gs, u32 us, int vec8)` gets those types (all sizes fit u32, checked). Row `r <
+        // rows` reads `g[r·gs + j]` and `u[r·us + j]` for `j < h`, within the views (checked
+        // above), and writes `out[r·h + j]`, within its `rows·h`. With `vec8` every row start
+        // is a multiple of 8 values from a 256-byte aligned allocation, so the 16-byte
+        // accesses are aligned.
+        unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    }
+
+    /// `silu(gate) · up` of a stacked projection's halves.
     pub struct SiluMulHalves;
     cuda_op!(1, SiluMulHalves, "fused-silu-mul-halves", cuda);
     impl SiluMulHalves {
         fn cuda(&self, gu: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-            let k = kernels(gu)?;
-            let dev = gu.device().clone();
-            let stream = dev.cuda_stream();
             let mut dims = l.dims().to_vec();
             let width = dims.last().copied().unwrap_or(0);
             if width == 0 || width % 2 != 0 {
                 candle_core::bail!("silu·mul of halves: last dim {width} is not even");
             }
             let h = width / 2;
-            let n = l.shape().elem_count() / 2;
+            let rows = l.shape().elem_count() / width;
             let v = view::<bf16>(gu, l)?;
-            // SAFETY: allocated on the stream the kernel below runs on, and every one of its `n`
-            // elements is written by that grid-stride kernel before the tensor is handed out.
-            let mut out = unsafe { dev.alloc::<bf16>(n)? };
-            let (n64, h64) = (n as u64, h as u64);
-            let mut b = stream.launch_builder(&k.elementwise.silu_mul_halves_bf16);
-            b.arg(&v).arg(&mut out).arg(&n64).arg(&h64);
-            // SAFETY: `silu_mul_halves_bf16(const u16* gu, u16* out, u64 n, u64 h)`: `gu` holds
-            // `n / h` rows of `2h` values (contiguous, `view` checks), `out` `n` values; the
-            // grid-stride loop reads `gu[2h·r + j]` and `gu[2h·r + h + j]` for `j < h` only.
-            unsafe { b.launch(elementwise_config(n)) }.map_err(candle_core::Error::wrap)?;
+            let up = v.slice(h..);
+            let start = l.start_offset();
+            let out = silu_mul_rows(
+                gu.device(),
+                (&v, start),
+                (&up, start + h),
+                rows,
+                h,
+                width,
+                width,
+            )?;
             *dims.last_mut().unwrap_or(&mut 0) = h;
-            Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(dims)))
+            Ok((out, Shape::from(dims)))
         }
     }
 
+    /// `silu(gate) · up` of two projections of one shape.
     pub struct SiluMul;
     cuda_op!(2, SiluMul, "fused-silu-mul", cuda);
     impl SiluMul {
@@ -406,50 +504,120 @@ mod cuda {
             u: &CudaStorage,
             ul: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
-            let k = kernels(g)?;
-            binary_elementwise::<bf16, bf16, bf16>(&k.elementwise.silu_mul_bf16, g, gl, u, ul)
+            let h = gl.dims().last().copied().unwrap_or(0);
+            if gl.shape() != ul.shape() || h == 0 {
+                candle_core::bail!("silu·mul: gate {:?}, up {:?}", gl.dims(), ul.dims());
+            }
+            let rows = gl.shape().elem_count() / h;
+            let (gv, uv) = (view::<bf16>(g, gl)?, view::<bf16>(u, ul)?);
+            let out = silu_mul_rows(
+                g.device(),
+                (&gv, gl.start_offset()),
+                (&uv, ul.start_offset()),
+                rows,
+                h,
+                h,
+                h,
+            )?;
+            Ok((out, gl.shape().clone()))
         }
     }
 
-    pub struct RmsNorm {
-        pub eps: f32,
-    }
-    cuda_op!(2, RmsNorm, "fused-rms-norm", cuda);
-    impl RmsNorm {
-        fn cuda(
-            &self,
-            x: &CudaStorage,
-            xl: &Layout,
-            w: &CudaStorage,
-            wl: &Layout,
-        ) -> Result<(CudaStorage, Shape)> {
-            let k = kernels(x)?;
-            let dev = x.device().clone();
-            let stream = dev.cuda_stream();
-            let dim = wl.shape().elem_count();
-            let n = xl.shape().elem_count();
-            if dim == 0 || xl.dims().last() != Some(&dim) {
-                candle_core::bail!("rms norm: weight of {dim} for input {:?}", xl.dims());
-            }
-            let (xv, wv) = (view::<f32>(x, xl)?, view::<f32>(w, wl)?);
-            // SAFETY: allocated on the kernel's stream; the kernel below writes all `n` values
-            // (each of its `n / dim` blocks writes the `dim` values of its row).
-            let mut out = unsafe { dev.alloc::<bf16>(n)? };
-            let (dim32, eps) = (dim as u32, self.eps);
-            let cfg = LaunchConfig {
-                grid_dim: ((n / dim) as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let mut l = stream.launch_builder(&k.elementwise.rms_norm_f32_bf16);
-            l.arg(&xv).arg(&wv).arg(&mut out).arg(&dim32).arg(&eps);
-            // SAFETY: `rms_norm_f32_bf16(const float* x, const float* w, bf16* out, u32 dim,
-            // float eps)` gets those types. `dim` is `x`'s last dimension (checked, > 0), so `n`
-            // is a multiple of it and block `r < n / dim` reads and writes `dim` values of row
-            // `r` of `xv`/`out` and `dim` of `wv`; 256 threads are 8 warps, within `partial[32]`.
-            unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
-            Ok((CudaStorage::wrap_cuda_slice(out, dev), xl.shape().clone()))
+    /// Threads per row of the norm kernel, and the widest row it holds (`RMS_VECS` 16-byte
+    /// vectors of f32 per thread).
+    const NORM_THREADS: u32 = 256;
+    pub const NORM_MAX_DIM: usize = NORM_THREADS as usize * 4 * 4;
+
+    /// The storage of a CUDA tensor, or an error naming `what`.
+    fn cuda_storage<'a>(s: &'a candle_core::Storage, what: &str) -> Result<&'a CudaStorage> {
+        match s {
+            candle_core::Storage::Cuda(c) => Ok(c),
+            _ => candle_core::bail!("{what}: not a CUDA tensor"),
         }
+    }
+
+    /// A fresh tensor over `slice` with `shape`.
+    fn tensor_of<T: CudaDType>(
+        slice: candle_core::cuda_backend::cudarc::driver::CudaSlice<T>,
+        dev: &candle_core::cuda_backend::CudaDevice,
+        shape: &Shape,
+    ) -> Tensor {
+        let storage = candle_core::Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone()));
+        Tensor::from_storage(storage, shape.clone(), BackpropOp::none(), false)
+    }
+
+    /// The norm of `x` (after adding `h` when given) and, with `h`, the updated stream: two
+    /// fresh outputs of one kernel, which candle's single-output custom ops cannot return.
+    /// The caller checked dtypes, contiguity, `dim` (`norm_fused_for`) and `h`'s shape.
+    pub fn residual_rms_norm(
+        x: &Tensor,
+        h: Option<&Tensor>,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let xs = cuda_storage(&xs, "rms norm input")?;
+        let ws = cuda_storage(&ws, "rms norm weight")?;
+        let hs = h.map(|h| h.storage_and_layout());
+        let k = kernels(xs)?;
+        let dev = xs.device().clone();
+        let stream = dev.cuda_stream();
+        let dim = wl.shape().elem_count();
+        let n = xl.shape().elem_count();
+        if dim == 0
+            || xl.dims().last() != Some(&dim)
+            || !dim.is_multiple_of(4)
+            || dim > NORM_MAX_DIM
+        {
+            candle_core::bail!("rms norm: weight of {dim} for input {:?}", xl.dims());
+        }
+        let (xv, wv) = (view::<f32>(xs, xl)?, view::<f32>(ws, wl)?);
+        // SAFETY: allocated on the kernel's stream; each of the kernel's `n / dim` blocks writes
+        // the `dim` values of its row of `out` (and of `x_out` when there is one).
+        let mut out = unsafe { dev.alloc::<bf16>(n)? };
+        let cfg = LaunchConfig {
+            grid_dim: ((n / dim) as u32, 1, 1),
+            block_dim: (NORM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (dim32, null) = (dim as u32, 0u64);
+        let x_out = match &hs {
+            Some((hs, hl)) => {
+                let hv = view::<bf16>(cuda_storage(hs, "rms norm residual")?, hl)?;
+                if hl.shape() != xl.shape() {
+                    candle_core::bail!("rms norm: residual {:?} for {:?}", hl.dims(), xl.dims());
+                }
+                // SAFETY: as `out`.
+                let mut x_out = unsafe { dev.alloc::<f32>(n)? };
+                let mut l = stream.launch_builder(&k.elementwise.residual_rms_norm_f32_bf16);
+                l.arg(&xv).arg(&hv).arg(&wv).arg(&mut x_out).arg(&mut out);
+                l.arg(&dim32).arg(&eps);
+                // SAFETY: `residual_rms_norm_f32_bf16(const float* x, const bf16* h, const
+                // float* w, float* x_out, bf16* out, u32 dim, float eps)` gets those types.
+                // `x`, `h`, `x_out` and `out` hold `n` values, `w` `dim`; `dim` (checked: > 0,
+                // a multiple of 4, at most NORM_MAX_DIM = 4 vectors of 4 per each of the 256
+                // threads) divides `n`, so block `r < n / dim` touches row `r` only. `x` starts
+                // at a multiple of 4 floats (`norm_fused_for`) and the outputs are fresh, so
+                // every 16- and 8-byte access is aligned; 256 threads fit `partial[32]`.
+                unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+                Some(x_out)
+            }
+            None => {
+                let mut l = stream.launch_builder(&k.elementwise.residual_rms_norm_f32_bf16);
+                l.arg(&xv).arg(&null).arg(&wv).arg(&null).arg(&mut out);
+                l.arg(&dim32).arg(&eps);
+                // SAFETY: as above, with `h` and `x_out` null pointers, which the kernel reads
+                // as "no residual" and never dereferences.
+                unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+                None
+            }
+        };
+        let shape = xl.shape().clone();
+        Ok((
+            x_out.map(|s| tensor_of(s, &dev, &shape)),
+            tensor_of(out, &dev, &shape),
+        ))
     }
 
     /// Rotates the q and k heads of `qkv` in place (the tiled attention's input).

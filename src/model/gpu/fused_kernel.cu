@@ -15,36 +15,72 @@ extern "C" __global__ void residual_add_f32_bf16(const float* __restrict__ x,
         out[i] = x[i] + bf2f(h[i]);
 }
 
-// out = bf16(silu(g) * u), silu and product in f32.
-extern "C" __global__ void silu_mul_bf16(const unsigned short* __restrict__ g,
-    const unsigned short* __restrict__ u, unsigned short* __restrict__ out, unsigned long long n) {
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
-         i += (unsigned long long)gridDim.x * blockDim.x) {
-        const float a = bf2f(g[i]);
-        out[i] = f2bf(a / (1.0f + expf(-a)) * bf2f(u[i]));
+__device__ __forceinline__ unsigned short silu_mul1(unsigned short g, unsigned short u) {
+    const float a = bf2f(g);
+    return f2bf(a / (1.0f + expf(-a)) * bf2f(u));
+}
+// out[r, j] = bf16(silu(g[r·gs + j]) · u[r·us + j]) for rows r < rows and j < h, silu and product
+// in f32: a stacked gate|up projection (u = g + h, both strides 2h) or two separate ones (strides
+// h). Rows on the grid's y, so no thread divides to find its row; with `vec8` (h, the strides and
+// both starts multiples of 8 values) each thread takes 8 values in 16-byte loads.
+extern "C" __global__ void silu_mul_rows_bf16(const unsigned short* __restrict__ g,
+    const unsigned short* __restrict__ u, unsigned short* __restrict__ out, unsigned int rows,
+    unsigned int h, unsigned int gs, unsigned int us, int vec8) {
+    const unsigned int step = gridDim.x * blockDim.x, first = blockIdx.x * blockDim.x + threadIdx.x;
+    for (unsigned int r = blockIdx.y; r < rows; r += gridDim.y) {
+        const unsigned short* gr = g + (unsigned long long)r * gs;
+        const unsigned short* ur = u + (unsigned long long)r * us;
+        unsigned short* o = out + (unsigned long long)r * h;
+        if (vec8) {
+            for (unsigned int j = 8 * first; j < h; j += 8 * step) {
+                const uint4 a = *reinterpret_cast<const uint4*>(gr + j);
+                const uint4 b = *reinterpret_cast<const uint4*>(ur + j);
+                const unsigned int av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+                unsigned int ov[4];
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    ov[k] = silu_mul1(av[k] & 0xffffu, bv[k] & 0xffffu)
+                        | ((unsigned int)silu_mul1(av[k] >> 16, bv[k] >> 16) << 16);
+                *reinterpret_cast<uint4*>(o + j) = make_uint4(ov[0], ov[1], ov[2], ov[3]);
+            }
+        } else {
+            for (unsigned int j = first; j < h; j += step) o[j] = silu_mul1(gr[j], ur[j]);
+        }
     }
 }
 
-// The same for a stacked gate|up projection: row r of `gu` is [gate (h values) | up (h values)],
-// out[r, j] = bf16(silu(gate[r, j]) * up[r, j]).
-extern "C" __global__ void silu_mul_halves_bf16(const unsigned short* __restrict__ gu,
-    unsigned short* __restrict__ out, unsigned long long n, unsigned long long h) {
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
-         i += (unsigned long long)gridDim.x * blockDim.x) {
-        const unsigned long long r = i / h, j = i - r * h;
-        const float a = bf2f(gu[2 * h * r + j]);
-        out[i] = f2bf(a / (1.0f + expf(-a)) * bf2f(gu[2 * h * r + h + j]));
-    }
-}
-
-// One block per row: out = bf16(x * rsqrt(mean(x^2) + eps) * w), x f32, w f32.
-extern "C" __global__ void rms_norm_f32_bf16(const float* __restrict__ x,
-    const float* __restrict__ w, unsigned short* __restrict__ out, unsigned int dim, float eps) {
+// Rows of at most 4 · RMS_VECS · blockDim values stay in registers between the sum and the scaling.
+#define RMS_VECS 4
+// One block per row of `dim` f32 values (a multiple of 4): with `h`, the residual stream's update
+// x_out = x + f32(h) and the norm of that; without (`h` and `x_out` null), the norm of x:
+// out = bf16(v * rsqrt(mean(v^2) + eps) * w), w f32. Fusing the add saves the update's re-read
+// and a launch; the 16-byte loads cover a row in a quarter of the scalar accesses.
+extern "C" __global__ void residual_rms_norm_f32_bf16(const float* __restrict__ x,
+    const unsigned short* __restrict__ h, const float* __restrict__ w, float* __restrict__ x_out,
+    unsigned short* __restrict__ out, unsigned int dim, float eps) {
     __shared__ float partial[32];
-    const float* row = x + (unsigned long long)blockIdx.x * dim;
-    unsigned short* dst = out + (unsigned long long)blockIdx.x * dim;
+    const unsigned long long base = (unsigned long long)blockIdx.x * dim;
+    const float4* xr = reinterpret_cast<const float4*>(x + base);
+    const unsigned int nv = dim / 4;
+    float4 v[RMS_VECS];
     float s = 0.f;
-    for (unsigned int i = threadIdx.x; i < dim; i += blockDim.x) s += row[i] * row[i];
+#pragma unroll
+    for (int k = 0; k < RMS_VECS; k++) {
+        const unsigned int j = threadIdx.x + k * blockDim.x;
+        if (j < nv) {
+            float4 a = xr[j];
+            if (h != 0) {
+                const uint2 hb = reinterpret_cast<const uint2*>(h + base)[j];
+                a.x += bf2f(hb.x & 0xffffu);
+                a.y += bf2f(hb.x >> 16);
+                a.z += bf2f(hb.y & 0xffffu);
+                a.w += bf2f(hb.y >> 16);
+                reinterpret_cast<float4*>(x_out + base)[j] = a;
+            }
+            v[k] = a;
+            s += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+        }
+    }
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
     __syncthreads();
@@ -55,7 +91,18 @@ extern "C" __global__ void rms_norm_f32_bf16(const float* __restrict__ x,
     }
     __syncthreads();
     const float inv = rsqrtf(partial[0] / dim + eps);
-    for (unsigned int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = f2bf(row[i] * inv * w[i]);
+    const float4* wr = reinterpret_cast<const float4*>(w);
+    uint2* dst = reinterpret_cast<uint2*>(out + base);
+#pragma unroll
+    for (int k = 0; k < RMS_VECS; k++) {
+        const unsigned int j = threadIdx.x + k * blockDim.x;
+        if (j < nv) {
+            const float4 a = v[k], g = wr[j];
+            dst[j] = make_uint2(
+                f2bf(a.x * inv * g.x) | ((unsigned int)f2bf(a.y * inv * g.y) << 16),
+                f2bf(a.z * inv * g.z) | ((unsigned int)f2bf(a.w * inv * g.w) << 16));
+        }
+    }
 }
 // In place on qkv rows [n, row_len]: rotates the first `heads_qk` heads (q heads, then k heads)
 // by the rotate-half RoPE of each row's table (cos_sin [n, hd]: cos then sin, hd/2 each), in f32

@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 pub struct ElementwiseKernels {
     pub bias_add_bf16: CudaFunction,
     pub residual_add_f32_bf16: CudaFunction,
-    pub silu_mul_bf16: CudaFunction,
-    pub silu_mul_halves_bf16: CudaFunction,
-    pub rms_norm_f32_bf16: CudaFunction,
+    /// `silu(gate) · up` row by row, for stacked or separate projections.
+    pub silu_mul_rows_bf16: CudaFunction,
+    /// RMSNorm of f32 rows to bf16, with or without the residual add before it.
+    pub residual_rms_norm_f32_bf16: CudaFunction,
     pub rope_qk_bf16: CudaFunction,
     /// bf16 rows to FP8 E4M3 codes and a scale per row (sm_89 and later).
     pub quantize_rows_fp8: CudaFunction,
@@ -66,9 +67,8 @@ impl FusedKernels {
             elementwise: ElementwiseKernels {
                 bias_add_bf16: nvrtc::function(&m, "bias_add_bf16")?,
                 residual_add_f32_bf16: nvrtc::function(&m, "residual_add_f32_bf16")?,
-                silu_mul_bf16: nvrtc::function(&m, "silu_mul_bf16")?,
-                silu_mul_halves_bf16: nvrtc::function(&m, "silu_mul_halves_bf16")?,
-                rms_norm_f32_bf16: nvrtc::function(&m, "rms_norm_f32_bf16")?,
+                silu_mul_rows_bf16: nvrtc::function(&m, "silu_mul_rows_bf16")?,
+                residual_rms_norm_f32_bf16: nvrtc::function(&m, "residual_rms_norm_f32_bf16")?,
                 rope_qk_bf16: nvrtc::function(&m, "rope_qk_bf16")?,
                 quantize_rows_fp8: nvrtc::function(&m, "quantize_rows_fp8")?,
                 fp8_rescale_bf16: nvrtc::function(&m, "fp8_rescale_bf16")?,

@@ -45,8 +45,8 @@ mod tests {
         for kernel in [
             "bias_add_bf16",
             "residual_add_f32_bf16",
-            "silu_mul_bf16",
-            "rms_norm_f32_bf16",
+            "residual_rms_norm_f32_bf16",
+            "silu_mul_rows_bf16",
             "rope_qk_bf16",
             "quantize_rows_fp8",
             "fp8_rescale_bf16",
