@@ -182,7 +182,7 @@ while [ $# -gt 0 ]; do
         for q in $(echo "${CPUQ_QUANT:-none}" | tr , " "); do
           dev=${CPUQ_DEVICE:-cpu}; prof=""; [ "${CPUQ_PROFILE:-0}" = 1 ] && prof=--profile
           note "-- $bin: bench embed --device $dev --quant $q --queries 8 $prof ($(nproc) threads)"
-          "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof ${CPUQ_COMPARE:+--compare "$CPUQ_COMPARE"} 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|vs general|  )" >> "$summary"
+          "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof ${CPUQ_COMPARE:+--compare "$CPUQ_COMPARE"} 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|GPU forward|vs general|  )" >> "$summary"
           [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         done
       done

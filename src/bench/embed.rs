@@ -191,6 +191,7 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
     }
     let sections = pagesight_model::colqwen::profile::take();
     pagesight_model::colqwen::profile::enable(false);
+    let enqueue = enqueue_split(model, n.max(1))?;
     let compared = compare_paths(model, args.compare)?;
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -214,6 +215,8 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
             "query_min_s": min,
             "query_median_s": median,
             "query_max_s": max,
+            "gpu_enqueue_median_s": enqueue.map(|e| e.0),
+            "gpu_finished_median_s": enqueue.map(|e| e.1),
             "vs_general_path": compared.map(|(abs, rel, same)| serde_json::json!({"max_abs": abs, "max_rel_l2": rel, "same_top10_of_synthetic_pages": same})),
             "sections": sections.iter().map(|(l, s, n)| serde_json::json!({"label": l, "s": s, "calls": n})).collect::<Vec<_>>(),
         });
@@ -240,6 +243,13 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
             median * 1e3,
             max * 1e3
         );
+        if let Some((queued, finished)) = enqueue {
+            println!(
+                "GPU forward      host returns after {:.1} ms, the GPU finishes at {:.1} ms (medians)",
+                queued * 1e3,
+                finished * 1e3
+            );
+        }
         if let Some((abs, rel, same)) = compared {
             println!(
                 "vs general path  {} queries: max |Δ| {abs:.2e}, max ‖Δ‖/‖v‖ {rel:.2e}, same top-10 of {COMPARE_PAGES} synthetic pages in {same}",
@@ -256,6 +266,32 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
         }
     }
     Ok(())
+}
+
+/// On a GPU, whether a query waits on the host or on the card: the medians over `n` queries of
+/// the time the LM's forward takes to return (the host has queued its kernels) and of the time
+/// until the GPU has run them. Close together, the host's queueing is what a query waits for.
+fn enqueue_split(model: &ColQwen, n: usize) -> Result<Option<(f64, f64)>> {
+    let device = model.device();
+    if !device.is_cuda() {
+        return Ok(None);
+    }
+    let (mut queued, mut finished) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let q = BENCH_QUERIES[i % BENCH_QUERIES.len()].to_string();
+        device.synchronize()?;
+        let t = Instant::now();
+        let (hidden, _) = model.query_last_hidden(&[q])?;
+        queued.push(t.elapsed().as_secs_f64());
+        device.synchronize()?;
+        finished.push(t.elapsed().as_secs_f64());
+        drop(hidden);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(Some((median(&mut queued), median(&mut finished))))
 }
 
 /// Synthetic pages for the top-10 check: `COMPARE_PAGES` pages of 32 unit vectors of `dim`.
