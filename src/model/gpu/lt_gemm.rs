@@ -1,11 +1,11 @@
 //! Linear layers on cuBLASLt: `y = x·wᵀ + b` for bf16 in one call, the bias added in the GEMM's
 //! epilogue (in f32, before the one rounding to bf16 — as PyTorch's `nn.Linear` does on the GPU)
 //! instead of a second pass over the output, with the 32 MiB workspace NVIDIA recommends for
-//! Hopper and the library's heuristic choosing the kernel, once per shape (`lt_raw`).
+//! Hopper and the library's heuristic choosing the kernel per shape.
 
 use super::custom_op::{view, view_mut, WithBias};
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::cublaslt::CudaBlasLT;
+use candle_core::cuda_backend::cudarc::cublaslt::{CudaBlasLT, Matmul, MatmulConfig};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtrMut};
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{Layout, Result, Shape};
@@ -85,44 +85,40 @@ fn gemm_into<C: DevicePtrMut<bf16>>(
     (rows, inp, out): (usize, usize, usize),
     beta: f32,
 ) -> Result<()> {
-    use super::lt_raw::{algo, launch, Desc, GemmKey, GemmPointers, MatrixLayout};
-    use candle_core::cuda_backend::cudarc::cublaslt::sys::cudaDataType_t::CUDA_R_16BF;
-    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
     let stream = dev.cuda_stream();
     if xv.len() != rows * inp || wv.len() != out * inp || c.len() != rows * out {
         candle_core::bail!("linear: buffers do not fit {rows}×{inp} · ({out}×{inp})ᵀ");
     }
-    let lt = handle(&stream)?;
-    let (m, n, k) = (out as u64, rows as u64, inp as u64);
-    let (x, _x_guard) = xv.device_ptr(&stream);
-    let (w, _w_guard) = wv.device_ptr(&stream);
-    let (y, _y_guard) = c.device_ptr_mut(&stream);
-    let bias = bias.map(|b| b.device_ptr(&stream));
-    // Column-major, as cuBLASLt sees row-major data: yᵀ (out × rows) = W (inp × out, transposed)
-    // · xᵀ (inp × rows), the bias one value per output (a column of yᵀ's rows).
-    let desc = Desc::new()?.transposed_a()?;
-    let mut pointers = vec![x, w, y];
-    let form = match &bias {
-        Some((b, _)) => {
-            // SAFETY: `b` is the live bias view of `out` bf16 values (checked by the callers).
-            unsafe { desc.bias(*b, None)? };
-            pointers.push(*b);
-            "bf16-bias"
-        }
-        None => "bf16",
+    // Column-major view: yᵀ (out × rows) = w (stored in × out, transposed) · xᵀ (in × rows);
+    // the bias runs along yᵀ's rows.
+    let cfg = MatmulConfig {
+        transa: true,
+        transb: false,
+        transc: false,
+        m: out as u64,
+        n: rows as u64,
+        k: inp as u64,
+        alpha: 1.0,
+        lda: inp as i64,
+        ldb: inp as i64,
+        beta,
+        ldc: out as i64,
+        stride_a: None,
+        stride_b: None,
+        stride_c: None,
+        stride_bias: None,
+        batch_size: None,
     };
-    let a = MatrixLayout::new(CUDA_R_16BF, k, m, k)?;
-    let b = MatrixLayout::new(CUDA_R_16BF, k, n, k)?;
-    let cl = MatrixLayout::new(CUDA_R_16BF, m, n, m)?;
-    let key = GemmKey::new(form, (m, n, k), &pointers);
-    let chosen = algo(&lt, key, &desc, (&a, &b, &cl), |e| {
+    // SAFETY: the dimensions describe the buffers exactly (checked above): `wv` is `out × inp`
+    // (read as the column-major `inp × out` A, transposed, lda = inp), `xv` is `rows × inp`
+    // (column-major `inp × rows` B, ldb = inp), `c` is `rows × out` (column-major `out × rows`
+    // C, ldc = out), all bf16 and contiguous, and the bias has `out` values (checked by the
+    // callers). `c` is read only when beta ≠ 0, and then holds initialised values (its
+    // callers' tensor). The handle's workspace belongs to this thread and stream (`handle`).
+    unsafe { handle(&stream)?.blas.matmul(cfg, wv, xv, c, bias, None) }.map_err(|e| {
         candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e:?}"))
     })?;
-    let p = GemmPointers { a: w, b: x, c: y };
-    // SAFETY: the three views hold the sizes checked above on `stream`, the bias `out` values;
-    // `c` holds initialised values wherever `beta` is 1 (`LtAccumulate`'s contract).
-    unsafe { launch(&lt, &stream, &desc, &chosen, (&a, &b, &cl), p, beta) }
-        .map_err(|e| candle_core::Error::Msg(format!("cuBLASLt linear {rows}×{inp}→{out}: {e}")))
+    Ok(())
 }
 
 impl WithBias for LtLinear {

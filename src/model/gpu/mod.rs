@@ -22,8 +22,6 @@ pub mod lt_fp8;
 #[cfg(feature = "cuda")]
 pub mod lt_gemm;
 #[cfg(feature = "cuda")]
-mod lt_raw;
-#[cfg(feature = "cuda")]
 pub mod nf4_kernel;
 #[cfg(feature = "cuda")]
 pub mod pinned;
