@@ -417,11 +417,12 @@ mod cuda {
     ) -> Result<CudaStorage> {
         let k = FusedKernels::for_stream(&dev.cuda_stream())
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
-        let last = |start: usize, stride: usize| start + rows.saturating_sub(1) * stride + h;
+        // Values from a view's start to the end of its last row.
+        let span = |stride: usize| rows.saturating_sub(1) * stride + h;
         if rows == 0
             || h == 0
-            || last(0, gs) > g.len()
-            || last(0, us) > u.len()
+            || span(gs) > g.len()
+            || span(us) > u.len()
             || u32::try_from(rows.max(h).max(gs).max(us)).is_err()
         {
             candle_core::bail!("silu·mul: {rows} rows of {h} with strides {gs}/{us}");
