@@ -371,9 +371,15 @@ fn transfer_toggle_is_disabled_with_the_reason_without_cuda() {
     h.get_by_label("async-u8").click();
     h.run();
     let cmds = drain(&commands);
+    // The batch it sends with the mode is the one Start would send: the GPU's best.
     assert!(
-        matches!(cmds.as_slice(), [Command::UpdateLive(l)] if l.transfer == TransferMode::AsyncU8),
+        matches!(cmds.as_slice(), [Command::UpdateLive(l)]
+            if l.transfer == TransferMode::AsyncU8 && l.batch_size == 8),
         "{cmds:?}"
+    );
+    assert!(
+        h.state().settings.best_batch,
+        "showing the best is not choosing a size"
     );
     assert!(h.query_by_label_contains("VRAM").is_some());
 }
