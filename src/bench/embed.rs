@@ -62,7 +62,7 @@ pub struct EmbedBenchArgs {
     /// report how far the vectors are apart.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub compare: usize,
-    /// With --queries: run the queries once per instruction set listed (`avx512bf16,avx512,avx2,scalar`;
+    /// With --queries: run the queries once per instruction set listed (`avx512bf16,avx512,avx2,neon,scalar`;
     /// each capped to what the CPU runs) on the one loaded model. Default: the one
     /// `PAGESIGHT_CPU_ISA` allows.
     #[arg(long, value_delimiter = ',')]

@@ -4,7 +4,7 @@
 pub const TOKENIZER: &str = "PAGESIGHT_TOKENIZER";
 
 /// Caps the instruction set of the CPU's few-row matrix kernels (`quant::gemm`): `avx512bf16`,
-/// `avx512`, `avx2` or `scalar` (default: the best the CPU runs), e.g. to measure the AVX2 path
+/// `avx512`, `avx2`, `neon` or `scalar` (default: the best the CPU runs), e.g. to measure the AVX2 path
 /// on an AVX-512 machine, or `avx512` for f32 products where the CPU has AVX-512 BF16 (whose
 /// products round their operands to bf16).
 pub const CPU_ISA: &str = "PAGESIGHT_CPU_ISA";

@@ -1,6 +1,8 @@
 //! One rayon task of the product: a block of output columns for every row, walked in chunks
 //! of the input so the rows stay in L1, and the row tiles that do the arithmetic.
 
+#[cfg(target_arch = "aarch64")]
+use super::neon;
 use super::simd::{Portable, Simd};
 use super::stream::{ChunkValues, Decoded, Dense, Nf4Stream, Stream};
 #[cfg(target_arch = "x86_64")]
@@ -131,6 +133,9 @@ impl Job<'_> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
             CpuIsa::Avx2 => unsafe { x86::avx2(self, w, sums) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: `isa` is available (asserted by `matmul_rows_isa`).
+            CpuIsa::Neon => unsafe { neon::neon(self, w, sums) },
             // SAFETY: the portable kernel's primitives read in bounds as every kernel's do.
             _ => unsafe { self.columns::<Portable, W>(w, sums) },
         };

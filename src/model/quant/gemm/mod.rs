@@ -18,9 +18,9 @@
 //! few cache lines a weight row away from the last, which the hardware prefetchers do not
 //! follow), the rows copied to a stride that puts them in different L1 sets. The weight decode
 //! and the kernel are written once ([`Simd`] primitives, [`Stream`] weight formats, one generic
-//! tile), and compiled per instruction set: AVX-512 BF16, AVX-512F, AVX2+FMA+F16C, and a portable
-//! one the compiler vectorises as it can. The set is picked at run time and may be capped with
-//! `PAGESIGHT_CPU_ISA=avx512bf16|avx512|avx2|scalar` ([`crate::env_vars::CPU_ISA`]).
+//! tile), and compiled per instruction set: AVX-512 BF16, AVX-512F, AVX2+FMA+F16C, NEON on AArch64,
+//! and a portable one the compiler vectorises as it can. The set is picked at run time and may be
+//! capped with `PAGESIGHT_CPU_ISA=avx512bf16|avx512|avx2|neon|scalar` ([`crate::env_vars::CPU_ISA`]).
 //!
 //! The AVX-512 BF16 set (the default where the CPU has it: Zen 4 and later, Intel from Cooper
 //! Lake / Sapphire Rapids) trades exactness for twice the arithmetic per instruction, since the
@@ -49,6 +49,8 @@ use super::nf4::AbsmaxState;
 #[macro_use]
 mod simd;
 mod job;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -66,6 +68,8 @@ const KC: usize = 256;
 pub enum CpuIsa {
     /// Plain Rust (8-wide arrays the compiler vectorises with the target's baseline).
     Scalar,
+    /// 128-bit AArch64 NEON (every AArch64 CPU).
+    Neon,
     /// 256-bit FMA with F16C.
     Avx2,
     /// 512-bit (AVX-512F).
@@ -78,16 +82,18 @@ pub enum CpuIsa {
 
 impl CpuIsa {
     /// Best first.
-    pub const ALL: [CpuIsa; 4] = [
+    pub const ALL: [CpuIsa; 5] = [
         CpuIsa::Avx512Bf16,
         CpuIsa::Avx512,
         CpuIsa::Avx2,
+        CpuIsa::Neon,
         CpuIsa::Scalar,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             CpuIsa::Scalar => "scalar",
+            CpuIsa::Neon => "neon",
             CpuIsa::Avx2 => "avx2",
             CpuIsa::Avx512 => "avx512",
             CpuIsa::Avx512Bf16 => "avx512bf16",
@@ -128,6 +134,7 @@ impl CpuIsa {
             CpuIsa::Avx512Bf16 => 32,
             CpuIsa::Avx512 => 16,
             CpuIsa::Scalar | CpuIsa::Avx2 => 8,
+            CpuIsa::Neon => 4,
         }
     }
 
@@ -141,6 +148,8 @@ impl CpuIsa {
     pub fn available(self) -> bool {
         match self {
             CpuIsa::Scalar => true,
+            // Part of every AArch64 CPU.
+            CpuIsa::Neon => cfg!(target_arch = "aarch64"),
             #[cfg(target_arch = "x86_64")]
             CpuIsa::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
@@ -159,7 +168,7 @@ impl CpuIsa {
                     && CpuIsa::Avx512.available()
             }
             #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            CpuIsa::Avx2 | CpuIsa::Avx512 | CpuIsa::Avx512Bf16 => false,
         }
     }
 
@@ -184,7 +193,7 @@ pub fn isa() -> CpuIsa {
         let cap = match std::env::var(crate::env_vars::CPU_ISA) {
             Ok(v) => CpuIsa::parse(&v).unwrap_or_else(|| {
                 tracing::warn!(
-                    "{}={v:?} is not avx512bf16, avx512, avx2 or scalar: ignored",
+                    "{}={v:?} is not avx512bf16, avx512, avx2, neon or scalar: ignored",
                     crate::env_vars::CPU_ISA
                 );
                 CpuIsa::Avx512Bf16
