@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Compiles the model crate, tests included, for AArch64 (Apple silicon, Graviton, Snapdragon
-# laptops): its NEON query kernels (`quant/gemm/neon.rs`) exist only there, so a build on x86 alone
-# would never see them. Installs the Rust target and a C cross compiler (a dependency builds C)
+# Compiles the app for AArch64 (Apple silicon, Graviton, Snapdragon laptops), and the model crate's
+# tests: the NEON query kernels (`quant/gemm/neon.rs`) exist only there, and x86-only code that
+# lacks its fallback fails only there, so a build on x86 alone would never see either. Installs the Rust target and a C cross compiler (a dependency builds C)
 # when they are missing. Running those tests needs an AArch64 machine or qemu-user:
 #   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 #   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
@@ -22,4 +22,5 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 fi
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+cargo check --locked --workspace --target "$target"
 cargo check --locked -p pagesight-model --all-targets --target "$target"

@@ -71,6 +71,7 @@ impl Isa {
 /// Where a kernel's look-ahead `offset` bytes from the start of a page of `page_bytes` lands: in
 /// the page, or past its end in `next`, the page the thread scores after it (without one, past
 /// the end: the page's own sign codes and metadata, harmless to prefetch).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn look_ahead(
     page: *const u8,
     page_bytes: usize,
@@ -104,8 +105,10 @@ pub const ROWS: usize = 4;
 #[repr(C, align(64))]
 pub struct Line(pub [f32; 16]);
 
-/// Per-thread working memory of the kernel, reused across pages (`rayon`'s `map_init`).
+/// Per-thread working memory of the kernel, reused across pages (`rayon`'s `map_init`). Only the
+/// x86 kernels use it; other targets carry it empty.
 #[derive(Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct Scratch {
     /// The widened chunk of page tokens, dimension-major.
     pub(super) chunk: Vec<Line>,
@@ -161,7 +164,16 @@ impl Avx512Kernel {
 
 /// Whether a query of `nq` tokens takes the row kernel on `isa` (available) with `kernel` asked.
 fn uses_rows(isa: Isa, kernel: Avx512Kernel, nq: usize) -> bool {
-    isa == Isa::Avx512 && kernel == Avx512Kernel::Rows && nq >= super::maxsim_rows::MIN_ROWS
+    #[cfg(target_arch = "x86_64")]
+    return isa == Isa::Avx512
+        && kernel == Avx512Kernel::Rows
+        && nq >= super::maxsim_rows::MIN_ROWS;
+    // The row kernel is AVX-512 code: no other target has it.
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, kernel, nq);
+        false
+    }
 }
 
 /// The kernel that scores a query of `nq` tokens on `isa` as configured: the ISA, and on AVX-512
@@ -181,7 +193,9 @@ pub struct PreparedQuery<'a> {
     q: &'a [f32],
     nq: usize,
     dim: usize,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     tiles: Option<QueryTiles>,
+    #[cfg(target_arch = "x86_64")]
     rows: Option<super::maxsim_rows::QueryRows>,
 }
 
@@ -203,6 +217,7 @@ impl<'a> PreparedQuery<'a> {
         assert!(q.len() >= nq * dim, "query shorter than nq × dim");
         let isa = if isa.available() { isa } else { Isa::Portable };
         let use_rows = uses_rows(isa, kernel, nq);
+        #[cfg(target_arch = "x86_64")]
         let rows = use_rows.then(|| super::maxsim_rows::QueryRows::new(q, nq, dim));
         let tiles = (isa == Isa::Avx512 && !use_rows).then(|| QueryTiles::new(q, nq, dim));
         PreparedQuery {
@@ -211,6 +226,7 @@ impl<'a> PreparedQuery<'a> {
             nq,
             dim,
             tiles,
+            #[cfg(target_arch = "x86_64")]
             rows,
         }
     }
