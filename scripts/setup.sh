@@ -30,7 +30,8 @@ fi
 if [ ! -f "$VENDOR/libpdfium.so" ]; then
   echo "setup: fetching libpdfium from pypdfium2==$PYPDFIUM_VERSION"
   tmp=$(mktemp -d)
-  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
+  # The wheel of this machine's architecture (x86_64 or aarch64).
+  python3 -m pip download -q --no-deps --only-binary=:all: --platform "manylinux_2_17_$(uname -m)" \
     -d "$tmp" "pypdfium2==$PYPDFIUM_VERSION"
   mkdir -p "$VENDOR"
   unzip -q -j -o "$tmp"/pypdfium2-"$PYPDFIUM_VERSION"-*.whl pypdfium2_raw/libpdfium.so -d "$VENDOR"
