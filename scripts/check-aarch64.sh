@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 target=aarch64-unknown-linux-gnu
+command -v rustup >/dev/null || {
+  echo "check-aarch64: rustup is needed to add the $target target (scripts/setup.sh installs it)" >&2
+  exit 1
+}
 if ! rustup target list --installed | grep -qx "$target"; then
   echo "check-aarch64: adding the Rust target $target"
   rustup target add "$target"
