@@ -14,6 +14,7 @@
 use super::format::BLOCK_TOKENS;
 use super::segment::n_blocks;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use serde::Serialize;
 use std::sync::OnceLock;
 
@@ -358,9 +359,9 @@ fn maxsim_portable(q: &[f32], nq: usize, dim: usize, packed: &[u16], n_tokens: u
     let mut block = vec![0f32; dim * BLOCK_TOKENS];
     for b in 0..n_blocks(n_tokens) {
         let src = &packed[b * dim * BLOCK_TOKENS..(b + 1) * dim * BLOCK_TOKENS];
-        for (d, &s) in block.iter_mut().zip(src) {
-            *d = f16::from_bits(s).to_f32();
-        }
+        // The slice conversion uses the CPU's f16 instructions where it has them (F16C, the
+        // AArch64 FP16 extension), not one value at a time.
+        bytemuck::cast_slice::<u16, f16>(src).convert_to_f32_slice(&mut block);
         let valid = valid_lanes(b, n_tokens);
         for (i, m) in runmax.iter_mut().enumerate() {
             let mut acc = [0f32; BLOCK_TOKENS];
