@@ -6,6 +6,7 @@
 #   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 #   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
 #   cargo test -p pagesight-model --lib --target aarch64-unknown-linux-gnu quant::gemm
+# and `-p pagesight-index --lib … maxsim_neon` for the NEON MaxSim.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -27,4 +28,4 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
 fi
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 cargo check --locked --workspace --target "$target"
-cargo check --locked -p pagesight-model --all-targets --target "$target"
+cargo check --locked -p pagesight-model -p pagesight-index --all-targets --target "$target"

@@ -46,6 +46,8 @@ pub mod maxsim;
 mod maxsim_avx512;
 #[cfg(feature = "cuda")]
 pub mod maxsim_kernel;
+#[cfg(target_arch = "aarch64")]
+mod maxsim_neon;
 #[cfg(target_arch = "x86_64")]
 mod maxsim_rows;
 pub mod page_table;

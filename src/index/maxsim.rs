@@ -25,6 +25,8 @@ pub enum Isa {
     Avx512,
     /// 256-bit FMA with F16C conversion.
     Avx2F16c,
+    /// 128-bit AArch64 NEON (every AArch64 CPU).
+    Neon,
     /// Plain Rust; whatever the compiler vectorises.
     Portable,
 }
@@ -34,6 +36,7 @@ impl Isa {
         match self {
             Isa::Avx512 => "avx512f",
             Isa::Avx2F16c => "avx2+fma+f16c",
+            Isa::Neon => "neon",
             Isa::Portable => "portable",
         }
     }
@@ -41,6 +44,7 @@ impl Isa {
     pub fn available(self) -> bool {
         match self {
             Isa::Portable => true,
+            Isa::Neon => cfg!(target_arch = "aarch64"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "x86_64")]
@@ -50,7 +54,7 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            Isa::Avx512 | Isa::Avx2F16c => false,
         }
     }
 
@@ -60,12 +64,12 @@ impl Isa {
         match self {
             Isa::Avx512 => 16,
             Isa::Avx2F16c => 8,
-            Isa::Portable => 4,
+            Isa::Neon | Isa::Portable => 4,
         }
     }
 
-    pub fn all() -> [Isa; 3] {
-        [Isa::Avx512, Isa::Avx2F16c, Isa::Portable]
+    pub fn all() -> [Isa; 4] {
+        [Isa::Avx512, Isa::Avx2F16c, Isa::Neon, Isa::Portable]
     }
 }
 
@@ -274,6 +278,12 @@ impl<'a> PreparedQuery<'a> {
                 return unsafe { x86::maxsim_avx2(q, nq, dim, packed, n_tokens) };
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if self.isa == Isa::Neon {
+            // SAFETY: NEON is part of every AArch64 CPU; `q` holds `nq × dim` values (asserted in
+            // `with_kernel`) and the page slice is long enough (asserted).
+            return unsafe { super::maxsim_neon::maxsim(q, nq, dim, packed, n_tokens) };
+        }
         let _ = (scratch, next);
         maxsim_portable(q, nq, dim, packed, n_tokens)
     }
@@ -299,7 +309,7 @@ pub fn fma_loop(isa: Isa, iters: u64) -> Option<(f64, f64)> {
             Isa::Avx512 => unsafe { super::maxsim_avx512::fma_loop(iters) },
             // SAFETY: `isa.available()` (checked above) detected AVX2 and FMA (and F16C).
             Isa::Avx2F16c => unsafe { super::maxsim_avx512::fma_loop_avx2(iters) },
-            Isa::Portable => return None,
+            Isa::Neon | Isa::Portable => return None,
         };
         return Some((flop, t.elapsed().as_secs_f64()));
     }
