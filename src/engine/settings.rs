@@ -164,8 +164,8 @@ impl LiveSettings {
 /// Pages per batch where no flag or choice says otherwise. On a CUDA GPU 8: each NF4 layer is
 /// dequantised into the GEMMs' scratch once per batch, and the adapter's thin products and every
 /// other launch happen once per batch, so a larger batch spreads that fixed work over more pages;
-/// 4 more pages of 768 tokens add about half a GiB of activations, and a card that cannot hold
-/// them gets the batch halved by the engine (`ModelError::OutOfMemory`). On the CPU 4: the
+/// the cost is activation memory, and a card that cannot hold a batch gets it halved by the
+/// engine (`ModelError::OutOfMemory`). On the CPU 4: the
 /// products cost the same per page whatever the batch, and a smaller one shows progress sooner.
 pub fn best_batch_size(cuda: bool) -> usize {
     if cuda {
