@@ -398,9 +398,8 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
             return run_queries(&args, &model, load_s, n);
         }
         for name in &args.isas {
-            let cap = CpuIsa::parse(name).with_context(|| {
-                format!("--isas: {name:?} is not avx512bf16, avx512, avx2 or scalar")
-            })?;
+            let cap = CpuIsa::parse(name)
+                .with_context(|| format!("--isas: {name:?} is not one of {}", CpuIsa::names()))?;
             with_isa(cap, || run_queries(&args, &model, load_s, n))?;
         }
         return Ok(());

@@ -138,6 +138,11 @@ impl CpuIsa {
         }
     }
 
+    /// Every set's name, best first, for messages: "avx512bf16, avx512, …".
+    pub fn names() -> String {
+        CpuIsa::ALL.map(CpuIsa::name).join(", ")
+    }
+
     pub fn parse(s: &str) -> Option<CpuIsa> {
         CpuIsa::ALL
             .into_iter()
@@ -193,8 +198,9 @@ pub fn isa() -> CpuIsa {
         let cap = match std::env::var(crate::env_vars::CPU_ISA) {
             Ok(v) => CpuIsa::parse(&v).unwrap_or_else(|| {
                 tracing::warn!(
-                    "{}={v:?} is not avx512bf16, avx512, avx2, neon or scalar: ignored",
-                    crate::env_vars::CPU_ISA
+                    "{}={v:?} is not one of {}: ignored",
+                    crate::env_vars::CPU_ISA,
+                    CpuIsa::names()
                 );
                 CpuIsa::Avx512Bf16
             }),
