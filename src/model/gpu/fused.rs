@@ -228,7 +228,7 @@ pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, out_dtype: DType) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if norm_fused_for(x, weight, out_dtype) {
-        return Ok(cuda::residual_rms_norm(x, None, weight, eps)?.1);
+        return Ok(cuda::rms_norm(x, None, weight, eps)?.1);
     }
     candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, weight, eps)?.to_dtype(out_dtype)
 }
@@ -245,10 +245,7 @@ pub fn residual_rms_norm(
 ) -> Result<(Tensor, Tensor)> {
     #[cfg(feature = "cuda")]
     if norm_fused_for(x, weight, out_dtype) && fused_for(h, DType::BF16) && x.shape() == h.shape() {
-        let (x, normed) = cuda::residual_rms_norm(x, Some(h), weight, eps)?;
-        if let Some(x) = x {
-            return Ok((x, normed));
-        }
+        return cuda::rms_norm(x, Some(h), weight, eps);
     }
     let x = residual_add(x, h)?;
     let normed = rms_norm(&x, weight, eps, out_dtype)?;

@@ -229,15 +229,10 @@ fn tensor_of<T: CudaDType>(
     Tensor::from_storage(storage, shape.clone(), BackpropOp::none(), false)
 }
 
-/// The norm of `x` (after adding `h` when given) and, with `h`, the updated stream: two
-/// fresh outputs of one kernel, which candle's single-output custom ops cannot return.
-/// The caller checked dtypes, contiguity, `dim` (`norm_fused_for`) and `h`'s shape.
-pub fn residual_rms_norm(
-    x: &Tensor,
-    h: Option<&Tensor>,
-    w: &Tensor,
-    eps: f32,
-) -> Result<(Option<Tensor>, Tensor)> {
+/// The stream (`x + h`, or `x` itself without `h`) and its norm. With `h` both are fresh
+/// outputs of one kernel, which candle's single-output custom ops cannot return. The caller
+/// checked dtypes, contiguity, `dim` (`norm_fused_for`) and `h`'s shape.
+pub fn rms_norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     let (xs, xl) = x.storage_and_layout();
     let (ws, wl) = w.storage_and_layout();
     let xs = cuda_storage(&xs, "rms norm input")?;
@@ -293,10 +288,11 @@ pub fn residual_rms_norm(
         }
     };
     let shape = xl.shape().clone();
-    Ok((
-        x_out.map(|s| tensor_of(s, &dev, &shape)),
-        tensor_of(out, &dev, &shape),
-    ))
+    let stream_out = match x_out {
+        Some(s) => tensor_of(s, &dev, &shape),
+        None => x.clone(),
+    };
+    Ok((stream_out, tensor_of(out, &dev, &shape)))
 }
 
 /// Rotates the q and k heads of `qkv` in place (the tiled attention's input).
