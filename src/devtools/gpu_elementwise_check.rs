@@ -14,6 +14,8 @@ use pagesight_model::gpu::fused;
 /// Two bf16 roundings of the largest output, relative to it.
 const TOLERANCE: f64 = 8e-3;
 
+/// The largest |a − b| (infinite where a value is NaN: `f64::max` would drop it) and the
+/// largest |b|.
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<(f64, f64)> {
     let a: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let b: Vec<f32> = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
@@ -21,7 +23,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<(f64, f64)> {
         .iter()
         .zip(&b)
         .map(|(x, y)| (x - y).abs() as f64)
-        .fold(0.0, f64::max);
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        );
     let scale = b.iter().map(|y| y.abs() as f64).fold(0.0, f64::max);
     Ok((diff, scale))
 }
