@@ -159,7 +159,7 @@ fn advanced(ui: &mut egui::Ui, settings: &mut UiSettings, cx: &FormContext<'_>) 
             row(ui, "Batch", hints::BATCH, |ui| {
                 ui.checkbox(&mut settings.best_batch, "best size for this device");
                 if settings.best_batch {
-                    let best = pagesight_engine::settings::best_batch_size(cx.cuda);
+                    let best = settings.start_batch(cx.cuda);
                     ui.label(egui::RichText::new(format!("batch {best}")).weak());
                 } else {
                     ui.add(

@@ -221,8 +221,7 @@ impl PerformanceView {
             ui.separator();
             // Shown as the size Start sends; a size set here is the user's from then on.
             if settings.best_batch {
-                settings.batch_size =
-                    pagesight_engine::settings::best_batch_size(blocked.is_none());
+                settings.batch_size = settings.start_batch(blocked.is_none());
             }
             let batch = ui.add(
                 egui::DragValue::new(&mut settings.batch_size)

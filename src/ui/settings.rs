@@ -218,6 +218,16 @@ impl UiSettings {
         eframe::set_value(storage, STORAGE_KEY, self);
     }
 
+    /// The batch Start sends (`cuda`: the model runs on a CUDA GPU): the device's best while
+    /// `best_batch` is on, else the user's size.
+    pub fn start_batch(&self, cuda: bool) -> usize {
+        if self.best_batch {
+            pagesight_engine::settings::best_batch_size(cuda)
+        } else {
+            self.batch_size.max(1)
+        }
+    }
+
     /// Moves `folder` to the front of the recent list (deduplicated, bounded).
     pub fn remember_folder(&mut self, folder: &Path) {
         self.recent_folders.retain(|f| f != folder);

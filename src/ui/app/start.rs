@@ -27,13 +27,8 @@ impl PagesightApp {
         } else {
             TransferMode::Pageable
         };
-        let batch_size = if self.settings.best_batch {
-            pagesight_engine::settings::best_batch_size(self.cuda_usable())
-        } else {
-            self.settings.batch_size.max(1)
-        };
         s.live = LiveSettings {
-            batch_size,
+            batch_size: self.settings.start_batch(self.cuda_usable()),
             transfer,
         };
         s
