@@ -165,8 +165,8 @@ impl LiveSettings {
 /// dequantised into the GEMMs' scratch once per batch, and the adapter's thin products and every
 /// other launch happen once per batch, so a larger batch spreads that fixed work over more pages;
 /// the cost is activation memory, and a card that cannot hold a batch gets it halved by the
-/// engine (`ModelError::OutOfMemory`). On the CPU 4: the
-/// products cost the same per page whatever the batch, and a smaller one shows progress sooner.
+/// engine (`ModelError::OutOfMemory`). On the CPU 4: the products cost the same per page whatever
+/// the batch, and a smaller one shows progress sooner.
 pub fn best_batch_size(cuda: bool) -> usize {
     if cuda {
         8
