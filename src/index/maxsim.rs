@@ -360,18 +360,24 @@ pub fn token_sims(q: &[f32], nq: usize, dim: usize, packed: &[u16], n_tokens: us
     out
 }
 
-fn valid_lanes(block: usize, n_tokens: usize) -> usize {
+/// Tokens of block `block` that are the page's (the last block's rest is padding).
+pub(super) fn valid_lanes(block: usize, n_tokens: usize) -> usize {
     (n_tokens - block * BLOCK_TOKENS).min(BLOCK_TOKENS)
+}
+
+/// Block `b` of a packed page (`dim × 16` f16 values) widened into `block`. The slice conversion
+/// uses the CPU's f16 instructions where it has them (F16C, the AArch64 FP16 extension), not one
+/// value at a time.
+pub(super) fn widen_block(packed: &[u16], b: usize, dim: usize, block: &mut [f32]) {
+    let src = &packed[b * dim * BLOCK_TOKENS..(b + 1) * dim * BLOCK_TOKENS];
+    bytemuck::cast_slice::<u16, f16>(src).convert_to_f32_slice(block);
 }
 
 fn maxsim_portable(q: &[f32], nq: usize, dim: usize, packed: &[u16], n_tokens: usize) -> f32 {
     let mut runmax = vec![f32::NEG_INFINITY; nq];
     let mut block = vec![0f32; dim * BLOCK_TOKENS];
     for b in 0..n_blocks(n_tokens) {
-        let src = &packed[b * dim * BLOCK_TOKENS..(b + 1) * dim * BLOCK_TOKENS];
-        // The slice conversion uses the CPU's f16 instructions where it has them (F16C, the
-        // AArch64 FP16 extension), not one value at a time.
-        bytemuck::cast_slice::<u16, f16>(src).convert_to_f32_slice(&mut block);
+        widen_block(packed, b, dim, &mut block);
         let valid = valid_lanes(b, n_tokens);
         for (i, m) in runmax.iter_mut().enumerate() {
             let mut acc = [0f32; BLOCK_TOKENS];

@@ -7,9 +7,8 @@
 //! tokens past the page are left out of each row's max.
 
 use super::format::BLOCK_TOKENS;
+use super::maxsim::{valid_lanes, widen_block};
 use super::segment::n_blocks;
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use std::arch::aarch64::*;
 
 /// Query rows per group: one 4-lane load holds one value of each.
@@ -41,9 +40,8 @@ pub unsafe fn maxsim(q: &[f32], nq: usize, dim: usize, packed: &[u16], n_tokens:
     let mut block = vec![0f32; dim * BLOCK_TOKENS];
     let mut lanes = [0f32; BLOCK_TOKENS];
     for b in 0..n_blocks(n_tokens) {
-        let src = &packed[b * dim * BLOCK_TOKENS..(b + 1) * dim * BLOCK_TOKENS];
-        bytemuck::cast_slice::<u16, f16>(src).convert_to_f32_slice(&mut block);
-        let valid = (n_tokens - b * BLOCK_TOKENS).min(BLOCK_TOKENS);
+        widen_block(packed, b, dim, &mut block);
+        let valid = valid_lanes(b, n_tokens);
         for (g, rows) in grouped.chunks_exact(dim * GROUP).enumerate() {
             let mut acc = [[vdupq_n_f32(0.0); 4]; GROUP];
             let (mut t, mut qv) = (block.as_ptr(), rows.as_ptr());
