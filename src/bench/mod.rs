@@ -68,7 +68,8 @@ pub enum BenchCmd {
     Crash(crash::CrashBenchArgs),
     #[cfg(feature = "dev-tools")]
     /// The model's linear layers on the GPU: cuBLASLt with the bias in its epilogue against
-    /// candle's matmul and a bias pass (TFLOP/s per shape); needs a `cuda` build.
+    /// candle's matmul and a bias pass (TFLOP/s per shape), then the attention kernel in the
+    /// model's shapes; needs a `cuda` build.
     Gemm(gemm::GemmBenchArgs),
     #[cfg(feature = "dev-tools")]
     /// GPU pipeline proofs (streams, overlap, no early reads, GPU patchify, NF4 kernel); needs

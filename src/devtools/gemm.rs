@@ -3,7 +3,8 @@
 //! process: TFLOP/s per shape and the largest difference between the two outputs. Then the same
 //! shapes as NF4 layers, whole (dequantisation into the scratch, activations, GEMM): in bf16,
 //! in FP8 with the scales in the GEMM and after it, and the FP8 product alone on a weight
-//! dequantised once — where the time of a `--compute fp8` layer goes.
+//! dequantised once — where the time of a `--compute fp8` layer goes. Last, the attention
+//! kernel in the model's shapes (`attention_bench`).
 
 use clap::Args;
 
@@ -100,7 +101,8 @@ pub fn run(args: GemmBenchArgs) -> anyhow::Result<()> {
         total_lt * 1e3,
         total_candle / total_lt
     );
-    nf4_layers(&args, &device, &shapes)
+    nf4_layers(&args, &device, &shapes)?;
+    super::attention_bench::run(&device, args.reps, v, l)
 }
 
 /// The shapes as NF4 layers: bf16 compute, FP8 (scales in the GEMM, then after it), and the

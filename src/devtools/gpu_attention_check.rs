@@ -2,13 +2,14 @@
 //! the host over the same bf16 inputs, in the three shapes the model uses: the language model's
 //! causal GQA attention over a left-padded batch (a row with one real token, a length that is not
 //! a multiple of the tile), the vision tower's windows (slots gathered from a shuffled order,
-//! padding slots) and its whole-image attention (two images of different lengths). The RoPE
-//! table is the identity here (cos 1, sin 0): the rotation is checked by the model parity runs.
+//! padding slots) and its whole-image attention (two images of different lengths). The causal and
+//! whole-image cases run in both tile sizes the kernel is built for. The RoPE table is the
+//! identity here (cos 1, sin 0): the rotation is checked by the model parity runs.
 
 use super::gpu_nf4_check::Nf4Check as Check;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use pagesight_model::gpu::attention_tiles::{push_segment_tiles, tiles_tensor, TILE};
+use pagesight_model::gpu::attention_tiles::{TileTable, SEGMENT_TILE, WINDOW_TILE};
 use pagesight_model::gpu::fused::{self, TiledAttentionShape};
 
 /// The kernel's output may differ from f64 by the rounding of P to bf16 (~2⁻⁹ per weight) and of
@@ -16,33 +17,54 @@ use pagesight_model::gpu::fused::{self, TiledAttentionShape};
 const TOLERANCE: f64 = 1e-2;
 
 struct Case {
-    name: &'static str,
+    name: String,
     n_rows: usize,
     shape: TiledAttentionShape,
-    tiles: Vec<u32>,
+    tiles: TileTable,
     gather: Option<Vec<u32>>,
 }
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    // Language model: 3 sequences of 150 (3 tiles each), keys from the first real token.
-    let (seq, starts) = (150usize, [0usize, 37, 149]);
-    let mut tiles = Vec::new();
-    for (b, s) in starts.iter().enumerate() {
-        push_segment_tiles(&mut tiles, b * seq, (b + 1) * seq, b * seq + s);
+    let vision = TiledAttentionShape {
+        heads: 16,
+        kv_heads: 16,
+        head_dim: 80,
+        causal: false,
+    };
+    // The segments in both tile sizes the kernel is built for.
+    for tile in [SEGMENT_TILE, WINDOW_TILE] {
+        // Language model: 3 sequences of 150 (not a multiple of either tile), keys from the
+        // first real token.
+        let (seq, starts) = (150usize, [0usize, 37, 149]);
+        let mut tiles = TileTable::new(tile);
+        for (b, s) in starts.iter().enumerate() {
+            tiles.push_segment(b * seq, (b + 1) * seq, b * seq + s);
+        }
+        out.push(Case {
+            name: format!("causal_gqa_left_padded_q{tile}"),
+            n_rows: 3 * seq,
+            shape: TiledAttentionShape {
+                heads: 16,
+                kv_heads: 2,
+                head_dim: 128,
+                causal: true,
+            },
+            tiles,
+            gather: None,
+        });
+        // Whole images of 130 and 170 patches.
+        let mut tiles = TileTable::new(tile);
+        tiles.push_segment(0, 130, 0);
+        tiles.push_segment(130, 300, 130);
+        out.push(Case {
+            name: format!("vision_full_two_images_q{tile}"),
+            n_rows: 300,
+            shape: vision,
+            tiles,
+            gather: None,
+        });
     }
-    out.push(Case {
-        name: "causal_gqa_left_padded",
-        n_rows: 3 * seq,
-        shape: TiledAttentionShape {
-            heads: 16,
-            kv_heads: 2,
-            head_dim: 128,
-            causal: true,
-        },
-        tiles,
-        gather: None,
-    });
     // Vision windows: 300 patches in a shuffled order, windows of 64 slots, some part empty.
     let n = 300usize;
     let mut order: Vec<u32> = (0..n as u32).collect();
@@ -53,36 +75,19 @@ fn cases() -> Vec<Case> {
         state ^= state << 17;
         order.swap(i, (state % (i as u64 + 1)) as usize);
     }
-    let (mut gather, mut tiles, mut taken) = (Vec::new(), Vec::new(), 0usize);
+    let (mut gather, mut tiles, mut taken) = (Vec::new(), TileTable::new(WINDOW_TILE), 0usize);
     for (w, size) in [64usize, 50, 64, 30, 64, 28].into_iter().enumerate() {
         gather.extend_from_slice(&order[taken..taken + size]);
-        gather.extend(std::iter::repeat_n(n as u32, TILE - size));
-        push_segment_tiles(&mut tiles, w * TILE, (w + 1) * TILE, w * TILE);
+        gather.extend(std::iter::repeat_n(n as u32, WINDOW_TILE - size));
+        tiles.push_segment(w * WINDOW_TILE, (w + 1) * WINDOW_TILE, w * WINDOW_TILE);
         taken += size;
     }
-    let vision = TiledAttentionShape {
-        heads: 16,
-        kv_heads: 16,
-        head_dim: 80,
-        causal: false,
-    };
     out.push(Case {
-        name: "vision_windows_gathered",
+        name: "vision_windows_gathered".into(),
         n_rows: n,
         shape: vision,
         tiles,
         gather: Some(gather),
-    });
-    // Whole images of 130 and 170 patches.
-    let mut tiles = Vec::new();
-    push_segment_tiles(&mut tiles, 0, 130, 0);
-    push_segment_tiles(&mut tiles, 130, 300, 130);
-    out.push(Case {
-        name: "vision_full_two_images",
-        n_rows: n,
-        shape: vision,
-        tiles,
-        gather: None,
     });
     out
 }
@@ -101,7 +106,7 @@ fn reference(c: &Case, qkv: &[f32]) -> Vec<f32> {
         (r < c.n_rows).then_some(r)
     };
     let scale = 1.0 / (hd as f64).sqrt();
-    for t in c.tiles.chunks(4) {
+    for t in c.tiles.as_slice().chunks(4) {
         for qs in t[0]..t[1] {
             let Some(qr) = row_of(qs) else { continue };
             for h in 0..s.heads {
@@ -158,7 +163,7 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
             ],
             1,
         )?;
-        let tiles = tiles_tensor(c.tiles.clone(), device)?;
+        let tiles = c.tiles.to_device(device)?;
         let gather = match &c.gather {
             Some(g) => Some(Tensor::from_vec(g.clone(), g.len(), device)?),
             None => None,
@@ -177,7 +182,7 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
             detail: format!(
                 "rel err {err:.2e} vs f64 (bound {TOLERANCE:.0e}); zero rows {}; {} tiles × {} heads",
                 if zero_rows_ok { "zero" } else { "NOT zero" },
-                c.tiles.len() / 4,
+                c.tiles.as_slice().len() / 4,
                 s.heads
             ),
         });

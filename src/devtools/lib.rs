@@ -4,6 +4,8 @@
 //! gui-frames`). The `pagesight` binary includes them only with its `dev-tools` feature
 //! (tests, CI and device builds turn it on), as `pagesight bench hostile|crash|gemm|gpu-selftest`.
 
+#[cfg(feature = "cuda")]
+pub mod attention_bench;
 pub mod crash;
 pub mod gemm;
 #[cfg(feature = "cuda")]

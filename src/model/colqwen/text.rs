@@ -5,7 +5,7 @@ use super::config::TextConfig;
 use super::layers::{apply_rope, attention, GatedMlp, RmsNorm, MASKED};
 use super::profile::mark;
 use super::weights::Weights;
-use crate::gpu::attention_tiles::{push_segment_tiles, tiles_tensor};
+use crate::gpu::attention_tiles::{DeviceTiles, TileTable, SEGMENT_TILE};
 use crate::gpu::fused;
 use crate::quant::gemm::exact_products;
 use crate::quant::QLinear;
@@ -184,14 +184,14 @@ impl TextModel {
         let fused = match left_padding(attention_mask) {
             Some(starts) if device.is_cuda() => {
                 let (b, seq) = (attention_mask.len(), attention_mask[0].len());
-                let mut tiles = Vec::new();
+                let mut tiles = TileTable::new(SEGMENT_TILE);
                 for (row, start) in starts.iter().enumerate() {
                     let begin = row * seq;
-                    push_segment_tiles(&mut tiles, begin, begin + seq, begin + *start as usize);
+                    tiles.push_segment(begin, begin + seq, begin + *start as usize);
                 }
                 Some((
                     Tensor::cat(&[&cos, &sin], 2)?.reshape((b * seq, c.head_dim()))?,
-                    tiles_tensor(tiles, device)?,
+                    tiles.to_device(device)?,
                 ))
             }
             _ => None,
@@ -237,7 +237,7 @@ struct AttentionTables<'a> {
     /// Built on first use: the fused kernel never needs it (b·s² floats made on the host).
     mask: std::cell::OnceCell<Tensor>,
     attention_mask: &'a [Vec<u32>],
-    fused: Option<(Tensor, Tensor)>,
+    fused: Option<(Tensor, DeviceTiles)>,
 }
 
 impl AttentionTables<'_> {

@@ -7,7 +7,7 @@ use super::layers::{apply_rope, attention, GatedMlp, RmsNorm};
 use super::profile::mark;
 use super::weights::Weights;
 use super::window::{plan_windows, WindowPlan};
-use crate::gpu::attention_tiles::{push_segment_tiles, tiles_tensor};
+use crate::gpu::attention_tiles::{DeviceTiles, TileTable, SEGMENT_TILE, WINDOW_TILE};
 use crate::gpu::fused;
 use crate::quant::QLinear;
 use anyhow::{bail, Result};
@@ -52,8 +52,8 @@ struct BatchTables {
     plan: WindowPlan,
     /// The tiled attention's tables (`attention_tiles`): windows (slots through `plan.gather`)
     /// and whole images (slots are patch rows).
-    window_tiles: Tensor,
-    full_tiles: Tensor,
+    window_tiles: DeviceTiles,
+    full_tiles: DeviceTiles,
 }
 
 /// Batch shapes whose tables are kept.
@@ -171,21 +171,27 @@ impl VisionTower {
         )?;
         let cos_sin = Tensor::cat(&[&cos, &sin], 1)?;
         let plan = plan_windows(grids, c.merged_window(), c.spatial_merge_size, &self.device)?;
-        let (mut window_tiles, mut full_tiles) = (Vec::new(), Vec::new());
+        // A window is one tile of its own; a whole image is cut into larger ones.
         let wl = plan.window_len;
+        let mut window_tiles = TileTable::new(if wl <= WINDOW_TILE {
+            WINDOW_TILE
+        } else {
+            SEGMENT_TILE
+        });
         for w in 0..plan.n_windows {
-            push_segment_tiles(&mut window_tiles, w * wl, (w + 1) * wl, w * wl);
+            window_tiles.push_segment(w * wl, (w + 1) * wl, w * wl);
         }
+        let mut full_tiles = TileTable::new(SEGMENT_TILE);
         for &(start, len) in &plan.frames {
-            push_segment_tiles(&mut full_tiles, start, start + len, start);
+            full_tiles.push_segment(start, start + len, start);
         }
         let t = Arc::new(BatchTables {
             cos,
             sin,
             cos_sin,
             plan,
-            window_tiles: tiles_tensor(window_tiles, &self.device)?,
-            full_tiles: tiles_tensor(full_tiles, &self.device)?,
+            window_tiles: window_tiles.to_device(&self.device)?,
+            full_tiles: full_tiles.to_device(&self.device)?,
         });
         if cache.len() >= TABLE_CACHE_ENTRIES {
             cache.remove(0);

@@ -1,6 +1,11 @@
 
+// QT (query slots per block: 64 or 128, 16 per warp) comes with HD from the host; KT keys go
+// through shared memory at a time.
+#ifndef QT
 #define QT 64
+#endif
 #define KT 64
+#define WARPS (QT / 16)
 #define LDS (HD + 8)      // row stride (bf16) of the Q/K/V tiles in shared memory: conflict-free
 #define NK (HD / 16)      // k-steps of Q·Kᵀ
 #define NO (HD / 8)       // n-tiles of the output rows
@@ -45,13 +50,14 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 __device__ __forceinline__ unsigned ld32(const bf* p) { return *(const unsigned*)p; }
 
-// Rows [first, first + KT) of one head's slice into a row-major shared tile, as 16-byte
+// Rows [first, first + ROWS) of one head's slice into a row-major shared tile, as 16-byte
 // asynchronous copies (cp.async; the caller commits and waits); slots past `end` or mapping to
 // no row are filled with zeros (and -inf in `bias` when given).
+template <int ROWS>
 __device__ __forceinline__ void load_tile_async(bf* dst, const bf* __restrict__ qkv,
     unsigned long long row_len, unsigned col, unsigned first, unsigned end,
     const unsigned* __restrict__ gather, unsigned n_rows, float* bias) {
-    for (unsigned e = threadIdx.x; e < KT * (HD / 8); e += blockDim.x) {
+    for (unsigned e = threadIdx.x; e < ROWS * (HD / 8); e += blockDim.x) {
         const unsigned r = e / (HD / 8), c = e % (HD / 8), slot = first + r;
         unsigned row = n_rows;
         if (slot < end) row = gather ? gather[slot] : slot;
@@ -68,7 +74,18 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" :: "n"(N));
 }
 
-extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
+// The Q tile goes through stage 1's K and V buffers, which lie end to end.
+static_assert(QT % 16 == 0 && QT <= 2 * KT, "the Q tile must fit stage 1");
+
+// At head dimensions up to 80 the registers fit 128 per thread, so 16 warps share an SM (four
+// 64-slot blocks or two 128-slot ones); wider heads take what they need.
+#if HD <= 80
+#define LAUNCH_BOUNDS __launch_bounds__(WARPS * 32, 16 / WARPS)
+#else
+#define LAUNCH_BOUNDS __launch_bounds__(WARPS * 32)
+#endif
+
+extern "C" __global__ void LAUNCH_BOUNDS flash_attention_bf16(
     const bf* __restrict__ qkv,            // [n_rows, (H + 2 KVH) * HD]
     const uint4* __restrict__ tiles,       // [n_tiles] {q_begin, q_end, k_begin, k_end} in slots
     const unsigned* __restrict__ gather,   // slot → row, or null (slot = row)
@@ -94,12 +111,12 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
     const unsigned k_end = causal ? min(t.w, min(t.y, t.x + QT)) : t.w;
     const unsigned k_off = (H + kvh) * HD, v_off = (H + KVH + kvh) * HD;
     bf* const ks = K_STAGE(1);
-    load_tile_async(ks, qkv, row_len, h * HD, t.x, t.y, gather, n_rows, 0);
+    load_tile_async<QT>(ks, qkv, row_len, h * HD, t.x, t.y, gather, n_rows, 0);
     cp_async_commit();
     // The first K/V tile is on its way while the Q fragments are read.
     if (t.z < k_end) {
-        load_tile_async(K_STAGE(0), qkv, row_len, k_off, t.z, k_end, gather, n_rows, BIAS_STAGE(0));
-        load_tile_async(V_STAGE(0), qkv, row_len, v_off, t.z, k_end, gather, n_rows, 0);
+        load_tile_async<KT>(K_STAGE(0), qkv, row_len, k_off, t.z, k_end, gather, n_rows, BIAS_STAGE(0));
+        load_tile_async<KT>(V_STAGE(0), qkv, row_len, v_off, t.z, k_end, gather, n_rows, 0);
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -130,13 +147,17 @@ extern "C" __global__ void __launch_bounds__(128) flash_attention_bf16(
         // with the next tile, then wait for this one.
         __syncthreads();
         if (kb + KT < k_end) {
-            load_tile_async(K_STAGE(stage ^ 1), qkv, row_len, k_off, kb + KT, k_end, gather, n_rows,
-                            BIAS_STAGE(stage ^ 1));
-            load_tile_async(V_STAGE(stage ^ 1), qkv, row_len, v_off, kb + KT, k_end, gather, n_rows, 0);
+            load_tile_async<KT>(K_STAGE(stage ^ 1), qkv, row_len, k_off, kb + KT, k_end, gather,
+                                n_rows, BIAS_STAGE(stage ^ 1));
+            load_tile_async<KT>(V_STAGE(stage ^ 1), qkv, row_len, v_off, kb + KT, k_end, gather,
+                                n_rows, 0);
         }
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
+        // A warp whose rows are all past the tile's end, or (causal) all before this key tile,
+        // has nothing to add from it; the block's other warps may.
+        if (warp_first_q >= t.y || (causal && kb > warp_first_q + 15)) continue;
         const bf* ks = K_STAGE(stage);
         const bf* vs = V_STAGE(stage);
         const float* key_bias = BIAS_STAGE(stage);

@@ -17,11 +17,12 @@
 //! key). With `causal`, slot j is visible to slot i only when j ≤ i. Rows with no visible key
 //! come out as zeros (left padding).
 //!
-//! The kernel's CUDA C is `flash_kernel.cu`, compiled by NVRTC once per head dimension.
+//! A block owns a tile of 64 query slots (4 warps) or 128 (8 warps: every K and V tile it brings
+//! into shared memory serves twice the rows); a warp skips key tiles that none of its rows sees.
+//! The kernel's CUDA C is `flash_kernel.cu`, compiled by NVRTC once per head dimension and tile.
 
-use super::attention_tiles::{fits, shared_bytes};
+use super::attention_tiles::{fits, shared_bytes, tile_fits};
 use super::fused_kernel::FusedKernels;
-use super::kernel_source;
 use anyhow::{bail, Result};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg,
@@ -36,6 +37,8 @@ pub struct FlashShape {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub causal: bool,
+    /// Query slots per tile of the table (`attention_tiles::TileTable`).
+    pub query_tile: usize,
 }
 
 impl FusedKernels {
@@ -56,9 +59,13 @@ impl FusedKernels {
             kv_heads,
             head_dim,
             causal,
+            query_tile,
         } = shape;
-        if !fits(head_dim) || kv_heads == 0 || heads % kv_heads != 0 {
-            bail!("flash attention kernel: unsupported heads {heads}/{kv_heads} × {head_dim}");
+        if !fits(head_dim) || kv_heads == 0 || heads % kv_heads != 0 || !tile_fits(query_tile) {
+            bail!(
+                "flash attention kernel: unsupported heads {heads}/{kv_heads} × {head_dim}, \
+                 tiles of {query_tile}"
+            );
         }
         if qkv.len() < n_rows * (heads + 2 * kv_heads) * head_dim
             || out.len() < n_rows * heads * head_dim
@@ -70,12 +77,7 @@ impl FusedKernels {
         if n_tiles == 0 {
             return Ok(());
         }
-        let f = self.per_head_dim(
-            &self.flash_attention,
-            kernel_source::FLASH_ATTENTION,
-            "flash_attention_bf16",
-            head_dim,
-        )?;
+        let f = self.flash_attention_for(head_dim, query_tile)?;
         let smem = shared_bytes(head_dim);
         // Above 48 KiB of dynamic shared memory a kernel must opt in.
         f.set_attribute(
@@ -84,7 +86,8 @@ impl FusedKernels {
         )?;
         let cfg = LaunchConfig {
             grid_dim: (n_tiles as u32, heads as u32, 1),
-            block_dim: (128, 1, 1),
+            // 16 query rows per warp.
+            block_dim: (query_tile as u32 * 2, 1, 1),
             shared_mem_bytes: smem as u32,
         };
         let (n, h, kvh) = (n_rows as u32, heads as u32, kv_heads as u32);
@@ -110,7 +113,8 @@ impl FusedKernels {
         // (padding); `hd` fits the kernel and `heads` is a multiple of `kv_heads`. The tiles'
         // slots are rows, or index the gather table the model built with them
         // (`window::plan_windows`). The dynamic shared memory is `shared_bytes(hd)`, the size
-        // the function was just allowed.
+        // the function was just allowed, and the block has the 2·query_tile threads (16 rows
+        // per warp) the function was compiled for (`QT`).
         unsafe { b.launch(cfg) }?;
         Ok(())
     }

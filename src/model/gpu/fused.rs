@@ -3,6 +3,7 @@
 //! model's `GpuKernels::fused` off — the equivalent chain of candle ops. The CPU path is what the
 //! reference-parity tests check; the GPU selftest checks the fused path against it.
 
+use super::attention_tiles::DeviceTiles;
 use candle_core::{DType, Result, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -268,30 +269,34 @@ fn norm_fused_for(x: &Tensor, weight: &Tensor, out_dtype: DType) -> bool {
 
 /// Attention on tensor cores (`flash_kernel`) for every attention of the model, when it applies:
 /// `qkv` [n, (heads + 2·kv_heads)·hd] bf16, a fresh projection output (biases added) that is
-/// rotated in place — its q and k heads by `cos_sin` [n, hd] f32 (cos then sin); `tiles`
-/// [n_tiles, 4] u32 `{q_begin, q_end, k_begin, k_end}` in slots (see
-/// `attention_tiles::push_segment_tiles`); `gather` [slots] u32 maps slots to rows (a slot
+/// rotated in place — its q and k heads by `cos_sin` [n, hd] f32 (cos then sin); `tiles` the
+/// table of `{q_begin, q_end, k_begin, k_end}` in slots (see `attention_tiles::TileTable`), the
+/// kernel launched for its tile size; `gather` [slots] u32 maps slots to rows (a slot
 /// mapping to `n` is padding), or None when slots are rows. Returns [n, heads·hd] bf16; rows no
 /// tile covers, or with no visible key, are zeros. None where the caller must run the unfused
 /// path.
 pub fn tiled_attention(
     qkv: Tensor,
     cos_sin: &Tensor,
-    tiles: &Tensor,
+    tiles: &DeviceTiles,
     gather: Option<&Tensor>,
     shape: TiledAttentionShape,
 ) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if fused_for(&qkv, DType::BF16)
         && fused_for(cos_sin, DType::F32)
-        && fused_for(tiles, DType::U32)
+        && fused_for(&tiles.tiles, DType::U32)
         && gather.is_none_or(|g| fused_for(g, DType::U32))
         && super::attention_tiles::fits(shape.head_dim)
     {
         qkv.inplace_op2(cos_sin, &cuda::RopeQk(shape))?;
+        let op = cuda::FlashAttention {
+            shape,
+            query_tile: tiles.query_tile,
+        };
         let out = match gather {
-            Some(g) => qkv.apply_op3_no_bwd(tiles, g, &cuda::FlashAttention(shape))?,
-            None => qkv.apply_op2_no_bwd(tiles, &cuda::FlashAttention(shape))?,
+            Some(g) => qkv.apply_op3_no_bwd(&tiles.tiles, g, &op)?,
+            None => qkv.apply_op2_no_bwd(&tiles.tiles, &op)?,
         };
         return Ok(Some(out));
     }

@@ -29,10 +29,11 @@ pub struct ElementwiseKernels {
     pub fp8_rescale_bf16: CudaFunction,
 }
 
-/// Kernels compiled once per CUDA context (the attention kernel once per head dimension).
+/// Kernels compiled once per CUDA context (the attention kernel once per head dimension and
+/// query tile).
 pub struct FusedKernels {
     pub elementwise: ElementwiseKernels,
-    pub(super) flash_attention: Mutex<HashMap<usize, Arc<CudaFunction>>>,
+    flash_attention: Mutex<HashMap<(usize, usize), Arc<CudaFunction>>>,
     stream: Arc<CudaStream>,
 }
 
@@ -80,26 +81,27 @@ impl FusedKernels {
         Ok(k)
     }
 
-    /// `kernel` (in `source`) compiled for one head dimension, cached in `cache`.
-    pub(super) fn per_head_dim(
+    /// The attention kernel for one head dimension and query tile, compiled on first use.
+    pub(super) fn flash_attention_for(
         &self,
-        cache: &Mutex<HashMap<usize, Arc<CudaFunction>>>,
-        source: &str,
-        kernel: &str,
         head_dim: usize,
+        query_tile: usize,
     ) -> Result<Arc<CudaFunction>> {
-        let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = map.get(&head_dim) {
+        let mut map = self
+            .flash_attention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get(&(head_dim, query_tile)) {
             return Ok(f.clone());
         }
-        let src = kernel_source::with_head_dim(source, head_dim);
+        let src = kernel_source::flash_attention(head_dim, query_tile);
         let m = nvrtc::load_module(
             self.stream.context(),
-            &format!("pagesight_{kernel}_{head_dim}"),
+            &format!("pagesight_flash_attention_{head_dim}_{query_tile}"),
             &src,
         )?;
-        let f = Arc::new(nvrtc::function(&m, kernel)?);
-        map.insert(head_dim, f.clone());
+        let f = Arc::new(nvrtc::function(&m, "flash_attention_bf16")?);
+        map.insert((head_dim, query_tile), f.clone());
         Ok(f)
     }
 }

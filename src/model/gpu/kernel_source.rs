@@ -10,8 +10,9 @@ const FUSED_COMMON: &str = include_str!("fused_common.cuh");
 /// to bf16, RoPE on q and k in place, and activation rows to FP8 codes with a scale each.
 const ELEMENTWISE: &str = include_str!("fused_kernel.cu");
 
-/// Tiled flash attention on tensor cores, for one head dimension `HD` (`with_head_dim`).
-pub const FLASH_ATTENTION: &str = include_str!("flash_kernel.cu");
+/// Tiled flash attention on tensor cores, for one head dimension `HD` and tile of `QT` query
+/// slots (`flash_attention`).
+const FLASH_ATTENTION: &str = include_str!("flash_kernel.cu");
 
 /// NF4 dequantisation to bf16, f16, f32 and FP8 codes with row scales, and a query's few rows
 /// from the codes.
@@ -27,9 +28,10 @@ pub fn nf4() -> String {
     format!("{FUSED_COMMON}{NF4}")
 }
 
-/// `source` (a kernel that reads `HD`) compiled for `head_dim`, after the conversions.
-pub fn with_head_dim(source: &str, head_dim: usize) -> String {
-    format!("#define HD {head_dim}\n{FUSED_COMMON}{source}")
+/// The attention module for `head_dim` and tiles of `query_tile` query slots, after the
+/// conversions.
+pub fn flash_attention(head_dim: usize, query_tile: usize) -> String {
+    format!("#define HD {head_dim}\n#define QT {query_tile}\n{FUSED_COMMON}{FLASH_ATTENTION}")
 }
 
 #[cfg(test)]
@@ -57,9 +59,11 @@ mod tests {
 
     #[test]
     fn flash_module_declares_its_kernel_for_the_head_dim() {
-        let src = with_head_dim(FLASH_ATTENTION, 80);
+        let src = flash_attention(80, 128);
         assert!(is_self_contained(&src));
-        assert!(src.starts_with("#define HD 80\n") && src.contains("f2bf(float f)"));
+        assert!(
+            src.starts_with("#define HD 80\n#define QT 128\n") && src.contains("f2bf(float f)")
+        );
         assert!(declares(&src, "flash_attention_bf16"));
     }
 

@@ -334,8 +334,12 @@ impl RopeQk {
     }
 }
 
-/// The tiled attention over rotated `qkv`, with or without a gather table.
-pub struct FlashAttention(pub TiledAttentionShape);
+/// The tiled attention over rotated `qkv`, with or without a gather table, for tiles of
+/// `query_tile` query slots (the table's).
+pub struct FlashAttention {
+    pub shape: TiledAttentionShape,
+    pub query_tile: usize,
+}
 cuda_op!(2, FlashAttention, "fused-flash-attention", cuda);
 cuda_op!(
     3,
@@ -377,7 +381,7 @@ impl FlashAttention {
         let k = kernels(qkv)?;
         let dev = qkv.device().clone();
         let stream = dev.cuda_stream();
-        let s = self.0;
+        let s = self.shape;
         let (n, row) = ql.shape().dims2()?;
         if row != (s.heads + 2 * s.kv_heads) * s.head_dim {
             candle_core::bail!("attention: qkv rows of {row} for {s:?}");
@@ -412,6 +416,7 @@ impl FlashAttention {
                 kv_heads: s.kv_heads,
                 head_dim: s.head_dim,
                 causal: s.causal,
+                query_tile: self.query_tile,
             },
         )
         .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
