@@ -140,7 +140,8 @@ while [ $# -gt 0 ]; do
       grep -E "^\| " "$OUT/seed.log" >> "$summary"
       ;;
     embed)
-      # bench embed at batch 4: plain timings, then by section (each section synchronised).
+      # bench embed (EMBED_BATCH pages a forward): plain timings, then by section (on the card: the
+      # time between events recorded in its stream).
       # EMBED_FUSED=1,0 compares the fused CUDA kernels with candle's own ops; EMBED_PROFILE=0 skips
       # the by-section run.
       for bin in ${EMBED_BINS//,/ }; do

@@ -43,7 +43,8 @@ pub struct EmbedBenchArgs {
     /// Pages per forward pass.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Time the forward by section (synchronising the device after each) and print the table.
+    /// Time the forward by section and print the table (on a GPU, the card's time between events
+    /// recorded in its stream; nothing waits).
     #[arg(long)]
     pub profile: bool,
     /// Page size in patches (rows, cols); the default is an A4 page at 768 visual tokens.
@@ -189,7 +190,7 @@ fn run_queries(args: &EmbedBenchArgs, model: &ColQwen, load_s: f64, n: usize) ->
         times.push(s);
         tokens.push(t);
     }
-    let sections = pagesight_model::colqwen::profile::take();
+    let sections = pagesight_model::colqwen::profile::take()?;
     pagesight_model::colqwen::profile::enable(false);
     let enqueue = enqueue_split(model, n.max(1))?;
     let compared = compare_paths(model, args.compare)?;
@@ -438,7 +439,7 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
         );
     }
     let peak_vram = vram_pool(&model)?;
-    let sections = pagesight_model::colqwen::profile::take();
+    let sections = pagesight_model::colqwen::profile::take()?;
     pagesight_model::colqwen::profile::enable(false);
     // One query as the search embeds it (the first call pays for its kernels' first use), then
     // the median of the timed ones.
