@@ -280,12 +280,13 @@ while [ $# -gt 0 ]; do
       ;;
     journey)
       # The app's path (bench journey) with `pagesight ingest`'s defaults and --model random:3b,
-      # twice on one machine: first with cold caches (quantised weights, kernels), then warm.
+      # twice on one machine: first with cold caches (quantised weights, kernels), then warm;
+      # JOURNEY_BIN=pagesight-prev runs the earlier build.
       dir=$1; shift
       for pass in cold warm; do
         note "-- bench journey $dir --model random:3b ($pass caches)"
         rm -rf "/tmp/pagesight-journey-index-$pass"
-        "$run_dir/pagesight" bench journey "$dir" --index "/tmp/pagesight-journey-index-$pass" --model random:3b --queries "${JOURNEY_QUERIES:-20}" \
+        "$run_dir/${JOURNEY_BIN:-pagesight}" bench journey "$dir" --index "/tmp/pagesight-journey-index-$pass" --model random:3b --queries "${JOURNEY_QUERIES:-20}" \
           --json "$OUT/journey-$pass-$card.json" 2>&1 | tee -a "$OUT/journey.log" | grep -E "^\|" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       done
