@@ -5,6 +5,10 @@
 //!   stacked, and added onto an existing output as an unmerged adapter's base is): the GPU's
 //!   bf16 output must lie within bf16 rounding of the emulation, and the emulation must differ
 //!   from plain NF4 by several times that (so the check tells FP8 from no FP8).
+//! - SiLU·mul written straight as FP8 codes (`fused::silu_mul_fp8`, separate and stacked
+//!   halves) must give the padded down projection's output bit for bit as its bf16 rows do; so
+//!   must the residual RMSNorm written as codes (`fused::residual_rms_norm_fp8`) for the padded
+//!   up projection, with the same stream.
 //! - The committed fixture model, NF4 with its adapter: the GPU's fp8 embeddings (bf16
 //!   activations) must be as close to the CPU's emulation as the GPU's bf16 embeddings are to
 //!   the CPU's f32 ones, and much closer than to NF4 without FP8.
@@ -163,6 +167,20 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
             );
             checks.push(or_failed(name, layer_check(case, device)));
         }
+        checks.push(or_failed(
+            format!(
+                "fp8_silu_mul_codes_into_down_scales_{}",
+                if in_gemm { "in_gemm" } else { "after" }
+            ),
+            silu_codes_check(device),
+        ));
+        checks.push(or_failed(
+            format!(
+                "fp8_norm_codes_into_up_scales_{}",
+                if in_gemm { "in_gemm" } else { "after" }
+            ),
+            norm_codes_check(device),
+        ));
     }
     fp8::set_scaling_in_gemm(true);
     checks.push(or_failed(
@@ -208,6 +226,131 @@ fn layer_check(case: &LayerCase, device: &Device) -> Result<Check> {
         detail: format!(
             "{} rows, scales {taken}: GPU fp8 vs CPU emulation {err:.2e} (bound {LAYER_TOLERANCE:.1e}); emulation vs plain NF4 {fp8_effect:.2e} (≥ {DISTINGUISHES}× the former)",
             case.rows
+        ),
+    })
+}
+
+/// SiLU·mul straight to FP8 codes, from two projections and from one stacked output, fed to
+/// the vision MLP's padded down projection: its output must equal, bit for bit, what the layer
+/// gives for the bf16 rows of `fused::silu_mul` (which it quantises itself).
+fn silu_codes_check(device: &Device) -> Result<Check> {
+    use anyhow::Context;
+    use pagesight_model::gpu::fused;
+    let case = LayerCase {
+        name: "vision_down_padded_in",
+        parts: vec![(1280, 3420)],
+        padded: Some((1280, 3456)),
+        bias: true,
+        onto: false,
+        rows: 200,
+    };
+    let layer = layer(&case, device, Compute::Fp8)?;
+    let QLinear::Nf4(down) = &layer else {
+        anyhow::bail!("the padded down projection is not one NF4 layer");
+    };
+    let (rows, (real, h)) = (case.rows, (3420, 3456));
+    anyhow::ensure!(
+        down.takes_fp8_rows(rows, device),
+        "the down projection does not take FP8 rows"
+    );
+    // Gate and up rows with zeros in the padded columns, as the padded projections give them.
+    let projection = |seed| -> Result<Tensor> {
+        let mut v = values(rows * h, seed, 4.0);
+        for (i, x) in v.iter_mut().enumerate() {
+            if i % h >= real {
+                *x = 0.0;
+            }
+        }
+        Ok(Tensor::from_vec(v, (rows, h), device)?.to_dtype(DType::BF16)?)
+    };
+    let (gate, up) = (projection(11)?, projection(12)?);
+    let stacked = Tensor::cat(&[&gate, &up], 1)?;
+    let flat = |t: Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let want = flat(candle_core::Module::forward(
+        &layer,
+        &fused::silu_mul(&gate, &up)?,
+    )?)?;
+    let separate = fused::silu_mul_fp8(&gate, Some(&up))?.context("the kernel did not apply")?;
+    let halves = fused::silu_mul_fp8(&stacked, None)?.context("the kernel did not apply")?;
+    let same_codes = separate.bytes.to_vec1::<u8>()? == halves.bytes.to_vec1::<u8>()?;
+    let mut worst = 0f32;
+    for codes in [&separate, &halves] {
+        let got = flat(down.forward_fp8_rows(codes)?)?;
+        anyhow::ensure!(
+            got.len() == want.len(),
+            "{} outputs for {}",
+            got.len(),
+            want.len()
+        );
+        for (g, w) in got.iter().zip(&want) {
+            worst = worst.max((g - w).abs());
+        }
+    }
+    Ok(Check {
+        name: String::new(),
+        ok: worst == 0.0 && same_codes && want.iter().all(|v| v.is_finite()),
+        detail: format!(
+            "{rows} rows of {h}: max |Δ| {worst:.1e} from the bf16 rows' output (must be 0); codes of the two layouts {}",
+            if same_codes { "identical" } else { "DIFFER" }
+        ),
+    })
+}
+
+/// The residual RMSNorm written as FP8 codes, fed to the vision MLP's padded up projection: the
+/// output must equal, bit for bit, the layer's for the bf16 norm, and the stream the bf16 norm's.
+fn norm_codes_check(device: &Device) -> Result<Check> {
+    use anyhow::Context;
+    use pagesight_model::gpu::fused;
+    let case = LayerCase {
+        name: "vision_up_padded_out",
+        parts: vec![(3420, 1280)],
+        padded: Some((3456, 1280)),
+        bias: true,
+        onto: false,
+        rows: 200,
+    };
+    let layer = layer(&case, device, Compute::Fp8)?;
+    let QLinear::Nf4(up) = &layer else {
+        anyhow::bail!("the padded up projection is not one NF4 layer");
+    };
+    let (rows, dim) = (case.rows, 1280);
+    anyhow::ensure!(
+        up.takes_fp8_rows(rows, device),
+        "the up projection does not take FP8 rows"
+    );
+    let x = Tensor::from_vec(values(rows * dim, 21, 3.0), (rows, dim), device)?;
+    let h = Tensor::from_vec(values(rows * dim, 22, 2.0), (rows, dim), device)?
+        .to_dtype(DType::BF16)?;
+    let w = Tensor::from_vec(values(dim, 23, 1.5), dim, device)?;
+    let eps = 1e-6;
+    let flat = |t: &Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let (stream_bf16, normed) = fused::residual_rms_norm(&x, &h, &w, eps, DType::BF16)?;
+    let (stream_fp8, codes) =
+        fused::residual_rms_norm_fp8(&x, &h, &w, eps)?.context("the kernel did not apply")?;
+    let want = flat(&candle_core::Module::forward(&layer, &normed)?)?;
+    let got = flat(&up.forward_fp8_rows(&codes)?)?;
+    anyhow::ensure!(
+        got.len() == want.len(),
+        "{} outputs for {}",
+        got.len(),
+        want.len()
+    );
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    let same_stream = flat(&stream_bf16)? == flat(&stream_fp8)?;
+    Ok(Check {
+        name: String::new(),
+        ok: worst == 0.0 && same_stream && want.iter().all(|v| v.is_finite()),
+        detail: format!(
+            "{rows} rows of {dim}: max |Δ| {worst:.1e} from the bf16 norm's output (must be 0); stream {}",
+            if same_stream { "identical" } else { "DIFFERS" }
         ),
     })
 }

@@ -44,6 +44,22 @@ impl RmsNorm {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl RmsNorm {
+    /// [`Self::forward_after`] with the norm as FP8 codes for GEMMs that read them
+    /// (`fused::residual_rms_norm_fp8`); None where that does not apply.
+    pub fn forward_after_fp8(
+        &self,
+        x: &Tensor,
+        pending: &Tensor,
+    ) -> Result<Option<(Tensor, crate::gpu::fp8::Fp8Rows)>> {
+        if self.out_dtype != DType::BF16 {
+            return Ok(None);
+        }
+        fused::residual_rms_norm_fp8(x, pending, &self.weight, self.eps)
+    }
+}
+
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused::rms_norm(x, &self.weight, self.eps, self.out_dtype)
@@ -105,13 +121,81 @@ impl GatedMlp {
     }
 }
 
-impl Module for GatedMlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = match &self.projections {
-            GateUp::Stacked(gate_up) => fused::silu_mul_halves(&gate_up.forward(x)?)?,
-            GateUp::Separate { gate, up } => fused::silu_mul(&gate.forward(x)?, &up.forward(x)?)?,
+#[cfg(feature = "cuda")]
+impl GatedMlp {
+    /// Whether [`Self::forward_fp8`] takes `rows` input rows as FP8 codes on `device`: the gate
+    /// and up projections are two NF4 layers computing in FP8 from their own input (no adapter
+    /// beside them: the vision tower's), so the norm before them may write its rows as codes.
+    pub fn takes_fp8_input(&self, rows: usize, device: &candle_core::Device) -> bool {
+        match &self.projections {
+            GateUp::Separate {
+                gate: QLinear::Nf4(gate),
+                up: QLinear::Nf4(up),
+            } => gate.takes_fp8_rows(rows, device) && up.takes_fp8_rows(rows, device),
+            _ => false,
+        }
+    }
+
+    /// The MLP of input rows already as FP8 codes (see [`Self::takes_fp8_input`]) →
+    /// `[rows, dim]`.
+    pub fn forward_fp8(&self, x: &crate::gpu::fp8::Fp8Rows) -> Result<Tensor> {
+        let GateUp::Separate {
+            gate: QLinear::Nf4(gate),
+            up: QLinear::Nf4(up),
+        } = &self.projections
+        else {
+            candle_core::bail!("MLP: FP8 input rows for projections that do not take them");
+        };
+        let product = |l: &crate::quant::nf4_linear::Nf4Linear| {
+            l.forward_fp8_rows(x)
+                .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+        };
+        let (gate, up) = (product(gate)?, product(up)?);
+        let dims = [x.layout.out, x.layout.inp];
+        self.down_of(gate, Some(up), &dims)
+    }
+}
+
+impl GatedMlp {
+    /// down(silu(gate) · up) for the gate and up projections' outputs (`up` None: `gate` is
+    /// both, stacked), of an input of `dims`.
+    fn down_of(&self, gate: Tensor, up: Option<Tensor>, dims: &[usize]) -> Result<Tensor> {
+        // On the GPU, where the down projection computes in FP8 from its own input (an NF4
+        // layer with no adapter beside it: the vision tower's), SiLU·mul writes the hidden rows
+        // as that GEMM's FP8 codes: the widest activations of the block are never written out
+        // in bf16 and read back.
+        #[cfg(feature = "cuda")]
+        if let QLinear::Nf4(down) = &self.down {
+            let rows = dims[..dims.len().saturating_sub(1)].iter().product();
+            if down.takes_fp8_rows(rows, gate.device()) {
+                if let Some(codes) = fused::silu_mul_fp8(&gate, up.as_ref())? {
+                    let y = down
+                        .forward_fp8_rows(&codes)
+                        .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+                    let mut dims = dims.to_vec();
+                    *dims.last_mut().unwrap_or(&mut 0) = y.dim(1)?;
+                    return y.reshape(dims);
+                }
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = dims;
+        let h = match up {
+            Some(up) => fused::silu_mul(&gate, &up)?,
+            None => fused::silu_mul_halves(&gate)?,
         };
         self.down.forward(&h)
+    }
+}
+
+impl Module for GatedMlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // The gate and up projections: one stacked output, or two.
+        let (gate, up) = match &self.projections {
+            GateUp::Stacked(gate_up) => (gate_up.forward(x)?, None),
+            GateUp::Separate { gate, up } => (gate.forward(x)?, Some(up.forward(x)?)),
+        };
+        self.down_of(gate, up, x.dims())
     }
 }
 

@@ -138,11 +138,9 @@ impl VisionTower {
             (x, normed) = b.norm1.forward_after(x, pending.take())?;
             mark(&device, "vision.residual+norm")?;
             let h = self.attention(b, &normed, &tables, full)?;
-            let normed;
-            (x, normed) = b.norm2.forward_after(x, Some(h))?;
-            mark(&device, "vision.residual+norm")?;
-            pending = Some(b.mlp.forward(&normed)?);
-            mark(&device, "vision.mlp")?;
+            let out;
+            (x, out) = Self::mlp_after(b, x, h)?;
+            pending = Some(out);
         }
         let (_, x) = self.merger_norm.forward_after(x, pending)?;
         let x = x.reshape((n / c.merge_unit(), c.hidden_size * c.merge_unit()))?;
@@ -198,6 +196,30 @@ impl VisionTower {
         }
         cache.push((grids.to_vec(), t.clone()));
         Ok(t)
+    }
+
+    /// The block's MLP after its attention output `h`: the stream `x + h` and the MLP's output.
+    /// On the GPU, where the MLP's first GEMMs compute in FP8 from their own input, the norm
+    /// between writes its rows as their FP8 codes.
+    fn mlp_after(b: &VisionBlock, x: Tensor, h: Tensor) -> Result<(Tensor, Tensor)> {
+        let device = x.device().clone();
+        #[cfg(feature = "cuda")]
+        {
+            let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+            if b.mlp.takes_fp8_input(rows, &device) {
+                if let Some((x, codes)) = b.norm2.forward_after_fp8(&x, &h)? {
+                    mark(&device, "vision.residual+norm")?;
+                    let out = b.mlp.forward_fp8(&codes)?;
+                    mark(&device, "vision.mlp")?;
+                    return Ok((x, out));
+                }
+            }
+        }
+        let (x, normed) = b.norm2.forward_after(x, Some(h))?;
+        mark(&device, "vision.residual+norm")?;
+        let out = b.mlp.forward(&normed)?;
+        mark(&device, "vision.mlp")?;
+        Ok((x, out))
     }
 
     fn attention(

@@ -39,6 +39,14 @@ impl Fp8Layout {
     }
 }
 
+/// Activation rows as E4M3 codes with a scale per row, in one `u8` tensor laid out as a weight's
+/// bytes (`layout.out` rows of `layout.inp` codes, then the row scales): what the kernel that
+/// produced the activations wrote for the next FP8 GEMM, so the GEMM need not quantise them.
+pub struct Fp8Rows {
+    pub bytes: Tensor,
+    pub layout: Fp8Layout,
+}
+
 /// An FP8 weight in the scratch: a `u8` tensor of `layout.bytes()` (a view of the buffer).
 pub struct Fp8Weight {
     pub bytes: Tensor,
@@ -63,6 +71,21 @@ impl Fp8Weight {
                 x2.apply_op3_no_bwd(&self.bytes, &b, &op)
             }
             None => x2.apply_op2_no_bwd(&self.bytes, &op),
+        }
+    }
+
+    /// `rows · wᵀ + bias` for activations already quantised (`Fp8Rows`) → `[rows, out]` bf16.
+    pub fn linear_rows(&self, rows: &Fp8Rows, bias: Option<&Tensor>) -> Result<Tensor> {
+        let op = Fp8LinearRows {
+            weight: self.layout,
+            input: rows.layout,
+        };
+        match bias {
+            Some(b) => {
+                let b = b.to_dtype(DType::BF16)?.contiguous()?;
+                rows.bytes.apply_op3_no_bwd(&self.bytes, &b, &op)
+            }
+            None => rows.bytes.apply_op2_no_bwd(&self.bytes, &op),
         }
     }
 
@@ -156,6 +179,30 @@ struct Fp8Accumulate {
     layout: Fp8Layout,
 }
 
+/// Activation codes (`Fp8Rows`, laid out as `input`) times an FP8 weight's bytes (+ bias) →
+/// `[input.out, weight.out]` bf16.
+struct Fp8LinearRows {
+    weight: Fp8Layout,
+    input: Fp8Layout,
+}
+
+/// A GEMM's input rows: bf16, quantised before the GEMM, or codes and row scales already made.
+#[derive(Clone, Copy)]
+enum Fp8Input<'a> {
+    Bf16(&'a CudaStorage, &'a Layout),
+    Codes(&'a CudaStorage, &'a Layout, Fp8Layout),
+}
+
+impl Fp8Input<'_> {
+    /// (rows, inputs per row).
+    fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Fp8Input::Bf16(_, l) => l.shape().dims2(),
+            Fp8Input::Codes(_, _, layout) => Ok((layout.out, layout.inp)),
+        }
+    }
+}
+
 /// `x`'s rows as FP8 codes and per-row scales in one fresh buffer: (buffer, scale offset).
 fn quantize_rows(
     dev: &CudaDevice,
@@ -195,26 +242,29 @@ fn quantize_rows(
 fn gemm_into<O: DevicePtrMut<bf16>>(
     dev: &CudaDevice,
     layout: Fp8Layout,
-    (x, xl): (&CudaStorage, &Layout),
+    input: Fp8Input<'_>,
     (w, wl): (&CudaStorage, &Layout),
     bias: Option<(&CudaStorage, &Layout)>,
     out: &mut O,
     beta: f32,
 ) -> Result<()> {
-    let (rows, inp) = xl.shape().dims2()?;
+    let (rows, inp) = input.dims()?;
+    let codes_fit = match input {
+        Fp8Input::Bf16(..) => true,
+        Fp8Input::Codes(_, cl, rows_layout) => cl.shape().elem_count() == rows_layout.bytes(),
+    };
     if inp != layout.inp
+        || !codes_fit
         || wl.shape().elem_count() != layout.bytes()
         || out.len() != rows * layout.out
     {
         candle_core::bail!(
-            "fp8 linear: input {:?}, weight bytes {:?}, for a {:?} weight",
-            xl.dims(),
+            "fp8 linear: input of {rows} × {inp}, weight bytes {:?}, for a {:?} weight",
             wl.dims(),
             layout
         );
     }
     let stream = dev.cuda_stream();
-    let xv = view::<bf16>(x, xl)?;
     let wv = view::<u8>(w, wl)?;
     let bv = match bias {
         Some((b, bl)) if bl.shape().elem_count() == layout.out => Some(view::<bf16>(b, bl)?),
@@ -225,9 +275,21 @@ fn gemm_into<O: DevicePtrMut<bf16>>(
         ),
         None => None,
     };
-    let (q, x_scale_offset) = quantize_rows(dev, &xv, rows, inp)?;
+    // Codes made here live until the GEMM has been queued.
+    let mut quantized = None;
+    let (qp, x_scale_offset) = match input {
+        Fp8Input::Bf16(x, xl) => {
+            let (q, offset) = quantize_rows(dev, &view::<bf16>(x, xl)?, rows, inp)?;
+            let qp = q.device_ptr(&stream).0;
+            quantized = Some(q);
+            (qp, offset)
+        }
+        Fp8Input::Codes(c, cl, rows_layout) => (
+            view::<u8>(c, cl)?.device_ptr(&stream).0,
+            rows_layout.scale_offset(),
+        ),
+    };
     let (wp, _) = wv.device_ptr(&stream);
-    let (qp, _) = q.device_ptr(&stream);
     let bias_ptr = bv.as_ref().map(|b| b.device_ptr(&stream).0);
     let (op, _) = out.device_ptr_mut(&stream);
     let (w_scales, x_scales) = (
@@ -250,7 +312,8 @@ fn gemm_into<O: DevicePtrMut<bf16>>(
         };
         // SAFETY: the pointers are live device buffers on `stream` of the sizes the GEMM reads
         // (checked above: `out · inp` codes and `out` scales in the weight's bytes, `rows · inp`
-        // codes and `rows` scales in `q`, `out` bias values, `rows · out` outputs), and `out`
+        // codes and `rows` scales in the input's codes — made here, or an `Fp8Rows` of that
+        // layout —, `out` bias values, `rows · out` outputs), and `out`
         // holds initialised values wherever `beta` ≠ 0 reads them (the caller's tensor).
         match unsafe { lt_fp8::matmul(&stream, &gemm(scaled)) } {
             Ok(()) => return Ok(()),
@@ -288,6 +351,7 @@ fn gemm_into<O: DevicePtrMut<bf16>>(
     unsafe { b.launch(super::fused_kernel::elementwise_config(n as usize)) }
         .map_err(|e| candle_core::Error::Msg(format!("{e:?}")))?;
     drop(raw);
+    drop(quantized);
     Ok(())
 }
 
@@ -319,10 +383,47 @@ impl WithBias for Fp8Linear {
         let (rows, _) = xl.shape().dims2()?;
         // SAFETY: the GEMM (beta 0, so never read) writes all `rows × out` values.
         let mut y = unsafe { dev.alloc::<bf16>(rows * self.layout.out)? };
-        gemm_into(&dev, self.layout, (x, xl), (w, wl), bias, &mut y, 0.0)?;
+        gemm_into(
+            &dev,
+            self.layout,
+            Fp8Input::Bf16(x, xl),
+            (w, wl),
+            bias,
+            &mut y,
+            0.0,
+        )?;
         Ok((
             CudaStorage::wrap_cuda_slice(y, dev),
             Shape::from((rows, self.layout.out)),
+        ))
+    }
+}
+
+impl WithBias for Fp8LinearRows {
+    fn run(
+        &self,
+        codes: &CudaStorage,
+        cl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        bias: Option<(&CudaStorage, &Layout)>,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = codes.device().clone();
+        let rows = self.input.out;
+        // SAFETY: the GEMM (beta 0, so never read) writes all `rows × out` values.
+        let mut y = unsafe { dev.alloc::<bf16>(rows * self.weight.out)? };
+        gemm_into(
+            &dev,
+            self.weight,
+            Fp8Input::Codes(codes, cl, self.input),
+            (w, wl),
+            bias,
+            &mut y,
+            0.0,
+        )?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev),
+            Shape::from((rows, self.weight.out)),
         ))
     }
 }
@@ -347,9 +448,23 @@ impl Fp8Accumulate {
             );
         }
         let mut cv = view_mut::<bf16>(c, cl)?;
-        gemm_into(&dev, self.layout, (x, xl), (w, wl), None, &mut cv, 1.0)
+        gemm_into(
+            &dev,
+            self.layout,
+            Fp8Input::Bf16(x, xl),
+            (w, wl),
+            None,
+            &mut cv,
+            1.0,
+        )
     }
 }
 
 super::custom_op::cuda_op!(linear, Fp8Linear, "fp8-linear", "fp8-linear-bias");
+super::custom_op::cuda_op!(
+    linear,
+    Fp8LinearRows,
+    "fp8-linear-rows",
+    "fp8-linear-rows-bias"
+);
 super::custom_op::cuda_op!(inplace 3, Fp8Accumulate, "fp8-linear-accumulate", cuda);

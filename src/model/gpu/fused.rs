@@ -209,7 +209,7 @@ pub fn residual_add(x: &Tensor, h: &Tensor) -> Result<Tensor> {
 pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if fused_for(gate, DType::BF16) && fused_for(up, DType::BF16) && gate.shape() == up.shape() {
-        return gate.apply_op2_no_bwd(up, &cuda::SiluMul);
+        return gate.apply_op2_no_bwd(up, &cuda::SiluMul(cuda::SiluOutput::Bf16));
     }
     candle_nn::ops::silu(gate)? * up
 }
@@ -220,16 +220,46 @@ pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
     let h = gu.dim(last)? / 2;
     #[cfg(feature = "cuda")]
     if fused_for(gu, DType::BF16) {
-        return gu.apply_op1_no_bwd(&cuda::SiluMulHalves);
+        return gu.apply_op1_no_bwd(&cuda::SiluMulHalves(cuda::SiluOutput::Bf16));
     }
     silu_mul(&gu.narrow(last, 0, h)?, &gu.narrow(last, h, h)?)
+}
+
+/// `silu(gate) · up` straight to FP8 E4M3 codes with a scale per row (`fp8::Fp8Rows`), for the
+/// next layer's FP8 GEMM: the codes that GEMM would make from [`silu_mul`]'s bf16 rows, bit for
+/// bit, without writing the rows out and reading them back. `gate` and `up` of one shape, or
+/// with `up` None one stacked `[gate | up]` (as [`silu_mul_halves`]). None where the kernel does
+/// not apply: not bf16 on CUDA, rows not in whole 16-byte vectors, or wider than it keeps.
+#[cfg(feature = "cuda")]
+pub fn silu_mul_fp8(gate: &Tensor, up: Option<&Tensor>) -> Result<Option<super::fp8::Fp8Rows>> {
+    let width = gate.dims().last().copied().unwrap_or(0);
+    let h = if up.is_some() { width } else { width / 2 };
+    let aligned = |t: &Tensor| t.layout().start_offset().is_multiple_of(8);
+    let applies = fused_for(gate, DType::BF16)
+        && aligned(gate)
+        && up.is_none_or(|u| fused_for(u, DType::BF16) && aligned(u) && u.shape() == gate.shape())
+        && h > 0
+        && h.is_multiple_of(16)
+        && h <= cuda::SILU_FP8_MAX_WIDTH;
+    if !applies {
+        return Ok(None);
+    }
+    let rows = gate.elem_count() / width;
+    let bytes = match up {
+        Some(u) => gate.apply_op2_no_bwd(u, &cuda::SiluMul(cuda::SiluOutput::Fp8Rows))?,
+        None => gate.apply_op1_no_bwd(&cuda::SiluMulHalves(cuda::SiluOutput::Fp8Rows))?,
+    };
+    Ok(Some(super::fp8::Fp8Rows {
+        bytes,
+        layout: super::fp8::Fp8Layout { out: rows, inp: h },
+    }))
 }
 
 /// RMSNorm over the last dim computed in f32 (`weight` f32), output in `out_dtype`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32, out_dtype: DType) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if norm_fused_for(x, weight, out_dtype) {
-        return Ok(cuda::rms_norm(x, None, weight, eps)?.1);
+        return Ok(cuda::rms_norm(x, None, weight, eps, false)?.1);
     }
     candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, weight, eps)?.to_dtype(out_dtype)
 }
@@ -246,11 +276,38 @@ pub fn residual_rms_norm(
 ) -> Result<(Tensor, Tensor)> {
     #[cfg(feature = "cuda")]
     if norm_fused_for(x, weight, out_dtype) && fused_for(h, DType::BF16) && x.shape() == h.shape() {
-        return cuda::rms_norm(x, Some(h), weight, eps);
+        return cuda::rms_norm(x, Some(h), weight, eps, false);
     }
     let x = residual_add(x, h)?;
     let normed = rms_norm(&x, weight, eps, out_dtype)?;
     Ok((x, normed))
+}
+
+/// [`residual_rms_norm`] with the norm written straight as FP8 E4M3 codes and a scale per row
+/// (`fp8::Fp8Rows`), for FP8 GEMMs that read it: the codes they would make from the bf16 norm,
+/// bit for bit. None where the kernel does not apply (as for `residual_rms_norm`, and rows of
+/// whole 16-byte vectors of codes).
+#[cfg(feature = "cuda")]
+pub fn residual_rms_norm_fp8(
+    x: &Tensor,
+    h: &Tensor,
+    weight: &Tensor,
+    eps: f32,
+) -> Result<Option<(Tensor, super::fp8::Fp8Rows)>> {
+    let dim = weight.elem_count();
+    if !(norm_fused_for(x, weight, DType::BF16)
+        && fused_for(h, DType::BF16)
+        && x.shape() == h.shape()
+        && dim.is_multiple_of(16))
+    {
+        return Ok(None);
+    }
+    let (stream, bytes) = cuda::rms_norm(x, Some(h), weight, eps, true)?;
+    let layout = super::fp8::Fp8Layout {
+        out: x.elem_count() / dim,
+        inp: dim,
+    };
+    Ok(Some((stream, super::fp8::Fp8Rows { bytes, layout })))
 }
 
 /// Whether the norm kernel serves `x` [.., dim] f32 with `weight` [dim] f32 into bf16: rows of

@@ -49,15 +49,52 @@ extern "C" __global__ void silu_mul_rows_bf16(const unsigned short* __restrict__
     }
 }
 
+// The largest of every thread's `m` in the block (blockDim a multiple of 32, at most 1024).
+__device__ __forceinline__ float block_max(float m, float* partial) {
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (threadIdx.x == 0) partial[0] = m;
+    }
+    __syncthreads();
+    return partial[0];
+}
+// The largest magnitude among 8 bf16 in four words.
+__device__ __forceinline__ float amax8(const unsigned int w[4]) {
+    float m = 0.f;
+    for (int k = 0; k < 4; k++)
+        m = fmaxf(m, fmaxf(fabsf(bf2f(w[k] & 0xffffu)), fabsf(bf2f(w[k] >> 16))));
+    return m;
+}
+// A row's scale amax / 448 into `scales[row]` (1 for an all-zero or non-finite row); returns the
+// factor 448 / amax its values are multiplied by before rounding to E4M3.
+__device__ __forceinline__ float fp8_row_scale(float amax, float* scales, unsigned int row) {
+    const bool scaled = amax > 0.f && amax <= 3.402823466e38f;
+    if (threadIdx.x == 0) scales[row] = scaled ? __fdiv_rn(amax, 448.f) : 1.f;
+    return scaled ? __fdiv_rn(448.f, amax) : 1.f;
+}
+// 8 bf16 in four words, times `inv`, as 8 E4M3 codes.
+__device__ __forceinline__ uint2 e4m3x8(const unsigned int w[4], float inv) {
+    unsigned int q[4];
+    for (int k = 0; k < 4; k++)
+        q[k] = e4m3x2(__fmul_rn(bf2f(w[k] & 0xffffu), inv), __fmul_rn(bf2f(w[k] >> 16), inv));
+    return make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
+}
 // Rows of at most 4 · RMS_VECS · blockDim values stay in registers between the sum and the scaling.
 #define RMS_VECS 4
 // One block per row of `dim` f32 values (a multiple of 4): with `h`, the residual stream's update
 // x_out = x + f32(h) and the norm of that; without (`h` and `x_out` null), the norm of x:
 // out = bf16(v * rsqrt(mean(v^2) + eps) * w), w f32. Fusing the add saves the update's re-read
 // and a launch; the 16-byte loads cover a row in a quarter of the scalar accesses.
+// With `codes` (and `scales`) instead of `out`, the normed row goes out as FP8 E4M3 codes and
+// a scale, as `quantize_rows_fp8` would quantise the bf16 row: for an FP8 GEMM that reads it.
 extern "C" __global__ void residual_rms_norm_f32_bf16(const float* __restrict__ x,
     const unsigned short* __restrict__ h, const float* __restrict__ w, float* __restrict__ x_out,
-    unsigned short* __restrict__ out, unsigned int dim, float eps) {
+    unsigned short* __restrict__ out, unsigned char* __restrict__ codes,
+    float* __restrict__ scales, unsigned int dim, float eps) {
     __shared__ float partial[32];
     const unsigned long long base = (unsigned long long)blockIdx.x * dim;
     const float4* xr = reinterpret_cast<const float4*>(x + base);
@@ -92,15 +129,39 @@ extern "C" __global__ void residual_rms_norm_f32_bf16(const float* __restrict__ 
     __syncthreads();
     const float inv = rsqrtf(partial[0] / dim + eps);
     const float4* wr = reinterpret_cast<const float4*>(w);
-    uint2* dst = reinterpret_cast<uint2*>(out + base);
+    uint2 normed[RMS_VECS];
+    float m = 0.f;
 #pragma unroll
     for (int k = 0; k < RMS_VECS; k++) {
         const unsigned int j = threadIdx.x + k * blockDim.x;
         if (j < nv) {
             const float4 a = v[k], g = wr[j];
-            dst[j] = make_uint2(
+            normed[k] = make_uint2(
                 f2bf(a.x * inv * g.x) | ((unsigned int)f2bf(a.y * inv * g.y) << 16),
                 f2bf(a.z * inv * g.z) | ((unsigned int)f2bf(a.w * inv * g.w) << 16));
+            const unsigned int four[4] = {normed[k].x, normed[k].y, 0u, 0u};
+            m = fmaxf(m, amax8(four));
+        }
+    }
+    if (codes == 0) {
+        uint2* dst = reinterpret_cast<uint2*>(out + base);
+#pragma unroll
+        for (int k = 0; k < RMS_VECS; k++) {
+            const unsigned int j = threadIdx.x + k * blockDim.x;
+            if (j < nv) dst[j] = normed[k];
+        }
+        return;
+    }
+    // Every thread has read the sum out of `partial` before the maximum reuses it.
+    __syncthreads();
+    const float q = fp8_row_scale(block_max(m, partial), scales, blockIdx.x);
+    unsigned int* dst = reinterpret_cast<unsigned int*>(codes + base);
+#pragma unroll
+    for (int k = 0; k < RMS_VECS; k++) {
+        const unsigned int j = threadIdx.x + k * blockDim.x;
+        if (j < nv) {
+            const unsigned int four[4] = {normed[k].x, normed[k].y, 0u, 0u};
+            dst[j] = e4m3x8(four, q).x;
         }
     }
 }
@@ -135,29 +196,51 @@ extern "C" __global__ void quantize_rows_fp8(const unsigned short* __restrict__ 
     for (unsigned int i = 8 * threadIdx.x; i < cols; i += 8 * blockDim.x) {
         const uint4 v = *reinterpret_cast<const uint4*>(row + i);
         const unsigned int w[4] = {v.x, v.y, v.z, v.w};
-        for (int k = 0; k < 4; k++)
-            m = fmaxf(m, fmaxf(fabsf(bf2f(w[k] & 0xffffu)), fabsf(bf2f(w[k] >> 16))));
+        m = fmaxf(m, amax8(w));
     }
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        m = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (threadIdx.x == 0) partial[0] = m;
-    }
-    __syncthreads();
-    const float amax = partial[0];
-    const bool scaled = amax > 0.f && amax <= 3.402823466e38f;
-    const float inv = scaled ? __fdiv_rn(448.f, amax) : 1.f;
-    if (threadIdx.x == 0) scales[blockIdx.x] = scaled ? __fdiv_rn(amax, 448.f) : 1.f;
+    const float inv = fp8_row_scale(block_max(m, partial), scales, blockIdx.x);
     for (unsigned int i = 8 * threadIdx.x; i < cols; i += 8 * blockDim.x) {
         const uint4 v = *reinterpret_cast<const uint4*>(row + i);
         const unsigned int w[4] = {v.x, v.y, v.z, v.w};
-        unsigned int q[4];
-        for (int k = 0; k < 4; k++)
-            q[k] = e4m3x2(__fmul_rn(bf2f(w[k] & 0xffffu), inv), __fmul_rn(bf2f(w[k] >> 16), inv));
-        *reinterpret_cast<uint2*>(dst + i) = make_uint2(q[0] | (q[1] << 16), q[2] | (q[3] << 16));
+        *reinterpret_cast<uint2*>(dst + i) = e4m3x8(w, inv);
+    }
+}
+// Steps of 8 values a thread of `silu_mul_fp8_rows` keeps in registers: rows of up to
+// 8 · SILU_FP8_STEPS · blockDim values.
+#define SILU_FP8_STEPS 6
+// silu(g)·u of each row rounded to bf16 (as `silu_mul_rows_bf16` writes it), then quantised as
+// `quantize_rows_fp8` quantises such a row: the E4M3 codes at out[r·h..] and the row's scale,
+// for the next layer's FP8 GEMM. The bf16 row is never written nor read back. One block per
+// row; h, the strides and both starts are multiples of 8 values (16-byte loads).
+extern "C" __global__ void silu_mul_fp8_rows(const unsigned short* __restrict__ g,
+    const unsigned short* __restrict__ u, unsigned char* __restrict__ out,
+    float* __restrict__ scales, unsigned int h, unsigned int gs, unsigned int us) {
+    __shared__ float partial[32];
+    const unsigned int r = blockIdx.x;
+    const unsigned short* gr = g + (unsigned long long)r * gs;
+    const unsigned short* ur = u + (unsigned long long)r * us;
+    unsigned int vals[SILU_FP8_STEPS][4];
+    float m = 0.f;
+#pragma unroll
+    for (int s = 0; s < SILU_FP8_STEPS; s++) {
+        const unsigned int j = 8 * (threadIdx.x + s * blockDim.x);
+        if (j < h) {
+            const uint4 a = *reinterpret_cast<const uint4*>(gr + j);
+            const uint4 b = *reinterpret_cast<const uint4*>(ur + j);
+            const unsigned int av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                vals[s][k] = silu_mul1(av[k] & 0xffffu, bv[k] & 0xffffu)
+                    | ((unsigned int)silu_mul1(av[k] >> 16, bv[k] >> 16) << 16);
+            m = fmaxf(m, amax8(vals[s]));
+        }
+    }
+    const float inv = fp8_row_scale(block_max(m, partial), scales, r);
+    unsigned char* dst = out + (unsigned long long)r * h;
+#pragma unroll
+    for (int s = 0; s < SILU_FP8_STEPS; s++) {
+        const unsigned int j = 8 * (threadIdx.x + s * blockDim.x);
+        if (j < h) *reinterpret_cast<uint2*>(dst + j) = e4m3x8(vals[s], inv);
     }
 }
 // An FP8 GEMM's raw f32 sums [rows, cols] (scales not applied) to bf16: each scaled by its

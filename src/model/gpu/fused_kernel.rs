@@ -25,6 +25,8 @@ pub struct ElementwiseKernels {
     pub rope_qk_bf16: CudaFunction,
     /// bf16 rows to FP8 E4M3 codes and a scale per row (sm_89 and later).
     pub quantize_rows_fp8: CudaFunction,
+    /// SiLU·mul of each row straight to FP8 E4M3 codes and a scale per row (sm_89 and later).
+    pub silu_mul_fp8_rows: CudaFunction,
     /// An FP8 GEMM's raw f32 sums scaled to bf16, where the GEMM could not scale them.
     pub fp8_rescale_bf16: CudaFunction,
 }
@@ -72,6 +74,7 @@ impl FusedKernels {
                 residual_rms_norm_f32_bf16: nvrtc::function(&m, "residual_rms_norm_f32_bf16")?,
                 rope_qk_bf16: nvrtc::function(&m, "rope_qk_bf16")?,
                 quantize_rows_fp8: nvrtc::function(&m, "quantize_rows_fp8")?,
+                silu_mul_fp8_rows: nvrtc::function(&m, "silu_mul_fp8_rows")?,
                 fp8_rescale_bf16: nvrtc::function(&m, "fp8_rescale_bf16")?,
             },
             flash_attention: Mutex::new(HashMap::new()),

@@ -51,6 +51,7 @@ mod tests {
             "silu_mul_rows_bf16",
             "rope_qk_bf16",
             "quantize_rows_fp8",
+            "silu_mul_fp8_rows",
             "fp8_rescale_bf16",
         ] {
             assert!(declares(&src, kernel), "{kernel} missing");

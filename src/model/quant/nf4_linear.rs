@@ -200,6 +200,50 @@ impl Nf4Linear {
             && super::gemm::kernels_enabled()
     }
 
+    /// Whether [`Self::forward_fp8_rows`] takes `rows` activation rows on `device`: the layer
+    /// computes in FP8 for so many rows (more than a query's, `fp8::FEW_ROWS`), its codes on
+    /// the GPU carry their row scales and its GEMM shape suits the FP8 GEMM — so the kernel
+    /// producing its input may quantise it (`fused::silu_mul_fp8`).
+    #[cfg(feature = "cuda")]
+    pub fn takes_fp8_rows(&self, rows: usize, device: &candle_core::Device) -> bool {
+        self.fp8
+            && device.is_cuda()
+            && rows > super::fp8::FEW_ROWS
+            && super::fp8::shape_fits(self.gemm_shape)
+            && self
+                .device_weight
+                .as_deref()
+                .is_some_and(|w| w.has_fp8_scales())
+    }
+
+    /// `rows · Wᵀ + bias` for activations already quantised to FP8 (see
+    /// [`Self::takes_fp8_rows`]) → `[rows, out]` bf16.
+    #[cfg(feature = "cuda")]
+    pub fn forward_fp8_rows(&self, rows: &crate::gpu::fp8::Fp8Rows) -> Result<Tensor> {
+        anyhow::ensure!(
+            rows.layout.inp == self.gemm_shape.1,
+            "NF4 linear: FP8 rows of {} inputs for a {:?} product",
+            rows.layout.inp,
+            self.gemm_shape
+        );
+        let device = rows.bytes.device();
+        let mut lease = self.scratch.lease();
+        let w = lease.dequantize(
+            &self.weight,
+            self.device_weight.as_deref(),
+            DType::BF16,
+            device,
+            self.gemm_shape,
+            self.fp8,
+        )?;
+        let ScratchWeight::Fp8(w) = &w else {
+            anyhow::bail!(
+                "NF4 linear: FP8 rows for a layer whose weight did not dequantise to FP8"
+            );
+        };
+        Ok(w.linear_rows(rows, self.bias.as_ref())?)
+    }
+
     /// `c + x · Wᵀ` through the shared scratch, the bias left out (the caller's `c` carries it):
     /// on CUDA the GEMM adds onto `c` in place (`fused::linear_onto`).
     pub fn forward_onto(&self, x: &Tensor, c: Tensor) -> Result<Tensor> {

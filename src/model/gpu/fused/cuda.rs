@@ -85,8 +85,24 @@ impl ResidualAdd {
     }
 }
 
-/// `silu_mul_rows_bf16` into a fresh `[rows, h]`: gate row `r` at `g[r·gs..]`, up row at
-/// `u[r·us..]` (`*_start`: the views' first elements in their allocations, for alignment).
+/// What `silu_mul_rows` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiluOutput {
+    /// `[rows, h]` bf16.
+    Bf16,
+    /// The rows as FP8 E4M3 codes and row scales (`fp8::Fp8Rows`' layout), as the next FP8
+    /// GEMM reads them: `silu_mul_fp8_rows`.
+    Fp8Rows,
+}
+
+/// Threads of a `silu_mul_fp8_rows` block and the values each keeps (`SILU_FP8_STEPS` steps
+/// of 8): the widest row it takes.
+const SILU_FP8_THREADS: usize = 256;
+pub const SILU_FP8_MAX_WIDTH: usize = SILU_FP8_THREADS * 8 * 6;
+
+/// `silu_mul_rows_bf16` (or `silu_mul_fp8_rows`) into a fresh buffer: gate row `r` at
+/// `g[r·gs..]`, up row at `u[r·us..]` (`*_start`: the views' first elements in their
+/// allocations, for alignment).
 #[allow(clippy::too_many_arguments)]
 fn silu_mul_rows(
     dev: &candle_core::cuda_backend::CudaDevice,
@@ -96,6 +112,7 @@ fn silu_mul_rows(
     h: usize,
     gs: usize,
     us: usize,
+    output: SiluOutput,
 ) -> Result<CudaStorage> {
     let k = FusedKernels::for_stream(&dev.cuda_stream())
         .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
@@ -112,6 +129,9 @@ fn silu_mul_rows(
     let vec8 = [h, gs, us, g_start, u_start]
         .iter()
         .all(|v| v.is_multiple_of(8));
+    if output == SiluOutput::Fp8Rows {
+        return silu_mul_fp8(dev, &k, (g, u), rows, (h, gs, us), vec8);
+    }
     let per_thread = if vec8 { 8 } else { 1 };
     let threads = 256u32;
     let cfg = LaunchConfig {
@@ -147,12 +167,76 @@ fn silu_mul_rows(
     Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }
 
+/// `silu_mul_fp8_rows` into a fresh `Fp8Rows` buffer (the views checked by the caller).
+fn silu_mul_fp8(
+    dev: &candle_core::cuda_backend::CudaDevice,
+    k: &FusedKernels,
+    (g, u): (&CudaView<'_, bf16>, &CudaView<'_, bf16>),
+    rows: usize,
+    (h, gs, us): (usize, usize, usize),
+    vec8: bool,
+) -> Result<CudaStorage> {
+    if !vec8 || h > SILU_FP8_MAX_WIDTH {
+        candle_core::bail!(
+            "silu·mul to fp8: rows of {h} (strides {gs}/{us}) unaligned or too wide"
+        );
+    }
+    let layout = super::super::fp8::Fp8Layout { out: rows, inp: h };
+    // SAFETY: allocated on the stream the kernel below runs on, which writes every code and
+    // every row scale before the buffer is handed out.
+    let mut out = unsafe { dev.alloc::<u8>(layout.bytes())? };
+    let stream = dev.cuda_stream();
+    let base = {
+        use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+        out.device_ptr_mut(&stream).0
+    };
+    let (codes, scales) = (base, base + layout.scale_offset() as u64);
+    let (h32, gs32, us32) = (h as u32, gs as u32, us as u32);
+    let cfg = LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (SILU_FP8_THREADS as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut l = stream.launch_builder(&k.elementwise.silu_mul_fp8_rows);
+    l.arg(g)
+        .arg(u)
+        .arg(&codes)
+        .arg(&scales)
+        .arg(&h32)
+        .arg(&gs32)
+        .arg(&us32);
+    // SAFETY: `silu_mul_fp8_rows(const u16* g, const u16* u, u8* out, float* scales, u32 h,
+    // u32 gs, u32 us)` gets those types (sizes fit u32, checked by the caller). Block `r <
+    // rows` reads `g[r·gs + j]` and `u[r·us + j]` for `j < h` (within the views, checked by the
+    // caller) and writes codes `r·h + j` and scale `r` inside `out` (`layout.bytes()`: the
+    // scales start at `scale_offset`, a multiple of 256). h, the strides and the starts are
+    // multiples of 8 values from 256-byte aligned allocations (`vec8`), so the 16-byte loads
+    // and 8-byte stores are aligned; h ≤ SILU_FP8_MAX_WIDTH, the widest row its 256 threads
+    // keep.
+    unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+}
+
+/// The shape `silu_mul_rows` hands out: `dims` with the last one `h` (bf16), or the flat
+/// `Fp8Rows` bytes of `rows × h`.
+fn silu_shape(mut dims: Vec<usize>, rows: usize, h: usize, output: SiluOutput) -> Shape {
+    match output {
+        SiluOutput::Bf16 => {
+            *dims.last_mut().unwrap_or(&mut 0) = h;
+            Shape::from(dims)
+        }
+        SiluOutput::Fp8Rows => {
+            Shape::from(super::super::fp8::Fp8Layout { out: rows, inp: h }.bytes())
+        }
+    }
+}
+
 /// `silu(gate) · up` of a stacked projection's halves.
-pub struct SiluMulHalves;
+pub struct SiluMulHalves(pub SiluOutput);
 cuda_op!(1, SiluMulHalves, "fused-silu-mul-halves", cuda);
 impl SiluMulHalves {
     fn cuda(&self, gu: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        let mut dims = l.dims().to_vec();
+        let dims = l.dims().to_vec();
         let width = dims.last().copied().unwrap_or(0);
         if width == 0 || width % 2 != 0 {
             candle_core::bail!("silu·mul of halves: last dim {width} is not even");
@@ -170,14 +254,14 @@ impl SiluMulHalves {
             h,
             width,
             width,
+            self.0,
         )?;
-        *dims.last_mut().unwrap_or(&mut 0) = h;
-        Ok((out, Shape::from(dims)))
+        Ok((out, silu_shape(dims, rows, h, self.0)))
     }
 }
 
 /// `silu(gate) · up` of two projections of one shape.
-pub struct SiluMul;
+pub struct SiluMul(pub SiluOutput);
 cuda_op!(2, SiluMul, "fused-silu-mul", cuda);
 impl SiluMul {
     fn cuda(
@@ -201,8 +285,9 @@ impl SiluMul {
             h,
             h,
             h,
+            self.0,
         )?;
-        Ok((out, gl.shape().clone()))
+        Ok((out, silu_shape(gl.dims().to_vec(), rows, h, self.0)))
     }
 }
 
@@ -229,10 +314,17 @@ fn tensor_of<T: CudaDType>(
     Tensor::from_storage(storage, shape.clone(), BackpropOp::none(), false)
 }
 
-/// The stream (`x + h`, or `x` itself without `h`) and its norm. With `h` both are fresh
-/// outputs of one kernel, which candle's single-output custom ops cannot return. The caller
-/// checked dtypes, contiguity, `dim` (`norm_fused_for`) and `h`'s shape.
-pub fn rms_norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+/// The stream (`x + h`, or `x` itself without `h`) and its norm: bf16 rows of `x`'s shape, or
+/// with `fp8` the `Fp8Rows` bytes of its rows (a flat u8 tensor; `dim` a multiple of 16). With
+/// `h` both are fresh outputs of one kernel, which candle's single-output custom ops cannot
+/// return. The caller checked dtypes, contiguity, `dim` (`norm_fused_for`) and `h`'s shape.
+pub fn rms_norm(
+    x: &Tensor,
+    h: Option<&Tensor>,
+    w: &Tensor,
+    eps: f32,
+    fp8: bool,
+) -> Result<(Tensor, Tensor)> {
     let (xs, xl) = x.storage_and_layout();
     let (ws, wl) = w.storage_and_layout();
     let xs = cuda_storage(&xs, "rms norm input")?;
@@ -246,10 +338,34 @@ pub fn rms_norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<
     if dim == 0 || xl.dims().last() != Some(&dim) || !dim.is_multiple_of(4) || dim > NORM_MAX_DIM {
         candle_core::bail!("rms norm: weight of {dim} for input {:?}", xl.dims());
     }
+    if fp8 && !dim.is_multiple_of(16) {
+        candle_core::bail!("rms norm to fp8: rows of {dim} are not whole 16-byte vectors");
+    }
     let (xv, wv) = (view::<f32>(xs, xl)?, view::<f32>(ws, wl)?);
+    let rows_layout = super::super::fp8::Fp8Layout {
+        out: n / dim,
+        inp: dim,
+    };
     // SAFETY: allocated on the kernel's stream; each of the kernel's `n / dim` blocks writes
-    // the `dim` values of its row of `out` (and of `x_out` when there is one).
-    let mut out = unsafe { dev.alloc::<bf16>(n)? };
+    // the `dim` values of its row of `out` — bf16, or codes and the row's scale — (and of
+    // `x_out` when there is one).
+    let mut out = unsafe {
+        match fp8 {
+            false => NormOut::Bf16(dev.alloc::<bf16>(n)?),
+            true => NormOut::Fp8(dev.alloc::<u8>(rows_layout.bytes())?),
+        }
+    };
+    // The kernel's outputs: bf16 values, or codes and scales (the others null).
+    let (bf16_out, codes, scales) = {
+        use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+        match &mut out {
+            NormOut::Bf16(o) => (o.device_ptr_mut(&stream).0, 0u64, 0u64),
+            NormOut::Fp8(o) => {
+                let base = o.device_ptr_mut(&stream).0;
+                (0u64, base, base + rows_layout.scale_offset() as u64)
+            }
+        }
+    };
     let cfg = LaunchConfig {
         grid_dim: ((n / dim) as u32, 1, 1),
         block_dim: (NORM_THREADS, 1, 1),
@@ -265,21 +381,25 @@ pub fn rms_norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<
             // SAFETY: as `out`.
             let mut x_out = unsafe { dev.alloc::<f32>(n)? };
             let mut l = stream.launch_builder(&k.elementwise.residual_rms_norm_f32_bf16);
-            l.arg(&xv).arg(&hv).arg(&wv).arg(&mut x_out).arg(&mut out);
+            l.arg(&xv).arg(&hv).arg(&wv).arg(&mut x_out);
+            l.arg(&bf16_out).arg(&codes).arg(&scales);
             l.arg(&dim32).arg(&eps);
             // SAFETY: `residual_rms_norm_f32_bf16(const float* x, const bf16* h, const
-            // float* w, float* x_out, bf16* out, u32 dim, float eps)` gets those types.
-            // `x`, `h`, `x_out` and `out` hold `n` values, `w` `dim`; `dim` (checked: > 0,
-            // a multiple of 4, at most NORM_MAX_DIM = 4 vectors of 4 per each of the 256
-            // threads) divides `n`, so block `r < n / dim` touches row `r` only. `x` starts
-            // at a multiple of 4 floats (`norm_fused_for`) and the outputs are fresh, so
-            // every 16- and 8-byte access is aligned; 256 threads fit `partial[32]`.
+            // float* w, float* x_out, bf16* out, u8* codes, float* scales, u32 dim, float
+            // eps)` gets those types. `x`, `h` and `x_out` hold `n` values, `w` `dim`; `out`
+            // (bf16) `n` values, or (fp8) `n` codes and from `scale_offset` `n / dim` scales,
+            // the unused pointers null. `dim` (checked: > 0, a multiple of 4 — of 16 for fp8 —,
+            // at most NORM_MAX_DIM = 4 vectors of 4 per each of the 256 threads) divides `n`,
+            // so block `r < n / dim` touches row `r` only. `x` starts at a multiple of 4
+            // floats (`norm_fused_for`) and the outputs are fresh, so every 16-, 8- and 4-byte
+            // access is aligned; 256 threads fit `partial[32]`.
             unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
             Some(x_out)
         }
         None => {
             let mut l = stream.launch_builder(&k.elementwise.residual_rms_norm_f32_bf16);
-            l.arg(&xv).arg(&null).arg(&wv).arg(&null).arg(&mut out);
+            l.arg(&xv).arg(&null).arg(&wv).arg(&null);
+            l.arg(&bf16_out).arg(&codes).arg(&scales);
             l.arg(&dim32).arg(&eps);
             // SAFETY: as above, with `h` and `x_out` null pointers, which the kernel reads
             // as "no residual" and never dereferences.
@@ -292,7 +412,17 @@ pub fn rms_norm(x: &Tensor, h: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<
         Some(s) => tensor_of(s, &dev, &shape),
         None => x.clone(),
     };
-    Ok((stream_out, tensor_of(out, &dev, &shape)))
+    let out = match out {
+        NormOut::Bf16(o) => tensor_of(o, &dev, &shape),
+        NormOut::Fp8(o) => tensor_of(o, &dev, &Shape::from(rows_layout.bytes())),
+    };
+    Ok((stream_out, out))
+}
+
+/// What the norm kernel writes.
+enum NormOut {
+    Bf16(candle_core::cuda_backend::cudarc::driver::CudaSlice<bf16>),
+    Fp8(candle_core::cuda_backend::cudarc::driver::CudaSlice<u8>),
 }
 
 /// Rotates the q and k heads of `qkv` in place (the tiled attention's input).
