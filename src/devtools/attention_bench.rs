@@ -16,7 +16,7 @@ const PAGE_PATCHES: usize = 64 * 46;
 const PAGE_TOKENS: usize = 756;
 
 struct Shape {
-    name: &'static str,
+    name: String,
     rows: usize,
     attention: TiledAttentionShape,
     tiles: TileTable,
@@ -46,7 +46,7 @@ fn shapes(vision_rows: usize, lm_rows: usize) -> Vec<Shape> {
         tiles.push_segment(w * WINDOW_TILE, (w + 1) * WINDOW_TILE, w * WINDOW_TILE);
     }
     out.push(Shape {
-        name: "vision windows",
+        name: "vision windows".into(),
         rows: windows * WINDOW_TILE,
         attention: vision,
         tiles,
@@ -55,41 +55,38 @@ fn shapes(vision_rows: usize, lm_rows: usize) -> Vec<Shape> {
     });
     for tile in [WINDOW_TILE, SEGMENT_TILE] {
         let images = (vision_rows / PAGE_PATCHES).max(1);
-        let mut tiles = TileTable::new(tile);
-        for i in 0..images {
-            tiles.push_segment(i * PAGE_PATCHES, (i + 1) * PAGE_PATCHES, i * PAGE_PATCHES);
-        }
-        out.push(Shape {
-            name: if tile == WINDOW_TILE {
-                "vision full, 64-slot tiles"
-            } else {
-                "vision full, 128-slot tiles"
-            },
-            rows: images * PAGE_PATCHES,
-            attention: vision,
-            tiles,
-            gather: None,
-            pairs: (images * PAGE_PATCHES * PAGE_PATCHES) as f64,
-        });
+        out.push(segments("vision full", PAGE_PATCHES, images, vision, tile));
         let seqs = (lm_rows / PAGE_TOKENS).max(1);
-        let mut tiles = TileTable::new(tile);
-        for s in 0..seqs {
-            tiles.push_segment(s * PAGE_TOKENS, (s + 1) * PAGE_TOKENS, s * PAGE_TOKENS);
-        }
-        out.push(Shape {
-            name: if tile == WINDOW_TILE {
-                "lm causal, 64-slot tiles"
-            } else {
-                "lm causal, 128-slot tiles"
-            },
-            rows: seqs * PAGE_TOKENS,
-            attention: lm,
-            tiles,
-            gather: None,
-            pairs: (seqs * PAGE_TOKENS * (PAGE_TOKENS + 1) / 2) as f64,
-        });
+        out.push(segments("lm causal", PAGE_TOKENS, seqs, lm, tile));
     }
     out
+}
+
+/// `count` segments of `len` slots, each attending within itself, in tiles of `tile` slots.
+fn segments(
+    name: &str,
+    len: usize,
+    count: usize,
+    attention: TiledAttentionShape,
+    tile: usize,
+) -> Shape {
+    let mut tiles = TileTable::new(tile);
+    for i in 0..count {
+        tiles.push_segment(i * len, (i + 1) * len, i * len);
+    }
+    // A causal row sees the keys up to itself.
+    let pairs_each = match attention.causal {
+        true => len * (len + 1) / 2,
+        false => len * len,
+    };
+    Shape {
+        name: format!("{name}, {tile}-slot tiles"),
+        rows: count * len,
+        attention,
+        tiles,
+        gather: None,
+        pairs: (count * pairs_each) as f64,
+    }
 }
 
 /// Prints the table; `reps` timed calls per shape after one untimed.
@@ -101,15 +98,7 @@ pub fn run(device: &Device, reps: usize, vision_rows: usize, lm_rows: usize) -> 
         let a = s.attention;
         let row_len = (a.heads + 2 * a.kv_heads) * a.head_dim;
         let qkv = Tensor::randn(0f32, 1.0, (s.rows, row_len), device)?.to_dtype(DType::BF16)?;
-        let half = a.head_dim / 2;
-        // The identity rotation: cos 1, sin 0.
-        let cos_sin = Tensor::cat(
-            &[
-                Tensor::ones((s.rows, half), DType::F32, device)?,
-                Tensor::zeros((s.rows, half), DType::F32, device)?,
-            ],
-            1,
-        )?;
+        let cos_sin = super::gpu_attention_check::identity_rope(s.rows, a.head_dim, device)?;
         let tiles = s.tiles.to_device(device)?;
         let gather = match &s.gather {
             Some(g) => Some(Tensor::from_vec(g.clone(), g.len(), device)?),

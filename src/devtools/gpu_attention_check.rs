@@ -146,6 +146,19 @@ fn reference(c: &Case, qkv: &[f32]) -> Vec<f32> {
     out
 }
 
+/// The RoPE table of the identity rotation (cos 1, sin 0) for `rows` rows: the attention kernel's
+/// input then stays as it is.
+pub fn identity_rope(rows: usize, head_dim: usize, device: &Device) -> Result<Tensor> {
+    let half = head_dim / 2;
+    Ok(Tensor::cat(
+        &[
+            Tensor::ones((rows, half), DType::F32, device)?,
+            Tensor::zeros((rows, half), DType::F32, device)?,
+        ],
+        1,
+    )?)
+}
+
 pub fn run(device: &Device) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     for c in cases() {
@@ -155,14 +168,7 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
         let qkv = (Tensor::randn(0f32, 1.0, (c.n_rows, row_len), &Device::Cpu)? * 1.5)?
             .to_dtype(DType::BF16)?;
         let host: Vec<f32> = qkv.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let half = s.head_dim / 2;
-        let cos_sin = Tensor::cat(
-            &[
-                Tensor::ones((c.n_rows, half), DType::F32, device)?,
-                Tensor::zeros((c.n_rows, half), DType::F32, device)?,
-            ],
-            1,
-        )?;
+        let cos_sin = identity_rope(c.n_rows, s.head_dim, device)?;
         let tiles = c.tiles.to_device(device)?;
         let gather = match &c.gather {
             Some(g) => Some(Tensor::from_vec(g.clone(), g.len(), device)?),

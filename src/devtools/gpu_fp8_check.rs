@@ -20,6 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use pagesight_engine::{DeviceChoice, Quant};
 use pagesight_model::colqwen::ColQwen;
 use pagesight_model::gpu::fp8;
+use pagesight_model::quant::nf4_linear::Nf4Linear;
 use pagesight_model::quant::{QLinear, QuantContext};
 use pagesight_model::settings::Compute;
 use pagesight_model::ModelSettings;
@@ -108,12 +109,12 @@ fn layer_output(
     } else {
         candle_core::Module::forward(&l, &x)?
     };
-    Ok(y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    flat(&y)
 }
 
-pub fn run(device: &Device) -> Result<Vec<Check>> {
-    let mut checks = Vec::new();
-    let cases = [
+/// Layers of the real model's shapes.
+fn layer_cases() -> [LayerCase; 5] {
+    [
         LayerCase {
             name: "lm_o_proj_bias",
             parts: vec![(2048, 2048)],
@@ -154,7 +155,20 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
             onto: true,
             rows: 128,
         },
-    ];
+    ]
+}
+
+/// The layer case called `name`.
+fn layer_case(name: &str) -> Result<LayerCase> {
+    layer_cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| anyhow::anyhow!("no layer case {name}"))
+}
+
+pub fn run(device: &Device) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let cases = layer_cases();
     // The scales in cuBLASLt's epilogue, then by our kernel after the GEMM (the way taken where
     // the library has no scaled kernel for the card).
     for in_gemm in [true, false] {
@@ -230,29 +244,37 @@ fn layer_check(case: &LayerCase, device: &Device) -> Result<Check> {
     })
 }
 
+/// `case`'s layer in FP8 on `device`, checked to be one NF4 layer that takes FP8 input rows.
+fn fp8_rows_layer(case: &LayerCase, device: &Device) -> Result<Nf4Linear> {
+    match layer(case, device, Compute::Fp8)? {
+        QLinear::Nf4(l) if l.takes_fp8_rows(case.rows, device) => Ok(l),
+        _ => anyhow::bail!("{}: not an NF4 layer that takes FP8 rows", case.name),
+    }
+}
+
+/// A tensor's values as f32.
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// The largest |a − b| over two outputs of one length.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> Result<f32> {
+    anyhow::ensure!(a.len() == b.len(), "{} outputs for {}", a.len(), b.len());
+    Ok(a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max))
+}
+
 /// SiLU·mul straight to FP8 codes, from two projections and from one stacked output, fed to
 /// the vision MLP's padded down projection: its output must equal, bit for bit, what the layer
 /// gives for the bf16 rows of `fused::silu_mul` (which it quantises itself).
 fn silu_codes_check(device: &Device) -> Result<Check> {
     use anyhow::Context;
     use pagesight_model::gpu::fused;
-    let case = LayerCase {
-        name: "vision_down_padded_in",
-        parts: vec![(1280, 3420)],
-        padded: Some((1280, 3456)),
-        bias: true,
-        onto: false,
-        rows: 200,
-    };
-    let layer = layer(&case, device, Compute::Fp8)?;
-    let QLinear::Nf4(down) = &layer else {
-        anyhow::bail!("the padded down projection is not one NF4 layer");
-    };
+    let case = layer_case("vision_down_padded_in")?;
+    let down = fp8_rows_layer(&case, device)?;
     let (rows, (real, h)) = (case.rows, (3420, 3456));
-    anyhow::ensure!(
-        down.takes_fp8_rows(rows, device),
-        "the down projection does not take FP8 rows"
-    );
     // Gate and up rows with zeros in the padded columns, as the padded projections give them.
     let projection = |seed| -> Result<Tensor> {
         let mut v = values(rows * h, seed, 4.0);
@@ -265,11 +287,8 @@ fn silu_codes_check(device: &Device) -> Result<Check> {
     };
     let (gate, up) = (projection(11)?, projection(12)?);
     let stacked = Tensor::cat(&[&gate, &up], 1)?;
-    let flat = |t: Tensor| -> Result<Vec<f32>> {
-        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-    };
-    let want = flat(candle_core::Module::forward(
-        &layer,
+    let want = flat(&candle_core::Module::forward(
+        &down,
         &fused::silu_mul(&gate, &up)?,
     )?)?;
     let separate = fused::silu_mul_fp8(&gate, Some(&up))?.context("the kernel did not apply")?;
@@ -277,16 +296,7 @@ fn silu_codes_check(device: &Device) -> Result<Check> {
     let same_codes = separate.bytes.to_vec1::<u8>()? == halves.bytes.to_vec1::<u8>()?;
     let mut worst = 0f32;
     for codes in [&separate, &halves] {
-        let got = flat(down.forward_fp8_rows(codes)?)?;
-        anyhow::ensure!(
-            got.len() == want.len(),
-            "{} outputs for {}",
-            got.len(),
-            want.len()
-        );
-        for (g, w) in got.iter().zip(&want) {
-            worst = worst.max((g - w).abs());
-        }
+        worst = worst.max(max_abs_diff(&flat(&down.forward_fp8_rows(codes)?)?, &want)?);
     }
     Ok(Check {
         name: String::new(),
@@ -303,47 +313,19 @@ fn silu_codes_check(device: &Device) -> Result<Check> {
 fn norm_codes_check(device: &Device) -> Result<Check> {
     use anyhow::Context;
     use pagesight_model::gpu::fused;
-    let case = LayerCase {
-        name: "vision_up_padded_out",
-        parts: vec![(3420, 1280)],
-        padded: Some((3456, 1280)),
-        bias: true,
-        onto: false,
-        rows: 200,
-    };
-    let layer = layer(&case, device, Compute::Fp8)?;
-    let QLinear::Nf4(up) = &layer else {
-        anyhow::bail!("the padded up projection is not one NF4 layer");
-    };
+    let case = layer_case("vision_up_padded_out")?;
+    let up = fp8_rows_layer(&case, device)?;
     let (rows, dim) = (case.rows, 1280);
-    anyhow::ensure!(
-        up.takes_fp8_rows(rows, device),
-        "the up projection does not take FP8 rows"
-    );
     let x = Tensor::from_vec(values(rows * dim, 21, 3.0), (rows, dim), device)?;
     let h = Tensor::from_vec(values(rows * dim, 22, 2.0), (rows, dim), device)?
         .to_dtype(DType::BF16)?;
     let w = Tensor::from_vec(values(dim, 23, 1.5), dim, device)?;
     let eps = 1e-6;
-    let flat = |t: &Tensor| -> Result<Vec<f32>> {
-        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-    };
     let (stream_bf16, normed) = fused::residual_rms_norm(&x, &h, &w, eps, DType::BF16)?;
     let (stream_fp8, codes) =
         fused::residual_rms_norm_fp8(&x, &h, &w, eps)?.context("the kernel did not apply")?;
-    let want = flat(&candle_core::Module::forward(&layer, &normed)?)?;
-    let got = flat(&up.forward_fp8_rows(&codes)?)?;
-    anyhow::ensure!(
-        got.len() == want.len(),
-        "{} outputs for {}",
-        got.len(),
-        want.len()
-    );
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
+    let want = flat(&candle_core::Module::forward(&up, &normed)?)?;
+    let worst = max_abs_diff(&flat(&up.forward_fp8_rows(&codes)?)?, &want)?;
     let same_stream = flat(&stream_bf16)? == flat(&stream_fp8)?;
     Ok(Check {
         name: String::new(),

@@ -379,23 +379,7 @@ impl WithBias for Fp8Linear {
         wl: &Layout,
         bias: Option<(&CudaStorage, &Layout)>,
     ) -> Result<(CudaStorage, Shape)> {
-        let dev = x.device().clone();
-        let (rows, _) = xl.shape().dims2()?;
-        // SAFETY: the GEMM (beta 0, so never read) writes all `rows × out` values.
-        let mut y = unsafe { dev.alloc::<bf16>(rows * self.layout.out)? };
-        gemm_into(
-            &dev,
-            self.layout,
-            Fp8Input::Bf16(x, xl),
-            (w, wl),
-            bias,
-            &mut y,
-            0.0,
-        )?;
-        Ok((
-            CudaStorage::wrap_cuda_slice(y, dev),
-            Shape::from((rows, self.layout.out)),
-        ))
+        fresh_output(self.layout, Fp8Input::Bf16(x, xl), (w, wl), bias)
     }
 }
 
@@ -408,24 +392,31 @@ impl WithBias for Fp8LinearRows {
         wl: &Layout,
         bias: Option<(&CudaStorage, &Layout)>,
     ) -> Result<(CudaStorage, Shape)> {
-        let dev = codes.device().clone();
-        let rows = self.input.out;
-        // SAFETY: the GEMM (beta 0, so never read) writes all `rows × out` values.
-        let mut y = unsafe { dev.alloc::<bf16>(rows * self.weight.out)? };
-        gemm_into(
-            &dev,
+        fresh_output(
             self.weight,
             Fp8Input::Codes(codes, cl, self.input),
             (w, wl),
             bias,
-            &mut y,
-            0.0,
-        )?;
-        Ok((
-            CudaStorage::wrap_cuda_slice(y, dev),
-            Shape::from((rows, self.weight.out)),
-        ))
+        )
     }
+}
+
+/// The FP8 GEMM of `input` into a fresh `[rows, out]` bf16 tensor (+ bias).
+fn fresh_output(
+    layout: Fp8Layout,
+    input: Fp8Input<'_>,
+    weight: (&CudaStorage, &Layout),
+    bias: Option<(&CudaStorage, &Layout)>,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = weight.0.device().clone();
+    let (rows, _) = input.dims()?;
+    // SAFETY: the GEMM (beta 0, so never read) writes all `rows × out` values.
+    let mut y = unsafe { dev.alloc::<bf16>(rows * layout.out)? };
+    gemm_into(&dev, layout, input, weight, bias, &mut y, 0.0)?;
+    Ok((
+        CudaStorage::wrap_cuda_slice(y, dev),
+        Shape::from((rows, layout.out)),
+    ))
 }
 
 impl Fp8Accumulate {
