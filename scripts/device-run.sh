@@ -84,6 +84,8 @@ EMBED_COMPUTE=${EMBED_COMPUTE:-dtype}   # dtype,fp8: the NF4 layers' arithmetic
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
 INGEST_BATCH=${INGEST_BATCH:-4}   # 4,8: one bench ingest run per batch size
+INGEST_FP8_CODES=${INGEST_FP8_CODES:-0}   # 0,1: without and with --fp8-codes
+EMBED_FP8_CODES=${EMBED_FP8_CODES:-0}     # 0,1: without and with --fp8-codes
 CLI_INGEST_COMPUTE=${CLI_INGEST_COMPUTE:-default}
 SEARCH_BINS=${SEARCH_BINS:-pagesight}
 EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
@@ -105,11 +107,16 @@ while [ $# -gt 0 ]; do
       # INGEST_BATCH (e.g. "4,8"): one run per batch size.
       for dev in ${INGEST_DEVICES:-cuda:0}; do
       for bs in ${INGEST_BATCH//,/ }; do
-        note "-- $bin: bench ingest --device $dev --batch-size $bs"
+      # INGEST_FP8_CODES=0,1: without and with --fp8-codes (the producers write FP8 codes).
+      for codes in ${INGEST_FP8_CODES//,/ }; do
+        flag=(); [ "$codes" = 1 ] && flag=(--fp8-codes)
+        note "-- $bin: bench ingest --device $dev --batch-size $bs ${flag[*]}"
         "$run_dir/$bin" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
-          --quant "${INGEST_QUANT:-nf4,none}" --compute "${INGEST_COMPUTE:-dtype}" --batch-size "$bs" --pages "$pages" --json "$OUT/ingest-$bin-${dev//[:,]/_}-b$bs.json" 2>&1 | tee -a "$OUT/ingest.log" \
+          --quant "${INGEST_QUANT:-nf4,none}" --compute "${INGEST_COMPUTE:-dtype}" --batch-size "$bs" --pages "$pages" "${flag[@]}" \
+          --json "$OUT/ingest-$bin-${dev//[:,]/_}-b$bs-c$codes.json" 2>&1 | tee -a "$OUT/ingest.log" \
           | grep -E "^\| nf4|^\| none|replica" >> "$summary"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      done
       done
       done
       done
@@ -153,16 +160,19 @@ while [ $# -gt 0 ]; do
           for lora in ${EMBED_LORA//,/ }; do
           for batch in ${EMBED_BATCH//,/ }; do
           for compute in ${EMBED_COMPUTE//,/ }; do
+          for codes in ${EMBED_FP8_CODES//,/ }; do
           for p in "" --profile; do
             [ -n "$p" ] && [ "${EMBED_PROFILE:-1}" = 0 ] && continue
             kernels=""; [ "$f" = 0 ] && kernels="--no-fused-kernels"; [ "$lt" = 0 ] && kernels="$kernels --no-cublaslt"
             [ "$lora" = merged ] && kernels="$kernels --merge-lora"
             [ "$rows" = 0 ] && kernels="$kernels --no-nf4-rows"
+            [ "$codes" = 1 ] && kernels="$kernels --fp8-codes"
             # fp8 applies to NF4 only.
             [ "$compute" = fp8 ] && [ "$q" != nf4 ] && continue
             note "-- $bin: bench embed --quant $q --compute $compute --quant-scope $scope --batch $batch $p $kernels"
             "$run_dir/$bin" bench embed --model random:3b --device cuda --quant "$q" --compute "$compute" --quant-scope "$scope" --batch "$batch" --pages 3 $p $kernels 2>&1 | tee -a "$OUT/embed.log" | grep -vE "^(vision tower|loaded|note:|peak)" >> "$summary"
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+          done
           done
           done
           done

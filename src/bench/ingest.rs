@@ -51,6 +51,8 @@ pub struct IngestBenchArgs {
     pub dpi: f32,
     #[command(flatten)]
     pub worker_memory: crate::cli::args::WorkerMemoryArgs,
+    #[command(flatten)]
+    pub gpu_kernels: crate::cli::args::GpuKernelArgs,
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -66,6 +68,7 @@ fn settings(
     s.model.dtype = a.dtype;
     s.model.quant = quant;
     s.model.compute = compute;
+    s.model.gpu_kernels = a.gpu_kernels.setting();
     s.live.batch_size = a.batch_size.max(1);
     s.live.transfer = transfer;
     s.loader.dpi = a.dpi;

@@ -109,6 +109,10 @@ pub struct GpuKernelArgs {
     /// Dequantise NF4 weights before a query's few rows instead of multiplying from the codes.
     #[arg(long)]
     pub no_nf4_rows: bool,
+    /// With `--compute fp8`: the vision tower's norm and SiLU·mul write their rows as the next
+    /// FP8 GEMM's codes (not yet proven on a card, so off by default).
+    #[arg(long)]
+    pub fp8_codes: bool,
 }
 
 impl GpuKernelArgs {
@@ -117,6 +121,7 @@ impl GpuKernelArgs {
             fused: !self.no_fused_kernels,
             cublaslt: !self.no_cublaslt,
             nf4_rows: !self.no_nf4_rows,
+            fp8_codes: self.fp8_codes,
         }
     }
 }

@@ -169,6 +169,9 @@ fn layer_case(name: &str) -> Result<LayerCase> {
 pub fn run(device: &Device) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     let cases = layer_cases();
+    // The producers' codes are checked whatever the process's setting (off by default).
+    let codes_were = pagesight_model::gpu::fused::fp8_codes_enabled();
+    pagesight_model::gpu::fused::set_fp8_codes(true);
     // The scales in cuBLASLt's epilogue, then by our kernel after the GEMM (the way taken where
     // the library has no scaled kernel for the card).
     for in_gemm in [true, false] {
@@ -197,6 +200,7 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
         ));
     }
     fp8::set_scaling_in_gemm(true);
+    pagesight_model::gpu::fused::set_fp8_codes(codes_were);
     checks.push(or_failed(
         "fp8_fixture_pages".into(),
         fixture(Path::new("tests/fixtures/colqwen_tiny")),

@@ -134,5 +134,6 @@ fn fused_kernels(on: bool) -> GpuKernels {
         fused: on,
         cublaslt: on,
         nf4_rows: on,
+        fp8_codes: on,
     }
 }

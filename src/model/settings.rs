@@ -284,8 +284,8 @@ pub struct ModelSettings {
 }
 
 /// Our own kernels on a CUDA device with bf16 activations, each replacing a chain of candle ops;
-/// off, candle's ops run instead — to compare speed or results with candle's own. Both on by
-/// default. They apply to the whole process: the model loaded last sets them.
+/// off, candle's ops run instead — to compare speed or results with candle's own. On by default
+/// but `fp8_codes`. They apply to the whole process: the model loaded last sets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuKernels {
     /// Fused elementwise steps and tiled flash attention (`gpu::fused`).
@@ -295,6 +295,12 @@ pub struct GpuKernels {
     /// A few rows (a query) times an NF4 weight straight from its codes on tensor cores,
     /// instead of dequantising the weight first.
     pub nf4_rows: bool,
+    /// Under `Compute::Fp8`, the kernels that make an FP8 GEMM's input (the vision tower's
+    /// RMSNorm before its MLP, its SiLU·mul) write it as that GEMM's codes instead of bf16 rows
+    /// the GEMM quantises. Off until the GPU selftest has proven it on a card; absent from
+    /// settings saved before it, off.
+    #[serde(default)]
+    pub fp8_codes: bool,
 }
 
 impl Default for GpuKernels {
@@ -303,6 +309,7 @@ impl Default for GpuKernels {
             fused: true,
             cublaslt: true,
             nf4_rows: true,
+            fp8_codes: false,
         }
     }
 }
@@ -397,6 +404,26 @@ impl Default for ModelSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_kernels_saved_before_fp8_codes_read_with_it_off() {
+        let old = r#"{"fused": true, "cublaslt": false, "nf4_rows": true}"#;
+        let k: GpuKernels = serde_json::from_str(old).unwrap();
+        assert!(k.fused && !k.cublaslt && k.nf4_rows && !k.fp8_codes);
+        assert!(
+            !GpuKernels::default().fp8_codes,
+            "off until proven on a card"
+        );
+        let round: GpuKernels = serde_json::from_str(
+            &serde_json::to_string(&GpuKernels {
+                fp8_codes: true,
+                ..k
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(round.fp8_codes);
+    }
     #[test]
     fn parse_and_display_roundtrip() {
         assert_eq!(

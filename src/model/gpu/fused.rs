@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CUBLASLT: AtomicBool = AtomicBool::new(true);
 static NF4_ROWS: AtomicBool = AtomicBool::new(true);
+static FP8_CODES: AtomicBool = AtomicBool::new(false);
 
 /// Whether the fused kernels serve CUDA tensors.
 pub fn enabled() -> bool {
@@ -42,6 +43,17 @@ pub fn nf4_rows_enabled() -> bool {
 /// Turns the NF4 few-rows kernel on or off for the whole process.
 pub fn set_nf4_rows(on: bool) {
     NF4_ROWS.store(on, Ordering::Relaxed);
+}
+
+/// Whether kernels that make an FP8 GEMM's input write it as that GEMM's codes
+/// ([`silu_mul_fp8`], [`residual_rms_norm_fp8`]); off: they write bf16 and the GEMM quantises.
+pub fn fp8_codes_enabled() -> bool {
+    FP8_CODES.load(Ordering::Relaxed)
+}
+
+/// Turns the producers' FP8 codes on or off for the whole process.
+pub fn set_fp8_codes(on: bool) {
+    FP8_CODES.store(on, Ordering::Relaxed);
 }
 
 /// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in
@@ -229,13 +241,15 @@ pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
 /// next layer's FP8 GEMM: the codes that GEMM would make from [`silu_mul`]'s bf16 rows, bit for
 /// bit, without writing the rows out and reading them back. `gate` and `up` of one shape, or
 /// with `up` None one stacked `[gate | up]` (as [`silu_mul_halves`]). None where the kernel does
-/// not apply: not bf16 on CUDA, rows not in whole 16-byte vectors, or wider than it keeps.
+/// not apply: switched off ([`fp8_codes_enabled`]), not bf16 on CUDA, rows not in whole 16-byte
+/// vectors, or wider than it keeps.
 #[cfg(feature = "cuda")]
 pub fn silu_mul_fp8(gate: &Tensor, up: Option<&Tensor>) -> Result<Option<super::fp8::Fp8Rows>> {
     let width = gate.dims().last().copied().unwrap_or(0);
     let h = if up.is_some() { width } else { width / 2 };
     let aligned = |t: &Tensor| t.layout().start_offset().is_multiple_of(8);
-    let applies = fused_for(gate, DType::BF16)
+    let applies = fp8_codes_enabled()
+        && fused_for(gate, DType::BF16)
         && aligned(gate)
         && up.is_none_or(|u| fused_for(u, DType::BF16) && aligned(u) && u.shape() == gate.shape())
         && h > 0
@@ -285,8 +299,8 @@ pub fn residual_rms_norm(
 
 /// [`residual_rms_norm`] with the norm written straight as FP8 E4M3 codes and a scale per row
 /// (`fp8::Fp8Rows`), for FP8 GEMMs that read it: the codes they would make from the bf16 norm,
-/// bit for bit. None where the kernel does not apply (as for `residual_rms_norm`, and rows of
-/// whole 16-byte vectors of codes).
+/// bit for bit. None where the kernel does not apply (switched off, as for `residual_rms_norm`,
+/// or rows not in whole 16-byte vectors of codes).
 #[cfg(feature = "cuda")]
 pub fn residual_rms_norm_fp8(
     x: &Tensor,
@@ -295,7 +309,8 @@ pub fn residual_rms_norm_fp8(
     eps: f32,
 ) -> Result<Option<(Tensor, super::fp8::Fp8Rows)>> {
     let dim = weight.elem_count();
-    if !(norm_fused_for(x, weight, DType::BF16)
+    if !(fp8_codes_enabled()
+        && norm_fused_for(x, weight, DType::BF16)
         && fused_for(h, DType::BF16)
         && x.shape() == h.shape()
         && dim.is_multiple_of(16))

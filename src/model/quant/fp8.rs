@@ -57,16 +57,13 @@ pub fn shape_fits((out, inp): (usize, usize)) -> bool {
 
 /// Whether the NF4 layer called `name` (its checkpoint key without `.weight`) computes in FP8
 /// under `Compute::Fp8`: the gated MLPs' projections (gate, up, down), where most of the GEMM
-/// time is, and the attention's output projection (the language model's `o_proj`, the vision
-/// tower's `attn.proj`), whose input is the softmax's result. The projections into q, k and v
-/// keep the dtype's arithmetic: rounding q and k to three mantissa bits moves every score the
-/// softmax exponentiates, and those layers carry most of what FP8 on every layer moved the page
-/// vectors (`docs/benchmarks.md`, "FP8 compute").
+/// time is. The attention's projections keep the dtype's arithmetic: rounding q and k to three
+/// mantissa bits moves every score the softmax exponentiates, and those layers carry most of
+/// what FP8 on every layer moved the page vectors (`docs/benchmarks.md`, "FP8 compute"); the
+/// output projections are too small for FP8 to pay for quantising their input (`bench gemm`).
 pub fn layer_takes_fp8(name: &str) -> bool {
-    let mut parts = name.rsplit('.');
-    let last = parts.next().unwrap_or(name);
-    matches!(last, "gate_proj" | "up_proj" | "down_proj" | "o_proj")
-        || (last == "proj" && parts.next() == Some("attn"))
+    let last = name.rsplit('.').next().unwrap_or(name);
+    matches!(last, "gate_proj" | "up_proj" | "down_proj")
 }
 
 /// The largest finite E4M3 magnitude.
