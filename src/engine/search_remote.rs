@@ -13,7 +13,9 @@ use super::event::{Event, SearchHit, SearchTimings};
 use super::search::SearchState;
 use anyhow::{bail, Context, Result};
 use pagesight_qdrant::point::point_id;
-use pagesight_qdrant::{CollectionAddress, RemoteCollection, RemoteHit, RetryPolicy, Server};
+use pagesight_qdrant::{
+    CollectionAddress, RemoteCollection, RemoteHit, RemoteScoring, RetryPolicy, Server,
+};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -24,6 +26,11 @@ const INTERACTIVE_RETRIES: RetryPolicy = RetryPolicy {
     first_backoff: std::time::Duration::from_millis(200),
     max_backoff: std::time::Duration::from_millis(800),
 };
+
+/// Candidates a binary-rescored search on the server takes when the request names none: the
+/// local binary prefilter's least (`Scorer::binary_for_pages`), without asking the server how
+/// many points it holds.
+const DEFAULT_REMOTE_CANDIDATES: usize = pagesight_index::search::MIN_BINARY_CANDIDATES;
 
 /// The collection the search thread keeps connected, and how it was reached.
 pub struct OpenRemote {
@@ -92,7 +99,19 @@ pub fn search(
         })?;
         query_tokens = q.len() / prov.dim.max(1);
         let remote = &state.remote.as_ref().expect("connected above").collection;
-        let hits = match remote.search(&q, query_tokens, depth) {
+        // The scorer the user chose for the local index chooses the server's: exact, or its
+        // binary-quantised vectors with the best candidates rescored exactly.
+        let scoring = remote.scoring_for(match req.visual_scorer {
+            super::command::VisualScorer::Exact => RemoteScoring::Exact,
+            super::command::VisualScorer::Binary { candidates } => RemoteScoring::BinaryRescored {
+                candidates: if candidates == 0 {
+                    DEFAULT_REMOTE_CANDIDATES
+                } else {
+                    candidates
+                },
+            },
+        });
+        let hits = match remote.search_scored(&q, query_tokens, depth, scoring) {
             Ok(h) => h,
             Err(e) => {
                 // A server that failed may come back elsewhere: connect again next time.
@@ -101,7 +120,11 @@ pub fn search(
             }
         };
         timings.score_ms = took();
-        scorer = format!("Qdrant exact MaxSim at {}", address.backend_string());
+        scorer = format!(
+            "Qdrant {} at {}",
+            scoring.describe(),
+            address.backend_string()
+        );
         for h in hits {
             visual.push((h.point_id, h.score));
             candidates.insert(h.point_id, from_remote(h));

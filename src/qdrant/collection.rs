@@ -9,8 +9,9 @@ use super::server::{CallError, Server};
 use pagesight_index::Provenance;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::{
-    CreateCollectionBuilder, Datatype, Distance, HnswConfigDiffBuilder, MultiVectorComparator,
-    MultiVectorConfigBuilder, ScrollPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    BinaryQuantizationBuilder, CreateCollectionBuilder, Datatype, Distance, HnswConfigDiffBuilder,
+    MultiVectorComparator, MultiVectorConfigBuilder, ScrollPointsBuilder, VectorParamsBuilder,
+    VectorsConfigBuilder,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -19,6 +20,18 @@ pub const PROVENANCE_KEY: &str = "pagesight_provenance";
 
 /// The provenance recorded in `collection`'s metadata.
 pub fn provenance(server: &Server, collection: &str) -> Result<Provenance> {
+    Ok(settings(server, collection)?.provenance)
+}
+
+/// What a collection says of itself: the provenance of its vectors, and whether they have
+/// binary-quantised copies (collections exported before those were configured have none).
+pub struct CollectionSettings {
+    pub provenance: Provenance,
+    pub binary_vectors: bool,
+}
+
+/// The collection's [`CollectionSettings`].
+pub fn settings(server: &Server, collection: &str) -> Result<CollectionSettings> {
     let name = collection.to_string();
     let info = server
         .call_classified(|c| {
@@ -46,8 +59,36 @@ pub fn provenance(server: &Server, collection: &str) -> Result<Provenance> {
         .get(PROVENANCE_KEY)
         .cloned()
         .ok_or_else(|| not_ours("its metadata has no provenance"))?;
-    serde_json::from_value(value.into_json())
-        .map_err(|e| not_ours(&format!("its provenance does not read: {e}")))
+    let provenance = serde_json::from_value(value.into_json())
+        .map_err(|e| not_ours(&format!("its provenance does not read: {e}")))?;
+    Ok(CollectionSettings {
+        provenance,
+        binary_vectors: binary_vectors(&config),
+    })
+}
+
+/// Whether the page vectors have binary-quantised copies: set on the named vector (as the
+/// export makes it) or for the whole collection.
+fn binary_vectors(config: &qdrant_client::qdrant::CollectionConfig) -> bool {
+    use qdrant_client::qdrant::quantization_config::Quantization;
+    use qdrant_client::qdrant::vectors_config::Config;
+    let is_binary = |q: Option<&qdrant_client::qdrant::QuantizationConfig>| {
+        matches!(
+            q.and_then(|q| q.quantization.as_ref()),
+            Some(Quantization::Binary(_))
+        )
+    };
+    let named = config
+        .params
+        .as_ref()
+        .and_then(|p| p.vectors_config.as_ref())
+        .and_then(|v| v.config.as_ref())
+        .and_then(|c| match c {
+            Config::ParamsMap(m) => m.map.get(VECTOR_NAME),
+            Config::Params(_) => None,
+        });
+    is_binary(named.and_then(|p| p.quantization_config.as_ref()))
+        || is_binary(config.quantization_config.as_ref())
 }
 
 /// Makes sure `collection` exists for vectors of `ours`: creates it if missing, else checks
@@ -87,7 +128,11 @@ fn create(server: &Server, collection: &str, ours: &Provenance) -> Result<()> {
                 .datatype(Datatype::Float16)
                 .multivector_config(MultiVectorConfigBuilder::new(MultiVectorComparator::MaxSim))
                 // m = 0: no graph. Every search is an exact scan, as the local exact scorer.
-                .hnsw_config(HnswConfigDiffBuilder::default().m(0)),
+                .hnsw_config(HnswConfigDiffBuilder::default().m(0))
+                // One bit per dimension beside the f16 vectors, held in RAM: the first stage of
+                // a binary-rescored search (`RemoteScoring::BinaryRescored`), as the local
+                // binary prefilter's sign codes.
+                .quantization_config(BinaryQuantizationBuilder::new(true)),
         );
         let request = CreateCollectionBuilder::new(name.clone())
             .vectors_config(vectors)

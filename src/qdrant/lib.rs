@@ -18,5 +18,5 @@ pub mod server;
 pub use address::CollectionAddress;
 pub use error::RemoteError;
 pub use export::{export, ExportOptions, ExportProgress, ExportReport};
-pub use search::{RemoteCollection, RemoteHit};
+pub use search::{RemoteCollection, RemoteHit, RemoteScoring};
 pub use server::{RetryPolicy, Server};

@@ -9,7 +9,7 @@ use pagesight::index::synthetic::Corpus;
 use pagesight::index::{Index, IndexReader, Query, Scorer, SearchMode};
 use pagesight::qdrant::point::point_id;
 use pagesight::qdrant::{
-    export, ExportOptions, ExportReport, RemoteCollection, RemoteError, Server,
+    export, ExportOptions, ExportReport, RemoteCollection, RemoteError, RemoteScoring, Server,
 };
 use server::{quick_retries, TestServer};
 use std::collections::HashMap;
@@ -124,6 +124,61 @@ fn an_exported_index_searches_as_the_local_exact_one_and_a_second_export_sends_n
     assert!(!again.created);
     assert_eq!((again.sent, again.already_there, again.removed), (0, 60, 0));
     assert_eq!(again.batches, 0);
+}
+
+/// The server's own two stages (its binary-quantised vectors, the best candidates rescored by
+/// exact MaxSim): with candidates for every point, the top 10 and their scores are the exact
+/// search's; with fewer, the rescored scores are still exact ones, in order.
+#[test]
+fn a_binary_rescored_search_on_the_server_rescores_exactly() {
+    let server = TestServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("ix");
+    let corpus = fixture(&index, &(1..=12).collect::<Vec<_>>());
+    export_all(&server.connect(), &index, "binary");
+    let remote = RemoteCollection::open(server.connect(), "binary").unwrap();
+    assert!(
+        remote.binary_vectors,
+        "the export configures binary vectors"
+    );
+    for (target, nq) in [(102u64, 6usize), (811, 16)] {
+        let q = corpus.query(target, nq, target);
+        let exact = remote.search(&q, nq, 10).unwrap();
+        let all = remote
+            .search_scored(&q, nq, 10, RemoteScoring::BinaryRescored { candidates: 60 })
+            .unwrap();
+        let ids = |hits: &[pagesight::qdrant::RemoteHit]| -> Vec<u64> {
+            hits.iter().map(|h| h.point_id).collect()
+        };
+        assert_eq!(
+            ids(&all),
+            ids(&exact),
+            "every point rescored: the exact top 10"
+        );
+        for (a, e) in all.iter().zip(&exact) {
+            assert!((a.score - e.score).abs() <= 1e-4 * e.score.abs().max(1.0));
+        }
+        let local: HashMap<u64, f32> = local_scores(&index, &q, nq).into_iter().collect();
+        let few = remote
+            .search_scored(&q, nq, 5, RemoteScoring::BinaryRescored { candidates: 15 })
+            .unwrap();
+        assert_eq!(few.len(), 5);
+        for pair in few.windows(2) {
+            assert!(pair[0].score >= pair[1].score, "rescored in order");
+        }
+        for h in &few {
+            let exact_score = local[&h.point_id];
+            assert!(
+                (h.score - exact_score).abs() <= 2e-3 * exact_score.abs() + 1e-3 * nq as f32,
+                "a rescored score {} is the page's exact {exact_score}",
+                h.score
+            );
+        }
+    }
+    assert_eq!(
+        RemoteScoring::BinaryRescored { candidates: 15 }.describe(),
+        "binary MaxSim, best 15 rescored exactly"
+    );
 }
 
 #[test]
