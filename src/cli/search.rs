@@ -51,7 +51,8 @@ pub struct SearchArgs {
     #[arg(long, default_value = "auto")]
     pub device: pagesight_model::device_set::DeviceSet,
     /// Visual MaxSim: exact over every page, or binary (sign-bit prefilter, the best candidates
-    /// rescored exactly; binary:N for N candidates).
+    /// rescored exactly; binary:N for N candidates). With a Qdrant backend, binary scans the
+    /// collection's binary-quantised copies on the server and rescores there.
     #[arg(long, default_value = "exact")]
     pub scorer: pagesight_engine::VisualScorer,
     /// Also write every query's results to FILE: Markdown (.md) or CSV (.csv), by its extension.
