@@ -35,7 +35,7 @@ pub fn set_cublaslt(on: bool) {
     CUBLASLT.store(on, Ordering::Relaxed);
 }
 
-/// Whether a few rows times an NF4 weight run from the codes (`nf4_kernel::Nf4RowsOp`).
+/// Whether a few rows times an NF4 weight run from the codes (`nf4_rows::Nf4RowsOp`).
 pub fn nf4_rows_enabled() -> bool {
     NF4_ROWS.load(Ordering::Relaxed)
 }

@@ -24,6 +24,8 @@ pub mod lt_gemm;
 #[cfg(feature = "cuda")]
 pub mod nf4_kernel;
 #[cfg(feature = "cuda")]
+pub mod nf4_rows;
+#[cfg(feature = "cuda")]
 pub mod pinned;
 #[cfg(feature = "cuda")]
 pub mod vram;

@@ -104,13 +104,14 @@ impl Nf4Linear {
     }
 
     /// On CUDA, a few bf16 rows (a query's tokens) times the weight straight from its codes on
-    /// tensor cores (`gpu::nf4_kernel::Nf4RowsOp`), instead of dequantising the whole weight
+    /// tensor cores (`gpu::nf4_rows::Nf4RowsOp`), instead of dequantising the whole weight
     /// into the scratch and reading it back: `x2 · Wᵀ + bias`, or `onto + x2 · Wᵀ` (the bias
     /// then already in `onto`). None where it does not apply (the CPU, f32, an unpadded shape
     /// the kernel does not take, more rows, the kernel switched off: `GpuKernels::nf4_rows`).
     #[cfg(feature = "cuda")]
     fn forward_rows(&self, x2: &Tensor, onto: Option<&Tensor>) -> Result<Option<Tensor>> {
-        use crate::gpu::nf4_kernel::{Nf4Kernels, Nf4RowsOp};
+        use crate::gpu::nf4_kernel::Nf4Kernels;
+        use crate::gpu::nf4_rows::Nf4RowsOp;
         let rows = x2.dim(0)?;
         let applies = x2.device().is_cuda()
             && x2.dtype() == DType::BF16

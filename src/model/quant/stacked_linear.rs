@@ -183,7 +183,8 @@ impl StackedLinear {
         x2: &Tensor,
         onto: Option<&Tensor>,
     ) -> Result<Option<Tensor>> {
-        use crate::gpu::nf4_kernel::{Nf4Kernels, Nf4RowsOp};
+        use crate::gpu::nf4_kernel::Nf4Kernels;
+        use crate::gpu::nf4_rows::Nf4RowsOp;
         use candle_core::DType;
         let rows = x2.dim(0)?;
         let (out, _) = self.shape();
