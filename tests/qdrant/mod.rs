@@ -338,7 +338,9 @@ fn the_cli_exports_incrementally_and_names_a_dead_server() {
 #[test]
 fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
     use pagesight::engine::SearchMode as Mode;
-    use pagesight::engine::{DeviceChoice, EngineHandle, Event, SearchBackend, SearchRequest};
+    use pagesight::engine::{
+        DeviceChoice, EngineHandle, Event, SearchBackend, SearchRequest, VisualScorer,
+    };
     let server = TestServer::start();
     let corpus = crate::engine::sample_corpus();
     let index = tempfile::tempdir().unwrap();
@@ -358,7 +360,7 @@ fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
         .unwrap(),
         api_key: None,
     };
-    let ask = |id, mode, backend: &SearchBackend, index: &Path| {
+    let ask_scored = |id, mode, backend: &SearchBackend, index: &Path, visual_scorer| {
         crate::engine::try_search(
             &engine,
             SearchRequest {
@@ -371,10 +373,13 @@ fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
                 with_heatmaps: false,
                 device: DeviceChoice::Cpu,
                 devices: None,
-                visual_scorer: Default::default(),
+                visual_scorer,
                 backend: backend.clone(),
             },
         )
+    };
+    let ask = |id, mode, backend: &SearchBackend, index: &Path| {
+        ask_scored(id, mode, backend, index, VisualScorer::Exact)
     };
     let pages = |e: Event| match e {
         Event::SearchResults { hits, scorer, .. } => (
@@ -401,6 +406,23 @@ fn the_engine_ranks_through_a_collection_as_through_the_local_index() {
             );
         }
     }
+    // The binary scorer asks the server for its two stages; a collection this small is
+    // rescored whole, so the answer is the exact one.
+    let (binary, scorer) = pages(
+        ask_scored(
+            5,
+            Mode::Visual,
+            &qdrant,
+            Path::new(""),
+            VisualScorer::Binary { candidates: 0 },
+        )
+        .unwrap(),
+    );
+    assert!(
+        scorer.contains("Qdrant binary MaxSim, best 400 rescored exactly"),
+        "{scorer}"
+    );
+    assert_eq!(binary, remote);
     let (hybrid, scorer) = pages(ask(3, Mode::Hybrid, &qdrant, index.path()).unwrap());
     assert!(!hybrid.is_empty() && scorer.contains("BM25"), "{scorer}");
     let err = ask(4, Mode::Text, &qdrant, Path::new("")).unwrap_err();
