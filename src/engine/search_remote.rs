@@ -12,6 +12,7 @@ use super::command::{SearchMode, SearchRequest};
 use super::event::{Event, SearchHit, SearchTimings};
 use super::search::SearchState;
 use anyhow::{bail, Context, Result};
+use pagesight_index::search::binary_candidates;
 use pagesight_qdrant::point::point_id;
 use pagesight_qdrant::{
     CollectionAddress, RemoteCollection, RemoteHit, RemoteScoring, RetryPolicy, Server,
@@ -26,11 +27,6 @@ const INTERACTIVE_RETRIES: RetryPolicy = RetryPolicy {
     first_backoff: std::time::Duration::from_millis(200),
     max_backoff: std::time::Duration::from_millis(800),
 };
-
-/// Candidates a binary-rescored search on the server takes when the request names none: the
-/// local binary prefilter's least (`Scorer::binary_for_pages`), without asking the server how
-/// many points it holds.
-const DEFAULT_REMOTE_CANDIDATES: usize = pagesight_index::search::MIN_BINARY_CANDIDATES;
 
 /// The collection the search thread keeps connected, and how it was reached.
 pub struct OpenRemote {
@@ -104,10 +100,10 @@ pub fn search(
         let scoring = remote.scoring_for(match req.visual_scorer {
             super::command::VisualScorer::Exact => RemoteScoring::Exact,
             super::command::VisualScorer::Binary { candidates } => RemoteScoring::BinaryRescored {
-                candidates: if candidates == 0 {
-                    DEFAULT_REMOTE_CANDIDATES
-                } else {
-                    candidates
+                // None named: as many as the local prefilter takes for the collection's pages.
+                candidates: match candidates {
+                    0 => binary_candidates(remote.points as usize),
+                    n => n,
                 },
             },
         });

@@ -33,15 +33,17 @@ pub enum Scorer {
     Binary { candidates: usize },
 }
 
-/// The fewest candidates the binary prefilter rescores exactly.
-pub const MIN_BINARY_CANDIDATES: usize = 400;
+/// Candidates the binary prefilter rescores exactly for a corpus of `pages`: 400, or 1 % of the
+/// pages when that is more: a fixed count loses recall as the corpus grows (`docs/benchmarks.md`).
+pub fn binary_candidates(pages: usize) -> usize {
+    (pages / 100).max(400)
+}
 
 impl Scorer {
-    /// The binary prefilter for a corpus of `pages`: 400 candidates, or 1 % of the pages when
-    /// that is more: a fixed count loses recall as the corpus grows (`docs/benchmarks.md`).
+    /// The binary prefilter for a corpus of `pages` ([`binary_candidates`]).
     pub fn binary_for_pages(pages: usize) -> Self {
         Scorer::Binary {
-            candidates: (pages / 100).max(MIN_BINARY_CANDIDATES),
+            candidates: binary_candidates(pages),
         }
     }
 }

@@ -28,6 +28,8 @@ pub fn provenance(server: &Server, collection: &str) -> Result<Provenance> {
 pub struct CollectionSettings {
     pub provenance: Provenance,
     pub binary_vectors: bool,
+    /// Points (pages) it held when asked.
+    pub points: u64,
 }
 
 /// The collection's [`CollectionSettings`].
@@ -50,9 +52,12 @@ pub fn settings(server: &Server, collection: &str) -> Result<CollectionSettings>
         collection: collection.into(),
         why: why.into(),
     };
-    let config = info
+    let result = info
         .result
-        .and_then(|r| r.config)
+        .ok_or_else(|| not_ours("the server sent no settings for it"))?;
+    let points = result.points_count.unwrap_or(0);
+    let config = result
+        .config
         .ok_or_else(|| not_ours("the server sent no settings for it"))?;
     let value = config
         .metadata
@@ -64,6 +69,7 @@ pub fn settings(server: &Server, collection: &str) -> Result<CollectionSettings>
     Ok(CollectionSettings {
         provenance,
         binary_vectors: binary_vectors(&config),
+        points,
     })
 }
 

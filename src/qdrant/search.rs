@@ -76,6 +76,8 @@ pub struct RemoteCollection {
     pub provenance: Provenance,
     /// Whether the collection holds binary-quantised copies of its vectors.
     pub binary_vectors: bool,
+    /// Points (pages) it held when opened.
+    pub points: u64,
 }
 
 impl RemoteCollection {
@@ -86,6 +88,7 @@ impl RemoteCollection {
             collection: collection.into(),
             provenance: settings.provenance,
             binary_vectors: settings.binary_vectors,
+            points: settings.points,
         })
     }
 

@@ -141,6 +141,10 @@ fn a_binary_rescored_search_on_the_server_rescores_exactly() {
         remote.binary_vectors,
         "the export configures binary vectors"
     );
+    assert_eq!(
+        remote.points, 60,
+        "the collection says how many pages it holds"
+    );
     for (target, nq) in [(102u64, 6usize), (811, 16)] {
         let q = corpus.query(target, nq, target);
         let exact = remote.search(&q, nq, 10).unwrap();
