@@ -410,6 +410,10 @@ pub fn run(args: EmbedBenchArgs) -> Result<()> {
     let batch = args.batch.max(1);
     let (pixels, grids) =
         pagesight_model::synthetic::synthetic_pages(batch, args.grid_h, args.grid_w)?;
+    // On the model's device before the clock starts, as the ingest pipeline hands a forward its
+    // pixels: a page's time is the forward's, and the upload (which the pipeline overlaps and
+    // `bench ingest` times) does not show as the patch embedding's.
+    let pixels = pixels.to_device(model.device())?;
     let weights_vram = vram_pool(&model)?;
     if model.device().is_cuda() {
         // First use compiles kernels and makes cuBLAS handles: not part of a page's time.
