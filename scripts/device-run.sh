@@ -291,9 +291,10 @@ while [ $# -gt 0 ]; do
     journey)
       # The app's path (bench journey) with `pagesight ingest`'s defaults and --model random:3b,
       # twice on one machine: first with cold caches (quantised weights, kernels), then warm;
-      # JOURNEY_BIN=pagesight-prev runs the earlier build.
+      # JOURNEY_BIN=pagesight-prev runs the earlier build; JOURNEY_PASSES=warm runs one pass only
+      # (after a step that warmed the caches, e.g. `ingest`).
       dir=$1; shift
-      for pass in cold warm; do
+      for pass in ${JOURNEY_PASSES:-cold warm}; do
         note "-- bench journey $dir --model random:3b ($pass caches)"
         rm -rf "/tmp/pagesight-journey-index-$pass"
         "$run_dir/${JOURNEY_BIN:-pagesight}" bench journey "$dir" --index "/tmp/pagesight-journey-index-$pass" --model random:3b --queries "${JOURNEY_QUERIES:-20}" \
