@@ -53,6 +53,20 @@ pub enum VisualScorer {
     },
 }
 
+impl VisualScorer {
+    /// The scorer for a corpus of `pages`: a binary one with no count named takes the index's
+    /// default for so many pages (`Scorer::binary_for_pages`).
+    pub fn for_pages(self, pages: usize) -> pagesight_index::Scorer {
+        match self {
+            VisualScorer::Exact => pagesight_index::Scorer::Exact,
+            VisualScorer::Binary { candidates: 0 } => {
+                pagesight_index::Scorer::binary_for_pages(pages)
+            }
+            VisualScorer::Binary { candidates } => pagesight_index::Scorer::Binary { candidates },
+        }
+    }
+}
+
 impl std::str::FromStr for VisualScorer {
     type Err = anyhow::Error;
     /// `exact`, `binary` (the index's default candidate count) or `binary:N`.

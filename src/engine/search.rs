@@ -7,7 +7,7 @@
 //! why. A request naming several devices (`devices`: `cuda:all`, `cuda:0,1`, `cpu,cpu`) shards
 //! the tiles over them (`tile_shards`). Each answer names the scorer that ran.
 
-use super::command::{SearchBackend, SearchMode, SearchRequest, VisualScorer};
+use super::command::{SearchBackend, SearchMode, SearchRequest};
 use super::event::{Event, Heatmap, IndexStats, SearchHit, SearchTimings};
 use super::model_shelf::ModelShelf;
 use super::open_indexes::OpenIndexes;
@@ -165,13 +165,7 @@ pub fn search(req: &SearchRequest, state: &mut SearchState) -> Result<Event> {
         },
         top_k: req.top_k,
         visual_weight: req.hybrid_visual_weight,
-        scorer: match req.visual_scorer {
-            VisualScorer::Exact => pagesight_index::Scorer::Exact,
-            VisualScorer::Binary { candidates: 0 } => {
-                pagesight_index::Scorer::binary_for_pages(searcher.num_pages())
-            }
-            VisualScorer::Binary { candidates } => pagesight_index::Scorer::Binary { candidates },
-        },
+        scorer: req.visual_scorer.for_pages(searcher.num_pages()),
     };
     let (scorer, scorer_label, scorer_note) = if req.mode == SearchMode::Text {
         let (s, l, n) =

@@ -12,7 +12,7 @@ use super::command::{SearchMode, SearchRequest};
 use super::event::{Event, SearchHit, SearchTimings};
 use super::search::SearchState;
 use anyhow::{bail, Context, Result};
-use pagesight_index::search::binary_candidates;
+use pagesight_index::Scorer;
 use pagesight_qdrant::point::point_id;
 use pagesight_qdrant::{
     CollectionAddress, RemoteCollection, RemoteHit, RemoteScoring, RetryPolicy, Server,
@@ -97,16 +97,12 @@ pub fn search(
         let remote = &state.remote.as_ref().expect("connected above").collection;
         // The scorer the user chose for the local index chooses the server's: exact, or its
         // binary-quantised vectors with the best candidates rescored exactly.
-        let scoring = remote.scoring_for(match req.visual_scorer {
-            super::command::VisualScorer::Exact => RemoteScoring::Exact,
-            super::command::VisualScorer::Binary { candidates } => RemoteScoring::BinaryRescored {
-                // None named: as many as the local prefilter takes for the collection's pages.
-                candidates: match candidates {
-                    0 => binary_candidates(remote.points as usize),
-                    n => n,
-                },
-            },
-        });
+        // None named, as many candidates as the local prefilter takes for the collection's pages.
+        let scoring =
+            remote.scoring_for(match req.visual_scorer.for_pages(remote.points as usize) {
+                Scorer::Exact => RemoteScoring::Exact,
+                Scorer::Binary { candidates } => RemoteScoring::BinaryRescored { candidates },
+            });
         let hits = match remote.search_scored(&q, query_tokens, depth, scoring) {
             Ok(h) => h,
             Err(e) => {

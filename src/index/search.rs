@@ -33,17 +33,12 @@ pub enum Scorer {
     Binary { candidates: usize },
 }
 
-/// Candidates the binary prefilter rescores exactly for a corpus of `pages`: 400, or 1 % of the
-/// pages when that is more: a fixed count loses recall as the corpus grows (`docs/benchmarks.md`).
-pub fn binary_candidates(pages: usize) -> usize {
-    (pages / 100).max(400)
-}
-
 impl Scorer {
-    /// The binary prefilter for a corpus of `pages` ([`binary_candidates`]).
+    /// The binary prefilter for a corpus of `pages`: 400 candidates, or 1 % of the pages when
+    /// that is more: a fixed count loses recall as the corpus grows (`docs/benchmarks.md`).
     pub fn binary_for_pages(pages: usize) -> Self {
         Scorer::Binary {
-            candidates: binary_candidates(pages),
+            candidates: (pages / 100).max(400),
         }
     }
 }
