@@ -2,6 +2,8 @@
 
 use super::weights::Weights;
 use crate::gpu::fused;
+#[cfg(feature = "cuda")]
+use crate::quant::nf4_linear::Nf4Linear;
 use crate::quant::QLinear;
 use candle_core::{DType, Module, Result, Tensor, D};
 
@@ -123,30 +125,34 @@ impl GatedMlp {
 
 #[cfg(feature = "cuda")]
 impl GatedMlp {
-    /// Whether [`Self::forward_fp8`] takes `rows` input rows as FP8 codes on `device`: the gate
-    /// and up projections are two NF4 layers computing in FP8 from their own input (no adapter
-    /// beside them: the vision tower's), so the norm before them may write its rows as codes.
-    pub fn takes_fp8_input(&self, rows: usize, device: &candle_core::Device) -> bool {
+    /// The gate and up projections when they are two NF4 layers of their own (no adapter beside
+    /// them: the vision tower's), which may take their input as FP8 codes.
+    fn nf4_projections(&self) -> Option<(&Nf4Linear, &Nf4Linear)> {
         match &self.projections {
             GateUp::Separate {
                 gate: QLinear::Nf4(gate),
                 up: QLinear::Nf4(up),
-            } => gate.takes_fp8_rows(rows, device) && up.takes_fp8_rows(rows, device),
-            _ => false,
+            } => Some((gate, up)),
+            _ => None,
         }
+    }
+
+    /// Whether [`Self::forward_fp8`] takes `rows` input rows as FP8 codes on `device`: the gate
+    /// and up projections are NF4 layers computing in FP8 from their own input, so the norm
+    /// before them may write its rows as codes.
+    pub fn takes_fp8_input(&self, rows: usize, device: &candle_core::Device) -> bool {
+        self.nf4_projections().is_some_and(|(gate, up)| {
+            gate.takes_fp8_rows(rows, device) && up.takes_fp8_rows(rows, device)
+        })
     }
 
     /// The MLP of input rows already as FP8 codes (see [`Self::takes_fp8_input`]) →
     /// `[rows, dim]`.
     pub fn forward_fp8(&self, x: &crate::gpu::fp8::Fp8Rows) -> Result<Tensor> {
-        let GateUp::Separate {
-            gate: QLinear::Nf4(gate),
-            up: QLinear::Nf4(up),
-        } = &self.projections
-        else {
+        let Some((gate, up)) = self.nf4_projections() else {
             candle_core::bail!("MLP: FP8 input rows for projections that do not take them");
         };
-        let product = |l: &crate::quant::nf4_linear::Nf4Linear| {
+        let product = |l: &Nf4Linear| {
             l.forward_fp8_rows(x)
                 .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
         };

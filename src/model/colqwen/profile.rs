@@ -15,6 +15,7 @@ use std::time::Instant;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// A point in a forward's time: the host clock, or an event in the device's stream.
+#[derive(Clone)]
 enum Stamp {
     Host(Instant),
     #[cfg(feature = "cuda")]
@@ -34,14 +35,6 @@ impl Stamp {
         }
         let _ = device;
         Ok(Stamp::Host(Instant::now()))
-    }
-
-    fn clone_ref(&self) -> Stamp {
-        match self {
-            Stamp::Host(t) => Stamp::Host(*t),
-            #[cfg(feature = "cuda")]
-            Stamp::Gpu(e) => Stamp::Gpu(e.clone()),
-        }
     }
 
     /// Seconds from `self` to `end` (waits for both events on a GPU).
@@ -104,7 +97,7 @@ pub fn mark(device: &Device, label: &'static str) -> Result<()> {
     TABLE.with(|t| {
         let mut t = t.borrow_mut();
         if let Some(last) = t.last.take() {
-            t.pending.push((label, last, now.clone_ref()));
+            t.pending.push((label, last, now.clone()));
         }
         t.last = Some(now);
         if t.pending.len() >= PENDING_MAX {

@@ -275,16 +275,15 @@ fn gemm_into<O: DevicePtrMut<bf16>>(
         ),
         None => None,
     };
-    // Codes made here live until the GEMM has been queued.
-    let mut quantized = None;
-    let (qp, x_scale_offset) = match input {
+    // Codes made here (`quantized`) live until the GEMM has been queued.
+    let (quantized, qp, x_scale_offset) = match input {
         Fp8Input::Bf16(x, xl) => {
             let (q, offset) = quantize_rows(dev, &view::<bf16>(x, xl)?, rows, inp)?;
             let qp = q.device_ptr(&stream).0;
-            quantized = Some(q);
-            (qp, offset)
+            (Some(q), qp, offset)
         }
         Fp8Input::Codes(c, cl, rows_layout) => (
+            None,
             view::<u8>(c, cl)?.device_ptr(&stream).0,
             rows_layout.scale_offset(),
         ),

@@ -160,24 +160,27 @@ impl Nf4Linear {
         if let Some(y) = self.forward_rows(&x2, None)? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
-        let y = self.with_scratch_weight(&x2, |w| w.linear(&x2, self.bias.as_ref()))?;
+        let y = self.with_scratch_weight(x2.dtype(), x2.device(), |w| {
+            w.linear(&x2, self.bias.as_ref())
+        })?;
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 
-    /// `product` of the weight dequantised into the shared scratch (for `x`'s dtype, on its
-    /// device, in the GEMM shape; FP8 under `Compute::Fp8`), the scratch held only while it
+    /// `product` of the weight dequantised into the shared scratch (for activations of `dtype`
+    /// on `device`, in the GEMM shape; FP8 under `Compute::Fp8`), the scratch held only while it
     /// runs.
     fn with_scratch_weight(
         &self,
-        x: &Tensor,
+        dtype: DType,
+        device: &candle_core::Device,
         product: impl FnOnce(&ScratchWeight) -> candle_core::Result<Tensor>,
     ) -> Result<Tensor> {
         let mut lease = self.scratch.lease();
         let w = lease.dequantize(
             &self.weight,
             self.device_weight.as_deref(),
-            x.dtype(),
-            x.device(),
+            dtype,
+            device,
             self.gemm_shape,
             self.fp8,
         )?;
@@ -207,14 +210,13 @@ impl Nf4Linear {
     /// producing its input may quantise it (`fused::silu_mul_fp8`).
     #[cfg(feature = "cuda")]
     pub fn takes_fp8_rows(&self, rows: usize, device: &candle_core::Device) -> bool {
+        // The scratch's own test of whether this layer's weight dequantises to FP8.
         self.fp8
-            && device.is_cuda()
             && rows > super::fp8::FEW_ROWS
-            && super::fp8::shape_fits(self.gemm_shape)
-            && self
-                .device_weight
-                .as_deref()
-                .is_some_and(|w| w.has_fp8_scales())
+            && self.device_weight.as_deref().is_some_and(|w| {
+                self.scratch
+                    .takes_fp8(DType::BF16, device, self.gemm_shape, std::iter::once(w))
+            })
     }
 
     /// `rows · Wᵀ + bias` for activations already quantised to FP8 (see
@@ -227,22 +229,12 @@ impl Nf4Linear {
             rows.layout.inp,
             self.gemm_shape
         );
-        let device = rows.bytes.device();
-        let mut lease = self.scratch.lease();
-        let w = lease.dequantize(
-            &self.weight,
-            self.device_weight.as_deref(),
-            DType::BF16,
-            device,
-            self.gemm_shape,
-            self.fp8,
-        )?;
-        let ScratchWeight::Fp8(w) = &w else {
-            anyhow::bail!(
+        self.with_scratch_weight(DType::BF16, rows.bytes.device(), |w| match w {
+            ScratchWeight::Fp8(w) => w.linear_rows(rows, self.bias.as_ref()),
+            _ => candle_core::bail!(
                 "NF4 linear: FP8 rows for a layer whose weight did not dequantise to FP8"
-            );
-        };
-        Ok(w.linear_rows(rows, self.bias.as_ref())?)
+            ),
+        })
     }
 
     /// `c + x · Wᵀ` through the shared scratch, the bias left out (the caller's `c` carries it):
@@ -254,7 +246,7 @@ impl Nf4Linear {
         if let Some(y) = self.forward_rows(&x2, Some(&c))? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
-        let y = self.with_scratch_weight(&x2, |w| w.linear_onto(c, &x2))?;
+        let y = self.with_scratch_weight(x2.dtype(), x2.device(), |w| w.linear_onto(c, &x2))?;
         Ok(reshape_rows(y, lead, self.gemm_shape.0)?)
     }
 

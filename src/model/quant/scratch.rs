@@ -102,6 +102,24 @@ impl Nf4Scratch {
         self.compute
     }
 
+    /// Whether a `gemm_shape` product of these device weights runs in FP8: the scratch's
+    /// compute says so, the activations are bf16 on a GPU, every weight carries its row scales,
+    /// and the shape fits (`fp8::shape_fits`). Otherwise the dtype's GEMM serves.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn takes_fp8<'w>(
+        &self,
+        dtype: DType,
+        device: &Device,
+        (out, inp): (usize, usize),
+        mut weights: impl Iterator<Item = &'w DeviceNf4>,
+    ) -> bool {
+        self.compute == Compute::Fp8
+            && dtype == DType::BF16
+            && device.is_cuda()
+            && super::fp8::shape_fits((out, inp))
+            && weights.all(|w| w.has_fp8_scales())
+    }
+
     /// Makes room for a layer of `numel` weights (called when a layer is quantised, so the buffer
     /// is sized for the largest one before the first forward).
     pub fn reserve(&self, numel: usize) {
@@ -176,7 +194,10 @@ impl ScratchLease<'_> {
             "NF4 scratch: stacked weights must share their input width (and be whole 64-blocks)"
         );
         let out: usize = parts.iter().map(|(w, _)| w.shape.0).sum();
-        if self.takes_fp8(dtype, device, (out, inp), parts.iter().map(|(_, d)| *d)) {
+        if self
+            .scratch
+            .takes_fp8(dtype, device, (out, inp), parts.iter().map(|(_, d)| *d))
+        {
             return self.dequantize_fp8(parts, (out, inp));
         }
         let numel = out * inp;
@@ -194,24 +215,6 @@ impl ScratchLease<'_> {
         Ok(ScratchWeight::Dense(
             buffer.narrow(0, 0, numel)?.reshape((out, inp))?,
         ))
-    }
-
-    /// Whether a `gemm_shape` product of these device weights runs in FP8: the scratch's
-    /// compute says so, the activations are bf16 on a GPU, every weight carries its row scales,
-    /// and the shape fits (`fp8::shape_fits`). Otherwise the dtype's GEMM serves.
-    #[cfg(feature = "cuda")]
-    fn takes_fp8<'w>(
-        &self,
-        dtype: DType,
-        device: &Device,
-        (out, inp): (usize, usize),
-        mut weights: impl Iterator<Item = &'w DeviceNf4>,
-    ) -> bool {
-        self.scratch.compute == Compute::Fp8
-            && dtype == DType::BF16
-            && device.is_cuda()
-            && super::fp8::shape_fits((out, inp))
-            && weights.all(|w| w.has_fp8_scales())
     }
 
     /// `parts` (each `[out_i, cols_i]` inside a `[rows_i, gemm.1]` block) as FP8 codes with
@@ -265,7 +268,11 @@ impl ScratchLease<'_> {
     ) -> Result<ScratchWeight> {
         #[cfg(feature = "cuda")]
         if let Some(dw) = device_weight {
-            if fp8 && self.takes_fp8(dtype, device, gemm_shape, std::iter::once(dw)) {
+            if fp8
+                && self
+                    .scratch
+                    .takes_fp8(dtype, device, gemm_shape, std::iter::once(dw))
+            {
                 return self.dequantize_fp8(&[(weight, dw)], gemm_shape);
             }
         }
