@@ -92,7 +92,7 @@ fn segments(
 /// Prints the table; `reps` timed calls per shape after one untimed.
 pub fn run(device: &Device, reps: usize, vision_rows: usize, lm_rows: usize) -> Result<()> {
     println!();
-    println!("| attention (RoPE in place included) | rows | tiles | ms | TFLOP/s |");
+    println!("| attention (its RoPE included: in place, or in the kernel for windows) | rows | tiles | ms | TFLOP/s |");
     println!("|---|---|---|---|---|");
     for s in shapes(vision_rows, lm_rows) {
         let a = s.attention;

@@ -3,8 +3,9 @@
 //! causal GQA attention over a left-padded batch (a row with one real token, a length that is not
 //! a multiple of the tile), the vision tower's windows (slots gathered from a shuffled order,
 //! padding slots) and its whole-image attention (two images of different lengths). The causal and
-//! whole-image cases run in both tile sizes the kernel is built for. The RoPE table is the
-//! identity here (cos 1, sin 0): the rotation is checked by the model parity runs.
+//! whole-image cases run in both tile sizes the kernel is built for. q and k are rotated by a
+//! RoPE table of varied angles: in place before the kernel, or by the kernel itself (the
+//! windows); the host rotates them the same way, rounding each value to bf16 once.
 
 use super::gpu_nf4_check::Nf4Check as Check;
 use anyhow::{Context, Result};
@@ -159,6 +160,40 @@ pub fn identity_rope(rows: usize, head_dim: usize, device: &Device) -> Result<Te
     )?)
 }
 
+/// A RoPE table [rows, head_dim] (cos then sin, head_dim/2 each) of rotations by angles that
+/// differ per row and frequency, as positions through the model's inverse frequencies give.
+fn varied_rope(rows: usize, head_dim: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut table = vec![0f32; rows * head_dim];
+    for (r, row) in table.chunks_mut(head_dim).enumerate() {
+        for f in 0..half {
+            let angle = (r as f32 * 0.37 + 1.0) / 10000f32.powf(f as f32 / half as f32);
+            row[f] = angle.cos();
+            row[half + f] = angle.sin();
+        }
+    }
+    table
+}
+
+/// q and k heads of `qkv` rotated by `table` as the model rotates them: rotate-half in f32, each
+/// value rounded to bf16 once.
+fn rotate_qk(c: &Case, qkv: &mut [f32], table: &[f32]) {
+    let s = c.shape;
+    let (hd, half) = (s.head_dim, s.head_dim / 2);
+    let row_len = (s.heads + 2 * s.kv_heads) * hd;
+    let round = |v: f32| half::bf16::from_f32(v).to_f32();
+    for (r, row) in qkv.chunks_mut(row_len).enumerate() {
+        let (cos, sin) = table[r * hd..][..hd].split_at(half);
+        for head in row[..(s.heads + s.kv_heads) * hd].chunks_mut(hd) {
+            for f in 0..half {
+                let (x1, x2) = (head[f], head[half + f]);
+                head[f] = round(x1 * cos[f] - x2 * sin[f]);
+                head[half + f] = round(x2 * cos[f] + x1 * sin[f]);
+            }
+        }
+    }
+}
+
 pub fn run(device: &Device) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     for c in cases() {
@@ -167,8 +202,11 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
         // Scores of a few units, as in the model.
         let qkv = (Tensor::randn(0f32, 1.0, (c.n_rows, row_len), &Device::Cpu)? * 1.5)?
             .to_dtype(DType::BF16)?;
-        let host: Vec<f32> = qkv.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let cos_sin = identity_rope(c.n_rows, s.head_dim, device)?;
+        let mut host: Vec<f32> = qkv.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        // The kernel rotates q and k (in place before it, or itself as tiles land: the windows).
+        let table = varied_rope(c.n_rows, s.head_dim);
+        rotate_qk(&c, &mut host, &table);
+        let cos_sin = Tensor::from_vec(table, (c.n_rows, s.head_dim), device)?;
         let tiles = c.tiles.to_device(device)?;
         let gather = match &c.gather {
             Some(g) => Some(Tensor::from_vec(g.clone(), g.len(), device)?),

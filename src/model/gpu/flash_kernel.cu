@@ -5,6 +5,11 @@
 #define QT 64
 #endif
 #define KT 64
+// ROPE 1: q and k arrive unrotated and are rotated in shared memory as their tiles land (for
+// attention where each K tile is read once: the windows); 0: they were rotated in place before.
+#ifndef ROPE
+#define ROPE 0
+#endif
 #define WARPS (QT / 16)
 #define LDS (HD + 8)      // row stride (bf16) of the Q/K/V tiles in shared memory: conflict-free
 #define NK (HD / 16)      // k-steps of Q·Kᵀ
@@ -69,6 +74,25 @@ __device__ __forceinline__ void load_tile_async(bf* dst, const bf* __restrict__ 
         if (bias && c == 0) bias[r] = valid ? 0.f : NEG_INF;
     }
 }
+// Rotates rows [first, first + ROWS) of a Q or K tile in shared memory by the rotate-half RoPE
+// of each row's table (cos_sin [n_rows, HD]: cos then sin, HD/2 each), in f32 with one rounding
+// to bf16: the values `rope_qk_bf16` would have written in place. Slots past `end` or mapping to
+// no row hold zeros and stay so.
+template <int ROWS>
+__device__ __forceinline__ void rope_tile(bf* tile, const float* __restrict__ cos_sin,
+    unsigned first, unsigned end, const unsigned* __restrict__ gather, unsigned n_rows) {
+    for (unsigned e = threadIdx.x; e < ROWS * (HD / 2); e += blockDim.x) {
+        const unsigned r = e / (HD / 2), f = e % (HD / 2), slot = first + r;
+        if (slot >= end) continue;
+        const unsigned row = gather ? gather[slot] : slot;
+        if (row >= n_rows) continue;
+        const float* c = cos_sin + (unsigned long long)row * HD;
+        bf* x = tile + r * LDS;
+        const float x1 = bf2f(x[f]), x2 = bf2f(x[f + HD / 2]);
+        x[f] = f2bf(x1 * c[f] - x2 * c[HD / 2 + f]);
+        x[f + HD / 2] = f2bf(x2 * c[f] + x1 * c[HD / 2 + f]);
+    }
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" :: "n"(N));
@@ -90,6 +114,7 @@ extern "C" __global__ void LAUNCH_BOUNDS flash_attention_bf16(
     const uint4* __restrict__ tiles,       // [n_tiles] {q_begin, q_end, k_begin, k_end} in slots
     const unsigned* __restrict__ gather,   // slot → row, or null (slot = row)
     bf* __restrict__ out,                  // [n_rows, H * HD]
+    const float* __restrict__ cos_sin,     // [n_rows, HD] RoPE tables (ROPE 1), else unused
     unsigned n_rows, unsigned H, unsigned KVH, float scale_log2, int causal)
 {
     // Two stages of K and V tiles (row-major; V read transposed) and their key masks (0 for a
@@ -121,6 +146,10 @@ extern "C" __global__ void LAUNCH_BOUNDS flash_attention_bf16(
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
+    if (ROPE) {
+        rope_tile<QT>(ks, cos_sin, t.x, t.y, gather, n_rows);
+        __syncthreads();
+    }
     unsigned qa[NK][4];
     const unsigned r0 = warp * 16 + g;
     #pragma unroll
@@ -155,6 +184,10 @@ extern "C" __global__ void LAUNCH_BOUNDS flash_attention_bf16(
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
+        if (ROPE) {
+            rope_tile<KT>(K_STAGE(stage), cos_sin, kb, k_end, gather, n_rows);
+            __syncthreads();
+        }
         // A warp whose rows are all past the tile's end, or (causal) all before this key tile,
         // has nothing to add from it; the block's other warps may.
         if (warp_first_q >= t.y || (causal && kb > warp_first_q + 15)) continue;

@@ -11,7 +11,9 @@
 //! that multiply V are normalised exactly.
 //!
 //! Inputs: `qkv` rows of `(H + 2·KVH)·HD` bf16 (q heads, then k heads, then v heads; q and k
-//! already rotated — see the `rope_qk_bf16` kernel), a tile table of
+//! already rotated — see the `rope_qk_bf16` kernel — or rotated by this kernel from their RoPE
+//! tables as each tile lands in shared memory, where every K tile is read once: the windows,
+//! which then skip a pass over q and k), a tile table of
 //! `{q_begin, q_end, k_begin, k_end}` slots (one block per tile and head), and an optional
 //! gather table mapping slots to rows (a slot mapping to `n_rows` is padding: neither query nor
 //! key). With `causal`, slot j is visible to slot i only when j ≤ i. Rows with no visible key
@@ -42,14 +44,17 @@ pub struct FlashShape {
 }
 
 impl FusedKernels {
-    /// `out` [n_rows, heads·hd] from `qkv` [n_rows, (heads + 2·kv_heads)·hd] (q, k rotated),
-    /// `tiles` [n_tiles, 4] u32 and `gather` (slot → row) or None.
+    /// `out` [n_rows, heads·hd] from `qkv` [n_rows, (heads + 2·kv_heads)·hd], `tiles`
+    /// [n_tiles, 4] u32 and `gather` (slot → row) or None. q and k are rotated already, or
+    /// `rope` holds their tables [n_rows, hd] (cos then sin) and the kernel rotates them.
+    #[allow(clippy::too_many_arguments)]
     pub fn flash_attention(
         &self,
         stream: &Arc<CudaStream>,
         qkv: &CudaView<half::bf16>,
         tiles: &CudaView<u32>,
         gather: Option<&CudaView<u32>>,
+        rope: Option<&CudaView<f32>>,
         out: &mut CudaSlice<half::bf16>,
         shape: FlashShape,
     ) -> Result<()> {
@@ -70,6 +75,7 @@ impl FusedKernels {
         if qkv.len() < n_rows * (heads + 2 * kv_heads) * head_dim
             || out.len() < n_rows * heads * head_dim
             || tiles.len() % 4 != 0
+            || rope.is_some_and(|r| r.len() < n_rows * head_dim)
         {
             bail!("flash attention kernel: buffers too small for {n_rows} rows");
         }
@@ -77,7 +83,7 @@ impl FusedKernels {
         if n_tiles == 0 {
             return Ok(());
         }
-        let f = self.flash_attention_for(head_dim, query_tile)?;
+        let f = self.flash_attention_for(head_dim, query_tile, rope.is_some())?;
         let smem = shared_bytes(head_dim);
         // Above 48 KiB of dynamic shared memory a kernel must opt in.
         f.set_attribute(
@@ -100,17 +106,19 @@ impl FusedKernels {
             Some(g) => b.arg(g),
             None => b.arg(&null),
         };
-        b.arg(out)
-            .arg(&n)
-            .arg(&h)
-            .arg(&kvh)
-            .arg(&scale_log2)
-            .arg(&causal);
+        b.arg(out);
+        match rope {
+            Some(r) => b.arg(r),
+            None => b.arg(&null),
+        };
+        b.arg(&n).arg(&h).arg(&kvh).arg(&scale_log2).arg(&causal);
         // SAFETY: the arguments match `flash_attention_bf16`'s parameters in order and type (the
-        // gather table or a null pointer, which the kernel tests for). The lengths are checked
-        // above: `qkv` holds `n_rows` rows of `(heads + 2·kv_heads)·hd`, `out` `n_rows` rows
-        // of `heads·hd`, and the kernel skips slots past a tile's end and rows ≥ `n_rows`
-        // (padding); `hd` fits the kernel and `heads` is a multiple of `kv_heads`. The tiles'
+        // gather table or a null pointer, which the kernel tests for; the RoPE tables or a null
+        // pointer, which only the module built with `ROPE 1` reads, and that module is chosen
+        // exactly when the tables are given). The lengths are checked above: `qkv` holds
+        // `n_rows` rows of `(heads + 2·kv_heads)·hd`, `out` `n_rows` rows of `heads·hd`, the
+        // tables `n_rows` rows of `hd`, and the kernel skips slots past a tile's end and rows
+        // ≥ `n_rows` (padding); `hd` fits the kernel and `heads` is a multiple of `kv_heads`. The tiles'
         // slots are rows, or index the gather table the model built with them
         // (`window::plan_windows`). The dynamic shared memory is `shared_bytes(hd)`, the size
         // the function was just allowed, and the block has the 2·query_tile threads (16 rows

@@ -361,10 +361,20 @@ pub fn tiled_attention(
         && gather.is_none_or(|g| fused_for(g, DType::U32))
         && super::attention_tiles::fits(shape.head_dim)
     {
-        qkv.inplace_op2(cos_sin, &cuda::RopeQk(shape))?;
+        // Where each K tile is read once (windows: one key tile per window), the kernel rotates
+        // q and k as their tiles land and the pass over them in place is saved; elsewhere a K
+        // tile serves many query tiles and is rotated once, in place, before.
+        let rope = match gather {
+            Some(_) => Some(cos_sin.clone()),
+            None => {
+                qkv.inplace_op2(cos_sin, &cuda::RopeQk(shape))?;
+                None
+            }
+        };
         let op = cuda::FlashAttention {
             shape,
             query_tile: tiles.query_tile,
+            rope,
         };
         let out = match gather {
             Some(g) => qkv.apply_op3_no_bwd(&tiles.tiles, g, &op)?,

@@ -35,7 +35,7 @@ pub struct ElementwiseKernels {
 /// query tile).
 pub struct FusedKernels {
     pub elementwise: ElementwiseKernels,
-    flash_attention: Mutex<HashMap<(usize, usize), Arc<CudaFunction>>>,
+    flash_attention: Mutex<HashMap<(usize, usize, bool), Arc<CudaFunction>>>,
     stream: Arc<CudaStream>,
 }
 
@@ -84,27 +84,33 @@ impl FusedKernels {
         Ok(k)
     }
 
-    /// The attention kernel for one head dimension and query tile, compiled on first use.
+    /// The attention kernel for one head dimension and query tile, rotating q and k itself or
+    /// not (`rope`), compiled on first use.
     pub(super) fn flash_attention_for(
         &self,
         head_dim: usize,
         query_tile: usize,
+        rope: bool,
     ) -> Result<Arc<CudaFunction>> {
         let mut map = self
             .flash_attention
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = map.get(&(head_dim, query_tile)) {
+        let key = (head_dim, query_tile, rope);
+        if let Some(f) = map.get(&key) {
             return Ok(f.clone());
         }
-        let src = kernel_source::flash_attention(head_dim, query_tile);
+        let src = kernel_source::flash_attention(head_dim, query_tile, rope);
         let m = nvrtc::load_module(
             self.stream.context(),
-            &format!("pagesight_flash_attention_{head_dim}_{query_tile}"),
+            &format!(
+                "pagesight_flash_attention_{head_dim}_{query_tile}{}",
+                if rope { "_rope" } else { "" }
+            ),
             &src,
         )?;
         let f = Arc::new(nvrtc::function(&m, "flash_attention_bf16")?);
-        map.insert((head_dim, query_tile), f.clone());
+        map.insert(key, f.clone());
         Ok(f)
     }
 }

@@ -29,9 +29,13 @@ pub fn nf4() -> String {
 }
 
 /// The attention module for `head_dim` and tiles of `query_tile` query slots, after the
-/// conversions.
-pub fn flash_attention(head_dim: usize, query_tile: usize) -> String {
-    format!("#define HD {head_dim}\n#define QT {query_tile}\n{FUSED_COMMON}{FLASH_ATTENTION}")
+/// conversions; with `rope` it rotates q and k itself as their tiles land.
+pub fn flash_attention(head_dim: usize, query_tile: usize, rope: bool) -> String {
+    let rope = rope as u8;
+    format!(
+        "#define HD {head_dim}\n#define QT {query_tile}\n#define ROPE {rope}\n\
+         {FUSED_COMMON}{FLASH_ATTENTION}"
+    )
 }
 
 #[cfg(test)]
@@ -60,12 +64,17 @@ mod tests {
 
     #[test]
     fn flash_module_declares_its_kernel_for_the_head_dim() {
-        let src = flash_attention(80, 128);
-        assert!(is_self_contained(&src));
-        assert!(
-            src.starts_with("#define HD 80\n#define QT 128\n") && src.contains("f2bf(float f)")
-        );
-        assert!(declares(&src, "flash_attention_bf16"));
+        for rope in [false, true] {
+            let src = flash_attention(80, 128, rope);
+            assert!(is_self_contained(&src));
+            let head = format!(
+                "#define HD 80\n#define QT 128\n#define ROPE {}\n",
+                rope as u8
+            );
+            assert!(src.starts_with(&head) && src.contains("f2bf(float f)"));
+            assert!(declares(&src, "flash_attention_bf16"));
+            assert!(src.contains("rope_tile<KT>"));
+        }
     }
 
     #[test]

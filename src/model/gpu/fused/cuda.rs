@@ -469,6 +469,9 @@ impl RopeQk {
 pub struct FlashAttention {
     pub shape: TiledAttentionShape,
     pub query_tile: usize,
+    /// q and k's RoPE tables [n, head_dim] f32 (cos then sin) for the kernel to rotate them
+    /// itself; None: they were rotated in place (`RopeQk`).
+    pub rope: Option<Tensor>,
 }
 cuda_op!(2, FlashAttention, "fused-flash-attention", cuda);
 cuda_op!(
@@ -534,11 +537,22 @@ impl FlashAttention {
             Some((g, gl)) => Some(view::<u32>(g, gl)?),
             None => None,
         };
+        let rope = self.rope.as_ref().map(|r| r.storage_and_layout());
+        let rv = match &rope {
+            Some((rs, rl)) => {
+                if rl.shape().dims2()? != (n, s.head_dim) {
+                    candle_core::bail!("attention: RoPE table {:?} for {n} rows", rl.dims());
+                }
+                Some(view::<f32>(cuda_storage(rs, "attention RoPE table")?, rl)?)
+            }
+            None => None,
+        };
         k.flash_attention(
             &stream,
             &view::<bf16>(qkv, ql)?,
             &view::<u32>(t, tl)?,
             gv.as_ref(),
+            rv.as_ref(),
             &mut out,
             FlashShape {
                 n_rows: n,
