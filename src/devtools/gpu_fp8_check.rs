@@ -8,7 +8,8 @@
 //! - SiLU·mul written straight as FP8 codes (`fused::silu_mul_fp8`, separate and stacked
 //!   halves) must give the padded down projection's output bit for bit as its bf16 rows do; so
 //!   must the residual RMSNorm written as codes (`fused::residual_rms_norm_fp8`) for the padded
-//!   up projection, with the same stream.
+//!   up projection, with the same stream; and SiLU·mul written as both codes and bf16 rows
+//!   (`fused::silu_mul_fp8_beside`) for a layer with an unmerged adapter.
 //! - The committed fixture model, NF4 with its adapter: the GPU's fp8 embeddings (bf16
 //!   activations) must be as close to the CPU's emulation as the GPU's bf16 embeddings are to
 //!   the CPU's f32 ones, and much closer than to NF4 without FP8.
@@ -198,6 +199,13 @@ pub fn run(device: &Device) -> Result<Vec<Check>> {
             ),
             norm_codes_check(device),
         ));
+        checks.push(or_failed(
+            format!(
+                "fp8_silu_mul_codes_beside_adapter_scales_{}",
+                if in_gemm { "in_gemm" } else { "after" }
+            ),
+            silu_beside_adapter_check(device),
+        ));
     }
     fp8::set_scaling_in_gemm(true);
     pagesight_model::gpu::fused::set_fp8_codes(codes_were);
@@ -308,6 +316,57 @@ fn silu_codes_check(device: &Device) -> Result<Check> {
         detail: format!(
             "{rows} rows of {h}: max |Δ| {worst:.1e} from the bf16 rows' output (must be 0); codes of the two layouts {}",
             if same_codes { "identical" } else { "DIFFER" }
+        ),
+    })
+}
+
+/// SiLU·mul written both as bf16 rows and as FP8 codes (`fused::silu_mul_fp8_beside`), fed to a
+/// layer with an unmerged adapter (the language model's down projection: the adapter reads the
+/// rows, the base GEMM the codes, added onto the adapter's term): the rows must equal
+/// `fused::silu_mul`'s and the output the layer's for those rows, bit for bit, from two
+/// projections and from one stacked output.
+fn silu_beside_adapter_check(device: &Device) -> Result<Check> {
+    use anyhow::Context;
+    use pagesight_model::gpu::fused;
+    use pagesight_model::quant::lora_linear::LoraLinear;
+    let case = layer_case("lm_o_proj_bias")?;
+    let base = fp8_rows_layer(&case, device)?;
+    let (rows, (out, h), rank) = (case.rows, base.weight().shape, 32);
+    let bf16 = |v: Vec<f32>, shape: (usize, usize)| -> Result<Tensor> {
+        Ok(Tensor::from_vec(v, shape, device)?.to_dtype(DType::BF16)?)
+    };
+    let down = LoraLinear::new(
+        QLinear::Nf4(base),
+        bf16(values(rank * h, 31, 0.05), (rank, h))?,
+        bf16(values(out * rank, 32, 0.05), (out, rank))?,
+    )?;
+    anyhow::ensure!(
+        down.takes_fp8_rows(rows, device),
+        "the adapter's base takes no FP8 rows"
+    );
+    let (gate, up) = (
+        bf16(values(rows * h, 33, 4.0), (rows, h))?,
+        bf16(values(rows * h, 34, 4.0), (rows, h))?,
+    );
+    let stacked = Tensor::cat(&[&gate, &up], 1)?;
+    let plain = fused::silu_mul(&gate, &up)?;
+    let want = flat(&candle_core::Module::forward(&down, &plain)?)?;
+    let (mut worst, mut rows_equal) = (0f32, true);
+    for (g, u) in [(&gate, Some(&up)), (&stacked, None)] {
+        let (beside, codes) =
+            fused::silu_mul_fp8_beside(g, u)?.context("the kernel did not apply")?;
+        rows_equal &= flat(&beside)? == flat(&plain)?;
+        worst = worst.max(max_abs_diff(
+            &flat(&down.forward_fp8_beside(&beside, &codes)?)?,
+            &want,
+        )?);
+    }
+    Ok(Check {
+        name: String::new(),
+        ok: worst == 0.0 && rows_equal && want.iter().all(|v| v.is_finite()),
+        detail: format!(
+            "{rows} rows of {h}, rank {rank}: max |Δ| {worst:.1e} from the bf16 rows' output (must be 0); bf16 rows {}",
+            if rows_equal { "identical" } else { "DIFFER" }
         ),
     })
 }

@@ -170,18 +170,27 @@ impl GatedMlp {
         // layer with no adapter beside it: the vision tower's), SiLU·mul writes the hidden rows
         // as that GEMM's FP8 codes: the widest activations of the block are never written out
         // in bf16 and read back.
+        // With an adapter beside that GEMM (the language model's), SiLU·mul writes both the codes
+        // and the bf16 rows the adapter reads: the rows are not read back to be quantised.
         #[cfg(feature = "cuda")]
-        if let QLinear::Nf4(down) = &self.down {
+        {
             let rows = dims[..dims.len().saturating_sub(1)].iter().product();
-            if down.takes_fp8_rows(rows, gate.device()) {
-                if let Some(codes) = fused::silu_mul_fp8(&gate, up.as_ref())? {
-                    let y = down
-                        .forward_fp8_rows(&codes)
-                        .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
-                    let mut dims = dims.to_vec();
-                    *dims.last_mut().unwrap_or(&mut 0) = y.dim(1)?;
-                    return y.reshape(dims);
+            let msg = |e: anyhow::Error| candle_core::Error::Msg(format!("{e:#}"));
+            match &self.down {
+                QLinear::Nf4(down) if down.takes_fp8_rows(rows, gate.device()) => {
+                    if let Some(codes) = fused::silu_mul_fp8(&gate, up.as_ref())? {
+                        let y = down.forward_fp8_rows(&codes).map_err(msg)?;
+                        let mut dims = dims.to_vec();
+                        *dims.last_mut().unwrap_or(&mut 0) = y.dim(1)?;
+                        return y.reshape(dims);
+                    }
                 }
+                QLinear::Lora(down) if down.takes_fp8_rows(rows, gate.device()) => {
+                    if let Some((h, codes)) = fused::silu_mul_fp8_beside(&gate, up.as_ref())? {
+                        return down.forward_fp8_beside(&h, &codes).map_err(msg);
+                    }
+                }
+                _ => {}
             }
         }
         #[cfg(not(feature = "cuda"))]

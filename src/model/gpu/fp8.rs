@@ -101,6 +101,24 @@ impl Fp8Weight {
             &self.bytes,
             &Fp8Accumulate {
                 layout: self.layout,
+                codes: None,
+            },
+        )?;
+        Ok(c)
+    }
+
+    /// `c + rows · wᵀ` for activations already quantised (`Fp8Rows`), in the GEMM (beta 1):
+    /// `c` `[rows, out]` contiguous bf16 (an adapter's term, with the bias).
+    pub fn linear_rows_onto(&self, c: Tensor, rows: &Fp8Rows) -> Result<Tensor> {
+        if c.dtype() != DType::BF16 || !c.is_contiguous() {
+            candle_core::bail!("fp8 accumulate: onto {:?} {:?}", c.dtype(), c.dims());
+        }
+        c.inplace_op3(
+            &rows.bytes,
+            &self.bytes,
+            &Fp8Accumulate {
+                layout: self.layout,
+                codes: Some(rows.layout),
             },
         )?;
         Ok(c)
@@ -174,9 +192,11 @@ struct Fp8Linear {
     layout: Fp8Layout,
 }
 
-/// `c += x · wᵀ` in place for an FP8 weight, `c` `[rows, out]` bf16.
+/// `c += x · wᵀ` in place for an FP8 weight, `c` `[rows, out]` bf16; `x` bf16 rows, or with
+/// `codes` the `Fp8Rows` bytes of that layout.
 struct Fp8Accumulate {
     layout: Fp8Layout,
+    codes: Option<Fp8Layout>,
 }
 
 /// Activation codes (`Fp8Rows`, laid out as `input`) times an FP8 weight's bytes (+ bias) →
@@ -429,7 +449,11 @@ impl Fp8Accumulate {
         wl: &Layout,
     ) -> Result<()> {
         let dev = x.device().clone();
-        let (rows, _) = xl.shape().dims2()?;
+        let input = match self.codes {
+            Some(rows_layout) => Fp8Input::Codes(x, xl, rows_layout),
+            None => Fp8Input::Bf16(x, xl),
+        };
+        let (rows, _) = input.dims()?;
         if cl.shape().elem_count() != rows * self.layout.out {
             candle_core::bail!(
                 "fp8 accumulate: output {:?} for {rows} rows of {}",
@@ -438,15 +462,7 @@ impl Fp8Accumulate {
             );
         }
         let mut cv = view_mut::<bf16>(c, cl)?;
-        gemm_into(
-            &dev,
-            self.layout,
-            Fp8Input::Bf16(x, xl),
-            (w, wl),
-            None,
-            &mut cv,
-            1.0,
-        )
+        gemm_into(&dev, self.layout, input, (w, wl), None, &mut cv, 1.0)
     }
 }
 

@@ -241,10 +241,39 @@ pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
 /// next layer's FP8 GEMM: the codes that GEMM would make from [`silu_mul`]'s bf16 rows, bit for
 /// bit, without writing the rows out and reading them back. `gate` and `up` of one shape, or
 /// with `up` None one stacked `[gate | up]` (as [`silu_mul_halves`]). None where the kernel does
-/// not apply: switched off ([`fp8_codes_enabled`]), not bf16 on CUDA, rows not in whole 16-byte
-/// vectors, or wider than it keeps.
+/// not apply (see [`silu_fp8_rows_layout`]).
 #[cfg(feature = "cuda")]
 pub fn silu_mul_fp8(gate: &Tensor, up: Option<&Tensor>) -> Result<Option<super::fp8::Fp8Rows>> {
+    let Some(layout) = silu_fp8_rows_layout(gate, up) else {
+        return Ok(None);
+    };
+    let bytes = match up {
+        Some(u) => gate.apply_op2_no_bwd(u, &cuda::SiluMul(cuda::SiluOutput::Fp8Rows))?,
+        None => gate.apply_op1_no_bwd(&cuda::SiluMulHalves(cuda::SiluOutput::Fp8Rows))?,
+    };
+    Ok(Some(super::fp8::Fp8Rows { bytes, layout }))
+}
+
+/// [`silu_mul_fp8`]'s codes and [`silu_mul`]'s bf16 rows, from one pass: for a GEMM that reads
+/// the codes with an adapter beside it that reads the rows (the language model's down
+/// projection). The rows are read back once, by the adapter, instead of twice.
+#[cfg(feature = "cuda")]
+pub fn silu_mul_fp8_beside(
+    gate: &Tensor,
+    up: Option<&Tensor>,
+) -> Result<Option<(Tensor, super::fp8::Fp8Rows)>> {
+    let Some(layout) = silu_fp8_rows_layout(gate, up) else {
+        return Ok(None);
+    };
+    let (rows, bytes) = cuda::silu_mul_fp8_beside(gate, up)?;
+    Ok(Some((rows, super::fp8::Fp8Rows { bytes, layout })))
+}
+
+/// The layout of `silu(gate) · up`'s rows as FP8 codes, where the kernel that writes them
+/// applies: switched on ([`fp8_codes_enabled`]), bf16 on CUDA, rows in whole 16-byte vectors, no
+/// wider than it keeps.
+#[cfg(feature = "cuda")]
+fn silu_fp8_rows_layout(gate: &Tensor, up: Option<&Tensor>) -> Option<super::fp8::Fp8Layout> {
     let width = gate.dims().last().copied().unwrap_or(0);
     let h = if up.is_some() { width } else { width / 2 };
     let aligned = |t: &Tensor| t.layout().start_offset().is_multiple_of(8);
@@ -255,18 +284,10 @@ pub fn silu_mul_fp8(gate: &Tensor, up: Option<&Tensor>) -> Result<Option<super::
         && h > 0
         && h.is_multiple_of(16)
         && h <= cuda::SILU_FP8_MAX_WIDTH;
-    if !applies {
-        return Ok(None);
-    }
-    let rows = gate.elem_count() / width;
-    let bytes = match up {
-        Some(u) => gate.apply_op2_no_bwd(u, &cuda::SiluMul(cuda::SiluOutput::Fp8Rows))?,
-        None => gate.apply_op1_no_bwd(&cuda::SiluMulHalves(cuda::SiluOutput::Fp8Rows))?,
-    };
-    Ok(Some(super::fp8::Fp8Rows {
-        bytes,
-        layout: super::fp8::Fp8Layout { out: rows, inp: h },
-    }))
+    applies.then(|| super::fp8::Fp8Layout {
+        out: gate.elem_count() / width,
+        inp: h,
+    })
 }
 
 /// RMSNorm over the last dim computed in f32 (`weight` f32), output in `out_dtype`.

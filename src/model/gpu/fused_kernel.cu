@@ -210,11 +210,14 @@ extern "C" __global__ void quantize_rows_fp8(const unsigned short* __restrict__ 
 #define SILU_FP8_STEPS 6
 // silu(g)·u of each row rounded to bf16 (as `silu_mul_rows_bf16` writes it), then quantised as
 // `quantize_rows_fp8` quantises such a row: the E4M3 codes at out[r·h..] and the row's scale,
-// for the next layer's FP8 GEMM. The bf16 row is never written nor read back. One block per
-// row; h, the strides and both starts are multiples of 8 values (16-byte loads).
+// for the next layer's FP8 GEMM, without reading the bf16 row back. With `hb` the bf16 rows
+// [rows, h] are written there too (for an adapter beside that GEMM, which reads them), else
+// never. One block per row; h, the strides and both starts are multiples of 8 values (16-byte
+// loads).
 extern "C" __global__ void silu_mul_fp8_rows(const unsigned short* __restrict__ g,
     const unsigned short* __restrict__ u, unsigned char* __restrict__ out,
-    float* __restrict__ scales, unsigned int h, unsigned int gs, unsigned int us) {
+    float* __restrict__ scales, unsigned short* __restrict__ hb, unsigned int h, unsigned int gs,
+    unsigned int us) {
     __shared__ float partial[32];
     const unsigned int r = blockIdx.x;
     const unsigned short* gr = g + (unsigned long long)r * gs;
@@ -233,6 +236,9 @@ extern "C" __global__ void silu_mul_fp8_rows(const unsigned short* __restrict__ 
                 vals[s][k] = silu_mul1(av[k] & 0xffffu, bv[k] & 0xffffu)
                     | ((unsigned int)silu_mul1(av[k] >> 16, bv[k] >> 16) << 16);
             m = fmaxf(m, amax8(vals[s]));
+            if (hb != 0)
+                *reinterpret_cast<uint4*>(hb + (unsigned long long)r * h + j) =
+                    make_uint4(vals[s][0], vals[s][1], vals[s][2], vals[s][3]);
         }
     }
     const float inv = fp8_row_scale(block_max(m, partial), scales, r);

@@ -78,6 +78,36 @@ impl LoraLinear {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl LoraLinear {
+    /// Whether [`Self::forward_fp8_beside`] takes `rows` input rows on `device`: the base is an
+    /// NF4 layer computing in FP8 from its own input for so many rows.
+    pub fn takes_fp8_rows(&self, rows: usize, device: &candle_core::Device) -> bool {
+        matches!(&*self.base, QLinear::Nf4(base) if base.takes_fp8_rows(rows, device))
+    }
+
+    /// The layer of input rows given twice, as bf16 `x` (for the adapter's A·x) and as the FP8
+    /// codes of the same rows (for the base's GEMM, see [`Self::takes_fp8_rows`]): the adapter's
+    /// term and the bias first, the base product added onto them in the GEMM.
+    pub fn forward_fp8_beside(
+        &self,
+        x: &Tensor,
+        codes: &crate::gpu::fp8::Fp8Rows,
+    ) -> Result<Tensor> {
+        let QLinear::Nf4(base) = &*self.base else {
+            bail!("LoRA layer: FP8 input rows for a base that does not take them");
+        };
+        let low = fused::linear(x, &self.down, None)?;
+        let c = fused::linear(&low, &self.up, self.base.bias_tensor())?;
+        let y = base.forward_fp8_rows_onto(codes, c)?;
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = y.dim(1)?;
+        }
+        Ok(y.reshape(dims)?)
+    }
+}
+
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // A query's rows on the CPU: the adapter's product added inside the base's pass, not

@@ -223,6 +223,29 @@ impl Nf4Linear {
     /// [`Self::takes_fp8_rows`]) → `[rows, out]` bf16.
     #[cfg(feature = "cuda")]
     pub fn forward_fp8_rows(&self, rows: &crate::gpu::fp8::Fp8Rows) -> Result<Tensor> {
+        self.with_fp8_weight(rows, |w| w.linear_rows(rows, self.bias.as_ref()))
+    }
+
+    /// `c + rows · Wᵀ` for activations already quantised to FP8, added in the GEMM; the bias left
+    /// out (the caller's `c`, an adapter's term, carries it) → `[rows, out]` bf16.
+    #[cfg(feature = "cuda")]
+    pub fn forward_fp8_rows_onto(
+        &self,
+        rows: &crate::gpu::fp8::Fp8Rows,
+        c: Tensor,
+    ) -> Result<Tensor> {
+        let c = c.reshape((rows.layout.out, self.gemm_shape.0))?;
+        self.with_fp8_weight(rows, |w| w.linear_rows_onto(c, rows))
+    }
+
+    /// `product` of FP8 activation rows and this layer's weight dequantised to FP8 in the
+    /// scratch.
+    #[cfg(feature = "cuda")]
+    fn with_fp8_weight(
+        &self,
+        rows: &crate::gpu::fp8::Fp8Rows,
+        product: impl FnOnce(&crate::gpu::fp8::Fp8Weight) -> candle_core::Result<Tensor>,
+    ) -> Result<Tensor> {
         anyhow::ensure!(
             rows.layout.inp == self.gemm_shape.1,
             "NF4 linear: FP8 rows of {} inputs for a {:?} product",
@@ -230,7 +253,7 @@ impl Nf4Linear {
             self.gemm_shape
         );
         self.with_scratch_weight(DType::BF16, rows.bytes.device(), |w| match w {
-            ScratchWeight::Fp8(w) => w.linear_rows(rows, self.bias.as_ref()),
+            ScratchWeight::Fp8(w) => product(w),
             _ => candle_core::bail!(
                 "NF4 linear: FP8 rows for a layer whose weight did not dequantise to FP8"
             ),

@@ -7,7 +7,7 @@ use super::super::fused_kernel::{elementwise_config, FusedKernels};
 use super::TiledAttentionShape;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{CudaDType, CudaStorage};
 use candle_core::op::BackpropOp;
@@ -102,7 +102,8 @@ pub const SILU_FP8_MAX_WIDTH: usize = SILU_FP8_THREADS * 8 * 6;
 
 /// `silu_mul_rows_bf16` (or `silu_mul_fp8_rows`) into a fresh buffer: gate row `r` at
 /// `g[r·gs..]`, up row at `u[r·us..]` (`*_start`: the views' first elements in their
-/// allocations, for alignment).
+/// allocations, for alignment). With FP8 output, `beside` (`rows · h` bf16) also receives the
+/// bf16 rows.
 #[allow(clippy::too_many_arguments)]
 fn silu_mul_rows(
     dev: &candle_core::cuda_backend::CudaDevice,
@@ -113,6 +114,7 @@ fn silu_mul_rows(
     gs: usize,
     us: usize,
     output: SiluOutput,
+    beside: Option<&mut CudaSlice<bf16>>,
 ) -> Result<CudaStorage> {
     let k = FusedKernels::for_stream(&dev.cuda_stream())
         .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
@@ -130,7 +132,10 @@ fn silu_mul_rows(
         .iter()
         .all(|v| v.is_multiple_of(8));
     if output == SiluOutput::Fp8Rows {
-        return silu_mul_fp8(dev, &k, (g, u), rows, (h, gs, us), vec8);
+        return silu_mul_fp8(dev, &k, (g, u), rows, (h, gs, us), vec8, beside);
+    }
+    if beside.is_some() {
+        candle_core::bail!("silu·mul: bf16 rows beside bf16 rows");
     }
     let per_thread = if vec8 { 8 } else { 1 };
     let threads = 256u32;
@@ -167,7 +172,8 @@ fn silu_mul_rows(
     Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }
 
-/// `silu_mul_fp8_rows` into a fresh `Fp8Rows` buffer (the views checked by the caller).
+/// `silu_mul_fp8_rows` into a fresh `Fp8Rows` buffer (the views checked by the caller), and
+/// the bf16 rows into `beside` when given.
 fn silu_mul_fp8(
     dev: &candle_core::cuda_backend::CudaDevice,
     k: &FusedKernels,
@@ -175,10 +181,12 @@ fn silu_mul_fp8(
     rows: usize,
     (h, gs, us): (usize, usize, usize),
     vec8: bool,
+    beside: Option<&mut CudaSlice<bf16>>,
 ) -> Result<CudaStorage> {
-    if !vec8 || h > SILU_FP8_MAX_WIDTH {
+    if !vec8 || h > SILU_FP8_MAX_WIDTH || beside.as_ref().is_some_and(|b| b.len() < rows * h) {
         candle_core::bail!(
-            "silu·mul to fp8: rows of {h} (strides {gs}/{us}) unaligned or too wide"
+            "silu·mul to fp8: rows of {h} (strides {gs}/{us}) unaligned or too wide, or bf16 \
+             rows beside it too short"
         );
     }
     let layout = super::super::fp8::Fp8Layout { out: rows, inp: h };
@@ -191,6 +199,13 @@ fn silu_mul_fp8(
         out.device_ptr_mut(&stream).0
     };
     let (codes, scales) = (base, base + layout.scale_offset() as u64);
+    let hb = match beside {
+        Some(b) => {
+            use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+            b.device_ptr_mut(&stream).0
+        }
+        None => 0u64,
+    };
     let (h32, gs32, us32) = (h as u32, gs as u32, us as u32);
     let cfg = LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
@@ -202,17 +217,19 @@ fn silu_mul_fp8(
         .arg(u)
         .arg(&codes)
         .arg(&scales)
+        .arg(&hb)
         .arg(&h32)
         .arg(&gs32)
         .arg(&us32);
-    // SAFETY: `silu_mul_fp8_rows(const u16* g, const u16* u, u8* out, float* scales, u32 h,
-    // u32 gs, u32 us)` gets those types (sizes fit u32, checked by the caller). Block `r <
-    // rows` reads `g[r·gs + j]` and `u[r·us + j]` for `j < h` (within the views, checked by the
-    // caller) and writes codes `r·h + j` and scale `r` inside `out` (`layout.bytes()`: the
-    // scales start at `scale_offset`, a multiple of 256). h, the strides and the starts are
-    // multiples of 8 values from 256-byte aligned allocations (`vec8`), so the 16-byte loads
-    // and 8-byte stores are aligned; h ≤ SILU_FP8_MAX_WIDTH, the widest row its 256 threads
-    // keep.
+    // SAFETY: `silu_mul_fp8_rows(const u16* g, const u16* u, u8* out, float* scales, u16* hb,
+    // u32 h, u32 gs, u32 us)` gets those types (sizes fit u32, checked by the caller). Block
+    // `r < rows` reads `g[r·gs + j]` and `u[r·us + j]` for `j < h` (within the views, checked
+    // by the caller) and writes codes `r·h + j` and scale `r` inside `out` (`layout.bytes()`:
+    // the scales start at `scale_offset`, a multiple of 256), and `hb[r·h + j]` when `hb` is
+    // not null (`beside`, at least `rows · h` values, checked above, a fresh 256-byte aligned
+    // allocation). h, the strides and the starts are multiples of 8 values from 256-byte
+    // aligned allocations (`vec8`), so the 16-byte loads and stores and 8-byte stores are
+    // aligned; h ≤ SILU_FP8_MAX_WIDTH, the widest row its 256 threads keep.
     unsafe { l.launch(cfg) }.map_err(candle_core::Error::wrap)?;
     Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }
@@ -255,6 +272,7 @@ impl SiluMulHalves {
             width,
             width,
             self.0,
+            None,
         )?;
         Ok((out, silu_shape(dims, rows, h, self.0)))
     }
@@ -286,9 +304,66 @@ impl SiluMul {
             h,
             h,
             self.0,
+            None,
         )?;
         Ok((out, silu_shape(gl.dims().to_vec(), rows, h, self.0)))
     }
+}
+
+/// `silu(gate) · up` both as bf16 rows (the shape of `gate`, last dim `h`) and as the `Fp8Rows`
+/// bytes of the same rows, from one kernel: for a GEMM that reads the codes with an adapter
+/// beside it that reads the rows. `up` None: `gate` is `[gate | up]` stacked. Two fresh outputs,
+/// which candle's single-output custom ops cannot return. The caller checked dtypes,
+/// contiguity, alignment and width (`fused::silu_mul_fp8`'s conditions).
+pub fn silu_mul_fp8_beside(gate: &Tensor, up: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    let (gs, gl) = gate.storage_and_layout();
+    let g = cuda_storage(&gs, "silu·mul gate")?;
+    let up_storage = up.map(|u| u.storage_and_layout());
+    let width = gl.dims().last().copied().unwrap_or(0);
+    let gv = view::<bf16>(g, gl)?;
+    let (h, uv, u_start, stride) = match &up_storage {
+        Some((us, ul)) => {
+            if ul.shape() != gl.shape() {
+                candle_core::bail!("silu·mul: gate {:?}, up {:?}", gl.dims(), ul.dims());
+            }
+            let uv = view::<bf16>(cuda_storage(us, "silu·mul up")?, ul)?;
+            (width, uv, ul.start_offset(), width)
+        }
+        None => (
+            width / 2,
+            gv.slice(width / 2..),
+            gl.start_offset() + width / 2,
+            width,
+        ),
+    };
+    if h == 0 {
+        candle_core::bail!("silu·mul: rows of {width}");
+    }
+    let rows = gl.shape().elem_count() / width;
+    let dev = g.device().clone();
+    // SAFETY: allocated on the kernel's stream; `silu_mul_fp8_rows` writes all `h` values of
+    // each of the `rows` rows into it before the tensor is handed out.
+    let mut rows_bf16 = unsafe { dev.alloc::<bf16>(rows * h)? };
+    let codes = silu_mul_rows(
+        &dev,
+        (&gv, gl.start_offset()),
+        (&uv, u_start),
+        rows,
+        h,
+        stride,
+        stride,
+        SiluOutput::Fp8Rows,
+        Some(&mut rows_bf16),
+    )?;
+    let codes_shape = silu_shape(gl.dims().to_vec(), rows, h, SiluOutput::Fp8Rows);
+    let codes = Tensor::from_storage(
+        candle_core::Storage::Cuda(codes),
+        codes_shape,
+        BackpropOp::none(),
+        false,
+    );
+    let bf16_shape = silu_shape(gl.dims().to_vec(), rows, h, SiluOutput::Bf16);
+    Ok((tensor_of(rows_bf16, &dev, &bf16_shape), codes))
 }
 
 /// Threads per row of the norm kernel, and the widest row it holds (`RMS_VECS` 16-byte
