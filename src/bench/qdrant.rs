@@ -6,7 +6,9 @@
 //! corpus (no model), so the figures compare scoring and transport only.
 
 use super::search_synthetic::{build_with, CORPUS_VERSION};
-use super::search_timing::{latency_line, overlap_at_10, time_queries, top10, Latency};
+use super::search_timing::{
+    latency_line, overlap_at_10, tie_agreement, time_queries, top10, ExactScores, Latency,
+};
 use anyhow::{Context, Result};
 use clap::Args;
 use pagesight_index::search::CpuExact;
@@ -52,6 +54,12 @@ pub struct QdrantBenchRun {
     pub binary_candidates: usize,
     pub qdrant_top10_vs_exact: f64,
     pub binary_top10_vs_exact: f64,
+    /// Shares of queries whose top-10 is the local exact one up to ties (a page scoring, exactly,
+    /// within 1e-3 relative of the 10th best counts as equal), for Qdrant exact, Qdrant binary
+    /// and local binary.
+    pub qdrant_top10_equal_up_to_ties: f64,
+    pub qdrant_binary_top10_equal_up_to_ties: f64,
+    pub binary_top10_equal_up_to_ties: f64,
 }
 
 pub fn run(a: QdrantBenchArgs) -> Result<()> {
@@ -131,6 +139,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
                     .collect())
             })
         };
+        let exact_scores = exact_scores_by_point(&s, &queries, n)?;
         let (qdrant, qdrant_tops, _) = remote_tops(RemoteScoring::Exact)?;
         let (qdrant_binary, qdrant_binary_tops, _) =
             remote_tops(RemoteScoring::BinaryRescored { candidates })?;
@@ -148,6 +157,9 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             binary_candidates: candidates,
             qdrant_top10_vs_exact: overlap_at_10(&exact_tops, &qdrant_tops),
             binary_top10_vs_exact: overlap_at_10(&exact_tops, &binary_tops),
+            qdrant_top10_equal_up_to_ties: tie_agreement(&qdrant_tops, &exact_scores),
+            qdrant_binary_top10_equal_up_to_ties: tie_agreement(&qdrant_binary_tops, &exact_scores),
+            binary_top10_equal_up_to_ties: tie_agreement(&binary_tops, &exact_scores),
         };
         println!(
             "{n} pages × {} vectors × {} dims, {} query vectors, {} queries",
@@ -158,15 +170,17 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             run.export_seconds, run.export_pages_per_s, run.export_mb_per_s, report.batches, opts.batch_pages, report.retries
         );
         println!(
-            "  search  Qdrant exact MAX_SIM     {}  top-10 vs local exact {:.3}",
+            "  search  Qdrant exact MAX_SIM     {}  top-10 vs local exact {:.3} (equal up to ties {:.3})",
             latency_line(&run.qdrant),
-            run.qdrant_top10_vs_exact
+            run.qdrant_top10_vs_exact,
+            run.qdrant_top10_equal_up_to_ties
         );
         println!(
-            "  search  Qdrant binary + {:<4} rescore {}  top-10 vs local exact {:.3}",
+            "  search  Qdrant binary + {:<4} rescore {}  top-10 vs local exact {:.3} (equal up to ties {:.3})",
             candidates,
             latency_line(&run.qdrant_binary),
-            run.qdrant_binary_top10_vs_exact
+            run.qdrant_binary_top10_vs_exact,
+            run.qdrant_binary_top10_equal_up_to_ties
         );
         println!(
             "  search  local exact ({:>6})      {}",
@@ -174,10 +188,11 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             latency_line(&run.local_exact)
         );
         println!(
-            "  search  local binary + {:<4} rerank {}  top-10 vs local exact {:.3}",
+            "  search  local binary + {:<4} rerank {}  top-10 vs local exact {:.3} (equal up to ties {:.3})",
             candidates,
             latency_line(&run.local_binary),
-            run.binary_top10_vs_exact
+            run.binary_top10_vs_exact,
+            run.binary_top10_equal_up_to_ties
         );
         runs.push(run);
     }
@@ -186,6 +201,36 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Each query's exact MaxSim score of every page, keyed by point id (the ids Qdrant answers
+/// with), for the tie rule.
+fn exact_scores_by_point(s: &Searcher, queries: &[Query], n: usize) -> Result<Vec<ExactScores>> {
+    let mut point_of = std::collections::HashMap::new();
+    queries
+        .iter()
+        .map(|q| {
+            let all = Query {
+                top_k: n,
+                ..q.clone()
+            };
+            let scores =
+                s.visual_with(&all, n, &CpuExact(pagesight_index::maxsim::detected_isa()))?;
+            let mut by_point = Vec::with_capacity(scores.len());
+            for (id, score) in scores {
+                let point = match point_of.get(&id) {
+                    Some(&p) => p,
+                    None => {
+                        let p = to_points(s, vec![id])?[0];
+                        point_of.insert(id, p);
+                        p
+                    }
+                };
+                by_point.push((point, score));
+            }
+            Ok(ExactScores::new(by_point))
+        })
+        .collect()
 }
 
 /// Local page ids as point ids (content hash and page number), the ids Qdrant answers with.

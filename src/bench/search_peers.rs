@@ -4,6 +4,7 @@
 //! vectors pagesight searched; here each peer's top-10 is checked against exact MaxSim.
 
 use super::search::SearchBenchArgs;
+use super::search_timing::{tie_agreement, ExactScores};
 use anyhow::Context;
 use pagesight_index::{Query, Searcher};
 use serde::Serialize;
@@ -20,16 +21,6 @@ pub struct PeerRun {
     pub top10_agreement: Option<f64>,
     /// Why the peer did not run.
     pub error: Option<String>,
-}
-
-/// Whether `theirs` is exact's top-10 up to ties: every page it names scores, exactly, at least
-/// the 10th best score less 1e-3 relative.
-fn agrees(theirs: &[u64], exact_scores: &[f32], tenth: f32) -> bool {
-    let floor = tenth - 1e-3 * tenth.abs().max(1e-6);
-    theirs.len() == 10.min(exact_scores.len())
-        && theirs
-            .iter()
-            .all(|&i| exact_scores.get(i as usize).is_some_and(|&s| s >= floor))
 }
 
 pub fn run_peers(
@@ -69,39 +60,18 @@ pub fn run_peers(
     anyhow::ensure!(status.success(), "the peers' script failed ({status})");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
     // Exact scores of every page per query (page id = row of the raw file), for the tie rule.
-    let exact: Vec<Vec<f32>> = queries
+    let exact: Vec<ExactScores> = queries
         .iter()
         .map(|q| {
             let mut all = q.clone();
             all.top_k = n;
-            let mut scores = vec![f32::NEG_INFINITY; n];
-            for (id, sc) in s.visual(&all, n)? {
-                if let Some(x) = scores.get_mut(id as usize) {
-                    *x = sc;
-                }
-            }
-            Ok(scores)
+            Ok(ExactScores::new(s.visual(&all, n)?))
         })
         .collect::<anyhow::Result<_>>()?;
-    let tenth: Vec<f32> = exact
-        .iter()
-        .map(|sc| {
-            let mut v = sc.clone();
-            v.sort_by(|a, b| b.total_cmp(a));
-            v.get(9).copied().unwrap_or(f32::NEG_INFINITY)
-        })
-        .collect();
     let mut runs = Vec::new();
     for (peer, r) in v["peers"].as_object().into_iter().flatten() {
         let tops: Vec<Vec<u64>> = serde_json::from_value(r["top10"].clone()).unwrap_or_default();
-        let agreement = (!tops.is_empty()).then(|| {
-            let ok = tops
-                .iter()
-                .enumerate()
-                .filter(|(i, t)| agrees(t, &exact[i % exact.len()], tenth[i % tenth.len()]))
-                .count();
-            ok as f64 / tops.len() as f64
-        });
+        let agreement = (!tops.is_empty()).then(|| tie_agreement(&tops, &exact));
         let run = PeerRun {
             peer: peer.clone(),
             version: r["version"].as_str().map(String::from),
@@ -123,29 +93,4 @@ pub fn run_peers(
         runs.push(run);
     }
     Ok(runs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::agrees;
-
-    #[test]
-    fn ties_at_the_tenth_score_count_as_agreement() {
-        let mut scores: Vec<f32> = (0..20).map(|i| 100.0 - i as f32).collect();
-        scores[15] = 91.0 - 0.5e-3 * 91.0; // within 1e-3 of the 10th (91.0)
-        let exact_top: Vec<u64> = (0..10).collect();
-        assert!(agrees(&exact_top, &scores, 91.0));
-        let mut swapped = exact_top.clone();
-        swapped[9] = 15;
-        assert!(
-            agrees(&swapped, &scores, 91.0),
-            "a tie may take the 10th place"
-        );
-        swapped[9] = 16; // 84: not a tie
-        assert!(!agrees(&swapped, &scores, 91.0));
-        assert!(
-            !agrees(&exact_top[..9], &scores, 91.0),
-            "ten results or it is not a top-10"
-        );
-    }
 }

@@ -5,6 +5,7 @@
 use pagesight_index::search::{PageScorer, Query};
 use pagesight_index::Searcher;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::Instant;
 
 #[derive(Serialize, Debug)]
@@ -81,4 +82,79 @@ pub(super) fn top10(s: &Searcher, q: &Query, scorer: &dyn PageScorer) -> anyhow:
         .into_iter()
         .map(|x| x.0)
         .collect())
+}
+
+/// One query's exact MaxSim score of every page, by id, and its 10th best: what a top-10 is held
+/// to when ties count (the score a page reaches is exact whoever ranked it).
+pub(super) struct ExactScores {
+    by_id: HashMap<u64, f32>,
+    tenth: f32,
+}
+
+impl ExactScores {
+    pub(super) fn new(scores: impl IntoIterator<Item = (u64, f32)>) -> ExactScores {
+        let by_id: HashMap<u64, f32> = scores.into_iter().collect();
+        let mut sorted: Vec<f32> = by_id.values().copied().collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let tenth = sorted.get(9).copied().unwrap_or(f32::NEG_INFINITY);
+        ExactScores { by_id, tenth }
+    }
+
+    /// Whether `theirs` is the exact top-10 up to ties: ten pages (or all there are), each
+    /// scoring, exactly, at least the 10th best score less 1e-3 relative.
+    pub(super) fn agrees(&self, theirs: &[u64]) -> bool {
+        let floor = self.tenth - 1e-3 * self.tenth.abs().max(1e-6);
+        theirs.len() == 10.min(self.by_id.len())
+            && theirs
+                .iter()
+                .all(|id| self.by_id.get(id).is_some_and(|&s| s >= floor))
+    }
+}
+
+/// Share of top-10s that are exact's up to ties: `tops[i]` answers query `i % exact.len()` (a
+/// peer may run the queries more than once, in order).
+pub(super) fn tie_agreement(tops: &[Vec<u64>], exact: &[ExactScores]) -> f64 {
+    let ok = tops
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            exact
+                .get(i % exact.len().max(1))
+                .is_some_and(|e| e.agrees(t))
+        })
+        .count();
+    ok as f64 / tops.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{tie_agreement, ExactScores};
+
+    #[test]
+    fn ties_at_the_tenth_score_count_as_agreement() {
+        let mut scores: Vec<f32> = (0..20).map(|i| 100.0 - i as f32).collect();
+        scores[15] = 91.0 - 0.5e-3 * 91.0; // within 1e-3 of the 10th (91.0)
+        let exact = ExactScores::new(scores.iter().enumerate().map(|(i, &s)| (i as u64, s)));
+        let exact_top: Vec<u64> = (0..10).collect();
+        assert!(exact.agrees(&exact_top));
+        let mut swapped = exact_top.clone();
+        swapped[9] = 15;
+        assert!(exact.agrees(&swapped), "a tie may take the 10th place");
+        swapped[9] = 16; // 84: not a tie
+        assert!(!exact.agrees(&swapped));
+        assert!(
+            !exact.agrees(&exact_top[..9]),
+            "ten results or it is not a top-10"
+        );
+        assert!(
+            !exact.agrees(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 99]),
+            "an unknown page"
+        );
+        let tops = vec![exact_top, swapped];
+        let both = [
+            exact,
+            ExactScores::new(scores.iter().enumerate().map(|(i, &s)| (i as u64, s))),
+        ];
+        assert_eq!(tie_agreement(&tops, &both), 0.5);
+    }
 }
