@@ -302,6 +302,20 @@ while [ $# -gt 0 ]; do
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       done
       ;;
+    qdrant)
+      # bench qdrant on this host's CPUs (no GPU): the Qdrant server pinned to the upper half of
+      # the cores, pagesight (export, local search, client) to the lower half. Needs
+      # .device/qdrant/ (scripts/pack-qdrant.sh). QDRANT_PAGES (default 10000), QDRANT_QUERIES.
+      [ -f .device/qdrant/qdrant.xz ] || { note "qdrant: no .device/qdrant (scripts/pack-qdrant.sh)"; status=1; continue; }
+      cores=$(nproc); half=$((cores / 2))
+      qdir=$(mktemp -d /tmp/pagesight-qdrant.XXXX)
+      url=$(taskset -c "$half-$((cores - 1))" .device/qdrant/start.sh "$qdir/q") || { note "qdrant did not start"; status=1; continue; }
+      note "-- bench qdrant: server on cores $half-$((cores - 1)), pagesight on 0-$((half - 1)) ($cores cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2))"
+      taskset -c "0-$((half - 1))" "$run_dir/pagesight" bench qdrant --url "$url" --pages "${QDRANT_PAGES:-10000}" --queries "${QDRANT_QUERIES:-20}" \
+        --work-dir "$qdir/work" --json "$OUT/qdrant-$card.json" 2>&1 | tee "$OUT/qdrant.log" | grep -E "pages ×|export|search" >> "$summary"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      kill "$(cat "$qdir/q/pid")" 2>/dev/null
+      ;;
     engine-search)
       # Searches through the engine on synthetic pages stored with a random:3b provenance.
       pages=${1:-10000,100000}; [[ "$pages" =~ ^[0-9,]+$ ]] && shift || pages=10000,100000
