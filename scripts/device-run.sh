@@ -84,8 +84,8 @@ EMBED_COMPUTE=${EMBED_COMPUTE:-dtype}   # dtype,fp8: the NF4 layers' arithmetic
 EMBED_BINS=${EMBED_BINS:-pagesight}     # several binaries, comma-separated (pagesight,pagesight-prev)
 INGEST_BINS=${INGEST_BINS:-pagesight}
 INGEST_BATCH=${INGEST_BATCH:-4}   # 4,8: one bench ingest run per batch size
-INGEST_FP8_CODES=${INGEST_FP8_CODES:-0}   # 0,1: without and with --fp8-codes
-EMBED_FP8_CODES=${EMBED_FP8_CODES:-0}     # 0,1: without and with --fp8-codes
+INGEST_FP8_CODES=${INGEST_FP8_CODES:-1}   # 0,1: with --no-fp8-codes, and without
+EMBED_FP8_CODES=${EMBED_FP8_CODES:-1}     # 0,1: with --no-fp8-codes, and without
 CLI_INGEST_COMPUTE=${CLI_INGEST_COMPUTE:-default}
 SEARCH_BINS=${SEARCH_BINS:-pagesight}
 EMBED_ROWS=${EMBED_ROWS:-1}   # 1,0: a query's NF4 layers from the codes, or dequantised first
@@ -107,9 +107,9 @@ while [ $# -gt 0 ]; do
       # INGEST_BATCH (e.g. "4,8"): one run per batch size.
       for dev in ${INGEST_DEVICES:-cuda:0}; do
       for bs in ${INGEST_BATCH//,/ }; do
-      # INGEST_FP8_CODES=0,1: without and with --fp8-codes (the producers write FP8 codes).
+      # INGEST_FP8_CODES=0,1: with --no-fp8-codes (the GEMMs quantise bf16 rows), and without.
       for codes in ${INGEST_FP8_CODES//,/ }; do
-        flag=(); [ "$codes" = 1 ] && flag=(--fp8-codes)
+        flag=(); [ "$codes" = 0 ] && flag=(--no-fp8-codes)
         note "-- $bin: bench ingest --device $dev --batch-size $bs ${flag[*]}"
         "$run_dir/$bin" bench ingest "$dir" --model random:3b --device "$dev" --transfer "${INGEST_TRANSFER:-sync,async,async-u8}" \
           --quant "${INGEST_QUANT:-nf4,none}" --compute "${INGEST_COMPUTE:-dtype}" --batch-size "$bs" --pages "$pages" "${flag[@]}" \
@@ -166,7 +166,7 @@ while [ $# -gt 0 ]; do
             kernels=""; [ "$f" = 0 ] && kernels="--no-fused-kernels"; [ "$lt" = 0 ] && kernels="$kernels --no-cublaslt"
             [ "$lora" = merged ] && kernels="$kernels --merge-lora"
             [ "$rows" = 0 ] && kernels="$kernels --no-nf4-rows"
-            [ "$codes" = 1 ] && kernels="$kernels --fp8-codes"
+            [ "$codes" = 0 ] && kernels="$kernels --no-fp8-codes"
             # fp8 applies to NF4 only.
             [ "$compute" = fp8 ] && [ "$q" != nf4 ] && continue
             note "-- $bin: bench embed --quant $q --compute $compute --quant-scope $scope --batch $batch $p $kernels"

@@ -109,10 +109,10 @@ pub struct GpuKernelArgs {
     /// Dequantise NF4 weights before a query's few rows instead of multiplying from the codes.
     #[arg(long)]
     pub no_nf4_rows: bool,
-    /// With `--compute fp8`: the vision tower's norm and SiLU·mul write their rows as the next
-    /// FP8 GEMM's codes (not yet proven on a card, so off by default).
+    /// With `--compute fp8`: the kernels before an FP8 GEMM (the vision tower's norm, both
+    /// towers' SiLU·mul) write bf16 rows that the GEMM quantises, instead of its codes.
     #[arg(long)]
-    pub fp8_codes: bool,
+    pub no_fp8_codes: bool,
 }
 
 impl GpuKernelArgs {
@@ -121,7 +121,7 @@ impl GpuKernelArgs {
             fused: !self.no_fused_kernels,
             cublaslt: !self.no_cublaslt,
             nf4_rows: !self.no_nf4_rows,
-            fp8_codes: self.fp8_codes,
+            fp8_codes: !self.no_fp8_codes,
         }
     }
 }

@@ -284,8 +284,8 @@ pub struct ModelSettings {
 }
 
 /// Our own kernels on a CUDA device with bf16 activations, each replacing a chain of candle ops;
-/// off, candle's ops run instead — to compare speed or results with candle's own. On by default
-/// but `fp8_codes`. They apply to the whole process: the model loaded last sets them.
+/// off, candle's ops run instead — to compare speed or results with candle's own. All on by
+/// default. They apply to the whole process: the model loaded last sets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuKernels {
     /// Fused elementwise steps and tiled flash attention (`gpu::fused`).
@@ -296,11 +296,15 @@ pub struct GpuKernels {
     /// instead of dequantising the weight first.
     pub nf4_rows: bool,
     /// Under `Compute::Fp8`, the kernels that make an FP8 GEMM's input (the vision tower's
-    /// RMSNorm before its MLP, its SiLU·mul) write it as that GEMM's codes instead of bf16 rows
-    /// the GEMM quantises. Off until the GPU selftest has proven it on a card; absent from
-    /// settings saved before it, off.
-    #[serde(default)]
+    /// RMSNorm before its MLP, the SiLU·mul of both towers) write it as that GEMM's codes instead
+    /// of bf16 rows the GEMM quantises (the same codes, bit for bit). Absent from settings saved
+    /// before it: on.
+    #[serde(default = "on")]
     pub fp8_codes: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Default for GpuKernels {
@@ -309,7 +313,7 @@ impl Default for GpuKernels {
             fused: true,
             cublaslt: true,
             nf4_rows: true,
-            fp8_codes: false,
+            fp8_codes: true,
         }
     }
 }
@@ -406,23 +410,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gpu_kernels_saved_before_fp8_codes_read_with_it_off() {
+    fn gpu_kernels_saved_before_fp8_codes_read_with_it_on() {
         let old = r#"{"fused": true, "cublaslt": false, "nf4_rows": true}"#;
         let k: GpuKernels = serde_json::from_str(old).unwrap();
-        assert!(k.fused && !k.cublaslt && k.nf4_rows && !k.fp8_codes);
-        assert!(
-            !GpuKernels::default().fp8_codes,
-            "off until proven on a card"
-        );
+        assert!(k.fused && !k.cublaslt && k.nf4_rows && k.fp8_codes);
+        assert!(GpuKernels::default().fp8_codes);
         let round: GpuKernels = serde_json::from_str(
             &serde_json::to_string(&GpuKernels {
-                fp8_codes: true,
+                fp8_codes: false,
                 ..k
             })
             .unwrap(),
         )
         .unwrap();
-        assert!(round.fp8_codes);
+        assert!(!round.fp8_codes);
     }
     #[test]
     fn parse_and_display_roundtrip() {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CUBLASLT: AtomicBool = AtomicBool::new(true);
 static NF4_ROWS: AtomicBool = AtomicBool::new(true);
-static FP8_CODES: AtomicBool = AtomicBool::new(false);
+static FP8_CODES: AtomicBool = AtomicBool::new(true);
 
 /// Whether the fused kernels serve CUDA tensors.
 pub fn enabled() -> bool {
