@@ -205,13 +205,16 @@ while [ $# -gt 0 ]; do
       ;;
     ncu-embed)
       # Every kernel of a warm-up and a timed forward (EMBED_BATCH pages, EMBED_COMPUTE), timed by
-      # Nsight Compute, summed by name.
+      # Nsight Compute, summed by name. NCU_QUERIES=N: N query forwards only (the search path's
+      # 3B query embedding), instead of pages.
       ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      what=(--batch "$EMBED_BATCH" --pages 1); label="warm-up + 1 timed forward of $EMBED_BATCH pages"
+      if [ -n "${NCU_QUERIES:-}" ]; then what=(--queries "$NCU_QUERIES"); label="$NCU_QUERIES query forwards"; fi
       for q in ${EMBED_QUANT//,/ }; do
         "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --page raw \
           --log-file "$OUT/ncu-$q.csv" "$run_dir/pagesight" bench embed --model random:3b --device cuda \
-          --quant "$q" --compute "$EMBED_COMPUTE" --batch "$EMBED_BATCH" --pages 1 > "$OUT/ncu-embed-$q.log" 2>&1 || status=1
-        note "-- ncu, quant $q, compute $EMBED_COMPUTE (warm-up + 1 timed forward of $EMBED_BATCH pages)"
+          --quant "$q" --compute "$EMBED_COMPUTE" "${what[@]}" > "$OUT/ncu-embed-$q.log" 2>&1 || status=1
+        note "-- ncu, quant $q, compute $EMBED_COMPUTE ($label)"
         python3 tools/profiling/ncu_by_kernel.py "$OUT/ncu-$q.csv" >> "$summary" 2>&1 || tail -5 "$OUT/ncu-embed-$q.log" >> "$summary"
         # NCU_DETAIL=REGEX: the speed-of-light and occupancy sections of a few launches of the
         # kernels it names (after the warm-up's), for a kernel worth a closer look.
@@ -219,7 +222,7 @@ while [ $# -gt 0 ]; do
           "$ncu" --kernel-name "regex:$NCU_DETAIL" --launch-skip "${NCU_DETAIL_SKIP:-40}" --launch-count 3 \
             --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
             "$run_dir/pagesight" bench embed --model random:3b --device cuda --quant "$q" \
-            --compute "$EMBED_COMPUTE" --batch "$EMBED_BATCH" --pages 1 > "$OUT/ncu-detail-$q.txt" 2>&1 || status=1
+            --compute "$EMBED_COMPUTE" "${what[@]}" > "$OUT/ncu-detail-$q.txt" 2>&1 || status=1
           grep -E "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Theoretical Occupancy|Block Limit|Executed Ipc A|Shared Memory Configuration Size|Dynamic Shared" \
             "$OUT/ncu-detail-$q.txt" >> "$summary"
         fi
