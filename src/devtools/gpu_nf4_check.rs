@@ -282,29 +282,23 @@ fn rows_checks(k: &Nf4Kernels, stream: &Arc<CudaStream>) -> Result<Vec<Nf4Check>
         let (xp, bp) = (ptr(&xd), ptr(&bd));
         let yp = yd.device_ptr_mut(stream).0;
         let view = d.view();
-        k.matmul_rows(
-            stream,
-            &view,
-            (out, inp),
-            rows,
-            xp,
-            bp,
-            None,
-            (yp, out),
-            false,
-        )?;
+        // y = x·wᵀ (+ bias) (+ adapter) (+ y when accumulating), into `yd`.
+        let product = |bias_ptr, adapter, accumulate| {
+            k.matmul_rows(
+                stream,
+                &view,
+                (out, inp),
+                rows,
+                xp,
+                bias_ptr,
+                adapter,
+                (yp, out),
+                accumulate,
+            )
+        };
+        product(bp, None, false)?;
         let once: Vec<bf16> = stream.clone_dtoh(&yd)?;
-        k.matmul_rows(
-            stream,
-            &view,
-            (out, inp),
-            rows,
-            xp,
-            0,
-            None,
-            (yp, out),
-            true,
-        )?;
+        product(0, None, true)?;
         let twice: Vec<bf16> = stream.clone_dtoh(&yd)?;
         // An adapter's term in the same pass, without the bias: `low` [rows, r] and B read from
         // 8 rows into a taller buffer whose first rows are large values no output may pick up.
@@ -324,17 +318,7 @@ fn rows_checks(k: &Nf4Kernels, stream: &Arc<CudaStream>) -> Result<Vec<Nf4Check>
             b: ptr(&b_d) + (8 * rank * 2) as u64,
             rank,
         };
-        k.matmul_rows(
-            stream,
-            &view,
-            (out, inp),
-            rows,
-            xp,
-            0,
-            Some(adapter),
-            (yp, out),
-            false,
-        )?;
+        product(0, Some(adapter), false)?;
         let adapted: Vec<bf16> = stream.clone_dtoh(&yd)?;
         let adapter_term = |e: usize| {
             let (m, n) = (e / out, e % out);
