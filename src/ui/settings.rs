@@ -12,7 +12,7 @@ pub const STORAGE_KEY: &str = "pagesight.ui.settings";
 const MAX_RECENT: usize = 8;
 const MAX_QUERIES: usize = 20;
 /// Bumped when a default changes in a way stored settings must follow.
-pub const DEFAULTS_VERSION: u32 = 6;
+pub const DEFAULTS_VERSION: u32 = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Theme {
@@ -209,6 +209,11 @@ impl UiSettings {
             if s.defaults_version < 6 {
                 s.best_batch = s.batch_size == 4;
             }
+            // Version 7: the kernels before an FP8 GEMM write its codes by default. The app
+            // offers none of the GPU kernel switches, so what it stored were the old defaults.
+            if s.defaults_version < 7 {
+                s.model.gpu_kernels = Default::default();
+            }
             s.defaults_version = DEFAULTS_VERSION;
         }
         s
@@ -320,6 +325,33 @@ mod tests {
         };
         mine.store(&mut storage);
         assert_eq!(UiSettings::load(Some(&storage)), mine);
+    }
+
+    #[test]
+    fn gpu_kernels_stored_with_the_old_defaults_take_the_new_ones() {
+        let mut storage = MemoryStorage::default();
+        let mut old = UiSettings {
+            defaults_version: 6,
+            ..Default::default()
+        };
+        old.model.gpu_kernels.fp8_codes = false;
+        old.store(&mut storage);
+        let s = UiSettings::load(Some(&storage));
+        assert!(s.model.gpu_kernels.fp8_codes);
+        assert_eq!(s.defaults_version, DEFAULTS_VERSION);
+        // Stored under the current defaults, the switch stays as it was stored.
+        let mine = UiSettings {
+            model: ModelSettings {
+                gpu_kernels: pagesight_model::GpuKernels {
+                    fp8_codes: false,
+                    ..Default::default()
+                },
+                ..UiSettings::default().model
+            },
+            ..Default::default()
+        };
+        mine.store(&mut storage);
+        assert!(!UiSettings::load(Some(&storage)).model.gpu_kernels.fp8_codes);
     }
 
     #[test]
