@@ -189,17 +189,12 @@ while [ $# -gt 0 ]; do
       # in EMBED_BINS, for CPUQ_QUANT (none,nf4); CPUQ_DEVICE=cuda times it on the GPU instead,
       # CPUQ_PROFILE=1 adds the time by section, CPUQ_COMPARE=N compares N queries with the
       # general path (NF4 dequantised, the adapter as products of its own).
-      # CPUQ_ADAPTER_IN_ROWS=0,1 (with CPUQ_DEVICE=cuda): the adapter as its own product, then
-      # inside the NF4 rows kernel's pass (--adapter-in-rows).
       for bin in ${EMBED_BINS//,/ }; do
         for q in $(echo "${CPUQ_QUANT:-none}" | tr , " "); do
-        for air in ${CPUQ_ADAPTER_IN_ROWS:-0}; do
           dev=${CPUQ_DEVICE:-cpu}; prof=""; [ "${CPUQ_PROFILE:-0}" = 1 ] && prof=--profile
-          [ "$air" = 1 ] && prof="$prof --adapter-in-rows"
           note "-- $bin: bench embed --device $dev --quant $q --queries 8 $prof ($(nproc) threads)"
           "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof ${CPUQ_COMPARE:+--compare "$CPUQ_COMPARE"} 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|GPU forward|vs general|  )" >> "$summary"
           [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-        done
         done
       done
       ;;

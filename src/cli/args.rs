@@ -113,10 +113,6 @@ pub struct GpuKernelArgs {
     /// towers' SiLU·mul) write bf16 rows that the GEMM quantises, instead of its codes.
     #[arg(long)]
     pub no_fp8_codes: bool,
-    /// A query's few rows: the NF4 rows kernel adds the adapter's term in its own pass (not yet
-    /// proven on a card, so off by default).
-    #[arg(long)]
-    pub adapter_in_rows: bool,
 }
 
 impl GpuKernelArgs {
@@ -126,7 +122,6 @@ impl GpuKernelArgs {
             cublaslt: !self.no_cublaslt,
             nf4_rows: !self.no_nf4_rows,
             fp8_codes: !self.no_fp8_codes,
-            adapter_in_rows: self.adapter_in_rows,
         }
     }
 }

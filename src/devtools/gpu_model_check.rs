@@ -128,14 +128,12 @@ pub fn run(fixture_dir: &Path, quant: Quant) -> Result<(Vec<Check>, serde_json::
 }
 
 /// The model's kernels: all of ours (fused elementwise steps, flash attention, cuBLASLt with its
-/// epilogues, the LoRA term added inside the base GEMM or, for a query's rows, inside the NF4
-/// rows kernel) or none (candle's own ops).
+/// epilogues and the LoRA term added inside the base GEMM) or none (candle's own ops).
 fn fused_kernels(on: bool) -> GpuKernels {
     GpuKernels {
         fused: on,
         cublaslt: on,
         nf4_rows: on,
         fp8_codes: on,
-        adapter_in_rows: on,
     }
 }

@@ -284,8 +284,8 @@ pub struct ModelSettings {
 }
 
 /// Our own kernels on a CUDA device with bf16 activations, each replacing a chain of candle ops;
-/// off, candle's ops run instead — to compare speed or results with candle's own. On by default
-/// but `adapter_in_rows`. They apply to the whole process: the model loaded last sets them.
+/// off, candle's ops run instead — to compare speed or results with candle's own. All on by
+/// default. They apply to the whole process: the model loaded last sets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuKernels {
     /// Fused elementwise steps and tiled flash attention (`gpu::fused`).
@@ -301,11 +301,6 @@ pub struct GpuKernels {
     /// before it: on.
     #[serde(default = "on")]
     pub fp8_codes: bool,
-    /// A query's few rows: the NF4 rows kernel adds an unmerged adapter's term B·(A·x) in its own
-    /// pass, instead of B·(A·x) running as a GEMM the kernel adds onto. Off until the GPU
-    /// selftest has proven it on a card; absent from settings saved before it, off.
-    #[serde(default)]
-    pub adapter_in_rows: bool,
 }
 
 fn on() -> bool {
@@ -319,7 +314,6 @@ impl Default for GpuKernels {
             cublaslt: true,
             nf4_rows: true,
             fp8_codes: true,
-            adapter_in_rows: false,
         }
     }
 }

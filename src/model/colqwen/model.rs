@@ -111,7 +111,6 @@ impl ColQwen {
         crate::gpu::fused::set_cublaslt(settings.gpu_kernels.cublaslt);
         crate::gpu::fused::set_nf4_rows(settings.gpu_kernels.nf4_rows);
         crate::gpu::fused::set_fp8_codes(settings.gpu_kernels.fp8_codes);
-        crate::gpu::fused::set_adapter_in_rows(settings.gpu_kernels.adapter_in_rows);
         if device.is_cuda() {
             // The f32 parts (attention after the f32 RoPE, norms) run their matmuls on tensor
             // cores as TF32, several times plain f32's rate; bf16/NF4 weights are unaffected.

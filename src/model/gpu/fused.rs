@@ -13,7 +13,6 @@ static FUSED: AtomicBool = AtomicBool::new(true);
 static CUBLASLT: AtomicBool = AtomicBool::new(true);
 static NF4_ROWS: AtomicBool = AtomicBool::new(true);
 static FP8_CODES: AtomicBool = AtomicBool::new(true);
-static ADAPTER_IN_ROWS: AtomicBool = AtomicBool::new(false);
 
 /// Whether the fused kernels serve CUDA tensors.
 pub fn enabled() -> bool {
@@ -55,18 +54,6 @@ pub fn fp8_codes_enabled() -> bool {
 /// Turns the producers' FP8 codes on or off for the whole process.
 pub fn set_fp8_codes(on: bool) {
     FP8_CODES.store(on, Ordering::Relaxed);
-}
-
-/// Whether the few-rows NF4 kernel adds an unmerged adapter's term in its own pass
-/// (`nf4_rows::RowsAdapter`) instead of the adapter's B·(A·x) running as a product of its own
-/// that the kernel adds onto.
-pub fn adapter_in_rows_enabled() -> bool {
-    ADAPTER_IN_ROWS.load(Ordering::Relaxed)
-}
-
-/// Turns the adapter inside the few-rows kernel on or off for the whole process.
-pub fn set_adapter_in_rows(on: bool) {
-    ADAPTER_IN_ROWS.store(on, Ordering::Relaxed);
 }
 
 /// `x` [.., in] · `w` [out, in]ᵀ (+ `bias` [out]): on CUDA in bf16 one cuBLASLt call (bias in

@@ -136,17 +136,13 @@ NF4_PADDED_KERNEL(nf4_dequant_padded_f32, float, STORE8_F32)
 // 2t+9}[s] — a bijection on the 64 positions, applied identically to x, so the sum is unchanged.
 // Requires K % 64 == 0 and N % 32 == 0 (the language model's shapes); the caller checks. Row m
 // of y starts `ldy` elements after row m-1 (≥ N): a part of a wider output, e.g. q of q|k|v.
-// With `low` (bf16 [M, r], an adapter's A·x) the adapter's term Σ_j low[m, j] · lora_b[n, j]
-// (`lora_b` bf16 [N, r], B with its scale, from this output's first column) is added to each
-// output in f32 before the one rounding: the adapter without a product and a pass of its own.
 
 extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned char* __restrict__ packed,
         const float* __restrict__ absmax_f32, const unsigned char* __restrict__ qabsmax,
         const float* __restrict__ absmax2, const float* __restrict__ code2, float offset,
         const float* __restrict__ nf4, const unsigned short* __restrict__ x,
-        const unsigned short* __restrict__ bias, const unsigned short* __restrict__ low,
-        const unsigned short* __restrict__ lora_b, unsigned int r, unsigned short* y,
-        int accumulate, unsigned int M, unsigned int N, unsigned int K, unsigned int ldy) {
+        const unsigned short* __restrict__ bias, unsigned short* y, int accumulate,
+        unsigned int M, unsigned int N, unsigned int K, unsigned int ldy) {
     __shared__ float lut[16];
     __shared__ float red[8][32][32];
     const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -219,14 +215,6 @@ extern "C" __global__ void __launch_bounds__(256) nf4_rows_bf16(const unsigned c
         if (m >= M) continue;
         unsigned long long o = (unsigned long long)m * ldy + n;
         if (bias != 0) s += __uint_as_float((unsigned)bias[n] << 16);
-        if (low != 0) {
-            const unsigned short* lm = low + (unsigned long long)m * r;
-            const unsigned short* bn = lora_b + (unsigned long long)n * r;
-            float d = 0.0f;
-            for (unsigned j = 0; j < r; j++)
-                d = fmaf(__uint_as_float((unsigned)lm[j] << 16), __uint_as_float((unsigned)bn[j] << 16), d);
-            s += d;
-        }
         if (accumulate) s += __uint_as_float((unsigned)y[o] << 16);
         y[o] = f2bf(s);
     }

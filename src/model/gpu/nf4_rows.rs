@@ -16,10 +16,10 @@ impl Nf4Kernels {
         (1..=ROWS_MAX).contains(&rows) && out.is_multiple_of(32) && inp.is_multiple_of(64)
     }
 
-    /// `y = x · wᵀ (+ bias) (+ adapter) (+ y when accumulate)` for `rows` (≤ 32) bf16 input
-    /// rows, straight from the 4-bit codes on tensor cores (`nf4_rows_bf16`). Pointers are raw
-    /// device addresses on `stream`: `x` `rows × in` (16-byte aligned), `bias` `out` values or 0,
-    /// `y` `rows` rows of `out` values, `ldy` (≥ out) elements apart.
+    /// `y = x · wᵀ (+ bias) (+ y when accumulate)` for `rows` (≤ 32) bf16 input rows, straight
+    /// from the 4-bit codes on tensor cores (`nf4_rows_bf16`). Pointers are raw device
+    /// addresses on `stream`: `x` `rows × in` (16-byte aligned), `bias` `out` values or 0, `y`
+    /// `rows` rows of `out` values, `ldy` (≥ out) elements apart.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_rows(
         &self,
@@ -29,7 +29,6 @@ impl Nf4Kernels {
         rows: usize,
         x_ptr: u64,
         bias_ptr: u64,
-        adapter: Option<AdapterPtrs>,
         (y_ptr, ldy): (u64, usize),
         accumulate: bool,
     ) -> Result<()> {
@@ -48,17 +47,10 @@ impl Nf4Kernels {
         };
         let acc = accumulate as i32;
         let (m, n, k, ld) = (rows as u32, out as u32, inp as u32, ldy as u32);
-        let (low_ptr, lora_b_ptr, rank) = match adapter {
-            Some(a) => (a.low, a.b, a.rank as u32),
-            None => (0, 0, 0),
-        };
         let mut b = stream.launch_builder(&self.rows_bf16);
         weight.push(&mut b);
         b.arg(&x_ptr)
             .arg(&bias_ptr)
-            .arg(&low_ptr)
-            .arg(&lora_b_ptr)
-            .arg(&rank)
             .arg(&y_ptr)
             .arg(&acc)
             .arg(&m)
@@ -71,37 +63,16 @@ impl Nf4Kernels {
         // inside them, and 32-byte runs of `x` rows below `rows` at 16-byte-aligned addresses
         // (`in` a multiple of 64, `x_ptr` checked), touches `y` only at `m·ldy + n` for rows
         // m below `rows` and columns n below `out ≤ ldy`, and reads `bias` (`out` values) only
-        // when it is not null, and the adapter's `low` (`rows × rank`) and B (`out × rank` from
-        // this product's first column) only when `low` is not null. The callers take the
-        // pointers from live buffers on `stream` of those sizes (`Nf4RowsOp` checks the
-        // adapter's).
+        // when it is not null. The callers take the pointers from live buffers on `stream` of
+        // those sizes.
         unsafe { b.launch(cfg) }?;
         Ok(())
     }
 }
 
-/// An unmerged adapter's term for [`Nf4Kernels::matmul_rows`] to add to each output: raw device
-/// addresses of `low` (bf16 `rows × rank`: A·x) and of B's row for the product's first output
-/// (bf16, `rank` values per output, its scale folded in).
-#[derive(Clone, Copy, Debug)]
-pub struct AdapterPtrs {
-    pub low: u64,
-    pub b: u64,
-    pub rank: usize,
-}
-
-/// An unmerged adapter beside a rows product (`Nf4RowsOp::adapter`): `low` = A·x `[rows, rank]`
-/// and `up` = scale·B `[outputs, rank]`, both contiguous bf16 on the device; `up`'s rows are the
-/// outputs of the whole (stacked) layer, so a part's product reads them from its `column`.
-#[derive(Clone, Copy)]
-pub struct RowsAdapter<'a> {
-    pub low: &'a candle_core::Tensor,
-    pub up: &'a candle_core::Tensor,
-}
-
 /// A few bf16 rows times a device-resident NF4 weight, from the codes (`Nf4Kernels::matmul_rows`):
-/// `x.apply_op1_no_bwd(&op)` gives `x · wᵀ + bias (+ adapter)`, `c.inplace_op2(&x, &op)` adds
-/// `x · wᵀ (+ bias) (+ adapter)` onto columns `column ..` of `c`.
+/// `x.apply_op1_no_bwd(&op)` gives `x · wᵀ + bias`, `c.inplace_op2(&x, &op)` adds
+/// `x · wᵀ (+ bias)` onto columns `column ..` of `c`.
 pub struct Nf4RowsOp<'a> {
     pub kernels: &'a Nf4Kernels,
     pub weight: &'a Nf4DeviceBuffers,
@@ -112,8 +83,6 @@ pub struct Nf4RowsOp<'a> {
     /// Where this product goes in a wider output (`InplaceOp2` only): its first column there;
     /// the output's row length is the output tensor's own.
     pub column: usize,
-    /// An adapter's term added in the same pass, or None.
-    pub adapter: Option<RowsAdapter<'a>>,
 }
 
 impl Nf4RowsOp<'_> {
@@ -155,42 +124,10 @@ impl Nf4RowsOp<'_> {
             }
             None => 0,
         };
-        let adapter_guards = self
-            .adapter
-            .map(|a| (a.low.storage_and_layout(), a.up.storage_and_layout()));
-        let adapter = match &adapter_guards {
-            Some(((ls, ll), (us, ul))) => {
-                let (low_rows, rank) = ll.shape().dims2()?;
-                let (up_rows, up_rank) = ul.shape().dims2()?;
-                if low_rows != rows || up_rank != rank || self.column + self.shape.0 > up_rows {
-                    candle_core::bail!(
-                        "NF4 rows product: adapter A·x {:?} and B {:?} for {rows} rows × {} outputs from column {}",
-                        ll.dims(),
-                        ul.dims(),
-                        self.shape.0,
-                        self.column
-                    );
-                }
-                let ptr = |s: &candle_core::Storage, l: &candle_core::Layout| {
-                    let candle_core::Storage::Cuda(cs) = s else {
-                        candle_core::bail!("NF4 rows product: the adapter is not on the GPU");
-                    };
-                    Ok(super::custom_op::view::<half::bf16>(cs, l)?
-                        .device_ptr(&stream)
-                        .0)
-                };
-                Some(AdapterPtrs {
-                    low: ptr(ls, ll)?,
-                    b: ptr(us, ul)? + (self.column * rank * 2) as u64,
-                    rank,
-                })
-            }
-            None => None,
-        };
         let w = self.weight.view();
         self.kernels
             .matmul_rows(
-                &stream, &w, self.shape, rows, x_ptr, bias_ptr, adapter, y, accumulate,
+                &stream, &w, self.shape, rows, x_ptr, bias_ptr, y, accumulate,
             )
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
     }

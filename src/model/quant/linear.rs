@@ -281,23 +281,6 @@ impl QLinear {
         })
     }
 
-    /// A query's few rows with an unmerged adapter's term (`low` = A·x, `up` = scale·B) added by
-    /// the NF4 rows kernel in its own pass: `x · Wᵀ + bias + up · low`. None where that kernel
-    /// does not take `x` (other storage, the CPU, more rows).
-    #[cfg(feature = "cuda")]
-    pub fn forward_rows_beside(
-        &self,
-        x: &Tensor,
-        low: &Tensor,
-        up: &Tensor,
-    ) -> Result<Option<Tensor>> {
-        match self {
-            QLinear::Nf4(l) => l.forward_rows_beside(x, low, up),
-            QLinear::Stack(l) => l.forward_rows_beside(x, low, up),
-            _ => Ok(None),
-        }
-    }
-
     /// The bias, if the layer has one.
     pub fn bias_tensor(&self) -> Option<&Tensor> {
         self.bias()

@@ -123,17 +123,6 @@ impl Module for LoraLinear {
             return Ok(y);
         }
         let low = fused::linear(x, &self.down, None)?;
-        // A query's few rows on the GPU: the adapter's term inside the NF4 rows kernel's pass.
-        #[cfg(feature = "cuda")]
-        if fused::adapter_in_rows_enabled() {
-            let y = self
-                .base
-                .forward_rows_beside(x, &low, &self.up)
-                .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
-            if let Some(y) = y {
-                return Ok(y);
-            }
-        }
         // Where the base GEMM can add onto its output (CUDA, bf16), the adapter's term and the
         // bias go there first and the base product lands on them: two passes over the output
         // fewer than a product, a delta and an add.

@@ -22,13 +22,6 @@ use crate::settings::Compute;
 /// about 8 rows on (`bench/gpu-notes.md`); the blocked kernel does not up to a query's length.
 pub const DIRECT_ROWS_MAX: usize = 64;
 
-/// An adapter's term for the rows kernel to add (`gpu::nf4_rows::RowsAdapter`); without CUDA there
-/// is no rows kernel to carry one.
-#[cfg(feature = "cuda")]
-type RowsAdapter<'a> = crate::gpu::nf4_rows::RowsAdapter<'a>;
-#[cfg(not(feature = "cuda"))]
-type RowsAdapter<'a> = std::marker::PhantomData<&'a ()>;
-
 #[derive(Clone, Debug)]
 pub struct Nf4Linear {
     weight: Arc<Nf4Weight>,
@@ -112,17 +105,11 @@ impl Nf4Linear {
 
     /// On CUDA, a few bf16 rows (a query's tokens) times the weight straight from its codes on
     /// tensor cores (`gpu::nf4_rows::Nf4RowsOp`), instead of dequantising the whole weight
-    /// into the scratch and reading it back: `x2 · Wᵀ + bias (+ adapter)`, or `onto + x2 · Wᵀ`
-    /// (the bias then already in `onto`). None where it does not apply (the CPU, f32, an
-    /// unpadded shape the kernel does not take, more rows, the kernel switched off:
-    /// `GpuKernels::nf4_rows`).
+    /// into the scratch and reading it back: `x2 · Wᵀ + bias`, or `onto + x2 · Wᵀ` (the bias
+    /// then already in `onto`). None where it does not apply (the CPU, f32, an unpadded shape
+    /// the kernel does not take, more rows, the kernel switched off: `GpuKernels::nf4_rows`).
     #[cfg(feature = "cuda")]
-    fn forward_rows(
-        &self,
-        x2: &Tensor,
-        onto: Option<&Tensor>,
-        adapter: Option<RowsAdapter<'_>>,
-    ) -> Result<Option<Tensor>> {
+    fn forward_rows(&self, x2: &Tensor, onto: Option<&Tensor>) -> Result<Option<Tensor>> {
         use crate::gpu::nf4_kernel::Nf4Kernels;
         use crate::gpu::nf4_rows::Nf4RowsOp;
         let rows = x2.dim(0)?;
@@ -146,7 +133,6 @@ impl Nf4Linear {
             shape: self.weight.shape,
             bias: if onto.is_some() { None } else { bf16_bias },
             column: 0,
-            adapter,
         };
         Ok(Some(match onto {
             Some(c) => {
@@ -164,38 +150,14 @@ impl Nf4Linear {
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn forward_rows(
-        &self,
-        _x2: &Tensor,
-        _onto: Option<&Tensor>,
-        _adapter: Option<RowsAdapter<'_>>,
-    ) -> Result<Option<Tensor>> {
+    fn forward_rows(&self, _x2: &Tensor, _onto: Option<&Tensor>) -> Result<Option<Tensor>> {
         Ok(None)
-    }
-
-    /// A query's few rows with an unmerged adapter's term added in the rows kernel's own pass
-    /// (`low` = A·x `[.., r]`, `up` = scale·B `[out, r]`, bf16 on the GPU): `x · Wᵀ + bias +
-    /// up · low`. None where the rows kernel does not take `x` (see [`Self::forward_rows`]).
-    #[cfg(feature = "cuda")]
-    pub fn forward_rows_beside(
-        &self,
-        x: &Tensor,
-        low: &Tensor,
-        up: &Tensor,
-    ) -> Result<Option<Tensor>> {
-        let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
-        let low = low.reshape((x2.dim(0)?, low.dim(low.rank() - 1)?))?;
-        let adapter = RowsAdapter { low: &low, up };
-        Ok(match self.forward_rows(&x2, None, Some(adapter))? {
-            Some(y) => Some(reshape_rows(y, lead, self.gemm_shape.0)?),
-            None => None,
-        })
     }
 
     /// The product through the shared scratch, whatever the row count.
     pub fn forward_dequantized(&self, x: &Tensor) -> Result<Tensor> {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
-        if let Some(y) = self.forward_rows(&x2, None, None)? {
+        if let Some(y) = self.forward_rows(&x2, None)? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
         let y = self.with_scratch_weight(x2.dtype(), x2.device(), |w| {
@@ -304,7 +266,7 @@ impl Nf4Linear {
         let (x2, lead) = flatten_rows(x, self.gemm_shape.1)?;
         let rows = x2.dim(0)?;
         let c = c.reshape((rows, self.gemm_shape.0))?;
-        if let Some(y) = self.forward_rows(&x2, Some(&c), None)? {
+        if let Some(y) = self.forward_rows(&x2, Some(&c))? {
             return Ok(reshape_rows(y, lead, self.gemm_shape.0)?);
         }
         let y = self.with_scratch_weight(x2.dtype(), x2.device(), |w| w.linear_onto(c, &x2))?;

@@ -157,7 +157,7 @@ impl StackedLinear {
         let mut out_dims = x.dims().to_vec();
         *out_dims.last_mut().unwrap_or(&mut 0) = out;
         let x2 = x.reshape((rows, inp))?.contiguous()?;
-        if let Some(y) = self.rows_product(parts, &x2, onto.as_ref(), None)? {
+        if let Some(y) = self.rows_product(parts, &x2, onto.as_ref())? {
             return Ok(y.reshape(out_dims)?);
         }
         let mut lease = parts[0].scratch().lease();
@@ -174,43 +174,14 @@ impl StackedLinear {
         Ok(y.reshape(out_dims)?)
     }
 
-    /// A query's few rows with an unmerged adapter over the whole stack (`low` = A·x
-    /// `[.., Σ r]`, `up` = the scaled, block-diagonal B `[Σ out_i, Σ r]`) added by the rows
-    /// kernel in each part's own pass: `x · Wᵀ + bias + up · low`. None where the kernel does
-    /// not take the rows.
-    #[cfg(feature = "cuda")]
-    pub fn forward_rows_beside(
-        &self,
-        x: &Tensor,
-        low: &Tensor,
-        up: &Tensor,
-    ) -> Result<Option<Tensor>> {
-        let Some(parts) = self.gpu_nf4_parts(x) else {
-            return Ok(None);
-        };
-        let (out, inp) = self.shape();
-        let rows = x.elem_count() / inp.max(1);
-        let mut out_dims = x.dims().to_vec();
-        *out_dims.last_mut().unwrap_or(&mut 0) = out;
-        let x2 = x.reshape((rows, inp))?.contiguous()?;
-        let low = low.reshape((rows, low.dim(low.rank() - 1)?))?;
-        let adapter = crate::gpu::nf4_rows::RowsAdapter { low: &low, up };
-        Ok(match self.rows_product(&parts, &x2, None, Some(adapter))? {
-            Some(y) => Some(y.reshape(out_dims)?),
-            None => None,
-        })
-    }
-
     /// A query's few rows: each part from its codes into its columns of one output
-    /// (`Nf4RowsOp`), with an adapter's term added in the same pass when given, or None where
-    /// the kernel does not take them.
+    /// (`Nf4RowsOp`), or None where the kernel does not take them.
     #[cfg(feature = "cuda")]
     fn rows_product(
         &self,
         parts: &[&Nf4Linear],
         x2: &Tensor,
         onto: Option<&Tensor>,
-        adapter: Option<crate::gpu::nf4_rows::RowsAdapter<'_>>,
     ) -> Result<Option<Tensor>> {
         use crate::gpu::nf4_kernel::Nf4Kernels;
         use crate::gpu::nf4_rows::Nf4RowsOp;
@@ -248,7 +219,6 @@ impl StackedLinear {
                     shape: p.weight().shape,
                     bias: bias.as_ref(),
                     column,
-                    adapter,
                 },
             )?;
             column += p.weight().shape.0;
