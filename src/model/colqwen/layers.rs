@@ -175,22 +175,23 @@ impl GatedMlp {
         #[cfg(feature = "cuda")]
         {
             let rows = dims[..dims.len().saturating_sub(1)].iter().product();
-            let msg = |e: anyhow::Error| candle_core::Error::Msg(format!("{e:#}"));
-            match &self.down {
+            // The down projection's `[rows, out]`, where its FP8 codes came from SiLU·mul.
+            let y = match &self.down {
                 QLinear::Nf4(down) if down.takes_fp8_rows(rows, gate.device()) => {
-                    if let Some(codes) = fused::silu_mul_fp8(&gate, up.as_ref())? {
-                        let y = down.forward_fp8_rows(&codes).map_err(msg)?;
-                        let mut dims = dims.to_vec();
-                        *dims.last_mut().unwrap_or(&mut 0) = y.dim(1)?;
-                        return y.reshape(dims);
-                    }
+                    fused::silu_mul_fp8(&gate, up.as_ref())?
+                        .map(|codes| down.forward_fp8_rows(&codes))
                 }
                 QLinear::Lora(down) if down.takes_fp8_rows(rows, gate.device()) => {
-                    if let Some((h, codes)) = fused::silu_mul_fp8_beside(&gate, up.as_ref())? {
-                        return down.forward_fp8_beside(&h, &codes).map_err(msg);
-                    }
+                    fused::silu_mul_fp8_beside(&gate, up.as_ref())?
+                        .map(|(h, codes)| down.forward_fp8_beside(&h, &codes))
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(y) = y {
+                let y = y.map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+                let mut dims = dims.to_vec();
+                *dims.last_mut().unwrap_or(&mut 0) = y.dim(1)?;
+                return y.reshape(dims);
             }
         }
         #[cfg(not(feature = "cuda"))]

@@ -88,7 +88,7 @@ impl LoraLinear {
 
     /// The layer of input rows given twice, as bf16 `x` (for the adapter's A·x) and as the FP8
     /// codes of the same rows (for the base's GEMM, see [`Self::takes_fp8_rows`]): the adapter's
-    /// term and the bias first, the base product added onto them in the GEMM.
+    /// term and the bias first, the base product added onto them in the GEMM → `[rows, out]`.
     pub fn forward_fp8_beside(
         &self,
         x: &Tensor,
@@ -97,14 +97,16 @@ impl LoraLinear {
         let QLinear::Nf4(base) = &*self.base else {
             bail!("LoRA layer: FP8 input rows for a base that does not take them");
         };
+        base.forward_fp8_rows_onto(codes, self.term_with_bias(x)?)
+    }
+}
+
+impl LoraLinear {
+    /// The adapter's term `(scale·B)·(A·x)` plus the base's bias: what the base product is added
+    /// onto where its GEMM accumulates.
+    fn term_with_bias(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let low = fused::linear(x, &self.down, None)?;
-        let c = fused::linear(&low, &self.up, self.base.bias_tensor())?;
-        let y = base.forward_fp8_rows_onto(codes, c)?;
-        let mut dims = x.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = y.dim(1)?;
-        }
-        Ok(y.reshape(dims)?)
+        fused::linear(&low, &self.up, self.base.bias_tensor())
     }
 }
 
@@ -122,17 +124,16 @@ impl Module for LoraLinear {
         if let Some(y) = direct.map_err(|e| candle_core::Error::Msg(format!("{e:#}")))? {
             return Ok(y);
         }
-        let low = fused::linear(x, &self.down, None)?;
         // Where the base GEMM can add onto its output (CUDA, bf16), the adapter's term and the
         // bias go there first and the base product lands on them: two passes over the output
         // fewer than a product, a delta and an add.
         if self.base.accumulates_onto(x) {
-            let c = fused::linear(&low, &self.up, self.base.bias_tensor())?;
             return self
                 .base
-                .forward_onto(x, c)
+                .forward_onto(x, self.term_with_bias(x)?)
                 .map_err(|e| candle_core::Error::Msg(format!("{e:#}")));
         }
+        let low = fused::linear(x, &self.down, None)?;
         let y = self.base.forward(x)?;
         let delta = fused::linear(&low, &self.up, None)?;
         let dtype = y.dtype();
