@@ -139,7 +139,7 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
                     .collect())
             })
         };
-        let exact_scores = exact_scores_by_point(&s, &queries, n)?;
+        let exact_scores = exact_scores_by_point(&s, &queries, n, &CpuExact(isa))?;
         let (qdrant, qdrant_tops, _) = remote_tops(RemoteScoring::Exact)?;
         let (qdrant_binary, qdrant_binary_tops, _) =
             remote_tops(RemoteScoring::BinaryRescored { candidates })?;
@@ -205,8 +205,14 @@ pub fn run(a: QdrantBenchArgs) -> Result<()> {
 
 /// Each query's exact MaxSim score of every page, keyed by point id (the ids Qdrant answers
 /// with), for the tie rule.
-fn exact_scores_by_point(s: &Searcher, queries: &[Query], n: usize) -> Result<Vec<ExactScores>> {
-    let mut point_of = std::collections::HashMap::new();
+fn exact_scores_by_point(
+    s: &Searcher,
+    queries: &[Query],
+    n: usize,
+    exact: &CpuExact,
+) -> Result<Vec<ExactScores>> {
+    use std::collections::hash_map::Entry;
+    let mut points = std::collections::HashMap::new();
     queries
         .iter()
         .map(|q| {
@@ -214,17 +220,11 @@ fn exact_scores_by_point(s: &Searcher, queries: &[Query], n: usize) -> Result<Ve
                 top_k: n,
                 ..q.clone()
             };
-            let scores =
-                s.visual_with(&all, n, &CpuExact(pagesight_index::maxsim::detected_isa()))?;
-            let mut by_point = Vec::with_capacity(scores.len());
-            for (id, score) in scores {
-                let point = match point_of.get(&id) {
-                    Some(&p) => p,
-                    None => {
-                        let p = to_points(s, vec![id])?[0];
-                        point_of.insert(id, p);
-                        p
-                    }
+            let mut by_point = Vec::with_capacity(n);
+            for (id, score) in s.visual_with(&all, n, exact)? {
+                let point = match points.entry(id) {
+                    Entry::Occupied(e) => *e.get(),
+                    Entry::Vacant(e) => *e.insert(point_of(s, id)?),
                 };
                 by_point.push((point, score));
             }
@@ -233,12 +233,13 @@ fn exact_scores_by_point(s: &Searcher, queries: &[Query], n: usize) -> Result<Ve
         .collect()
 }
 
-/// Local page ids as point ids (content hash and page number), the ids Qdrant answers with.
+/// A local page id as its point id (content hash and page number), the id Qdrant answers with.
+fn point_of(s: &Searcher, id: u64) -> Result<u64> {
+    let h = s.hit(id, 0.0)?;
+    Ok(point_id(&h.file_hash, h.page))
+}
+
+/// Local page ids as point ids (see [`point_of`]).
 fn to_points(s: &Searcher, ids: Vec<u64>) -> Result<Vec<u64>> {
-    ids.into_iter()
-        .map(|id| {
-            let h = s.hit(id, 0.0)?;
-            Ok(point_id(&h.file_hash, h.page))
-        })
-        .collect()
+    ids.into_iter().map(|id| point_of(s, id)).collect()
 }
