@@ -1,4 +1,4 @@
-//! One rayon task of the product: a block of output columns for every row, walked in chunks
+//! One task of the product: a block of output columns for every row, walked in chunks
 //! of the input so the rows stay in L1, and the row tiles that do the arithmetic.
 
 #[cfg(target_arch = "aarch64")]
@@ -69,9 +69,59 @@ pub(super) fn packed_rows(
     (packed, at)
 }
 
-/// Output columns per rayon task: about four tasks per thread, 4–64 columns.
+/// Output columns per task: about four tasks per thread, 4–64 columns.
 pub(super) fn column_block(out: usize) -> usize {
-    (out / (rayon::current_num_threads() * 4)).clamp(4, 64)
+    (out / (threads() * 4)).clamp(4, 64)
+}
+
+/// The threads [`for_each_block`] runs on: the pool's workers and the caller.
+fn threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// `f(scratch, b, block)` for each `block_len` block `b` of `out` (the last may be shorter), on
+/// every core, each thread with its own [`Scratch`].
+///
+/// On candle's barrier pool, not rayon's: a query runs ~250 products back to back with short
+/// serial steps between them, and rayon parks a worker that finds no work within microseconds,
+/// so each product would wake every core again, a futex wake and, on a virtual machine, an
+/// interrupt through the hypervisor per halted vCPU. The barrier pool's workers spin a while
+/// before parking (`CANDLE_BARRIER_POOL_SPIN_LIMIT`, ~1–2 ms), which covers a query's gaps, and
+/// its workers are the ones candle's own elementwise ops already keep warm.
+pub(super) fn for_each_block(
+    out: &mut [f32],
+    block_len: usize,
+    f: impl Fn(&mut Scratch, usize, &mut [f32]) + Sync,
+) {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    }
+    let len = out.len();
+    let blocks = len.div_ceil(block_len.max(1));
+    let base = SendPtr(out.as_mut_ptr());
+    candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
+        for b in range {
+            let start = b * block_len;
+            let n = block_len.min(len - start);
+            // SAFETY: the pool hands each block index to one thread once, and blocks are
+            // disjoint ranges of `out`, which outlives the call (it waits for every worker).
+            let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), n) };
+            SCRATCH.with(|s| f(&mut s.borrow_mut(), b, chunk));
+        }
+    });
+}
+
+/// A pointer the pool's threads may share (each writes only its own blocks behind it).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: see `for_each_block`: the writes through it are to disjoint ranges.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// How many columns ahead [`Job::tile`] prefetches the weights.

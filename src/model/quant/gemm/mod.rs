@@ -10,7 +10,8 @@
 //! registers (candle's and `gemm`'s GEMMs take f32/f16/bf16 operands, and candle's quantised
 //! matmul only knows the GGML formats).
 //!
-//! Shape of the computation: rayon splits the output columns into blocks; each block walks `in`
+//! Shape of the computation: the output columns are split into blocks, handed to the cores by
+//! candle's spinning pool (see [`job::for_each_block`]); each block walks `in`
 //! in chunks of [`KC`] words (f32 values, or twice as many bf16) so the chunk of every query row
 //! stays in L1, and inside a chunk runs tiles of up to `RMAX` rows × one output column: each
 //! weight vector is decoded once and multiplied into `RMAX` row accumulators held in registers
@@ -41,7 +42,6 @@
 //! embedding on the CPU"); per-layer timing: `examples/cpu_gemm.rs`.
 
 use half::{bf16, f16};
-use rayon::prelude::*;
 use std::sync::OnceLock;
 
 use super::nf4::AbsmaxState;
@@ -57,7 +57,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use job::{column_block, packed_rows, Job, Scratch, Sums, MAX_WORDS};
+use job::{column_block, for_each_block, packed_rows, Job, Scratch, Sums, MAX_WORDS};
 
 /// Input words per row per chunk (a word: one f32, or two bf16 on a bf16-product set): `RMAX`
 /// rows × `KC` × 4 bytes stay in L1 (28 rows: 28 KiB).
@@ -388,10 +388,10 @@ fn product_on(
     });
     // [out][rows]: each task's block of columns is one contiguous chunk.
     let mut by_column = vec![0f32; out * rows];
-    by_column
-        .par_chunks_mut(cols * rows)
-        .enumerate()
-        .for_each_init(Scratch::default, |scratch, (b, chunk)| {
+    for_each_block(
+        &mut by_column,
+        cols * rows,
+        |scratch: &mut Scratch, b, chunk| {
             let o0 = b * cols;
             let job = Job {
                 x,
@@ -418,7 +418,8 @@ fn product_on(
                 };
                 job.run_weight(beside_isa, b.weight, &mut scratch.absmax, &mut sums);
             }
-        });
+        },
+    );
     let mut y = vec![0f32; rows * out];
     for (o, col) in by_column.chunks_exact(rows).enumerate() {
         for (r, v) in col.iter().enumerate() {
