@@ -116,6 +116,7 @@ pub(super) fn for_each_block(
 struct SendPtr(*mut f32);
 // SAFETY: see `for_each_block`: the writes through it are to disjoint ranges.
 unsafe impl Send for SendPtr {}
+// SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
