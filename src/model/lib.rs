@@ -10,6 +10,7 @@
 //! - `gpu`: the forward pass's kernels (fused steps, flash attention, cuBLASLt, NF4 dequant).
 //! - `hub`: downloads from the Hugging Face hub into its standard cache (resumed, verified,
 //!   cancellable, with progress), and the offline check of what the cache holds.
+//! - `parallel`: the CPU forward's work split over every core (candle's spinning pool).
 //! - `synthetic`: deterministic model-shaped page inputs for benchmarks and checks.
 //! - `resize`, `preprocess`: the reference processor's smart_resize, bicubic resize, normalise
 //!   and patchify (the loader's render workers call them).
@@ -20,6 +21,7 @@ pub mod env_vars;
 pub mod error;
 pub mod gpu;
 pub mod hub;
+mod parallel;
 pub mod preprocess;
 pub mod quant;
 pub mod resize;

@@ -223,6 +223,11 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if fused_for(gate, DType::BF16) && fused_for(up, DType::BF16) && gate.shape() == up.shape() {
         return gate.apply_op2_no_bwd(up, &cuda::SiluMul(cuda::SiluOutput::Bf16));
     }
+    if gate.shape() == up.shape() {
+        if let Some(y) = silu_mul_cpu(gate, Some(up))? {
+            return Ok(y);
+        }
+    }
     candle_nn::ops::silu(gate)? * up
 }
 
@@ -234,7 +239,71 @@ pub fn silu_mul_halves(gu: &Tensor) -> Result<Tensor> {
     if fused_for(gu, DType::BF16) {
         return gu.apply_op1_no_bwd(&cuda::SiluMulHalves(cuda::SiluOutput::Bf16));
     }
+    if let Some(y) = silu_mul_cpu(gu, None)? {
+        return Ok(y);
+    }
     silu_mul(&gu.narrow(last, 0, h)?, &gu.narrow(last, h, h)?)
+}
+
+/// [`silu_mul`] (`up` given) or [`silu_mul_halves`] (`up` None: `gate` holds both halves) for
+/// contiguous f32 tensors on the CPU, on every core; None for anything else. candle's silu and
+/// mul took the halves' strided views on one core, and their `exp` was a query's largest step
+/// outside the products. The same f32 operations in the same order as candle's (`g / (1 +
+/// e^-g)` rounded, then `× u`): the same values.
+fn silu_mul_cpu(gate: &Tensor, up: Option<&Tensor>) -> Result<Option<Tensor>> {
+    use candle_core::{CpuStorage, Storage};
+    let dense = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous();
+    if !dense(gate) || !up.is_none_or(dense) || gate.rank() == 0 {
+        return Ok(None);
+    }
+    let width = gate.dim(gate.rank() - 1)?;
+    if up.is_none() && width % 2 != 0 {
+        return Ok(None);
+    }
+    let h = if up.is_some() { width } else { width / 2 };
+    let (gs, gl) = gate.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(g)) = &*gs else {
+        return Ok(None);
+    };
+    let g = &g[gl.start_offset()..][..gate.elem_count()];
+    let us = up.map(|u| u.storage_and_layout());
+    let u = match &us {
+        Some((s, ul)) => match &**s {
+            Storage::Cpu(CpuStorage::F32(u)) => Some(&u[ul.start_offset()..][..gate.elem_count()]),
+            _ => return Ok(None),
+        },
+        None => None,
+    };
+    let rows = gate.elem_count() / width.max(1);
+    // Tasks of a row's `CHUNK` outputs: a query's 28 rows × 11008 spread over every core.
+    const CHUNK: usize = 4096;
+    let per_row = h.div_ceil(CHUNK);
+    let mut y: Vec<f32> = Vec::with_capacity(rows * h);
+    let out = crate::parallel::SharedOut::new(&mut y);
+    let task = |t: usize| {
+        let (r, c0) = (t / per_row, t % per_row * CHUNK);
+        let n = CHUNK.min(h - c0);
+        let (gate, up) = match u {
+            Some(u) => (&g[r * width + c0..][..n], &u[r * width + c0..][..n]),
+            None => (&g[r * width + c0..][..n], &g[r * width + h + c0..][..n]),
+        };
+        // SAFETY: row `r`'s outputs `c0 .. c0 + n`, inside `y`'s capacity, this task's only.
+        let dst = unsafe { out.part(r * h + c0, n) };
+        for ((d, &g), &u) in dst.iter_mut().zip(gate).zip(up) {
+            *d = (g / (1.0 + (-g).exp())) * u;
+        }
+    };
+    let tasks = rows * per_row;
+    if rows * h < 64 * 1024 {
+        (0..tasks).for_each(task);
+    } else {
+        crate::parallel::for_each(tasks, task);
+    }
+    // SAFETY: the tasks cover every row's `h` outputs once.
+    unsafe { y.set_len(rows * h) };
+    let mut dims = gate.dims().to_vec();
+    *dims.last_mut().expect("rank ≥ 1") = h;
+    Ok(Some(Tensor::from_vec(y, dims, gate.device())?))
 }
 
 /// `silu(gate) · up` straight to FP8 E4M3 codes with a scale per row (`fp8::Fp8Rows`), for the
@@ -453,5 +522,55 @@ mod few_rows_tests {
                 assert!(diff < 1e-4, "{dtype:?} rows {rows}: {diff}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod silu_mul_cpu_tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn silu_mul_on_every_core_equals_candles_ops_bit_for_bit() {
+        let dev = Device::Cpu;
+        // 3 rows: under the pool's threshold; 28 rows × 3000: over it, the rows cut in chunks
+        // with a short last one.
+        for (rows, h) in [(3, 70), (28, 3000), (28, 4096 + 5)] {
+            let gu = Tensor::randn(0f32, 3.0, (1, rows, 2 * h), &dev).unwrap();
+            let (gate, up) = (gu.narrow(2, 0, h).unwrap(), gu.narrow(2, h, h).unwrap());
+            let want = (candle_nn::ops::silu(&gate).unwrap() * &up).unwrap();
+            let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+            let halves = silu_mul_cpu(&gu, None).unwrap().expect("the CPU path");
+            assert_eq!(halves.dims(), &[1, rows, h]);
+            let (gate, up) = (gate.contiguous().unwrap(), up.contiguous().unwrap());
+            let pair = silu_mul_cpu(&gate, Some(&up))
+                .unwrap()
+                .expect("the CPU path");
+            for got in [halves, pair] {
+                let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{rows} × {h}: not candle's values");
+            }
+        }
+    }
+
+    #[test]
+    fn silu_mul_leaves_other_tensors_to_candle() {
+        let dev = Device::Cpu;
+        let gu = Tensor::randn(0f32, 1.0, (2, 8), &dev).unwrap();
+        // Strided, another dtype, an odd stacked width: not this path's.
+        assert!(silu_mul_cpu(&gu.t().unwrap(), None).unwrap().is_none());
+        let bf = gu.to_dtype(DType::BF16).unwrap();
+        assert!(silu_mul_cpu(&bf, None).unwrap().is_none());
+        assert!(
+            silu_mul_cpu(&gu.narrow(1, 0, 7).unwrap().contiguous().unwrap(), None)
+                .unwrap()
+                .is_none()
+        );
+        // And the public functions still answer for them.
+        assert_eq!(silu_mul_halves(&bf).unwrap().dims(), &[2, 4]);
     }
 }

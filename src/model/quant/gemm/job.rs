@@ -8,6 +8,7 @@ use super::stream::{ChunkValues, Decoded, Dense, Nf4Stream, Stream};
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use super::{CpuIsa, Weight, KC};
+use crate::parallel::SharedOut;
 
 /// The widest vector, in 32-bit words (`Simd::WORDS`).
 pub(super) const MAX_WORDS: usize = 16;
@@ -19,6 +20,8 @@ pub(super) struct Scratch {
     pub(super) absmax: Vec<f32>,
     /// See [`Sums::partial`].
     pub(super) partial: Vec<f32>,
+    /// See [`Sums::out`].
+    pub(super) out: Vec<f32>,
 }
 
 /// Where a task's tiles add up.
@@ -51,78 +54,56 @@ pub(super) fn packed_rows(
     let vectors = inp / lanes;
     let mut packed = vec![0f32; vectors * rows * words + 16];
     let at = packed.as_ptr().align_offset(64).min(15);
-    let dst = &mut packed[at..];
-    for (r, row) in x.chunks_exact(inp.max(1)).enumerate() {
-        for (v, src) in row.chunks_exact(lanes).enumerate() {
-            let dst = &mut dst[(v * rows + r) * words..][..words];
-            if bf16 {
-                for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                    let lo = half::bf16::from_f32(pair[0]).to_bits() as u32;
-                    let hi = half::bf16::from_f32(pair[1]).to_bits() as u32;
-                    *d = f32::from_bits(lo | hi << 16);
+    let dst = SharedOut::new(&mut packed);
+    // Vectors `v0..v1` of every row: a task's share (rounding to bf16 is ~1 ns a value, a
+    // ms for a down projection's input on one core).
+    let pack = |v0: usize, v1: usize| {
+        for (r, row) in x.chunks_exact(inp.max(1)).enumerate() {
+            for v in v0..v1 {
+                let src = &row[v * lanes..][..lanes];
+                // SAFETY: `(v × rows + r + 1) × words` ≤ `vectors × rows × words`: inside
+                // `packed` past `at`; tasks write disjoint vectors.
+                let dst = unsafe { dst.part(at + (v * rows + r) * words, words) };
+                if bf16 {
+                    for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                        let lo = half::bf16::from_f32(pair[0]).to_bits() as u32;
+                        let hi = half::bf16::from_f32(pair[1]).to_bits() as u32;
+                        *d = f32::from_bits(lo | hi << 16);
+                    }
+                } else {
+                    dst.copy_from_slice(src);
                 }
-            } else {
-                dst.copy_from_slice(src);
             }
         }
+    };
+    if rows * inp < PARALLEL_PACK_MIN {
+        pack(0, vectors);
+    } else {
+        const VECTORS_PER_TASK: usize = 16;
+        for_each_task(vectors.div_ceil(VECTORS_PER_TASK), |_, t| {
+            let v0 = t * VECTORS_PER_TASK;
+            pack(v0, (v0 + VECTORS_PER_TASK).min(vectors));
+        });
     }
     (packed, at)
 }
 
+/// Below this many input values the rows are packed on the calling thread: a pool call costs
+/// more than the copy.
+const PARALLEL_PACK_MIN: usize = 64 * 1024;
+
 /// Output columns per task: about four tasks per thread, 4–64 columns.
 pub(super) fn column_block(out: usize) -> usize {
-    (out / (threads() * 4)).clamp(4, 64)
+    (out / (crate::parallel::threads() * 4)).clamp(4, 64)
 }
 
-/// The threads [`for_each_block`] runs on: the pool's workers and the caller.
-fn threads() -> usize {
-    candle_core::utils::barrier_pool().n_workers() + 1
-}
-
-/// `f(scratch, b, block)` for each `block_len` block `b` of `out` (the last may be shorter), on
-/// every core, each thread with its own [`Scratch`].
-///
-/// On candle's barrier pool, not rayon's: a query runs ~250 products back to back with short
-/// serial steps between them, and rayon parks a worker that finds no work within microseconds,
-/// so each product would wake every core again, a futex wake and, on a virtual machine, an
-/// interrupt through the hypervisor per halted vCPU. The barrier pool's workers spin a while
-/// before parking (`CANDLE_BARRIER_POOL_SPIN_LIMIT`, ~1–2 ms), which covers a query's gaps, and
-/// its workers are the ones candle's own elementwise ops already keep warm.
-pub(super) fn for_each_block(
-    out: &mut [f32],
-    block_len: usize,
-    f: impl Fn(&mut Scratch, usize, &mut [f32]) + Sync,
-) {
+/// `f(scratch, t)` for each task `t` in `0..tasks` on every core ([`crate::parallel`]), each
+/// thread with its own [`Scratch`].
+pub(super) fn for_each_task(tasks: usize, f: impl Fn(&mut Scratch, usize) + Sync) {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
     }
-    let len = out.len();
-    let blocks = len.div_ceil(block_len.max(1));
-    let base = SendPtr(out.as_mut_ptr());
-    candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
-        for b in range {
-            let start = b * block_len;
-            let n = block_len.min(len - start);
-            // SAFETY: the pool hands each block index to one thread once, and blocks are
-            // disjoint ranges of `out`, which outlives the call (it waits for every worker).
-            let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), n) };
-            SCRATCH.with(|s| f(&mut s.borrow_mut(), b, chunk));
-        }
-    });
-}
-
-/// A pointer the pool's threads may share (each writes only its own blocks behind it).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: see `for_each_block`: the writes through it are to disjoint ranges.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
+    crate::parallel::for_each(tasks, |t| SCRATCH.with(|s| f(&mut s.borrow_mut(), t)));
 }
 
 /// How many columns ahead [`Job::tile`] prefetches the weights.

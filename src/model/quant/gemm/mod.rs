@@ -11,7 +11,7 @@
 //! matmul only knows the GGML formats).
 //!
 //! Shape of the computation: the output columns are split into blocks, handed to the cores by
-//! candle's spinning pool (see [`job::for_each_block`]); each block walks `in`
+//! candle's spinning pool (see [`crate::parallel`]); each block walks `in`
 //! in chunks of [`KC`] words (f32 values, or twice as many bf16) so the chunk of every query row
 //! stays in L1, and inside a chunk runs tiles of up to `RMAX` rows × one output column: each
 //! weight vector is decoded once and multiplied into `RMAX` row accumulators held in registers
@@ -57,7 +57,8 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use job::{column_block, for_each_block, packed_rows, Job, Scratch, Sums, MAX_WORDS};
+use crate::parallel::SharedOut;
+use job::{column_block, for_each_task, packed_rows, Job, Scratch, Sums, MAX_WORDS};
 
 /// Input words per row per chunk (a word: one f32, or two bf16 on a bf16-product set): `RMAX`
 /// rows × `KC` × 4 bytes stay in L1 (28 rows: 28 KiB).
@@ -386,45 +387,55 @@ fn product_on(
         let (lanes, bf16) = (beside_isa.lanes(), beside_isa.bf16_products());
         packed_rows(b.x, rows, b.inp, lanes, bf16)
     });
-    // [out][rows]: each task's block of columns is one contiguous chunk.
-    let mut by_column = vec![0f32; out * rows];
-    for_each_block(
-        &mut by_column,
-        cols * rows,
-        |scratch: &mut Scratch, b, chunk| {
-            let o0 = b * cols;
+    let mut y: Vec<f32> = Vec::with_capacity(rows * out);
+    let y_at = SharedOut::new(&mut y);
+    for_each_task(out.div_ceil(cols), |scratch: &mut Scratch, b| {
+        let Scratch {
+            absmax,
+            partial,
+            out: by_column,
+        } = scratch;
+        let o0 = b * cols;
+        let o1 = (o0 + cols).min(out);
+        // [o1 - o0][rows]: the tiles' layout, then written to the rows of `y`.
+        by_column.clear();
+        by_column.resize((o1 - o0) * rows, 0.0);
+        partial.resize(by_column.len() * MAX_WORDS, 0.0);
+        let job = Job {
+            x,
+            packed,
+            rows,
+            inp,
+            o0,
+            o1,
+        };
+        let mut sums = Sums {
+            out: by_column,
+            partial,
+        };
+        job.run_weight(isa, w, absmax, &mut sums);
+        if let (Some(b), Some((bp, b_at))) = (beside, &beside_packed) {
+            // The tiles add each output's sum into `sums.out`: the second product lands on
+            // the first.
             let job = Job {
-                x,
-                packed,
-                rows,
-                inp,
-                o0,
-                o1: o0 + chunk.len() / rows,
+                x: b.x,
+                packed: &bp[*b_at..],
+                inp: b.inp,
+                ..job
             };
-            scratch.partial.resize(chunk.len() * MAX_WORDS, 0.0);
-            let mut sums = Sums {
-                out: chunk,
-                partial: &mut scratch.partial,
-            };
-            job.run_weight(isa, w, &mut scratch.absmax, &mut sums);
-            if let (Some(b), Some((bp, b_at))) = (beside, &beside_packed) {
-                // The tiles add each output's sum into `sums.out`: the second product lands on
-                // the first.
-                let job = Job {
-                    x: b.x,
-                    packed: &bp[*b_at..],
-                    inp: b.inp,
-                    ..job
-                };
-                job.run_weight(beside_isa, b.weight, &mut scratch.absmax, &mut sums);
-            }
-        },
-    );
-    let mut y = vec![0f32; rows * out];
-    for (o, col) in by_column.chunks_exact(rows).enumerate() {
-        for (r, v) in col.iter().enumerate() {
-            y[r * out + o] = *v;
+            job.run_weight(beside_isa, b.weight, absmax, &mut sums);
         }
-    }
+        for r in 0..rows {
+            // SAFETY: row `r`'s columns `o0..o1` of `y` (capacity rows × out), written by
+            // this task only.
+            let dst = unsafe { y_at.part(r * out + o0, o1 - o0) };
+            for (d, col) in dst.iter_mut().zip(by_column.chunks_exact(rows)) {
+                *d = col[r];
+            }
+        }
+    });
+    // SAFETY: the tasks cover the columns `0..out` once each, every row: all `rows × out`
+    // values are written.
+    unsafe { y.set_len(rows * out) };
     y
 }

@@ -1,0 +1,44 @@
+//! Work split over every core for the CPU forward's few-row steps (a query's products and
+//! elementwise passes), on candle's barrier pool rather than rayon's.
+//!
+//! A query runs ~250 products back to back with short serial steps between them. rayon parks a
+//! worker that finds no work within microseconds, so each product would wake every core again:
+//! a futex wake and, on a virtual machine, an interrupt through the hypervisor per halted vCPU.
+//! The barrier pool's workers spin a while before parking (`CANDLE_BARRIER_POOL_SPIN_LIMIT`,
+//! ~1–2 ms), which covers a query's gaps, and they are the workers candle's own elementwise ops
+//! already keep warm. The caller runs tasks too; a call from inside a task runs inline.
+
+/// `f(t)` for each task `t` in `0..tasks`, on every core; returns when all are done.
+pub(crate) fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
+    candle_core::utils::barrier_pool().execute_chunked(tasks, |range| range.for_each(&f));
+}
+
+/// The threads [`for_each`] runs on: the pool's workers and the caller.
+pub(crate) fn threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// A buffer the tasks of one [`for_each`] write into, each its own disjoint part.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut<T>(*mut T);
+// SAFETY: the tasks write disjoint ranges through it (the contract of `part`), and the buffer
+// outlives the pool call, which waits for every worker.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// Over `buf`'s allocation (its capacity, not only its length).
+    pub(crate) fn new(buf: &mut Vec<T>) -> SharedOut<T> {
+        SharedOut(buf.as_mut_ptr())
+    }
+
+    /// Elements `start .. start + len`.
+    ///
+    /// # Safety
+    /// Inside the allocation, and written by no other task of the call.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &mut [T] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
