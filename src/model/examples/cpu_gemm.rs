@@ -27,7 +27,10 @@ fn main() {
     let rows = args.first().copied().unwrap_or(26);
     let reps = args.get(1).copied().unwrap_or(5);
     let copies = args.get(2).copied().unwrap_or(0);
-    println!("{rows} rows, {} threads", rayon::current_num_threads());
+    println!(
+        "{rows} rows, {} threads",
+        candle_core::utils::barrier_pool().n_workers() + 1
+    );
     if copies > 0 {
         from_memory(rows, reps, copies);
     }
@@ -39,12 +42,7 @@ fn main() {
         (11008, 32),
         (2048, 32),
     ] {
-        let dense: Vec<f32> = (0..out * inp)
-            .map(|i: usize| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        let x: Vec<f32> = (0..rows * inp)
-            .map(|i: usize| (i.wrapping_mul(40503) % 997) as f32 / 498.0 - 1.0)
-            .collect();
+        let (dense, x) = operands(out, inp, rows);
         let w16: Vec<bf16> = dense.iter().map(|&v| bf16::from_f32(v)).collect();
         let q = Nf4Weight::quantize(&dense, (out, inp), 64, true).expect("quantise");
         // In huge pages, as the model's CPU weights are.
@@ -92,12 +90,7 @@ fn main() {
 /// the weights' GB/s, best of `reps` passes.
 fn from_memory(rows: usize, reps: usize, copies: usize) {
     let (out, inp) = (11008, 2048);
-    let dense: Vec<f32> = (0..out * inp)
-        .map(|i: usize| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    let x: Vec<f32> = (0..rows * inp)
-        .map(|i: usize| (i.wrapping_mul(40503) % 997) as f32 / 498.0 - 1.0)
-        .collect();
+    let (dense, x) = operands(out, inp, rows);
     let q = Nf4Weight::quantize(&dense, (out, inp), 64, true).expect("quantise");
     let packed: Vec<Vec<u8>> = (0..copies).map(|_| q.packed.clone()).collect();
     for p in &packed {
@@ -126,4 +119,15 @@ fn from_memory(rows: usize, reps: usize, copies: usize) {
         flop / best / 1e9,
         q.packed.len() as f64 / best / 1e9
     );
+}
+
+/// A weight `out × in` and `rows` input rows of deterministic values in [-1, 1].
+fn operands(out: usize, inp: usize, rows: usize) -> (Vec<f32>, Vec<f32>) {
+    let dense = (0..out * inp)
+        .map(|i: usize| (i.wrapping_mul(2654435761) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let x = (0..rows * inp)
+        .map(|i: usize| (i.wrapping_mul(40503) % 997) as f32 / 498.0 - 1.0)
+        .collect();
+    (dense, x)
 }
