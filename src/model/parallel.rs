@@ -42,3 +42,23 @@ impl<T> SharedOut<T> {
         std::slice::from_raw_parts_mut(self.0.add(start), len)
     }
 }
+
+/// Runs `f` on a pool of one rayon thread, so that the rayon parallelism inside it (candle's
+/// RMSNorm, RoPE and softmax on the CPU) runs on that thread alone: for a query's few rows those
+/// steps are too small to split, and on the global pool each would wake parked workers while
+/// [`for_each`]'s spin on the same cores. Runs on the caller's thread when no such thread can be
+/// made. The caller carries over what its thread-local settings `f` needs.
+pub(crate) fn on_one_rayon_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "pagesight-query".into())
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}

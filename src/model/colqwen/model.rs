@@ -5,11 +5,13 @@ use super::image_input::load_preprocess_config;
 use super::layers::l2_normalise_last;
 use super::lora::LoraAdapter;
 use super::processor::{Processor, QueryPrompt, TokenBatch};
+use super::profile;
 use super::source::{self, ResolvedModel, WeightSource};
 use super::text::TextModel;
 use super::vision::VisionTower;
 use super::weights::Weights;
 use crate::gpu::upload::upload;
+use crate::quant::gemm::KernelContext;
 use crate::quant::QLinear;
 use crate::settings::{Compute, DType, LoraMode, ModelSettings, Quant, QuantScope};
 use crate::PreprocessConfig;
@@ -515,10 +517,27 @@ impl ColQwen {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        let (batch, vectors) = crate::quant::gemm::for_queries(|| -> Result<_> {
-            let (hidden, batch) = self.query_last_hidden(queries)?;
-            Ok((batch, to_host_rows(&self.project_device(&hidden)?)?))
-        })?;
+        let forward = || {
+            crate::quant::gemm::for_queries(|| -> Result<_> {
+                let (hidden, batch) = self.query_last_hidden(queries)?;
+                Ok((batch, to_host_rows(&self.project_device(&hidden)?)?))
+            })
+        };
+        let (batch, vectors) = if self.device.is_cpu() {
+            // The products spread over every core on their own pool; candle's other steps stay
+            // on one thread (`on_one_rayon_thread`), which takes this thread's kernel settings
+            // and section timing along and gives the timing back.
+            let (context, timing) = (KernelContext::here(), profile::detach());
+            let (out, timing) = crate::parallel::on_one_rayon_thread(move || {
+                profile::attach(timing);
+                let out = context.apply(forward);
+                (out, profile::detach())
+            });
+            profile::attach(timing);
+            out?
+        } else {
+            forward()?
+        };
         (0..queries.len())
             .map(|row| Ok(self.real_rows(&vectors, &batch, row)?.0))
             .collect()

@@ -57,6 +57,9 @@ fn cpu_query_kernels_match_the_general_path() {
     use crate::quant::gemm::{with_isa, without_kernels, CpuIsa};
     use crate::synthetic::{top10_maxsim as top10, unit_vector_pages};
     let (mut bf16_seen, mut reordered) = (None::<f32>, 0);
+    // The kernels and the general path add in other orders: some vector must differ, or the
+    // switch did not reach the forward (which runs on a thread of its own on the CPU).
+    let mut any_difference = false;
     let cases = [
         (DType::F32, Quant::None),
         (DType::Bf16, Quant::None),
@@ -107,6 +110,7 @@ fn cpu_query_kernels_match_the_general_path() {
                     .zip(b)
                     .map(|(x, y)| (x - y).abs())
                     .fold(0f32, f32::max);
+                any_difference |= err > 0.0;
                 // Unit vectors: an absolute error is a relative one.
                 assert!(
                     err < bound,
@@ -132,6 +136,10 @@ fn cpu_query_kernels_match_the_general_path() {
             }
         }
     }
+    assert!(
+        any_difference,
+        "the kernels and the general path gave the same bits: one of them did not run"
+    );
     if let Some(err) = bf16_seen {
         eprintln!(
             "bf16 products: query vectors within {err:.2e} of the general path, the same top \

@@ -117,6 +117,21 @@ pub fn start(device: &Device) -> Result<()> {
     Ok(())
 }
 
+/// This thread's timing so far (its sections and its last mark), taken from it, for another
+/// thread to go on with ([`attach`]).
+pub struct Detached(Table);
+
+/// Takes this thread's timing off it (see [`Detached`]).
+pub fn detach() -> Detached {
+    Detached(TABLE.with(|t| std::mem::take(&mut *t.borrow_mut())))
+}
+
+/// Makes `d` this thread's timing: its marks go on from `d`'s last one and add to its sections.
+/// This thread's own timing, if any, is replaced: detach it first to keep it.
+pub fn attach(d: Detached) {
+    TABLE.with(|t| *t.borrow_mut() = d.0);
+}
+
 /// The sections timed on this thread so far, (label, seconds, calls), largest first; clears them.
 pub fn take() -> Result<Vec<(String, f64, u64)>> {
     TABLE.with(|t| {
@@ -160,6 +175,28 @@ mod tests {
         TABLE.with(|t| assert!(t.borrow().pending.len() < PENDING_MAX));
         let t = take().unwrap();
         assert_eq!(t[0].2, (PENDING_MAX + 10) as u64);
+
+        // A forward that goes on on another thread: its sections come back with the timing.
+        start(&d).unwrap();
+        mark(&d, "here").unwrap();
+        let timing = detach();
+        let timing = std::thread::spawn(move || {
+            attach(timing);
+            mark(&Device::Cpu, "there").unwrap();
+            detach()
+        })
+        .join()
+        .unwrap();
+        attach(timing);
+        mark(&d, "back").unwrap();
+        let t = take().unwrap();
+        for label in ["here", "there", "back"] {
+            assert_eq!(
+                t.iter().filter(|r| r.0 == label).count(),
+                1,
+                "{label}: {t:?}"
+            );
+        }
 
         enable(false);
         mark(&d, "c").unwrap();

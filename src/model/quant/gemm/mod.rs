@@ -260,6 +260,41 @@ pub fn without_kernels<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// This thread's kernel settings ([`with_isa`], [`without_kernels`], [`for_queries`]), to carry
+/// a forward onto another thread with them.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelContext {
+    isa: Option<CpuIsa>,
+    off: bool,
+    queries: bool,
+}
+
+impl KernelContext {
+    /// The settings of the calling thread.
+    pub fn here() -> KernelContext {
+        KernelContext {
+            isa: ISA_HERE.with(|c| c.get()),
+            off: OFF.with(|c| c.get()),
+            queries: QUERIES.with(|c| c.get()),
+        }
+    }
+
+    /// Runs `f` with these settings on the calling thread, then puts its own back.
+    pub fn apply<T>(self, f: impl FnOnce() -> T) -> T {
+        let before = KernelContext::here();
+        self.set();
+        let out = f();
+        before.set();
+        out
+    }
+
+    fn set(self) {
+        ISA_HERE.with(|c| c.set(self.isa));
+        OFF.with(|c| c.set(self.off));
+        QUERIES.with(|c| c.set(self.queries));
+    }
+}
+
 /// The name of [`isa`].
 pub fn isa_name() -> &'static str {
     isa().name()

@@ -351,3 +351,26 @@ fn a_product_beside_adds_into_the_first_on_every_isa() {
     }
     print_seen("beside", seen);
 }
+
+#[test]
+fn the_kernel_settings_go_with_a_forward_to_another_thread() {
+    let cap = isas()[isas().len() - 1];
+    let context = with_isa(cap, || {
+        for_queries(|| without_kernels(crate::quant::gemm::KernelContext::here))
+    });
+    let (isa, enabled, off_enabled) = std::thread::spawn(move || {
+        let seen = context.apply(|| (isa(), kernels_enabled(), without_kernels(kernels_enabled)));
+        // And the thread's own settings come back after.
+        assert!(!kernels_enabled());
+        seen
+    })
+    .join()
+    .unwrap();
+    assert_eq!(isa, CpuIsa::best_up_to(cap));
+    assert!(!enabled, "without_kernels was carried");
+    assert!(!off_enabled);
+    let context = for_queries(crate::quant::gemm::KernelContext::here);
+    assert!(std::thread::spawn(move || context.apply(kernels_enabled))
+        .join()
+        .unwrap());
+}
