@@ -14,6 +14,8 @@
 #   scripts/device-run.sh journey DIR                    # bench journey (random:3b), cold then warm caches
 #   scripts/device-run.sh engine-search [PAGES]          # bench engine-search (random:3b provenance)
 #   scripts/device-run.sh search-compare DIR             # `pagesight search` on cuda against cpu, same index
+#   scripts/device-run.sh cpu-query                      # the 3B query embedding on the host's CPU cores
+#   scripts/device-run.sh cpu-gemm                       # the CPU query kernels per layer shape and thread count
 #   scripts/device-run.sh selftest ingest DIR seed DIR   # several steps in one call
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -194,6 +196,21 @@ while [ $# -gt 0 ]; do
           dev=${CPUQ_DEVICE:-cpu}; prof=""; [ "${CPUQ_PROFILE:-0}" = 1 ] && prof=--profile
           note "-- $bin: bench embed --device $dev --quant $q --queries 8 $prof ($(nproc) threads)"
           "$run_dir/$bin" bench embed --model random:3b --device "$dev" --quant "$q" --queries 8 $prof ${CPUQ_COMPARE:+--compare "$CPUQ_COMPARE"} 2>&1 | tee -a "$OUT/cpu-query.log" | grep -E "^(CPU kernels|query|GPU forward|vs general|  )" >> "$summary"
+          [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+        done
+      done
+      ;;
+    cpu-gemm)
+      # The few-row CPU kernels on the 3B layer shapes (`examples/cpu_gemm`, built here with
+      # `cargo build --release -p pagesight-model --example cpu_gemm` and stripped into .device/),
+      # per example binary in CPU_GEMM_BINS (e.g. cpu_gemm,cpu_gemm_spin: two builds) and thread
+      # count in CPU_GEMM_THREADS: 28 rows, best of 3, plus the gate shape over 48 copies of its
+      # weight (out of the caches).
+      for bin in $(echo "${CPU_GEMM_BINS:-cpu_gemm}" | tr , " "); do
+        [ -x ".device/$bin" ] || { note "-- no .device/$bin"; status=1; continue; }
+        for t in $(echo "${CPU_GEMM_THREADS:-1,4,8,16}" | tr , " "); do
+          note "-- $bin, $t threads"
+          RAYON_NUM_THREADS=$t ".device/$bin" 28 3 48 2>&1 | tee "$OUT/$bin-$t.txt" | grep -E "copies|nf4" | grep -E "copies|avx512bf16|avx512 " >> "$summary"
           [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         done
       done
