@@ -1,7 +1,7 @@
 //! Work split over every core for the CPU forward's few-row steps (a query's products and
 //! elementwise passes), on candle's barrier pool rather than rayon's.
 //!
-//! A query runs ~250 products back to back with short serial steps between them. rayon parks a
+//! A query runs ~400 products back to back with short serial steps between them. rayon parks a
 //! worker that finds no work within microseconds, so each product would wake every core again:
 //! a futex wake and, on a virtual machine, an interrupt through the hypervisor per halted vCPU.
 //! The barrier pool's workers spin a while before parking (`CANDLE_BARRIER_POOL_SPIN_LIMIT`,
