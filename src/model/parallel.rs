@@ -4,8 +4,9 @@
 //! A query runs ~400 products back to back with short serial steps between them. rayon parks a
 //! worker that finds no work within microseconds, so each product would wake every core again:
 //! a futex wake and, on a virtual machine, an interrupt through the hypervisor per halted vCPU.
-//! The barrier pool's workers spin a while before parking (`CANDLE_BARRIER_POOL_SPIN_LIMIT`,
-//! ~1–2 ms), which covers a query's gaps, and they are the workers candle's own elementwise ops
+//! The barrier pool's workers spin a while before parking (`CANDLE_BARRIER_POOL_SPIN_LIMIT`
+//! pauses: about a millisecond on recent Intel cores, whose pause is long, far less on AMD's),
+//! which covers a query's gaps, and they are the workers candle's own elementwise ops
 //! already keep warm. The caller runs tasks too; a call from inside a task runs inline.
 
 /// `f(t)` for each task `t` in `0..tasks`, on every core; returns when all are done.
