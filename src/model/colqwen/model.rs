@@ -517,16 +517,20 @@ impl ColQwen {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
+        let batch = self.query_batch(queries)?;
         let forward = || {
             crate::quant::gemm::for_queries(|| -> Result<_> {
-                let (hidden, batch) = self.query_last_hidden(queries)?;
-                Ok((batch, to_host_rows(&self.project_device(&hidden)?)?))
+                let hidden = self.last_hidden_of(&batch)?;
+                to_host_rows(&self.project_device(&hidden)?)
             })
         };
-        let (batch, vectors) = if self.device.is_cpu() {
-            // The products spread over every core on their own pool; candle's other steps stay
-            // on one thread (`on_one_rayon_thread`), which takes this thread's kernel settings
-            // and section timing along and gives the timing back.
+        let rows = batch.len() * batch.seq_len();
+        let few_rows = rows <= crate::quant::fp8::FEW_ROWS && KernelContext::here().kernels_on();
+        let vectors = if self.device.is_cpu() && few_rows {
+            // The products spread over every core on their own pool; candle's other steps, too
+            // small for a query's few rows to split, stay on one thread (`on_one_rayon_thread`),
+            // which takes this thread's kernel settings and section timing along and gives the
+            // timing back. More rows take candle's GEMM, which wants rayon's every core.
             let (context, timing) = (KernelContext::here(), profile::detach());
             let (out, timing) = crate::parallel::on_one_rayon_thread(move || {
                 profile::attach(timing);
@@ -545,16 +549,24 @@ impl ColQwen {
 
     /// Final-normed LM hidden states of a left-padded query batch.
     pub fn query_last_hidden(&self, queries: &[String]) -> Result<(Tensor, TokenBatch)> {
+        let batch = self.query_batch(queries)?;
+        Ok((self.last_hidden_of(&batch)?, batch))
+    }
+
+    /// The queries' prompts tokenised and left-padded into one batch.
+    fn query_batch(&self, queries: &[String]) -> Result<TokenBatch> {
         let seqs = queries
             .iter()
             .map(|q| self.processor.query_ids(q))
             .collect::<Result<Vec<_>>>()?;
-        let batch = self.processor.batch(seqs, &[])?;
-        let embeds = self.text.embed(&self.ids_tensor(&batch)?)?;
-        let last = self
-            .text
-            .forward(&embeds, &batch.attention_mask, &batch.positions)?;
-        Ok((last, batch))
+        self.processor.batch(seqs, &[])
+    }
+
+    /// Final-normed LM hidden states of a query batch.
+    fn last_hidden_of(&self, batch: &TokenBatch) -> Result<Tensor> {
+        let embeds = self.text.embed(&self.ids_tensor(batch)?)?;
+        self.text
+            .forward(&embeds, &batch.attention_mask, &batch.positions)
     }
 
     fn ids_tensor(&self, batch: &TokenBatch) -> Result<Tensor> {

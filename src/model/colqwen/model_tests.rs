@@ -90,12 +90,24 @@ fn cpu_query_kernels_match_the_general_path() {
         let general: Vec<Vec<f32>> =
             without_kernels(|| queries.iter().map(each).collect::<Result<_>>()).unwrap();
         let isas = CpuIsa::ALL.into_iter().filter(|i| i.available());
-        let runs = isas.map(|i| {
-            (
-                i,
-                with_isa(i, || queries.iter().map(each).collect::<Result<Vec<_>>>()),
-            )
-        });
+        let runs: Vec<_> = isas
+            .map(|i| {
+                (
+                    i,
+                    with_isa(i, || queries.iter().map(each).collect::<Result<Vec<_>>>()),
+                )
+            })
+            .collect();
+        // The sets add in other orders too: if every set gave the same bits, the set asked for
+        // did not reach the forward's thread.
+        let bits = |r: &Result<Vec<Vec<f32>>>| -> Vec<u32> {
+            let r = r.as_ref().unwrap();
+            r.iter().flatten().map(|v| v.to_bits()).collect()
+        };
+        assert!(
+            runs.len() < 2 || runs.iter().any(|(_, r)| bits(r) != bits(&runs[0].1)),
+            "{dtype:?} {quant:?}: every instruction set gave the same bits"
+        );
         let dim = m.embedding_dim();
         let pages = unit_vector_pages(400, 16, dim);
         for (isa, fast) in runs {

@@ -279,6 +279,12 @@ impl KernelContext {
         }
     }
 
+    /// Whether the few-row kernels may serve a query under these settings (not switched off by
+    /// [`without_kernels`]).
+    pub fn kernels_on(self) -> bool {
+        !self.off
+    }
+
     /// Runs `f` with these settings on the calling thread, then puts its own back.
     pub fn apply<T>(self, f: impl FnOnce() -> T) -> T {
         let before = KernelContext::here();
