@@ -374,3 +374,24 @@ fn the_kernel_settings_go_with_a_forward_to_another_thread() {
         .join()
         .unwrap());
 }
+
+#[test]
+fn rows_packed_by_the_pool_match_the_plain_product_on_every_isa() {
+    // 33 rows of 2080 inputs: past the size the calling thread packs alone, so the pool's tasks
+    // pack the rows (2080 = 65 vectors of 32, 130 of 16, 260 of 8: a last task short of its 16
+    // vectors on every set), and 40 outputs make blocks of 4 columns for the tasks to share.
+    let (out, inp, rows) = (40, 2080, 33);
+    assert!(rows * inp >= 64 * 1024);
+    let w = values(7, out * inp);
+    let x = values(8, rows * inp);
+    let w16: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+    let wide16: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+    let mut seen = 0f32;
+    for isa in isas() {
+        let y = matmul_rows_isa(isa, Weight::Bf16(&w16), out, inp, &x, rows);
+        let shape = (wide16.as_slice(), out, inp, x.as_slice(), rows);
+        let what = format!("bf16 {out}×{inp}, {rows} rows");
+        seen = seen.max(check(isa, &y, with_end(shape, isa, None), None, &what));
+    }
+    print_seen("packed by the pool", seen);
+}
