@@ -14,8 +14,22 @@ pub(crate) fn for_each(tasks: usize, f: impl Fn(usize) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(tasks, |range| range.for_each(&f));
 }
 
+/// [`for_each`] for a pass over `values` values, or on the calling thread alone where they are
+/// fewer than [`SPLIT_MIN_VALUES`].
+pub(crate) fn for_each_over(values: usize, tasks: usize, f: impl Fn(usize) + Sync) {
+    if values < SPLIT_MIN_VALUES {
+        (0..tasks).for_each(f);
+    } else {
+        for_each(tasks, f);
+    }
+}
+
+/// Below this many values an elementwise pass costs less than handing it to the pool (candle
+/// splits its own elementwise ops from the same size).
+const SPLIT_MIN_VALUES: usize = 64 * 1024;
+
 /// The threads [`for_each`] runs on: the pool's workers and the caller.
-pub(crate) fn threads() -> usize {
+pub fn threads() -> usize {
     candle_core::utils::barrier_pool().n_workers() + 1
 }
 

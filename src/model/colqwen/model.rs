@@ -525,13 +525,14 @@ impl ColQwen {
             })
         };
         let rows = batch.len() * batch.seq_len();
-        let few_rows = rows <= crate::quant::fp8::FEW_ROWS && KernelContext::here().kernels_on();
+        let context = KernelContext::here();
+        let few_rows = rows <= crate::quant::fp8::FEW_ROWS && context.kernels_on();
         let vectors = if self.device.is_cpu() && few_rows {
             // The products spread over every core on their own pool; candle's other steps, too
             // small for a query's few rows to split, stay on one thread (`on_one_rayon_thread`),
             // which takes this thread's kernel settings and section timing along and gives the
             // timing back. More rows take candle's GEMM, which wants rayon's every core.
-            let (context, timing) = (KernelContext::here(), profile::detach());
+            let timing = profile::detach();
             let (out, timing) = crate::parallel::on_one_rayon_thread(move || {
                 profile::attach(timing);
                 let out = context.apply(forward);

@@ -6,7 +6,7 @@
 //! distinct copies in turn, as a query's layers are read from memory.
 
 use half::bf16;
-use pagesight_model::quant::gemm::{matmul_rows_isa, CpuIsa, Nf4View, Weight};
+use pagesight_model::quant::gemm::{self, matmul_rows_isa, CpuIsa, Nf4View, Weight};
 use pagesight_model::quant::{huge_pages, Nf4Weight};
 use std::time::Instant;
 
@@ -27,10 +27,7 @@ fn main() {
     let rows = args.first().copied().unwrap_or(26);
     let reps = args.get(1).copied().unwrap_or(5);
     let copies = args.get(2).copied().unwrap_or(0);
-    println!(
-        "{rows} rows, {} threads",
-        candle_core::utils::barrier_pool().n_workers() + 1
-    );
+    println!("{rows} rows, {} threads", gemm::threads());
     if copies > 0 {
         from_memory(rows, reps, copies);
     }

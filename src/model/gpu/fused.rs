@@ -293,12 +293,7 @@ fn silu_mul_cpu(gate: &Tensor, up: Option<&Tensor>) -> Result<Option<Tensor>> {
             *d = (g / (1.0 + (-g).exp())) * u;
         }
     };
-    let tasks = rows * per_row;
-    if rows * h < 64 * 1024 {
-        (0..tasks).for_each(task);
-    } else {
-        crate::parallel::for_each(tasks, task);
-    }
+    crate::parallel::for_each_over(rows * h, rows * per_row, task);
     // SAFETY: the tasks cover every row's `h` outputs once.
     unsafe { y.set_len(rows * h) };
     let mut dims = gate.dims().to_vec();

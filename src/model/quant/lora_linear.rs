@@ -76,6 +76,13 @@ impl LoraLinear {
         let up = self.up.pad_with_zeros(0, 0, out_to - out)?;
         LoraLinear::new(self.base.padded(out_to, in_to)?, down, up)
     }
+
+    /// The adapter's term `(scale·B)·(A·x)` plus the base's bias: what the base product is added
+    /// onto where its GEMM accumulates.
+    fn term_with_bias(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let low = fused::linear(x, &self.down, None)?;
+        fused::linear(&low, &self.up, self.base.bias_tensor())
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -98,15 +105,6 @@ impl LoraLinear {
             bail!("LoRA layer: FP8 input rows for a base that does not take them");
         };
         base.forward_fp8_rows_onto(codes, self.term_with_bias(x)?)
-    }
-}
-
-impl LoraLinear {
-    /// The adapter's term `(scale·B)·(A·x)` plus the base's bias: what the base product is added
-    /// onto where its GEMM accumulates.
-    fn term_with_bias(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let low = fused::linear(x, &self.down, None)?;
-        fused::linear(&low, &self.up, self.base.bias_tensor())
     }
 }
 

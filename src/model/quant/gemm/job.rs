@@ -76,21 +76,14 @@ pub(super) fn packed_rows(
             }
         }
     };
-    if rows * inp < PARALLEL_PACK_MIN {
-        pack(0, vectors);
-    } else {
-        const VECTORS_PER_TASK: usize = 16;
-        for_each_task(vectors.div_ceil(VECTORS_PER_TASK), |_, t| {
-            let v0 = t * VECTORS_PER_TASK;
-            pack(v0, (v0 + VECTORS_PER_TASK).min(vectors));
-        });
-    }
+    const VECTORS_PER_TASK: usize = 16;
+    let tasks = vectors.div_ceil(VECTORS_PER_TASK);
+    crate::parallel::for_each_over(rows * inp, tasks, |t| {
+        let v0 = t * VECTORS_PER_TASK;
+        pack(v0, (v0 + VECTORS_PER_TASK).min(vectors));
+    });
     (packed, at)
 }
-
-/// Below this many input values the rows are packed on the calling thread: a pool call costs
-/// more than the copy.
-const PARALLEL_PACK_MIN: usize = 64 * 1024;
 
 /// Output columns per task: about four tasks per thread, 4–64 columns.
 pub(super) fn column_block(out: usize) -> usize {

@@ -57,6 +57,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use crate::parallel::threads;
 use crate::parallel::SharedOut;
 use job::{column_block, for_each_task, packed_rows, Job, Scratch, Sums, MAX_WORDS};
 
